@@ -1,0 +1,243 @@
+//! HTTP/1.1 request parsing (httparse) and response heads, sans-IO.
+//!
+//! `parse_request` takes the connection's buffered bytes and returns one request and how many
+//! bytes it used, so pipelined requests are served in order. Headers are limited to
+//! [`MAX_HEAD_BYTES`]; request bodies are not accepted (the engine serves GET and HEAD).
+
+use std::fmt::Write as _;
+
+use bytes::Bytes;
+
+use crate::media::StreamKey;
+
+/// Largest request head accepted.
+pub const MAX_HEAD_BYTES: usize = 16 * 1024;
+const MAX_HEADERS: usize = 64;
+
+/// Why a request is refused; each closes the connection after a 4xx.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum HttpError {
+    /// httparse rejected the bytes.
+    #[error("malformed request: {0}")]
+    Malformed(String),
+    /// The head grew past [`MAX_HEAD_BYTES`] without ending.
+    #[error("request head exceeds {MAX_HEAD_BYTES} bytes")]
+    HeadTooLarge,
+    /// The request carries a body (Content-Length > 0 or chunked).
+    #[error("request bodies are not accepted")]
+    BodyNotAccepted,
+}
+
+impl HttpError {
+    /// The status to answer with.
+    pub fn status(&self) -> u16 {
+        match self {
+            HttpError::HeadTooLarge => 431,
+            HttpError::BodyNotAccepted => 413,
+            HttpError::Malformed(_) => 400,
+        }
+    }
+}
+
+/// Request methods the engine distinguishes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    Get,
+    Head,
+    Options,
+    Other,
+}
+
+/// A parsed request head.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    pub method: Method,
+    pub path: String,
+    pub query: Option<String>,
+    /// HTTP/1.1 without `Connection: close`, or HTTP/1.0 with `keep-alive`.
+    pub keep_alive: bool,
+}
+
+/// Parses one request from the front of `buf`. `Ok(None)`: need more bytes.
+pub fn parse_request(buf: &[u8]) -> Result<Option<(Request, usize)>, HttpError> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    let status = req.parse(buf).map_err(|e| HttpError::Malformed(e.to_string()))?;
+    let consumed = match status {
+        httparse::Status::Partial if buf.len() > MAX_HEAD_BYTES => return Err(HttpError::HeadTooLarge),
+        httparse::Status::Partial => return Ok(None),
+        httparse::Status::Complete(n) if n > MAX_HEAD_BYTES => return Err(HttpError::HeadTooLarge),
+        httparse::Status::Complete(n) => n,
+    };
+    let method = match req.method.unwrap_or("") {
+        "GET" => Method::Get,
+        "HEAD" => Method::Head,
+        "OPTIONS" => Method::Options,
+        _ => Method::Other,
+    };
+    let version = req.version.unwrap_or(1);
+    let mut keep_alive = version >= 1;
+    for h in req.headers.iter() {
+        let value = std::str::from_utf8(h.value).unwrap_or("").trim();
+        if h.name.eq_ignore_ascii_case("connection") {
+            if value.eq_ignore_ascii_case("close") {
+                keep_alive = false;
+            } else if value.eq_ignore_ascii_case("keep-alive") {
+                keep_alive = true;
+            }
+        } else if (h.name.eq_ignore_ascii_case("content-length") && value != "0")
+            || h.name.eq_ignore_ascii_case("transfer-encoding")
+        {
+            return Err(HttpError::BodyNotAccepted);
+        }
+    }
+    let target = req.path.unwrap_or("/");
+    let (path, query) = match target.split_once('?') {
+        Some((p, q)) => (p.to_string(), Some(q.to_string())),
+        None => (target.to_string(), None),
+    };
+    Ok(Some((
+        Request {
+            method,
+            path,
+            query,
+            keep_alive,
+        },
+        consumed,
+    )))
+}
+
+/// What a path names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    /// `/{app}/{stream}.flv`
+    Flv(StreamKey),
+    Health,
+    Metrics,
+    Streams,
+    NotFound,
+}
+
+impl Route {
+    pub fn parse(path: &str) -> Route {
+        match path {
+            "/healthz" => return Route::Health,
+            "/metrics" => return Route::Metrics,
+            "/api/v1/streams" => return Route::Streams,
+            _ => {}
+        }
+        let mut parts = path.trim_start_matches('/').splitn(2, '/');
+        let (Some(app), Some(file)) = (parts.next(), parts.next()) else {
+            return Route::NotFound;
+        };
+        match file.strip_suffix(".flv").and_then(|s| StreamKey::new(app, s)) {
+            Some(key) => Route::Flv(key),
+            None => Route::NotFound,
+        }
+    }
+}
+
+/// Reason phrase for the statuses the engine sends.
+pub fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        204 => "No Content",
+        400 => "Bad Request",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        413 => "Payload Too Large",
+        431 => "Request Header Fields Too Large",
+        503 => "Service Unavailable",
+        _ => "Unknown",
+    }
+}
+
+/// Builds a response head. `content_length: None` means the body runs until close.
+pub fn response_head(
+    status: u16,
+    content_type: &str,
+    content_length: Option<usize>,
+    cache_control: &str,
+    keep_alive: bool,
+) -> Bytes {
+    let mut h = String::with_capacity(256);
+    // Writing to a String cannot fail.
+    let _ = write!(h, "HTTP/1.1 {status} {}\r\nServer: edge-engine\r\n", reason(status));
+    if !content_type.is_empty() {
+        let _ = write!(h, "Content-Type: {content_type}\r\n");
+    }
+    if let Some(len) = content_length {
+        let _ = write!(h, "Content-Length: {len}\r\n");
+    }
+    let _ = write!(
+        h,
+        "Cache-Control: {cache_control}\r\nAccess-Control-Allow-Origin: *\r\nAccess-Control-Allow-Methods: GET, HEAD, OPTIONS\r\nConnection: {}\r\n\r\n",
+        if keep_alive { "keep-alive" } else { "close" }
+    );
+    Bytes::from(h)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pipelined_requests_at_every_split() {
+        let wire = b"GET /live/x.flv?t=1 HTTP/1.1\r\nHost: a\r\n\r\nHEAD /healthz HTTP/1.0\r\n\r\n";
+        for at in 0..=wire.len() {
+            let mut buf = wire[..at].to_vec();
+            let mut got = Vec::new();
+            let feed = |buf: &mut Vec<u8>, got: &mut Vec<Request>| {
+                while let Some((req, n)) = parse_request(buf).unwrap() {
+                    buf.drain(..n);
+                    got.push(req);
+                }
+            };
+            feed(&mut buf, &mut got);
+            buf.extend_from_slice(&wire[at..]);
+            feed(&mut buf, &mut got);
+            assert_eq!(got.len(), 2, "split {at}");
+            assert_eq!(got[0].method, Method::Get);
+            assert_eq!(got[0].path, "/live/x.flv");
+            assert_eq!(got[0].query.as_deref(), Some("t=1"));
+            assert!(got[0].keep_alive);
+            assert_eq!(got[1].method, Method::Head);
+            assert!(!got[1].keep_alive, "HTTP/1.0 defaults to close");
+            assert!(buf.is_empty());
+        }
+    }
+
+    #[test]
+    fn limits_and_garbage() {
+        assert!(matches!(parse_request(b"\x00\x01garbage\r\n\r\n"), Err(HttpError::Malformed(_))));
+        let mut big = b"GET / HTTP/1.1\r\nX: ".to_vec();
+        big.extend(std::iter::repeat_n(b'a', MAX_HEAD_BYTES));
+        assert_eq!(parse_request(&big), Err(HttpError::HeadTooLarge));
+        big.extend_from_slice(b"\r\n\r\n");
+        assert_eq!(parse_request(&big), Err(HttpError::HeadTooLarge));
+        assert_eq!(
+            parse_request(b"POST / HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc"),
+            Err(HttpError::BodyNotAccepted)
+        );
+        assert_eq!(parse_request(b"GET / HTTP/1.1\r\nHost:"), Ok(None));
+    }
+
+    #[test]
+    fn routes() {
+        assert_eq!(Route::parse("/live/x.flv"), Route::Flv(StreamKey::new("live", "x").unwrap()));
+        assert_eq!(Route::parse("/healthz"), Route::Health);
+        assert_eq!(Route::parse("/live/x.mp4"), Route::NotFound);
+        assert_eq!(Route::parse("/live/a/b.flv"), Route::NotFound);
+        assert_eq!(Route::parse("/x.flv"), Route::NotFound);
+    }
+
+    #[test]
+    fn heads() {
+        let h = response_head(200, "video/x-flv", None, "no-cache", false);
+        let s = std::str::from_utf8(&h).unwrap();
+        assert!(s.starts_with("HTTP/1.1 200 OK\r\n"));
+        assert!(s.contains("Connection: close\r\n") && !s.contains("Content-Length"));
+        let h = response_head(404, "text/plain", Some(10), "no-cache", true);
+        assert!(std::str::from_utf8(&h).unwrap().contains("Content-Length: 10\r\n"));
+    }
+}

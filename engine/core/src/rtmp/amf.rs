@@ -1,0 +1,92 @@
+//! AMF0 bodies the engine builds itself: `onMetaData` (once per stream, from what the
+//! publisher declared) and `onStatus` commands that rml_rtmp has no call for.
+
+use std::collections::HashMap;
+
+use bytes::Bytes;
+use rml_amf0::Amf0Value;
+use rml_rtmp::sessions::StreamMetadata;
+
+/// The AMF0 body of an `onMetaData` data message (also an FLV script tag body).
+pub fn metadata_body(m: &StreamMetadata) -> Bytes {
+    let mut p: HashMap<String, Amf0Value> = HashMap::new();
+    let mut num = |k: &str, v: Option<f64>| {
+        if let Some(v) = v {
+            p.insert(k.to_string(), Amf0Value::Number(v));
+        }
+    };
+    num("width", m.video_width.map(f64::from));
+    num("height", m.video_height.map(f64::from));
+    num("videocodecid", m.video_codec_id.map(f64::from));
+    num("videodatarate", m.video_bitrate_kbps.map(f64::from));
+    num("framerate", m.video_frame_rate.map(f64::from));
+    num("audiocodecid", m.audio_codec_id.map(f64::from));
+    num("audiodatarate", m.audio_bitrate_kbps.map(f64::from));
+    num("audiosamplerate", m.audio_sample_rate.map(f64::from));
+    num("audiochannels", m.audio_channels.map(f64::from));
+    if let Some(stereo) = m.audio_is_stereo {
+        p.insert("stereo".into(), Amf0Value::Boolean(stereo));
+    }
+    if let Some(enc) = &m.encoder {
+        p.insert("encoder".into(), Amf0Value::Utf8String(enc.clone()));
+    }
+    encode(vec![
+        Amf0Value::Utf8String("onMetaData".into()),
+        Amf0Value::Object(p),
+    ])
+}
+
+/// The AMF0 body of `onStatus(null, {level, code, description})`.
+pub fn status_body(level: &str, code: &str, description: &str) -> Bytes {
+    let mut info = HashMap::new();
+    info.insert("level".to_string(), Amf0Value::Utf8String(level.into()));
+    info.insert("code".to_string(), Amf0Value::Utf8String(code.into()));
+    info.insert(
+        "description".to_string(),
+        Amf0Value::Utf8String(description.into()),
+    );
+    encode(vec![
+        Amf0Value::Utf8String("onStatus".into()),
+        Amf0Value::Number(0.0),
+        Amf0Value::Null,
+        Amf0Value::Object(info),
+    ])
+}
+
+fn encode(values: Vec<Amf0Value>) -> Bytes {
+    // Serialising strings, numbers, booleans and objects cannot fail: rml_amf0 only errors on
+    // strings longer than 65 535 bytes, and every string here is short.
+    Bytes::from(rml_amf0::serialize(&values).expect("short AMF0 values always serialise"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metadata_round_trips() {
+        let mut m = StreamMetadata::new();
+        m.video_width = Some(320);
+        m.audio_sample_rate = Some(44100);
+        m.encoder = Some("Lavf".into());
+        let body = metadata_body(&m);
+        let vals = rml_amf0::deserialize(&mut &body[..]).unwrap();
+        assert_eq!(vals[0], Amf0Value::Utf8String("onMetaData".into()));
+        let props = vals[1].clone().get_object_properties().unwrap();
+        assert_eq!(props["width"], Amf0Value::Number(320.0));
+        assert_eq!(props["audiosamplerate"], Amf0Value::Number(44100.0));
+        assert_eq!(props.len(), 3);
+    }
+
+    #[test]
+    fn status_has_code() {
+        let body = status_body("status", "NetStream.Play.UnpublishNotify", "gone");
+        let vals = rml_amf0::deserialize(&mut &body[..]).unwrap();
+        assert_eq!(vals[0], Amf0Value::Utf8String("onStatus".into()));
+        let info = vals[3].clone().get_object_properties().unwrap();
+        assert_eq!(
+            info["code"],
+            Amf0Value::Utf8String("NetStream.Play.UnpublishNotify".into())
+        );
+    }
+}

@@ -1,0 +1,401 @@
+//! Stream state: the master on the owner shard (publisher lifecycle, timestamps, frames built
+//! once) and the replica every shard with viewers keeps (headers plus GOP cache for joins).
+//!
+//! The master turns publisher input into [`StreamUpdate`]s; a replica is a pure function of
+//! the updates it was fed, so the owner's own replica and every remote one agree.
+//!
+//! Publisher lifecycle, in steps:
+//! 1. `Idle` → publish → `Live`. A second publish while `Live` is refused (`BadName`).
+//! 2. The publisher leaves → `Grace` until `now + grace_ms`; viewers stay attached.
+//! 3. A publish during `Grace` → `Live` again: timestamps are rebased to continue after the
+//!    last one sent, and replicas drop their GOP so joins wait for the new headers.
+//! 4. `Grace` expires → `Ended` goes out and the master is `Idle` (and can be freed).
+
+use bytes::Bytes;
+
+use crate::gop::{GopCache, GopLimits};
+use crate::media::{self, Frame, FrameFlags, MediaError, MediaKind};
+use crate::rtmp::timestamp::TimestampUnwrapper;
+
+/// Who publishes: an engine-assigned id, unique per machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PublisherId(pub u64);
+
+/// Why a publish is refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum PublishError {
+    /// Someone is already publishing this key.
+    #[error("stream is already being published")]
+    AlreadyPublishing,
+}
+
+/// What a master tells the replicas.
+#[derive(Debug, Clone)]
+pub enum StreamUpdate {
+    /// A publisher went live. `republish` is true when it continues a stream in grace.
+    Started { republish: bool },
+    /// A frame (media, sequence header or metadata).
+    Frame(Frame),
+    /// The publisher left; viewers wait for a republish.
+    Unpublished,
+    /// The grace period ran out: the stream is over.
+    Ended,
+    /// Everything a new replica needs, in join order.
+    Snapshot { live: bool, frames: Vec<Frame> },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum MasterState {
+    Idle,
+    Live(PublisherId),
+    Grace { until_ms: u64, since_ms: u64 },
+}
+
+/// The owner shard's state for one stream.
+#[derive(Debug)]
+pub struct StreamMaster {
+    state: MasterState,
+    grace_ms: u64,
+    unwrapper: TimestampUnwrapper,
+    /// Output time = unwrapped input time + offset.
+    offset_ms: i64,
+    last_out_ms: Option<u64>,
+    rebase_gap_ms: Option<u64>,
+    has_video: bool,
+}
+
+impl StreamMaster {
+    pub fn new(grace_ms: u64) -> Self {
+        Self {
+            state: MasterState::Idle,
+            grace_ms,
+            unwrapper: TimestampUnwrapper::new(),
+            offset_ms: 0,
+            last_out_ms: None,
+            rebase_gap_ms: None,
+            has_video: false,
+        }
+    }
+
+    pub fn is_live(&self) -> bool {
+        matches!(self.state, MasterState::Live(_))
+    }
+
+    pub fn is_idle(&self) -> bool {
+        self.state == MasterState::Idle
+    }
+
+    pub fn publisher(&self) -> Option<PublisherId> {
+        match self.state {
+            MasterState::Live(p) => Some(p),
+            _ => None,
+        }
+    }
+
+    /// A publisher asks for the key.
+    pub fn handle_publish(&mut self, publisher: PublisherId, now_ms: u64) -> Result<Vec<StreamUpdate>, PublishError> {
+        match self.state {
+            MasterState::Live(_) => Err(PublishError::AlreadyPublishing),
+            MasterState::Idle => {
+                self.state = MasterState::Live(publisher);
+                self.unwrapper = TimestampUnwrapper::new();
+                self.offset_ms = 0;
+                self.last_out_ms = None;
+                self.rebase_gap_ms = None;
+                self.has_video = false;
+                Ok(vec![StreamUpdate::Started { republish: false }])
+            }
+            MasterState::Grace { since_ms, .. } => {
+                self.state = MasterState::Live(publisher);
+                self.unwrapper = TimestampUnwrapper::new();
+                self.rebase_gap_ms = Some(now_ms.saturating_sub(since_ms).max(1));
+                self.has_video = false;
+                Ok(vec![StreamUpdate::Started { republish: true }])
+            }
+        }
+    }
+
+    /// A media message from `publisher`. Messages from anyone but the live publisher (late
+    /// messages of a refused or replaced one) are ignored.
+    pub fn handle_media(
+        &mut self,
+        publisher: PublisherId,
+        kind: MediaKind,
+        timestamp: u32,
+        body: Bytes,
+    ) -> Result<Option<Frame>, MediaError> {
+        if self.state != MasterState::Live(publisher) {
+            return Ok(None);
+        }
+        let flags = match kind {
+            MediaKind::Video => {
+                let tag = media::parse_video_tag(&body)?;
+                if tag.info_only {
+                    return Ok(None);
+                }
+                self.has_video = true;
+                FrameFlags {
+                    sync_point: tag.keyframe && !tag.sequence_header && !tag.end_of_sequence,
+                    header: tag.sequence_header,
+                }
+            }
+            MediaKind::Audio => {
+                let tag = media::parse_audio_tag(&body)?;
+                FrameFlags {
+                    sync_point: !self.has_video && !tag.sequence_header,
+                    header: tag.sequence_header,
+                }
+            }
+            MediaKind::Data => FrameFlags { sync_point: false, header: true },
+        };
+        let ext = self.unwrapper.unwrap(timestamp);
+        if let Some(gap) = self.rebase_gap_ms.take() {
+            let target = self.last_out_ms.map_or(0, |l| l + gap);
+            self.offset_ms = target as i64 - ext as i64;
+        }
+        let out = (ext as i64 + self.offset_ms).max(0) as u64;
+        self.last_out_ms = Some(self.last_out_ms.map_or(out, |l| l.max(out)));
+        Ok(Some(Frame::new(kind, out, flags, body)))
+    }
+
+    /// `onMetaData` from `publisher`.
+    pub fn handle_metadata(&mut self, publisher: PublisherId, body: Bytes) -> Option<Frame> {
+        if self.state != MasterState::Live(publisher) {
+            return None;
+        }
+        let flags = FrameFlags { sync_point: false, header: true };
+        Some(Frame::new(MediaKind::Data, 0, flags, body))
+    }
+
+    /// The publisher left (or its connection closed).
+    pub fn handle_unpublish(&mut self, publisher: PublisherId, now_ms: u64) -> Vec<StreamUpdate> {
+        if self.state != MasterState::Live(publisher) {
+            return Vec::new();
+        }
+        self.state = MasterState::Grace {
+            until_ms: now_ms + self.grace_ms,
+            since_ms: now_ms,
+        };
+        vec![StreamUpdate::Unpublished]
+    }
+
+    /// When `handle_timeout` wants to be called.
+    pub fn poll_timeout(&self) -> Option<u64> {
+        match self.state {
+            MasterState::Grace { until_ms, .. } => Some(until_ms),
+            _ => None,
+        }
+    }
+
+    pub fn handle_timeout(&mut self, now_ms: u64) -> Vec<StreamUpdate> {
+        match self.state {
+            MasterState::Grace { until_ms, .. } if now_ms >= until_ms => {
+                self.state = MasterState::Idle;
+                vec![StreamUpdate::Ended]
+            }
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// Where a replica stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplicaState {
+    /// No publisher yet (viewers wait, bounded by the engine's play-wait).
+    Waiting,
+    Live,
+    /// Publisher gone, grace running.
+    Unpublished,
+    Ended,
+}
+
+/// What one shard keeps of a stream for its viewers.
+#[derive(Debug)]
+pub struct StreamReplica {
+    state: ReplicaState,
+    metadata: Option<Frame>,
+    video_header: Option<Frame>,
+    audio_header: Option<Frame>,
+    has_video: bool,
+    gop: GopCache,
+}
+
+impl StreamReplica {
+    pub fn new(limits: GopLimits) -> Self {
+        Self {
+            state: ReplicaState::Waiting,
+            metadata: None,
+            video_header: None,
+            audio_header: None,
+            has_video: false,
+            gop: GopCache::new(limits),
+        }
+    }
+
+    pub fn state(&self) -> ReplicaState {
+        self.state
+    }
+
+    /// Applies an update from the master.
+    pub fn handle_update(&mut self, update: &StreamUpdate) {
+        match update {
+            StreamUpdate::Started { republish } => {
+                if *republish {
+                    self.clear();
+                }
+                self.state = ReplicaState::Live;
+            }
+            StreamUpdate::Frame(f) => self.handle_frame(f),
+            StreamUpdate::Unpublished => self.state = ReplicaState::Unpublished,
+            StreamUpdate::Ended => {
+                self.clear();
+                self.state = ReplicaState::Ended;
+            }
+            StreamUpdate::Snapshot { live, frames } => {
+                self.clear();
+                self.state = if *live { ReplicaState::Live } else { ReplicaState::Waiting };
+                for f in frames {
+                    self.handle_frame(f);
+                }
+            }
+        }
+    }
+
+    fn handle_frame(&mut self, f: &Frame) {
+        if f.kind == MediaKind::Video {
+            self.has_video = true;
+        }
+        if f.flags.header {
+            let slot = match f.kind {
+                MediaKind::Data => &mut self.metadata,
+                MediaKind::Video => &mut self.video_header,
+                MediaKind::Audio => &mut self.audio_header,
+            };
+            *slot = Some(f.clone());
+        } else {
+            self.gop.handle_frame(f, self.has_video);
+        }
+    }
+
+    fn clear(&mut self) {
+        self.metadata = None;
+        self.video_header = None;
+        self.audio_header = None;
+        self.has_video = false;
+        self.gop.clear();
+    }
+
+    /// What a joining viewer gets first, in order: metadata, sequence headers, the GOP.
+    pub fn join_frames(&self) -> impl Iterator<Item = &Frame> {
+        self.metadata
+            .iter()
+            .chain(self.video_header.iter())
+            .chain(self.audio_header.iter())
+            .chain(self.gop.frames())
+    }
+
+    /// A snapshot for a shard that subscribes now.
+    pub fn snapshot(&self) -> StreamUpdate {
+        StreamUpdate::Snapshot {
+            live: self.state == ReplicaState::Live,
+            frames: self.join_frames().cloned().collect(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const P1: PublisherId = PublisherId(1);
+    const P2: PublisherId = PublisherId(2);
+
+    fn avc(key: bool, seq: bool) -> Bytes {
+        let b0 = if key { 0x17 } else { 0x27 };
+        Bytes::from(vec![b0, if seq { 0 } else { 1 }, 0, 0, 0, 0xaa])
+    }
+
+    #[test]
+    fn second_publish_is_refused_and_first_continues() {
+        let mut m = StreamMaster::new(10_000);
+        assert!(m.handle_publish(P1, 0).is_ok());
+        assert_eq!(m.handle_publish(P2, 1).unwrap_err(), PublishError::AlreadyPublishing);
+        assert!(m.handle_media(P2, MediaKind::Video, 0, avc(true, false)).unwrap().is_none());
+        assert!(m.handle_media(P1, MediaKind::Video, 0, avc(true, false)).unwrap().is_some());
+    }
+
+    #[test]
+    fn republish_in_grace_continues_timestamps() {
+        let mut m = StreamMaster::new(10_000);
+        m.handle_publish(P1, 0).unwrap();
+        let f = m.handle_media(P1, MediaKind::Video, 5000, avc(true, false)).unwrap().unwrap();
+        assert_eq!(f.timestamp_ms, 5000);
+        assert!(matches!(m.handle_unpublish(P1, 100)[..], [StreamUpdate::Unpublished]));
+        assert_eq!(m.poll_timeout(), Some(10_100));
+        let u = m.handle_publish(P2, 350).unwrap();
+        assert!(matches!(u[..], [StreamUpdate::Started { republish: true }]));
+        // New publisher starts at 0: output continues 250 ms after the last frame.
+        let f = m.handle_media(P2, MediaKind::Video, 0, avc(true, true)).unwrap().unwrap();
+        assert_eq!(f.timestamp_ms, 5250);
+        assert!(f.flags.header && !f.flags.sync_point);
+        let f = m.handle_media(P2, MediaKind::Video, 40, avc(false, false)).unwrap().unwrap();
+        assert_eq!(f.timestamp_ms, 5290);
+    }
+
+    #[test]
+    fn grace_expiry_ends_the_stream() {
+        let mut m = StreamMaster::new(1000);
+        m.handle_publish(P1, 0).unwrap();
+        m.handle_unpublish(P1, 10);
+        assert!(m.handle_timeout(1009).is_empty());
+        assert!(matches!(m.handle_timeout(1010)[..], [StreamUpdate::Ended]));
+        assert!(m.is_idle());
+        // A fresh publish after the end starts a new timeline.
+        m.handle_publish(P2, 2000).unwrap();
+        let f = m.handle_media(P2, MediaKind::Audio, 7, Bytes::from_static(b"\xaf\x01\x00")).unwrap().unwrap();
+        assert_eq!(f.timestamp_ms, 7);
+        assert!(f.flags.sync_point, "audio before any video is a sync point");
+    }
+
+    #[test]
+    fn replica_join_order_and_snapshot() {
+        let mut m = StreamMaster::new(1000);
+        let mut r = StreamReplica::new(GopLimits::default());
+        for u in m.handle_publish(P1, 0).unwrap() {
+            r.handle_update(&u);
+        }
+        let meta = m.handle_metadata(P1, Bytes::from_static(b"meta")).unwrap();
+        let inputs = [
+            (MediaKind::Video, 0, avc(true, true)),
+            (MediaKind::Audio, 0, Bytes::from_static(b"\xaf\x00\x12\x10")),
+            (MediaKind::Video, 0, avc(true, false)),
+            (MediaKind::Audio, 10, Bytes::from_static(b"\xaf\x01\x01")),
+            (MediaKind::Video, 40, avc(false, false)),
+            (MediaKind::Video, 80, avc(true, false)),
+            (MediaKind::Video, 120, avc(false, false)),
+        ];
+        r.handle_update(&StreamUpdate::Frame(meta));
+        for (k, ts, b) in inputs {
+            let f = m.handle_media(P1, k, ts, b).unwrap().unwrap();
+            r.handle_update(&StreamUpdate::Frame(f));
+        }
+        let order: Vec<(MediaKind, bool, u64)> =
+            r.join_frames().map(|f| (f.kind, f.flags.header, f.timestamp_ms)).collect();
+        assert_eq!(
+            order,
+            vec![
+                (MediaKind::Data, true, 0),
+                (MediaKind::Video, true, 0),
+                (MediaKind::Audio, true, 0),
+                (MediaKind::Video, false, 80),
+                (MediaKind::Video, false, 120),
+            ]
+        );
+        let mut copy = StreamReplica::new(GopLimits::default());
+        copy.handle_update(&r.snapshot());
+        assert_eq!(copy.state(), ReplicaState::Live);
+        assert_eq!(copy.join_frames().count(), 5);
+        copy.handle_update(&StreamUpdate::Started { republish: true });
+        assert_eq!(copy.join_frames().count(), 0);
+    }
+}
