@@ -22,6 +22,24 @@ pub fn serialize_tag(type_id: u8, timestamp: u32, body: &[u8]) -> Bytes {
     out.freeze()
 }
 
+/// Serialises one tag as an HTTP/1.1 chunk (`{len:x}\r\n` tag `\r\n`), the form HTTP-FLV
+/// viewers receive: built once per frame, so the chunked framing costs no per-viewer work.
+pub fn serialize_tag_chunked(type_id: u8, timestamp: u32, body: &[u8]) -> Bytes {
+    let len = 11 + body.len() + 4;
+    let prefix = format!("{len:x}\r\n");
+    let mut out = BytesMut::with_capacity(prefix.len() + len + 2);
+    out.put_slice(prefix.as_bytes());
+    out.put_slice(&serialize_tag(type_id, timestamp, body));
+    out.put_slice(b"\r\n");
+    out.freeze()
+}
+
+/// [`FILE_HEADER`] as the first HTTP/1.1 chunk.
+pub const FILE_HEADER_CHUNKED: &[u8] = b"d\r\nFLV\x01\x05\x00\x00\x00\x09\x00\x00\x00\x00\r\n";
+
+/// The last chunk of a chunked body.
+pub const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
+
 /// A demuxing error: the input is not FLV.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum FlvError {
@@ -67,7 +85,8 @@ impl FlvReader {
             if &self.buf[..3] != b"FLV" {
                 return Err(FlvError::BadHeader);
             }
-            let header_len = u32::from_be_bytes([self.buf[5], self.buf[6], self.buf[7], self.buf[8]]) as usize;
+            let header_len =
+                u32::from_be_bytes([self.buf[5], self.buf[6], self.buf[7], self.buf[8]]) as usize;
             if !(9..=1024).contains(&header_len) {
                 return Err(FlvError::BadHeader);
             }
@@ -127,6 +146,15 @@ mod tests {
             }
             assert_eq!(got, tags.to_vec(), "split at {at}");
         }
+    }
+
+    #[test]
+    fn chunked_tags_carry_their_length() {
+        let c = serialize_tag_chunked(9, 7, &[1, 2, 3]);
+        assert_eq!(&c[..4], b"12\r\n", "11 + 3 + 4 = 0x12 bytes");
+        assert_eq!(&c[4..c.len() - 2], &serialize_tag(9, 7, &[1, 2, 3])[..]);
+        assert!(c.ends_with(b"\r\n"));
+        assert_eq!(&FILE_HEADER_CHUNKED[3..16], FILE_HEADER);
     }
 
     #[test]

@@ -61,7 +61,9 @@ impl GopCache {
                 self.clear();
                 self.overflowed = true;
             } else {
-                while self.frames.len() > self.limits.max_frames || self.bytes > self.limits.max_bytes {
+                while self.frames.len() > self.limits.max_frames
+                    || self.bytes > self.limits.max_bytes
+                {
                     if let Some(f) = self.frames.pop_front() {
                         self.bytes -= f.cost_bytes();
                     }
@@ -105,7 +107,10 @@ mod tests {
         Frame::new(
             kind,
             ts,
-            FrameFlags { sync_point: key, header: false },
+            FrameFlags {
+                sync_point: key,
+                header: false,
+            },
             Bytes::from(vec![0u8; len]),
         )
     }
@@ -126,7 +131,10 @@ mod tests {
 
     #[test]
     fn oversized_gop_is_dropped_until_next_keyframe() {
-        let limits = GopLimits { max_frames: 3, max_bytes: 1 << 20 };
+        let limits = GopLimits {
+            max_frames: 3,
+            max_bytes: 1 << 20,
+        };
         let mut g = GopCache::new(limits);
         g.handle_frame(&frame(MediaKind::Video, 0, true, 10), true);
         for i in 1..3 {
@@ -140,7 +148,10 @@ mod tests {
         g.handle_frame(&frame(MediaKind::Video, 200, true, 10), true);
         assert_eq!(g.len(), 1);
         // Byte bound.
-        let mut g = GopCache::new(GopLimits { max_frames: 100, max_bytes: 100 });
+        let mut g = GopCache::new(GopLimits {
+            max_frames: 100,
+            max_bytes: 100,
+        });
         g.handle_frame(&frame(MediaKind::Video, 0, true, 40), true);
         assert_eq!(g.len(), 1);
         g.handle_frame(&frame(MediaKind::Video, 40, false, 60), true);
@@ -149,7 +160,10 @@ mod tests {
 
     #[test]
     fn audio_only_keeps_a_sliding_window() {
-        let mut g = GopCache::new(GopLimits { max_frames: 4, max_bytes: 1 << 20 });
+        let mut g = GopCache::new(GopLimits {
+            max_frames: 4,
+            max_bytes: 1 << 20,
+        });
         for i in 0..10 {
             g.handle_frame(&frame(MediaKind::Audio, i * 23, true, 8), false);
         }

@@ -56,15 +56,21 @@ pub struct Request {
     pub query: Option<String>,
     /// HTTP/1.1 without `Connection: close`, or HTTP/1.0 with `keep-alive`.
     pub keep_alive: bool,
+    /// 0 for HTTP/1.0, 1 for HTTP/1.1.
+    pub version_minor: u8,
 }
 
 /// Parses one request from the front of `buf`. `Ok(None)`: need more bytes.
 pub fn parse_request(buf: &[u8]) -> Result<Option<(Request, usize)>, HttpError> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut headers);
-    let status = req.parse(buf).map_err(|e| HttpError::Malformed(e.to_string()))?;
+    let status = req
+        .parse(buf)
+        .map_err(|e| HttpError::Malformed(e.to_string()))?;
     let consumed = match status {
-        httparse::Status::Partial if buf.len() > MAX_HEAD_BYTES => return Err(HttpError::HeadTooLarge),
+        httparse::Status::Partial if buf.len() > MAX_HEAD_BYTES => {
+            return Err(HttpError::HeadTooLarge)
+        }
         httparse::Status::Partial => return Ok(None),
         httparse::Status::Complete(n) if n > MAX_HEAD_BYTES => return Err(HttpError::HeadTooLarge),
         httparse::Status::Complete(n) => n,
@@ -102,6 +108,7 @@ pub fn parse_request(buf: &[u8]) -> Result<Option<(Request, usize)>, HttpError> 
             path,
             query,
             keep_alive,
+            version_minor: version,
         },
         consumed,
     )))
@@ -130,7 +137,10 @@ impl Route {
         let (Some(app), Some(file)) = (parts.next(), parts.next()) else {
             return Route::NotFound;
         };
-        match file.strip_suffix(".flv").and_then(|s| StreamKey::new(app, s)) {
+        match file
+            .strip_suffix(".flv")
+            .and_then(|s| StreamKey::new(app, s))
+        {
             Some(key) => Route::Flv(key),
             None => Route::NotFound,
         }
@@ -148,8 +158,16 @@ pub fn reason(status: u16) -> &'static str {
         413 => "Payload Too Large",
         431 => "Request Header Fields Too Large",
         503 => "Service Unavailable",
+        505 => "HTTP Version Not Supported",
         _ => "Unknown",
     }
+}
+
+/// The head of an HTTP-FLV response: chunked, not cacheable, closed when the stream ends.
+pub fn flv_response_head() -> Bytes {
+    Bytes::from_static(
+        b"HTTP/1.1 200 OK\r\nServer: edge-engine\r\nContent-Type: video/x-flv\r\nTransfer-Encoding: chunked\r\nCache-Control: no-cache\r\nAccess-Control-Allow-Origin: *\r\nAccess-Control-Allow-Methods: GET, HEAD, OPTIONS\r\nConnection: close\r\n\r\n",
+    )
 }
 
 /// Builds a response head. `content_length: None` means the body runs until close.
@@ -162,7 +180,11 @@ pub fn response_head(
 ) -> Bytes {
     let mut h = String::with_capacity(256);
     // Writing to a String cannot fail.
-    let _ = write!(h, "HTTP/1.1 {status} {}\r\nServer: edge-engine\r\n", reason(status));
+    let _ = write!(
+        h,
+        "HTTP/1.1 {status} {}\r\nServer: edge-engine\r\n",
+        reason(status)
+    );
     if !content_type.is_empty() {
         let _ = write!(h, "Content-Type: {content_type}\r\n");
     }
@@ -209,7 +231,10 @@ mod tests {
 
     #[test]
     fn limits_and_garbage() {
-        assert!(matches!(parse_request(b"\x00\x01garbage\r\n\r\n"), Err(HttpError::Malformed(_))));
+        assert!(matches!(
+            parse_request(b"\x00\x01garbage\r\n\r\n"),
+            Err(HttpError::Malformed(_))
+        ));
         let mut big = b"GET / HTTP/1.1\r\nX: ".to_vec();
         big.extend(std::iter::repeat_n(b'a', MAX_HEAD_BYTES));
         assert_eq!(parse_request(&big), Err(HttpError::HeadTooLarge));
@@ -224,7 +249,10 @@ mod tests {
 
     #[test]
     fn routes() {
-        assert_eq!(Route::parse("/live/x.flv"), Route::Flv(StreamKey::new("live", "x").unwrap()));
+        assert_eq!(
+            Route::parse("/live/x.flv"),
+            Route::Flv(StreamKey::new("live", "x").unwrap())
+        );
         assert_eq!(Route::parse("/healthz"), Route::Health);
         assert_eq!(Route::parse("/live/x.mp4"), Route::NotFound);
         assert_eq!(Route::parse("/live/a/b.flv"), Route::NotFound);
@@ -238,6 +266,8 @@ mod tests {
         assert!(s.starts_with("HTTP/1.1 200 OK\r\n"));
         assert!(s.contains("Connection: close\r\n") && !s.contains("Content-Length"));
         let h = response_head(404, "text/plain", Some(10), "no-cache", true);
-        assert!(std::str::from_utf8(&h).unwrap().contains("Content-Length: 10\r\n"));
+        assert!(std::str::from_utf8(&h)
+            .unwrap()
+            .contains("Content-Length: 10\r\n"));
     }
 }

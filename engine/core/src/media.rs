@@ -29,7 +29,8 @@ impl StreamKey {
                 && s.len() <= 256
                 && s != "."
                 && s != ".."
-                && s.bytes().all(|b| b.is_ascii_graphic() && b != b'/' && b != b'\\')
+                && s.bytes()
+                    .all(|b| b.is_ascii_graphic() && b != b'/' && b != b'\\')
         };
         if !valid(app) || !valid(stream) {
             return None;
@@ -248,7 +249,7 @@ pub struct Frame {
     pub payload: Bytes,
     /// RTMP chunks (chunk size [`chunk::OUT_CHUNK_SIZE`], message stream id 1).
     pub rtmp: Bytes,
-    /// FLV tag followed by its PreviousTagSize.
+    /// FLV tag and its PreviousTagSize, framed as one HTTP/1.1 chunk (HTTP-FLV viewers).
     pub flv: Bytes,
 }
 
@@ -265,7 +266,7 @@ impl Frame {
             &payload,
             chunk::OUT_CHUNK_SIZE,
         );
-        let flv = flv::serialize_tag(kind.type_id(), ts, &payload);
+        let flv = flv::serialize_tag_chunked(kind.type_id(), ts, &payload);
         Self {
             kind,
             timestamp_ms,

@@ -75,7 +75,9 @@ impl SendQueue {
         }
         self.dropped_frames += 1;
         match self.over_since_ms {
-            Some(since) if now_ms.saturating_sub(since) >= self.limits.slow_viewer_ms => PushOutcome::Disconnect,
+            Some(since) if now_ms.saturating_sub(since) >= self.limits.slow_viewer_ms => {
+                PushOutcome::Disconnect
+            }
             _ => PushOutcome::Dropped,
         }
     }
@@ -96,7 +98,9 @@ impl SendQueue {
     pub fn poll_batch(&mut self, max_items: usize, out: &mut Vec<Bytes>) -> usize {
         let mut total = 0;
         while out.len() < max_items {
-            let Some(b) = self.items.pop_front() else { break };
+            let Some(b) = self.items.pop_front() else {
+                break;
+            };
             self.bytes -= b.len();
             total += b.len();
             out.push(b);
@@ -126,12 +130,24 @@ impl SendQueue {
 mod tests {
     use super::*;
 
-    const KEY: FrameFlags = FrameFlags { sync_point: true, header: false };
-    const INTER: FrameFlags = FrameFlags { sync_point: false, header: false };
-    const HEADER: FrameFlags = FrameFlags { sync_point: false, header: true };
+    const KEY: FrameFlags = FrameFlags {
+        sync_point: true,
+        header: false,
+    };
+    const INTER: FrameFlags = FrameFlags {
+        sync_point: false,
+        header: false,
+    };
+    const HEADER: FrameFlags = FrameFlags {
+        sync_point: false,
+        header: true,
+    };
 
     fn q() -> SendQueue {
-        SendQueue::new(QueueLimits { max_queue_bytes: 100, slow_viewer_ms: 1000 })
+        SendQueue::new(QueueLimits {
+            max_queue_bytes: 100,
+            slow_viewer_ms: 1000,
+        })
     }
 
     fn b(n: usize) -> Bytes {

@@ -93,7 +93,11 @@ impl StreamMaster {
     }
 
     /// A publisher asks for the key.
-    pub fn handle_publish(&mut self, publisher: PublisherId, now_ms: u64) -> Result<Vec<StreamUpdate>, PublishError> {
+    pub fn handle_publish(
+        &mut self,
+        publisher: PublisherId,
+        now_ms: u64,
+    ) -> Result<Vec<StreamUpdate>, PublishError> {
         match self.state {
             MasterState::Live(_) => Err(PublishError::AlreadyPublishing),
             MasterState::Idle => {
@@ -146,7 +150,10 @@ impl StreamMaster {
                     header: tag.sequence_header,
                 }
             }
-            MediaKind::Data => FrameFlags { sync_point: false, header: true },
+            MediaKind::Data => FrameFlags {
+                sync_point: false,
+                header: true,
+            },
         };
         let ext = self.unwrapper.unwrap(timestamp);
         if let Some(gap) = self.rebase_gap_ms.take() {
@@ -163,7 +170,10 @@ impl StreamMaster {
         if self.state != MasterState::Live(publisher) {
             return None;
         }
-        let flags = FrameFlags { sync_point: false, header: true };
+        let flags = FrameFlags {
+            sync_point: false,
+            header: true,
+        };
         Some(Frame::new(MediaKind::Data, 0, flags, body))
     }
 
@@ -253,7 +263,11 @@ impl StreamReplica {
             }
             StreamUpdate::Snapshot { live, frames } => {
                 self.clear();
-                self.state = if *live { ReplicaState::Live } else { ReplicaState::Waiting };
+                self.state = if *live {
+                    ReplicaState::Live
+                } else {
+                    ReplicaState::Waiting
+                };
                 for f in frames {
                     self.handle_frame(f);
                 }
@@ -319,26 +333,47 @@ mod tests {
     fn second_publish_is_refused_and_first_continues() {
         let mut m = StreamMaster::new(10_000);
         assert!(m.handle_publish(P1, 0).is_ok());
-        assert_eq!(m.handle_publish(P2, 1).unwrap_err(), PublishError::AlreadyPublishing);
-        assert!(m.handle_media(P2, MediaKind::Video, 0, avc(true, false)).unwrap().is_none());
-        assert!(m.handle_media(P1, MediaKind::Video, 0, avc(true, false)).unwrap().is_some());
+        assert_eq!(
+            m.handle_publish(P2, 1).unwrap_err(),
+            PublishError::AlreadyPublishing
+        );
+        assert!(m
+            .handle_media(P2, MediaKind::Video, 0, avc(true, false))
+            .unwrap()
+            .is_none());
+        assert!(m
+            .handle_media(P1, MediaKind::Video, 0, avc(true, false))
+            .unwrap()
+            .is_some());
     }
 
     #[test]
     fn republish_in_grace_continues_timestamps() {
         let mut m = StreamMaster::new(10_000);
         m.handle_publish(P1, 0).unwrap();
-        let f = m.handle_media(P1, MediaKind::Video, 5000, avc(true, false)).unwrap().unwrap();
+        let f = m
+            .handle_media(P1, MediaKind::Video, 5000, avc(true, false))
+            .unwrap()
+            .unwrap();
         assert_eq!(f.timestamp_ms, 5000);
-        assert!(matches!(m.handle_unpublish(P1, 100)[..], [StreamUpdate::Unpublished]));
+        assert!(matches!(
+            m.handle_unpublish(P1, 100)[..],
+            [StreamUpdate::Unpublished]
+        ));
         assert_eq!(m.poll_timeout(), Some(10_100));
         let u = m.handle_publish(P2, 350).unwrap();
         assert!(matches!(u[..], [StreamUpdate::Started { republish: true }]));
         // New publisher starts at 0: output continues 250 ms after the last frame.
-        let f = m.handle_media(P2, MediaKind::Video, 0, avc(true, true)).unwrap().unwrap();
+        let f = m
+            .handle_media(P2, MediaKind::Video, 0, avc(true, true))
+            .unwrap()
+            .unwrap();
         assert_eq!(f.timestamp_ms, 5250);
         assert!(f.flags.header && !f.flags.sync_point);
-        let f = m.handle_media(P2, MediaKind::Video, 40, avc(false, false)).unwrap().unwrap();
+        let f = m
+            .handle_media(P2, MediaKind::Video, 40, avc(false, false))
+            .unwrap()
+            .unwrap();
         assert_eq!(f.timestamp_ms, 5290);
     }
 
@@ -352,7 +387,10 @@ mod tests {
         assert!(m.is_idle());
         // A fresh publish after the end starts a new timeline.
         m.handle_publish(P2, 2000).unwrap();
-        let f = m.handle_media(P2, MediaKind::Audio, 7, Bytes::from_static(b"\xaf\x01\x00")).unwrap().unwrap();
+        let f = m
+            .handle_media(P2, MediaKind::Audio, 7, Bytes::from_static(b"\xaf\x01\x00"))
+            .unwrap()
+            .unwrap();
         assert_eq!(f.timestamp_ms, 7);
         assert!(f.flags.sync_point, "audio before any video is a sync point");
     }
@@ -379,8 +417,10 @@ mod tests {
             let f = m.handle_media(P1, k, ts, b).unwrap().unwrap();
             r.handle_update(&StreamUpdate::Frame(f));
         }
-        let order: Vec<(MediaKind, bool, u64)> =
-            r.join_frames().map(|f| (f.kind, f.flags.header, f.timestamp_ms)).collect();
+        let order: Vec<(MediaKind, bool, u64)> = r
+            .join_frames()
+            .map(|f| (f.kind, f.flags.header, f.timestamp_ms))
+            .collect();
         assert_eq!(
             order,
             vec![

@@ -109,7 +109,10 @@ mod tests {
     fn truncation_and_bad_back_pointers_are_errors() {
         let body = tag(9, 0, b"\x17\x01\0\0\0vid");
         for cut in 1..body.len() {
-            assert!(split(0, &Bytes::copy_from_slice(&body[..cut])).is_err(), "cut {cut}");
+            assert!(
+                split(0, &Bytes::copy_from_slice(&body[..cut])).is_err(),
+                "cut {cut}"
+            );
         }
         let mut bad = body.clone();
         let n = bad.len();

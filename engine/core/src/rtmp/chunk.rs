@@ -46,7 +46,10 @@ pub fn serialize_message(
     payload: &[u8],
     chunk_size: usize,
 ) -> Bytes {
-    debug_assert!((2..64).contains(&csid), "csid {csid} needs a longer basic header");
+    debug_assert!(
+        (2..64).contains(&csid),
+        "csid {csid} needs a longer basic header"
+    );
     debug_assert!(chunk_size > 0);
     let extended = timestamp >= MAX_TIMESTAMP_FIELD;
     let chunks = payload.len().div_ceil(chunk_size).max(1);
@@ -99,7 +102,12 @@ mod tests {
         for piece in [&wire[..at], &wire[at..]] {
             let mut input = piece;
             while let Some(m) = d.get_next_message(input).unwrap() {
-                out.push((m.type_id, m.timestamp.value, m.message_stream_id, m.data.to_vec()));
+                out.push((
+                    m.type_id,
+                    m.timestamp.value,
+                    m.message_stream_id,
+                    m.data.to_vec(),
+                ));
                 input = &[];
             }
         }
@@ -110,7 +118,14 @@ mod tests {
     fn single_and_multi_chunk_messages_decode_at_every_split() {
         let payload: Vec<u8> = (0..10_000u32).map(|i| (i * 7) as u8).collect();
         let mut wire = serialize_message(CSID_VIDEO, 1234, 9, 1, &payload, OUT_CHUNK_SIZE).to_vec();
-        wire.extend_from_slice(&serialize_message(CSID_AUDIO, 1240, 8, 1, b"\xaf\x01abc", 4096));
+        wire.extend_from_slice(&serialize_message(
+            CSID_AUDIO,
+            1240,
+            8,
+            1,
+            b"\xaf\x01abc",
+            4096,
+        ));
         // Three chunks for 10 000 bytes at 4096: two one-byte type-3 headers.
         assert_eq!(wire.len(), 12 + 10_000 + 2 + 12 + 5);
         for at in 0..=wire.len() {
@@ -132,7 +147,11 @@ mod tests {
             assert_eq!(wire.len(), expect_len, "ts {ts:#x}");
             for at in 0..=wire.len() {
                 let msgs = decode_split(&wire, at, 128);
-                assert_eq!(msgs, vec![(9, ts, 1, payload.clone())], "ts {ts:#x} split {at}");
+                assert_eq!(
+                    msgs,
+                    vec![(9, ts, 1, payload.clone())],
+                    "ts {ts:#x} split {at}"
+                );
             }
         }
     }

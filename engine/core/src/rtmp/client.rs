@@ -7,8 +7,7 @@
 use bytes::{Bytes, BytesMut};
 use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
 use rml_rtmp::sessions::{
-    ClientSession, ClientSessionConfig, ClientSessionEvent, ClientSessionResult,
-    PublishRequestType,
+    ClientSession, ClientSessionConfig, ClientSessionEvent, ClientSessionResult, PublishRequestType,
 };
 use rml_rtmp::time::RtmpTimestamp;
 
@@ -91,8 +90,8 @@ impl RtmpClient {
                         remaining_bytes,
                     } => {
                         self.outbound.extend_from_slice(&response_bytes);
-                        let (mut session, results) = ClientSession::new(ClientSessionConfig::new())
-                            .map_err(session_err)?;
+                        let (mut session, results) =
+                            ClientSession::new(ClientSessionConfig::new()).map_err(session_err)?;
                         let connect = session
                             .request_connection(self.app.clone())
                             .map_err(session_err)?;
@@ -114,7 +113,12 @@ impl RtmpClient {
     }
 
     /// Queues a media message (publish mode, after [`ClientEvent::Started`]).
-    pub fn publish(&mut self, kind: MediaKind, timestamp: u32, body: Bytes) -> Result<(), RtmpError> {
+    pub fn publish(
+        &mut self,
+        kind: MediaKind,
+        timestamp: u32,
+        body: Bytes,
+    ) -> Result<(), RtmpError> {
         let Phase::Session(s) = &mut self.phase else {
             return Err(RtmpError::Session("not connected".into()));
         };
@@ -145,7 +149,9 @@ impl RtmpClient {
     ) -> Result<(), RtmpError> {
         for r in results {
             match r {
-                ClientSessionResult::OutboundResponse(p) => self.outbound.extend_from_slice(&p.bytes),
+                ClientSessionResult::OutboundResponse(p) => {
+                    self.outbound.extend_from_slice(&p.bytes)
+                }
                 ClientSessionResult::RaisedEvent(e) => self.raise(e, events)?,
                 ClientSessionResult::UnhandleableMessageReceived(_) => {}
             }
@@ -153,7 +159,11 @@ impl RtmpClient {
         Ok(())
     }
 
-    fn raise(&mut self, e: ClientSessionEvent, events: &mut Vec<ClientEvent>) -> Result<(), RtmpError> {
+    fn raise(
+        &mut self,
+        e: ClientSessionEvent,
+        events: &mut Vec<ClientEvent>,
+    ) -> Result<(), RtmpError> {
         match e {
             ClientSessionEvent::ConnectionRequestAccepted => {
                 let Phase::Session(s) = &mut self.phase else {
@@ -169,22 +179,27 @@ impl RtmpClient {
                 self.absorb(vec![r], events)?;
             }
             ClientSessionEvent::ConnectionRequestRejected { description } => {
-                return Err(RtmpError::Session(format!("connect rejected: {description}")));
+                return Err(RtmpError::Session(format!(
+                    "connect rejected: {description}"
+                )));
             }
-            ClientSessionEvent::PlaybackRequestAccepted | ClientSessionEvent::PublishRequestAccepted => {
-                events.push(ClientEvent::Started)
-            }
+            ClientSessionEvent::PlaybackRequestAccepted
+            | ClientSessionEvent::PublishRequestAccepted => events.push(ClientEvent::Started),
             ClientSessionEvent::StreamMetadataReceived { .. } => events.push(ClientEvent::Metadata),
-            ClientSessionEvent::VideoDataReceived { timestamp, data } => events.push(ClientEvent::Media {
-                kind: MediaKind::Video,
-                timestamp: timestamp.value,
-                body: data,
-            }),
-            ClientSessionEvent::AudioDataReceived { timestamp, data } => events.push(ClientEvent::Media {
-                kind: MediaKind::Audio,
-                timestamp: timestamp.value,
-                body: data,
-            }),
+            ClientSessionEvent::VideoDataReceived { timestamp, data } => {
+                events.push(ClientEvent::Media {
+                    kind: MediaKind::Video,
+                    timestamp: timestamp.value,
+                    body: data,
+                })
+            }
+            ClientSessionEvent::AudioDataReceived { timestamp, data } => {
+                events.push(ClientEvent::Media {
+                    kind: MediaKind::Audio,
+                    timestamp: timestamp.value,
+                    body: data,
+                })
+            }
             ClientSessionEvent::UnhandleableOnStatusCode { code } => {
                 events.push(ClientEvent::Status { code })
             }
@@ -240,7 +255,12 @@ mod tests {
             let mut c = RtmpClient::new("live", "cam?token=1", ClientMode::Publish).unwrap();
             let mut s = ServerConnection::new();
             let (_, se) = pump(&mut c, &mut s, split);
-            let Some(ServerEvent::PublishRequested { request_id, app, stream }) = se.last().cloned() else {
+            let Some(ServerEvent::PublishRequested {
+                request_id,
+                app,
+                stream,
+            }) = se.last().cloned()
+            else {
                 panic!("no publish request: {se:?}");
             };
             assert_eq!((app.as_str(), stream.as_str()), ("live", "cam?token=1"));
@@ -249,12 +269,21 @@ mod tests {
             assert!(ce.contains(&ClientEvent::Started));
             let big = Bytes::from(vec![0x27u8; 9000]);
             c.publish(MediaKind::Video, 40, big.clone()).unwrap();
-            c.publish(MediaKind::Audio, 0x0100_0000, Bytes::from_static(b"\xaf\x01\x21")).unwrap();
+            c.publish(
+                MediaKind::Audio,
+                0x0100_0000,
+                Bytes::from_static(b"\xaf\x01\x21"),
+            )
+            .unwrap();
             let (_, se) = pump(&mut c, &mut s, split);
             assert_eq!(
                 se,
                 vec![
-                    ServerEvent::Media { kind: MediaKind::Video, timestamp: 40, body: big },
+                    ServerEvent::Media {
+                        kind: MediaKind::Video,
+                        timestamp: 40,
+                        body: big
+                    },
                     ServerEvent::Media {
                         kind: MediaKind::Audio,
                         timestamp: 0x0100_0000,
@@ -271,7 +300,12 @@ mod tests {
         let mut c = RtmpClient::new("live", "cam", ClientMode::Play).unwrap();
         let mut s = ServerConnection::new();
         let (_, se) = pump(&mut c, &mut s, 1 << 20);
-        let Some(ServerEvent::PlayRequested { request_id, stream_id, .. }) = se.last().cloned() else {
+        let Some(ServerEvent::PlayRequested {
+            request_id,
+            stream_id,
+            ..
+        }) = se.last().cloned()
+        else {
             panic!("no play request: {se:?}");
         };
         assert_eq!(stream_id, chunk::PLAY_STREAM_ID);
@@ -288,11 +322,25 @@ mod tests {
         let events = c.handle_input(&frame.rtmp).unwrap();
         assert_eq!(
             events,
-            vec![ClientEvent::Media { kind: MediaKind::Video, timestamp: 1000, body: frame.payload.clone() }]
+            vec![ClientEvent::Media {
+                kind: MediaKind::Video,
+                timestamp: 1000,
+                body: frame.payload.clone()
+            }]
         );
-        s.send_status(stream_id, "status", "NetStream.Play.UnpublishNotify", "gone");
+        s.send_status(
+            stream_id,
+            "status",
+            "NetStream.Play.UnpublishNotify",
+            "gone",
+        );
         let (ce, _) = pump(&mut c, &mut s, 3);
-        assert_eq!(ce, vec![ClientEvent::Status { code: "NetStream.Play.UnpublishNotify".into() }]);
+        assert_eq!(
+            ce,
+            vec![ClientEvent::Status {
+                code: "NetStream.Play.UnpublishNotify".into()
+            }]
+        );
     }
 
     #[test]

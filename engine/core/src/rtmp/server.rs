@@ -144,7 +144,12 @@ impl ServerConnection {
     }
 
     /// Rejects a request with an `onStatus` error `code` (e.g. `NetStream.Publish.BadName`).
-    pub fn reject(&mut self, request_id: u32, code: &str, description: &str) -> Result<(), RtmpError> {
+    pub fn reject(
+        &mut self,
+        request_id: u32,
+        code: &str,
+        description: &str,
+    ) -> Result<(), RtmpError> {
         let results = self
             .session()?
             .reject_request(request_id, code, description)
@@ -189,7 +194,9 @@ impl ServerConnection {
     ) -> Result<(), RtmpError> {
         for r in results {
             match r {
-                ServerSessionResult::OutboundResponse(p) => self.outbound.extend_from_slice(&p.bytes),
+                ServerSessionResult::OutboundResponse(p) => {
+                    self.outbound.extend_from_slice(&p.bytes)
+                }
                 ServerSessionResult::RaisedEvent(e) => self.raise(e, events)?,
                 ServerSessionResult::UnhandleableMessageReceived(m) => {
                     if m.type_id == AGGREGATE_TYPE_ID {
@@ -211,7 +218,11 @@ impl ServerConnection {
         Ok(())
     }
 
-    fn raise(&mut self, e: ServerSessionEvent, events: &mut Vec<ServerEvent>) -> Result<(), RtmpError> {
+    fn raise(
+        &mut self,
+        e: ServerSessionEvent,
+        events: &mut Vec<ServerEvent>,
+    ) -> Result<(), RtmpError> {
         match e {
             ServerSessionEvent::ConnectionRequested { request_id, .. } => {
                 // Any app name is accepted; streams are keyed by app/stream at publish/play.
@@ -239,26 +250,28 @@ impl ServerConnection {
                 stream: stream_key,
                 stream_id,
             }),
-            ServerSessionEvent::AudioDataReceived { data, timestamp, .. } => {
-                events.push(ServerEvent::Media {
-                    kind: MediaKind::Audio,
-                    timestamp: timestamp.value,
-                    body: data,
-                })
-            }
-            ServerSessionEvent::VideoDataReceived { data, timestamp, .. } => {
-                events.push(ServerEvent::Media {
-                    kind: MediaKind::Video,
-                    timestamp: timestamp.value,
-                    body: data,
-                })
-            }
+            ServerSessionEvent::AudioDataReceived {
+                data, timestamp, ..
+            } => events.push(ServerEvent::Media {
+                kind: MediaKind::Audio,
+                timestamp: timestamp.value,
+                body: data,
+            }),
+            ServerSessionEvent::VideoDataReceived {
+                data, timestamp, ..
+            } => events.push(ServerEvent::Media {
+                kind: MediaKind::Video,
+                timestamp: timestamp.value,
+                body: data,
+            }),
             ServerSessionEvent::StreamMetadataChanged { metadata, .. } => {
                 events.push(ServerEvent::Metadata {
                     body: amf::metadata_body(&metadata),
                 })
             }
-            ServerSessionEvent::PublishStreamFinished { .. } => events.push(ServerEvent::PublishFinished),
+            ServerSessionEvent::PublishStreamFinished { .. } => {
+                events.push(ServerEvent::PublishFinished)
+            }
             ServerSessionEvent::PlayStreamFinished { .. } => events.push(ServerEvent::PlayFinished),
             // Chunk size, acknowledgements and pings are handled inside rml_rtmp.
             _ => {}

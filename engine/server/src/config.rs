@@ -1,0 +1,263 @@
+//! Command line and config file: parsed into a raw [`Args`], then validated into [`Config`].
+//!
+//! `--config FILE` holds `name = value` lines using the long flag names (`cores = 4`,
+//! `origin = "rtmp://a/live"`); flags given on the command line override the file.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use clap::Parser;
+use edge_core::gop::GopLimits;
+use edge_core::queue::QueueLimits;
+
+/// A thread-per-core io_uring live-streaming edge server.
+///
+/// Publish: rtmp://HOST:1935/{app}/{stream}. Play: the same URL over RTMP, or
+/// http://HOST:8080/{app}/{stream}.flv. Health: /healthz, counters: /metrics.
+#[derive(Debug, Parser, Clone)]
+#[command(name = "edge-engine", version, args_override_self = true)]
+pub struct Args {
+    /// Read flags from FILE (`name = value` lines, long flag names); command-line flags win.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Number of shards (one pinned thread each). Default: every available CPU, or the
+    /// length of --cpu-list.
+    #[arg(long, value_name = "N")]
+    pub cores: Option<usize>,
+
+    /// CPUs to pin shards to, in shard order, e.g. `2-9,12`. Pair it with the NIC's IRQ
+    /// layout (see tuning/).
+    #[arg(long, value_name = "LIST")]
+    pub cpu_list: Option<String>,
+
+    /// RTMP listen address (every shard binds it with SO_REUSEPORT). Port 0 picks a free port.
+    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:1935")]
+    pub rtmp: SocketAddr,
+
+    /// HTTP listen address (HTTP-FLV, /healthz, /metrics, /api/v1/streams).
+    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:8080")]
+    pub http: SocketAddr,
+
+    /// Upstream origin (edge mode), repeatable, in failover order. Not available yet in this
+    /// release: the engine refuses to start rather than silently act as an origin.
+    #[arg(long, value_name = "URL")]
+    pub origin: Vec<String>,
+
+    /// Per-viewer send queue limit. Over it, frames are dropped until the next keyframe.
+    #[arg(long, value_name = "BYTES", default_value_t = 2 << 20)]
+    pub max_queue_bytes: usize,
+
+    /// A viewer that stays over its queue limit this long is disconnected.
+    #[arg(long, value_name = "MS", default_value_t = 10_000)]
+    pub slow_viewer_ms: u64,
+
+    /// How long players stay attached after their publisher leaves, waiting for a republish.
+    #[arg(long, value_name = "MS", default_value_t = 10_000)]
+    pub republish_grace_ms: u64,
+
+    /// How long a player that arrives before its publisher waits (then StreamNotFound / 404).
+    #[arg(long, value_name = "MS", default_value_t = 30_000)]
+    pub play_wait_ms: u64,
+
+    /// GOP cache bound per stream, in frames.
+    #[arg(long, value_name = "N", default_value_t = 1024)]
+    pub gop_max_frames: usize,
+
+    /// GOP cache bound per stream, in bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = 8 << 20)]
+    pub gop_max_bytes: usize,
+
+    /// Capacity of each cross-shard channel, in messages.
+    #[arg(long, value_name = "N", default_value_t = 8192)]
+    pub mesh_queue_len: usize,
+
+    /// io_uring submission queue entries per shard.
+    #[arg(long, value_name = "N", default_value_t = 4096)]
+    pub uring_entries: u32,
+
+    /// Validate the configuration, print it, and exit.
+    #[arg(long)]
+    pub check: bool,
+}
+
+/// A validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub cpus: Vec<Option<usize>>,
+    pub rtmp: SocketAddr,
+    pub http: SocketAddr,
+    pub queue: QueueLimits,
+    pub gop: GopLimits,
+    pub republish_grace_ms: u64,
+    pub play_wait_ms: u64,
+    pub mesh_queue_len: usize,
+    pub uring_entries: u32,
+}
+
+impl Config {
+    /// Number of shards.
+    pub fn shards(&self) -> usize {
+        self.cpus.len()
+    }
+}
+
+impl Args {
+    /// Parses the process arguments, reading `--config` first.
+    pub fn load() -> anyhow::Result<Args> {
+        let cli: Vec<String> = std::env::args().collect();
+        let first = Args::parse_from(&cli);
+        let Some(path) = &first.config else {
+            return Ok(first);
+        };
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let mut argv = vec![cli[0].clone()];
+        argv.extend(file_args(&text).with_context(|| format!("in {}", path.display()))?);
+        argv.extend(cli.into_iter().skip(1));
+        Ok(Args::try_parse_from(argv)?)
+    }
+
+    /// Checks every value and resolves defaults.
+    pub fn validate(&self) -> anyhow::Result<Config> {
+        if !self.origin.is_empty() {
+            bail!("--origin: edge mode (pulling from an origin) is not available in this release");
+        }
+        let available = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let cpus: Vec<Option<usize>> = match (&self.cpu_list, self.cores) {
+            (Some(list), cores) => {
+                let list = parse_cpu_list(list)?;
+                if let Some(n) = cores {
+                    if n != list.len() {
+                        bail!(
+                            "--cores {n} does not match the {} CPUs of --cpu-list",
+                            list.len()
+                        );
+                    }
+                }
+                list.into_iter().map(Some).collect()
+            }
+            (None, Some(0)) => bail!("--cores must be at least 1"),
+            (None, Some(n)) if n > 1024 => bail!("--cores {n}: at most 1024 shards"),
+            // More shards than CPUs is allowed (tests, containers); extra shards are unpinned.
+            (None, Some(n)) => (0..n).map(|i| (i < available).then_some(i)).collect(),
+            (None, None) => (0..available).map(Some).collect(),
+        };
+        if self.max_queue_bytes < 4096 {
+            bail!("--max-queue-bytes must be at least 4096");
+        }
+        if self.gop_max_frames == 0 || self.gop_max_bytes == 0 {
+            bail!("--gop-max-frames and --gop-max-bytes must be positive");
+        }
+        if self.mesh_queue_len < 16 {
+            bail!("--mesh-queue-len must be at least 16");
+        }
+        if !(8..=32768).contains(&self.uring_entries) {
+            bail!("--uring-entries must be within 8..=32768");
+        }
+        Ok(Config {
+            cpus,
+            rtmp: self.rtmp,
+            http: self.http,
+            queue: QueueLimits {
+                max_queue_bytes: self.max_queue_bytes,
+                slow_viewer_ms: self.slow_viewer_ms,
+            },
+            gop: GopLimits {
+                max_frames: self.gop_max_frames,
+                max_bytes: self.gop_max_bytes,
+            },
+            republish_grace_ms: self.republish_grace_ms,
+            play_wait_ms: self.play_wait_ms,
+            mesh_queue_len: self.mesh_queue_len,
+            uring_entries: self.uring_entries,
+        })
+    }
+}
+
+/// Parses `2-9,12` into `[2, 3, ..., 9, 12]`.
+pub fn parse_cpu_list(s: &str) -> anyhow::Result<Vec<usize>> {
+    let mut out = Vec::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (lo, hi) = match part.split_once('-') {
+            Some((a, b)) => (a.trim().parse::<usize>()?, b.trim().parse::<usize>()?),
+            None => {
+                let v = part
+                    .parse::<usize>()
+                    .with_context(|| format!("bad CPU `{part}`"))?;
+                (v, v)
+            }
+        };
+        if lo > hi || hi >= 4096 {
+            bail!("bad CPU range `{part}`");
+        }
+        for c in lo..=hi {
+            if out.contains(&c) {
+                bail!("CPU {c} listed twice");
+            }
+            out.push(c);
+        }
+    }
+    if out.is_empty() {
+        bail!("--cpu-list is empty");
+    }
+    Ok(out)
+}
+
+fn file_args(text: &str) -> anyhow::Result<Vec<String>> {
+    let mut out = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let Some((k, v)) = line.split_once('=') else {
+            bail!("line {}: expected `name = value`", n + 1);
+        };
+        let key = k.trim().replace('_', "-");
+        let value = v.trim().trim_matches('"');
+        if key == "config" {
+            bail!("line {}: `config` cannot be nested", n + 1);
+        }
+        if value == "true" {
+            out.push(format!("--{key}"));
+        } else {
+            out.push(format!("--{key}={value}"));
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_lists() {
+        assert_eq!(parse_cpu_list("2-4,12").unwrap(), vec![2, 3, 4, 12]);
+        assert!(parse_cpu_list("4-2").is_err());
+        assert!(parse_cpu_list("1,1").is_err());
+        assert!(parse_cpu_list("").is_err());
+    }
+
+    #[test]
+    fn file_lines_become_flags() {
+        let a = file_args("# c\ncores = 2\nrtmp = \"127.0.0.1:0\"\nplay_wait_ms=5\n").unwrap();
+        assert_eq!(
+            a,
+            vec!["--cores=2", "--rtmp=127.0.0.1:0", "--play-wait-ms=5"]
+        );
+        assert!(file_args("nonsense").is_err());
+    }
+
+    #[test]
+    fn validation() {
+        let a = Args::parse_from(["e", "--cores", "3", "--rtmp", "127.0.0.1:0"]);
+        assert_eq!(a.validate().unwrap().shards(), 3);
+        let a = Args::parse_from(["e", "--cores", "2", "--cpu-list", "0-2"]);
+        assert!(a.validate().is_err());
+        let a = Args::parse_from(["e", "--origin", "rtmp://x/live"]);
+        assert!(a.validate().is_err());
+    }
+}

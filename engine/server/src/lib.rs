@@ -1,0 +1,211 @@
+//! edge-engine: the thin layer that moves bytes between sockets and edge-core state machines.
+//!
+//! [`run`] validates the configuration, starts one pinned shard thread per core (each with
+//! its own monoio runtime, listeners and state), prints a ready line, and stops cleanly on
+//! SIGINT/SIGTERM. Modules: [`config`] (CLI), [`shard`] (per-core state, stream ownership),
+//! [`mesh`] (cross-shard channels), [`outlet`] (per-connection send queue and writer),
+//! [`rtmp`] and [`http`] (connection drivers), [`listen`] (SO_REUSEPORT accept loops),
+//! [`stats`] (counters).
+
+pub mod config;
+pub mod http;
+pub mod listen;
+pub mod mesh;
+pub mod outlet;
+pub mod rtmp;
+pub mod shard;
+pub mod stats;
+
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::sync::{mpsc, Arc};
+use std::time::Instant;
+
+use anyhow::Context;
+use monoio::{IoUringDriver, LegacyDriver, RuntimeBuilder};
+use tracing::{info, warn};
+
+use crate::config::{Args, Config};
+use crate::listen::{bind_reuseport, Service};
+use crate::mesh::Mesh;
+use crate::shard::Shard;
+use crate::stats::Stats;
+
+/// What a shard reports once its listeners are up.
+type Ready = Result<(usize, &'static str), String>;
+
+/// Runs the engine until SIGINT/SIGTERM.
+pub fn run() -> anyhow::Result<()> {
+    let args = Args::load()?;
+    let config = args.validate()?;
+    if args.check {
+        println!("configuration ok: {config:#?}");
+        return Ok(());
+    }
+    let config = Arc::new(config);
+    let shards = config.shards();
+
+    // Bind shard 0's listeners here so port 0 resolves once; the others bind the result.
+    let rtmp0 =
+        bind_reuseport(config.rtmp).with_context(|| format!("binding RTMP {}", config.rtmp))?;
+    let http0 =
+        bind_reuseport(config.http).with_context(|| format!("binding HTTP {}", config.http))?;
+    let rtmp_addr = rtmp0.local_addr()?;
+    let http_addr = http0.local_addr()?;
+
+    let mesh = Arc::new(Mesh::new(shards, config.mesh_queue_len));
+    let stats = Arc::new(Stats::new(shards));
+    let epoch = Instant::now();
+    let (ready_tx, ready_rx) = mpsc::channel::<Ready>();
+    let mut first = Some((rtmp0, http0));
+    let mut threads = Vec::with_capacity(shards);
+    for id in 0..shards {
+        let listeners = first.take();
+        let ctx = ShardCtx {
+            id,
+            config: Arc::clone(&config),
+            mesh: Arc::clone(&mesh),
+            stats: Arc::clone(&stats),
+            epoch,
+            rtmp_addr,
+            http_addr,
+            listeners,
+            ready: ready_tx.clone(),
+        };
+        let t = std::thread::Builder::new()
+            .name(format!("shard-{id}"))
+            .spawn(move || shard_thread(ctx))
+            .context("spawning shard thread")?;
+        threads.push(t);
+    }
+    drop(ready_tx);
+    for _ in 0..shards {
+        match ready_rx.recv() {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                mesh.request_shutdown();
+                anyhow::bail!("a shard failed to start: {e}");
+            }
+            Err(_) => anyhow::bail!("a shard thread exited during start-up"),
+        }
+    }
+    info!(shards, %rtmp_addr, %http_addr, "edge-engine ready");
+    // One machine-readable line for scripts and tests.
+    println!("edge-engine ready rtmp={rtmp_addr} http={http_addr} shards={shards}");
+
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+    ])
+    .context("installing signal handlers")?;
+    if let Some(sig) = signals.forever().next() {
+        info!(signal = sig, "stopping: closing listeners and sessions");
+    }
+    mesh.request_shutdown();
+    for t in threads {
+        if t.join().is_err() {
+            warn!("a shard thread panicked during shutdown");
+        }
+    }
+    info!("stopped");
+    Ok(())
+}
+
+struct ShardCtx {
+    id: usize,
+    config: Arc<Config>,
+    mesh: Arc<Mesh>,
+    stats: Arc<Stats>,
+    epoch: Instant,
+    rtmp_addr: SocketAddr,
+    http_addr: SocketAddr,
+    listeners: Option<(std::net::TcpListener, std::net::TcpListener)>,
+    ready: mpsc::Sender<Ready>,
+}
+
+fn shard_thread(ctx: ShardCtx) {
+    let cpu = ctx.config.cpus[ctx.id];
+    if let Some(cpu) = cpu {
+        if !core_affinity::set_for_current(core_affinity::CoreId { id: cpu }) {
+            warn!(
+                shard = ctx.id,
+                cpu, "could not pin to CPU; running unpinned"
+            );
+        }
+    }
+    ctx.stats.shards[ctx.id]
+        .cpu
+        .store(cpu.map_or(u64::MAX, |c| c as u64), Ordering::Relaxed);
+    let entries = ctx.config.uring_entries;
+    // io_uring first; if the ring cannot be built (RLIMIT_MEMLOCK → ENOMEM, seccomp → EPERM,
+    // old kernel) fall back to the epoll driver and say so.
+    let uring = if monoio::utils::detect_uring() {
+        RuntimeBuilder::<IoUringDriver>::new()
+            .with_entries(entries)
+            .enable_timer()
+            .build()
+            .map_err(|e| e.to_string())
+    } else {
+        Err("io_uring not supported by this kernel or blocked".to_string())
+    };
+    match uring {
+        Ok(mut rt) => {
+            ctx.stats.shards[ctx.id].driver.store(1, Ordering::Relaxed);
+            rt.block_on(shard_main(ctx, "io_uring"));
+        }
+        Err(why) => {
+            warn!(
+                shard = ctx.id,
+                "io_uring unavailable ({why}); using the legacy epoll driver"
+            );
+            match RuntimeBuilder::<LegacyDriver>::new().enable_timer().build() {
+                Ok(mut rt) => {
+                    ctx.stats.shards[ctx.id].driver.store(2, Ordering::Relaxed);
+                    rt.block_on(shard_main(ctx, "legacy"));
+                }
+                Err(e) => {
+                    let _ = ctx
+                        .ready
+                        .send(Err(format!("shard {}: no runtime: {e}", ctx.id)));
+                }
+            }
+        }
+    }
+}
+
+async fn shard_main(ctx: ShardCtx, driver: &'static str) {
+    let listeners = match ctx.listeners {
+        Some((r, h)) => Ok((r, h)),
+        None => bind_reuseport(ctx.rtmp_addr).and_then(|r| Ok((r, bind_reuseport(ctx.http_addr)?))),
+    };
+    let (rtmp, http) = match listeners.and_then(|(r, h)| {
+        Ok((
+            monoio::net::TcpListener::from_std(r)?,
+            monoio::net::TcpListener::from_std(h)?,
+        ))
+    }) {
+        Ok(l) => l,
+        Err(e) => {
+            let _ = ctx
+                .ready
+                .send(Err(format!("shard {}: listeners: {e}", ctx.id)));
+            return;
+        }
+    };
+    let shard = Shard::new(ctx.id, ctx.config, ctx.mesh, ctx.stats, ctx.epoch);
+    info!(
+        shard = ctx.id,
+        cpu = ?shard.config.cpus[ctx.id],
+        driver,
+        rtmp = %ctx.rtmp_addr,
+        http = %ctx.http_addr,
+        "shard started"
+    );
+    monoio::spawn(listen::accept_loop(Rc::clone(&shard), rtmp, Service::Rtmp));
+    monoio::spawn(listen::accept_loop(Rc::clone(&shard), http, Service::Http));
+    monoio::spawn(Rc::clone(&shard).run_housekeeping());
+    let _ = ctx.ready.send(Ok((ctx.id, driver)));
+    // Returns on shutdown; dropping the runtime then closes every socket of this shard.
+    shard.run_dispatcher().await;
+}

@@ -1,0 +1,206 @@
+//! The shard mesh: one bounded lock-free channel per ordered pair of shards, and one doorbell
+//! per receiving shard.
+//!
+//! A sender pushes into `inbox[to].from[me]` (a crossbeam `ArrayQueue`) and rings the doorbell
+//! only when the receiver was idle, so a busy shard pays no wake-up syscalls. Overflow never
+//! blocks a sender; each message kind's policy is applied by the caller (see [`MeshMsg`]).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
+
+use atomic_waker::AtomicWaker;
+use bytes::Bytes;
+use crossbeam_queue::ArrayQueue;
+use edge_core::media::MediaKind;
+use edge_core::stream::{PublishError, PublisherId, StreamUpdate};
+use edge_core::StreamKey;
+
+/// Index of a shard, `0..shards`.
+pub type ShardId = usize;
+
+/// What shards say to each other. Overflow policy per kind:
+/// - `Update` (owner → replica): the replica shard is marked lagging and resynchronised with
+///   a snapshot at the next chance; viewers there skip to the next keyframe.
+/// - `Media`/`Metadata` (publisher shard → owner): the publisher's connection waits and
+///   retries, which pushes back on the publisher over TCP. Nothing is dropped.
+/// - control (`Subscribe`, `Unsubscribe`, `PublishRequest`, `PublishReply`, `Unpublish`):
+///   retried by the sender's task until accepted; they are rare and tiny.
+#[derive(Debug)]
+pub enum MeshMsg {
+    /// A shard has viewers of `key` and wants its updates.
+    Subscribe { key: StreamKey, from: ShardId },
+    /// A shard has no viewers of `key` left.
+    Unsubscribe { key: StreamKey, from: ShardId },
+    /// The owner's update for a replica.
+    Update {
+        key: StreamKey,
+        update: StreamUpdate,
+    },
+    /// A publisher on shard `from` asks the owner for `key`.
+    PublishRequest {
+        key: StreamKey,
+        publisher: PublisherId,
+        from: ShardId,
+    },
+    /// The owner's answer.
+    PublishReply {
+        publisher: PublisherId,
+        result: Result<(), PublishError>,
+    },
+    /// Publisher media for the owner.
+    Media {
+        key: StreamKey,
+        publisher: PublisherId,
+        kind: MediaKind,
+        timestamp: u32,
+        body: Bytes,
+    },
+    /// Publisher `onMetaData` for the owner.
+    Metadata {
+        key: StreamKey,
+        publisher: PublisherId,
+        body: Bytes,
+    },
+    /// The publisher left.
+    Unpublish {
+        key: StreamKey,
+        publisher: PublisherId,
+    },
+}
+
+struct Inbox {
+    from: Box<[ArrayQueue<MeshMsg>]>,
+    doorbell: AtomicWaker,
+    /// Set by senders, cleared by the receiver before it drains.
+    pending: AtomicBool,
+}
+
+/// All channels of the machine. Shared by every shard behind an `Arc`.
+pub struct Mesh {
+    inboxes: Box<[Inbox]>,
+    shutdown: AtomicBool,
+}
+
+impl Mesh {
+    pub fn new(shards: usize, capacity: usize) -> Self {
+        let inboxes = (0..shards)
+            .map(|_| Inbox {
+                from: (0..shards).map(|_| ArrayQueue::new(capacity)).collect(),
+                doorbell: AtomicWaker::new(),
+                pending: AtomicBool::new(false),
+            })
+            .collect();
+        Self {
+            inboxes,
+            shutdown: AtomicBool::new(false),
+        }
+    }
+
+    /// Sends without blocking; gives the message back when the channel is full.
+    pub fn try_send(&self, from: ShardId, to: ShardId, msg: MeshMsg) -> Result<(), MeshMsg> {
+        let inbox = &self.inboxes[to];
+        inbox.from[from].push(msg)?;
+        if !inbox.pending.swap(true, Ordering::AcqRel) {
+            inbox.doorbell.wake();
+        }
+        Ok(())
+    }
+
+    /// Waits until shard `me` has messages or shutdown was requested.
+    pub fn poll_ready(&self, me: ShardId, cx: &mut Context<'_>) -> Poll<()> {
+        let inbox = &self.inboxes[me];
+        inbox.doorbell.register(cx.waker());
+        if inbox.pending.load(Ordering::Acquire) || self.shutdown.load(Ordering::Acquire) {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }
+
+    /// Takes what is in shard `me`'s inbox now, at most `max` messages per source.
+    pub fn drain(&self, me: ShardId, max: usize, mut f: impl FnMut(ShardId, MeshMsg)) {
+        let inbox = &self.inboxes[me];
+        inbox.pending.store(false, Ordering::Release);
+        let mut left_over = false;
+        for (src, q) in inbox.from.iter().enumerate() {
+            for _ in 0..max {
+                match q.pop() {
+                    Some(m) => f(src, m),
+                    None => break,
+                }
+            }
+            left_over |= !q.is_empty();
+        }
+        if left_over {
+            inbox.pending.store(true, Ordering::Release);
+        }
+    }
+
+    /// Asks every shard to stop.
+    pub fn request_shutdown(&self) {
+        self.shutdown.store(true, Ordering::Release);
+        for inbox in self.inboxes.iter() {
+            inbox.doorbell.wake();
+        }
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutdown.load(Ordering::Acquire)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::task::Wake;
+
+    use super::*;
+
+    struct Flag(AtomicBool);
+    impl Wake for Flag {
+        fn wake(self: Arc<Self>) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+
+    fn unsub(i: usize) -> MeshMsg {
+        MeshMsg::Unsubscribe {
+            key: StreamKey::new("a", &i.to_string()).unwrap(),
+            from: 0,
+        }
+    }
+
+    #[test]
+    fn bounded_fifo_per_pair_and_doorbell() {
+        let mesh = Mesh::new(2, 16);
+        let flag = Arc::new(Flag(AtomicBool::new(false)));
+        let waker = std::task::Waker::from(flag.clone());
+        let mut cx = Context::from_waker(&waker);
+        assert!(mesh.poll_ready(1, &mut cx).is_pending());
+        for i in 0..16 {
+            mesh.try_send(0, 1, unsub(i)).unwrap();
+        }
+        assert!(
+            flag.0.load(Ordering::SeqCst),
+            "first message rings the doorbell"
+        );
+        assert!(
+            mesh.try_send(0, 1, unsub(99)).is_err(),
+            "channel is bounded"
+        );
+        let mut got = Vec::new();
+        mesh.drain(1, 10, |src, m| {
+            if let MeshMsg::Unsubscribe { key, .. } = m {
+                got.push((src, key.as_str().to_string()));
+            }
+        });
+        assert_eq!(got.len(), 10);
+        assert_eq!(got[0], (0, "a/0".to_string()));
+        assert!(
+            mesh.poll_ready(1, &mut cx).is_ready(),
+            "left-over messages keep it ready"
+        );
+        mesh.drain(1, 10, |_, _| {});
+        assert!(mesh.poll_ready(1, &mut cx).is_pending());
+    }
+}

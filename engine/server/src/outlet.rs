@@ -1,0 +1,349 @@
+//! A connection's way out: its [`SendQueue`] and the writer task that drains it.
+//!
+//! Everything a connection sends goes through here, in order: the session's control bytes and
+//! the stream's shared frames (`Bytes` handles, never copies). The writer gathers up to
+//! [`MAX_BATCH`] buffers into one `writev`, then awaits the socket, so one viewer's work per
+//! wake-up is bounded and a stalled socket stalls only its own writer.
+
+use std::cell::{Cell, RefCell};
+use std::future::poll_fn;
+use std::rc::Rc;
+use std::task::{Poll, Waker};
+
+use bytes::Bytes;
+use edge_core::media::{Frame, MediaKind};
+use edge_core::queue::{PushOutcome, QueueLimits, SendQueue};
+use monoio::buf::IoVecBuf;
+use monoio::io::AsyncWriteRent;
+
+/// Buffers per `writev`.
+pub const MAX_BATCH: usize = 64;
+
+/// Which wire form of a frame this connection takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wire {
+    Rtmp,
+    Flv,
+}
+
+/// How a connection ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Close {
+    /// Send what is queued, then close (end of stream, not-found replies).
+    Flush,
+    /// Close now (slow viewer, protocol error, peer gone).
+    Abort,
+}
+
+/// The outgoing half of one connection.
+pub struct Outlet {
+    pub id: u64,
+    pub wire: Wire,
+    queue: RefCell<SendQueue>,
+    writer: Cell<Option<Waker>>,
+    reader: Cell<Option<Waker>>,
+    close: Cell<Option<Close>>,
+    /// The join sequence has been delivered; live frames flow.
+    joined: Cell<bool>,
+    /// Latest timestamp queued per kind (audio, video), to skip what a resync repeats.
+    last_ts: Cell<[Option<u64>; 2]>,
+}
+
+impl Outlet {
+    pub fn new(id: u64, wire: Wire, limits: QueueLimits) -> Rc<Self> {
+        Rc::new(Self {
+            id,
+            wire,
+            queue: RefCell::new(SendQueue::new(limits)),
+            writer: Cell::new(None),
+            reader: Cell::new(None),
+            close: Cell::new(None),
+            joined: Cell::new(false),
+            last_ts: Cell::new([None, None]),
+        })
+    }
+
+    /// Queues bytes that must arrive.
+    pub fn push_control(&self, bytes: Bytes) {
+        if self.close.get().is_some() {
+            return;
+        }
+        self.queue.borrow_mut().push_control(bytes);
+        self.wake_writer();
+    }
+
+    /// Queues a frame's wire form under the queue's overflow policy.
+    pub fn push_frame(&self, frame: &Frame, now_ms: u64) -> PushOutcome {
+        if self.close.get().is_some() {
+            return PushOutcome::Dropped;
+        }
+        let bytes = match self.wire {
+            Wire::Rtmp => frame.rtmp.clone(),
+            Wire::Flv => frame.flv.clone(),
+        };
+        let outcome = self
+            .queue
+            .borrow_mut()
+            .push_frame(bytes, frame.flags, now_ms);
+        if outcome == PushOutcome::Queued {
+            if let Some(i) = kind_index(frame.kind) {
+                let mut ts = self.last_ts.get();
+                ts[i] = Some(frame.timestamp_ms);
+                self.last_ts.set(ts);
+            }
+            self.wake_writer();
+        }
+        outcome
+    }
+
+    /// Whether a resync should skip `frame` because this outlet already queued it.
+    pub fn already_has(&self, frame: &Frame) -> bool {
+        if frame.flags.header {
+            return false;
+        }
+        match kind_index(frame.kind) {
+            Some(i) => self.last_ts.get()[i].is_some_and(|t| frame.timestamp_ms <= t),
+            None => false,
+        }
+    }
+
+    pub fn require_sync_point(&self) {
+        self.queue.borrow_mut().require_sync_point();
+    }
+
+    pub fn is_overdue(&self, now_ms: u64) -> bool {
+        self.queue.borrow().is_overdue(now_ms)
+    }
+
+    pub fn joined(&self) -> bool {
+        self.joined.get()
+    }
+
+    pub fn set_joined(&self) {
+        self.joined.set(true);
+    }
+
+    /// Starts closing. The first reason wins.
+    pub fn close(&self, how: Close) {
+        if self.close.get().is_none() {
+            self.close.set(Some(how));
+        }
+        self.wake_writer();
+        if let Some(w) = self.reader.take() {
+            w.wake();
+        }
+    }
+
+    pub fn is_closing(&self) -> bool {
+        self.close.get().is_some()
+    }
+
+    /// Resolves once [`Outlet::close`] was called (the reader selects on this).
+    pub async fn closed(&self) {
+        poll_fn(|cx| {
+            if self.close.get().is_some() {
+                Poll::Ready(())
+            } else {
+                self.reader.set(Some(cx.waker().clone()));
+                Poll::Pending
+            }
+        })
+        .await
+    }
+
+    async fn aborted(&self) {
+        poll_fn(|cx| {
+            if self.close.get() == Some(Close::Abort) {
+                Poll::Ready(())
+            } else {
+                self.writer.set(Some(cx.waker().clone()));
+                Poll::Pending
+            }
+        })
+        .await
+    }
+
+    fn wake_writer(&self) {
+        if let Some(w) = self.writer.take() {
+            w.wake();
+        }
+    }
+
+    /// Drains the queue into `sink` until the outlet closes or the socket fails.
+    /// Returns the bytes written.
+    pub async fn run_writer<W: AsyncWriteRent>(self: Rc<Self>, mut sink: W) -> u64 {
+        let mut batch = WriteBatch::default();
+        let mut written = 0u64;
+        loop {
+            let more = poll_fn(|cx| {
+                let mut q = self.queue.borrow_mut();
+                match self.close.get() {
+                    Some(Close::Abort) => return Poll::Ready(false),
+                    Some(Close::Flush) if q.is_empty() => return Poll::Ready(false),
+                    _ => {}
+                }
+                if q.poll_batch(MAX_BATCH, &mut batch.bufs) > 0 {
+                    Poll::Ready(true)
+                } else {
+                    self.writer.set(Some(cx.waker().clone()));
+                    Poll::Pending
+                }
+            })
+            .await;
+            if !more {
+                break;
+            }
+            // A peer that stopped reading leaves this write pending forever: an abort
+            // (slow viewer, shutdown) cancels it, and the in-flight batch goes with it.
+            let outcome = monoio::select! {
+                r = write_batch(&mut sink, batch) => Some(r),
+                _ = self.aborted() => None,
+            };
+            let Some((res, b)) = outcome else { break };
+            batch = b;
+            batch.clear();
+            match res {
+                Ok(n) => written += n as u64,
+                Err(_) => {
+                    self.close(Close::Abort);
+                    break;
+                }
+            }
+        }
+        // Best effort: let the peer see an orderly end for flushed closes.
+        let _ = sink.shutdown().await;
+        written
+    }
+}
+
+fn kind_index(kind: MediaKind) -> Option<usize> {
+    match kind {
+        MediaKind::Audio => Some(0),
+        MediaKind::Video => Some(1),
+        MediaKind::Data => None,
+    }
+}
+
+/// Buffers for one `writev`, with their iovecs. Owned by the kernel while the write is in
+/// flight and handed back after, as monoio's rent model requires.
+#[derive(Default)]
+pub struct WriteBatch {
+    bufs: Vec<Bytes>,
+    iov: Vec<libc::iovec>,
+    /// First iovec not fully written.
+    start: usize,
+}
+
+impl WriteBatch {
+    fn prepare(&mut self) -> usize {
+        self.iov.clear();
+        self.start = 0;
+        let mut total = 0;
+        for b in &self.bufs {
+            self.iov.push(libc::iovec {
+                iov_base: b.as_ptr() as *mut libc::c_void,
+                iov_len: b.len(),
+            });
+            total += b.len();
+        }
+        total
+    }
+
+    /// Marks `n` more bytes written. (monoio 0.2.4's own `write_vectored_all` does not
+    /// advance a partially written iovec, so we keep our own cursor.)
+    fn advance(&mut self, mut n: usize) {
+        while n > 0 && self.start < self.iov.len() {
+            let v = &mut self.iov[self.start];
+            if n >= v.iov_len {
+                n -= v.iov_len;
+                self.start += 1;
+            } else {
+                // SAFETY: n < iov_len, so the new base stays inside the same live buffer,
+                // which `self.bufs` keeps alive for as long as the iovec exists.
+                v.iov_base = unsafe { (v.iov_base as *mut u8).add(n) } as *mut libc::c_void;
+                v.iov_len -= n;
+                n = 0;
+            }
+        }
+    }
+
+    fn clear(&mut self) {
+        self.bufs.clear();
+        self.iov.clear();
+        self.start = 0;
+    }
+}
+
+// SAFETY: the iovecs point into `bufs`, which the batch owns and does not touch while the
+// runtime holds it; moving the batch moves only the Vec headers, not the heap data the
+// pointers refer to.
+unsafe impl IoVecBuf for WriteBatch {
+    fn read_iovec_ptr(&self) -> *const libc::iovec {
+        // SAFETY: start <= iov.len(), so this is in bounds or one past the end.
+        unsafe { self.iov.as_ptr().add(self.start) }
+    }
+
+    fn read_iovec_len(&self) -> usize {
+        self.iov.len() - self.start
+    }
+}
+
+async fn write_batch<W: AsyncWriteRent>(
+    sink: &mut W,
+    mut batch: WriteBatch,
+) -> (std::io::Result<usize>, WriteBatch) {
+    let total = batch.prepare();
+    let mut done = 0;
+    while done < total {
+        if batch.bufs.len() == 1 {
+            // One buffer: a plain write avoids the iovec indirection.
+            let buf = batch.bufs[0].slice(done..);
+            let (res, _) = sink.write(buf).await;
+            match res {
+                Ok(0) => return (Err(std::io::ErrorKind::WriteZero.into()), batch),
+                Ok(n) => done += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return (Err(e), batch),
+            }
+            continue;
+        }
+        let (res, b) = sink.writev(batch).await;
+        batch = b;
+        match res {
+            Ok(0) => return (Err(std::io::ErrorKind::WriteZero.into()), batch),
+            Ok(n) => {
+                done += n;
+                batch.advance(n);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return (Err(e), batch),
+        }
+    }
+    (Ok(done), batch)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batch_cursor_advances_through_partial_writes() {
+        let mut b = WriteBatch::default();
+        b.bufs = vec![
+            Bytes::from_static(b"abc"),
+            Bytes::from_static(b"defgh"),
+            Bytes::from_static(b"ij"),
+        ];
+        assert_eq!(b.prepare(), 10);
+        b.advance(4);
+        assert_eq!(b.read_iovec_len(), 2);
+        let first = b.iov[b.start];
+        // SAFETY: the iovec points into a live static buffer of at least iov_len bytes.
+        let s = unsafe { std::slice::from_raw_parts(first.iov_base as *const u8, first.iov_len) };
+        assert_eq!(s, b"efgh");
+        b.advance(4);
+        assert_eq!(b.read_iovec_len(), 1);
+        b.advance(2);
+        assert_eq!(b.read_iovec_len(), 0);
+    }
+}

@@ -1,0 +1,247 @@
+//! The RTMP connection driver: moves bytes between a socket and an edge-core
+//! [`ServerConnection`], and turns its events into shard calls (publish, play, media).
+//!
+//! Reading happens here; writing happens in the connection's [`Outlet`] writer task, so a
+//! player's control replies and shared media leave in one ordered stream.
+
+use std::rc::Rc;
+
+use edge_core::media::{self, MediaKind};
+use edge_core::rtmp::chunk;
+use edge_core::rtmp::server::{ServerConnection, ServerEvent};
+use edge_core::stream::PublisherId;
+use edge_core::StreamKey;
+use monoio::io::{AsyncReadRent, Splitable};
+use monoio::net::TcpStream;
+use tracing::{debug, info, warn};
+
+use crate::mesh::MeshMsg;
+use crate::outlet::{Close, Outlet, Wire};
+use crate::shard::{Counter, Shard};
+
+const READ_BUF_IDLE: usize = 4 * 1024;
+const READ_BUF_PUBLISH: usize = 64 * 1024;
+
+enum Role {
+    None,
+    Publisher { key: StreamKey, id: PublisherId },
+    Player { key: StreamKey },
+}
+
+/// Serves one RTMP connection until it closes.
+pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
+    let _ = stream.set_nodelay(true);
+    let peer = stream.peer_addr().ok();
+    let id = shard.next_conn_id();
+    let (mut reader, writer) = stream.into_split();
+    let outlet = Outlet::new(id, Wire::Rtmp, shard.config.queue);
+    let writer_task = monoio::spawn(Rc::clone(&outlet).run_writer(writer));
+    let mut conn = ServerConnection::new();
+    let mut role = Role::None;
+    let mut buf = Vec::with_capacity(READ_BUF_IDLE);
+    // Protocol errors and refusals flush their last words (e.g. BadName); a vanished peer
+    // gets nothing more.
+    let mut how = Close::Flush;
+
+    let reason = loop {
+        let read = monoio::select! {
+            r = reader.read(buf) => r,
+            _ = outlet.closed() => break "closed by server".to_string(),
+        };
+        let (res, b) = read;
+        buf = b;
+        let n = match res {
+            Ok(0) => {
+                how = Close::Abort;
+                break "peer closed".to_string();
+            }
+            Ok(n) => n,
+            Err(e) => {
+                how = Close::Abort;
+                break format!("read error: {e}");
+            }
+        };
+        let events = match conn.handle_input(&buf[..n]) {
+            Ok(ev) => ev,
+            Err(e) => {
+                shard.stats().connection_errors.inc();
+                break format!("protocol error: {e}");
+            }
+        };
+        buf.clear();
+        let mut failure = None;
+        for ev in events {
+            if let Err(e) = handle_event(&shard, &mut conn, &outlet, &mut role, ev).await {
+                failure = Some(e);
+                break;
+            }
+        }
+        if let Some(b) = conn.poll_transmit() {
+            outlet.push_control(b);
+        }
+        if let Some(e) = failure {
+            break e;
+        }
+        if matches!(role, Role::Publisher { .. }) && buf.capacity() < READ_BUF_PUBLISH {
+            buf = Vec::with_capacity(READ_BUF_PUBLISH);
+        }
+    };
+
+    match &role {
+        Role::Publisher { key, id } => {
+            info!(shard = shard.id, %key, "publisher disconnected: {reason}");
+            shard.unpublish(key, *id);
+            shard.stats().publishers.dec();
+        }
+        Role::Player { key } => {
+            debug!(shard = shard.id, %key, conn = id, "player disconnected: {reason}");
+            shard.remove_viewer(key, &outlet);
+        }
+        Role::None => debug!(shard = shard.id, ?peer, "rtmp connection closed: {reason}"),
+    }
+    outlet.close(how);
+    let written = writer_task.await;
+    shard
+        .stats()
+        .bytes_out
+        .fetch_add(written, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Handles one session event. An `Err` closes the connection with that reason.
+async fn handle_event(
+    shard: &Rc<Shard>,
+    conn: &mut ServerConnection,
+    outlet: &Rc<Outlet>,
+    role: &mut Role,
+    ev: ServerEvent,
+) -> Result<(), String> {
+    match ev {
+        ServerEvent::PublishRequested {
+            request_id,
+            app,
+            stream,
+        } => {
+            if !matches!(role, Role::None) {
+                return Err("publish on a connection already in use".into());
+            }
+            let Some(key) = StreamKey::new(&app, &stream) else {
+                reject_publish(conn, outlet, "invalid stream name");
+                return Err(format!("invalid stream name {app}/{stream}"));
+            };
+            let id = PublisherId(outlet.id);
+            match shard.request_publish(&key, id).await {
+                Ok(()) => {
+                    conn.accept(request_id).map_err(|e| e.to_string())?;
+                    shard.stats().publishers.inc();
+                    info!(shard = shard.id, %key, owner = shard.owner_of(&key), "publishing");
+                    *role = Role::Publisher { key, id };
+                }
+                Err(e) => {
+                    warn!(shard = shard.id, %key, "publish refused: {e}");
+                    reject_publish(conn, outlet, &e.to_string());
+                    return Err(format!("publish refused: {e}"));
+                }
+            }
+        }
+        ServerEvent::Media {
+            kind,
+            timestamp,
+            body,
+        } => {
+            let Role::Publisher { key, id } = role else {
+                return Err("media from a connection that is not publishing".into());
+            };
+            // Validate here, so a malformed tag closes its publisher, not anything else.
+            match kind {
+                MediaKind::Video => media::parse_video_tag(&body).map(|_| ()),
+                MediaKind::Audio => media::parse_audio_tag(&body).map(|_| ()),
+                MediaKind::Data => Ok(()),
+            }
+            .map_err(|e| e.to_string())?;
+            shard.stats().frames_in.inc();
+            let owner = shard.owner_of(key);
+            let msg = MeshMsg::Media {
+                key: key.clone(),
+                publisher: *id,
+                kind,
+                timestamp,
+                body,
+            };
+            shard.send_media(owner, msg).await;
+        }
+        ServerEvent::Metadata { body } => {
+            if let Role::Publisher { key, id } = role {
+                let owner = shard.owner_of(key);
+                let msg = MeshMsg::Metadata {
+                    key: key.clone(),
+                    publisher: *id,
+                    body,
+                };
+                shard.send_media(owner, msg).await;
+            }
+        }
+        ServerEvent::PublishFinished => {
+            if let Role::Publisher { key, id } = role {
+                shard.unpublish(key, *id);
+                shard.stats().publishers.dec();
+                *role = Role::None;
+            }
+        }
+        ServerEvent::PlayRequested {
+            request_id,
+            app,
+            stream,
+            stream_id,
+        } => {
+            if !matches!(role, Role::None) {
+                return Err("play on a connection already in use".into());
+            }
+            let Some(key) = StreamKey::new(&app, &stream) else {
+                conn.send_status(
+                    stream_id,
+                    "error",
+                    "NetStream.Play.StreamNotFound",
+                    "invalid stream name",
+                );
+                return Err(format!("invalid stream name {app}/{stream}"));
+            };
+            if stream_id != chunk::PLAY_STREAM_ID {
+                // Shared media is serialised once for message stream 1, which every common
+                // player uses for its first createStream.
+                conn.send_status(
+                    stream_id,
+                    "error",
+                    "NetStream.Play.Failed",
+                    "play on message stream 1 only",
+                );
+                return Err(format!("play on message stream {stream_id}"));
+            }
+            conn.accept(request_id).map_err(|e| e.to_string())?;
+            // The accept replies must precede any media.
+            if let Some(b) = conn.poll_transmit() {
+                outlet.push_control(b);
+            }
+            shard.add_viewer(&key, outlet);
+            *role = Role::Player { key };
+        }
+        ServerEvent::PlayFinished => {
+            if let Role::Player { key } = role {
+                shard.remove_viewer(key, outlet);
+                *role = Role::None;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn reject_publish(conn: &mut ServerConnection, outlet: &Outlet, description: &str) {
+    conn.send_status(
+        chunk::PLAY_STREAM_ID,
+        "error",
+        "NetStream.Publish.BadName",
+        description,
+    );
+    if let Some(b) = conn.poll_transmit() {
+        outlet.push_control(b);
+    }
+}
