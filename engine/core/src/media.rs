@@ -238,9 +238,14 @@ pub struct FrameFlags {
     pub header: bool,
 }
 
-/// One media message of a stream, with its wire forms built once and shared.
+/// One media message of a stream, with its wire forms built once and shared. Cloning is one
+/// reference count: frames cross shards and sit in many queues at once.
 #[derive(Clone, Debug)]
-pub struct Frame {
+pub struct Frame(Arc<FrameData>);
+
+/// What a [`Frame`] holds.
+#[derive(Debug)]
+pub struct FrameData {
     pub kind: MediaKind,
     /// Stream time in milliseconds, after 32-bit unwrap and republish rebasing.
     pub timestamp_ms: u64,
@@ -267,19 +272,27 @@ impl Frame {
             chunk::OUT_CHUNK_SIZE,
         );
         let flv = flv::serialize_tag_chunked(kind.type_id(), ts, &payload);
-        Self {
+        Self(Arc::new(FrameData {
             kind,
             timestamp_ms,
             flags,
             payload,
             rtmp,
             flv,
-        }
+        }))
     }
 
     /// Bytes this frame holds: what it costs a cache or a queue to keep it.
     pub fn cost_bytes(&self) -> usize {
         self.rtmp.len()
+    }
+}
+
+impl std::ops::Deref for Frame {
+    type Target = FrameData;
+
+    fn deref(&self) -> &FrameData {
+        &self.0
     }
 }
 

@@ -69,8 +69,9 @@ pub struct Args {
     #[arg(long, value_name = "BYTES", default_value_t = 8 << 20)]
     pub gop_max_bytes: usize,
 
-    /// Capacity of each cross-shard channel, in messages.
-    #[arg(long, value_name = "N", default_value_t = 8192)]
+    /// Capacity of each cross-shard channel, in messages (about 80 bytes each; there are
+    /// shards² channels).
+    #[arg(long, value_name = "N", default_value_t = 2048)]
     pub mesh_queue_len: usize,
 
     /// io_uring submission queue entries per shard.

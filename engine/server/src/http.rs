@@ -9,7 +9,7 @@ use monoio::io::{AsyncReadRent, AsyncWriteRentExt, Splitable};
 use monoio::net::TcpStream;
 use tracing::debug;
 
-use crate::outlet::{Close, Outlet, Wire};
+use crate::outlet::{reset_on_close, Close, Outlet, Wire};
 use crate::shard::{Counter, Shard};
 
 const READ_BUF: usize = 4 * 1024;
@@ -106,6 +106,7 @@ fn respond(shard: &Shard, req: &Request) -> (Bytes, bool) {
 /// goes out when the stream is live (or a 404 after the play-wait).
 async fn serve_flv(shard: Rc<Shard>, stream: TcpStream, key: edge_core::StreamKey) {
     let id = shard.next_conn_id();
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&stream);
     let (mut reader, writer) = stream.into_split();
     let outlet = Outlet::new(id, Wire::Flv, shard.config.queue);
     let writer_task = monoio::spawn(Rc::clone(&outlet).run_writer(writer));
@@ -126,6 +127,9 @@ async fn serve_flv(shard: Rc<Shard>, stream: TcpStream, key: edge_core::StreamKe
     }
     shard.remove_viewer(&key, &outlet);
     outlet.close(Close::Flush);
+    if outlet.close_mode() == Some(Close::Abort) {
+        reset_on_close(fd);
+    }
     let written = writer_task.await;
     shard
         .stats()

@@ -149,6 +149,9 @@ impl Mesh {
     }
 }
 
+// Channel slots are sized by the largest message; keep it small (shards² channels exist).
+const _: () = assert!(std::mem::size_of::<MeshMsg>() <= 80);
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;

@@ -134,6 +134,11 @@ impl Outlet {
         }
     }
 
+    /// How the outlet is closing, if it is.
+    pub fn close_mode(&self) -> Option<Close> {
+        self.close.get()
+    }
+
     pub fn is_closing(&self) -> bool {
         self.close.get().is_some()
     }
@@ -213,6 +218,25 @@ impl Outlet {
         // Best effort: let the peer see an orderly end for flushed closes.
         let _ = sink.shutdown().await;
         written
+    }
+}
+
+/// Makes the coming close of `fd` abortive (RST): an aborted viewer's unsent bytes are
+/// discarded at once instead of lingering in kernel buffers behind a zero window.
+pub fn reset_on_close(fd: std::os::fd::RawFd) {
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: setsockopt on a socket fd the caller still owns, with a correctly sized value.
+    unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&linger as *const libc::linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        );
     }
 }
 
@@ -328,12 +352,14 @@ mod tests {
 
     #[test]
     fn batch_cursor_advances_through_partial_writes() {
-        let mut b = WriteBatch::default();
-        b.bufs = vec![
-            Bytes::from_static(b"abc"),
-            Bytes::from_static(b"defgh"),
-            Bytes::from_static(b"ij"),
-        ];
+        let mut b = WriteBatch {
+            bufs: vec![
+                Bytes::from_static(b"abc"),
+                Bytes::from_static(b"defgh"),
+                Bytes::from_static(b"ij"),
+            ],
+            ..WriteBatch::default()
+        };
         assert_eq!(b.prepare(), 10);
         b.advance(4);
         assert_eq!(b.read_iovec_len(), 2);

@@ -16,7 +16,7 @@ use monoio::net::TcpStream;
 use tracing::{debug, info, warn};
 
 use crate::mesh::MeshMsg;
-use crate::outlet::{Close, Outlet, Wire};
+use crate::outlet::{reset_on_close, Close, Outlet, Wire};
 use crate::shard::{Counter, Shard};
 
 const READ_BUF_IDLE: usize = 4 * 1024;
@@ -33,6 +33,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
     let _ = stream.set_nodelay(true);
     let peer = stream.peer_addr().ok();
     let id = shard.next_conn_id();
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&stream);
     let (mut reader, writer) = stream.into_split();
     let outlet = Outlet::new(id, Wire::Rtmp, shard.config.queue);
     let writer_task = monoio::spawn(Rc::clone(&outlet).run_writer(writer));
@@ -100,6 +101,9 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
         Role::None => debug!(shard = shard.id, ?peer, "rtmp connection closed: {reason}"),
     }
     outlet.close(how);
+    if outlet.close_mode() == Some(Close::Abort) {
+        reset_on_close(fd);
+    }
     let written = writer_task.await;
     shard
         .stats()

@@ -127,9 +127,8 @@ impl Shard {
     fn send_control(&self, to: ShardId, msg: MeshMsg) {
         let mut outbox = self.outbox.borrow_mut();
         if outbox.is_empty() {
-            match self.mesh.try_send(self.id, to, msg) {
-                Ok(()) => return,
-                Err(m) => outbox.push_back((to, m)),
+            if let Err(m) = self.mesh.try_send(self.id, to, msg) {
+                outbox.push_back((to, m));
             }
         } else if outbox.len() < MAX_OUTBOX {
             outbox.push_back((to, msg));

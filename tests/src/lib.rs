@@ -1,0 +1,557 @@
+//! Helpers for the end-to-end tests: start the real `edge-engine` binary on ephemeral
+//! loopback ports, read its counters, drive ffmpeg, and play with edge-core's RTMP client.
+//!
+//! The binary is the one `cargo test --workspace` builds next to this test executable
+//! (edge-engine's own CLI test makes cargo build it).
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use edge_core::flv::FlvReader;
+use edge_core::media::{self, MediaKind};
+use edge_core::rtmp::client::{ClientEvent, ClientMode, RtmpClient};
+
+/// A fixture file in `tests/fixtures`.
+pub fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join(name)
+}
+
+/// Path of the engine binary built by this `cargo test` run.
+pub fn engine_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test>-<hash> → target/<profile>/edge-engine
+    let bin = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .expect("target dir")
+        .join("edge-engine");
+    assert!(
+        bin.exists(),
+        "{} is missing: run the tests with `cargo test --workspace`, which builds it",
+        bin.display()
+    );
+    bin
+}
+
+/// A running engine, stopped with SIGTERM on drop.
+pub struct Engine {
+    child: Option<Child>,
+    pub rtmp: SocketAddr,
+    pub http: SocketAddr,
+}
+
+impl Engine {
+    /// Starts `edge-engine --rtmp 127.0.0.1:0 --http 127.0.0.1:0 ARGS` and waits for its
+    /// ready line.
+    pub fn start(args: &[&str]) -> Engine {
+        let mut child = Command::new(engine_bin())
+            .args(["--rtmp", "127.0.0.1:0", "--http", "127.0.0.1:0"])
+            .args(args)
+            .env(
+                "RUST_LOG",
+                std::env::var("EDGE_TEST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawning edge-engine");
+        let stdout = child.stdout.take().unwrap();
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("reading ready line");
+        let field = |name: &str| -> SocketAddr {
+            line.split_whitespace()
+                .find_map(|w| w.strip_prefix(&format!("{name}=")))
+                .unwrap_or_else(|| panic!("no {name}= in ready line {line:?}"))
+                .parse()
+                .unwrap()
+        };
+        let (rtmp, http) = (field("rtmp"), field("http"));
+        Engine {
+            child: Some(child),
+            rtmp,
+            http,
+        }
+    }
+
+    pub fn rtmp_url(&self, path: &str) -> String {
+        format!("rtmp://{}/{path}", self.rtmp)
+    }
+
+    pub fn http_url(&self, path: &str) -> String {
+        format!("http://{}/{path}", self.http)
+    }
+
+    /// Counters by (name without `edge_`, shard).
+    pub fn metrics(&self) -> Metrics {
+        let body = http_get(self.http, "/metrics").body;
+        let mut m = HashMap::new();
+        for line in String::from_utf8_lossy(&body).lines() {
+            let Some(rest) = line.strip_prefix("edge_") else {
+                continue;
+            };
+            let Some((name, tail)) = rest.split_once("{shard=\"") else {
+                continue;
+            };
+            let Some((shard, tail)) = tail.split_once('"') else {
+                continue;
+            };
+            let Some(value) = tail.rsplit(' ').next().and_then(|v| v.parse::<u64>().ok()) else {
+                continue;
+            };
+            if let Ok(shard) = shard.parse::<usize>() {
+                m.insert((name.to_string(), shard), value);
+            }
+        }
+        Metrics(m)
+    }
+
+    /// Polls the counters until `pred` holds; panics with the last counters after `timeout`.
+    pub fn wait_for(
+        &self,
+        what: &str,
+        timeout: Duration,
+        pred: impl Fn(&Metrics) -> bool,
+    ) -> Metrics {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let m = self.metrics();
+            if pred(&m) {
+                return m;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}: {m:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// SIGTERM, then the exit status.
+    pub fn stop(mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().unwrap();
+        // SAFETY: kill(2) on our own child's pid has no memory effects.
+        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+        child.wait().unwrap()
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A counters snapshot.
+#[derive(Debug)]
+pub struct Metrics(pub HashMap<(String, usize), u64>);
+
+impl Metrics {
+    pub fn get(&self, name: &str, shard: usize) -> u64 {
+        self.0.get(&(name.to_string(), shard)).copied().unwrap_or(0)
+    }
+
+    pub fn sum(&self, name: &str) -> u64 {
+        self.0
+            .iter()
+            .filter(|((n, _), _)| n == name)
+            .map(|(_, v)| v)
+            .sum()
+    }
+}
+
+/// An HTTP response read to its end.
+#[derive(Debug)]
+pub struct Response {
+    pub head: String,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn status(&self) -> u16 {
+        self.head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+/// `GET path` with `Connection: close`.
+pub fn http_get(addr: SocketAddr, path: &str) -> Response {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut all = Vec::new();
+    let _ = s.read_to_end(&mut all);
+    split_response(&all)
+}
+
+/// Splits raw bytes at the end of the head.
+pub fn split_response(all: &[u8]) -> Response {
+    let end = all
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(all.len(), |p| p + 4);
+    Response {
+        head: String::from_utf8_lossy(&all[..end]).into_owned(),
+        body: all[end..].to_vec(),
+    }
+}
+
+/// Counts of what an FLV file holds: (video frames, audio frames), sequence headers excluded.
+pub fn flv_frame_counts(path: &std::path::Path) -> (u64, u64) {
+    let mut r = FlvReader::new();
+    r.handle_input(&std::fs::read(path).unwrap());
+    let (mut v, mut a) = (0, 0);
+    while let Some(tag) = r.poll_tag().unwrap() {
+        match MediaKind::from_type_id(tag.type_id) {
+            Some(MediaKind::Video)
+                if !media::parse_video_tag(&tag.body).unwrap().sequence_header =>
+            {
+                v += 1
+            }
+            Some(MediaKind::Audio)
+                if !media::parse_audio_tag(&tag.body).unwrap().sequence_header =>
+            {
+                a += 1
+            }
+            _ => {}
+        }
+    }
+    (v, a)
+}
+
+/// `ffmpeg -re -i FILE -c copy -f flv URL` in the background.
+pub fn ffmpeg_publish(file: &std::path::Path, url: &str, extra_input_args: &[&str]) -> Child {
+    Command::new("ffmpeg")
+        .args(["-nostdin", "-v", "error", "-re"])
+        .args(extra_input_args)
+        .arg("-i")
+        .arg(file)
+        .args(["-c", "copy", "-f", "flv", url])
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("ffmpeg must be installed (.ci/run installs it)")
+}
+
+/// `ffmpeg -i INPUT -c copy -f framemd5 -`: per-packet lines without comments.
+pub fn framemd5(input: &str, timeout: Duration) -> (Vec<String>, String) {
+    let mut child = Command::new("timeout")
+        .arg(format!("{}", timeout.as_secs()))
+        .args([
+            "ffmpeg", "-nostdin", "-v", "error", "-i", input, "-c", "copy", "-f", "framemd5", "-",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    child.wait().unwrap();
+    let lines = out
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(str::to_string)
+        .collect();
+    (lines, err)
+}
+
+/// What an RTMP player saw.
+#[derive(Debug, Default, Clone)]
+pub struct PlayLog {
+    pub started: bool,
+    pub video: u64,
+    pub audio: u64,
+    pub video_headers: u64,
+    pub audio_headers: u64,
+    pub statuses: Vec<String>,
+    /// Timestamps of non-header video frames, in arrival order.
+    pub video_ts: Vec<u32>,
+    /// The server closed the connection.
+    pub closed: bool,
+    pub error: Option<String>,
+}
+
+/// How a test player behaves.
+#[derive(Debug, Clone)]
+pub struct PlayOpts {
+    pub deadline: Duration,
+    /// Stop reading (but keep the socket) once play started and this many more bytes
+    /// arrived: a stalled viewer.
+    pub stall_after_bytes: Option<u64>,
+    pub rcvbuf: Option<usize>,
+    /// Also end when a status with this code arrives.
+    pub until_status: Option<String>,
+}
+
+impl Default for PlayOpts {
+    fn default() -> Self {
+        Self {
+            deadline: Duration::from_secs(60),
+            stall_after_bytes: None,
+            rcvbuf: None,
+            until_status: Some("NetStream.Play.UnpublishNotify".into()),
+        }
+    }
+}
+
+/// Plays `rtmp://addr/app/stream` with edge-core's client until the server closes, the
+/// deadline passes, or `until_status` arrives. `progress` counts media frames as they come.
+pub fn play_rtmp(
+    addr: SocketAddr,
+    app: &str,
+    stream: &str,
+    opts: &PlayOpts,
+    progress: Option<&AtomicU64>,
+) -> PlayLog {
+    let mut log = PlayLog::default();
+    let start = Instant::now();
+    let mut sock = match connect_with_rcvbuf(addr, opts.rcvbuf) {
+        Ok(s) => s,
+        Err(e) => {
+            log.error = Some(format!("connect: {e}"));
+            return log;
+        }
+    };
+    sock.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let mut client = RtmpClient::new(app, stream, ClientMode::Play).unwrap();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut received_since_start = 0u64;
+    while start.elapsed() < opts.deadline {
+        if let Some(out) = client.poll_transmit() {
+            if let Err(e) = sock.write_all(&out) {
+                log.error = Some(format!("write: {e}"));
+                return log;
+            }
+        }
+        if log.started
+            && opts
+                .stall_after_bytes
+                .is_some_and(|n| received_since_start >= n)
+        {
+            std::thread::sleep(Duration::from_millis(50));
+            // Without reading, notice the server closing the socket (FIN or RST).
+            let mut pfd = libc::pollfd {
+                fd: std::os::fd::AsRawFd::as_raw_fd(&sock),
+                events: libc::POLLRDHUP,
+                revents: 0,
+            };
+            // SAFETY: poll(2) on one valid pollfd we own.
+            unsafe { libc::poll(&mut pfd, 1, 0) };
+            if pfd.revents & (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR) != 0 {
+                log.closed = true;
+                return log;
+            }
+            continue;
+        }
+        let n = match sock.read(&mut buf) {
+            Ok(0) => {
+                log.closed = true;
+                return log;
+            }
+            Ok(n) => n,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                continue
+            }
+            Err(_) => {
+                log.closed = true;
+                return log;
+            }
+        };
+        if log.started {
+            received_since_start += n as u64;
+        }
+        let events = match client.handle_input(&buf[..n]) {
+            Ok(e) => e,
+            Err(e) => {
+                log.error = Some(e.to_string());
+                return log;
+            }
+        };
+        for ev in events {
+            match ev {
+                ClientEvent::Started => log.started = true,
+                ClientEvent::Media {
+                    kind,
+                    timestamp,
+                    body,
+                } => record_media(&mut log, kind, timestamp, &body, progress),
+                ClientEvent::Status { code } => {
+                    let done = opts.until_status.as_deref() == Some(code.as_str());
+                    log.statuses.push(code);
+                    if done {
+                        return log;
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    log
+}
+
+fn record_media(
+    log: &mut PlayLog,
+    kind: MediaKind,
+    ts: u32,
+    body: &Bytes,
+    progress: Option<&AtomicU64>,
+) {
+    match kind {
+        MediaKind::Video => {
+            if media::parse_video_tag(body).is_ok_and(|t| t.sequence_header) {
+                log.video_headers += 1;
+                return;
+            }
+            log.video += 1;
+            log.video_ts.push(ts);
+        }
+        MediaKind::Audio => {
+            if media::parse_audio_tag(body).is_ok_and(|t| t.sequence_header) {
+                log.audio_headers += 1;
+                return;
+            }
+            log.audio += 1;
+        }
+        MediaKind::Data => return,
+    }
+    if let Some(p) = progress {
+        p.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+fn connect_with_rcvbuf(addr: SocketAddr, rcvbuf: Option<usize>) -> std::io::Result<TcpStream> {
+    let Some(size) = rcvbuf else {
+        return TcpStream::connect(addr);
+    };
+    // SO_RCVBUF must be set before connect to bound the advertised window.
+    // SAFETY: plain socket syscalls on a fd we create and own; the fd is handed to
+    // TcpStream, which closes it.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let v = size as libc::c_int;
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            (&v as *const libc::c_int).cast(),
+            4,
+        );
+        let SocketAddr::V4(a) = addr else {
+            panic!("IPv4 only")
+        };
+        let sa = libc::sockaddr_in {
+            sin_family: libc::AF_INET as libc::sa_family_t,
+            sin_port: a.port().to_be(),
+            sin_addr: libc::in_addr {
+                s_addr: u32::from(*a.ip()).to_be(),
+            },
+            sin_zero: [0; 8],
+        };
+        if libc::connect(
+            fd,
+            (&sa as *const libc::sockaddr_in).cast(),
+            std::mem::size_of::<libc::sockaddr_in>() as u32,
+        ) != 0
+        {
+            let e = std::io::Error::last_os_error();
+            libc::close(fd);
+            return Err(e);
+        }
+        Ok(<TcpStream as std::os::fd::FromRawFd>::from_raw_fd(fd))
+    }
+}
+
+/// Runs `n` players on their own threads; returns their logs.
+pub fn play_many(
+    addr: SocketAddr,
+    app: &str,
+    stream: &str,
+    n: usize,
+    opts: PlayOpts,
+) -> std::thread::JoinHandle<Vec<PlayLog>> {
+    let app = app.to_string();
+    let stream = stream.to_string();
+    std::thread::spawn(move || {
+        let opts = Arc::new(opts);
+        let handles: Vec<_> = (0..n)
+            .map(|_| {
+                let (app, stream, opts) = (app.clone(), stream.clone(), Arc::clone(&opts));
+                std::thread::Builder::new()
+                    .stack_size(256 * 1024)
+                    .spawn(move || play_rtmp(addr, &app, &stream, &opts, None))
+                    .unwrap()
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    })
+}
+
+/// Publishes with edge-core's client and returns the statuses the server sent back.
+pub fn try_publish(addr: SocketAddr, app: &str, stream: &str) -> (Vec<ClientEvent>, bool) {
+    let mut sock = TcpStream::connect(addr).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let mut client = RtmpClient::new(app, stream, ClientMode::Publish).unwrap();
+    let mut events = Vec::new();
+    let mut buf = vec![0u8; 16 * 1024];
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(10) {
+        if let Some(out) = client.poll_transmit() {
+            if sock.write_all(&out).is_err() {
+                return (events, true);
+            }
+        }
+        match sock.read(&mut buf) {
+            Ok(0) => return (events, true),
+            Ok(n) => events.extend(client.handle_input(&buf[..n]).unwrap_or_default()),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => return (events, true),
+        }
+    }
+    (events, false)
+}
