@@ -268,15 +268,32 @@ fn players_without_a_publisher_get_not_found_after_the_play_wait() {
         until_status: Some("NetStream.Play.StreamNotFound".into()),
         ..PlayOpts::default()
     };
-    let log = play_rtmp(engine.rtmp, "live", "nobody", &opts, None);
-    assert!(log.started, "{log:?}");
-    assert_eq!(
-        log.statuses.last().map(String::as_str),
-        Some("NetStream.Play.StreamNotFound"),
-        "{log:?}"
+    // Several of each, so the owner shard and the other one both serve some (regression: a
+    // viewer on the owner shard used to leave its replica behind).
+    let rtmp = play_many(engine.rtmp, "live", "nobody", 8, opts);
+    let http: Vec<_> = (0..8)
+        .map(|_| {
+            let addr = engine.http;
+            std::thread::spawn(move || http_get(addr, "/live/nobody.flv"))
+        })
+        .collect();
+    for log in rtmp.join().unwrap() {
+        assert!(log.started, "{log:?}");
+        assert_eq!(
+            log.statuses.last().map(String::as_str),
+            Some("NetStream.Play.StreamNotFound"),
+            "{log:?}"
+        );
+    }
+    for h in http {
+        let r = h.join().unwrap();
+        assert_eq!(r.status(), 404, "{}", r.head);
+    }
+    let m = engine.metrics();
+    assert!(
+        m.get("rtmp_connections_accepted", 0) > 0 && m.get("rtmp_connections_accepted", 1) > 0,
+        "{m:?}"
     );
-    let r = http_get(engine.http, "/live/nobody.flv");
-    assert_eq!(r.status(), 404, "{}", r.head);
     let m = engine.wait_for("state freed", Duration::from_secs(10), |m| {
         m.sum("replicas") == 0
     });
@@ -331,4 +348,23 @@ fn http_keep_alive_pipelining_head_and_health() {
     let mut all = Vec::new();
     let _ = s.read_to_end(&mut all);
     assert_eq!(split_response(&all).status(), 431);
+}
+
+/// Regression: a viewer on the owner shard of a stream nobody publishes used to leave the
+/// owner's replica behind when it gave up. One shard makes every viewer land on the owner.
+#[test]
+fn not_found_viewer_on_the_owner_shard_frees_the_replica() {
+    let engine = Engine::start(&["--cores", "1", "--play-wait-ms", "200"]);
+    let opts = PlayOpts {
+        until_status: Some("NetStream.Play.StreamNotFound".into()),
+        ..PlayOpts::default()
+    };
+    let log = play_rtmp(engine.rtmp, "live", "ghost", &opts, None);
+    assert_eq!(
+        log.statuses.last().map(String::as_str),
+        Some("NetStream.Play.StreamNotFound")
+    );
+    engine.wait_for("replica freed", Duration::from_secs(10), |m| {
+        m.sum("replicas") == 0
+    });
 }

@@ -421,7 +421,8 @@ impl Shard {
         }
     }
 
-    /// Frees an owned stream nobody uses: no publisher, no grace, no viewers anywhere.
+    /// On the owner shard, frees a stream nobody uses: no publisher, no grace, no viewers on
+    /// any shard. (A viewer on the owner shard may have created only the replica.)
     fn maybe_free(&self, key: &StreamKey) {
         let local_viewers = self
             .streams
@@ -429,18 +430,19 @@ impl Shard {
             .get(key)
             .map_or(0, |ls| ls.viewers.borrow().len());
         let mut owned = self.owned.borrow_mut();
-        let Some(o) = owned.get(key) else {
-            // Not ours: a replica is dropped with its last viewer (see `remove_viewer`).
+        let unused = owned
+            .get(key)
+            .is_none_or(|o| o.master.is_idle() && o.subscribers.is_empty());
+        if !unused || local_viewers > 0 {
             return;
-        };
-        if o.master.is_idle() && o.subscribers.is_empty() && local_viewers == 0 {
-            owned.remove(key);
-            self.stats().streams_owned.dec();
-            if self.streams.borrow_mut().remove(key).is_some() {
-                self.stats().replicas.dec();
-            }
-            debug!(shard = self.id, %key, "stream state freed");
         }
+        if owned.remove(key).is_some() {
+            self.stats().streams_owned.dec();
+        }
+        if self.streams.borrow_mut().remove(key).is_some() {
+            self.stats().replicas.dec();
+        }
+        debug!(shard = self.id, %key, "stream state freed");
     }
 
     // ----- replica side ---------------------------------------------------------------------
