@@ -25,21 +25,26 @@ pub fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
-/// Path of the engine binary built by this `cargo test` run.
+/// Path of the engine binary: `$EDGE_ENGINE_BIN`, or the one cargo built beside this
+/// executable (`target/<profile>/edge-engine`, also for test executables in `deps/`).
 pub fn engine_bin() -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    // target/<profile>/deps/<test>-<hash> → target/<profile>/edge-engine
-    let bin = exe
-        .parent()
-        .and_then(|d| d.parent())
-        .expect("target dir")
-        .join("edge-engine");
-    assert!(
-        bin.exists(),
-        "{} is missing: run the tests with `cargo test --workspace`, which builds it",
-        bin.display()
-    );
-    bin
+    if let Some(p) = std::env::var_os("EDGE_ENGINE_BIN") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("executable path");
+    let dir = exe.parent().expect("executable dir");
+    let candidates = [
+        dir.join("edge-engine"),
+        dir.parent()
+            .map(|d| d.join("edge-engine"))
+            .unwrap_or_default(),
+    ];
+    candidates.into_iter().find(|p| p.is_file()).unwrap_or_else(|| {
+        panic!(
+            "no edge-engine binary near {}: run the tests with `cargo test --workspace`, which builds it",
+            exe.display()
+        )
+    })
 }
 
 /// A running engine, stopped with SIGTERM on drop.
@@ -82,6 +87,10 @@ impl Engine {
             rtmp,
             http,
         }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, |c| c.id())
     }
 
     pub fn rtmp_url(&self, path: &str) -> String {
