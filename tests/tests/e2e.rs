@@ -368,3 +368,24 @@ fn not_found_viewer_on_the_owner_shard_frees_the_replica() {
         m.sum("replicas") == 0
     });
 }
+
+#[test]
+fn silent_connections_are_closed_after_the_idle_timeout() {
+    let engine = Engine::start(&["--cores", "2", "--idle-timeout-ms", "300"]);
+    for addr in [engine.rtmp, engine.http] {
+        let mut s = TcpStream::connect(addr).unwrap();
+        // Generous: the assertion is that the server closes, not how fast.
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let mut buf = [0u8; 64];
+        let r = s.read(&mut buf);
+        assert!(
+            matches!(r, Ok(0))
+                || r.as_ref()
+                    .is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionReset),
+            "{addr}: {r:?}"
+        );
+    }
+    // An HTTP connection that sends nothing closes before its request.
+    let m = engine.metrics();
+    assert_eq!(m.sum("rtmp_connections_accepted"), 1);
+}

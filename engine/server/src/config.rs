@@ -61,6 +61,11 @@ pub struct Args {
     #[arg(long, value_name = "MS", default_value_t = 30_000)]
     pub play_wait_ms: u64,
 
+    /// Close a connection that sends nothing this long while it is not a player: RTMP before
+    /// publish/play, a silent publisher, an idle HTTP keep-alive connection.
+    #[arg(long, value_name = "MS", default_value_t = 30_000)]
+    pub idle_timeout_ms: u64,
+
     /// GOP cache bound per stream, in frames.
     #[arg(long, value_name = "N", default_value_t = 1024)]
     pub gop_max_frames: usize,
@@ -93,6 +98,7 @@ pub struct Config {
     pub gop: GopLimits,
     pub republish_grace_ms: u64,
     pub play_wait_ms: u64,
+    pub idle_timeout_ms: u64,
     pub mesh_queue_len: usize,
     pub uring_entries: u32,
 }
@@ -151,6 +157,9 @@ impl Args {
         if self.gop_max_frames == 0 || self.gop_max_bytes == 0 {
             bail!("--gop-max-frames and --gop-max-bytes must be positive");
         }
+        if self.idle_timeout_ms == 0 {
+            bail!("--idle-timeout-ms must be positive");
+        }
         if self.mesh_queue_len < 16 {
             bail!("--mesh-queue-len must be at least 16");
         }
@@ -171,6 +180,7 @@ impl Args {
             },
             republish_grace_ms: self.republish_grace_ms,
             play_wait_ms: self.play_wait_ms,
+            idle_timeout_ms: self.idle_timeout_ms,
             mesh_queue_len: self.mesh_queue_len,
             uring_entries: self.uring_entries,
         })

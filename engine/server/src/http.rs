@@ -47,7 +47,11 @@ pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream) {
                 }
             }
         }
-        let (res, b) = stream.read(buf).await;
+        let idle = std::time::Duration::from_millis(shard.config.idle_timeout_ms);
+        let Ok((res, b)) = monoio::time::timeout(idle, stream.read(buf)).await else {
+            debug!(shard = shard.id, "closing idle http connection");
+            return;
+        };
         buf = b;
         match res {
             Ok(0) | Err(_) => return,

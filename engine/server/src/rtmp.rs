@@ -43,11 +43,18 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
     // Protocol errors and refusals flush their last words (e.g. BadName); a vanished peer
     // gets nothing more.
     let mut how = Close::Flush;
+    let idle_timeout = std::time::Duration::from_millis(shard.config.idle_timeout_ms);
 
     let reason = loop {
+        // Players only send acknowledgements; everyone else must keep talking.
+        let idle = !matches!(role, Role::Player { .. });
         let read = monoio::select! {
             r = reader.read(buf) => r,
             _ = outlet.closed() => break "closed by server".to_string(),
+            _ = idle_timer(idle, idle_timeout) => {
+                how = Close::Abort;
+                break format!("idle for {} ms", idle_timeout.as_millis());
+            }
         };
         let (res, b) = read;
         buf = b;
@@ -236,6 +243,15 @@ async fn handle_event(
         }
     }
     Ok(())
+}
+
+/// Resolves after `after` when `armed`, never otherwise.
+pub(crate) async fn idle_timer(armed: bool, after: std::time::Duration) {
+    if armed {
+        monoio::time::sleep(after).await;
+    } else {
+        std::future::pending::<()>().await;
+    }
 }
 
 fn reject_publish(conn: &mut ServerConnection, outlet: &Outlet, description: &str) {

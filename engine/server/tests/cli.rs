@@ -23,6 +23,7 @@ fn help_documents_every_flag() {
         "--slow-viewer-ms",
         "--republish-grace-ms",
         "--play-wait-ms",
+        "--idle-timeout-ms",
         "--gop-max-frames",
         "--gop-max-bytes",
         "--mesh-queue-len",
