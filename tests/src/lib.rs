@@ -58,7 +58,13 @@ impl Engine {
     /// Starts `edge-engine --rtmp 127.0.0.1:0 --http 127.0.0.1:0 ARGS` and waits for its
     /// ready line.
     pub fn start(args: &[&str]) -> Engine {
+        Self::start_with_env(args, &[])
+    }
+
+    /// [`Engine::start`] with extra environment variables.
+    pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Engine {
         let mut child = Command::new(engine_bin())
+            .envs(env.iter().copied())
             .args(["--rtmp", "127.0.0.1:0", "--http", "127.0.0.1:0"])
             .args(args)
             .env(

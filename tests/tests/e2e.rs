@@ -389,3 +389,29 @@ fn silent_connections_are_closed_after_the_idle_timeout() {
     let m = engine.metrics();
     assert_eq!(m.sum("rtmp_connections_accepted"), 1);
 }
+
+/// The epoll fallback (what a shard runs where io_uring is blocked) serves the same stream,
+/// and `/healthz` says which driver runs.
+#[test]
+fn legacy_driver_fallback_serves_and_reports_it() {
+    let engine = Engine::start_with_env(
+        &["--cores", "2", "--republish-grace-ms", "300"],
+        &[("MONOIO_FORCE_LEGACY_DRIVER", "1")],
+    );
+    let health = String::from_utf8(http_get(engine.http, "/healthz").body).unwrap();
+    assert_eq!(
+        health.matches("\"driver\":\"legacy\"").count(),
+        2,
+        "{health}"
+    );
+    let (video, audio) = flv_frame_counts(&fixture(FIXTURE));
+    let players = play_many(engine.rtmp, "live", "epoll", 4, PlayOpts::default());
+    engine.wait_for("players", Duration::from_secs(20), |m| {
+        m.sum("rtmp_players") == 4
+    });
+    let mut publisher = ffmpeg_publish(&fixture(FIXTURE), &engine.rtmp_url("live/epoll"), &[]);
+    assert!(publisher.wait().unwrap().success());
+    for log in players.join().unwrap() {
+        assert_eq!((log.video, log.audio), (video, audio), "{log:?}");
+    }
+}
