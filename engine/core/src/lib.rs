@@ -22,6 +22,7 @@
 
 pub mod flv;
 pub mod gop;
+pub mod hls;
 pub mod http;
 pub mod media;
 pub mod queue;

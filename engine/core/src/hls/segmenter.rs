@@ -1,0 +1,411 @@
+//! The HLS segmenter: one per stream, on its owner shard. Frames in, finished segments and a
+//! playlist rendered once per segment out.
+//!
+//! Cutting, in steps:
+//! 1. The first segment opens at the first video keyframe (or audio frame, audio-only).
+//! 2. At a video keyframe whose DTS is at least `target_ms` after the segment's start, queued
+//!    audio is flushed and the segment closes; its duration is the distance to this keyframe.
+//! 3. The new segment starts with PAT/PMT and the keyframe.
+//! 4. A republish or a timestamp jump (backwards, or forward by more than
+//!    [`MAX_GAP_MS`]) closes the segment and marks the next one as a discontinuity.
+//! 5. The end of the stream closes the segment and adds EXT-X-ENDLIST.
+
+use std::collections::VecDeque;
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::ts::{AudioConfig, TsError, TsMuxer, TsSink, VideoConfig};
+use crate::media::{self, Frame, MediaKind, VideoCodec};
+
+/// A jump in DTS larger than this starts a discontinuity.
+pub const MAX_GAP_MS: u64 = 10_000;
+
+/// Segmenter settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HlsConfig {
+    pub segment_ms: u64,
+    /// Segments listed in the playlist.
+    pub window: usize,
+    /// Segments kept (and served) past the window, for downloads already under way.
+    pub keep_extra: usize,
+}
+
+impl Default for HlsConfig {
+    fn default() -> Self {
+        Self {
+            segment_ms: 2000,
+            window: 6,
+            keep_extra: 2,
+        }
+    }
+}
+
+/// Storage for segment bytes: a `Vec` in tests, arena chunks in the engine.
+pub trait SegmentStore {
+    type Writer: TsSink;
+    /// A writer for a new segment, or `None` when the budget is exhausted.
+    fn writer(&mut self) -> Option<Self::Writer>;
+    /// The finished bytes, in order (several pieces when storage is chunked).
+    fn finish(&mut self, w: Self::Writer) -> Vec<Bytes>;
+}
+
+/// `Vec`-backed storage with no budget.
+#[derive(Debug, Default)]
+pub struct VecStore;
+
+impl SegmentStore for VecStore {
+    type Writer = Vec<u8>;
+    fn writer(&mut self) -> Option<Vec<u8>> {
+        Some(Vec::with_capacity(64 * 1024))
+    }
+    fn finish(&mut self, w: Vec<u8>) -> Vec<Bytes> {
+        vec![Bytes::from(w)]
+    }
+}
+
+/// A finished segment. Cloning is a reference count.
+#[derive(Debug, Clone)]
+pub struct Segment(Arc<SegmentData>);
+
+/// What a [`Segment`] holds.
+#[derive(Debug)]
+pub struct SegmentData {
+    pub seq: u64,
+    pub duration_ms: u64,
+    pub discontinuity: bool,
+    /// The TS bytes, in order.
+    pub pieces: Vec<Bytes>,
+    pub len: usize,
+}
+
+impl std::ops::Deref for Segment {
+    type Target = SegmentData;
+    fn deref(&self) -> &SegmentData {
+        &self.0
+    }
+}
+
+/// What HTTP serves for a stream: the playlist and the segments it may be asked for.
+#[derive(Debug)]
+pub struct HlsSnapshot {
+    pub playlist: Bytes,
+    /// The window plus the kept extras, oldest first.
+    pub segments: Vec<Segment>,
+    pub target_duration_s: u64,
+    pub ended: bool,
+}
+
+impl HlsSnapshot {
+    pub fn segment(&self, seq: u64) -> Option<&Segment> {
+        self.segments.iter().find(|s| s.seq == seq)
+    }
+}
+
+struct Open<W> {
+    writer: W,
+    start_ms: u64,
+    discontinuity: bool,
+    bytes: usize,
+}
+
+/// Why the segmenter stopped: a codec HLS cannot carry, or storage refused a segment.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SegmenterError {
+    #[error(transparent)]
+    Ts(#[from] TsError),
+}
+
+/// One stream's segmenter.
+pub struct Segmenter<S: SegmentStore> {
+    config: HlsConfig,
+    store: S,
+    mux: TsMuxer,
+    stream_name: String,
+    open: Option<Open<S::Writer>>,
+    next_seq: u64,
+    /// Finished segments, oldest first: window plus extras.
+    segments: VecDeque<Segment>,
+    /// Discontinuities that left the window (EXT-X-DISCONTINUITY-SEQUENCE).
+    discontinuity_seq: u64,
+    target_duration_s: u64,
+    pending_discontinuity: bool,
+    last_dts_ms: Option<u64>,
+    ended: bool,
+    /// Frames skipped because storage was full (counted, logged by the engine).
+    pub refused_segments: u64,
+}
+
+impl<S: SegmentStore> Segmenter<S> {
+    /// `stream_name` is the last path component: segments are `{stream_name}-{seq}.ts`.
+    pub fn new(config: HlsConfig, store: S, stream_name: &str) -> Self {
+        Self {
+            config,
+            store,
+            mux: TsMuxer::new(),
+            stream_name: stream_name.to_string(),
+            open: None,
+            next_seq: 0,
+            segments: VecDeque::new(),
+            discontinuity_seq: 0,
+            target_duration_s: config.segment_ms.div_ceil(1000).max(1),
+            pending_discontinuity: false,
+            last_dts_ms: None,
+            ended: false,
+            refused_segments: 0,
+        }
+    }
+
+    /// Feeds one frame. Returns a new snapshot when a segment was finished.
+    pub fn handle_frame(&mut self, frame: &Frame) -> Result<Option<HlsSnapshot>, SegmenterError> {
+        if self.ended {
+            return Ok(None);
+        }
+        let body = &frame.payload;
+        match frame.kind {
+            MediaKind::Data => Ok(None),
+            MediaKind::Video => {
+                let tag = media::parse_video_tag(body)
+                    .map_err(|e| TsError::Unsupported(e.to_string()))?;
+                let offset = video_data_offset(body, tag.codec);
+                if tag.sequence_header {
+                    let config = match tag.codec {
+                        VideoCodec::Avc => VideoConfig::from_avcc(&body[offset..])?,
+                        VideoCodec::Hevc => VideoConfig::from_hvcc(&body[offset..])?,
+                        VideoCodec::Other => {
+                            return Err(TsError::Unsupported(format!(
+                                "video codec byte {:#04x}",
+                                body[0]
+                            ))
+                            .into())
+                        }
+                    };
+                    self.mux.set_video_config(config);
+                    return Ok(None);
+                }
+                if tag.end_of_sequence || tag.info_only || !self.mux.has_video() {
+                    return Ok(None);
+                }
+                let snapshot = self.before_frame(frame.timestamp_ms, tag.keyframe, true)?;
+                if let Some(open) = &mut self.open {
+                    let data = body.get(offset..).unwrap_or_default();
+                    self.mux.write_video(
+                        &mut open.writer,
+                        frame.timestamp_ms,
+                        tag.composition_ms,
+                        tag.keyframe,
+                        data,
+                    )?;
+                    open.bytes += data.len();
+                }
+                Ok(snapshot)
+            }
+            MediaKind::Audio => {
+                let tag = media::parse_audio_tag(body)
+                    .map_err(|e| TsError::Unsupported(e.to_string()))?;
+                if tag.sound_format != 10 {
+                    return Err(
+                        TsError::Unsupported(format!("audio format {}", tag.sound_format)).into(),
+                    );
+                }
+                if tag.sequence_header {
+                    self.mux
+                        .set_audio_config(AudioConfig::from_asc(&body[2..])?);
+                    return Ok(None);
+                }
+                if !self.mux.has_audio() {
+                    return Ok(None);
+                }
+                // Audio never cuts a stream that has video; it opens/cuts audio-only ones.
+                let audio_only = !self.mux.has_video();
+                let snapshot = self.before_frame(frame.timestamp_ms, audio_only, audio_only)?;
+                if let Some(open) = &mut self.open {
+                    self.mux
+                        .write_audio(&mut open.writer, frame.timestamp_ms, &body[2..])?;
+                    open.bytes += body.len() - 2;
+                }
+                Ok(snapshot)
+            }
+        }
+    }
+
+    /// Opens or cuts segments before a frame at `dts_ms` is written.
+    fn before_frame(
+        &mut self,
+        dts_ms: u64,
+        sync_point: bool,
+        drives_clock: bool,
+    ) -> Result<Option<HlsSnapshot>, SegmenterError> {
+        let mut snapshot = None;
+        if drives_clock {
+            let jump = self
+                .last_dts_ms
+                .is_some_and(|last| dts_ms < last || dts_ms - last > MAX_GAP_MS);
+            self.last_dts_ms = Some(dts_ms);
+            if jump {
+                snapshot = self.close(dts_ms)?;
+                self.pending_discontinuity = true;
+            }
+        }
+        let cut = match &self.open {
+            Some(open) => {
+                sync_point && dts_ms.saturating_sub(open.start_ms) >= self.config.segment_ms
+            }
+            None => sync_point,
+        };
+        if cut {
+            if self.open.is_some() {
+                snapshot = self.close(dts_ms)?;
+            }
+            self.start(dts_ms)?;
+        }
+        Ok(snapshot)
+    }
+
+    fn start(&mut self, start_ms: u64) -> Result<(), SegmenterError> {
+        let Some(mut writer) = self.store.writer() else {
+            self.refused_segments += 1;
+            // Skip this segment's frames; the next keyframe tries again. Playlists mark the
+            // hole as a discontinuity.
+            self.pending_discontinuity = true;
+            return Ok(());
+        };
+        self.mux.write_tables(&mut writer)?;
+        self.open = Some(Open {
+            writer,
+            start_ms,
+            discontinuity: std::mem::take(&mut self.pending_discontinuity),
+            bytes: 0,
+        });
+        Ok(())
+    }
+
+    /// Closes the open segment at `end_ms` and returns the new snapshot.
+    fn close(&mut self, end_ms: u64) -> Result<Option<HlsSnapshot>, SegmenterError> {
+        let Some(mut open) = self.open.take() else {
+            return Ok(None);
+        };
+        let flushed = self.mux.flush_audio(&mut open.writer);
+        let pieces = self.store.finish(open.writer);
+        if let Err(e) = flushed {
+            if e == TsError::StorageFull {
+                self.refused_segments += 1;
+                self.pending_discontinuity = true;
+                return Ok(None);
+            }
+            return Err(e.into());
+        }
+        let duration_ms = end_ms.saturating_sub(open.start_ms).max(1);
+        let len = pieces.iter().map(Bytes::len).sum();
+        let seg = Segment(Arc::new(SegmentData {
+            seq: self.next_seq,
+            duration_ms,
+            discontinuity: open.discontinuity,
+            pieces,
+            len,
+        }));
+        let _ = open.bytes;
+        self.next_seq += 1;
+        self.target_duration_s = self.target_duration_s.max(duration_ms.div_ceil(1000));
+        self.segments.push_back(seg);
+        // Keep the window plus extras; count discontinuities leaving the listed window.
+        while self.segments.len() > self.config.window + self.config.keep_extra {
+            self.segments.pop_front();
+        }
+        let listed_start = self.segments.len().saturating_sub(self.config.window);
+        if listed_start > 0 {
+            // The segment that just left the window is the one before `listed_start`.
+            if self.segments[listed_start - 1].discontinuity {
+                self.discontinuity_seq += 1;
+            }
+        }
+        Ok(Some(self.snapshot()))
+    }
+
+    /// The publisher came back (republish): the next segment is a discontinuity.
+    pub fn handle_republish(&mut self) -> Option<HlsSnapshot> {
+        let end = self.last_dts_ms.unwrap_or(0);
+        let snap = self.close(end).ok().flatten();
+        self.pending_discontinuity = true;
+        self.last_dts_ms = None;
+        self.mux = TsMuxer::new();
+        snap
+    }
+
+    /// The stream ended: close the last segment and add EXT-X-ENDLIST.
+    pub fn handle_end(&mut self) -> HlsSnapshot {
+        let end = self.last_dts_ms.unwrap_or(0);
+        if let Some(open) = &self.open {
+            // Give the last segment the duration of what it holds, at least 1 ms.
+            let end = end.max(open.start_ms + 1);
+            let _ = self.close(end);
+        }
+        self.ended = true;
+        self.snapshot()
+    }
+
+    /// The current snapshot (playlist rendered now).
+    pub fn snapshot(&self) -> HlsSnapshot {
+        HlsSnapshot {
+            playlist: self.render_playlist(),
+            segments: self.segments.iter().cloned().collect(),
+            target_duration_s: self.target_duration_s,
+            ended: self.ended,
+        }
+    }
+
+    fn render_playlist(&self) -> Bytes {
+        let listed: Vec<&Segment> = self
+            .segments
+            .iter()
+            .skip(self.segments.len().saturating_sub(self.config.window))
+            .collect();
+        let mut p = String::with_capacity(128 + 48 * listed.len());
+        let first_seq = listed.first().map_or(self.next_seq, |s| s.seq);
+        let _ = write!(
+            p,
+            "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:{}\n#EXT-X-MEDIA-SEQUENCE:{first_seq}\n",
+            self.target_duration_s
+        );
+        if self.discontinuity_seq > 0 {
+            let _ = writeln!(
+                p,
+                "#EXT-X-DISCONTINUITY-SEQUENCE:{}",
+                self.discontinuity_seq
+            );
+        }
+        for s in listed {
+            if s.discontinuity {
+                p.push_str("#EXT-X-DISCONTINUITY\n");
+            }
+            let _ = write!(
+                p,
+                "#EXTINF:{}.{:03},\n{}-{}.ts\n",
+                s.duration_ms / 1000,
+                s.duration_ms % 1000,
+                self.stream_name,
+                s.seq
+            );
+        }
+        if self.ended {
+            p.push_str("#EXT-X-ENDLIST\n");
+        }
+        Bytes::from(p)
+    }
+}
+
+/// Where the coded data starts in a video tag body.
+pub fn video_data_offset(body: &[u8], codec: VideoCodec) -> usize {
+    if body.first().is_some_and(|b| b & 0x80 != 0) {
+        // Enhanced RTMP: header byte + FourCC, plus a composition time for CodedFrames.
+        let packet_type = body[0] & 0x0f;
+        if packet_type == 1 && codec != VideoCodec::Other {
+            8
+        } else {
+            5
+        }
+    } else {
+        5
+    }
+}

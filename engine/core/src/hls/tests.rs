@@ -1,0 +1,295 @@
+//! Segmenter scenarios on synthetic streams, checked by parsing the TS back with mpeg2ts.
+
+use bytes::Bytes;
+use mpeg2ts::pes::{PesPacketReader, ReadPesPacket};
+use mpeg2ts::ts::{ReadTsPacket, TsPacketReader, TsPayload};
+
+use super::segmenter::{HlsConfig, Segmenter, VecStore};
+use super::ts::{PACKET, PID_AUDIO, PID_PMT, PID_VIDEO, TS_OFFSET_90K};
+use crate::media::{Frame, FrameFlags, MediaKind};
+
+fn avc_seq() -> Frame {
+    let mut body = vec![0x17, 0, 0, 0, 0];
+    body.extend([
+        1, 0x64, 0, 0x1f, 0xff, 0xe1, 0, 3, 0x67, 1, 2, 1, 0, 2, 0x68, 3,
+    ]);
+    Frame::new(
+        MediaKind::Video,
+        0,
+        FrameFlags {
+            sync_point: false,
+            header: true,
+        },
+        Bytes::from(body),
+    )
+}
+
+fn aac_seq() -> Frame {
+    Frame::new(
+        MediaKind::Audio,
+        0,
+        FrameFlags {
+            sync_point: false,
+            header: true,
+        },
+        Bytes::from_static(&[0xaf, 0, 0x12, 0x10]),
+    )
+}
+
+fn video(ts: u64, cts: i32, key: bool, size: usize) -> Frame {
+    let c = cts.to_be_bytes();
+    let mut body = vec![if key { 0x17 } else { 0x27 }, 1, c[1], c[2], c[3]];
+    body.extend((size as u32).to_be_bytes());
+    body.push(if key { 0x65 } else { 0x41 });
+    body.extend(std::iter::repeat_n(0xab, size - 1));
+    Frame::new(
+        MediaKind::Video,
+        ts,
+        FrameFlags {
+            sync_point: key,
+            header: false,
+        },
+        Bytes::from(body),
+    )
+}
+
+fn audio(ts: u64) -> Frame {
+    Frame::new(
+        MediaKind::Audio,
+        ts,
+        FrameFlags::default(),
+        Bytes::from_static(&[0xaf, 1, 0x21, 0x10, 0x05]),
+    )
+}
+
+/// A 25 fps stream with B-frames (decode order I P B B, composition offsets 80/120/0/40 ms
+/// relative) and 43 audio frames per second, `seconds` long, keyframe every `gop` frames.
+fn stream(seconds: u64, gop: u64) -> Vec<(Frame, Option<(u64, u64)>)> {
+    let mut frames = vec![(avc_seq(), None), (aac_seq(), None)];
+    let mut audio_ms = 0;
+    for n in 0..seconds * 25 {
+        let dts = n * 40;
+        let cts: i32 = match n % 4 {
+            0 => 80,
+            1 => 120,
+            2 => 0,
+            _ => 40,
+        };
+        while audio_ms < dts {
+            frames.push((audio(audio_ms), None));
+            audio_ms += 23;
+        }
+        let f = video(dts, cts, n % gop == 0, 300 + (n as usize % 7) * 100);
+        let expect = (
+            dts * 90 + TS_OFFSET_90K,
+            (dts as i64 + i64::from(cts)) as u64 * 90 + TS_OFFSET_90K,
+        );
+        frames.push((f, Some(expect)));
+    }
+    frames
+}
+
+fn run(
+    config: HlsConfig,
+    frames: &[(Frame, Option<(u64, u64)>)],
+) -> (Segmenter<VecStore>, Vec<super::HlsSnapshot>) {
+    let mut s = Segmenter::new(config, VecStore, "x");
+    let mut snaps = Vec::new();
+    for (f, _) in frames {
+        if let Some(snap) = s.handle_frame(f).unwrap() {
+            snaps.push(snap);
+        }
+    }
+    (s, snaps)
+}
+
+fn segment_bytes(seg: &super::Segment) -> Vec<u8> {
+    seg.pieces.iter().flat_map(|p| p.iter().copied()).collect()
+}
+
+#[test]
+fn packets_are_188_bytes_tables_first_and_cc_continuous() {
+    let frames = stream(7, 25);
+    let (mut s, _) = run(HlsConfig::default(), &frames);
+    let end = s.handle_end();
+    assert!(end.segments.len() >= 3, "{} segments", end.segments.len());
+    let mut last_cc: std::collections::HashMap<u16, u8> = Default::default();
+    for seg in &end.segments {
+        let bytes = segment_bytes(seg);
+        assert_eq!(bytes.len() % PACKET, 0);
+        assert!(bytes.chunks(PACKET).all(|p| p[0] == 0x47), "sync bytes");
+        let pid_of = |p: &[u8]| (u16::from(p[1] & 0x1f) << 8) | u16::from(p[2]);
+        assert_eq!(pid_of(&bytes[..PACKET]), 0, "PAT first");
+        assert_eq!(pid_of(&bytes[PACKET..2 * PACKET]), PID_PMT, "PMT second");
+        for p in bytes.chunks(PACKET) {
+            let pid = pid_of(p);
+            let cc = p[3] & 0x0f;
+            if let Some(prev) = last_cc.insert(pid, cc) {
+                assert_eq!(
+                    cc,
+                    (prev + 1) & 0x0f,
+                    "pid {pid:#x} continuity across the whole stream"
+                );
+            }
+        }
+        // Every segment starts (after the tables) with a keyframe: random access set.
+        let first_media = &bytes[2 * PACKET..3 * PACKET];
+        assert_eq!(pid_of(first_media), PID_VIDEO);
+        assert_eq!(first_media[5] & 0x40, 0x40, "random_access_indicator");
+    }
+}
+
+#[test]
+fn pcr_spacing_is_at_most_100ms() {
+    let frames = stream(5, 50);
+    let (mut s, _) = run(HlsConfig::default(), &frames);
+    let end = s.handle_end();
+    let mut last: Option<u64> = None;
+    for seg in &end.segments {
+        let bytes = segment_bytes(seg);
+        let mut reader = TsPacketReader::new(&bytes[..]);
+        while let Some(p) = reader.read_ts_packet().unwrap() {
+            if let Some(pcr) = p.adaptation_field.as_ref().and_then(|a| a.pcr) {
+                assert_eq!(p.header.pid.as_u16(), PID_VIDEO);
+                let v = pcr.as_u64() / 300;
+                if let Some(l) = last {
+                    assert!(v > l && v - l <= 9000, "PCR step {} ticks", v - l);
+                }
+                last = Some(v);
+            }
+        }
+    }
+    assert!(last.is_some());
+}
+
+#[test]
+fn pts_and_dts_of_b_frames_match_the_input_exactly() {
+    let frames = stream(5, 25);
+    let (mut s, _) = run(HlsConfig::default(), &frames);
+    let end = s.handle_end();
+    let all: Vec<u8> = end.segments.iter().flat_map(segment_bytes).collect();
+    let mut reader = PesPacketReader::new(TsPacketReader::new(&all[..]));
+    let mut got = Vec::new();
+    let mut audio_frames = 0;
+    while let Some(pes) = reader.read_pes_packet().unwrap() {
+        if pes.header.stream_id.as_u8() == 0xe0 {
+            let pts = pes.header.pts.unwrap().as_u64();
+            let dts = pes.header.dts.map_or(pts, |d| d.as_u64());
+            got.push((dts, pts));
+        } else {
+            // One ADTS header per raw frame.
+            audio_frames += pes.data.windows(2).filter(|w| w == &[0xff, 0xf1]).count();
+        }
+    }
+    let want: Vec<(u64, u64)> = frames.iter().filter_map(|(_, e)| *e).collect();
+    assert_eq!(got, want);
+    let want_audio = frames
+        .iter()
+        .filter(|(f, _)| f.kind == MediaKind::Audio && !f.flags.header)
+        .count();
+    assert_eq!(audio_frames, want_audio);
+}
+
+#[test]
+fn segments_cut_at_keyframes_after_the_target() {
+    let frames = stream(9, 35); // 1.4 s GOPs against a 2 s target: cuts at 2.8 s steps
+    let (mut s, _) = run(
+        HlsConfig {
+            segment_ms: 2000,
+            window: 6,
+            keep_extra: 2,
+        },
+        &frames,
+    );
+    let end = s.handle_end();
+    let durations: Vec<u64> = end.segments.iter().map(|s| s.duration_ms).collect();
+    assert_eq!(&durations[..3], &[2800, 2800, 2800]);
+    assert_eq!(end.target_duration_s, 3, "rounded-up maximum");
+}
+
+#[test]
+fn playlist_window_discontinuity_and_endlist() {
+    let config = HlsConfig {
+        segment_ms: 1000,
+        window: 3,
+        keep_extra: 1,
+    };
+    let frames = stream(6, 25);
+    let mut s = Segmenter::new(config, VecStore, "cam");
+    for (f, _) in &frames {
+        s.handle_frame(f).unwrap();
+    }
+    // Republish: new timeline continues after a gap, new sequence headers.
+    s.handle_republish();
+    s.handle_frame(&avc_seq()).unwrap();
+    s.handle_frame(&aac_seq()).unwrap();
+    for n in 0..150u64 {
+        s.handle_frame(&video(6500 + n * 40, 0, n % 25 == 0, 200))
+            .unwrap();
+    }
+    let snap = s.handle_end();
+    let text = String::from_utf8(snap.playlist.to_vec()).unwrap();
+    // Segments 0-5 before the republish, 6-11 after; 6 carried the discontinuity and has
+    // left the window, so the discontinuity sequence counts it.
+    let expected = "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:1\n#EXT-X-MEDIA-SEQUENCE:9\n\
+#EXT-X-DISCONTINUITY-SEQUENCE:1\n#EXTINF:1.000,\ncam-9.ts\n#EXTINF:1.000,\ncam-10.ts\n\
+#EXTINF:0.960,\ncam-11.ts\n#EXT-X-ENDLIST\n";
+    assert_eq!(text, expected);
+    assert_eq!(snap.segments.len(), 4, "window plus one kept extra");
+    assert!(snap.segment(8).is_some() && snap.segment(7).is_none());
+
+    // The same, looked at while the discontinuity is still in the window.
+    let mut s = Segmenter::new(config, VecStore, "cam");
+    for (f, _) in &frames {
+        s.handle_frame(f).unwrap();
+    }
+    s.handle_republish();
+    s.handle_frame(&avc_seq()).unwrap();
+    let mut last = None;
+    for n in 0..30u64 {
+        if let Some(snap) = s
+            .handle_frame(&video(6500 + n * 40, 0, n % 25 == 0, 200))
+            .unwrap()
+        {
+            last = Some(snap);
+        }
+    }
+    let text = String::from_utf8(last.unwrap().playlist.to_vec()).unwrap();
+    assert!(
+        text.contains("#EXT-X-DISCONTINUITY\n#EXTINF:1.000,\ncam-6.ts\n"),
+        "{text}"
+    );
+    assert!(!text.contains("#EXT-X-ENDLIST"));
+}
+
+#[test]
+fn audio_only_and_video_only_streams() {
+    let mut s = Segmenter::new(HlsConfig::default(), VecStore, "a");
+    s.handle_frame(&aac_seq()).unwrap();
+    for n in 0..400u64 {
+        s.handle_frame(&audio(n * 23)).unwrap();
+    }
+    let snap = s.handle_end();
+    assert!(snap.segments.len() >= 4);
+    let first = segment_bytes(&snap.segments[0]);
+    let pid = (u16::from(first[2 * PACKET + 1] & 0x1f) << 8) | u16::from(first[2 * PACKET + 2]);
+    assert_eq!(pid, PID_AUDIO);
+
+    let mut s = Segmenter::new(HlsConfig::default(), VecStore, "v");
+    s.handle_frame(&avc_seq()).unwrap();
+    for n in 0..150u64 {
+        s.handle_frame(&video(n * 40, 0, n % 25 == 0, 100)).unwrap();
+    }
+    let snap = s.handle_end();
+    assert_eq!(snap.segments.len(), 3);
+    let bytes = segment_bytes(&snap.segments[0]);
+    let mut reader = TsPacketReader::new(&bytes[..]);
+    let mut pids = std::collections::HashSet::new();
+    while let Some(p) = reader.read_ts_packet().unwrap() {
+        if let Some(TsPayload::Pmt(pmt)) = &p.payload {
+            assert_eq!(pmt.es_info.len(), 1, "only video in the PMT");
+        }
+        pids.insert(p.header.pid.as_u16());
+    }
+    assert!(!pids.contains(&PID_AUDIO));
+}
