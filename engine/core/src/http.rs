@@ -119,6 +119,10 @@ pub fn parse_request(buf: &[u8]) -> Result<Option<(Request, usize)>, HttpError> 
 pub enum Route {
     /// `/{app}/{stream}.flv`
     Flv(StreamKey),
+    /// `/{app}/{stream}.m3u8`
+    Playlist(StreamKey),
+    /// `/{app}/{stream}-{seq}.ts`, the URIs playlists list (relative to the playlist).
+    Segment(StreamKey, u64),
     Health,
     Metrics,
     Streams,
@@ -137,13 +141,19 @@ impl Route {
         let (Some(app), Some(file)) = (parts.next(), parts.next()) else {
             return Route::NotFound;
         };
-        match file
-            .strip_suffix(".flv")
-            .and_then(|s| StreamKey::new(app, s))
-        {
-            Some(key) => Route::Flv(key),
-            None => Route::NotFound,
+        let key = |name: &str| StreamKey::new(app, name);
+        if let Some(k) = file.strip_suffix(".flv").and_then(key) {
+            return Route::Flv(k);
         }
+        if let Some(k) = file.strip_suffix(".m3u8").and_then(key) {
+            return Route::Playlist(k);
+        }
+        if let Some((name, seq)) = file.strip_suffix(".ts").and_then(|f| f.rsplit_once('-')) {
+            if let (Some(k), Ok(seq)) = (key(name), seq.parse::<u64>()) {
+                return Route::Segment(k, seq);
+            }
+        }
+        Route::NotFound
     }
 }
 
@@ -257,6 +267,13 @@ mod tests {
         assert_eq!(Route::parse("/live/x.mp4"), Route::NotFound);
         assert_eq!(Route::parse("/live/a/b.flv"), Route::NotFound);
         assert_eq!(Route::parse("/x.flv"), Route::NotFound);
+        let k = StreamKey::new("live", "my-cam").unwrap();
+        assert_eq!(
+            Route::parse("/live/my-cam.m3u8"),
+            Route::Playlist(k.clone())
+        );
+        assert_eq!(Route::parse("/live/my-cam-42.ts"), Route::Segment(k, 42));
+        assert_eq!(Route::parse("/live/cam-x.ts"), Route::NotFound);
     }
 
     #[test]

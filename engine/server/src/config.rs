@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context};
 use clap::Parser;
 use edge_core::gop::GopLimits;
+use edge_core::hls::HlsConfig;
 use edge_core::queue::QueueLimits;
 
 /// A thread-per-core io_uring live-streaming edge server.
@@ -74,6 +75,19 @@ pub struct Args {
     #[arg(long, value_name = "BYTES", default_value_t = 8 << 20)]
     pub gop_max_bytes: usize,
 
+    /// HLS segment target: cut at the first keyframe after this much media.
+    #[arg(long, value_name = "MS", default_value_t = 2000)]
+    pub hls_segment_ms: u64,
+
+    /// HLS playlist window, in segments.
+    #[arg(long, value_name = "N", default_value_t = 6)]
+    pub hls_window: usize,
+
+    /// Memory for HLS segments on the whole machine (split evenly over shards), in MiB.
+    /// When full, ended streams' segments are evicted first, then new segments are refused.
+    #[arg(long, value_name = "MIB", default_value_t = 1024)]
+    pub cache_mb: usize,
+
     /// Capacity of each cross-shard channel, in messages (about 80 bytes each; there are
     /// shards² channels).
     #[arg(long, value_name = "N", default_value_t = 2048)]
@@ -99,6 +113,8 @@ pub struct Config {
     pub republish_grace_ms: u64,
     pub play_wait_ms: u64,
     pub idle_timeout_ms: u64,
+    pub hls: HlsConfig,
+    pub cache_bytes_per_shard: usize,
     pub mesh_queue_len: usize,
     pub uring_entries: u32,
 }
@@ -160,12 +176,22 @@ impl Args {
         if self.idle_timeout_ms == 0 {
             bail!("--idle-timeout-ms must be positive");
         }
+        if !(100..=60_000).contains(&self.hls_segment_ms) {
+            bail!("--hls-segment-ms must be within 100..=60000");
+        }
+        if !(1..=100).contains(&self.hls_window) {
+            bail!("--hls-window must be within 1..=100");
+        }
+        if self.cache_mb == 0 {
+            bail!("--cache-mb must be positive");
+        }
         if self.mesh_queue_len < 16 {
             bail!("--mesh-queue-len must be at least 16");
         }
         if !(8..=32768).contains(&self.uring_entries) {
             bail!("--uring-entries must be within 8..=32768");
         }
+        let shards = cpus.len();
         Ok(Config {
             cpus,
             rtmp: self.rtmp,
@@ -181,6 +207,12 @@ impl Args {
             republish_grace_ms: self.republish_grace_ms,
             play_wait_ms: self.play_wait_ms,
             idle_timeout_ms: self.idle_timeout_ms,
+            hls: HlsConfig {
+                segment_ms: self.hls_segment_ms,
+                window: self.hls_window,
+                keep_extra: 2,
+            },
+            cache_bytes_per_shard: (self.cache_mb << 20) / shards,
             mesh_queue_len: self.mesh_queue_len,
             uring_entries: self.uring_entries,
         })

@@ -9,7 +9,7 @@ use monoio::io::{AsyncReadRent, AsyncWriteRentExt, Splitable};
 use monoio::net::TcpStream;
 use tracing::debug;
 
-use crate::outlet::{reset_on_close, Close, Outlet, Wire};
+use crate::outlet::{reset_on_close, write_bufs, Close, Outlet, Wire};
 use crate::shard::{Counter, Shard};
 
 const READ_BUF: usize = 4 * 1024;
@@ -33,8 +33,7 @@ pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream) {
                         }
                     }
                     let (response, keep_alive) = respond(&shard, &req);
-                    let (res, _) = stream.write_all(response).await;
-                    if res.is_err() || !keep_alive {
+                    if write_bufs(&mut stream, response).await.is_err() || !keep_alive {
                         return;
                     }
                 }
@@ -75,35 +74,92 @@ fn error_response(e: &HttpError) -> Bytes {
     Bytes::from(out)
 }
 
-/// Builds the response to a non-streaming request, and whether to keep the connection.
-fn respond(shard: &Shard, req: &Request) -> (Bytes, bool) {
+/// Builds the response to a non-streaming request (head, then body pieces that are shared,
+/// not copied), and whether to keep the connection.
+fn respond(shard: &Shard, req: &Request) -> (Vec<Bytes>, bool) {
     let keep_alive = req.keep_alive;
-    let (status, ctype, body): (u16, &str, String) = match (req.method, Route::parse(&req.path)) {
-        (Method::Options, _) => (204, "", String::new()),
-        (Method::Get | Method::Head, Route::Health) => {
-            (200, "application/json", shard.stats.render_health())
+    let head_only = req.method == Method::Head;
+    let simple = |status: u16, ctype: &str, cache: &str, body: String| {
+        let head = http::response_head(status, ctype, Some(body.len()), cache, keep_alive);
+        if head_only || body.is_empty() {
+            vec![head]
+        } else {
+            vec![head, Bytes::from(body)]
         }
-        (Method::Get | Method::Head, Route::Metrics) => (
+    };
+    let route = Route::parse(&req.path);
+    let response = match (req.method, route) {
+        (Method::Options, _) => simple(204, "", "no-cache", String::new()),
+        (Method::Get | Method::Head, Route::Health) => simple(
+            200,
+            "application/json",
+            "no-cache",
+            shard.stats.render_health(),
+        ),
+        (Method::Get | Method::Head, Route::Metrics) => simple(
             200,
             "text/plain; version=0.0.4",
+            "no-cache",
             shard.stats.render_prometheus(),
         ),
-        // HEAD of a live FLV stream: headers only, no body length (it is endless).
-        // HTTP-FLV is sent chunked, which HTTP/1.0 does not have.
-        (Method::Get, Route::Flv(_)) => {
-            (505, "text/plain", "HTTP-FLV needs HTTP/1.1\n".to_string())
+        (Method::Get | Method::Head, Route::Playlist(key)) => match shard.hls(&key) {
+            Some(hls) => {
+                // Short enough that a player never sees a playlist older than half a target.
+                let cache = format!("max-age={}", hls.target_duration_s / 2);
+                let head = http::response_head(
+                    200,
+                    "application/vnd.apple.mpegurl",
+                    Some(hls.playlist.len()),
+                    &cache,
+                    keep_alive,
+                );
+                if head_only {
+                    vec![head]
+                } else {
+                    vec![head, hls.playlist.clone()]
+                }
+            }
+            None => simple(404, "text/plain", "no-cache", "no such stream\n".into()),
+        },
+        (Method::Get | Method::Head, Route::Segment(key, seq)) => {
+            match shard
+                .hls(&key)
+                .as_ref()
+                .and_then(|h| h.segment(seq).cloned())
+            {
+                Some(seg) => {
+                    let head = http::response_head(
+                        200,
+                        "video/mp2t",
+                        Some(seg.len),
+                        "public, max-age=86400, immutable",
+                        keep_alive,
+                    );
+                    let mut out = Vec::with_capacity(1 + seg.pieces.len());
+                    out.push(head);
+                    if !head_only {
+                        out.extend(seg.pieces.iter().cloned());
+                    }
+                    out
+                }
+                None => simple(404, "text/plain", "no-cache", "no such segment\n".into()),
+            }
         }
+        // HTTP-FLV is sent chunked, which HTTP/1.0 does not have.
+        (Method::Get, Route::Flv(_)) => simple(
+            505,
+            "text/plain",
+            "no-cache",
+            "HTTP-FLV needs HTTP/1.1\n".into(),
+        ),
         // HEAD of a live FLV stream: the head a GET would get, no body.
-        (Method::Head, Route::Flv(_)) => return (http::flv_response_head(), false),
-        (Method::Get | Method::Head, _) => (404, "text/plain", "not found\n".to_string()),
-        (Method::Other, _) => (405, "text/plain", "method not allowed\n".to_string()),
+        (Method::Head, Route::Flv(_)) => return (vec![http::flv_response_head()], false),
+        (Method::Get | Method::Head, _) => {
+            simple(404, "text/plain", "no-cache", "not found\n".into())
+        }
+        (Method::Other, _) => simple(405, "text/plain", "no-cache", "method not allowed\n".into()),
     };
-    let mut out =
-        http::response_head(status, ctype, Some(body.len()), "no-cache", keep_alive).to_vec();
-    if req.method != Method::Head {
-        out.extend_from_slice(body.as_bytes());
-    }
-    (Bytes::from(out), keep_alive)
+    (response, keep_alive)
 }
 
 /// Streams `key` as HTTP-FLV until the stream ends or the viewer leaves. The response head

@@ -7,6 +7,7 @@
 //! [`rtmp`] and [`http`] (connection drivers), [`listen`] (SO_REUSEPORT accept loops),
 //! [`stats`] (counters).
 
+pub mod arena;
 pub mod config;
 pub mod http;
 pub mod listen;
@@ -193,7 +194,25 @@ async fn shard_main(ctx: ShardCtx, driver: &'static str) {
             return;
         }
     };
-    let shard = Shard::new(ctx.id, ctx.config, ctx.mesh, ctx.stats, ctx.epoch);
+    let arena = match arena::Arena::new(ctx.config.cache_bytes_per_shard) {
+        Ok(a) => a,
+        Err(e) => {
+            let _ = ctx
+                .ready
+                .send(Err(format!("shard {}: segment arena: {e}", ctx.id)));
+            return;
+        }
+    };
+    info!(
+        shard = ctx.id,
+        backing = arena.backing.name(),
+        mib = (arena.chunks() * arena::CHUNK_BYTES) >> 20,
+        "segment arena mapped"
+    );
+    ctx.stats.shards[ctx.id]
+        .cache_backing
+        .store(arena.backing.code(), Ordering::Relaxed);
+    let shard = Shard::new(ctx.id, ctx.config, ctx.mesh, ctx.stats, ctx.epoch, arena);
     info!(
         shard = ctx.id,
         cpu = ?shard.config.cpus[ctx.id],

@@ -6,11 +6,13 @@
 //! blocks a sender; each message kind's policy is applied by the caller (see [`MeshMsg`]).
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use atomic_waker::AtomicWaker;
 use bytes::Bytes;
 use crossbeam_queue::ArrayQueue;
+use edge_core::hls::HlsSnapshot;
 use edge_core::media::MediaKind;
 use edge_core::stream::{PublishError, PublisherId, StreamUpdate};
 use edge_core::StreamKey;
@@ -23,7 +25,8 @@ pub type ShardId = usize;
 ///   a snapshot at the next chance; viewers there skip to the next keyframe.
 /// - `Media`/`Metadata` (publisher shard → owner): the publisher's connection waits and
 ///   retries, which pushes back on the publisher over TCP. Nothing is dropped.
-/// - control (`Subscribe`, `Unsubscribe`, `PublishRequest`, `PublishReply`, `Unpublish`):
+/// - control (`Subscribe`, `Unsubscribe`, `PublishRequest`, `PublishReply`, `Unpublish`,
+///   `Hls`, which comes once per segment):
 ///   retried by the sender's task until accepted; they are rare and tiny.
 #[derive(Debug)]
 pub enum MeshMsg {
@@ -65,6 +68,11 @@ pub enum MeshMsg {
     Unpublish {
         key: StreamKey,
         publisher: PublisherId,
+    },
+    /// The owner's latest HLS state for `key` (`None`: forget it), for every shard.
+    Hls {
+        key: StreamKey,
+        snapshot: Option<Arc<HlsSnapshot>>,
     },
 }
 
@@ -154,7 +162,6 @@ const _: () = assert!(std::mem::size_of::<MeshMsg>() <= 80);
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
     use std::task::Wake;
 
     use super::*;

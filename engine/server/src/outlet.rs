@@ -312,6 +312,19 @@ unsafe impl IoVecBuf for WriteBatch {
     }
 }
 
+/// Writes `bufs` in order with as few syscalls as the socket allows (one `writev` when it
+/// takes everything), without copying them.
+pub async fn write_bufs<W: AsyncWriteRent>(
+    sink: &mut W,
+    bufs: Vec<Bytes>,
+) -> std::io::Result<usize> {
+    let batch = WriteBatch {
+        bufs,
+        ..WriteBatch::default()
+    };
+    write_batch(sink, batch).await.0
+}
+
 async fn write_batch<W: AsyncWriteRent>(
     sink: &mut W,
     mut batch: WriteBatch,

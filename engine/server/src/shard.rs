@@ -20,6 +20,7 @@ use std::sync::Arc;
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
+use edge_core::hls::{HlsSnapshot, Segmenter};
 use edge_core::media::Frame;
 use edge_core::queue::PushOutcome;
 use edge_core::rtmp::chunk;
@@ -29,6 +30,7 @@ use edge_core::stream::{
 use edge_core::{http, StreamKey};
 use tracing::{debug, info, warn};
 
+use crate::arena::{Arena, ArenaStore};
 use crate::config::Config;
 use crate::mesh::{Mesh, MeshMsg, ShardId};
 use crate::outlet::{Close, Outlet, Wire};
@@ -56,6 +58,13 @@ pub struct Shard {
     owned: RefCell<HashMap<StreamKey, Owned>>,
     pending_publish: RefCell<HashMap<PublisherId, Rc<Reply>>>,
     outbox: RefCell<VecDeque<(ShardId, MeshMsg)>>,
+    /// This shard's segment memory (segments of the streams it owns).
+    arena: Arc<Arena>,
+    /// HLS state of every stream on the machine, as last announced by its owner: requests
+    /// are answered here, on the shard that accepted them.
+    hls: RefCell<HashMap<StreamKey, Arc<HlsSnapshot>>>,
+    /// Owned streams whose HLS ended, oldest first: evicted first when the arena is full.
+    ended_hls: RefCell<VecDeque<StreamKey>>,
 }
 
 /// Master state of a stream this shard owns.
@@ -63,6 +72,8 @@ struct Owned {
     master: StreamMaster,
     /// Remote shards with viewers, and whether each missed updates (channel full).
     subscribers: Vec<(ShardId, bool)>,
+    /// The stream's one HLS segmenter (while a publisher is live or in grace).
+    segmenter: Option<Segmenter<ArenaStore>>,
 }
 
 /// One shard's replica of a stream and the viewers attached to it here.
@@ -86,6 +97,7 @@ impl Shard {
         mesh: Arc<Mesh>,
         stats: Arc<Stats>,
         epoch: Instant,
+        arena: Arc<Arena>,
     ) -> Rc<Self> {
         Rc::new(Self {
             id,
@@ -99,7 +111,27 @@ impl Shard {
             owned: RefCell::new(HashMap::new()),
             pending_publish: RefCell::new(HashMap::new()),
             outbox: RefCell::new(VecDeque::new()),
+            arena,
+            hls: RefCell::new(HashMap::new()),
+            ended_hls: RefCell::new(VecDeque::new()),
         })
+    }
+
+    /// The HLS snapshot a request on this shard is answered from.
+    pub fn hls(&self, key: &StreamKey) -> Option<Arc<HlsSnapshot>> {
+        self.hls.borrow().get(key).cloned()
+    }
+
+    /// Refreshes the segment-cache gauges.
+    fn update_cache_gauges(&self) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let chunk = crate::arena::CHUNK_BYTES as u64;
+        self.stats()
+            .cache_bytes_total
+            .store(self.arena.chunks() as u64 * chunk, Relaxed);
+        self.stats()
+            .cache_bytes_free
+            .store(self.arena.free_chunks() as u64 * chunk, Relaxed);
     }
 
     pub fn stats(&self) -> &ShardStats {
@@ -266,6 +298,14 @@ impl Shard {
                     self.broadcast(&key, vec![StreamUpdate::Frame(f)]);
                 }
             }
+            MeshMsg::Hls { key, snapshot } => match snapshot {
+                Some(s) => {
+                    self.hls.borrow_mut().insert(key, s);
+                }
+                None => {
+                    self.hls.borrow_mut().remove(&key);
+                }
+            },
             MeshMsg::Unpublish { key, publisher } => {
                 let now = self.now_ms();
                 let updates = match self.owned.borrow_mut().get_mut(&key) {
@@ -297,6 +337,7 @@ impl Shard {
         owned.entry(key.clone()).or_insert_with(|| Owned {
             master: StreamMaster::new(self.config.republish_grace_ms),
             subscribers: Vec::new(),
+            segmenter: None,
         })
     }
 
@@ -380,6 +421,7 @@ impl Shard {
         let local = self.streams.borrow().get(key).cloned();
         let Some(local) = local else { return };
         for update in updates {
+            self.feed_hls(key, &update);
             self.apply(&local, &update);
             let mut owned = self.owned.borrow_mut();
             let Some(o) = owned.get_mut(key) else { return };
@@ -417,6 +459,117 @@ impl Shard {
                     *lagging = true;
                     self.stats.shards[self.id].mesh_lagging.inc();
                 }
+            }
+        }
+    }
+
+    /// Feeds the owner's segmenter and announces finished segments to every shard.
+    fn feed_hls(self: &Rc<Self>, key: &StreamKey, update: &StreamUpdate) {
+        let mut owned = self.owned.borrow_mut();
+        let Some(o) = owned.get_mut(key) else { return };
+        let refused_before = o.segmenter.as_ref().map_or(0, |s| s.refused_segments);
+        let result = match update {
+            StreamUpdate::Started { republish: false } => {
+                let name = key.as_str().split_once('/').map_or("", |(_, s)| s);
+                let store = ArenaStore {
+                    arena: Arc::clone(&self.arena),
+                };
+                o.segmenter = Some(Segmenter::new(self.config.hls, store, name));
+                Ok(None)
+            }
+            StreamUpdate::Started { republish: true } => {
+                Ok(o.segmenter.as_mut().and_then(|s| s.handle_republish()))
+            }
+            StreamUpdate::Frame(f) => match &mut o.segmenter {
+                Some(s) => s.handle_frame(f),
+                None => Ok(None),
+            },
+            StreamUpdate::Ended => Ok(o.segmenter.take().map(|mut s| s.handle_end())),
+            StreamUpdate::Unpublished | StreamUpdate::Snapshot { .. } => Ok(None),
+        };
+        let refused = o.segmenter.as_ref().map_or(0, |s| s.refused_segments) > refused_before;
+        if let Err(e) = &result {
+            warn!(shard = self.id, %key, "HLS stopped for this stream: {e}");
+            o.segmenter = None;
+        }
+        drop(owned);
+        if refused {
+            self.stats().hls_segments_refused.inc();
+            tracing::error!(shard = self.id, %key, "segment cache full (--cache-mb): segment refused");
+            self.evict_ended_hls();
+        }
+        if let Ok(Some(snapshot)) = result {
+            if !snapshot.ended {
+                self.stats().hls_segments.inc();
+            }
+            self.publish_hls(key, snapshot);
+        }
+        self.update_cache_gauges();
+    }
+
+    /// Installs a snapshot here and sends it to every other shard.
+    fn publish_hls(self: &Rc<Self>, key: &StreamKey, snapshot: HlsSnapshot) {
+        let ended = snapshot.ended;
+        let snapshot = Arc::new(snapshot);
+        self.hls
+            .borrow_mut()
+            .insert(key.clone(), Arc::clone(&snapshot));
+        for to in (0..self.shards).filter(|&s| s != self.id) {
+            self.send_control(
+                to,
+                MeshMsg::Hls {
+                    key: key.clone(),
+                    snapshot: Some(Arc::clone(&snapshot)),
+                },
+            );
+        }
+        if !ended {
+            return;
+        }
+        // Players keep an ended playlist for a while; then its segments go.
+        self.ended_hls.borrow_mut().push_back(key.clone());
+        let shard = Rc::clone(self);
+        let key = key.clone();
+        let linger = Duration::from_millis(
+            (self.config.hls.segment_ms * self.config.hls.window as u64).max(30_000),
+        );
+        monoio::spawn(async move {
+            monoio::time::sleep(linger).await;
+            let same = shard
+                .hls
+                .borrow()
+                .get(&key)
+                .is_some_and(|s| Arc::ptr_eq(s, &snapshot));
+            if same {
+                shard.forget_hls(&key);
+            }
+        });
+    }
+
+    /// Drops a stream's HLS state on every shard.
+    fn forget_hls(&self, key: &StreamKey) {
+        self.hls.borrow_mut().remove(key);
+        self.ended_hls.borrow_mut().retain(|k| k != key);
+        for to in (0..self.shards).filter(|&s| s != self.id) {
+            self.send_control(
+                to,
+                MeshMsg::Hls {
+                    key: key.clone(),
+                    snapshot: None,
+                },
+            );
+        }
+    }
+
+    /// Frees the oldest ended stream's segments (memory returns once every shard has let go).
+    fn evict_ended_hls(&self) {
+        let oldest = self.ended_hls.borrow_mut().pop_front();
+        if let Some(key) = oldest {
+            let still_ended = self.hls.borrow().get(&key).is_some_and(|s| s.ended);
+            if still_ended {
+                info!(shard = self.id, %key, "evicting an ended stream's segments for space");
+                self.stats().hls_evictions.inc();
+                self.forget_hls(&key);
             }
         }
     }

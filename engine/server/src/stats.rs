@@ -13,6 +13,8 @@ macro_rules! counters {
             $(pub $name: AtomicU64,)*
             /// 0 unknown, 1 io_uring, 2 legacy (epoll).
             pub driver: AtomicU8,
+            /// 0 unknown, 1 hugetlb, 2 thp, 3 normal.
+            pub cache_backing: AtomicU8,
             pub cpu: AtomicU64,
         }
 
@@ -43,6 +45,11 @@ counters! {
     connection_errors: "counter", "Connections closed for a protocol error";
     accept_errors: "counter", "accept() failures (EMFILE, ENFILE, ...)";
     http_requests: "counter", "HTTP requests served";
+    hls_segments: "counter", "HLS segments produced by streams this shard owns";
+    hls_segments_refused: "counter", "HLS segments refused because the segment cache was full";
+    hls_evictions: "counter", "Ended streams whose HLS segments were evicted for space";
+    cache_bytes_total: "gauge", "Segment arena size";
+    cache_bytes_free: "gauge", "Segment arena bytes free";
 }
 
 /// Counters of every shard, indexed by shard id.
@@ -69,14 +76,15 @@ impl Stats {
         }
         let _ = writeln!(
             out,
-            "# HELP edge_shard_info Shard placement and io driver\n# TYPE edge_shard_info gauge"
+            "# HELP edge_shard_info Shard placement, io driver and segment memory backing\n# TYPE edge_shard_info gauge"
         );
         for (shard, s) in self.shards.iter().enumerate() {
             let _ = writeln!(
                 out,
-                "edge_shard_info{{shard=\"{shard}\",cpu=\"{}\",driver=\"{}\"}} 1",
+                "edge_shard_info{{shard=\"{shard}\",cpu=\"{}\",driver=\"{}\",cache_backing=\"{}\"}} 1",
                 cpu_label(s.cpu.load(Ordering::Relaxed)),
-                driver_name(s.driver.load(Ordering::Relaxed))
+                driver_name(s.driver.load(Ordering::Relaxed)),
+                backing_name(s.cache_backing.load(Ordering::Relaxed))
             );
         }
         out
@@ -90,12 +98,13 @@ impl Stats {
             .enumerate()
             .map(|(i, s)| {
                 format!(
-                    "{{\"shard\":{i},\"cpu\":{},\"driver\":\"{}\"}}",
+                    "{{\"shard\":{i},\"cpu\":{},\"driver\":\"{}\",\"cache_backing\":\"{}\"}}",
                     match s.cpu.load(Ordering::Relaxed) {
                         u64::MAX => "null".to_string(),
                         c => c.to_string(),
                     },
-                    driver_name(s.driver.load(Ordering::Relaxed))
+                    driver_name(s.driver.load(Ordering::Relaxed)),
+                    backing_name(s.cache_backing.load(Ordering::Relaxed))
                 )
             })
             .collect();
@@ -108,6 +117,15 @@ fn cpu_label(c: u64) -> String {
         "none".into()
     } else {
         c.to_string()
+    }
+}
+
+pub fn backing_name(b: u8) -> &'static str {
+    match b {
+        1 => "hugetlb",
+        2 => "thp",
+        3 => "normal",
+        _ => "starting",
     }
 }
 
@@ -132,7 +150,7 @@ mod tests {
         let text = s.render_prometheus();
         assert!(text.contains("edge_rtmp_players{shard=\"1\"} 7\n"));
         assert!(text.contains("edge_rtmp_players{shard=\"0\"} 0\n"));
-        assert!(text.contains("edge_shard_info{shard=\"0\",cpu=\"none\",driver=\"io_uring\"} 1"));
+        assert!(text.contains("edge_shard_info{shard=\"0\",cpu=\"none\",driver=\"io_uring\",cache_backing=\"starting\"} 1"));
         assert!(s.render_health().starts_with("{\"status\":\"ok\""));
     }
 }
