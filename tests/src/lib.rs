@@ -570,3 +570,80 @@ pub fn try_publish(addr: SocketAddr, app: &str, stream: &str) -> (Vec<ClientEven
     }
     (events, false)
 }
+
+/// Runs a command with a time limit and returns (status ok, stdout, stderr).
+pub fn run_tool(program: &str, args: &[&str], timeout: Duration) -> (bool, String, String) {
+    let out = Command::new("timeout")
+        .arg(timeout.as_secs().to_string())
+        .arg(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("{program}: {e}"));
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// One packet as ffprobe lists it: (stream index, pts, dts, keyframe).
+pub type ProbePacket = (u32, i64, i64, bool);
+
+/// `ffprobe -show_packets` of `input`, in the stream's own time base.
+pub fn probe_packets(input: &str) -> Vec<ProbePacket> {
+    let (ok, out, err) = run_tool(
+        "ffprobe",
+        &[
+            "-v",
+            "error",
+            "-show_entries",
+            "packet=stream_index,pts,dts,flags",
+            "-of",
+            "csv=p=0",
+            input,
+        ],
+        Duration::from_secs(60),
+    );
+    assert!(ok, "ffprobe {input}: {err}");
+    out.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            let num = |s: &str| s.parse::<i64>().unwrap_or(i64::MIN);
+            (
+                f[0].parse().unwrap(),
+                num(f[1]),
+                num(f[2]),
+                f[3].starts_with('K'),
+            )
+        })
+        .collect()
+}
+
+/// The playlist's segment URIs and EXTINF durations in ms, plus the target duration.
+pub fn parse_playlist(text: &str) -> (Vec<(String, u64)>, u64) {
+    let mut segments = Vec::new();
+    let mut target = 0;
+    let mut duration = None;
+    for line in text.lines() {
+        if let Some(t) = line.strip_prefix("#EXT-X-TARGETDURATION:") {
+            target = t.trim().parse().unwrap();
+        } else if let Some(d) = line.strip_prefix("#EXTINF:") {
+            let secs: f64 = d
+                .trim_end_matches(',')
+                .split(',')
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap();
+            duration = Some((secs * 1000.0).round() as u64);
+        } else if !line.starts_with('#') && !line.is_empty() {
+            segments.push((
+                line.to_string(),
+                duration.take().expect("EXTINF before URI"),
+            ));
+        }
+    }
+    (segments, target)
+}

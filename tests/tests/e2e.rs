@@ -415,3 +415,237 @@ fn legacy_driver_fallback_serves_and_reports_it() {
         assert_eq!((log.video, log.audio), (video, audio), "{log:?}");
     }
 }
+
+/// Publishes the fixture and waits until its HLS playlist is complete (EXT-X-ENDLIST).
+fn publish_and_wait_for_endlist(engine: &Engine, path: &str) -> String {
+    let mut publisher = ffmpeg_publish(&fixture(FIXTURE), &engine.rtmp_url(path), &[]);
+    assert!(publisher.wait().unwrap().success());
+    let url = format!("/{path}.m3u8");
+    for _ in 0..400 {
+        let r = http_get(engine.http, &url);
+        let text = String::from_utf8_lossy(&r.body).into_owned();
+        if r.status() == 200 && text.contains("#EXT-X-ENDLIST") {
+            return text;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    panic!("{url} never got EXT-X-ENDLIST");
+}
+
+#[test]
+fn hls_decodes_cleanly_and_matches_the_source_packets() {
+    let engine = Engine::start(&["--cores", "2", "--republish-grace-ms", "300"]);
+    let playlist = publish_and_wait_for_endlist(&engine, "live/hls");
+    let url = engine.http_url("live/hls.m3u8");
+    let (ok, _, err) = run_tool(
+        "ffmpeg",
+        &["-nostdin", "-v", "error", "-i", &url, "-f", "null", "-"],
+        Duration::from_secs(60),
+    );
+    assert!(ok && err.is_empty(), "ffmpeg decoding HLS printed: {err}");
+
+    // Packet lists: same count per stream; timestamps shifted by one constant. The source is
+    // FLV (ms) and HLS is 90 kHz: video matches exactly; for audio, ffprobe interpolates the
+    // second and later ADTS frames of a PES from the sample rate, which differs from the
+    // FLV's rounded milliseconds by less than 1 ms.
+    let source = probe_packets(fixture(FIXTURE).to_str().unwrap());
+    let hls = probe_packets(&url);
+    for stream in [0, 1] {
+        let src: Vec<_> = source.iter().filter(|p| p.0 == stream).collect();
+        let out: Vec<_> = hls.iter().filter(|p| p.0 == stream).collect();
+        assert_eq!(
+            out.len(),
+            src.len(),
+            "stream {stream} packet count ({playlist})"
+        );
+        let offset = out[0].2 - src[0].2 * 90;
+        for (i, (o, s)) in out.iter().zip(&src).enumerate() {
+            let (pts, dts) = (o.1 - offset, o.2 - offset);
+            if stream == 0 {
+                assert_eq!((pts, dts), (s.1 * 90, s.2 * 90), "video packet {i}");
+                assert_eq!(o.3, s.3, "keyframe flag of video packet {i}");
+            } else {
+                assert!(
+                    (pts - s.1 * 90).abs() < 90 && (dts - s.2 * 90).abs() < 90,
+                    "audio packet {i}: {o:?} vs {s:?}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn hls_segments_start_with_keyframes_and_respect_the_target() {
+    let engine = Engine::start(&[
+        "--cores",
+        "2",
+        "--republish-grace-ms",
+        "300",
+        "--hls-segment-ms",
+        "1000",
+    ]);
+    let playlist = publish_and_wait_for_endlist(&engine, "live/seg");
+    let (segments, target) = parse_playlist(&playlist);
+    assert!(segments.len() >= 3, "{playlist}");
+    assert_eq!(target, 1, "{playlist}");
+    for (i, (uri, ms)) in segments.iter().enumerate() {
+        assert!(*ms <= target * 1000, "{uri}: {ms} ms over the target");
+        if i + 1 < segments.len() {
+            assert!(*ms >= 1000, "{uri}: cut before the 1 s target ({ms} ms)");
+        }
+        let packets = probe_packets(&engine.http_url(&format!("live/{uri}")));
+        let first_video = packets
+            .iter()
+            .find(|p| p.0 == 0)
+            .expect("video in every segment");
+        assert!(first_video.3, "{uri} starts with a keyframe");
+    }
+}
+
+#[test]
+fn a_segment_fetched_over_50_connections_on_both_shards_is_identical() {
+    let engine = Engine::start(&["--cores", "2", "--republish-grace-ms", "300"]);
+    let playlist = publish_and_wait_for_endlist(&engine, "live/same");
+    let (segments, _) = parse_playlist(&playlist);
+    let path = format!("/live/{}", segments[0].0);
+    let fetches: Vec<_> = (0..50)
+        .map(|_| {
+            let (addr, path) = (engine.http, path.clone());
+            std::thread::spawn(move || http_get(addr, &path))
+        })
+        .collect();
+    let bodies: Vec<Response> = fetches.into_iter().map(|f| f.join().unwrap()).collect();
+    let first = &bodies[0].body;
+    assert!(
+        first.len() > 10_000 && first.len().is_multiple_of(188),
+        "{} bytes",
+        first.len()
+    );
+    for (i, r) in bodies.iter().enumerate() {
+        assert_eq!(r.status(), 200, "{}", r.head);
+        assert!(r
+            .head
+            .contains(&format!("Content-Length: {}\r\n", first.len())));
+        assert!(r.head.contains("Content-Type: video/mp2t") && r.head.contains("immutable"));
+        assert!(&r.body == first, "fetch {i} differs");
+    }
+    let m = engine.metrics();
+    let (a, b) = (
+        m.get("http_connections_accepted", 0),
+        m.get("http_connections_accepted", 1),
+    );
+    assert!(a > 0 && b > 0, "both shards served: {a}/{b}");
+    let p = http_get(engine.http, "/live/same.m3u8");
+    assert!(
+        p.head.contains("application/vnd.apple.mpegurl") && p.head.contains("max-age=1"),
+        "{}",
+        p.head
+    );
+    assert_eq!(http_get(engine.http, "/live/same-999.ts").status(), 404);
+    assert_eq!(http_get(engine.http, "/live/nothing.m3u8").status(), 404);
+}
+
+#[test]
+fn hls_republish_adds_a_discontinuity_and_sequence_numbers_keep_rising() {
+    let engine = Engine::start(&["--cores", "2", "--republish-grace-ms", "4000"]);
+    for _ in 0..2 {
+        let mut publisher = ffmpeg_publish(&fixture(FIXTURE), &engine.rtmp_url("live/again"), &[]);
+        assert!(publisher.wait().unwrap().success());
+    }
+    let playlist = publish_and_wait_for_endlist(&engine, "live/again");
+    let (segments, _) = parse_playlist(&playlist);
+    let seqs: Vec<u64> = segments
+        .iter()
+        .map(|(uri, _)| {
+            uri.trim_end_matches(".ts")
+                .rsplit('-')
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap()
+        })
+        .collect();
+    assert!(
+        seqs.windows(2).all(|w| w[1] == w[0] + 1),
+        "consecutive: {seqs:?}"
+    );
+    assert_eq!(
+        playlist.matches("#EXT-X-DISCONTINUITY\n").count(),
+        2,
+        "one per republish:\n{playlist}"
+    );
+    let media_seq: u64 = playlist
+        .lines()
+        .find_map(|l| l.strip_prefix("#EXT-X-MEDIA-SEQUENCE:"))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(media_seq, seqs[0]);
+    // Three publishes of two segments each.
+    assert_eq!(seqs.last().copied(), Some(5), "{playlist}");
+}
+
+/// With a tiny `--cache-mb`, an ended stream's segments are evicted first, then new segments
+/// are refused (counted) rather than exceeding the budget; the engine keeps serving.
+#[test]
+fn segment_cache_budget_evicts_ended_streams_then_refuses() {
+    let engine = Engine::start(&[
+        "--cores",
+        "1",
+        "--republish-grace-ms",
+        "200",
+        "--cache-mb",
+        "1",
+    ]);
+    let m = engine.metrics();
+    let total = m.get("cache_bytes_total", 0);
+    assert!(
+        total > 0 && total <= 2 << 20,
+        "arena of about 1 MiB: {total}"
+    );
+    publish_and_wait_for_endlist(&engine, "live/old");
+    assert_eq!(http_get(engine.http, "/live/old.m3u8").status(), 200);
+    // About 20 s of media: more segments than the arena holds.
+    let mut publisher = ffmpeg_publish(
+        &fixture(FIXTURE),
+        &engine.rtmp_url("live/big"),
+        &["-stream_loop", "4", "-readrate", "8"],
+    );
+    assert!(publisher.wait().unwrap().success());
+    let m = engine.wait_for("eviction and refusal", Duration::from_secs(30), |m| {
+        m.get("hls_evictions", 0) == 1 && m.get("hls_segments_refused", 0) > 0
+    });
+    assert!(m.get("cache_bytes_free", 0) <= total);
+    assert_eq!(
+        http_get(engine.http, "/live/old.m3u8").status(),
+        404,
+        "the ended stream went first"
+    );
+    let big = http_get(engine.http, "/live/big.m3u8");
+    assert_eq!(big.status(), 200);
+    let text = String::from_utf8_lossy(&big.body).into_owned();
+    let (segments, _) = parse_playlist(&text);
+    // The live stream kept producing: after a refusal it sheds its oldest segments and the
+    // next ones fit again (a refusal marks a discontinuity).
+    let last: u64 = segments
+        .last()
+        .unwrap()
+        .0
+        .trim_end_matches(".ts")
+        .rsplit('-')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        last >= 6,
+        "segments kept coming after the first refusal:\n{text}"
+    );
+    for (uri, _) in segments {
+        assert_eq!(
+            http_get(engine.http, &format!("/live/{uri}")).status(),
+            200,
+            "{uri} listed and served"
+        );
+    }
+}

@@ -99,7 +99,7 @@ impl Shard {
         epoch: Instant,
         arena: Arc<Arena>,
     ) -> Rc<Self> {
-        Rc::new(Self {
+        let shard = Rc::new(Self {
             id,
             shards: config.shards(),
             config,
@@ -114,7 +114,9 @@ impl Shard {
             arena,
             hls: RefCell::new(HashMap::new()),
             ended_hls: RefCell::new(VecDeque::new()),
-        })
+        });
+        shard.update_cache_gauges();
+        shard
     }
 
     /// The HLS snapshot a request on this shard is answered from.
@@ -493,10 +495,26 @@ impl Shard {
             o.segmenter = None;
         }
         drop(owned);
+        let mut shed = None;
         if refused {
             self.stats().hls_segments_refused.inc();
             tracing::error!(shard = self.id, %key, "segment cache full (--cache-mb): segment refused");
+            // Streams without a publisher go first; if none is left, this stream gives up
+            // its oldest segments so that its next segment fits once readers let go.
+            if !self.evict_ended_hls() {
+                shed = self
+                    .owned
+                    .borrow_mut()
+                    .get_mut(key)
+                    .and_then(|o| o.segmenter.as_mut())
+                    .and_then(|s| s.shed());
+            }
+        } else if self.arena.free_chunks() * 8 < self.arena.chunks() {
+            // Under an eighth free: make room before a segment has to be refused.
             self.evict_ended_hls();
+        }
+        if let Some(snapshot) = shed {
+            self.publish_hls(key, snapshot);
         }
         if let Ok(Some(snapshot)) = result {
             if !snapshot.ended {
@@ -562,14 +580,18 @@ impl Shard {
     }
 
     /// Frees the oldest ended stream's segments (memory returns once every shard has let go).
-    fn evict_ended_hls(&self) {
-        let oldest = self.ended_hls.borrow_mut().pop_front();
-        if let Some(key) = oldest {
+    /// Returns whether there was one.
+    fn evict_ended_hls(&self) -> bool {
+        loop {
+            let Some(key) = self.ended_hls.borrow_mut().pop_front() else {
+                return false;
+            };
             let still_ended = self.hls.borrow().get(&key).is_some_and(|s| s.ended);
             if still_ended {
                 info!(shard = self.id, %key, "evicting an ended stream's segments for space");
                 self.stats().hls_evictions.inc();
                 self.forget_hls(&key);
+                return true;
             }
         }
     }
@@ -831,6 +853,8 @@ impl Shard {
     pub async fn run_housekeeping(self: Rc<Self>) {
         loop {
             monoio::time::sleep(Duration::from_millis(500)).await;
+            // Chunks come back from any shard's last reader; show it.
+            self.update_cache_gauges();
             let now = self.now_ms();
             let streams: Vec<Rc<LocalStream>> = self.streams.borrow().values().cloned().collect();
             for ls in streams {

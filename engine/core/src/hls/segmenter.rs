@@ -323,6 +323,30 @@ impl<S: SegmentStore> Segmenter<S> {
         Ok(Some(self.snapshot()))
     }
 
+    /// Gives memory back under pressure: drops the segments kept past the window, or if there
+    /// are none, the oldest listed one. Returns the new snapshot when anything was dropped.
+    pub fn shed(&mut self) -> Option<HlsSnapshot> {
+        let listed = self.segments.len().min(self.config.window);
+        let extras = self.segments.len() - listed;
+        let drop_n = if extras > 0 {
+            extras
+        } else {
+            usize::from(self.segments.len() > 1)
+        };
+        if drop_n == 0 {
+            return None;
+        }
+        for _ in 0..drop_n {
+            if let Some(s) = self.segments.pop_front() {
+                // A listed segment leaving (no extras) may carry a discontinuity.
+                if extras == 0 && s.discontinuity {
+                    self.discontinuity_seq += 1;
+                }
+            }
+        }
+        Some(self.snapshot())
+    }
+
     /// The publisher came back (republish): the next segment is a discontinuity.
     pub fn handle_republish(&mut self) -> Option<HlsSnapshot> {
         let end = self.last_dts_ms.unwrap_or(0);

@@ -293,3 +293,27 @@ fn audio_only_and_video_only_streams() {
     }
     assert!(!pids.contains(&PID_AUDIO));
 }
+
+#[test]
+fn shedding_drops_extras_then_the_oldest_listed_segment() {
+    let config = HlsConfig {
+        segment_ms: 1000,
+        window: 3,
+        keep_extra: 2,
+    };
+    let frames = stream(7, 25);
+    let (mut s, _) = run(config, &frames);
+    assert_eq!(s.snapshot().segments.len(), 5);
+    let snap = s.shed().unwrap();
+    assert_eq!(
+        snap.segments.iter().map(|s| s.seq).collect::<Vec<_>>(),
+        vec![3, 4, 5]
+    );
+    let snap = s.shed().unwrap();
+    assert_eq!(
+        snap.segments.iter().map(|s| s.seq).collect::<Vec<_>>(),
+        vec![4, 5]
+    );
+    let text = String::from_utf8(snap.playlist.to_vec()).unwrap();
+    assert!(text.contains("#EXT-X-MEDIA-SEQUENCE:4\n"), "{text}");
+}
