@@ -88,6 +88,11 @@ pub struct Args {
     #[arg(long, value_name = "MIB", default_value_t = 1024)]
     pub cache_mb: usize,
 
+    /// How HTTP responses leave: `vectored` (head and body pieces in one writev) or
+    /// `separate` (one write per buffer). Both send the body without copying it.
+    #[arg(long, value_name = "MODE", default_value = "vectored", value_parser = ["vectored", "separate"])]
+    pub http_writes: String,
+
     /// Capacity of each cross-shard channel, in messages (about 80 bytes each; there are
     /// shards² channels).
     #[arg(long, value_name = "N", default_value_t = 2048)]
@@ -115,6 +120,7 @@ pub struct Config {
     pub idle_timeout_ms: u64,
     pub hls: HlsConfig,
     pub cache_bytes_per_shard: usize,
+    pub http_vectored: bool,
     pub mesh_queue_len: usize,
     pub uring_entries: u32,
 }
@@ -213,6 +219,7 @@ impl Args {
                 keep_extra: 2,
             },
             cache_bytes_per_shard: (self.cache_mb << 20) / shards,
+            http_vectored: self.http_writes == "vectored",
             mesh_queue_len: self.mesh_queue_len,
             uring_entries: self.uring_entries,
         })

@@ -33,7 +33,12 @@ pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream) {
                         }
                     }
                     let (response, keep_alive) = respond(&shard, &req);
-                    if write_bufs(&mut stream, response).await.is_err() || !keep_alive {
+                    let written = if shard.config.http_vectored {
+                        write_bufs(&mut stream, response).await.map(drop)
+                    } else {
+                        write_each(&mut stream, response).await
+                    };
+                    if written.is_err() || !keep_alive {
                         return;
                     }
                 }
@@ -58,6 +63,14 @@ pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream) {
         }
         buf.clear();
     }
+}
+
+/// One write per buffer (the `--http-writes separate` mode).
+async fn write_each(stream: &mut TcpStream, bufs: Vec<Bytes>) -> std::io::Result<()> {
+    for b in bufs {
+        stream.write_all(b).await.0?;
+    }
+    Ok(())
 }
 
 fn error_response(e: &HttpError) -> Bytes {

@@ -1,0 +1,149 @@
+#!/usr/bin/env bash
+# HLS segment serving, side by side in one run: edge-engine (--cores 1) against nginx
+# (1 worker, sendfile, the same segment bytes from tmpfs). Servers on CPU 0, wrk on CPU 1.
+# Segments of about 64 KB and 700 KB, 100 and 1000 connections; plus the loopback limit
+# from iperf3 with the same pinning.
+#
+# Usage: bench/peers/hls_segments.sh [--duration SECONDS] [--writes vectored|separate|both]
+# Installs ffmpeg, nginx, wrk and iperf3 when missing (Debian packages). Changes nothing
+# outside a temporary directory in /dev/shm, which it removes on exit.
+set -euo pipefail
+
+duration=8
+writes=vectored
+while (($#)); do
+    case "$1" in
+        --duration) duration=$2; shift 2 ;;
+        --writes) writes=$2; shift 2 ;;
+        -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
+        *) echo "unknown argument: $1" >&2; exit 2 ;;
+    esac
+done
+
+root=$(cd "$(dirname "$0")/../.." && pwd)
+need=()
+for tool in ffmpeg nginx wrk iperf3 curl; do
+    command -v "$tool" >/dev/null 2>&1 || need+=("$tool")
+done
+if ((${#need[@]})); then
+    pkgs=()
+    for t in "${need[@]}"; do [ "$t" = nginx ] && pkgs+=(nginx-light) || pkgs+=("$t"); done
+    sudo=""; [ "$(id -u)" -eq 0 ] || sudo=sudo
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${pkgs[@]}" >/dev/null
+fi
+PATH="$PATH:/usr/sbin"
+
+work=$(mktemp -d /dev/shm/edge-bench.XXXXXX)
+chmod 755 "$work" # nginx workers run as an unprivileged user
+pids=()
+cleanup() {
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+(cd "$root" && cargo build --release -q -p edge-engine)
+engine_bin="$root/target/release/edge-engine"
+
+# Test clips: ~256 kbit/s and ~2.8 Mbit/s in total, so 2 s segments come out near 64 KB and
+# 700 KB.
+make_clip() { # name video_kbps
+    ffmpeg -v error -y -f lavfi -i "testsrc2=size=640x360:rate=25" -f lavfi -i "sine=frequency=440" -t 8 \
+        -c:v libx264 -preset veryfast -g 50 -keyint_min 50 -sc_threshold 0 \
+        -b:v "$2k" -minrate "$2k" -maxrate "$2k" -bufsize "$2k" -x264-params nal-hrd=cbr \
+        -c:a aac -b:a 48k -f flv "$work/$1.flv"
+}
+make_clip small 200
+make_clip big 2750
+
+wrk_run() { # url connections -> "req/s bytes/s"
+    taskset -c 1 wrk -t1 -c"$2" -d"${duration}s" "$1" 2>/dev/null | awk '
+        /Requests\/sec/ { rps = $2 }
+        /Transfer\/sec/ { v = $2; u = substr(v, length(v) - 1); n = v + 0;
+            if (u == "KB") n *= 1024; else if (u == "MB") n *= 1048576; else if (u == "GB") n *= 1073741824;
+            bps = n }
+        END { printf "%.0f %.0f\n", rps, bps }'
+}
+
+declare -A result
+run_engine() { # mode
+    local mode=$1 ready port_rtmp port_http
+    taskset -c 0 "$engine_bin" --cores 1 --rtmp 127.0.0.1:0 --http 127.0.0.1:0 \
+        --republish-grace-ms 200 --http-writes "$mode" >"$work/engine.out" 2>"$work/engine.err" &
+    local pid=$!
+    pids+=("$pid")
+    for _ in $(seq 100); do
+        ready=$(head -n1 "$work/engine.out" 2>/dev/null || true)
+        [ -n "$ready" ] && break
+        sleep 0.1
+    done
+    port_rtmp=$(sed -n 's/.*rtmp=[^:]*:\([0-9]*\).*/\1/p' <<<"$ready")
+    port_http=$(sed -n 's/.*http=[^:]*:\([0-9]*\).*/\1/p' <<<"$ready")
+    for size in small big; do
+        taskset -c 1 ffmpeg -v error -readrate 4 -i "$work/$size.flv" -c copy -f flv "rtmp://127.0.0.1:$port_rtmp/bench/$size"
+        for _ in $(seq 200); do
+            curl -s "http://127.0.0.1:$port_http/bench/$size.m3u8" | grep -q ENDLIST && break
+            sleep 0.05
+        done
+        mkdir -p "$work/www" && chmod 755 "$work/www"
+        curl -s -o "$work/www/$size.ts" "http://127.0.0.1:$port_http/bench/$size-1.ts"
+        chmod 644 "$work/www/$size.ts"
+        result[bytes_$size]=$(stat -c %s "$work/www/$size.ts")
+        for c in 100 1000; do
+            result["engine_${mode}_${size}_$c"]=$(wrk_run "http://127.0.0.1:$port_http/bench/$size-1.ts" "$c")
+        done
+    done
+    kill "$pid"; wait "$pid" 2>/dev/null || true
+}
+
+modes=("$writes"); [ "$writes" = both ] && modes=(vectored separate)
+for m in "${modes[@]}"; do run_engine "$m"; done
+
+cat >"$work/nginx.conf" <<EOF
+worker_processes 1;
+error_log $work/nginx.err;
+pid $work/nginx.pid;
+events { worker_connections 8192; }
+http {
+    access_log off;
+    sendfile on;
+    tcp_nopush on;
+    keepalive_requests 100000000;
+    types { video/mp2t ts; }
+    server { listen 127.0.0.1:18181; root $work/www; }
+}
+EOF
+taskset -c 0 nginx -p "$work" -c "$work/nginx.conf" -g 'daemon off;' &
+pids+=("$!")
+sleep 0.5
+curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:18181/small.ts | grep -q 200 || { echo "nginx does not serve the segment" >&2; exit 1; }
+for size in small big; do
+    for c in 100 1000; do
+        result["nginx_${size}_$c"]=$(wrk_run "http://127.0.0.1:18181/$size.ts" "$c")
+    done
+done
+
+taskset -c 0 iperf3 -s -1 -p 15201 >/dev/null 2>&1 &
+pids+=("$!")
+sleep 1
+loopback=$(taskset -c 1 iperf3 -c 127.0.0.1 -p 15201 -t 5 -J | grep -A6 '"sum_received"' |
+    awk -F: '/bits_per_second/ { gsub(/[ \t,]/, "", $2); printf "%.0f", $2 / 8; exit }')
+[ -n "$loopback" ] || { echo "iperf3 gave no result" >&2; exit 1; }
+
+printf '\nHLS segment serving — %s, commit %s, %s, wrk %ss per cell\n' "$(date -u +%F)" \
+    "$(git -C "$root" rev-parse --short HEAD)" "$(uname -r)" "$duration"
+printf 'segments: small %s bytes, big %s bytes; loopback (iperf3) %.2f GB/s\n\n' \
+    "${result[bytes_small]}" "${result[bytes_big]}" "$(awk -v l="$loopback" 'BEGIN { print l / 1e9 }')"
+printf '| segment | conns | engine mode | engine req/s | nginx req/s | ratio | engine GB/s | nginx GB/s | engine / loopback |\n'
+printf '| --- | --- | --- | --- | --- | --- | --- | --- | --- |\n'
+for size in small big; do
+    for c in 100 1000; do
+        read -r n_rps n_bps <<<"${result[nginx_${size}_$c]}"
+        for m in "${modes[@]}"; do
+            read -r e_rps e_bps <<<"${result[engine_${m}_${size}_$c]}"
+            awk -v s="$size" -v c="$c" -v m="$m" -v er="$e_rps" -v nr="$n_rps" -v eb="$e_bps" -v nb="$n_bps" -v lb="$loopback" \
+                'BEGIN { printf "| %s | %d | %s | %.0f | %.0f | %.2fx | %.2f | %.2f | %.2f |\n", s, c, m, er, nr, er / nr, eb / 1e9, nb / 1e9, eb / lb }'
+        done
+    done
+done
