@@ -90,7 +90,7 @@ pub struct Args {
 
     /// How HTTP responses leave: `vectored` (head and body pieces in one writev) or
     /// `separate` (one write per buffer). Both send the body without copying it.
-    #[arg(long, value_name = "MODE", default_value = "vectored", value_parser = ["vectored", "separate"])]
+    #[arg(long, value_name = "MODE", default_value = "separate", value_parser = ["vectored", "separate"])]
     pub http_writes: String,
 
     /// Capacity of each cross-shard channel, in messages (about 80 bytes each; there are

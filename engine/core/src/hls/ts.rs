@@ -572,6 +572,46 @@ mod tests {
     }
 
     #[test]
+    fn hvcc_parameter_sets_and_hevc_aud() {
+        let mut rec = vec![1u8; 21];
+        rec.push(0xf0 | 3); // lengthSizeMinusOne = 3
+        rec.push(3); // arrays: VPS, SPS, PPS
+        for (t, nal) in [
+            (32u8, [0x40u8, 1, 0xaa]),
+            (33, [0x42, 1, 0xbb]),
+            (34, [0x44, 1, 0xcc]),
+        ] {
+            rec.extend([0x80 | t, 0, 1, 0, 3]);
+            rec.extend(nal);
+        }
+        let config = VideoConfig::from_hvcc(&rec).unwrap();
+        assert!(config.hevc);
+        assert_eq!(config.parameter_sets.len(), 3);
+        // An IDR_W_RADL (type 19) access unit gets AUD (type 35) and VPS/SPS/PPS.
+        let mut out = Vec::new();
+        to_annexb(&config, true, &[0, 0, 0, 3, 0x26, 1, 0xdd], &mut out).unwrap();
+        assert_eq!(
+            out,
+            [
+                0, 0, 0, 1, 0x46, 0x01, 0x50, // AUD
+                0, 0, 0, 1, 0x40, 1, 0xaa, 0, 0, 0, 1, 0x42, 1, 0xbb, 0, 0, 0, 1, 0x44, 1, 0xcc, 0,
+                0, 0, 1, 0x26, 1, 0xdd,
+            ]
+        );
+        let mut m = TsMuxer::new();
+        m.set_video_config(config);
+        let mut tables = Vec::new();
+        m.write_tables(&mut tables).unwrap();
+        // PMT section: stream type 0x24 for the video PID.
+        let pmt = &tables[PACKET..];
+        assert!(
+            pmt.windows(3).any(|w| w == [0x24, 0xe1, 0x00]),
+            "H.265 stream type on PID 0x100"
+        );
+        assert!(VideoConfig::from_hvcc(&rec[..22]).is_err());
+    }
+
+    #[test]
     fn adts_headers_for_several_rates_and_channel_counts() {
         // (AudioSpecificConfig, payload length, expected header)
         let cases: [([u8; 2], usize, [u8; 7]); 3] = [
