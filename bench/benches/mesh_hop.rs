@@ -1,0 +1,63 @@
+//! The cross-shard channel hop: a message from shard 0 to shard 1 and back over the mesh
+//! (bounded lock-free queues), between two pinned threads spinning on `drain`. Reported per
+//! round trip, so one hop is half of it.
+//!
+//! Run: `cargo bench -p bench --bench mesh_hop`.
+//! Last results: see docs/BENCHMARKS.md ("cargo bench" table).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use edge_core::StreamKey;
+use edge_engine::mesh::{Mesh, MeshMsg};
+
+fn msg(key: &StreamKey) -> MeshMsg {
+    MeshMsg::Unsubscribe {
+        key: key.clone(),
+        from: 0,
+    }
+}
+
+fn hop(c: &mut Criterion) {
+    let mesh = Arc::new(Mesh::new(2, 1024));
+    let stop = Arc::new(AtomicBool::new(false));
+    let echo = {
+        let (mesh, stop) = (Arc::clone(&mesh), Arc::clone(&stop));
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                let mut got = Vec::new();
+                mesh.drain(1, 64, |_, m| got.push(m));
+                for m in got {
+                    let mut m = m;
+                    while let Err(back) = mesh.try_send(1, 0, m) {
+                        m = back;
+                    }
+                }
+            }
+        })
+    };
+    let key = StreamKey::new("live", "x").unwrap();
+    c.bench_function("mesh_round_trip", |b| {
+        b.iter_custom(|iters| {
+            let start = Instant::now();
+            for _ in 0..iters {
+                let mut m = msg(&key);
+                while let Err(back) = mesh.try_send(0, 1, m) {
+                    m = back;
+                }
+                let mut back = 0;
+                while back == 0 {
+                    mesh.drain(0, 64, |_, _| back += 1);
+                }
+            }
+            start.elapsed()
+        });
+    });
+    stop.store(true, Ordering::Relaxed);
+    echo.join().unwrap();
+}
+
+criterion_group!(benches, hop);
+criterion_main!(benches);

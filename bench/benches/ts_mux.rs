@@ -1,0 +1,50 @@
+//! FLV → TS mux throughput: the committed fixture (H.264 High with B-frames + AAC) through
+//! the HLS segmenter, reported in MB/s of FLV payload.
+//!
+//! Run: `cargo bench -p bench --bench ts_mux`.
+//! Last results: see docs/BENCHMARKS.md ("cargo bench" table).
+
+use bytes::Bytes;
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use edge_core::flv::FlvReader;
+use edge_core::hls::{HlsConfig, Segmenter, VecStore};
+use edge_core::media::{Frame, FrameFlags, MediaKind};
+
+fn fixture_frames() -> Vec<Frame> {
+    let mut r = FlvReader::new();
+    r.handle_input(&std::fs::read(tests::fixture("bframes.flv")).unwrap());
+    let mut frames = Vec::new();
+    while let Some(tag) = r.poll_tag().unwrap() {
+        if let Some(kind @ (MediaKind::Audio | MediaKind::Video)) =
+            MediaKind::from_type_id(tag.type_id)
+        {
+            frames.push(Frame::new(
+                kind,
+                u64::from(tag.timestamp),
+                FrameFlags::default(),
+                Bytes::clone(&tag.body),
+            ));
+        }
+    }
+    frames
+}
+
+fn mux(c: &mut Criterion) {
+    let frames = fixture_frames();
+    let bytes: usize = frames.iter().map(|f| f.payload.len()).sum();
+    let mut g = c.benchmark_group("ts_mux");
+    g.throughput(Throughput::Bytes(bytes as u64));
+    g.bench_function("fixture_4s", |b| {
+        b.iter(|| {
+            let mut s = Segmenter::new(HlsConfig::default(), VecStore, "x");
+            for f in &frames {
+                s.handle_frame(f).unwrap();
+            }
+            s.handle_end()
+        });
+    });
+    g.finish();
+}
+
+criterion_group!(benches, mux);
+criterion_main!(benches);
