@@ -4,7 +4,8 @@
 # Usage: flamegraphs/record.sh SCENARIO [--seconds N]
 #   hls-serving   wrk fetching one ~74 KB segment over 100 connections
 #   rtmp-fanout   200 RTMP players of one ~300 kbit/s stream (the committed fixture, looped)
-#   ingest-mux    one publisher at 10x real time, no viewers: RTMP ingest plus HLS muxing
+#   ingest-mux    one publisher as fast as the engine takes it, no viewers: RTMP ingest plus
+#                 HLS muxing (reports media frames per second during the recording)
 # The engine runs --cores 1 on CPU 0, the load on CPU 1. perf uses `-e cpu-clock -g` (this
 # machine has no hardware counters). Installs linux-perf, ffmpeg and wrk (Debian) and
 # inferno (crates.io) when missing. Writes flamegraphs/SCENARIO/flamegraph.svg and
@@ -43,6 +44,8 @@ PATH="$PATH:$HOME/.cargo/bin"
 bin="$root/target/release"
 work=$(mktemp -d)
 pids=()
+load_pid=""
+
 cleanup() {
     for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
     wait 2>/dev/null || true
@@ -67,6 +70,7 @@ case "$scenario" in
         sleep 0.5
         load="wrk -t1 -c100 -d$((seconds + 2))s http://$http/fg/s-1.ts (pinned to CPU 1)"
         taskset -c 1 wrk -t1 -c100 -d$((seconds + 2))s "http://$http/fg/s-1.ts" >"$work/load.txt" &
+        load_pid=$!
         ;;
     rtmp-fanout)
         load="ffmpeg -re -stream_loop -1 (fixture) + 200 RTMP players (bench rtmp-players), CPU 1"
@@ -74,19 +78,27 @@ case "$scenario" in
         pids+=("$!")
         sleep 1
         taskset -c 1 "$bin/rtmp-players" "$rtmp" fg p 200 $((seconds + 3)) >"$work/load.txt" &
+        load_pid=$!
         sleep 2
         ;;
     ingest-mux)
-        load="ffmpeg -readrate 10 -stream_loop -1 (fixture) publishing, no viewers, CPU 1"
-        taskset -c 1 ffmpeg -v error -readrate 10 -stream_loop -1 -i "$fixture" -c copy -f flv "rtmp://$rtmp/fg/i" &
+        load="ffmpeg -stream_loop -1 (fixture, no rate limit) publishing, no viewers, CPU 1"
+        taskset -c 1 ffmpeg -v error -stream_loop -1 -i "$fixture" -c copy -f flv "rtmp://$rtmp/fg/i" &
         pids+=("$!")
         sleep 1
+        frames_before=$(curl -s "http://$http/metrics" | awk '/^edge_frames_in/ { s += $2 } END { print s }')
         ;;
 esac
-pids+=("$!")
 
 perf record -F 999 -e cpu-clock -g -p "$engine" -o "$work/perf.data" -- sleep "$seconds" >/dev/null 2>&1
-wait "${pids[-1]}" 2>/dev/null || true
+if [ "$scenario" = ingest-mux ]; then
+    frames_after=$(curl -s "http://$http/metrics" | awk '/^edge_frames_in/ { s += $2 } END { print s }')
+    echo "ingest: $(((frames_after - frames_before) / seconds)) media frames/s while recording" >"$work/load.txt"
+fi
+if [ -n "$load_pid" ]; then
+    pids+=("$load_pid")
+    wait "$load_pid" 2>/dev/null || true
+fi
 perf script -i "$work/perf.data" 2>/dev/null | inferno-collapse-perf >"$work/folded"
 inferno-flamegraph --title "edge-engine: $scenario" <"$work/folded" >"$out/flamegraph.svg"
 {
