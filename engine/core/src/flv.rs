@@ -26,9 +26,21 @@ pub fn serialize_tag(type_id: u8, timestamp: u32, body: &[u8]) -> Bytes {
 /// viewers receive: built once per frame, so the chunked framing costs no per-viewer work.
 pub fn serialize_tag_chunked(type_id: u8, timestamp: u32, body: &[u8]) -> Bytes {
     let len = 11 + body.len() + 4;
-    let prefix = format!("{len:x}\r\n");
-    let mut out = BytesMut::with_capacity(prefix.len() + len + 2);
-    out.put_slice(prefix.as_bytes());
+    // The chunk-size line in hex, without a formatting allocation per frame.
+    let mut hex = [0u8; 16];
+    let mut at = hex.len();
+    let mut v = len;
+    loop {
+        at -= 1;
+        hex[at] = b"0123456789abcdef"[v & 0xf];
+        v >>= 4;
+        if v == 0 {
+            break;
+        }
+    }
+    let mut out = BytesMut::with_capacity(hex.len() - at + 2 + len + 2);
+    out.put_slice(&hex[at..]);
+    out.put_slice(b"\r\n");
     out.put_slice(&serialize_tag(type_id, timestamp, body));
     out.put_slice(b"\r\n");
     out.freeze()
@@ -155,6 +167,8 @@ mod tests {
         assert_eq!(&c[4..c.len() - 2], &serialize_tag(9, 7, &[1, 2, 3])[..]);
         assert!(c.ends_with(b"\r\n"));
         assert_eq!(&FILE_HEADER_CHUNKED[3..16], FILE_HEADER);
+        let big = serialize_tag_chunked(9, 0, &vec![0u8; 70_000]);
+        assert!(big.starts_with(b"11183\r\n"), "70015 = 0x11183");
     }
 
     #[test]

@@ -280,7 +280,7 @@ impl Shard {
                     None => Ok(None),
                 };
                 match frame {
-                    Ok(Some(f)) => self.broadcast(&key, vec![StreamUpdate::Frame(f)]),
+                    Ok(Some(f)) => self.broadcast(&key, [StreamUpdate::Frame(f)]),
                     Ok(None) => {}
                     // The publisher's shard validated the tag already; this is a late race.
                     Err(e) => debug!(shard = self.id, %key, "dropping media: {e}"),
@@ -297,7 +297,7 @@ impl Shard {
                     .get_mut(&key)
                     .and_then(|o| o.master.handle_metadata(publisher, body));
                 if let Some(f) = frame {
-                    self.broadcast(&key, vec![StreamUpdate::Frame(f)]);
+                    self.broadcast(&key, [StreamUpdate::Frame(f)]);
                 }
             }
             MeshMsg::Hls { key, snapshot } => match snapshot {
@@ -419,7 +419,7 @@ impl Shard {
     }
 
     /// Applies updates to the owner's replica and sends them to every subscribed shard.
-    fn broadcast(self: &Rc<Self>, key: &StreamKey, updates: Vec<StreamUpdate>) {
+    fn broadcast(self: &Rc<Self>, key: &StreamKey, updates: impl IntoIterator<Item = StreamUpdate>) {
         let local = self.streams.borrow().get(key).cloned();
         let Some(local) = local else { return };
         for update in updates {
