@@ -168,7 +168,7 @@ mod tests {
         assert!(c.ends_with(b"\r\n"));
         assert_eq!(&FILE_HEADER_CHUNKED[3..16], FILE_HEADER);
         let big = serialize_tag_chunked(9, 0, &vec![0u8; 70_000]);
-        assert!(big.starts_with(b"11183\r\n"), "70015 = 0x11183");
+        assert!(big.starts_with(b"1117f\r\n"), "70015 = 0x1117f");
     }
 
     #[test]
