@@ -123,7 +123,12 @@ impl FreeStack {
         loop {
             let (top, tag) = unpack(head);
             self.next[idx as usize].store(top, Ordering::Relaxed);
-            match self.head.compare_exchange_weak(head, pack(idx, tag.wrapping_add(1)), Ordering::Release, Ordering::Relaxed) {
+            match self.head.compare_exchange_weak(
+                head,
+                pack(idx, tag.wrapping_add(1)),
+                Ordering::Release,
+                Ordering::Relaxed,
+            ) {
                 Ok(_) => break,
                 Err(h) => head = h,
             }
@@ -141,7 +146,12 @@ impl FreeStack {
             // May be stale if another thread moved `top` meanwhile; then the tag has changed
             // and the exchange below fails.
             let next = self.next[top as usize].load(Ordering::Relaxed);
-            match self.head.compare_exchange_weak(head, pack(next, tag.wrapping_add(1)), Ordering::Acquire, Ordering::Acquire) {
+            match self.head.compare_exchange_weak(
+                head,
+                pack(next, tag.wrapping_add(1)),
+                Ordering::Acquire,
+                Ordering::Acquire,
+            ) {
                 Ok(_) => {
                     self.len.fetch_sub(1, Ordering::Relaxed);
                     return Some(top);
@@ -273,7 +283,7 @@ impl Drop for ArenaWriter {
             .drain(..)
             .chain(self.current.take().map(|(i, _)| i))
         {
-            let _ = self.arena.free.push(idx);
+            self.arena.free.push(idx);
         }
     }
 }
@@ -379,7 +389,11 @@ mod tests {
         assert_eq!(stack.len(), 64);
         let mut all: Vec<u32> = std::iter::from_fn(|| stack.pop()).collect();
         all.sort_unstable();
-        assert_eq!(all, (0..64).collect::<Vec<u32>>(), "every index exactly once");
+        assert_eq!(
+            all,
+            (0..64).collect::<Vec<u32>>(),
+            "every index exactly once"
+        );
     }
 
     #[test]

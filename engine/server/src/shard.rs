@@ -419,7 +419,11 @@ impl Shard {
     }
 
     /// Applies updates to the owner's replica and sends them to every subscribed shard.
-    fn broadcast(self: &Rc<Self>, key: &StreamKey, updates: impl IntoIterator<Item = StreamUpdate>) {
+    fn broadcast(
+        self: &Rc<Self>,
+        key: &StreamKey,
+        updates: impl IntoIterator<Item = StreamUpdate>,
+    ) {
         let local = self.streams.borrow().get(key).cloned();
         let Some(local) = local else { return };
         for update in updates {
