@@ -14,35 +14,9 @@ set -euo pipefail
 
 usage() { sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; }
 
-parse_mode "$@"
-set -- "${ARGS[@]+"${ARGS[@]}"}"
-iface="" cpu_list="" housekeeping=""
-while (($#)); do
-    case "$1" in
-        --iface) iface=$2; shift 2 ;;
-        --cpu-list) cpu_list=$2; shift 2 ;;
-        --housekeeping) housekeeping=$2; shift 2 ;;
-        -h | --help) usage; exit 0 ;;
-        *) die "unknown argument '$1' (see --help)" ;;
-    esac
-done
+parse_nic_args "$@"
 
-if [ "$MODE" = revert ]; then
-    revert_all
-    exit 0
-fi
-[ -n "$iface" ] || die "--iface is required"
-[ -n "$cpu_list" ] || die "--cpu-list is required (edge-engine's CPUs)"
-
-mapfile -t engine_cpus < <(expand_cpu_list "$cpu_list")
-if [ -n "$housekeeping" ]; then
-    mapfile -t hk < <(expand_cpu_list "$housekeeping")
-    kept=()
-    for c in "${engine_cpus[@]}"; do
-        [[ " ${hk[*]} " == *" $c "* ]] || kept+=("$c")
-    done
-    engine_cpus=("${kept[@]+"${kept[@]}"}")
-fi
+mapfile -t engine_cpus < <(engine_cpus "$cpu_list" "$housekeeping")
 ((${#engine_cpus[@]})) || die "no CPUs left after removing housekeeping CPUs"
 
 mapfile -t queues < <(nic_queue_irqs "$iface")

@@ -37,6 +37,30 @@ parse_mode() {
     done
 }
 
+# For the NIC scripts: the mode plus --iface, --cpu-list, --housekeeping (into iface,
+# cpu_list, housekeeping). Handles --help (the caller's `usage`) and --revert, which needs
+# no other argument and exits here.
+parse_nic_args() {
+    parse_mode "$@"
+    set -- "${ARGS[@]+"${ARGS[@]}"}"
+    iface="" cpu_list="" housekeeping=""
+    while (($#)); do
+        case "$1" in
+            --iface) iface=$2; shift 2 ;;
+            --cpu-list) cpu_list=$2; shift 2 ;;
+            --housekeeping) housekeeping=$2; shift 2 ;;
+            -h | --help) usage; exit 0 ;;
+            *) die "unknown argument '$1' (see --help)" ;;
+        esac
+    done
+    if [ "$MODE" = revert ]; then
+        revert_all
+        exit 0
+    fi
+    [ -n "$iface" ] || die "--iface is required"
+    [ -n "$cpu_list" ] || die "--cpu-list is required (edge-engine's CPUs)"
+}
+
 state_file() {
     echo "$STATE_DIR/$SCRIPT_NAME.state"
 }
@@ -189,6 +213,15 @@ expand_cpu_list() {
         [[ $lo =~ ^[0-9]+$ && $hi =~ ^[0-9]+$ && $lo -le $hi ]] || die "bad CPU list '$1'"
         seq "$lo" "$hi"
     done
+}
+
+# The engine's CPUs: LIST expanded, minus the housekeeping CPUs, one per line, in order.
+engine_cpus() { # cpu-list [housekeeping-list]
+    local c hk=()
+    [ -z "${2:-}" ] || mapfile -t hk < <(expand_cpu_list "$2")
+    while read -r c; do
+        [[ " ${hk[*]-} " == *" $c "* ]] || echo "$c"
+    done < <(expand_cpu_list "$1")
 }
 
 # Hex CPU mask (comma-grouped per 32 bits, as sysfs writes it) for a list of CPUs.

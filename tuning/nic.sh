@@ -12,34 +12,10 @@ set -euo pipefail
 
 usage() { sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; }
 
-parse_mode "$@"
-set -- "${ARGS[@]+"${ARGS[@]}"}"
-iface="" cpu_list="" housekeeping=""
-while (($#)); do
-    case "$1" in
-        --iface) iface=$2; shift 2 ;;
-        --cpu-list) cpu_list=$2; shift 2 ;;
-        --housekeeping) housekeeping=$2; shift 2 ;;
-        -h | --help) usage; exit 0 ;;
-        *) die "unknown argument '$1' (see --help)" ;;
-    esac
-done
-
-if [ "$MODE" = revert ]; then
-    revert_all
-    exit 0
-fi
-[ -n "$iface" ] || die "--iface is required"
-[ -n "$cpu_list" ] || die "--cpu-list is required (edge-engine's CPUs)"
+parse_nic_args "$@"
 command -v ethtool >/dev/null 2>&1 || die "ethtool is required (apt-get install ethtool)"
 
-mapfile -t cpus < <(expand_cpu_list "$cpu_list")
-if [ -n "$housekeeping" ]; then
-    mapfile -t hk < <(expand_cpu_list "$housekeeping")
-    kept=()
-    for c in "${cpus[@]}"; do [[ " ${hk[*]} " == *" $c "* ]] || kept+=("$c"); done
-    cpus=("${kept[@]+"${kept[@]}"}")
-fi
+mapfile -t cpus < <(engine_cpus "$cpu_list" "$housekeeping")
 n=${#cpus[@]}
 ((n)) || die "no CPUs left after removing housekeeping CPUs"
 

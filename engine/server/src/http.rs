@@ -9,7 +9,7 @@ use monoio::io::{AsyncReadRent, AsyncWriteRentExt, Splitable};
 use monoio::net::TcpStream;
 use tracing::debug;
 
-use crate::outlet::{reset_on_close, write_bufs, Close, Outlet, Wire};
+use crate::outlet::{finish, write_bufs, Close, Outlet, Wire};
 use crate::shard::{Counter, Shard};
 
 const READ_BUF: usize = 4 * 1024;
@@ -199,14 +199,13 @@ async fn serve_flv(shard: Rc<Shard>, stream: TcpStream, key: edge_core::StreamKe
         }
     }
     shard.remove_viewer(&key, &outlet);
-    outlet.close(Close::Flush);
-    if outlet.close_mode() == Some(Close::Abort) {
-        reset_on_close(fd);
-    }
-    let written = writer_task.await;
-    shard
-        .stats()
-        .bytes_out
-        .fetch_add(written, std::sync::atomic::Ordering::Relaxed);
+    finish(
+        &outlet,
+        Close::Flush,
+        fd,
+        writer_task,
+        &shard.stats().bytes_out,
+    )
+    .await;
     debug!(shard = shard.id, %key, conn = id, "flv viewer left");
 }

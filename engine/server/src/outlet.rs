@@ -221,6 +221,23 @@ impl Outlet {
     }
 }
 
+/// Ends a connection: closes the outlet (`how`, unless a reason was already set), makes the
+/// close abortive when it aborts, waits for the writer, and counts the bytes it wrote.
+pub async fn finish(
+    outlet: &Outlet,
+    how: Close,
+    fd: std::os::fd::RawFd,
+    writer: monoio::task::JoinHandle<u64>,
+    bytes_out: &std::sync::atomic::AtomicU64,
+) {
+    outlet.close(how);
+    if outlet.close_mode() == Some(Close::Abort) {
+        reset_on_close(fd);
+    }
+    let written = writer.await;
+    bytes_out.fetch_add(written, std::sync::atomic::Ordering::Relaxed);
+}
+
 /// Makes the coming close of `fd` abortive (RST): an aborted viewer's unsent bytes are
 /// discarded at once instead of lingering in kernel buffers behind a zero window.
 pub fn reset_on_close(fd: std::os::fd::RawFd) {

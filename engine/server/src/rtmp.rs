@@ -16,7 +16,7 @@ use monoio::net::TcpStream;
 use tracing::{debug, info, warn};
 
 use crate::mesh::MeshMsg;
-use crate::outlet::{reset_on_close, Close, Outlet, Wire};
+use crate::outlet::{finish, Close, Outlet, Wire};
 use crate::shard::{Counter, Shard};
 
 const READ_BUF_IDLE: usize = 4 * 1024;
@@ -107,15 +107,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
         }
         Role::None => debug!(shard = shard.id, ?peer, "rtmp connection closed: {reason}"),
     }
-    outlet.close(how);
-    if outlet.close_mode() == Some(Close::Abort) {
-        reset_on_close(fd);
-    }
-    let written = writer_task.await;
-    shard
-        .stats()
-        .bytes_out
-        .fetch_add(written, std::sync::atomic::Ordering::Relaxed);
+    finish(&outlet, how, fd, writer_task, &shard.stats().bytes_out).await;
 }
 
 /// Handles one session event. An `Err` closes the connection with that reason.
