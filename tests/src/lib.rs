@@ -623,27 +623,12 @@ pub fn probe_packets(input: &str) -> Vec<ProbePacket> {
 
 /// The playlist's segment URIs and EXTINF durations in ms, plus the target duration.
 pub fn parse_playlist(text: &str) -> (Vec<(String, u64)>, u64) {
-    let mut segments = Vec::new();
-    let mut target = 0;
-    let mut duration = None;
-    for line in text.lines() {
-        if let Some(t) = line.strip_prefix("#EXT-X-TARGETDURATION:") {
-            target = t.trim().parse().unwrap();
-        } else if let Some(d) = line.strip_prefix("#EXTINF:") {
-            let secs: f64 = d
-                .trim_end_matches(',')
-                .split(',')
-                .next()
-                .unwrap()
-                .parse()
-                .unwrap();
-            duration = Some((secs * 1000.0).round() as u64);
-        } else if !line.starts_with('#') && !line.is_empty() {
-            segments.push((
-                line.to_string(),
-                duration.take().expect("EXTINF before URI"),
-            ));
-        }
-    }
-    (segments, target)
+    let p = edge_core::hls::m3u8::parse_media_playlist(text).expect("a valid media playlist");
+    (
+        p.segments
+            .into_iter()
+            .map(|s| (s.uri, s.duration_ms))
+            .collect(),
+        p.target_duration_s,
+    )
 }

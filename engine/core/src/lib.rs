@@ -27,6 +27,7 @@ pub mod http;
 pub mod media;
 pub mod queue;
 pub mod rtmp;
+pub mod sei;
 pub mod stream;
 
 pub use media::{Frame, FrameFlags, MediaKind, StreamKey};

@@ -7,7 +7,7 @@
 //! on whatever thread — the chunk index goes back on a lock-free free list. The list is a
 //! stack (LIFO): the chunk freed last, still mapped and warm in cache, is reused first, so
 //! a lightly used arena touches only the pages it needs (a FIFO cycled through the whole
-//! region, faulting in and zeroing every page: 35 % of ingest CPU in a flamegraph). The arena's size
+//! region, faulting in and zeroing every page: up to 35 % of ingest CPU in a flamegraph). The arena's size
 //! is the shard's share of `--cache-mb`: when no chunk is free, the segment is refused.
 
 use std::ptr::NonNull;

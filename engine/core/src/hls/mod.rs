@@ -1,6 +1,7 @@
 //! HLS: MPEG-TS muxing ([`ts`]) and live segmenting with playlists ([`segmenter`]).
 //! Sans-IO like the rest of edge-core: frames in, segment bytes and playlists out.
 
+pub mod m3u8;
 pub mod segmenter;
 pub mod ts;
 

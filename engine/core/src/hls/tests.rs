@@ -317,3 +317,32 @@ fn shedding_drops_extras_then_the_oldest_listed_segment() {
     let text = String::from_utf8(snap.playlist.to_vec()).unwrap();
     assert!(text.contains("#EXT-X-MEDIA-SEQUENCE:4\n"), "{text}");
 }
+
+#[test]
+fn rendered_playlists_parse_back() {
+    let frames = stream(9, 25);
+    let (mut s, _) = run(HlsConfig::default(), &frames);
+    s.handle_republish();
+    let snap = s.handle_end();
+    let p =
+        super::m3u8::parse_media_playlist(std::str::from_utf8(&snap.playlist).unwrap()).unwrap();
+    let listed: Vec<u64> = snap
+        .segments
+        .iter()
+        .rev()
+        .take(6)
+        .rev()
+        .map(|s| s.seq)
+        .collect();
+    assert_eq!(p.segments.iter().map(|s| s.seq).collect::<Vec<_>>(), listed);
+    assert_eq!(p.target_duration_s, snap.target_duration_s);
+    assert!(p.ended);
+    for (parsed, seg) in p
+        .segments
+        .iter()
+        .zip(snap.segments.iter().rev().take(6).rev())
+    {
+        assert_eq!(parsed.duration_ms, seg.duration_ms);
+        assert_eq!(parsed.uri, format!("x-{}.ts", seg.seq));
+    }
+}

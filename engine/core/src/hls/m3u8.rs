@@ -1,0 +1,140 @@
+//! A media playlist parser (RFC 8216 §4.3), for players written in Rust: the load generator's
+//! HLS viewers and the tests. Tolerant of tags it does not know, strict on the ones it uses.
+
+/// A malformed playlist.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum M3u8Error {
+    /// The first line is not `#EXTM3U`.
+    #[error("not an M3U8 playlist")]
+    NotM3u8,
+    /// A tag the parser needs has a value it cannot read.
+    #[error("bad value on line {line}: {text}")]
+    BadValue { line: usize, text: String },
+    /// A URI line without an EXTINF before it.
+    #[error("segment URI without EXTINF on line {0}")]
+    UriWithoutExtinf(usize),
+}
+
+/// One listed segment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlaylistSegment {
+    pub seq: u64,
+    pub duration_ms: u64,
+    pub uri: String,
+    pub discontinuity: bool,
+}
+
+/// A parsed media playlist.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct MediaPlaylist {
+    pub target_duration_s: u64,
+    pub media_sequence: u64,
+    pub discontinuity_sequence: u64,
+    pub segments: Vec<PlaylistSegment>,
+    pub ended: bool,
+}
+
+/// Parses a media playlist.
+pub fn parse_media_playlist(text: &str) -> Result<MediaPlaylist, M3u8Error> {
+    let mut lines = text.lines().enumerate().map(|(n, l)| (n + 1, l.trim()));
+    match lines.next() {
+        Some((_, "#EXTM3U")) => {}
+        _ => return Err(M3u8Error::NotM3u8),
+    }
+    let mut p = MediaPlaylist::default();
+    let mut duration: Option<u64> = None;
+    let mut discontinuity = false;
+    let bad = |line: usize, text: &str| M3u8Error::BadValue {
+        line,
+        text: text.to_string(),
+    };
+    for (n, line) in lines {
+        if line.is_empty() {
+            continue;
+        }
+        if let Some(v) = line.strip_prefix("#EXT-X-TARGETDURATION:") {
+            p.target_duration_s = v.parse().map_err(|_| bad(n, line))?;
+        } else if let Some(v) = line.strip_prefix("#EXT-X-MEDIA-SEQUENCE:") {
+            p.media_sequence = v.parse().map_err(|_| bad(n, line))?;
+        } else if let Some(v) = line.strip_prefix("#EXT-X-DISCONTINUITY-SEQUENCE:") {
+            p.discontinuity_sequence = v.parse().map_err(|_| bad(n, line))?;
+        } else if line == "#EXT-X-DISCONTINUITY" {
+            discontinuity = true;
+        } else if line == "#EXT-X-ENDLIST" {
+            p.ended = true;
+        } else if let Some(v) = line.strip_prefix("#EXTINF:") {
+            let secs = v.split(',').next().unwrap_or("");
+            let value: f64 = secs.trim().parse().map_err(|_| bad(n, line))?;
+            if !(0.0..=86_400.0).contains(&value) {
+                return Err(bad(n, line));
+            }
+            duration = Some((value * 1000.0).round() as u64);
+        } else if line.starts_with('#') {
+            // Other tags (VERSION, PROGRAM-DATE-TIME, ...) do not change what we fetch.
+        } else {
+            let duration_ms = duration.take().ok_or(M3u8Error::UriWithoutExtinf(n))?;
+            p.segments.push(PlaylistSegment {
+                seq: p.media_sequence + p.segments.len() as u64,
+                duration_ms,
+                uri: line.to_string(),
+                discontinuity: std::mem::take(&mut discontinuity),
+            });
+        }
+    }
+    Ok(p)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_what_the_segmenter_renders() {
+        let text = "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:41\n\
+#EXT-X-DISCONTINUITY-SEQUENCE:1\n#EXTINF:2.000,\ncam-41.ts\n#EXT-X-DISCONTINUITY\n#EXTINF:1.960,\n\
+cam-42.ts\n#EXT-X-ENDLIST\n";
+        let p = parse_media_playlist(text).unwrap();
+        assert_eq!(
+            (
+                p.target_duration_s,
+                p.media_sequence,
+                p.discontinuity_sequence
+            ),
+            (2, 41, 1)
+        );
+        assert!(p.ended);
+        assert_eq!(
+            p.segments,
+            vec![
+                PlaylistSegment {
+                    seq: 41,
+                    duration_ms: 2000,
+                    uri: "cam-41.ts".into(),
+                    discontinuity: false
+                },
+                PlaylistSegment {
+                    seq: 42,
+                    duration_ms: 1960,
+                    uri: "cam-42.ts".into(),
+                    discontinuity: true
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn malformed_input_is_an_error() {
+        assert_eq!(
+            parse_media_playlist("HTTP/1.1 404"),
+            Err(M3u8Error::NotM3u8)
+        );
+        assert!(matches!(
+            parse_media_playlist("#EXTM3U\n#EXTINF:abc,\nx.ts"),
+            Err(M3u8Error::BadValue { line: 2, .. })
+        ));
+        assert_eq!(
+            parse_media_playlist("#EXTM3U\nx.ts"),
+            Err(M3u8Error::UriWithoutExtinf(2))
+        );
+    }
+}

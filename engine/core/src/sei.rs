@@ -1,0 +1,233 @@
+//! Latency probes in the video itself: an H.264 SEI `user_data_unregistered` message with a
+//! fixed UUID that carries the publisher's send time (microseconds since the Unix epoch).
+//!
+//! Decoders ignore it and it survives every remux the engine does (RTMP, FLV, TS), so any
+//! viewer — RTMP, HTTP-FLV or HLS — can measure publish-to-receive latency. The load generator
+//! embeds it with [`embed_avcc`] and finds it with [`find_in_avcc`] or [`find_in_annexb`].
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+/// Identifies our probe among other user data.
+pub const PROBE_UUID: [u8; 16] = *b"edge-engine:lat1";
+
+const NAL_SEI: u8 = 6;
+const NAL_AUD: u8 = 9;
+const PAYLOAD_USER_DATA_UNREGISTERED: u8 = 5;
+
+/// The SEI NAL unit (header included, emulation prevention applied) carrying `send_time_us`.
+pub fn probe_nal(send_time_us: u64) -> Vec<u8> {
+    let mut rbsp = Vec::with_capacity(28);
+    rbsp.push(PAYLOAD_USER_DATA_UNREGISTERED);
+    rbsp.push(24); // payload size: UUID + 8-byte time
+    rbsp.extend_from_slice(&PROBE_UUID);
+    rbsp.extend_from_slice(&send_time_us.to_be_bytes());
+    rbsp.push(0x80); // rbsp_trailing_bits
+    let mut nal = vec![NAL_SEI];
+    add_emulation_prevention(&rbsp, &mut nal);
+    nal
+}
+
+/// A copy of an AVC video tag body (`[frame/codec][packet type][cts×3]` + length-prefixed
+/// NAL units) with the probe inserted before the first picture NAL unit (after an AUD, if
+/// the access unit starts with one). `nalu_length_size` comes from the avcC record.
+pub fn embed_avcc(body: &[u8], nalu_length_size: usize, send_time_us: u64) -> Bytes {
+    let nal = probe_nal(send_time_us);
+    let mut out = BytesMut::with_capacity(body.len() + nal.len() + 4);
+    let header = body.len().min(5);
+    out.put_slice(&body[..header]);
+    let mut pos = header;
+    // Keep a leading AUD first, as H.264 requires.
+    if let Some((start, end)) = next_nalu(body, pos, nalu_length_size) {
+        if body[start] & 0x1f == NAL_AUD {
+            out.put_slice(&body[pos..end]);
+            pos = end;
+        }
+    }
+    let len = nal.len() as u32;
+    out.put_slice(&len.to_be_bytes()[4 - nalu_length_size..]);
+    out.put_slice(&nal);
+    out.put_slice(&body[pos..]);
+    out.freeze()
+}
+
+/// The probe time in the NAL units of AVCC data (a tag body after its 5-byte header).
+pub fn find_in_avcc(data: &[u8], nalu_length_size: usize) -> Option<u64> {
+    let mut pos = 0;
+    while let Some((start, end)) = next_nalu(data, pos, nalu_length_size) {
+        if let Some(t) = probe_in_nal(&data[start..end]) {
+            return Some(t);
+        }
+        pos = end;
+    }
+    None
+}
+
+/// The probe time in Annex B data (start-code separated, as in TS).
+pub fn find_in_annexb(data: &[u8]) -> Option<u64> {
+    let mut i = 0;
+    let mut starts = Vec::new();
+    while i + 3 <= data.len() {
+        if data[i] == 0 && data[i + 1] == 0 && data[i + 2] == 1 {
+            starts.push(i + 3);
+            i += 3;
+        } else {
+            i += 1;
+        }
+    }
+    for (n, &s) in starts.iter().enumerate() {
+        let end = starts.get(n + 1).map_or(data.len(), |&next| next - 3);
+        // A 4-byte start code leaves a trailing zero on the previous NAL; harmless here.
+        if let Some(t) = probe_in_nal(&data[s..end]) {
+            return Some(t);
+        }
+    }
+    None
+}
+
+fn next_nalu(data: &[u8], pos: usize, n: usize) -> Option<(usize, usize)> {
+    let len_bytes = data.get(pos..pos + n)?;
+    let len = len_bytes
+        .iter()
+        .fold(0usize, |a, b| (a << 8) | usize::from(*b));
+    let start = pos + n;
+    let end = start.checked_add(len)?;
+    (len > 0 && end <= data.len()).then_some((start, end))
+}
+
+/// Parses an SEI NAL unit and returns our probe's time if it holds one.
+fn probe_in_nal(nal: &[u8]) -> Option<u64> {
+    if nal.first()? & 0x1f != NAL_SEI {
+        return None;
+    }
+    let rbsp = remove_emulation_prevention(&nal[1..]);
+    let mut p = 0;
+    // SEI messages: type and size are each a run of 0xFF bytes plus a final byte.
+    while p < rbsp.len() && rbsp[p] != 0x80 {
+        let mut kind = 0usize;
+        while *rbsp.get(p)? == 0xff {
+            kind += 255;
+            p += 1;
+        }
+        kind += usize::from(rbsp[p]);
+        p += 1;
+        let mut size = 0usize;
+        while *rbsp.get(p)? == 0xff {
+            size += 255;
+            p += 1;
+        }
+        size += usize::from(rbsp[p]);
+        p += 1;
+        let payload = rbsp.get(p..p + size)?;
+        if kind == usize::from(PAYLOAD_USER_DATA_UNREGISTERED)
+            && size >= 24
+            && payload[..16] == PROBE_UUID
+        {
+            return Some(u64::from_be_bytes(payload[16..24].try_into().ok()?));
+        }
+        p += size;
+    }
+    None
+}
+
+fn add_emulation_prevention(rbsp: &[u8], out: &mut Vec<u8>) {
+    let mut zeros = 0;
+    for &b in rbsp {
+        if zeros >= 2 && b <= 3 {
+            out.push(3);
+            zeros = 0;
+        }
+        out.push(b);
+        zeros = if b == 0 { zeros + 1 } else { 0 };
+    }
+}
+
+fn remove_emulation_prevention(ebsp: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(ebsp.len());
+    let mut zeros = 0;
+    for &b in ebsp {
+        if zeros >= 2 && b == 3 {
+            zeros = 0;
+            continue;
+        }
+        out.push(b);
+        zeros = if b == 0 { zeros + 1 } else { 0 };
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_in_avcc_including_emulation_prevention() {
+        // Times whose bytes contain 00 00 0x runs exercise the 0x03 insertion.
+        for t in [
+            0u64,
+            1,
+            0x0000_0001_0000_0203,
+            1_763_700_000_123_456,
+            u64::MAX,
+        ] {
+            let body = [0x27, 1, 0, 0, 0, 0, 0, 0, 2, 0x41, 0x9a];
+            let with = embed_avcc(&body, 4, t);
+            assert_eq!(&with[..5], &body[..5]);
+            assert_eq!(find_in_avcc(&with[5..], 4), Some(t), "time {t:#x}");
+            // The picture is still there, after the probe.
+            assert!(with.ends_with(&[0, 0, 0, 2, 0x41, 0x9a]));
+            let nal = probe_nal(t);
+            assert!(
+                !nal.windows(3).any(|w| w[0] == 0 && w[1] == 0 && w[2] <= 2),
+                "no start code inside"
+            );
+        }
+        assert_eq!(find_in_avcc(&[0, 0, 0, 2, 0x41, 0x9a], 4), None);
+    }
+
+    #[test]
+    fn a_leading_aud_stays_first() {
+        let body = [
+            0x17, 1, 0, 0, 0, 0, 0, 0, 2, 0x09, 0xf0, 0, 0, 0, 2, 0x65, 0x88,
+        ];
+        let with = embed_avcc(&body, 4, 42);
+        assert_eq!(&with[5..11], &[0, 0, 0, 2, 0x09, 0xf0]);
+        assert_eq!(with[15] & 0x1f, NAL_SEI);
+        assert_eq!(find_in_avcc(&with[5..], 4), Some(42));
+    }
+
+    #[test]
+    fn survives_the_ts_muxer() {
+        use crate::hls::ts::{TsMuxer, VideoConfig};
+        let avcc = [
+            1, 0x64, 0, 0x1f, 0xff, 0xe1, 0, 3, 0x67, 1, 2, 1, 0, 2, 0x68, 3,
+        ];
+        let mut m = TsMuxer::new();
+        m.set_video_config(VideoConfig::from_avcc(&avcc).unwrap());
+        let body = embed_avcc(
+            &[0x17, 1, 0, 0, 0, 0, 0, 0, 2, 0x65, 0x88],
+            4,
+            1_763_700_000_000_007,
+        );
+        let mut ts = Vec::new();
+        m.write_tables(&mut ts).unwrap(); // the reader learns the PIDs from PAT/PMT
+        m.write_video(&mut ts, 0, 0, true, &body[5..]).unwrap();
+        // Reassemble the PES payload from the TS packets and look for the probe.
+        use mpeg2ts::pes::{PesPacketReader, ReadPesPacket};
+        use mpeg2ts::ts::TsPacketReader;
+        let mut r = PesPacketReader::new(TsPacketReader::new(&ts[..]));
+        let pes = r.read_pes_packet().unwrap().unwrap();
+        assert_eq!(find_in_annexb(&pes.data), Some(1_763_700_000_000_007));
+    }
+
+    #[test]
+    fn other_user_data_is_ignored() {
+        let mut rbsp = vec![5, 24];
+        rbsp.extend_from_slice(b"some-other-uuid!");
+        rbsp.extend_from_slice(&7u64.to_be_bytes());
+        rbsp.push(0x80);
+        let mut nal = vec![6];
+        add_emulation_prevention(&rbsp, &mut nal);
+        assert_eq!(probe_in_nal(&nal), None);
+        assert_eq!(probe_in_nal(&[6, 5]), None, "truncated SEI does not panic");
+    }
+}
