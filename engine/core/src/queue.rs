@@ -2,7 +2,9 @@
 //!
 //! Overflow policy: a frame that does not fit is dropped, and so is every later frame until a
 //! sync point (keyframe) fits again, so the viewer resumes on something decodable. Headers and
-//! status messages are never dropped (they are few and small). A viewer that stays in the
+//! status messages are never dropped (they are few and small) — but a peer that keeps asking
+//! for replies it never reads (a ping flood) cannot grow the queue past
+//! [`SendQueue::hard_limit_bytes`]: past it, the viewer is disconnected. A viewer that stays in the
 //! dropping state for `slow_viewer_ms` is reported for disconnection. The queue only holds
 //! `Bytes` handles to shared buffers: queueing costs a reference count, never a copy.
 
@@ -56,8 +58,11 @@ impl SendQueue {
     /// Queues a media frame's bytes, applying the overflow policy.
     pub fn push_frame(&mut self, bytes: Bytes, flags: FrameFlags, now_ms: u64) -> PushOutcome {
         if flags.header {
-            self.push_control(bytes);
-            return PushOutcome::Queued;
+            return if self.push_control(bytes) {
+                PushOutcome::Queued
+            } else {
+                PushOutcome::Disconnect
+            };
         }
         let fits = self.bytes + bytes.len() <= self.limits.max_queue_bytes;
         if self.dropping && flags.sync_point && fits {
@@ -82,10 +87,21 @@ impl SendQueue {
         }
     }
 
-    /// Queues bytes that must arrive (headers, status commands), ignoring the limit.
-    pub fn push_control(&mut self, bytes: Bytes) {
+    /// Queues bytes that must arrive (headers, status commands), past the frame limit but not
+    /// past [`SendQueue::hard_limit_bytes`]. Returns false (nothing queued) when that would
+    /// be exceeded: the caller disconnects the viewer.
+    pub fn push_control(&mut self, bytes: Bytes) -> bool {
+        if self.bytes + bytes.len() > self.hard_limit_bytes() {
+            return false;
+        }
         self.bytes += bytes.len();
         self.items.push_back(bytes);
+        true
+    }
+
+    /// The most a queue ever holds: twice the frame limit plus 64 KiB for control messages.
+    pub fn hard_limit_bytes(&self) -> usize {
+        2 * self.limits.max_queue_bytes + 64 * 1024
     }
 
     /// Makes the viewer skip to the next sync point (upstream gap, republish). Not a sign of
@@ -178,6 +194,20 @@ mod tests {
     }
 
     #[test]
+    fn control_bytes_are_bounded_too() {
+        let mut q = q();
+        let hard = q.hard_limit_bytes();
+        assert!(q.push_control(b(hard - 10)));
+        assert!(
+            !q.push_control(b(11)),
+            "a reply flood cannot grow the queue without bound"
+        );
+        assert_eq!(q.push_frame(b(11), HEADER, 0), PushOutcome::Disconnect);
+        assert!(q.push_control(b(10)));
+        assert_eq!(q.queued_bytes(), hard);
+    }
+
+    #[test]
     fn slow_viewer_is_disconnected_after_the_limit() {
         let mut q = q();
         q.push_frame(b(100), KEY, 0);
@@ -213,7 +243,7 @@ mod tests {
     fn batches_are_bounded() {
         let mut q = q();
         for _ in 0..5 {
-            q.push_control(b(1));
+            assert!(q.push_control(b(1)));
         }
         let mut out = Vec::new();
         assert_eq!(q.poll_batch(3, &mut out), 3);

@@ -63,12 +63,20 @@ impl Outlet {
         })
     }
 
-    /// Queues bytes that must arrive.
+    /// Queues bytes that must arrive. A peer whose unread replies pass the queue's hard limit
+    /// is disconnected.
     pub fn push_control(&self, bytes: Bytes) {
         if self.close.get().is_some() {
             return;
         }
-        self.queue.borrow_mut().push_control(bytes);
+        if !self.queue.borrow_mut().push_control(bytes) {
+            tracing::warn!(
+                conn = self.id,
+                "closing: unread replies over the send queue's hard limit"
+            );
+            self.close(Close::Abort);
+            return;
+        }
         self.wake_writer();
     }
 
