@@ -29,5 +29,6 @@ pub mod queue;
 pub mod rtmp;
 pub mod sei;
 pub mod stream;
+pub mod upstream;
 
 pub use media::{Frame, FrameFlags, MediaKind, StreamKey};
