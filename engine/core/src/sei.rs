@@ -1,5 +1,6 @@
 //! Latency probes in the video itself: an H.264 SEI `user_data_unregistered` message with a
-//! fixed UUID that carries the publisher's send time (microseconds since the Unix epoch).
+//! fixed UUID that carries the publisher's send time (microseconds since the Unix epoch) and
+//! the frame's sequence number (so a viewer can tell a gap from a late frame).
 //!
 //! Decoders ignore it and it survives every remux the engine does (RTMP, FLV, TS), so any
 //! viewer — RTMP, HTTP-FLV or HLS — can measure publish-to-receive latency. The load generator
@@ -13,14 +14,25 @@ pub const PROBE_UUID: [u8; 16] = *b"edge-engine:lat1";
 const NAL_SEI: u8 = 6;
 const NAL_AUD: u8 = 9;
 const PAYLOAD_USER_DATA_UNREGISTERED: u8 = 5;
+const PAYLOAD_BYTES: usize = 32;
 
-/// The SEI NAL unit (header included, emulation prevention applied) carrying `send_time_us`.
-pub fn probe_nal(send_time_us: u64) -> Vec<u8> {
-    let mut rbsp = Vec::with_capacity(28);
+/// What a probe carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Probe {
+    /// Publisher wall clock at send, microseconds since the Unix epoch.
+    pub send_time_us: u64,
+    /// Video frame number of the publisher's stream, from 0.
+    pub seq: u64,
+}
+
+/// The SEI NAL unit (header included, emulation prevention applied) carrying `probe`.
+pub fn probe_nal(probe: Probe) -> Vec<u8> {
+    let mut rbsp = Vec::with_capacity(PAYLOAD_BYTES + 4);
     rbsp.push(PAYLOAD_USER_DATA_UNREGISTERED);
-    rbsp.push(24); // payload size: UUID + 8-byte time
+    rbsp.push(PAYLOAD_BYTES as u8); // UUID + time + sequence number
     rbsp.extend_from_slice(&PROBE_UUID);
-    rbsp.extend_from_slice(&send_time_us.to_be_bytes());
+    rbsp.extend_from_slice(&probe.send_time_us.to_be_bytes());
+    rbsp.extend_from_slice(&probe.seq.to_be_bytes());
     rbsp.push(0x80); // rbsp_trailing_bits
     let mut nal = vec![NAL_SEI];
     add_emulation_prevention(&rbsp, &mut nal);
@@ -30,8 +42,8 @@ pub fn probe_nal(send_time_us: u64) -> Vec<u8> {
 /// A copy of an AVC video tag body (`[frame/codec][packet type][cts×3]` + length-prefixed
 /// NAL units) with the probe inserted before the first picture NAL unit (after an AUD, if
 /// the access unit starts with one). `nalu_length_size` comes from the avcC record.
-pub fn embed_avcc(body: &[u8], nalu_length_size: usize, send_time_us: u64) -> Bytes {
-    let nal = probe_nal(send_time_us);
+pub fn embed_avcc(body: &[u8], nalu_length_size: usize, probe: Probe) -> Bytes {
+    let nal = probe_nal(probe);
     let mut out = BytesMut::with_capacity(body.len() + nal.len() + 4);
     let header = body.len().min(5);
     out.put_slice(&body[..header]);
@@ -50,8 +62,8 @@ pub fn embed_avcc(body: &[u8], nalu_length_size: usize, send_time_us: u64) -> By
     out.freeze()
 }
 
-/// The probe time in the NAL units of AVCC data (a tag body after its 5-byte header).
-pub fn find_in_avcc(data: &[u8], nalu_length_size: usize) -> Option<u64> {
+/// The probe in the NAL units of AVCC data (a tag body after its 5-byte header).
+pub fn find_in_avcc(data: &[u8], nalu_length_size: usize) -> Option<Probe> {
     let mut pos = 0;
     while let Some((start, end)) = next_nalu(data, pos, nalu_length_size) {
         if let Some(t) = probe_in_nal(&data[start..end]) {
@@ -62,8 +74,8 @@ pub fn find_in_avcc(data: &[u8], nalu_length_size: usize) -> Option<u64> {
     None
 }
 
-/// The probe time in Annex B data (start-code separated, as in TS).
-pub fn find_in_annexb(data: &[u8]) -> Option<u64> {
+/// The probe in Annex B data (start-code separated, as in TS).
+pub fn find_in_annexb(data: &[u8]) -> Option<Probe> {
     let mut i = 0;
     let mut starts = Vec::new();
     while i + 3 <= data.len() {
@@ -94,8 +106,8 @@ fn next_nalu(data: &[u8], pos: usize, n: usize) -> Option<(usize, usize)> {
     (len > 0 && end <= data.len()).then_some((start, end))
 }
 
-/// Parses an SEI NAL unit and returns our probe's time if it holds one.
-fn probe_in_nal(nal: &[u8]) -> Option<u64> {
+/// Parses an SEI NAL unit and returns our probe if it holds one.
+fn probe_in_nal(nal: &[u8]) -> Option<Probe> {
     if nal.first()? & 0x1f != NAL_SEI {
         return None;
     }
@@ -119,10 +131,13 @@ fn probe_in_nal(nal: &[u8]) -> Option<u64> {
         p += 1;
         let payload = rbsp.get(p..p + size)?;
         if kind == usize::from(PAYLOAD_USER_DATA_UNREGISTERED)
-            && size >= 24
+            && size >= PAYLOAD_BYTES
             && payload[..16] == PROBE_UUID
         {
-            return Some(u64::from_be_bytes(payload[16..24].try_into().ok()?));
+            return Some(Probe {
+                send_time_us: u64::from_be_bytes(payload[16..24].try_into().ok()?),
+                seq: u64::from_be_bytes(payload[24..32].try_into().ok()?),
+            });
         }
         p += size;
     }
@@ -169,13 +184,17 @@ mod tests {
             1_763_700_000_123_456,
             u64::MAX,
         ] {
+            let probe = Probe {
+                send_time_us: t,
+                seq: t / 3,
+            };
             let body = [0x27, 1, 0, 0, 0, 0, 0, 0, 2, 0x41, 0x9a];
-            let with = embed_avcc(&body, 4, t);
+            let with = embed_avcc(&body, 4, probe);
             assert_eq!(&with[..5], &body[..5]);
-            assert_eq!(find_in_avcc(&with[5..], 4), Some(t), "time {t:#x}");
+            assert_eq!(find_in_avcc(&with[5..], 4), Some(probe), "time {t:#x}");
             // The picture is still there, after the probe.
             assert!(with.ends_with(&[0, 0, 0, 2, 0x41, 0x9a]));
-            let nal = probe_nal(t);
+            let nal = probe_nal(probe);
             assert!(
                 !nal.windows(3).any(|w| w[0] == 0 && w[1] == 0 && w[2] <= 2),
                 "no start code inside"
@@ -189,10 +208,14 @@ mod tests {
         let body = [
             0x17, 1, 0, 0, 0, 0, 0, 0, 2, 0x09, 0xf0, 0, 0, 0, 2, 0x65, 0x88,
         ];
-        let with = embed_avcc(&body, 4, 42);
+        let probe = Probe {
+            send_time_us: 42,
+            seq: 7,
+        };
+        let with = embed_avcc(&body, 4, probe);
         assert_eq!(&with[5..11], &[0, 0, 0, 2, 0x09, 0xf0]);
         assert_eq!(with[15] & 0x1f, NAL_SEI);
-        assert_eq!(find_in_avcc(&with[5..], 4), Some(42));
+        assert_eq!(find_in_avcc(&with[5..], 4), Some(probe));
     }
 
     #[test]
@@ -203,11 +226,11 @@ mod tests {
         ];
         let mut m = TsMuxer::new();
         m.set_video_config(VideoConfig::from_avcc(&avcc).unwrap());
-        let body = embed_avcc(
-            &[0x17, 1, 0, 0, 0, 0, 0, 0, 2, 0x65, 0x88],
-            4,
-            1_763_700_000_000_007,
-        );
+        let probe = Probe {
+            send_time_us: 1_763_700_000_000_007,
+            seq: 99,
+        };
+        let body = embed_avcc(&[0x17, 1, 0, 0, 0, 0, 0, 0, 2, 0x65, 0x88], 4, probe);
         let mut ts = Vec::new();
         m.write_tables(&mut ts).unwrap(); // the reader learns the PIDs from PAT/PMT
         m.write_video(&mut ts, 0, 0, true, &body[5..]).unwrap();
@@ -216,14 +239,14 @@ mod tests {
         use mpeg2ts::ts::TsPacketReader;
         let mut r = PesPacketReader::new(TsPacketReader::new(&ts[..]));
         let pes = r.read_pes_packet().unwrap().unwrap();
-        assert_eq!(find_in_annexb(&pes.data), Some(1_763_700_000_000_007));
+        assert_eq!(find_in_annexb(&pes.data), Some(probe));
     }
 
     #[test]
     fn other_user_data_is_ignored() {
-        let mut rbsp = vec![5, 24];
+        let mut rbsp = vec![5, 32];
         rbsp.extend_from_slice(b"some-other-uuid!");
-        rbsp.extend_from_slice(&7u64.to_be_bytes());
+        rbsp.extend_from_slice(&[7u8; 16]);
         rbsp.push(0x80);
         let mut nal = vec![6];
         add_emulation_prevention(&rbsp, &mut nal);
