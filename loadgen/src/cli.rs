@@ -1,0 +1,316 @@
+//! The command line, parsed into [`Args`] and validated into a [`Plan`].
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::Parser;
+
+/// Load generator for live-streaming servers: publishes RTMP streams carrying SEI latency
+/// probes, and runs RTMP, HTTP-FLV and HLS viewers that measure them.
+#[derive(Debug, Parser, Clone)]
+#[command(name = "loadgen", version)]
+pub struct Args {
+    /// Number of viewers.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub viewers: usize,
+
+    /// Viewer protocol: rtmp, flv or hls, or a mix such as `hls=0.8,flv=0.2`.
+    #[arg(long, value_name = "P", default_value = "rtmp")]
+    pub protocol: String,
+
+    /// Number of streams; viewers spread over them.
+    #[arg(long, value_name = "S", default_value_t = 1)]
+    pub streams: usize,
+
+    /// How viewers spread over streams: uniform or zipf (s = 1).
+    #[arg(long, value_name = "D", default_value = "uniform", value_parser = ["uniform", "zipf"])]
+    pub spread: String,
+
+    /// Application name in stream URLs.
+    #[arg(long, default_value = "live")]
+    pub app: String,
+
+    /// Stream names are PREFIX0, PREFIX1, ...
+    #[arg(long, value_name = "PREFIX", default_value = "load")]
+    pub stream_prefix: String,
+
+    /// Viewer arrivals per second (0: all at once).
+    #[arg(long, value_name = "PER_S", default_value_t = 0.0)]
+    pub ramp: f64,
+
+    /// How long to run after the first viewer starts, e.g. 15s, 2m.
+    #[arg(long, value_name = "TIME", default_value = "30s", value_parser = parse_duration)]
+    pub duration: Duration,
+
+    /// Publish the streams too (RTMP, to the RTMP target).
+    #[arg(long)]
+    pub publish: bool,
+
+    /// FLV file the publisher loops (default: the repository's test fixture).
+    #[arg(long, value_name = "FILE")]
+    pub source: Option<PathBuf>,
+
+    /// Servers: an rtmp://HOST:PORT URL for RTMP, an http://HOST:PORT URL for FLV and HLS.
+    /// Repeatable.
+    #[arg(long, value_name = "URL")]
+    pub target: Vec<String>,
+
+    /// Start the workspace's edge-engine on loopback instead of using --target.
+    #[arg(long, conflicts_with = "target")]
+    pub spawn: bool,
+
+    /// Extra arguments for the spawned engine, e.g. "--cores 1 --cpu-list 0".
+    #[arg(
+        long,
+        value_name = "ARGS",
+        default_value = "",
+        allow_hyphen_values = true
+    )]
+    pub engine_args: String,
+
+    /// Worker threads (each a pinned monoio runtime).
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub cores: usize,
+
+    /// CPUs to pin the worker threads to, e.g. `1` or `2-3`.
+    #[arg(long, value_name = "LIST")]
+    pub cpu_list: Option<String>,
+
+    /// Write every figure, the configuration and the machine to FILE as JSON.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+
+    /// Exit non-zero when errors exceed this fraction of viewers.
+    #[arg(long, value_name = "FRACTION", default_value_t = 0.0)]
+    pub max_error_rate: f64,
+}
+
+/// A viewer protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Protocol {
+    Rtmp,
+    Flv,
+    Hls,
+}
+
+impl Protocol {
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::Rtmp => "rtmp",
+            Protocol::Flv => "flv",
+            Protocol::Hls => "hls",
+        }
+    }
+}
+
+/// The validated run.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub args: Args,
+    /// Protocol of each viewer, in arrival order.
+    pub viewer_protocols: Vec<Protocol>,
+    /// Stream index of each viewer.
+    pub viewer_streams: Vec<usize>,
+    pub rtmp: Option<SocketAddr>,
+    pub http: Option<SocketAddr>,
+    pub cpus: Vec<Option<usize>>,
+}
+
+/// Parses `15s`, `2m`, `500ms` or plain seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .map_or((s, "s"), |i| s.split_at(i));
+    let v: f64 = num.parse().map_err(|_| format!("bad duration `{s}`"))?;
+    let secs = match unit {
+        "ms" => v / 1000.0,
+        "s" => v,
+        "m" => v * 60.0,
+        "h" => v * 3600.0,
+        _ => return Err(format!("bad duration unit in `{s}` (ms, s, m, h)")),
+    };
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// Parses `rtmp`, or `hls=0.8,flv=0.2`, into weights.
+pub fn parse_mix(s: &str) -> anyhow::Result<Vec<(Protocol, f64)>> {
+    let mut out = Vec::new();
+    for part in s.split(',') {
+        let (name, weight) = match part.split_once('=') {
+            Some((n, w)) => (
+                n.trim(),
+                w.trim().parse::<f64>().context("protocol weight")?,
+            ),
+            None => (part.trim(), 1.0),
+        };
+        let p = match name {
+            "rtmp" => Protocol::Rtmp,
+            "flv" => Protocol::Flv,
+            "hls" => Protocol::Hls,
+            other => bail!("unknown protocol `{other}` (rtmp, flv, hls)"),
+        };
+        if weight.is_nan() || weight <= 0.0 {
+            bail!("protocol weight must be positive");
+        }
+        out.push((p, weight));
+    }
+    Ok(out)
+}
+
+/// Deterministic assignment: protocols by largest remainder, streams uniform or Zipf(1).
+fn assign(
+    n: usize,
+    mix: &[(Protocol, f64)],
+    streams: usize,
+    zipf: bool,
+) -> (Vec<Protocol>, Vec<usize>) {
+    let total: f64 = mix.iter().map(|(_, w)| w).sum();
+    let mut protocols = Vec::with_capacity(n);
+    let mut credit = vec![0.0; mix.len()];
+    for _ in 0..n {
+        for (c, (_, w)) in credit.iter_mut().zip(mix) {
+            *c += w / total;
+        }
+        let (best, _) = credit
+            .iter()
+            .enumerate()
+            .max_by(|a, b| a.1.total_cmp(b.1))
+            .expect("at least one protocol");
+        credit[best] -= 1.0;
+        protocols.push(mix[best].0);
+    }
+    let weights: Vec<f64> = (1..=streams)
+        .map(|k| if zipf { 1.0 / k as f64 } else { 1.0 })
+        .collect();
+    let wsum: f64 = weights.iter().sum();
+    let mut credit = vec![0.0; streams];
+    let mut stream_of = Vec::with_capacity(n);
+    for _ in 0..n {
+        for (c, w) in credit.iter_mut().zip(&weights) {
+            *c += w / wsum;
+        }
+        let (best, _) = credit
+            .iter()
+            .enumerate()
+            .max_by(|a, b| a.1.total_cmp(b.1))
+            .expect("at least one stream");
+        credit[best] -= 1.0;
+        stream_of.push(best);
+    }
+    (protocols, stream_of)
+}
+
+impl Args {
+    /// Validates into a plan. Targets for `--spawn` are filled in by the caller.
+    pub fn plan(self) -> anyhow::Result<Plan> {
+        if self.streams == 0 {
+            bail!("--streams must be at least 1");
+        }
+        if self.cores == 0 {
+            bail!("--cores must be at least 1");
+        }
+        if !(0.0..=1.0).contains(&self.max_error_rate) {
+            bail!("--max-error-rate is a fraction in 0..=1");
+        }
+        if self.viewers == 0 && !self.publish {
+            bail!("nothing to do: give --viewers N and/or --publish");
+        }
+        let mix = parse_mix(&self.protocol)?;
+        let (viewer_protocols, viewer_streams) =
+            assign(self.viewers, &mix, self.streams, self.spread == "zipf");
+        let mut rtmp = None;
+        let mut http = None;
+        for t in &self.target {
+            if let Some(rest) = t.strip_prefix("rtmp://") {
+                rtmp = Some(resolve(rest.split('/').next().unwrap_or(""), 1935)?);
+            } else if let Some(rest) = t.strip_prefix("http://") {
+                http = Some(resolve(rest.split('/').next().unwrap_or(""), 80)?);
+            } else {
+                bail!("--target {t}: use rtmp://HOST:PORT or http://HOST:PORT");
+            }
+        }
+        let cpus = match &self.cpu_list {
+            Some(list) => {
+                let cpus = parse_cpu_list(list)?;
+                if cpus.len() != self.cores {
+                    bail!(
+                        "--cores {} does not match the {} CPUs of --cpu-list",
+                        self.cores,
+                        cpus.len()
+                    );
+                }
+                cpus.into_iter().map(Some).collect()
+            }
+            None => vec![None; self.cores],
+        };
+        Ok(Plan {
+            args: self,
+            viewer_protocols,
+            viewer_streams,
+            rtmp,
+            http,
+            cpus,
+        })
+    }
+}
+
+fn resolve(hostport: &str, default_port: u16) -> anyhow::Result<SocketAddr> {
+    use std::net::ToSocketAddrs;
+    let with_port = if hostport.contains(':') {
+        hostport.to_string()
+    } else {
+        format!("{hostport}:{default_port}")
+    };
+    with_port
+        .to_socket_addrs()
+        .with_context(|| format!("resolving {with_port}"))?
+        .next()
+        .with_context(|| format!("{with_port} has no address"))
+}
+
+fn parse_cpu_list(s: &str) -> anyhow::Result<Vec<usize>> {
+    let mut out = Vec::new();
+    for part in s.split(',').filter(|p| !p.is_empty()) {
+        let (lo, hi): (usize, usize) = match part.split_once('-') {
+            Some((a, b)) => (a.parse()?, b.parse()?),
+            None => (part.parse()?, part.parse()?),
+        };
+        if lo > hi {
+            bail!("bad CPU range {part}");
+        }
+        out.extend(lo..=hi);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mixes_and_spreads_are_exact_and_deterministic() {
+        let mix = parse_mix("hls=0.8,flv=0.2").unwrap();
+        let (p, s) = assign(10, &mix, 2, false);
+        assert_eq!(p.iter().filter(|p| **p == Protocol::Hls).count(), 8);
+        assert_eq!(s.iter().filter(|s| **s == 0).count(), 5);
+        let (_, z) = assign(300, &parse_mix("rtmp").unwrap(), 3, true);
+        let counts: Vec<usize> = (0..3)
+            .map(|i| z.iter().filter(|s| **s == i).count())
+            .collect();
+        assert_eq!(counts, vec![164, 82, 54], "Zipf(1): 6/11, 3/11, 2/11");
+        assert!(parse_mix("dash").is_err());
+        assert!(parse_mix("hls=0").is_err());
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("15s").unwrap(), Duration::from_secs(15));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_duration("3").unwrap(), Duration::from_secs(3));
+        assert!(parse_duration("3 weeks").is_err());
+    }
+}

@@ -1,0 +1,41 @@
+//! `loadgen`: publishers and viewers at scale. Try it against a running engine:
+//! `loadgen --spawn --publish --viewers 100 --protocol hls=0.5,rtmp=0.5 --duration 20s`
+
+use clap::Parser;
+
+fn main() {
+    let args = loadgen::cli::Args::parse();
+    let json = args.json.clone();
+    let max_error_rate = args.max_error_rate;
+    let viewers = args.viewers.max(1);
+    let plan = match args.clone().plan() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("loadgen: {e:#}");
+            std::process::exit(2);
+        }
+    };
+    let outcome = match loadgen::run(plan) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("loadgen: {e:#}");
+            std::process::exit(2);
+        }
+    };
+    print!("{}", outcome.stats.table());
+    if let Some((rss, cpu)) = outcome.engine_usage {
+        println!("engine: peak RSS {rss} KiB, CPU {cpu:.2} s");
+    }
+    if let Some(path) = json {
+        if let Err(e) = std::fs::write(&path, loadgen::to_json(&args, &outcome)) {
+            eprintln!("loadgen: writing {}: {e}", path.display());
+            std::process::exit(2);
+        }
+    }
+    let errors = outcome.stats.total_errors();
+    let rate = errors as f64 / viewers as f64;
+    if rate > max_error_rate {
+        eprintln!("loadgen: {errors} errors ({rate:.4} per viewer) exceed --max-error-rate {max_error_rate}");
+        std::process::exit(1);
+    }
+}

@@ -1,0 +1,557 @@
+//! Publishers and viewers, as monoio tasks on a worker thread. Each records into its thread's
+//! [`Stats`]; nothing is shared between threads while running except the live counters.
+
+use std::cell::RefCell;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::{Bytes, BytesMut};
+use edge_core::flv::{FlvReader, FlvTag};
+use edge_core::hls::m3u8::parse_media_playlist;
+use edge_core::media::{self, MediaKind};
+use edge_core::rtmp::client::{ClientEvent, ClientMode, RtmpClient};
+use edge_core::sei::{self, Probe};
+use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
+use monoio::net::TcpStream;
+
+use crate::httpc::{self, Dechunker};
+use crate::stats::Stats;
+
+/// Counters every thread adds to, for the live line.
+#[derive(Default)]
+pub struct Live {
+    pub viewers: AtomicU64,
+    pub sockets: AtomicU64,
+    pub requests: AtomicU64,
+    pub bytes: AtomicU64,
+    pub frames: AtomicU64,
+    pub errors: AtomicU64,
+    /// Worst latency seen this second (µs), reset by the reporter.
+    pub worst_us: AtomicU64,
+}
+
+/// What a task needs from its thread.
+#[derive(Clone)]
+pub struct Ctx {
+    pub stats: Rc<RefCell<Stats>>,
+    pub live: std::sync::Arc<Live>,
+    pub until: Instant,
+}
+
+impl Ctx {
+    fn latency(&self, histogram: &'static str, us: u64) {
+        self.stats.borrow_mut().record(histogram, us);
+        self.live.worst_us.fetch_max(us, Ordering::Relaxed);
+    }
+
+    fn error(&self, kind: &'static str) {
+        self.stats.borrow_mut().error(kind);
+        self.live.errors.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+pub fn now_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+}
+
+/// The clip a publisher loops.
+pub struct Source {
+    pub headers: Vec<FlvTag>,
+    pub media: Vec<FlvTag>,
+    /// Duration of one pass, so the next pass continues the timeline.
+    pub loop_ms: u32,
+}
+
+impl Source {
+    pub fn load(path: &std::path::Path) -> anyhow::Result<Source> {
+        let mut r = FlvReader::new();
+        r.handle_input(&std::fs::read(path)?);
+        let (mut headers, mut media) = (Vec::new(), Vec::new());
+        while let Some(tag) = r
+            .poll_tag()
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
+        {
+            let header = match MediaKind::from_type_id(tag.type_id) {
+                Some(MediaKind::Video) => media::parse_video_tag(&tag.body)?.sequence_header,
+                Some(MediaKind::Audio) => media::parse_audio_tag(&tag.body)?.sequence_header,
+                _ => continue,
+            };
+            if header {
+                headers.push(tag);
+            } else {
+                media.push(tag);
+            }
+        }
+        let last = media.last().map_or(0, |t| t.timestamp);
+        anyhow::ensure!(!media.is_empty(), "{} holds no media", path.display());
+        // One frame interval after the last tag (assume 25 fps if unknown).
+        Ok(Source {
+            headers,
+            media,
+            loop_ms: last + 40,
+        })
+    }
+}
+
+async fn connect(ctx: &Ctx, addr: SocketAddr) -> Option<TcpStream> {
+    match monoio::time::timeout(Duration::from_secs(10), TcpStream::connect(addr)).await {
+        Ok(Ok(s)) => {
+            let _ = s.set_nodelay(true);
+            ctx.live.sockets.fetch_add(1, Ordering::Relaxed);
+            Some(s)
+        }
+        Ok(Err(_)) => {
+            ctx.error("connect");
+            None
+        }
+        Err(_) => {
+            ctx.error("timeout");
+            None
+        }
+    }
+}
+
+/// Reads once, with the run's deadline; `None` on end, error or deadline.
+async fn read_some(s: &mut TcpStream, buf: Vec<u8>, until: Instant) -> (Option<usize>, Vec<u8>) {
+    let left = until.saturating_duration_since(Instant::now());
+    match monoio::time::timeout(left, s.read(buf)).await {
+        Ok((Ok(n), b)) if n > 0 => (Some(n), b),
+        Ok((_, b)) => (None, b),
+        Err(_) => (None, Vec::with_capacity(64 * 1024)),
+    }
+}
+
+/// Publishes the looped source with SEI probes in every video frame, in real time.
+pub async fn publish(ctx: Ctx, addr: SocketAddr, app: String, stream: String, source: Rc<Source>) {
+    let Some(mut s) = connect(&ctx, addr).await else {
+        return;
+    };
+    let mut client = RtmpClient::new(&app, &stream, ClientMode::Publish).expect("handshake bytes");
+    let mut buf = Vec::with_capacity(16 * 1024);
+    // Handshake and publish request.
+    loop {
+        if let Some(out) = client.poll_transmit() {
+            if s.write_all(out).await.0.is_err() {
+                return ctx.error("closed");
+            }
+        }
+        let (n, b) = read_some(&mut s, buf, ctx.until).await;
+        buf = b;
+        let Some(n) = n else {
+            return ctx.error("closed");
+        };
+        match client.handle_input(&buf[..n]) {
+            Ok(events) if events.contains(&ClientEvent::Started) => break,
+            Ok(events)
+                if events
+                    .iter()
+                    .any(|e| matches!(e, ClientEvent::Status { .. })) =>
+            {
+                return ctx.error("status");
+            }
+            Ok(_) => {}
+            Err(_) => return ctx.error("parse"),
+        }
+        buf.clear();
+    }
+    for h in &source.headers {
+        let kind = MediaKind::from_type_id(h.type_id).unwrap_or(MediaKind::Video);
+        let _ = client.publish(kind, 0, h.body.clone());
+    }
+    let start = Instant::now();
+    let mut seq = 0u64;
+    for pass in 0u32.. {
+        for tag in &source.media {
+            let ts = tag
+                .timestamp
+                .wrapping_add(pass.wrapping_mul(source.loop_ms));
+            let due = start + Duration::from_millis(u64::from(ts));
+            if due >= ctx.until {
+                return;
+            }
+            monoio::time::sleep(due.saturating_duration_since(Instant::now())).await;
+            let kind = MediaKind::from_type_id(tag.type_id).unwrap_or(MediaKind::Video);
+            let body = if kind == MediaKind::Video {
+                let probe = Probe {
+                    send_time_us: now_us(),
+                    seq,
+                };
+                seq += 1;
+                sei::embed_avcc(&tag.body, 4, probe)
+            } else {
+                tag.body.clone()
+            };
+            if client.publish(kind, ts, body).is_err() {
+                return ctx.error("parse");
+            }
+            if let Some(out) = client.poll_transmit() {
+                if s.write_all(out).await.0.is_err() {
+                    return ctx.error("closed");
+                }
+            }
+        }
+    }
+}
+
+/// Tracks probes of one viewer: latency per frame and gaps in the sequence. Frames published
+/// before the viewer joined (the server's GOP cache, sent at once) are counted but kept out
+/// of the latency histogram: their age says how long ago the keyframe was, not how fast the
+/// server is.
+struct ProbeTrack {
+    last_seq: Option<u64>,
+    joined_us: u64,
+}
+
+impl ProbeTrack {
+    fn new() -> Self {
+        Self {
+            last_seq: None,
+            joined_us: now_us(),
+        }
+    }
+
+    fn handle(&mut self, ctx: &Ctx, probe: Probe) {
+        if probe.send_time_us >= self.joined_us {
+            ctx.latency("frame_latency", now_us().saturating_sub(probe.send_time_us));
+        } else {
+            ctx.stats.borrow_mut().count("join_frames", 1);
+        }
+        let mut st = ctx.stats.borrow_mut();
+        st.count("video_frames", 1);
+        if let Some(last) = self.last_seq {
+            if probe.seq > last + 1 {
+                st.count("gaps", 1);
+                st.count("missing_frames", probe.seq - last - 1);
+            }
+        }
+        self.last_seq = Some(probe.seq);
+        ctx.live.frames.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+fn video_probe(body: &Bytes) -> Option<Probe> {
+    let tag = media::parse_video_tag(body).ok()?;
+    if tag.sequence_header {
+        return None;
+    }
+    sei::find_in_avcc(body.get(5..)?, 4)
+}
+
+/// An RTMP viewer: plays until the deadline, measuring every video frame's probe.
+pub async fn rtmp_viewer(ctx: Ctx, addr: SocketAddr, app: String, stream: String) {
+    let Some(mut s) = connect(&ctx, addr).await else {
+        return;
+    };
+    ctx.live.viewers.fetch_add(1, Ordering::Relaxed);
+    let mut client = RtmpClient::new(&app, &stream, ClientMode::Play).expect("handshake bytes");
+    let mut track = ProbeTrack::new();
+    let mut buf = Vec::with_capacity(64 * 1024);
+    loop {
+        if let Some(out) = client.poll_transmit() {
+            if s.write_all(out).await.0.is_err() {
+                break ctx.error("closed");
+            }
+        }
+        let (n, b) = read_some(&mut s, buf, ctx.until).await;
+        buf = b;
+        let Some(n) = n else {
+            if Instant::now() < ctx.until {
+                ctx.error("closed");
+            }
+            break;
+        };
+        ctx.live.bytes.fetch_add(n as u64, Ordering::Relaxed);
+        match client.handle_input(&buf[..n]) {
+            Ok(events) => {
+                for e in events {
+                    if let ClientEvent::Media {
+                        kind: MediaKind::Video,
+                        body,
+                        ..
+                    } = e
+                    {
+                        if let Some(p) = video_probe(&body) {
+                            track.handle(&ctx, p);
+                        }
+                    }
+                }
+            }
+            Err(_) => break ctx.error("parse"),
+        }
+        buf.clear();
+    }
+    ctx.live.viewers.fetch_sub(1, Ordering::Relaxed);
+}
+
+/// An HTTP-FLV viewer.
+pub async fn flv_viewer(ctx: Ctx, addr: SocketAddr, app: String, stream: String) {
+    let Some(mut s) = connect(&ctx, addr).await else {
+        return;
+    };
+    ctx.live.viewers.fetch_add(1, Ordering::Relaxed);
+    let req = httpc::get(&format!("/{app}/{stream}.flv"), &addr.to_string());
+    ctx.live.requests.fetch_add(1, Ordering::Relaxed);
+    if s.write_all(req).await.0.is_err() {
+        ctx.live.viewers.fetch_sub(1, Ordering::Relaxed);
+        return ctx.error("closed");
+    }
+    let mut pending = BytesMut::new();
+    let mut head_done = false;
+    let mut dechunk = Dechunker::default();
+    let mut body = Vec::new();
+    let mut flv = FlvReader::new();
+    let mut track = ProbeTrack::new();
+    let mut buf = Vec::with_capacity(64 * 1024);
+    'read: loop {
+        let (n, b) = read_some(&mut s, buf, ctx.until).await;
+        buf = b;
+        let Some(n) = n else {
+            if Instant::now() < ctx.until {
+                ctx.error("closed");
+            }
+            break;
+        };
+        ctx.live.bytes.fetch_add(n as u64, Ordering::Relaxed);
+        pending.extend_from_slice(&buf[..n]);
+        buf.clear();
+        if !head_done {
+            match httpc::parse_head(&pending) {
+                Ok(None) => continue,
+                Ok(Some(h)) if h.status == 200 && h.chunked => {
+                    let _ = pending.split_to(h.len);
+                    head_done = true;
+                }
+                Ok(Some(_)) => break ctx.error("status"),
+                Err(_) => break ctx.error("parse"),
+            }
+        }
+        if dechunk.decode(&mut pending, &mut body).is_err() {
+            break ctx.error("parse");
+        }
+        flv.handle_input(&body);
+        body.clear();
+        loop {
+            match flv.poll_tag() {
+                Ok(Some(tag)) if tag.type_id == 9 => {
+                    if let Some(p) = video_probe(&tag.body) {
+                        track.handle(&ctx, p);
+                    }
+                }
+                Ok(Some(_)) => {}
+                Ok(None) => break,
+                Err(_) => {
+                    ctx.error("parse");
+                    break 'read;
+                }
+            }
+        }
+        if dechunk.done {
+            break;
+        }
+    }
+    ctx.live.viewers.fetch_sub(1, Ordering::Relaxed);
+}
+
+/// One HTTP exchange on a keep-alive connection: (status, body, time to first byte).
+async fn exchange(
+    s: &mut TcpStream,
+    path: &str,
+    host: &str,
+    until: Instant,
+) -> Result<(u16, Vec<u8>, Instant), &'static str> {
+    if s.write_all(httpc::get(path, host)).await.0.is_err() {
+        return Err("closed");
+    }
+    let mut pending = BytesMut::new();
+    let mut buf = Vec::with_capacity(64 * 1024);
+    let mut first_byte = None;
+    let head = loop {
+        let (n, b) = read_some(s, buf, until).await;
+        buf = b;
+        let Some(n) = n else {
+            return Err(if Instant::now() >= until {
+                "timeout"
+            } else {
+                "closed"
+            });
+        };
+        first_byte.get_or_insert_with(Instant::now);
+        pending.extend_from_slice(&buf[..n]);
+        buf.clear();
+        match httpc::parse_head(&pending) {
+            Ok(Some(h)) => break h,
+            Ok(None) => {}
+            Err(_) => return Err("parse"),
+        }
+    };
+    let _ = pending.split_to(head.len);
+    let Some(len) = head.content_length else {
+        return Err("parse");
+    };
+    while pending.len() < len {
+        let (n, b) = read_some(s, buf, until).await;
+        buf = b;
+        let Some(n) = n else {
+            return Err(if Instant::now() >= until {
+                "timeout"
+            } else {
+                "closed"
+            });
+        };
+        pending.extend_from_slice(&buf[..n]);
+        buf.clear();
+    }
+    Ok((
+        head.status,
+        pending.split_to(len).to_vec(),
+        first_byte.unwrap_or_else(Instant::now),
+    ))
+}
+
+/// The probe of a TS segment's first video frame.
+pub fn segment_probe(ts: &[u8]) -> Option<Probe> {
+    use mpeg2ts::pes::{PesPacketReader, ReadPesPacket};
+    use mpeg2ts::ts::TsPacketReader;
+    let mut r = PesPacketReader::new(TsPacketReader::new(ts));
+    while let Ok(Some(pes)) = r.read_pes_packet() {
+        if pes.header.stream_id.as_u8() == 0xe0 {
+            return sei::find_in_annexb(&pes.data);
+        }
+    }
+    None
+}
+
+/// An HLS viewer: starts three segments from the live edge as hls.js does, reloads the
+/// playlist as RFC 8216 §6.3.4 says (the target duration after a change, half of it
+/// otherwise), fetches every new segment once, and counts stalls against a playback clock.
+pub async fn hls_viewer(ctx: Ctx, addr: SocketAddr, app: String, stream: String) {
+    let Some(mut s) = connect(&ctx, addr).await else {
+        return;
+    };
+    ctx.live.viewers.fetch_add(1, Ordering::Relaxed);
+    let host = addr.to_string();
+    let playlist_path = format!("/{app}/{stream}.m3u8");
+    let started = Instant::now();
+    let mut next_seq: Option<u64> = None;
+    let mut next_reload = Instant::now();
+    // Playback model: like hls.js, start once three target durations are buffered (or the
+    // playlist ended); after that, a segment that arrives after the buffered media ran out is
+    // a stall.
+    let mut buffered_until: Option<Instant> = None;
+    let mut startup_buffer = Duration::ZERO;
+    while next_reload < ctx.until {
+        monoio::time::sleep(next_reload.saturating_duration_since(Instant::now())).await;
+        let intended = next_reload;
+        ctx.live.requests.fetch_add(1, Ordering::Relaxed);
+        let (status, body, ttfb_at) = match exchange(&mut s, &playlist_path, &host, ctx.until).await
+        {
+            Ok(r) => r,
+            Err(kind) => {
+                if Instant::now() < ctx.until {
+                    ctx.error(kind);
+                }
+                break;
+            }
+        };
+        let got_at = Instant::now();
+        ctx.latency("ttfb", ttfb_at.duration_since(intended).as_micros() as u64);
+        ctx.latency(
+            "playlist_reload_delay",
+            got_at.duration_since(intended).as_micros() as u64,
+        );
+        if status == 404 && started.elapsed() < Duration::from_secs(10) {
+            // The stream is not there yet (publisher starting): retry without counting.
+            next_reload = got_at + Duration::from_millis(500);
+            continue;
+        }
+        if status != 200 {
+            ctx.error("status");
+            break;
+        }
+        let Ok(playlist) = parse_media_playlist(&String::from_utf8_lossy(&body)) else {
+            ctx.error("parse");
+            break;
+        };
+        let target = Duration::from_secs(playlist.target_duration_s.max(1));
+        // A live playlist is joined three segments from its end; an ended one from its start.
+        let first_new = *next_seq.get_or_insert_with(|| {
+            let n = playlist.segments.len();
+            let skip = if playlist.ended {
+                0
+            } else {
+                n.saturating_sub(3)
+            };
+            playlist.segments.get(skip).map_or(0, |s| s.seq)
+        });
+        let new: Vec<_> = playlist
+            .segments
+            .iter()
+            .filter(|s| s.seq >= first_new)
+            .cloned()
+            .collect();
+        for seg in &new {
+            let seg_intended = got_at;
+            let path = format!("/{app}/{}", seg.uri);
+            ctx.live.requests.fetch_add(1, Ordering::Relaxed);
+            let (status, data, ttfb_at) = match exchange(&mut s, &path, &host, ctx.until).await {
+                Ok(r) => r,
+                Err(kind) => {
+                    if Instant::now() < ctx.until {
+                        ctx.error(kind);
+                    }
+                    ctx.live.viewers.fetch_sub(1, Ordering::Relaxed);
+                    return;
+                }
+            };
+            let done = Instant::now();
+            if status != 200 {
+                ctx.error("status");
+                continue;
+            }
+            ctx.live
+                .bytes
+                .fetch_add(data.len() as u64, Ordering::Relaxed);
+            ctx.latency(
+                "ttfb",
+                ttfb_at.duration_since(seg_intended).as_micros() as u64,
+            );
+            ctx.latency(
+                "segment_download",
+                done.duration_since(seg_intended).as_micros() as u64,
+            );
+            if let Some(p) = segment_probe(&data) {
+                ctx.latency("segment_latency", now_us().saturating_sub(p.send_time_us));
+            }
+            let dur = Duration::from_millis(seg.duration_ms);
+            match buffered_until {
+                Some(end) if done > end => {
+                    ctx.stats.borrow_mut().count("stalls", 1);
+                    buffered_until = Some(done + dur);
+                }
+                Some(end) => buffered_until = Some(end + dur),
+                None => {
+                    startup_buffer += dur;
+                    if startup_buffer >= 3 * target || playlist.ended {
+                        buffered_until = Some(done + startup_buffer);
+                    }
+                }
+            }
+            let mut st = ctx.stats.borrow_mut();
+            st.count("segments", 1);
+            st.count("segment_bytes", data.len() as u64);
+            if next_seq.is_some_and(|n| seg.seq > n) {
+                st.count("segment_gaps", 1);
+            }
+            next_seq = Some(seg.seq + 1);
+        }
+        if playlist.ended {
+            break;
+        }
+        next_reload = intended + if new.is_empty() { target / 2 } else { target };
+    }
+    ctx.live.viewers.fetch_sub(1, Ordering::Relaxed);
+}

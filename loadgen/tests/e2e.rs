@@ -1,0 +1,181 @@
+//! loadgen end to end: against the real engine (`--spawn`), against a broken target, and
+//! against a fake slow server that must raise the measured tail (no coordinated omission).
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::process::Command;
+use std::time::Duration;
+
+fn loadgen() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_loadgen"))
+}
+
+fn json(path: &std::path::Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).expect("valid JSON")
+}
+
+fn tmp(name: &str) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("loadgen-{}-{name}.json", std::process::id()))
+}
+
+#[test]
+fn three_hundred_viewers_over_rtmp_flv_and_hls_get_everything_after_joining() {
+    let out = tmp("300");
+    let status = loadgen()
+        .args([
+            "--spawn",
+            "--publish",
+            "--viewers",
+            "300",
+            "--protocol",
+            "rtmp=1,flv=1,hls=1",
+        ])
+        .args([
+            "--duration",
+            "15s",
+            "--engine-args",
+            "--cores 2 --republish-grace-ms 300",
+        ])
+        .arg("--json")
+        .arg(&out)
+        .status()
+        .unwrap();
+    assert!(status.success(), "loadgen exit {status}");
+    let j = json(&out);
+    let counter = |k: &str| j["counters"][k].as_u64().unwrap_or(0);
+    let hist = |k: &str| j["histograms"][k]["count"].as_u64().unwrap();
+    assert!(
+        hist("frame_latency") > 0 && hist("segment_latency") > 0 && hist("segment_download") > 0,
+        "{j}"
+    );
+    // 200 RTMP/FLV viewers for ~15 s of 25 fps video; every frame after joining, no gaps.
+    assert!(counter("video_frames") > 200 * 15 * 25 * 8 / 10, "{j}");
+    assert_eq!(counter("gaps"), 0, "{j}");
+    assert_eq!(counter("missing_frames"), 0);
+    // 100 HLS viewers: every segment after joining, in sequence.
+    assert!(counter("segments") >= 100 * 4, "{j}");
+    assert_eq!(counter("segment_gaps"), 0);
+    assert_eq!(
+        j["errors"]
+            .as_object()
+            .unwrap()
+            .values()
+            .map(|v| v.as_u64().unwrap())
+            .sum::<u64>(),
+        0
+    );
+    assert!(j["engine"]["peak_rss_kib"].as_u64().unwrap() > 0);
+    assert_eq!(
+        j["machine"]["nofile_limit"].as_u64().map(|n| n > 0),
+        Some(true)
+    );
+    std::fs::remove_file(out).unwrap();
+}
+
+#[test]
+fn a_broken_target_gives_a_non_zero_exit() {
+    // Port 1 on loopback: nothing listens, every connect fails.
+    let status = loadgen()
+        .args([
+            "--viewers",
+            "5",
+            "--protocol",
+            "rtmp",
+            "--target",
+            "rtmp://127.0.0.1:1",
+            "--duration",
+            "2s",
+        ])
+        .status()
+        .unwrap();
+    assert_eq!(status.code(), Some(1));
+    let status = loadgen()
+        .args(["--viewers", "5", "--protocol", "dash"])
+        .status()
+        .unwrap();
+    assert_eq!(status.code(), Some(2), "bad arguments");
+}
+
+/// A fake HLS origin whose segment 2 answers 1.5 s late. Requests count from their intended
+/// time, so every segment queued behind the slow one is late too: the median moves, not
+/// just the maximum.
+#[test]
+fn a_slow_response_raises_the_measured_tail() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let mut s = conn.unwrap();
+            s.set_nodelay(true).unwrap();
+            std::thread::spawn(move || {
+                let mut buf = vec![0u8; 4096];
+                let mut pending = Vec::new();
+                loop {
+                    let n = match s.read(&mut buf) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => n,
+                    };
+                    pending.extend_from_slice(&buf[..n]);
+                    while let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let req = String::from_utf8_lossy(&pending[..end]).into_owned();
+                        pending.drain(..end + 4);
+                        let path = req.split_whitespace().nth(1).unwrap_or("").to_string();
+                        let body: Vec<u8> = if path.ends_with(".m3u8") {
+                            let mut p =
+                                "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:0\n"
+                                    .to_string();
+                            for i in 0..10 {
+                                p += &format!("#EXTINF:2.000,\nx-{i}.ts\n");
+                            }
+                            p += "#EXT-X-ENDLIST\n";
+                            p.into_bytes()
+                        } else {
+                            if path.ends_with("x-2.ts") {
+                                std::thread::sleep(Duration::from_millis(1500));
+                            }
+                            vec![0x47; 188 * 10]
+                        };
+                        let head =
+                            format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len());
+                        if s.write_all(head.as_bytes())
+                            .and_then(|_| s.write_all(&body))
+                            .is_err()
+                        {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    let out = tmp("slow");
+    let status = loadgen()
+        .args([
+            "--viewers",
+            "1",
+            "--protocol",
+            "hls",
+            "--stream-prefix",
+            "x",
+            "--streams",
+            "1",
+            "--duration",
+            "8s",
+        ])
+        .arg("--target")
+        .arg(format!("http://{addr}"))
+        .arg("--json")
+        .arg(&out)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let j = json(&out);
+    let d = &j["histograms"]["segment_download"];
+    assert_eq!(d["count"].as_u64(), Some(10), "{j}");
+    // Segments 2..9 were all intended at the playlist's arrival and waited behind segment 2.
+    assert!(
+        d["p50_us"].as_u64().unwrap() >= 1_400_000,
+        "median carries the stall: {d}"
+    );
+    std::fs::remove_file(out).unwrap();
+}
