@@ -70,6 +70,11 @@ pub struct Args {
     )]
     pub engine_args: String,
 
+    /// HLS connections in all (shared by HLS viewers; RTMP and FLV viewers hold one socket
+    /// each). Default: what the open-file limit leaves after the RTMP/FLV sockets.
+    #[arg(long, value_name = "M")]
+    pub connections: Option<usize>,
+
     /// Worker threads (each a pinned monoio runtime).
     #[arg(long, value_name = "N", default_value_t = 1)]
     pub cores: usize,
@@ -116,6 +121,8 @@ pub struct Plan {
     pub rtmp: Option<SocketAddr>,
     pub http: Option<SocketAddr>,
     pub cpus: Vec<Option<usize>>,
+    /// HLS pool size of each worker thread.
+    pub connections_per_thread: usize,
 }
 
 /// Parses `15s`, `2m`, `500ms` or plain seconds.
@@ -246,7 +253,31 @@ impl Args {
             }
             None => vec![None; self.cores],
         };
+        let streaming = viewer_protocols
+            .iter()
+            .filter(|p| **p != Protocol::Hls)
+            .count();
+        let hls = viewer_protocols.len() - streaming;
+        let mut nofile = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit writes into the struct we pass.
+        unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut nofile) };
+        let budget = (nofile.rlim_cur as usize).saturating_sub(streaming + self.streams + 256);
+        let connections = self.connections.unwrap_or(budget).min(hls.max(1));
+        if connections == 0 {
+            bail!("no file descriptors left for HLS connections (raise the open-file limit or lower --connections)");
+        }
+        if streaming + connections + self.streams + 64 > nofile.rlim_cur as usize {
+            bail!(
+                "{streaming} RTMP/FLV sockets + {connections} HLS connections exceed the open-file limit {}",
+                nofile.rlim_cur
+            );
+        }
+        let connections_per_thread = connections.div_ceil(self.cores);
         Ok(Plan {
+            connections_per_thread,
             args: self,
             viewer_protocols,
             viewer_streams,

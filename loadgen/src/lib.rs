@@ -8,6 +8,7 @@
 
 pub mod cli;
 pub mod httpc;
+pub mod pool;
 pub mod spawn;
 pub mod stats;
 pub mod viewers;
@@ -27,6 +28,10 @@ use crate::viewers::{Ctx, Live, Source};
 /// The outcome of a run.
 pub struct Outcome {
     pub stats: Stats,
+    /// Viewers run, and the most sockets open at once (sampled each second).
+    pub viewers: usize,
+    pub peak_sockets: u64,
+    pub hls_connections_max: usize,
     pub engine_usage: Option<(u64, f64)>,
     pub elapsed: Duration,
 }
@@ -81,13 +86,16 @@ pub fn run(mut plan: Plan) -> anyhow::Result<Outcome> {
             .map_err(|_| anyhow::anyhow!("a worker thread panicked"))??;
         stats.merge(&s);
     }
-    let _ = reporter.join();
+    let peak_sockets = reporter.join().unwrap_or(0);
     let engine_usage = spawned.as_ref().map(spawn::Spawned::usage);
     if let Some(s) = spawned {
         s.stop();
     }
     Ok(Outcome {
         stats,
+        viewers: plan.viewer_protocols.len(),
+        peak_sockets,
+        hls_connections_max: plan.connections_per_thread * plan.cpus.len(),
         engine_usage,
         elapsed: start.elapsed(),
     })
@@ -132,6 +140,13 @@ fn worker(
                 )));
             }
         }
+        let pool = plan.http.map(|addr| {
+            Rc::new(pool::Pool::new(
+                addr,
+                plan.connections_per_thread,
+                Arc::clone(&ctx.live),
+            ))
+        });
         for i in (0..plan.viewer_protocols.len()).filter(|i| i % threads == t) {
             let at = start
                 + viewers_at
@@ -143,7 +158,7 @@ fn worker(
             let (ctx, app) = (ctx.clone(), args.app.clone());
             let name = format!("{}{}", args.stream_prefix, plan.viewer_streams[i]);
             let protocol = plan.viewer_protocols[i];
-            let (rtmp, http) = (plan.rtmp, plan.http);
+            let (rtmp, http, pool) = (plan.rtmp, plan.http, pool.clone());
             tasks.push(monoio::spawn(async move {
                 monoio::time::sleep(at.saturating_duration_since(Instant::now())).await;
                 if Instant::now() >= ctx.until {
@@ -157,7 +172,7 @@ fn worker(
                         viewers::flv_viewer(ctx, http.expect("checked"), app, name).await
                     }
                     Protocol::Hls => {
-                        viewers::hls_viewer(ctx, http.expect("checked"), app, name).await
+                        viewers::hls_viewer(ctx, pool.expect("checked"), app, name).await
                     }
                 }
             }));
@@ -170,8 +185,10 @@ fn worker(
     Ok(out)
 }
 
-fn report_live(live: &Live, start: Instant, until: Instant) {
+/// Prints the live line each second; returns the most sockets seen open.
+fn report_live(live: &Live, start: Instant, until: Instant) -> u64 {
     let mut last = (0u64, 0u64, 0u64);
+    let mut peak = 0;
     while Instant::now() < until {
         std::thread::sleep(Duration::from_secs(1));
         let now = (
@@ -180,6 +197,7 @@ fn report_live(live: &Live, start: Instant, until: Instant) {
             live.frames.load(Ordering::Relaxed),
         );
         let worst = live.worst_us.swap(0, Ordering::Relaxed);
+        peak = peak.max(live.sockets.load(Ordering::Relaxed));
         eprintln!(
             "[{:>4.0}s] viewers={} sockets={} req/s={} Gbit/s={:.3} frames/s={} errors={} max_latency_ms={:.1}",
             start.elapsed().as_secs_f64(),
@@ -193,6 +211,7 @@ fn report_live(live: &Live, start: Instant, until: Instant) {
         );
         last = now;
     }
+    peak.max(live.sockets.load(Ordering::Relaxed))
 }
 
 /// Everything as JSON: configuration, machine, histograms, counters, errors.
@@ -224,10 +243,13 @@ pub fn to_json(plan_args: &cli::Args, outcome: &Outcome) -> String {
             format!("{{\"peak_rss_kib\":{rss},\"cpu_seconds\":{cpu:.3}}}")
         });
     format!(
-        "{{\"config\":{},\"machine\":{{\"cores\":{},\"nofile_limit\":{}}},\"elapsed_s\":{:.3},\"histograms\":{{{}}},\"counters\":{{{}}},\"errors\":{{{}}},\"engine\":{}}}\n",
+        "{{\"config\":{},\"machine\":{{\"cores\":{},\"nofile_limit\":{}}},\"viewers\":{},\"peak_sockets\":{},\"hls_connections_max\":{},\"elapsed_s\":{:.3},\"histograms\":{{{}}},\"counters\":{{{}}},\"errors\":{{{}}},\"engine\":{}}}\n",
         json_str(&format!("{plan_args:?}")),
         std::thread::available_parallelism().map_or(1, |n| n.get()),
         nofile.rlim_cur,
+        outcome.viewers,
+        outcome.peak_sockets,
+        outcome.hls_connections_max,
         outcome.elapsed.as_secs_f64(),
         hist.join(","),
         counters.join(","),

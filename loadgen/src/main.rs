@@ -22,6 +22,10 @@ fn main() {
             std::process::exit(2);
         }
     };
+    println!(
+        "viewers={} peak sockets={} (HLS connection pool up to {})",
+        outcome.viewers, outcome.peak_sockets, outcome.hls_connections_max
+    );
     print!("{}", outcome.stats.table());
     if let Some((rss, cpu)) = outcome.engine_usage {
         println!("engine: peak RSS {rss} KiB, CPU {cpu:.2} s");

@@ -17,6 +17,7 @@ use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
 
 use crate::httpc::{self, Dechunker};
+use crate::pool::{Acquired, Pool};
 use crate::stats::Stats;
 
 /// Counters every thread adds to, for the live line.
@@ -425,15 +426,31 @@ pub fn segment_probe(ts: &[u8]) -> Option<Probe> {
     None
 }
 
-/// An HLS viewer: starts three segments from the live edge as hls.js does, reloads the
-/// playlist as RFC 8216 §6.3.4 says (the target duration after a change, half of it
-/// otherwise), fetches every new segment once, and counts stalls against a playback clock.
-pub async fn hls_viewer(ctx: Ctx, addr: SocketAddr, app: String, stream: String) {
-    let Some(mut s) = connect(&ctx, addr).await else {
-        return;
+/// One request through the pool: (status, body, first byte time). Broken connections are
+/// dropped from the pool.
+async fn pooled(
+    ctx: &Ctx,
+    pool: &Pool,
+    path: &str,
+    host: &str,
+) -> Result<(u16, Vec<u8>, Instant), &'static str> {
+    let mut conn = match pool.acquire().await {
+        Acquired::Conn(c) => c,
+        Acquired::ConnectFailed => return Err("connect"),
     };
+    ctx.live.requests.fetch_add(1, Ordering::Relaxed);
+    let result = exchange(&mut conn, path, host, ctx.until).await;
+    pool.release(result.is_ok().then_some(conn));
+    result
+}
+
+/// An HLS viewer: starts three segments from the live edge as hls.js does (from the start of
+/// an ended playlist), reloads the playlist as RFC 8216 §6.3.4 says (the target duration after
+/// a change, half of it otherwise), fetches every new segment once, and counts stalls against
+/// a playback clock. Requests go through the thread's connection pool.
+pub async fn hls_viewer(ctx: Ctx, pool: Rc<Pool>, app: String, stream: String) {
     ctx.live.viewers.fetch_add(1, Ordering::Relaxed);
-    let host = addr.to_string();
+    let host = "loadgen".to_string();
     let playlist_path = format!("/{app}/{stream}.m3u8");
     let started = Instant::now();
     let mut next_seq: Option<u64> = None;
@@ -446,9 +463,7 @@ pub async fn hls_viewer(ctx: Ctx, addr: SocketAddr, app: String, stream: String)
     while next_reload < ctx.until {
         monoio::time::sleep(next_reload.saturating_duration_since(Instant::now())).await;
         let intended = next_reload;
-        ctx.live.requests.fetch_add(1, Ordering::Relaxed);
-        let (status, body, ttfb_at) = match exchange(&mut s, &playlist_path, &host, ctx.until).await
-        {
+        let (status, body, ttfb_at) = match pooled(&ctx, &pool, &playlist_path, &host).await {
             Ok(r) => r,
             Err(kind) => {
                 if Instant::now() < ctx.until {
@@ -496,8 +511,7 @@ pub async fn hls_viewer(ctx: Ctx, addr: SocketAddr, app: String, stream: String)
         for seg in &new {
             let seg_intended = got_at;
             let path = format!("/{app}/{}", seg.uri);
-            ctx.live.requests.fetch_add(1, Ordering::Relaxed);
-            let (status, data, ttfb_at) = match exchange(&mut s, &path, &host, ctx.until).await {
+            let (status, data, ttfb_at) = match pooled(&ctx, &pool, &path, &host).await {
                 Ok(r) => r,
                 Err(kind) => {
                     if Instant::now() < ctx.until {

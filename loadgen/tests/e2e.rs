@@ -179,3 +179,36 @@ fn a_slow_response_raises_the_measured_tail() {
     );
     std::fs::remove_file(out).unwrap();
 }
+
+#[test]
+fn more_viewers_than_sockets_share_a_connection_pool() {
+    let out = tmp("mux");
+    let status = loadgen()
+        .args([
+            "--spawn",
+            "--publish",
+            "--viewers",
+            "200",
+            "--protocol",
+            "hls",
+            "--connections",
+            "20",
+        ])
+        .args(["--duration", "12s", "--engine-args", "--cores 2"])
+        .arg("--json")
+        .arg(&out)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let j = json(&out);
+    assert_eq!(j["viewers"].as_u64(), Some(200));
+    assert_eq!(j["hls_connections_max"].as_u64(), Some(20));
+    // 20 pooled connections plus the publisher's socket.
+    assert!(j["peak_sockets"].as_u64().unwrap() <= 21, "{j}");
+    assert!(
+        j["counters"]["segments"].as_u64().unwrap() >= 200 * 3,
+        "{j}"
+    );
+    assert_eq!(j["counters"]["segment_gaps"].as_u64().unwrap_or(0), 0);
+    std::fs::remove_file(out).unwrap();
+}
