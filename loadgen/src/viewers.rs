@@ -126,6 +126,43 @@ async fn read_some(s: &mut TcpStream, buf: Vec<u8>, until: Instant) -> (Option<u
     }
 }
 
+/// Why an RTMP exchange stopped.
+enum RtmpStop {
+    /// The run's deadline passed (not an error).
+    Deadline,
+    /// An error of this kind.
+    Error(&'static str),
+}
+
+/// One round of an RTMP client: write what it has to send, read once, feed it in.
+async fn rtmp_round(
+    s: &mut TcpStream,
+    client: &mut RtmpClient,
+    buf: &mut Vec<u8>,
+    ctx: &Ctx,
+) -> Result<Vec<ClientEvent>, RtmpStop> {
+    if let Some(out) = client.poll_transmit() {
+        if s.write_all(out).await.0.is_err() {
+            return Err(RtmpStop::Error("closed"));
+        }
+    }
+    let (n, b) = read_some(s, std::mem::take(buf), ctx.until).await;
+    *buf = b;
+    let Some(n) = n else {
+        return Err(if Instant::now() < ctx.until {
+            RtmpStop::Error("closed")
+        } else {
+            RtmpStop::Deadline
+        });
+    };
+    ctx.live.bytes.fetch_add(n as u64, Ordering::Relaxed);
+    let events = client
+        .handle_input(&buf[..n])
+        .map_err(|_| RtmpStop::Error("parse"));
+    buf.clear();
+    events
+}
+
 /// Publishes the looped source with SEI probes in every video frame, in real time.
 pub async fn publish(ctx: Ctx, addr: SocketAddr, app: String, stream: String, source: Rc<Source>) {
     let Some(mut s) = connect(&ctx, addr).await else {
@@ -135,17 +172,7 @@ pub async fn publish(ctx: Ctx, addr: SocketAddr, app: String, stream: String, so
     let mut buf = Vec::with_capacity(16 * 1024);
     // Handshake and publish request.
     loop {
-        if let Some(out) = client.poll_transmit() {
-            if s.write_all(out).await.0.is_err() {
-                return ctx.error("closed");
-            }
-        }
-        let (n, b) = read_some(&mut s, buf, ctx.until).await;
-        buf = b;
-        let Some(n) = n else {
-            return ctx.error("closed");
-        };
-        match client.handle_input(&buf[..n]) {
+        match rtmp_round(&mut s, &mut client, &mut buf, &ctx).await {
             Ok(events) if events.contains(&ClientEvent::Started) => break,
             Ok(events)
                 if events
@@ -155,9 +182,9 @@ pub async fn publish(ctx: Ctx, addr: SocketAddr, app: String, stream: String, so
                 return ctx.error("status");
             }
             Ok(_) => {}
-            Err(_) => return ctx.error("parse"),
+            Err(RtmpStop::Deadline) => return,
+            Err(RtmpStop::Error(kind)) => return ctx.error(kind),
         }
-        buf.clear();
     }
     for h in &source.headers {
         let kind = MediaKind::from_type_id(h.type_id).unwrap_or(MediaKind::Video);
@@ -252,21 +279,7 @@ pub async fn rtmp_viewer(ctx: Ctx, addr: SocketAddr, app: String, stream: String
     let mut track = ProbeTrack::new();
     let mut buf = Vec::with_capacity(64 * 1024);
     loop {
-        if let Some(out) = client.poll_transmit() {
-            if s.write_all(out).await.0.is_err() {
-                break ctx.error("closed");
-            }
-        }
-        let (n, b) = read_some(&mut s, buf, ctx.until).await;
-        buf = b;
-        let Some(n) = n else {
-            if Instant::now() < ctx.until {
-                ctx.error("closed");
-            }
-            break;
-        };
-        ctx.live.bytes.fetch_add(n as u64, Ordering::Relaxed);
-        match client.handle_input(&buf[..n]) {
+        match rtmp_round(&mut s, &mut client, &mut buf, &ctx).await {
             Ok(events) => {
                 for e in events {
                     if let ClientEvent::Media {
@@ -281,9 +294,9 @@ pub async fn rtmp_viewer(ctx: Ctx, addr: SocketAddr, app: String, stream: String
                     }
                 }
             }
-            Err(_) => break ctx.error("parse"),
+            Err(RtmpStop::Deadline) => break,
+            Err(RtmpStop::Error(kind)) => break ctx.error(kind),
         }
-        buf.clear();
     }
     ctx.live.viewers.fetch_sub(1, Ordering::Relaxed);
 }
