@@ -1,0 +1,132 @@
+#!/usr/bin/env bash
+# RTMP fan-out at ~600 kbit/s, side by side in one run: edge-engine (--cores 1) against
+# nginx with the rtmp module (1 worker). Servers on CPU 0, loadgen on CPU 1 (the same command
+# for both). For each server, the player count doubles until p99 frame latency (from the SEI
+# probes) exceeds 100 ms or anything breaks; reported: the most players that held, and the
+# server's CPU time per player.
+#
+# Usage: bench/peers/rtmp_fanout.sh [--seconds N] [--start PLAYERS] [--max PLAYERS]
+# Installs ffmpeg, nginx and libnginx-mod-rtmp when missing (Debian). Changes nothing outside
+# a temporary directory, removed on exit.
+set -euo pipefail
+
+seconds=15 start=250 max=8000
+while (($#)); do
+    case "$1" in
+        --seconds) seconds=$2; shift 2 ;;
+        --start) start=$2; shift 2 ;;
+        --max) max=$2; shift 2 ;;
+        -h | --help) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        *) echo "unknown argument: $1" >&2; exit 2 ;;
+    esac
+done
+
+root=$(cd "$(dirname "$0")/../.." && pwd)
+need=()
+command -v ffmpeg >/dev/null 2>&1 || need+=(ffmpeg)
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
+[ -f /usr/lib/nginx/modules/ngx_rtmp_module.so ] || need+=(libnginx-mod-rtmp)
+if ((${#need[@]})); then
+    sudo=""; [ "$(id -u)" -eq 0 ] || sudo=sudo
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+PATH="$PATH:/usr/sbin"
+
+work=$(mktemp -d)
+chmod 755 "$work"
+pids=()
+cleanup() {
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+(cd "$root" && cargo build --release -q -p edge-engine -p loadgen)
+bin="$root/target/release"
+
+# ~600 kbit/s: 550k video, 48k audio, 2 s GOP.
+ffmpeg -v error -y -f lavfi -i "testsrc2=size=640x360:rate=25" -f lavfi -i "sine=frequency=500" -t 30 \
+    -c:v libx264 -preset veryfast -g 50 -keyint_min 50 -sc_threshold 0 \
+    -b:v 550k -maxrate 550k -bufsize 550k -c:a aac -b:a 48k -f flv "$work/600k.flv"
+
+cpu_seconds() { # pid
+    awk -v hz="$(getconf CLK_TCK)" '{ split($0, a, ") "); split(a[2], f, " "); print (f[12] + f[13]) / hz }' "/proc/$1/stat"
+}
+
+# Runs loadgen against rtmp://ADDR with N players; prints "p99_ms errors gaps cpu_per_player_ms".
+measure() { # server-pid rtmp-addr players stream
+    local pid=$1 addr=$2 n=$3 stream=$4 before after
+    before=$(cpu_seconds "$pid")
+    taskset -c 1 "$bin/loadgen" --publish --viewers "$n" --protocol rtmp --duration "${seconds}s" \
+        --source "$work/600k.flv" --stream-prefix "$stream" --cores 1 --cpu-list 1 \
+        --target "rtmp://$addr" --json "$work/out.json" --max-error-rate 1 >/dev/null 2>&1 || true
+    after=$(cpu_seconds "$pid")
+    python3 - "$work/out.json" "$before" "$after" "$n" <<'EOF'
+import json, sys
+j = json.load(open(sys.argv[1]))
+h = j["histograms"]["frame_latency"]
+p99 = h.get("p99_us", 10**12) / 1000 if h["count"] else float("inf")
+errors = sum(j["errors"].values())
+gaps = j["counters"].get("gaps", 0)
+cpu = (float(sys.argv[3]) - float(sys.argv[2])) * 1000 / int(sys.argv[4])
+print(f"{p99:.1f} {errors} {gaps} {cpu:.3f}")
+EOF
+}
+
+declare -A best best_cpu
+search() { # name pid addr
+    local name=$1 pid=$2 addr=$3 n=$start run=0
+    best[$name]=0 best_cpu[$name]=-
+    while ((n <= max)); do
+        run=$((run + 1))
+        read -r p99 errors gaps cpu < <(measure "$pid" "$addr" "$n" "s$run-")
+        printf '%-12s players=%-6s p99=%-8s ms errors=%-4s gaps=%-4s server CPU/player=%s ms\n' "$name" "$n" "$p99" "$errors" "$gaps" "$cpu"
+        if [ "$errors" != 0 ] || [ "$gaps" != 0 ] || awk -v p="$p99" 'BEGIN { exit !(p > 100) }'; then
+            break
+        fi
+        best[$name]=$n best_cpu[$name]=$cpu
+        n=$((n * 2))
+    done
+}
+
+taskset -c 0 "$bin/edge-engine" --cores 1 --rtmp 127.0.0.1:0 --http 127.0.0.1:0 --republish-grace-ms 500 \
+    >"$work/engine.out" 2>"$work/engine.err" &
+engine=$!
+pids+=("$engine")
+for _ in $(seq 100); do [ -s "$work/engine.out" ] && break; sleep 0.1; done
+engine_rtmp=$(sed -n 's/.*rtmp=\([^ ]*\).*/\1/p' "$work/engine.out")
+search edge-engine "$engine" "$engine_rtmp"
+kill "$engine"
+
+cat >"$work/nginx.conf" <<EOF
+load_module /usr/lib/nginx/modules/ngx_rtmp_module.so;
+worker_processes 1;
+worker_rlimit_nofile 20000;
+error_log $work/nginx.err;
+pid $work/nginx.pid;
+events { worker_connections 19000; }
+rtmp {
+    server {
+        listen 127.0.0.1:19355;
+        chunk_size 4096;
+        application live { live on; }
+    }
+}
+EOF
+taskset -c 0 nginx -p "$work" -c "$work/nginx.conf" -g 'daemon off;' &
+nginx_pid=$!
+pids+=("$nginx_pid")
+sleep 0.5
+worker=$(pgrep -P "$nginx_pid" | head -n1)
+search nginx-rtmp "${worker:-$nginx_pid}" 127.0.0.1:19355
+
+printf '\nRTMP fan-out at ~600 kbit/s — %s, commit %s, %s, %ss per step\n' "$(date -u +%F)" \
+    "$(git -C "$root" rev-parse --short HEAD)" "$(uname -r)" "$seconds"
+printf '| server | most players with p99 ≤ 100 ms, no gaps, no errors | server CPU per player (ms over the run) |\n| --- | --- | --- |\n'
+for s in edge-engine nginx-rtmp; do
+    printf '| %s | %s | %s |\n' "$s" "${best[$s]}" "${best_cpu[$s]}"
+done
+if [ "${best[nginx-rtmp]}" -gt 0 ]; then
+    awk -v e="${best[edge-engine]}" -v n="${best[nginx-rtmp]}" 'BEGIN { printf "ratio (edge-engine / nginx-rtmp): %.2fx\n", e / n }'
+fi
