@@ -44,6 +44,11 @@ pub struct Args {
     #[arg(long, value_name = "TIME", default_value = "30s", value_parser = parse_duration)]
     pub duration: Duration,
 
+    /// Leave each viewer's first TIME out of the frame-latency histogram (its frames are still
+    /// counted and checked for gaps): separates steady state from the join burst.
+    #[arg(long, value_name = "TIME", default_value = "0s", value_parser = parse_duration)]
+    pub warmup: Duration,
+
     /// Publish the streams too (RTMP, to the RTMP target).
     #[arg(long)]
     pub publish: bool,

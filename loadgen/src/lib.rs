@@ -121,6 +121,7 @@ fn worker(
         stats: Rc::clone(&stats),
         live,
         until,
+        warmup_us: plan.args.warmup.as_micros() as u64,
     };
     let threads = plan.cpus.len();
     let source = Rc::new(Source::load(source_path)?);

@@ -39,6 +39,8 @@ pub struct Ctx {
     pub stats: Rc<RefCell<Stats>>,
     pub live: std::sync::Arc<Live>,
     pub until: Instant,
+    /// Frames published within this long after a viewer joined are not in its latency.
+    pub warmup_us: u64,
 }
 
 impl Ctx {
@@ -243,10 +245,12 @@ impl ProbeTrack {
     }
 
     fn handle(&mut self, ctx: &Ctx, probe: Probe) {
-        if probe.send_time_us >= self.joined_us {
+        if probe.send_time_us >= self.joined_us + ctx.warmup_us {
             ctx.latency("frame_latency", now_us().saturating_sub(probe.send_time_us));
-        } else {
+        } else if probe.send_time_us < self.joined_us {
             ctx.stats.borrow_mut().count("join_frames", 1);
+        } else {
+            ctx.stats.borrow_mut().count("warmup_frames", 1);
         }
         let mut st = ctx.stats.borrow_mut();
         st.count("video_frames", 1);
