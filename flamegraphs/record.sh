@@ -29,14 +29,9 @@ esac
 root=$(cd "$(dirname "$0")/.." && pwd)
 out="$root/flamegraphs/$scenario"
 mkdir -p "$out"
-sudo=""; [ "$(id -u)" -eq 0 ] || sudo=sudo
-need=()
-command -v perf >/dev/null 2>&1 || need+=(linux-perf)
-command -v ffmpeg >/dev/null 2>&1 || need+=(ffmpeg)
-command -v wrk >/dev/null 2>&1 || need+=(wrk)
-if ((${#need[@]})); then
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
-fi
+# shellcheck source-path=SCRIPTDIR source=../bench/peers/common.sh
+. "$root/bench/peers/common.sh"
+install_missing perf:linux-perf ffmpeg:ffmpeg wrk:wrk
 command -v inferno-flamegraph >/dev/null 2>&1 || cargo install -q inferno
 PATH="$PATH:$HOME/.cargo/bin"
 
@@ -53,13 +48,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-taskset -c 0 "$bin/edge-engine" --cores 1 --rtmp 127.0.0.1:0 --http 127.0.0.1:0 --republish-grace-ms 200 \
-    >"$work/engine.out" 2>"$work/engine.err" &
-engine=$!
-pids+=("$engine")
-for _ in $(seq 100); do [ -s "$work/engine.out" ] && break; sleep 0.1; done
-rtmp=$(sed -n 's/.*rtmp=\([^ ]*\).*/\1/p' "$work/engine.out")
-http=$(sed -n 's/.*http=\([^ ]*\).*/\1/p' "$work/engine.out")
+start_engine --republish-grace-ms 200
+engine=$ENGINE_PID rtmp=$ENGINE_RTMP http=$ENGINE_HTTP
 fixture="$root/tests/fixtures/bframes.flv"
 
 case "$scenario" in

@@ -4,13 +4,13 @@
 # Segments of about 64 KB and 700 KB, 100 and 1000 connections; plus the loopback limit
 # from iperf3 with the same pinning.
 #
-# Usage: bench/peers/hls_segments.sh [--duration SECONDS] [--writes vectored|separate|both]
+# Usage: bench/peers/hls_segments.sh [--duration SECONDS] [--writes separate|vectored|both]
 # Installs ffmpeg, nginx, wrk and iperf3 when missing (Debian packages). Changes nothing
 # outside a temporary directory in /dev/shm, which it removes on exit.
 set -euo pipefail
 
 duration=8
-writes=vectored
+writes=separate # the engine's default
 while (($#)); do
     case "$1" in
         --duration) duration=$2; shift 2 ;;
@@ -21,16 +21,9 @@ while (($#)); do
 done
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
-need=()
-for tool in ffmpeg nginx wrk iperf3 curl; do
-    command -v "$tool" >/dev/null 2>&1 || need+=("$tool")
-done
-if ((${#need[@]})); then
-    pkgs=()
-    for t in "${need[@]}"; do [ "$t" = nginx ] && pkgs+=(nginx-light) || pkgs+=("$t"); done
-    sudo=""; [ "$(id -u)" -eq 0 ] || sudo=sudo
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${pkgs[@]}" >/dev/null
-fi
+# shellcheck source-path=SCRIPTDIR source=common.sh
+. "$(dirname "$0")/common.sh"
+install_missing ffmpeg:ffmpeg nginx:nginx-light wrk:wrk iperf3:iperf3 curl:curl
 PATH="$PATH:/usr/sbin"
 
 work=$(mktemp -d /dev/shm/edge-bench.XXXXXX)
@@ -44,7 +37,7 @@ cleanup() {
 trap cleanup EXIT
 
 (cd "$root" && cargo build --release -q -p edge-engine)
-engine_bin="$root/target/release/edge-engine"
+bin="$root/target/release"
 
 # Test clips: ~256 kbit/s and ~2.8 Mbit/s in total, so 2 s segments come out near 64 KB and
 # 700 KB.
@@ -68,18 +61,10 @@ wrk_run() { # url connections -> "req/s bytes/s"
 
 declare -A result
 run_engine() { # mode
-    local mode=$1 ready port_rtmp port_http
-    taskset -c 0 "$engine_bin" --cores 1 --rtmp 127.0.0.1:0 --http 127.0.0.1:0 \
-        --republish-grace-ms 200 --http-writes "$mode" >"$work/engine.out" 2>"$work/engine.err" &
-    local pid=$!
-    pids+=("$pid")
-    for _ in $(seq 100); do
-        ready=$(head -n1 "$work/engine.out" 2>/dev/null || true)
-        [ -n "$ready" ] && break
-        sleep 0.1
-    done
-    port_rtmp=$(sed -n 's/.*rtmp=[^:]*:\([0-9]*\).*/\1/p' <<<"$ready")
-    port_http=$(sed -n 's/.*http=[^:]*:\([0-9]*\).*/\1/p' <<<"$ready")
+    local mode=$1 port_rtmp port_http
+    start_engine --republish-grace-ms 200 --http-writes "$mode"
+    port_rtmp=${ENGINE_RTMP##*:}
+    port_http=${ENGINE_HTTP##*:}
     for size in small big; do
         taskset -c 1 ffmpeg -v error -readrate 4 -i "$work/$size.flv" -c copy -f flv "rtmp://127.0.0.1:$port_rtmp/bench/$size"
         for _ in $(seq 200); do
@@ -94,7 +79,7 @@ run_engine() { # mode
             result["engine_${mode}_${size}_$c"]=$(wrk_run "http://127.0.0.1:$port_http/bench/$size-1.ts" "$c")
         done
     done
-    kill "$pid"; wait "$pid" 2>/dev/null || true
+    kill "$ENGINE_PID"; wait "$ENGINE_PID" 2>/dev/null || true
 }
 
 modes=("$writes"); [ "$writes" = both ] && modes=(vectored separate)

@@ -24,14 +24,9 @@ while (($#)); do
 done
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
-need=()
-command -v ffmpeg >/dev/null 2>&1 || need+=(ffmpeg)
-command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
-[ -f /usr/lib/nginx/modules/ngx_rtmp_module.so ] || need+=(libnginx-mod-rtmp)
-if ((${#need[@]})); then
-    sudo=""; [ "$(id -u)" -eq 0 ] || sudo=sudo
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
-fi
+# shellcheck source-path=SCRIPTDIR source=common.sh
+. "$(dirname "$0")/common.sh"
+install_missing ffmpeg:ffmpeg nginx:nginx-light /usr/lib/nginx/modules/ngx_rtmp_module.so:libnginx-mod-rtmp
 PATH="$PATH:/usr/sbin"
 
 work=$(mktemp -d)
@@ -92,14 +87,9 @@ search() { # name pid addr
     done
 }
 
-taskset -c 0 "$bin/edge-engine" --cores 1 --rtmp 127.0.0.1:0 --http 127.0.0.1:0 --republish-grace-ms 500 \
-    >"$work/engine.out" 2>"$work/engine.err" &
-engine=$!
-pids+=("$engine")
-for _ in $(seq 100); do [ -s "$work/engine.out" ] && break; sleep 0.1; done
-engine_rtmp=$(sed -n 's/.*rtmp=\([^ ]*\).*/\1/p' "$work/engine.out")
-search edge-engine "$engine" "$engine_rtmp"
-kill "$engine"
+start_engine --republish-grace-ms 500
+search edge-engine "$ENGINE_PID" "$ENGINE_RTMP"
+kill "$ENGINE_PID"
 
 cat >"$work/nginx.conf" <<EOF
 load_module /usr/lib/nginx/modules/ngx_rtmp_module.so;

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Helpers shared by the peer comparison scripts and flamegraphs/record.sh. Sourced, never run.
+# Callers set: work (a temporary directory), bin (target/release), pids (an array of
+# processes to stop on exit), and read the ENGINE_* variables start_engine sets.
+# shellcheck disable=SC2154,SC2034
+
+# Installs the Debian packages for tools that are missing: arguments are TOOL:PACKAGE pairs
+# (a TOOL that is an absolute path is checked as a file).
+install_missing() {
+    local pair tool pkg pkgs=()
+    for pair in "$@"; do
+        tool=${pair%%:*} pkg=${pair#*:}
+        if [[ $tool == /* ]]; then
+            [ -e "$tool" ] || pkgs+=("$pkg")
+        else
+            command -v "$tool" >/dev/null 2>&1 || [ -x "/usr/sbin/$tool" ] || pkgs+=("$pkg")
+        fi
+    done
+    ((${#pkgs[@]})) || return 0
+    local sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo=sudo
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${pkgs[@]}" >/dev/null
+}
+
+# Starts edge-engine --cores 1 pinned to CPU 0 on ephemeral loopback ports, with extra
+# arguments, and waits for its ready line. Sets ENGINE_PID, ENGINE_RTMP and ENGINE_HTTP
+# (HOST:PORT).
+start_engine() {
+    taskset -c 0 "$bin/edge-engine" --cores 1 --rtmp 127.0.0.1:0 --http 127.0.0.1:0 "$@" \
+        >"$work/engine.out" 2>"$work/engine.err" &
+    ENGINE_PID=$!
+    pids+=("$ENGINE_PID")
+    local _
+    for _ in $(seq 100); do
+        [ -s "$work/engine.out" ] && break
+        sleep 0.1
+    done
+    ENGINE_RTMP=$(sed -n 's/.*rtmp=\([^ ]*\).*/\1/p' "$work/engine.out")
+    ENGINE_HTTP=$(sed -n 's/.*http=\([^ ]*\).*/\1/p' "$work/engine.out")
+    [ -n "$ENGINE_RTMP" ] || { cat "$work/engine.err" >&2; echo "edge-engine did not start" >&2; return 1; }
+}
