@@ -77,19 +77,8 @@ impl StreamMaster {
         }
     }
 
-    pub fn is_live(&self) -> bool {
-        matches!(self.state, MasterState::Live(_))
-    }
-
     pub fn is_idle(&self) -> bool {
         self.state == MasterState::Idle
-    }
-
-    pub fn publisher(&self) -> Option<PublisherId> {
-        match self.state {
-            MasterState::Live(p) => Some(p),
-            _ => None,
-        }
     }
 
     /// A publisher asks for the key.

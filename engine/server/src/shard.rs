@@ -216,9 +216,9 @@ impl Shard {
             self.flush_outbox();
             let mut batch = Vec::new();
             self.mesh
-                .drain(self.id, DRAIN_PER_SOURCE, |src, m| batch.push((src, m)));
-            for (src, msg) in batch {
-                self.handle_mesh(src, msg);
+                .drain(self.id, DRAIN_PER_SOURCE, |_, m| batch.push(m));
+            for msg in batch {
+                self.handle_mesh(msg);
             }
             // Yielding is not fair in monoio 0.2.4 (a woken task is polled again at once), so
             // when more is pending we go through the timer wheel to let sockets run first.
@@ -234,7 +234,7 @@ impl Shard {
         self.mesh.poll_ready(self.id, &mut cx).is_ready()
     }
 
-    fn handle_mesh(self: &Rc<Self>, src: ShardId, msg: MeshMsg) {
+    fn handle_mesh(self: &Rc<Self>, msg: MeshMsg) {
         match msg {
             MeshMsg::Subscribe { key, from } => self.owner_subscribe(key, from),
             MeshMsg::Unsubscribe { key, from } => {
@@ -321,7 +321,6 @@ impl Shard {
                 }
             }
         }
-        let _ = src;
     }
 
     // ----- owner side -----------------------------------------------------------------------
@@ -513,20 +512,25 @@ impl Shard {
                     .and_then(|o| o.segmenter.as_mut())
                     .and_then(|s| s.shed());
             }
-        } else if self.arena.free_chunks() * 8 < self.arena.chunks() {
-            // Under an eighth free: make room before a segment has to be refused.
-            self.evict_ended_hls();
         }
         if let Some(snapshot) = shed {
             self.publish_hls(key, snapshot);
         }
+        let finished = matches!(result, Ok(Some(_)));
         if let Ok(Some(snapshot)) = result {
             if !snapshot.ended {
                 self.stats().hls_segments.inc();
             }
             self.publish_hls(key, snapshot);
         }
-        self.update_cache_gauges();
+        // Memory only changes at segment boundaries; the per-frame path stays free of this.
+        if finished || refused {
+            if !refused && self.arena.free_chunks() * 8 < self.arena.chunks() {
+                // Under an eighth free: make room before a segment has to be refused.
+                self.evict_ended_hls();
+            }
+            self.update_cache_gauges();
+        }
     }
 
     /// Installs a snapshot here and sends it to every other shard.

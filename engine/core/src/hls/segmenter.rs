@@ -107,7 +107,6 @@ struct Open<W> {
     writer: W,
     start_ms: u64,
     discontinuity: bool,
-    bytes: usize,
 }
 
 /// Why the segmenter stopped: a codec HLS cannot carry, or storage refused a segment.
@@ -133,7 +132,8 @@ pub struct Segmenter<S: SegmentStore> {
     pending_discontinuity: bool,
     last_dts_ms: Option<u64>,
     ended: bool,
-    /// Frames skipped because storage was full (counted, logged by the engine).
+    /// Segments refused because storage was full (their frames are skipped; the engine counts
+    /// and logs each).
     pub refused_segments: u64,
 }
 
@@ -197,7 +197,6 @@ impl<S: SegmentStore> Segmenter<S> {
                         tag.keyframe,
                         data,
                     )?;
-                    open.bytes += data.len();
                 }
                 Ok(snapshot)
             }
@@ -223,7 +222,6 @@ impl<S: SegmentStore> Segmenter<S> {
                 if let Some(open) = &mut self.open {
                     self.mux
                         .write_audio(&mut open.writer, frame.timestamp_ms, &body[2..])?;
-                    open.bytes += body.len() - 2;
                 }
                 Ok(snapshot)
             }
@@ -276,7 +274,6 @@ impl<S: SegmentStore> Segmenter<S> {
             writer,
             start_ms,
             discontinuity: std::mem::take(&mut self.pending_discontinuity),
-            bytes: 0,
         });
         Ok(())
     }
@@ -305,7 +302,6 @@ impl<S: SegmentStore> Segmenter<S> {
             pieces,
             len,
         }));
-        let _ = open.bytes;
         self.next_seq += 1;
         self.target_duration_s = self.target_duration_s.max(duration_ms.div_ceil(1000));
         self.segments.push_back(seg);

@@ -79,11 +79,6 @@ pub fn serialize_message(
     out.freeze()
 }
 
-/// A "Set Chunk Size" protocol control message on chunk stream 2.
-pub fn set_chunk_size_message(size: u32) -> Bytes {
-    serialize_message(2, 0, 1, 0, &size.to_be_bytes(), 128)
-}
-
 fn put_u24(out: &mut BytesMut, v: u32) {
     out.put_slice(&v.to_be_bytes()[1..]);
 }

@@ -89,11 +89,6 @@ impl ServerConnection {
         }
     }
 
-    /// Whether the handshake is over.
-    pub fn is_established(&self) -> bool {
-        matches!(self.phase, Phase::Session(_))
-    }
-
     /// Feeds bytes read from the peer.
     pub fn handle_input(&mut self, data: &[u8]) -> Result<Vec<ServerEvent>, RtmpError> {
         let mut events = Vec::new();
