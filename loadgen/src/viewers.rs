@@ -374,6 +374,27 @@ pub async fn flv_viewer(ctx: Ctx, addr: SocketAddr, app: String, stream: String)
     ctx.live.viewers.fetch_sub(1, Ordering::Relaxed);
 }
 
+/// Reads once more into `pending`; the error kind when the connection ends or time is up.
+async fn read_more(
+    s: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    pending: &mut BytesMut,
+    until: Instant,
+) -> Result<(), &'static str> {
+    let (n, b) = read_some(s, std::mem::take(buf), until).await;
+    *buf = b;
+    let Some(n) = n else {
+        return Err(if Instant::now() >= until {
+            "timeout"
+        } else {
+            "closed"
+        });
+    };
+    pending.extend_from_slice(&buf[..n]);
+    buf.clear();
+    Ok(())
+}
+
 /// One HTTP exchange on a keep-alive connection: (status, body, time to first byte).
 async fn exchange(
     s: &mut TcpStream,
@@ -386,23 +407,12 @@ async fn exchange(
     }
     let mut pending = BytesMut::new();
     let mut buf = Vec::with_capacity(64 * 1024);
-    let mut first_byte = None;
+    read_more(s, &mut buf, &mut pending, until).await?;
+    let first_byte = Instant::now();
     let head = loop {
-        let (n, b) = read_some(s, buf, until).await;
-        buf = b;
-        let Some(n) = n else {
-            return Err(if Instant::now() >= until {
-                "timeout"
-            } else {
-                "closed"
-            });
-        };
-        first_byte.get_or_insert_with(Instant::now);
-        pending.extend_from_slice(&buf[..n]);
-        buf.clear();
         match httpc::parse_head(&pending) {
             Ok(Some(h)) => break h,
-            Ok(None) => {}
+            Ok(None) => read_more(s, &mut buf, &mut pending, until).await?,
             Err(_) => return Err("parse"),
         }
     };
@@ -411,23 +421,9 @@ async fn exchange(
         return Err("parse");
     };
     while pending.len() < len {
-        let (n, b) = read_some(s, buf, until).await;
-        buf = b;
-        let Some(n) = n else {
-            return Err(if Instant::now() >= until {
-                "timeout"
-            } else {
-                "closed"
-            });
-        };
-        pending.extend_from_slice(&buf[..n]);
-        buf.clear();
+        read_more(s, &mut buf, &mut pending, until).await?;
     }
-    Ok((
-        head.status,
-        pending.split_to(len).to_vec(),
-        first_byte.unwrap_or_else(Instant::now),
-    ))
+    Ok((head.status, pending.split_to(len).to_vec(), first_byte))
 }
 
 /// The probe of a TS segment's first video frame.
