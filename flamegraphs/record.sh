@@ -37,16 +37,8 @@ PATH="$PATH:$HOME/.cargo/bin"
 
 (cd "$root" && cargo build --release -q -p edge-engine -p bench)
 bin="$root/target/release"
-work=$(mktemp -d)
-pids=()
+setup_work "${TMPDIR:-/tmp}/edge-flamegraph.XXXXXX"
 load_pid=""
-
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
 
 start_engine --republish-grace-ms 200
 engine=$ENGINE_PID rtmp=$ENGINE_RTMP http=$ENGINE_HTTP

@@ -87,20 +87,27 @@ read_value() { # path
     echo "$v"
 }
 
+# The mode policy every setter shares: reports "ok" when `current` already is `desired`,
+# counts a change and reports "would" in a dry run. Succeeds only when the caller should
+# apply the change now.
+should_apply() { # description current desired [detail]
+    if [ "$2" = "$3" ]; then
+        echo "ok    $1 = $3"
+        return 1
+    fi
+    CHANGES=$((CHANGES + 1))
+    if [ "$MODE" = dry-run ]; then
+        echo "would $1: $2 -> $3${4:+ ($4)}"
+        return 1
+    fi
+}
+
 # Sets a sysfs/procfs/config file to a value, honouring the mode.
 set_value() { # path value
     local path=$1 value=$2 current
     [ -e "$path" ] || { echo "skip  $path (absent)"; return 0; }
     current=$(read_value "$path")
-    if [ "$current" = "$value" ]; then
-        echo "ok    $path = $value"
-        return 0
-    fi
-    CHANGES=$((CHANGES + 1))
-    if [ "$MODE" = dry-run ]; then
-        echo "would $path: $current -> $value"
-        return 0
-    fi
+    should_apply "$path" "$current" "$value" || return 0
     save_original "$path" "$current"
     printf '%s\n' "$value" >"$path"
     echo "set   $path: $current -> $value"
@@ -155,15 +162,7 @@ set_file() { # path content
 set_by_command() { # description current desired revert-command -- apply-command...
     local desc=$1 current=$2 desired=$3 revert=$4
     shift 5
-    if [ "$current" = "$desired" ]; then
-        echo "ok    $desc = $desired"
-        return 0
-    fi
-    CHANGES=$((CHANGES + 1))
-    if [ "$MODE" = dry-run ]; then
-        echo "would $desc: $current -> $desired ($*)"
-        return 0
-    fi
+    should_apply "$desc" "$current" "$desired" "$*" || return 0
     save_original "$revert" "@cmd"
     "$@"
     echo "set   $desc: $current -> $desired"

@@ -1,8 +1,24 @@
 #!/usr/bin/env bash
 # Helpers shared by the peer comparison scripts and flamegraphs/record.sh. Sourced, never run.
-# Callers set: work (a temporary directory), bin (target/release), pids (an array of
-# processes to stop on exit), and read the ENGINE_* variables start_engine sets.
+# Callers call setup_work (which sets work and pids) and set bin (target/release); they read
+# the ENGINE_* variables start_engine sets.
 # shellcheck disable=SC2154,SC2034
+
+# Makes the temporary directory `work` (readable by unprivileged nginx workers), and on exit
+# stops every process in `pids` and removes it. Argument: a mktemp template.
+setup_work() {
+    work=$(mktemp -d "$1")
+    chmod 755 "$work"
+    pids=()
+    trap cleanup_work EXIT
+}
+
+cleanup_work() {
+    local p
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$work"
+}
 
 # Installs the Debian packages for tools that are missing: arguments are TOOL:PACKAGE pairs
 # (a TOOL that is an absolute path is checked as a file).

@@ -26,15 +26,7 @@ root=$(cd "$(dirname "$0")/../.." && pwd)
 install_missing ffmpeg:ffmpeg nginx:nginx-light wrk:wrk iperf3:iperf3 curl:curl
 PATH="$PATH:/usr/sbin"
 
-work=$(mktemp -d /dev/shm/edge-bench.XXXXXX)
-chmod 755 "$work" # nginx workers run as an unprivileged user
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
+setup_work /dev/shm/edge-bench.XXXXXX # tmpfs: nginx serves the segments from here
 
 (cd "$root" && cargo build --release -q -p edge-engine)
 bin="$root/target/release"

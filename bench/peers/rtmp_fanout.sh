@@ -29,15 +29,7 @@ root=$(cd "$(dirname "$0")/../.." && pwd)
 install_missing ffmpeg:ffmpeg nginx:nginx-light /usr/lib/nginx/modules/ngx_rtmp_module.so:libnginx-mod-rtmp
 PATH="$PATH:/usr/sbin"
 
-work=$(mktemp -d)
-chmod 755 "$work"
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
+setup_work "${TMPDIR:-/tmp}/edge-fanout.XXXXXX"
 
 (cd "$root" && cargo build --release -q -p edge-engine -p loadgen)
 bin="$root/target/release"
