@@ -94,6 +94,6 @@ inferno-flamegraph --title "edge-engine: $scenario" <"$work/folded" >"$out/flame
     echo "load result: $(tr '\n' ' ' <"$work/load.txt" | tr -s ' ' | cut -c1-300)"
     echo
     echo "top symbols (self time):"
-    perf report -i "$work/perf.data" --no-children --sort symbol --stdio 2>/dev/null | grep -E '^ +[0-9]' | head -10
+    perf report -i "$work/perf.data" --no-children --sort symbol --stdio 2>/dev/null | grep -E '^ +[0-9]' | awk 'NR <= 10'
 } >"$out/recording.txt"
 echo "wrote $out/flamegraph.svg and $out/recording.txt"

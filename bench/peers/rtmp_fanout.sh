@@ -23,6 +23,9 @@ while (($#)); do
     esac
 done
 
+# Each run leaves its first 3 s out of the latency (--warmup), so it must last longer.
+((seconds > 3)) || { echo "--seconds must be more than the 3 s warm-up" >&2; exit 2; }
+
 root=$(cd "$(dirname "$0")/../.." && pwd)
 # shellcheck source-path=SCRIPTDIR source=common.sh
 . "$(dirname "$0")/common.sh"
