@@ -81,6 +81,30 @@ impl StreamMaster {
         self.state == MasterState::Idle
     }
 
+    /// Whether `publisher` is the live publisher.
+    pub fn is_live(&self, publisher: PublisherId) -> bool {
+        self.state == MasterState::Live(publisher)
+    }
+
+    /// `idle`, `live` or `grace`, for the streams API.
+    pub fn state_name(&self) -> &'static str {
+        match self.state {
+            MasterState::Idle => "idle",
+            MasterState::Live(_) => "live",
+            MasterState::Grace { .. } => "grace",
+        }
+    }
+
+    /// Ends the stream now, whatever its state (an edge's pull torn down): viewers are told it
+    /// ended and the master is `Idle`.
+    pub fn end(&mut self) -> Vec<StreamUpdate> {
+        if self.state == MasterState::Idle {
+            return Vec::new();
+        }
+        self.state = MasterState::Idle;
+        vec![StreamUpdate::Ended]
+    }
+
     /// A publisher asks for the key.
     pub fn handle_publish(
         &mut self,
@@ -144,6 +168,15 @@ impl StreamMaster {
                 header: true,
             },
         };
+        if let Some(gap) = self.rebase_gap_ms {
+            // Sequence headers of a new publisher may carry any old time (an origin replays
+            // them with the time they were first sent): they go out at the rebase point, and
+            // the timeline is rebased on the first real frame.
+            let target = self.last_out_ms.map_or(0, |l| l + gap);
+            if flags.header {
+                return Ok(Some(Frame::new(kind, target, flags, body)));
+            }
+        }
         let ext = self.unwrapper.unwrap(timestamp);
         if let Some(gap) = self.rebase_gap_ms.take() {
             let target = self.last_out_ms.map_or(0, |l| l + gap);
@@ -352,7 +385,7 @@ mod tests {
         assert_eq!(m.poll_timeout(), Some(10_100));
         let u = m.handle_publish(P2, 350).unwrap();
         assert!(matches!(u[..], [StreamUpdate::Started { republish: true }]));
-        // New publisher starts at 0: output continues 250 ms after the last frame.
+        // The new publisher's header goes out 250 ms after the last frame.
         let f = m
             .handle_media(P2, MediaKind::Video, 0, avc(true, true))
             .unwrap()
@@ -360,10 +393,46 @@ mod tests {
         assert_eq!(f.timestamp_ms, 5250);
         assert!(f.flags.header && !f.flags.sync_point);
         let f = m
-            .handle_media(P2, MediaKind::Video, 40, avc(false, false))
+            .handle_media(P2, MediaKind::Video, 40, avc(true, false))
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            f.timestamp_ms, 5250,
+            "the first real frame anchors the rebase"
+        );
+        let f = m
+            .handle_media(P2, MediaKind::Video, 80, avc(false, false))
             .unwrap()
             .unwrap();
         assert_eq!(f.timestamp_ms, 5290);
+    }
+
+    /// A failover to another origin: its headers come with old times, its GOP with later
+    /// ones. Output stays monotonic and starts right after the gap.
+    #[test]
+    fn rebase_ignores_header_times_of_the_new_publisher() {
+        let mut m = StreamMaster::new(10_000);
+        m.handle_publish(P1, 0).unwrap();
+        m.handle_media(P1, MediaKind::Video, 60_000, avc(true, false))
+            .unwrap()
+            .unwrap();
+        m.handle_unpublish(P1, 100);
+        m.handle_publish(P2, 130).unwrap();
+        let h = m
+            .handle_media(P2, MediaKind::Video, 0, avc(true, true))
+            .unwrap()
+            .unwrap();
+        assert_eq!(h.timestamp_ms, 60_030);
+        let k = m
+            .handle_media(P2, MediaKind::Video, 58_000, avc(true, false))
+            .unwrap()
+            .unwrap();
+        assert_eq!(k.timestamp_ms, 60_030);
+        let f = m
+            .handle_media(P2, MediaKind::Video, 58_040, avc(false, false))
+            .unwrap()
+            .unwrap();
+        assert_eq!(f.timestamp_ms, 60_070);
     }
 
     #[test]

@@ -169,6 +169,21 @@ impl UpstreamPlanner {
         }
     }
 
+    /// Whether every origin failed and the planner waits before the next round.
+    pub fn is_backing_off(&self) -> bool {
+        matches!(self.state, State::Backoff { .. })
+    }
+
+    /// When the active pull counts as failed without media (`None` while backing off).
+    pub fn media_deadline(&self) -> Option<u64> {
+        match self.state {
+            State::Active { last_media_ms, .. } => {
+                Some(last_media_ms.saturating_add(self.timing.media_timeout_ms))
+            }
+            State::Backoff { .. } => None,
+        }
+    }
+
     /// Media arrived on the active pull.
     pub fn handle_media(&mut self, now_ms: u64) {
         if let State::Active {

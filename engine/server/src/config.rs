@@ -11,6 +11,7 @@ use clap::Parser;
 use edge_core::gop::GopLimits;
 use edge_core::hls::HlsConfig;
 use edge_core::queue::QueueLimits;
+use edge_core::upstream::OriginUrl;
 
 /// A thread-per-core io_uring live-streaming edge server.
 ///
@@ -41,10 +42,21 @@ pub struct Args {
     #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:8080")]
     pub http: SocketAddr,
 
-    /// Upstream origin (edge mode), repeatable, in failover order. Not available yet in this
-    /// release: the engine refuses to start rather than silently act as an origin.
+    /// Upstream origin `rtmp://HOST[:PORT]/APP` (edge mode), repeatable, in failover order.
+    /// A stream nobody publishes here is pulled from `APP/{stream}` on the first healthy
+    /// origin, once per machine, while it has viewers; publishes here are forwarded to it.
     #[arg(long, value_name = "URL")]
     pub origin: Vec<String>,
+
+    /// Edge mode: stop a pull this long after its last viewer left (RTMP, FLV, or the last
+    /// HLS playlist request).
+    #[arg(long, value_name = "MS", default_value_t = 10_000)]
+    pub upstream_idle_ms: u64,
+
+    /// Edge mode: an origin that sends no media this long (or does not connect within it)
+    /// is failed over to the next one.
+    #[arg(long, value_name = "MS", default_value_t = 1_500)]
+    pub upstream_timeout_ms: u64,
 
     /// Per-viewer send queue limit. Over it, frames are dropped until the next keyframe.
     #[arg(long, value_name = "BYTES", default_value_t = 2 << 20)]
@@ -123,6 +135,10 @@ pub struct Config {
     pub http_vectored: bool,
     pub mesh_queue_len: usize,
     pub uring_entries: u32,
+    /// Edge mode when not empty, in failover order.
+    pub origins: Vec<OriginUrl>,
+    pub upstream_idle_ms: u64,
+    pub upstream_timeout_ms: u64,
 }
 
 impl Config {
@@ -150,8 +166,16 @@ impl Args {
 
     /// Checks every value and resolves defaults.
     pub fn validate(&self) -> anyhow::Result<Config> {
-        if !self.origin.is_empty() {
-            bail!("--origin: edge mode (pulling from an origin) is not available in this release");
+        let origins = self
+            .origin
+            .iter()
+            .map(|u| OriginUrl::parse(u).map_err(|e| anyhow::anyhow!("--origin: {e}")))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        if !(100..=600_000).contains(&self.upstream_timeout_ms) {
+            bail!("--upstream-timeout-ms must be within 100..=600000");
+        }
+        if self.upstream_idle_ms > 3_600_000 {
+            bail!("--upstream-idle-ms must be at most 3600000");
         }
         let available = std::thread::available_parallelism().map_or(1, |n| n.get());
         let cpus: Vec<Option<usize>> = match (&self.cpu_list, self.cores) {
@@ -222,6 +246,9 @@ impl Args {
             http_vectored: self.http_writes == "vectored",
             mesh_queue_len: self.mesh_queue_len,
             uring_entries: self.uring_entries,
+            origins,
+            upstream_idle_ms: self.upstream_idle_ms,
+            upstream_timeout_ms: self.upstream_timeout_ms,
         })
     }
 }
@@ -307,7 +334,18 @@ mod tests {
         assert_eq!(a.validate().unwrap().shards(), 3);
         let a = Args::parse_from(["e", "--cores", "2", "--cpu-list", "0-2"]);
         assert!(a.validate().is_err());
-        let a = Args::parse_from(["e", "--origin", "rtmp://x/live"]);
+        let a = Args::parse_from([
+            "e",
+            "--origin",
+            "rtmp://x/live",
+            "--origin",
+            "rtmp://y:19350/l",
+        ]);
+        let c = a.validate().unwrap();
+        assert_eq!(c.origins.len(), 2);
+        assert_eq!(c.origins[1].port, 19350);
+        assert_eq!((c.upstream_idle_ms, c.upstream_timeout_ms), (10_000, 1_500));
+        let a = Args::parse_from(["e", "--origin", "http://x/live"]);
         assert!(a.validate().is_err());
     }
 }

@@ -27,10 +27,20 @@ pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream) {
                 Ok(Some((req, used))) => {
                     pending.drain(..used);
                     shard.stats().http_requests.inc();
-                    if let Route::Flv(key) = Route::parse(&req.path) {
-                        if req.method == Method::Get && req.version_minor >= 1 {
-                            return serve_flv(shard, stream, key).await;
+                    match Route::parse(&req.path) {
+                        Route::Flv(key) if req.method == Method::Get && req.version_minor >= 1 => {
+                            let query = req.query.as_deref().map(Into::into);
+                            return serve_flv(shard, stream, key, query).await;
                         }
+                        // Edge mode: a playlist request starts or keeps the pull, and the
+                        // first one waits (bounded) for the first segment.
+                        Route::Playlist(key) if shard.is_edge() => {
+                            shard.hls_demand(&key, req.query.as_deref());
+                            if shard.hls(&key).is_none() {
+                                shard.wait_for_hls(&key).await;
+                            }
+                        }
+                        _ => {}
                     }
                     let (response, keep_alive) = respond(&shard, &req);
                     let written = if shard.config.http_vectored {
@@ -109,6 +119,12 @@ fn respond(shard: &Shard, req: &Request) -> (Vec<Bytes>, bool) {
             "no-cache",
             shard.stats.render_health(),
         ),
+        (Method::Get | Method::Head, Route::Streams) => simple(
+            200,
+            "application/json",
+            "no-cache",
+            shard.stats.render_streams(),
+        ),
         (Method::Get | Method::Head, Route::Metrics) => simple(
             200,
             "text/plain; version=0.0.4",
@@ -177,13 +193,18 @@ fn respond(shard: &Shard, req: &Request) -> (Vec<Bytes>, bool) {
 
 /// Streams `key` as HTTP-FLV until the stream ends or the viewer leaves. The response head
 /// goes out when the stream is live (or a 404 after the play-wait).
-async fn serve_flv(shard: Rc<Shard>, stream: TcpStream, key: edge_core::StreamKey) {
+async fn serve_flv(
+    shard: Rc<Shard>,
+    stream: TcpStream,
+    key: edge_core::StreamKey,
+    query: Option<std::sync::Arc<str>>,
+) {
     let id = shard.next_conn_id();
     let fd = std::os::fd::AsRawFd::as_raw_fd(&stream);
     let (mut reader, writer) = stream.into_split();
     let outlet = Outlet::new(id, Wire::Flv, shard.config.queue);
     let writer_task = monoio::spawn(Rc::clone(&outlet).run_writer(writer));
-    shard.add_viewer(&key, &outlet);
+    shard.add_viewer(&key, &outlet, query);
     // Nothing more is expected from the client; reading only tells us when it leaves.
     let mut buf = Vec::with_capacity(512);
     loop {

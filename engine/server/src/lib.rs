@@ -16,6 +16,7 @@ pub mod outlet;
 pub mod rtmp;
 pub mod shard;
 pub mod stats;
+pub mod upstream;
 
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -224,6 +225,7 @@ async fn shard_main(ctx: ShardCtx, driver: &'static str) {
     monoio::spawn(listen::accept_loop(Rc::clone(&shard), rtmp, Service::Rtmp));
     monoio::spawn(listen::accept_loop(Rc::clone(&shard), http, Service::Http));
     monoio::spawn(Rc::clone(&shard).run_housekeeping());
+    monoio::spawn(Rc::clone(&shard).run_upstream_tick());
     let _ = ctx.ready.send(Ok((ctx.id, driver)));
     // Returns on shutdown; dropping the runtime then closes every socket of this shard.
     shard.run_dispatcher().await;

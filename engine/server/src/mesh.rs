@@ -25,13 +25,24 @@ pub type ShardId = usize;
 ///   a snapshot at the next chance; viewers there skip to the next keyframe.
 /// - `Media`/`Metadata` (publisher shard → owner): the publisher's connection waits and
 ///   retries, which pushes back on the publisher over TCP. Nothing is dropped.
-/// - control (`Subscribe`, `Unsubscribe`, `PublishRequest`, `PublishReply`, `Unpublish`,
-///   `Hls`, which comes once per segment):
+/// - control (`Subscribe`, `Unsubscribe`, `Demand`, `PublishRequest`, `PublishReply`,
+///   `Unpublish`, `Hls`, which comes once per segment):
 ///   retried by the sender's task until accepted; they are rare and tiny.
 #[derive(Debug)]
 pub enum MeshMsg {
-    /// A shard has viewers of `key` and wants its updates.
-    Subscribe { key: StreamKey, from: ShardId },
+    /// A shard has viewers of `key` and wants its updates. `query` is the first viewer's
+    /// `?…`, carried upstream if this starts an edge pull.
+    Subscribe {
+        key: StreamKey,
+        from: ShardId,
+        query: Option<Arc<str>>,
+    },
+    /// Edge mode: HLS viewers on some shard want `key` (sent at most once a second per
+    /// stream and shard); starts or keeps the owner's pull.
+    Demand {
+        key: StreamKey,
+        query: Option<Arc<str>>,
+    },
     /// A shard has no viewers of `key` left.
     Unsubscribe { key: StreamKey, from: ShardId },
     /// The owner's update for a replica.
@@ -44,6 +55,8 @@ pub enum MeshMsg {
         key: StreamKey,
         publisher: PublisherId,
         from: ShardId,
+        /// The publisher's `?…`, carried upstream when the publish is forwarded.
+        query: Option<Arc<str>>,
     },
     /// The owner's answer.
     PublishReply {

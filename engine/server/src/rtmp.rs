@@ -132,7 +132,10 @@ async fn handle_event(
                 return Err(format!("invalid stream name {app}/{stream}"));
             };
             let id = PublisherId(outlet.id);
-            match shard.request_publish(&key, id).await {
+            match shard
+                .request_publish(&key, id, query_of(&app, &stream))
+                .await
+            {
                 Ok(()) => {
                     conn.accept(request_id).map_err(|e| e.to_string())?;
                     shard.stats().publishers.inc();
@@ -224,7 +227,8 @@ async fn handle_event(
             if let Some(b) = conn.poll_transmit() {
                 outlet.push_control(b);
             }
-            shard.add_viewer(&key, outlet);
+            shard.stats().rtmp_play_requests.inc();
+            shard.add_viewer(&key, outlet, query_of(&app, &stream));
             *role = Role::Player { key };
         }
         ServerEvent::PlayFinished => {
@@ -235,6 +239,15 @@ async fn handle_event(
         }
     }
     Ok(())
+}
+
+/// The `?query` of an RTMP play or publish: on the stream name, or else on the app.
+fn query_of(app: &str, stream: &str) -> Option<std::sync::Arc<str>> {
+    let q = stream
+        .split_once('?')
+        .or_else(|| app.split_once('?'))
+        .map(|(_, q)| q)?;
+    (!q.is_empty()).then(|| q.into())
 }
 
 /// Resolves after `after` when `armed`, never otherwise.

@@ -30,11 +30,13 @@ use edge_core::stream::{
 use edge_core::{http, StreamKey};
 use tracing::{debug, info, warn};
 
+mod edge;
+
 use crate::arena::{Arena, ArenaStore};
 use crate::config::Config;
 use crate::mesh::{Mesh, MeshMsg, ShardId};
 use crate::outlet::{Close, Outlet, Wire};
-use crate::stats::{ShardStats, Stats};
+use crate::stats::{ShardStats, Stats, StreamView};
 
 /// Control messages waiting for channel space, at most (beyond it they are dropped, logged).
 const MAX_OUTBOX: usize = 65_536;
@@ -65,6 +67,10 @@ pub struct Shard {
     hls: RefCell<HashMap<StreamKey, Arc<HlsSnapshot>>>,
     /// Owned streams whose HLS ended, oldest first: evicted first when the arena is full.
     ended_hls: RefCell<VecDeque<StreamKey>>,
+    /// Edge mode: generation numbers of upstream connections.
+    next_gen: Cell<u64>,
+    /// Edge mode: when this shard last told an owner that HLS viewers want a stream.
+    hls_demand_sent: RefCell<HashMap<StreamKey, u64>>,
 }
 
 /// Master state of a stream this shard owns.
@@ -74,6 +80,12 @@ struct Owned {
     subscribers: Vec<(ShardId, bool)>,
     /// The stream's one HLS segmenter (while a publisher is live or in grace).
     segmenter: Option<Segmenter<ArenaStore>>,
+    /// Edge mode: the stream's one upstream pull.
+    pull: Option<edge::Pull>,
+    /// Edge mode: the forwarding of a publish made here to an origin.
+    forward: Option<edge::Forward>,
+    /// What `/api/v1/streams` shows of it.
+    view: Arc<StreamView>,
 }
 
 /// One shard's replica of a stream and the viewers attached to it here.
@@ -114,6 +126,8 @@ impl Shard {
             arena,
             hls: RefCell::new(HashMap::new()),
             ended_hls: RefCell::new(VecDeque::new()),
+            next_gen: Cell::new(1),
+            hls_demand_sent: RefCell::new(HashMap::new()),
         });
         shard.update_cache_gauges();
         shard
@@ -236,7 +250,8 @@ impl Shard {
 
     fn handle_mesh(self: &Rc<Self>, msg: MeshMsg) {
         match msg {
-            MeshMsg::Subscribe { key, from } => self.owner_subscribe(key, from),
+            MeshMsg::Subscribe { key, from, query } => self.owner_subscribe(key, from, query),
+            MeshMsg::Demand { key, query } => self.owner_demand(&key, query),
             MeshMsg::Unsubscribe { key, from } => {
                 if let Some(o) = self.owned.borrow_mut().get_mut(&key) {
                     o.subscribers.retain(|(s, _)| *s != from);
@@ -253,8 +268,9 @@ impl Shard {
                 key,
                 publisher,
                 from,
+                query,
             } => {
-                let result = self.owner_publish(&key, publisher);
+                let result = self.owner_publish(&key, publisher, query);
                 if result.is_err() {
                     self.stats().publish_rejected.inc();
                 }
@@ -317,6 +333,7 @@ impl Shard {
                 if !updates.is_empty() {
                     info!(shard = self.id, %key, grace_ms = self.config.republish_grace_ms, "publisher left; waiting for a republish");
                     self.broadcast(&key, updates);
+                    self.refresh_view(&key);
                     self.arm_grace_timer(key);
                 }
             }
@@ -333,16 +350,23 @@ impl Shard {
         if !owned.contains_key(key) {
             self.stats().streams_owned.inc();
             // The owner always keeps a replica: it is the join cache snapshots come from.
-            self.local_stream(key);
+            self.local_stream(key, None);
         }
-        owned.entry(key.clone()).or_insert_with(|| Owned {
-            master: StreamMaster::new(self.config.republish_grace_ms),
-            subscribers: Vec::new(),
-            segmenter: None,
+        owned.entry(key.clone()).or_insert_with(|| {
+            let view = Arc::new(StreamView::new(key.to_string(), self.id));
+            self.stats.add_stream(Arc::clone(&view));
+            Owned {
+                master: StreamMaster::new(self.config.republish_grace_ms),
+                subscribers: Vec::new(),
+                segmenter: None,
+                pull: None,
+                forward: None,
+                view,
+            }
         })
     }
 
-    fn owner_subscribe(self: &Rc<Self>, key: StreamKey, from: ShardId) {
+    fn owner_subscribe(self: &Rc<Self>, key: StreamKey, from: ShardId, query: Option<Arc<str>>) {
         {
             let mut owned = self.owned.borrow_mut();
             let o = self.owned_entry(&mut owned, &key);
@@ -371,12 +395,14 @@ impl Shard {
                 self.mark_lagging(&key, from);
             }
         }
+        self.owner_demand(&key, query);
     }
 
     fn owner_publish(
         self: &Rc<Self>,
         key: &StreamKey,
         publisher: PublisherId,
+        query: Option<Arc<str>>,
     ) -> Result<(), PublishError> {
         let now = self.now_ms();
         let updates = {
@@ -386,7 +412,11 @@ impl Shard {
                 .handle_publish(publisher, now)?
         };
         info!(shard = self.id, %key, "publish accepted");
+        // Edge mode: the local publisher replaces a pull that had nothing, and goes upstream.
+        self.stop_pull(key, false);
         self.broadcast(key, updates);
+        self.start_forward(key, query);
+        self.refresh_view(key);
         Ok(())
     }
 
@@ -403,6 +433,7 @@ impl Shard {
             if !updates.is_empty() {
                 info!(shard = shard.id, %key, "grace period over; stream ended");
                 shard.broadcast(&key, updates);
+                shard.refresh_view(&key);
                 shard.maybe_free(&key);
             }
         });
@@ -430,6 +461,19 @@ impl Shard {
             self.apply(&local, &update);
             let mut owned = self.owned.borrow_mut();
             let Some(o) = owned.get_mut(key) else { return };
+            match &update {
+                StreamUpdate::Frame(f) => {
+                    if let Some(fw) = &o.forward {
+                        fw.push(f);
+                    }
+                }
+                StreamUpdate::Ended => {
+                    if let Some(fw) = o.forward.take() {
+                        fw.stop();
+                    }
+                }
+                _ => {}
+            }
             let resync_point = match &update {
                 StreamUpdate::Frame(f) => f.flags.sync_point,
                 _ => true,
@@ -613,14 +657,18 @@ impl Shard {
             .get(key)
             .map_or(0, |ls| ls.viewers.borrow().len());
         let mut owned = self.owned.borrow_mut();
-        let unused = owned
-            .get(key)
-            .is_none_or(|o| o.master.is_idle() && o.subscribers.is_empty());
+        let unused = owned.get(key).is_none_or(|o| {
+            o.master.is_idle()
+                && o.subscribers.is_empty()
+                && o.pull.is_none()
+                && o.forward.is_none()
+        });
         if !unused || local_viewers > 0 {
             return;
         }
         if owned.remove(key).is_some() {
             self.stats().streams_owned.dec();
+            self.stats.remove_stream(self.id, key.as_str());
         }
         if self.streams.borrow_mut().remove(key).is_some() {
             self.stats().replicas.dec();
@@ -630,7 +678,7 @@ impl Shard {
 
     // ----- replica side ---------------------------------------------------------------------
 
-    fn local_stream(&self, key: &StreamKey) -> Rc<LocalStream> {
+    fn local_stream(&self, key: &StreamKey, query: Option<Arc<str>>) -> Rc<LocalStream> {
         if let Some(ls) = self.streams.borrow().get(key) {
             return Rc::clone(ls);
         }
@@ -650,6 +698,7 @@ impl Shard {
                 MeshMsg::Subscribe {
                     key: key.clone(),
                     from: self.id,
+                    query,
                 },
             );
         }
@@ -776,9 +825,12 @@ impl Shard {
     }
 
     /// Attaches a viewer to `key` on this shard. Starts its play-wait timer if the stream is
-    /// not live yet.
-    pub fn add_viewer(self: &Rc<Self>, key: &StreamKey, v: &Rc<Outlet>) {
-        let ls = self.local_stream(key);
+    /// not live yet. `query` (the viewer's `?…`) goes upstream if this starts an edge pull.
+    pub fn add_viewer(self: &Rc<Self>, key: &StreamKey, v: &Rc<Outlet>, query: Option<Arc<str>>) {
+        let ls = self.local_stream(key, query.clone());
+        if self.owner_of(key) == self.id {
+            self.owner_demand(key, query);
+        }
         ls.viewers.borrow_mut().push(Rc::clone(v));
         match v.wire {
             Wire::Rtmp => self.stats().rtmp_players.inc(),
@@ -891,6 +943,7 @@ impl Shard {
         &self,
         key: &StreamKey,
         publisher: PublisherId,
+        query: Option<Arc<str>>,
     ) -> Result<(), PublishError> {
         let slot = Rc::new(Reply::default());
         self.pending_publish
@@ -903,6 +956,7 @@ impl Shard {
                 key: key.clone(),
                 publisher,
                 from: self.id,
+                query,
             },
         );
         let answer = monoio::time::timeout(

@@ -1,8 +1,14 @@
 //! Per-shard counters: plain relaxed atomics, each written by its own shard only, read by
-//! whichever shard renders `/metrics` or `/healthz`. No lock anywhere.
+//! whichever shard renders `/metrics` or `/healthz`. No lock on any counter.
+//!
+//! The stream list (`/api/v1/streams`) is one small mutex-guarded map per shard, taken when an
+//! owner's stream appears, goes, or changes upstream state, and when the list is rendered:
+//! never per frame (byte counts are atomics inside the entries).
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
 
 macro_rules! counters {
     ($($name:ident: $kind:literal, $help:literal;)*) => {
@@ -50,18 +56,162 @@ counters! {
     hls_evictions: "counter", "Ended streams whose HLS segments were evicted for space";
     cache_bytes_total: "gauge", "Segment arena size";
     cache_bytes_free: "gauge", "Segment arena bytes free";
+    rtmp_play_requests: "counter", "RTMP play requests accepted (an origin sees its edges' pulls here)";
+    upstream_pulls_started: "counter", "Edge: upstream pulls started (one per stream per machine)";
+    upstream_pulls_active: "gauge", "Edge: upstream pulls running";
+    upstream_connects: "counter", "Edge: upstream connections opened (pulls, failovers, probes)";
+    upstream_failovers: "counter", "Edge: pulls switched to another origin (failure or redirect)";
+    forwards_started: "counter", "Edge: publishes forwarded to an origin";
+    forward_sessions: "gauge", "Edge: forwarding connections publishing to an origin now";
 }
 
-/// Counters of every shard, indexed by shard id.
+/// Counters of every shard, indexed by shard id, and the streams each shard owns.
 pub struct Stats {
     pub shards: Box<[ShardStats]>,
+    pub streams: Box<[StreamList]>,
+}
+
+/// One shard's owned streams, by key.
+pub type StreamList = Mutex<BTreeMap<String, Arc<StreamView>>>;
+
+/// One owned stream as the streams API shows it.
+pub struct StreamView {
+    pub key: String,
+    pub shard: usize,
+    pub upstream_bytes: AtomicU64,
+    pub forward_bytes: AtomicU64,
+    pub state: Mutex<ViewState>,
+}
+
+/// The parts of a [`StreamView`] that change rarely.
+#[derive(Default, Clone)]
+pub struct ViewState {
+    /// `idle`, `live` or `grace`.
+    pub master: &'static str,
+    /// `none`, `publisher` (published here) or `upstream` (pulled).
+    pub source: &'static str,
+    pub upstream: Option<LinkView>,
+    pub forward: Option<LinkView>,
+    pub failovers: u64,
+}
+
+/// One upstream connection (pull or forward).
+#[derive(Clone)]
+pub struct LinkView {
+    pub origin: String,
+    /// `connecting`, `playing`/`publishing`, or `backoff`.
+    pub state: &'static str,
+    /// Unix time (ms) the link entered this state.
+    pub since_unix_ms: u64,
+}
+
+impl LinkView {
+    pub fn new(origin: String, state: &'static str) -> Self {
+        let since_unix_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        Self {
+            origin,
+            state,
+            since_unix_ms,
+        }
+    }
+}
+
+impl StreamView {
+    pub fn new(key: String, shard: usize) -> Self {
+        Self {
+            key,
+            shard,
+            upstream_bytes: AtomicU64::new(0),
+            forward_bytes: AtomicU64::new(0),
+            state: Mutex::new(ViewState {
+                master: "idle",
+                source: "none",
+                ..Default::default()
+            }),
+        }
+    }
+
+    /// Changes the rarely-changing part.
+    pub fn update(&self, f: impl FnOnce(&mut ViewState)) {
+        f(&mut self.state.lock().unwrap_or_else(|e| e.into_inner()));
+    }
+
+    fn render(&self) -> String {
+        let st = self.state.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let link = |l: &Option<LinkView>, bytes: u64| match l {
+            None => "null".to_string(),
+            Some(l) => format!(
+                "{{\"origin\":{},\"state\":\"{}\",\"bytes\":{bytes},\"since_unix_ms\":{}}}",
+                json_str(&l.origin),
+                l.state,
+                l.since_unix_ms
+            ),
+        };
+        format!(
+            "{{\"key\":{},\"owner_shard\":{},\"state\":\"{}\",\"source\":\"{}\",\"upstream\":{},\"failovers\":{},\"forward\":{}}}",
+            json_str(&self.key),
+            self.shard,
+            st.master,
+            st.source,
+            link(&st.upstream, self.upstream_bytes.load(Ordering::Relaxed)),
+            st.failovers,
+            link(&st.forward, self.forward_bytes.load(Ordering::Relaxed)),
+        )
+    }
+}
+
+fn json_str(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }
 
 impl Stats {
     pub fn new(shards: usize) -> Self {
         Self {
             shards: (0..shards).map(|_| ShardStats::default()).collect(),
+            streams: (0..shards).map(|_| Mutex::new(BTreeMap::new())).collect(),
         }
+    }
+
+    /// Lists `view` under its owner shard.
+    pub fn add_stream(&self, view: Arc<StreamView>) {
+        let mut m = self.streams[view.shard]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        m.insert(view.key.clone(), view);
+    }
+
+    pub fn remove_stream(&self, shard: usize, key: &str) {
+        let mut m = self.streams[shard]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        m.remove(key);
+    }
+
+    /// `/api/v1/streams` body: every owned stream on the machine, by key.
+    pub fn render_streams(&self) -> String {
+        let mut views: Vec<Arc<StreamView>> = Vec::new();
+        for m in self.streams.iter() {
+            let m = m.lock().unwrap_or_else(|e| e.into_inner());
+            views.extend(m.values().cloned());
+        }
+        views.sort_by(|a, b| a.key.cmp(&b.key));
+        let items: Vec<String> = views.iter().map(|v| v.render()).collect();
+        format!("{{\"streams\":[{}]}}\n", items.join(","))
     }
 
     /// Prometheus text exposition, one series per shard.
@@ -152,5 +302,29 @@ mod tests {
         assert!(text.contains("edge_rtmp_players{shard=\"0\"} 0\n"));
         assert!(text.contains("edge_shard_info{shard=\"0\",cpu=\"none\",driver=\"io_uring\",cache_backing=\"starting\"} 1"));
         assert!(s.render_health().starts_with("{\"status\":\"ok\""));
+    }
+
+    #[test]
+    fn renders_the_stream_list() {
+        let s = Stats::new(2);
+        assert_eq!(s.render_streams(), "{\"streams\":[]}\n");
+        let v = Arc::new(StreamView::new("live/\"x".into(), 1));
+        v.update(|st| {
+            st.master = "live";
+            st.source = "upstream";
+            st.upstream = Some(LinkView {
+                origin: "rtmp://a:1935/live".into(),
+                state: "playing",
+                since_unix_ms: 5,
+            });
+        });
+        v.upstream_bytes.store(42, Ordering::Relaxed);
+        s.add_stream(Arc::clone(&v));
+        assert_eq!(
+            s.render_streams(),
+            "{\"streams\":[{\"key\":\"live/\\\"x\",\"owner_shard\":1,\"state\":\"live\",\"source\":\"upstream\",\"upstream\":{\"origin\":\"rtmp://a:1935/live\",\"state\":\"playing\",\"bytes\":42,\"since_unix_ms\":5},\"failovers\":0,\"forward\":null}]}\n"
+        );
+        s.remove_stream(1, "live/\"x");
+        assert_eq!(s.render_streams(), "{\"streams\":[]}\n");
     }
 }

@@ -36,6 +36,38 @@ pub fn metadata_body(m: &StreamMetadata) -> Bytes {
     ])
 }
 
+/// The metadata in an `onMetaData` body (optionally behind `@setDataFrame`), for re-publishing.
+pub fn metadata_from_body(body: &[u8]) -> Option<StreamMetadata> {
+    let values = rml_amf0::deserialize(&mut &body[..]).ok()?;
+    let props = values.into_iter().find_map(|v| match v {
+        Amf0Value::Object(p) => Some(p),
+        _ => None,
+    })?;
+    let num = |k: &str| match props.get(k) {
+        Some(Amf0Value::Number(n)) => Some(*n),
+        _ => None,
+    };
+    let mut m = StreamMetadata::new();
+    m.video_width = num("width").map(|v| v as u32);
+    m.video_height = num("height").map(|v| v as u32);
+    m.video_codec_id = num("videocodecid").map(|v| v as u32);
+    m.video_bitrate_kbps = num("videodatarate").map(|v| v as u32);
+    m.video_frame_rate = num("framerate").map(|v| v as f32);
+    m.audio_codec_id = num("audiocodecid").map(|v| v as u32);
+    m.audio_bitrate_kbps = num("audiodatarate").map(|v| v as u32);
+    m.audio_sample_rate = num("audiosamplerate").map(|v| v as u32);
+    m.audio_channels = num("audiochannels").map(|v| v as u32);
+    m.audio_is_stereo = match props.get("stereo") {
+        Some(Amf0Value::Boolean(b)) => Some(*b),
+        _ => None,
+    };
+    m.encoder = match props.get("encoder") {
+        Some(Amf0Value::Utf8String(s)) => Some(s.clone()),
+        _ => None,
+    };
+    Some(m)
+}
+
 /// The AMF0 body of `onStatus(null, {level, code, description})`.
 pub fn status_body(level: &str, code: &str, description: &str) -> Bytes {
     let mut info = HashMap::new();
@@ -76,6 +108,12 @@ mod tests {
         assert_eq!(props["width"], Amf0Value::Number(320.0));
         assert_eq!(props["audiosamplerate"], Amf0Value::Number(44100.0));
         assert_eq!(props.len(), 3);
+        let back = metadata_from_body(&body).unwrap();
+        assert_eq!(back.video_width, Some(320));
+        assert_eq!(back.audio_sample_rate, Some(44100));
+        assert_eq!(back.encoder.as_deref(), Some("Lavf"));
+        assert_eq!(back.video_height, None);
+        assert!(metadata_from_body(b"\x05").is_none());
     }
 
     #[test]

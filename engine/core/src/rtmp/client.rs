@@ -3,14 +3,22 @@
 //!
 //! `new` queues C0+C1; feed every byte read to `handle_input`, write what `poll_transmit`
 //! returns, in order. Media arrives as [`ClientEvent::Media`].
+//!
+//! Until play or publish starts, commands are also read by a second, watching deserializer:
+//! rml_rtmp reports a rejected connection by its description only, and an origin cluster's
+//! redirect (SRS: `NetConnection.Connect.Rejected` with `ex.redirect`) would be lost.
 
 use bytes::{Bytes, BytesMut};
+use rml_amf0::Amf0Value;
+use rml_rtmp::chunk_io::ChunkDeserializer;
 use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
+use rml_rtmp::messages::RtmpMessage;
 use rml_rtmp::sessions::{
     ClientSession, ClientSessionConfig, ClientSessionEvent, ClientSessionResult, PublishRequestType,
 };
 use rml_rtmp::time::RtmpTimestamp;
 
+use super::amf;
 use super::server::RtmpError;
 use crate::media::MediaKind;
 
@@ -26,8 +34,9 @@ pub enum ClientMode {
 pub enum ClientEvent {
     /// Play or publish was accepted (`NetStream.Play.Start` / `NetStream.Publish.Start`).
     Started,
-    /// `onMetaData` from the server.
-    Metadata,
+    /// `onMetaData` from the server, as the AMF0 body the engine serves (see
+    /// [`amf::metadata_body`]).
+    Metadata { body: Bytes },
     /// Audio or video.
     Media {
         kind: MediaKind,
@@ -39,6 +48,9 @@ pub enum ClientEvent {
     Status { code: String },
     /// The server answered a command with `_error`.
     CommandError,
+    /// The server sends us elsewhere (SRS-style RTMP "302"): `url` is the origin's
+    /// `rtmp://host[:port]/app` (the tcUrl; the stream name stays the same).
+    Redirect { url: String },
 }
 
 enum Phase {
@@ -53,6 +65,8 @@ pub struct RtmpClient {
     stream: String,
     mode: ClientMode,
     outbound: BytesMut,
+    /// Reads commands in parallel with the session until it starts (see the module doc).
+    watch: Option<Box<ChunkDeserializer>>,
 }
 
 impl RtmpClient {
@@ -70,6 +84,7 @@ impl RtmpClient {
             stream: stream.to_string(),
             mode,
             outbound,
+            watch: None,
         })
     }
 
@@ -96,6 +111,7 @@ impl RtmpClient {
                             .request_connection(self.app.clone())
                             .map_err(session_err)?;
                         self.phase = Phase::Session(Box::new(session));
+                        self.watch = Some(Box::new(ChunkDeserializer::new()));
                         self.absorb(results, &mut events)?;
                         self.absorb(vec![connect], &mut events)?;
                         if !remaining_bytes.is_empty() {
@@ -106,10 +122,60 @@ impl RtmpClient {
             }
             Phase::Session(s) => {
                 let results = s.handle_input(data).map_err(session_err)?;
+                self.watch_commands(data, &mut events);
                 self.absorb(results, &mut events)?;
+                if events.contains(&ClientEvent::Started) {
+                    self.watch = None;
+                }
             }
         }
         Ok(events)
+    }
+
+    /// Looks for a redirect among the commands in `data` (before the session starts).
+    fn watch_commands(&mut self, data: &[u8], events: &mut Vec<ClientEvent>) {
+        let Some(watch) = &mut self.watch else { return };
+        let mut input = data;
+        loop {
+            let message = match watch.get_next_message(input) {
+                Ok(Some(m)) => m,
+                Ok(None) => return,
+                // The session itself reports broken input; the watcher just stops.
+                Err(_) => {
+                    self.watch = None;
+                    return;
+                }
+            };
+            input = &[];
+            match message.to_rtmp_message() {
+                Ok(RtmpMessage::SetChunkSize { size }) => {
+                    let _ = watch.set_max_chunk_size(size as usize);
+                }
+                Ok(RtmpMessage::Amf0Command {
+                    additional_arguments,
+                    ..
+                }) => {
+                    if let Some(url) = additional_arguments.iter().find_map(redirect_target) {
+                        events.push(ClientEvent::Redirect { url });
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Queues `onMetaData` (publish mode); `body` is an `onMetaData` AMF0 body as produced by
+    /// [`amf::metadata_body`]. Bodies that do not parse are skipped.
+    pub fn publish_metadata(&mut self, body: &[u8]) -> Result<(), RtmpError> {
+        let Phase::Session(s) = &mut self.phase else {
+            return Err(RtmpError::Session("not connected".into()));
+        };
+        let Some(metadata) = amf::metadata_from_body(body) else {
+            return Ok(());
+        };
+        let r = s.publish_metadata(&metadata).map_err(session_err)?;
+        let mut events = Vec::new();
+        self.absorb(vec![r], &mut events)
     }
 
     /// Queues a media message (publish mode, after [`ClientEvent::Started`]).
@@ -131,6 +197,11 @@ impl RtmpClient {
         .map_err(session_err)?;
         let mut events = Vec::new();
         self.absorb(vec![r], &mut events)
+    }
+
+    /// Whether [`Self::poll_transmit`] has bytes.
+    pub fn has_output(&self) -> bool {
+        !self.outbound.is_empty()
     }
 
     /// Bytes to write to the server, in order.
@@ -185,7 +256,11 @@ impl RtmpClient {
             }
             ClientSessionEvent::PlaybackRequestAccepted
             | ClientSessionEvent::PublishRequestAccepted => events.push(ClientEvent::Started),
-            ClientSessionEvent::StreamMetadataReceived { .. } => events.push(ClientEvent::Metadata),
+            ClientSessionEvent::StreamMetadataReceived { metadata, .. } => {
+                events.push(ClientEvent::Metadata {
+                    body: amf::metadata_body(&metadata),
+                })
+            }
             ClientSessionEvent::VideoDataReceived { timestamp, data } => {
                 events.push(ClientEvent::Media {
                     kind: MediaKind::Video,
@@ -209,6 +284,24 @@ impl RtmpClient {
             _ => {}
         }
         Ok(())
+    }
+}
+
+/// The redirect URL in a status object: `ex.redirect` (the tcUrl), else `ex.redirect2` (the
+/// full stream URL) without its last segment.
+fn redirect_target(info: &Amf0Value) -> Option<String> {
+    let Amf0Value::Object(props) = info else {
+        return None;
+    };
+    let Some(Amf0Value::Object(ex)) = props.get("ex") else {
+        return None;
+    };
+    if let Some(Amf0Value::Utf8String(url)) = ex.get("redirect") {
+        return Some(url.clone());
+    }
+    match ex.get("redirect2") {
+        Some(Amf0Value::Utf8String(url)) => url.rsplit_once('/').map(|(base, _)| base.to_string()),
+        _ => None,
     }
 }
 
@@ -341,6 +434,48 @@ mod tests {
                 code: "NetStream.Play.UnpublishNotify".into()
             }]
         );
+    }
+
+    /// An SRS origin cluster answers a play for a stream held elsewhere with
+    /// `onStatus(NetConnection.Connect.Rejected, ex: {code: 302, redirect, redirect2})`.
+    #[test]
+    fn srs_style_redirect_is_reported() {
+        use std::collections::HashMap;
+        for (ex_key, url, expect) in [
+            ("redirect", "rtmp://b:1936/live", "rtmp://b:1936/live"),
+            ("redirect2", "rtmp://c/live/cam", "rtmp://c/live"),
+        ] {
+            let mut c = RtmpClient::new("live", "cam", ClientMode::Play).unwrap();
+            let mut s = ServerConnection::new();
+            let (_, se) = pump(&mut c, &mut s, 1 << 20);
+            assert!(matches!(se.last(), Some(ServerEvent::PlayRequested { .. })));
+            let mut ex = HashMap::new();
+            ex.insert("code".to_string(), Amf0Value::Number(302.0));
+            ex.insert(ex_key.to_string(), Amf0Value::Utf8String(url.into()));
+            let mut info = HashMap::new();
+            info.insert("level".to_string(), Amf0Value::Utf8String("error".into()));
+            info.insert(
+                "code".to_string(),
+                Amf0Value::Utf8String("NetConnection.Connect.Rejected".into()),
+            );
+            info.insert("ex".to_string(), Amf0Value::Object(ex));
+            let body = rml_amf0::serialize(&vec![
+                Amf0Value::Utf8String("onStatus".into()),
+                Amf0Value::Number(0.0),
+                Amf0Value::Null,
+                Amf0Value::Object(info),
+            ])
+            .unwrap();
+            let wire = chunk::serialize_message(chunk::CSID_DATA, 0, 20, 0, &body, 4096);
+            let mut events = Vec::new();
+            for piece in wire.chunks(5) {
+                events.extend(c.handle_input(piece).unwrap());
+            }
+            assert!(
+                events.contains(&ClientEvent::Redirect { url: expect.into() }),
+                "{events:?}"
+            );
+        }
     }
 
     #[test]
