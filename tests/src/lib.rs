@@ -152,6 +152,14 @@ impl Engine {
         }
     }
 
+    /// SIGKILL (an origin dying without a word), then waits for it.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
     /// SIGTERM, then the exit status.
     pub fn stop(mut self) -> std::process::ExitStatus {
         let mut child = self.child.take().unwrap();
@@ -316,6 +324,9 @@ pub struct PlayLog {
     /// The server closed the connection.
     pub closed: bool,
     pub error: Option<String>,
+    /// FNV-1a over every audio/video message (kind, timestamp, body), headers included:
+    /// equal digests mean byte- and time-identical media.
+    pub digest: u64,
 }
 
 /// How a test player behaves.
@@ -449,6 +460,18 @@ fn record_media(
     body: &Bytes,
     progress: Option<&AtomicU64>,
 ) {
+    if kind != MediaKind::Data {
+        let mut h = if log.digest == 0 {
+            0xcbf2_9ce4_8422_2325
+        } else {
+            log.digest
+        };
+        let tag = [kind as u8];
+        for b in tag.iter().chain(&ts.to_be_bytes()).chain(body.iter()) {
+            h = (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        log.digest = h;
+    }
     match kind {
         MediaKind::Video => {
             if media::parse_video_tag(body).is_ok_and(|t| t.sequence_header) {
@@ -631,4 +654,147 @@ pub fn parse_playlist(text: &str) -> (Vec<(String, u64)>, u64) {
             .collect(),
         p.target_duration_s,
     )
+}
+
+/// How a [`FakeOrigin`] answers every play.
+#[derive(Debug, Clone)]
+pub enum FakeAnswer {
+    /// `NetStream.Play.StreamNotFound`.
+    NotFound,
+    /// SRS-style: `onStatus(NetConnection.Connect.Rejected, ex: {code: 302, redirect: URL})`.
+    Redirect(String),
+}
+
+/// A tiny RTMP origin on 127.0.0.1 that never has a stream: it records the stream names it is
+/// asked to play and answers each play with `answer`.
+pub struct FakeOrigin {
+    pub addr: SocketAddr,
+    pub plays: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl FakeOrigin {
+    pub fn start(answer: FakeAnswer) -> FakeOrigin {
+        use edge_core::rtmp::server::{ServerConnection, ServerEvent};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let plays = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = Arc::clone(&plays);
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut sock) = conn else { return };
+                let (seen, answer) = (Arc::clone(&seen), answer.clone());
+                std::thread::spawn(move || {
+                    let mut s = ServerConnection::new();
+                    let mut buf = vec![0u8; 16 * 1024];
+                    loop {
+                        let n = match sock.read(&mut buf) {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => n,
+                        };
+                        let Ok(events) = s.handle_input(&buf[..n]) else {
+                            return;
+                        };
+                        for ev in events {
+                            if let ServerEvent::PlayRequested {
+                                stream, stream_id, ..
+                            } = ev
+                            {
+                                seen.lock().unwrap().push(stream);
+                                let wire = match &answer {
+                                    FakeAnswer::NotFound => {
+                                        s.send_status(
+                                            stream_id,
+                                            "error",
+                                            "NetStream.Play.StreamNotFound",
+                                            "not here",
+                                        );
+                                        None
+                                    }
+                                    FakeAnswer::Redirect(url) => Some(redirect_status(url)),
+                                };
+                                if let Some(w) = wire {
+                                    let _ = sock.write_all(&w);
+                                }
+                            }
+                        }
+                        if let Some(out) = s.poll_transmit() {
+                            if sock.write_all(&out).is_err() {
+                                return;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        FakeOrigin { addr, plays }
+    }
+
+    pub fn url(&self) -> String {
+        format!("rtmp://{}/live", self.addr)
+    }
+}
+
+/// The chunk SRS sends to redirect a client to `tc_url`.
+fn redirect_status(tc_url: &str) -> Vec<u8> {
+    use rml_amf0::Amf0Value;
+    let s = |v: &str| Amf0Value::Utf8String(v.into());
+    let ex = HashMap::from([
+        ("code".to_string(), Amf0Value::Number(302.0)),
+        ("redirect".to_string(), s(tc_url)),
+    ]);
+    let info = HashMap::from([
+        ("level".to_string(), s("error")),
+        ("code".to_string(), s("NetConnection.Connect.Rejected")),
+        ("description".to_string(), s("RTMP 302 Redirect")),
+        ("ex".to_string(), Amf0Value::Object(ex)),
+    ]);
+    let body = rml_amf0::serialize(&vec![
+        s("onStatus"),
+        Amf0Value::Number(0.0),
+        Amf0Value::Null,
+        Amf0Value::Object(info),
+    ])
+    .unwrap();
+    edge_core::rtmp::chunk::serialize_message(
+        edge_core::rtmp::chunk::CSID_DATA,
+        0,
+        20,
+        0,
+        &body,
+        edge_core::rtmp::chunk::OUT_CHUNK_SIZE,
+    )
+    .to_vec()
+}
+
+/// Reads an HTTP-FLV response until `stop`, counting body bytes into `progress`. Returns
+/// whether the server closed the connection first.
+pub fn read_http_until(
+    addr: SocketAddr,
+    path: &str,
+    progress: Arc<AtomicU64>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<bool> {
+    let request = format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n");
+    std::thread::spawn(move || {
+        let mut sock = TcpStream::connect(addr).unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        sock.write_all(request.as_bytes()).unwrap();
+        let mut buf = vec![0u8; 64 * 1024];
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            match sock.read(&mut buf) {
+                Ok(0) => return true,
+                Ok(n) => {
+                    progress.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+                }
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) => {}
+                Err(_) => return true,
+            }
+        }
+        false
+    })
 }

@@ -1,0 +1,458 @@
+//! Edge mode end to end: `edge-engine --cores 2 --origin …` on 127.0.0.1 in front of real
+//! origins (edge-engine, nginx with the rtmp module, and a fake origin that refuses or
+//! redirects), with ffmpeg and edge-core's client as viewers. Assertions are on bytes, frame
+//! counts, playlists and counters, never on elapsed time.
+
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tests::*;
+
+const FIXTURE: &str = "bframes.flv";
+
+fn origin_of(e: &Engine) -> String {
+    format!("rtmp://{}/live", e.rtmp)
+}
+
+fn source_md5() -> Vec<String> {
+    let (lines, err) = framemd5(fixture(FIXTURE).to_str().unwrap(), Duration::from_secs(30));
+    assert!(err.is_empty(), "{err}");
+    lines
+}
+
+/// Publishes the fixture in a loop (it never ends on its own).
+fn publish_loop(url: &str) -> KillOnDrop {
+    KillOnDrop(ffmpeg_publish(
+        &fixture(FIXTURE),
+        url,
+        &["-stream_loop", "-1"],
+    ))
+}
+
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Waits until `what` holds, polling; panics after `timeout`.
+fn eventually(what: &str, timeout: Duration, pred: impl Fn() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !pred() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The origin has the stream: a probe player there gets media.
+fn wait_until_published(origin: &Engine, stream: &str) {
+    let opts = PlayOpts {
+        deadline: Duration::from_secs(3),
+        ..PlayOpts::default()
+    };
+    eventually("the origin to have the stream", Duration::from_secs(30), || {
+        play_rtmp(origin.rtmp, "live", stream, &opts, None).video > 0
+    });
+}
+
+#[test]
+fn sixty_edge_viewers_cause_exactly_one_pull_from_an_engine_origin() {
+    let origin = Engine::start(&["--cores", "2", "--republish-grace-ms", "300"]);
+    // A long media timeout: the pull starts before the publisher and must not give up on
+    // the (healthy) origin while it waits; this test is about the one pull.
+    let edge = Engine::start(&[
+        "--cores",
+        "2",
+        "--origin",
+        &origin_of(&origin),
+        "--republish-grace-ms",
+        "300",
+        "--upstream-timeout-ms",
+        "20000",
+    ]);
+    let source = source_md5();
+    let (video, audio) = flv_frame_counts(&fixture(FIXTURE));
+    // The reference: a player at the origin itself.
+    let reference = play_many(origin.rtmp, "live", "one", 1, PlayOpts::default());
+    // 48 RTMP players at the edge (one with a token), 4 ffmpeg over RTMP, 4 over HTTP-FLV.
+    let rtmp_players = play_many(edge.rtmp, "live", "one", 47, PlayOpts::default());
+    let token_player = play_many(edge.rtmp, "live", "one?token=t1", 1, PlayOpts::default());
+    let ffmpegs: Vec<_> = (0..8)
+        .map(|i| {
+            let url = if i % 2 == 0 {
+                edge.rtmp_url("live/one")
+            } else {
+                edge.http_url("live/one.flv")
+            };
+            std::thread::spawn(move || (url.clone(), framemd5(&url, Duration::from_secs(60))))
+        })
+        .collect();
+    edge.wait_for("56 viewers on both shards", Duration::from_secs(30), |m| {
+        let on = |s| m.get("rtmp_players", s) + m.get("flv_players", s);
+        on(0) + on(1) == 56 && on(0) > 0 && on(1) > 0
+    });
+    origin.wait_for(
+        "the edge's pull and the reference player",
+        Duration::from_secs(20),
+        |m| m.sum("rtmp_players") == 2,
+    );
+    let mut publisher = ffmpeg_publish(&fixture(FIXTURE), &origin.rtmp_url("live/one"), &[]);
+    // 4 HLS viewers once it is live: the first playlist request waits for the first segment.
+    let hls: Vec<_> = (0..4)
+        .map(|_| {
+            let url = edge.http_url("live/one.m3u8");
+            std::thread::spawn(move || {
+                run_tool(
+                    "ffmpeg",
+                    &["-nostdin", "-v", "error", "-i", &url, "-f", "null", "-"],
+                    Duration::from_secs(60),
+                )
+            })
+        })
+        .collect();
+    // While the stream is live: one play at the origin for the whole edge.
+    edge.wait_for("a first edge segment", Duration::from_secs(30), |m| {
+        m.sum("hls_segments") >= 1
+    });
+    let m = origin.metrics();
+    assert_eq!(m.sum("rtmp_play_requests"), 2, "the edge's pull + the reference");
+    assert_eq!(m.sum("rtmp_players"), 2, "the edge's pull + the reference");
+    let e = edge.metrics();
+    assert_eq!(e.sum("upstream_pulls_started"), 1);
+    assert_eq!(e.sum("upstream_connects"), 1);
+    assert!(publisher.wait().unwrap().success());
+
+    let reference = reference.join().unwrap().remove(0);
+    assert_eq!((reference.video, reference.audio), (video, audio));
+    for (i, p) in rtmp_players
+        .join()
+        .unwrap()
+        .into_iter()
+        .chain(token_player.join().unwrap())
+        .enumerate()
+    {
+        assert_eq!((p.video, p.audio), (video, audio), "edge player {i}");
+        assert_eq!(p.digest, reference.digest, "edge player {i}: media differs");
+        assert!(p.error.is_none(), "edge player {i}: {:?}", p.error);
+    }
+    for f in ffmpegs {
+        let (url, (lines, err)) = f.join().unwrap();
+        assert!(err.is_empty(), "{url}: {err}");
+        assert_eq!(lines, source, "{url}: packets differ from the source");
+    }
+    for h in hls {
+        let (ok, _, err) = h.join().unwrap();
+        assert!(ok && err.is_empty(), "HLS at the edge: {err}");
+    }
+}
+
+/// nginx with the rtmp module on a free port, with its own config; killed on drop.
+struct Nginx {
+    child: Child,
+    port: u16,
+    _dir: TempDir,
+}
+
+struct TempDir(std::path::PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+impl Nginx {
+    fn start(workers: usize) -> Nginx {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let dir = std::env::temp_dir().join(format!("edge-nginx-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let module = "/usr/lib/nginx/modules/ngx_rtmp_module.so";
+        assert!(
+            std::path::Path::new(module).exists(),
+            "{module} missing: install nginx and libnginx-mod-rtmp (.ci/run does)"
+        );
+        let conf = format!(
+            "load_module {module};\nworker_processes {workers};\nerror_log {d}/error.log;\npid {d}/nginx.pid;\n\
+             events {{ worker_connections 1024; }}\n\
+             rtmp {{ server {{ listen 127.0.0.1:{port}; chunk_size 4096;\n\
+             application live {{ live on; }} }} }}\n",
+            d = dir.display()
+        );
+        std::fs::write(dir.join("nginx.conf"), conf).unwrap();
+        let bin = ["/usr/sbin/nginx", "nginx"]
+            .into_iter()
+            .find(|b| std::path::Path::new(b).exists())
+            .unwrap_or("nginx");
+        let child = Command::new(bin)
+            .arg("-p")
+            .arg(&dir)
+            .arg("-c")
+            .arg(dir.join("nginx.conf"))
+            .args(["-g", "daemon off;"])
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("nginx must be installed (.ci/run installs it)");
+        eventually("nginx to listen", Duration::from_secs(10), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        Nginx {
+            child,
+            port,
+            _dir: TempDir(dir),
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("rtmp://127.0.0.1:{}/live", self.port)
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        // SIGQUIT: graceful stop of master and workers.
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGQUIT) };
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn ffmpeg_plays_from_an_edge_of_nginx_rtmp() {
+    let nginx = Nginx::start(1);
+    let _publisher = publish_loop(&format!("{}/n", nginx.url()));
+    let edge = Engine::start(&["--cores", "2", "--origin", &nginx.url()]);
+    let mut outputs = Vec::new();
+    for url in [
+        edge.rtmp_url("live/n"),
+        edge.http_url("live/n.flv"),
+        edge.http_url("live/n.m3u8"),
+    ] {
+        let (ok, _, err) = run_tool(
+            "ffmpeg",
+            &[
+                "-nostdin", "-v", "error", "-i", &url, "-t", "3", "-f", "framemd5", "-",
+            ],
+            Duration::from_secs(60),
+        );
+        outputs.push((url, ok, err));
+    }
+    for (url, ok, err) in outputs {
+        assert!(ok && err.is_empty(), "{url}: {err}");
+    }
+    let m = edge.metrics();
+    assert_eq!(m.sum("upstream_pulls_started"), 1, "one pull for all three");
+    assert!(m.sum("frames_in") == 0, "nothing was published at the edge");
+}
+
+#[test]
+fn killing_the_origin_moves_every_viewer_to_the_backup_without_a_drop() {
+    let a = Engine::start(&["--cores", "1"]);
+    let b = Engine::start(&["--cores", "1"]);
+    let _pub_a = publish_loop(&a.rtmp_url("live/f"));
+    let _pub_b = publish_loop(&b.rtmp_url("live/f"));
+    wait_until_published(&a, "f");
+    wait_until_published(&b, "f");
+    let edge = Engine::start(&[
+        "--cores",
+        "2",
+        "--origin",
+        &origin_of(&a),
+        "--origin",
+        &origin_of(&b),
+    ]);
+    let long = PlayOpts {
+        deadline: Duration::from_secs(120),
+        until_status: None,
+        ..PlayOpts::default()
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let progress: Vec<Arc<AtomicU64>> = (0..10).map(|_| Arc::new(AtomicU64::new(0))).collect();
+    let players: Vec<_> = progress[..6]
+        .iter()
+        .map(|p| {
+            let (p, opts, addr) = (Arc::clone(p), long.clone(), edge.rtmp);
+            std::thread::spawn(move || play_rtmp(addr, "live", "f", &opts, Some(&p)))
+        })
+        .collect();
+    let flv: Vec<_> = progress[6..]
+        .iter()
+        .map(|p| read_http_until(edge.http, "/live/f.flv", Arc::clone(p), Arc::clone(&stop)))
+        .collect();
+    let snapshot = || -> Vec<u64> { progress.iter().map(|p| p.load(Ordering::Relaxed)).collect() };
+    eventually("every viewer receiving from A", Duration::from_secs(30), || {
+        snapshot().iter().all(|&n| n > 20)
+    });
+    // HLS: the playlist before the failover.
+    let before = playlist(&edge, "/live/f.m3u8");
+    let mut a = a;
+    a.kill();
+    let at_kill = snapshot();
+    // RTMP viewers count frames, FLV viewers bytes.
+    eventually("every viewer receiving from B", Duration::from_secs(30), || {
+        snapshot()
+            .iter()
+            .zip(&at_kill)
+            .enumerate()
+            .all(|(i, (now, then))| *now > then + if i < 6 { 50 } else { 50_000 })
+    });
+    let m = edge.metrics();
+    assert_eq!(m.sum("upstream_failovers"), 1, "{m:?}");
+    assert_eq!(m.sum("rtmp_players"), 6, "no RTMP viewer dropped");
+    assert_eq!(m.sum("flv_players"), 4, "no FLV viewer dropped");
+    // HLS: the media sequence continues and the switch is a discontinuity.
+    eventually("a discontinuity in the playlist", Duration::from_secs(30), || {
+        playlist(&edge, "/live/f.m3u8")
+            .segments
+            .iter()
+            .any(|s| s.discontinuity)
+    });
+    let after = playlist(&edge, "/live/f.m3u8");
+    let seqs: Vec<u64> = before
+        .segments
+        .iter()
+        .chain(&after.segments)
+        .map(|s| s.seq)
+        .collect();
+    let first = *seqs.iter().min().unwrap();
+    let last = *seqs.iter().max().unwrap();
+    assert!(
+        (first..=last).all(|q| seqs.contains(&q)),
+        "media sequence has a gap: {seqs:?}"
+    );
+    stop.store(true, Ordering::Relaxed);
+    for f in flv {
+        assert!(!f.join().unwrap(), "an FLV viewer was disconnected");
+    }
+    drop(edge);
+    for p in players {
+        let log = p.join().unwrap();
+        assert!(log.error.is_none(), "{:?}", log.error);
+        assert!(
+            log.video_ts.windows(2).all(|w| w[1] >= w[0]),
+            "video timestamps went back"
+        );
+        assert!(log.video_headers >= 2, "fresh sequence headers after the failover");
+    }
+}
+
+fn playlist(edge: &Engine, path: &str) -> edge_core::hls::m3u8::MediaPlaylist {
+    let r = http_get(edge.http, path);
+    assert_eq!(r.status(), 200, "{path}");
+    edge_core::hls::m3u8::parse_media_playlist(&String::from_utf8_lossy(&r.body)).unwrap()
+}
+
+#[test]
+fn the_pull_closes_once_the_last_viewer_has_been_gone_for_the_idle_time() {
+    let origin = Engine::start(&["--cores", "2"]);
+    let _publisher = publish_loop(&origin.rtmp_url("live/idle"));
+    wait_until_published(&origin, "idle");
+    let edge = Engine::start(&[
+        "--cores",
+        "2",
+        "--origin",
+        &origin_of(&origin),
+        "--upstream-idle-ms",
+        "3000",
+    ]);
+    let opts = PlayOpts {
+        deadline: Duration::from_secs(2),
+        ..PlayOpts::default()
+    };
+    let log = play_rtmp(edge.rtmp, "live", "idle", &opts, None);
+    assert!(log.video > 0);
+    // The viewer left; the pull is still there (it is the origin's one player) until idle.
+    let m = edge.wait_for("the viewer to leave", Duration::from_secs(10), |m| {
+        m.sum("rtmp_players") == 0
+    });
+    assert_eq!(m.sum("upstream_pulls_active"), 1);
+    assert_eq!(origin.metrics().sum("rtmp_players"), 1);
+    edge.wait_for("the pull to stop", Duration::from_secs(30), |m| {
+        m.sum("upstream_pulls_active") == 0 && m.sum("streams_owned") == 0
+    });
+    origin.wait_for("the origin to lose its player", Duration::from_secs(10), |m| {
+        m.sum("rtmp_players") == 0
+    });
+    let streams = http_get(edge.http, "/api/v1/streams");
+    assert_eq!(String::from_utf8_lossy(&streams.body), "{\"streams\":[]}\n");
+    // HLS demand alone starts it again.
+    assert_eq!(http_get(edge.http, "/live/idle.m3u8").status(), 200);
+    assert_eq!(edge.metrics().sum("upstream_pulls_started"), 2);
+}
+
+#[test]
+fn refusing_and_redirecting_origins_are_skipped_and_the_query_goes_upstream() {
+    let real = Engine::start(&["--cores", "1"]);
+    let _publisher = publish_loop(&real.rtmp_url("live/q"));
+    wait_until_published(&real, "q");
+    let refusing = FakeOrigin::start(FakeAnswer::NotFound);
+    let redirecting = FakeOrigin::start(FakeAnswer::Redirect(origin_of(&real)));
+    // The real origin is only reachable through the redirect.
+    let edge = Engine::start(&[
+        "--cores",
+        "2",
+        "--origin",
+        &refusing.url(),
+        "--origin",
+        &redirecting.url(),
+    ]);
+    let opts = PlayOpts {
+        deadline: Duration::from_secs(4),
+        ..PlayOpts::default()
+    };
+    let log = play_rtmp(edge.rtmp, "live", "q?token=abc", &opts, None);
+    assert!(log.video > 20, "{log:?}");
+    assert_eq!(*refusing.plays.lock().unwrap(), vec!["q?token=abc"]);
+    assert_eq!(*redirecting.plays.lock().unwrap(), vec!["q?token=abc"]);
+    let streams = String::from_utf8_lossy(&http_get(edge.http, "/api/v1/streams").body).into_owned();
+    assert!(
+        streams.contains(&format!("\"origin\":\"rtmp://{}/live\"", real.rtmp)),
+        "{streams}"
+    );
+}
+
+#[test]
+fn a_publish_at_the_edge_is_forwarded_to_the_origin_and_served_locally() {
+    let origin = Engine::start(&["--cores", "2", "--republish-grace-ms", "300"]);
+    let edge = Engine::start(&[
+        "--cores",
+        "2",
+        "--origin",
+        &origin_of(&origin),
+        "--republish-grace-ms",
+        "300",
+    ]);
+    let opts = PlayOpts {
+        deadline: Duration::from_secs(60),
+        ..PlayOpts::default()
+    };
+    let at_origin = play_many(origin.rtmp, "live", "fw", 1, opts.clone());
+    let at_edge = play_many(edge.rtmp, "live", "fw", 1, opts);
+    origin.wait_for("a waiting player", Duration::from_secs(20), |m| {
+        m.sum("rtmp_players") == 1
+    });
+    let mut publisher = ffmpeg_publish(&fixture(FIXTURE), &edge.rtmp_url("live/fw"), &[]);
+    edge.wait_for("the forward", Duration::from_secs(20), |m| {
+        m.sum("forward_sessions") == 1
+    });
+    assert!(publisher.wait().unwrap().success());
+    let (video, _) = flv_frame_counts(&fixture(FIXTURE));
+    let local = at_edge.join().unwrap().remove(0);
+    assert_eq!(local.video, video, "the edge viewer gets the local publish");
+    let forwarded = at_origin.join().unwrap().remove(0);
+    // The forward starts with the GOP the edge holds when it connects: every frame.
+    assert_eq!(forwarded.video, video, "{forwarded:?}");
+    let m = edge.metrics();
+    // The edge viewer came first and started a pull (the origin had nothing yet); the local
+    // publish replaced it.
+    assert_eq!(m.sum("upstream_pulls_active"), 0, "served locally, not pulled");
+    assert_eq!(m.sum("forwards_started"), 1);
+}
