@@ -39,19 +39,21 @@ install_missing() {
 }
 
 # Starts edge-engine --cores 1 pinned to CPU 0 on ephemeral loopback ports, with extra
-# arguments, and waits for its ready line. Sets ENGINE_PID, ENGINE_RTMP and ENGINE_HTTP
-# (HOST:PORT).
+# arguments (a later --cores wins), and waits for its ready line. Sets ENGINE_PID,
+# ENGINE_RTMP and ENGINE_HTTP (HOST:PORT). ENGINE_CPUS (taskset list, default 0) and
+# ENGINE_NAME (log file names, default engine) allow several engines in one work dir.
 start_engine() {
-    taskset -c 0 "$bin/edge-engine" --cores 1 --rtmp 127.0.0.1:0 --http 127.0.0.1:0 "$@" \
-        >"$work/engine.out" 2>"$work/engine.err" &
+    local name=${ENGINE_NAME:-engine}
+    taskset -c "${ENGINE_CPUS:-0}" "$bin/edge-engine" --cores 1 --rtmp 127.0.0.1:0 --http 127.0.0.1:0 "$@" \
+        >"$work/$name.out" 2>"$work/$name.err" &
     ENGINE_PID=$!
     pids+=("$ENGINE_PID")
     local _
     for _ in $(seq 100); do
-        [ -s "$work/engine.out" ] && break
+        [ -s "$work/$name.out" ] && break
         sleep 0.1
     done
-    ENGINE_RTMP=$(sed -n 's/.*rtmp=\([^ ]*\).*/\1/p' "$work/engine.out")
-    ENGINE_HTTP=$(sed -n 's/.*http=\([^ ]*\).*/\1/p' "$work/engine.out")
-    [ -n "$ENGINE_RTMP" ] || { cat "$work/engine.err" >&2; echo "edge-engine did not start" >&2; return 1; }
+    ENGINE_RTMP=$(sed -n 's/.*rtmp=\([^ ]*\).*/\1/p' "$work/$name.out")
+    ENGINE_HTTP=$(sed -n 's/.*http=\([^ ]*\).*/\1/p' "$work/$name.out")
+    [ -n "$ENGINE_RTMP" ] || { cat "$work/$name.err" >&2; echo "edge-engine did not start" >&2; return 1; }
 }
