@@ -55,9 +55,11 @@ fn wait_until_published(origin: &Engine, stream: &str) {
         deadline: Duration::from_secs(3),
         ..PlayOpts::default()
     };
-    eventually("the origin to have the stream", Duration::from_secs(30), || {
-        play_rtmp(origin.rtmp, "live", stream, &opts, None).video > 0
-    });
+    eventually(
+        "the origin to have the stream",
+        Duration::from_secs(30),
+        || play_rtmp(origin.rtmp, "live", stream, &opts, None).video > 0,
+    );
 }
 
 #[test]
@@ -120,7 +122,11 @@ fn sixty_edge_viewers_cause_exactly_one_pull_from_an_engine_origin() {
         m.sum("hls_segments") >= 1
     });
     let m = origin.metrics();
-    assert_eq!(m.sum("rtmp_play_requests"), 2, "the edge's pull + the reference");
+    assert_eq!(
+        m.sum("rtmp_play_requests"),
+        2,
+        "the edge's pull + the reference"
+    );
     assert_eq!(m.sum("rtmp_players"), 2, "the edge's pull + the reference");
     let e = edge.metrics();
     assert_eq!(e.sum("upstream_pulls_started"), 1);
@@ -288,33 +294,43 @@ fn killing_the_origin_moves_every_viewer_to_the_backup_without_a_drop() {
         .map(|p| read_http_until(edge.http, "/live/f.flv", Arc::clone(p), Arc::clone(&stop)))
         .collect();
     let snapshot = || -> Vec<u64> { progress.iter().map(|p| p.load(Ordering::Relaxed)).collect() };
-    eventually("every viewer receiving from A", Duration::from_secs(30), || {
-        snapshot().iter().all(|&n| n > 20)
-    });
+    eventually(
+        "every viewer receiving from A",
+        Duration::from_secs(30),
+        || snapshot().iter().all(|&n| n > 20),
+    );
     // HLS: the playlist before the failover.
     let before = playlist(&edge, "/live/f.m3u8");
     let mut a = a;
     a.kill();
     let at_kill = snapshot();
     // RTMP viewers count frames, FLV viewers bytes.
-    eventually("every viewer receiving from B", Duration::from_secs(30), || {
-        snapshot()
-            .iter()
-            .zip(&at_kill)
-            .enumerate()
-            .all(|(i, (now, then))| *now > then + if i < 6 { 50 } else { 50_000 })
-    });
+    eventually(
+        "every viewer receiving from B",
+        Duration::from_secs(30),
+        || {
+            snapshot()
+                .iter()
+                .zip(&at_kill)
+                .enumerate()
+                .all(|(i, (now, then))| *now > then + if i < 6 { 50 } else { 50_000 })
+        },
+    );
     let m = edge.metrics();
     assert_eq!(m.sum("upstream_failovers"), 1, "{m:?}");
     assert_eq!(m.sum("rtmp_players"), 6, "no RTMP viewer dropped");
     assert_eq!(m.sum("flv_players"), 4, "no FLV viewer dropped");
     // HLS: the media sequence continues and the switch is a discontinuity.
-    eventually("a discontinuity in the playlist", Duration::from_secs(30), || {
-        playlist(&edge, "/live/f.m3u8")
-            .segments
-            .iter()
-            .any(|s| s.discontinuity)
-    });
+    eventually(
+        "a discontinuity in the playlist",
+        Duration::from_secs(30),
+        || {
+            playlist(&edge, "/live/f.m3u8")
+                .segments
+                .iter()
+                .any(|s| s.discontinuity)
+        },
+    );
     let after = playlist(&edge, "/live/f.m3u8");
     let seqs: Vec<u64> = before
         .segments
@@ -340,7 +356,10 @@ fn killing_the_origin_moves_every_viewer_to_the_backup_without_a_drop() {
             log.video_ts.windows(2).all(|w| w[1] >= w[0]),
             "video timestamps went back"
         );
-        assert!(log.video_headers >= 2, "fresh sequence headers after the failover");
+        assert!(
+            log.video_headers >= 2,
+            "fresh sequence headers after the failover"
+        );
     }
 }
 
@@ -378,9 +397,11 @@ fn the_pull_closes_once_the_last_viewer_has_been_gone_for_the_idle_time() {
     edge.wait_for("the pull to stop", Duration::from_secs(30), |m| {
         m.sum("upstream_pulls_active") == 0 && m.sum("streams_owned") == 0
     });
-    origin.wait_for("the origin to lose its player", Duration::from_secs(10), |m| {
-        m.sum("rtmp_players") == 0
-    });
+    origin.wait_for(
+        "the origin to lose its player",
+        Duration::from_secs(10),
+        |m| m.sum("rtmp_players") == 0,
+    );
     let streams = http_get(edge.http, "/api/v1/streams");
     assert_eq!(String::from_utf8_lossy(&streams.body), "{\"streams\":[]}\n");
     // HLS demand alone starts it again.
@@ -412,7 +433,8 @@ fn refusing_and_redirecting_origins_are_skipped_and_the_query_goes_upstream() {
     assert!(log.video > 20, "{log:?}");
     assert_eq!(*refusing.plays.lock().unwrap(), vec!["q?token=abc"]);
     assert_eq!(*redirecting.plays.lock().unwrap(), vec!["q?token=abc"]);
-    let streams = String::from_utf8_lossy(&http_get(edge.http, "/api/v1/streams").body).into_owned();
+    let streams =
+        String::from_utf8_lossy(&http_get(edge.http, "/api/v1/streams").body).into_owned();
     assert!(
         streams.contains(&format!("\"origin\":\"rtmp://{}/live\"", real.rtmp)),
         "{streams}"
@@ -453,6 +475,10 @@ fn a_publish_at_the_edge_is_forwarded_to_the_origin_and_served_locally() {
     let m = edge.metrics();
     // The edge viewer came first and started a pull (the origin had nothing yet); the local
     // publish replaced it.
-    assert_eq!(m.sum("upstream_pulls_active"), 0, "served locally, not pulled");
+    assert_eq!(
+        m.sum("upstream_pulls_active"),
+        0,
+        "served locally, not pulled"
+    );
     assert_eq!(m.sum("forwards_started"), 1);
 }

@@ -42,7 +42,8 @@ fn viewer(addr: SocketAddr, stop: Arc<AtomicBool>) -> (Log, std::thread::JoinHan
     let out = Arc::clone(&log);
     let h = std::thread::spawn(move || {
         let mut sock = TcpStream::connect(addr).expect("connect viewer");
-        sock.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(50)))
+            .unwrap();
         let _ = sock.set_nodelay(true);
         let mut c = RtmpClient::new("live", "load0", ClientMode::Play).unwrap();
         let mut buf = vec![0u8; 256 * 1024];
@@ -162,7 +163,12 @@ fn main() {
     };
     let (o, e) = (arrivals(&at_origin), arrivals(&at_edge));
     // Skip the join bursts (GOP caches): the first 3 s of frames.
-    let first = o.keys().min().copied().unwrap_or(0).max(e.keys().min().copied().unwrap_or(0));
+    let first = o
+        .keys()
+        .min()
+        .copied()
+        .unwrap_or(0)
+        .max(e.keys().min().copied().unwrap_or(0));
     let hops: Vec<f64> = e
         .iter()
         .filter(|(q, _)| **q > first + 75)
@@ -213,11 +219,16 @@ fn main() {
         a = start_origin(port_a);
         pub_a = publisher(&loadgen, a.rtmp);
     }
-    summary("failover (SIGKILL → first backup frame at the viewer)", to_backup);
+    summary(
+        "failover (SIGKILL → first backup frame at the viewer)",
+        to_backup,
+    );
     stop.store(true, Ordering::Relaxed);
     h.join().unwrap();
-    let _ = pub_a.kill();
-    let _ = pub_b.kill();
+    for p in [&mut pub_a, &mut pub_b] {
+        let _ = p.kill();
+        let _ = p.wait();
+    }
     let m = edge.metrics();
     println!(
         "edge counters: failovers={} connects={} pulls_started={}",
