@@ -260,7 +260,7 @@ fn ffmpeg_plays_from_an_edge_of_nginx_rtmp() {
 }
 
 #[test]
-fn killing_the_origin_moves_every_viewer_to_the_backup_without_a_drop() {
+fn killing_the_origin_moves_every_viewer_to_the_backup_and_back_without_a_drop() {
     let a = Engine::start(&["--cores", "1"]);
     let b = Engine::start(&["--cores", "1"]);
     let _pub_a = publish_loop(&a.rtmp_url("live/f"));
@@ -301,6 +301,7 @@ fn killing_the_origin_moves_every_viewer_to_the_backup_without_a_drop() {
     );
     // HLS: the playlist before the failover.
     let before = playlist(&edge, "/live/f.m3u8");
+    let a_addr = a.rtmp;
     let mut a = a;
     a.kill();
     let at_kill = snapshot();
@@ -343,6 +344,37 @@ fn killing_the_origin_moves_every_viewer_to_the_backup_without_a_drop() {
     assert!(
         (first..=last).all(|q| seqs.contains(&q)),
         "media sequence has a gap: {seqs:?}"
+    );
+    // A comes back (same port, publisher again): the edge probes it and moves back to it.
+    let a = Engine::start(&["--cores", "1", "--rtmp", &a_addr.to_string()]);
+    let _pub_a = publish_loop(&a.rtmp_url("live/f"));
+    let preferred = format!("\"origin\":\"{}\"", origin_of(&a));
+    eventually("the edge back on A", Duration::from_secs(60), || {
+        let body = http_get(edge.http, "/api/v1/streams").body;
+        String::from_utf8_lossy(&body).contains(&preferred)
+    });
+    let back = snapshot();
+    eventually(
+        "every viewer receiving from A again",
+        Duration::from_secs(30),
+        || {
+            snapshot()
+                .iter()
+                .zip(&back)
+                .enumerate()
+                .all(|(i, (now, then))| *now > then + if i < 6 { 50 } else { 50_000 })
+        },
+    );
+    let m = edge.metrics();
+    assert_eq!(
+        m.sum("upstream_failovers"),
+        2,
+        "A killed, then A taken back"
+    );
+    assert_eq!(
+        m.sum("rtmp_players") + m.sum("flv_players"),
+        10,
+        "nobody dropped"
     );
     stop.store(true, Ordering::Relaxed);
     for f in flv {
