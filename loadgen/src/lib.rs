@@ -198,9 +198,14 @@ fn report_live(live: &Live, start: Instant, until: Instant) -> u64 {
             live.frames.load(Ordering::Relaxed),
         );
         let worst = live.worst_us.swap(0, Ordering::Relaxed);
+        let p99 = |h: &viewers::LiveHistogram| {
+            h.take_p99()
+                .map_or("-".to_string(), |us| format!("{:.1}", us as f64 / 1000.0))
+        };
+        let (frame_p99, segment_p99) = (p99(&live.frame_latency), p99(&live.segment_download));
         peak = peak.max(live.sockets.load(Ordering::Relaxed));
         eprintln!(
-            "[{:>4.0}s] viewers={} sockets={} req/s={} Gbit/s={:.3} frames/s={} errors={} max_latency_ms={:.1}",
+            "[{:>4.0}s] viewers={} sockets={} req/s={} Gbit/s={:.3} frames/s={} errors={} p99_frame_ms={frame_p99} p99_segment_ms={segment_p99} max_latency_ms={:.1}",
             start.elapsed().as_secs_f64(),
             live.viewers.load(Ordering::Relaxed),
             live.sockets.load(Ordering::Relaxed),
