@@ -80,6 +80,12 @@ pub struct Args {
     #[arg(long, value_name = "M")]
     pub connections: Option<usize>,
 
+    /// Against a loopback target, connect from this many source addresses (127.0.0.1,
+    /// 127.0.0.2, …) in turn, so the ephemeral ports of one address do not run out. 1: the
+    /// kernel's choice.
+    #[arg(long, value_name = "N", default_value_t = 8)]
+    pub source_addrs: usize,
+
     /// Worker threads (each a pinned monoio runtime).
     #[arg(long, value_name = "N", default_value_t = 1)]
     pub cores: usize,
@@ -226,6 +232,9 @@ impl Args {
         }
         if !(0.0..=1.0).contains(&self.max_error_rate) {
             bail!("--max-error-rate is a fraction in 0..=1");
+        }
+        if !(1..=254).contains(&self.source_addrs) {
+            bail!("--source-addrs must be within 1..=254");
         }
         if self.viewers == 0 && !self.publish {
             bail!("nothing to do: give --viewers N and/or --publish");

@@ -8,6 +8,7 @@
 
 pub mod cli;
 pub mod httpc;
+pub mod net;
 pub mod pool;
 pub mod spawn;
 pub mod stats;
@@ -62,6 +63,10 @@ pub fn run(mut plan: Plan) -> anyhow::Result<Outcome> {
     // Checked here so a bad file fails before any thread starts.
     Source::load(&source_path).with_context(|| format!("loading {}", source_path.display()))?;
 
+    net::set_sources(net::sources_for(
+        plan.http.or(plan.rtmp),
+        plan.args.source_addrs,
+    ));
     let live = Arc::new(Live::default());
     let start = Instant::now();
     // Viewers start after the publishers have had a moment to go live.

@@ -53,7 +53,7 @@ impl Pool {
             }
             if self.open.get() < self.max {
                 self.open.set(self.open.get() + 1);
-                return match TcpStream::connect(self.addr).await {
+                return match crate::net::connect(self.addr).await {
                     Ok(s) => {
                         let _ = s.set_nodelay(true);
                         self.live

@@ -170,7 +170,7 @@ impl Source {
 }
 
 async fn connect(ctx: &Ctx, addr: SocketAddr) -> Option<TcpStream> {
-    match monoio::time::timeout(Duration::from_secs(10), TcpStream::connect(addr)).await {
+    match monoio::time::timeout(Duration::from_secs(10), crate::net::connect(addr)).await {
         Ok(Ok(s)) => {
             let _ = s.set_nodelay(true);
             ctx.live.sockets.fetch_add(1, Ordering::Relaxed);
