@@ -310,6 +310,14 @@ pub fn framemd5(input: &str, timeout: Duration) -> (Vec<String>, String) {
     (lines, err)
 }
 
+/// A fixture's own packets, as ffmpeg's framemd5 sees them (at least 200 of them).
+pub fn fixture_md5(name: &str) -> Vec<String> {
+    let (lines, err) = framemd5(fixture(name).to_str().unwrap(), Duration::from_secs(30));
+    assert!(err.is_empty(), "{err}");
+    assert!(lines.len() > 200, "{name} has {} packets", lines.len());
+    lines
+}
+
 /// What an RTMP player saw.
 #[derive(Debug, Default, Clone)]
 pub struct PlayLog {

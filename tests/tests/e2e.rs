@@ -13,18 +13,10 @@ use tests::*;
 
 const FIXTURE: &str = "bframes.flv";
 
-/// The fixture's own packets, as ffmpeg sees them.
-fn source_md5() -> Vec<String> {
-    let (lines, err) = framemd5(fixture(FIXTURE).to_str().unwrap(), Duration::from_secs(30));
-    assert!(err.is_empty(), "{err}");
-    assert!(lines.len() > 200, "fixture has {} packets", lines.len());
-    lines
-}
-
 #[test]
 fn ffmpeg_plays_rtmp_and_http_flv_checksum_identical() {
     let engine = Engine::start(&["--cores", "2", "--republish-grace-ms", "300"]);
-    let source = source_md5();
+    let source = fixture_md5(FIXTURE);
     // Several players of each kind, so that both shards serve some with high probability;
     // every one of them must see exactly the source's packets.
     let players: Vec<_> = (0..6)

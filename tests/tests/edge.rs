@@ -16,12 +16,6 @@ fn origin_of(e: &Engine) -> String {
     format!("rtmp://{}/live", e.rtmp)
 }
 
-fn source_md5() -> Vec<String> {
-    let (lines, err) = framemd5(fixture(FIXTURE).to_str().unwrap(), Duration::from_secs(30));
-    assert!(err.is_empty(), "{err}");
-    lines
-}
-
 /// Publishes the fixture in a loop (it never ends on its own).
 fn publish_loop(url: &str) -> KillOnDrop {
     KillOnDrop(ffmpeg_publish(
@@ -77,7 +71,7 @@ fn sixty_edge_viewers_cause_exactly_one_pull_from_an_engine_origin() {
         "--upstream-timeout-ms",
         "20000",
     ]);
-    let source = source_md5();
+    let source = fixture_md5(FIXTURE);
     let (video, audio) = flv_frame_counts(&fixture(FIXTURE));
     // The reference: a player at the origin itself.
     let reference = play_many(origin.rtmp, "live", "one", 1, PlayOpts::default());
@@ -304,18 +298,19 @@ fn killing_the_origin_moves_every_viewer_to_the_backup_and_back_without_a_drop()
     let a_addr = a.rtmp;
     let mut a = a;
     a.kill();
+    // RTMP viewers count frames, FLV viewers bytes: every one moved on by 50 frames or 50 KB.
+    let advanced_since = |then: &[u64]| {
+        snapshot()
+            .iter()
+            .zip(then)
+            .enumerate()
+            .all(|(i, (now, then))| *now > then + if i < 6 { 50 } else { 50_000 })
+    };
     let at_kill = snapshot();
-    // RTMP viewers count frames, FLV viewers bytes.
     eventually(
         "every viewer receiving from B",
         Duration::from_secs(30),
-        || {
-            snapshot()
-                .iter()
-                .zip(&at_kill)
-                .enumerate()
-                .all(|(i, (now, then))| *now > then + if i < 6 { 50 } else { 50_000 })
-        },
+        || advanced_since(&at_kill),
     );
     let m = edge.metrics();
     assert_eq!(m.sum("upstream_failovers"), 1, "{m:?}");
@@ -357,13 +352,7 @@ fn killing_the_origin_moves_every_viewer_to_the_backup_and_back_without_a_drop()
     eventually(
         "every viewer receiving from A again",
         Duration::from_secs(30),
-        || {
-            snapshot()
-                .iter()
-                .zip(&back)
-                .enumerate()
-                .all(|(i, (now, then))| *now > then + if i < 6 { 50 } else { 50_000 })
-        },
+        || advanced_since(&back),
     );
     let m = edge.metrics();
     assert_eq!(

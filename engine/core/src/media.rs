@@ -43,6 +43,11 @@ impl StreamKey {
         &self.0
     }
 
+    /// The stream name, without the app.
+    pub fn stream(&self) -> &str {
+        self.0.split_once('/').map_or("", |(_, s)| s)
+    }
+
     /// A stable FNV-1a hash, the same on every shard and every run; ownership is
     /// `hash % shards`, so it must not depend on a per-process random seed.
     pub fn stable_hash(&self) -> u64 {

@@ -519,7 +519,7 @@ impl Shard {
         let refused_before = o.segmenter.as_ref().map_or(0, |s| s.refused_segments);
         let result = match update {
             StreamUpdate::Started { republish: false } => {
-                let name = key.as_str().split_once('/').map_or("", |(_, s)| s);
+                let name = key.stream();
                 let store = ArenaStore {
                     arena: Arc::clone(&self.arena),
                 };

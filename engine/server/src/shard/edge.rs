@@ -77,7 +77,7 @@ impl Forward {
 }
 
 fn stream_name(key: &StreamKey, query: Option<&str>) -> String {
-    let name = key.as_str().split_once('/').map_or("", |(_, s)| s);
+    let name = key.stream();
     match query {
         Some(q) if !q.is_empty() => format!("{name}?{q}"),
         _ => name.to_string(),
