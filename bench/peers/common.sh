@@ -57,3 +57,23 @@ start_engine() {
     ENGINE_HTTP=$(sed -n 's/.*http=\([^ ]*\).*/\1/p' "$work/$name.out")
     [ -n "$ENGINE_RTMP" ] || { cat "$work/$name.err" >&2; echo "edge-engine did not start" >&2; return 1; }
 }
+
+# Writes $work/nginx.conf: the rtmp module on LISTEN with WORKERS workers of CONNECTIONS each,
+# and an application `live` with BODY (e.g. `live on;`).
+nginx_rtmp_conf() { # workers connections listen body
+    cat >"$work/nginx.conf" <<EOF
+load_module /usr/lib/nginx/modules/ngx_rtmp_module.so;
+worker_processes $1;
+worker_rlimit_nofile 20000;
+error_log $work/nginx.err;
+pid $work/nginx.pid;
+events { worker_connections $2; }
+rtmp {
+    server {
+        listen $3;
+        chunk_size 4096;
+        application live { $4 }
+    }
+}
+EOF
+}

@@ -86,21 +86,7 @@ start_engine --republish-grace-ms 500
 search edge-engine "$ENGINE_PID" "$ENGINE_RTMP"
 kill "$ENGINE_PID"
 
-cat >"$work/nginx.conf" <<EOF
-load_module /usr/lib/nginx/modules/ngx_rtmp_module.so;
-worker_processes 1;
-worker_rlimit_nofile 20000;
-error_log $work/nginx.err;
-pid $work/nginx.pid;
-events { worker_connections 19000; }
-rtmp {
-    server {
-        listen 127.0.0.1:19355;
-        chunk_size 4096;
-        application live { live on; }
-    }
-}
-EOF
+nginx_rtmp_conf 1 19000 127.0.0.1:19355 'live on;'
 taskset -c 0 nginx -p "$work" -c "$work/nginx.conf" -g 'daemon off;' &
 nginx_pid=$!
 pids+=("$nginx_pid")

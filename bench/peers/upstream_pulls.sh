@@ -66,21 +66,7 @@ measure edge-engine "$ENGINE_RTMP"
 kill "$ENGINE_PID"
 
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-cat >"$work/nginx.conf" <<CONF
-load_module /usr/lib/nginx/modules/ngx_rtmp_module.so;
-worker_processes 2;
-worker_rlimit_nofile 20000;
-error_log $work/nginx.err;
-pid $work/nginx.pid;
-events { worker_connections 9000; }
-rtmp {
-    server {
-        listen 127.0.0.1:$port;
-        chunk_size 4096;
-        application live { live on; pull rtmp://$origin_rtmp/live; }
-    }
-}
-CONF
+nginx_rtmp_conf 2 9000 "127.0.0.1:$port" "live on; pull rtmp://$origin_rtmp/live;"
 nginx -p "$work" -c "$work/nginx.conf" -g 'daemon off;' &
 pids+=("$!")
 sleep 0.5
