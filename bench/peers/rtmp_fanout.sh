@@ -37,11 +37,6 @@ setup_work "${TMPDIR:-/tmp}/edge-fanout.XXXXXX"
 (cd "$root" && cargo build --release -q -p edge-engine -p loadgen)
 bin="$root/target/release"
 
-# ~600 kbit/s: 550k video, 48k audio, 2 s GOP.
-ffmpeg -v error -y -f lavfi -i "testsrc2=size=640x360:rate=25" -f lavfi -i "sine=frequency=500" -t 30 \
-    -c:v libx264 -preset veryfast -g 50 -keyint_min 50 -sc_threshold 0 \
-    -b:v 550k -maxrate 550k -bufsize 550k -c:a aac -b:a 48k -f flv "$work/600k.flv"
-
 cpu_seconds() { # pid
     awk -v hz="$(getconf CLK_TCK)" '{ split($0, a, ") "); split(a[2], f, " "); print (f[12] + f[13]) / hz }' "/proc/$1/stat"
 }
@@ -51,7 +46,7 @@ measure() { # server-pid rtmp-addr players stream
     local pid=$1 addr=$2 n=$3 stream=$4 before after
     before=$(cpu_seconds "$pid")
     taskset -c 1 "$bin/loadgen" --publish --viewers "$n" --protocol rtmp --duration "${seconds}s" --warmup 3s \
-        --source "$work/600k.flv" --stream-prefix "$stream" --cores 1 --cpu-list 1 \
+        --bitrate 600k --stream-prefix "$stream" --cores 1 --cpu-list 1 \
         --target "rtmp://$addr" --json "$work/out.json" --max-error-rate 1 >/dev/null 2>&1 || true
     after=$(cpu_seconds "$pid")
     python3 - "$work/out.json" "$before" "$after" "$n" <<'EOF'

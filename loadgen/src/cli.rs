@@ -53,9 +53,14 @@ pub struct Args {
     #[arg(long)]
     pub publish: bool,
 
-    /// FLV file the publisher loops (default: the repository's test fixture).
-    #[arg(long, value_name = "FILE")]
+    /// FLV file the publisher loops (default: the --bitrate rendition).
+    #[arg(long, value_name = "FILE", conflicts_with = "bitrate")]
     pub source: Option<PathBuf>,
+
+    /// Bundled rendition the publisher loops: 200k (320×240, 2 s GOP), 360k (the test
+    /// fixture, 320×240, 1 s GOP) or 600k (640×360, 2 s GOP); H.264 High with B-frames + AAC.
+    #[arg(long, value_name = "RATE", default_value = "360k", value_parser = ["200k", "360k", "600k"])]
+    pub bitrate: String,
 
     /// Servers: an rtmp://HOST:PORT URL for RTMP, an http://HOST:PORT URL for FLV and HLS.
     /// Repeatable.
@@ -222,6 +227,18 @@ fn assign(
 }
 
 impl Args {
+    /// The FLV file the publisher loops: --source, else the --bitrate rendition.
+    pub fn source_path(&self) -> PathBuf {
+        if let Some(path) = &self.source {
+            return path.clone();
+        }
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+        match self.bitrate.as_str() {
+            "360k" => root.join("../tests/fixtures/bframes.flv"),
+            rate => root.join(format!("fixtures/{rate}.flv")),
+        }
+    }
+
     /// Validates into a plan. Targets for `--spawn` are filled in by the caller.
     pub fn plan(self) -> anyhow::Result<Plan> {
         if self.streams == 0 {
@@ -357,5 +374,22 @@ mod tests {
         assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
         assert_eq!(parse_duration("3").unwrap(), Duration::from_secs(3));
         assert!(parse_duration("3 weeks").is_err());
+    }
+
+    #[test]
+    fn bitrate_selects_a_bundled_rendition_of_that_rate() {
+        for (rate, kbps) in [("200k", 200), ("360k", 360), ("600k", 600)] {
+            let args = Args::parse_from(["loadgen", "--publish", "--bitrate", rate]);
+            let source = crate::viewers::Source::load(&args.source_path()).unwrap();
+            let got = source.kbps();
+            // Within 10 % of the name: what a rendition is called is what it sends.
+            assert!(got.abs_diff(kbps) * 10 <= kbps, "{rate}: {got} kbit/s");
+        }
+        let args = Args::parse_from(["loadgen", "--publish", "--source", "x.flv"]);
+        assert_eq!(args.source_path(), PathBuf::from("x.flv"));
+        assert!(
+            Args::try_parse_from(["loadgen", "--source", "x.flv", "--bitrate", "200k"]).is_err()
+        );
+        assert!(Args::try_parse_from(["loadgen", "--bitrate", "1m"]).is_err());
     }
 }

@@ -35,6 +35,8 @@ pub struct Outcome {
     pub hls_connections_max: usize,
     pub engine_usage: Option<(u64, f64)>,
     pub elapsed: Duration,
+    /// The clip the publishers looped and its measured bitrate (kbit/s, audio and video).
+    pub source: (std::path::PathBuf, u64),
 }
 
 /// Runs the plan to completion.
@@ -57,11 +59,11 @@ pub fn run(mut plan: Plan) -> anyhow::Result<Outcome> {
         !needs_http || plan.http.is_some(),
         "FLV/HLS need --target http://HOST:PORT (or --spawn)"
     );
-    let source_path = plan.args.source.clone().unwrap_or_else(|| {
-        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/bframes.flv")
-    });
+    let source_path = plan.args.source_path();
     // Checked here so a bad file fails before any thread starts.
-    Source::load(&source_path).with_context(|| format!("loading {}", source_path.display()))?;
+    let source_kbps = Source::load(&source_path)
+        .with_context(|| format!("loading {}", source_path.display()))?
+        .kbps();
 
     net::set_sources(net::sources_for(
         plan.http.or(plan.rtmp),
@@ -103,6 +105,7 @@ pub fn run(mut plan: Plan) -> anyhow::Result<Outcome> {
         hls_connections_max: plan.connections_per_thread * plan.cpus.len(),
         engine_usage,
         elapsed: start.elapsed(),
+        source: (source_path, source_kbps),
     })
 }
 
@@ -254,8 +257,10 @@ pub fn to_json(plan_args: &cli::Args, outcome: &Outcome) -> String {
             format!("{{\"peak_rss_kib\":{rss},\"cpu_seconds\":{cpu:.3}}}")
         });
     format!(
-        "{{\"config\":{},\"machine\":{{\"cores\":{},\"nofile_limit\":{}}},\"viewers\":{},\"peak_sockets\":{},\"hls_connections_max\":{},\"elapsed_s\":{:.3},\"histograms\":{{{}}},\"counters\":{{{}}},\"errors\":{{{}}},\"engine\":{}}}\n",
+        "{{\"config\":{},\"source\":{{\"path\":{},\"kbps\":{}}},\"machine\":{{\"cores\":{},\"nofile_limit\":{}}},\"viewers\":{},\"peak_sockets\":{},\"hls_connections_max\":{},\"elapsed_s\":{:.3},\"histograms\":{{{}}},\"counters\":{{{}}},\"errors\":{{{}}},\"engine\":{}}}\n",
         json_str(&format!("{plan_args:?}")),
+        json_str(&outcome.source.0.display().to_string()),
+        outcome.source.1,
         std::thread::available_parallelism().map_or(1, |n| n.get()),
         nofile.rlim_cur,
         outcome.viewers,

@@ -23,6 +23,11 @@ fn main() {
         }
     };
     println!(
+        "source {} ({} kbit/s)",
+        outcome.source.0.display(),
+        outcome.source.1
+    );
+    println!(
         "viewers={} peak sockets={} (HLS connection pool up to {})",
         outcome.viewers, outcome.peak_sockets, outcome.hls_connections_max
     );

@@ -167,6 +167,12 @@ impl Source {
             loop_ms: last + 40,
         })
     }
+
+    /// The rate one pass is sent at: media tag bodies over the pass's duration, in kbit/s.
+    pub fn kbps(&self) -> u64 {
+        let bytes: usize = self.media.iter().map(|t| t.body.len()).sum();
+        bytes as u64 * 8 / u64::from(self.loop_ms.max(1))
+    }
 }
 
 async fn connect(ctx: &Ctx, addr: SocketAddr) -> Option<TcpStream> {
