@@ -12,6 +12,7 @@ pub mod net;
 pub mod pool;
 pub mod spawn;
 pub mod stats;
+pub mod tsscan;
 pub mod viewers;
 
 use std::cell::RefCell;
@@ -24,7 +25,10 @@ use anyhow::Context;
 
 use crate::cli::{Plan, Protocol};
 use crate::stats::{json_str, Stats};
-use crate::viewers::{Ctx, Live, Source};
+use crate::viewers::{Clock, Ctx, Live, Source};
+
+/// How long `--publish` waits for the streams' first HLS segments before viewers arrive.
+const LIVE_WAIT: Duration = Duration::from_secs(30);
 
 /// The outcome of a run.
 pub struct Outcome {
@@ -35,6 +39,8 @@ pub struct Outcome {
     pub hls_connections_max: usize,
     pub engine_usage: Option<(u64, f64)>,
     pub elapsed: Duration,
+    /// loadgen's own CPU time (user + system, seconds): shows when the client is the limit.
+    pub cpu_seconds: f64,
     /// The clip the publishers looped and its measured bitrate (kbit/s, audio and video).
     pub source: (std::path::PathBuf, u64),
 }
@@ -70,21 +76,30 @@ pub fn run(mut plan: Plan) -> anyhow::Result<Outcome> {
         plan.args.source_addrs,
     ));
     let live = Arc::new(Live::default());
+    let clock = Arc::new(Clock::new(plan.args.duration));
     let start = Instant::now();
-    // Viewers start after the publishers have had a moment to go live.
-    let viewers_at = Duration::from_millis(if plan.args.publish { 1000 } else { 0 });
-    let until = start + viewers_at + plan.args.duration;
     let plan = Arc::new(plan);
     let mut threads = Vec::new();
     for t in 0..plan.cpus.len() {
-        let (plan, live, source_path) = (Arc::clone(&plan), Arc::clone(&live), source_path.clone());
+        let (plan, live, clock) = (Arc::clone(&plan), Arc::clone(&live), Arc::clone(&clock));
+        let source_path = source_path.clone();
         threads.push(std::thread::spawn(move || {
-            worker(t, &plan, live, &source_path, start, viewers_at, until)
+            worker(t, &plan, live, clock, &source_path)
         }));
     }
+    if plan.args.publish {
+        // Viewers arrive once the streams are live: a second for RTMP and FLV, and for HLS
+        // until every stream's playlist lists a segment. Arriving earlier would make them all
+        // retry and then join on the same instant, a go-live burst instead of the ramp.
+        std::thread::sleep(Duration::from_secs(1));
+        if let (Some(http), true) = (plan.http, plan.viewer_protocols.contains(&Protocol::Hls)) {
+            wait_for_playlists(http, &plan.args, start + LIVE_WAIT);
+        }
+    }
+    clock.go();
     let reporter = {
-        let live = Arc::clone(&live);
-        std::thread::spawn(move || report_live(&live, start, until))
+        let (live, clock) = (Arc::clone(&live), Arc::clone(&clock));
+        std::thread::spawn(move || report_live(&live, start, &clock))
     };
     let mut stats = Stats::default();
     for t in threads {
@@ -105,18 +120,48 @@ pub fn run(mut plan: Plan) -> anyhow::Result<Outcome> {
         hls_connections_max: plan.connections_per_thread * plan.cpus.len(),
         engine_usage,
         elapsed: start.elapsed(),
+        cpu_seconds: own_cpu_seconds(),
         source: (source_path, source_kbps),
     })
+}
+
+/// Waits until every published stream's playlist lists a segment, or `deadline` (then says
+/// so: the viewers' errors will show it).
+fn wait_for_playlists(http: std::net::SocketAddr, args: &cli::Args, deadline: Instant) {
+    use std::io::{Read, Write};
+    let listed = |stream: usize| {
+        let path = format!("/{}/{}{stream}.m3u8", args.app, args.stream_prefix);
+        let Ok(mut s) = std::net::TcpStream::connect_timeout(&http, Duration::from_secs(1)) else {
+            return false;
+        };
+        let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
+        let req = format!("GET {path} HTTP/1.1\r\nHost: loadgen\r\nConnection: close\r\n\r\n");
+        let mut resp = Vec::new();
+        s.write_all(req.as_bytes()).is_ok()
+            && s.read_to_end(&mut resp).is_ok()
+            && resp.starts_with(b"HTTP/1.1 200")
+            && resp.windows(7).any(|w| w == b"#EXTINF")
+    };
+    let mut waiting: Vec<usize> = (0..args.streams).collect();
+    while !waiting.is_empty() {
+        waiting.retain(|s| !listed(*s));
+        if Instant::now() >= deadline {
+            eprintln!(
+                "loadgen: {} stream(s) still without an HLS segment; viewers arrive anyway",
+                waiting.len()
+            );
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 fn worker(
     t: usize,
     plan: &Plan,
     live: Arc<Live>,
+    clock: Arc<Clock>,
     source_path: &std::path::Path,
-    start: Instant,
-    viewers_at: Duration,
-    until: Instant,
 ) -> anyhow::Result<Stats> {
     if let Some(cpu) = plan.cpus[t] {
         core_affinity::set_for_current(core_affinity::CoreId { id: cpu });
@@ -128,7 +173,7 @@ fn worker(
     let ctx = Ctx {
         stats: Rc::clone(&stats),
         live,
-        until,
+        clock,
         warmup_us: plan.args.warmup.as_micros() as u64,
     };
     let threads = plan.cpus.len();
@@ -156,9 +201,10 @@ fn worker(
                 Arc::clone(&ctx.live),
             ))
         });
+        // Publishers run meanwhile; viewers are scheduled once arrivals start.
+        let go = ctx.clock.wait_go().await;
         for i in (0..plan.viewer_protocols.len()).filter(|i| i % threads == t) {
-            let at = start
-                + viewers_at
+            let at = go
                 + if args.ramp > 0.0 {
                     Duration::from_secs_f64(i as f64 / args.ramp)
                 } else {
@@ -170,7 +216,7 @@ fn worker(
             let (rtmp, http, pool) = (plan.rtmp, plan.http, pool.clone());
             tasks.push(monoio::spawn(async move {
                 monoio::time::sleep(at.saturating_duration_since(Instant::now())).await;
-                if Instant::now() >= ctx.until {
+                if Instant::now() >= ctx.clock.until() {
                     return;
                 }
                 match protocol {
@@ -194,11 +240,21 @@ fn worker(
     Ok(out)
 }
 
+/// This process's CPU time so far, user + system, in seconds.
+fn own_cpu_seconds() -> f64 {
+    // SAFETY: an all-zero rusage is valid; getrusage only writes into it.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: RUSAGE_SELF with a valid pointer.
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    secs(usage.ru_utime) + secs(usage.ru_stime)
+}
+
 /// Prints the live line each second; returns the most sockets seen open.
-fn report_live(live: &Live, start: Instant, until: Instant) -> u64 {
+fn report_live(live: &Live, start: Instant, clock: &Clock) -> u64 {
     let mut last = (0u64, 0u64, 0u64);
     let mut peak = 0;
-    while Instant::now() < until {
+    while Instant::now() < clock.until() {
         std::thread::sleep(Duration::from_secs(1));
         let now = (
             live.requests.load(Ordering::Relaxed),
@@ -257,7 +313,7 @@ pub fn to_json(plan_args: &cli::Args, outcome: &Outcome) -> String {
             format!("{{\"peak_rss_kib\":{rss},\"cpu_seconds\":{cpu:.3}}}")
         });
     format!(
-        "{{\"config\":{},\"source\":{{\"path\":{},\"kbps\":{}}},\"machine\":{{\"cores\":{},\"nofile_limit\":{}}},\"viewers\":{},\"peak_sockets\":{},\"hls_connections_max\":{},\"elapsed_s\":{:.3},\"histograms\":{{{}}},\"counters\":{{{}}},\"errors\":{{{}}},\"engine\":{}}}\n",
+        "{{\"config\":{},\"source\":{{\"path\":{},\"kbps\":{}}},\"machine\":{{\"cores\":{},\"nofile_limit\":{}}},\"viewers\":{},\"peak_sockets\":{},\"hls_connections_max\":{},\"elapsed_s\":{:.3},\"loadgen_cpu_s\":{:.3},\"histograms\":{{{}}},\"counters\":{{{}}},\"errors\":{{{}}},\"engine\":{}}}\n",
         json_str(&format!("{plan_args:?}")),
         json_str(&outcome.source.0.display().to_string()),
         outcome.source.1,
@@ -267,6 +323,7 @@ pub fn to_json(plan_args: &cli::Args, outcome: &Outcome) -> String {
         outcome.peak_sockets,
         outcome.hls_connections_max,
         outcome.elapsed.as_secs_f64(),
+        outcome.cpu_seconds,
         hist.join(","),
         counters.join(","),
         errors.join(","),

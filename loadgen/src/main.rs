@@ -32,6 +32,11 @@ fn main() {
         outcome.viewers, outcome.peak_sockets, outcome.hls_connections_max
     );
     print!("{}", outcome.stats.table());
+    println!(
+        "loadgen: CPU {:.2} s in {:.1} s",
+        outcome.cpu_seconds,
+        outcome.elapsed.as_secs_f64()
+    );
     if let Some((rss, cpu)) = outcome.engine_usage {
         println!("engine: peak RSS {rss} KiB, CPU {cpu:.2} s");
     }

@@ -21,7 +21,13 @@ pub struct Pool {
     open: Cell<usize>,
     free: RefCell<Vec<TcpStream>>,
     waiters: RefCell<VecDeque<Waker>>,
+    /// Read buffers of finished exchanges, reused last-in first-out so the one taken next is
+    /// still in cache; one per exchange in flight at most.
+    buffers: RefCell<Vec<Vec<u8>>>,
 }
+
+/// Size of a read buffer: a 64 KB segment in about one read.
+const BUFFER: usize = 64 * 1024;
 
 /// What acquiring gave: a pooled connection, or a reason it could not open one.
 pub enum Acquired {
@@ -38,6 +44,7 @@ impl Pool {
             open: Cell::new(0),
             free: RefCell::new(Vec::new()),
             waiters: RefCell::new(VecDeque::new()),
+            buffers: RefCell::new(Vec::new()),
         }
     }
 
@@ -78,6 +85,21 @@ impl Pool {
                 }
             })
             .await;
+        }
+    }
+
+    /// A read buffer for one exchange.
+    pub fn take_buffer(&self) -> Vec<u8> {
+        self.buffers
+            .borrow_mut()
+            .pop()
+            .unwrap_or_else(|| Vec::with_capacity(BUFFER))
+    }
+
+    /// Hands a read buffer back (one that lost its capacity to a timeout is not kept).
+    pub fn give_buffer(&self, buf: Vec<u8>) {
+        if buf.capacity() >= BUFFER {
+            self.buffers.borrow_mut().push(buf);
         }
     }
 

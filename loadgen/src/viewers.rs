@@ -19,6 +19,7 @@ use monoio::net::TcpStream;
 use crate::httpc::{self, Dechunker};
 use crate::pool::{Acquired, Pool};
 use crate::stats::Stats;
+use crate::tsscan::TsScan;
 
 /// Counters every thread adds to, for the live line.
 #[derive(Default)]
@@ -97,17 +98,65 @@ impl LiveHistogram {
     }
 }
 
+/// The run's clock, shared by all threads: viewers arrive from `go`, set once the published
+/// streams are live, and everything stops `duration` after it.
+pub struct Clock {
+    go: std::sync::OnceLock<Instant>,
+    duration: Duration,
+}
+
+impl Clock {
+    pub fn new(duration: Duration) -> Self {
+        Self {
+            go: std::sync::OnceLock::new(),
+            duration,
+        }
+    }
+
+    /// Starts the arrivals now (once; later calls do nothing).
+    pub fn go(&self) {
+        let _ = self.go.set(Instant::now());
+    }
+
+    /// When arrivals start, once known.
+    pub fn started(&self) -> Option<Instant> {
+        self.go.get().copied()
+    }
+
+    /// When the run ends: `duration` after go; far away while go is not set.
+    pub fn until(&self) -> Instant {
+        self.started().map_or_else(
+            || Instant::now() + Duration::from_secs(24 * 3600),
+            |go| go + self.duration,
+        )
+    }
+
+    /// Waits (on a monoio task) until arrivals start.
+    pub async fn wait_go(&self) -> Instant {
+        loop {
+            if let Some(go) = self.started() {
+                return go;
+            }
+            monoio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
 /// What a task needs from its thread.
 #[derive(Clone)]
 pub struct Ctx {
     pub stats: Rc<RefCell<Stats>>,
     pub live: std::sync::Arc<Live>,
-    pub until: Instant,
+    pub clock: std::sync::Arc<Clock>,
     /// Frames published within this long after a viewer joined are not in its latency.
     pub warmup_us: u64,
 }
 
 impl Ctx {
+    fn until(&self) -> Instant {
+        self.clock.until()
+    }
+
     fn latency(&self, histogram: &'static str, us: u64) {
         self.stats.borrow_mut().record(histogram, us);
         self.live.worst_us.fetch_max(us, Ordering::Relaxed);
@@ -223,10 +272,10 @@ async fn rtmp_round(
             return Err(RtmpStop::Error("closed"));
         }
     }
-    let (n, b) = read_some(s, std::mem::take(buf), ctx.until).await;
+    let (n, b) = read_some(s, std::mem::take(buf), ctx.until()).await;
     *buf = b;
     let Some(n) = n else {
-        return Err(if Instant::now() < ctx.until {
+        return Err(if Instant::now() < ctx.until() {
             RtmpStop::Error("closed")
         } else {
             RtmpStop::Deadline
@@ -275,7 +324,7 @@ pub async fn publish(ctx: Ctx, addr: SocketAddr, app: String, stream: String, so
                 .timestamp
                 .wrapping_add(pass.wrapping_mul(source.loop_ms));
             let due = start + Duration::from_millis(u64::from(ts));
-            if due >= ctx.until {
+            if due >= ctx.until() {
                 return;
             }
             monoio::time::sleep(due.saturating_duration_since(Instant::now())).await;
@@ -400,10 +449,10 @@ pub async fn flv_viewer(ctx: Ctx, addr: SocketAddr, app: String, stream: String)
     let mut track = ProbeTrack::new();
     let mut buf = Vec::with_capacity(64 * 1024);
     'read: loop {
-        let (n, b) = read_some(&mut s, buf, ctx.until).await;
+        let (n, b) = read_some(&mut s, buf, ctx.until()).await;
         buf = b;
         let Some(n) = n else {
-            if Instant::now() < ctx.until {
+            if Instant::now() < ctx.until() {
                 ctx.error("closed");
             }
             break;
@@ -449,85 +498,136 @@ pub async fn flv_viewer(ctx: Ctx, addr: SocketAddr, app: String, stream: String)
     ctx.live.viewers.fetch_sub(1, Ordering::Relaxed);
 }
 
-/// Reads once more into `pending`; the error kind when the connection ends or time is up.
-async fn read_more(
-    s: &mut TcpStream,
-    buf: &mut Vec<u8>,
-    pending: &mut BytesMut,
-    until: Instant,
-) -> Result<(), &'static str> {
-    let (n, b) = read_some(s, std::mem::take(buf), until).await;
-    *buf = b;
-    let Some(n) = n else {
-        return Err(if Instant::now() >= until {
-            "timeout"
-        } else {
-            "closed"
-        });
-    };
-    pending.extend_from_slice(&buf[..n]);
-    buf.clear();
-    Ok(())
+/// Where a response body goes as it arrives.
+enum Sink<'a> {
+    /// Kept (playlists: a few hundred bytes).
+    Keep(&'a mut Vec<u8>),
+    /// Streamed through the TS scan and not kept (segments).
+    Scan(&'a mut TsScan),
 }
 
-/// One HTTP exchange on a keep-alive connection: (status, body, time to first byte).
+impl Sink<'_> {
+    fn take(&mut self, bytes: &[u8]) -> Result<(), &'static str> {
+        match self {
+            Sink::Keep(out) => {
+                out.extend_from_slice(bytes);
+                Ok(())
+            }
+            Sink::Scan(scan) => scan.feed(bytes).map_err(|_| "parse"),
+        }
+    }
+}
+
+/// A response: status, body length, and when its first byte came.
+struct Response {
+    status: u16,
+    len: usize,
+    first_byte: Instant,
+}
+
+/// Appends one read to `buf` (into its spare capacity); the error kind when the connection
+/// ends, the buffer is full or time is up.
+async fn read_append(
+    s: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    until: Instant,
+) -> Result<(), &'static str> {
+    let (len, cap) = (buf.len(), buf.capacity());
+    if len == cap {
+        return Err("parse");
+    }
+    let slice = monoio::buf::SliceMut::new(std::mem::take(buf), len, cap);
+    let left = until.saturating_duration_since(Instant::now());
+    match monoio::time::timeout(left, s.read(slice)).await {
+        Ok((Ok(n), b)) => {
+            *buf = b.into_inner();
+            if n == 0 {
+                return Err("closed");
+            }
+            Ok(())
+        }
+        Ok((Err(_), b)) => {
+            *buf = b.into_inner();
+            Err("closed")
+        }
+        Err(_) => {
+            *buf = Vec::with_capacity(cap);
+            Err("timeout")
+        }
+    }
+}
+
+/// One HTTP exchange on a keep-alive connection. The body of a 200 goes to `sink` piece by
+/// piece as it is read into `buf` (the thread's reused read buffer); other bodies are read and
+/// dropped. Bytes beyond the response are a protocol error (nothing is pipelined).
 async fn exchange(
     s: &mut TcpStream,
-    path: &str,
-    host: &str,
+    buf: &mut Vec<u8>,
+    request: Vec<u8>,
     until: Instant,
-) -> Result<(u16, Vec<u8>, Instant), &'static str> {
-    if s.write_all(httpc::get(path, host)).await.0.is_err() {
+    mut sink: Sink<'_>,
+) -> Result<Response, &'static str> {
+    if s.write_all(request).await.0.is_err() {
         return Err("closed");
     }
-    let mut pending = BytesMut::new();
-    let mut buf = Vec::with_capacity(64 * 1024);
-    read_more(s, &mut buf, &mut pending, until).await?;
+    buf.clear();
+    read_append(s, buf, until).await?;
     let first_byte = Instant::now();
     let head = loop {
-        match httpc::parse_head(&pending) {
+        match httpc::parse_head(buf) {
             Ok(Some(h)) => break h,
-            Ok(None) => read_more(s, &mut buf, &mut pending, until).await?,
+            Ok(None) => read_append(s, buf, until).await?,
             Err(_) => return Err("parse"),
         }
     };
-    let _ = pending.split_to(head.len);
-    let Some(len) = head.content_length else {
-        return Err("parse");
-    };
-    while pending.len() < len {
-        read_more(s, &mut buf, &mut pending, until).await?;
-    }
-    Ok((head.status, pending.split_to(len).to_vec(), first_byte))
-}
-
-/// The probe of a TS segment's first video frame.
-pub fn segment_probe(ts: &[u8]) -> Option<Probe> {
-    use mpeg2ts::pes::{PesPacketReader, ReadPesPacket};
-    use mpeg2ts::ts::TsPacketReader;
-    let mut r = PesPacketReader::new(TsPacketReader::new(ts));
-    while let Ok(Some(pes)) = r.read_pes_packet() {
-        if pes.header.stream_id.as_u8() == 0xe0 {
-            return sei::find_in_annexb(&pes.data);
+    let len = head.content_length.ok_or("parse")?;
+    let mut got = 0;
+    let mut from = head.len;
+    loop {
+        let piece = &buf[from..];
+        if got + piece.len() > len {
+            return Err("parse");
         }
+        if head.status == 200 {
+            sink.take(piece)?;
+        }
+        got += piece.len();
+        if got == len {
+            break;
+        }
+        buf.clear();
+        from = 0;
+        read_append(s, buf, until).await?;
     }
-    None
+    Ok(Response {
+        status: head.status,
+        len,
+        first_byte,
+    })
 }
 
-/// One request through the pool: (status, body, first byte time). Broken connections are
-/// dropped from the pool.
+/// One request through the pool. Broken connections are dropped from the pool.
 async fn pooled(
     ctx: &Ctx,
     pool: &Pool,
     path: &str,
-    host: &str,
-) -> Result<(u16, Vec<u8>, Instant), &'static str> {
+    sink: Sink<'_>,
+) -> Result<Response, &'static str> {
     let mut conn = match pool.acquire().await {
         Acquired::Conn(c) => c,
         Acquired::ConnectFailed => return Err("connect"),
     };
     ctx.live.requests.fetch_add(1, Ordering::Relaxed);
-    let result = exchange(&mut conn, path, host, ctx.until).await;
+    let mut buf = pool.take_buffer();
+    let result = exchange(
+        &mut conn,
+        &mut buf,
+        httpc::get(path, "loadgen"),
+        ctx.until(),
+        sink,
+    )
+    .await;
+    pool.give_buffer(buf);
     pool.release(result.is_ok().then_some(conn));
     result
 }
@@ -538,8 +638,8 @@ async fn pooled(
 /// a playback clock. Requests go through the thread's connection pool.
 pub async fn hls_viewer(ctx: Ctx, pool: Rc<Pool>, app: String, stream: String) {
     ctx.live.viewers.fetch_add(1, Ordering::Relaxed);
-    let host = "loadgen".to_string();
     let playlist_path = format!("/{app}/{stream}.m3u8");
+    let mut body = Vec::new();
     let started = Instant::now();
     let mut next_seq: Option<u64> = None;
     let mut next_reload = Instant::now();
@@ -548,24 +648,29 @@ pub async fn hls_viewer(ctx: Ctx, pool: Rc<Pool>, app: String, stream: String) {
     // a stall.
     let mut buffered_until: Option<Instant> = None;
     let mut startup_buffer = Duration::ZERO;
-    while next_reload < ctx.until {
+    while next_reload < ctx.until() {
         monoio::time::sleep(next_reload.saturating_duration_since(Instant::now())).await;
         let intended = next_reload;
-        let (status, body, ttfb_at) = match pooled(&ctx, &pool, &playlist_path, &host).await {
+        body.clear();
+        let response = match pooled(&ctx, &pool, &playlist_path, Sink::Keep(&mut body)).await {
             Ok(r) => r,
             Err(kind) => {
-                if Instant::now() < ctx.until {
+                if Instant::now() < ctx.until() {
                     ctx.error(kind);
                 }
                 break;
             }
         };
         let got_at = Instant::now();
-        ctx.latency("ttfb", ttfb_at.duration_since(intended).as_micros() as u64);
+        ctx.latency(
+            "ttfb",
+            response.first_byte.duration_since(intended).as_micros() as u64,
+        );
         ctx.latency(
             "playlist_reload_delay",
             got_at.duration_since(intended).as_micros() as u64,
         );
+        let status = response.status;
         if status == 404 && started.elapsed() < Duration::from_secs(10) {
             // The stream is not there yet (publisher starting): retry without counting.
             next_reload = got_at + Duration::from_millis(500);
@@ -599,10 +704,14 @@ pub async fn hls_viewer(ctx: Ctx, pool: Rc<Pool>, app: String, stream: String) {
         for seg in &new {
             let seg_intended = got_at;
             let path = format!("/{app}/{}", seg.uri);
-            let (status, data, ttfb_at) = match pooled(&ctx, &pool, &path, &host).await {
+            let mut scan = TsScan::default();
+            let scanned = pooled(&ctx, &pool, &path, Sink::Scan(&mut scan))
+                .await
+                .and_then(|r| Ok((r, scan.finish().map_err(|_| "parse")?)));
+            let (response, (packets, probe)) = match scanned {
                 Ok(r) => r,
                 Err(kind) => {
-                    if Instant::now() < ctx.until {
+                    if Instant::now() < ctx.until() {
                         ctx.error(kind);
                     }
                     ctx.live.viewers.fetch_sub(1, Ordering::Relaxed);
@@ -610,23 +719,24 @@ pub async fn hls_viewer(ctx: Ctx, pool: Rc<Pool>, app: String, stream: String) {
                 }
             };
             let done = Instant::now();
-            if status != 200 {
+            if response.status != 200 {
                 ctx.error("status");
                 continue;
             }
             ctx.live
                 .bytes
-                .fetch_add(data.len() as u64, Ordering::Relaxed);
+                .fetch_add(response.len as u64, Ordering::Relaxed);
             ctx.latency(
                 "ttfb",
-                ttfb_at.duration_since(seg_intended).as_micros() as u64,
+                response.first_byte.duration_since(seg_intended).as_micros() as u64,
             );
             ctx.latency(
                 "segment_download",
                 done.duration_since(seg_intended).as_micros() as u64,
             );
-            if let Some(p) = segment_probe(&data) {
-                ctx.latency("segment_latency", now_us().saturating_sub(p.send_time_us));
+            match probe {
+                Some(p) => ctx.latency("segment_latency", now_us().saturating_sub(p.send_time_us)),
+                None => ctx.stats.borrow_mut().count("segments_without_probe", 1),
             }
             let dur = Duration::from_millis(seg.duration_ms);
             match buffered_until {
@@ -644,7 +754,8 @@ pub async fn hls_viewer(ctx: Ctx, pool: Rc<Pool>, app: String, stream: String) {
             }
             let mut st = ctx.stats.borrow_mut();
             st.count("segments", 1);
-            st.count("segment_bytes", data.len() as u64);
+            st.count("segment_bytes", response.len as u64);
+            st.count("segment_packets", packets);
             if next_seq.is_some_and(|n| seg.seq > n) {
                 st.count("segment_gaps", 1);
             }
