@@ -24,8 +24,9 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 
 use crate::cli::{Plan, Protocol};
-use crate::stats::{json_str, Stats};
+use crate::stats::Stats;
 use crate::viewers::{Clock, Ctx, Live, Source};
+use edge_core::json;
 
 /// How long `--publish` waits for the streams' first HLS segments before viewers arrive.
 const LIVE_WAIT: Duration = Duration::from_secs(30);
@@ -289,17 +290,17 @@ pub fn to_json(plan_args: &cli::Args, outcome: &Outcome) -> String {
     let s = &outcome.stats;
     let hist: Vec<String> = stats::HISTOGRAMS
         .iter()
-        .map(|(name, _)| format!("{}:{}", json_str(name), s.histogram_json(name)))
+        .map(|(name, _)| format!("{}:{}", json::string(name), s.histogram_json(name)))
         .collect();
     let counters: Vec<String> = s
         .counters
         .iter()
-        .map(|(k, v)| format!("{}:{v}", json_str(k)))
+        .map(|(k, v)| format!("{}:{v}", json::string(k)))
         .collect();
     let errors: Vec<String> = s
         .errors
         .iter()
-        .map(|(k, v)| format!("{}:{v}", json_str(k)))
+        .map(|(k, v)| format!("{}:{v}", json::string(k)))
         .collect();
     let mut nofile = libc::rlimit {
         rlim_cur: 0,
@@ -314,8 +315,8 @@ pub fn to_json(plan_args: &cli::Args, outcome: &Outcome) -> String {
         });
     format!(
         "{{\"config\":{},\"source\":{{\"path\":{},\"kbps\":{}}},\"machine\":{{\"cores\":{},\"nofile_limit\":{}}},\"viewers\":{},\"peak_sockets\":{},\"hls_connections_max\":{},\"elapsed_s\":{:.3},\"loadgen_cpu_s\":{:.3},\"histograms\":{{{}}},\"counters\":{{{}}},\"errors\":{{{}}},\"engine\":{}}}\n",
-        json_str(&format!("{plan_args:?}")),
-        json_str(&outcome.source.0.display().to_string()),
+        json::string(&format!("{plan_args:?}")),
+        json::string(&outcome.source.0.display().to_string()),
         outcome.source.1,
         std::thread::available_parallelism().map_or(1, |n| n.get()),
         nofile.rlim_cur,

@@ -27,6 +27,10 @@ pub const HISTOGRAMS: &[(&str, &str)] = &[
         "HLS: request (intended time) to first byte, playlists and segments",
     ),
     (
+        "hls_startup",
+        "HLS: viewer arrival to playback start (three target durations buffered)",
+    ),
+    (
         "playlist_reload_delay",
         "HLS: playlist response later than its intended reload time",
     ),
@@ -160,24 +164,6 @@ impl Stats {
     }
 }
 
-/// Escapes a string for JSON.
-pub fn json_str(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -200,6 +186,5 @@ mod tests {
         assert_eq!(a.total_errors(), 1);
         assert!(a.table().contains("frame_latency"));
         assert!(a.histogram_json("ttfb").contains("\"count\":0"));
-        assert_eq!(json_str("a\"b\n"), "\"a\\\"b\\u000a\"");
     }
 }

@@ -18,12 +18,13 @@
 //! Modules: [`media`] (keys, tags, frames), [`rtmp`] (chunk serialiser, timestamps, aggregate
 //! messages, server and client sessions), [`flv`] (tags and a demuxer), [`gop`] (join cache),
 //! [`stream`] (publisher lifecycle and replicas), [`queue`] (per-viewer send queue), [`http`]
-//! (request parsing and response heads).
+//! (request parsing and response heads), [`json`] (the string escaper the API and loadgen share).
 
 pub mod flv;
 pub mod gop;
 pub mod hls;
 pub mod http;
+pub mod json;
 pub mod media;
 pub mod queue;
 pub mod rtmp;

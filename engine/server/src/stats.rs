@@ -144,14 +144,14 @@ impl StreamView {
             None => "null".to_string(),
             Some(l) => format!(
                 "{{\"origin\":{},\"state\":\"{}\",\"bytes\":{bytes},\"since_unix_ms\":{}}}",
-                json_str(&l.origin),
+                edge_core::json::string(&l.origin),
                 l.state,
                 l.since_unix_ms
             ),
         };
         format!(
             "{{\"key\":{},\"owner_shard\":{},\"state\":\"{}\",\"source\":\"{}\",\"upstream\":{},\"failovers\":{},\"forward\":{}}}",
-            json_str(&self.key),
+            edge_core::json::string(&self.key),
             self.shard,
             st.master,
             st.source,
@@ -160,23 +160,6 @@ impl StreamView {
             link(&st.forward, self.forward_bytes.load(Ordering::Relaxed)),
         )
     }
-}
-
-fn json_str(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
 }
 
 impl Stats {
