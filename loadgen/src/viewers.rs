@@ -648,7 +648,7 @@ pub async fn hls_viewer(ctx: Ctx, pool: Rc<Pool>, app: String, stream: String) {
     // a stall.
     let mut buffered_until: Option<Instant> = None;
     let mut startup_buffer = Duration::ZERO;
-    while next_reload < ctx.until() {
+    'run: while next_reload < ctx.until() {
         monoio::time::sleep(next_reload.saturating_duration_since(Instant::now())).await;
         let intended = next_reload;
         body.clear();
@@ -714,8 +714,7 @@ pub async fn hls_viewer(ctx: Ctx, pool: Rc<Pool>, app: String, stream: String) {
                     if Instant::now() < ctx.until() {
                         ctx.error(kind);
                     }
-                    ctx.live.viewers.fetch_sub(1, Ordering::Relaxed);
-                    return;
+                    break 'run;
                 }
             };
             let done = Instant::now();
@@ -749,6 +748,10 @@ pub async fn hls_viewer(ctx: Ctx, pool: Rc<Pool>, app: String, stream: String) {
                     startup_buffer += dur;
                     if startup_buffer >= 3 * target || playlist.ended {
                         buffered_until = Some(done + startup_buffer);
+                        ctx.latency(
+                            "hls_startup",
+                            done.duration_since(started).as_micros() as u64,
+                        );
                     }
                 }
             }
@@ -765,6 +768,10 @@ pub async fn hls_viewer(ctx: Ctx, pool: Rc<Pool>, app: String, stream: String) {
             break;
         }
         next_reload = intended + if new.is_empty() { target / 2 } else { target };
+    }
+    if buffered_until.is_none() {
+        // Never had enough buffered to start playing: a viewer that saw nothing.
+        ctx.stats.borrow_mut().count("startup_pending", 1);
     }
     ctx.live.viewers.fetch_sub(1, Ordering::Relaxed);
 }

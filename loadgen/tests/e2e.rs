@@ -57,8 +57,15 @@ fn three_hundred_viewers_over_rtmp_flv_and_hls_get_everything_after_joining() {
     assert_eq!(counter("segment_gaps"), 0);
     // Each segment was scanned whole as it streamed in (every byte in a TS packet) and its
     // first video frame carried a probe.
-    assert_eq!(counter("segment_packets") * 188, counter("segment_bytes"), "{j}");
+    assert_eq!(
+        counter("segment_packets") * 188,
+        counter("segment_bytes"),
+        "{j}"
+    );
     assert_eq!(counter("segments_without_probe"), 0, "{j}");
+    // Every HLS viewer started playing (three target durations buffered).
+    assert_eq!(hist("hls_startup"), 100, "{j}");
+    assert_eq!(counter("startup_pending"), 0, "{j}");
     assert_eq!(
         j["errors"]
             .as_object()
