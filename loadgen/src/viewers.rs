@@ -649,7 +649,11 @@ pub async fn hls_viewer(ctx: Ctx, pool: Rc<Pool>, app: String, stream: String) {
     let mut buffered_until: Option<Instant> = None;
     let mut startup_buffer = Duration::ZERO;
     'run: while next_reload < ctx.until() {
-        monoio::time::sleep(next_reload.saturating_duration_since(Instant::now())).await;
+        if next_reload > Instant::now() {
+            monoio::time::sleep(next_reload - Instant::now()).await;
+            // How late the timer fired says whether this thread has CPU to spare.
+            pool.note_lag(Instant::now().saturating_duration_since(next_reload));
+        }
         let intended = next_reload;
         body.clear();
         let response = match pooled(&ctx, &pool, &playlist_path, Sink::Keep(&mut body)).await {
