@@ -101,7 +101,8 @@ pub struct Args {
     pub cache_mb: usize,
 
     /// How HTTP responses leave: `vectored` (head and body pieces in one writev) or
-    /// `separate` (one write per buffer). Both send the body without copying it.
+    /// `separate` (the head with the first body piece in one writev, then one write per
+    /// piece). Both send the body without copying it.
     #[arg(long, value_name = "MODE", default_value = "separate", value_parser = ["vectored", "separate"])]
     pub http_writes: String,
 

@@ -75,9 +75,15 @@ pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream) {
     }
 }
 
-/// One write per buffer (the `--http-writes separate` mode).
-async fn write_each(stream: &mut TcpStream, bufs: Vec<Bytes>) -> std::io::Result<()> {
-    for b in bufs {
+/// The `--http-writes separate` mode: the head and the first body piece in one `writev`,
+/// then one write per piece. A head written alone leaves as its own small packet and wakes
+/// the client once for it (measured with loadgen: 10 % more CPU per request on both sides at
+/// 64 KB segments); large bodies still go piece by piece (measured with wrk: one `writev` of
+/// every piece lost 20 % at 700 KB × 1000 connections).
+async fn write_each(stream: &mut TcpStream, mut bufs: Vec<Bytes>) -> std::io::Result<()> {
+    let rest = bufs.split_off(bufs.len().min(2));
+    write_bufs(stream, bufs).await?;
+    for b in rest {
         stream.write_all(b).await.0?;
     }
     Ok(())
