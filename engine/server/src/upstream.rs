@@ -84,14 +84,19 @@ pub enum LinkEvent {
     Redirect(OriginUrl),
 }
 
-/// Connects to an origin within `timeout`. Host names go through the system resolver.
+/// Connects to an origin within `timeout` (name resolution included).
 async fn connect(url: &OriginUrl, timeout: Duration) -> Result<TcpStream, String> {
     let host = url.host.trim_start_matches('[').trim_end_matches(']');
-    let addr: SocketAddr = (host, url.port)
-        .to_socket_addrs()
-        .map_err(|e| format!("resolving {}: {e}", url.host))?
-        .next()
-        .ok_or_else(|| format!("{} has no address", url.host))?;
+    let addr = match monoio::time::timeout(timeout, resolve(host, url.port)).await {
+        Ok(resolved) => resolved?,
+        Err(_) => {
+            return Err(format!(
+                "resolving {}: no answer in {} ms",
+                url.host,
+                timeout.as_millis()
+            ))
+        }
+    };
     match monoio::time::timeout(timeout, TcpStream::connect(addr)).await {
         Ok(Ok(s)) => {
             let _ = s.set_nodelay(true);
@@ -103,6 +108,38 @@ async fn connect(url: &OriginUrl, timeout: Duration) -> Result<TcpStream, String
             timeout.as_millis()
         )),
     }
+}
+
+/// Resolves `host` with the system resolver on a thread of its own: `getaddrinfo` blocks, and
+/// a shard that blocks stalls every viewer it serves. IP literals need no thread. The answer
+/// comes back through a slot and a waker; a caller that gave up leaves the thread to finish
+/// and drop it. Control path only (once per upstream connect), so the slot's mutex is fine.
+async fn resolve(host: &str, port: u16) -> Result<SocketAddr, String> {
+    if let Ok(ip) = host.parse::<std::net::IpAddr>() {
+        return Ok(SocketAddr::new(ip, port));
+    }
+    type Answer = Result<SocketAddr, String>;
+    let slot: Arc<(std::sync::Mutex<Option<Answer>>, atomic_waker::AtomicWaker)> = Arc::default();
+    let (theirs, name) = (Arc::clone(&slot), host.to_string());
+    std::thread::Builder::new()
+        .name("edge-resolve".into())
+        .spawn(move || {
+            let answer = (name.as_str(), port)
+                .to_socket_addrs()
+                .map_err(|e| format!("resolving {name}: {e}"))
+                .and_then(|mut addrs| addrs.next().ok_or(format!("{name} has no address")));
+            *theirs.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(answer);
+            theirs.1.wake();
+        })
+        .map_err(|e| format!("resolving {host}: no thread: {e}"))?;
+    poll_fn(|cx| {
+        slot.1.register(cx.waker());
+        match slot.0.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            Some(answer) => Poll::Ready(answer),
+            None => Poll::Pending,
+        }
+    })
+    .await
 }
 
 /// A status code that means "not here": move on to the next origin.
@@ -510,5 +547,29 @@ async fn forward_reader(
     if !state.done.get() {
         *state.failed.borrow_mut() = Some(failure);
         queue.wake();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::resolve;
+
+    #[test]
+    fn names_resolve_off_the_shard_and_literals_directly() {
+        let mut rt = monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
+            .enable_timer()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let literal = resolve("127.0.0.9", 1935).await.unwrap();
+            assert_eq!(literal, "127.0.0.9:1935".parse().unwrap());
+            let v6 = resolve("::1", 80).await.unwrap();
+            assert_eq!(v6, "[::1]:80".parse().unwrap());
+            // Through the resolver thread (/etc/hosts), woken back onto this runtime.
+            let named = resolve("localhost", 1935).await.unwrap();
+            assert!(named.ip().is_loopback() && named.port() == 1935, "{named}");
+            let bad = resolve("bad host name", 1935).await;
+            assert!(bad.is_err(), "{bad:?}");
+        });
     }
 }
