@@ -229,7 +229,9 @@ impl Drop for Nginx {
 fn ffmpeg_plays_from_an_edge_of_nginx_rtmp() {
     let nginx = Nginx::start(1);
     let _publisher = publish_loop(&format!("{}/n", nginx.url()));
-    let edge = Engine::start(&["--cores", "2", "--origin", &nginx.url()]);
+    // By name: the edge resolves it off the shard (and tries each address it has).
+    let by_name = nginx.url().replace("127.0.0.1", "localhost");
+    let edge = Engine::start(&["--cores", "2", "--origin", &by_name]);
     let mut outputs = Vec::new();
     for url in [
         edge.rtmp_url("live/n"),

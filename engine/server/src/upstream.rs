@@ -87,7 +87,7 @@ pub enum LinkEvent {
 /// Connects to an origin within `timeout` (name resolution included).
 async fn connect(url: &OriginUrl, timeout: Duration) -> Result<TcpStream, String> {
     let host = url.host.trim_start_matches('[').trim_end_matches(']');
-    let addr = match monoio::time::timeout(timeout, resolve(host, url.port)).await {
+    let addrs = match monoio::time::timeout(timeout, resolve(host, url.port)).await {
         Ok(resolved) => resolved?,
         Err(_) => {
             return Err(format!(
@@ -97,28 +97,34 @@ async fn connect(url: &OriginUrl, timeout: Duration) -> Result<TcpStream, String
             ))
         }
     };
-    match monoio::time::timeout(timeout, TcpStream::connect(addr)).await {
-        Ok(Ok(s)) => {
-            let _ = s.set_nodelay(true);
-            Ok(s)
+    // Every address the name has, in the resolver's order (an unreachable IPv6 address
+    // before a working IPv4 one must not fail the origin).
+    let mut failures = Vec::new();
+    for addr in addrs {
+        match monoio::time::timeout(timeout, TcpStream::connect(addr)).await {
+            Ok(Ok(s)) => {
+                let _ = s.set_nodelay(true);
+                return Ok(s);
+            }
+            Ok(Err(e)) => failures.push(format!("connect {addr}: {e}")),
+            Err(_) => failures.push(format!(
+                "connect {addr}: no answer in {} ms",
+                timeout.as_millis()
+            )),
         }
-        Ok(Err(e)) => Err(format!("connect {addr}: {e}")),
-        Err(_) => Err(format!(
-            "connect {addr}: no answer in {} ms",
-            timeout.as_millis()
-        )),
     }
+    Err(failures.join("; "))
 }
 
 /// Resolves `host` with the system resolver on a thread of its own: `getaddrinfo` blocks, and
 /// a shard that blocks stalls every viewer it serves. IP literals need no thread. The answer
 /// comes back through a slot and a waker; a caller that gave up leaves the thread to finish
 /// and drop it. Control path only (once per upstream connect), so the slot's mutex is fine.
-async fn resolve(host: &str, port: u16) -> Result<SocketAddr, String> {
+async fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>, String> {
     if let Ok(ip) = host.parse::<std::net::IpAddr>() {
-        return Ok(SocketAddr::new(ip, port));
+        return Ok(vec![SocketAddr::new(ip, port)]);
     }
-    type Answer = Result<SocketAddr, String>;
+    type Answer = Result<Vec<SocketAddr>, String>;
     let slot: Arc<(std::sync::Mutex<Option<Answer>>, atomic_waker::AtomicWaker)> = Arc::default();
     let (theirs, name) = (Arc::clone(&slot), host.to_string());
     std::thread::Builder::new()
@@ -127,7 +133,12 @@ async fn resolve(host: &str, port: u16) -> Result<SocketAddr, String> {
             let answer = (name.as_str(), port)
                 .to_socket_addrs()
                 .map_err(|e| format!("resolving {name}: {e}"))
-                .and_then(|mut addrs| addrs.next().ok_or(format!("{name} has no address")));
+                .map(|addrs| addrs.collect::<Vec<_>>())
+                .and_then(|addrs| {
+                    (!addrs.is_empty())
+                        .then_some(addrs)
+                        .ok_or(format!("{name} has no address"))
+                });
             *theirs.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(answer);
             theirs.1.wake();
         })
@@ -562,12 +573,17 @@ mod tests {
             .unwrap();
         rt.block_on(async {
             let literal = resolve("127.0.0.9", 1935).await.unwrap();
-            assert_eq!(literal, "127.0.0.9:1935".parse().unwrap());
+            assert_eq!(literal, ["127.0.0.9:1935".parse().unwrap()]);
             let v6 = resolve("::1", 80).await.unwrap();
-            assert_eq!(v6, "[::1]:80".parse().unwrap());
+            assert_eq!(v6, ["[::1]:80".parse().unwrap()]);
             // Through the resolver thread (/etc/hosts), woken back onto this runtime.
             let named = resolve("localhost", 1935).await.unwrap();
-            assert!(named.ip().is_loopback() && named.port() == 1935, "{named}");
+            assert!(
+                named
+                    .iter()
+                    .all(|a| a.ip().is_loopback() && a.port() == 1935),
+                "{named:?}"
+            );
             let bad = resolve("bad host name", 1935).await;
             assert!(bad.is_err(), "{bad:?}");
         });
