@@ -34,6 +34,8 @@ pub const BUSY_LAG: Duration = Duration::from_millis(5);
 /// A thread's connections to one HTTP server.
 pub struct Pool {
     addr: SocketAddr,
+    /// The Host header for requests to it.
+    host: String,
     live: std::sync::Arc<Live>,
     max: usize,
     open: Cell<usize>,
@@ -75,6 +77,7 @@ impl Pool {
     pub fn new(addr: SocketAddr, max: usize, live: std::sync::Arc<Live>) -> Self {
         Self {
             addr,
+            host: addr.to_string(),
             live,
             max: max.max(1),
             open: Cell::new(0),
@@ -90,6 +93,11 @@ impl Pool {
     /// in the future): the measure of whether the thread has CPU to spare.
     pub fn note_lag(&self, lag: Duration) {
         self.lag.set(lag);
+    }
+
+    /// The server's `host:port`, for the Host header.
+    pub fn host(&self) -> &str {
+        &self.host
     }
 
     /// Connections open now.

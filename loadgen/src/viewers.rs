@@ -622,7 +622,7 @@ async fn pooled(
     let result = exchange(
         &mut conn,
         &mut buf,
-        httpc::get(path, "loadgen"),
+        httpc::get(path, pool.host()),
         ctx.until(),
         sink,
     )
