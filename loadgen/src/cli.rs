@@ -80,8 +80,10 @@ pub struct Args {
     )]
     pub engine_args: String,
 
-    /// HLS connections in all (shared by HLS viewers; RTMP and FLV viewers hold one socket
-    /// each). Default: what the open-file limit leaves after the RTMP/FLV sockets.
+    /// Most HLS connections in all (shared by HLS viewers; RTMP and FLV viewers hold one
+    /// socket each). Default: what the open-file limit leaves after the RTMP/FLV sockets. They
+    /// open on demand: past 64 per thread, at most one a millisecond, and only while the
+    /// thread keeps its timers.
     #[arg(long, value_name = "M")]
     pub connections: Option<usize>,
 
