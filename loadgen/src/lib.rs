@@ -136,7 +136,7 @@ fn wait_for_playlists(http: std::net::SocketAddr, args: &cli::Args, deadline: In
             return false;
         };
         let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
-        let req = format!("GET {path} HTTP/1.1\r\nHost: loadgen\r\nConnection: close\r\n\r\n");
+        let req = format!("GET {path} HTTP/1.1\r\nHost: {http}\r\nConnection: close\r\n\r\n");
         let mut resp = Vec::new();
         s.write_all(req.as_bytes()).is_ok()
             && s.read_to_end(&mut resp).is_ok()
