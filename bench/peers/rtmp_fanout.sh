@@ -41,7 +41,8 @@ cpu_seconds() { # pid
     awk -v hz="$(getconf CLK_TCK)" '{ split($0, a, ") "); split(a[2], f, " "); print (f[12] + f[13]) / hz }' "/proc/$1/stat"
 }
 
-# Runs loadgen against rtmp://ADDR with N players; prints "p99_ms errors gaps cpu_per_player_ms".
+# Runs loadgen against rtmp://ADDR with N players; prints "p99_ms errors gaps cpu_per_player_ms
+# client_busy_percent" (loadgen's CPU over the run's wall time: near 100, the client is the limit).
 measure() { # server-pid rtmp-addr players stream
     local pid=$1 addr=$2 n=$3 stream=$4 before after
     before=$(cpu_seconds "$pid")
@@ -57,7 +58,8 @@ p99 = h.get("p99_us", 10**12) / 1000 if h["count"] else float("inf")
 errors = sum(j["errors"].values())
 gaps = j["counters"].get("gaps", 0)
 cpu = (float(sys.argv[3]) - float(sys.argv[2])) * 1000 / int(sys.argv[4])
-print(f"{p99:.1f} {errors} {gaps} {cpu:.3f}")
+busy = 100 * j["loadgen_cpu_s"] / j["elapsed_s"]
+print(f"{p99:.1f} {errors} {gaps} {cpu:.3f} {busy:.0f}")
 EOF
 }
 
@@ -67,8 +69,9 @@ search() { # name pid addr
     best[$name]=0 best_cpu[$name]=-
     while ((n <= max)); do
         run=$((run + 1))
-        read -r p99 errors gaps cpu < <(measure "$pid" "$addr" "$n" "s$run-")
-        printf '%-12s players=%-6s p99=%-8s ms errors=%-4s gaps=%-4s server CPU/player=%s ms\n' "$name" "$n" "$p99" "$errors" "$gaps" "$cpu"
+        read -r p99 errors gaps cpu busy < <(measure "$pid" "$addr" "$n" "s$run-")
+        printf '%-12s players=%-6s p99=%-8s ms errors=%-4s gaps=%-4s server CPU/player=%s ms client busy=%s%%\n' \
+            "$name" "$n" "$p99" "$errors" "$gaps" "$cpu" "$busy"
         if [ "$errors" != 0 ] || [ "$gaps" != 0 ] || awk -v p="$p99" 'BEGIN { exit !(p > 100) }'; then
             break
         fi
