@@ -171,6 +171,23 @@ impl Ctx {
         self.stats.borrow_mut().error(kind);
         self.live.errors.fetch_add(1, Ordering::Relaxed);
     }
+
+    /// Whether the run's deadline is still ahead.
+    fn running(&self) -> bool {
+        Instant::now() < self.until()
+    }
+
+    /// Counts an error unless the run is over: a connection cut at the deadline is not one.
+    fn error_while_running(&self, kind: &'static str) {
+        if self.running() {
+            self.error(kind);
+        }
+    }
+
+    /// Records the time from `from` to `to` in `histogram`.
+    fn span(&self, histogram: &'static str, from: Instant, to: Instant) {
+        self.latency(histogram, to.duration_since(from).as_micros() as u64);
+    }
 }
 
 pub fn now_us() -> u64 {
@@ -242,16 +259,6 @@ async fn connect(ctx: &Ctx, addr: SocketAddr) -> Option<TcpStream> {
     }
 }
 
-/// Reads once, with the run's deadline; `None` on end, error or deadline.
-async fn read_some(s: &mut TcpStream, buf: Vec<u8>, until: Instant) -> (Option<usize>, Vec<u8>) {
-    let left = until.saturating_duration_since(Instant::now());
-    match monoio::time::timeout(left, s.read(buf)).await {
-        Ok((Ok(n), b)) if n > 0 => (Some(n), b),
-        Ok((_, b)) => (None, b),
-        Err(_) => (None, Vec::with_capacity(64 * 1024)),
-    }
-}
-
 /// Why an RTMP exchange stopped.
 enum RtmpStop {
     /// The run's deadline passed (not an error).
@@ -272,21 +279,20 @@ async fn rtmp_round(
             return Err(RtmpStop::Error("closed"));
         }
     }
-    let (n, b) = read_some(s, std::mem::take(buf), ctx.until()).await;
-    *buf = b;
-    let Some(n) = n else {
-        return Err(if Instant::now() < ctx.until() {
+    buf.clear();
+    if read_append(s, buf, ctx.until()).await.is_err() {
+        return Err(if ctx.running() {
             RtmpStop::Error("closed")
         } else {
             RtmpStop::Deadline
         });
-    };
-    ctx.live.bytes.fetch_add(n as u64, Ordering::Relaxed);
-    let events = client
-        .handle_input(&buf[..n])
-        .map_err(|_| RtmpStop::Error("parse"));
-    buf.clear();
-    events
+    }
+    ctx.live
+        .bytes
+        .fetch_add(buf.len() as u64, Ordering::Relaxed);
+    client
+        .handle_input(buf)
+        .map_err(|_| RtmpStop::Error("parse"))
 }
 
 /// Publishes the looped source with SEI probes in every video frame, in real time.
@@ -449,17 +455,14 @@ pub async fn flv_viewer(ctx: Ctx, addr: SocketAddr, app: String, stream: String)
     let mut track = ProbeTrack::new();
     let mut buf = Vec::with_capacity(64 * 1024);
     'read: loop {
-        let (n, b) = read_some(&mut s, buf, ctx.until()).await;
-        buf = b;
-        let Some(n) = n else {
-            if Instant::now() < ctx.until() {
-                ctx.error("closed");
-            }
-            break;
-        };
-        ctx.live.bytes.fetch_add(n as u64, Ordering::Relaxed);
-        pending.extend_from_slice(&buf[..n]);
         buf.clear();
+        if read_append(&mut s, &mut buf, ctx.until()).await.is_err() {
+            break ctx.error_while_running("closed");
+        }
+        ctx.live
+            .bytes
+            .fetch_add(buf.len() as u64, Ordering::Relaxed);
+        pending.extend_from_slice(&buf);
         if !head_done {
             match httpc::parse_head(&pending) {
                 Ok(None) => continue,
@@ -659,21 +662,13 @@ pub async fn hls_viewer(ctx: Ctx, pool: Rc<Pool>, app: String, stream: String) {
         let response = match pooled(&ctx, &pool, &playlist_path, Sink::Keep(&mut body)).await {
             Ok(r) => r,
             Err(kind) => {
-                if Instant::now() < ctx.until() {
-                    ctx.error(kind);
-                }
+                ctx.error_while_running(kind);
                 break;
             }
         };
         let got_at = Instant::now();
-        ctx.latency(
-            "ttfb",
-            response.first_byte.duration_since(intended).as_micros() as u64,
-        );
-        ctx.latency(
-            "playlist_reload_delay",
-            got_at.duration_since(intended).as_micros() as u64,
-        );
+        ctx.span("ttfb", intended, response.first_byte);
+        ctx.span("playlist_reload_delay", intended, got_at);
         let status = response.status;
         if status == 404 && started.elapsed() < Duration::from_secs(10) {
             // The stream is not there yet (publisher starting): retry without counting.
@@ -715,9 +710,7 @@ pub async fn hls_viewer(ctx: Ctx, pool: Rc<Pool>, app: String, stream: String) {
             let (response, (packets, probe)) = match scanned {
                 Ok(r) => r,
                 Err(kind) => {
-                    if Instant::now() < ctx.until() {
-                        ctx.error(kind);
-                    }
+                    ctx.error_while_running(kind);
                     break 'run;
                 }
             };
@@ -729,14 +722,8 @@ pub async fn hls_viewer(ctx: Ctx, pool: Rc<Pool>, app: String, stream: String) {
             ctx.live
                 .bytes
                 .fetch_add(response.len as u64, Ordering::Relaxed);
-            ctx.latency(
-                "ttfb",
-                response.first_byte.duration_since(seg_intended).as_micros() as u64,
-            );
-            ctx.latency(
-                "segment_download",
-                done.duration_since(seg_intended).as_micros() as u64,
-            );
+            ctx.span("ttfb", seg_intended, response.first_byte);
+            ctx.span("segment_download", seg_intended, done);
             match probe {
                 Some(p) => ctx.latency("segment_latency", now_us().saturating_sub(p.send_time_us)),
                 None => ctx.stats.borrow_mut().count("segments_without_probe", 1),
@@ -752,10 +739,7 @@ pub async fn hls_viewer(ctx: Ctx, pool: Rc<Pool>, app: String, stream: String) {
                     startup_buffer += dur;
                     if startup_buffer >= 3 * target || playlist.ended {
                         buffered_until = Some(done + startup_buffer);
-                        ctx.latency(
-                            "hls_startup",
-                            done.duration_since(started).as_micros() as u64,
-                        );
+                        ctx.span("hls_startup", started, done);
                     }
                 }
             }
