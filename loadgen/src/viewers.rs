@@ -11,7 +11,7 @@ use bytes::{Bytes, BytesMut};
 use edge_core::flv::{FlvReader, FlvTag};
 use edge_core::hls::m3u8::parse_media_playlist;
 use edge_core::media::{self, MediaKind};
-use edge_core::rtmp::client::{ClientEvent, ClientMode, RtmpClient};
+use edge_core::rtmp::client::{ClientConfig, ClientEvent, ClientMode, RtmpClient};
 use edge_core::sei::{self, Probe};
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
@@ -300,7 +300,12 @@ pub async fn publish(ctx: Ctx, addr: SocketAddr, app: String, stream: String, so
     let Some(mut s) = connect(&ctx, addr).await else {
         return;
     };
-    let mut client = RtmpClient::new(&app, &stream, ClientMode::Publish).expect("handshake bytes");
+    let mut client = RtmpClient::new(ClientConfig::new(
+        &format!("rtmp://{addr}/{app}"),
+        &stream,
+        ClientMode::Publish,
+    ))
+    .expect("handshake bytes");
     let mut buf = Vec::with_capacity(16 * 1024);
     // Handshake and publish request.
     loop {
@@ -409,7 +414,12 @@ pub async fn rtmp_viewer(ctx: Ctx, addr: SocketAddr, app: String, stream: String
         return;
     };
     ctx.live.viewers.fetch_add(1, Ordering::Relaxed);
-    let mut client = RtmpClient::new(&app, &stream, ClientMode::Play).expect("handshake bytes");
+    let mut client = RtmpClient::new(ClientConfig::new(
+        &format!("rtmp://{addr}/{app}"),
+        &stream,
+        ClientMode::Play,
+    ))
+    .expect("handshake bytes");
     let mut track = ProbeTrack::new();
     let mut buf = Vec::with_capacity(64 * 1024);
     loop {

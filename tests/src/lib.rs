@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use edge_core::flv::FlvReader;
 use edge_core::media::{self, MediaKind};
-use edge_core::rtmp::client::{ClientEvent, ClientMode, RtmpClient};
+use edge_core::rtmp::client::{ClientConfig, ClientEvent, ClientMode, RtmpClient};
 
 /// A fixture file in `tests/fixtures`.
 pub fn fixture(name: &str) -> PathBuf {
@@ -380,7 +380,12 @@ pub fn play_rtmp(
     };
     sock.set_read_timeout(Some(Duration::from_millis(100)))
         .unwrap();
-    let mut client = RtmpClient::new(app, stream, ClientMode::Play).unwrap();
+    let mut client = RtmpClient::new(ClientConfig::new(
+        &format!("rtmp://{addr}/{app}"),
+        stream,
+        ClientMode::Play,
+    ))
+    .unwrap();
     let mut buf = vec![0u8; 64 * 1024];
     let mut received_since_start = 0u64;
     while start.elapsed() < opts.deadline {
@@ -578,7 +583,12 @@ pub fn try_publish(addr: SocketAddr, app: &str, stream: &str) -> (Vec<ClientEven
     let mut sock = TcpStream::connect(addr).unwrap();
     sock.set_read_timeout(Some(Duration::from_millis(100)))
         .unwrap();
-    let mut client = RtmpClient::new(app, stream, ClientMode::Publish).unwrap();
+    let mut client = RtmpClient::new(ClientConfig::new(
+        &format!("rtmp://{addr}/{app}"),
+        stream,
+        ClientMode::Publish,
+    ))
+    .unwrap();
     let mut events = Vec::new();
     let mut buf = vec![0u8; 16 * 1024];
     let start = Instant::now();

@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use edge_core::media::{self, MediaKind};
-use edge_core::rtmp::client::{ClientEvent, ClientMode, RtmpClient};
+use edge_core::rtmp::client::{ClientConfig, ClientEvent, ClientMode, RtmpClient};
 use edge_core::sei;
 use std::io::{Read, Write};
 use tests::Engine;
@@ -45,7 +45,12 @@ fn viewer(addr: SocketAddr, stop: Arc<AtomicBool>) -> (Log, std::thread::JoinHan
         sock.set_read_timeout(Some(Duration::from_millis(50)))
             .unwrap();
         let _ = sock.set_nodelay(true);
-        let mut c = RtmpClient::new("live", "load0", ClientMode::Play).unwrap();
+        let mut c = RtmpClient::new(ClientConfig::new(
+            &format!("rtmp://{addr}/live"),
+            "load0",
+            ClientMode::Play,
+        ))
+        .unwrap();
         let mut buf = vec![0u8; 256 * 1024];
         while !stop.load(Ordering::Relaxed) {
             if let Some(b) = c.poll_transmit() {

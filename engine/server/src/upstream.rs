@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use edge_core::media::{Frame, MediaKind};
-use edge_core::rtmp::client::{ClientEvent, ClientMode, RtmpClient};
+use edge_core::rtmp::client::{ClientConfig, ClientEvent, ClientMode, RtmpClient};
 use edge_core::upstream::{Failure, OriginUrl, UpstreamAction, UpstreamPlanner, UpstreamTiming};
 use edge_core::StreamKey;
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt, Splitable};
@@ -199,7 +199,11 @@ async fn pull_session(
         _ = cancel.cancelled() => return None,
     };
     let lost = |why: String| Some(LinkEvent::Failed(Failure::ConnectionLost, why));
-    let mut client = match RtmpClient::new(&url.app, stream_name, ClientMode::Play) {
+    let mut client = match RtmpClient::new(ClientConfig::new(
+        &url.to_string(),
+        stream_name,
+        ClientMode::Play,
+    )) {
         Ok(c) => c,
         Err(e) => return Some(LinkEvent::Failed(Failure::ConnectFailed, e.to_string())),
     };
@@ -419,8 +423,12 @@ async fn forward_session(
         r = connect(url, timeout) => r.map_err(|e| (Failure::ConnectFailed, e))?,
         _ = cancel.cancelled() => return Ok(()),
     };
-    let client = RtmpClient::new(&url.app, stream_name, ClientMode::Publish)
-        .map_err(|e| (Failure::ConnectFailed, e.to_string()))?;
+    let client = RtmpClient::new(ClientConfig::new(
+        &url.to_string(),
+        stream_name,
+        ClientMode::Publish,
+    ))
+    .map_err(|e| (Failure::ConnectFailed, e.to_string()))?;
     let client = Rc::new(RefCell::new(client));
     let state = Rc::new(SessionState::default());
     let (reader, mut writer) = stream.into_split();

@@ -1,24 +1,39 @@
-//! A small sans-IO RTMP client (play or publish) on rml_rtmp, used by the end-to-end tests and
-//! by the load generator.
+//! A small sans-IO RTMP client (play or publish): the edge's pulls and forwards, the load
+//! generator and the end-to-end tests all use it.
 //!
 //! `new` queues C0+C1; feed every byte read to `handle_input`, write what `poll_transmit`
 //! returns, in order. Media arrives as [`ClientEvent::Media`].
 //!
-//! Until play or publish starts, commands are also read by a second, watching deserializer:
-//! rml_rtmp reports a rejected connection by its description only, and an origin cluster's
-//! redirect (SRS: `NetConnection.Connect.Rejected` with `ex.redirect`) would be lost.
+//! The session, in steps:
+//! 1. Handshake (rml_rtmp's), then `SetChunkSize(4096)` and a complete `connect`: `app`,
+//!    `tcUrl`, `flashVer`, `type`, `fpad`, `capabilities`, the codec masks, `videoFunction`,
+//!    `objectEncoding`, and `swfUrl`/`pageUrl` where given, as ffmpeg and OBS send them
+//!    (SRS refuses a connect without `tcUrl`).
+//! 2. On `_result(connect)`: publish sends `releaseStream` and `FCPublish` (which FMLE-style
+//!    servers expect before a publish, and whose answers, or their absence, are ignored);
+//!    both modes send `createStream`.
+//! 3. On `_result(createStream)`: `publish(name, "live")` or `play(name)` plus a 3 s
+//!    `SetBufferLength`, on the new stream.
+//! 4. `onStatus` `NetStream.Publish.Start` / `NetStream.Play.Start` is [`ClientEvent::Started`];
+//!    any other code is [`ClientEvent::Status`]. A rejected connect carrying `ex.redirect`
+//!    (an SRS origin cluster's RTMP "302") is [`ClientEvent::Redirect`].
+//! 5. `onBWDone` is answered with `_checkbw`, as ffmpeg does; pings are answered; the
+//!    server's acknowledgement window is honoured.
+//!
+//! Must not: panic on server input, read a clock, or depend on rml_rtmp's chunk or command
+//! decoding (see [`super::reader`]).
 
 use bytes::{Bytes, BytesMut};
-use rml_amf0::Amf0Value;
-use rml_rtmp::chunk_io::ChunkDeserializer;
 use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
-use rml_rtmp::messages::RtmpMessage;
-use rml_rtmp::sessions::{
-    ClientSession, ClientSessionConfig, ClientSessionEvent, ClientSessionResult, PublishRequestType,
-};
-use rml_rtmp::time::RtmpTimestamp;
 
-use super::amf;
+use super::aggregate;
+use super::amf::{self, Amf0Value};
+use super::chunk::{self, OUT_CHUNK_SIZE};
+use super::message::{
+    self, event, type_id, Command, Message, CSID_COMMAND, CSID_PUBLISH_AUDIO, CSID_PUBLISH_VIDEO,
+    CSID_STREAM_COMMAND,
+};
+use super::reader::ChunkReader;
 use super::server::RtmpError;
 use crate::media::MediaKind;
 
@@ -46,136 +61,361 @@ pub enum ClientEvent {
     /// Any other `onStatus` code, e.g. `NetStream.Play.UnpublishNotify` or
     /// `NetStream.Publish.BadName`.
     Status { code: String },
-    /// The server answered a command with `_error`.
+    /// The server answered createStream, publish or play with `_error`.
     CommandError,
     /// The server sends us elsewhere (SRS-style RTMP "302"): `url` is the origin's
     /// `rtmp://host[:port]/app` (the tcUrl; the stream name stays the same).
     Redirect { url: String },
 }
 
-enum Phase {
-    Handshake(Box<Handshake>),
-    Session(Box<ClientSession>),
+/// What the client says in `connect`, and what it asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientConfig {
+    /// `rtmp://host[:port]/app[?query]`, as the origin is known to the caller.
+    pub tc_url: String,
+    /// The application, as the server should see it (the tcUrl's path, query included).
+    pub app: String,
+    /// The stream to play or publish; may carry `?query` (tokens).
+    pub stream: String,
+    pub mode: ClientMode,
+    /// `flashVer`: players and publishers announce themselves differently.
+    pub flash_ver: String,
+    pub swf_url: Option<String>,
+    pub page_url: Option<String>,
+}
+
+/// `flashVer` of a player (what ffmpeg and librtmp send).
+pub const PLAYER_FLASH_VER: &str = "LNX 9,0,124,2";
+/// `flashVer` of a publisher (what OBS and ffmpeg send, FMLE-compatible).
+pub const PUBLISHER_FLASH_VER: &str = "FMLE/3.0 (compatible; edge-engine)";
+
+impl ClientConfig {
+    /// A client for `{tc_url}/{stream}`: `tc_url` is `rtmp://host[:port]/app[?query]`.
+    pub fn new(tc_url: &str, stream: &str, mode: ClientMode) -> Self {
+        let app = tc_url
+            .split_once("://")
+            .and_then(|(_, rest)| rest.split_once('/'))
+            .map_or("", |(_, app)| app)
+            .trim_end_matches('/')
+            .to_string();
+        Self {
+            tc_url: tc_url.to_string(),
+            app,
+            stream: stream.to_string(),
+            mode,
+            flash_ver: match mode {
+                ClientMode::Play => PLAYER_FLASH_VER,
+                ClientMode::Publish => PUBLISHER_FLASH_VER,
+            }
+            .to_string(),
+            swf_url: None,
+            page_url: None,
+        }
+    }
+}
+
+// Transaction ids of our own requests.
+const TXN_CONNECT: f64 = 1.0;
+const TXN_RELEASE_STREAM: f64 = 2.0;
+const TXN_FC_PUBLISH: f64 = 3.0;
+const TXN_CREATE_STREAM: f64 = 4.0;
+const TXN_REQUEST: f64 = 5.0;
+const TXN_CHECKBW: f64 = 6.0;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Handshake,
+    Connecting,
+    CreatingStream,
+    Requested { stream_id: u32 },
+    Started { stream_id: u32 },
 }
 
 /// One RTMP client connection.
 pub struct RtmpClient {
-    phase: Phase,
-    app: String,
-    stream: String,
-    mode: ClientMode,
+    config: ClientConfig,
+    handshake: Option<Box<Handshake>>,
+    state: State,
+    reader: ChunkReader,
     outbound: BytesMut,
-    /// Reads commands in parallel with the session until it starts (see the module doc).
-    watch: Option<Box<ChunkDeserializer>>,
+    peer_window: Option<u32>,
+    acked_at: u64,
 }
 
 impl RtmpClient {
-    /// Starts a client for `rtmp://host/{app}/{stream}`; `stream` may carry `?query`.
-    pub fn new(app: &str, stream: &str, mode: ClientMode) -> Result<Self, RtmpError> {
+    /// Starts a client; the handshake's first bytes are queued.
+    pub fn new(config: ClientConfig) -> Result<Self, RtmpError> {
         let mut hs = Handshake::new(PeerType::Client);
         let c0c1 = hs
             .generate_outbound_p0_and_p1()
-            .map_err(|e| RtmpError::Handshake(format!("{e:?}")))?;
+            .map_err(|e| RtmpError::Handshake(e.to_string()))?;
         let mut outbound = BytesMut::new();
         outbound.extend_from_slice(&c0c1);
         Ok(Self {
-            phase: Phase::Handshake(Box::new(hs)),
-            app: app.to_string(),
-            stream: stream.to_string(),
-            mode,
+            config,
+            handshake: Some(Box::new(hs)),
+            state: State::Handshake,
+            reader: ChunkReader::new(),
             outbound,
-            watch: None,
+            peer_window: None,
+            acked_at: 0,
         })
+    }
+
+    /// What this client sends in `connect`.
+    pub fn config(&self) -> &ClientConfig {
+        &self.config
     }
 
     /// Feeds bytes read from the server.
     pub fn handle_input(&mut self, data: &[u8]) -> Result<Vec<ClientEvent>, RtmpError> {
         let mut events = Vec::new();
-        match &mut self.phase {
-            Phase::Handshake(hs) => {
-                let r = hs
-                    .process_bytes(data)
-                    .map_err(|e| RtmpError::Handshake(format!("{e:?}")))?;
-                match r {
-                    HandshakeProcessResult::InProgress { response_bytes } => {
-                        self.outbound.extend_from_slice(&response_bytes)
-                    }
-                    HandshakeProcessResult::Completed {
-                        response_bytes,
-                        remaining_bytes,
-                    } => {
-                        self.outbound.extend_from_slice(&response_bytes);
-                        let (mut session, results) =
-                            ClientSession::new(ClientSessionConfig::new()).map_err(session_err)?;
-                        let connect = session
-                            .request_connection(self.app.clone())
-                            .map_err(session_err)?;
-                        self.phase = Phase::Session(Box::new(session));
-                        self.watch = Some(Box::new(ChunkDeserializer::new()));
-                        self.absorb(results, &mut events)?;
-                        self.absorb(vec![connect], &mut events)?;
-                        if !remaining_bytes.is_empty() {
-                            events.extend(self.handle_input(&remaining_bytes)?);
-                        }
-                    }
+        if let Some(hs) = &mut self.handshake {
+            match hs
+                .process_bytes(data)
+                .map_err(|e| RtmpError::Handshake(e.to_string()))?
+            {
+                HandshakeProcessResult::InProgress { response_bytes } => {
+                    self.outbound.extend_from_slice(&response_bytes);
+                    return Ok(events);
                 }
-            }
-            Phase::Session(s) => {
-                let results = s.handle_input(data).map_err(session_err)?;
-                self.watch_commands(data, &mut events);
-                self.absorb(results, &mut events)?;
-                if events.contains(&ClientEvent::Started) {
-                    self.watch = None;
+                HandshakeProcessResult::Completed {
+                    response_bytes,
+                    remaining_bytes,
+                } => {
+                    self.outbound.extend_from_slice(&response_bytes);
+                    self.handshake = None;
+                    self.outbound
+                        .extend_from_slice(&message::set_chunk_size(OUT_CHUNK_SIZE as u32));
+                    self.send_connect();
+                    self.state = State::Connecting;
+                    self.read_messages(&remaining_bytes, &mut events)?;
+                    return Ok(events);
                 }
             }
         }
+        self.read_messages(data, &mut events)?;
         Ok(events)
     }
 
-    /// Looks for a redirect among the commands in `data` (before the session starts).
-    fn watch_commands(&mut self, data: &[u8], events: &mut Vec<ClientEvent>) {
-        let Some(watch) = &mut self.watch else { return };
-        let mut input = data;
-        loop {
-            let message = match watch.get_next_message(input) {
-                Ok(Some(m)) => m,
-                Ok(None) => return,
-                // The session itself reports broken input; the watcher just stops.
-                Err(_) => {
-                    self.watch = None;
-                    return;
-                }
-            };
-            input = &[];
-            match message.to_rtmp_message() {
-                Ok(RtmpMessage::SetChunkSize { size }) => {
-                    let _ = watch.set_max_chunk_size(size as usize);
-                }
-                Ok(RtmpMessage::Amf0Command {
-                    additional_arguments,
-                    ..
-                }) => {
-                    if let Some(url) = additional_arguments.iter().find_map(redirect_target) {
-                        events.push(ClientEvent::Redirect { url });
+    fn read_messages(
+        &mut self,
+        mut input: &[u8],
+        events: &mut Vec<ClientEvent>,
+    ) -> Result<(), RtmpError> {
+        while let Some(m) = self.reader.read_message(&mut input)? {
+            let timestamp = m.timestamp;
+            match Message::decode(&m)? {
+                Message::Command(c) => self.handle_command(c, events)?,
+                Message::Audio(body) => self.media(MediaKind::Audio, timestamp, body, events),
+                Message::Video(body) => self.media(MediaKind::Video, timestamp, body, events),
+                Message::Aggregate(body) => {
+                    for sub in aggregate::split(timestamp, &body)? {
+                        if let Some(kind @ (MediaKind::Audio | MediaKind::Video)) = sub.kind {
+                            self.media(kind, sub.timestamp, sub.body, events);
+                        }
                     }
                 }
+                Message::Data(values) => {
+                    if let Some(props) = amf::metadata_object(&values) {
+                        events.push(ClientEvent::Metadata {
+                            body: amf::metadata_body(props),
+                        });
+                    }
+                }
+                Message::UserControl {
+                    event: event::PING_REQUEST,
+                    value,
+                } => self
+                    .outbound
+                    .extend_from_slice(&message::user_control(event::PING_RESPONSE, value)),
+                Message::WindowAckSize(size) if size > 0 => self.peer_window = Some(size),
                 _ => {}
             }
+        }
+        if let Some(window) = self.peer_window {
+            let read = self.reader.bytes_read();
+            if read - self.acked_at >= u64::from(window) {
+                self.acked_at = read;
+                self.outbound.extend_from_slice(&message::ack(read as u32));
+            }
+        }
+        Ok(())
+    }
+
+    fn media(&self, kind: MediaKind, timestamp: u32, body: Bytes, events: &mut Vec<ClientEvent>) {
+        // Media before the start (or on a publishing connection) is not ours to report.
+        if matches!(self.state, State::Started { .. }) && self.config.mode == ClientMode::Play {
+            events.push(ClientEvent::Media {
+                kind,
+                timestamp,
+                body,
+            });
+        }
+    }
+
+    fn send_connect(&mut self) {
+        let c = &self.config;
+        let mut w = amf::Writer::new();
+        w.string("connect").number(TXN_CONNECT).begin_object();
+        w.key("app").string(&c.app);
+        w.key("type").string("nonprivate");
+        w.key("flashVer").string(&c.flash_ver);
+        if let Some(swf) = &c.swf_url {
+            w.key("swfUrl").string(swf);
+        }
+        w.key("tcUrl").string(&c.tc_url);
+        if c.mode == ClientMode::Play {
+            w.key("fpad").boolean(false);
+            w.key("capabilities").number(15.0);
+            w.key("audioCodecs").number(4071.0);
+            w.key("videoCodecs").number(252.0);
+            w.key("videoFunction").number(1.0);
+            if let Some(page) = &c.page_url {
+                w.key("pageUrl").string(page);
+            }
+        }
+        w.key("objectEncoding").number(0.0);
+        w.end_object();
+        self.command(CSID_COMMAND, 0, &w.finish());
+    }
+
+    fn command(&mut self, csid: u32, stream_id: u32, body: &[u8]) {
+        self.outbound
+            .extend_from_slice(&message::command_message(csid, stream_id, body));
+    }
+
+    /// `name(txn, null, arg?)` on message stream 0.
+    fn simple_command(&mut self, name: &str, txn: f64, arg: Option<&str>) {
+        let mut w = amf::Writer::new();
+        w.string(name).number(txn).null();
+        if let Some(a) = arg {
+            w.string(a);
+        }
+        self.command(CSID_COMMAND, 0, &w.finish());
+    }
+
+    fn handle_command(
+        &mut self,
+        c: Command,
+        events: &mut Vec<ClientEvent>,
+    ) -> Result<(), RtmpError> {
+        if matches!(c.name.as_str(), "_error" | "onStatus") {
+            if let Some(url) = c.args.iter().find_map(redirect_target) {
+                events.push(ClientEvent::Redirect { url });
+                return Ok(());
+            }
+        }
+        let code = c
+            .args
+            .first()
+            .and_then(|info| amf::prop_str(info, "code"))
+            .unwrap_or("")
+            .to_string();
+        match (c.name.as_str(), self.state) {
+            ("_result", State::Connecting) if c.transaction_id == TXN_CONNECT => {
+                if !code.is_empty() && code != "NetConnection.Connect.Success" {
+                    return Err(RtmpError::ConnectRejected(code));
+                }
+                let stream = self.config.stream.clone();
+                if self.config.mode == ClientMode::Publish {
+                    self.simple_command("releaseStream", TXN_RELEASE_STREAM, Some(&stream));
+                    self.simple_command("FCPublish", TXN_FC_PUBLISH, Some(&stream));
+                }
+                self.simple_command("createStream", TXN_CREATE_STREAM, None);
+                self.state = State::CreatingStream;
+            }
+            ("_error", State::Connecting) if c.transaction_id == TXN_CONNECT => {
+                let description = c
+                    .args
+                    .first()
+                    .and_then(|info| amf::prop_str(info, "description"))
+                    .unwrap_or(&code)
+                    .to_string();
+                return Err(RtmpError::ConnectRejected(description));
+            }
+            ("_result", State::CreatingStream) if c.transaction_id == TXN_CREATE_STREAM => {
+                let stream_id = match amf::number_at(&c.args, 0) {
+                    Some(n) if n >= 1.0 && n <= f64::from(u32::MAX) => n as u32,
+                    _ => {
+                        return Err(RtmpError::BadCommand {
+                            command: "createStream".into(),
+                            why: "the server's result has no stream id",
+                        })
+                    }
+                };
+                self.send_request(stream_id);
+                self.state = State::Requested { stream_id };
+            }
+            ("_error", _)
+                if c.transaction_id == TXN_CREATE_STREAM || c.transaction_id == TXN_REQUEST =>
+            {
+                events.push(ClientEvent::CommandError);
+            }
+            ("onStatus", State::Requested { stream_id })
+                if code == "NetStream.Play.Start" || code == "NetStream.Publish.Start" =>
+            {
+                self.state = State::Started { stream_id };
+                events.push(ClientEvent::Started);
+            }
+            ("onStatus", _) if !code.is_empty() => events.push(ClientEvent::Status { code }),
+            ("onBWDone", _) => self.simple_command("_checkbw", TXN_CHECKBW, None),
+            // Answers to releaseStream, FCPublish and _checkbw (or their errors),
+            // onFCPublish, and anything else a server volunteers.
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn send_request(&mut self, stream_id: u32) {
+        let mut w = amf::Writer::new();
+        match self.config.mode {
+            ClientMode::Publish => {
+                w.string("publish")
+                    .number(TXN_REQUEST)
+                    .null()
+                    .string(&self.config.stream)
+                    .string("live");
+                self.command(CSID_STREAM_COMMAND, stream_id, &w.finish());
+            }
+            ClientMode::Play => {
+                // start -2: live or recorded, whichever the server has (ffmpeg's default).
+                w.string("play")
+                    .number(TXN_REQUEST)
+                    .null()
+                    .string(&self.config.stream)
+                    .number(-2000.0);
+                self.command(CSID_STREAM_COMMAND, stream_id, &w.finish());
+                self.outbound
+                    .extend_from_slice(&message::set_buffer_length(stream_id, 3000));
+            }
+        }
+    }
+
+    fn started_stream(&self) -> Result<u32, RtmpError> {
+        match self.state {
+            State::Started { stream_id } => Ok(stream_id),
+            _ => Err(RtmpError::Unsupported(
+                "publishing before NetStream.Publish.Start".into(),
+            )),
         }
     }
 
     /// Queues `onMetaData` (publish mode); `body` is an `onMetaData` AMF0 body as produced by
-    /// [`amf::metadata_body`]. Bodies that do not parse are skipped.
+    /// [`amf::metadata_body`], sent behind `@setDataFrame` as encoders do.
     pub fn publish_metadata(&mut self, body: &[u8]) -> Result<(), RtmpError> {
-        let Phase::Session(s) = &mut self.phase else {
-            return Err(RtmpError::Session("not connected".into()));
-        };
-        let Some(metadata) = amf::metadata_from_body(body) else {
-            return Ok(());
-        };
-        let r = s.publish_metadata(&metadata).map_err(session_err)?;
-        let mut events = Vec::new();
-        self.absorb(vec![r], &mut events)
+        let stream_id = self.started_stream()?;
+        let mut w = amf::Writer::new();
+        w.string("@setDataFrame").raw(body);
+        self.outbound.extend_from_slice(&chunk::serialize_message(
+            CSID_STREAM_COMMAND,
+            0,
+            type_id::AMF0_DATA,
+            stream_id,
+            &w.finish(),
+            OUT_CHUNK_SIZE,
+        ));
+        Ok(())
     }
 
     /// Queues a media message (publish mode, after [`ClientEvent::Started`]).
@@ -185,18 +425,40 @@ impl RtmpClient {
         timestamp: u32,
         body: Bytes,
     ) -> Result<(), RtmpError> {
-        let Phase::Session(s) = &mut self.phase else {
-            return Err(RtmpError::Session("not connected".into()));
-        };
-        let ts = RtmpTimestamp::new(timestamp);
-        let r = match kind {
-            MediaKind::Video => s.publish_video_data(body, ts, false),
-            MediaKind::Audio => s.publish_audio_data(body, ts, false),
+        let stream_id = self.started_stream()?;
+        let csid = match kind {
+            MediaKind::Video => CSID_PUBLISH_VIDEO,
+            MediaKind::Audio => CSID_PUBLISH_AUDIO,
             MediaKind::Data => return Err(RtmpError::Unsupported("raw data publish".into())),
+        };
+        self.outbound.extend_from_slice(&chunk::serialize_message(
+            csid,
+            timestamp,
+            kind.type_id(),
+            stream_id,
+            &body,
+            OUT_CHUNK_SIZE,
+        ));
+        Ok(())
+    }
+
+    /// Queues the polite end of a session: `FCUnpublish` (publish mode) and `deleteStream`.
+    pub fn close(&mut self) {
+        let stream_id = match self.state {
+            State::Started { stream_id } | State::Requested { stream_id } => stream_id,
+            _ => return,
+        };
+        if self.config.mode == ClientMode::Publish {
+            let stream = self.config.stream.clone();
+            self.simple_command("FCUnpublish", 0.0, Some(&stream));
         }
-        .map_err(session_err)?;
-        let mut events = Vec::new();
-        self.absorb(vec![r], &mut events)
+        let mut w = amf::Writer::new();
+        w.string("deleteStream")
+            .number(0.0)
+            .null()
+            .number(f64::from(stream_id));
+        self.command(CSID_COMMAND, 0, &w.finish());
+        self.state = State::CreatingStream;
     }
 
     /// Whether [`Self::poll_transmit`] has bytes.
@@ -211,79 +473,6 @@ impl RtmpClient {
         } else {
             Some(self.outbound.split().freeze())
         }
-    }
-
-    fn absorb(
-        &mut self,
-        results: Vec<ClientSessionResult>,
-        events: &mut Vec<ClientEvent>,
-    ) -> Result<(), RtmpError> {
-        for r in results {
-            match r {
-                ClientSessionResult::OutboundResponse(p) => {
-                    self.outbound.extend_from_slice(&p.bytes)
-                }
-                ClientSessionResult::RaisedEvent(e) => self.raise(e, events)?,
-                ClientSessionResult::UnhandleableMessageReceived(_) => {}
-            }
-        }
-        Ok(())
-    }
-
-    fn raise(
-        &mut self,
-        e: ClientSessionEvent,
-        events: &mut Vec<ClientEvent>,
-    ) -> Result<(), RtmpError> {
-        match e {
-            ClientSessionEvent::ConnectionRequestAccepted => {
-                let Phase::Session(s) = &mut self.phase else {
-                    return Ok(());
-                };
-                let r = match self.mode {
-                    ClientMode::Play => s.request_playback(self.stream.clone()),
-                    ClientMode::Publish => {
-                        s.request_publishing(self.stream.clone(), PublishRequestType::Live)
-                    }
-                }
-                .map_err(session_err)?;
-                self.absorb(vec![r], events)?;
-            }
-            ClientSessionEvent::ConnectionRequestRejected { description } => {
-                return Err(RtmpError::Session(format!(
-                    "connect rejected: {description}"
-                )));
-            }
-            ClientSessionEvent::PlaybackRequestAccepted
-            | ClientSessionEvent::PublishRequestAccepted => events.push(ClientEvent::Started),
-            ClientSessionEvent::StreamMetadataReceived { metadata, .. } => {
-                events.push(ClientEvent::Metadata {
-                    body: amf::metadata_body(&metadata),
-                })
-            }
-            ClientSessionEvent::VideoDataReceived { timestamp, data } => {
-                events.push(ClientEvent::Media {
-                    kind: MediaKind::Video,
-                    timestamp: timestamp.value,
-                    body: data,
-                })
-            }
-            ClientSessionEvent::AudioDataReceived { timestamp, data } => {
-                events.push(ClientEvent::Media {
-                    kind: MediaKind::Audio,
-                    timestamp: timestamp.value,
-                    body: data,
-                })
-            }
-            ClientSessionEvent::UnhandleableOnStatusCode { code } => {
-                events.push(ClientEvent::Status { code })
-            }
-            ClientSessionEvent::UnknownTransactionResultReceived { .. } => {
-                events.push(ClientEvent::CommandError)
-            }
-            _ => {}
-        }
-        Ok(())
     }
 }
 
@@ -305,15 +494,10 @@ fn redirect_target(info: &Amf0Value) -> Option<String> {
     }
 }
 
-fn session_err(e: impl std::fmt::Debug) -> RtmpError {
-    RtmpError::Session(format!("{e:?}"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::super::server::{ServerConnection, ServerEvent};
     use super::*;
-    use crate::rtmp::chunk;
 
     /// Shuttles bytes between a client and a server until neither has anything to send.
     fn pump(
@@ -342,10 +526,27 @@ mod tests {
         }
     }
 
+    fn client(stream: &str, mode: ClientMode) -> RtmpClient {
+        RtmpClient::new(ClientConfig::new(
+            "rtmp://127.0.0.1:1935/live",
+            stream,
+            mode,
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn config_takes_the_app_from_the_tc_url() {
+        let c = ClientConfig::new("rtmp://h:1936/live?vhost=a/", "cam", ClientMode::Play);
+        assert_eq!(c.app, "live?vhost=a");
+        assert_eq!(c.tc_url, "rtmp://h:1936/live?vhost=a/");
+        assert_eq!(ClientConfig::new("rtmp://h", "x", ClientMode::Play).app, "");
+    }
+
     #[test]
     fn publish_session_delivers_media_at_any_split() {
         for split in [1, 7, 128, 4096, 1 << 20] {
-            let mut c = RtmpClient::new("live", "cam?token=1", ClientMode::Publish).unwrap();
+            let mut c = client("cam?token=1", ClientMode::Publish);
             let mut s = ServerConnection::new();
             let (_, se) = pump(&mut c, &mut s, split);
             let Some(ServerEvent::PublishRequested {
@@ -357,6 +558,10 @@ mod tests {
                 panic!("no publish request: {se:?}");
             };
             assert_eq!((app.as_str(), stream.as_str()), ("live", "cam?token=1"));
+            assert_eq!(
+                s.connect_info().unwrap().tc_url,
+                "rtmp://127.0.0.1:1935/live"
+            );
             s.accept(request_id).unwrap();
             let (ce, _) = pump(&mut c, &mut s, split);
             assert!(ce.contains(&ClientEvent::Started));
@@ -385,12 +590,33 @@ mod tests {
                 ],
                 "split {split}"
             );
+            c.close();
+            let (_, se) = pump(&mut c, &mut s, split);
+            assert_eq!(se, vec![ServerEvent::PublishFinished]);
         }
     }
 
     #[test]
+    fn metadata_is_published_behind_set_data_frame() {
+        let mut c = client("cam", ClientMode::Publish);
+        let mut s = ServerConnection::new();
+        let (_, se) = pump(&mut c, &mut s, 1 << 20);
+        let Some(ServerEvent::PublishRequested { request_id, .. }) = se.last().cloned() else {
+            panic!()
+        };
+        s.accept(request_id).unwrap();
+        pump(&mut c, &mut s, 1 << 20);
+        let mut props = std::collections::HashMap::new();
+        props.insert("width".to_string(), Amf0Value::Number(320.0));
+        let body = amf::metadata_body(&props);
+        c.publish_metadata(&body).unwrap();
+        let (_, se) = pump(&mut c, &mut s, 3);
+        assert_eq!(se, vec![ServerEvent::Metadata { body }]);
+    }
+
+    #[test]
     fn player_receives_shared_chunks_and_status() {
-        let mut c = RtmpClient::new("live", "cam", ClientMode::Play).unwrap();
+        let mut c = client("cam", ClientMode::Play);
         let mut s = ServerConnection::new();
         let (_, se) = pump(&mut c, &mut s, 1 << 20);
         let Some(ServerEvent::PlayRequested {
@@ -404,7 +630,15 @@ mod tests {
         assert_eq!(stream_id, chunk::PLAY_STREAM_ID);
         s.accept(request_id).unwrap();
         let (ce, _) = pump(&mut c, &mut s, 1 << 20);
-        assert!(ce.contains(&ClientEvent::Started));
+        assert_eq!(
+            ce,
+            vec![
+                ClientEvent::Status {
+                    code: "NetStream.Play.Reset".into()
+                },
+                ClientEvent::Started
+            ]
+        );
         // Shared media goes to the socket between the session's own bytes.
         let frame = crate::media::Frame::new(
             MediaKind::Video,
@@ -436,37 +670,77 @@ mod tests {
         );
     }
 
+    /// The connect object carries what strict servers check (SRS: tcUrl; both: app).
+    #[test]
+    fn connect_is_complete() {
+        let mut cfg = ClientConfig::new("rtmp://o:1935/live", "cam", ClientMode::Play);
+        cfg.page_url = Some("http://p/".into());
+        cfg.swf_url = Some("http://p/s.swf".into());
+        let mut c = RtmpClient::new(cfg).unwrap();
+        let mut s = ServerConnection::new();
+        // Complete the handshake by hand, then read the client's messages.
+        let c0c1 = c.poll_transmit().unwrap();
+        s.handle_input(&c0c1).unwrap();
+        let s012 = s.poll_transmit().unwrap();
+        c.handle_input(&s012).unwrap();
+        let out = c.poll_transmit().unwrap();
+        let mut r = ChunkReader::new();
+        let mut input = &out[1536..];
+        let mut connect = None;
+        while let Some(m) = r.read_message(&mut input).unwrap() {
+            if let Message::Command(cmd) = Message::decode(&m).unwrap() {
+                connect = Some(cmd);
+            }
+        }
+        let connect = connect.expect("a connect command");
+        assert_eq!(connect.name, "connect");
+        let Amf0Value::Object(p) = &connect.object else {
+            panic!()
+        };
+        for k in [
+            "app",
+            "type",
+            "flashVer",
+            "swfUrl",
+            "tcUrl",
+            "fpad",
+            "capabilities",
+            "audioCodecs",
+            "videoCodecs",
+            "videoFunction",
+            "pageUrl",
+            "objectEncoding",
+        ] {
+            assert!(p.contains_key(k), "connect lacks {k}: {p:?}");
+        }
+        assert_eq!(
+            amf::prop_str(&connect.object, "tcUrl"),
+            Some("rtmp://o:1935/live")
+        );
+        assert_eq!(amf::prop_str(&connect.object, "app"), Some("live"));
+    }
+
     /// An SRS origin cluster answers a play for a stream held elsewhere with
     /// `onStatus(NetConnection.Connect.Rejected, ex: {code: 302, redirect, redirect2})`.
     #[test]
     fn srs_style_redirect_is_reported() {
-        use std::collections::HashMap;
         for (ex_key, url, expect) in [
             ("redirect", "rtmp://b:1936/live", "rtmp://b:1936/live"),
             ("redirect2", "rtmp://c/live/cam", "rtmp://c/live"),
         ] {
-            let mut c = RtmpClient::new("live", "cam", ClientMode::Play).unwrap();
+            let mut c = client("cam", ClientMode::Play);
             let mut s = ServerConnection::new();
             let (_, se) = pump(&mut c, &mut s, 1 << 20);
             assert!(matches!(se.last(), Some(ServerEvent::PlayRequested { .. })));
-            let mut ex = HashMap::new();
-            ex.insert("code".to_string(), Amf0Value::Number(302.0));
-            ex.insert(ex_key.to_string(), Amf0Value::Utf8String(url.into()));
-            let mut info = HashMap::new();
-            info.insert("level".to_string(), Amf0Value::Utf8String("error".into()));
-            info.insert(
-                "code".to_string(),
-                Amf0Value::Utf8String("NetConnection.Connect.Rejected".into()),
-            );
-            info.insert("ex".to_string(), Amf0Value::Object(ex));
-            let body = rml_amf0::serialize(&vec![
-                Amf0Value::Utf8String("onStatus".into()),
-                Amf0Value::Number(0.0),
-                Amf0Value::Null,
-                Amf0Value::Object(info),
-            ])
-            .unwrap();
-            let wire = chunk::serialize_message(chunk::CSID_DATA, 0, 20, 0, &body, 4096);
+            let mut w = amf::Writer::new();
+            w.string("onStatus").number(0.0).null().begin_object();
+            w.key("level").string("error");
+            w.key("code").string("NetConnection.Connect.Rejected");
+            w.key("ex").begin_object();
+            w.key("code").number(302.0);
+            w.key(ex_key).string(url);
+            w.end_object().end_object();
+            let wire = chunk::serialize_message(chunk::CSID_DATA, 0, 20, 0, &w.finish(), 4096);
             let mut events = Vec::new();
             for piece in wire.chunks(5) {
                 events.extend(c.handle_input(piece).unwrap());
@@ -478,9 +752,23 @@ mod tests {
         }
     }
 
+    /// A connect answered `_error` without a redirect is an error naming the reason.
     #[test]
-    fn garbage_fails_the_handshake() {
+    fn rejected_connect_is_an_error() {
+        let mut c = client("cam", ClientMode::Play);
         let mut s = ServerConnection::new();
-        assert!(s.handle_input(b"GET / HTTP/1.1\r\n\r\n").is_err());
+        let c0c1 = c.poll_transmit().unwrap();
+        s.handle_input(&c0c1).unwrap();
+        c.handle_input(&s.poll_transmit().unwrap()).unwrap();
+        let mut w = amf::Writer::new();
+        w.string("_error").number(TXN_CONNECT).null().begin_object();
+        w.key("code").string("NetConnection.Connect.Rejected");
+        w.key("description").string("tcUrl required");
+        w.end_object();
+        let wire = message::command_message(CSID_COMMAND, 0, &w.finish());
+        match c.handle_input(&wire) {
+            Err(RtmpError::ConnectRejected(why)) => assert_eq!(why, "tcUrl required"),
+            other => panic!("{other:?}"),
+        }
     }
 }

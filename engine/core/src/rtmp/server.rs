@@ -1,20 +1,30 @@
-//! The server side of one RTMP connection, sans-IO: handshake, then an rml_rtmp
-//! `ServerSession` for control messages and commands, turned into [`ServerEvent`]s.
+//! The server side of one RTMP connection, sans-IO: the handshake (rml_rtmp's, which the
+//! fuzz targets show sound), then our own chunk reader, message decoding and command
+//! handling (connect, createStream, publish, play, deleteStream and the FMLE extras), turned
+//! into [`ServerEvent`]s.
 //!
 //! Inputs are `handle_input(bytes)`, `accept`, `reject`, `send_status`; the bytes to write come
 //! out of `poll_transmit`, in order. Media for players is never serialised here: the engine
-//! writes the stream's shared chunks (see [`super::chunk`]) between our control bytes.
-//! Peer input never panics: every problem becomes an [`RtmpError`] that closes this peer.
+//! writes the stream's shared chunks (see [`super::chunk`]) between our control bytes, which
+//! is safe because every message we write carries a full header.
+//!
+//! Must not: panic on peer input (every problem is an [`RtmpError`] that closes this peer),
+//! read a clock, or hold more than [`MAX_NET_STREAMS`] streams per connection.
 
 use bytes::{Bytes, BytesMut};
 use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
-use rml_rtmp::sessions::{
-    ServerSession, ServerSessionConfig, ServerSessionEvent, ServerSessionResult,
-};
 
-use super::aggregate::{self, AGGREGATE_TYPE_ID};
-use super::{amf, chunk};
+use super::aggregate::{self, AggregateError};
+use super::amf::{self, Amf0Value};
+use super::chunk;
+use super::message::{self, event, Command, Message, MessageError, CSID_COMMAND};
+use super::reader::{ChunkError, ChunkReader, RawMessage};
 use crate::media::MediaKind;
+
+/// Message streams (`createStream`) one connection may hold at once.
+pub const MAX_NET_STREAMS: usize = 8;
+/// The acknowledgement window the engine asks peers for, and its peer bandwidth.
+pub const WINDOW_ACK_SIZE: u32 = 5_000_000;
 
 /// Why a connection is closed.
 #[derive(Debug, thiserror::Error)]
@@ -22,12 +32,21 @@ pub enum RtmpError {
     /// The peer's handshake bytes were invalid (often: not RTMP at all).
     #[error("handshake failed: {0}")]
     Handshake(String),
-    /// rml_rtmp rejected a chunk or a command.
-    #[error("session error: {0}")]
-    Session(String),
+    /// A chunk violated the protocol or a limit.
+    #[error(transparent)]
+    Chunk(#[from] ChunkError),
+    /// A message body did not decode.
+    #[error(transparent)]
+    Message(#[from] MessageError),
     /// A malformed aggregate message.
     #[error(transparent)]
-    Aggregate(#[from] aggregate::AggregateError),
+    Aggregate(#[from] AggregateError),
+    /// A command out of order or with arguments that cannot be used.
+    #[error("bad {command}: {why}")]
+    BadCommand { command: String, why: &'static str },
+    /// The origin refused our connect (client side).
+    #[error("connect rejected: {0}")]
+    ConnectRejected(String),
     /// The peer asked for something we do not do.
     #[error("unsupported: {0}")]
     Unsupported(String),
@@ -64,15 +83,42 @@ pub enum ServerEvent {
     PlayFinished,
 }
 
-enum Phase {
-    Handshake(Box<Handshake>),
-    Session(Box<ServerSession>),
+/// What the peer declared in `connect`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConnectInfo {
+    /// Without a trailing `/`; may carry `?query`.
+    pub app: String,
+    /// As sent; empty when the peer sent none (ffmpeg and OBS always do).
+    pub tc_url: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum NetStreamState {
+    Idle,
+    PublishRequested,
+    Publishing,
+    PlayRequested,
+    Playing,
+}
+
+#[derive(Debug)]
+struct NetStream {
+    id: u32,
+    state: NetStreamState,
 }
 
 /// One RTMP server connection.
 pub struct ServerConnection {
-    phase: Phase,
+    handshake: Option<Box<Handshake>>,
+    reader: ChunkReader,
     outbound: BytesMut,
+    connect: Option<ConnectInfo>,
+    streams: Vec<NetStream>,
+    next_stream_id: u32,
+    /// The peer's acknowledgement window, once it sent one.
+    peer_window: Option<u32>,
+    /// `reader.bytes_read()` when we last acknowledged.
+    acked_at: u64,
 }
 
 impl Default for ServerConnection {
@@ -84,45 +130,63 @@ impl Default for ServerConnection {
 impl ServerConnection {
     pub fn new() -> Self {
         Self {
-            phase: Phase::Handshake(Box::new(Handshake::new(PeerType::Server))),
+            handshake: Some(Box::new(Handshake::new(PeerType::Server))),
+            reader: ChunkReader::new(),
             outbound: BytesMut::new(),
+            connect: None,
+            streams: Vec::new(),
+            next_stream_id: 1,
+            peer_window: None,
+            acked_at: 0,
         }
+    }
+
+    /// What the peer sent in `connect`, once it has.
+    pub fn connect_info(&self) -> Option<&ConnectInfo> {
+        self.connect.as_ref()
     }
 
     /// Feeds bytes read from the peer.
     pub fn handle_input(&mut self, data: &[u8]) -> Result<Vec<ServerEvent>, RtmpError> {
-        let mut events = Vec::new();
-        match &mut self.phase {
-            Phase::Handshake(hs) => {
-                let result = hs
-                    .process_bytes(data)
-                    .map_err(|e| RtmpError::Handshake(format!("{e:?}")))?;
-                match result {
-                    HandshakeProcessResult::InProgress { response_bytes } => {
-                        self.outbound.extend_from_slice(&response_bytes);
-                    }
-                    HandshakeProcessResult::Completed {
-                        response_bytes,
-                        remaining_bytes,
-                    } => {
-                        self.outbound.extend_from_slice(&response_bytes);
-                        let mut config = ServerSessionConfig::new();
-                        config.chunk_size = chunk::OUT_CHUNK_SIZE as u32;
-                        let (session, results) = ServerSession::new(config)
-                            .map_err(|e| RtmpError::Session(format!("{e:?}")))?;
-                        self.phase = Phase::Session(Box::new(session));
-                        self.absorb(results, &mut events)?;
-                        if !remaining_bytes.is_empty() {
-                            events.extend(self.handle_input(&remaining_bytes)?);
-                        }
-                    }
+        let events = Vec::new();
+        if let Some(hs) = &mut self.handshake {
+            let result = hs
+                .process_bytes(data)
+                .map_err(|e| RtmpError::Handshake(e.to_string()))?;
+            match result {
+                HandshakeProcessResult::InProgress { response_bytes } => {
+                    self.outbound.extend_from_slice(&response_bytes);
+                    return Ok(events);
+                }
+                HandshakeProcessResult::Completed {
+                    response_bytes,
+                    remaining_bytes,
+                } => {
+                    self.outbound.extend_from_slice(&response_bytes);
+                    self.handshake = None;
+                    // Everything we send is cut at our chunk size: announce it first.
+                    self.outbound
+                        .extend_from_slice(&message::set_chunk_size(chunk::OUT_CHUNK_SIZE as u32));
+                    return self.read_messages(&remaining_bytes, events);
                 }
             }
-            Phase::Session(session) => {
-                let results = session
-                    .handle_input(data)
-                    .map_err(|e| RtmpError::Session(format!("{e:?}")))?;
-                self.absorb(results, &mut events)?;
+        }
+        self.read_messages(data, events)
+    }
+
+    fn read_messages(
+        &mut self,
+        mut input: &[u8],
+        mut events: Vec<ServerEvent>,
+    ) -> Result<Vec<ServerEvent>, RtmpError> {
+        while let Some(m) = self.reader.read_message(&mut input)? {
+            self.handle_message(m, &mut events)?;
+        }
+        if let Some(window) = self.peer_window {
+            let read = self.reader.bytes_read();
+            if read - self.acked_at >= u64::from(window) {
+                self.acked_at = read;
+                self.outbound.extend_from_slice(&message::ack(read as u32));
             }
         }
         Ok(events)
@@ -130,27 +194,45 @@ impl ServerConnection {
 
     /// Accepts a publish or play request.
     pub fn accept(&mut self, request_id: u32) -> Result<(), RtmpError> {
-        let results = self
-            .session()?
-            .accept_request(request_id)
-            .map_err(|e| RtmpError::Session(format!("{e:?}")))?;
-        let mut events = Vec::new();
-        self.absorb(results, &mut events)
+        let s = self.pending(request_id, "accept")?;
+        let sid = s.id;
+        s.state = match s.state {
+            NetStreamState::PublishRequested => NetStreamState::Publishing,
+            _ => NetStreamState::Playing,
+        };
+        let publishing = s.state == NetStreamState::Publishing;
+        if publishing {
+            self.outbound
+                .extend_from_slice(&message::user_control(event::STREAM_BEGIN, sid));
+            self.send_status(sid, "status", "NetStream.Publish.Start", "publishing");
+        } else {
+            self.send_status(sid, "status", "NetStream.Play.Reset", "reset");
+            self.outbound
+                .extend_from_slice(&message::user_control(event::STREAM_BEGIN, sid));
+            self.send_status(sid, "status", "NetStream.Play.Start", "playing");
+            // No `onStatus(NetStream.Data.Start)` data message: ffmpeg makes a data stream of
+            // it, and its timestamp (0 here) then moves the player's start time off the
+            // media's (seen as a 57 ms shift of every packet in the checksum test).
+            let mut w = amf::Writer::new();
+            w.string("|RtmpSampleAccess").boolean(true).boolean(true);
+            self.data_message(sid, &w.finish());
+        }
+        Ok(())
     }
 
-    /// Rejects a request with an `onStatus` error `code` (e.g. `NetStream.Publish.BadName`).
+    /// Rejects a publish or play request with an `onStatus` error `code` (e.g.
+    /// `NetStream.Publish.BadName`).
     pub fn reject(
         &mut self,
         request_id: u32,
         code: &str,
         description: &str,
     ) -> Result<(), RtmpError> {
-        let results = self
-            .session()?
-            .reject_request(request_id, code, description)
-            .map_err(|e| RtmpError::Session(format!("{e:?}")))?;
-        let mut events = Vec::new();
-        self.absorb(results, &mut events)
+        let s = self.pending(request_id, "reject")?;
+        s.state = NetStreamState::Idle;
+        let sid = s.id;
+        self.send_status(sid, "error", code, description);
+        Ok(())
     }
 
     /// Queues an `onStatus` command on `stream_id` (e.g. `NetStream.Play.UnpublishNotify`).
@@ -159,7 +241,7 @@ impl ServerConnection {
         self.outbound.extend_from_slice(&chunk::serialize_message(
             chunk::CSID_DATA,
             0,
-            20,
+            message::type_id::AMF0_COMMAND,
             stream_id,
             &body,
             chunk::OUT_CHUNK_SIZE,
@@ -175,102 +257,555 @@ impl ServerConnection {
         }
     }
 
-    fn session(&mut self) -> Result<&mut ServerSession, RtmpError> {
-        match &mut self.phase {
-            Phase::Session(s) => Ok(s),
-            Phase::Handshake(_) => Err(RtmpError::Session("handshake not complete".into())),
-        }
+    fn pending(&mut self, request_id: u32, what: &str) -> Result<&mut NetStream, RtmpError> {
+        self.streams
+            .iter_mut()
+            .find(|s| {
+                s.id == request_id
+                    && matches!(
+                        s.state,
+                        NetStreamState::PublishRequested | NetStreamState::PlayRequested
+                    )
+            })
+            .ok_or_else(|| RtmpError::BadCommand {
+                command: what.to_string(),
+                why: "no such request",
+            })
     }
 
-    fn absorb(
-        &mut self,
-        results: Vec<ServerSessionResult>,
-        events: &mut Vec<ServerEvent>,
-    ) -> Result<(), RtmpError> {
-        for r in results {
-            match r {
-                ServerSessionResult::OutboundResponse(p) => {
-                    self.outbound.extend_from_slice(&p.bytes)
-                }
-                ServerSessionResult::RaisedEvent(e) => self.raise(e, events)?,
-                ServerSessionResult::UnhandleableMessageReceived(m) => {
-                    if m.type_id == AGGREGATE_TYPE_ID {
-                        for sub in aggregate::split(m.timestamp.value, &m.data)? {
-                            if let Some(kind @ (MediaKind::Audio | MediaKind::Video)) = sub.kind {
-                                events.push(ServerEvent::Media {
-                                    kind,
-                                    timestamp: sub.timestamp,
-                                    body: sub.body,
-                                });
-                            }
-                        }
-                    }
-                    // Anything else (AMF3 commands, shared objects) is ignored, as other
-                    // servers do; it cannot affect media.
-                }
-            }
-        }
-        Ok(())
+    fn data_message(&mut self, stream_id: u32, body: &[u8]) {
+        self.outbound.extend_from_slice(&chunk::serialize_message(
+            chunk::CSID_DATA,
+            0,
+            message::type_id::AMF0_DATA,
+            stream_id,
+            body,
+            chunk::OUT_CHUNK_SIZE,
+        ));
     }
 
-    fn raise(
+    /// `_result(txn, object, args…)` on message stream 0.
+    fn result(&mut self, txn: f64, object: impl FnOnce(&mut amf::Writer), args: &[&[u8]]) {
+        let mut w = amf::Writer::new();
+        w.string("_result").number(txn);
+        object(&mut w);
+        for a in args {
+            w.raw(a);
+        }
+        self.outbound
+            .extend_from_slice(&message::command_message(CSID_COMMAND, 0, &w.finish()));
+    }
+
+    fn publishing(&self, stream_id: u32) -> bool {
+        self.streams
+            .iter()
+            .any(|s| s.id == stream_id && s.state == NetStreamState::Publishing)
+    }
+
+    fn handle_message(
         &mut self,
-        e: ServerSessionEvent,
+        m: RawMessage,
         events: &mut Vec<ServerEvent>,
     ) -> Result<(), RtmpError> {
-        match e {
-            ServerSessionEvent::ConnectionRequested { request_id, .. } => {
-                // Any app name is accepted; streams are keyed by app/stream at publish/play.
-                self.accept(request_id)?;
-            }
-            ServerSessionEvent::PublishStreamRequested {
-                request_id,
-                app_name,
-                stream_key,
-                ..
-            } => events.push(ServerEvent::PublishRequested {
-                request_id,
-                app: app_name,
-                stream: stream_key,
-            }),
-            ServerSessionEvent::PlayStreamRequested {
-                request_id,
-                app_name,
-                stream_key,
-                stream_id,
-                ..
-            } => events.push(ServerEvent::PlayRequested {
-                request_id,
-                app: app_name,
-                stream: stream_key,
-                stream_id,
-            }),
-            ServerSessionEvent::AudioDataReceived {
-                data, timestamp, ..
-            } => events.push(ServerEvent::Media {
+        let sid = m.stream_id;
+        match Message::decode(&m)? {
+            Message::Command(c) => self.handle_command(sid, c, events)?,
+            Message::Audio(body) if self.publishing(sid) => events.push(ServerEvent::Media {
                 kind: MediaKind::Audio,
-                timestamp: timestamp.value,
-                body: data,
+                timestamp: m.timestamp,
+                body,
             }),
-            ServerSessionEvent::VideoDataReceived {
-                data, timestamp, ..
-            } => events.push(ServerEvent::Media {
+            Message::Video(body) if self.publishing(sid) => events.push(ServerEvent::Media {
                 kind: MediaKind::Video,
-                timestamp: timestamp.value,
-                body: data,
+                timestamp: m.timestamp,
+                body,
             }),
-            ServerSessionEvent::StreamMetadataChanged { metadata, .. } => {
-                events.push(ServerEvent::Metadata {
-                    body: amf::metadata_body(&metadata),
-                })
+            Message::Aggregate(body) if self.publishing(sid) => {
+                for sub in aggregate::split(m.timestamp, &body)? {
+                    if let Some(kind @ (MediaKind::Audio | MediaKind::Video)) = sub.kind {
+                        events.push(ServerEvent::Media {
+                            kind,
+                            timestamp: sub.timestamp,
+                            body: sub.body,
+                        });
+                    }
+                }
             }
-            ServerSessionEvent::PublishStreamFinished { .. } => {
-                events.push(ServerEvent::PublishFinished)
+            Message::Data(values) if self.publishing(sid) => {
+                if let Some(props) = amf::metadata_object(&values) {
+                    events.push(ServerEvent::Metadata {
+                        body: amf::metadata_body(props),
+                    });
+                }
             }
-            ServerSessionEvent::PlayStreamFinished { .. } => events.push(ServerEvent::PlayFinished),
-            // Chunk size, acknowledgements and pings are handled inside rml_rtmp.
+            Message::UserControl {
+                event: event::PING_REQUEST,
+                value,
+            } => self
+                .outbound
+                .extend_from_slice(&message::user_control(event::PING_RESPONSE, value)),
+            Message::WindowAckSize(size) if size > 0 => self.peer_window = Some(size),
+            // Media and data on a stream that is not publishing, acknowledgements, peer
+            // bandwidth, shared objects: nothing to do (as nginx-rtmp and SRS).
             _ => {}
         }
         Ok(())
+    }
+
+    fn handle_command(
+        &mut self,
+        sid: u32,
+        c: Command,
+        events: &mut Vec<ServerEvent>,
+    ) -> Result<(), RtmpError> {
+        let bad = |why: &'static str| RtmpError::BadCommand {
+            command: c.name.clone(),
+            why,
+        };
+        if c.name != "connect" && self.connect.is_none() {
+            // Results and status replies of a confused peer are ignored; requests are not.
+            return match c.name.as_str() {
+                "createStream" | "publish" | "play" => Err(bad("before connect")),
+                _ => Ok(()),
+            };
+        }
+        match c.name.as_str() {
+            "connect" => {
+                if self.connect.is_some() {
+                    return Err(bad("sent twice"));
+                }
+                let mut app = amf::prop_str(&c.object, "app")
+                    .ok_or_else(|| bad("no app"))?
+                    .to_string();
+                if app.ends_with('/') {
+                    app.pop();
+                }
+                let tc_url = amf::prop_str(&c.object, "tcUrl").unwrap_or("").to_string();
+                let object_encoding = match &c.object {
+                    Amf0Value::Object(p) => match p.get("objectEncoding") {
+                        Some(Amf0Value::Number(n)) => *n,
+                        _ => 0.0,
+                    },
+                    _ => 0.0,
+                };
+                self.connect = Some(ConnectInfo { app, tc_url });
+                self.outbound
+                    .extend_from_slice(&message::window_ack_size(WINDOW_ACK_SIZE));
+                self.outbound
+                    .extend_from_slice(&message::set_peer_bandwidth(WINDOW_ACK_SIZE));
+                self.outbound
+                    .extend_from_slice(&message::user_control(event::STREAM_BEGIN, 0));
+                let mut info = amf::Writer::new();
+                info.begin_object();
+                info.key("level").string("status");
+                info.key("code").string("NetConnection.Connect.Success");
+                info.key("description").string("Connection succeeded.");
+                info.key("objectEncoding").number(object_encoding);
+                info.end_object();
+                let info = info.finish();
+                self.result(
+                    c.transaction_id,
+                    |w| {
+                        w.begin_object();
+                        w.key("fmsVer").string("FMS/3,0,1,123");
+                        w.key("capabilities").number(31.0);
+                        w.end_object();
+                    },
+                    &[&info],
+                );
+            }
+            "createStream" => {
+                if self.streams.len() >= MAX_NET_STREAMS {
+                    return Err(bad("too many streams"));
+                }
+                let id = self.next_stream_id;
+                self.next_stream_id += 1;
+                self.streams.push(NetStream {
+                    id,
+                    state: NetStreamState::Idle,
+                });
+                let mut w = amf::Writer::new();
+                w.number(f64::from(id));
+                let id_value = w.finish();
+                self.result(
+                    c.transaction_id,
+                    |w| {
+                        w.null();
+                    },
+                    &[&id_value],
+                );
+            }
+            // FMLE, OBS and ffmpeg announce a publish with these; SRS answers both with a
+            // bare `_result`, which is what every publisher accepts.
+            "releaseStream" | "FCPublish" => {
+                self.result(
+                    c.transaction_id,
+                    |w| {
+                        w.null();
+                    },
+                    &[&[0x06]],
+                );
+            }
+            "publish" | "play" => {
+                let name = amf::str_at(&c.args, 0).ok_or_else(|| bad("no stream name"))?;
+                let app = self
+                    .connect
+                    .as_ref()
+                    .map(|c| c.app.clone())
+                    .unwrap_or_default();
+                let stream = name.to_string();
+                let publish = c.name == "publish";
+                let s = self
+                    .streams
+                    .iter_mut()
+                    .find(|s| s.id == sid)
+                    .ok_or_else(|| bad("on a stream never created"))?;
+                if s.state != NetStreamState::Idle {
+                    return Err(bad("on a stream already in use"));
+                }
+                if publish {
+                    s.state = NetStreamState::PublishRequested;
+                    events.push(ServerEvent::PublishRequested {
+                        request_id: sid,
+                        app,
+                        stream,
+                    });
+                } else {
+                    s.state = NetStreamState::PlayRequested;
+                    events.push(ServerEvent::PlayRequested {
+                        request_id: sid,
+                        app,
+                        stream,
+                        stream_id: sid,
+                    });
+                }
+            }
+            "FCUnpublish" => {
+                for s in &mut self.streams {
+                    if s.state == NetStreamState::Publishing {
+                        s.state = NetStreamState::Idle;
+                        events.push(ServerEvent::PublishFinished);
+                    }
+                }
+            }
+            "deleteStream" | "closeStream" => {
+                // deleteStream names the stream; closeStream is sent on it.
+                let target = if c.name == "deleteStream" {
+                    match amf::number_at(&c.args, 0) {
+                        Some(n) if n >= 0.0 && n <= f64::from(u32::MAX) => n as u32,
+                        _ => return Ok(()),
+                    }
+                } else {
+                    sid
+                };
+                if let Some(i) = self.streams.iter().position(|s| s.id == target) {
+                    match self.streams[i].state {
+                        NetStreamState::Publishing => events.push(ServerEvent::PublishFinished),
+                        NetStreamState::Playing => events.push(ServerEvent::PlayFinished),
+                        _ => {}
+                    }
+                    if c.name == "deleteStream" {
+                        self.streams.remove(i);
+                    } else {
+                        self.streams[i].state = NetStreamState::Idle;
+                    }
+                }
+            }
+            // getStreamLength, _checkbw, receiveAudio/Video, pause, results of our own
+            // onBWDone-less session: nothing a live edge answers.
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A handshake as a peer does it: C0+C1, then C2 echoing S1.
+    pub(crate) fn handshaken() -> ServerConnection {
+        let mut s = ServerConnection::new();
+        let mut c1 = vec![3u8];
+        c1.extend_from_slice(&[0u8; 1536]);
+        assert!(s.handle_input(&c1).unwrap().is_empty());
+        let s0s1s2 = s.poll_transmit().unwrap();
+        let c2 = s0s1s2[1..1537].to_vec();
+        assert!(s.handle_input(&c2).unwrap().is_empty());
+        s
+    }
+
+    fn cmd(csid: u32, sid: u32, f: impl FnOnce(&mut amf::Writer)) -> Vec<u8> {
+        let mut w = amf::Writer::new();
+        f(&mut w);
+        chunk::serialize_message(csid, 0, 20, sid, &w.finish(), 128).to_vec()
+    }
+
+    fn connect(app: &str) -> Vec<u8> {
+        cmd(3, 0, |w| {
+            w.string("connect").number(1.0).begin_object();
+            w.key("app").string(app);
+            w.key("tcUrl").string("rtmp://h/live");
+            w.end_object();
+        })
+    }
+
+    fn create_stream() -> Vec<u8> {
+        cmd(3, 0, |w| {
+            w.string("createStream").number(2.0).null();
+        })
+    }
+
+    fn request(name: &str, stream: &str, sid: u32) -> Vec<u8> {
+        cmd(8, sid, |w| {
+            w.string(name).number(0.0).null().string(stream);
+        })
+    }
+
+    /// Every message the server wrote, decoded (after the handshake). Each call reads with a
+    /// fresh reader told the server's chunk size, as a peer's reader would be by then.
+    fn replies(s: &mut ServerConnection) -> Vec<Message> {
+        let mut r = ChunkReader::new();
+        if s.connect.is_some() {
+            r.set_chunk_size(chunk::OUT_CHUNK_SIZE as u32).unwrap();
+        }
+        let mut out = Vec::new();
+        while let Some(b) = s.poll_transmit() {
+            let mut input = &b[..];
+            while let Some(m) = r.read_message(&mut input).unwrap() {
+                out.push(Message::decode(&m).unwrap());
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn connect_create_publish_and_media() {
+        let mut s = handshaken();
+        let mut wire = connect("live/");
+        wire.extend(create_stream());
+        wire.extend(request("publish", "cam?k=1", 1));
+        wire.extend(chunk::serialize_message(4, 40, 9, 1, b"\x17\x01", 128));
+        for split in [1, 5, wire.len()] {
+            let mut s2 = handshaken();
+            let mut ev = Vec::new();
+            for piece in wire.chunks(split) {
+                ev.extend(s2.handle_input(piece).unwrap());
+            }
+            // Media before the accept is not delivered.
+            assert_eq!(
+                ev,
+                vec![ServerEvent::PublishRequested {
+                    request_id: 1,
+                    app: "live".into(),
+                    stream: "cam?k=1".into()
+                }]
+            );
+        }
+        let ev = s.handle_input(&wire).unwrap();
+        assert_eq!(ev.len(), 1);
+        assert_eq!(
+            s.connect_info(),
+            Some(&ConnectInfo {
+                app: "live".into(),
+                tc_url: "rtmp://h/live".into()
+            })
+        );
+        let out = replies(&mut s);
+        assert!(out.contains(&Message::SetChunkSize(4096)));
+        let results: Vec<&Command> = out
+            .iter()
+            .filter_map(|m| match m {
+                Message::Command(c) => Some(c),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(results[0].name, "_result");
+        assert_eq!(
+            amf::prop_str(&results[0].args[0], "code"),
+            Some("NetConnection.Connect.Success")
+        );
+        assert_eq!(amf::number_at(&results[1].args, 0), Some(1.0));
+        s.accept(1).unwrap();
+        let out = replies(&mut s);
+        assert!(out.iter().any(|m| matches!(m, Message::Command(c)
+            if amf::prop_str(&c.args[0], "code") == Some("NetStream.Publish.Start"))));
+        let ev = s
+            .handle_input(&chunk::serialize_message(4, 80, 8, 1, b"\xaf\x01", 128))
+            .unwrap();
+        assert_eq!(
+            ev,
+            vec![ServerEvent::Media {
+                kind: MediaKind::Audio,
+                timestamp: 80,
+                body: Bytes::from_static(b"\xaf\x01")
+            }]
+        );
+    }
+
+    #[test]
+    fn play_accept_sends_start_then_close_finishes() {
+        let mut s = handshaken();
+        let mut wire = connect("live");
+        wire.extend(create_stream());
+        wire.extend(request("play", "cam", 1));
+        let ev = s.handle_input(&wire).unwrap();
+        assert_eq!(
+            ev,
+            vec![ServerEvent::PlayRequested {
+                request_id: 1,
+                app: "live".into(),
+                stream: "cam".into(),
+                stream_id: 1
+            }]
+        );
+        replies(&mut s);
+        s.accept(1).unwrap();
+        let codes: Vec<String> = replies(&mut s)
+            .iter()
+            .filter_map(|m| match m {
+                Message::Command(c) => amf::prop_str(&c.args[0], "code").map(str::to_string),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(codes, ["NetStream.Play.Reset", "NetStream.Play.Start"]);
+        let del = cmd(3, 0, |w| {
+            w.string("deleteStream").number(0.0).null().number(1.0);
+        });
+        assert_eq!(
+            s.handle_input(&del).unwrap(),
+            vec![ServerEvent::PlayFinished]
+        );
+        // A second accept of the same request is refused.
+        assert!(s.accept(1).is_err());
+    }
+
+    #[test]
+    fn metadata_and_aggregates_while_publishing() {
+        let mut s = handshaken();
+        let mut wire = connect("live");
+        wire.extend(create_stream());
+        wire.extend(request("publish", "cam", 1));
+        s.handle_input(&wire).unwrap();
+        s.accept(1).unwrap();
+        let mut w = amf::Writer::new();
+        w.string("@setDataFrame")
+            .string("onMetaData")
+            .begin_object()
+            .key("width")
+            .number(640.0)
+            .end_object();
+        let meta = chunk::serialize_message(4, 0, 18, 1, &w.finish(), 128);
+        let ev = s.handle_input(&meta).unwrap();
+        let [ServerEvent::Metadata { body }] = &ev[..] else {
+            panic!("{ev:?}")
+        };
+        let v = amf::decode(body).unwrap();
+        assert_eq!(
+            amf::metadata_object(&v).unwrap()["width"],
+            Amf0Value::Number(640.0)
+        );
+        // An aggregate of one video tag.
+        let mut agg = vec![9, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0x17, 0x01];
+        agg.extend_from_slice(&13u32.to_be_bytes());
+        let ev = s
+            .handle_input(&chunk::serialize_message(4, 500, 22, 1, &agg, 128))
+            .unwrap();
+        assert_eq!(
+            ev,
+            vec![ServerEvent::Media {
+                kind: MediaKind::Video,
+                timestamp: 500,
+                body: Bytes::from_static(b"\x17\x01")
+            }]
+        );
+    }
+
+    #[test]
+    fn ping_is_answered_and_acks_follow_the_window() {
+        let mut s = handshaken();
+        s.handle_input(&connect("live")).unwrap();
+        replies(&mut s);
+        let ping = message::user_control(event::PING_REQUEST, 77);
+        s.handle_input(&ping).unwrap();
+        assert_eq!(
+            replies(&mut s),
+            vec![Message::UserControl {
+                event: event::PING_RESPONSE,
+                value: 77
+            }]
+        );
+        s.handle_input(&message::window_ack_size(1000)).unwrap();
+        let filler = chunk::serialize_message(3, 0, 19, 0, &[0u8; 1200], 4096);
+        s.handle_input(&filler).unwrap();
+        let out = replies(&mut s);
+        let [Message::Ack(n)] = out[..] else {
+            panic!("{out:?}")
+        };
+        assert_eq!(u64::from(n), s.reader.bytes_read());
+    }
+
+    #[test]
+    fn out_of_order_and_malformed_commands_are_errors() {
+        let mut s = handshaken();
+        assert!(s.handle_input(&request("play", "x", 1)).is_err());
+        let mut s = handshaken();
+        let mut wire = connect("live");
+        wire.extend(request("play", "x", 1));
+        assert!(matches!(
+            s.handle_input(&wire),
+            Err(RtmpError::BadCommand {
+                why: "on a stream never created",
+                ..
+            })
+        ));
+        let mut s = handshaken();
+        assert!(s
+            .handle_input(&cmd(3, 0, |w| {
+                w.string("connect").number(1.0).null();
+            }))
+            .is_err());
+        let mut s = handshaken();
+        let mut wire = connect("live");
+        for _ in 0..=MAX_NET_STREAMS {
+            wire.extend(create_stream());
+        }
+        assert!(matches!(
+            s.handle_input(&wire),
+            Err(RtmpError::BadCommand {
+                why: "too many streams",
+                ..
+            })
+        ));
+    }
+
+    /// The reproducers of issue 11, after a valid handshake: each is an error.
+    #[test]
+    fn regression_issue_11_reproducers_close_the_peer() {
+        let repro: [&[u8]; 4] = [
+            &[0x03, 0, 0, 0, 0, 0, 0, 0x14, 0, 0, 0, 0],
+            &[0x03, 0, 0, 0, 0, 0, 0, 0x11, 0, 0, 0, 0],
+            &[
+                0x02, 0, 0, 0, 0, 0, 4, 1, 0, 0, 0, 0, 0, 0, 0, 1, 0x03, 0, 0, 0, 0, 0, 2, 8, 1, 0,
+                0, 0, 0xaa, 0x43, 0, 0, 0, 0, 0, 0, 8,
+            ],
+            &[
+                0x03, 0xff, 0xff, 0xff, 0, 0, 1, 8, 1, 0, 0, 0, 0, 0, 0, 0, 0xaa, 0xc3, 0, 0, 0, 0,
+                0xbb,
+            ],
+        ];
+        for (i, r) in repro.iter().enumerate() {
+            let mut s = handshaken();
+            let result = s.handle_input(r);
+            // The last one is valid chunking (media on a stream that is not publishing,
+            // ignored); the others are protocol errors.
+            assert_eq!(result.is_err(), i < 3, "reproducer {i}: {result:?}");
+        }
+    }
+
+    #[test]
+    fn garbage_fails_the_handshake() {
+        let mut s = ServerConnection::new();
+        assert!(s.handle_input(b"GET / HTTP/1.1\r\n\r\n").is_err());
     }
 }
