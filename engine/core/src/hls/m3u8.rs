@@ -13,6 +13,10 @@ pub enum M3u8Error {
     /// A URI line without an EXTINF before it.
     #[error("segment URI without EXTINF on line {0}")]
     UriWithoutExtinf(usize),
+    /// A tag RFC 8216 allows once, before the first segment, seen again or after one
+    /// (EXT-X-MEDIA-SEQUENCE, EXT-X-DISCONTINUITY-SEQUENCE).
+    #[error("{tag} repeated or after the first segment, line {line}")]
+    MisplacedTag { line: usize, tag: &'static str },
 }
 
 /// One listed segment.
@@ -44,6 +48,7 @@ pub fn parse_media_playlist(text: &str) -> Result<MediaPlaylist, M3u8Error> {
     let mut p = MediaPlaylist::default();
     let mut duration: Option<u64> = None;
     let mut discontinuity = false;
+    let (mut seen_media_sequence, mut seen_discontinuity_sequence) = (false, false);
     let bad = |line: usize, text: &str| M3u8Error::BadValue {
         line,
         text: text.to_string(),
@@ -55,8 +60,18 @@ pub fn parse_media_playlist(text: &str) -> Result<MediaPlaylist, M3u8Error> {
         if let Some(v) = line.strip_prefix("#EXT-X-TARGETDURATION:") {
             p.target_duration_s = v.parse().map_err(|_| bad(n, line))?;
         } else if let Some(v) = line.strip_prefix("#EXT-X-MEDIA-SEQUENCE:") {
+            // Once, before any segment (RFC 8216 4.3.3.2): a second one would renumber the
+            // segments after it but not those before.
+            let tag = "EXT-X-MEDIA-SEQUENCE";
+            if std::mem::replace(&mut seen_media_sequence, true) || !p.segments.is_empty() {
+                return Err(M3u8Error::MisplacedTag { line: n, tag });
+            }
             p.media_sequence = v.parse().map_err(|_| bad(n, line))?;
         } else if let Some(v) = line.strip_prefix("#EXT-X-DISCONTINUITY-SEQUENCE:") {
+            let tag = "EXT-X-DISCONTINUITY-SEQUENCE";
+            if std::mem::replace(&mut seen_discontinuity_sequence, true) || !p.segments.is_empty() {
+                return Err(M3u8Error::MisplacedTag { line: n, tag });
+            }
             p.discontinuity_sequence = v.parse().map_err(|_| bad(n, line))?;
         } else if line == "#EXT-X-DISCONTINUITY" {
             discontinuity = true;
@@ -73,8 +88,13 @@ pub fn parse_media_playlist(text: &str) -> Result<MediaPlaylist, M3u8Error> {
             // Other tags (VERSION, PROGRAM-DATE-TIME, ...) do not change what we fetch.
         } else {
             let duration_ms = duration.take().ok_or(M3u8Error::UriWithoutExtinf(n))?;
+            // An origin may announce any media sequence; the next one must still exist.
+            let seq = p
+                .media_sequence
+                .checked_add(p.segments.len() as u64)
+                .ok_or_else(|| bad(n, line))?;
             p.segments.push(PlaylistSegment {
-                seq: p.media_sequence + p.segments.len() as u64,
+                seq,
                 duration_ms,
                 uri: line.to_string(),
                 discontinuity: std::mem::take(&mut discontinuity),
@@ -120,6 +140,42 @@ cam-42.ts\n#EXT-X-ENDLIST\n";
                 },
             ]
         );
+    }
+
+    /// Regression (issue 11): `media_sequence + segments.len()` overflowed.
+    #[test]
+    fn regression_media_sequence_at_u64_max() {
+        let text = "#EXTM3U\n#EXT-X-MEDIA-SEQUENCE:18446744073709551615\n#EXTINF:1,\na.ts\n#EXTINF:1,\nb.ts\n";
+        assert!(matches!(
+            parse_media_playlist(text),
+            Err(M3u8Error::BadValue { line: 6, .. })
+        ));
+        let one = "#EXTM3U\n#EXT-X-MEDIA-SEQUENCE:18446744073709551615\n#EXTINF:1,\na.ts\n";
+        assert_eq!(parse_media_playlist(one).unwrap().segments[0].seq, u64::MAX);
+    }
+
+    /// Regression (fuzz, m3u8): a media sequence after the first segment renumbered only the
+    /// segments after it.
+    #[test]
+    fn regression_media_sequence_after_a_segment() {
+        let late = "#EXTM3U\n#EXTINF:2,\na.ts\n#EXT-X-MEDIA-SEQUENCE:41\n#EXTINF:2,\nb.ts\n";
+        assert_eq!(
+            parse_media_playlist(late),
+            Err(M3u8Error::MisplacedTag {
+                line: 4,
+                tag: "EXT-X-MEDIA-SEQUENCE"
+            })
+        );
+        let twice = "#EXTM3U\n#EXT-X-MEDIA-SEQUENCE:1\n#EXT-X-MEDIA-SEQUENCE:41\n";
+        assert!(matches!(
+            parse_media_playlist(twice),
+            Err(M3u8Error::MisplacedTag { line: 3, .. })
+        ));
+        let disc = "#EXTM3U\n#EXTINF:2,\na.ts\n#EXT-X-DISCONTINUITY-SEQUENCE:3\n";
+        assert!(matches!(
+            parse_media_playlist(disc),
+            Err(M3u8Error::MisplacedTag { line: 4, .. })
+        ));
     }
 
     #[test]

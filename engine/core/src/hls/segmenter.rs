@@ -7,7 +7,9 @@
 //!    audio is flushed and the segment closes; its duration is the distance to this keyframe.
 //! 3. The new segment starts with PAT/PMT and the keyframe.
 //! 4. A republish or a timestamp jump (backwards, or forward by more than
-//!    [`MAX_GAP_MS`]) closes the segment and marks the next one as a discontinuity.
+//!    [`MAX_GAP_MS`]) closes the segment and marks the next one as a discontinuity; at a
+//!    jump the segment ends one frame after its last frame, so its duration never spans
+//!    the gap.
 //! 5. The end of the stream closes the segment and adds EXT-X-ENDLIST.
 
 use std::collections::VecDeque;
@@ -131,6 +133,8 @@ pub struct Segmenter<S: SegmentStore> {
     target_duration_s: u64,
     pending_discontinuity: bool,
     last_dts_ms: Option<u64>,
+    /// The last distance between two clock-driving frames (a frame's duration, 0 until known).
+    last_frame_ms: u64,
     ended: bool,
     /// Segments refused because storage was full (their frames are skipped; the engine counts
     /// and logs each).
@@ -152,6 +156,7 @@ impl<S: SegmentStore> Segmenter<S> {
             target_duration_s: config.segment_ms.div_ceil(1000).max(1),
             pending_discontinuity: false,
             last_dts_ms: None,
+            last_frame_ms: 0,
             ended: false,
             refused_segments: 0,
         }
@@ -237,13 +242,17 @@ impl<S: SegmentStore> Segmenter<S> {
     ) -> Result<Option<HlsSnapshot>, SegmenterError> {
         let mut snapshot = None;
         if drives_clock {
-            let jump = self
-                .last_dts_ms
-                .is_some_and(|last| dts_ms < last || dts_ms - last > MAX_GAP_MS);
+            let last = self.last_dts_ms;
             self.last_dts_ms = Some(dts_ms);
-            if jump {
-                snapshot = self.close(dts_ms)?;
-                self.pending_discontinuity = true;
+            match last {
+                Some(last) if dts_ms < last || dts_ms - last > MAX_GAP_MS => {
+                    // The open segment ends where its own frames end, not at the frame after
+                    // the jump: its EXTINF (and TARGETDURATION) must not span the gap.
+                    snapshot = self.close(last + self.last_frame_ms)?;
+                    self.pending_discontinuity = true;
+                }
+                Some(last) if dts_ms > last => self.last_frame_ms = dts_ms - last,
+                _ => {}
             }
         }
         let cut = match &self.open {

@@ -346,3 +346,34 @@ fn rendered_playlists_parse_back() {
         assert_eq!(parsed.uri, format!("x-{}.ts", seg.seq));
     }
 }
+
+/// Regression (issue 11): a publisher timestamp jump of 100 000 s closed the open segment at
+/// the new frame's time, so its EXTINF and TARGETDURATION covered the whole gap, and our own
+/// parser then refused the playlist.
+#[test]
+fn regression_timestamp_jump_does_not_stretch_a_segment() {
+    let mut frames = vec![(avc_seq(), None)];
+    for n in 0..10u64 {
+        frames.push((video(n * 40, 0, n == 0, 200), None));
+    }
+    for n in 0..60u64 {
+        frames.push((video(100_000_000 + n * 40, 0, n % 25 == 0, 200), None));
+    }
+    let (mut s, snaps) = run(HlsConfig::default(), &frames);
+    let end = s.handle_end();
+    let first = &snaps[0].segments[0];
+    assert_eq!(first.duration_ms, 400, "ten 40 ms frames");
+    let text = std::str::from_utf8(&end.playlist).unwrap();
+    let p = super::m3u8::parse_media_playlist(text).expect("the playlist parses back");
+    assert!(p.target_duration_s <= 2, "{text}");
+    assert!(p.segments.iter().all(|s| s.duration_ms <= 2000), "{text}");
+    assert!(p.segments[1].discontinuity, "{text}");
+    // A backwards jump is cut the same way.
+    let mut back = vec![(avc_seq(), None)];
+    for n in 0..5u64 {
+        back.push((video(50_000 + n * 40, 0, n == 0, 200), None));
+    }
+    back.push((video(0, 0, true, 200), None));
+    let (_, snaps) = run(HlsConfig::default(), &back);
+    assert_eq!(snaps[0].segments[0].duration_ms, 200);
+}
