@@ -290,8 +290,10 @@ async fn rtmp_round(
     ctx.live
         .bytes
         .fetch_add(buf.len() as u64, Ordering::Relaxed);
+    let mut events = Vec::new();
     client
-        .handle_input(buf)
+        .handle_input(buf, &mut events)
+        .map(|()| events)
         .map_err(|_| RtmpStop::Error("parse"))
 }
 

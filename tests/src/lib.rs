@@ -52,6 +52,8 @@ pub struct Engine {
     child: Option<Child>,
     pub rtmp: SocketAddr,
     pub http: SocketAddr,
+    /// Where its stderr goes, for engines started with [`Engine::start_logged`].
+    log: Option<PathBuf>,
 }
 
 impl Engine {
@@ -63,16 +65,44 @@ impl Engine {
 
     /// [`Engine::start`] with extra environment variables.
     pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Engine {
+        Self::spawn(args, env, None)
+    }
+
+    /// [`Engine::start`] at log level `level`, with stderr kept for [`Engine::log`].
+    pub fn start_logged(args: &[&str], level: &str) -> Engine {
+        static N: AtomicU64 = AtomicU64::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "edge-engine-test-{}-{}.log",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        Self::spawn(args, &[("RUST_LOG", level)], Some(path))
+    }
+
+    /// Everything the engine logged so far (engines from [`Engine::start_logged`]).
+    pub fn log(&self) -> String {
+        let path = self
+            .log
+            .as_ref()
+            .expect("an engine started with start_logged");
+        std::fs::read_to_string(path).unwrap_or_default()
+    }
+
+    fn spawn(args: &[&str], env: &[(&str, &str)], log: Option<PathBuf>) -> Engine {
+        let stderr = match &log {
+            Some(p) => Stdio::from(std::fs::File::create(p).expect("creating the engine log")),
+            None => Stdio::inherit(),
+        };
         let mut child = Command::new(engine_bin())
-            .envs(env.iter().copied())
             .args(["--rtmp", "127.0.0.1:0", "--http", "127.0.0.1:0"])
             .args(args)
             .env(
                 "RUST_LOG",
                 std::env::var("EDGE_TEST_LOG").unwrap_or_else(|_| "warn".into()),
             )
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("spawning edge-engine");
         let stdout = child.stdout.take().unwrap();
@@ -92,6 +122,7 @@ impl Engine {
             child: Some(child),
             rtmp,
             http,
+            log,
         }
     }
 
@@ -160,6 +191,20 @@ impl Engine {
         }
     }
 
+    /// Waits up to `timeout` for the engine to exit by itself; its status, or `None`.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        let child = self.child.as_mut()?;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = child.try_wait() {
+                self.child = None;
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
     /// SIGTERM, then the exit status.
     pub fn stop(mut self) -> std::process::ExitStatus {
         let mut child = self.child.take().unwrap();
@@ -174,6 +219,44 @@ impl Drop for Engine {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
+        }
+        if let Some(p) = &self.log {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+/// Connects to an RTMP server and completes a plain handshake the way a peer does (C0+C1,
+/// then C2 echoing S1), leaving the socket right after it, with a 10 s read timeout.
+pub fn rtmp_handshake(addr: SocketAddr) -> std::io::Result<TcpStream> {
+    let mut s = TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let mut c0c1 = vec![3u8];
+    c0c1.extend_from_slice(&[0u8; 1536]);
+    s.write_all(&c0c1)?;
+    let mut s0s1s2 = vec![0u8; 1 + 2 * 1536];
+    s.read_exact(&mut s0s1s2)?;
+    s.write_all(&s0s1s2[1..1537])?;
+    Ok(s)
+}
+
+/// Reads (and drops) until the peer closes the socket: `true` for EOF or a reset, `false`
+/// when the read timeout passed first.
+pub fn closed_by_peer(s: &mut TcpStream) -> bool {
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                return false
+            }
+            Err(_) => return true,
         }
     }
 }
@@ -437,13 +520,10 @@ pub fn play_rtmp(
         if log.started {
             received_since_start += n as u64;
         }
-        let events = match client.handle_input(&buf[..n]) {
-            Ok(e) => e,
-            Err(e) => {
-                log.error = Some(e.to_string());
-                return log;
-            }
-        };
+        let mut events = Vec::new();
+        if let Err(e) = client.handle_input(&buf[..n], &mut events) {
+            log.error = Some(e.to_string());
+        }
         for ev in events {
             match ev {
                 ClientEvent::Started => log.started = true,
@@ -461,6 +541,9 @@ pub fn play_rtmp(
                 }
                 _ => {}
             }
+        }
+        if log.error.is_some() {
+            return log;
         }
     }
     log
@@ -600,7 +683,11 @@ pub fn try_publish(addr: SocketAddr, app: &str, stream: &str) -> (Vec<ClientEven
         }
         match sock.read(&mut buf) {
             Ok(0) => return (events, true),
-            Ok(n) => events.extend(client.handle_input(&buf[..n]).unwrap_or_default()),
+            Ok(n) => {
+                if client.handle_input(&buf[..n], &mut events).is_err() {
+                    return (events, true);
+                }
+            }
             Err(e)
                 if matches!(
                     e.kind(),
@@ -709,9 +796,10 @@ impl FakeOrigin {
                             Ok(0) | Err(_) => return,
                             Ok(n) => n,
                         };
-                        let Ok(events) = s.handle_input(&buf[..n]) else {
+                        let mut events = Vec::new();
+                        if s.handle_input(&buf[..n], &mut events).is_err() {
                             return;
-                        };
+                        }
                         for ev in events {
                             if let ServerEvent::PlayRequested {
                                 stream, stream_id, ..
@@ -815,4 +903,148 @@ pub fn read_http_until(
         }
         false
     })
+}
+
+/// Checks a `connect` command object the way SRS does: `tcUrl` is required and must be an
+/// `rtmp://` or `rtmps://` URL with a host, `app` is required, and the tcUrl's path (before
+/// any `?`) is the app (before any `?`). `Err` says what is wrong.
+pub fn strict_connect_check(object: &edge_core::rtmp::amf::Amf0Value) -> Result<(), String> {
+    use edge_core::rtmp::amf::prop_str;
+    let tc_url = prop_str(object, "tcUrl").ok_or("invalid request without tcUrl")?;
+    let app = prop_str(object, "app").ok_or("invalid request without app")?;
+    let rest = tc_url
+        .strip_prefix("rtmp://")
+        .or_else(|| tc_url.strip_prefix("rtmps://"))
+        .ok_or_else(|| format!("tcUrl {tc_url:?} is not an rtmp URL"))?;
+    let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
+    if host.is_empty() {
+        return Err(format!("tcUrl {tc_url:?} has no host"));
+    }
+    let base = |s: &str| {
+        s.split('?')
+            .next()
+            .unwrap_or("")
+            .trim_matches('/')
+            .to_string()
+    };
+    if base(path) != base(app) {
+        return Err(format!("app {app:?} does not match tcUrl {tc_url:?}"));
+    }
+    Ok(())
+}
+
+/// An origin as strict as SRS about `connect`: a relay on 127.0.0.1 in front of a real
+/// origin (`upstream`) that reads each client's first command, refuses a connect that fails
+/// [`strict_connect_check`] with `_error(NetConnection.Connect.Rejected)` and a close, and
+/// otherwise passes every byte both ways untouched.
+pub struct StrictOrigin {
+    pub addr: SocketAddr,
+    pub accepted: Arc<AtomicU64>,
+    pub refused: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl StrictOrigin {
+    pub fn start(upstream: SocketAddr) -> StrictOrigin {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accepted = Arc::new(AtomicU64::new(0));
+        let refused = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (acc, refs) = (Arc::clone(&accepted), Arc::clone(&refused));
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(client) = conn else { return };
+                let (acc, refs) = (Arc::clone(&acc), Arc::clone(&refs));
+                std::thread::spawn(move || strict_relay(client, upstream, &acc, &refs));
+            }
+        });
+        StrictOrigin {
+            addr,
+            accepted,
+            refused,
+        }
+    }
+
+    pub fn url(&self, app: &str) -> String {
+        format!("rtmp://{}/{app}", self.addr)
+    }
+}
+
+fn strict_relay(
+    mut client: TcpStream,
+    upstream: SocketAddr,
+    accepted: &AtomicU64,
+    refused: &std::sync::Mutex<Vec<String>>,
+) {
+    use edge_core::rtmp::message::Message;
+    use edge_core::rtmp::reader::ChunkReader;
+    let Ok(mut origin) = TcpStream::connect(upstream) else {
+        return;
+    };
+    // Origin → client: untouched, from the first byte.
+    let (Ok(mut from_origin), Ok(mut to_client)) = (origin.try_clone(), client.try_clone()) else {
+        return;
+    };
+    std::thread::spawn(move || {
+        let _ = std::io::copy(&mut from_origin, &mut to_client);
+        let _ = to_client.shutdown(std::net::Shutdown::Both);
+    });
+    // Client → origin: the handshake (C0, C1, C2) passes at once; the chunks after it are
+    // held back until the connect is judged.
+    let mut held = Vec::new();
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut reader = ChunkReader::new();
+    let mut handshake_left = 1 + 2 * 1536;
+    let verdict = 'read: loop {
+        let n = match client.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        let skip = handshake_left.min(n);
+        handshake_left -= skip;
+        if origin.write_all(&buf[..skip]).is_err() {
+            return;
+        }
+        held.extend_from_slice(&buf[skip..n]);
+        let mut input = &buf[skip..n];
+        loop {
+            match reader.read_message(&mut input) {
+                Ok(Some(m)) => {
+                    if let Ok(Message::Command(c)) = Message::decode(&m) {
+                        if c.name != "connect" {
+                            break 'read Err(format!("{} before connect", c.name));
+                        }
+                        break 'read strict_connect_check(&c.object);
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => break 'read Err(e.to_string()),
+            }
+        }
+    };
+    match verdict {
+        Ok(()) => {
+            accepted.fetch_add(1, Ordering::Relaxed);
+            if origin.write_all(&held).is_ok() {
+                let _ = std::io::copy(&mut client, &mut origin);
+            }
+        }
+        Err(why) => {
+            refused.lock().unwrap().push(why.clone());
+            let mut w = edge_core::rtmp::amf::Writer::new();
+            w.string("_error").number(1.0).null().begin_object();
+            w.key("level").string("error");
+            w.key("code").string("NetConnection.Connect.Rejected");
+            w.key("description").string(&why);
+            w.end_object();
+            // The origin has answered the handshake already; the refusal follows it.
+            std::thread::sleep(Duration::from_millis(50));
+            let _ = client.write_all(&edge_core::rtmp::message::command_message(
+                3,
+                0,
+                &w.finish(),
+            ));
+        }
+    }
+    let _ = origin.shutdown(std::net::Shutdown::Both);
+    let _ = client.shutdown(std::net::Shutdown::Both);
 }

@@ -62,7 +62,10 @@ fn viewer(addr: SocketAddr, stop: Arc<AtomicBool>) -> (Log, std::thread::JoinHan
                 Err(_) => continue,
             };
             let at = Instant::now();
-            for ev in c.handle_input(&buf[..n]).expect("viewer protocol") {
+            let mut events = Vec::new();
+            c.handle_input(&buf[..n], &mut events)
+                .expect("viewer protocol");
+            for ev in events {
                 if let ClientEvent::Media {
                     kind: MediaKind::Video,
                     body,

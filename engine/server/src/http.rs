@@ -9,6 +9,7 @@ use monoio::io::{AsyncReadRent, AsyncWriteRentExt, Splitable};
 use monoio::net::TcpStream;
 use tracing::debug;
 
+use crate::contain;
 use crate::outlet::{finish, write_bufs, Close, Outlet, Wire};
 use crate::shard::{Counter, Shard};
 
@@ -22,7 +23,15 @@ pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream) {
     loop {
         // Answer every complete request already buffered (pipelining), in order.
         loop {
-            let parsed = http::parse_request(&pending);
+            let parsed = match contain::peer_input(|| http::parse_request(&pending)) {
+                Ok(p) => p,
+                Err(panic) => {
+                    shard.stats().connection_errors.inc();
+                    shard.stats().peer_panics.inc();
+                    tracing::warn!(shard = shard.id, "http connection closed: {panic}");
+                    return;
+                }
+            };
             match parsed {
                 Ok(Some((req, used))) => {
                     pending.drain(..used);

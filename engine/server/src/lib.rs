@@ -2,13 +2,14 @@
 //!
 //! [`run`] validates the configuration, starts one pinned shard thread per core (each with
 //! its own monoio runtime, listeners and state), prints a ready line, and stops cleanly on
-//! SIGINT/SIGTERM. Modules: [`config`] (CLI), [`shard`] (per-core state, stream ownership),
+//! SIGINT/SIGTERM. A shard thread that panics ends the process ([`contain`]). Modules: [`config`] (CLI), [`shard`] (per-core state, stream ownership),
 //! [`mesh`] (cross-shard channels), [`outlet`] (per-connection send queue and writer),
 //! [`rtmp`] and [`http`] (connection drivers), [`listen`] (SO_REUSEPORT accept loops),
 //! [`stats`] (counters).
 
 pub mod arena;
 pub mod config;
+pub mod contain;
 pub mod http;
 pub mod listen;
 pub mod mesh;
@@ -77,7 +78,7 @@ pub fn run() -> anyhow::Result<()> {
         };
         let t = std::thread::Builder::new()
             .name(format!("shard-{id}"))
-            .spawn(move || shard_thread(ctx))
+            .spawn(move || contain::shard_thread(id, || shard_thread(ctx)))
             .context("spawning shard thread")?;
         threads.push(t);
     }
@@ -227,6 +228,20 @@ async fn shard_main(ctx: ShardCtx, driver: &'static str) {
     monoio::spawn(Rc::clone(&shard).run_housekeeping());
     monoio::spawn(Rc::clone(&shard).run_upstream_tick());
     let _ = ctx.ready.send(Ok((ctx.id, driver)));
+    test_hooks(ctx.id);
     // Returns on shutdown; dropping the runtime then closes every socket of this shard.
     shard.run_dispatcher().await;
+}
+
+/// Hooks for the end-to-end tests, off unless their environment variable is set.
+/// `EDGE_ENGINE_TEST_PANIC_SHARD=N`: shard N panics in a task of its own 200 ms after start,
+/// outside any connection, as a bug in shard-wide state would.
+fn test_hooks(shard: usize) {
+    let panic_shard = std::env::var("EDGE_ENGINE_TEST_PANIC_SHARD").ok();
+    if panic_shard.and_then(|v| v.parse::<usize>().ok()) == Some(shard) {
+        monoio::spawn(async move {
+            monoio::time::sleep(std::time::Duration::from_millis(200)).await;
+            panic!("EDGE_ENGINE_TEST_PANIC_SHARD: shard {shard} panics on purpose");
+        });
+    }
 }

@@ -15,6 +15,7 @@ use monoio::io::{AsyncReadRent, Splitable};
 use monoio::net::TcpStream;
 use tracing::{debug, info, warn};
 
+use crate::contain;
 use crate::mesh::MeshMsg;
 use crate::outlet::{finish, Close, Outlet, Wire};
 use crate::shard::{Counter, Shard};
@@ -40,6 +41,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
     let mut conn = ServerConnection::new();
     let mut role = Role::None;
     let mut buf = Vec::with_capacity(READ_BUF_IDLE);
+    let mut events = Vec::new();
     // Protocol errors and refusals flush their last words (e.g. BadName); a vanished peer
     // gets nothing more.
     let mut how = Close::Flush;
@@ -69,19 +71,27 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
                 break format!("read error: {e}");
             }
         };
-        let events = match conn.handle_input(&buf[..n]) {
-            Ok(ev) => ev,
-            Err(e) => {
+        let parsed = contain::peer_input(|| conn.handle_input(&buf[..n], &mut events));
+        buf.clear();
+        let protocol_error = match parsed {
+            Ok(r) => r.err(),
+            Err(panic) => {
+                // The session may be half-updated: nothing more is read from it or sent,
+                // not even the events it produced before panicking.
                 shard.stats().connection_errors.inc();
-                break format!("protocol error: {e}");
+                shard.stats().peer_panics.inc();
+                warn!(shard = shard.id, ?peer, "rtmp connection closed: {panic}");
+                how = Close::Abort;
+                break panic;
             }
         };
-        buf.clear();
+        // Events before a protocol error still count (a publisher's last frames).
         let mut failure = None;
-        for ev in events {
-            if let Err(e) = handle_event(&shard, &mut conn, &outlet, &mut role, ev).await {
-                failure = Some(e);
-                break;
+        for ev in events.drain(..) {
+            if failure.is_none() {
+                if let Err(e) = handle_event(&shard, &mut conn, &outlet, &mut role, ev).await {
+                    failure = Some(e);
+                }
             }
         }
         if let Some(b) = conn.poll_transmit() {
@@ -89,6 +99,10 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
         }
         if let Some(e) = failure {
             break e;
+        }
+        if let Some(e) = protocol_error {
+            shard.stats().connection_errors.inc();
+            break format!("protocol error: {e}");
         }
         if matches!(role, Role::Publisher { .. }) && buf.capacity() < READ_BUF_PUBLISH {
             buf = Vec::with_capacity(READ_BUF_PUBLISH);
@@ -104,6 +118,11 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
         Role::Player { key } => {
             debug!(shard = shard.id, %key, conn = id, "player disconnected: {reason}");
             shard.remove_viewer(key, &outlet);
+        }
+        // A peer that broke the protocol is worth a line at info (scanners and broken
+        // encoders show up here); an ordinary close is not.
+        Role::None if how == Close::Flush => {
+            info!(shard = shard.id, ?peer, "rtmp connection closed: {reason}")
         }
         Role::None => debug!(shard = shard.id, ?peer, "rtmp connection closed: {reason}"),
     }
@@ -158,11 +177,11 @@ async fn handle_event(
                 return Err("media from a connection that is not publishing".into());
             };
             // Validate here, so a malformed tag closes its publisher, not anything else.
-            match kind {
+            contain::peer_input(|| match kind {
                 MediaKind::Video => media::parse_video_tag(&body).map(|_| ()),
                 MediaKind::Audio => media::parse_audio_tag(&body).map(|_| ()),
                 MediaKind::Data => Ok(()),
-            }
+            })?
             .map_err(|e| e.to_string())?;
             shard.stats().frames_in.inc();
             let owner = shard.owner_of(key);

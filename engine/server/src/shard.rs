@@ -529,8 +529,16 @@ impl Shard {
             StreamUpdate::Started { republish: true } => {
                 Ok(o.segmenter.as_mut().and_then(|s| s.handle_republish()))
             }
+            // The segmenter parses the publisher's codec data (AVCC, HEVC, ASC): a panic in
+            // it is contained like a connection's, and costs this stream its HLS only.
             StreamUpdate::Frame(f) => match &mut o.segmenter {
-                Some(s) => s.handle_frame(f),
+                Some(s) => match crate::contain::peer_input(|| s.handle_frame(f)) {
+                    Ok(r) => r.map_err(|e| e.to_string()),
+                    Err(panic) => {
+                        self.stats().peer_panics.inc();
+                        Err(panic)
+                    }
+                },
                 None => Ok(None),
             },
             StreamUpdate::Ended => Ok(o.segmenter.take().map(|mut s| s.handle_end())),

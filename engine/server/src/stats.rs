@@ -49,6 +49,7 @@ counters! {
     mesh_lagging: "counter", "Updates a replica shard missed because its channel was full";
     publish_rejected: "counter", "Publishes refused (BadName)";
     connection_errors: "counter", "Connections closed for a protocol error";
+    peer_panics: "counter", "Connections closed because parsing their input panicked (a bug: please report it)";
     accept_errors: "counter", "accept() failures (EMFILE, ENFILE, ...)";
     http_requests: "counter", "HTTP requests served";
     hls_segments: "counter", "HLS segments produced by streams this shard owns";

@@ -22,6 +22,7 @@ use monoio::io::{AsyncReadRent, AsyncWriteRentExt, Splitable};
 use monoio::net::TcpStream;
 use tracing::{info, warn};
 
+use crate::contain;
 use crate::shard::{Counter, Shard};
 use crate::stats::{LinkView, StreamView};
 
@@ -225,12 +226,26 @@ async fn pull_session(
             Err(e) => return lost(format!("read: {e}")),
         };
         view.upstream_bytes.fetch_add(n as u64, Relaxed);
-        let events = match client.handle_input(&buf[..n]) {
-            Ok(ev) => ev,
-            Err(e) => return lost(format!("protocol error: {e}")),
-        };
+        let mut events = Vec::new();
+        let protocol_error =
+            match contain::peer_input(|| client.handle_input(&buf[..n], &mut events)) {
+                Ok(r) => r.err(),
+                Err(panic) => {
+                    shard.stats().peer_panics.inc();
+                    return lost(panic);
+                }
+            };
         buf.clear();
+        // Media before a protocol error still reaches the viewers; then the link fails.
+        let events = events
+            .into_iter()
+            .map(Ok)
+            .chain(protocol_error.map(|e| Err(format!("protocol error: {e}"))));
         for ev in events {
+            let ev = match ev {
+                Ok(ev) => ev,
+                Err(why) => return lost(why),
+            };
             let ev = match ev {
                 ClientEvent::Started => LinkEvent::Started,
                 ClientEvent::Metadata { body } => LinkEvent::Metadata(body),
@@ -538,11 +553,14 @@ async fn forward_reader(
             Ok(n) => n,
             Err(e) => break (Failure::ConnectionLost, format!("read: {e}")),
         };
-        let events = client.borrow_mut().handle_input(&buf[..n]);
+        let mut events = Vec::new();
+        let parsed =
+            contain::peer_input(|| client.borrow_mut().handle_input(&buf[..n], &mut events));
         buf.clear();
-        let events = match events {
-            Ok(ev) => ev,
-            Err(e) => break (Failure::ConnectionLost, format!("protocol error: {e}")),
+        let protocol_error = match parsed {
+            Ok(r) => r.err(),
+            // The forward's session is dropped with this connection; a new one starts over.
+            Err(panic) => break (Failure::ConnectionLost, panic),
         };
         let mut refused = None;
         for ev in events {
@@ -558,8 +576,12 @@ async fn forward_reader(
                 _ => {}
             }
         }
+        // A refusal just before the broken bytes is the better reason to report.
         if let Some(why) = refused {
             break (Failure::NotFound, why);
+        }
+        if let Some(e) = protocol_error {
+            break (Failure::ConnectionLost, format!("protocol error: {e}"));
         }
         queue.wake();
     };

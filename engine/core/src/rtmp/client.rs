@@ -167,35 +167,37 @@ impl RtmpClient {
         &self.config
     }
 
-    /// Feeds bytes read from the server.
-    pub fn handle_input(&mut self, data: &[u8]) -> Result<Vec<ClientEvent>, RtmpError> {
-        let mut events = Vec::new();
-        if let Some(hs) = &mut self.handshake {
-            match hs
-                .process_bytes(data)
-                .map_err(|e| RtmpError::Handshake(e.to_string()))?
-            {
-                HandshakeProcessResult::InProgress { response_bytes } => {
-                    self.outbound.extend_from_slice(&response_bytes);
-                    return Ok(events);
-                }
-                HandshakeProcessResult::Completed {
-                    response_bytes,
-                    remaining_bytes,
-                } => {
-                    self.outbound.extend_from_slice(&response_bytes);
-                    self.handshake = None;
-                    self.outbound
-                        .extend_from_slice(&message::set_chunk_size(OUT_CHUNK_SIZE as u32));
-                    self.send_connect();
-                    self.state = State::Connecting;
-                    self.read_messages(&remaining_bytes, &mut events)?;
-                    return Ok(events);
-                }
+    /// Feeds bytes read from the server; what they mean is appended to `events`. On an error
+    /// the events before it are still there, and the client must not be fed again.
+    pub fn handle_input(
+        &mut self,
+        data: &[u8],
+        events: &mut Vec<ClientEvent>,
+    ) -> Result<(), RtmpError> {
+        let Some(hs) = &mut self.handshake else {
+            return self.read_messages(data, events);
+        };
+        match hs
+            .process_bytes(data)
+            .map_err(|e| RtmpError::Handshake(e.to_string()))?
+        {
+            HandshakeProcessResult::InProgress { response_bytes } => {
+                self.outbound.extend_from_slice(&response_bytes);
+                Ok(())
+            }
+            HandshakeProcessResult::Completed {
+                response_bytes,
+                remaining_bytes,
+            } => {
+                self.outbound.extend_from_slice(&response_bytes);
+                self.handshake = None;
+                self.outbound
+                    .extend_from_slice(&message::set_chunk_size(OUT_CHUNK_SIZE as u32));
+                self.send_connect();
+                self.state = State::Connecting;
+                self.read_messages(&remaining_bytes, events)
             }
         }
-        self.read_messages(data, &mut events)?;
-        Ok(events)
     }
 
     fn read_messages(
@@ -499,6 +501,16 @@ mod tests {
     use super::super::server::{ServerConnection, ServerEvent};
     use super::*;
 
+    fn cinput(c: &mut RtmpClient, bytes: &[u8]) -> Result<Vec<ClientEvent>, RtmpError> {
+        let mut events = Vec::new();
+        c.handle_input(bytes, &mut events).map(|()| events)
+    }
+
+    fn sinput(s: &mut ServerConnection, bytes: &[u8]) -> Result<Vec<ServerEvent>, RtmpError> {
+        let mut events = Vec::new();
+        s.handle_input(bytes, &mut events).map(|()| events)
+    }
+
     /// Shuttles bytes between a client and a server until neither has anything to send.
     fn pump(
         c: &mut RtmpClient,
@@ -511,13 +523,13 @@ mod tests {
             if let Some(b) = c.poll_transmit() {
                 moved = true;
                 for piece in b.chunks(split.max(1)) {
-                    se.extend(s.handle_input(piece).unwrap());
+                    se.extend(sinput(s, piece).unwrap());
                 }
             }
             if let Some(b) = s.poll_transmit() {
                 moved = true;
                 for piece in b.chunks(split.max(1)) {
-                    ce.extend(c.handle_input(piece).unwrap());
+                    ce.extend(cinput(c, piece).unwrap());
                 }
             }
             if !moved {
@@ -646,7 +658,7 @@ mod tests {
             Default::default(),
             Bytes::from(vec![0x17u8; 5000]),
         );
-        let events = c.handle_input(&frame.rtmp).unwrap();
+        let events = cinput(&mut c, &frame.rtmp).unwrap();
         assert_eq!(
             events,
             vec![ClientEvent::Media {
@@ -680,9 +692,9 @@ mod tests {
         let mut s = ServerConnection::new();
         // Complete the handshake by hand, then read the client's messages.
         let c0c1 = c.poll_transmit().unwrap();
-        s.handle_input(&c0c1).unwrap();
+        sinput(&mut s, &c0c1).unwrap();
         let s012 = s.poll_transmit().unwrap();
-        c.handle_input(&s012).unwrap();
+        cinput(&mut c, &s012).unwrap();
         let out = c.poll_transmit().unwrap();
         let mut r = ChunkReader::new();
         let mut input = &out[1536..];
@@ -743,7 +755,7 @@ mod tests {
             let wire = chunk::serialize_message(chunk::CSID_DATA, 0, 20, 0, &w.finish(), 4096);
             let mut events = Vec::new();
             for piece in wire.chunks(5) {
-                events.extend(c.handle_input(piece).unwrap());
+                events.extend(cinput(&mut c, piece).unwrap());
             }
             assert!(
                 events.contains(&ClientEvent::Redirect { url: expect.into() }),
@@ -752,21 +764,81 @@ mod tests {
         }
     }
 
+    /// Regression (issue 11): the reproducers that panicked rml_rtmp's client session (a
+    /// broken origin took the edge down) are errors here, before and after the start.
+    #[test]
+    fn regression_issue_11_reproducers_from_an_origin() {
+        let repro: [&[u8]; 3] = [
+            &[0x03, 0, 0, 0, 0, 0, 0, 0x14, 0, 0, 0, 0],
+            &[0x03, 0, 0, 0, 0, 0, 0, 0x11, 0, 0, 0, 0],
+            &[
+                0x02, 0, 0, 0, 0, 0, 4, 1, 0, 0, 0, 0, 0, 0, 0, 1, 0x03, 0, 0, 0, 0, 0, 2, 8, 1, 0,
+                0, 0, 0xaa, 0x43, 0, 0, 0, 0, 0, 0, 8,
+            ],
+        ];
+        for started in [false, true] {
+            for r in repro {
+                let mut c = client("cam", ClientMode::Play);
+                let mut s = ServerConnection::new();
+                let (_, se) = pump(&mut c, &mut s, 1 << 20);
+                if started {
+                    let Some(ServerEvent::PlayRequested { request_id, .. }) = se.last().cloned()
+                    else {
+                        panic!()
+                    };
+                    s.accept(request_id).unwrap();
+                    let (ce, _) = pump(&mut c, &mut s, 1 << 20);
+                    assert!(ce.contains(&ClientEvent::Started));
+                }
+                assert!(cinput(&mut c, r).is_err(), "started {started}: {r:02x?}");
+            }
+        }
+    }
+
+    /// Regression (fuzz, rtmp_client_session): events decoded before a broken message in
+    /// the same read were dropped with the error, so a split read saw them and a whole one
+    /// did not. They are kept now: the start and the media before the junk.
+    #[test]
+    fn regression_events_before_an_error_are_kept() {
+        let mut c = client("cam", ClientMode::Play);
+        let mut s = ServerConnection::new();
+        let (_, se) = pump(&mut c, &mut s, 1 << 20);
+        let Some(ServerEvent::PlayRequested { request_id, .. }) = se.last().cloned() else {
+            panic!()
+        };
+        s.accept(request_id).unwrap();
+        let mut wire = s.poll_transmit().unwrap().to_vec();
+        let frame = crate::media::Frame::new(
+            MediaKind::Audio,
+            5,
+            Default::default(),
+            Bytes::from_static(b"\xaf\x01\x21"),
+        );
+        wire.extend_from_slice(&frame.rtmp);
+        wire.extend_from_slice(&[0x03, 0, 0, 0, 0, 0, 0, 0x14, 0, 0, 0, 0]);
+        let mut events = Vec::new();
+        assert!(c.handle_input(&wire, &mut events).is_err());
+        assert!(events.contains(&ClientEvent::Started), "{events:?}");
+        assert!(events
+            .iter()
+            .any(|e| matches!(e, ClientEvent::Media { timestamp: 5, .. })));
+    }
+
     /// A connect answered `_error` without a redirect is an error naming the reason.
     #[test]
     fn rejected_connect_is_an_error() {
         let mut c = client("cam", ClientMode::Play);
         let mut s = ServerConnection::new();
         let c0c1 = c.poll_transmit().unwrap();
-        s.handle_input(&c0c1).unwrap();
-        c.handle_input(&s.poll_transmit().unwrap()).unwrap();
+        sinput(&mut s, &c0c1).unwrap();
+        cinput(&mut c, &s.poll_transmit().unwrap()).unwrap();
         let mut w = amf::Writer::new();
         w.string("_error").number(TXN_CONNECT).null().begin_object();
         w.key("code").string("NetConnection.Connect.Rejected");
         w.key("description").string("tcUrl required");
         w.end_object();
         let wire = message::command_message(CSID_COMMAND, 0, &w.finish());
-        match c.handle_input(&wire) {
+        match cinput(&mut c, &wire) {
             Err(RtmpError::ConnectRejected(why)) => assert_eq!(why, "tcUrl required"),
             other => panic!("{other:?}"),
         }

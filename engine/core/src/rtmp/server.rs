@@ -3,7 +3,7 @@
 //! handling (connect, createStream, publish, play, deleteStream and the FMLE extras), turned
 //! into [`ServerEvent`]s.
 //!
-//! Inputs are `handle_input(bytes)`, `accept`, `reject`, `send_status`; the bytes to write come
+//! Inputs are `handle_input(bytes, &mut events)`, `accept`, `reject`, `send_status`; the bytes to write come
 //! out of `poll_transmit`, in order. Media for players is never serialised here: the engine
 //! writes the stream's shared chunks (see [`super::chunk`]) between our control bytes, which
 //! is safe because every message we write carries a full header.
@@ -146,41 +146,46 @@ impl ServerConnection {
         self.connect.as_ref()
     }
 
-    /// Feeds bytes read from the peer.
-    pub fn handle_input(&mut self, data: &[u8]) -> Result<Vec<ServerEvent>, RtmpError> {
-        let events = Vec::new();
-        if let Some(hs) = &mut self.handshake {
-            let result = hs
-                .process_bytes(data)
-                .map_err(|e| RtmpError::Handshake(e.to_string()))?;
-            match result {
-                HandshakeProcessResult::InProgress { response_bytes } => {
-                    self.outbound.extend_from_slice(&response_bytes);
-                    return Ok(events);
-                }
-                HandshakeProcessResult::Completed {
-                    response_bytes,
-                    remaining_bytes,
-                } => {
-                    self.outbound.extend_from_slice(&response_bytes);
-                    self.handshake = None;
-                    // Everything we send is cut at our chunk size: announce it first.
-                    self.outbound
-                        .extend_from_slice(&message::set_chunk_size(chunk::OUT_CHUNK_SIZE as u32));
-                    return self.read_messages(&remaining_bytes, events);
-                }
+    /// Feeds bytes read from the peer; what they mean is appended to `events`. On an error
+    /// the events before it are still there (a publisher's last frames before a broken
+    /// message are not lost) and the session must not be fed again.
+    pub fn handle_input(
+        &mut self,
+        data: &[u8],
+        events: &mut Vec<ServerEvent>,
+    ) -> Result<(), RtmpError> {
+        let Some(hs) = &mut self.handshake else {
+            return self.read_messages(data, events);
+        };
+        match hs
+            .process_bytes(data)
+            .map_err(|e| RtmpError::Handshake(e.to_string()))?
+        {
+            HandshakeProcessResult::InProgress { response_bytes } => {
+                self.outbound.extend_from_slice(&response_bytes);
+                Ok(())
+            }
+            HandshakeProcessResult::Completed {
+                response_bytes,
+                remaining_bytes,
+            } => {
+                self.outbound.extend_from_slice(&response_bytes);
+                self.handshake = None;
+                // Everything we send is cut at our chunk size: announce it first.
+                self.outbound
+                    .extend_from_slice(&message::set_chunk_size(chunk::OUT_CHUNK_SIZE as u32));
+                self.read_messages(&remaining_bytes, events)
             }
         }
-        self.read_messages(data, events)
     }
 
     fn read_messages(
         &mut self,
         mut input: &[u8],
-        mut events: Vec<ServerEvent>,
-    ) -> Result<Vec<ServerEvent>, RtmpError> {
+        events: &mut Vec<ServerEvent>,
+    ) -> Result<(), RtmpError> {
         while let Some(m) = self.reader.read_message(&mut input)? {
-            self.handle_message(m, &mut events)?;
+            self.handle_message(m, events)?;
         }
         if let Some(window) = self.peer_window {
             let read = self.reader.bytes_read();
@@ -189,7 +194,7 @@ impl ServerConnection {
                 self.outbound.extend_from_slice(&message::ack(read as u32));
             }
         }
-        Ok(events)
+        Ok(())
     }
 
     /// Accepts a publish or play request.
@@ -523,15 +528,24 @@ impl ServerConnection {
 mod tests {
     use super::*;
 
+    /// `handle_input` returning the events, for tests that look at one call at a time.
+    pub(crate) fn input(
+        s: &mut ServerConnection,
+        bytes: &[u8],
+    ) -> Result<Vec<ServerEvent>, RtmpError> {
+        let mut events = Vec::new();
+        s.handle_input(bytes, &mut events).map(|()| events)
+    }
+
     /// A handshake as a peer does it: C0+C1, then C2 echoing S1.
     pub(crate) fn handshaken() -> ServerConnection {
         let mut s = ServerConnection::new();
         let mut c1 = vec![3u8];
         c1.extend_from_slice(&[0u8; 1536]);
-        assert!(s.handle_input(&c1).unwrap().is_empty());
+        assert!(input(&mut s, &c1).unwrap().is_empty());
         let s0s1s2 = s.poll_transmit().unwrap();
         let c2 = s0s1s2[1..1537].to_vec();
-        assert!(s.handle_input(&c2).unwrap().is_empty());
+        assert!(input(&mut s, &c2).unwrap().is_empty());
         s
     }
 
@@ -590,7 +604,7 @@ mod tests {
             let mut s2 = handshaken();
             let mut ev = Vec::new();
             for piece in wire.chunks(split) {
-                ev.extend(s2.handle_input(piece).unwrap());
+                ev.extend(input(&mut s2, piece).unwrap());
             }
             // Media before the accept is not delivered.
             assert_eq!(
@@ -602,7 +616,7 @@ mod tests {
                 }]
             );
         }
-        let ev = s.handle_input(&wire).unwrap();
+        let ev = input(&mut s, &wire).unwrap();
         assert_eq!(ev.len(), 1);
         assert_eq!(
             s.connect_info(),
@@ -630,9 +644,11 @@ mod tests {
         let out = replies(&mut s);
         assert!(out.iter().any(|m| matches!(m, Message::Command(c)
             if amf::prop_str(&c.args[0], "code") == Some("NetStream.Publish.Start"))));
-        let ev = s
-            .handle_input(&chunk::serialize_message(4, 80, 8, 1, b"\xaf\x01", 128))
-            .unwrap();
+        let ev = input(
+            &mut s,
+            &chunk::serialize_message(4, 80, 8, 1, b"\xaf\x01", 128),
+        )
+        .unwrap();
         assert_eq!(
             ev,
             vec![ServerEvent::Media {
@@ -649,7 +665,7 @@ mod tests {
         let mut wire = connect("live");
         wire.extend(create_stream());
         wire.extend(request("play", "cam", 1));
-        let ev = s.handle_input(&wire).unwrap();
+        let ev = input(&mut s, &wire).unwrap();
         assert_eq!(
             ev,
             vec![ServerEvent::PlayRequested {
@@ -673,7 +689,7 @@ mod tests {
             w.string("deleteStream").number(0.0).null().number(1.0);
         });
         assert_eq!(
-            s.handle_input(&del).unwrap(),
+            input(&mut s, &del).unwrap(),
             vec![ServerEvent::PlayFinished]
         );
         // A second accept of the same request is refused.
@@ -686,7 +702,7 @@ mod tests {
         let mut wire = connect("live");
         wire.extend(create_stream());
         wire.extend(request("publish", "cam", 1));
-        s.handle_input(&wire).unwrap();
+        input(&mut s, &wire).unwrap();
         s.accept(1).unwrap();
         let mut w = amf::Writer::new();
         w.string("@setDataFrame")
@@ -696,7 +712,7 @@ mod tests {
             .number(640.0)
             .end_object();
         let meta = chunk::serialize_message(4, 0, 18, 1, &w.finish(), 128);
-        let ev = s.handle_input(&meta).unwrap();
+        let ev = input(&mut s, &meta).unwrap();
         let [ServerEvent::Metadata { body }] = &ev[..] else {
             panic!("{ev:?}")
         };
@@ -708,9 +724,7 @@ mod tests {
         // An aggregate of one video tag.
         let mut agg = vec![9, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0x17, 0x01];
         agg.extend_from_slice(&13u32.to_be_bytes());
-        let ev = s
-            .handle_input(&chunk::serialize_message(4, 500, 22, 1, &agg, 128))
-            .unwrap();
+        let ev = input(&mut s, &chunk::serialize_message(4, 500, 22, 1, &agg, 128)).unwrap();
         assert_eq!(
             ev,
             vec![ServerEvent::Media {
@@ -724,10 +738,10 @@ mod tests {
     #[test]
     fn ping_is_answered_and_acks_follow_the_window() {
         let mut s = handshaken();
-        s.handle_input(&connect("live")).unwrap();
+        input(&mut s, &connect("live")).unwrap();
         replies(&mut s);
         let ping = message::user_control(event::PING_REQUEST, 77);
-        s.handle_input(&ping).unwrap();
+        input(&mut s, &ping).unwrap();
         assert_eq!(
             replies(&mut s),
             vec![Message::UserControl {
@@ -735,9 +749,9 @@ mod tests {
                 value: 77
             }]
         );
-        s.handle_input(&message::window_ack_size(1000)).unwrap();
+        input(&mut s, &message::window_ack_size(1000)).unwrap();
         let filler = chunk::serialize_message(3, 0, 19, 0, &[0u8; 1200], 4096);
-        s.handle_input(&filler).unwrap();
+        input(&mut s, &filler).unwrap();
         let out = replies(&mut s);
         let [Message::Ack(n)] = out[..] else {
             panic!("{out:?}")
@@ -748,30 +762,32 @@ mod tests {
     #[test]
     fn out_of_order_and_malformed_commands_are_errors() {
         let mut s = handshaken();
-        assert!(s.handle_input(&request("play", "x", 1)).is_err());
+        assert!(input(&mut s, &request("play", "x", 1)).is_err());
         let mut s = handshaken();
         let mut wire = connect("live");
         wire.extend(request("play", "x", 1));
         assert!(matches!(
-            s.handle_input(&wire),
+            input(&mut s, &wire),
             Err(RtmpError::BadCommand {
                 why: "on a stream never created",
                 ..
             })
         ));
         let mut s = handshaken();
-        assert!(s
-            .handle_input(&cmd(3, 0, |w| {
+        assert!(input(
+            &mut s,
+            &cmd(3, 0, |w| {
                 w.string("connect").number(1.0).null();
-            }))
-            .is_err());
+            })
+        )
+        .is_err());
         let mut s = handshaken();
         let mut wire = connect("live");
         for _ in 0..=MAX_NET_STREAMS {
             wire.extend(create_stream());
         }
         assert!(matches!(
-            s.handle_input(&wire),
+            input(&mut s, &wire),
             Err(RtmpError::BadCommand {
                 why: "too many streams",
                 ..
@@ -796,7 +812,7 @@ mod tests {
         ];
         for (i, r) in repro.iter().enumerate() {
             let mut s = handshaken();
-            let result = s.handle_input(r);
+            let result = input(&mut s, r);
             // The last one is valid chunking (media on a stream that is not publishing,
             // ignored); the others are protocol errors.
             assert_eq!(result.is_err(), i < 3, "reproducer {i}: {result:?}");
@@ -806,6 +822,6 @@ mod tests {
     #[test]
     fn garbage_fails_the_handshake() {
         let mut s = ServerConnection::new();
-        assert!(s.handle_input(b"GET / HTTP/1.1\r\n\r\n").is_err());
+        assert!(input(&mut s, b"GET / HTTP/1.1\r\n\r\n").is_err());
     }
 }
