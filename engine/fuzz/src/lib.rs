@@ -1,0 +1,334 @@
+//! Fuzz target bodies: one function per parser or session of edge-core that peers feed.
+//! cargo-fuzz calls them from `fuzz/fuzz_targets/` (libFuzzer); `tests/corpus.rs` here replays the
+//! committed corpora and crash inputs through the same functions on every `cargo test`.
+//!
+//! Each body asserts invariants, not only the absence of panics: input split anywhere reads
+//! the same as input in one piece, nothing consumed exceeds what was given, what the engine
+//! renders its own parser reads back.
+//!
+//! Must not: read files, the clock or the network (a body must be a pure function of its
+//! input, or a crash would not reproduce).
+
+use bytes::Bytes;
+use edge_core::flv::FlvReader;
+use edge_core::hls::m3u8::parse_media_playlist;
+use edge_core::hls::{HlsConfig, Segmenter, VecStore};
+use edge_core::media::MediaKind;
+use edge_core::rtmp::client::{ClientConfig, ClientEvent, ClientMode, RtmpClient};
+use edge_core::rtmp::message::Message;
+use edge_core::rtmp::reader::{ChunkReader, RawMessage};
+use edge_core::rtmp::server::{ServerConnection, ServerEvent};
+use edge_core::rtmp::{aggregate, amf};
+use edge_core::stream::{PublisherId, StreamMaster, StreamUpdate};
+
+/// The first two input bytes as a split point into the rest, and the rest.
+fn split_point(data: &[u8]) -> (usize, &[u8]) {
+    match data {
+        [a, b, rest @ ..] => (
+            usize::from(u16::from_be_bytes([*a, *b])) % (rest.len() + 1),
+            rest,
+        ),
+        _ => (0, data),
+    }
+}
+
+/// A server after a handshake as a peer does it: C0+C1 (zeros), then C2 echoing S1.
+pub fn handshaken_server() -> ServerConnection {
+    let mut s = ServerConnection::new();
+    let mut c0c1 = vec![3u8];
+    c0c1.extend_from_slice(&[0u8; 1536]);
+    let mut events = Vec::new();
+    s.handle_input(&c0c1, &mut events)
+        .expect("a plain C0+C1 is accepted");
+    let s0s1s2 = s.poll_transmit().expect("S0+S1+S2");
+    s.handle_input(&s0s1s2[1..1537], &mut events)
+        .expect("C2 echoing S1 completes the handshake");
+    let _ = s.poll_transmit();
+    s
+}
+
+/// Feeds `pieces` to a server; the events up to the first error, and whether one came.
+/// With `accept`, every publish and play request is accepted as it comes (to reach the
+/// publishing and playing states); without, the run is a pure function of the bytes.
+fn server_events(
+    mut s: ServerConnection,
+    pieces: &[&[u8]],
+    accept: bool,
+) -> (Vec<ServerEvent>, bool) {
+    let mut events = Vec::new();
+    for p in pieces {
+        let mut new = Vec::new();
+        let result = s.handle_input(p, &mut new);
+        if accept && result.is_ok() {
+            for e in &new {
+                if let ServerEvent::PublishRequested { request_id, .. }
+                | ServerEvent::PlayRequested { request_id, .. } = e
+                {
+                    let _ = s.accept(*request_id);
+                }
+            }
+        }
+        events.extend(new);
+        if result.is_err() {
+            return (events, true);
+        }
+        let _ = s.poll_transmit();
+    }
+    (events, false)
+}
+
+/// The RTMP server session from the first byte (handshake included).
+pub fn rtmp_server(data: &[u8]) {
+    let (at, data) = split_point(data);
+    let mut s = ServerConnection::new();
+    let mut events = Vec::new();
+    for piece in [&data[..at], &data[at..]] {
+        if s.handle_input(piece, &mut events).is_err() {
+            return;
+        }
+        let _ = s.poll_transmit();
+    }
+}
+
+/// The RTMP server session after a valid handshake: whole input and input split at any
+/// point give the same events and the same verdict. A third run accepts every request and
+/// feeds the input message by message, to reach media handling.
+pub fn rtmp_server_session(data: &[u8]) {
+    let (at, data) = split_point(data);
+    let whole = server_events(handshaken_server(), &[data], false);
+    let split = server_events(handshaken_server(), &[&data[..at], &data[at..]], false);
+    assert_eq!(whole, split, "split at {at}");
+    let pieces: Vec<&[u8]> = data.chunks(64).collect();
+    let _ = server_events(handshaken_server(), &pieces, true);
+}
+
+/// A client that has sent its connect and waits for the server's answer.
+pub fn connected_client(mode: ClientMode) -> RtmpClient {
+    let mut c = RtmpClient::new(ClientConfig::new("rtmp://127.0.0.1:1935/live", "cam", mode))
+        .expect("C0+C1");
+    let mut s = ServerConnection::new();
+    let c0c1 = c.poll_transmit().expect("C0+C1");
+    s.handle_input(&c0c1, &mut Vec::new())
+        .expect("the server takes C0+C1");
+    let s012 = s.poll_transmit().expect("S0+S1+S2");
+    c.handle_input(&s012, &mut Vec::new())
+        .expect("the client takes S0+S1+S2");
+    let _ = c.poll_transmit();
+    c
+}
+
+fn client_events(mut c: RtmpClient, pieces: &[&[u8]]) -> (Vec<ClientEvent>, bool) {
+    let mut events = Vec::new();
+    for p in pieces {
+        if c.handle_input(p, &mut events).is_err() {
+            return (events, true);
+        }
+        let _ = c.poll_transmit();
+    }
+    (events, false)
+}
+
+/// The RTMP client session (an edge pull, a forward, loadgen) with origin bytes after its
+/// connect; the first input byte picks play or publish. Split or whole, the same events.
+pub fn rtmp_client_session(data: &[u8]) {
+    let Some((&mode, data)) = data.split_first() else {
+        return;
+    };
+    let mode = if mode & 1 == 0 {
+        ClientMode::Play
+    } else {
+        ClientMode::Publish
+    };
+    let (at, data) = split_point(data);
+    let whole = client_events(connected_client(mode), &[data]);
+    let split = client_events(connected_client(mode), &[&data[..at], &data[at..]]);
+    assert_eq!(whole, split, "split at {at}");
+}
+
+fn read_all(r: &mut ChunkReader, mut input: &[u8], out: &mut Vec<RawMessage>) -> bool {
+    loop {
+        match r.read_message(&mut input) {
+            Ok(Some(m)) => out.push(m),
+            Ok(None) => {
+                assert!(input.is_empty(), "the reader stopped with input left");
+                return true;
+            }
+            Err(_) => return false,
+        }
+    }
+}
+
+/// The chunk reader and message decoding: split anywhere, the same messages; no message
+/// longer than the input; every message decodes or is refused, never panics.
+pub fn rtmp_chunks(data: &[u8]) {
+    let (at, data) = split_point(data);
+    let mut whole = Vec::new();
+    let whole_ok = read_all(&mut ChunkReader::new(), data, &mut whole);
+    let mut split = Vec::new();
+    let mut r = ChunkReader::new();
+    let split_ok =
+        read_all(&mut r, &data[..at], &mut split) && read_all(&mut r, &data[at..], &mut split);
+    assert_eq!(whole_ok, split_ok, "verdict differs at split {at}");
+    assert_eq!(whole, split, "messages differ at split {at}");
+    if whole_ok {
+        assert_eq!(r.bytes_read(), data.len() as u64);
+    }
+    let payload: usize = whole.iter().map(|m| m.payload.len()).sum();
+    assert!(payload <= data.len());
+    for m in &whole {
+        let _ = Message::decode(m);
+    }
+}
+
+/// The AMF0 reader: never more values than bytes, and what it reads writes back readably.
+pub fn amf0(data: &[u8]) {
+    if let Ok(values) = amf::decode(data) {
+        assert!(values.len() <= data.len());
+        // Metadata built from whatever was read is itself readable.
+        if let Some(props) = amf::metadata_object(&values) {
+            let body = amf::metadata_body(props);
+            let back = amf::decode(&body).expect("our own onMetaData reads back");
+            assert!(amf::metadata_object(&back).is_some());
+        }
+    }
+}
+
+/// The m3u8 parser: sequence numbers consecutive from the media sequence, no more segments
+/// than lines.
+pub fn m3u8(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    if let Ok(p) = parse_media_playlist(&text) {
+        assert!(p.segments.len() <= text.lines().count());
+        for (i, s) in p.segments.iter().enumerate() {
+            assert_eq!(Some(s.seq), p.media_sequence.checked_add(i as u64));
+            assert!(s.duration_ms <= 86_400_000);
+        }
+    }
+}
+
+/// FLV tags and aggregate messages: every tag body and sub-message within its input; an
+/// aggregate made of the tags splits back into them.
+pub fn flv_aggregate(data: &[u8]) {
+    let (at, data) = split_point(data);
+    let tags = |pieces: &[&[u8]]| {
+        let mut r = FlvReader::new();
+        let mut out = Vec::new();
+        for p in pieces {
+            r.handle_input(p);
+            loop {
+                match r.poll_tag() {
+                    Ok(Some(t)) => out.push(t),
+                    Ok(None) => break,
+                    Err(_) => return (out, true),
+                }
+            }
+        }
+        (out, false)
+    };
+    let whole = tags(&[data]);
+    assert_eq!(whole, tags(&[&data[..at], &data[at..]]), "split at {at}");
+    let body = Bytes::copy_from_slice(data);
+    if let Ok(subs) = aggregate::split(1000, &body) {
+        let total: usize = subs.iter().map(|s| s.body.len() + 15).sum();
+        assert!(total <= data.len());
+    }
+    // Tags wrapped as one aggregate split back into the same bodies and kinds.
+    let mut agg = Vec::new();
+    for t in &whole.0 {
+        agg.push(t.type_id);
+        agg.extend_from_slice(&(t.body.len() as u32).to_be_bytes()[1..]);
+        agg.extend_from_slice(&t.timestamp.to_be_bytes()[1..]);
+        agg.push((t.timestamp >> 24) as u8);
+        agg.extend_from_slice(&[0, 0, 0]);
+        agg.extend_from_slice(&t.body);
+        agg.extend_from_slice(&(t.body.len() as u32 + 11).to_be_bytes());
+    }
+    let subs = aggregate::split(0, &Bytes::from(agg)).expect("a well-formed aggregate");
+    assert_eq!(subs.len(), whole.0.len());
+    for (s, t) in subs.iter().zip(&whole.0) {
+        assert_eq!((s.type_id, &s.body), (t.type_id, &t.body));
+    }
+}
+
+/// The media pipeline, as an owner shard runs it: FLV tags (the fixtures are the seeds) →
+/// StreamMaster → Segmenter → playlist, which must parse back with edge-core's own parser,
+/// with sequence numbers rising and no segment longer than its target allows. A tag of type
+/// 0xFE is a republish, 0xFF the end of the stream.
+pub fn media_pipeline(data: &[u8]) {
+    let mut r = FlvReader::new();
+    r.handle_input(data);
+    let mut master = StreamMaster::new(10_000);
+    let publisher = PublisherId(1);
+    let mut now = 0u64;
+    let config = HlsConfig::default();
+    let mut seg = Segmenter::new(config, VecStore, "cam");
+    let _ = master.handle_publish(publisher, now);
+    let mut last_seq: Option<u64> = None;
+    let mut check = |snapshot: edge_core::hls::HlsSnapshot| {
+        let text = std::str::from_utf8(&snapshot.playlist).expect("playlists are UTF-8");
+        let p = parse_media_playlist(text).expect("our playlist parses back");
+        for s in &p.segments {
+            assert!(
+                s.duration_ms <= p.target_duration_s * 1000,
+                "EXTINF over TARGETDURATION:\n{text}"
+            );
+        }
+        if let Some(first) = p.segments.first() {
+            assert!(last_seq.is_none_or(|l| first.seq <= l + 1));
+        }
+        if let Some(last) = p.segments.last() {
+            assert!(
+                last_seq.is_none_or(|l| last.seq >= l),
+                "sequence went back:\n{text}"
+            );
+            last_seq = Some(last.seq);
+        }
+    };
+    let mut stopped = false;
+    while let Ok(Some(tag)) = r.poll_tag() {
+        now += 1;
+        let updates = match tag.type_id {
+            0xfe => {
+                let mut u = master.handle_unpublish(publisher, now);
+                u.extend(
+                    master
+                        .handle_publish(publisher, now + 1)
+                        .unwrap_or_default(),
+                );
+                u
+            }
+            0xff => master.end(),
+            t => match MediaKind::from_type_id(t) {
+                Some(MediaKind::Data) => master
+                    .handle_metadata(publisher, tag.body)
+                    .map(StreamUpdate::Frame)
+                    .into_iter()
+                    .collect(),
+                Some(kind) => match master.handle_media(publisher, kind, tag.timestamp, tag.body) {
+                    Ok(f) => f.map(StreamUpdate::Frame).into_iter().collect(),
+                    Err(_) => Vec::new(),
+                },
+                None => Vec::new(),
+            },
+        };
+        for u in updates {
+            let snap = match u {
+                StreamUpdate::Frame(f) if !stopped => match seg.handle_frame(&f) {
+                    Ok(s) => s,
+                    // Codecs HLS cannot carry stop the segmenter, as in the engine.
+                    Err(_) => {
+                        stopped = true;
+                        None
+                    }
+                },
+                StreamUpdate::Started { republish: true } => seg.handle_republish(),
+                StreamUpdate::Ended => Some(seg.handle_end()),
+                _ => None,
+            };
+            if let Some(s) = snap {
+                check(s);
+            }
+        }
+    }
+    check(seg.handle_end());
+}
