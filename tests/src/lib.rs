@@ -47,6 +47,49 @@ pub fn engine_bin() -> PathBuf {
     })
 }
 
+/// Path of the loadgen binary, built beside the engine by `cargo test --workspace`.
+pub fn loadgen_bin() -> PathBuf {
+    let engine = engine_bin();
+    let p = engine.with_file_name("loadgen");
+    assert!(p.is_file(), "no loadgen binary at {}", p.display());
+    p
+}
+
+/// Runs `gst-launch-1.0 -v PIPELINE` (its last element a `fakesink silent=false`) for at most
+/// `timeout`; returns how many buffers reached the sink, and what GStreamer printed.
+pub fn gst_buffers(pipeline: &str, timeout: Duration) -> (u64, String) {
+    let mut args = vec!["-v"];
+    args.extend(pipeline.split_whitespace());
+    let (_, out, err) = run_tool("gst-launch-1.0", &args, timeout);
+    let n = out
+        .lines()
+        .filter(|l| l.contains("last-message = chain"))
+        .count() as u64;
+    (n, format!("{out}\n{err}"))
+}
+
+/// The `connect` command object edge-core's client sends for `rtmp://127.0.0.1:1935/live`.
+pub fn client_connect_object(mode: ClientMode) -> edge_core::rtmp::amf::Amf0Value {
+    use edge_core::rtmp::message::Message;
+    use edge_core::rtmp::server::ServerConnection;
+    let cfg = ClientConfig::new("rtmp://127.0.0.1:1935/live", "cam", mode);
+    let mut c = RtmpClient::new(cfg).unwrap();
+    let mut s = ServerConnection::new();
+    s.handle_input(&c.poll_transmit().unwrap(), &mut Vec::new())
+        .unwrap();
+    c.handle_input(&s.poll_transmit().unwrap(), &mut Vec::new())
+        .unwrap();
+    let out = c.poll_transmit().unwrap();
+    let mut r = edge_core::rtmp::reader::ChunkReader::new();
+    let mut input = &out[1536..];
+    while let Some(m) = r.read_message(&mut input).unwrap() {
+        if let Ok(Message::Command(cmd)) = Message::decode(&m) {
+            return cmd.object;
+        }
+    }
+    panic!("the client sent no command")
+}
+
 /// A running engine, stopped with SIGTERM on drop.
 pub struct Engine {
     child: Option<Child>,
@@ -322,7 +365,8 @@ pub fn split_response(all: &[u8]) -> Response {
     }
 }
 
-/// Counts of what an FLV file holds: (video frames, audio frames), sequence headers excluded.
+/// Counts of what an FLV file holds: (pictures, audio frames); sequence headers and
+/// end-of-sequence markers (which ffmpeg's FLV muxer writes last) are not counted.
 pub fn flv_frame_counts(path: &std::path::Path) -> (u64, u64) {
     let mut r = FlvReader::new();
     r.handle_input(&std::fs::read(path).unwrap());
@@ -330,7 +374,8 @@ pub fn flv_frame_counts(path: &std::path::Path) -> (u64, u64) {
     while let Some(tag) = r.poll_tag().unwrap() {
         match MediaKind::from_type_id(tag.type_id) {
             Some(MediaKind::Video)
-                if !media::parse_video_tag(&tag.body).unwrap().sequence_header =>
+                if media::parse_video_tag(&tag.body)
+                    .is_ok_and(|t| !t.sequence_header && !t.end_of_sequence) =>
             {
                 v += 1
             }
@@ -409,6 +454,8 @@ pub struct PlayLog {
     pub audio: u64,
     pub video_headers: u64,
     pub audio_headers: u64,
+    /// End-of-sequence markers (not pictures; counted apart from `video`).
+    pub video_ends: u64,
     pub statuses: Vec<String>,
     /// Timestamps of non-header video frames, in arrival order.
     pub video_ts: Vec<u32>,
@@ -418,6 +465,8 @@ pub struct PlayLog {
     /// FNV-1a over every audio/video message (kind, timestamp, body), headers included:
     /// equal digests mean byte- and time-identical media.
     pub digest: u64,
+    /// The first audio or video frame that is not a sequence header: (kind, keyframe).
+    pub first_frame: Option<(MediaKind, bool)>,
 }
 
 /// How a test player behaves.
@@ -549,6 +598,54 @@ pub fn play_rtmp(
     log
 }
 
+/// Extends an FNV-1a digest (0 to start) over one media message: kind, timestamp, body.
+/// [`PlayLog::digest`] is this over every audio and video message a player got.
+pub fn media_digest(digest: u64, kind: MediaKind, ts: u32, body: &[u8]) -> u64 {
+    let mut h = if digest == 0 {
+        0xcbf2_9ce4_8422_2325
+    } else {
+        digest
+    };
+    let tag = [kind as u8];
+    for b in tag.iter().chain(&ts.to_be_bytes()).chain(body.iter()) {
+        h = (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+/// `GET path` of an HTTP-FLV stream, read until the server ends it; the FLV tags of the
+/// de-chunked body.
+pub fn flv_over_http(
+    addr: SocketAddr,
+    path: &str,
+    timeout: Duration,
+) -> Vec<edge_core::flv::FlvTag> {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(timeout)).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: test\r\n\r\n").unwrap();
+    let mut all = Vec::new();
+    let _ = s.read_to_end(&mut all);
+    let resp = split_response(&all);
+    assert_eq!(resp.status(), 200, "{}", resp.head);
+    // Chunked: size line, data, CRLF, until the 0-size chunk.
+    let (mut body, mut rest) = (Vec::new(), &resp.body[..]);
+    while let Some(eol) = rest.windows(2).position(|w| w == b"\r\n") {
+        let size = usize::from_str_radix(std::str::from_utf8(&rest[..eol]).unwrap(), 16).unwrap();
+        if size == 0 || rest.len() < eol + 2 + size {
+            break;
+        }
+        body.extend_from_slice(&rest[eol + 2..eol + 2 + size]);
+        rest = &rest[(eol + 4 + size).min(rest.len())..];
+    }
+    let mut r = FlvReader::new();
+    r.handle_input(&body);
+    let mut tags = Vec::new();
+    while let Ok(Some(t)) = r.poll_tag() {
+        tags.push(t);
+    }
+    tags
+}
+
 fn record_media(
     log: &mut PlayLog,
     kind: MediaKind,
@@ -557,23 +654,21 @@ fn record_media(
     progress: Option<&AtomicU64>,
 ) {
     if kind != MediaKind::Data {
-        let mut h = if log.digest == 0 {
-            0xcbf2_9ce4_8422_2325
-        } else {
-            log.digest
-        };
-        let tag = [kind as u8];
-        for b in tag.iter().chain(&ts.to_be_bytes()).chain(body.iter()) {
-            h = (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3);
-        }
-        log.digest = h;
+        log.digest = media_digest(log.digest, kind, ts, body);
     }
     match kind {
         MediaKind::Video => {
-            if media::parse_video_tag(body).is_ok_and(|t| t.sequence_header) {
+            let tag = media::parse_video_tag(body);
+            if tag.as_ref().is_ok_and(|t| t.sequence_header) {
                 log.video_headers += 1;
                 return;
             }
+            if tag.as_ref().is_ok_and(|t| t.end_of_sequence) {
+                log.video_ends += 1;
+                return;
+            }
+            log.first_frame
+                .get_or_insert((kind, tag.is_ok_and(|t| t.keyframe)));
             log.video += 1;
             log.video_ts.push(ts);
         }
@@ -582,6 +677,7 @@ fn record_media(
                 log.audio_headers += 1;
                 return;
             }
+            log.first_frame.get_or_insert((kind, false));
             log.audio += 1;
         }
         MediaKind::Data => return,
@@ -1047,4 +1143,66 @@ fn strict_relay(
     }
     let _ = origin.shutdown(std::net::Shutdown::Both);
     let _ = client.shutdown(std::net::Shutdown::Both);
+}
+
+/// A publisher on edge-core's client, for synthetic streams (enhanced RTMP, odd timing).
+pub struct Publisher {
+    sock: TcpStream,
+    client: RtmpClient,
+}
+
+impl Publisher {
+    /// Connects and publishes `rtmp://addr/app/stream`; returns once the server said
+    /// `NetStream.Publish.Start`.
+    pub fn start(addr: SocketAddr, app: &str, stream: &str) -> Publisher {
+        let mut sock = TcpStream::connect(addr).unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        let cfg = ClientConfig::new(&format!("rtmp://{addr}/{app}"), stream, ClientMode::Publish);
+        let mut client = RtmpClient::new(cfg).unwrap();
+        let mut buf = vec![0u8; 16 * 1024];
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            assert!(Instant::now() < deadline, "no NetStream.Publish.Start");
+            if let Some(out) = client.poll_transmit() {
+                sock.write_all(&out).unwrap();
+            }
+            match sock.read(&mut buf) {
+                Ok(0) => panic!("the server closed the publisher"),
+                Ok(n) => {
+                    let mut events = Vec::new();
+                    client.handle_input(&buf[..n], &mut events).unwrap();
+                    if events.contains(&ClientEvent::Started) {
+                        break;
+                    }
+                }
+                Err(_) => {}
+            }
+        }
+        Publisher { sock, client }
+    }
+
+    /// Sends one media message.
+    pub fn send(&mut self, kind: MediaKind, ts: u32, body: &[u8]) {
+        self.client
+            .publish(kind, ts, Bytes::copy_from_slice(body))
+            .unwrap();
+        let out = self.client.poll_transmit().unwrap();
+        self.sock.write_all(&out).unwrap();
+    }
+
+    /// Sends `onMetaData` (an AMF0 `onMetaData` body), behind `@setDataFrame`.
+    pub fn send_metadata(&mut self, body: &[u8]) {
+        self.client.publish_metadata(body).unwrap();
+        let out = self.client.poll_transmit().unwrap();
+        self.sock.write_all(&out).unwrap();
+    }
+
+    /// FCUnpublish + deleteStream, then the socket is closed.
+    pub fn finish(mut self) {
+        self.client.close();
+        if let Some(out) = self.client.poll_transmit() {
+            let _ = self.sock.write_all(&out);
+        }
+    }
 }

@@ -77,13 +77,17 @@ fn a_thousand_players_on_both_shards_get_every_frame() {
         assert!(log
             .statuses
             .contains(&"NetStream.Play.UnpublishNotify".to_string()));
+        assert_eq!(
+            log.video_ends, 1,
+            "player {i}: the fixture's end-of-sequence marker"
+        );
     }
     let m = engine.metrics();
     assert_eq!(m.sum("frames_dropped"), 0);
     assert_eq!(
         m.sum("frames_in"),
-        video + audio + 2,
-        "media plus two sequence headers"
+        video + audio + 3,
+        "media plus two sequence headers and the end-of-sequence marker"
     );
 }
 

@@ -192,6 +192,11 @@ impl StreamMaster {
         if self.state != MasterState::Live(publisher) {
             return None;
         }
+        // Encoders announce video before its first message (x264's lookahead can hold it
+        // back a second or more): audio is no sync point of a stream that will have video.
+        if crate::rtmp::amf::metadata_declares_video(&body) {
+            self.has_video = true;
+        }
         let flags = FrameFlags {
             sync_point: false,
             header: true,
@@ -298,7 +303,11 @@ impl StreamReplica {
     }
 
     fn handle_frame(&mut self, f: &Frame) {
-        if f.kind == MediaKind::Video {
+        if f.kind == MediaKind::Video
+            || (f.kind == MediaKind::Data
+                && f.flags.header
+                && crate::rtmp::amf::metadata_declares_video(&f.payload))
+        {
             self.has_video = true;
         }
         if f.flags.header {
@@ -328,6 +337,15 @@ impl StreamReplica {
             .chain(self.video_header.iter())
             .chain(self.audio_header.iter())
             .chain(self.gop.frames())
+    }
+
+    /// Whether a viewer joining now must skip to the next keyframe: the stream has (or
+    /// announced) video and the join cache holds no keyframe yet, so what comes live next
+    /// (audio, or pictures that depend on a keyframe it never got) must not reach it first.
+    /// Players differ here; GStreamer's flvdemux gives up on a stream whose first frames are
+    /// audio when only its video is wanted.
+    pub fn join_needs_keyframe(&self) -> bool {
+        self.has_video && self.gop.frames().next().is_none()
     }
 
     /// A snapshot for a shard that subscribes now.
@@ -451,6 +469,68 @@ mod tests {
             .unwrap();
         assert_eq!(f.timestamp_ms, 7);
         assert!(f.flags.sync_point, "audio before any video is a sync point");
+    }
+
+    /// Regression (GStreamer's rtmp2src joining a few seconds after an x264 publish began got
+    /// "Got EOS before any data"): a viewer arriving after the headers but before the first
+    /// keyframe was sent the audio that came first. Metadata that announces video makes audio
+    /// no sync point, and the joiner waits for the keyframe.
+    #[test]
+    fn regression_join_before_the_first_keyframe_waits_for_it() {
+        let mut m = StreamMaster::new(1000);
+        let mut r = StreamReplica::new(GopLimits::default());
+        for u in m.handle_publish(P1, 0).unwrap() {
+            r.handle_update(&u);
+        }
+        let mut props = std::collections::HashMap::new();
+        props.insert(
+            "videocodecid".into(),
+            crate::rtmp::amf::Amf0Value::Number(7.0),
+        );
+        let meta = m
+            .handle_metadata(P1, crate::rtmp::amf::metadata_body(&props))
+            .unwrap();
+        r.handle_update(&StreamUpdate::Frame(meta));
+        let header = m
+            .handle_media(
+                P1,
+                MediaKind::Audio,
+                0,
+                Bytes::from_static(b"\xaf\x00\x12\x10"),
+            )
+            .unwrap()
+            .unwrap();
+        r.handle_update(&StreamUpdate::Frame(header));
+        let audio = m
+            .handle_media(
+                P1,
+                MediaKind::Audio,
+                23,
+                Bytes::from_static(b"\xaf\x01\x01"),
+            )
+            .unwrap()
+            .unwrap();
+        assert!(
+            !audio.flags.sync_point,
+            "audio of a stream announcing video"
+        );
+        r.handle_update(&StreamUpdate::Frame(audio));
+        assert!(r.join_needs_keyframe());
+        assert!(
+            r.join_frames().all(|f| f.flags.header),
+            "no audio in the join cache"
+        );
+        let key = m
+            .handle_media(P1, MediaKind::Video, 900, avc(true, false))
+            .unwrap()
+            .unwrap();
+        assert!(key.flags.sync_point);
+        r.handle_update(&StreamUpdate::Frame(key));
+        assert!(!r.join_needs_keyframe());
+        // Audio-only streams start anywhere.
+        let mut a = StreamReplica::new(GopLimits::default());
+        a.handle_update(&StreamUpdate::Started { republish: false });
+        assert!(!a.join_needs_keyframe());
     }
 
     #[test]

@@ -795,6 +795,9 @@ impl Shard {
         for f in replica.join_frames() {
             self.push(v, f, now);
         }
+        if replica.join_needs_keyframe() {
+            v.require_sync_point();
+        }
     }
 
     /// Ends a viewer politely: a status for RTMP, a close for FLV (404 if it never started).

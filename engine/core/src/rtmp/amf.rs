@@ -370,6 +370,22 @@ pub fn metadata_object(values: &[Amf0Value]) -> Option<&HashMap<String, Amf0Valu
     }
 }
 
+/// Whether an `onMetaData` body announces video (`videocodecid`, or a picture size), so a
+/// stream is known to carry video before its first video message arrives.
+pub fn metadata_declares_video(body: &[u8]) -> bool {
+    let Ok(values) = decode(body) else {
+        return false;
+    };
+    metadata_object(&values).is_some_and(|p| {
+        ["videocodecid", "width", "height"].iter().any(|k| {
+            matches!(
+                p.get(*k),
+                Some(Amf0Value::Number(_) | Amf0Value::Utf8String(_))
+            )
+        })
+    })
+}
+
 /// The AMF0 body of `onStatus(0, null, {level, code, description})`.
 pub fn status_body(level: &str, code: &str, description: &str) -> Bytes {
     let mut w = Writer::new();
