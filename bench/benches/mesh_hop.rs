@@ -11,13 +11,13 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use edge_core::StreamKey;
+use edge_core::{ShardId, StreamKey};
 use edge_engine::mesh::{Mesh, MeshMsg};
 
 fn msg(key: &StreamKey) -> MeshMsg {
     MeshMsg::Unsubscribe {
         key: key.clone(),
-        from: 0,
+        from: ShardId(0),
     }
 }
 
@@ -29,10 +29,10 @@ fn hop(c: &mut Criterion) {
         std::thread::spawn(move || {
             while !stop.load(Ordering::Relaxed) {
                 let mut got = Vec::new();
-                mesh.drain(1, 64, |_, m| got.push(m));
+                mesh.drain(ShardId(1), 64, |_, m| got.push(m));
                 for m in got {
                     let mut m = m;
-                    while let Err(back) = mesh.try_send(1, 0, m) {
+                    while let Err(back) = mesh.try_send(ShardId(1), ShardId(0), m) {
                         m = back;
                     }
                 }
@@ -45,12 +45,12 @@ fn hop(c: &mut Criterion) {
             let start = Instant::now();
             for _ in 0..iters {
                 let mut m = msg(&key);
-                while let Err(back) = mesh.try_send(0, 1, m) {
+                while let Err(back) = mesh.try_send(ShardId(0), ShardId(1), m) {
                     m = back;
                 }
                 let mut back = 0;
                 while back == 0 {
-                    mesh.drain(0, 64, |_, _| back += 1);
+                    mesh.drain(ShardId(0), 64, |_, _| back += 1);
                 }
             }
             start.elapsed()

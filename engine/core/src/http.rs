@@ -8,6 +8,7 @@ use std::fmt::Write as _;
 
 use bytes::Bytes;
 
+use crate::ids::SegmentSeq;
 use crate::media::StreamKey;
 
 /// Largest request head accepted.
@@ -122,7 +123,7 @@ pub enum Route {
     /// `/{app}/{stream}.m3u8`
     Playlist(StreamKey),
     /// `/{app}/{stream}-{seq}.ts`, the URIs playlists list (relative to the playlist).
-    Segment(StreamKey, u64),
+    Segment(StreamKey, SegmentSeq),
     Health,
     Metrics,
     Streams,
@@ -150,7 +151,7 @@ impl Route {
         }
         if let Some((name, seq)) = file.strip_suffix(".ts").and_then(|f| f.rsplit_once('-')) {
             if let (Some(k), Ok(seq)) = (key(name), seq.parse::<u64>()) {
-                return Route::Segment(k, seq);
+                return Route::Segment(k, SegmentSeq(seq));
             }
         }
         Route::NotFound
@@ -272,7 +273,10 @@ mod tests {
             Route::parse("/live/my-cam.m3u8"),
             Route::Playlist(k.clone())
         );
-        assert_eq!(Route::parse("/live/my-cam-42.ts"), Route::Segment(k, 42));
+        assert_eq!(
+            Route::parse("/live/my-cam-42.ts"),
+            Route::Segment(k, SegmentSeq(42))
+        );
         assert_eq!(Route::parse("/live/cam-x.ts"), Route::NotFound);
     }
 

@@ -21,15 +21,21 @@
 //! (request parsing and response heads), [`json`] (the string escaper the API and loadgen share).
 
 pub mod flv;
+pub mod forward;
 pub mod gop;
 pub mod hls;
 pub mod http;
+pub mod ids;
 pub mod json;
 pub mod media;
+pub mod owner;
+pub mod pull;
 pub mod queue;
+pub mod replica;
 pub mod rtmp;
 pub mod sei;
 pub mod stream;
 pub mod upstream;
 
-pub use media::{Frame, FrameFlags, MediaKind, StreamKey};
+pub use ids::{LinkId, SegmentSeq, ShardId, ViewerId};
+pub use media::{Frame, FrameFlags, MediaKind, StreamKey, TagInfo};

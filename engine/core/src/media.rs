@@ -103,7 +103,7 @@ impl MediaKind {
 }
 
 /// Errors in a media tag body. Each closes the offending publisher, never the shard.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum MediaError {
     /// The tag body is shorter than its header says it must be.
     #[error("{kind:?} tag too short: {len} bytes")]
@@ -234,6 +234,45 @@ fn si24(b: &[u8]) -> i32 {
     (v << 8) >> 8
 }
 
+/// A media message's header, parsed once where it enters the engine (the publisher's
+/// connection, or an upstream pull) and carried with it: the master, the join cache and the
+/// segmenter read this instead of parsing the body again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TagInfo {
+    Video(VideoTag),
+    Audio(AudioTag),
+    /// `onMetaData` and other data messages: nothing to parse.
+    Data,
+}
+
+impl TagInfo {
+    pub fn kind(self) -> MediaKind {
+        match self {
+            TagInfo::Video(_) => MediaKind::Video,
+            TagInfo::Audio(_) => MediaKind::Audio,
+            TagInfo::Data => MediaKind::Data,
+        }
+    }
+
+    /// A sequence header (AVC/HEVC configuration, AAC AudioSpecificConfig).
+    pub fn is_sequence_header(self) -> bool {
+        match self {
+            TagInfo::Video(v) => v.sequence_header,
+            TagInfo::Audio(a) => a.sequence_header,
+            TagInfo::Data => false,
+        }
+    }
+}
+
+/// Parses the header of a `kind` message body, once.
+pub fn parse_tag(kind: MediaKind, body: &[u8]) -> Result<TagInfo, MediaError> {
+    Ok(match kind {
+        MediaKind::Video => TagInfo::Video(parse_video_tag(body)?),
+        MediaKind::Audio => TagInfo::Audio(parse_audio_tag(body)?),
+        MediaKind::Data => TagInfo::Data,
+    })
+}
+
 /// Flags a viewer queue and the join cache act on.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FrameFlags {
@@ -252,6 +291,9 @@ pub struct Frame(Arc<FrameData>);
 #[derive(Debug)]
 pub struct FrameData {
     pub kind: MediaKind,
+    /// The parsed header of `payload` (`None` when it did not parse: only frames built by
+    /// [`Frame::new`] from bytes nobody validated; the engine's frames always have one).
+    pub tag: Option<TagInfo>,
     /// Stream time in milliseconds, after 32-bit unwrap and republish rebasing.
     pub timestamp_ms: u64,
     pub flags: FrameFlags,
@@ -264,8 +306,24 @@ pub struct FrameData {
 }
 
 impl Frame {
-    /// Builds a frame and serialises its RTMP and FLV forms, once.
+    /// Builds a frame, parsing its header, and serialises its RTMP and FLV forms, once.
     pub fn new(kind: MediaKind, timestamp_ms: u64, flags: FrameFlags, payload: Bytes) -> Self {
+        let tag = parse_tag(kind, &payload).ok();
+        Self::build(kind, tag, timestamp_ms, flags, payload)
+    }
+
+    /// [`Frame::new`] for a body whose header was parsed already.
+    pub fn with_tag(tag: TagInfo, timestamp_ms: u64, flags: FrameFlags, payload: Bytes) -> Self {
+        Self::build(tag.kind(), Some(tag), timestamp_ms, flags, payload)
+    }
+
+    fn build(
+        kind: MediaKind,
+        tag: Option<TagInfo>,
+        timestamp_ms: u64,
+        flags: FrameFlags,
+        payload: Bytes,
+    ) -> Self {
         // Wire timestamps are 32 bits; they wrap and peers unwrap them as we do.
         let ts = timestamp_ms as u32;
         let rtmp = chunk::serialize_message(
@@ -279,6 +337,7 @@ impl Frame {
         let flv = flv::serialize_tag_chunked(kind.type_id(), ts, &payload);
         Self(Arc::new(FrameData {
             kind,
+            tag,
             timestamp_ms,
             flags,
             payload,
@@ -290,6 +349,14 @@ impl Frame {
     /// Bytes this frame holds: what it costs a cache or a queue to keep it.
     pub fn cost_bytes(&self) -> usize {
         self.rtmp.len()
+    }
+}
+
+/// Two frames are equal when they are the same shared frame (one stream's message), not
+/// merely equal bytes.
+impl PartialEq for Frame {
+    fn eq(&self, other: &Frame) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
     }
 }
 

@@ -12,7 +12,7 @@ use std::collections::VecDeque;
 
 use bytes::Bytes;
 
-use crate::media::FrameFlags;
+use crate::media::{Frame, FrameFlags};
 
 /// Limits of one viewer's queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -124,7 +124,14 @@ impl SendQueue {
         total
     }
 
-    /// Whether the viewer is overdue at `now_ms` (for a sweep when no frames arrive).
+    /// When the viewer will be overdue if it does not catch up (`None` while it keeps up):
+    /// the writer closes it then even if no frame arrives to notice.
+    pub fn overdue_at_ms(&self) -> Option<u64> {
+        self.over_since_ms
+            .map(|since| since.saturating_add(self.limits.slow_viewer_ms))
+    }
+
+    /// Whether the viewer is overdue at `now_ms`.
     pub fn is_overdue(&self, now_ms: u64) -> bool {
         matches!(self.over_since_ms, Some(s) if now_ms.saturating_sub(s) >= self.limits.slow_viewer_ms)
     }
@@ -142,9 +149,121 @@ impl SendQueue {
     }
 }
 
+/// Frames waiting for a forward's connection to the origin (the stream's own frames, shared,
+/// in order), bounded in payload bytes. Overflow policy: everything queued is dropped and
+/// queueing resumes at the next keyframe, so the origin's viewers see a skip and never a
+/// picture that depends on one it did not get; the edge's own viewers see nothing of it.
+#[derive(Debug)]
+pub struct FrameQueue {
+    frames: VecDeque<Frame>,
+    bytes: usize,
+    limit_bytes: usize,
+    skip_to_sync_point: bool,
+    dropped: u64,
+}
+
+impl FrameQueue {
+    pub fn new(limit_bytes: usize) -> Self {
+        Self {
+            frames: VecDeque::new(),
+            bytes: 0,
+            limit_bytes,
+            skip_to_sync_point: false,
+            dropped: 0,
+        }
+    }
+
+    /// Queues a live frame under the overflow policy; whether it was queued.
+    pub fn push(&mut self, f: &Frame) -> bool {
+        if self.skip_to_sync_point {
+            if !f.flags.sync_point && !f.flags.header {
+                self.dropped += 1;
+                return false;
+            }
+            if f.flags.sync_point {
+                self.skip_to_sync_point = false;
+            }
+        }
+        let len = f.payload.len();
+        if self.bytes + len > self.limit_bytes {
+            self.dropped += self.frames.len() as u64;
+            self.frames.clear();
+            self.bytes = 0;
+            if !f.flags.sync_point {
+                self.skip_to_sync_point = true;
+                self.dropped += 1;
+                return false;
+            }
+        }
+        self.bytes += len;
+        self.frames.push_back(f.clone());
+        true
+    }
+
+    /// A new session starts from these frames (the join: metadata, headers, the GOP) instead
+    /// of whatever was queued.
+    pub fn reset(&mut self, join: impl IntoIterator<Item = Frame>) {
+        self.frames.clear();
+        self.bytes = 0;
+        self.skip_to_sync_point = false;
+        for f in join {
+            self.bytes += f.payload.len();
+            self.frames.push_back(f);
+        }
+    }
+
+    pub fn pop(&mut self) -> Option<Frame> {
+        let f = self.frames.pop_front()?;
+        self.bytes -= f.payload.len();
+        Some(f)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.frames.is_empty()
+    }
+
+    /// Frames dropped by the overflow policy so far.
+    pub fn dropped(&self) -> u64 {
+        self.dropped
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn frame(flags: FrameFlags, n: usize) -> Frame {
+        Frame::new(
+            crate::media::MediaKind::Video,
+            0,
+            flags,
+            Bytes::from(vec![0x27; n]),
+        )
+    }
+
+    /// A forward whose origin does not keep up: its backlog overflows, drops to the next
+    /// keyframe and resumes there; headers always pass.
+    #[test]
+    fn a_forward_backlog_overflows_to_the_next_keyframe() {
+        let mut q = FrameQueue::new(100);
+        assert!(q.push(&frame(KEY, 40)));
+        assert!(q.push(&frame(INTER, 40)));
+        // 120 > 100: the backlog goes, and this inter frame with it.
+        assert!(!q.push(&frame(INTER, 40)));
+        assert!(q.is_empty());
+        assert_eq!(q.dropped(), 3);
+        assert!(!q.push(&frame(INTER, 10)), "skipping to a keyframe");
+        assert!(q.push(&frame(HEADER, 10)), "headers pass while skipping");
+        assert!(q.push(&frame(KEY, 40)));
+        assert!(q.push(&frame(INTER, 10)));
+        assert_eq!(q.dropped(), 4);
+        // A new session starts from the join frames, whatever was queued.
+        let join = [frame(HEADER, 5), frame(KEY, 30)];
+        q.reset(join.iter().cloned());
+        assert_eq!(q.pop(), Some(join[0].clone()));
+        assert_eq!(q.pop(), Some(join[1].clone()));
+        assert_eq!(q.pop(), None);
+    }
 
     const KEY: FrameFlags = FrameFlags {
         sync_point: true,

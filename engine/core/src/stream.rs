@@ -14,7 +14,7 @@
 use bytes::Bytes;
 
 use crate::gop::{GopCache, GopLimits};
-use crate::media::{self, Frame, FrameFlags, MediaError, MediaKind};
+use crate::media::{Frame, FrameFlags, MediaKind, TagInfo};
 use crate::rtmp::timestamp::TimestampUnwrapper;
 
 /// Who publishes: an engine-assigned id, unique per machine.
@@ -22,7 +22,7 @@ use crate::rtmp::timestamp::TimestampUnwrapper;
 pub struct PublisherId(pub u64);
 
 /// Why a publish is refused.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum PublishError {
     /// Someone is already publishing this key.
     #[error("stream is already being published")]
@@ -42,6 +42,25 @@ pub enum StreamUpdate {
     Ended,
     /// Everything a new replica needs, in join order.
     Snapshot { live: bool, frames: Vec<Frame> },
+}
+
+/// The publisher lifecycle of a stream, as the streams API shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MasterPhase {
+    Idle,
+    Live,
+    /// The publisher left; viewers wait for a republish.
+    Grace,
+}
+
+impl MasterPhase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MasterPhase::Idle => "idle",
+            MasterPhase::Live => "live",
+            MasterPhase::Grace => "grace",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,12 +105,12 @@ impl StreamMaster {
         self.state == MasterState::Live(publisher)
     }
 
-    /// `idle`, `live` or `grace`, for the streams API.
-    pub fn state_name(&self) -> &'static str {
+    /// Where the publisher lifecycle stands.
+    pub fn phase(&self) -> MasterPhase {
         match self.state {
-            MasterState::Idle => "idle",
-            MasterState::Live(_) => "live",
-            MasterState::Grace { .. } => "grace",
+            MasterState::Idle => MasterPhase::Idle,
+            MasterState::Live(_) => MasterPhase::Live,
+            MasterState::Grace { .. } => MasterPhase::Grace,
         }
     }
 
@@ -132,38 +151,35 @@ impl StreamMaster {
         }
     }
 
-    /// A media message from `publisher`. Messages from anyone but the live publisher (late
-    /// messages of a refused or replaced one) are ignored.
+    /// A media message from `publisher`, its header parsed where it arrived (`tag`).
+    /// Messages from anyone but the live publisher (late messages of a refused or replaced
+    /// one) are ignored.
     pub fn handle_media(
         &mut self,
         publisher: PublisherId,
-        kind: MediaKind,
         timestamp: u32,
         body: Bytes,
-    ) -> Result<Option<Frame>, MediaError> {
+        tag: TagInfo,
+    ) -> Option<Frame> {
         if self.state != MasterState::Live(publisher) {
-            return Ok(None);
+            return None;
         }
-        let flags = match kind {
-            MediaKind::Video => {
-                let tag = media::parse_video_tag(&body)?;
-                if tag.info_only {
-                    return Ok(None);
+        let flags = match tag {
+            TagInfo::Video(v) => {
+                if v.info_only {
+                    return None;
                 }
                 self.has_video = true;
                 FrameFlags {
-                    sync_point: tag.keyframe && !tag.sequence_header && !tag.end_of_sequence,
-                    header: tag.sequence_header,
+                    sync_point: v.keyframe && !v.sequence_header && !v.end_of_sequence,
+                    header: v.sequence_header,
                 }
             }
-            MediaKind::Audio => {
-                let tag = media::parse_audio_tag(&body)?;
-                FrameFlags {
-                    sync_point: !self.has_video && !tag.sequence_header,
-                    header: tag.sequence_header,
-                }
-            }
-            MediaKind::Data => FrameFlags {
+            TagInfo::Audio(a) => FrameFlags {
+                sync_point: !self.has_video && !a.sequence_header,
+                header: a.sequence_header,
+            },
+            TagInfo::Data => FrameFlags {
                 sync_point: false,
                 header: true,
             },
@@ -174,7 +190,7 @@ impl StreamMaster {
             // the timeline is rebased on the first real frame.
             let target = self.last_out_ms.map_or(0, |l| l + gap);
             if flags.header {
-                return Ok(Some(Frame::new(kind, target, flags, body)));
+                return Some(Frame::with_tag(tag, target, flags, body));
             }
         }
         let ext = self.unwrapper.unwrap(timestamp);
@@ -184,7 +200,7 @@ impl StreamMaster {
         }
         let out = (ext as i64 + self.offset_ms).max(0) as u64;
         self.last_out_ms = Some(self.last_out_ms.map_or(out, |l| l.max(out)));
-        Ok(Some(Frame::new(kind, out, flags, body)))
+        Some(Frame::with_tag(tag, out, flags, body))
     }
 
     /// `onMetaData` from `publisher`.
@@ -360,6 +376,31 @@ impl StreamReplica {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::media::{parse_tag, MediaError};
+
+    /// `handle_media` with the header parsed here, as the engine parses it on arrival.
+    trait Feed {
+        fn media(
+            &mut self,
+            p: PublisherId,
+            k: MediaKind,
+            ts: u32,
+            body: Bytes,
+        ) -> Result<Option<Frame>, MediaError>;
+    }
+
+    impl Feed for StreamMaster {
+        fn media(
+            &mut self,
+            p: PublisherId,
+            k: MediaKind,
+            ts: u32,
+            body: Bytes,
+        ) -> Result<Option<Frame>, MediaError> {
+            let tag = parse_tag(k, &body)?;
+            Ok(self.handle_media(p, ts, body, tag))
+        }
+    }
 
     const P1: PublisherId = PublisherId(1);
     const P2: PublisherId = PublisherId(2);
@@ -378,11 +419,11 @@ mod tests {
             PublishError::AlreadyPublishing
         );
         assert!(m
-            .handle_media(P2, MediaKind::Video, 0, avc(true, false))
+            .media(P2, MediaKind::Video, 0, avc(true, false))
             .unwrap()
             .is_none());
         assert!(m
-            .handle_media(P1, MediaKind::Video, 0, avc(true, false))
+            .media(P1, MediaKind::Video, 0, avc(true, false))
             .unwrap()
             .is_some());
     }
@@ -392,7 +433,7 @@ mod tests {
         let mut m = StreamMaster::new(10_000);
         m.handle_publish(P1, 0).unwrap();
         let f = m
-            .handle_media(P1, MediaKind::Video, 5000, avc(true, false))
+            .media(P1, MediaKind::Video, 5000, avc(true, false))
             .unwrap()
             .unwrap();
         assert_eq!(f.timestamp_ms, 5000);
@@ -405,13 +446,13 @@ mod tests {
         assert!(matches!(u[..], [StreamUpdate::Started { republish: true }]));
         // The new publisher's header goes out 250 ms after the last frame.
         let f = m
-            .handle_media(P2, MediaKind::Video, 0, avc(true, true))
+            .media(P2, MediaKind::Video, 0, avc(true, true))
             .unwrap()
             .unwrap();
         assert_eq!(f.timestamp_ms, 5250);
         assert!(f.flags.header && !f.flags.sync_point);
         let f = m
-            .handle_media(P2, MediaKind::Video, 40, avc(true, false))
+            .media(P2, MediaKind::Video, 40, avc(true, false))
             .unwrap()
             .unwrap();
         assert_eq!(
@@ -419,7 +460,7 @@ mod tests {
             "the first real frame anchors the rebase"
         );
         let f = m
-            .handle_media(P2, MediaKind::Video, 80, avc(false, false))
+            .media(P2, MediaKind::Video, 80, avc(false, false))
             .unwrap()
             .unwrap();
         assert_eq!(f.timestamp_ms, 5290);
@@ -431,23 +472,23 @@ mod tests {
     fn rebase_ignores_header_times_of_the_new_publisher() {
         let mut m = StreamMaster::new(10_000);
         m.handle_publish(P1, 0).unwrap();
-        m.handle_media(P1, MediaKind::Video, 60_000, avc(true, false))
+        m.media(P1, MediaKind::Video, 60_000, avc(true, false))
             .unwrap()
             .unwrap();
         m.handle_unpublish(P1, 100);
         m.handle_publish(P2, 130).unwrap();
         let h = m
-            .handle_media(P2, MediaKind::Video, 0, avc(true, true))
+            .media(P2, MediaKind::Video, 0, avc(true, true))
             .unwrap()
             .unwrap();
         assert_eq!(h.timestamp_ms, 60_030);
         let k = m
-            .handle_media(P2, MediaKind::Video, 58_000, avc(true, false))
+            .media(P2, MediaKind::Video, 58_000, avc(true, false))
             .unwrap()
             .unwrap();
         assert_eq!(k.timestamp_ms, 60_030);
         let f = m
-            .handle_media(P2, MediaKind::Video, 58_040, avc(false, false))
+            .media(P2, MediaKind::Video, 58_040, avc(false, false))
             .unwrap()
             .unwrap();
         assert_eq!(f.timestamp_ms, 60_070);
@@ -464,7 +505,7 @@ mod tests {
         // A fresh publish after the end starts a new timeline.
         m.handle_publish(P2, 2000).unwrap();
         let f = m
-            .handle_media(P2, MediaKind::Audio, 7, Bytes::from_static(b"\xaf\x01\x00"))
+            .media(P2, MediaKind::Audio, 7, Bytes::from_static(b"\xaf\x01\x00"))
             .unwrap()
             .unwrap();
         assert_eq!(f.timestamp_ms, 7);
@@ -492,7 +533,7 @@ mod tests {
             .unwrap();
         r.handle_update(&StreamUpdate::Frame(meta));
         let header = m
-            .handle_media(
+            .media(
                 P1,
                 MediaKind::Audio,
                 0,
@@ -502,7 +543,7 @@ mod tests {
             .unwrap();
         r.handle_update(&StreamUpdate::Frame(header));
         let audio = m
-            .handle_media(
+            .media(
                 P1,
                 MediaKind::Audio,
                 23,
@@ -521,7 +562,7 @@ mod tests {
             "no audio in the join cache"
         );
         let key = m
-            .handle_media(P1, MediaKind::Video, 900, avc(true, false))
+            .media(P1, MediaKind::Video, 900, avc(true, false))
             .unwrap()
             .unwrap();
         assert!(key.flags.sync_point);
@@ -552,7 +593,7 @@ mod tests {
         ];
         r.handle_update(&StreamUpdate::Frame(meta));
         for (k, ts, b) in inputs {
-            let f = m.handle_media(P1, k, ts, b).unwrap().unwrap();
+            let f = m.media(P1, k, ts, b).unwrap().unwrap();
             r.handle_update(&StreamUpdate::Frame(f));
         }
         let order: Vec<(MediaKind, bool, u64)> = r

@@ -61,21 +61,128 @@ impl fmt::Display for OriginUrl {
 /// Timing of the planner.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct UpstreamTiming {
-    /// No media for this long counts as a failure.
-    pub media_timeout_ms: u64,
+    /// No media for this long counts as a failure (`None`: media is not awaited, as for a
+    /// forward, which sends it).
+    pub media_timeout_ms: Option<u64>,
     pub backoff_initial_ms: u64,
     pub backoff_max_ms: u64,
-    /// How often a fallback pull probes the preferred origin.
-    pub probe_ms: u64,
+    /// How often a fallback probes the preferred origin (`None`: it stays where it is).
+    pub probe_ms: Option<u64>,
 }
 
 impl Default for UpstreamTiming {
     fn default() -> Self {
+        Self::pull(1500)
+    }
+}
+
+impl UpstreamTiming {
+    /// A pull: media must flow, and a fallback probes the preferred origin every 5 s.
+    pub fn pull(media_timeout_ms: u64) -> Self {
         Self {
-            media_timeout_ms: 1500,
+            media_timeout_ms: Some(media_timeout_ms),
             backoff_initial_ms: 100,
             backoff_max_ms: 5000,
-            probe_ms: 5000,
+            probe_ms: Some(5000),
+        }
+    }
+
+    /// A forward: it publishes, so there is no media to wait for, and once an origin took
+    /// the publish it stays there (moving a live publish is a republish for every viewer).
+    pub fn forward() -> Self {
+        Self {
+            media_timeout_ms: None,
+            probe_ms: None,
+            ..Self::pull(0)
+        }
+    }
+}
+
+/// Why an upstream connection ended. The engine's connection task says which; the owner
+/// logs it and the planner weighs it ([`LinkError::failure`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LinkError {
+    /// Name resolution or TCP connect failed (or timed out).
+    #[error("connect: {0}")]
+    Connect(String),
+    /// The origin closed the connection.
+    #[error("the origin closed the connection")]
+    Closed,
+    #[error("read: {0}")]
+    Read(String),
+    #[error("write: {0}")]
+    Write(String),
+    /// The origin's bytes broke the protocol (or parsing them panicked).
+    #[error("protocol error: {0}")]
+    Protocol(String),
+    /// An `onStatus` that means "not here": StreamNotFound, UnpublishNotify, BadName, …
+    #[error("the origin answered {0}")]
+    Refused(String),
+    /// `_error` to createStream, play or publish.
+    #[error("the origin refused a command")]
+    CommandRefused,
+    /// A forward's publish was never started.
+    #[error("no NetStream.Publish.Start within {0} ms")]
+    NoPublishStart(u64),
+    /// An origin redirected a publish (forwards do not follow redirects).
+    #[error("the origin redirects publishes to {0}")]
+    PublishRedirected(String),
+    /// The pull delivered no media for the media timeout.
+    #[error("no media for {0} ms")]
+    NoMedia(u64),
+}
+
+impl LinkError {
+    /// What the planner makes of it.
+    pub fn failure(&self) -> Failure {
+        match self {
+            LinkError::Connect(_) | LinkError::NoPublishStart(_) => Failure::ConnectFailed,
+            LinkError::Closed
+            | LinkError::Read(_)
+            | LinkError::Write(_)
+            | LinkError::Protocol(_) => Failure::ConnectionLost,
+            LinkError::Refused(_) | LinkError::CommandRefused | LinkError::PublishRedirected(_) => {
+                Failure::NotFound
+            }
+            LinkError::NoMedia(_) => Failure::MediaTimeout,
+        }
+    }
+}
+
+/// What an upstream connection reports to its stream's owner.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LinkEvent {
+    /// `NetStream.Play.Start` or `NetStream.Publish.Start`.
+    Started,
+    Media {
+        kind: crate::media::MediaKind,
+        timestamp: u32,
+        body: bytes::Bytes,
+    },
+    Metadata(bytes::Bytes),
+    /// The connection is over; it reports nothing after this.
+    Failed(LinkError),
+    /// The origin sends us to another one (the connection is over).
+    Redirect(OriginUrl),
+}
+
+/// Where an upstream connection stands, as `/api/v1/streams` shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkState {
+    Connecting,
+    Playing,
+    Publishing,
+    /// Every origin failed; waiting before the next round.
+    Backoff,
+}
+
+impl LinkState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LinkState::Connecting => "connecting",
+            LinkState::Playing => "playing",
+            LinkState::Publishing => "publishing",
+            LinkState::Backoff => "backoff",
         }
     }
 }
@@ -174,12 +281,14 @@ impl UpstreamPlanner {
         matches!(self.state, State::Backoff { .. })
     }
 
-    /// When the active pull counts as failed without media (`None` while backing off).
+    /// When the active pull counts as failed without media (`None` while backing off, or
+    /// when media is not awaited).
     pub fn media_deadline(&self) -> Option<u64> {
         match self.state {
-            State::Active { last_media_ms, .. } => {
-                Some(last_media_ms.saturating_add(self.timing.media_timeout_ms))
-            }
+            State::Active { last_media_ms, .. } => self
+                .timing
+                .media_timeout_ms
+                .map(|t| last_media_ms.saturating_add(t)),
             State::Backoff { .. } => None,
         }
     }
@@ -194,8 +303,11 @@ impl UpstreamPlanner {
             *last_media_ms = now_ms;
             self.failed_in_round = 0;
             self.backoff_ms = self.timing.backoff_initial_ms;
-            if *origin != Some(0) && self.next_probe_ms.is_none() && !self.probing {
-                self.next_probe_ms = Some(now_ms + self.timing.probe_ms);
+            if let (true, Some(every)) = (
+                *origin != Some(0) && self.next_probe_ms.is_none() && !self.probing,
+                self.timing.probe_ms,
+            ) {
+                self.next_probe_ms = Some(now_ms + every);
             }
         }
     }
@@ -249,28 +361,26 @@ impl UpstreamPlanner {
             return None;
         }
         self.probing = false;
-        self.next_probe_ms = Some(now_ms + self.timing.probe_ms);
+        self.next_probe_ms = self.timing.probe_ms.map(|every| now_ms + every);
         Some(UpstreamAction::DropProbe)
     }
 
     /// When `handle_timeout` wants to run next.
     pub fn poll_timeout(&self) -> Option<u64> {
         let state_deadline = match self.state {
-            State::Active { last_media_ms, .. } => last_media_ms + self.timing.media_timeout_ms,
-            State::Backoff { until_ms } => until_ms,
+            State::Active { .. } => self.media_deadline(),
+            State::Backoff { until_ms } => Some(until_ms),
         };
-        Some(
-            self.next_probe_ms
-                .map_or(state_deadline, |p| p.min(state_deadline)),
-        )
+        match (state_deadline, self.next_probe_ms) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     pub fn handle_timeout(&mut self, now_ms: u64) -> Vec<UpstreamAction> {
         let mut actions = Vec::new();
         match self.state {
-            State::Active { last_media_ms, .. }
-                if now_ms >= last_media_ms + self.timing.media_timeout_ms =>
-            {
+            State::Active { .. } if self.media_deadline().is_some_and(|d| now_ms >= d) => {
                 if self.probing {
                     self.probing = false;
                     actions.push(UpstreamAction::DropProbe);
@@ -322,11 +432,30 @@ mod tests {
 
     fn timing() -> UpstreamTiming {
         UpstreamTiming {
-            media_timeout_ms: 1500,
-            backoff_initial_ms: 100,
             backoff_max_ms: 400,
-            probe_ms: 5000,
+            ..UpstreamTiming::pull(1500)
         }
+    }
+
+    #[test]
+    fn a_forward_waits_for_no_media_and_never_probes() {
+        let (mut p, _) = UpstreamPlanner::new(origins(), UpstreamTiming::forward(), 0);
+        assert_eq!(p.media_deadline(), None);
+        assert_eq!(
+            p.poll_timeout(),
+            None,
+            "nothing to wait for while connected"
+        );
+        assert!(p.handle_timeout(1_000_000).is_empty());
+        // Failing over to the second origin and working there: no probe of the first.
+        p.handle_failure(Failure::ConnectionLost, 10);
+        p.handle_media(20);
+        assert_eq!(p.poll_timeout(), None);
+        assert!(p.handle_timeout(100_000).is_empty());
+        // Both down in a row: back off, then start over.
+        assert!(p.handle_failure(Failure::ConnectFailed, 30).is_some());
+        assert_eq!(p.handle_failure(Failure::ConnectFailed, 40), None);
+        assert_eq!(p.poll_timeout(), Some(140));
     }
 
     #[test]

@@ -12,14 +12,19 @@
 use bytes::Bytes;
 use edge_core::flv::FlvReader;
 use edge_core::hls::m3u8::parse_media_playlist;
-use edge_core::hls::{HlsConfig, Segmenter, VecStore};
-use edge_core::media::MediaKind;
+use std::sync::Arc;
+
+use edge_core::gop::GopLimits;
+use edge_core::hls::{HlsConfig, HlsSnapshot, VecStore};
+use edge_core::media::{parse_tag, MediaKind, StreamKey};
+use edge_core::owner::{Owner, OwnerConfig, OwnerEffect};
 use edge_core::rtmp::client::{ClientConfig, ClientEvent, ClientMode, RtmpClient};
 use edge_core::rtmp::message::Message;
 use edge_core::rtmp::reader::{ChunkReader, RawMessage};
 use edge_core::rtmp::server::{ServerConnection, ServerEvent};
 use edge_core::rtmp::{aggregate, amf};
-use edge_core::stream::{PublisherId, StreamMaster, StreamUpdate};
+use edge_core::stream::PublisherId;
+use edge_core::ShardId;
 
 /// The first two input bytes as a split point into the rest, and the rest.
 fn split_point(data: &[u8]) -> (usize, &[u8]) {
@@ -251,20 +256,27 @@ pub fn flv_aggregate(data: &[u8]) {
 }
 
 /// The media pipeline, as an owner shard runs it: FLV tags (the fixtures are the seeds) →
-/// StreamMaster → Segmenter → playlist, which must parse back with edge-core's own parser,
-/// with sequence numbers rising and no segment longer than its target allows. A tag of type
-/// 0xFE is a republish, 0xFF the end of the stream.
+/// the stream's [`Owner`] state machine (master, join cache, segmenter) → playlists, which
+/// must parse back with edge-core's own parser, with sequence numbers rising and no segment
+/// longer than its target allows. A tag of type 0xFE is a republish, 0xFF the end of the
+/// stream, 0xFD a shard subscribing (its updates must be the ones every other shard got).
 pub fn media_pipeline(data: &[u8]) {
     let mut r = FlvReader::new();
     r.handle_input(data);
-    let mut master = StreamMaster::new(10_000);
+    let config = Arc::new(OwnerConfig {
+        me: ShardId(0),
+        grace_ms: 10_000,
+        gop: GopLimits::default(),
+        hls: HlsConfig::default(),
+        edge: None,
+    });
+    let mut owner = Owner::new(StreamKey::new("live", "cam").unwrap(), config, VecStore, 1);
     let publisher = PublisherId(1);
     let mut now = 0u64;
-    let config = HlsConfig::default();
-    let mut seg = Segmenter::new(config, VecStore, "cam");
-    let _ = master.handle_publish(publisher, now);
+    let mut fx = Vec::new();
+    owner.handle_publish(publisher, ShardId(0), None, now, &mut fx);
     let mut last_seq: Option<u64> = None;
-    let mut check = |snapshot: edge_core::hls::HlsSnapshot| {
+    let mut check = |snapshot: &HlsSnapshot| {
         let text = std::str::from_utf8(&snapshot.playlist).expect("playlists are UTF-8");
         let p = parse_media_playlist(text).expect("our playlist parses back");
         for s in &p.segments {
@@ -284,51 +296,40 @@ pub fn media_pipeline(data: &[u8]) {
             last_seq = Some(last.seq);
         }
     };
-    let mut stopped = false;
     while let Ok(Some(tag)) = r.poll_tag() {
         now += 1;
-        let updates = match tag.type_id {
+        match tag.type_id {
             0xfe => {
-                let mut u = master.handle_unpublish(publisher, now);
-                u.extend(
-                    master
-                        .handle_publish(publisher, now + 1)
-                        .unwrap_or_default(),
-                );
-                u
+                owner.handle_unpublish(publisher, now, &mut fx);
+                owner.handle_publish(publisher, ShardId(0), None, now + 1, &mut fx);
             }
-            0xff => master.end(),
+            0xff => {
+                now += 20_000;
+                owner.handle_unpublish(publisher, now, &mut fx);
+                owner.handle_timeout(now + 10_000, &mut fx);
+            }
+            0xfd => owner.handle_subscribe(ShardId(1), None, now, &mut fx),
             t => match MediaKind::from_type_id(t) {
-                Some(MediaKind::Data) => master
-                    .handle_metadata(publisher, tag.body)
-                    .map(StreamUpdate::Frame)
-                    .into_iter()
-                    .collect(),
-                Some(kind) => match master.handle_media(publisher, kind, tag.timestamp, tag.body) {
-                    Ok(f) => f.map(StreamUpdate::Frame).into_iter().collect(),
-                    Err(_) => Vec::new(),
-                },
-                None => Vec::new(),
-            },
-        };
-        for u in updates {
-            let snap = match u {
-                StreamUpdate::Frame(f) if !stopped => match seg.handle_frame(&f) {
-                    Ok(s) => s,
-                    // Codecs HLS cannot carry stop the segmenter, as in the engine.
-                    Err(_) => {
-                        stopped = true;
-                        None
+                Some(MediaKind::Data) => owner.handle_metadata(publisher, tag.body, &mut fx),
+                Some(kind) => {
+                    if let Ok(parsed) = parse_tag(kind, &tag.body) {
+                        owner.handle_media(publisher, tag.timestamp, tag.body, parsed, &mut fx);
                     }
-                },
-                StreamUpdate::Started { republish: true } => seg.handle_republish(),
-                StreamUpdate::Ended => Some(seg.handle_end()),
-                _ => None,
-            };
-            if let Some(s) = snap {
-                check(s);
+                }
+                None => {}
+            },
+        }
+        for e in fx.drain(..) {
+            if let OwnerEffect::Hls(s) = e {
+                check(&s);
             }
         }
     }
-    check(seg.handle_end());
+    owner.handle_unpublish(publisher, now, &mut fx);
+    owner.handle_timeout(now + 10_000, &mut fx);
+    for e in fx.drain(..) {
+        if let OwnerEffect::Hls(s) = e {
+            check(&s);
+        }
+    }
 }

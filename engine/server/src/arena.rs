@@ -315,6 +315,7 @@ impl TsSink for ArenaWriter {
 }
 
 /// The segmenter's storage on a shard.
+#[derive(Clone)]
 pub struct ArenaStore {
     pub arena: Arc<Arena>,
 }

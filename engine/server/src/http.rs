@@ -28,7 +28,7 @@ pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream) {
                 Err(panic) => {
                     shard.stats().connection_errors.inc();
                     shard.stats().peer_panics.inc();
-                    tracing::warn!(shard = shard.id, "http connection closed: {panic}");
+                    tracing::warn!(shard = %shard.id, "http connection closed: {panic}");
                     return;
                 }
             };
@@ -64,7 +64,7 @@ pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream) {
                 Ok(None) => break,
                 Err(e) => {
                     shard.stats().connection_errors.inc();
-                    debug!(shard = shard.id, "bad http request: {e}");
+                    debug!(shard = %shard.id, "bad http request: {e}");
                     let _ = stream.write_all(error_response(&e)).await;
                     return;
                 }
@@ -72,7 +72,7 @@ pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream) {
         }
         let idle = std::time::Duration::from_millis(shard.config.idle_timeout_ms);
         let Ok((res, b)) = monoio::time::timeout(idle, stream.read(buf)).await else {
-            debug!(shard = shard.id, "closing idle http connection");
+            debug!(shard = %shard.id, "closing idle http connection");
             return;
         };
         buf = b;
@@ -217,7 +217,7 @@ async fn serve_flv(
     let id = shard.next_conn_id();
     let fd = std::os::fd::AsRawFd::as_raw_fd(&stream);
     let (mut reader, writer) = stream.into_split();
-    let outlet = Outlet::new(id, Wire::Flv, shard.config.queue);
+    let outlet = Outlet::new(id, Wire::Flv, shard.config.queue, shard.clock);
     let writer_task = monoio::spawn(Rc::clone(&outlet).run_writer(writer));
     shard.add_viewer(&key, &outlet, query);
     // Nothing more is expected from the client; reading only tells us when it leaves.
@@ -235,13 +235,6 @@ async fn serve_flv(
         }
     }
     shard.remove_viewer(&key, &outlet);
-    finish(
-        &outlet,
-        Close::Flush,
-        fd,
-        writer_task,
-        &shard.stats().bytes_out,
-    )
-    .await;
-    debug!(shard = shard.id, %key, conn = id, "flv viewer left");
+    finish(&outlet, Close::Flush, fd, writer_task, shard.stats()).await;
+    debug!(shard = %shard.id, %key, conn = id, "flv viewer left");
 }

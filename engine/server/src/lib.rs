@@ -5,9 +5,11 @@
 //! SIGINT/SIGTERM. A shard thread that panics ends the process ([`contain`]). Modules: [`config`] (CLI), [`shard`] (per-core state, stream ownership),
 //! [`mesh`] (cross-shard channels), [`outlet`] (per-connection send queue and writer),
 //! [`rtmp`] and [`http`] (connection drivers), [`listen`] (SO_REUSEPORT accept loops),
-//! [`stats`] (counters).
+//! [`upstream`] (edge connections to origins), [`timer`] and [`clock`] (the one timer and
+//! the one clock of a shard), [`stats`] (counters).
 
 pub mod arena;
+pub mod clock;
 pub mod config;
 pub mod contain;
 pub mod http;
@@ -17,13 +19,13 @@ pub mod outlet;
 pub mod rtmp;
 pub mod shard;
 pub mod stats;
+pub mod timer;
 pub mod upstream;
 
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::sync::{mpsc, Arc};
-use std::time::Instant;
 
 use anyhow::Context;
 use monoio::{IoUringDriver, LegacyDriver, RuntimeBuilder};
@@ -59,7 +61,7 @@ pub fn run() -> anyhow::Result<()> {
 
     let mesh = Arc::new(Mesh::new(shards, config.mesh_queue_len));
     let stats = Arc::new(Stats::new(shards));
-    let epoch = Instant::now();
+    let clock = clock::Clock::start();
     let (ready_tx, ready_rx) = mpsc::channel::<Ready>();
     let mut first = Some((rtmp0, http0));
     let mut threads = Vec::with_capacity(shards);
@@ -70,7 +72,7 @@ pub fn run() -> anyhow::Result<()> {
             config: Arc::clone(&config),
             mesh: Arc::clone(&mesh),
             stats: Arc::clone(&stats),
-            epoch,
+            clock,
             rtmp_addr,
             http_addr,
             listeners,
@@ -120,7 +122,7 @@ struct ShardCtx {
     config: Arc<Config>,
     mesh: Arc<Mesh>,
     stats: Arc<Stats>,
-    epoch: Instant,
+    clock: clock::Clock,
     rtmp_addr: SocketAddr,
     http_addr: SocketAddr,
     listeners: Option<(std::net::TcpListener, std::net::TcpListener)>,
@@ -214,7 +216,15 @@ async fn shard_main(ctx: ShardCtx, driver: &'static str) {
     ctx.stats.shards[ctx.id]
         .cache_backing
         .store(arena.backing.code(), Ordering::Relaxed);
-    let shard = Shard::new(ctx.id, ctx.config, ctx.mesh, ctx.stats, ctx.epoch, arena);
+    let _ = ctx.stats.arenas[ctx.id].set(Arc::clone(&arena));
+    let shard = Shard::new(
+        mesh::ShardId(ctx.id),
+        ctx.config,
+        ctx.mesh,
+        ctx.stats,
+        ctx.clock,
+        arena,
+    );
     info!(
         shard = ctx.id,
         cpu = ?shard.config.cpus[ctx.id],
@@ -225,8 +235,7 @@ async fn shard_main(ctx: ShardCtx, driver: &'static str) {
     );
     monoio::spawn(listen::accept_loop(Rc::clone(&shard), rtmp, Service::Rtmp));
     monoio::spawn(listen::accept_loop(Rc::clone(&shard), http, Service::Http));
-    monoio::spawn(Rc::clone(&shard).run_housekeeping());
-    monoio::spawn(Rc::clone(&shard).run_upstream_tick());
+    monoio::spawn(Rc::clone(&shard).run_timers());
     let _ = ctx.ready.send(Ok((ctx.id, driver)));
     test_hooks(ctx.id);
     // Returns on shutdown; dropping the runtime then closes every socket of this shard.

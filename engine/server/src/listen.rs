@@ -60,13 +60,13 @@ pub async fn accept_loop(shard: Rc<Shard>, listener: TcpListener, service: Servi
                 if last_log.is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1)) {
                     if resource {
                         warn!(
-                            shard = shard.id,
+                            shard = %shard.id,
                             ?service,
                             "accept failed: {e} ({suppressed} more since last report); backing off"
                         );
                     } else {
                         error!(
-                            shard = shard.id,
+                            shard = %shard.id,
                             ?service,
                             "accept failed: {e} ({suppressed} more since last report)"
                         );

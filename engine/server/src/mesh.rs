@@ -13,12 +13,11 @@ use atomic_waker::AtomicWaker;
 use bytes::Bytes;
 use crossbeam_queue::ArrayQueue;
 use edge_core::hls::HlsSnapshot;
-use edge_core::media::MediaKind;
+use edge_core::media::TagInfo;
 use edge_core::stream::{PublishError, PublisherId, StreamUpdate};
 use edge_core::StreamKey;
 
-/// Index of a shard, `0..shards`.
-pub type ShardId = usize;
+pub use edge_core::ShardId;
 
 /// What shards say to each other. Overflow policy per kind:
 /// - `Update` (owner → replica): the replica shard is marked lagging and resynchronised with
@@ -63,11 +62,11 @@ pub enum MeshMsg {
         publisher: PublisherId,
         result: Result<(), PublishError>,
     },
-    /// Publisher media for the owner.
+    /// Publisher media for the owner, its header parsed once on the publisher's shard.
     Media {
         key: StreamKey,
         publisher: PublisherId,
-        kind: MediaKind,
+        tag: TagInfo,
         timestamp: u32,
         body: Bytes,
     },
@@ -119,8 +118,8 @@ impl Mesh {
 
     /// Sends without blocking; gives the message back when the channel is full.
     pub fn try_send(&self, from: ShardId, to: ShardId, msg: MeshMsg) -> Result<(), MeshMsg> {
-        let inbox = &self.inboxes[to];
-        inbox.from[from].push(msg)?;
+        let inbox = &self.inboxes[to.0];
+        inbox.from[from.0].push(msg)?;
         if !inbox.pending.swap(true, Ordering::AcqRel) {
             inbox.doorbell.wake();
         }
@@ -129,7 +128,7 @@ impl Mesh {
 
     /// Waits until shard `me` has messages or shutdown was requested.
     pub fn poll_ready(&self, me: ShardId, cx: &mut Context<'_>) -> Poll<()> {
-        let inbox = &self.inboxes[me];
+        let inbox = &self.inboxes[me.0];
         inbox.doorbell.register(cx.waker());
         if inbox.pending.load(Ordering::Acquire) || self.shutdown.load(Ordering::Acquire) {
             Poll::Ready(())
@@ -140,13 +139,13 @@ impl Mesh {
 
     /// Takes what is in shard `me`'s inbox now, at most `max` messages per source.
     pub fn drain(&self, me: ShardId, max: usize, mut f: impl FnMut(ShardId, MeshMsg)) {
-        let inbox = &self.inboxes[me];
+        let inbox = &self.inboxes[me.0];
         inbox.pending.store(false, Ordering::Release);
         let mut left_over = false;
         for (src, q) in inbox.from.iter().enumerate() {
             for _ in 0..max {
                 match q.pop() {
-                    Some(m) => f(src, m),
+                    Some(m) => f(ShardId(src), m),
                     None => break,
                 }
             }
@@ -189,7 +188,7 @@ mod tests {
     fn unsub(i: usize) -> MeshMsg {
         MeshMsg::Unsubscribe {
             key: StreamKey::new("a", &i.to_string()).unwrap(),
-            from: 0,
+            from: ShardId(0),
         }
     }
 
@@ -199,31 +198,31 @@ mod tests {
         let flag = Arc::new(Flag(AtomicBool::new(false)));
         let waker = std::task::Waker::from(flag.clone());
         let mut cx = Context::from_waker(&waker);
-        assert!(mesh.poll_ready(1, &mut cx).is_pending());
+        assert!(mesh.poll_ready(ShardId(1), &mut cx).is_pending());
         for i in 0..16 {
-            mesh.try_send(0, 1, unsub(i)).unwrap();
+            mesh.try_send(ShardId(0), ShardId(1), unsub(i)).unwrap();
         }
         assert!(
             flag.0.load(Ordering::SeqCst),
             "first message rings the doorbell"
         );
         assert!(
-            mesh.try_send(0, 1, unsub(99)).is_err(),
+            mesh.try_send(ShardId(0), ShardId(1), unsub(99)).is_err(),
             "channel is bounded"
         );
         let mut got = Vec::new();
-        mesh.drain(1, 10, |src, m| {
+        mesh.drain(ShardId(1), 10, |src, m| {
             if let MeshMsg::Unsubscribe { key, .. } = m {
                 got.push((src, key.as_str().to_string()));
             }
         });
         assert_eq!(got.len(), 10);
-        assert_eq!(got[0], (0, "a/0".to_string()));
+        assert_eq!(got[0], (ShardId(0), "a/0".to_string()));
         assert!(
-            mesh.poll_ready(1, &mut cx).is_ready(),
+            mesh.poll_ready(ShardId(1), &mut cx).is_ready(),
             "left-over messages keep it ready"
         );
-        mesh.drain(1, 10, |_, _| {});
-        assert!(mesh.poll_ready(1, &mut cx).is_pending());
+        mesh.drain(ShardId(1), 10, |_, _| {});
+        assert!(mesh.poll_ready(ShardId(1), &mut cx).is_pending());
     }
 }

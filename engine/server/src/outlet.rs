@@ -11,10 +11,17 @@ use std::rc::Rc;
 use std::task::{Poll, Waker};
 
 use bytes::Bytes;
+use edge_core::http;
 use edge_core::media::{Frame, MediaKind};
 use edge_core::queue::{PushOutcome, QueueLimits, SendQueue};
+use edge_core::replica::FinishReason;
+use edge_core::rtmp::chunk;
+use edge_core::rtmp::server::status_message;
 use monoio::buf::IoVecBuf;
 use monoio::io::AsyncWriteRent;
+
+use crate::clock::Clock;
+use crate::stats::ShardStats;
 
 /// Buffers per `writev`.
 pub const MAX_BATCH: usize = 64;
@@ -39,6 +46,9 @@ pub enum Close {
 pub struct Outlet {
     pub id: u64,
     pub wire: Wire,
+    clock: Clock,
+    /// The writer closed it for staying over its queue limit too long.
+    slow: Cell<bool>,
     queue: RefCell<SendQueue>,
     writer: Cell<Option<Waker>>,
     reader: Cell<Option<Waker>>,
@@ -50,10 +60,12 @@ pub struct Outlet {
 }
 
 impl Outlet {
-    pub fn new(id: u64, wire: Wire, limits: QueueLimits) -> Rc<Self> {
+    pub fn new(id: u64, wire: Wire, limits: QueueLimits, clock: Clock) -> Rc<Self> {
         Rc::new(Self {
             id,
             wire,
+            clock,
+            slow: Cell::new(false),
             queue: RefCell::new(SendQueue::new(limits)),
             writer: Cell::new(None),
             reader: Cell::new(None),
@@ -119,16 +131,64 @@ impl Outlet {
         self.queue.borrow_mut().require_sync_point();
     }
 
-    pub fn is_overdue(&self, now_ms: u64) -> bool {
-        self.queue.borrow().is_overdue(now_ms)
-    }
-
     pub fn joined(&self) -> bool {
         self.joined.get()
     }
 
-    pub fn set_joined(&self) {
+    /// Delivers the head of a stream's join (HTTP-FLV: the response head and the FLV file
+    /// header) and lets live frames through from now on.
+    pub fn start_join(&self) {
+        if self.wire == Wire::Flv {
+            self.push_control(http::flv_response_head());
+            self.push_control(Bytes::from_static(edge_core::flv::FILE_HEADER_CHUNKED));
+        }
         self.joined.set(true);
+    }
+
+    /// Ends the viewer with `reason` in its wire's words (RTMP: an `onStatus`; HTTP-FLV: the
+    /// last chunk, or a 404 if the response never started), then closes after the flush.
+    pub fn finish(&self, reason: FinishReason) {
+        match self.wire {
+            Wire::Rtmp => {
+                let level = match reason {
+                    FinishReason::NotFound => "error",
+                    FinishReason::StreamEnded => "status",
+                };
+                self.push_control(status_message(
+                    chunk::PLAY_STREAM_ID,
+                    level,
+                    reason.rtmp_code(),
+                    reason.description(),
+                ));
+            }
+            Wire::Flv if !self.joined() => {
+                let body = format!("{}\n", reason.description());
+                self.push_control(http::response_head(
+                    404,
+                    "text/plain",
+                    Some(body.len()),
+                    "no-cache",
+                    false,
+                ));
+                self.push_control(Bytes::from(body));
+            }
+            Wire::Flv => self.push_control(Bytes::from_static(edge_core::flv::LAST_CHUNK)),
+        }
+        self.close(Close::Flush);
+    }
+
+    /// Whether the writer closed it for being slow (the connection's end counts it).
+    pub fn was_slow(&self) -> bool {
+        self.slow.get()
+    }
+
+    /// Resolves when the queue has been over its limit for `slow_viewer_ms` (never while
+    /// it keeps up); checked again whenever the writer wakes.
+    async fn overdue(&self) {
+        let Some(at) = self.queue.borrow().overdue_at_ms() else {
+            return std::future::pending().await;
+        };
+        monoio::time::sleep_until(self.clock.instant_at(at).into()).await;
     }
 
     /// Starts closing. The first reason wins.
@@ -207,10 +267,17 @@ impl Outlet {
                 break;
             }
             // A peer that stopped reading leaves this write pending forever: an abort
-            // (slow viewer, shutdown) cancels it, and the in-flight batch goes with it.
+            // (slow viewer, shutdown) cancels it, and the in-flight batch goes with it; so
+            // does staying over the queue limit for `slow_viewer_ms` with no frame arriving
+            // to notice it.
             let outcome = monoio::select! {
                 r = write_batch(&mut sink, batch) => Some(r),
                 _ = self.aborted() => None,
+                _ = self.overdue() => {
+                    self.slow.set(true);
+                    self.close(Close::Abort);
+                    None
+                }
             };
             let Some((res, b)) = outcome else { break };
             batch = b;
@@ -230,20 +297,32 @@ impl Outlet {
 }
 
 /// Ends a connection: closes the outlet (`how`, unless a reason was already set), makes the
-/// close abortive when it aborts, waits for the writer, and counts the bytes it wrote.
+/// close abortive when it aborts, waits for the writer, and counts the bytes it wrote (and
+/// the viewer, if the writer closed it for being slow).
 pub async fn finish(
     outlet: &Outlet,
     how: Close,
     fd: std::os::fd::RawFd,
     writer: monoio::task::JoinHandle<u64>,
-    bytes_out: &std::sync::atomic::AtomicU64,
+    stats: &ShardStats,
 ) {
     outlet.close(how);
     if outlet.close_mode() == Some(Close::Abort) {
         reset_on_close(fd);
     }
     let written = writer.await;
-    bytes_out.fetch_add(written, std::sync::atomic::Ordering::Relaxed);
+    stats
+        .bytes_out
+        .fetch_add(written, std::sync::atomic::Ordering::Relaxed);
+    if outlet.was_slow() {
+        tracing::warn!(
+            viewer = outlet.id,
+            "closed a slow viewer: over its queue limit with no progress"
+        );
+        stats
+            .slow_viewer_disconnects
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// Makes the coming close of `fd` abortive (RST): an aborted viewer's unsent bytes are

@@ -6,10 +6,10 @@
 
 use std::rc::Rc;
 
-use edge_core::media::{self, MediaKind};
+use edge_core::media::{self, MediaError};
 use edge_core::rtmp::chunk;
-use edge_core::rtmp::server::{ServerConnection, ServerEvent};
-use edge_core::stream::PublisherId;
+use edge_core::rtmp::server::{RtmpError, ServerConnection, ServerEvent};
+use edge_core::stream::{PublishError, PublisherId};
 use edge_core::StreamKey;
 use monoio::io::{AsyncReadRent, Splitable};
 use monoio::net::TcpStream;
@@ -36,7 +36,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
     let id = shard.next_conn_id();
     let fd = std::os::fd::AsRawFd::as_raw_fd(&stream);
     let (mut reader, writer) = stream.into_split();
-    let outlet = Outlet::new(id, Wire::Rtmp, shard.config.queue);
+    let outlet = Outlet::new(id, Wire::Rtmp, shard.config.queue, shard.clock);
     let writer_task = monoio::spawn(Rc::clone(&outlet).run_writer(writer));
     let mut conn = ServerConnection::new();
     let mut role = Role::None;
@@ -80,7 +80,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
                 // not even the events it produced before panicking.
                 shard.stats().connection_errors.inc();
                 shard.stats().peer_panics.inc();
-                warn!(shard = shard.id, ?peer, "rtmp connection closed: {panic}");
+                warn!(shard = %shard.id, ?peer, "rtmp connection closed: {panic}");
                 how = Close::Abort;
                 break panic;
             }
@@ -90,7 +90,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
         for ev in events.drain(..) {
             if failure.is_none() {
                 if let Err(e) = handle_event(&shard, &mut conn, &outlet, &mut role, ev).await {
-                    failure = Some(e);
+                    failure = Some(e.to_string());
                 }
             }
         }
@@ -111,22 +111,44 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
 
     match &role {
         Role::Publisher { key, id } => {
-            info!(shard = shard.id, %key, "publisher disconnected: {reason}");
+            info!(shard = %shard.id, %key, "publisher disconnected: {reason}");
             shard.unpublish(key, *id);
             shard.stats().publishers.dec();
         }
         Role::Player { key } => {
-            debug!(shard = shard.id, %key, conn = id, "player disconnected: {reason}");
+            debug!(shard = %shard.id, %key, conn = id, "player disconnected: {reason}");
             shard.remove_viewer(key, &outlet);
         }
         // A peer that broke the protocol is worth a line at info (scanners and broken
         // encoders show up here); an ordinary close is not.
         Role::None if how == Close::Flush => {
-            info!(shard = shard.id, ?peer, "rtmp connection closed: {reason}")
+            info!(shard = %shard.id, ?peer, "rtmp connection closed: {reason}")
         }
-        Role::None => debug!(shard = shard.id, ?peer, "rtmp connection closed: {reason}"),
+        Role::None => debug!(shard = %shard.id, ?peer, "rtmp connection closed: {reason}"),
     }
-    finish(&outlet, how, fd, writer_task, &shard.stats().bytes_out).await;
+    finish(&outlet, how, fd, writer_task, shard.stats()).await;
+}
+
+/// Why a connection is closed after one of its session's events.
+#[derive(Debug, thiserror::Error)]
+enum CloseReason {
+    #[error("{0} on a connection already in use")]
+    InUse(&'static str),
+    #[error("invalid stream name {0}")]
+    BadName(String),
+    #[error("publish refused: {0}")]
+    Refused(PublishError),
+    #[error("media from a connection that is not publishing")]
+    NotPublishing,
+    #[error("bad media: {0}")]
+    Media(#[from] MediaError),
+    #[error("play on message stream {0}")]
+    WrongStream(u32),
+    #[error(transparent)]
+    Session(#[from] RtmpError),
+    /// A panic while parsing the peer's media (contained).
+    #[error("{0}")]
+    Panic(String),
 }
 
 /// Handles one session event. An `Err` closes the connection with that reason.
@@ -136,7 +158,7 @@ async fn handle_event(
     outlet: &Rc<Outlet>,
     role: &mut Role,
     ev: ServerEvent,
-) -> Result<(), String> {
+) -> Result<(), CloseReason> {
     match ev {
         ServerEvent::PublishRequested {
             request_id,
@@ -144,11 +166,11 @@ async fn handle_event(
             stream,
         } => {
             if !matches!(role, Role::None) {
-                return Err("publish on a connection already in use".into());
+                return Err(CloseReason::InUse("publish"));
             }
             let Some(key) = StreamKey::new(&app, &stream) else {
                 reject_publish(conn, outlet, "invalid stream name");
-                return Err(format!("invalid stream name {app}/{stream}"));
+                return Err(CloseReason::BadName(format!("{app}/{stream}")));
             };
             let id = PublisherId(outlet.id);
             match shard
@@ -156,15 +178,15 @@ async fn handle_event(
                 .await
             {
                 Ok(()) => {
-                    conn.accept(request_id).map_err(|e| e.to_string())?;
+                    conn.accept(request_id)?;
                     shard.stats().publishers.inc();
-                    info!(shard = shard.id, %key, owner = shard.owner_of(&key), "publishing");
+                    info!(shard = %shard.id, %key, owner = %shard.owner_of(&key), "publishing");
                     *role = Role::Publisher { key, id };
                 }
                 Err(e) => {
-                    warn!(shard = shard.id, %key, "publish refused: {e}");
+                    warn!(shard = %shard.id, %key, "publish refused: {e}");
                     reject_publish(conn, outlet, &e.to_string());
-                    return Err(format!("publish refused: {e}"));
+                    return Err(CloseReason::Refused(e));
                 }
             }
         }
@@ -174,24 +196,15 @@ async fn handle_event(
             body,
         } => {
             let Role::Publisher { key, id } = role else {
-                return Err("media from a connection that is not publishing".into());
+                return Err(CloseReason::NotPublishing);
             };
-            // Validate here, so a malformed tag closes its publisher, not anything else.
-            contain::peer_input(|| match kind {
-                MediaKind::Video => media::parse_video_tag(&body).map(|_| ()),
-                MediaKind::Audio => media::parse_audio_tag(&body).map(|_| ()),
-                MediaKind::Data => Ok(()),
-            })?
-            .map_err(|e| e.to_string())?;
+            // Parsed once, here: a malformed tag closes its publisher, not anything else,
+            // and the owner reads the result instead of parsing again.
+            let tag = contain::peer_input(|| media::parse_tag(kind, &body))
+                .map_err(CloseReason::Panic)??;
             shard.stats().frames_in.inc();
             let owner = shard.owner_of(key);
-            let msg = MeshMsg::Media {
-                key: key.clone(),
-                publisher: *id,
-                kind,
-                timestamp,
-                body,
-            };
+            let msg = shard.media_message(key, *id, tag, timestamp, body);
             shard.send_media(owner, msg).await;
         }
         ServerEvent::Metadata { body } => {
@@ -219,7 +232,7 @@ async fn handle_event(
             stream_id,
         } => {
             if !matches!(role, Role::None) {
-                return Err("play on a connection already in use".into());
+                return Err(CloseReason::InUse("play"));
             }
             let Some(key) = StreamKey::new(&app, &stream) else {
                 conn.send_status(
@@ -228,7 +241,7 @@ async fn handle_event(
                     "NetStream.Play.StreamNotFound",
                     "invalid stream name",
                 );
-                return Err(format!("invalid stream name {app}/{stream}"));
+                return Err(CloseReason::BadName(format!("{app}/{stream}")));
             };
             if stream_id != chunk::PLAY_STREAM_ID {
                 // Shared media is serialised once for message stream 1, which every common
@@ -239,9 +252,9 @@ async fn handle_event(
                     "NetStream.Play.Failed",
                     "play on message stream 1 only",
                 );
-                return Err(format!("play on message stream {stream_id}"));
+                return Err(CloseReason::WrongStream(stream_id));
             }
-            conn.accept(request_id).map_err(|e| e.to_string())?;
+            conn.accept(request_id)?;
             // The accept replies must precede any media.
             if let Some(b) = conn.poll_transmit() {
                 outlet.push_control(b);

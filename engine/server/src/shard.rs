@@ -1,16 +1,20 @@
-//! One shard: the per-core state and the mesh dispatcher.
+//! One shard: a dispatcher between its events and edge-core's state machines. It decides
+//! nothing itself.
 //!
-//! A shard owns the streams whose `hash(app/stream) % shards` is its id (their
-//! [`StreamMaster`]: the publisher or the single upstream, timestamps, frames built once), and
-//! keeps a [`LocalStream`] replica of every stream its own viewers watch. All of it is `!Send`
-//! (`Rc`, `RefCell`) and touched only by this shard's thread; other shards are reached through
-//! the [`Mesh`] alone.
+//! ```text
+//!  mesh message ─┐                         ┌─▶ Owner (streams this shard owns: master, join
+//!  connection  ──┼──▶ dispatch (this file) ─┤      cache, subscribers, segmenter, pull, forward)
+//!  link report ──┤                         └─▶ Replica (streams its viewers watch)
+//!  timer       ──┘            │                            │
+//!                             ◀──────── effects ───────────┘
+//!     run them: mesh sends, frames to outlets, links started/stopped, HLS installed;
+//!     then re-arm the one timer from the state machines' poll_timeout()
+//! ```
 //!
-//! Subscribing, in steps:
-//! 1. A viewer on shard j asks for `key`; j creates a waiting replica and sends `Subscribe`.
-//! 2. The owner adds j to the stream's subscribers and answers with a `Snapshot`.
-//! 3. j applies it: waiting viewers join (headers, GOP), then live `Update`s follow.
-//! 4. When j's last viewer leaves, j drops the replica and sends `Unsubscribe`.
+//! Borrow discipline: `owners`, `replicas`, `hls` and `links` are each borrowed only for
+//! one state-machine call (which appends effects to a vector) and released before the
+//! effects run; running an effect may borrow any of them again. Nothing is borrowed across an
+//! `.await`: the async parts (publish requests, the HLS wait) hold no borrow while pending.
 
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
@@ -18,25 +22,31 @@ use std::future::poll_fn;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::task::{Poll, Waker};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use edge_core::hls::{HlsSnapshot, Segmenter};
-use edge_core::media::Frame;
+use bytes::Bytes;
+use edge_core::forward::ForwardNote;
+use edge_core::hls::catalog::HlsCatalog;
+use edge_core::hls::HlsSnapshot;
+use edge_core::media::{Frame, TagInfo};
+use edge_core::owner::{EdgeConfig, LinkRole, Owner, OwnerConfig, OwnerEffect, OwnerNote};
+use edge_core::pull::{DemandLimiter, PullNote};
 use edge_core::queue::PushOutcome;
-use edge_core::rtmp::chunk;
-use edge_core::stream::{
-    PublishError, PublisherId, ReplicaState, StreamMaster, StreamReplica, StreamUpdate,
-};
-use edge_core::{http, StreamKey};
-use tracing::{debug, info, warn};
-
-mod edge;
+use edge_core::replica::{FinishReason, Replica, ReplicaConfig, ReplicaEffect};
+use edge_core::stream::{PublishError, PublisherId, StreamUpdate};
+use edge_core::upstream::LinkEvent;
+use edge_core::{LinkId, ShardId, StreamKey, ViewerId};
+use tracing::{debug, error, info, warn};
 
 use crate::arena::{Arena, ArenaStore};
+use crate::clock::Clock;
 use crate::config::Config;
-use crate::mesh::{Mesh, MeshMsg, ShardId};
+use crate::contain;
+use crate::mesh::{Mesh, MeshMsg};
 use crate::outlet::{Close, Outlet, Wire};
 use crate::stats::{ShardStats, Stats, StreamView};
+use crate::timer::Timers;
+use crate::upstream::{self, Cancel, ForwardQueue, LinkParams, LinkSink};
 
 /// Control messages waiting for channel space, at most (beyond it they are dropped, logged).
 const MAX_OUTBOX: usize = 65_536;
@@ -44,55 +54,35 @@ const MAX_OUTBOX: usize = 65_536;
 const DRAIN_PER_SOURCE: usize = 1024;
 /// How long a publisher waits for the owner's answer.
 const PUBLISH_REPLY_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often a shard tells an owner that its HLS viewers still want a stream.
+const HLS_DEMAND_EVERY_MS: u64 = 1000;
+/// The longest a first playlist request waits for the pull's first segment.
+const HLS_FIRST_WAIT_MAX_MS: u64 = 10_000;
 
-/// The per-core state.
-pub struct Shard {
-    pub id: ShardId,
-    pub shards: usize,
-    pub config: Arc<Config>,
-    pub mesh: Arc<Mesh>,
-    pub stats: Arc<Stats>,
-    epoch: Instant,
-    next_id: Cell<u64>,
-    /// Replicas for this shard's viewers (and, for owned streams, the owner's cache).
-    streams: RefCell<HashMap<StreamKey, Rc<LocalStream>>>,
-    /// Streams this shard is the local origin of.
-    owned: RefCell<HashMap<StreamKey, Owned>>,
-    pending_publish: RefCell<HashMap<PublisherId, Rc<Reply>>>,
-    outbox: RefCell<VecDeque<(ShardId, MeshMsg)>>,
-    /// This shard's segment memory (segments of the streams it owns).
-    arena: Arc<Arena>,
-    /// HLS state of every stream on the machine, as last announced by its owner: requests
-    /// are answered here, on the shard that accepted them.
-    hls: RefCell<HashMap<StreamKey, Arc<HlsSnapshot>>>,
-    /// Owned streams whose HLS ended, oldest first: evicted first when the arena is full.
-    ended_hls: RefCell<VecDeque<StreamKey>>,
-    /// Edge mode: generation numbers of upstream connections.
-    next_gen: Cell<u64>,
-    /// Edge mode: when this shard last told an owner that HLS viewers want a stream.
-    hls_demand_sent: RefCell<HashMap<StreamKey, u64>>,
+/// What the timer is armed for.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+enum TimerKey {
+    /// A stream's owner and replica deadlines on this shard.
+    Stream(StreamKey),
+    /// Ended HLS playlists' linger.
+    Hls,
+    /// Forgetting old HLS demand records.
+    Demand,
 }
 
-/// Master state of a stream this shard owns.
+/// A stream this shard owns.
 struct Owned {
-    master: StreamMaster,
-    /// Remote shards with viewers, and whether each missed updates (channel full).
-    subscribers: Vec<(ShardId, bool)>,
-    /// The stream's one HLS segmenter (while a publisher is live or in grace).
-    segmenter: Option<Segmenter<ArenaStore>>,
-    /// Edge mode: the stream's one upstream pull.
-    pull: Option<edge::Pull>,
-    /// Edge mode: the forwarding of a publish made here to an origin.
-    forward: Option<edge::Forward>,
+    owner: Owner<ArenaStore>,
     /// What `/api/v1/streams` shows of it.
     view: Arc<StreamView>,
+    /// The forward's current connection and the frames waiting for it.
+    forward: Option<(LinkId, Rc<ForwardQueue>)>,
 }
 
-/// One shard's replica of a stream and the viewers attached to it here.
-pub struct LocalStream {
+/// A running upstream connection task.
+struct LinkTask {
     key: StreamKey,
-    replica: RefCell<StreamReplica>,
-    viewers: RefCell<Vec<Rc<Outlet>>>,
+    cancel: Rc<Cancel>,
 }
 
 /// A one-shot slot for the owner's publish answer.
@@ -102,71 +92,110 @@ struct Reply {
     waker: Cell<Option<Waker>>,
 }
 
+/// The per-core state.
+pub struct Shard {
+    pub id: ShardId,
+    pub shards: usize,
+    pub config: Arc<Config>,
+    pub mesh: Arc<Mesh>,
+    pub stats: Arc<Stats>,
+    pub clock: Clock,
+    next_id: Cell<u64>,
+    owner_config: Arc<OwnerConfig>,
+    replica_config: ReplicaConfig,
+    owners: RefCell<HashMap<StreamKey, Owned>>,
+    replicas: RefCell<HashMap<StreamKey, Replica<Rc<Outlet>>>>,
+    links: RefCell<HashMap<LinkId, LinkTask>>,
+    pending_publish: RefCell<HashMap<PublisherId, Rc<Reply>>>,
+    outbox: RefCell<VecDeque<(ShardId, MeshMsg)>>,
+    /// This shard's segment memory (segments of the streams it owns).
+    arena: Arc<Arena>,
+    /// HLS state of every stream on the machine, as last announced by its owner: requests
+    /// are answered here, on the shard that accepted them.
+    hls: RefCell<HlsCatalog>,
+    /// Playlist requests waiting for a stream's first segment (edge mode).
+    hls_waiters: RefCell<HashMap<StreamKey, Vec<Waker>>>,
+    /// Edge mode: when this shard last told an owner that HLS viewers want a stream.
+    demand: RefCell<DemandLimiter>,
+    timers: Timers<TimerKey>,
+}
+
 impl Shard {
     pub fn new(
         id: ShardId,
         config: Arc<Config>,
         mesh: Arc<Mesh>,
         stats: Arc<Stats>,
-        epoch: Instant,
+        clock: Clock,
         arena: Arc<Arena>,
     ) -> Rc<Self> {
-        let shard = Rc::new(Self {
+        let edge = (!config.origins.is_empty()).then(|| EdgeConfig {
+            origins: config.origins.clone(),
+            upstream_timeout_ms: config.upstream_timeout_ms,
+            upstream_idle_ms: config.upstream_idle_ms,
+        });
+        let owner_config = Arc::new(OwnerConfig {
+            me: id,
+            grace_ms: config.republish_grace_ms,
+            gop: config.gop,
+            hls: config.hls,
+            edge,
+        });
+        let replica_config = ReplicaConfig {
+            play_wait_ms: config.play_wait_ms,
+            gop: config.gop,
+        };
+        let linger_ms = (config.hls.segment_ms * config.hls.window as u64).max(30_000);
+        let demand = DemandLimiter::new(HLS_DEMAND_EVERY_MS, config.upstream_idle_ms);
+        Rc::new(Self {
             id,
             shards: config.shards(),
             config,
             mesh,
             stats,
-            epoch,
+            clock,
             next_id: Cell::new(1),
-            streams: RefCell::new(HashMap::new()),
-            owned: RefCell::new(HashMap::new()),
+            owner_config,
+            replica_config,
+            owners: RefCell::new(HashMap::new()),
+            replicas: RefCell::new(HashMap::new()),
+            links: RefCell::new(HashMap::new()),
             pending_publish: RefCell::new(HashMap::new()),
             outbox: RefCell::new(VecDeque::new()),
             arena,
-            hls: RefCell::new(HashMap::new()),
-            ended_hls: RefCell::new(VecDeque::new()),
-            next_gen: Cell::new(1),
-            hls_demand_sent: RefCell::new(HashMap::new()),
-        });
-        shard.update_cache_gauges();
-        shard
+            hls: RefCell::new(HlsCatalog::new(linger_ms)),
+            hls_waiters: RefCell::new(HashMap::new()),
+            demand: RefCell::new(demand),
+            timers: Timers::default(),
+        })
+    }
+
+    pub fn stats(&self) -> &ShardStats {
+        &self.stats.shards[self.id.0]
+    }
+
+    pub fn now_ms(&self) -> u64 {
+        self.clock.now_ms()
+    }
+
+    /// A machine-unique id for a connection (or an owner state).
+    pub fn next_conn_id(&self) -> u64 {
+        let n = self.next_id.get();
+        self.next_id.set(n + 1);
+        ((self.id.0 as u64) << 48) | n
+    }
+
+    pub fn owner_of(&self, key: &StreamKey) -> ShardId {
+        ShardId((key.stable_hash() % self.shards as u64) as usize)
+    }
+
+    pub fn is_edge(&self) -> bool {
+        self.owner_config.edge.is_some()
     }
 
     /// The HLS snapshot a request on this shard is answered from.
     pub fn hls(&self, key: &StreamKey) -> Option<Arc<HlsSnapshot>> {
         self.hls.borrow().get(key).cloned()
-    }
-
-    /// Refreshes the segment-cache gauges.
-    fn update_cache_gauges(&self) {
-        use std::sync::atomic::Ordering::Relaxed;
-        let chunk = crate::arena::CHUNK_BYTES as u64;
-        self.stats()
-            .cache_bytes_total
-            .store(self.arena.chunks() as u64 * chunk, Relaxed);
-        self.stats()
-            .cache_bytes_free
-            .store(self.arena.free_chunks() as u64 * chunk, Relaxed);
-    }
-
-    pub fn stats(&self) -> &ShardStats {
-        &self.stats.shards[self.id]
-    }
-
-    pub fn now_ms(&self) -> u64 {
-        self.epoch.elapsed().as_millis() as u64
-    }
-
-    /// A machine-unique id for a connection.
-    pub fn next_conn_id(&self) -> u64 {
-        let n = self.next_id.get();
-        self.next_id.set(n + 1);
-        ((self.id as u64) << 48) | n
-    }
-
-    pub fn owner_of(&self, key: &StreamKey) -> ShardId {
-        (key.stable_hash() % self.shards as u64) as usize
     }
 
     // ----- the mesh -------------------------------------------------------------------------
@@ -181,10 +210,7 @@ impl Shard {
         } else if outbox.len() < MAX_OUTBOX {
             outbox.push_back((to, msg));
         } else {
-            warn!(
-                shard = self.id,
-                to, "mesh outbox full; dropping control message {msg:?}"
-            );
+            warn!(shard = %self.id, %to, "mesh outbox full; dropping control message {msg:?}");
         }
     }
 
@@ -249,350 +275,374 @@ impl Shard {
     }
 
     fn handle_mesh(self: &Rc<Self>, msg: MeshMsg) {
+        let now = self.now_ms();
         match msg {
-            MeshMsg::Subscribe { key, from, query } => self.owner_subscribe(key, from, query),
-            MeshMsg::Demand { key, query } => self.owner_demand(&key, query),
+            MeshMsg::Subscribe { key, from, query } => {
+                self.with_owner(&key, true, |o, fx| o.handle_subscribe(from, query, now, fx));
+            }
+            MeshMsg::Demand { key, query } => {
+                if self.is_edge() {
+                    self.with_owner(&key, true, |o, fx| o.handle_demand(query, now, fx));
+                }
+            }
             MeshMsg::Unsubscribe { key, from } => {
-                if let Some(o) = self.owned.borrow_mut().get_mut(&key) {
-                    o.subscribers.retain(|(s, _)| *s != from);
-                }
-                self.maybe_free(&key);
+                self.with_owner(&key, false, |o, fx| o.handle_unsubscribe(from, now, fx));
             }
-            MeshMsg::Update { key, update } => {
-                let stream = self.streams.borrow().get(&key).cloned();
-                if let Some(ls) = stream {
-                    self.apply(&ls, &update);
-                }
-            }
+            MeshMsg::Update { key, update } => self.apply_update(&key, &update),
             MeshMsg::PublishRequest {
                 key,
                 publisher,
                 from,
                 query,
             } => {
-                let result = self.owner_publish(&key, publisher, query);
-                if result.is_err() {
-                    self.stats().publish_rejected.inc();
-                }
-                self.send_control(from, MeshMsg::PublishReply { publisher, result });
+                self.with_owner(&key, true, |o, fx| {
+                    o.handle_publish(publisher, from, query, now, fx)
+                });
             }
-            MeshMsg::PublishReply { publisher, result } => {
-                if let Some(slot) = self.pending_publish.borrow_mut().remove(&publisher) {
-                    slot.value.set(Some(result));
-                    if let Some(w) = slot.waker.take() {
-                        w.wake();
-                    }
-                }
-            }
+            MeshMsg::PublishReply { publisher, result } => self.publish_answered(publisher, result),
             MeshMsg::Media {
                 key,
                 publisher,
-                kind,
+                tag,
                 timestamp,
                 body,
-            } => {
-                let frame = match self.owned.borrow_mut().get_mut(&key) {
-                    Some(o) => o.master.handle_media(publisher, kind, timestamp, body),
-                    None => Ok(None),
-                };
-                match frame {
-                    Ok(Some(f)) => self.broadcast(&key, [StreamUpdate::Frame(f)]),
-                    Ok(None) => {}
-                    // The publisher's shard validated the tag already; this is a late race.
-                    Err(e) => debug!(shard = self.id, %key, "dropping media: {e}"),
-                }
-            }
+            } => self.owner_media(&key, |o, fx| {
+                o.handle_media(publisher, timestamp, body, tag, fx)
+            }),
             MeshMsg::Metadata {
                 key,
                 publisher,
                 body,
-            } => {
-                let frame = self
-                    .owned
-                    .borrow_mut()
-                    .get_mut(&key)
-                    .and_then(|o| o.master.handle_metadata(publisher, body));
-                if let Some(f) = frame {
-                    self.broadcast(&key, [StreamUpdate::Frame(f)]);
-                }
-            }
+            } => self.owner_media(&key, |o, fx| o.handle_metadata(publisher, body, fx)),
             MeshMsg::Hls { key, snapshot } => match snapshot {
                 Some(s) => {
-                    self.hls.borrow_mut().insert(key, s);
+                    self.hls.borrow_mut().install(key.clone(), s);
+                    self.wake_hls_waiters(&key);
                 }
-                None => {
-                    self.hls.borrow_mut().remove(&key);
-                }
+                None => self.hls.borrow_mut().remove(&key),
             },
             MeshMsg::Unpublish { key, publisher } => {
-                let now = self.now_ms();
-                let updates = match self.owned.borrow_mut().get_mut(&key) {
-                    Some(o) => o.master.handle_unpublish(publisher, now),
-                    None => Vec::new(),
-                };
-                if !updates.is_empty() {
-                    info!(shard = self.id, %key, grace_ms = self.config.republish_grace_ms, "publisher left; waiting for a republish");
-                    self.broadcast(&key, updates);
-                    self.refresh_view(&key);
-                    self.arm_grace_timer(key);
-                }
+                self.with_owner(&key, false, |o, fx| o.handle_unpublish(publisher, now, fx));
             }
         }
     }
 
-    // ----- owner side -----------------------------------------------------------------------
+    // ----- running owners -------------------------------------------------------------------
 
-    fn owned_entry<'a>(
-        &self,
-        owned: &'a mut HashMap<StreamKey, Owned>,
-        key: &StreamKey,
-    ) -> &'a mut Owned {
-        if !owned.contains_key(key) {
-            self.stats().streams_owned.inc();
-            // The owner always keeps a replica: it is the join cache snapshots come from.
-            self.local_stream(key, None);
-        }
-        owned.entry(key.clone()).or_insert_with(|| {
-            let view = Arc::new(StreamView::new(key.to_string(), self.id));
-            self.stats.add_stream(Arc::clone(&view));
-            Owned {
-                master: StreamMaster::new(self.config.republish_grace_ms),
-                subscribers: Vec::new(),
-                segmenter: None,
-                pull: None,
-                forward: None,
-                view,
-            }
-        })
-    }
-
-    fn owner_subscribe(self: &Rc<Self>, key: StreamKey, from: ShardId, query: Option<Arc<str>>) {
-        {
-            let mut owned = self.owned.borrow_mut();
-            let o = self.owned_entry(&mut owned, &key);
-            if !o.subscribers.iter().any(|(s, _)| *s == from) {
-                o.subscribers.push((from, false));
-            }
-        }
-        let snapshot = self
-            .streams
-            .borrow()
-            .get(&key)
-            .map(|ls| ls.replica.borrow().snapshot());
-        if let Some(update) = snapshot {
-            if self
-                .mesh
-                .try_send(
-                    self.id,
-                    from,
-                    MeshMsg::Update {
-                        key: key.clone(),
-                        update,
-                    },
-                )
-                .is_err()
-            {
-                self.mark_lagging(&key, from);
-            }
-        }
-        self.owner_demand(&key, query);
-    }
-
-    fn owner_publish(
+    /// Calls `f` on `key`'s owner state (creating it when `create`), then runs its effects
+    /// and re-arms the timer.
+    fn with_owner<R>(
         self: &Rc<Self>,
         key: &StreamKey,
-        publisher: PublisherId,
-        query: Option<Arc<str>>,
-    ) -> Result<(), PublishError> {
-        let now = self.now_ms();
-        let updates = {
-            let mut owned = self.owned.borrow_mut();
-            self.owned_entry(&mut owned, key)
-                .master
-                .handle_publish(publisher, now)?
+        create: bool,
+        f: impl FnOnce(&mut Owner<ArenaStore>, &mut Vec<OwnerEffect>) -> R,
+    ) -> Option<R> {
+        let mut fx = Vec::new();
+        let r = {
+            let mut owners = self.owners.borrow_mut();
+            if create && !owners.contains_key(key) {
+                owners.insert(key.clone(), self.new_owned(key));
+            }
+            let o = owners.get_mut(key)?;
+            f(&mut o.owner, &mut fx)
         };
-        info!(shard = self.id, %key, "publish accepted");
-        // Edge mode: the local publisher replaces a pull that had nothing, and goes upstream.
-        self.stop_pull(key, false);
-        self.broadcast(key, updates);
-        self.start_forward(key, query);
-        self.refresh_view(key);
-        Ok(())
+        self.run_owner_effects(key, fx);
+        self.rearm(key);
+        Some(r)
     }
 
-    fn arm_grace_timer(self: &Rc<Self>, key: StreamKey) {
-        let shard = Rc::clone(self);
-        let delay = Duration::from_millis(self.config.republish_grace_ms + 1);
-        monoio::spawn(async move {
-            monoio::time::sleep(delay).await;
-            let now = shard.now_ms();
-            let updates = match shard.owned.borrow_mut().get_mut(&key) {
-                Some(o) => o.master.handle_timeout(now),
-                None => Vec::new(),
-            };
-            if !updates.is_empty() {
-                info!(shard = shard.id, %key, "grace period over; stream ended");
-                shard.broadcast(&key, updates);
-                shard.refresh_view(&key);
-                shard.maybe_free(&key);
-            }
-        });
-    }
-
-    fn mark_lagging(&self, key: &StreamKey, shard: ShardId) {
-        self.stats().mesh_lagging.inc();
-        if let Some(o) = self.owned.borrow_mut().get_mut(key) {
-            for s in o.subscribers.iter_mut().filter(|(s, _)| *s == shard) {
-                s.1 = true;
-            }
-        }
-    }
-
-    /// Applies updates to the owner's replica and sends them to every subscribed shard.
-    fn broadcast(
+    /// [`Shard::with_owner`] for calls that parse peer media (the segmenter reads the
+    /// publisher's codec data): a panic in it abandons the stream instead of the shard.
+    fn owner_media(
         self: &Rc<Self>,
         key: &StreamKey,
-        updates: impl IntoIterator<Item = StreamUpdate>,
+        f: impl FnOnce(&mut Owner<ArenaStore>, &mut Vec<OwnerEffect>),
     ) {
-        let local = self.streams.borrow().get(key).cloned();
-        let Some(local) = local else { return };
-        for update in updates {
-            self.feed_hls(key, &update);
-            self.apply(&local, &update);
-            let mut owned = self.owned.borrow_mut();
-            let Some(o) = owned.get_mut(key) else { return };
-            match &update {
-                StreamUpdate::Frame(f) => {
-                    if let Some(fw) = &o.forward {
-                        fw.push(f);
-                    }
-                }
-                StreamUpdate::Ended => {
-                    if let Some(fw) = o.forward.take() {
-                        fw.stop();
-                    }
-                }
-                _ => {}
-            }
-            let resync_point = match &update {
-                StreamUpdate::Frame(f) => f.flags.sync_point,
-                _ => true,
-            };
-            for (shard, lagging) in o.subscribers.iter_mut() {
-                if *lagging {
-                    // Resynchronise at a keyframe or state change with a fresh snapshot.
-                    if resync_point {
-                        let snap = local.replica.borrow().snapshot();
-                        if self
-                            .mesh
-                            .try_send(
-                                self.id,
-                                *shard,
-                                MeshMsg::Update {
-                                    key: key.clone(),
-                                    update: snap,
-                                },
-                            )
-                            .is_ok()
-                        {
-                            *lagging = false;
-                        }
-                    }
-                    continue;
-                }
-                let msg = MeshMsg::Update {
-                    key: key.clone(),
-                    update: update.clone(),
-                };
-                if self.mesh.try_send(self.id, *shard, msg).is_err() {
-                    *lagging = true;
-                    self.stats.shards[self.id].mesh_lagging.inc();
-                }
-            }
-        }
-    }
-
-    /// Feeds the owner's segmenter and announces finished segments to every shard.
-    fn feed_hls(self: &Rc<Self>, key: &StreamKey, update: &StreamUpdate) {
-        let mut owned = self.owned.borrow_mut();
-        let Some(o) = owned.get_mut(key) else { return };
-        let refused_before = o.segmenter.as_ref().map_or(0, |s| s.refused_segments);
-        let result = match update {
-            StreamUpdate::Started { republish: false } => {
-                let name = key.stream();
-                let store = ArenaStore {
-                    arena: Arc::clone(&self.arena),
-                };
-                o.segmenter = Some(Segmenter::new(self.config.hls, store, name));
-                Ok(None)
-            }
-            StreamUpdate::Started { republish: true } => {
-                Ok(o.segmenter.as_mut().and_then(|s| s.handle_republish()))
-            }
-            // The segmenter parses the publisher's codec data (AVCC, HEVC, ASC): a panic in
-            // it is contained like a connection's, and costs this stream its HLS only.
-            StreamUpdate::Frame(f) => match &mut o.segmenter {
-                Some(s) => match crate::contain::peer_input(|| s.handle_frame(f)) {
-                    Ok(r) => r.map_err(|e| e.to_string()),
-                    Err(panic) => {
-                        self.stats().peer_panics.inc();
-                        Err(panic)
-                    }
-                },
-                None => Ok(None),
-            },
-            StreamUpdate::Ended => Ok(o.segmenter.take().map(|mut s| s.handle_end())),
-            StreamUpdate::Unpublished | StreamUpdate::Snapshot { .. } => Ok(None),
+        let mut fx = Vec::new();
+        let result = {
+            let mut owners = self.owners.borrow_mut();
+            let Some(o) = owners.get_mut(key) else { return };
+            contain::peer_input(|| f(&mut o.owner, &mut fx))
         };
-        let refused = o.segmenter.as_ref().map_or(0, |s| s.refused_segments) > refused_before;
-        if let Err(e) = &result {
-            warn!(shard = self.id, %key, "HLS stopped for this stream: {e}");
-            o.segmenter = None;
-        }
-        drop(owned);
-        let mut shed = None;
-        if refused {
-            self.stats().hls_segments_refused.inc();
-            tracing::error!(shard = self.id, %key, "segment cache full (--cache-mb): segment refused");
-            // Streams without a publisher go first; if none is left, this stream gives up
-            // its oldest segments so that its next segment fits once readers let go.
-            if !self.evict_ended_hls() {
-                shed = self
-                    .owned
-                    .borrow_mut()
-                    .get_mut(key)
-                    .and_then(|o| o.segmenter.as_mut())
-                    .and_then(|s| s.shed());
+        match result {
+            Ok(()) => {
+                self.run_owner_effects(key, fx);
+                self.rearm(key);
             }
-        }
-        if let Some(snapshot) = shed {
-            self.publish_hls(key, snapshot);
-        }
-        let finished = matches!(result, Ok(Some(_)));
-        if let Ok(Some(snapshot)) = result {
-            if !snapshot.ended {
-                self.stats().hls_segments.inc();
-            }
-            self.publish_hls(key, snapshot);
-        }
-        // Memory only changes at segment boundaries; the per-frame path stays free of this.
-        if finished || refused {
-            if !refused && self.arena.free_chunks() * 8 < self.arena.chunks() {
-                // Under an eighth free: make room before a segment has to be refused.
-                self.evict_ended_hls();
-            }
-            self.update_cache_gauges();
+            Err(panic) => self.abandon_owner(key, &panic),
         }
     }
 
-    /// Installs a snapshot here and sends it to every other shard.
-    fn publish_hls(self: &Rc<Self>, key: &StreamKey, snapshot: HlsSnapshot) {
-        let ended = snapshot.ended;
+    fn new_owned(&self, key: &StreamKey) -> Owned {
+        self.stats().streams_owned.inc();
+        let view = Arc::new(StreamView::new(key.clone(), self.id));
+        self.stats.add_stream(Arc::clone(&view));
+        let store = ArenaStore {
+            arena: Arc::clone(&self.arena),
+        };
+        Owned {
+            owner: Owner::new(
+                key.clone(),
+                Arc::clone(&self.owner_config),
+                store,
+                self.next_conn_id(),
+            ),
+            view,
+            forward: None,
+        }
+    }
+
+    /// After a panic inside `key`'s owner state: drop it, end the stream for every shard
+    /// that watched it, close its upstream connections.
+    fn abandon_owner(self: &Rc<Self>, key: &StreamKey, why: &str) {
+        self.stats().peer_panics.inc();
+        error!(shard = %self.id, %key, "stream state abandoned after {why}");
+        let Some(o) = self.owners.borrow_mut().remove(key) else {
+            return;
+        };
+        let subscribers: Vec<ShardId> = o.owner.subscribers().collect();
+        self.free_owned(key, o);
+        for to in subscribers {
+            self.update_to(key, to, StreamUpdate::Ended);
+        }
+        self.forget_hls(key);
+    }
+
+    fn run_owner_effects(self: &Rc<Self>, key: &StreamKey, effects: Vec<OwnerEffect>) {
+        for e in effects {
+            match e {
+                OwnerEffect::Update { to, update } => self.update_to(key, to, update),
+                OwnerEffect::PublishReply {
+                    to,
+                    publisher,
+                    result,
+                } => {
+                    if result.is_err() {
+                        self.stats().publish_rejected.inc();
+                    }
+                    if to == self.id {
+                        self.publish_answered(publisher, result);
+                    } else {
+                        self.send_control(to, MeshMsg::PublishReply { publisher, result });
+                    }
+                }
+                OwnerEffect::Hls(snapshot) => self.install_own_hls(key, snapshot),
+                OwnerEffect::HlsRefused => {
+                    self.stats().hls_segments_refused.inc();
+                    error!(shard = %self.id, %key, "segment cache full (--cache-mb): segment refused");
+                    // Streams without a publisher go first; if none is left, this stream
+                    // gives up its oldest segments so that its next one fits.
+                    if !self.evict_ended_hls() {
+                        self.with_owner(key, false, |o, fx| o.handle_shed(fx));
+                    }
+                }
+                OwnerEffect::ForgetHls => self.forget_hls(key),
+                OwnerEffect::Connect {
+                    link,
+                    role,
+                    url,
+                    stream_name,
+                } => self.start_link(key, link, role, url, stream_name),
+                OwnerEffect::Disconnect(link) => self.stop_link(key, link),
+                OwnerEffect::ForwardJoin(frames) => {
+                    if let Some((_, q)) = self.forward_queue(key) {
+                        q.reset(frames);
+                    }
+                }
+                OwnerEffect::ForwardFrame(f) => {
+                    if let Some((_, q)) = self.forward_queue(key) {
+                        q.push(&f);
+                    }
+                }
+                OwnerEffect::Note(n) => self.note(key, n),
+                OwnerEffect::ViewChanged => {
+                    if let Some(o) = self.owners.borrow().get(key) {
+                        let clock = self.clock;
+                        o.view.set(o.owner.view(), |ms| clock.unix_ms(ms));
+                    }
+                }
+                OwnerEffect::Free => {
+                    let gone = self.owners.borrow_mut().remove(key);
+                    if let Some(o) = gone {
+                        self.free_owned(key, o);
+                        debug!(shard = %self.id, %key, "stream state freed");
+                    }
+                }
+            }
+        }
+    }
+
+    fn free_owned(&self, key: &StreamKey, o: Owned) {
+        self.stats().streams_owned.dec();
+        self.stats.remove_stream(self.id, key);
+        self.links.borrow_mut().retain(|_, t| {
+            let mine = t.key == *key;
+            if mine {
+                t.cancel.cancel();
+            }
+            !mine
+        });
+        if let Some((_, q)) = o.forward {
+            q.close();
+        }
+    }
+
+    /// An owner's update for shard `to`: applied here, or sent; a full channel makes `to`
+    /// lag (the owner resynchronises it at the next keyframe).
+    fn update_to(self: &Rc<Self>, key: &StreamKey, to: ShardId, update: StreamUpdate) {
+        if to == self.id {
+            self.apply_update(key, &update);
+            return;
+        }
+        let msg = MeshMsg::Update {
+            key: key.clone(),
+            update,
+        };
+        if self.mesh.try_send(self.id, to, msg).is_err() {
+            self.stats().mesh_lagging.inc();
+            if let Some(o) = self.owners.borrow_mut().get_mut(key) {
+                o.owner.handle_send_failed(to);
+            }
+        }
+    }
+
+    fn forward_queue(&self, key: &StreamKey) -> Option<(LinkId, Rc<ForwardQueue>)> {
+        self.owners
+            .borrow()
+            .get(key)
+            .and_then(|o| o.forward.as_ref().map(|(l, q)| (*l, Rc::clone(q))))
+    }
+
+    fn start_link(
+        self: &Rc<Self>,
+        key: &StreamKey,
+        link: LinkId,
+        role: LinkRole,
+        url: edge_core::upstream::OriginUrl,
+        stream_name: String,
+    ) {
+        let Some(view) = self.owners.borrow().get(key).map(|o| Arc::clone(&o.view)) else {
+            return;
+        };
+        let cancel = Cancel::new();
+        let params = LinkParams {
+            key: key.clone(),
+            link,
+            url,
+            stream_name,
+            timeout: Duration::from_millis(self.config.upstream_timeout_ms),
+            view,
+            stats: Arc::clone(&self.stats),
+            shard: self.id,
+        };
+        let sink: Rc<dyn LinkSink> = Rc::clone(self) as Rc<dyn LinkSink>;
+        match role {
+            LinkRole::Pull | LinkRole::Probe => {
+                self.stats().upstream_connects.inc();
+                monoio::spawn(upstream::run_pull(sink, params, Rc::clone(&cancel)));
+            }
+            LinkRole::Forward => {
+                let queue = ForwardQueue::new(self.config.queue.max_queue_bytes);
+                if let Some(o) = self.owners.borrow_mut().get_mut(key) {
+                    if let Some((_, old)) = o.forward.replace((link, Rc::clone(&queue))) {
+                        old.close();
+                    }
+                }
+                monoio::spawn(upstream::run_forward(
+                    sink,
+                    params,
+                    queue,
+                    Rc::clone(&cancel),
+                ));
+            }
+        }
+        self.links.borrow_mut().insert(
+            link,
+            LinkTask {
+                key: key.clone(),
+                cancel,
+            },
+        );
+    }
+
+    fn stop_link(&self, key: &StreamKey, link: LinkId) {
+        if let Some(t) = self.links.borrow_mut().remove(&link) {
+            t.cancel.cancel();
+        }
+        if let Some(o) = self.owners.borrow_mut().get_mut(key) {
+            if o.forward.as_ref().is_some_and(|(l, _)| *l == link) {
+                if let Some((_, q)) = o.forward.take() {
+                    q.close();
+                }
+            }
+        }
+    }
+
+    /// Logs and counts what an owner reports.
+    fn note(&self, key: &StreamKey, n: OwnerNote) {
+        let s = self.stats();
+        let id = self.id;
+        match n {
+            OwnerNote::PublishAccepted => info!(shard = %id, %key, "publish accepted"),
+            OwnerNote::PublisherLeft { grace_ms } => {
+                info!(shard = %id, %key, grace_ms, "publisher left; waiting for a republish")
+            }
+            OwnerNote::GraceOver => info!(shard = %id, %key, "grace period over; stream ended"),
+            OwnerNote::PullStarted => {
+                s.upstream_pulls_started.inc();
+                s.upstream_pulls_active.inc();
+                info!(shard = %id, %key, "pulling from upstream");
+            }
+            OwnerNote::PullStopped => s.upstream_pulls_active.dec(),
+            OwnerNote::PullIdle { idle_ms } => {
+                info!(shard = %id, %key, idle_ms, "no viewers left: closing the upstream pull")
+            }
+            OwnerNote::Pull(PullNote::Flowing { origin }) => {
+                info!(shard = %id, %key, %origin, "upstream media flowing")
+            }
+            OwnerNote::Pull(PullNote::Failed { origin, error }) => {
+                s.upstream_failovers.inc();
+                warn!(shard = %id, %key, %origin, "upstream failed: {error}");
+            }
+            OwnerNote::Pull(PullNote::Redirected { from, to }) => {
+                s.upstream_failovers.inc();
+                info!(shard = %id, %key, %from, %to, "origin redirects the pull");
+            }
+            OwnerNote::Pull(PullNote::PreferredBack { origin }) => {
+                s.upstream_failovers.inc();
+                info!(shard = %id, %key, %origin, "the preferred origin is back: switching to it");
+            }
+            OwnerNote::ForwardStarted => s.forwards_started.inc(),
+            OwnerNote::Forward(ForwardNote::Publishing { origin }) => {
+                info!(shard = %id, %key, %origin, "forwarding the publish")
+            }
+            OwnerNote::Forward(ForwardNote::Failed { origin, error }) => {
+                warn!(shard = %id, %key, %origin, "forwarding failed: {error}")
+            }
+            OwnerNote::HlsStopped(e) => {
+                warn!(shard = %id, %key, "HLS stopped for this stream: {e}")
+            }
+            OwnerNote::UpstreamMediaDropped(e) => {
+                warn!(shard = %id, %key, "dropping upstream media: {e}")
+            }
+        }
+    }
+
+    // ----- HLS ------------------------------------------------------------------------------
+
+    fn install_own_hls(self: &Rc<Self>, key: &StreamKey, snapshot: HlsSnapshot) {
+        let newest = snapshot.segments.last().map(|s| s.seq);
+        let known = self
+            .hls
+            .borrow()
+            .get(key)
+            .and_then(|s| s.segments.last().map(|s| s.seq));
+        let new_segment = newest.is_some() && newest != known && !snapshot.ended;
         let snapshot = Arc::new(snapshot);
         self.hls
             .borrow_mut()
-            .insert(key.clone(), Arc::clone(&snapshot));
-        for to in (0..self.shards).filter(|&s| s != self.id) {
+            .install_own(key.clone(), Arc::clone(&snapshot), self.now_ms());
+        for to in (0..self.shards).map(ShardId).filter(|&s| s != self.id) {
             self.send_control(
                 to,
                 MeshMsg::Hls {
@@ -601,34 +651,27 @@ impl Shard {
                 },
             );
         }
-        if !ended {
-            return;
-        }
-        // Players keep an ended playlist for a while; then its segments go.
-        self.ended_hls.borrow_mut().push_back(key.clone());
-        let shard = Rc::clone(self);
-        let key = key.clone();
-        let linger = Duration::from_millis(
-            (self.config.hls.segment_ms * self.config.hls.window as u64).max(30_000),
-        );
-        monoio::spawn(async move {
-            monoio::time::sleep(linger).await;
-            let same = shard
-                .hls
-                .borrow()
-                .get(&key)
-                .is_some_and(|s| Arc::ptr_eq(s, &snapshot));
-            if same {
-                shard.forget_hls(&key);
+        self.wake_hls_waiters(key);
+        self.timers
+            .arm(TimerKey::Hls, self.hls.borrow().poll_timeout());
+        if new_segment {
+            self.stats().hls_segments.inc();
+            // Memory only changes at segment boundaries; the per-frame path stays free of
+            // this. Under an eighth free: make room before a segment has to be refused.
+            if self.arena.free_chunks() * 8 < self.arena.chunks() {
+                self.evict_ended_hls();
             }
-        });
+        }
     }
 
     /// Drops a stream's HLS state on every shard.
     fn forget_hls(&self, key: &StreamKey) {
         self.hls.borrow_mut().remove(key);
-        self.ended_hls.borrow_mut().retain(|k| k != key);
-        for to in (0..self.shards).filter(|&s| s != self.id) {
+        self.announce_forgotten(key);
+    }
+
+    fn announce_forgotten(&self, key: &StreamKey) {
+        for to in (0..self.shards).map(ShardId).filter(|&s| s != self.id) {
             self.send_control(
                 to,
                 MeshMsg::Hls {
@@ -642,124 +685,177 @@ impl Shard {
     /// Frees the oldest ended stream's segments (memory returns once every shard has let go).
     /// Returns whether there was one.
     fn evict_ended_hls(&self) -> bool {
-        loop {
-            let Some(key) = self.ended_hls.borrow_mut().pop_front() else {
-                return false;
-            };
-            let still_ended = self.hls.borrow().get(&key).is_some_and(|s| s.ended);
-            if still_ended {
-                info!(shard = self.id, %key, "evicting an ended stream's segments for space");
-                self.stats().hls_evictions.inc();
-                self.forget_hls(&key);
-                return true;
+        let Some(key) = self.hls.borrow_mut().evict_oldest_ended() else {
+            return false;
+        };
+        info!(shard = %self.id, %key, "evicting an ended stream's segments for space");
+        self.stats().hls_evictions.inc();
+        self.announce_forgotten(&key);
+        true
+    }
+
+    fn wake_hls_waiters(&self, key: &StreamKey) {
+        if let Some(ws) = self.hls_waiters.borrow_mut().remove(key) {
+            for w in ws {
+                w.wake();
             }
         }
     }
 
-    /// On the owner shard, frees a stream nobody uses: no publisher, no grace, no viewers on
-    /// any shard. (A viewer on the owner shard may have created only the replica.)
-    fn maybe_free(&self, key: &StreamKey) {
-        let local_viewers = self
-            .streams
-            .borrow()
-            .get(key)
-            .map_or(0, |ls| ls.viewers.borrow().len());
-        let mut owned = self.owned.borrow_mut();
-        let unused = owned.get(key).is_none_or(|o| {
-            o.master.is_idle()
-                && o.subscribers.is_empty()
-                && o.pull.is_none()
-                && o.forward.is_none()
-        });
-        if !unused || local_viewers > 0 {
+    /// An HLS playlist request for `key` on this shard (edge mode): starts or keeps the pull.
+    pub fn hls_demand(self: &Rc<Self>, key: &StreamKey, query: Option<&str>) {
+        if !self.is_edge() {
             return;
         }
-        if owned.remove(key).is_some() {
-            self.stats().streams_owned.dec();
-            self.stats.remove_stream(self.id, key.as_str());
+        let now = self.now_ms();
+        if !self.demand.borrow_mut().handle_request(key, now) {
+            return;
         }
-        if self.streams.borrow_mut().remove(key).is_some() {
-            self.stats().replicas.dec();
-        }
-        debug!(shard = self.id, %key, "stream state freed");
-    }
-
-    // ----- replica side ---------------------------------------------------------------------
-
-    fn local_stream(&self, key: &StreamKey, query: Option<Arc<str>>) -> Rc<LocalStream> {
-        if let Some(ls) = self.streams.borrow().get(key) {
-            return Rc::clone(ls);
-        }
-        let ls = Rc::new(LocalStream {
-            key: key.clone(),
-            replica: RefCell::new(StreamReplica::new(self.config.gop)),
-            viewers: RefCell::new(Vec::new()),
-        });
-        self.streams
-            .borrow_mut()
-            .insert(key.clone(), Rc::clone(&ls));
-        self.stats().replicas.inc();
+        self.timers
+            .arm(TimerKey::Demand, self.demand.borrow().poll_timeout());
+        let query: Option<Arc<str>> = query.map(Arc::from);
         let owner = self.owner_of(key);
-        if owner != self.id {
+        if owner == self.id {
+            self.with_owner(key, true, |o, fx| o.handle_demand(query, now, fx));
+        } else {
             self.send_control(
                 owner,
-                MeshMsg::Subscribe {
+                MeshMsg::Demand {
                     key: key.clone(),
-                    from: self.id,
                     query,
                 },
             );
         }
-        ls
     }
 
-    /// Applies an update to a replica and to its viewers.
-    fn apply(&self, ls: &LocalStream, update: &StreamUpdate) {
+    /// Waits, bounded, until `key` has an HLS playlist here (the first segment of a pull);
+    /// woken by the segment's arrival, not by polling.
+    pub async fn wait_for_hls(&self, key: &StreamKey) {
+        let wait = self.config.play_wait_ms.min(HLS_FIRST_WAIT_MAX_MS);
+        let ready = poll_fn(|cx| {
+            if self.hls.borrow().get(key).is_some() {
+                return Poll::Ready(());
+            }
+            self.hls_waiters
+                .borrow_mut()
+                .entry(key.clone())
+                .or_default()
+                .push(cx.waker().clone());
+            Poll::Pending
+        });
+        let _ = monoio::time::timeout(Duration::from_millis(wait), ready).await;
+    }
+
+    // ----- replicas and viewers -------------------------------------------------------------
+
+    /// Calls `f` on `key`'s replica (if any), then runs its effects and re-arms the timer.
+    fn with_replica(
+        self: &Rc<Self>,
+        key: &StreamKey,
+        f: impl FnOnce(&mut Replica<Rc<Outlet>>, &mut Vec<ReplicaEffect<Rc<Outlet>>>),
+    ) {
+        let mut fx = Vec::new();
+        {
+            let mut replicas = self.replicas.borrow_mut();
+            let Some(r) = replicas.get_mut(key) else {
+                return;
+            };
+            f(r, &mut fx);
+        }
+        self.run_replica_effects(key, fx);
+        self.rearm(key);
+    }
+
+    fn apply_update(self: &Rc<Self>, key: &StreamKey, update: &StreamUpdate) {
         let now = self.now_ms();
-        ls.replica.borrow_mut().handle_update(update);
-        match update {
-            StreamUpdate::Frame(f) => {
-                let viewers = ls.viewers.borrow();
-                for v in viewers.iter().filter(|v| v.joined()) {
-                    self.push(v, f, now);
-                }
-            }
-            StreamUpdate::Started { republish } => {
-                for v in ls.viewers.borrow().iter() {
-                    if !v.joined() {
-                        self.join(ls, v);
-                    } else if *republish {
-                        // Fresh headers come as frames; pictures resume at the new keyframe.
-                        v.require_sync_point();
+        self.with_replica(key, |r, fx| r.handle_update(update, now, fx));
+    }
+
+    fn run_replica_effects(
+        self: &Rc<Self>,
+        key: &StreamKey,
+        effects: Vec<ReplicaEffect<Rc<Outlet>>>,
+    ) {
+        let now = self.now_ms();
+        for e in effects {
+            match e {
+                ReplicaEffect::Subscribe { query } => {
+                    let owner = self.owner_of(key);
+                    if owner == self.id {
+                        let me = self.id;
+                        self.with_owner(key, true, |o, fx| o.handle_subscribe(me, query, now, fx));
+                    } else {
+                        self.send_control(
+                            owner,
+                            MeshMsg::Subscribe {
+                                key: key.clone(),
+                                from: self.id,
+                                query,
+                            },
+                        );
                     }
                 }
-            }
-            StreamUpdate::Snapshot { live, frames } => {
-                let gop_empty = !frames.iter().any(|f| !f.flags.header);
-                for v in ls.viewers.borrow().iter() {
-                    if !v.joined() {
-                        if *live {
-                            self.join(ls, v);
+                ReplicaEffect::Unsubscribe => {
+                    let owner = self.owner_of(key);
+                    if owner == self.id {
+                        let me = self.id;
+                        self.with_owner(key, false, |o, fx| o.handle_unsubscribe(me, now, fx));
+                    } else {
+                        self.send_control(
+                            owner,
+                            MeshMsg::Unsubscribe {
+                                key: key.clone(),
+                                from: self.id,
+                            },
+                        );
+                    }
+                }
+                ReplicaEffect::Join {
+                    viewer,
+                    needs_keyframe,
+                } => {
+                    viewer.start_join();
+                    if let Some(r) = self.replicas.borrow().get(key) {
+                        for f in r.join_frames() {
+                            self.push(&viewer, f, now);
                         }
-                        continue;
                     }
-                    // A resync after lag: fill the hole from the GOP, skipping what it has.
+                    if needs_keyframe {
+                        viewer.require_sync_point();
+                    }
+                }
+                ReplicaEffect::Fanout(f) => {
+                    if let Some(r) = self.replicas.borrow().get(key) {
+                        for v in r.joined() {
+                            self.push(v, &f, now);
+                        }
+                    }
+                }
+                ReplicaEffect::Resync {
+                    viewer,
+                    frames,
+                    gop_empty,
+                } => {
                     if gop_empty {
-                        v.require_sync_point();
+                        viewer.require_sync_point();
                     }
-                    for f in frames.iter().filter(|f| !v.already_has(f)) {
-                        self.push(v, f, now);
+                    for f in frames.iter().filter(|f| !viewer.already_has(f)) {
+                        self.push(&viewer, f, now);
                     }
                 }
-            }
-            StreamUpdate::Unpublished => {}
-            StreamUpdate::Ended => {
-                let viewers: Vec<Rc<Outlet>> = ls.viewers.borrow_mut().drain(..).collect();
-                for v in viewers {
-                    self.finish_viewer(&v, "NetStream.Play.UnpublishNotify", "stream ended");
-                    self.viewer_gone(&v);
+                ReplicaEffect::RequireKeyframe { viewer } => viewer.require_sync_point(),
+                ReplicaEffect::Finish { viewer, reason } => {
+                    if reason == FinishReason::NotFound {
+                        info!(shard = %self.id, %key, viewer = viewer.id, "no publisher within play-wait; not found");
+                    }
+                    viewer.finish(reason);
+                    self.viewer_gone(&viewer);
                 }
-                self.release_replica(&ls.key);
+                ReplicaEffect::Released => {
+                    if self.replicas.borrow_mut().remove(key).is_some() {
+                        self.stats().replicas.dec();
+                    }
+                }
             }
         }
     }
@@ -770,7 +866,7 @@ impl Shard {
             PushOutcome::Dropped => self.stats().frames_dropped.inc(),
             PushOutcome::Disconnect => {
                 warn!(
-                    shard = self.id,
+                    shard = %self.id,
                     viewer = v.id,
                     "closing slow viewer: over its queue limit for {} ms",
                     self.config.queue.slow_viewer_ms
@@ -781,108 +877,40 @@ impl Shard {
         }
     }
 
-    /// Delivers the join sequence to a viewer: response head (FLV), headers, GOP.
-    fn join(&self, ls: &LocalStream, v: &Outlet) {
-        if v.wire == Wire::Flv {
-            v.push_control(http::flv_response_head());
-            v.push_control(bytes::Bytes::from_static(
-                edge_core::flv::FILE_HEADER_CHUNKED,
-            ));
-        }
-        v.set_joined();
-        let now = self.now_ms();
-        let replica = ls.replica.borrow();
-        for f in replica.join_frames() {
-            self.push(v, f, now);
-        }
-        if replica.join_needs_keyframe() {
-            v.require_sync_point();
-        }
-    }
-
-    /// Ends a viewer politely: a status for RTMP, a close for FLV (404 if it never started).
-    fn finish_viewer(&self, v: &Outlet, code: &str, description: &str) {
-        match v.wire {
-            Wire::Rtmp => {
-                let level = if code.ends_with("StreamNotFound") {
-                    "error"
-                } else {
-                    "status"
-                };
-                let body = edge_core::rtmp::amf::status_body(level, code, description);
-                v.push_control(chunk::serialize_message(
-                    chunk::CSID_DATA,
-                    0,
-                    20,
-                    chunk::PLAY_STREAM_ID,
-                    &body,
-                    chunk::OUT_CHUNK_SIZE,
-                ));
-            }
-            Wire::Flv if !v.joined() => {
-                let body = format!("{description}\n");
-                v.push_control(http::response_head(
-                    404,
-                    "text/plain",
-                    Some(body.len()),
-                    "no-cache",
-                    false,
-                ));
-                v.push_control(bytes::Bytes::from(body));
-            }
-            Wire::Flv => v.push_control(bytes::Bytes::from_static(edge_core::flv::LAST_CHUNK)),
-        }
-        v.close(Close::Flush);
-    }
-
-    /// Attaches a viewer to `key` on this shard. Starts its play-wait timer if the stream is
-    /// not live yet. `query` (the viewer's `?…`) goes upstream if this starts an edge pull.
+    /// Attaches a viewer to `key` on this shard. `query` (the viewer's `?…`) goes upstream
+    /// if this starts an edge pull.
     pub fn add_viewer(self: &Rc<Self>, key: &StreamKey, v: &Rc<Outlet>, query: Option<Arc<str>>) {
-        let ls = self.local_stream(key, query.clone());
-        if self.owner_of(key) == self.id {
-            self.owner_demand(key, query);
-        }
-        ls.viewers.borrow_mut().push(Rc::clone(v));
         match v.wire {
             Wire::Rtmp => self.stats().rtmp_players.inc(),
             Wire::Flv => self.stats().flv_players.inc(),
         }
-        let state = ls.replica.borrow().state();
-        if matches!(state, ReplicaState::Live | ReplicaState::Unpublished) {
-            self.join(&ls, v);
-            return;
+        let created = {
+            let mut replicas = self.replicas.borrow_mut();
+            let created = !replicas.contains_key(key);
+            replicas
+                .entry(key.clone())
+                .or_insert_with(|| Replica::new(self.replica_config));
+            created
+        };
+        if created {
+            self.stats().replicas.inc();
         }
-        let shard = Rc::clone(self);
-        let key = key.clone();
-        let v = Rc::clone(v);
-        let wait = Duration::from_millis(self.config.play_wait_ms);
-        monoio::spawn(async move {
-            monoio::time::sleep(wait).await;
-            if !v.joined() && !v.is_closing() {
-                info!(shard = shard.id, %key, viewer = v.id, "no publisher within play-wait; not found");
-                shard.finish_viewer(&v, "NetStream.Play.StreamNotFound", "stream not found");
-                shard.remove_viewer(&key, &v);
-            }
+        let now = self.now_ms();
+        let viewer = Rc::clone(v);
+        self.with_replica(key, |r, fx| {
+            r.handle_add_viewer(ViewerId(viewer.id), viewer, query, now, fx)
         });
     }
 
-    /// Detaches a viewer (connection closed, play stopped, not found).
-    pub fn remove_viewer(&self, key: &StreamKey, v: &Rc<Outlet>) {
-        let Some(ls) = self.streams.borrow().get(key).cloned() else {
-            return;
-        };
-        let empty = {
-            let mut viewers = ls.viewers.borrow_mut();
-            let before = viewers.len();
-            viewers.retain(|x| !Rc::ptr_eq(x, v));
-            if viewers.len() == before {
-                return;
-            }
-            viewers.is_empty()
-        };
-        self.viewer_gone(v);
-        if empty {
-            self.release_replica(key);
+    /// Detaches a viewer (connection closed, play stopped). A viewer the replica already
+    /// ended (not found, stream over) is gone already.
+    pub fn remove_viewer(self: &Rc<Self>, key: &StreamKey, v: &Rc<Outlet>) {
+        let mut removed = false;
+        self.with_replica(key, |r, fx| {
+            removed = r.handle_remove_viewer(ViewerId(v.id), fx)
+        });
+        if removed {
+            self.viewer_gone(v);
         }
     }
 
@@ -893,61 +921,70 @@ impl Shard {
         }
     }
 
-    /// Drops a replica without viewers; the owner keeps its own until `maybe_free`.
-    fn release_replica(&self, key: &StreamKey) {
-        let owner = self.owner_of(key);
-        if owner == self.id {
-            self.maybe_free(key);
-            return;
-        }
-        let has_viewers = self
-            .streams
+    // ----- the timer ------------------------------------------------------------------------
+
+    /// Arms the timer for `key`'s earliest deadline on this shard.
+    fn rearm(&self, key: &StreamKey) {
+        let owner = self
+            .owners
             .borrow()
             .get(key)
-            .is_some_and(|ls| !ls.viewers.borrow().is_empty());
-        if has_viewers {
-            return;
-        }
-        if self.streams.borrow_mut().remove(key).is_some() {
-            self.stats().replicas.dec();
-            self.send_control(
-                owner,
-                MeshMsg::Unsubscribe {
-                    key: key.clone(),
-                    from: self.id,
-                },
-            );
-        }
+            .and_then(|o| o.owner.poll_timeout());
+        let replica = self
+            .replicas
+            .borrow()
+            .get(key)
+            .and_then(|r| r.poll_timeout());
+        let at = match (owner, replica) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        self.timers.arm(TimerKey::Stream(key.clone()), at);
     }
 
-    /// Sweeps viewers that are over their limit while no frames arrive to notice it.
-    pub async fn run_housekeeping(self: Rc<Self>) {
+    /// Fires every deadline as it comes, until shutdown.
+    pub async fn run_timers(self: Rc<Self>) {
         loop {
-            monoio::time::sleep(Duration::from_millis(500)).await;
-            // Chunks come back from any shard's last reader; show it.
-            self.update_cache_gauges();
+            self.timers.wait(&self.clock).await;
+            if self.mesh.is_shutting_down() {
+                return;
+            }
             let now = self.now_ms();
-            let streams: Vec<Rc<LocalStream>> = self.streams.borrow().values().cloned().collect();
-            for ls in streams {
-                for v in ls
-                    .viewers
-                    .borrow()
-                    .iter()
-                    .filter(|v| v.is_overdue(now) && !v.is_closing())
-                {
-                    warn!(
-                        shard = self.id,
-                        viewer = v.id,
-                        "closing slow viewer (sweep)"
-                    );
-                    self.stats().slow_viewer_disconnects.inc();
-                    v.close(Close::Abort);
+            for key in self.timers.pop_due(now) {
+                match key {
+                    TimerKey::Stream(k) => {
+                        self.with_owner(&k, false, |o, fx| o.handle_timeout(now, fx));
+                        self.with_replica(&k, |r, fx| r.handle_timeout(now, fx));
+                        self.rearm(&k);
+                    }
+                    TimerKey::Hls => {
+                        let gone = self.hls.borrow_mut().handle_timeout(now);
+                        for k in gone {
+                            self.announce_forgotten(&k);
+                        }
+                        self.timers
+                            .arm(TimerKey::Hls, self.hls.borrow().poll_timeout());
+                    }
+                    TimerKey::Demand => {
+                        self.demand.borrow_mut().handle_timeout(now);
+                        self.timers
+                            .arm(TimerKey::Demand, self.demand.borrow().poll_timeout());
+                    }
                 }
             }
         }
     }
 
     // ----- publishers -----------------------------------------------------------------------
+
+    fn publish_answered(&self, publisher: PublisherId, result: Result<(), PublishError>) {
+        if let Some(slot) = self.pending_publish.borrow_mut().remove(&publisher) {
+            slot.value.set(Some(result));
+            if let Some(w) = slot.waker.take() {
+                w.wake();
+            }
+        }
+    }
 
     /// Asks the owner for `key`; resolves with its answer.
     pub async fn request_publish(
@@ -985,7 +1022,7 @@ impl Shard {
         match answer {
             Ok(r) => r,
             Err(_) => {
-                warn!(shard = self.id, %key, "owner shard {owner} did not answer a publish in time");
+                warn!(shard = %self.id, %key, %owner, "owner shard did not answer a publish in time");
                 // Treat as busy; if the owner accepted late, the unpublish below releases it.
                 self.unpublish(key, publisher);
                 Err(PublishError::AlreadyPublishing)
@@ -1001,6 +1038,50 @@ impl Shard {
                 publisher,
             },
         );
+    }
+
+    /// A publisher's media message for its owner, its header parsed once here.
+    pub fn media_message(
+        &self,
+        key: &StreamKey,
+        publisher: PublisherId,
+        tag: TagInfo,
+        timestamp: u32,
+        body: Bytes,
+    ) -> MeshMsg {
+        MeshMsg::Media {
+            key: key.clone(),
+            publisher,
+            tag,
+            timestamp,
+            body,
+        }
+    }
+}
+
+impl LinkSink for Shard {
+    fn link_event(self: Rc<Self>, key: &StreamKey, link: LinkId, ev: LinkEvent) -> bool {
+        let now = self.now_ms();
+        let mut fx = Vec::new();
+        // Origin media feeds the segmenter like a publisher's: contained the same way.
+        let result = {
+            let mut owners = self.owners.borrow_mut();
+            let Some(o) = owners.get_mut(key) else {
+                return false;
+            };
+            contain::peer_input(|| o.owner.handle_link_event(link, ev, now, &mut fx))
+        };
+        match result {
+            Ok(keep) => {
+                self.run_owner_effects(key, fx);
+                self.rearm(key);
+                keep
+            }
+            Err(panic) => {
+                self.abandon_owner(key, &panic);
+                false
+            }
+        }
     }
 }
 

@@ -8,7 +8,11 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use edge_core::owner::{LinkView, OwnerView, Source};
+use edge_core::stream::MasterPhase;
+use edge_core::{ShardId, StreamKey};
 
 macro_rules! counters {
     ($($name:ident: $kind:literal, $help:literal;)*) => {
@@ -70,95 +74,88 @@ counters! {
 pub struct Stats {
     pub shards: Box<[ShardStats]>,
     pub streams: Box<[StreamList]>,
+    /// Each shard's segment arena, set once it is mapped: the cache gauges are read from it
+    /// when rendered (chunks come back from whichever shard's reader lets go last).
+    pub arenas: Box<[OnceLock<Arc<crate::arena::Arena>>]>,
 }
 
 /// One shard's owned streams, by key.
-pub type StreamList = Mutex<BTreeMap<String, Arc<StreamView>>>;
+pub type StreamList = Mutex<BTreeMap<StreamKey, Arc<StreamView>>>;
 
 /// One owned stream as the streams API shows it.
 pub struct StreamView {
-    pub key: String,
-    pub shard: usize,
+    pub key: StreamKey,
+    pub shard: ShardId,
     pub upstream_bytes: AtomicU64,
     pub forward_bytes: AtomicU64,
     pub state: Mutex<ViewState>,
 }
 
-/// The parts of a [`StreamView`] that change rarely.
-#[derive(Default, Clone)]
-pub struct ViewState {
-    /// `idle`, `live` or `grace`.
-    pub master: &'static str,
-    /// `none`, `publisher` (published here) or `upstream` (pulled).
-    pub source: &'static str,
-    pub upstream: Option<LinkView>,
-    pub forward: Option<LinkView>,
-    pub failovers: u64,
-}
-
-/// One upstream connection (pull or forward).
+/// The parts of a [`StreamView`] that change rarely: the owner's [`OwnerView`] with its
+/// times in Unix ms.
 #[derive(Clone)]
-pub struct LinkView {
-    pub origin: String,
-    /// `connecting`, `playing`/`publishing`, or `backoff`.
-    pub state: &'static str,
-    /// Unix time (ms) the link entered this state.
-    pub since_unix_ms: u64,
-}
-
-impl LinkView {
-    pub fn new(origin: String, state: &'static str) -> Self {
-        let since_unix_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
-        Self {
-            origin,
-            state,
-            since_unix_ms,
-        }
-    }
+pub struct ViewState {
+    pub view: OwnerView,
+    pub upstream_since_unix_ms: u64,
+    pub forward_since_unix_ms: u64,
 }
 
 impl StreamView {
-    pub fn new(key: String, shard: usize) -> Self {
+    pub fn new(key: StreamKey, shard: ShardId) -> Self {
         Self {
             key,
             shard,
             upstream_bytes: AtomicU64::new(0),
             forward_bytes: AtomicU64::new(0),
             state: Mutex::new(ViewState {
-                master: "idle",
-                source: "none",
-                ..Default::default()
+                view: OwnerView {
+                    phase: MasterPhase::Idle,
+                    source: Source::None,
+                    upstream: None,
+                    forward: None,
+                    failovers: 0,
+                },
+                upstream_since_unix_ms: 0,
+                forward_since_unix_ms: 0,
             }),
         }
     }
 
-    /// Changes the rarely-changing part.
-    pub fn update(&self, f: impl FnOnce(&mut ViewState)) {
-        f(&mut self.state.lock().unwrap_or_else(|e| e.into_inner()));
+    /// Shows `view` (its times are shard-clock ms, `unix` turns them into Unix ms).
+    pub fn set(&self, view: OwnerView, unix: impl Fn(u64) -> u64) {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        st.upstream_since_unix_ms = view.upstream.as_ref().map_or(0, |l| unix(l.since_ms));
+        st.forward_since_unix_ms = view.forward.as_ref().map_or(0, |l| unix(l.since_ms));
+        st.view = view;
     }
 
     fn render(&self) -> String {
         let st = self.state.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        let link = |l: &Option<LinkView>, bytes: u64| match l {
+        let link = |l: &Option<LinkView>, bytes: u64, since: u64| match l {
             None => "null".to_string(),
             Some(l) => format!(
-                "{{\"origin\":{},\"state\":\"{}\",\"bytes\":{bytes},\"since_unix_ms\":{}}}",
-                edge_core::json::string(&l.origin),
-                l.state,
-                l.since_unix_ms
+                "{{\"origin\":{},\"state\":\"{}\",\"bytes\":{bytes},\"since_unix_ms\":{since}}}",
+                edge_core::json::string(&l.origin.to_string()),
+                l.state.as_str(),
             ),
         };
         format!(
             "{{\"key\":{},\"owner_shard\":{},\"state\":\"{}\",\"source\":\"{}\",\"upstream\":{},\"failovers\":{},\"forward\":{}}}",
-            edge_core::json::string(&self.key),
+            edge_core::json::string(self.key.as_str()),
             self.shard,
-            st.master,
-            st.source,
-            link(&st.upstream, self.upstream_bytes.load(Ordering::Relaxed)),
-            st.failovers,
-            link(&st.forward, self.forward_bytes.load(Ordering::Relaxed)),
+            st.view.phase.as_str(),
+            st.view.source.as_str(),
+            link(
+                &st.view.upstream,
+                self.upstream_bytes.load(Ordering::Relaxed),
+                st.upstream_since_unix_ms
+            ),
+            st.view.failovers,
+            link(
+                &st.view.forward,
+                self.forward_bytes.load(Ordering::Relaxed),
+                st.forward_since_unix_ms
+            ),
         )
     }
 }
@@ -168,19 +165,20 @@ impl Stats {
         Self {
             shards: (0..shards).map(|_| ShardStats::default()).collect(),
             streams: (0..shards).map(|_| Mutex::new(BTreeMap::new())).collect(),
+            arenas: (0..shards).map(|_| OnceLock::new()).collect(),
         }
     }
 
     /// Lists `view` under its owner shard.
     pub fn add_stream(&self, view: Arc<StreamView>) {
-        let mut m = self.streams[view.shard]
+        let mut m = self.streams[view.shard.0]
             .lock()
             .unwrap_or_else(|e| e.into_inner());
         m.insert(view.key.clone(), view);
     }
 
-    pub fn remove_stream(&self, shard: usize, key: &str) {
-        let mut m = self.streams[shard]
+    pub fn remove_stream(&self, shard: ShardId, key: &StreamKey) {
+        let mut m = self.streams[shard.0]
             .lock()
             .unwrap_or_else(|e| e.into_inner());
         m.remove(key);
@@ -201,6 +199,15 @@ impl Stats {
     /// Prometheus text exposition, one series per shard.
     pub fn render_prometheus(&self) -> String {
         let mut out = String::with_capacity(4096);
+        for (s, arena) in self.shards.iter().zip(self.arenas.iter()) {
+            if let Some(a) = arena.get() {
+                let chunk = crate::arena::CHUNK_BYTES as u64;
+                s.cache_bytes_total
+                    .store(a.chunks() as u64 * chunk, Ordering::Relaxed);
+                s.cache_bytes_free
+                    .store(a.free_chunks() as u64 * chunk, Ordering::Relaxed);
+            }
+        }
         let values: Vec<Vec<u64>> = self.shards.iter().map(|s| s.values()).collect();
         for (i, (name, kind, help)) in METRICS.iter().enumerate() {
             let _ = writeln!(out, "# HELP edge_{name} {help}\n# TYPE edge_{name} {kind}");
@@ -290,25 +297,32 @@ mod tests {
 
     #[test]
     fn renders_the_stream_list() {
+        use edge_core::upstream::{LinkState, OriginUrl};
         let s = Stats::new(2);
         assert_eq!(s.render_streams(), "{\"streams\":[]}\n");
-        let v = Arc::new(StreamView::new("live/\"x".into(), 1));
-        v.update(|st| {
-            st.master = "live";
-            st.source = "upstream";
-            st.upstream = Some(LinkView {
-                origin: "rtmp://a:1935/live".into(),
-                state: "playing",
-                since_unix_ms: 5,
-            });
-        });
+        let key = StreamKey::new("live", "\"x").unwrap();
+        let v = Arc::new(StreamView::new(key.clone(), ShardId(1)));
+        v.set(
+            OwnerView {
+                phase: MasterPhase::Live,
+                source: Source::Upstream,
+                upstream: Some(LinkView {
+                    origin: OriginUrl::parse("rtmp://a:1935/live").unwrap(),
+                    state: LinkState::Playing,
+                    since_ms: 5,
+                }),
+                forward: None,
+                failovers: 0,
+            },
+            |ms| 1000 + ms,
+        );
         v.upstream_bytes.store(42, Ordering::Relaxed);
         s.add_stream(Arc::clone(&v));
         assert_eq!(
             s.render_streams(),
-            "{\"streams\":[{\"key\":\"live/\\\"x\",\"owner_shard\":1,\"state\":\"live\",\"source\":\"upstream\",\"upstream\":{\"origin\":\"rtmp://a:1935/live\",\"state\":\"playing\",\"bytes\":42,\"since_unix_ms\":5},\"failovers\":0,\"forward\":null}]}\n"
+            "{\"streams\":[{\"key\":\"live/\\\"x\",\"owner_shard\":1,\"state\":\"live\",\"source\":\"upstream\",\"upstream\":{\"origin\":\"rtmp://a:1935/live\",\"state\":\"playing\",\"bytes\":42,\"since_unix_ms\":1005},\"failovers\":0,\"forward\":null}]}\n"
         );
-        s.remove_stream(1, "live/\"x");
+        s.remove_stream(ShardId(1), &key);
         assert_eq!(s.render_streams(), "{\"streams\":[]}\n");
     }
 }

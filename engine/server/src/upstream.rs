@@ -1,10 +1,12 @@
-//! Edge-mode connections to origins: the pull (an RTMP play) and the forward (an RTMP
-//! publish). These tasks only move bytes through edge-core's [`RtmpClient`]; which origin to
-//! use, when to give up and what viewers see is decided on the owner shard (`shard::edge`)
-//! with edge-core's [`UpstreamPlanner`](edge_core::upstream::UpstreamPlanner).
+//! Edge-mode connections to origins: a pull (an RTMP play) or a forward session (an RTMP
+//! publish), one task per connection. These tasks only move bytes through edge-core's
+//! [`RtmpClient`] and report what happened through a [`LinkSink`]; which origin, when to give
+//! up, and what viewers see is decided by the stream's owner state machine
+//! ([`edge_core::owner::Owner`]).
+//!
+//! Must not: hold the shard, decide a failover, or read a clock other than the shard's.
 
 use std::cell::{Cell, RefCell};
-use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::rc::Rc;
@@ -13,22 +15,41 @@ use std::sync::Arc;
 use std::task::{Poll, Waker};
 use std::time::Duration;
 
-use bytes::Bytes;
 use edge_core::media::{Frame, MediaKind};
+use edge_core::queue::FrameQueue;
 use edge_core::rtmp::client::{ClientConfig, ClientEvent, ClientMode, RtmpClient};
-use edge_core::upstream::{Failure, OriginUrl, UpstreamAction, UpstreamPlanner, UpstreamTiming};
-use edge_core::StreamKey;
+use edge_core::upstream::{LinkError, LinkEvent, OriginUrl};
+use edge_core::{LinkId, ShardId, StreamKey};
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt, Splitable};
 use monoio::net::TcpStream;
-use tracing::{info, warn};
 
 use crate::contain;
-use crate::shard::{Counter, Shard};
-use crate::stats::{LinkView, StreamView};
+use crate::shard::Counter;
+use crate::stats::{Stats, StreamView};
 
 const PULL_READ_BUF: usize = 64 * 1024;
 /// How long a forward waits for `NetStream.Publish.Start` at least.
 const PUBLISH_START_MIN: Duration = Duration::from_secs(5);
+
+/// Where a connection task reports. The shard implements it by handing the report to the
+/// stream's owner state machine; a `false` means the connection is no longer wanted.
+pub trait LinkSink {
+    fn link_event(self: Rc<Self>, key: &StreamKey, link: LinkId, ev: LinkEvent) -> bool;
+}
+
+/// What a connection task is told.
+pub struct LinkParams {
+    pub key: StreamKey,
+    pub link: LinkId,
+    pub url: OriginUrl,
+    /// `{stream}[?query]` to play or publish.
+    pub stream_name: String,
+    /// Connect, and no-answer, timeout.
+    pub timeout: Duration,
+    pub view: Arc<StreamView>,
+    pub stats: Arc<Stats>,
+    pub shard: ShardId,
+}
 
 /// A one-way stop signal for a connection task (single-threaded; one waiting task at a
 /// time — the forward writer is woken through its queue instead).
@@ -68,34 +89,68 @@ impl Cancel {
     }
 }
 
-/// What a pull connection reports to its owner shard.
-#[derive(Debug)]
-pub enum LinkEvent {
-    /// `NetStream.Play.Start`.
-    Started,
-    Media {
-        kind: MediaKind,
-        timestamp: u32,
-        body: Bytes,
-    },
-    Metadata(Bytes),
-    /// The connection is over (it reports nothing after this).
-    Failed(Failure, String),
-    /// The origin sends us to another one (the connection is over).
-    Redirect(OriginUrl),
+/// Frames waiting for a forward session: edge-core's [`FrameQueue`] (its overflow policy)
+/// and the waker of the session's writer.
+pub struct ForwardQueue {
+    frames: RefCell<FrameQueue>,
+    waker: Cell<Option<Waker>>,
+    closed: Cell<bool>,
+}
+
+impl ForwardQueue {
+    pub fn new(limit_bytes: usize) -> Rc<Self> {
+        Rc::new(Self {
+            frames: RefCell::new(FrameQueue::new(limit_bytes)),
+            waker: Cell::new(None),
+            closed: Cell::new(false),
+        })
+    }
+
+    pub fn push(&self, f: &Frame) {
+        if self.frames.borrow_mut().push(f) {
+            self.wake();
+        }
+    }
+
+    /// The session starts over from `join`.
+    pub fn reset(&self, join: Vec<Frame>) {
+        self.frames.borrow_mut().reset(join);
+        self.wake();
+    }
+
+    /// The forward's connection is no longer wanted.
+    pub fn close(&self) {
+        self.closed.set(true);
+        self.frames.borrow_mut().reset(Vec::new());
+        self.wake();
+    }
+
+    fn pop(&self) -> Option<Frame> {
+        self.frames.borrow_mut().pop()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.frames.borrow().is_empty()
+    }
+
+    fn wake(&self) {
+        if let Some(w) = self.waker.take() {
+            w.wake();
+        }
+    }
 }
 
 /// Connects to an origin within `timeout` (name resolution included).
-async fn connect(url: &OriginUrl, timeout: Duration) -> Result<TcpStream, String> {
+async fn connect(url: &OriginUrl, timeout: Duration) -> Result<TcpStream, LinkError> {
     let host = url.host.trim_start_matches('[').trim_end_matches(']');
     let addrs = match monoio::time::timeout(timeout, resolve(host, url.port)).await {
-        Ok(resolved) => resolved?,
+        Ok(resolved) => resolved.map_err(LinkError::Connect)?,
         Err(_) => {
-            return Err(format!(
+            return Err(LinkError::Connect(format!(
                 "resolving {}: no answer in {} ms",
                 url.host,
                 timeout.as_millis()
-            ))
+            )))
         }
     };
     // Every address the name has, in the resolver's order (an unreachable IPv6 address
@@ -114,7 +169,7 @@ async fn connect(url: &OriginUrl, timeout: Duration) -> Result<TcpStream, String
             )),
         }
     }
-    Err(failures.join("; "))
+    Err(LinkError::Connect(failures.join("; ")))
 }
 
 /// Resolves `host` with the system resolver on a thread of its own: `getaddrinfo` blocks, and
@@ -163,56 +218,41 @@ fn refusal(code: &str) -> bool {
         || code.ends_with("Rejected")
 }
 
-/// Runs one pull connection (generation `gen`) until it fails or is cancelled, reporting to
-/// the owner shard. A `false` from the shard means the connection is no longer wanted.
-pub async fn run_pull(
-    shard: Rc<Shard>,
-    key: StreamKey,
-    gen: u64,
-    url: OriginUrl,
-    stream_name: String,
-    cancel: Rc<Cancel>,
-    view: Arc<StreamView>,
-) {
-    let end = pull_session(&shard, &key, gen, &url, &stream_name, &cancel, &view).await;
+/// Runs one pull connection until it fails or is cancelled, reporting to the stream's owner.
+pub async fn run_pull(sink: Rc<dyn LinkSink>, p: LinkParams, cancel: Rc<Cancel>) {
+    let end = pull_session(&sink, &p, &cancel).await;
     if let Some(ev) = end {
         if !cancel.is_cancelled() {
-            shard.pull_event(&key, gen, ev);
+            Rc::clone(&sink).link_event(&p.key, p.link, ev);
         }
     }
 }
 
+/// The pull's session; `Some(report)` says how it ended, `None` that it was not wanted.
 async fn pull_session(
-    shard: &Rc<Shard>,
-    key: &StreamKey,
-    gen: u64,
-    url: &OriginUrl,
-    stream_name: &str,
+    sink: &Rc<dyn LinkSink>,
+    p: &LinkParams,
     cancel: &Cancel,
-    view: &StreamView,
 ) -> Option<LinkEvent> {
-    let timeout = Duration::from_millis(shard.config.upstream_timeout_ms);
+    let failed = |e: LinkError| Some(LinkEvent::Failed(e));
     let mut stream = monoio::select! {
-        r = connect(url, timeout) => match r {
+        r = connect(&p.url, p.timeout) => match r {
             Ok(s) => s,
-            Err(e) => return Some(LinkEvent::Failed(Failure::ConnectFailed, e)),
+            Err(e) => return failed(e),
         },
         _ = cancel.cancelled() => return None,
     };
-    let lost = |why: String| Some(LinkEvent::Failed(Failure::ConnectionLost, why));
-    let mut client = match RtmpClient::new(ClientConfig::new(
-        &url.to_string(),
-        stream_name,
-        ClientMode::Play,
-    )) {
+    let config = ClientConfig::new(&p.url.to_string(), &p.stream_name, ClientMode::Play);
+    let mut client = match RtmpClient::new(config) {
         Ok(c) => c,
-        Err(e) => return Some(LinkEvent::Failed(Failure::ConnectFailed, e.to_string())),
+        Err(e) => return failed(LinkError::Protocol(e.to_string())),
     };
     let mut buf = Vec::with_capacity(PULL_READ_BUF);
+    let mut events = Vec::new();
     loop {
         while let Some(out) = client.poll_transmit() {
             if let (Err(e), _) = stream.write_all(out).await {
-                return lost(format!("write: {e}"));
+                return failed(LinkError::Write(e.to_string()));
             }
         }
         let (res, b) = monoio::select! {
@@ -221,31 +261,22 @@ async fn pull_session(
         };
         buf = b;
         let n = match res {
-            Ok(0) => return lost("the origin closed the connection".into()),
+            Ok(0) => return failed(LinkError::Closed),
             Ok(n) => n,
-            Err(e) => return lost(format!("read: {e}")),
+            Err(e) => return failed(LinkError::Read(e.to_string())),
         };
-        view.upstream_bytes.fetch_add(n as u64, Relaxed);
-        let mut events = Vec::new();
+        p.view.upstream_bytes.fetch_add(n as u64, Relaxed);
         let protocol_error =
             match contain::peer_input(|| client.handle_input(&buf[..n], &mut events)) {
-                Ok(r) => r.err(),
+                Ok(r) => r.err().map(|e| e.to_string()),
                 Err(panic) => {
-                    shard.stats().peer_panics.inc();
-                    return lost(panic);
+                    p.stats.shards[p.shard.0].peer_panics.inc();
+                    return failed(LinkError::Protocol(panic));
                 }
             };
         buf.clear();
         // Media before a protocol error still reaches the viewers; then the link fails.
-        let events = events
-            .into_iter()
-            .map(Ok)
-            .chain(protocol_error.map(|e| Err(format!("protocol error: {e}"))));
-        for ev in events {
-            let ev = match ev {
-                Ok(ev) => ev,
-                Err(why) => return lost(why),
-            };
+        for ev in events.drain(..) {
             let ev = match ev {
                 ClientEvent::Started => LinkEvent::Started,
                 ClientEvent::Metadata { body } => LinkEvent::Metadata(body),
@@ -261,189 +292,64 @@ async fn pull_session(
                 ClientEvent::Redirect { url } => {
                     return Some(match OriginUrl::parse(&url) {
                         Ok(u) => LinkEvent::Redirect(u),
-                        Err(e) => LinkEvent::Failed(Failure::NotFound, format!("redirect: {e}")),
+                        Err(e) => LinkEvent::Failed(LinkError::Refused(format!(
+                            "a redirect to an unusable URL ({e})"
+                        ))),
                     })
                 }
                 ClientEvent::Status { code } if refusal(&code) => {
-                    return Some(LinkEvent::Failed(
-                        Failure::NotFound,
-                        format!("the origin answered {code}"),
-                    ))
+                    return failed(LinkError::Refused(code))
                 }
                 ClientEvent::Status { .. } => continue,
-                ClientEvent::CommandError => {
-                    return Some(LinkEvent::Failed(
-                        Failure::NotFound,
-                        "the origin refused a command".into(),
-                    ))
-                }
+                ClientEvent::CommandError => return failed(LinkError::CommandRefused),
             };
-            if !shard.pull_event(key, gen, ev) {
+            if !Rc::clone(sink).link_event(&p.key, p.link, ev) {
                 return None;
             }
         }
-    }
-}
-
-/// Frames waiting to be forwarded: bounded in bytes; over the bound everything queued is
-/// dropped and forwarding resumes at the next keyframe (the origin's viewers see a skip,
-/// the edge's viewers nothing).
-pub struct ForwardQueue {
-    frames: RefCell<VecDeque<Frame>>,
-    bytes: Cell<usize>,
-    limit: usize,
-    skip_to_sync_point: Cell<bool>,
-    waker: Cell<Option<Waker>>,
-    pub dropped: Cell<u64>,
-}
-
-impl ForwardQueue {
-    pub fn new(limit: usize) -> Rc<Self> {
-        Rc::new(Self {
-            frames: RefCell::new(VecDeque::new()),
-            bytes: Cell::new(0),
-            limit,
-            skip_to_sync_point: Cell::new(false),
-            waker: Cell::new(None),
-            dropped: Cell::new(0),
-        })
-    }
-
-    pub fn push(&self, f: &Frame) {
-        if self.skip_to_sync_point.get() {
-            if !f.flags.sync_point && !f.flags.header {
-                self.dropped.set(self.dropped.get() + 1);
-                return;
-            }
-            if f.flags.sync_point {
-                self.skip_to_sync_point.set(false);
-            }
-        }
-        let len = f.payload.len();
-        if self.bytes.get() + len > self.limit {
-            let mut q = self.frames.borrow_mut();
-            self.dropped.set(self.dropped.get() + q.len() as u64);
-            q.clear();
-            self.bytes.set(0);
-            if !f.flags.sync_point {
-                self.skip_to_sync_point.set(true);
-                self.dropped.set(self.dropped.get() + 1);
-                return;
-            }
-        }
-        self.bytes.set(self.bytes.get() + len);
-        self.frames.borrow_mut().push_back(f.clone());
-        self.wake();
-    }
-
-    fn pop(&self) -> Option<Frame> {
-        let f = self.frames.borrow_mut().pop_front()?;
-        self.bytes.set(self.bytes.get() - f.payload.len());
-        Some(f)
-    }
-
-    /// Empties the queue (a new session starts from the join frames instead).
-    pub fn clear(&self) {
-        self.frames.borrow_mut().clear();
-        self.bytes.set(0);
-        self.skip_to_sync_point.set(false);
-    }
-
-    fn is_empty(&self) -> bool {
-        self.frames.borrow().is_empty()
-    }
-
-    pub fn wake(&self) {
-        if let Some(w) = self.waker.take() {
-            w.wake();
+        if let Some(e) = protocol_error {
+            return failed(LinkError::Protocol(e));
         }
     }
 }
 
-/// Forwards a stream published at this edge to the first origin that takes it, with the
-/// same failover as pulls (next origin at once, then bounded backoff), until cancelled.
+/// Runs one forward session (a publish to one origin) until it fails or is cancelled; the
+/// owner decides whether another follows.
 pub async fn run_forward(
-    shard: Rc<Shard>,
-    key: StreamKey,
-    stream_name: String,
+    sink: Rc<dyn LinkSink>,
+    p: LinkParams,
     queue: Rc<ForwardQueue>,
     cancel: Rc<Cancel>,
-    view: Arc<StreamView>,
 ) {
-    let timing = UpstreamTiming {
-        // A publish has no media to wait for, and stays where it is once accepted.
-        media_timeout_ms: u64::MAX / 4,
-        probe_ms: u64::MAX / 4,
-        ..UpstreamTiming::default()
-    };
-    let (mut planner, mut action) =
-        UpstreamPlanner::new(shard.config.origins.clone(), timing, shard.now_ms());
-    shard.stats().forwards_started.inc();
-    while let UpstreamAction::Connect { url, .. } = action {
-        view.update(|s| s.forward = Some(LinkView::new(url.to_string(), "connecting")));
-        let result =
-            forward_session(&shard, &key, &url, &stream_name, &queue, &cancel, &view).await;
-        if cancel.is_cancelled() {
-            break;
+    let result = forward_session(&sink, &p, &queue, &cancel).await;
+    if let Err(e) = result {
+        if !cancel.is_cancelled() && !queue.closed.get() {
+            Rc::clone(&sink).link_event(&p.key, p.link, LinkEvent::Failed(e));
         }
-        let (why, msg) = match result {
-            Ok(()) => break,
-            Err(e) => e,
-        };
-        warn!(shard = shard.id, %key, origin = %url, "forwarding failed: {msg}");
-        let now = shard.now_ms();
-        action = match planner.handle_failure(why, now) {
-            Some(a) => a,
-            None => {
-                view.update(|s| s.forward = Some(LinkView::new(url.to_string(), "backoff")));
-                let wait = planner.poll_timeout().unwrap_or(now).saturating_sub(now);
-                monoio::select! {
-                    _ = monoio::time::sleep(Duration::from_millis(wait)) => {}
-                    _ = cancel.cancelled() => break,
-                }
-                match planner
-                    .handle_timeout(shard.now_ms())
-                    .into_iter()
-                    .find(|a| matches!(a, UpstreamAction::Connect { .. }))
-                {
-                    Some(a) => a,
-                    None => break,
-                }
-            }
-        };
     }
-    view.update(|s| s.forward = None);
 }
 
 /// Shared between a forward session's writer (this task) and its reader task.
 #[derive(Default)]
 struct SessionState {
     started: Cell<bool>,
-    failed: RefCell<Option<(Failure, String)>>,
+    failed: RefCell<Option<LinkError>>,
     done: Cell<bool>,
 }
 
-/// One publish connection. `Ok` when cancelled; `Err` says why it ended otherwise.
+/// One publish connection. `Ok` when it ended because it is no longer wanted.
 async fn forward_session(
-    shard: &Rc<Shard>,
-    key: &StreamKey,
-    url: &OriginUrl,
-    stream_name: &str,
+    sink: &Rc<dyn LinkSink>,
+    p: &LinkParams,
     queue: &Rc<ForwardQueue>,
     cancel: &Rc<Cancel>,
-    view: &Arc<StreamView>,
-) -> Result<(), (Failure, String)> {
-    let timeout = Duration::from_millis(shard.config.upstream_timeout_ms);
+) -> Result<(), LinkError> {
     let stream = monoio::select! {
-        r = connect(url, timeout) => r.map_err(|e| (Failure::ConnectFailed, e))?,
+        r = connect(&p.url, p.timeout) => r?,
         _ = cancel.cancelled() => return Ok(()),
     };
-    let client = RtmpClient::new(ClientConfig::new(
-        &url.to_string(),
-        stream_name,
-        ClientMode::Publish,
-    ))
-    .map_err(|e| (Failure::ConnectFailed, e.to_string()))?;
+    let config = ClientConfig::new(&p.url.to_string(), &p.stream_name, ClientMode::Publish);
+    let client = RtmpClient::new(config).map_err(|e| LinkError::Protocol(e.to_string()))?;
     let client = Rc::new(RefCell::new(client));
     let state = Rc::new(SessionState::default());
     let (reader, mut writer) = stream.into_split();
@@ -454,14 +360,19 @@ async fn forward_session(
         Rc::clone(&state),
         Rc::clone(queue),
         Rc::clone(&session_end),
+        Arc::clone(&p.stats),
+        p.shard,
     ));
-    let start_deadline = std::time::Instant::now() + timeout.max(PUBLISH_START_MIN);
+    let start_wait = p.timeout.max(PUBLISH_START_MIN);
+    let mut start_timeout = std::pin::pin!(monoio::time::sleep(start_wait));
     let mut joined = false;
+    let stats = &p.stats.shards[p.shard.0];
     let result = loop {
         // Wait for something to do: bytes the session wants out, frames, a start, an end.
         let ready = poll_fn(|cx| {
             let has_output = client.borrow().has_output();
             if cancel.is_cancelled()
+                || queue.closed.get()
                 || state.failed.borrow().is_some()
                 || has_output
                 || (state.started.get() && (!joined || !queue.is_empty()))
@@ -472,58 +383,55 @@ async fn forward_session(
                 Poll::Pending
             }
         });
-        if !state.started.get() {
-            let left = start_deadline.saturating_duration_since(std::time::Instant::now());
+        if state.started.get() {
+            ready.await;
+        } else {
             monoio::select! {
                 _ = ready => {}
-                _ = monoio::time::sleep(left) => {}
+                _ = &mut start_timeout => {
+                    if !state.started.get() {
+                        break Err(LinkError::NoPublishStart(start_wait.as_millis() as u64));
+                    }
+                }
             }
-        } else {
-            ready.await;
         }
-        if cancel.is_cancelled() {
+        if cancel.is_cancelled() || queue.closed.get() {
             break Ok(());
         }
         if let Some(e) = state.failed.borrow_mut().take() {
             break Err(e);
         }
-        if !state.started.get() && std::time::Instant::now() >= start_deadline {
-            break Err((Failure::ConnectFailed, "no NetStream.Publish.Start".into()));
-        }
         if state.started.get() {
-            let mut c = client.borrow_mut();
-            let frames = if joined {
-                Vec::new()
-            } else {
+            if !joined {
                 joined = true;
-                shard.stats().forward_sessions.inc();
-                view.update(|s| s.forward = Some(LinkView::new(url.to_string(), "publishing")));
-                info!(shard = shard.id, %key, origin = %url, "forwarding the publish");
-                shard.forward_join(key)
-            };
+                stats.forward_sessions.inc();
+                // The owner answers with the join frames, queued before this returns.
+                if !Rc::clone(sink).link_event(&p.key, p.link, LinkEvent::Started) {
+                    break Ok(());
+                }
+            }
+            let mut c = client.borrow_mut();
             let mut publish = |f: &Frame| match f.kind {
                 MediaKind::Data => c.publish_metadata(&f.payload),
                 kind => c.publish(kind, f.timestamp_ms as u32, f.payload.clone()),
             };
-            let mut pending = frames.into_iter().chain(std::iter::from_fn(|| queue.pop()));
-            if let Some(e) = pending.find_map(|f| publish(&f).err()) {
-                *state.failed.borrow_mut() =
-                    Some((Failure::ConnectionLost, format!("publish: {e}")));
+            if let Some(e) = std::iter::from_fn(|| queue.pop()).find_map(|f| publish(&f).err()) {
+                *state.failed.borrow_mut() = Some(LinkError::Protocol(format!("publish: {e}")));
             }
         }
         let out = client.borrow_mut().poll_transmit();
         if let Some(out) = out {
             let len = out.len() as u64;
             if let (Err(e), _) = writer.write_all(out).await {
-                break Err((Failure::ConnectionLost, format!("write: {e}")));
+                break Err(LinkError::Write(e.to_string()));
             }
-            view.forward_bytes.fetch_add(len, Relaxed);
+            p.view.forward_bytes.fetch_add(len, Relaxed);
         }
     };
     state.done.set(true);
     session_end.cancel();
     if joined {
-        shard.stats().forward_sessions.dec();
+        stats.forward_sessions.dec();
     }
     result
 }
@@ -535,6 +443,8 @@ async fn forward_reader(
     state: Rc<SessionState>,
     queue: Rc<ForwardQueue>,
     session_end: Rc<Cancel>,
+    stats: Arc<Stats>,
+    shard: ShardId,
 ) {
     let mut buf = Vec::with_capacity(4096);
     let failure = loop {
@@ -544,14 +454,9 @@ async fn forward_reader(
         };
         buf = b;
         let n = match res {
-            Ok(0) => {
-                break (
-                    Failure::ConnectionLost,
-                    "the origin closed the connection".into(),
-                )
-            }
+            Ok(0) => break LinkError::Closed,
             Ok(n) => n,
-            Err(e) => break (Failure::ConnectionLost, format!("read: {e}")),
+            Err(e) => break LinkError::Read(e.to_string()),
         };
         let mut events = Vec::new();
         let parsed =
@@ -560,28 +465,29 @@ async fn forward_reader(
         let protocol_error = match parsed {
             Ok(r) => r.err(),
             // The forward's session is dropped with this connection; a new one starts over.
-            Err(panic) => break (Failure::ConnectionLost, panic),
+            Err(panic) => {
+                stats.shards[shard.0].peer_panics.inc();
+                break LinkError::Protocol(panic);
+            }
         };
         let mut refused = None;
         for ev in events {
             match ev {
                 ClientEvent::Started => state.started.set(true),
                 ClientEvent::Status { code } if refusal(&code) => {
-                    refused = Some(format!("the origin answered {code}"))
+                    refused = Some(LinkError::Refused(code))
                 }
-                ClientEvent::Redirect { url } => {
-                    refused = Some(format!("the origin redirects publishes to {url}"))
-                }
-                ClientEvent::CommandError => refused = Some("the origin refused a command".into()),
+                ClientEvent::Redirect { url } => refused = Some(LinkError::PublishRedirected(url)),
+                ClientEvent::CommandError => refused = Some(LinkError::CommandRefused),
                 _ => {}
             }
         }
         // A refusal just before the broken bytes is the better reason to report.
-        if let Some(why) = refused {
-            break (Failure::NotFound, why);
+        if let Some(e) = refused {
+            break e;
         }
         if let Some(e) = protocol_error {
-            break (Failure::ConnectionLost, format!("protocol error: {e}"));
+            break LinkError::Protocol(e.to_string());
         }
         queue.wake();
     };

@@ -19,7 +19,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::ts::{AudioConfig, TsError, TsMuxer, TsSink, VideoConfig};
-use crate::media::{self, Frame, MediaKind, VideoCodec};
+use crate::ids::SegmentSeq;
+use crate::media::{self, Frame, TagInfo, VideoCodec};
 
 /// A jump in DTS larger than this starts a discontinuity.
 pub const MAX_GAP_MS: u64 = 10_000;
@@ -54,7 +55,7 @@ pub trait SegmentStore {
 }
 
 /// `Vec`-backed storage with no budget.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone, Copy)]
 pub struct VecStore;
 
 impl SegmentStore for VecStore {
@@ -74,7 +75,7 @@ pub struct Segment(Arc<SegmentData>);
 /// What a [`Segment`] holds.
 #[derive(Debug)]
 pub struct SegmentData {
-    pub seq: u64,
+    pub seq: SegmentSeq,
     pub duration_ms: u64,
     pub discontinuity: bool,
     /// The TS bytes, in order.
@@ -100,7 +101,7 @@ pub struct HlsSnapshot {
 }
 
 impl HlsSnapshot {
-    pub fn segment(&self, seq: u64) -> Option<&Segment> {
+    pub fn segment(&self, seq: SegmentSeq) -> Option<&Segment> {
         self.segments.iter().find(|s| s.seq == seq)
     }
 }
@@ -112,7 +113,7 @@ struct Open<W> {
 }
 
 /// Why the segmenter stopped: a codec HLS cannot carry, or storage refused a segment.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum SegmenterError {
     #[error(transparent)]
     Ts(#[from] TsError),
@@ -125,7 +126,7 @@ pub struct Segmenter<S: SegmentStore> {
     mux: TsMuxer,
     stream_name: String,
     open: Option<Open<S::Writer>>,
-    next_seq: u64,
+    next_seq: SegmentSeq,
     /// Finished segments, oldest first: window plus extras.
     segments: VecDeque<Segment>,
     /// Discontinuities that left the window (EXT-X-DISCONTINUITY-SEQUENCE).
@@ -150,7 +151,7 @@ impl<S: SegmentStore> Segmenter<S> {
             mux: TsMuxer::new(),
             stream_name: stream_name.to_string(),
             open: None,
-            next_seq: 0,
+            next_seq: SegmentSeq(0),
             segments: VecDeque::new(),
             discontinuity_seq: 0,
             target_duration_s: config.segment_ms.div_ceil(1000).max(1),
@@ -168,11 +169,16 @@ impl<S: SegmentStore> Segmenter<S> {
             return Ok(None);
         }
         let body = &frame.payload;
-        match frame.kind {
-            MediaKind::Data => Ok(None),
-            MediaKind::Video => {
-                let tag = media::parse_video_tag(body)
-                    .map_err(|e| TsError::Unsupported(e.to_string()))?;
+        // The header was parsed where the frame entered the engine; frames built elsewhere
+        // (tests, tools) are parsed here.
+        let parsed = match frame.tag {
+            Some(t) => t,
+            None => media::parse_tag(frame.kind, body)
+                .map_err(|e| TsError::Unsupported(e.to_string()))?,
+        };
+        match parsed {
+            TagInfo::Data => Ok(None),
+            TagInfo::Video(tag) => {
                 let offset = video_data_offset(body, tag.codec);
                 if tag.sequence_header {
                     let config = match tag.codec {
@@ -205,9 +211,7 @@ impl<S: SegmentStore> Segmenter<S> {
                 }
                 Ok(snapshot)
             }
-            MediaKind::Audio => {
-                let tag = media::parse_audio_tag(body)
-                    .map_err(|e| TsError::Unsupported(e.to_string()))?;
+            TagInfo::Audio(tag) => {
                 if tag.sound_format != 10 {
                     return Err(
                         TsError::Unsupported(format!("audio format {}", tag.sound_format)).into(),
@@ -311,7 +315,7 @@ impl<S: SegmentStore> Segmenter<S> {
             pieces,
             len,
         }));
-        self.next_seq += 1;
+        self.next_seq = self.next_seq.next();
         self.target_duration_s = self.target_duration_s.max(duration_ms.div_ceil(1000));
         self.segments.push_back(seg);
         // Keep the window plus extras; count discontinuities leaving the listed window.

@@ -6,6 +6,7 @@ use mpeg2ts::ts::{ReadTsPacket, TsPacketReader, TsPayload};
 
 use super::segmenter::{HlsConfig, Segmenter, VecStore};
 use super::ts::{PACKET, PID_AUDIO, PID_PMT, PID_VIDEO, TS_OFFSET_90K};
+use crate::ids::SegmentSeq;
 use crate::media::{Frame, FrameFlags, MediaKind};
 
 fn avc_seq() -> Frame {
@@ -236,7 +237,7 @@ fn playlist_window_discontinuity_and_endlist() {
 #EXTINF:0.960,\ncam-11.ts\n#EXT-X-ENDLIST\n";
     assert_eq!(text, expected);
     assert_eq!(snap.segments.len(), 4, "window plus one kept extra");
-    assert!(snap.segment(8).is_some() && snap.segment(7).is_none());
+    assert!(snap.segment(SegmentSeq(8)).is_some() && snap.segment(SegmentSeq(7)).is_none());
 
     // The same, looked at while the discontinuity is still in the window.
     let mut s = Segmenter::new(config, VecStore, "cam");
@@ -306,12 +307,12 @@ fn shedding_drops_extras_then_the_oldest_listed_segment() {
     assert_eq!(s.snapshot().segments.len(), 5);
     let snap = s.shed().unwrap();
     assert_eq!(
-        snap.segments.iter().map(|s| s.seq).collect::<Vec<_>>(),
+        snap.segments.iter().map(|s| s.seq.0).collect::<Vec<_>>(),
         vec![3, 4, 5]
     );
     let snap = s.shed().unwrap();
     assert_eq!(
-        snap.segments.iter().map(|s| s.seq).collect::<Vec<_>>(),
+        snap.segments.iter().map(|s| s.seq.0).collect::<Vec<_>>(),
         vec![4, 5]
     );
     let text = String::from_utf8(snap.playlist.to_vec()).unwrap();
@@ -332,7 +333,7 @@ fn rendered_playlists_parse_back() {
         .rev()
         .take(6)
         .rev()
-        .map(|s| s.seq)
+        .map(|s| s.seq.0)
         .collect();
     assert_eq!(p.segments.iter().map(|s| s.seq).collect::<Vec<_>>(), listed);
     assert_eq!(p.target_duration_s, snap.target_duration_s);

@@ -107,6 +107,21 @@ struct NetStream {
     state: NetStreamState,
 }
 
+/// An `onStatus(level, code, description)` command on message stream `stream_id`, as one
+/// chunk sequence with a full header: it may be written between shared media chunks, and by
+/// the engine after the session itself is gone (a stream's end, a not-found).
+pub fn status_message(stream_id: u32, level: &str, code: &str, description: &str) -> Bytes {
+    let body = amf::status_body(level, code, description);
+    chunk::serialize_message(
+        chunk::CSID_DATA,
+        0,
+        message::type_id::AMF0_COMMAND,
+        stream_id,
+        &body,
+        chunk::OUT_CHUNK_SIZE,
+    )
+}
+
 /// One RTMP server connection.
 pub struct ServerConnection {
     handshake: Option<Box<Handshake>>,
@@ -242,15 +257,8 @@ impl ServerConnection {
 
     /// Queues an `onStatus` command on `stream_id` (e.g. `NetStream.Play.UnpublishNotify`).
     pub fn send_status(&mut self, stream_id: u32, level: &str, code: &str, description: &str) {
-        let body = amf::status_body(level, code, description);
-        self.outbound.extend_from_slice(&chunk::serialize_message(
-            chunk::CSID_DATA,
-            0,
-            message::type_id::AMF0_COMMAND,
-            stream_id,
-            &body,
-            chunk::OUT_CHUNK_SIZE,
-        ));
+        self.outbound
+            .extend_from_slice(&status_message(stream_id, level, code, description));
     }
 
     /// Bytes to write to the peer, in order, or `None` when there is nothing to send.

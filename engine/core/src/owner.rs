@@ -1,0 +1,717 @@
+//! One stream on its owner shard — its local origin — sans-IO: the publisher lifecycle
+//! ([`StreamMaster`]), the join cache snapshots come from, the shards subscribed to it (this
+//! one included, for its own viewers), the HLS segmenter, and in edge mode the stream's one
+//! upstream [`Pull`] and the [`Forward`] of a publish made here.
+//!
+//! Inputs are `handle_*(…, now_ms)` from the shard (mesh messages, upstream link reports,
+//! deadlines); outputs are [`OwnerEffect`]s appended to the caller's vector. The shard runs
+//! them and re-arms its timer from [`Owner::poll_timeout`].
+//!
+//! A frame, in steps:
+//! 1. The publisher's shard parsed its header once ([`TagInfo`]); the master stamps it
+//!    (timestamp unwrap, republish rebase) into a [`Frame`] whose wire forms are built once.
+//! 2. The segmenter muxes it; a finished segment is an [`OwnerEffect::Hls`] snapshot.
+//! 3. The join cache keeps it; the forward (if publishing) gets it.
+//! 4. Every subscriber gets an [`OwnerEffect::Update`]; one whose channel was full lags and
+//!    is resynchronised with a snapshot at the next keyframe.
+//!
+//! Must not: touch a socket, a channel or a clock; hold more than the join cache's bounds.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::forward::{Forward, ForwardEffect, ForwardNote};
+use crate::gop::GopLimits;
+use crate::hls::{HlsConfig, HlsSnapshot, SegmentStore, Segmenter, SegmenterError};
+use crate::ids::{LinkId, ShardId};
+use crate::media::{self, Frame, MediaError, StreamKey, TagInfo};
+use crate::pull::{upstream_stream_name, LinkIds, Pull, PullEffect, PullNote};
+use crate::stream::{
+    MasterPhase, PublishError, PublisherId, StreamMaster, StreamReplica, StreamUpdate,
+};
+use crate::upstream::{LinkEvent, LinkState, OriginUrl};
+
+/// Edge mode: where streams come from and go to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EdgeConfig {
+    /// In failover order; never empty.
+    pub origins: Vec<OriginUrl>,
+    pub upstream_timeout_ms: u64,
+    pub upstream_idle_ms: u64,
+}
+
+/// What every owner on a shard shares.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnerConfig {
+    /// The shard the owner runs on (its own viewers subscribe as this shard).
+    pub me: ShardId,
+    pub grace_ms: u64,
+    pub gop: GopLimits,
+    pub hls: HlsConfig,
+    pub edge: Option<EdgeConfig>,
+}
+
+/// Which kind of upstream connection to open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkRole {
+    /// The stream's pull (an RTMP play).
+    Pull,
+    /// A second play, to see whether the preferred origin is back.
+    Probe,
+    /// The forward of a local publish (an RTMP publish).
+    Forward,
+}
+
+/// What the shard must do for an owner.
+#[derive(Debug)]
+pub enum OwnerEffect {
+    /// Give `update` to shard `to`'s replica (`to` may be this shard: apply it here). The
+    /// shard reports a full channel with [`Owner::handle_send_failed`].
+    Update { to: ShardId, update: StreamUpdate },
+    /// Answer a publisher's shard.
+    PublishReply {
+        to: ShardId,
+        publisher: PublisherId,
+        result: Result<(), PublishError>,
+    },
+    /// A new HLS state: install it here and announce it to every shard.
+    Hls(HlsSnapshot),
+    /// The segment store refused a segment (full): make room (evict an ended stream, or
+    /// call [`Owner::handle_shed`]).
+    HlsRefused,
+    /// The stream's HLS is gone for good (an edge pull torn down): forget it everywhere.
+    ForgetHls,
+    /// Open an upstream connection.
+    Connect {
+        link: LinkId,
+        role: LinkRole,
+        url: OriginUrl,
+        stream_name: String,
+    },
+    /// Close one.
+    Disconnect(LinkId),
+    /// The forward's origin took the publish: its queue restarts from these frames.
+    ForwardJoin(Vec<Frame>),
+    /// A live frame for the forward's queue.
+    ForwardFrame(Frame),
+    /// For the log and the counters.
+    Note(OwnerNote),
+    /// What [`Owner::view`] shows changed.
+    ViewChanged,
+    /// Nothing is left (no publisher or grace, no subscriber, no pull, no forward): drop it.
+    Free,
+}
+
+/// What happened, for the log and the counters; decided already.
+#[derive(Debug, Clone, PartialEq)]
+pub enum OwnerNote {
+    PublishAccepted,
+    PublisherLeft { grace_ms: u64 },
+    GraceOver,
+    PullStarted,
+    PullStopped,
+    PullIdle { idle_ms: u64 },
+    Pull(PullNote),
+    ForwardStarted,
+    Forward(ForwardNote),
+    HlsStopped(SegmenterError),
+    UpstreamMediaDropped(MediaError),
+}
+
+/// Where a stream's media comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    None,
+    /// Published here.
+    Publisher,
+    /// Pulled from an origin.
+    Upstream,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::None => "none",
+            Source::Publisher => "publisher",
+            Source::Upstream => "upstream",
+        }
+    }
+}
+
+/// An upstream connection as the streams API shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkView {
+    pub origin: OriginUrl,
+    pub state: LinkState,
+    /// Shard-clock ms when it entered `state`.
+    pub since_ms: u64,
+}
+
+/// What the streams API shows of an owned stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnerView {
+    pub phase: MasterPhase,
+    pub source: Source,
+    pub upstream: Option<LinkView>,
+    pub forward: Option<LinkView>,
+    pub failovers: u64,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Subscriber {
+    shard: ShardId,
+    /// An update did not fit its channel: it gets a snapshot at the next keyframe.
+    lagging: bool,
+}
+
+/// One stream's owner state.
+pub struct Owner<S: SegmentStore> {
+    key: StreamKey,
+    config: Arc<OwnerConfig>,
+    master: StreamMaster,
+    cache: StreamReplica,
+    subscribers: Vec<Subscriber>,
+    store: S,
+    segmenter: Option<Segmenter<S>>,
+    pull: Option<Pull>,
+    forward: Option<Forward>,
+    ids: LinkIds,
+    /// Failovers of pulls that are gone (the view adds the current pull's).
+    past_failovers: u64,
+}
+
+impl<S: SegmentStore + Clone> Owner<S> {
+    /// `instance`: machine-unique (upstream link ids are made of it); `store`: where
+    /// segments go.
+    pub fn new(key: StreamKey, config: Arc<OwnerConfig>, store: S, instance: u64) -> Self {
+        Self {
+            master: StreamMaster::new(config.grace_ms),
+            cache: StreamReplica::new(config.gop),
+            key,
+            config,
+            subscribers: Vec::new(),
+            store,
+            segmenter: None,
+            pull: None,
+            forward: None,
+            ids: LinkIds::new(instance),
+            past_failovers: 0,
+        }
+    }
+
+    pub fn key(&self) -> &StreamKey {
+        &self.key
+    }
+
+    /// What a new subscriber or a forward session starts from.
+    pub fn join_frames(&self) -> impl Iterator<Item = &Frame> {
+        self.cache.join_frames()
+    }
+
+    /// Whether `link` is one of this stream's upstream connections.
+    pub fn has_link(&self, link: LinkId) -> bool {
+        self.pull.as_ref().is_some_and(|p| p.has_link(link))
+            || self.forward.as_ref().is_some_and(|f| f.has_link(link))
+    }
+
+    /// A shard has viewers of the stream (`query`: its first viewer's, for an edge pull).
+    pub fn handle_subscribe(
+        &mut self,
+        from: ShardId,
+        query: Option<Arc<str>>,
+        now_ms: u64,
+        out: &mut Vec<OwnerEffect>,
+    ) {
+        if !self.subscribers.iter().any(|s| s.shard == from) {
+            self.subscribers.push(Subscriber {
+                shard: from,
+                lagging: false,
+            });
+        }
+        out.push(OwnerEffect::Update {
+            to: from,
+            update: self.cache.snapshot(),
+        });
+        if let Some(p) = &mut self.pull {
+            p.handle_in_use(true, now_ms);
+        }
+        self.handle_demand(query, now_ms, out);
+    }
+
+    /// A shard has no viewers of the stream left.
+    pub fn handle_unsubscribe(&mut self, from: ShardId, now_ms: u64, out: &mut Vec<OwnerEffect>) {
+        self.subscribers.retain(|s| s.shard != from);
+        if self.subscribers.is_empty() {
+            if let Some(p) = &mut self.pull {
+                p.handle_in_use(false, now_ms);
+            }
+        }
+        self.check_free(out);
+    }
+
+    /// Someone wants the stream (a subscriber, or HLS viewers' playlist requests). In edge
+    /// mode, with nobody publishing it here, this starts the pull or keeps it.
+    pub fn handle_demand(
+        &mut self,
+        query: Option<Arc<str>>,
+        now_ms: u64,
+        out: &mut Vec<OwnerEffect>,
+    ) {
+        let Some(edge) = &self.config.edge else {
+            return;
+        };
+        if let Some(p) = &mut self.pull {
+            p.handle_demand(now_ms);
+            return;
+        }
+        if !self.master.is_idle() {
+            // Published here (or in its grace): served locally.
+            return;
+        }
+        let mut pe = Vec::new();
+        let mut pull = Pull::new(
+            edge.origins.clone(),
+            upstream_stream_name(&self.key, query.as_deref()),
+            edge.upstream_timeout_ms,
+            edge.upstream_idle_ms,
+            &mut self.ids,
+            now_ms,
+            &mut pe,
+        );
+        pull.handle_in_use(!self.subscribers.is_empty(), now_ms);
+        self.pull = Some(pull);
+        out.push(OwnerEffect::Note(OwnerNote::PullStarted));
+        self.apply_pull(pe, now_ms, out);
+        out.push(OwnerEffect::ViewChanged);
+    }
+
+    /// A publisher on shard `from` asks for the stream.
+    pub fn handle_publish(
+        &mut self,
+        publisher: PublisherId,
+        from: ShardId,
+        query: Option<Arc<str>>,
+        now_ms: u64,
+        out: &mut Vec<OwnerEffect>,
+    ) {
+        match self.master.handle_publish(publisher, now_ms) {
+            Ok(updates) => {
+                out.push(OwnerEffect::Note(OwnerNote::PublishAccepted));
+                // Edge mode: a local publisher replaces a pull that had no media yet.
+                self.stop_pull(out);
+                self.broadcast(updates, out);
+                self.start_forward(query, now_ms, out);
+                out.push(OwnerEffect::ViewChanged);
+                out.push(OwnerEffect::PublishReply {
+                    to: from,
+                    publisher,
+                    result: Ok(()),
+                });
+            }
+            Err(e) => {
+                out.push(OwnerEffect::PublishReply {
+                    to: from,
+                    publisher,
+                    result: Err(e),
+                });
+                self.check_free(out);
+            }
+        }
+    }
+
+    /// A publisher's media, its header parsed where it arrived.
+    pub fn handle_media(
+        &mut self,
+        publisher: PublisherId,
+        timestamp: u32,
+        body: Bytes,
+        tag: TagInfo,
+        out: &mut Vec<OwnerEffect>,
+    ) {
+        if let Some(f) = self.master.handle_media(publisher, timestamp, body, tag) {
+            self.broadcast([StreamUpdate::Frame(f)], out);
+        }
+    }
+
+    /// A publisher's `onMetaData`.
+    pub fn handle_metadata(
+        &mut self,
+        publisher: PublisherId,
+        body: Bytes,
+        out: &mut Vec<OwnerEffect>,
+    ) {
+        if let Some(f) = self.master.handle_metadata(publisher, body) {
+            self.broadcast([StreamUpdate::Frame(f)], out);
+        }
+    }
+
+    /// The publisher left (or its connection closed).
+    pub fn handle_unpublish(
+        &mut self,
+        publisher: PublisherId,
+        now_ms: u64,
+        out: &mut Vec<OwnerEffect>,
+    ) {
+        let updates = self.master.handle_unpublish(publisher, now_ms);
+        if !updates.is_empty() {
+            out.push(OwnerEffect::Note(OwnerNote::PublisherLeft {
+                grace_ms: self.config.grace_ms,
+            }));
+            self.broadcast(updates, out);
+            out.push(OwnerEffect::ViewChanged);
+        }
+    }
+
+    /// A report from upstream connection `link`; whether it is still wanted.
+    pub fn handle_link_event(
+        &mut self,
+        link: LinkId,
+        ev: LinkEvent,
+        now_ms: u64,
+        out: &mut Vec<OwnerEffect>,
+    ) -> bool {
+        if let Some(p) = self.pull.as_mut().filter(|p| p.has_link(link)) {
+            let mut pe = Vec::new();
+            let keep = p.handle_link_event(link, ev, &mut self.ids, now_ms, &mut pe);
+            self.apply_pull(pe, now_ms, out);
+            out.push(OwnerEffect::ViewChanged);
+            return keep;
+        }
+        if let Some(f) = self.forward.as_mut().filter(|f| f.has_link(link)) {
+            let mut fe = Vec::new();
+            let keep = f.handle_link_event(link, ev, &mut self.ids, now_ms, &mut fe);
+            self.apply_forward(fe, out);
+            out.push(OwnerEffect::ViewChanged);
+            return keep;
+        }
+        false
+    }
+
+    /// Shard `to`'s channel was full for an update: it lags until the next keyframe.
+    pub fn handle_send_failed(&mut self, to: ShardId) {
+        for s in self.subscribers.iter_mut().filter(|s| s.shard == to) {
+            s.lagging = true;
+        }
+    }
+
+    /// Segment memory is short and no ended stream is left to evict: give up this stream's
+    /// oldest segments.
+    pub fn handle_shed(&mut self, out: &mut Vec<OwnerEffect>) {
+        if let Some(snap) = self.segmenter.as_mut().and_then(|s| s.shed()) {
+            out.push(OwnerEffect::Hls(snap));
+        }
+    }
+
+    /// When [`Owner::handle_timeout`] wants to run.
+    pub fn poll_timeout(&self) -> Option<u64> {
+        [
+            self.master.poll_timeout(),
+            self.pull.as_ref().and_then(Pull::poll_timeout),
+            self.forward.as_ref().and_then(Forward::poll_timeout),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// Deadlines: the republish grace, the pull's, the forward's backoff.
+    pub fn handle_timeout(&mut self, now_ms: u64, out: &mut Vec<OwnerEffect>) {
+        if self.master.poll_timeout().is_some_and(|t| now_ms >= t) {
+            let updates = self.master.handle_timeout(now_ms);
+            if !updates.is_empty() {
+                out.push(OwnerEffect::Note(OwnerNote::GraceOver));
+                self.broadcast(updates, out);
+                out.push(OwnerEffect::ViewChanged);
+            }
+        }
+        if let Some(p) = &mut self.pull {
+            if p.poll_timeout().is_some_and(|t| now_ms >= t) {
+                let mut pe = Vec::new();
+                p.handle_timeout(&mut self.ids, now_ms, &mut pe);
+                self.apply_pull(pe, now_ms, out);
+                out.push(OwnerEffect::ViewChanged);
+            }
+        }
+        if let Some(f) = &mut self.forward {
+            if f.poll_timeout().is_some_and(|t| now_ms >= t) {
+                let mut fe = Vec::new();
+                f.handle_timeout(&mut self.ids, now_ms, &mut fe);
+                self.apply_forward(fe, out);
+                out.push(OwnerEffect::ViewChanged);
+            }
+        }
+        self.check_free(out);
+    }
+
+    /// What the streams API shows.
+    pub fn view(&self) -> OwnerView {
+        let upstream = self.pull.as_ref().map(|p| match p.active() {
+            Some(l) => LinkView {
+                origin: l.url.clone(),
+                state: l.state,
+                since_ms: l.since_ms,
+            },
+            None => LinkView {
+                origin: p.last_origin().cloned().unwrap_or_else(|| {
+                    self.config
+                        .edge
+                        .as_ref()
+                        .map(|e| e.origins[0].clone())
+                        .expect("a pull exists only in edge mode")
+                }),
+                state: LinkState::Backoff,
+                since_ms: 0,
+            },
+        });
+        let forward = self.forward.as_ref().map(|f| {
+            let (origin, state, since_ms) = f.view();
+            LinkView {
+                origin,
+                state,
+                since_ms,
+            }
+        });
+        let source = match (&self.pull, self.master.is_idle()) {
+            (Some(_), _) => Source::Upstream,
+            (None, false) => Source::Publisher,
+            (None, true) => Source::None,
+        };
+        OwnerView {
+            phase: self.master.phase(),
+            source,
+            upstream,
+            forward,
+            failovers: self.past_failovers + self.pull.as_ref().map_or(0, |p| p.failovers),
+        }
+    }
+
+    fn check_free(&self, out: &mut Vec<OwnerEffect>) {
+        if self.master.is_idle()
+            && self.subscribers.is_empty()
+            && self.pull.is_none()
+            && self.forward.is_none()
+        {
+            out.push(OwnerEffect::Free);
+        }
+    }
+
+    fn start_forward(&mut self, query: Option<Arc<str>>, now_ms: u64, out: &mut Vec<OwnerEffect>) {
+        let Some(edge) = &self.config.edge else {
+            return;
+        };
+        if self.forward.is_some() {
+            // A republish in grace continues the same forward.
+            return;
+        }
+        let mut fe = Vec::new();
+        self.forward = Some(Forward::new(
+            edge.origins.clone(),
+            upstream_stream_name(&self.key, query.as_deref()),
+            &mut self.ids,
+            now_ms,
+            &mut fe,
+        ));
+        out.push(OwnerEffect::Note(OwnerNote::ForwardStarted));
+        self.apply_forward(fe, out);
+    }
+
+    fn stop_pull(&mut self, out: &mut Vec<OwnerEffect>) {
+        if let Some(mut p) = self.pull.take() {
+            let mut pe = Vec::new();
+            p.stop(&mut pe);
+            self.past_failovers += p.failovers;
+            for e in pe {
+                if let PullEffect::Disconnect(l) = e {
+                    out.push(OwnerEffect::Disconnect(l));
+                }
+            }
+            out.push(OwnerEffect::Note(OwnerNote::PullStopped));
+        }
+    }
+
+    /// Carries out what the pull decided, on the master and the shard.
+    fn apply_pull(&mut self, effects: Vec<PullEffect>, now_ms: u64, out: &mut Vec<OwnerEffect>) {
+        for e in effects {
+            match e {
+                PullEffect::Connect { link, url, probe } => {
+                    let stream_name = self
+                        .pull
+                        .as_ref()
+                        .map_or_else(String::new, |p| p.stream_name().to_string());
+                    out.push(OwnerEffect::Connect {
+                        link,
+                        role: if probe {
+                            LinkRole::Probe
+                        } else {
+                            LinkRole::Pull
+                        },
+                        url,
+                        stream_name,
+                    });
+                }
+                PullEffect::Disconnect(l) => out.push(OwnerEffect::Disconnect(l)),
+                PullEffect::Publish(publisher) => {
+                    if self.master.is_live(publisher) {
+                        continue;
+                    }
+                    match self.master.handle_publish(publisher, now_ms) {
+                        Ok(updates) => self.broadcast(updates, out),
+                        // A local publisher has the stream now: the pull is not needed.
+                        Err(_) => self.stop_pull(out),
+                    }
+                }
+                PullEffect::Media {
+                    publisher,
+                    kind,
+                    timestamp,
+                    body,
+                } => match media::parse_tag(kind, &body) {
+                    Ok(tag) => self.handle_media(publisher, timestamp, body, tag, out),
+                    Err(e) => out.push(OwnerEffect::Note(OwnerNote::UpstreamMediaDropped(e))),
+                },
+                PullEffect::Metadata { publisher, body } => {
+                    self.handle_metadata(publisher, body, out)
+                }
+                PullEffect::Unpublish(publisher) => {
+                    let updates = self.master.handle_unpublish(publisher, now_ms);
+                    self.broadcast(updates, out);
+                }
+                PullEffect::Idle => {
+                    if let Some(p) = self.pull.take() {
+                        self.past_failovers += p.failovers;
+                    }
+                    out.push(OwnerEffect::Note(OwnerNote::PullIdle {
+                        idle_ms: self.config.edge.as_ref().map_or(0, |e| e.upstream_idle_ms),
+                    }));
+                    let updates = self.master.end();
+                    self.broadcast(updates, out);
+                    out.push(OwnerEffect::ForgetHls);
+                    out.push(OwnerEffect::Note(OwnerNote::PullStopped));
+                    self.check_free(out);
+                }
+                PullEffect::Note(n) => out.push(OwnerEffect::Note(OwnerNote::Pull(n))),
+            }
+        }
+    }
+
+    fn apply_forward(&mut self, effects: Vec<ForwardEffect>, out: &mut Vec<OwnerEffect>) {
+        for e in effects {
+            match e {
+                ForwardEffect::Connect { link, url } => {
+                    let stream_name = self
+                        .forward
+                        .as_ref()
+                        .map_or_else(String::new, |f| f.stream_name().to_string());
+                    out.push(OwnerEffect::Connect {
+                        link,
+                        role: LinkRole::Forward,
+                        url,
+                        stream_name,
+                    });
+                }
+                ForwardEffect::Disconnect(l) => out.push(OwnerEffect::Disconnect(l)),
+                ForwardEffect::Join => {
+                    out.push(OwnerEffect::ForwardJoin(
+                        self.cache.join_frames().cloned().collect(),
+                    ));
+                }
+                ForwardEffect::Note(n) => out.push(OwnerEffect::Note(OwnerNote::Forward(n))),
+            }
+        }
+    }
+
+    /// Applies updates to the segmenter, the join cache, the forward and every subscriber.
+    fn broadcast(
+        &mut self,
+        updates: impl IntoIterator<Item = StreamUpdate>,
+        out: &mut Vec<OwnerEffect>,
+    ) {
+        for update in updates {
+            self.feed_hls(&update, out);
+            self.cache.handle_update(&update);
+            match &update {
+                StreamUpdate::Frame(f)
+                    if self.forward.as_ref().is_some_and(Forward::is_publishing) =>
+                {
+                    out.push(OwnerEffect::ForwardFrame(f.clone()));
+                }
+                StreamUpdate::Ended => {
+                    if let Some(mut fw) = self.forward.take() {
+                        let mut fe = Vec::new();
+                        fw.stop(&mut fe);
+                        self.apply_forward(fe, out);
+                        out.push(OwnerEffect::ViewChanged);
+                    }
+                }
+                _ => {}
+            }
+            let resync_point = match &update {
+                StreamUpdate::Frame(f) => f.flags.sync_point,
+                _ => true,
+            };
+            for s in &mut self.subscribers {
+                if s.lagging {
+                    // Resynchronise at a keyframe or a state change with a fresh snapshot;
+                    // a failed send marks it lagging again.
+                    if resync_point {
+                        s.lagging = false;
+                        out.push(OwnerEffect::Update {
+                            to: s.shard,
+                            update: self.cache.snapshot(),
+                        });
+                    }
+                    continue;
+                }
+                out.push(OwnerEffect::Update {
+                    to: s.shard,
+                    update: update.clone(),
+                });
+            }
+        }
+    }
+
+    fn feed_hls(&mut self, update: &StreamUpdate, out: &mut Vec<OwnerEffect>) {
+        let refused_before = self.segmenter.as_ref().map_or(0, |s| s.refused_segments);
+        let result = match update {
+            StreamUpdate::Started { republish: false } => {
+                self.segmenter = Some(Segmenter::new(
+                    self.config.hls,
+                    self.store.clone(),
+                    self.key.stream(),
+                ));
+                Ok(None)
+            }
+            StreamUpdate::Started { republish: true } => {
+                Ok(self.segmenter.as_mut().and_then(|s| s.handle_republish()))
+            }
+            StreamUpdate::Frame(f) => match &mut self.segmenter {
+                Some(s) => s.handle_frame(f),
+                None => Ok(None),
+            },
+            StreamUpdate::Ended => Ok(self.segmenter.take().map(|mut s| s.handle_end())),
+            StreamUpdate::Unpublished | StreamUpdate::Snapshot { .. } => Ok(None),
+        };
+        let refused = self.segmenter.as_ref().map_or(0, |s| s.refused_segments) > refused_before;
+        match result {
+            Ok(Some(snap)) => out.push(OwnerEffect::Hls(snap)),
+            Ok(None) => {}
+            Err(e) => {
+                self.segmenter = None;
+                out.push(OwnerEffect::Note(OwnerNote::HlsStopped(e)));
+            }
+        }
+        if refused {
+            out.push(OwnerEffect::HlsRefused);
+        }
+    }
+
+    /// The shards subscribed now (for a shard that must abandon this state, e.g. after a
+    /// panic inside it, and end the stream for their viewers).
+    pub fn subscribers(&self) -> impl Iterator<Item = ShardId> + '_ {
+        self.subscribers.iter().map(|s| s.shard)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,570 @@
+//! Scenarios on one machine in memory: an owner, a replica per shard, a mesh whose channels
+//! can be made full, and viewers that keep what a send queue would let through. A simulated
+//! clock; no sockets, no threads.
+
+use std::collections::HashMap;
+
+use bytes::Bytes;
+
+use super::*;
+use crate::hls::VecStore;
+use crate::media::{parse_tag, FrameFlags, MediaKind};
+use crate::replica::{FinishReason, Replica, ReplicaConfig, ReplicaEffect};
+use crate::stream::ReplicaState;
+use crate::upstream::LinkError;
+
+const P1: PublisherId = PublisherId(1);
+const P2: PublisherId = PublisherId(2);
+
+/// What a viewer got, as its send queue would pass it on.
+#[derive(Debug, Default)]
+struct Viewer {
+    /// (kind, timestamp, keyframe, header) in arrival order.
+    got: Vec<(MediaKind, u64, bool, bool)>,
+    /// Skipping to the next keyframe (a join without one, a republish, a resync).
+    waiting_for_key: bool,
+    finished: Option<FinishReason>,
+}
+
+impl Viewer {
+    fn take(&mut self, f: &Frame) {
+        if self.waiting_for_key && !f.flags.header {
+            if !f.flags.sync_point {
+                return;
+            }
+            self.waiting_for_key = false;
+        }
+        self.got
+            .push((f.kind, f.timestamp_ms, f.flags.sync_point, f.flags.header));
+    }
+
+    /// What a resync skips: frames the viewer already has (by kind and timestamp).
+    fn has(&self, f: &Frame) -> bool {
+        !f.flags.header
+            && self
+                .got
+                .iter()
+                .any(|(k, t, _, h)| !h && *k == f.kind && *t >= f.timestamp_ms)
+    }
+
+    fn pictures(&self) -> Vec<(u64, bool)> {
+        self.got
+            .iter()
+            .filter(|(k, _, _, h)| *k == MediaKind::Video && !h)
+            .map(|(_, t, key, _)| (*t, *key))
+            .collect()
+    }
+}
+
+struct Sim {
+    now: u64,
+    owner: Owner<VecStore>,
+    replicas: HashMap<ShardId, Replica<u32>>,
+    viewers: HashMap<u32, (ShardId, Viewer)>,
+    /// Shards whose channel from the owner is full right now.
+    full: Vec<ShardId>,
+    effects: Vec<OwnerEffect>,
+    links: Vec<(LinkId, LinkRole, String)>,
+    forward_queue: crate::queue::FrameQueue,
+    hls: Vec<HlsSnapshot>,
+    freed: bool,
+}
+
+fn config(edge: bool) -> OwnerConfig {
+    OwnerConfig {
+        me: ShardId(0),
+        grace_ms: 1000,
+        gop: GopLimits::default(),
+        hls: HlsConfig::default(),
+        edge: edge.then(|| EdgeConfig {
+            origins: ["rtmp://a/live", "rtmp://b/live"]
+                .iter()
+                .map(|u| OriginUrl::parse(u).unwrap())
+                .collect(),
+            upstream_timeout_ms: 1500,
+            upstream_idle_ms: 5000,
+        }),
+    }
+}
+
+impl Sim {
+    fn new(edge: bool) -> Sim {
+        let key = StreamKey::new("live", "cam").unwrap();
+        Sim {
+            now: 0,
+            owner: Owner::new(key, Arc::new(config(edge)), VecStore, 77),
+            replicas: HashMap::new(),
+            viewers: HashMap::new(),
+            full: Vec::new(),
+            effects: Vec::new(),
+            links: Vec::new(),
+            forward_queue: crate::queue::FrameQueue::new(2000),
+            hls: Vec::new(),
+            freed: false,
+        }
+    }
+
+    /// Runs every effect the owner produced, and the replicas' in turn.
+    fn run(&mut self) {
+        while !self.effects.is_empty() {
+            for e in std::mem::take(&mut self.effects) {
+                match e {
+                    OwnerEffect::Update { to, update } => {
+                        if self.full.contains(&to) {
+                            self.owner.handle_send_failed(to);
+                            continue;
+                        }
+                        let mut out = Vec::new();
+                        if let Some(r) = self.replicas.get_mut(&to) {
+                            r.handle_update(&update, self.now, &mut out);
+                        }
+                        self.replica_effects(to, out);
+                    }
+                    OwnerEffect::Connect {
+                        link,
+                        role,
+                        stream_name,
+                        ..
+                    } => self.links.push((link, role, stream_name)),
+                    OwnerEffect::Disconnect(link) => self.links.retain(|l| l.0 != link),
+                    OwnerEffect::ForwardJoin(frames) => self.forward_queue.reset(frames),
+                    OwnerEffect::ForwardFrame(f) => {
+                        self.forward_queue.push(&f);
+                    }
+                    OwnerEffect::Hls(s) => self.hls.push(s),
+                    OwnerEffect::Free => self.freed = true,
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    fn replica_effects(&mut self, shard: ShardId, effects: Vec<ReplicaEffect<u32>>) {
+        for e in effects {
+            match e {
+                ReplicaEffect::Subscribe { query } => {
+                    self.owner
+                        .handle_subscribe(shard, query, self.now, &mut self.effects)
+                }
+                ReplicaEffect::Unsubscribe => {
+                    self.owner
+                        .handle_unsubscribe(shard, self.now, &mut self.effects)
+                }
+                ReplicaEffect::Join {
+                    viewer,
+                    needs_keyframe,
+                } => {
+                    let frames: Vec<Frame> = self.replicas[&shard].join_frames().cloned().collect();
+                    let v = &mut self.viewers.get_mut(&viewer).unwrap().1;
+                    for f in &frames {
+                        v.take(f);
+                    }
+                    v.waiting_for_key |= needs_keyframe;
+                }
+                ReplicaEffect::Fanout(f) => {
+                    let joined: Vec<u32> = self.replicas[&shard].joined().copied().collect();
+                    for id in joined {
+                        self.viewers.get_mut(&id).unwrap().1.take(&f);
+                    }
+                }
+                ReplicaEffect::Resync {
+                    viewer,
+                    frames,
+                    gop_empty,
+                } => {
+                    let v = &mut self.viewers.get_mut(&viewer).unwrap().1;
+                    v.waiting_for_key |= gop_empty;
+                    let missing: Vec<&Frame> = frames.iter().filter(|f| !v.has(f)).collect();
+                    for f in missing {
+                        v.take(f);
+                    }
+                }
+                ReplicaEffect::RequireKeyframe { viewer } => {
+                    self.viewers.get_mut(&viewer).unwrap().1.waiting_for_key = true
+                }
+                ReplicaEffect::Finish { viewer, reason } => {
+                    self.viewers.get_mut(&viewer).unwrap().1.finished = Some(reason)
+                }
+                ReplicaEffect::Released => {
+                    self.replicas.remove(&shard);
+                }
+            }
+        }
+        self.run();
+    }
+
+    fn add_viewer(&mut self, shard: ShardId, id: u32) {
+        self.viewers.insert(id, (shard, Viewer::default()));
+        let r = self.replicas.entry(shard).or_insert_with(|| {
+            Replica::new(ReplicaConfig {
+                play_wait_ms: 3000,
+                gop: GopLimits::default(),
+            })
+        });
+        let mut out = Vec::new();
+        r.handle_add_viewer(
+            crate::ids::ViewerId(u64::from(id)),
+            id,
+            None,
+            self.now,
+            &mut out,
+        );
+        self.replica_effects(shard, out);
+    }
+
+    fn remove_viewer(&mut self, id: u32) {
+        let shard = self.viewers[&id].0;
+        let mut out = Vec::new();
+        if let Some(r) = self.replicas.get_mut(&shard) {
+            r.handle_remove_viewer(crate::ids::ViewerId(u64::from(id)), &mut out);
+        }
+        self.replica_effects(shard, out);
+    }
+
+    fn publish(&mut self, p: PublisherId) {
+        self.owner
+            .handle_publish(p, ShardId(1), None, self.now, &mut self.effects);
+        self.run();
+    }
+
+    fn media(&mut self, p: PublisherId, kind: MediaKind, ts: u32, body: Bytes) {
+        let tag = parse_tag(kind, &body).unwrap();
+        self.owner.handle_media(p, ts, body, tag, &mut self.effects);
+        self.run();
+    }
+
+    fn headers(&mut self, p: PublisherId) {
+        self.media(p, MediaKind::Video, 0, avc_header());
+        self.media(
+            p,
+            MediaKind::Audio,
+            0,
+            Bytes::from_static(&[0xaf, 0, 0x12, 0x10]),
+        );
+    }
+
+    fn link(&mut self, link: LinkId, ev: LinkEvent) -> bool {
+        let keep = self
+            .owner
+            .handle_link_event(link, ev, self.now, &mut self.effects);
+        self.run();
+        keep
+    }
+
+    /// Advances the clock to `t`, firing the owner's and replicas' deadlines on the way.
+    fn advance(&mut self, t: u64) {
+        loop {
+            let next = [self.owner.poll_timeout()]
+                .into_iter()
+                .chain(self.replicas.values().map(|r| r.poll_timeout()))
+                .flatten()
+                .filter(|&d| d <= t)
+                .min();
+            let Some(d) = next else { break };
+            self.now = self.now.max(d);
+            self.owner.handle_timeout(self.now, &mut self.effects);
+            self.run();
+            let shards: Vec<ShardId> = self.replicas.keys().copied().collect();
+            for s in shards {
+                let mut out = Vec::new();
+                if let Some(r) = self.replicas.get_mut(&s) {
+                    r.handle_timeout(self.now, &mut out);
+                }
+                self.replica_effects(s, out);
+            }
+        }
+        self.now = t;
+    }
+}
+
+fn avc_header() -> Bytes {
+    let mut b = vec![0x17, 0, 0, 0, 0];
+    b.extend([
+        1, 0x64, 0, 0x1f, 0xff, 0xe1, 0, 3, 0x67, 1, 2, 1, 0, 2, 0x68, 3,
+    ]);
+    Bytes::from(b)
+}
+
+fn picture(key: bool) -> Bytes {
+    let mut b = vec![if key { 0x17 } else { 0x27 }, 1, 0, 0, 0, 0, 0, 0, 2];
+    b.extend([if key { 0x65 } else { 0x41 }, 0xab]);
+    Bytes::from(b)
+}
+
+/// 25 fps video, a keyframe every `gop` pictures, from picture `from` to `to`.
+fn pictures(sim: &mut Sim, p: PublisherId, from: u32, to: u32, gop: u32) {
+    for n in from..to {
+        sim.media(p, MediaKind::Video, n * 40, picture(n % gop == 0));
+    }
+}
+
+#[test]
+fn three_shards_subscribe_and_one_lags_then_resyncs_at_the_next_keyframe() {
+    let mut sim = Sim::new(false);
+    sim.publish(P1);
+    sim.headers(P1);
+    pictures(&mut sim, P1, 0, 5, 10);
+    for (shard, viewer) in [(1, 10), (2, 20), (3, 30)] {
+        sim.add_viewer(ShardId(shard), viewer);
+    }
+    pictures(&mut sim, P1, 5, 13, 10);
+    // Shard 2's channel fills for pictures 13..17: it lags.
+    sim.full.push(ShardId(2));
+    pictures(&mut sim, P1, 13, 17, 10);
+    sim.full.clear();
+    // Still lagging until a keyframe: pictures 17..20 do not go to shard 2 either.
+    pictures(&mut sim, P1, 17, 25, 10);
+    let full: Vec<(u64, bool)> = (0..25u64).map(|n| (n * 40, n % 10 == 0)).collect();
+    // Viewers joined with the GOP (0..5), then live: everything.
+    assert_eq!(sim.viewers[&10].1.pictures(), full);
+    assert_eq!(sim.viewers[&30].1.pictures(), full);
+    // The lagging shard's viewer: everything up to the lag, then from the keyframe at 20,
+    // with nothing undecodable in between and nothing twice.
+    let lagged = sim.viewers[&20].1.pictures();
+    let expect: Vec<(u64, bool)> = full
+        .iter()
+        .copied()
+        .filter(|(t, _)| *t < 13 * 40 || *t >= 20 * 40)
+        .collect();
+    assert_eq!(lagged, expect);
+    assert!(lagged.windows(2).all(|w| w[0].0 < w[1].0));
+}
+
+#[test]
+fn a_republish_inside_the_grace_continues_with_fresh_headers_and_later_times() {
+    let mut sim = Sim::new(false);
+    sim.add_viewer(ShardId(1), 1);
+    sim.publish(P1);
+    sim.headers(P1);
+    pictures(&mut sim, P1, 0, 10, 5);
+    sim.owner.handle_unpublish(P1, sim.now, &mut sim.effects);
+    sim.run();
+    sim.advance(600);
+    // A new publisher whose clock starts at 0 again, inside the grace.
+    sim.publish(P2);
+    sim.headers(P2);
+    pictures(&mut sim, P2, 0, 5, 5);
+    let v = &sim.viewers[&1].1;
+    assert_eq!(
+        v.got
+            .iter()
+            .filter(|g| g.3 && g.0 == MediaKind::Video)
+            .count(),
+        2
+    );
+    let times: Vec<u64> = v.pictures().iter().map(|p| p.0).collect();
+    assert_eq!(times.len(), 15);
+    assert!(
+        times.windows(2).all(|w| w[0] < w[1]),
+        "monotonic: {times:?}"
+    );
+    // Rebased by the real gap: 360 ms (last picture) + 600 ms later.
+    assert_eq!(times[10], 360 + 600);
+    assert!(v.finished.is_none());
+    assert_eq!(sim.hls.last().map(|s| s.ended), Some(false));
+}
+
+#[test]
+fn after_the_grace_viewers_are_ended_and_everything_is_freed() {
+    let mut sim = Sim::new(false);
+    sim.add_viewer(ShardId(0), 1);
+    sim.add_viewer(ShardId(2), 2);
+    sim.publish(P1);
+    sim.headers(P1);
+    pictures(&mut sim, P1, 0, 60, 25);
+    sim.owner.handle_unpublish(P1, sim.now, &mut sim.effects);
+    sim.run();
+    assert_eq!(sim.owner.poll_timeout(), Some(1000));
+    sim.advance(999);
+    assert!(sim.viewers[&1].1.finished.is_none());
+    sim.advance(1000);
+    for id in [1, 2] {
+        assert_eq!(sim.viewers[&id].1.finished, Some(FinishReason::StreamEnded));
+    }
+    assert!(sim.replicas.is_empty(), "replicas released");
+    assert!(sim.freed, "the owner is free");
+    assert!(sim.hls.last().unwrap().ended, "the playlist ends");
+}
+
+#[test]
+fn a_viewer_before_the_publish_waits_and_a_late_one_times_out() {
+    let mut sim = Sim::new(false);
+    sim.add_viewer(ShardId(1), 1);
+    assert_eq!(sim.replicas[&ShardId(1)].state(), ReplicaState::Waiting);
+    sim.advance(2999);
+    sim.publish(P1);
+    sim.headers(P1);
+    pictures(&mut sim, P1, 0, 3, 25);
+    assert_eq!(
+        sim.viewers[&1].1.pictures().len(),
+        3,
+        "joined when the stream started"
+    );
+    // Another stream's viewer, with no publisher ever.
+    let mut other = Sim::new(false);
+    other.add_viewer(ShardId(1), 9);
+    other.advance(3000);
+    assert_eq!(other.viewers[&9].1.finished, Some(FinishReason::NotFound));
+    assert!(other.replicas.is_empty());
+    assert!(other.freed);
+}
+
+#[test]
+fn a_pull_fails_over_mid_gop_and_probes_back_to_the_preferred_origin() {
+    let mut sim = Sim::new(true);
+    sim.add_viewer(ShardId(1), 1);
+    let (a, role, name) = sim.links[0].clone();
+    assert_eq!((role, name.as_str()), (LinkRole::Pull, "cam"));
+    let upstream = |ts: u32, body: Bytes| LinkEvent::Media {
+        kind: MediaKind::Video,
+        timestamp: ts,
+        body,
+    };
+    assert!(sim.link(a, LinkEvent::Started));
+    sim.link(a, upstream(5000, avc_header()));
+    for n in 0..13u32 {
+        sim.now = u64::from(n) * 40;
+        sim.link(a, upstream(5000 + n * 40, picture(n % 10 == 0)));
+    }
+    // Mid-GOP, the origin goes away; the next one is connected at once.
+    sim.now = 600;
+    assert!(!sim.link(a, LinkEvent::Failed(LinkError::Closed)));
+    let (b, role, _) = sim.links.iter().find(|l| l.0 != a).cloned().unwrap();
+    assert_eq!(role, LinkRole::Pull);
+    assert_eq!(sim.owner.view().phase, MasterPhase::Grace);
+    // Origin b's clock is elsewhere; it sends its headers with an old time.
+    sim.now = 700;
+    sim.link(b, upstream(90_000, avc_header()));
+    for n in 0..10u32 {
+        sim.now = 700 + u64::from(n) * 40;
+        sim.link(b, upstream(100_000 + n * 40, picture(n % 10 == 0)));
+    }
+    let v = &sim.viewers[&1].1;
+    let pics = v.pictures();
+    assert_eq!(pics.len(), 13 + 10);
+    assert!(
+        pics.windows(2).all(|w| w[0].0 < w[1].0),
+        "monotonic across the failover"
+    );
+    assert!(pics[13].1, "the new origin's first picture is a keyframe");
+    assert_eq!(
+        v.got
+            .iter()
+            .filter(|g| g.3 && g.0 == MediaKind::Video)
+            .count(),
+        2,
+        "fresh headers"
+    );
+    // On the fallback: the preferred origin is probed 5 s after media resumed, and taken back
+    // when it delivers.
+    let mut t = 1100;
+    while sim.links.len() < 2 {
+        t += 100;
+        sim.advance(t);
+        sim.link(b, upstream(100_400 + (t as u32), picture(false)));
+    }
+    let (probe, role, _) = sim.links.iter().find(|l| l.0 != b).cloned().unwrap();
+    assert_eq!(role, LinkRole::Probe, "{:?} b={b:?} t={t}", sim.links);
+    assert!((5700..=5900).contains(&t), "probed at {t}");
+    sim.link(probe, upstream(7000, avc_header()));
+    sim.link(probe, upstream(7040, picture(true)));
+    assert_eq!(sim.links.len(), 1, "the fallback connection is closed");
+    assert_eq!(sim.links[0].0, probe);
+    assert_eq!(sim.owner.view().upstream.unwrap().origin.host, "a");
+    assert_eq!(sim.owner.view().failovers, 2);
+}
+
+#[test]
+fn an_idle_pull_tears_down_and_frees_every_entry() {
+    let mut sim = Sim::new(true);
+    sim.add_viewer(ShardId(0), 1);
+    sim.add_viewer(ShardId(1), 2);
+    let (a, _, _) = sim.links[0].clone();
+    sim.link(
+        a,
+        LinkEvent::Media {
+            kind: MediaKind::Video,
+            timestamp: 0,
+            body: avc_header(),
+        },
+    );
+    for n in 0..25u32 {
+        sim.now = u64::from(n) * 40;
+        sim.link(
+            a,
+            LinkEvent::Media {
+                kind: MediaKind::Video,
+                timestamp: n * 40,
+                body: picture(n % 25 == 0),
+            },
+        );
+    }
+    sim.remove_viewer(1);
+    sim.remove_viewer(2);
+    assert!(sim.replicas.is_empty());
+    assert!(!sim.freed, "the pull lingers for the idle time");
+    // Media keeps coming while nobody watches; the idle deadline is 5 s after the last one left.
+    let left = sim.now;
+    let mut t = left;
+    while !sim.freed {
+        t += 100;
+        sim.advance(t);
+        if !sim.links.is_empty() {
+            sim.link(
+                a,
+                LinkEvent::Media {
+                    kind: MediaKind::Video,
+                    timestamp: t as u32,
+                    body: picture(false),
+                },
+            );
+        }
+        assert!(t <= left + 5000, "not freed by {t}");
+    }
+    assert_eq!(t, left + 5000);
+    assert!(sim.links.is_empty(), "the upstream connection is closed");
+    assert!(sim.hls.last().is_none_or(|s| s.ended));
+    assert_eq!(sim.owner.view().source, Source::None);
+}
+
+#[test]
+fn an_edge_publish_is_forwarded_and_its_backlog_overflows_to_a_keyframe() {
+    let mut sim = Sim::new(true);
+    sim.publish(P1);
+    let (fw, role, name) = sim.links[0].clone();
+    assert_eq!((role, name.as_str()), (LinkRole::Forward, "cam"));
+    sim.headers(P1);
+    pictures(&mut sim, P1, 0, 3, 10);
+    assert!(
+        sim.forward_queue.is_empty(),
+        "nothing queued before the origin took it"
+    );
+    assert!(sim.link(fw, LinkEvent::Started));
+    // The session starts from the join frames: two headers and the GOP so far.
+    let mut got = Vec::new();
+    while let Some(f) = sim.forward_queue.pop() {
+        got.push(f.timestamp_ms);
+    }
+    assert_eq!(got, vec![0, 0, 0, 40, 80]);
+    // The origin stops reading: 2000 bytes of backlog at most.
+    for n in 3..310u32 {
+        let body = Bytes::from(
+            vec![if n % 100 == 0 { 0x17 } else { 0x27 }, 1, 0, 0, 0]
+                .into_iter()
+                .chain(std::iter::repeat_n(0xab, 95))
+                .collect::<Vec<u8>>(),
+        );
+        sim.media(P1, MediaKind::Video, n * 40, body);
+    }
+    assert!(sim.forward_queue.dropped() > 0);
+    let first = sim.forward_queue.pop().expect("something queued");
+    assert!(
+        first.flags.sync_point,
+        "after an overflow the queue resumes at a keyframe"
+    );
+    // The origin goes away: the next one, and the stream going on meanwhile.
+    assert!(!sim.link(fw, LinkEvent::Failed(LinkError::Closed)));
+    assert_eq!(sim.links.len(), 1);
+    assert_ne!(sim.links[0].0, fw);
+    let _ = FrameFlags::default();
+}
