@@ -274,7 +274,7 @@ impl Args {
         }
         let cpus = match &self.cpu_list {
             Some(list) => {
-                let cpus = parse_cpu_list(list)?;
+                let cpus = edge_core::cpus::parse_cpu_list(list)?;
                 if cpus.len() != self.cores {
                     bail!(
                         "--cores {} does not match the {} CPUs of --cpu-list",
@@ -333,21 +333,6 @@ fn resolve(hostport: &str, default_port: u16) -> anyhow::Result<SocketAddr> {
         .with_context(|| format!("resolving {with_port}"))?
         .next()
         .with_context(|| format!("{with_port} has no address"))
-}
-
-fn parse_cpu_list(s: &str) -> anyhow::Result<Vec<usize>> {
-    let mut out = Vec::new();
-    for part in s.split(',').filter(|p| !p.is_empty()) {
-        let (lo, hi): (usize, usize) = match part.split_once('-') {
-            Some((a, b)) => (a.parse()?, b.parse()?),
-            None => (part.parse()?, part.parse()?),
-        };
-        if lo > hi {
-            bail!("bad CPU range {part}");
-        }
-        out.extend(lo..=hi);
-    }
-    Ok(out)
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@
 
 pub mod cli;
 pub mod httpc;
+pub mod live;
 pub mod net;
 pub mod pool;
 pub mod spawn;
@@ -24,8 +25,9 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 
 use crate::cli::{Plan, Protocol};
+use crate::live::{Clock, Ctx, Live};
 use crate::stats::Stats;
-use crate::viewers::{Clock, Ctx, Live, Source};
+use crate::viewers::Source;
 use edge_core::json;
 
 /// How long `--publish` waits for the streams' first HLS segments before viewers arrive.
@@ -263,7 +265,7 @@ fn report_live(live: &Live, start: Instant, clock: &Clock) -> u64 {
             live.frames.load(Ordering::Relaxed),
         );
         let worst = live.worst_us.swap(0, Ordering::Relaxed);
-        let p99 = |h: &viewers::LiveHistogram| {
+        let p99 = |h: &live::LiveHistogram| {
             h.take_p99()
                 .map_or("-".to_string(), |us| format!("{:.1}", us as f64 / 1000.0))
         };

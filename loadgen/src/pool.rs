@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use monoio::net::TcpStream;
 
-use crate::viewers::Live;
+use crate::live::Live;
 
 /// Connections a thread opens without pacing.
 pub const GROW_FREELY: usize = 64;

@@ -47,6 +47,16 @@ pub fn engine_bin() -> PathBuf {
     })
 }
 
+/// Waits until `pred` holds, polling every 20 ms; panics naming `what` after `timeout`, so a
+/// test that would hang fails with a message instead.
+pub fn eventually(what: &str, timeout: Duration, pred: impl Fn() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !pred() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// Path of the loadgen binary, built beside the engine by `cargo test --workspace`.
 pub fn loadgen_bin() -> PathBuf {
     let engine = engine_bin();
@@ -330,12 +340,12 @@ pub struct Response {
 }
 
 impl Response {
+    /// The status code (0 when the head does not parse).
     pub fn status(&self) -> u16 {
-        self.head
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0)
+        edge_core::http::parse_response_head(self.head.as_bytes())
+            .ok()
+            .flatten()
+            .map_or(0, |h| h.status)
     }
 }
 
@@ -353,12 +363,13 @@ pub fn http_get(addr: SocketAddr, path: &str) -> Response {
     split_response(&all)
 }
 
-/// Splits raw bytes at the end of the head.
+/// Splits raw bytes at the end of the head (edge-core's response parser finds it; bytes
+/// that are no response head are all head).
 pub fn split_response(all: &[u8]) -> Response {
-    let end = all
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map_or(all.len(), |p| p + 4);
+    let end = match edge_core::http::parse_response_head(all) {
+        Ok(Some(h)) => h.len,
+        _ => all.len(),
+    };
     Response {
         head: String::from_utf8_lossy(&all[..end]).into_owned(),
         body: all[end..].to_vec(),
@@ -627,16 +638,10 @@ pub fn flv_over_http(
     let _ = s.read_to_end(&mut all);
     let resp = split_response(&all);
     assert_eq!(resp.status(), 200, "{}", resp.head);
-    // Chunked: size line, data, CRLF, until the 0-size chunk.
-    let (mut body, mut rest) = (Vec::new(), &resp.body[..]);
-    while let Some(eol) = rest.windows(2).position(|w| w == b"\r\n") {
-        let size = usize::from_str_radix(std::str::from_utf8(&rest[..eol]).unwrap(), 16).unwrap();
-        if size == 0 || rest.len() < eol + 2 + size {
-            break;
-        }
-        body.extend_from_slice(&rest[eol + 2..eol + 2 + size]);
-        rest = &rest[(eol + 4 + size).min(rest.len())..];
-    }
+    let mut body = Vec::new();
+    edge_core::http::Dechunker::default()
+        .decode(&resp.body, &mut body)
+        .expect("a chunked HTTP-FLV body");
     let mut r = FlvReader::new();
     r.handle_input(&body);
     let mut tags = Vec::new();

@@ -108,9 +108,9 @@ fn duplicate_publish_is_refused_and_republish_reaches_attached_players() {
     engine.wait_for("first publisher live", Duration::from_secs(20), |m| {
         m.sum("publishers") == 1
     });
-    while progress.load(Ordering::Relaxed) == 0 {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    eventually("media at the player", Duration::from_secs(30), || {
+        progress.load(Ordering::Relaxed) > 0
+    });
     let (events, closed) = try_publish(engine.rtmp, "live", "dup");
     assert!(
         events.contains(&ClientEvent::Status {
@@ -198,9 +198,11 @@ fn a_stalled_player_does_not_hold_back_others_and_is_disconnected() {
     );
     // The healthy player keeps receiving after the other was cut.
     let target = at_disconnect + 200;
-    while progress.load(Ordering::Relaxed) < target {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    eventually(
+        "200 more frames at the healthy player",
+        Duration::from_secs(60),
+        || progress.load(Ordering::Relaxed) >= target,
+    );
     publisher.kill().unwrap();
     publisher.wait().unwrap();
     let log = healthy.join().unwrap();
@@ -225,9 +227,9 @@ fn garbage_closes_only_that_connection() {
         m.sum("rtmp_players") == 1
     });
     let mut publisher = ffmpeg_publish(&fixture(FIXTURE), &engine.rtmp_url("live/g"), &[]);
-    while progress.load(Ordering::Relaxed) < 10 {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    eventually("10 frames at the player", Duration::from_secs(30), || {
+        progress.load(Ordering::Relaxed) >= 10
+    });
 
     // Not an RTMP handshake: the server closes that socket.
     let mut s = TcpStream::connect(engine.rtmp).unwrap();

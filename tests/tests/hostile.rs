@@ -54,9 +54,9 @@ fn regression_issue_11_reproducers_leave_the_engine_serving() {
         m.sum("rtmp_players") == 2
     });
     let mut publisher = ffmpeg_publish(&fixture(FIXTURE), &engine.rtmp_url("live/watched"), &[]);
-    while progress.load(Ordering::Relaxed) < 20 {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    eventually("20 frames at the player", Duration::from_secs(30), || {
+        progress.load(Ordering::Relaxed) >= 20
+    });
 
     // Each reproducer on several connections: SO_REUSEPORT spreads them over both shards.
     let mut offenders = 0;

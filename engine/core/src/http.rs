@@ -210,8 +210,155 @@ pub fn response_head(
     Bytes::from(h)
 }
 
+/// A response head, as clients (loadgen's viewers, the tests, an HLS-origin pull) read it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResponseHead {
+    pub status: u16,
+    pub content_length: Option<usize>,
+    pub chunked: bool,
+    /// Bytes of the head, to consume from the buffer.
+    pub len: usize,
+}
+
+/// Longest response head a client accepts.
+pub const MAX_RESPONSE_HEAD_BYTES: usize = 16 * 1024;
+
+/// Parses a response head from the front of `buf`; `Ok(None)` wants more bytes.
+pub fn parse_response_head(buf: &[u8]) -> Result<Option<ResponseHead>, HttpError> {
+    let mut headers = [httparse::EMPTY_HEADER; 32];
+    let mut resp = httparse::Response::new(&mut headers);
+    match resp.parse(buf) {
+        Ok(httparse::Status::Partial) if buf.len() > MAX_RESPONSE_HEAD_BYTES => {
+            Err(HttpError::HeadTooLarge)
+        }
+        Ok(httparse::Status::Partial) => Ok(None),
+        Ok(httparse::Status::Complete(len)) => {
+            let mut content_length = None;
+            let mut chunked = false;
+            for h in resp.headers.iter() {
+                let v = std::str::from_utf8(h.value).unwrap_or("").trim();
+                if h.name.eq_ignore_ascii_case("content-length") {
+                    content_length =
+                        Some(v.parse().map_err(|_| {
+                            HttpError::Malformed(format!("bad Content-Length {v}"))
+                        })?);
+                } else if h.name.eq_ignore_ascii_case("transfer-encoding")
+                    && v.eq_ignore_ascii_case("chunked")
+                {
+                    chunked = true;
+                }
+            }
+            Ok(Some(ResponseHead {
+                status: resp.code.unwrap_or(0),
+                content_length,
+                chunked,
+                len,
+            }))
+        }
+        Err(e) => Err(HttpError::Malformed(e.to_string())),
+    }
+}
+
+/// Decodes a chunked body incrementally (split anywhere).
+#[derive(Debug, Default)]
+pub struct Dechunker {
+    /// Data bytes left in the current chunk.
+    left: usize,
+    /// The CRLF after a chunk's data is next.
+    need_crlf: bool,
+    pub done: bool,
+}
+
+impl Dechunker {
+    /// Moves decoded body bytes from the front of `input` to `out`; returns how many input
+    /// bytes it consumed (partial framing stays unconsumed, for the next call).
+    pub fn decode(&mut self, mut input: &[u8], out: &mut Vec<u8>) -> Result<usize, HttpError> {
+        let start = input.len();
+        let bad = |why: String| HttpError::Malformed(why);
+        while !self.done {
+            if self.left > 0 {
+                let take = self.left.min(input.len());
+                out.extend_from_slice(&input[..take]);
+                input = &input[take..];
+                self.left -= take;
+                if self.left > 0 {
+                    break;
+                }
+                self.need_crlf = true;
+            }
+            if self.need_crlf {
+                if input.len() < 2 {
+                    break;
+                }
+                if &input[..2] != b"\r\n" {
+                    return Err(bad("chunk not followed by CRLF".into()));
+                }
+                input = &input[2..];
+                self.need_crlf = false;
+            }
+            let Some(eol) = input.windows(2).position(|w| w == b"\r\n") else {
+                if input.len() > 1024 {
+                    return Err(bad("chunk size line too long".into()));
+                }
+                break;
+            };
+            let line = std::str::from_utf8(&input[..eol])
+                .map_err(|_| bad("chunk size line is not text".into()))?;
+            let size = usize::from_str_radix(line.split(';').next().unwrap_or("").trim(), 16)
+                .map_err(|_| bad(format!("bad chunk size {line:?}")))?;
+            input = &input[eol + 2..];
+            if size == 0 {
+                self.done = true;
+            }
+            self.left = size;
+        }
+        Ok(start - input.len())
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn dechunks_at_every_split() {
+        let wire = b"5\r\nhello\r\n3;x=y\r\n, w\r\n6\r\norld!!\r\n0\r\n\r\n";
+        for at in 0..=wire.len() {
+            let mut d = Dechunker::default();
+            let mut pending = Vec::new();
+            let mut out = Vec::new();
+            for piece in [&wire[..at], &wire[at..]] {
+                pending.extend_from_slice(piece);
+                let used = d.decode(&pending, &mut out).unwrap();
+                pending.drain(..used);
+            }
+            assert_eq!(out, b"hello, world!!", "split {at}");
+            assert!(d.done);
+        }
+        assert!(Dechunker::default()
+            .decode(b"zz\r\n", &mut Vec::new())
+            .is_err());
+    }
+
+    #[test]
+    fn response_heads() {
+        let h = parse_response_head(b"HTTP/1.1 200 OK\r\nContent-Length: 12\r\n\r\nbody")
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (h.status, h.content_length, h.chunked, h.len),
+            (200, Some(12), false, 39)
+        );
+        let h = parse_response_head(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert!(h.chunked);
+        assert_eq!(parse_response_head(b"HTTP/1.1 200 OK\r\nX").unwrap(), None);
+        assert!(parse_response_head(b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n").is_err());
+        assert_eq!(
+            parse_response_head(&vec![b'a'; 20_000]),
+            Err(HttpError::Malformed("invalid HTTP version".into()))
+        );
+    }
+
     use super::*;
 
     #[test]

@@ -20,6 +20,7 @@
 //! [`stream`] (publisher lifecycle and replicas), [`queue`] (per-viewer send queue), [`http`]
 //! (request parsing and response heads), [`json`] (the string escaper the API and loadgen share).
 
+pub mod cpus;
 pub mod flv;
 pub mod forward;
 pub mod gop;

@@ -181,7 +181,7 @@ impl Args {
         let available = std::thread::available_parallelism().map_or(1, |n| n.get());
         let cpus: Vec<Option<usize>> = match (&self.cpu_list, self.cores) {
             (Some(list), cores) => {
-                let list = parse_cpu_list(list)?;
+                let list = edge_core::cpus::parse_cpu_list(list)?;
                 if let Some(n) = cores {
                     if n != list.len() {
                         bail!(
@@ -255,34 +255,6 @@ impl Args {
 }
 
 /// Parses `2-9,12` into `[2, 3, ..., 9, 12]`.
-pub fn parse_cpu_list(s: &str) -> anyhow::Result<Vec<usize>> {
-    let mut out = Vec::new();
-    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let (lo, hi) = match part.split_once('-') {
-            Some((a, b)) => (a.trim().parse::<usize>()?, b.trim().parse::<usize>()?),
-            None => {
-                let v = part
-                    .parse::<usize>()
-                    .with_context(|| format!("bad CPU `{part}`"))?;
-                (v, v)
-            }
-        };
-        if lo > hi || hi >= 4096 {
-            bail!("bad CPU range `{part}`");
-        }
-        for c in lo..=hi {
-            if out.contains(&c) {
-                bail!("CPU {c} listed twice");
-            }
-            out.push(c);
-        }
-    }
-    if out.is_empty() {
-        bail!("--cpu-list is empty");
-    }
-    Ok(out)
-}
-
 fn file_args(text: &str) -> anyhow::Result<Vec<String>> {
     let mut out = Vec::new();
     for (n, line) in text.lines().enumerate() {
@@ -312,11 +284,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn cpu_lists() {
-        assert_eq!(parse_cpu_list("2-4,12").unwrap(), vec![2, 3, 4, 12]);
-        assert!(parse_cpu_list("4-2").is_err());
-        assert!(parse_cpu_list("1,1").is_err());
-        assert!(parse_cpu_list("").is_err());
+    fn cpu_lists_are_edge_cores_strict_ones() {
+        let a = Args::parse_from(["e", "--cpu-list", "1,1"]);
+        assert!(a.validate().is_err(), "a CPU twice");
+        let a = Args::parse_from(["e", "--cpu-list", "1,0"]);
+        let c = a.validate().unwrap();
+        assert_eq!(c.cpus, vec![Some(1), Some(0)]);
     }
 
     #[test]

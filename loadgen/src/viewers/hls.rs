@@ -1,0 +1,248 @@
+//! The HLS viewer: playlists reloaded as RFC 8216 says, every new segment fetched once
+//! through the thread's connection pool and scanned as it streams in.
+
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use edge_core::hls::m3u8::parse_media_playlist;
+use edge_core::http;
+use monoio::io::AsyncWriteRentExt;
+use monoio::net::TcpStream;
+
+use super::read_append;
+use crate::httpc;
+use crate::live::{now_us, Ctx};
+use crate::pool::{Acquired, Pool};
+use crate::tsscan::TsScan;
+
+/// Where a response body goes as it arrives.
+enum Sink<'a> {
+    /// Kept (playlists: a few hundred bytes).
+    Keep(&'a mut Vec<u8>),
+    /// Streamed through the TS scan and not kept (segments).
+    Scan(&'a mut TsScan),
+}
+
+impl Sink<'_> {
+    fn take(&mut self, bytes: &[u8]) -> Result<(), &'static str> {
+        match self {
+            Sink::Keep(out) => {
+                out.extend_from_slice(bytes);
+                Ok(())
+            }
+            Sink::Scan(scan) => scan.feed(bytes).map_err(|_| "parse"),
+        }
+    }
+}
+
+/// A response: status, body length, and when its first byte came.
+struct Response {
+    status: u16,
+    len: usize,
+    first_byte: Instant,
+}
+
+/// One HTTP exchange on a keep-alive connection. The body of a 200 goes to `sink` piece by
+/// piece as it is read into `buf` (the thread's reused read buffer); other bodies are read and
+/// dropped. Bytes beyond the response are a protocol error (nothing is pipelined).
+async fn exchange(
+    s: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    request: Vec<u8>,
+    until: Instant,
+    mut sink: Sink<'_>,
+) -> Result<Response, &'static str> {
+    if s.write_all(request).await.0.is_err() {
+        return Err("closed");
+    }
+    buf.clear();
+    read_append(s, buf, until).await?;
+    let first_byte = Instant::now();
+    let head = loop {
+        match http::parse_response_head(buf) {
+            Ok(Some(h)) => break h,
+            Ok(None) => read_append(s, buf, until).await?,
+            Err(_) => return Err("parse"),
+        }
+    };
+    let len = head.content_length.ok_or("parse")?;
+    let mut got = 0;
+    let mut from = head.len;
+    loop {
+        let piece = &buf[from..];
+        if got + piece.len() > len {
+            return Err("parse");
+        }
+        if head.status == 200 {
+            sink.take(piece)?;
+        }
+        got += piece.len();
+        if got == len {
+            break;
+        }
+        buf.clear();
+        from = 0;
+        read_append(s, buf, until).await?;
+    }
+    Ok(Response {
+        status: head.status,
+        len,
+        first_byte,
+    })
+}
+
+/// One request through the pool. Broken connections are dropped from the pool.
+async fn pooled(
+    ctx: &Ctx,
+    pool: &Pool,
+    path: &str,
+    sink: Sink<'_>,
+) -> Result<Response, &'static str> {
+    let mut conn = match pool.acquire().await {
+        Acquired::Conn(c) => c,
+        Acquired::ConnectFailed => return Err("connect"),
+    };
+    ctx.live.requests.fetch_add(1, Ordering::Relaxed);
+    let mut buf = pool.take_buffer();
+    let result = exchange(
+        &mut conn,
+        &mut buf,
+        httpc::get(path, pool.host()),
+        ctx.until(),
+        sink,
+    )
+    .await;
+    pool.give_buffer(buf);
+    pool.release(result.is_ok().then_some(conn));
+    result
+}
+
+/// An HLS viewer: starts three segments from the live edge as hls.js does (from the start of
+/// an ended playlist), reloads the playlist as RFC 8216 §6.3.4 says (the target duration after
+/// a change, half of it otherwise), fetches every new segment once, and counts stalls against
+/// a playback clock. Requests go through the thread's connection pool.
+pub async fn hls_viewer(ctx: Ctx, pool: Rc<Pool>, app: String, stream: String) {
+    ctx.live.viewers.fetch_add(1, Ordering::Relaxed);
+    let playlist_path = format!("/{app}/{stream}.m3u8");
+    let mut body = Vec::new();
+    let started = Instant::now();
+    let mut next_seq: Option<u64> = None;
+    let mut next_reload = Instant::now();
+    // Playback model: like hls.js, start once three target durations are buffered (or the
+    // playlist ended); after that, a segment that arrives after the buffered media ran out is
+    // a stall.
+    let mut buffered_until: Option<Instant> = None;
+    let mut startup_buffer = Duration::ZERO;
+    'run: while next_reload < ctx.until() {
+        if next_reload > Instant::now() {
+            monoio::time::sleep(next_reload - Instant::now()).await;
+            // How late the timer fired says whether this thread has CPU to spare.
+            pool.note_lag(Instant::now().saturating_duration_since(next_reload));
+        }
+        let intended = next_reload;
+        body.clear();
+        let response = match pooled(&ctx, &pool, &playlist_path, Sink::Keep(&mut body)).await {
+            Ok(r) => r,
+            Err(kind) => {
+                ctx.error_while_running(kind);
+                break;
+            }
+        };
+        let got_at = Instant::now();
+        ctx.span("ttfb", intended, response.first_byte);
+        ctx.span("playlist_reload_delay", intended, got_at);
+        let status = response.status;
+        if status == 404 && started.elapsed() < Duration::from_secs(10) {
+            // The stream is not there yet (publisher starting): retry without counting.
+            next_reload = got_at + Duration::from_millis(500);
+            continue;
+        }
+        if status != 200 {
+            ctx.error("status");
+            break;
+        }
+        let Ok(playlist) = parse_media_playlist(&String::from_utf8_lossy(&body)) else {
+            ctx.error("parse");
+            break;
+        };
+        let target = Duration::from_secs(playlist.target_duration_s.max(1));
+        // A live playlist is joined three segments from its end; an ended one from its start.
+        let first_new = *next_seq.get_or_insert_with(|| {
+            let n = playlist.segments.len();
+            let skip = if playlist.ended {
+                0
+            } else {
+                n.saturating_sub(3)
+            };
+            playlist.segments.get(skip).map_or(0, |s| s.seq)
+        });
+        let new: Vec<_> = playlist
+            .segments
+            .iter()
+            .filter(|s| s.seq >= first_new)
+            .cloned()
+            .collect();
+        for seg in &new {
+            let seg_intended = got_at;
+            let path = format!("/{app}/{}", seg.uri);
+            let mut scan = TsScan::default();
+            let scanned = pooled(&ctx, &pool, &path, Sink::Scan(&mut scan))
+                .await
+                .and_then(|r| Ok((r, scan.finish().map_err(|_| "parse")?)));
+            let (response, (packets, probe)) = match scanned {
+                Ok(r) => r,
+                Err(kind) => {
+                    ctx.error_while_running(kind);
+                    break 'run;
+                }
+            };
+            let done = Instant::now();
+            if response.status != 200 {
+                ctx.error("status");
+                continue;
+            }
+            ctx.live
+                .bytes
+                .fetch_add(response.len as u64, Ordering::Relaxed);
+            ctx.span("ttfb", seg_intended, response.first_byte);
+            ctx.span("segment_download", seg_intended, done);
+            match probe {
+                Some(p) => ctx.latency("segment_latency", now_us().saturating_sub(p.send_time_us)),
+                None => ctx.stats.borrow_mut().count("segments_without_probe", 1),
+            }
+            let dur = Duration::from_millis(seg.duration_ms);
+            match buffered_until {
+                Some(end) if done > end => {
+                    ctx.stats.borrow_mut().count("stalls", 1);
+                    buffered_until = Some(done + dur);
+                }
+                Some(end) => buffered_until = Some(end + dur),
+                None => {
+                    startup_buffer += dur;
+                    if startup_buffer >= 3 * target || playlist.ended {
+                        buffered_until = Some(done + startup_buffer);
+                        ctx.span("hls_startup", started, done);
+                    }
+                }
+            }
+            let mut st = ctx.stats.borrow_mut();
+            st.count("segments", 1);
+            st.count("segment_bytes", response.len as u64);
+            st.count("segment_packets", packets);
+            if next_seq.is_some_and(|n| seg.seq > n) {
+                st.count("segment_gaps", 1);
+            }
+            next_seq = Some(seg.seq + 1);
+        }
+        if playlist.ended {
+            break;
+        }
+        next_reload = intended + if new.is_empty() { target / 2 } else { target };
+    }
+    if buffered_until.is_none() {
+        // Never had enough buffered to start playing: a viewer that saw nothing.
+        ctx.stats.borrow_mut().count("startup_pending", 1);
+    }
+    ctx.live.viewers.fetch_sub(1, Ordering::Relaxed);
+}
