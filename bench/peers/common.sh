@@ -41,10 +41,11 @@ install_missing() {
 # Starts edge-engine --cores 1 pinned to CPU 0 on ephemeral loopback ports, with extra
 # arguments (a later --cores wins), and waits for its ready line. Sets ENGINE_PID,
 # ENGINE_RTMP and ENGINE_HTTP (HOST:PORT). ENGINE_CPUS (taskset list, default 0) and
-# ENGINE_NAME (log file names, default engine) allow several engines in one work dir.
+# ENGINE_NAME (log file names, default engine) allow several engines in one work dir;
+# ENGINE_BIN runs another build (e.g. the previous commit's) instead of $bin/edge-engine.
 start_engine() {
     local name=${ENGINE_NAME:-engine}
-    taskset -c "${ENGINE_CPUS:-0}" "$bin/edge-engine" --cores 1 --rtmp 127.0.0.1:0 --http 127.0.0.1:0 "$@" \
+    taskset -c "${ENGINE_CPUS:-0}" "${ENGINE_BIN:-$bin/edge-engine}" --cores 1 --rtmp 127.0.0.1:0 --http 127.0.0.1:0 "$@" \
         >"$work/$name.out" 2>"$work/$name.err" &
     ENGINE_PID=$!
     pids+=("$ENGINE_PID")

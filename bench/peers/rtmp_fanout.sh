@@ -8,17 +8,22 @@
 # out with loadgen's --warmup; the frames still count for gaps.
 #
 # Usage: bench/peers/rtmp_fanout.sh [--seconds N] [--start PLAYERS] [--max PLAYERS]
+#        [--compare BIN [--compare-label NAME]]
+# --compare also runs another edge-engine build (e.g. the previous commit's) in the same run,
+# so a change is measured side by side with what it replaced.
 # Installs ffmpeg, nginx and libnginx-mod-rtmp when missing (Debian). Changes nothing outside
 # a temporary directory, removed on exit.
 set -euo pipefail
 
-seconds=15 start=250 max=8000
+seconds=15 start=250 max=8000 compare="" compare_label=previous
 while (($#)); do
     case "$1" in
         --seconds) seconds=$2; shift 2 ;;
         --start) start=$2; shift 2 ;;
         --max) max=$2; shift 2 ;;
-        -h | --help) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        --compare) compare=$2; shift 2 ;;
+        --compare-label) compare_label=$2; shift 2 ;;
+        -h | --help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "unknown argument: $1" >&2; exit 2 ;;
     esac
 done
@@ -83,6 +88,14 @@ search() { # name pid addr
 start_engine --republish-grace-ms 500
 search edge-engine "$ENGINE_PID" "$ENGINE_RTMP"
 kill "$ENGINE_PID"
+servers=(edge-engine)
+if [ -n "$compare" ]; then
+    ENGINE_BIN=$compare ENGINE_NAME=compare start_engine --republish-grace-ms 500
+    search "$compare_label" "$ENGINE_PID" "$ENGINE_RTMP"
+    kill "$ENGINE_PID"
+    servers+=("$compare_label")
+fi
+servers+=(nginx-rtmp)
 
 nginx_rtmp_conf 1 19000 127.0.0.1:19355 'live on;'
 taskset -c 0 nginx -p "$work" -c "$work/nginx.conf" -g 'daemon off;' &
@@ -95,7 +108,7 @@ search nginx-rtmp "${worker:-$nginx_pid}" 127.0.0.1:19355
 printf '\nRTMP fan-out at ~600 kbit/s — %s, commit %s, %s, %ss per step\n' "$(date -u +%F)" \
     "$(git -C "$root" rev-parse --short HEAD)" "$(uname -r)" "$seconds"
 printf '| server | most players with p99 ≤ 100 ms, no gaps, no errors | server CPU per player (ms over the run) |\n| --- | --- | --- |\n'
-for s in edge-engine nginx-rtmp; do
+for s in "${servers[@]}"; do
     printf '| %s | %s | %s |\n' "$s" "${best[$s]}" "${best_cpu[$s]}"
 done
 if [ "${best[nginx-rtmp]}" -gt 0 ]; then

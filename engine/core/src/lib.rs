@@ -5,20 +5,30 @@
 //! sockets and these state machines; tests drive them byte by byte.
 //!
 //! ```text
-//!  publisher bytes ──▶ rtmp::server::ServerConnection ──ServerEvent::Media──▶ stream::StreamMaster
-//!                                                                                │ StreamUpdate
+//!  publisher bytes ──▶ rtmp::server::ServerConnection ──ServerEvent::Media──▶ (header parsed once)
+//!                                                                                │
+//!                      owner::Owner (on the stream's owner shard): stream::StreamMaster,
+//!                      join cache, subscribers, hls::Segmenter, pull::Pull, forward::Forward
+//!                                                                                │ OwnerEffect::Update
 //!                       (Frame: payload, RTMP chunks and FLV tag, each built once)│
 //!                                                                                ▼
-//!                    stream::StreamReplica (one per shard with viewers: headers + gop::GopCache)
-//!                                                                                │ Frame (Bytes clones)
+//!                      replica::Replica (one per shard with viewers: stream::StreamReplica)
+//!                                                                                │ ReplicaEffect::Fanout
 //!                                                                                ▼
 //!                       queue::SendQueue (one per viewer, bounded in bytes) ──▶ socket
 //! ```
 //!
-//! Modules: [`media`] (keys, tags, frames), [`rtmp`] (chunk serialiser, timestamps, aggregate
-//! messages, server and client sessions), [`flv`] (tags and a demuxer), [`gop`] (join cache),
-//! [`stream`] (publisher lifecycle and replicas), [`queue`] (per-viewer send queue), [`http`]
-//! (request parsing and response heads), [`json`] (the string escaper the API and loadgen share).
+//! The state machines ([`owner`], [`replica`], [`pull`], [`forward`], [`hls::catalog`]) take
+//! `handle_*(…, now_ms)` and append effects to the caller's vector; each says when it wants
+//! to be called again with `poll_timeout()`. The engine runs the effects and arms its timer.
+//!
+//! Other modules: [`media`] (keys, tags, frames), [`rtmp`] (chunk reader and serialiser,
+//! messages, AMF0, timestamps, aggregate messages, server and client sessions), [`flv`]
+//! (tags and a demuxer), [`gop`] (join cache), [`stream`] (publisher lifecycle and replica
+//! caches), [`queue`] (per-viewer send queue, forward backlog), [`upstream`] (origin URLs,
+//! the failover planner, link reports), [`http`] (requests, response heads, chunked bodies),
+//! [`ids`] (typed ids), [`cpus`] (CPU lists), [`json`] (the string escaper the API and
+//! loadgen share), [`sei`] (latency probes).
 
 pub mod cpus;
 pub mod flv;
