@@ -187,6 +187,7 @@ pub fn rtmp_chunks(data: &[u8]) {
 
 /// The AMF0 reader: never more values than bytes, and what it reads writes back readably.
 pub fn amf0(data: &[u8]) {
+    let _ = amf::metadata_declares_video(data);
     if let Ok(values) = amf::decode(data) {
         assert!(values.len() <= data.len());
         // Metadata built from whatever was read is itself readable.
@@ -331,5 +332,41 @@ pub fn media_pipeline(data: &[u8]) {
         if let OwnerEffect::Hls(s) = e {
             check(&s);
         }
+    }
+}
+
+/// HTTP: the request parser (consumed bytes within the input), the response-head parser, and
+/// the chunked decoder (split anywhere = whole; never more out than in).
+pub fn http(data: &[u8]) {
+    use edge_core::http::{parse_request, parse_response_head, Dechunker};
+    if let Ok(Some((_, used))) = parse_request(data) {
+        assert!(used <= data.len());
+    }
+    if let Ok(Some(h)) = parse_response_head(data) {
+        assert!(h.len <= data.len());
+    }
+    let (at, body) = split_point(data);
+    let decode = |pieces: &[&[u8]]| {
+        let mut d = Dechunker::default();
+        let (mut pending, mut out) = (Vec::new(), Vec::new());
+        for p in pieces {
+            pending.extend_from_slice(p);
+            match d.decode(&pending, &mut out) {
+                Ok(used) => {
+                    assert!(used <= pending.len());
+                    pending.drain(..used);
+                }
+                Err(_) => return (out, d.done, true),
+            }
+        }
+        (out, d.done, false)
+    };
+    let whole = decode(&[body]);
+    assert!(whole.0.len() <= body.len());
+    // A split can only delay an error the whole input shows at once, not invent or hide
+    // body bytes before it.
+    let split = decode(&[&body[..at], &body[at..]]);
+    if !whole.2 && !split.2 {
+        assert_eq!(whole, split, "split at {at}");
     }
 }

@@ -16,6 +16,7 @@ const TARGETS: &[(&str, Body)] = &[
     ("m3u8", edge_fuzz::m3u8),
     ("flv_aggregate", edge_fuzz::flv_aggregate),
     ("media_pipeline", edge_fuzz::media_pipeline),
+    ("http", edge_fuzz::http),
 ];
 
 fn inputs(kind: &str, target: &str) -> Vec<PathBuf> {

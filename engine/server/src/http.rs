@@ -11,7 +11,8 @@ use tracing::debug;
 
 use crate::contain;
 use crate::outlet::{finish, write_bufs, Close, Outlet, Wire};
-use crate::shard::{Counter, Shard};
+use crate::shard::Shard;
+use crate::stats::Counter;
 
 const READ_BUF: usize = 4 * 1024;
 

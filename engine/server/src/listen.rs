@@ -4,13 +4,14 @@
 
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use monoio::net::TcpListener;
 use socket2::{Domain, Protocol, Socket, Type};
 use tracing::{error, warn};
 
-use crate::shard::{Counter, Shard};
+use crate::shard::Shard;
+use crate::stats::Counter;
 
 /// Binds `addr` with SO_REUSEADDR and SO_REUSEPORT and starts listening.
 pub fn bind_reuseport(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
@@ -33,7 +34,7 @@ pub enum Service {
 /// Accepts until the shard stops. EMFILE/ENFILE and similar back off (never spin) and are
 /// logged at most once per second with how many happened.
 pub async fn accept_loop(shard: Rc<Shard>, listener: TcpListener, service: Service) {
-    let mut last_log: Option<Instant> = None;
+    let mut last_log_ms: Option<u64> = None;
     let mut suppressed = 0u64;
     loop {
         match listener.accept().await {
@@ -56,8 +57,8 @@ pub async fn accept_loop(shard: Rc<Shard>, listener: TcpListener, service: Servi
                     e.raw_os_error(),
                     Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
                 );
-                let now = Instant::now();
-                if last_log.is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1)) {
+                let now = shard.now_ms();
+                if last_log_ms.is_none_or(|t| now.saturating_sub(t) >= 1000) {
                     if resource {
                         warn!(
                             shard = %shard.id,
@@ -71,7 +72,7 @@ pub async fn accept_loop(shard: Rc<Shard>, listener: TcpListener, service: Servi
                             "accept failed: {e} ({suppressed} more since last report)"
                         );
                     }
-                    last_log = Some(now);
+                    last_log_ms = Some(now);
                     suppressed = 0;
                 } else {
                     suppressed += 1;

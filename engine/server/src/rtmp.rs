@@ -18,7 +18,8 @@ use tracing::{debug, info, warn};
 use crate::contain;
 use crate::mesh::MeshMsg;
 use crate::outlet::{finish, Close, Outlet, Wire};
-use crate::shard::{Counter, Shard};
+use crate::shard::Shard;
+use crate::stats::Counter;
 
 const READ_BUF_IDLE: usize = 4 * 1024;
 const READ_BUF_PUBLISH: usize = 64 * 1024;

@@ -40,7 +40,7 @@ use crate::config::Config;
 use crate::contain;
 use crate::mesh::{Mesh, MeshMsg};
 use crate::outlet::{Outlet, Wire};
-use crate::stats::{ShardStats, Stats, StreamView};
+use crate::stats::{Counter, ShardStats, Stats, StreamView};
 use crate::timer::Timers;
 use crate::upstream::{Cancel, ForwardQueue, LinkSink};
 
@@ -556,20 +556,5 @@ impl LinkSink for Shard {
                 false
             }
         }
-    }
-}
-
-/// Increments and decrements on relaxed atomics (each counter has one writer: its shard).
-pub trait Counter {
-    fn inc(&self);
-    fn dec(&self);
-}
-
-impl Counter for std::sync::atomic::AtomicU64 {
-    fn inc(&self) {
-        self.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    }
-    fn dec(&self) {
-        self.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     }
 }

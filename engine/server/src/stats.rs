@@ -70,6 +70,21 @@ counters! {
     forward_sessions: "gauge", "Edge: forwarding connections publishing to an origin now";
 }
 
+/// Increments and decrements on relaxed atomics (each counter has one writer: its shard).
+pub trait Counter {
+    fn inc(&self);
+    fn dec(&self);
+}
+
+impl Counter for AtomicU64 {
+    fn inc(&self) {
+        self.fetch_add(1, Ordering::Relaxed);
+    }
+    fn dec(&self) {
+        self.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// Counters of every shard, indexed by shard id, and the streams each shard owns.
 pub struct Stats {
     pub shards: Box<[ShardStats]>,

@@ -24,8 +24,7 @@ use monoio::io::{AsyncReadRent, AsyncWriteRentExt, Splitable};
 use monoio::net::TcpStream;
 
 use crate::contain;
-use crate::shard::Counter;
-use crate::stats::{Stats, StreamView};
+use crate::stats::{Counter, Stats, StreamView};
 
 const PULL_READ_BUF: usize = 64 * 1024;
 /// How long a forward waits for `NetStream.Publish.Start` at least.

@@ -13,8 +13,9 @@ use edge_core::stream::StreamUpdate;
 use edge_core::{LinkId, ShardId, StreamKey};
 use tracing::{debug, error, info, warn};
 
-use super::{Counter, LinkTask, Owned, Shard};
+use super::{LinkTask, Owned, Shard};
 use crate::mesh::MeshMsg;
+use crate::stats::Counter;
 use crate::upstream::{self, Cancel, ForwardQueue, LinkParams, LinkSink};
 
 impl Shard {

@@ -12,8 +12,9 @@ use edge_core::hls::HlsSnapshot;
 use edge_core::{ShardId, StreamKey};
 use tracing::info;
 
-use super::{Counter, Shard, TimerKey, HLS_FIRST_WAIT_MAX_MS};
+use super::{Shard, TimerKey, HLS_FIRST_WAIT_MAX_MS};
 use crate::mesh::MeshMsg;
+use crate::stats::Counter;
 
 impl Shard {
     pub(super) fn install_own_hls(self: &Rc<Self>, key: &StreamKey, snapshot: HlsSnapshot) {

@@ -10,9 +10,10 @@ use edge_core::replica::{FinishReason, ReplicaEffect};
 use edge_core::StreamKey;
 use tracing::{info, warn};
 
-use super::{Counter, Shard};
+use super::Shard;
 use crate::mesh::MeshMsg;
 use crate::outlet::{Close, Outlet};
+use crate::stats::Counter;
 
 impl Shard {
     pub(super) fn run_replica_effects(
