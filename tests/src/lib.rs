@@ -105,6 +105,9 @@ pub struct Engine {
     child: Option<Child>,
     pub rtmp: SocketAddr,
     pub http: SocketAddr,
+    /// The `--https` and `--rtmps` listeners, when asked for.
+    pub https: Option<SocketAddr>,
+    pub rtmps: Option<SocketAddr>,
     /// Where its stderr goes, for engines started with [`Engine::start_logged`].
     log: Option<PathBuf>,
 }
@@ -163,18 +166,21 @@ impl Engine {
         BufReader::new(stdout)
             .read_line(&mut line)
             .expect("reading ready line");
-        let field = |name: &str| -> SocketAddr {
+        let optional = |name: &str| -> Option<SocketAddr> {
             line.split_whitespace()
                 .find_map(|w| w.strip_prefix(&format!("{name}=")))
-                .unwrap_or_else(|| panic!("no {name}= in ready line {line:?}"))
-                .parse()
-                .unwrap()
+                .map(|a| a.parse().unwrap())
+        };
+        let field = |name: &str| -> SocketAddr {
+            optional(name).unwrap_or_else(|| panic!("no {name}= in ready line {line:?}"))
         };
         let (rtmp, http) = (field("rtmp"), field("http"));
         Engine {
             child: Some(child),
             rtmp,
             http,
+            https: optional("https"),
+            rtmps: optional("rtmps"),
             log,
         }
     }
@@ -191,7 +197,8 @@ impl Engine {
         format!("http://{}/{path}", self.http)
     }
 
-    /// Counters by (name without `edge_`, shard).
+    /// Counters by (name without `edge_`, shard); a series with labels besides the shard is
+    /// named with them: `access_denied_total{action="play",reason="expired"}`.
     pub fn metrics(&self) -> Metrics {
         let body = http_get(self.http, "/metrics").body;
         let mut m = HashMap::new();
@@ -208,8 +215,12 @@ impl Engine {
             let Some(value) = tail.rsplit(' ').next().and_then(|v| v.parse::<u64>().ok()) else {
                 continue;
             };
+            let name = match tail.strip_prefix(',').and_then(|t| t.split_once('}')) {
+                Some((labels, _)) => format!("{name}{{{labels}}}"),
+                None => name.to_string(),
+            };
             if let Ok(shard) = shard.parse::<usize>() {
-                m.insert((name.to_string(), shard), value);
+                m.insert((name, shard), value);
             }
         }
         Metrics(m)

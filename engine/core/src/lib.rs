@@ -30,6 +30,7 @@
 //! [`ids`] (typed ids), [`cpus`] (CPU lists), [`json`] (the string escaper the API and
 //! loadgen share), [`sei`] (latency probes).
 
+pub mod access;
 pub mod cpus;
 pub mod flv;
 pub mod forward;
@@ -46,6 +47,7 @@ pub mod replica;
 pub mod rtmp;
 pub mod sei;
 pub mod stream;
+pub mod token;
 pub mod upstream;
 
 pub use ids::{LinkId, SegmentSeq, ShardId, ViewerId};

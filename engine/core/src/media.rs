@@ -43,6 +43,11 @@ impl StreamKey {
         &self.0
     }
 
+    /// The app, without the stream name.
+    pub fn app(&self) -> &str {
+        self.0.split_once('/').map_or("", |(a, _)| a)
+    }
+
     /// The stream name, without the app.
     pub fn stream(&self) -> &str {
         self.0.split_once('/').map_or("", |(_, s)| s)

@@ -13,23 +13,28 @@
 
 use std::fmt;
 
-/// An origin: `rtmp://HOST[:PORT]/APP`.
+/// An origin: `rtmp://HOST[:PORT]/APP` or `rtmps://HOST[:PORT]/APP` (RTMP over TLS, port 443
+/// unless given).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OriginUrl {
     pub host: String,
     pub port: u16,
     pub app: String,
+    pub tls: bool,
 }
 
 /// A URL that is not an RTMP origin.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("not an origin URL (rtmp://HOST[:PORT]/APP): {0}")]
+#[error("not an origin URL (rtmp[s]://HOST[:PORT]/APP): {0}")]
 pub struct OriginUrlError(pub String);
 
 impl OriginUrl {
     pub fn parse(url: &str) -> Result<Self, OriginUrlError> {
         let err = || OriginUrlError(url.to_string());
-        let rest = url.strip_prefix("rtmp://").ok_or_else(err)?;
+        let (rest, tls) = match url.strip_prefix("rtmps://") {
+            Some(rest) => (rest, true),
+            None => (url.strip_prefix("rtmp://").ok_or_else(err)?, false),
+        };
         let (authority, app) = rest.split_once('/').ok_or_else(err)?;
         let app = app.trim_end_matches('/');
         if app.is_empty() || app.contains('/') || authority.is_empty() {
@@ -39,7 +44,7 @@ impl OriginUrl {
             Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => {
                 (h.to_string(), p.parse().map_err(|_| err())?)
             }
-            _ => (authority.to_string(), 1935),
+            _ => (authority.to_string(), if tls { 443 } else { 1935 }),
         };
         if host.is_empty() {
             return Err(err());
@@ -48,13 +53,15 @@ impl OriginUrl {
             host,
             port,
             app: app.to_string(),
+            tls,
         })
     }
 }
 
 impl fmt::Display for OriginUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "rtmp://{}:{}/{}", self.host, self.port, self.app)
+        let scheme = if self.tls { "rtmps" } else { "rtmp" };
+        write!(f, "{scheme}://{}:{}/{}", self.host, self.port, self.app)
     }
 }
 
@@ -466,7 +473,11 @@ mod tests {
             ("10.0.0.1", 19350, "live")
         );
         assert_eq!(OriginUrl::parse("rtmp://origin/live/").unwrap().port, 1935);
+        let s = OriginUrl::parse("rtmps://origin.example/live").unwrap();
+        assert!(s.tls && s.port == 443 && !u.tls);
+        assert_eq!(s.to_string(), "rtmps://origin.example:443/live");
         for bad in [
+            "rtmpss://a/live",
             "http://a/live",
             "rtmp://a",
             "rtmp:///live",

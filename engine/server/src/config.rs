@@ -5,13 +5,20 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 
-use anyhow::{bail, Context};
+use anyhow::{anyhow, bail, Context};
 use clap::Parser;
+use edge_core::access::{Mode, ModeByApp, Policy};
 use edge_core::gop::GopLimits;
 use edge_core::hls::HlsConfig;
 use edge_core::queue::QueueLimits;
+use edge_core::token::{self, HashAlg, TokenConfig, TokenFormat};
 use edge_core::upstream::OriginUrl;
+
+use crate::access::{AccessConfig, Hooks, OnFailure, UpstreamSign};
+use crate::hook::HookUrl;
+use crate::tls::CertStore;
 
 /// A thread-per-core io_uring live-streaming edge server.
 ///
@@ -115,6 +122,111 @@ pub struct Args {
     #[arg(long, value_name = "N", default_value_t = 4096)]
     pub uring_entries: u32,
 
+    /// Who may play: `none`, `token` or `hook`, or `APP=MODE` for one app (repeatable; the
+    /// last bare MODE is the default for every other app).
+    #[arg(long, value_name = "[APP=]MODE", default_value = "none")]
+    pub play_auth: Vec<String>,
+
+    /// Who may publish: as --play-auth.
+    #[arg(long, value_name = "[APP=]MODE", default_value = "none")]
+    pub publish_auth: Vec<String>,
+
+    /// A token key in hex (repeatable: a token signed by any of them is accepted, for key
+    /// rotation).
+    #[arg(long, value_name = "HEX")]
+    pub token_key: Vec<String>,
+
+    /// The query parameter that carries an EdgeAuth token.
+    #[arg(long, value_name = "NAME", default_value = "token")]
+    pub token_param: String,
+
+    /// Token format: `edgeauth` (Akamai EdgeAuth 2.0) or `secure-link` (nginx secure_link:
+    /// `md5` and `expires` arguments over --secure-link-md5).
+    #[arg(long, value_name = "FORMAT", default_value = "edgeauth", value_parser = ["edgeauth", "secure-link"])]
+    pub token_format: String,
+
+    /// The HMAC of EdgeAuth tokens (ours and --upstream-sign-key's): sha256, sha1 or md5.
+    #[arg(long, value_name = "ALG", default_value = "sha256", value_parser = ["sha256", "sha1", "md5"])]
+    pub token_alg: String,
+
+    /// secure-link mode: the hashed text as nginx's `secure_link_md5` writes it, naming
+    /// `$secure_link_expires`, `$uri` (here `/{app}/{stream}`) and `$remote_addr`, with the
+    /// secret in it, e.g. `$secure_link_expires$uri$remote_addr secret`.
+    #[arg(long, value_name = "TEMPLATE")]
+    pub secure_link_md5: Option<String>,
+
+    /// Seconds of clock difference tolerated at both ends of a token's validity.
+    #[arg(long, value_name = "S", default_value_t = 30)]
+    pub token_skew_s: u64,
+
+    /// Hook POSTed (SRS http_hooks JSON) before a publish is accepted, under `hook` mode.
+    #[arg(long, value_name = "URL")]
+    pub on_publish: Option<String>,
+
+    /// Hook told when a publisher leaves.
+    #[arg(long, value_name = "URL")]
+    pub on_unpublish: Option<String>,
+
+    /// Hook POSTed before a play is accepted, under `hook` mode (RTMP, HTTP-FLV, HLS).
+    #[arg(long, value_name = "URL")]
+    pub on_play: Option<String>,
+
+    /// Hook told when an RTMP or HTTP-FLV player leaves.
+    #[arg(long, value_name = "URL")]
+    pub on_stop: Option<String>,
+
+    /// Deadline of one hook call (connect, request, reply).
+    #[arg(long, value_name = "MS", default_value_t = 3000)]
+    pub hook_timeout_ms: u64,
+
+    /// What an on_play hook that fails (times out, is down, replies garbage) means: `deny`
+    /// or `allow`. A failing on_publish always denies.
+    #[arg(long, value_name = "WHAT", default_value = "deny", value_parser = ["deny", "allow"])]
+    pub play_hook_failure: String,
+
+    /// How long an on_play allowance covers an HLS viewer's next playlist and segment
+    /// requests (same address, stream and query); 0 asks the hook every request.
+    #[arg(long, value_name = "MS", default_value_t = 30_000)]
+    pub hook_grant_ms: u64,
+
+    /// This node's name (the `server_id` hooks are told).
+    #[arg(long, value_name = "NAME")]
+    pub node_id: Option<String>,
+
+    /// Edge mode: sign every pull and forward URL with this key (hex), freshly at each
+    /// connect, as an EdgeAuth token in --token-param with --token-alg; the viewer's own
+    /// token is not passed on.
+    #[arg(long, value_name = "HEX")]
+    pub upstream_sign_key: Option<String>,
+
+    /// Lifetime of an --upstream-sign-key token (it is only checked at connect).
+    #[arg(long, value_name = "S", default_value_t = 300)]
+    pub upstream_sign_ttl_s: u64,
+
+    /// Also serve everything --http serves over HTTPS here (needs --tls-cert, --tls-key).
+    #[arg(long, value_name = "ADDR")]
+    pub https: Option<SocketAddr>,
+
+    /// Also take RTMPS publishes and plays here (needs --tls-cert, --tls-key).
+    #[arg(long, value_name = "ADDR")]
+    pub rtmps: Option<SocketAddr>,
+
+    /// The certificate chain (PEM, leaf first); re-read on SIGHUP.
+    #[arg(long, value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The private key (PEM: PKCS#8, PKCS#1 or SEC1); re-read on SIGHUP.
+    #[arg(long, value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Close a TLS connection that has not finished its handshake in this long.
+    #[arg(long, value_name = "MS", default_value_t = 10_000)]
+    pub tls_handshake_timeout_ms: u64,
+
+    /// An extra CA certificate (PEM) trusted for rtmps:// origins, besides the system's.
+    #[arg(long, value_name = "FILE")]
+    pub upstream_ca: Option<PathBuf>,
+
     /// Validate the configuration, print it, and exit.
     #[arg(long)]
     pub check: bool,
@@ -140,6 +252,14 @@ pub struct Config {
     pub origins: Vec<OriginUrl>,
     pub upstream_idle_ms: u64,
     pub upstream_timeout_ms: u64,
+    pub access: AccessConfig,
+    pub https: Option<SocketAddr>,
+    pub rtmps: Option<SocketAddr>,
+    /// Loaded when --https or --rtmps is given.
+    pub tls: Option<Arc<CertStore>>,
+    pub tls_handshake_timeout_ms: u64,
+    /// Loaded when an origin is rtmps://.
+    pub upstream_tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl Config {
@@ -222,6 +342,23 @@ impl Args {
         if !(8..=32768).contains(&self.uring_entries) {
             bail!("--uring-entries must be within 8..=32768");
         }
+        let access = self.access()?;
+        let tls = match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Some(CertStore::load(cert, key)?),
+            (None, None) if self.https.is_some() || self.rtmps.is_some() => {
+                bail!("--https and --rtmps need --tls-cert and --tls-key")
+            }
+            (None, None) => None,
+            _ => bail!("--tls-cert and --tls-key go together"),
+        };
+        if !(100..=600_000).contains(&self.tls_handshake_timeout_ms) {
+            bail!("--tls-handshake-timeout-ms must be within 100..=600000");
+        }
+        let upstream_tls = if origins.iter().any(|o| o.tls) || self.upstream_ca.is_some() {
+            Some(crate::tls::client_config(self.upstream_ca.as_deref())?)
+        } else {
+            None
+        };
         let shards = cpus.len();
         Ok(Config {
             cpus,
@@ -250,8 +387,113 @@ impl Args {
             origins,
             upstream_idle_ms: self.upstream_idle_ms,
             upstream_timeout_ms: self.upstream_timeout_ms,
+            access,
+            https: self.https,
+            rtmps: self.rtmps,
+            tls,
+            tls_handshake_timeout_ms: self.tls_handshake_timeout_ms,
+            upstream_tls,
         })
     }
+
+    /// The access flags, checked together.
+    fn access(&self) -> anyhow::Result<AccessConfig> {
+        let play = ModeByApp::parse(&self.play_auth).map_err(|e| anyhow!("--play-auth {e}"))?;
+        let publish =
+            ModeByApp::parse(&self.publish_auth).map_err(|e| anyhow!("--publish-auth {e}"))?;
+        let alg = HashAlg::parse(&self.token_alg).context("--token-alg")?;
+        let keys = self
+            .token_key
+            .iter()
+            .map(|k| token::parse_hex_key(k).ok_or_else(|| anyhow!("--token-key: not hex")))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        if self.token_param.is_empty() || self.token_param.contains(['&', '=', '?']) {
+            bail!("--token-param must be a plain parameter name");
+        }
+        let tokens = match self.token_format.as_str() {
+            "secure-link" => {
+                if !keys.is_empty() {
+                    bail!("--token-key is for --token-format edgeauth; secure-link's secret is in --secure-link-md5");
+                }
+                let template = self
+                    .secure_link_md5
+                    .clone()
+                    .context("--token-format secure-link needs --secure-link-md5")?;
+                Some(TokenFormat::SecureLink { template })
+            }
+            _ if keys.is_empty() => None,
+            _ => Some(TokenFormat::EdgeAuth {
+                alg,
+                keys,
+                param: self.token_param.clone(),
+            }),
+        };
+        let uses_tokens = play.uses(Mode::Token) || publish.uses(Mode::Token);
+        if uses_tokens && tokens.is_none() {
+            bail!("token mode needs --token-key (or --token-format secure-link with --secure-link-md5)");
+        }
+        let hook = |flag: &str, v: &Option<String>| {
+            v.as_deref()
+                .map(|u| HookUrl::parse(u).map_err(|e| anyhow!("--{flag}: {e}")))
+                .transpose()
+        };
+        let hooks = Hooks {
+            on_publish: hook("on-publish", &self.on_publish)?,
+            on_unpublish: hook("on-unpublish", &self.on_unpublish)?,
+            on_play: hook("on-play", &self.on_play)?,
+            on_stop: hook("on-stop", &self.on_stop)?,
+        };
+        if play.uses(Mode::Hook) && hooks.on_play.is_none() {
+            bail!("--play-auth hook needs --on-play");
+        }
+        if publish.uses(Mode::Hook) && hooks.on_publish.is_none() {
+            bail!("--publish-auth hook needs --on-publish");
+        }
+        if !(10..=60_000).contains(&self.hook_timeout_ms) {
+            bail!("--hook-timeout-ms must be within 10..=60000");
+        }
+        let upstream_sign = match &self.upstream_sign_key {
+            None => None,
+            Some(k) => Some(UpstreamSign {
+                key: token::parse_hex_key(k).context("--upstream-sign-key: not hex")?,
+                alg,
+                param: self.token_param.clone(),
+                ttl_s: self.upstream_sign_ttl_s.max(1),
+            }),
+        };
+        let node_id = match &self.node_id {
+            Some(n) if n.is_empty() => bail!("--node-id must not be empty"),
+            Some(n) => n.clone(),
+            None => hostname().unwrap_or_else(|| "edge-engine".into()),
+        };
+        Ok(AccessConfig {
+            policy: Policy {
+                play,
+                publish,
+                tokens: tokens.map(|format| TokenConfig {
+                    format,
+                    skew_s: self.token_skew_s,
+                }),
+            },
+            hooks,
+            hook_timeout: std::time::Duration::from_millis(self.hook_timeout_ms),
+            play_hook_failure: if self.play_hook_failure == "allow" {
+                OnFailure::Allow
+            } else {
+                OnFailure::Deny
+            },
+            hook_grant_ms: self.hook_grant_ms,
+            node_id,
+            upstream_sign,
+        })
+    }
+}
+
+/// The host's name (for --node-id's default), from the kernel.
+fn hostname() -> Option<String> {
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname").ok()?;
+    let name = name.trim();
+    (!name.is_empty()).then(|| name.to_string())
 }
 
 /// Parses `2-9,12` into `[2, 3, ..., 9, 12]`.

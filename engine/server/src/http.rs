@@ -1,14 +1,18 @@
 //! The HTTP/1.1 connection driver: keep-alive and pipelined requests parsed by edge-core,
 //! answered in order; `/{app}/{stream}.flv` turns the connection into an HTTP-FLV viewer.
 
+use std::net::SocketAddr;
 use std::rc::Rc;
 
 use bytes::Bytes;
+use edge_core::access::{Action, HookEvent, Mode};
 use edge_core::http::{self, HttpError, Method, Request, Route};
-use monoio::io::{AsyncReadRent, AsyncWriteRentExt, Splitable};
-use monoio::net::TcpStream;
+use edge_core::StreamKey;
+use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 use tracing::debug;
 
+use crate::access::{self, Ask, Denial};
+use crate::conn::Conn;
 use crate::contain;
 use crate::outlet::{finish, write_bufs, Close, Outlet, Wire};
 use crate::shard::Shard;
@@ -16,9 +20,14 @@ use crate::stats::Counter;
 
 const READ_BUF: usize = 4 * 1024;
 
-/// Serves one HTTP connection until it closes.
-pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream) {
-    let _ = stream.set_nodelay(true);
+/// Serves one HTTP (or HTTPS) connection until it closes; `fd` is its socket's.
+pub async fn serve(
+    shard: Rc<Shard>,
+    mut stream: Conn,
+    peer: Option<SocketAddr>,
+    fd: std::os::fd::RawFd,
+) {
+    let client_id = shard.next_conn_id();
     let mut pending: Vec<u8> = Vec::new();
     let mut buf = Vec::with_capacity(READ_BUF);
     loop {
@@ -37,10 +46,38 @@ pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream) {
                 Ok(Some((req, used))) => {
                     pending.drain(..used);
                     shard.stats().http_requests.inc();
-                    match Route::parse(&req.path) {
+                    let route = Route::parse(&req.path);
+                    // Every play request is checked before anything is done for it: no
+                    // viewer joins and no edge pull starts for a refused one.
+                    if let Some((key, hls)) = play_target(&req, &route) {
+                        let ask = Ask {
+                            action: Action::Play,
+                            key,
+                            query: req.query.as_deref(),
+                            peer,
+                            tc_url: &req.path,
+                            client_id,
+                            hls,
+                        };
+                        if let Err(denial) = access::authorize(&shard, &ask).await {
+                            let refusal = denial_response(&denial, &req);
+                            if write_bufs(&mut stream, refusal).await.is_err() || !req.keep_alive {
+                                return;
+                            }
+                            continue;
+                        }
+                    }
+                    match route {
                         Route::Flv(key) if req.method == Method::Get && req.version_minor >= 1 => {
                             let query = req.query.as_deref().map(Into::into);
-                            return serve_flv(shard, stream, key, query).await;
+                            let viewer = FlvViewer {
+                                key,
+                                query,
+                                peer,
+                                id: client_id,
+                                path: req.path.clone(),
+                            };
+                            return serve_flv(shard, stream, fd, viewer).await;
                         }
                         // Edge mode: a playlist request starts or keeps the pull, and the
                         // first one waits (bounded) for the first segment.
@@ -85,12 +122,41 @@ pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream) {
     }
 }
 
+/// The stream a GET or HEAD plays (FLV, a playlist, a segment), and whether it is HLS.
+fn play_target<'a>(req: &Request, route: &'a Route) -> Option<(&'a StreamKey, bool)> {
+    if !matches!(req.method, Method::Get | Method::Head) {
+        return None;
+    }
+    match route {
+        Route::Flv(key) => Some((key, false)),
+        Route::Playlist(key) | Route::Segment(key, _) => Some((key, true)),
+        _ => None,
+    }
+}
+
+/// 403, 410 or 503 with the reason in the body (never the token).
+fn denial_response(denial: &Denial, req: &Request) -> Vec<Bytes> {
+    let body = format!("{denial}\n");
+    let head = http::response_head(
+        denial.status(),
+        "text/plain",
+        Some(body.len()),
+        "no-store",
+        req.keep_alive,
+    );
+    if req.method == Method::Head {
+        vec![head]
+    } else {
+        vec![head, Bytes::from(body)]
+    }
+}
+
 /// The `--http-writes separate` mode: the head and the first body piece in one `writev`,
 /// then one write per piece. A head written alone leaves as its own small packet and wakes
 /// the client once for it (measured with loadgen: 10 % more CPU per request on both sides at
 /// 64 KB segments); large bodies still go piece by piece (measured with wrk: one `writev` of
 /// every piece lost 20 % at 700 KB × 1000 connections).
-async fn write_each(stream: &mut TcpStream, mut bufs: Vec<Bytes>) -> std::io::Result<()> {
+async fn write_each(stream: &mut Conn, mut bufs: Vec<Bytes>) -> std::io::Result<()> {
     let rest = bufs.split_off(bufs.len().min(2));
     write_bufs(stream, bufs).await?;
     for b in rest {
@@ -149,20 +215,42 @@ fn respond(shard: &Shard, req: &Request) -> (Vec<Bytes>, bool) {
         ),
         (Method::Get | Method::Head, Route::Playlist(key)) => match shard.hls(&key) {
             Some(hls) => {
-                // Short enough that a player never sees a playlist older than half a target.
-                let cache = format!("max-age={}", hls.target_duration_s / 2);
+                // Under token or hook play, segment URIs carry the viewer's query (players
+                // drop the playlist's query when they resolve relative URIs); the pieces are
+                // the shared playlist's, with the one query between them.
+                let suffix = match &req.query {
+                    Some(q)
+                        if !q.is_empty()
+                            && shard.config.access.policy.play.mode(key.app()) != Mode::None =>
+                    {
+                        Some(Bytes::from(format!("?{q}")))
+                    }
+                    _ => None,
+                };
+                let len = suffix
+                    .as_ref()
+                    .map_or(hls.playlist.len(), |s| hls.playlist_len_with(s.len()));
+                // Short enough that a player never sees a playlist older than half a target;
+                // private when it carries a viewer's token.
+                let cache = match suffix {
+                    Some(_) => format!("private, max-age={}", hls.target_duration_s / 2),
+                    None => format!("max-age={}", hls.target_duration_s / 2),
+                };
                 let head = http::response_head(
                     200,
                     "application/vnd.apple.mpegurl",
-                    Some(hls.playlist.len()),
+                    Some(len),
                     &cache,
                     keep_alive,
                 );
-                if head_only {
-                    vec![head]
-                } else {
-                    vec![head, hls.playlist.clone()]
+                let mut out = vec![head];
+                if !head_only {
+                    match &suffix {
+                        Some(s) => out.extend(hls.playlist_with(s)),
+                        None => out.push(hls.playlist.clone()),
+                    }
                 }
+                out
             }
             None => simple(404, "text/plain", "no-cache", "no such stream\n".into()),
         },
@@ -207,20 +295,23 @@ fn respond(shard: &Shard, req: &Request) -> (Vec<Bytes>, bool) {
     (response, keep_alive)
 }
 
+/// An HTTP-FLV viewer, as its hooks are told about it.
+struct FlvViewer {
+    key: StreamKey,
+    query: Option<std::sync::Arc<str>>,
+    peer: Option<SocketAddr>,
+    id: u64,
+    path: String,
+}
+
 /// Streams `key` as HTTP-FLV until the stream ends or the viewer leaves. The response head
 /// goes out when the stream is live (or a 404 after the play-wait).
-async fn serve_flv(
-    shard: Rc<Shard>,
-    stream: TcpStream,
-    key: edge_core::StreamKey,
-    query: Option<std::sync::Arc<str>>,
-) {
-    let id = shard.next_conn_id();
-    let fd = std::os::fd::AsRawFd::as_raw_fd(&stream);
-    let (mut reader, writer) = stream.into_split();
+async fn serve_flv(shard: Rc<Shard>, stream: Conn, fd: std::os::fd::RawFd, viewer: FlvViewer) {
+    let (key, id) = (&viewer.key, viewer.id);
+    let (mut reader, writer) = stream.split();
     let outlet = Outlet::new(id, Wire::Flv, shard.config.queue, shard.clock);
     let writer_task = monoio::spawn(Rc::clone(&outlet).run_writer(writer));
-    shard.add_viewer(&key, &outlet, query);
+    shard.add_viewer(key, &outlet, viewer.query.clone());
     // Nothing more is expected from the client; reading only tells us when it leaves.
     let mut buf = Vec::with_capacity(512);
     loop {
@@ -235,7 +326,17 @@ async fn serve_flv(
             break;
         }
     }
-    shard.remove_viewer(&key, &outlet);
+    shard.remove_viewer(key, &outlet);
     finish(&outlet, Close::Flush, fd, writer_task, shard.stats()).await;
+    let ask = Ask {
+        action: Action::Play,
+        key,
+        query: viewer.query.as_deref(),
+        peer: viewer.peer,
+        tc_url: &viewer.path,
+        client_id: id,
+        hls: false,
+    };
+    access::notify(&shard, HookEvent::OnStop, &ask);
     debug!(shard = %shard.id, %key, conn = id, "flv viewer left");
 }

@@ -6,20 +6,28 @@
 //! [`mesh`] (cross-shard channels), [`outlet`] (per-connection send queue and writer),
 //! [`rtmp`] and [`http`] (connection drivers), [`listen`] (SO_REUSEPORT accept loops),
 //! [`upstream`] (edge connections to origins), [`timer`] and [`clock`] (the one timer and
-//! the one clock of a shard), [`stats`] (counters).
+//! the one clock of a shard), [`stats`] (counters), [`access`] (tokens and hooks where peers
+//! ask), [`hook`] (the hook client), [`tls`] and [`conn`] (TLS and the streams drivers run
+//! on), [`dial`] (outgoing connections), [`sign`] (`edge-engine sign`).
 
+pub mod access;
 pub mod arena;
 pub mod clock;
 pub mod config;
+pub mod conn;
 pub mod contain;
+pub mod dial;
+pub mod hook;
 pub mod http;
 pub mod listen;
 pub mod mesh;
 pub mod outlet;
 pub mod rtmp;
 pub mod shard;
+pub mod sign;
 pub mod stats;
 pub mod timer;
+pub mod tls;
 pub mod upstream;
 
 use std::net::SocketAddr;
@@ -40,8 +48,11 @@ use crate::stats::Stats;
 /// What a shard reports once its listeners are up.
 type Ready = Result<(usize, &'static str), String>;
 
-/// Runs the engine until SIGINT/SIGTERM.
+/// Runs the engine until SIGINT/SIGTERM (or `edge-engine sign …`).
 pub fn run() -> anyhow::Result<()> {
+    if std::env::args().nth(1).as_deref() == Some("sign") {
+        return sign::run(std::env::args().skip(1));
+    }
     let args = Args::load()?;
     let config = args.validate()?;
     if args.check {
@@ -52,18 +63,23 @@ pub fn run() -> anyhow::Result<()> {
     let shards = config.shards();
 
     // Bind shard 0's listeners here so port 0 resolves once; the others bind the result.
-    let rtmp0 =
-        bind_reuseport(config.rtmp).with_context(|| format!("binding RTMP {}", config.rtmp))?;
-    let http0 =
-        bind_reuseport(config.http).with_context(|| format!("binding HTTP {}", config.http))?;
-    let rtmp_addr = rtmp0.local_addr()?;
-    let http_addr = http0.local_addr()?;
+    let mut wanted = vec![(Service::Rtmp, config.rtmp), (Service::Http, config.http)];
+    wanted.extend(config.rtmps.map(|a| (Service::Rtmps, a)));
+    wanted.extend(config.https.map(|a| (Service::Https, a)));
+    let mut first_listeners = Vec::new();
+    let mut endpoints = Vec::new();
+    for (service, addr) in wanted {
+        let l =
+            bind_reuseport(addr).with_context(|| format!("binding {} {addr}", service.name()))?;
+        endpoints.push((service, l.local_addr()?));
+        first_listeners.push(l);
+    }
 
     let mesh = Arc::new(Mesh::new(shards, config.mesh_queue_len));
     let stats = Arc::new(Stats::new(shards));
     let clock = clock::Clock::start();
     let (ready_tx, ready_rx) = mpsc::channel::<Ready>();
-    let mut first = Some((rtmp0, http0));
+    let mut first = Some(first_listeners);
     let mut threads = Vec::with_capacity(shards);
     for id in 0..shards {
         let listeners = first.take();
@@ -73,8 +89,7 @@ pub fn run() -> anyhow::Result<()> {
             mesh: Arc::clone(&mesh),
             stats: Arc::clone(&stats),
             clock,
-            rtmp_addr,
-            http_addr,
+            endpoints: endpoints.clone(),
             listeners,
             ready: ready_tx.clone(),
         };
@@ -95,17 +110,33 @@ pub fn run() -> anyhow::Result<()> {
             Err(_) => anyhow::bail!("a shard thread exited during start-up"),
         }
     }
-    info!(shards, %rtmp_addr, %http_addr, "edge-engine ready");
+    let listening: Vec<String> = endpoints
+        .iter()
+        .map(|(s, a)| format!("{}={a}", s.name()))
+        .collect();
+    info!(shards, listening = %listening.join(" "), "edge-engine ready");
     // One machine-readable line for scripts and tests.
-    println!("edge-engine ready rtmp={rtmp_addr} http={http_addr} shards={shards}");
+    println!("edge-engine ready {} shards={shards}", listening.join(" "));
 
     let mut signals = signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGINT,
         signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGHUP,
     ])
     .context("installing signal handlers")?;
-    if let Some(sig) = signals.forever().next() {
-        info!(signal = sig, "stopping: closing listeners and sessions");
+    for sig in signals.forever() {
+        if sig != signal_hook::consts::SIGHUP {
+            info!(signal = sig, "stopping: closing listeners and sessions");
+            break;
+        }
+        // Read on this (the signal) thread, never a shard; open sessions keep their keys.
+        match &config.tls {
+            Some(store) => match store.reload() {
+                Ok(()) => info!("SIGHUP: TLS certificate and key reloaded"),
+                Err(e) => warn!("SIGHUP: TLS reload failed, keeping the old certificate: {e:#}"),
+            },
+            None => info!("SIGHUP: nothing to reload (no --tls-cert)"),
+        }
     }
     mesh.request_shutdown();
     for t in threads {
@@ -123,9 +154,10 @@ struct ShardCtx {
     mesh: Arc<Mesh>,
     stats: Arc<Stats>,
     clock: clock::Clock,
-    rtmp_addr: SocketAddr,
-    http_addr: SocketAddr,
-    listeners: Option<(std::net::TcpListener, std::net::TcpListener)>,
+    /// What to listen on, with ports resolved.
+    endpoints: Vec<(Service, SocketAddr)>,
+    /// Shard 0's listeners, bound by [`run`], in `endpoints` order.
+    listeners: Option<Vec<std::net::TcpListener>>,
     ready: mpsc::Sender<Ready>,
 }
 
@@ -181,14 +213,17 @@ fn shard_thread(ctx: ShardCtx) {
 
 async fn shard_main(ctx: ShardCtx, driver: &'static str) {
     let listeners = match ctx.listeners {
-        Some((r, h)) => Ok((r, h)),
-        None => bind_reuseport(ctx.rtmp_addr).and_then(|r| Ok((r, bind_reuseport(ctx.http_addr)?))),
+        Some(l) => Ok(l),
+        None => ctx
+            .endpoints
+            .iter()
+            .map(|(_, a)| bind_reuseport(*a))
+            .collect::<std::io::Result<Vec<_>>>(),
     };
-    let (rtmp, http) = match listeners.and_then(|(r, h)| {
-        Ok((
-            monoio::net::TcpListener::from_std(r)?,
-            monoio::net::TcpListener::from_std(h)?,
-        ))
+    let listeners = match listeners.and_then(|ls| {
+        ls.into_iter()
+            .map(monoio::net::TcpListener::from_std)
+            .collect::<std::io::Result<Vec<_>>>()
     }) {
         Ok(l) => l,
         Err(e) => {
@@ -229,12 +264,11 @@ async fn shard_main(ctx: ShardCtx, driver: &'static str) {
         shard = ctx.id,
         cpu = ?shard.config.cpus[ctx.id],
         driver,
-        rtmp = %ctx.rtmp_addr,
-        http = %ctx.http_addr,
         "shard started"
     );
-    monoio::spawn(listen::accept_loop(Rc::clone(&shard), rtmp, Service::Rtmp));
-    monoio::spawn(listen::accept_loop(Rc::clone(&shard), http, Service::Http));
+    for ((service, _), l) in ctx.endpoints.iter().zip(listeners) {
+        monoio::spawn(listen::accept_loop(Rc::clone(&shard), l, *service));
+    }
     monoio::spawn(Rc::clone(&shard).run_timers());
     let _ = ctx.ready.send(Ok((ctx.id, driver)));
     test_hooks(ctx.id);

@@ -1,14 +1,19 @@
 //! Listening sockets and accept loops. Every shard binds the same address with SO_REUSEPORT
 //! and accepts on its own; the kernel spreads connections by 4-tuple hash. Nothing is handed
-//! between threads after accept.
+//! between threads after accept. TLS listeners shake hands in the connection's own task,
+//! bounded by `--tls-handshake-timeout-ms`, before the RTMP or HTTP driver sees it.
 
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Duration;
 
-use monoio::net::TcpListener;
+use monoio::io::Splitable;
+use monoio::net::{TcpListener, TcpStream};
 use socket2::{Domain, Protocol, Socket, Type};
-use tracing::{error, warn};
+use tracing::{debug, error, warn};
+
+use crate::conn::Conn;
+use crate::tls;
 
 use crate::shard::Shard;
 use crate::stats::Counter;
@@ -25,10 +30,69 @@ pub fn bind_reuseport(addr: SocketAddr) -> std::io::Result<std::net::TcpListener
 }
 
 /// What a listener serves.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Service {
     Rtmp,
     Http,
+    Rtmps,
+    Https,
+}
+
+impl Service {
+    pub fn name(self) -> &'static str {
+        match self {
+            Service::Rtmp => "rtmp",
+            Service::Http => "http",
+            Service::Rtmps => "rtmps",
+            Service::Https => "https",
+        }
+    }
+
+    fn is_tls(self) -> bool {
+        matches!(self, Service::Rtmps | Service::Https)
+    }
+
+    fn is_rtmp(self) -> bool {
+        matches!(self, Service::Rtmp | Service::Rtmps)
+    }
+}
+
+/// One accepted connection: the TLS handshake for TLS services, then its driver.
+async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr, service: Service) {
+    let _ = stream.set_nodelay(true);
+    let fd = crate::conn::raw_fd(&stream);
+    let conn = if service.is_tls() {
+        let Some(config) = shard.tls_config(service) else {
+            return;
+        };
+        let timeout = Duration::from_millis(shard.config.tls_handshake_timeout_ms);
+        let stats = shard.stats();
+        match monoio::time::timeout(timeout, tls::accept(stream.into_split(), config)).await {
+            Ok(Ok(s)) => {
+                stats.tls_handshakes.inc();
+                Conn::Tls(Box::new(s))
+            }
+            Ok(Err(e)) => {
+                stats.tls_handshake_failures.inc();
+                debug!(shard = %shard.id, %peer, ?service, "TLS handshake failed: {e}");
+                return;
+            }
+            Err(_) => {
+                stats.tls_handshake_failures.inc();
+                stats.tls_handshake_timeouts.inc();
+                debug!(shard = %shard.id, %peer, ?service, "TLS handshake timed out");
+                // Dropping the halves closes the socket.
+                return;
+            }
+        }
+    } else {
+        Conn::Tcp(stream)
+    };
+    if service.is_rtmp() {
+        crate::rtmp::serve(shard, conn, Some(peer), fd).await
+    } else {
+        crate::http::serve(shard, conn, Some(peer), fd).await
+    }
 }
 
 /// Accepts until the shard stops. EMFILE/ENFILE and similar back off (never spin) and are
@@ -38,18 +102,13 @@ pub async fn accept_loop(shard: Rc<Shard>, listener: TcpListener, service: Servi
     let mut suppressed = 0u64;
     loop {
         match listener.accept().await {
-            Ok((stream, _peer)) => {
-                let s = Rc::clone(&shard);
-                match service {
-                    Service::Rtmp => {
-                        shard.stats().rtmp_connections_accepted.inc();
-                        monoio::spawn(crate::rtmp::serve(s, stream));
-                    }
-                    Service::Http => {
-                        shard.stats().http_connections_accepted.inc();
-                        monoio::spawn(crate::http::serve(s, stream));
-                    }
+            Ok((stream, peer)) => {
+                if service.is_rtmp() {
+                    shard.stats().rtmp_connections_accepted.inc();
+                } else {
+                    shard.stats().http_connections_accepted.inc();
                 }
+                monoio::spawn(serve(Rc::clone(&shard), stream, peer, service));
             }
             Err(e) => {
                 shard.stats().accept_errors.inc();

@@ -4,17 +4,21 @@
 //! Reading happens here; writing happens in the connection's [`Outlet`] writer task, so a
 //! player's control replies and shared media leave in one ordered stream.
 
+use std::net::SocketAddr;
 use std::rc::Rc;
+use std::sync::Arc;
 
+use edge_core::access::{Action, HookEvent};
 use edge_core::media::{self, MediaError};
 use edge_core::rtmp::chunk;
 use edge_core::rtmp::server::{RtmpError, ServerConnection, ServerEvent};
 use edge_core::stream::{PublishError, PublisherId};
 use edge_core::StreamKey;
-use monoio::io::{AsyncReadRent, Splitable};
-use monoio::net::TcpStream;
+use monoio::io::AsyncReadRent;
 use tracing::{debug, info, warn};
 
+use crate::access::{self, Ask, Denial};
+use crate::conn::Conn;
 use crate::contain;
 use crate::mesh::MeshMsg;
 use crate::outlet::{finish, Close, Outlet, Wire};
@@ -26,17 +30,32 @@ const READ_BUF_PUBLISH: usize = 64 * 1024;
 
 enum Role {
     None,
-    Publisher { key: StreamKey, id: PublisherId },
-    Player { key: StreamKey },
+    Publisher {
+        key: StreamKey,
+        id: PublisherId,
+        query: Option<Arc<str>>,
+    },
+    Player {
+        key: StreamKey,
+        query: Option<Arc<str>>,
+    },
 }
 
-/// Serves one RTMP connection until it closes.
-pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
-    let _ = stream.set_nodelay(true);
-    let peer = stream.peer_addr().ok();
+/// Who the connection is, for access checks and hooks.
+struct Peer {
+    addr: Option<SocketAddr>,
+    id: u64,
+}
+
+/// Serves one RTMP (or RTMPS) connection until it closes; `fd` is its socket's.
+pub async fn serve(
+    shard: Rc<Shard>,
+    stream: Conn,
+    peer: Option<SocketAddr>,
+    fd: std::os::fd::RawFd,
+) {
     let id = shard.next_conn_id();
-    let fd = std::os::fd::AsRawFd::as_raw_fd(&stream);
-    let (mut reader, writer) = stream.into_split();
+    let (mut reader, writer) = stream.split();
     let outlet = Outlet::new(id, Wire::Rtmp, shard.config.queue, shard.clock);
     let writer_task = monoio::spawn(Rc::clone(&outlet).run_writer(writer));
     let mut conn = ServerConnection::new();
@@ -90,7 +109,9 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
         let mut failure = None;
         for ev in events.drain(..) {
             if failure.is_none() {
-                if let Err(e) = handle_event(&shard, &mut conn, &outlet, &mut role, ev).await {
+                let who = Peer { addr: peer, id };
+                if let Err(e) = handle_event(&shard, &mut conn, &outlet, &mut role, &who, ev).await
+                {
                     failure = Some(e.to_string());
                 }
             }
@@ -110,15 +131,33 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
         }
     };
 
+    let tc_url = conn
+        .connect_info()
+        .map(|c| c.tc_url.clone())
+        .unwrap_or_default();
     match &role {
-        Role::Publisher { key, id } => {
+        Role::Publisher {
+            key,
+            id: pid,
+            query,
+        } => {
             info!(shard = %shard.id, %key, "publisher disconnected: {reason}");
-            shard.unpublish(key, *id);
+            shard.unpublish(key, *pid);
             shard.stats().publishers.dec();
+            let ask = ask(
+                Action::Publish,
+                key,
+                query,
+                &Peer { addr: peer, id },
+                &tc_url,
+            );
+            access::notify(&shard, HookEvent::OnUnpublish, &ask);
         }
-        Role::Player { key } => {
+        Role::Player { key, query } => {
             debug!(shard = %shard.id, %key, conn = id, "player disconnected: {reason}");
             shard.remove_viewer(key, &outlet);
+            let ask = ask(Action::Play, key, query, &Peer { addr: peer, id }, &tc_url);
+            access::notify(&shard, HookEvent::OnStop, &ask);
         }
         // A peer that broke the protocol is worth a line at info (scanners and broken
         // encoders show up here); an ordinary close is not.
@@ -137,6 +176,8 @@ enum CloseReason {
     InUse(&'static str),
     #[error("invalid stream name {0}")]
     BadName(String),
+    #[error("{0} denied: {1}")]
+    Denied(&'static str, Denial),
     #[error("publish refused: {0}")]
     Refused(PublishError),
     #[error("media from a connection that is not publishing")]
@@ -158,6 +199,7 @@ async fn handle_event(
     conn: &mut ServerConnection,
     outlet: &Rc<Outlet>,
     role: &mut Role,
+    who: &Peer,
     ev: ServerEvent,
 ) -> Result<(), CloseReason> {
     match ev {
@@ -173,16 +215,24 @@ async fn handle_event(
                 reject_publish(conn, outlet, "invalid stream name");
                 return Err(CloseReason::BadName(format!("{app}/{stream}")));
             };
-            let id = PublisherId(outlet.id);
-            match shard
-                .request_publish(&key, id, query_of(&app, &stream))
-                .await
+            let query = query_of(&app, &stream);
+            // Checked before the owner hears of it: a refused publisher cannot take a
+            // stream over, not even for a moment.
+            let tc_url = tc_url_of(conn);
+            if let Err(d) =
+                access::authorize(shard, &ask(Action::Publish, &key, &query, who, &tc_url)).await
             {
+                reject_publish(conn, outlet, &format!("publish denied: {d}"));
+                shard.stats().publish_rejected.inc();
+                return Err(CloseReason::Denied("publish", d));
+            }
+            let id = PublisherId(outlet.id);
+            match shard.request_publish(&key, id, query.clone()).await {
                 Ok(()) => {
                     conn.accept(request_id)?;
                     shard.stats().publishers.inc();
                     info!(shard = %shard.id, %key, owner = %shard.owner_of(&key), "publishing");
-                    *role = Role::Publisher { key, id };
+                    *role = Role::Publisher { key, id, query };
                 }
                 Err(e) => {
                     warn!(shard = %shard.id, %key, "publish refused: {e}");
@@ -196,7 +246,7 @@ async fn handle_event(
             timestamp,
             body,
         } => {
-            let Role::Publisher { key, id } = role else {
+            let Role::Publisher { key, id, .. } = role else {
                 return Err(CloseReason::NotPublishing);
             };
             // Parsed once, here: a malformed tag closes its publisher, not anything else,
@@ -209,7 +259,7 @@ async fn handle_event(
             shard.send_media(owner, msg).await;
         }
         ServerEvent::Metadata { body } => {
-            if let Role::Publisher { key, id } = role {
+            if let Role::Publisher { key, id, .. } = role {
                 let owner = shard.owner_of(key);
                 let msg = MeshMsg::Metadata {
                     key: key.clone(),
@@ -220,9 +270,15 @@ async fn handle_event(
             }
         }
         ServerEvent::PublishFinished => {
-            if let Role::Publisher { key, id } = role {
+            if let Role::Publisher { key, id, query } = role {
                 shard.unpublish(key, *id);
                 shard.stats().publishers.dec();
+                let tc_url = tc_url_of(conn);
+                access::notify(
+                    shard,
+                    HookEvent::OnUnpublish,
+                    &ask(Action::Publish, key, query, who, &tc_url),
+                );
                 *role = Role::None;
             }
         }
@@ -255,18 +311,37 @@ async fn handle_event(
                 );
                 return Err(CloseReason::WrongStream(stream_id));
             }
+            let query = query_of(&app, &stream);
+            let tc_url = tc_url_of(conn);
+            if let Err(d) =
+                access::authorize(shard, &ask(Action::Play, &key, &query, who, &tc_url)).await
+            {
+                conn.send_status(
+                    stream_id,
+                    "error",
+                    "NetStream.Play.Failed",
+                    &format!("play denied: {d}"),
+                );
+                return Err(CloseReason::Denied("play", d));
+            }
             conn.accept(request_id)?;
             // The accept replies must precede any media.
             if let Some(b) = conn.poll_transmit() {
                 outlet.push_control(b);
             }
             shard.stats().rtmp_play_requests.inc();
-            shard.add_viewer(&key, outlet, query_of(&app, &stream));
-            *role = Role::Player { key };
+            shard.add_viewer(&key, outlet, query.clone());
+            *role = Role::Player { key, query };
         }
         ServerEvent::PlayFinished => {
-            if let Role::Player { key } = role {
+            if let Role::Player { key, query } = role {
                 shard.remove_viewer(key, outlet);
+                let tc_url = tc_url_of(conn);
+                access::notify(
+                    shard,
+                    HookEvent::OnStop,
+                    &ask(Action::Play, key, query, who, &tc_url),
+                );
                 *role = Role::None;
             }
         }
@@ -274,8 +349,33 @@ async fn handle_event(
     Ok(())
 }
 
+/// The peer's tcUrl, as its connect declared it.
+fn tc_url_of(conn: &ServerConnection) -> String {
+    conn.connect_info()
+        .map(|c| c.tc_url.clone())
+        .unwrap_or_default()
+}
+
+fn ask<'a>(
+    action: Action,
+    key: &'a StreamKey,
+    query: &'a Option<Arc<str>>,
+    who: &Peer,
+    tc_url: &'a str,
+) -> Ask<'a> {
+    Ask {
+        action,
+        key,
+        query: query.as_deref(),
+        peer: who.addr,
+        tc_url,
+        client_id: who.id,
+        hls: false,
+    }
+}
+
 /// The `?query` of an RTMP play or publish: on the stream name, or else on the app.
-fn query_of(app: &str, stream: &str) -> Option<std::sync::Arc<str>> {
+fn query_of(app: &str, stream: &str) -> Option<Arc<str>> {
     let q = stream
         .split_once('?')
         .or_else(|| app.split_once('?'))

@@ -24,6 +24,7 @@ use std::sync::Arc;
 use std::task::Waker;
 use std::time::Duration;
 
+use edge_core::access::Grants;
 use edge_core::hls::catalog::HlsCatalog;
 use edge_core::hls::HlsSnapshot;
 use edge_core::owner::{EdgeConfig, Owner, OwnerConfig, OwnerEffect};
@@ -38,6 +39,7 @@ use crate::arena::{Arena, ArenaStore};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::contain;
+use crate::listen::Service;
 use crate::mesh::{Mesh, MeshMsg};
 use crate::outlet::{Outlet, Wire};
 use crate::stats::{Counter, ShardStats, Stats, StreamView};
@@ -59,6 +61,8 @@ const PUBLISH_REPLY_TIMEOUT: Duration = Duration::from_secs(5);
 const HLS_DEMAND_EVERY_MS: u64 = 1000;
 /// The longest a first playlist request waits for the pull's first segment.
 const HLS_FIRST_WAIT_MAX_MS: u64 = 10_000;
+/// HLS hook allowances remembered per shard, at most.
+const MAX_GRANTS: usize = 65_536;
 
 /// What the timer is armed for.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -119,6 +123,11 @@ pub struct Shard {
     /// Edge mode: when this shard last told an owner that HLS viewers want a stream.
     demand: RefCell<DemandLimiter>,
     timers: Timers<TimerKey>,
+    /// Recent on_play allowances of HLS viewers.
+    pub grants: RefCell<Grants>,
+    /// This shard's TLS configurations (own session caches, shared certificate store).
+    tls_http: Option<Arc<rustls::ServerConfig>>,
+    tls_rtmp: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl Shard {
@@ -148,6 +157,9 @@ impl Shard {
         };
         let linger_ms = (config.hls.segment_ms * config.hls.window as u64).max(30_000);
         let demand = DemandLimiter::new(HLS_DEMAND_EVERY_MS, config.upstream_idle_ms);
+        let grants = Grants::new(config.access.hook_grant_ms, MAX_GRANTS);
+        let tls_http = config.tls.as_ref().map(|t| t.server_config(&[b"http/1.1"]));
+        let tls_rtmp = config.tls.as_ref().map(|t| t.server_config(&[]));
         Rc::new(Self {
             id,
             shards: config.shards(),
@@ -168,7 +180,19 @@ impl Shard {
             hls_waiters: RefCell::new(HashMap::new()),
             demand: RefCell::new(demand),
             timers: Timers::default(),
+            grants: RefCell::new(grants),
+            tls_http,
+            tls_rtmp,
         })
+    }
+
+    /// The TLS configuration of a TLS listener.
+    pub fn tls_config(&self, service: Service) -> Option<Arc<rustls::ServerConfig>> {
+        match service {
+            Service::Https => self.tls_http.clone(),
+            Service::Rtmps => self.tls_rtmp.clone(),
+            Service::Rtmp | Service::Http => None,
+        }
     }
 
     pub fn stats(&self) -> &ShardStats {

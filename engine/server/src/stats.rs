@@ -26,6 +26,7 @@ macro_rules! counters {
             /// 0 unknown, 1 hugetlb, 2 thp, 3 normal.
             pub cache_backing: AtomicU8,
             pub cpu: AtomicU64,
+            pub access: AccessStats,
         }
 
         const METRICS: &[(&str, &str, &str)] = &[$((stringify!($name), $kind, $help),)*];
@@ -68,6 +69,95 @@ counters! {
     upstream_failovers: "counter", "Edge: pulls switched to another origin (failure or redirect)";
     forwards_started: "counter", "Edge: publishes forwarded to an origin";
     forward_sessions: "gauge", "Edge: forwarding connections publishing to an origin now";
+    tls_handshakes: "counter", "TLS handshakes completed (--https, --rtmps)";
+    tls_handshake_failures: "counter", "TLS handshakes that failed or timed out";
+    tls_handshake_timeouts: "counter", "TLS handshakes abandoned at --tls-handshake-timeout-ms";
+}
+
+/// Access counters: verdicts by action and reason, hook calls by event and outcome.
+#[derive(Default)]
+pub struct AccessStats {
+    pub allowed: [AtomicU64; 2],
+    pub denied: [[AtomicU64; DENIAL_REASONS.len()]; 2],
+    pub hook_calls: [[AtomicU64; HOOK_OUTCOMES.len()]; 4],
+}
+
+const ACTIONS: [&str; 2] = ["play", "publish"];
+/// Token errors (edge-core's names), then the hook's.
+const DENIAL_REASONS: [&str; 9] = [
+    "missing",
+    "malformed",
+    "bad_signature",
+    "expired",
+    "not_yet_valid",
+    "acl",
+    "ip",
+    "hook_refused",
+    "hook_failed",
+];
+const HOOK_EVENTS: [&str; 4] = ["on_publish", "on_unpublish", "on_play", "on_stop"];
+const HOOK_OUTCOMES: [&str; 5] = ["allowed", "refused", "timeout", "unreachable", "bad_reply"];
+
+impl AccessStats {
+    pub fn reason_index(reason: &str) -> usize {
+        DENIAL_REASONS
+            .iter()
+            .position(|r| *r == reason)
+            .unwrap_or(DENIAL_REASONS.len() - 1)
+    }
+
+    pub fn outcome_index(outcome: &str) -> usize {
+        HOOK_OUTCOMES
+            .iter()
+            .position(|r| *r == outcome)
+            .unwrap_or(HOOK_OUTCOMES.len() - 1)
+    }
+}
+
+fn render_access(out: &mut String, shards: &[ShardStats]) {
+    let _ = writeln!(
+        out,
+        "# HELP edge_access_allowed_total Plays and publishes allowed by the access policy\n# TYPE edge_access_allowed_total counter"
+    );
+    for (shard, s) in shards.iter().enumerate() {
+        for (a, action) in ACTIONS.iter().enumerate() {
+            let v = s.access.allowed[a].load(Ordering::Relaxed);
+            let _ = writeln!(
+                out,
+                "edge_access_allowed_total{{shard=\"{shard}\",action=\"{action}\"}} {v}"
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP edge_access_denied_total Plays and publishes refused, by reason\n# TYPE edge_access_denied_total counter"
+    );
+    for (shard, s) in shards.iter().enumerate() {
+        for (a, action) in ACTIONS.iter().enumerate() {
+            for (r, reason) in DENIAL_REASONS.iter().enumerate() {
+                let v = s.access.denied[a][r].load(Ordering::Relaxed);
+                let _ = writeln!(
+                    out,
+                    "edge_access_denied_total{{shard=\"{shard}\",action=\"{action}\",reason=\"{reason}\"}} {v}"
+                );
+            }
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP edge_hook_calls_total HTTP hook calls, by event and outcome\n# TYPE edge_hook_calls_total counter"
+    );
+    for (shard, s) in shards.iter().enumerate() {
+        for (e, event) in HOOK_EVENTS.iter().enumerate() {
+            for (o, outcome) in HOOK_OUTCOMES.iter().enumerate() {
+                let v = s.access.hook_calls[e][o].load(Ordering::Relaxed);
+                let _ = writeln!(
+                    out,
+                    "edge_hook_calls_total{{shard=\"{shard}\",event=\"{event}\",outcome=\"{outcome}\"}} {v}"
+                );
+            }
+        }
+    }
 }
 
 /// Increments and decrements on relaxed atomics (each counter has one writer: its shard).
@@ -230,6 +320,7 @@ impl Stats {
                 let _ = writeln!(out, "edge_{name}{{shard=\"{shard}\"}} {}", v[i]);
             }
         }
+        render_access(&mut out, &self.shards);
         let _ = writeln!(
             out,
             "# HELP edge_shard_info Shard placement, io driver and segment memory backing\n# TYPE edge_shard_info gauge"
@@ -308,6 +399,14 @@ mod tests {
         assert!(text.contains("edge_rtmp_players{shard=\"0\"} 0\n"));
         assert!(text.contains("edge_shard_info{shard=\"0\",cpu=\"none\",driver=\"io_uring\",cache_backing=\"starting\"} 1"));
         assert!(s.render_health().starts_with("{\"status\":\"ok\""));
+        s.shards[1].access.denied[0][AccessStats::reason_index("expired")].inc();
+        let text = s.render_prometheus();
+        assert!(text.contains(
+            "edge_access_denied_total{shard=\"1\",action=\"play\",reason=\"expired\"} 1\n"
+        ));
+        assert!(text.contains(
+            "edge_hook_calls_total{shard=\"0\",event=\"on_stop\",outcome=\"timeout\"} 0\n"
+        ));
     }
 
     #[test]

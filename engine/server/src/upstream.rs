@@ -8,7 +8,6 @@
 
 use std::cell::{Cell, RefCell};
 use std::future::poll_fn;
-use std::net::{SocketAddr, ToSocketAddrs};
 use std::rc::Rc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -21,10 +20,10 @@ use edge_core::rtmp::client::{ClientConfig, ClientEvent, ClientMode, RtmpClient}
 use edge_core::upstream::{LinkError, LinkEvent, OriginUrl};
 use edge_core::{LinkId, ShardId, StreamKey};
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt, Splitable};
-use monoio::net::TcpStream;
 
-use crate::contain;
+use crate::conn::{Conn, ConnRead};
 use crate::stats::{Counter, Stats, StreamView};
+use crate::{contain, dial, tls};
 
 const PULL_READ_BUF: usize = 64 * 1024;
 /// How long a forward waits for `NetStream.Publish.Start` at least.
@@ -45,6 +44,8 @@ pub struct LinkParams {
     pub stream_name: String,
     /// Connect, and no-answer, timeout.
     pub timeout: Duration,
+    /// For `rtmps://` origins.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
     pub view: Arc<StreamView>,
     pub stats: Arc<Stats>,
     pub shard: ShardId,
@@ -139,73 +140,35 @@ impl ForwardQueue {
     }
 }
 
-/// Connects to an origin within `timeout` (name resolution included).
-async fn connect(url: &OriginUrl, timeout: Duration) -> Result<TcpStream, LinkError> {
+/// Connects to an origin within `timeout` (name resolution and, for `rtmps://`, the TLS
+/// handshake included).
+async fn connect(p: &LinkParams) -> Result<Conn, LinkError> {
+    let url = &p.url;
     let host = url.host.trim_start_matches('[').trim_end_matches(']');
-    let addrs = match monoio::time::timeout(timeout, resolve(host, url.port)).await {
-        Ok(resolved) => resolved.map_err(LinkError::Connect)?,
-        Err(_) => {
-            return Err(LinkError::Connect(format!(
-                "resolving {}: no answer in {} ms",
-                url.host,
-                timeout.as_millis()
-            )))
-        }
+    let tcp = dial::connect(host, url.port, p.timeout)
+        .await
+        .map_err(LinkError::Connect)?;
+    if !url.tls {
+        return Ok(Conn::Tcp(tcp));
+    }
+    let Some(config) = &p.tls else {
+        return Err(LinkError::Connect(format!(
+            "{url}: no TLS client configuration"
+        )));
     };
-    // Every address the name has, in the resolver's order (an unreachable IPv6 address
-    // before a working IPv4 one must not fail the origin).
-    let mut failures = Vec::new();
-    for addr in addrs {
-        match monoio::time::timeout(timeout, TcpStream::connect(addr)).await {
-            Ok(Ok(s)) => {
-                let _ = s.set_nodelay(true);
-                return Ok(s);
-            }
-            Ok(Err(e)) => failures.push(format!("connect {addr}: {e}")),
-            Err(_) => failures.push(format!(
-                "connect {addr}: no answer in {} ms",
-                timeout.as_millis()
-            )),
-        }
-    }
-    Err(LinkError::Connect(failures.join("; ")))
-}
-
-/// Resolves `host` with the system resolver on a thread of its own: `getaddrinfo` blocks, and
-/// a shard that blocks stalls every viewer it serves. IP literals need no thread. The answer
-/// comes back through a slot and a waker; a caller that gave up leaves the thread to finish
-/// and drop it. Control path only (once per upstream connect), so the slot's mutex is fine.
-async fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>, String> {
-    if let Ok(ip) = host.parse::<std::net::IpAddr>() {
-        return Ok(vec![SocketAddr::new(ip, port)]);
-    }
-    type Answer = Result<Vec<SocketAddr>, String>;
-    let slot: Arc<(std::sync::Mutex<Option<Answer>>, atomic_waker::AtomicWaker)> = Arc::default();
-    let (theirs, name) = (Arc::clone(&slot), host.to_string());
-    std::thread::Builder::new()
-        .name("edge-resolve".into())
-        .spawn(move || {
-            let answer = (name.as_str(), port)
-                .to_socket_addrs()
-                .map_err(|e| format!("resolving {name}: {e}"))
-                .map(|addrs| addrs.collect::<Vec<_>>())
-                .and_then(|addrs| {
-                    (!addrs.is_empty())
-                        .then_some(addrs)
-                        .ok_or(format!("{name} has no address"))
-                });
-            *theirs.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(answer);
-            theirs.1.wake();
-        })
-        .map_err(|e| format!("resolving {host}: no thread: {e}"))?;
-    poll_fn(|cx| {
-        slot.1.register(cx.waker());
-        match slot.0.lock().unwrap_or_else(|e| e.into_inner()).take() {
-            Some(answer) => Poll::Ready(answer),
-            None => Poll::Pending,
-        }
-    })
+    match monoio::time::timeout(
+        p.timeout,
+        tls::connect(tcp.into_split(), Arc::clone(config), host),
+    )
     .await
+    {
+        Ok(Ok(s)) => Ok(Conn::Tls(Box::new(s))),
+        Ok(Err(e)) => Err(LinkError::Connect(format!("TLS with {host}: {e}"))),
+        Err(_) => Err(LinkError::Connect(format!(
+            "TLS with {host}: no handshake in {} ms",
+            p.timeout.as_millis()
+        ))),
+    }
 }
 
 /// A status code that means "not here": move on to the next origin.
@@ -235,7 +198,7 @@ async fn pull_session(
 ) -> Option<LinkEvent> {
     let failed = |e: LinkError| Some(LinkEvent::Failed(e));
     let mut stream = monoio::select! {
-        r = connect(&p.url, p.timeout) => match r {
+        r = connect(p) => match r {
             Ok(s) => s,
             Err(e) => return failed(e),
         },
@@ -344,14 +307,14 @@ async fn forward_session(
     cancel: &Rc<Cancel>,
 ) -> Result<(), LinkError> {
     let stream = monoio::select! {
-        r = connect(&p.url, p.timeout) => r?,
+        r = connect(p) => r?,
         _ = cancel.cancelled() => return Ok(()),
     };
     let config = ClientConfig::new(&p.url.to_string(), &p.stream_name, ClientMode::Publish);
     let client = RtmpClient::new(config).map_err(|e| LinkError::Protocol(e.to_string()))?;
     let client = Rc::new(RefCell::new(client));
     let state = Rc::new(SessionState::default());
-    let (reader, mut writer) = stream.into_split();
+    let (reader, mut writer) = stream.split();
     let session_end = Cancel::new();
     monoio::spawn(forward_reader(
         reader,
@@ -437,7 +400,7 @@ async fn forward_session(
 
 /// Reads the origin's side of a forward session: start, refusals, acknowledgements.
 async fn forward_reader(
-    mut reader: monoio::net::tcp::TcpOwnedReadHalf,
+    mut reader: ConnRead,
     client: Rc<RefCell<RtmpClient>>,
     state: Rc<SessionState>,
     queue: Rc<ForwardQueue>,
@@ -493,34 +456,5 @@ async fn forward_reader(
     if !state.done.get() {
         *state.failed.borrow_mut() = Some(failure);
         queue.wake();
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::resolve;
-
-    #[test]
-    fn names_resolve_off_the_shard_and_literals_directly() {
-        let mut rt = monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
-            .enable_timer()
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            let literal = resolve("127.0.0.9", 1935).await.unwrap();
-            assert_eq!(literal, ["127.0.0.9:1935".parse().unwrap()]);
-            let v6 = resolve("::1", 80).await.unwrap();
-            assert_eq!(v6, ["[::1]:80".parse().unwrap()]);
-            // Through the resolver thread (/etc/hosts), woken back onto this runtime.
-            let named = resolve("localhost", 1935).await.unwrap();
-            assert!(
-                named
-                    .iter()
-                    .all(|a| a.ip().is_loopback() && a.port() == 1935),
-                "{named:?}"
-            );
-            let bad = resolve("bad host name", 1935).await;
-            assert!(bad.is_err(), "{bad:?}");
-        });
     }
 }

@@ -95,6 +95,7 @@ mod tests {
     fn snap(ended: bool) -> Arc<HlsSnapshot> {
         Arc::new(HlsSnapshot {
             playlist: bytes::Bytes::from_static(b"#EXTM3U\n"),
+            uri_ends: Vec::new(),
             segments: Vec::new(),
             target_duration_s: 2,
             ended,

@@ -94,6 +94,9 @@ impl std::ops::Deref for Segment {
 #[derive(Debug)]
 pub struct HlsSnapshot {
     pub playlist: Bytes,
+    /// Where each segment URI ends in `playlist` (before its newline): a viewer's query is
+    /// written there, between shared pieces of the playlist.
+    pub uri_ends: Vec<usize>,
     /// The window plus the kept extras, oldest first.
     pub segments: Vec<Segment>,
     pub target_duration_s: u64,
@@ -103,6 +106,25 @@ pub struct HlsSnapshot {
 impl HlsSnapshot {
     pub fn segment(&self, seq: SegmentSeq) -> Option<&Segment> {
         self.segments.iter().find(|s| s.seq == seq)
+    }
+
+    /// The playlist with `suffix` (a viewer's `?query`) after every segment URI, as pieces:
+    /// slices of the shared playlist with the one `suffix` between them, nothing copied.
+    pub fn playlist_with(&self, suffix: &Bytes) -> Vec<Bytes> {
+        let mut out = Vec::with_capacity(2 * self.uri_ends.len() + 1);
+        let mut from = 0;
+        for &end in &self.uri_ends {
+            out.push(self.playlist.slice(from..end));
+            out.push(suffix.clone());
+            from = end;
+        }
+        out.push(self.playlist.slice(from..));
+        out
+    }
+
+    /// The length of [`HlsSnapshot::playlist_with`] for a suffix of `suffix_len` bytes.
+    pub fn playlist_len_with(&self, suffix_len: usize) -> usize {
+        self.playlist.len() + self.uri_ends.len() * suffix_len
     }
 }
 
@@ -380,21 +402,24 @@ impl<S: SegmentStore> Segmenter<S> {
 
     /// The current snapshot (playlist rendered now).
     pub fn snapshot(&self) -> HlsSnapshot {
+        let (playlist, uri_ends) = self.render_playlist();
         HlsSnapshot {
-            playlist: self.render_playlist(),
+            playlist,
+            uri_ends,
             segments: self.segments.iter().cloned().collect(),
             target_duration_s: self.target_duration_s,
             ended: self.ended,
         }
     }
 
-    fn render_playlist(&self) -> Bytes {
+    fn render_playlist(&self) -> (Bytes, Vec<usize>) {
         let listed: Vec<&Segment> = self
             .segments
             .iter()
             .skip(self.segments.len().saturating_sub(self.config.window))
             .collect();
         let mut p = String::with_capacity(128 + 48 * listed.len());
+        let mut uri_ends = Vec::with_capacity(listed.len());
         let first_seq = listed.first().map_or(self.next_seq, |s| s.seq);
         let _ = write!(
             p,
@@ -414,17 +439,19 @@ impl<S: SegmentStore> Segmenter<S> {
             }
             let _ = write!(
                 p,
-                "#EXTINF:{}.{:03},\n{}-{}.ts\n",
+                "#EXTINF:{}.{:03},\n{}-{}.ts",
                 s.duration_ms / 1000,
                 s.duration_ms % 1000,
                 self.stream_name,
                 s.seq
             );
+            uri_ends.push(p.len());
+            p.push('\n');
         }
         if self.ended {
             p.push_str("#EXT-X-ENDLIST\n");
         }
-        Bytes::from(p)
+        (Bytes::from(p), uri_ends)
     }
 }
 

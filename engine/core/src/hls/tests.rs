@@ -348,6 +348,34 @@ fn rendered_playlists_parse_back() {
     }
 }
 
+/// A viewer's query goes after every segment URI and nowhere else; the pieces are slices of
+/// the one shared playlist.
+#[test]
+fn playlists_carry_a_viewers_query_between_shared_pieces() {
+    let frames = stream(9, 25);
+    let (s, _) = run(HlsConfig::default(), &frames);
+    let snap = s.snapshot();
+    let suffix = bytes::Bytes::from_static(b"?token=exp=9~hmac=ab");
+    let pieces = snap.playlist_with(&suffix);
+    let joined: Vec<u8> = pieces.iter().flat_map(|b| b.iter().copied()).collect();
+    assert_eq!(joined.len(), snap.playlist_len_with(suffix.len()));
+    let text = String::from_utf8(joined).unwrap();
+    let p = super::m3u8::parse_media_playlist(&text).unwrap();
+    assert!(!p.segments.is_empty());
+    for seg in &p.segments {
+        assert_eq!(seg.uri, format!("x-{}.ts?token=exp=9~hmac=ab", seg.seq));
+    }
+    assert_eq!(text.matches("?token=").count(), p.segments.len());
+    let base =
+        snap.playlist.as_ptr() as usize..snap.playlist.as_ptr() as usize + snap.playlist.len();
+    for piece in pieces.iter().filter(|b| b.as_ptr() != suffix.as_ptr()) {
+        assert!(base.contains(&(piece.as_ptr() as usize)) || piece.is_empty());
+    }
+    // Without a query, the playlist is the shared one.
+    let plain = snap.playlist_with(&bytes::Bytes::new());
+    assert_eq!(plain.concat(), snap.playlist.to_vec());
+}
+
 /// Regression (issue 11): a publisher timestamp jump of 100 000 s closed the open segment at
 /// the new frame's time, so its EXTINF and TARGETDURATION covered the whole gap, and our own
 /// parser then refused the playlist.

@@ -136,12 +136,22 @@ impl Shard {
             return;
         };
         let cancel = Cancel::new();
+        // Signed here, once per connection: a reconnect or a failover carries a fresh token,
+        // never a viewer's that may have expired since.
+        let stream_name = match &self.config.access.upstream_sign {
+            Some(sign) => {
+                let viewer_query = stream_name.split_once('?').map(|(_, q)| q);
+                sign.stream_name(&url.app, key, viewer_query)
+            }
+            None => stream_name,
+        };
         let params = LinkParams {
             key: key.clone(),
             link,
             url,
             stream_name,
             timeout: Duration::from_millis(self.config.upstream_timeout_ms),
+            tls: self.config.upstream_tls.clone(),
             view,
             stats: Arc::clone(&self.stats),
             shard: self.id,

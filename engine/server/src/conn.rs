@@ -1,0 +1,119 @@
+//! The byte streams the connection drivers run on: plain TCP, or TLS over it ([`crate::tls`]),
+//! whole or split into a read half (the driver's) and a write half (the outlet writer's).
+//!
+//! An enum rather than a generic parameter, so the RTMP and HTTP drivers, the outlet writer
+//! and the upstream tasks exist once in the binary; the match per read or write is nothing
+//! beside the system call behind it.
+//!
+//! Must not: buffer, copy or inspect what passes through.
+
+use std::io;
+use std::os::fd::{AsRawFd, RawFd};
+
+use monoio::buf::{IoBuf, IoBufMut, IoVecBuf, IoVecBufMut};
+use monoio::io::{AsyncReadRent, AsyncWriteRent, Splitable};
+use monoio::net::tcp::{TcpOwnedReadHalf, TcpOwnedWriteHalf};
+use monoio::net::TcpStream;
+use monoio::BufResult;
+
+use crate::tls::{TlsRead, TlsStream, TlsWrite};
+
+/// A connection, whole.
+pub enum Conn {
+    Tcp(TcpStream),
+    Tls(Box<TlsStream<TcpOwnedReadHalf, TcpOwnedWriteHalf>>),
+}
+
+/// A connection's read half.
+pub enum ConnRead {
+    Tcp(TcpOwnedReadHalf),
+    Tls(TlsRead<TcpOwnedReadHalf>),
+}
+
+/// A connection's write half.
+pub enum ConnWrite {
+    Tcp(TcpOwnedWriteHalf),
+    Tls(TlsWrite<TcpOwnedWriteHalf>),
+}
+
+impl Conn {
+    pub fn split(self) -> (ConnRead, ConnWrite) {
+        match self {
+            Conn::Tcp(s) => {
+                let (r, w) = s.into_split();
+                (ConnRead::Tcp(r), ConnWrite::Tcp(w))
+            }
+            Conn::Tls(s) => {
+                let s = *s;
+                (ConnRead::Tls(s.read), ConnWrite::Tls(s.write))
+            }
+        }
+    }
+
+    pub fn is_tls(&self) -> bool {
+        matches!(self, Conn::Tls(_))
+    }
+}
+
+/// The socket's descriptor, taken before the stream moves into its driver (to make a close
+/// abortive, see [`crate::outlet::reset_on_close`]).
+pub fn raw_fd(s: &TcpStream) -> RawFd {
+    s.as_raw_fd()
+}
+
+macro_rules! dispatch {
+    ($self:ident, $s:ident => $e:expr) => {
+        match $self {
+            Self::Tcp($s) => $e,
+            Self::Tls($s) => $e,
+        }
+    };
+}
+
+impl AsyncReadRent for Conn {
+    async fn read<T: IoBufMut>(&mut self, buf: T) -> BufResult<usize, T> {
+        dispatch!(self, s => s.read(buf).await)
+    }
+    async fn readv<T: IoVecBufMut>(&mut self, buf: T) -> BufResult<usize, T> {
+        dispatch!(self, s => s.readv(buf).await)
+    }
+}
+
+impl AsyncWriteRent for Conn {
+    async fn write<T: IoBuf>(&mut self, buf: T) -> BufResult<usize, T> {
+        dispatch!(self, s => s.write(buf).await)
+    }
+    async fn writev<T: IoVecBuf>(&mut self, buf: T) -> BufResult<usize, T> {
+        dispatch!(self, s => s.writev(buf).await)
+    }
+    async fn flush(&mut self) -> io::Result<()> {
+        dispatch!(self, s => s.flush().await)
+    }
+    async fn shutdown(&mut self) -> io::Result<()> {
+        dispatch!(self, s => s.shutdown().await)
+    }
+}
+
+impl AsyncReadRent for ConnRead {
+    async fn read<T: IoBufMut>(&mut self, buf: T) -> BufResult<usize, T> {
+        dispatch!(self, s => s.read(buf).await)
+    }
+    async fn readv<T: IoVecBufMut>(&mut self, buf: T) -> BufResult<usize, T> {
+        dispatch!(self, s => s.readv(buf).await)
+    }
+}
+
+impl AsyncWriteRent for ConnWrite {
+    async fn write<T: IoBuf>(&mut self, buf: T) -> BufResult<usize, T> {
+        dispatch!(self, s => s.write(buf).await)
+    }
+    async fn writev<T: IoVecBuf>(&mut self, buf: T) -> BufResult<usize, T> {
+        dispatch!(self, s => s.writev(buf).await)
+    }
+    async fn flush(&mut self) -> io::Result<()> {
+        dispatch!(self, s => s.flush().await)
+    }
+    async fn shutdown(&mut self) -> io::Result<()> {
+        dispatch!(self, s => s.shutdown().await)
+    }
+}
