@@ -183,5 +183,34 @@ fn main() {
         jumped.extend_from_slice(&edge_core::flv::serialize_tag(t.type_id, ts, &t.body));
     }
     write("media_pipeline", "jump-and-republish", &jumped);
+    // Access: a minted token in a query with another parameter, for a path; secure_link
+    // arguments; hook replies.
+    let token = edge_core::token::sign_edgeauth(
+        b"k1",
+        edge_core::token::HashAlg::Sha256,
+        &edge_core::token::EdgeAuthClaims {
+            ip: Some("10.1.2.3"),
+            start_s: Some(1_699_999_000),
+            exp_s: 1_700_000_600,
+            acl: Some("/live/*!/vod/a*"),
+            ..Default::default()
+        },
+    );
+    write(
+        "access",
+        "edgeauth",
+        format!("a=1&token={token}\n/live/s").as_bytes(),
+    );
+    write(
+        "access",
+        "secure-link",
+        b"md5=_e4Nc3iduzkWRm01TBBNYw&expires=2147483647\n/live/s",
+    );
+    write(
+        "access",
+        "hook-json",
+        br#"{"code":0,"data":{"code":1},"msg":"\"code\""}"#,
+    );
+    write("access", "modes", b"token\nfree=none\nvip=hook");
     println!("seeds written under fuzz/corpus/");
 }

@@ -17,6 +17,7 @@ const TARGETS: &[(&str, Body)] = &[
     ("flv_aggregate", edge_fuzz::flv_aggregate),
     ("media_pipeline", edge_fuzz::media_pipeline),
     ("http", edge_fuzz::http),
+    ("access", edge_fuzz::access),
 ];
 
 fn inputs(kind: &str, target: &str) -> Vec<PathBuf> {

@@ -63,7 +63,8 @@ pub struct SignArgs {
 
 /// Runs `sign` with `argv` (its first item is "sign").
 pub fn run(argv: impl Iterator<Item = String>) -> anyhow::Result<()> {
-    let args = SignArgs::try_parse_from(argv)?;
+    // clap prints help, version and usage errors itself (help exits 0, a usage error 2).
+    let args = SignArgs::try_parse_from(argv).unwrap_or_else(|e| e.exit());
     println!("{}", mint(&args, crate::access::unix_s())?);
     Ok(())
 }

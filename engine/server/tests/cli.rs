@@ -64,6 +64,32 @@ fn help_documents_every_flag() {
 }
 
 #[test]
+fn sign_help_is_printed_once_and_exits_0_and_bad_usage_exits_2() {
+    let out = engine().args(["sign", "--help"]).output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let help = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(help.matches("Usage:").count(), 1, "{help}");
+    for flag in [
+        "--key",
+        "--acl",
+        "--url",
+        "--ttl",
+        "--base-url",
+        "--secure-link-md5",
+    ] {
+        assert!(help.contains(flag), "sign --help lacks {flag}");
+    }
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = engine().args(["sign", "--key", "00"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "--ttl is required");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--ttl"));
+}
+
+#[test]
 fn check_validates_and_exits() {
     let out = engine()
         .args(["--check", "--cores", "3", "--cpu-list", "0-2"])
