@@ -6,6 +6,9 @@
 //!   SHA-256) found in a query with another parameter, checked for `/live/cam`.
 //! - `verify/secure_link`: nginx `md5`/`expires` arguments.
 //! - `playlist_with_token`: the pieces of a 6-segment playlist with a 150-byte query.
+//!
+//! Measured (commit 2387a6d, ci-vm, medians of three runs; docs/BENCHMARKS.md): sha256
+//! 800 ns, sha1 688 ns, md5 956 ns, secure_link 772 ns, playlist_with_token 278 ns.
 
 use std::hint::black_box;
 
