@@ -13,7 +13,6 @@ pub mod net;
 pub mod pool;
 pub mod spawn;
 pub mod stats;
-pub mod tsscan;
 pub mod viewers;
 
 use std::cell::RefCell;

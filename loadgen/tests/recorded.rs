@@ -1,7 +1,7 @@
 //! The TS and m3u8 parsers on recorded engine output (fixtures/README.md says how it was made).
 
 use edge_core::hls::m3u8::parse_media_playlist;
-use loadgen::tsscan::{segment_probe, TsScan};
+use edge_core::hls::tsscan::{segment_probe, TsScan};
 
 fn fixture(name: &str) -> Vec<u8> {
     std::fs::read(

@@ -13,7 +13,8 @@ use crate::media::StreamKey;
 
 /// Largest request head accepted.
 pub const MAX_HEAD_BYTES: usize = 16 * 1024;
-const MAX_HEADERS: usize = 64;
+/// Header lines a request may carry (browsers send about 20).
+pub const MAX_HEADERS: usize = 64;
 
 /// Why a request is refused; each closes the connection after a 4xx.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -24,6 +25,9 @@ pub enum HttpError {
     /// The head grew past [`MAX_HEAD_BYTES`] without ending.
     #[error("request head exceeds {MAX_HEAD_BYTES} bytes")]
     HeadTooLarge,
+    /// More than [`MAX_HEADERS`] header lines.
+    #[error("more than {MAX_HEADERS} header lines")]
+    TooManyHeaders,
     /// The request carries a body (Content-Length > 0 or chunked).
     #[error("request bodies are not accepted")]
     BodyNotAccepted,
@@ -33,7 +37,7 @@ impl HttpError {
     /// The status to answer with.
     pub fn status(&self) -> u16 {
         match self {
-            HttpError::HeadTooLarge => 431,
+            HttpError::HeadTooLarge | HttpError::TooManyHeaders => 431,
             HttpError::BodyNotAccepted => 413,
             HttpError::Malformed(_) => 400,
         }
@@ -65,9 +69,10 @@ pub struct Request {
 pub fn parse_request(buf: &[u8]) -> Result<Option<(Request, usize)>, HttpError> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut headers);
-    let status = req
-        .parse(buf)
-        .map_err(|e| HttpError::Malformed(e.to_string()))?;
+    let status = req.parse(buf).map_err(|e| match e {
+        httparse::Error::TooManyHeaders => HttpError::TooManyHeaders,
+        e => HttpError::Malformed(e.to_string()),
+    })?;
     let consumed = match status {
         httparse::Status::Partial if buf.len() > MAX_HEAD_BYTES => {
             return Err(HttpError::HeadTooLarge)
@@ -398,6 +403,13 @@ mod tests {
         let mut big = b"GET / HTTP/1.1\r\nX: ".to_vec();
         big.extend(std::iter::repeat_n(b'a', MAX_HEAD_BYTES));
         assert_eq!(parse_request(&big), Err(HttpError::HeadTooLarge));
+        let mut many = b"GET /x HTTP/1.1\r\n".to_vec();
+        for i in 0..=MAX_HEADERS {
+            many.extend(format!("X-{i}: y\r\n").bytes());
+        }
+        many.extend(b"\r\n");
+        assert_eq!(parse_request(&many), Err(HttpError::TooManyHeaders));
+        assert_eq!(HttpError::TooManyHeaders.status(), 431);
         big.extend_from_slice(b"\r\n\r\n");
         assert_eq!(parse_request(&big), Err(HttpError::HeadTooLarge));
         assert_eq!(

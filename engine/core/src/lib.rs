@@ -31,6 +31,7 @@
 //! loadgen share), [`sei`] (latency probes).
 
 pub mod access;
+pub mod admission;
 pub mod cpus;
 pub mod flv;
 pub mod forward;

@@ -447,3 +447,43 @@ pub fn access(data: &[u8]) {
     let specs: Vec<String> = text.lines().map(str::to_string).collect();
     let _ = ModeByApp::parse(&specs);
 }
+
+/// The TS scan (loadgen's HLS viewers read every segment through it) and the SEI probe
+/// finder, on peer bytes. Besides not panicking: a scan split anywhere gives what the whole
+/// gives; a finished scan counted exactly `len / 188` packets; a probe embedded into an
+/// AVC body (1- to 4-byte NAL lengths) is found there again.
+pub fn ts_sei(data: &[u8]) {
+    use edge_core::hls::tsscan::{segment_probe, TsScan};
+    use edge_core::sei::{self, Probe};
+    let Some((&selector, rest)) = data.split_first() else {
+        return;
+    };
+    let scan = |pieces: &[&[u8]]| {
+        let mut s = TsScan::default();
+        for p in pieces {
+            s.feed(p)?;
+        }
+        s.finish()
+    };
+    let whole = scan(&[rest]);
+    let at = usize::from(selector) * 7 % (rest.len() + 1);
+    let split = scan(&[&rest[..at], &rest[at..]]);
+    assert_eq!(whole, split, "split at {at}");
+    if let Ok((packets, probe)) = whole {
+        assert_eq!(packets as usize * 188, rest.len());
+        assert_eq!(probe, segment_probe(rest));
+    }
+    let _ = sei::find_in_annexb(rest);
+    for n in 0..=8 {
+        let _ = sei::find_in_avcc(rest, n);
+    }
+    if rest.len() >= 5 {
+        let n = 1 + usize::from(selector % 4);
+        let probe = Probe {
+            send_time_us: u64::from(selector) << 20,
+            seq: rest.len() as u64,
+        };
+        let body = sei::embed_avcc(rest, n, probe);
+        assert_eq!(sei::find_in_avcc(&body[5..], n), Some(probe), "n = {n}");
+    }
+}

@@ -18,6 +18,7 @@ const TARGETS: &[(&str, Body)] = &[
     ("media_pipeline", edge_fuzz::media_pipeline),
     ("http", edge_fuzz::http),
     ("access", edge_fuzz::access),
+    ("ts_sei", edge_fuzz::ts_sei),
 ];
 
 fn inputs(kind: &str, target: &str) -> Vec<PathBuf> {

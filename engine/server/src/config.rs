@@ -81,6 +81,15 @@ pub struct Args {
     #[arg(long, value_name = "MS", default_value_t = 30_000)]
     pub play_wait_ms: u64,
 
+    /// Connections the machine holds at most, all listeners together; over it a new
+    /// connection is closed at once (0: no limit but the open-file limit).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub max_connections: usize,
+
+    /// Connections one source address (an IPv6 /64) holds at most; 0: no limit.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub max_connections_per_ip: usize,
+
     /// Close a connection that sends nothing this long while it is not a player: RTMP before
     /// publish/play, a silent publisher, an idle HTTP keep-alive connection.
     #[arg(long, value_name = "MS", default_value_t = 30_000)]
@@ -243,6 +252,7 @@ pub struct Config {
     pub republish_grace_ms: u64,
     pub play_wait_ms: u64,
     pub idle_timeout_ms: u64,
+    pub connection_limits: edge_core::admission::Limits,
     pub hls: HlsConfig,
     pub cache_bytes_per_shard: usize,
     pub http_vectored: bool,
@@ -375,6 +385,10 @@ impl Args {
             republish_grace_ms: self.republish_grace_ms,
             play_wait_ms: self.play_wait_ms,
             idle_timeout_ms: self.idle_timeout_ms,
+            connection_limits: edge_core::admission::Limits {
+                total: self.max_connections,
+                per_ip: self.max_connections_per_ip,
+            },
             hls: HlsConfig {
                 segment_ms: self.hls_segment_ms,
                 window: self.hls_window,

@@ -9,7 +9,7 @@ use edge_core::access::{Action, HookEvent, Mode};
 use edge_core::http::{self, HttpError, Method, Request, Route};
 use edge_core::StreamKey;
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
-use tracing::debug;
+use tracing::{debug, info};
 
 use crate::access::{self, Ask, Denial};
 use crate::conn::Conn;
@@ -102,7 +102,7 @@ pub async fn serve(
                 Ok(None) => break,
                 Err(e) => {
                     shard.stats().connection_errors.inc();
-                    debug!(shard = %shard.id, "bad http request: {e}");
+                    info!(shard = %shard.id, ?peer, "http connection closed: bad request: {e}");
                     let _ = stream.write_all(error_response(&e)).await;
                     return;
                 }

@@ -78,6 +78,12 @@ pub fn run() -> anyhow::Result<()> {
     let mesh = Arc::new(Mesh::new(shards, config.mesh_queue_len));
     let stats = Arc::new(Stats::new(shards));
     let clock = clock::Clock::start();
+    let limits = config.connection_limits;
+    let admission = (limits != edge_core::admission::Limits::default()).then(|| {
+        Arc::new(std::sync::Mutex::new(edge_core::admission::Admission::new(
+            limits,
+        )))
+    });
     let (ready_tx, ready_rx) = mpsc::channel::<Ready>();
     let mut first = Some(first_listeners);
     let mut threads = Vec::with_capacity(shards);
@@ -92,6 +98,7 @@ pub fn run() -> anyhow::Result<()> {
             endpoints: endpoints.clone(),
             listeners,
             ready: ready_tx.clone(),
+            admission: admission.clone(),
         };
         let t = std::thread::Builder::new()
             .name(format!("shard-{id}"))
@@ -159,6 +166,7 @@ struct ShardCtx {
     /// Shard 0's listeners, bound by [`run`], in `endpoints` order.
     listeners: Option<Vec<std::net::TcpListener>>,
     ready: mpsc::Sender<Ready>,
+    admission: Option<Arc<std::sync::Mutex<edge_core::admission::Admission>>>,
 }
 
 fn shard_thread(ctx: ShardCtx) {
@@ -259,6 +267,7 @@ async fn shard_main(ctx: ShardCtx, driver: &'static str) {
         ctx.stats,
         ctx.clock,
         arena,
+        ctx.admission,
     );
     info!(
         shard = ctx.id,

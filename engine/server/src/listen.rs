@@ -2,10 +2,16 @@
 //! and accepts on its own; the kernel spreads connections by 4-tuple hash. Nothing is handed
 //! between threads after accept. TLS listeners shake hands in the connection's own task,
 //! bounded by `--tls-handshake-timeout-ms`, before the RTMP or HTTP driver sees it.
+//! `--max-connections` and `--max-connections-per-ip` are applied here, at accept, against
+//! one machine-wide table (edge-core's `Admission`, behind a mutex taken at accept and close
+//! only); a refused connection is closed unanswered.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use edge_core::admission::{Admission, Refusal};
 
 use monoio::io::Splitable;
 use monoio::net::{TcpListener, TcpStream};
@@ -57,8 +63,54 @@ impl Service {
     }
 }
 
+/// A connection counted against --max-connections(-per-ip): released when the connection's
+/// task ends, however it ends.
+struct Permit {
+    table: Arc<Mutex<Admission>>,
+    ip: IpAddr,
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        // A poisoned table (a panic while it was held, which nothing in it can do) still
+        // counts: the counts are plain integers.
+        let mut t = self.table.lock().unwrap_or_else(|p| p.into_inner());
+        t.release(self.ip);
+    }
+}
+
+/// Counts a connection in `edge_connections_open` until its task ends.
+struct Open(Rc<Shard>);
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.stats().connections_open.dec();
+    }
+}
+
+/// Counts `peer` in, or says which limit refuses it.
+fn admit(shard: &Shard, peer: SocketAddr) -> Result<Option<Permit>, Refusal> {
+    let Some(table) = &shard.admission else {
+        return Ok(None);
+    };
+    let ip = peer.ip();
+    table.lock().unwrap_or_else(|p| p.into_inner()).admit(ip)?;
+    Ok(Some(Permit {
+        table: Arc::clone(table),
+        ip,
+    }))
+}
+
 /// One accepted connection: the TLS handshake for TLS services, then its driver.
-async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr, service: Service) {
+async fn serve(
+    shard: Rc<Shard>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    service: Service,
+    _permit: Option<Permit>,
+) {
+    shard.stats().connections_open.inc();
+    let _open = Open(Rc::clone(&shard));
     let _ = stream.set_nodelay(true);
     let fd = crate::conn::raw_fd(&stream);
     let conn = if service.is_tls() {
@@ -100,15 +152,44 @@ async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr, service: S
 pub async fn accept_loop(shard: Rc<Shard>, listener: TcpListener, service: Service) {
     let mut last_log_ms: Option<u64> = None;
     let mut suppressed = 0u64;
+    let mut last_refusal_log_ms: Option<u64> = None;
+    let mut refusals_unlogged = 0u64;
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
+                let permit = match admit(&shard, peer) {
+                    Ok(p) => p,
+                    Err(refusal) => {
+                        let stats = shard.stats();
+                        match refusal {
+                            Refusal::Total => stats.connections_refused_max.inc(),
+                            Refusal::PerIp => stats.connections_refused_per_ip.inc(),
+                        }
+                        // Dropped unanswered: the cheapest answer to a flood.
+                        drop(stream);
+                        let now = shard.now_ms();
+                        if last_refusal_log_ms.is_none_or(|t| now.saturating_sub(t) >= 1000) {
+                            warn!(
+                                shard = %shard.id,
+                                %peer,
+                                ?service,
+                                limit = refusal.as_str(),
+                                "connection refused ({refusals_unlogged} more since last report)"
+                            );
+                            last_refusal_log_ms = Some(now);
+                            refusals_unlogged = 0;
+                        } else {
+                            refusals_unlogged += 1;
+                        }
+                        continue;
+                    }
+                };
                 if service.is_rtmp() {
                     shard.stats().rtmp_connections_accepted.inc();
                 } else {
                     shard.stats().http_connections_accepted.inc();
                 }
-                monoio::spawn(serve(Rc::clone(&shard), stream, peer, service));
+                monoio::spawn(serve(Rc::clone(&shard), stream, peer, service, permit));
             }
             Err(e) => {
                 shard.stats().accept_errors.inc();

@@ -128,6 +128,8 @@ pub struct Shard {
     /// This shard's TLS configurations (own session caches, shared certificate store).
     tls_http: Option<Arc<rustls::ServerConfig>>,
     tls_rtmp: Option<Arc<rustls::ServerConfig>>,
+    /// The machine's connection counts, when --max-connections(-per-ip) is set.
+    pub admission: Option<Arc<std::sync::Mutex<edge_core::admission::Admission>>>,
 }
 
 impl Shard {
@@ -138,6 +140,7 @@ impl Shard {
         stats: Arc<Stats>,
         clock: Clock,
         arena: Arc<Arena>,
+        admission: Option<Arc<std::sync::Mutex<edge_core::admission::Admission>>>,
     ) -> Rc<Self> {
         let edge = (!config.origins.is_empty()).then(|| EdgeConfig {
             origins: config.origins.clone(),
@@ -183,6 +186,7 @@ impl Shard {
             grants: RefCell::new(grants),
             tls_http,
             tls_rtmp,
+            admission,
         })
     }
 

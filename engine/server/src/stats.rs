@@ -56,6 +56,9 @@ counters! {
     connection_errors: "counter", "Connections closed for a protocol error";
     peer_panics: "counter", "Connections closed because parsing their input panicked (a bug: please report it)";
     accept_errors: "counter", "accept() failures (EMFILE, ENFILE, ...)";
+    connections_open: "gauge", "Connections open (every listener), from accept to close";
+    connections_refused_max: "counter", "Connections closed at accept: --max-connections reached";
+    connections_refused_per_ip: "counter", "Connections closed at accept: --max-connections-per-ip reached";
     http_requests: "counter", "HTTP requests served";
     hls_segments: "counter", "HLS segments produced by streams this shard owns";
     hls_segments_refused: "counter", "HLS segments refused because the segment cache was full";

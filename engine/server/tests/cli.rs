@@ -32,6 +32,8 @@ fn help_documents_every_flag() {
         "--http-writes",
         "--mesh-queue-len",
         "--uring-entries",
+        "--max-connections",
+        "--max-connections-per-ip",
         "--play-auth",
         "--publish-auth",
         "--token-key",

@@ -14,7 +14,7 @@ use super::read_append;
 use crate::httpc;
 use crate::live::{now_us, Ctx};
 use crate::pool::{Acquired, Pool};
-use crate::tsscan::TsScan;
+use edge_core::hls::tsscan::TsScan;
 
 /// Where a response body goes as it arrives.
 enum Sink<'a> {

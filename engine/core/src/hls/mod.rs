@@ -5,6 +5,7 @@ pub mod catalog;
 pub mod m3u8;
 pub mod segmenter;
 pub mod ts;
+pub mod tsscan;
 
 pub use segmenter::{
     HlsConfig, HlsSnapshot, Segment, SegmentStore, Segmenter, SegmenterError, VecStore,

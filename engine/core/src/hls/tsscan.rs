@@ -4,7 +4,7 @@
 //! [`PROBE_WINDOW`] bytes), so a segment costs one pass over its bytes, not a copy and a parse.
 //! Sans-IO.
 
-use edge_core::sei::{self, Probe};
+use crate::sei::{self, Probe};
 
 const PACKET: usize = 188;
 /// The probe is among the first NAL units of a frame (after AUD, SPS and PPS); this much of the
