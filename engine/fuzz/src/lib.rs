@@ -487,3 +487,137 @@ pub fn ts_sei(data: &[u8]) {
         assert_eq!(sei::find_in_avcc(&body[5..], n), Some(probe), "n = {n}");
     }
 }
+
+/// The TS muxer round trip: a stream the input describes (AVC and AAC frames: which kind,
+/// decode-time step 0–255 ms, composition offset 0–255 ms, keyframe or not, payload size and
+/// byte) goes through the segmenter; the segments are read back by the TS scan and demuxed
+/// with `mpeg2ts`. Every picture from the first keyframe on comes back once, in order, with
+/// its DTS and PTS exact and its NAL unit bytes intact; the audio frames that come back are
+/// the last ones fed, in order and byte for byte.
+pub fn ts_roundtrip(data: &[u8]) {
+    use bytes::Bytes;
+    use edge_core::hls::ts::TS_OFFSET_90K;
+    use edge_core::hls::tsscan::TsScan;
+    use edge_core::hls::{HlsConfig, Segmenter, VecStore};
+    use edge_core::media::{Frame, FrameFlags, MediaKind};
+    use mpeg2ts::pes::{PesPacketReader, ReadPesPacket};
+    use mpeg2ts::ts::TsPacketReader;
+
+    let header = |kind, body: Vec<u8>| {
+        Frame::new(
+            kind,
+            0,
+            FrameFlags {
+                sync_point: false,
+                header: true,
+            },
+            Bytes::from(body),
+        )
+    };
+    let mut avcc = vec![0x17, 0, 0, 0, 0];
+    avcc.extend([
+        1, 0x64, 0, 0x1f, 0xff, 0xe1, 0, 3, 0x67, 1, 2, 1, 0, 2, 0x68, 3,
+    ]);
+    let mut frames = vec![
+        header(MediaKind::Video, avcc),
+        header(MediaKind::Audio, vec![0xaf, 0, 0x12, 0x10]),
+    ];
+    // (dts, pts, NAL bytes) of pictures; raw AAC payloads.
+    let mut pictures: Vec<(u64, u64, Vec<u8>)> = Vec::new();
+    let mut audio: Vec<Vec<u8>> = Vec::new();
+    let mut seen_key = false;
+    let mut dts = 0u64;
+    for c in data.chunks_exact(5).take(2000) {
+        dts += u64::from(c[1]);
+        let size = 1 + usize::from(c[3]) * 8;
+        if c[0] & 1 == 0 {
+            let key = c[0] & 2 != 0 || frames.len() == 2;
+            let cts = u32::from(c[2]);
+            let mut nal = vec![if key { 0x65 } else { 0x41 }];
+            // 0x00/0x01/0x03 runs would be start codes or emulation prevention in Annex B.
+            nal.extend(std::iter::repeat_n(c[4] | 0x10, size));
+            let mut body = vec![if key { 0x17 } else { 0x27 }, 1];
+            body.extend_from_slice(&cts.to_be_bytes()[1..]);
+            body.extend((nal.len() as u32).to_be_bytes());
+            body.extend_from_slice(&nal);
+            let flags = FrameFlags {
+                sync_point: key,
+                header: false,
+            };
+            frames.push(Frame::new(MediaKind::Video, dts, flags, Bytes::from(body)));
+            seen_key |= key;
+            if seen_key {
+                let pts = dts + u64::from(cts);
+                pictures.push((dts * 90 + TS_OFFSET_90K, pts * 90 + TS_OFFSET_90K, nal));
+            }
+        } else {
+            let raw = vec![c[4]; size];
+            let mut body = vec![0xaf, 1];
+            body.extend_from_slice(&raw);
+            frames.push(Frame::new(
+                MediaKind::Audio,
+                dts,
+                FrameFlags::default(),
+                Bytes::from(body),
+            ));
+            audio.push(raw);
+        }
+    }
+    let config = HlsConfig {
+        segment_ms: 1000,
+        window: 100_000,
+        keep_extra: 0,
+    };
+    let mut s = Segmenter::new(config, VecStore, "x");
+    for f in &frames {
+        s.handle_frame(f).expect("frames the test built are valid");
+    }
+    let end = s.handle_end();
+    let mut ts = Vec::new();
+    for seg in &end.segments {
+        let mut scan = TsScan::default();
+        for p in &seg.pieces {
+            scan.feed(p).expect("in sync");
+            ts.extend_from_slice(p);
+        }
+        let (packets, _) = scan.finish().expect("whole packets");
+        assert_eq!(packets as usize * 188, seg.len);
+    }
+    let mut reader = PesPacketReader::new(TsPacketReader::new(&ts[..]));
+    let (mut got_pictures, mut got_audio) = (Vec::new(), Vec::new());
+    while let Some(pes) = reader.read_pes_packet().expect("demuxable") {
+        if pes.header.stream_id.as_u8() == 0xe0 {
+            let pts = pes.header.pts.expect("a PTS").as_u64();
+            let dts = pes.header.dts.map_or(pts, |d| d.as_u64());
+            got_pictures.push((dts, pts, pes.data));
+        } else {
+            // ADTS frames back to back; the length field includes the 7-byte header.
+            let d = &pes.data;
+            let mut at = 0;
+            while at + 7 <= d.len() {
+                assert_eq!((d[at], d[at + 1] & 0xf6), (0xff, 0xf0), "ADTS sync");
+                let len = (usize::from(d[at + 3] & 3) << 11)
+                    | (usize::from(d[at + 4]) << 3)
+                    | usize::from(d[at + 5] >> 5);
+                assert!(len >= 7 && at + len <= d.len(), "ADTS length {len}");
+                got_audio.push(d[at + 7..at + len].to_vec());
+                at += len;
+            }
+            assert_eq!(at, d.len(), "whole ADTS frames");
+        }
+    }
+    assert_eq!(got_pictures.len(), pictures.len(), "every picture once");
+    for (i, ((gd, gp, gdata), (d, p, nal))) in got_pictures.iter().zip(&pictures).enumerate() {
+        assert_eq!((gd, gp), (d, p), "picture {i}: DTS, PTS");
+        assert!(
+            gdata.ends_with(nal),
+            "picture {i}: its NAL unit, last and intact"
+        );
+    }
+    assert!(got_audio.len() <= audio.len());
+    assert_eq!(
+        got_audio[..],
+        audio[audio.len() - got_audio.len()..],
+        "audio: the frames fed last, in order"
+    );
+}

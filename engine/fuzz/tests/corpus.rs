@@ -19,6 +19,7 @@ const TARGETS: &[(&str, Body)] = &[
     ("http", edge_fuzz::http),
     ("access", edge_fuzz::access),
     ("ts_sei", edge_fuzz::ts_sei),
+    ("ts_roundtrip", edge_fuzz::ts_roundtrip),
 ];
 
 fn inputs(kind: &str, target: &str) -> Vec<PathBuf> {
