@@ -425,6 +425,26 @@ pub fn ffmpeg_publish(file: &std::path::Path, url: &str, extra_input_args: &[&st
         .expect("ffmpeg must be installed (.ci/run installs it)")
 }
 
+/// A child process killed (and reaped) when dropped.
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Publishes `bframes.flv` to `url` with ffmpeg in a loop (it never ends on its own) until
+/// dropped.
+pub fn publish_loop(url: &str) -> KillOnDrop {
+    KillOnDrop(ffmpeg_publish(
+        &fixture("bframes.flv"),
+        url,
+        &["-stream_loop", "-1"],
+    ))
+}
+
 /// `ffmpeg -i INPUT -c copy -f framemd5 -`: per-packet lines without comments.
 pub fn framemd5(input: &str, timeout: Duration) -> (Vec<String>, String) {
     let mut child = Command::new("timeout")

@@ -67,26 +67,6 @@ fn all_denied(m: &Metrics) -> u64 {
         .sum()
 }
 
-/// Publishes the fixture (looped) with ffmpeg until dropped.
-struct Looping(std::process::Child);
-
-impl Looping {
-    fn start(url: &str) -> Looping {
-        Looping(ffmpeg_publish(
-            &fixture(FIXTURE),
-            url,
-            &["-stream_loop", "-1"],
-        ))
-    }
-}
-
-impl Drop for Looping {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// The first `bytes` of a live HTTP-FLV response (the stream itself never ends here).
 fn flv_prefix(addr: SocketAddr, path: &str, bytes: usize) -> Response {
     let mut s = TcpStream::connect(addr).unwrap();
@@ -151,7 +131,7 @@ fn tokens_guard_rtmp_flv_hls_playlists_and_segments() {
     // ffmpeg reads a second `/` in an RTMP URL as the start of the stream name (app
     // instances), so the ACL's slashes travel percent-encoded; the engine decodes them.
     let escaped = valid.replace('/', "%2F");
-    let _publisher = Looping::start(&engine.rtmp_url(&format!("live/s?token={escaped}")));
+    let _publisher = publish_loop(&engine.rtmp_url(&format!("live/s?token={escaped}")));
     engine.wait_for("the signed publisher", Duration::from_secs(20), |m| {
         m.sum("publishers") == 1
     });
@@ -349,7 +329,7 @@ fn ffmpeg_plays_a_signed_hls_url_and_no_segment_is_refused() {
 #[test]
 fn an_unsigned_viewer_at_an_edge_causes_no_upstream_connection() {
     let origin = Engine::start(&["--cores", "1"]);
-    let _publisher = Looping::start(&origin.rtmp_url("live/e"));
+    let _publisher = publish_loop(&origin.rtmp_url("live/e"));
     origin.wait_for("publisher", Duration::from_secs(20), |m| {
         m.sum("publishers") == 1
     });
@@ -414,8 +394,8 @@ fn an_edge_signs_its_own_pulls_and_fails_over_after_the_viewers_token_expired() 
     ];
     let mut primary = Engine::start(&origin_args);
     let backup = Engine::start(&origin_args);
-    let _p1 = Looping::start(&primary.rtmp_url("live/f"));
-    let _p2 = Looping::start(&backup.rtmp_url("live/f"));
+    let _p1 = publish_loop(&primary.rtmp_url("live/f"));
+    let _p2 = publish_loop(&backup.rtmp_url("live/f"));
     for o in [&primary, &backup] {
         o.wait_for("publisher", Duration::from_secs(20), |m| {
             m.sum("publishers") == 1
@@ -608,7 +588,7 @@ fn hooks_allow_refuse_time_out_and_fail_closed_without_touching_other_streams() 
         "info",
     );
     // An allowed publisher, watched throughout.
-    let _publisher = Looping::start(&engine.rtmp_url("live/ok?secret=1"));
+    let _publisher = publish_loop(&engine.rtmp_url("live/ok?secret=1"));
     engine.wait_for("the allowed publisher", Duration::from_secs(20), |m| {
         m.sum("publishers") == 1
     });

@@ -16,24 +16,6 @@ fn origin_of(e: &Engine) -> String {
     format!("rtmp://{}/live", e.rtmp)
 }
 
-/// Publishes the fixture in a loop (it never ends on its own).
-fn publish_loop(url: &str) -> KillOnDrop {
-    KillOnDrop(ffmpeg_publish(
-        &fixture(FIXTURE),
-        url,
-        &["-stream_loop", "-1"],
-    ))
-}
-
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// The origin has the stream: a probe player there gets media.
 fn wait_until_published(origin: &Engine, stream: &str) {
     let opts = PlayOpts {

@@ -321,20 +321,7 @@ fn at_the_open_file_limit_viewers_keep_playing_accept_backs_off_and_recovers() {
     engine.wait_for("the player", Duration::from_secs(20), |m| {
         m.sum("rtmp_players") == 1
     });
-    let publisher = std::process::Command::new("ffmpeg")
-        .args(["-nostdin", "-v", "error", "-re", "-stream_loop", "-1", "-i"])
-        .arg(fixture(FIXTURE))
-        .args(["-c", "copy", "-f", "flv", &engine.rtmp_url("live/full")])
-        .spawn()
-        .unwrap();
-    struct Kill(std::process::Child);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let _publisher = Kill(publisher);
+    let _publisher = publish_loop(&engine.rtmp_url("live/full"));
     eventually("media flowing", Duration::from_secs(20), || {
         progress.load(Ordering::Relaxed) >= 20
     });

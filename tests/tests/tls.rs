@@ -5,29 +5,11 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::Child;
 use std::time::Duration;
 
 use tests::*;
 
 const FIXTURE: &str = "bframes.flv";
-
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn publish_loop(url: &str) -> KillOnDrop {
-    KillOnDrop(ffmpeg_publish(
-        &fixture(FIXTURE),
-        url,
-        &["-stream_loop", "-1"],
-    ))
-}
 
 /// `--https` and `--rtmps` on ephemeral ports with `certs`, plus `extra`.
 fn tls_engine(certs: &TestCerts, extra: &[&str]) -> Engine {
