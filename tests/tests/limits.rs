@@ -257,13 +257,16 @@ fn connections_per_address_and_in_total_are_limited_and_freed() {
     eventually("one of the two refused", Duration::from_secs(10), || {
         closed_count(&other) == 1
     });
-    // The machine is full now (even /metrics would be refused): free the admitted one.
+    // The machine is full now (even /metrics is refused): free the admitted one. A /metrics
+    // request made before the engine has seen that close is refused too, and counted: the
+    // exact count of this phase is the socket check above; from here on it must not move.
     drop(other);
     let m = engine.wait_for("room again", Duration::from_secs(10), |m| {
         // the 1,000 and this /metrics request
         m.sum("connections_open") == 1001
     });
-    assert_eq!(m.sum("connections_refused_max"), 1, "{m:?}");
+    let refused_max = m.sum("connections_refused_max");
+    assert!(refused_max >= 1, "{m:?}");
     assert_eq!(m.sum("rtmp_connections_accepted"), 1001);
 
     // Closing connections frees their places: 500 of the first address's go, and 10 more
@@ -282,7 +285,7 @@ fn connections_per_address_and_in_total_are_limited_and_freed() {
     });
     assert_eq!(closed_count(&again), 0);
     assert_eq!(m.sum("connections_refused_per_ip"), 1);
-    assert_eq!(m.sum("connections_refused_max"), 1);
+    assert_eq!(m.sum("connections_refused_max"), refused_max);
 }
 
 /// utime + stime of `pid`, in clock ticks.

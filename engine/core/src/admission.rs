@@ -70,16 +70,18 @@ impl Admission {
     }
 
     /// Admits a connection from `ip`, counting it, or says why not (counting nothing).
+    /// The per-address limit is checked first: a source over its own limit is told so even
+    /// when the machine is full too (the reason an operator needs to see for a flood).
     pub fn admit(&mut self, ip: IpAddr) -> Result<(), Refusal> {
-        if self.limits.total != 0 && self.total >= self.limits.total {
-            return Err(Refusal::Total);
-        }
         let source = source_of(ip);
         if self.limits.per_ip != 0 {
             let n = self.by_source.get(&source).copied().unwrap_or(0);
             if n >= self.limits.per_ip {
                 return Err(Refusal::PerIp);
             }
+        }
+        if self.limits.total != 0 && self.total >= self.limits.total {
+            return Err(Refusal::Total);
         }
         self.total += 1;
         if self.limits.per_ip != 0 {
@@ -175,6 +177,18 @@ mod tests {
         assert_eq!(a.admit(ip("2001:db8:1:3::1")), Ok(()), "another /64");
         assert_eq!(a.admit(ip("192.0.2.7")), Ok(()));
         assert_eq!(a.admit(ip("::ffff:192.0.2.7")), Err(Refusal::PerIp));
+    }
+
+    #[test]
+    fn a_source_over_its_own_limit_is_told_so_when_the_machine_is_full_too() {
+        let mut a = Admission::new(Limits {
+            total: 2,
+            per_ip: 1,
+        });
+        assert_eq!(a.admit(ip("10.0.0.1")), Ok(()));
+        assert_eq!(a.admit(ip("10.0.0.2")), Ok(()));
+        assert_eq!(a.admit(ip("10.0.0.1")), Err(Refusal::PerIp));
+        assert_eq!(a.admit(ip("10.0.0.3")), Err(Refusal::Total));
     }
 
     #[test]
