@@ -78,3 +78,25 @@ rtmp {
 }
 EOF
 }
+
+# Writes $work/NAME.flv: an 8 s 640x360 test clip at VIDEO_KBPS (CBR) with 48 kbit/s AAC, 2 s
+# GOPs, so 2 s segments come out near 64 KB (200) or 700 KB (2750).
+make_clip() { # name video_kbps
+    ffmpeg -v error -y -f lavfi -i "testsrc2=size=640x360:rate=25" -f lavfi -i "sine=frequency=440" -t 8 \
+        -c:v libx264 -preset veryfast -g 50 -keyint_min 50 -sc_threshold 0 \
+        -b:v "$2k" -minrate "$2k" -maxrate "$2k" -bufsize "$2k" -x264-params nal-hrd=cbr \
+        -c:a aac -b:a 48k -f flv "$work/$1.flv"
+}
+
+# wrk with one thread on CPU 1 for $duration seconds; prints "req/s bytes/s". Extra
+# arguments go to wrk (e.g. -H "Connection: close").
+wrk_run() { # url connections [wrk args...]
+    local url=$1 c=$2
+    shift 2
+    taskset -c 1 wrk -t1 -c"$c" -d"${duration}s" "$@" "$url" 2>/dev/null | awk '
+        /Requests\/sec/ { rps = $2 }
+        /Transfer\/sec/ { v = $2; u = substr(v, length(v) - 1); n = v + 0;
+            if (u == "KB") n *= 1024; else if (u == "MB") n *= 1048576; else if (u == "GB") n *= 1073741824;
+            bps = n }
+        END { printf "%.0f %.0f\n", rps, bps }'
+}

@@ -33,23 +33,8 @@ bin="$root/target/release"
 
 # Test clips: ~256 kbit/s and ~2.8 Mbit/s in total, so 2 s segments come out near 64 KB and
 # 700 KB.
-make_clip() { # name video_kbps
-    ffmpeg -v error -y -f lavfi -i "testsrc2=size=640x360:rate=25" -f lavfi -i "sine=frequency=440" -t 8 \
-        -c:v libx264 -preset veryfast -g 50 -keyint_min 50 -sc_threshold 0 \
-        -b:v "$2k" -minrate "$2k" -maxrate "$2k" -bufsize "$2k" -x264-params nal-hrd=cbr \
-        -c:a aac -b:a 48k -f flv "$work/$1.flv"
-}
 make_clip small 200
 make_clip big 2750
-
-wrk_run() { # url connections -> "req/s bytes/s"
-    taskset -c 1 wrk -t1 -c"$2" -d"${duration}s" "$1" 2>/dev/null | awk '
-        /Requests\/sec/ { rps = $2 }
-        /Transfer\/sec/ { v = $2; u = substr(v, length(v) - 1); n = v + 0;
-            if (u == "KB") n *= 1024; else if (u == "MB") n *= 1048576; else if (u == "GB") n *= 1073741824;
-            bps = n }
-        END { printf "%.0f %.0f\n", rps, bps }'
-}
 
 declare -A result
 run_engine() { # mode

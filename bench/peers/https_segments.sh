@@ -38,25 +38,8 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 
     -keyout "$work/key.pem" -out "$work/cert.pem" 2>/dev/null
 chmod 644 "$work/key.pem"
 
-make_clip() { # name video_kbps
-    ffmpeg -v error -y -f lavfi -i "testsrc2=size=640x360:rate=25" -f lavfi -i "sine=frequency=440" -t 8 \
-        -c:v libx264 -preset veryfast -g 50 -keyint_min 50 -sc_threshold 0 \
-        -b:v "$2k" -minrate "$2k" -maxrate "$2k" -bufsize "$2k" -x264-params nal-hrd=cbr \
-        -c:a aac -b:a 48k -f flv "$work/$1.flv"
-}
 make_clip small 200
 make_clip big 2750
-
-wrk_run() { # url connections [wrk args...] -> "req/s bytes/s"
-    local url=$1 c=$2
-    shift 2
-    taskset -c 1 wrk -t1 -c"$c" -d"${duration}s" "$@" "$url" 2>/dev/null | awk '
-        /Requests\/sec/ { rps = $2 }
-        /Transfer\/sec/ { v = $2; u = substr(v, length(v) - 1); n = v + 0;
-            if (u == "KB") n *= 1024; else if (u == "MB") n *= 1048576; else if (u == "GB") n *= 1073741824;
-            bps = n }
-        END { printf "%.0f %.0f\n", rps, bps }'
-}
 
 cipher() { # host:port -> the negotiated protocol and suite
     openssl s_client -connect "$1" -servername localhost </dev/null 2>/dev/null |
