@@ -509,6 +509,8 @@ pub struct PlayLog {
     pub digest: u64,
     /// The first audio or video frame that is not a sequence header: (kind, keyframe).
     pub first_frame: Option<(MediaKind, bool)>,
+    /// The server redirected the play (SRS-style RTMP 302) to this tcUrl.
+    pub redirect: Option<String>,
 }
 
 /// How a test player behaves.
@@ -623,6 +625,10 @@ pub fn play_rtmp(
                     timestamp,
                     body,
                 } => record_media(&mut log, kind, timestamp, &body, progress),
+                ClientEvent::Redirect { url } => {
+                    log.redirect = Some(url);
+                    return log;
+                }
                 ClientEvent::Status { code } => {
                     let done = opts.until_status.as_deref() == Some(code.as_str());
                     log.statuses.push(code);

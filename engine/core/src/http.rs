@@ -132,6 +132,8 @@ pub enum Route {
     Health,
     Metrics,
     Streams,
+    /// `/api/v1/cluster`
+    Cluster,
     NotFound,
 }
 
@@ -141,6 +143,7 @@ impl Route {
             "/healthz" => return Route::Health,
             "/metrics" => return Route::Metrics,
             "/api/v1/streams" => return Route::Streams,
+            "/api/v1/cluster" => return Route::Cluster,
             _ => {}
         }
         let mut parts = path.trim_start_matches('/').splitn(2, '/');
@@ -168,6 +171,7 @@ pub fn reason(status: u16) -> &'static str {
     match status {
         200 => "OK",
         204 => "No Content",
+        302 => "Found",
         400 => "Bad Request",
         403 => "Forbidden",
         404 => "Not Found",
@@ -179,6 +183,16 @@ pub fn reason(status: u16) -> &'static str {
         505 => "HTTP Version Not Supported",
         _ => "Unknown",
     }
+}
+
+/// A 302 to `location` (an origin placing the stream on a coworker): no body, not cached.
+pub fn redirect_head(location: &str, keep_alive: bool) -> Bytes {
+    let mut h = String::from_utf8_lossy(&response_head(302, "", Some(0), "no-cache", keep_alive))
+        .into_owned();
+    // Before the blank line; a location with a line break cannot be a header.
+    let safe: String = location.chars().filter(|c| !c.is_control()).collect();
+    h.insert_str(h.len() - 2, &format!("Location: {safe}\r\n"));
+    Bytes::from(h)
 }
 
 /// The head of an HTTP-FLV response: chunked, not cacheable, closed when the stream ends.

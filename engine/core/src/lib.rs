@@ -32,6 +32,7 @@
 
 pub mod access;
 pub mod admission;
+pub mod cluster;
 pub mod cpus;
 pub mod flv;
 pub mod forward;
@@ -44,7 +45,9 @@ pub mod media;
 pub mod owner;
 pub mod pull;
 pub mod queue;
+pub mod registry;
 pub mod replica;
+pub mod resp;
 pub mod rtmp;
 pub mod sei;
 pub mod stream;

@@ -35,7 +35,8 @@ use crate::upstream::{LinkEvent, LinkState, OriginUrl};
 /// Edge mode: where streams come from and go to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EdgeConfig {
-    /// In failover order; never empty.
+    /// In failover order. Empty only with a registry (`--origin registry` alone): then a
+    /// stream is pulled only from where the registry places it ([`Owner::handle_located`]).
     pub origins: Vec<OriginUrl>,
     pub upstream_timeout_ms: u64,
     pub upstream_idle_ms: u64,
@@ -179,6 +180,10 @@ pub struct Owner<S: SegmentStore> {
     ids: LinkIds,
     /// Failovers of pulls that are gone (the view adds the current pull's).
     past_failovers: u64,
+    /// Where the registry places the stream (another node), tried before the static origins.
+    located: Option<OriginUrl>,
+    /// The query of the last demand (a relocated pull asks with it again).
+    demand_query: Option<Arc<str>>,
 }
 
 impl<S: SegmentStore + Clone> Owner<S> {
@@ -197,6 +202,8 @@ impl<S: SegmentStore + Clone> Owner<S> {
             forward: None,
             ids: LinkIds::new(instance),
             past_failovers: 0,
+            located: None,
+            demand_query: None,
         }
     }
 
@@ -258,9 +265,12 @@ impl<S: SegmentStore + Clone> Owner<S> {
         now_ms: u64,
         out: &mut Vec<OwnerEffect>,
     ) {
-        let Some(edge) = &self.config.edge else {
+        if self.config.edge.is_none() {
             return;
-        };
+        }
+        if query.is_some() {
+            self.demand_query.clone_from(&query);
+        }
         if let Some(p) = &mut self.pull {
             p.handle_demand(now_ms);
             return;
@@ -269,9 +279,31 @@ impl<S: SegmentStore + Clone> Owner<S> {
             // Published here (or in its grace): served locally.
             return;
         }
+        self.start_pull(query, now_ms, out);
+    }
+
+    /// Starts the pull from the registry's node, then the static origins.
+    fn start_pull(&mut self, query: Option<Arc<str>>, now_ms: u64, out: &mut Vec<OwnerEffect>) {
+        let Some(edge) = &self.config.edge else {
+            return;
+        };
+        let origins: Vec<OriginUrl> = self
+            .located
+            .iter()
+            .chain(
+                edge.origins
+                    .iter()
+                    .filter(|o| Some(*o) != self.located.as_ref()),
+            )
+            .cloned()
+            .collect();
+        if origins.is_empty() {
+            // Registry only, and the stream is nowhere yet: viewers wait for it to appear.
+            return;
+        }
         let mut pe = Vec::new();
         let mut pull = Pull::new(
-            edge.origins.clone(),
+            origins,
             upstream_stream_name(&self.key, query.as_deref()),
             edge.upstream_timeout_ms,
             edge.upstream_idle_ms,
@@ -284,6 +316,44 @@ impl<S: SegmentStore + Clone> Owner<S> {
         out.push(OwnerEffect::Note(OwnerNote::PullStarted));
         self.apply_pull(pe, now_ms, out);
         out.push(OwnerEffect::ViewChanged);
+    }
+
+    /// The registry places the stream on another node (`url`, its RTMP origin URL), or no
+    /// longer does (`None`). A pull that is not connected there moves there at once (its
+    /// publisher leaves, viewers wait in the grace, the new link's media republishes), as when
+    /// a stream's publisher moved to another origin; a stream with viewers and no pull starts
+    /// one. A stream published here stays here.
+    pub fn handle_located(
+        &mut self,
+        url: Option<OriginUrl>,
+        now_ms: u64,
+        out: &mut Vec<OwnerEffect>,
+    ) {
+        if self.located == url || self.config.edge.is_none() {
+            return;
+        }
+        self.located = url;
+        let Some(to) = self.located.clone() else {
+            // The holder is gone: the pull's own failover deals with its link.
+            return;
+        };
+        if self.pull.is_none() && !self.master.is_idle() {
+            return;
+        }
+        if let Some(p) = &self.pull {
+            if p.active().is_some_and(|l| l.url == to) {
+                return;
+            }
+            if let Some(l) = p.active().filter(|l| self.master.is_live(l.publisher)) {
+                let updates = self.master.handle_unpublish(l.publisher, now_ms);
+                self.broadcast(updates, out);
+            }
+            self.stop_pull(out);
+        } else if self.subscribers.is_empty() {
+            // Nobody waits for it here: the next demand pulls from there.
+            return;
+        }
+        self.start_pull(self.demand_query.clone(), now_ms, out);
     }
 
     /// A publisher on shard `from` asks for the stream.
@@ -453,13 +523,17 @@ impl<S: SegmentStore + Clone> Owner<S> {
                 since_ms: l.since_ms,
             },
             None => LinkView {
-                origin: p.last_origin().cloned().unwrap_or_else(|| {
-                    self.config
-                        .edge
-                        .as_ref()
-                        .map(|e| e.origins[0].clone())
-                        .expect("a pull exists only in edge mode")
-                }),
+                origin: p
+                    .last_origin()
+                    .or(self.located.as_ref())
+                    .or(self.config.edge.as_ref().and_then(|e| e.origins.first()))
+                    .cloned()
+                    .unwrap_or_else(|| OriginUrl {
+                        host: String::new(),
+                        port: 0,
+                        app: String::new(),
+                        tls: false,
+                    }),
                 state: LinkState::Backoff,
                 since_ms: 0,
             },
@@ -500,8 +574,9 @@ impl<S: SegmentStore + Clone> Owner<S> {
         let Some(edge) = &self.config.edge else {
             return;
         };
-        if self.forward.is_some() {
-            // A republish in grace continues the same forward.
+        if self.forward.is_some() || edge.origins.is_empty() {
+            // A republish in grace continues the same forward; registry-only edges keep
+            // publishes here.
             return;
         }
         let mut fe = Vec::new();

@@ -491,11 +491,13 @@ pub fn ts_sei(data: &[u8]) {
 /// The TS muxer round trip: a stream the input describes (AVC and AAC frames: which kind,
 /// decode-time step 0–255 ms, composition offset 0–255 ms, keyframe or not, payload size and
 /// byte) goes through the segmenter; the segments are read back by the TS scan and demuxed
-/// with `mpeg2ts`. Every picture from the first keyframe on comes back once, in order, with
-/// its DTS and PTS exact and its NAL unit bytes intact; the audio frames that come back are
-/// the last ones fed, in order and byte for byte.
+/// with `mpeg2ts`. Every picture fed while a segment is open (from a keyframe on, and again
+/// from the first keyframe after a jump of more than `MAX_GAP_MS`) comes back once, in order,
+/// with its DTS and PTS exact and its NAL unit bytes intact; so does every audio frame fed
+/// while a segment is open, byte for byte.
 pub fn ts_roundtrip(data: &[u8]) {
     use bytes::Bytes;
+    use edge_core::hls::segmenter::MAX_GAP_MS;
     use edge_core::hls::ts::TS_OFFSET_90K;
     use edge_core::hls::tsscan::TsScan;
     use edge_core::hls::{HlsConfig, Segmenter, VecStore};
@@ -525,7 +527,10 @@ pub fn ts_roundtrip(data: &[u8]) {
     // (dts, pts, NAL bytes) of pictures; raw AAC payloads.
     let mut pictures: Vec<(u64, u64, Vec<u8>)> = Vec::new();
     let mut audio: Vec<Vec<u8>> = Vec::new();
-    let mut seen_key = false;
+    // Whether the segmenter has a segment open: from a keyframe on, until a DTS jump of more
+    // than MAX_GAP_MS closes it (the frames up to the next keyframe are dropped, as a new
+    // segment after a discontinuity must start with one); audio is kept only while open.
+    let (mut open, mut last_video) = (false, None::<u64>);
     let mut dts = 0u64;
     for c in data.chunks_exact(5).take(2000) {
         dts += u64::from(c[1]);
@@ -545,8 +550,12 @@ pub fn ts_roundtrip(data: &[u8]) {
                 header: false,
             };
             frames.push(Frame::new(MediaKind::Video, dts, flags, Bytes::from(body)));
-            seen_key |= key;
-            if seen_key {
+            if last_video.is_some_and(|last| dts - last > MAX_GAP_MS) {
+                open = false;
+            }
+            last_video = Some(dts);
+            open |= key;
+            if open {
                 let pts = dts + u64::from(cts);
                 pictures.push((dts * 90 + TS_OFFSET_90K, pts * 90 + TS_OFFSET_90K, nal));
             }
@@ -560,7 +569,9 @@ pub fn ts_roundtrip(data: &[u8]) {
                 FrameFlags::default(),
                 Bytes::from(body),
             ));
-            audio.push(raw);
+            if open {
+                audio.push(raw);
+            }
         }
     }
     let config = HlsConfig {
@@ -614,10 +625,74 @@ pub fn ts_roundtrip(data: &[u8]) {
             "picture {i}: its NAL unit, last and intact"
         );
     }
-    assert!(got_audio.len() <= audio.len());
     assert_eq!(
-        got_audio[..],
-        audio[audio.len() - got_audio.len()..],
-        "audio: the frames fed last, in order"
+        got_audio, audio,
+        "audio: every frame fed while a segment was open, in order"
     );
+}
+
+/// What a registry session reads from Redis: replies (RESP, split anywhere), node records
+/// other nodes wrote, and channel events. Besides not panicking: decoding split at any point
+/// gives what decoding the whole gives, a record that parses encodes back to itself, and the
+/// session fed any replies (after a connect) never asks for more than it was owed.
+pub fn registry(data: &[u8]) {
+    use edge_core::cluster::{NodeRecord, Role};
+    use edge_core::registry::{Login, RegistrySession};
+    use edge_core::resp::{Decoder, Limits};
+
+    let (split, rest) = split_point(data);
+    let limits = Limits {
+        max_bulk: 4096,
+        max_elements: 64,
+        max_depth: 4,
+        max_line: 256,
+        max_reply: 16 << 10,
+    };
+    let decode = |pieces: &[&[u8]]| {
+        let mut d = Decoder::new(limits);
+        let mut out = Vec::new();
+        for p in pieces {
+            d.feed(p);
+            loop {
+                match d.next_reply() {
+                    Ok(Some(v)) => out.push(Ok(v)),
+                    Ok(None) => break,
+                    Err(e) => {
+                        out.push(Err(e));
+                        return out;
+                    }
+                }
+            }
+        }
+        out
+    };
+    let whole = decode(&[rest]);
+    let (a, b) = rest.split_at(split.min(rest.len()));
+    let parts = decode(&[a, b]);
+    // Split input may stop at an error earlier than the whole only if they agree up to it.
+    assert_eq!(whole, parts, "a split changes the replies");
+
+    if let Some(r) = NodeRecord::parse(rest) {
+        assert_eq!(NodeRecord::parse(r.encode().as_bytes()), Some(r));
+    }
+    let me = NodeRecord {
+        id: "fuzz".into(),
+        role: Role::Origin,
+        rtmp: "127.0.0.1:1935".into(),
+        http: "127.0.0.1:8080".into(),
+        streams: 0,
+        rtmp_viewers: 0,
+        flv_viewers: 0,
+        hls_viewers: 0,
+        egress_bps: 0,
+        draining: false,
+    };
+    let mut s = RegistrySession::new(me, Login::default(), 0);
+    let mut out = Vec::new();
+    s.handle_timeout(0, &mut out);
+    s.handle_connected(0, &mut out);
+    for v in whole.into_iter().flatten() {
+        s.handle_reply(v, &mut out);
+    }
+    s.handle_event(rest, &mut out);
 }

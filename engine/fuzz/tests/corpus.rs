@@ -20,6 +20,7 @@ const TARGETS: &[(&str, Body)] = &[
     ("access", edge_fuzz::access),
     ("ts_sei", edge_fuzz::ts_sei),
     ("ts_roundtrip", edge_fuzz::ts_roundtrip),
+    ("registry", edge_fuzz::registry),
 ];
 
 fn inputs(kind: &str, target: &str) -> Vec<PathBuf> {

@@ -52,8 +52,34 @@ pub struct Args {
     /// Upstream origin `rtmp://HOST[:PORT]/APP` (edge mode), repeatable, in failover order.
     /// A stream nobody publishes here is pulled from `APP/{stream}` on the first healthy
     /// origin, once per machine, while it has viewers; publishes here are forwarded to it.
+    /// `registry` (needs --registry) pulls from the node the registry places the stream on,
+    /// before the static origins, and follows the stream when it moves.
     #[arg(long, value_name = "URL")]
     pub origin: Vec<String>,
+
+    /// The cluster's stream registry, `redis://[[USER]:PASSWORD@]HOST:PORT[/DB]`. Streams
+    /// published here are registered (`edge:stream:{app}/{stream}`), this node's record and
+    /// load are kept in `edge:node:{id}`, and plays for streams held elsewhere are redirected
+    /// (--cluster-mode). Redis is reached from a thread of its own; when it is down, media
+    /// flows on and registrations are made again when it is back.
+    #[arg(long, value_name = "URL")]
+    pub registry: Option<String>,
+
+    /// The RTMP address other nodes and players reach this node at (registry records and
+    /// redirects). Default: --rtmp, with 127.0.0.1 for an unspecified address.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub advertise_rtmp: Option<String>,
+
+    /// The HTTP address other nodes and players reach this node at. Default: --http, with
+    /// 127.0.0.1 for an unspecified address.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub advertise_http: Option<String>,
+
+    /// What a play for a stream another node holds gets: `redirect` (RTMP
+    /// NetConnection.Connect.Rejected with ex.redirect, SRS-style, and HTTP 302 for FLV and
+    /// HLS playlists).
+    #[arg(long, value_name = "MODE", default_value = "redirect", value_parser = ["redirect"])]
+    pub cluster_mode: String,
 
     /// Edge mode: stop a pull this long after its last viewer left (RTMP, FLV, or the last
     /// HLS playlist request).
@@ -270,6 +296,95 @@ pub struct Config {
     pub tls_handshake_timeout_ms: u64,
     /// Loaded when an origin is rtmps://.
     pub upstream_tls: Option<Arc<rustls::ClientConfig>>,
+    /// `--registry`, checked.
+    pub registry: Option<RegistryConfig>,
+    /// `--origin registry` was given.
+    pub origin_registry: bool,
+}
+
+/// The registry settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegistryConfig {
+    pub host: String,
+    pub port: u16,
+    pub login: edge_core::registry::Login,
+    pub node_id: String,
+    /// Given addresses; the listen addresses (ports resolved) fill in the rest at start.
+    pub advertise_rtmp: Option<String>,
+    pub advertise_http: Option<String>,
+}
+
+impl RegistryConfig {
+    /// The advertised RTMP and HTTP addresses, given the bound listen addresses.
+    pub fn advertised(&self, rtmp: SocketAddr, http: SocketAddr) -> (String, String) {
+        (
+            advertise(self.advertise_rtmp.as_deref(), rtmp),
+            advertise(self.advertise_http.as_deref(), http),
+        )
+    }
+}
+
+/// Parses `redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]`.
+pub fn parse_redis_url(url: &str) -> anyhow::Result<(String, u16, edge_core::registry::Login)> {
+    let rest = url
+        .strip_prefix("redis://")
+        .ok_or_else(|| anyhow!("{url}: a redis:// URL (rediss:// is not supported yet)"))?;
+    let (auth, rest) = match rest.rsplit_once('@') {
+        Some((a, r)) => (Some(a), r),
+        None => (None, rest),
+    };
+    let (authority, db) = match rest.split_once('/') {
+        Some((a, "")) => (a, 0),
+        Some((a, d)) => (
+            a,
+            d.parse()
+                .map_err(|_| anyhow!("{url}: bad database {d:?}"))?,
+        ),
+        None => (rest, 0),
+    };
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => {
+            (h, p.parse().map_err(|_| anyhow!("{url}: bad port {p:?}"))?)
+        }
+        _ => (authority, 6379),
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() {
+        bail!("{url}: no host");
+    }
+    let (username, password) = match auth {
+        None => (None, None),
+        Some(a) => match a.split_once(':') {
+            Some(("", p)) => (None, Some(p.to_string())),
+            Some((u, p)) => (Some(u.to_string()), Some(p.to_string())),
+            None => (None, Some(a.to_string())),
+        },
+    };
+    Ok((
+        host.to_string(),
+        port,
+        edge_core::registry::Login {
+            username,
+            password,
+            db,
+        },
+    ))
+}
+
+/// An advertised address: the one given, else the listen address with a usable host.
+fn advertise(given: Option<&str>, listen: SocketAddr) -> String {
+    match given {
+        Some(a) => a.to_string(),
+        None if listen.ip().is_unspecified() => format!("127.0.0.1:{}", listen.port()),
+        None => listen.to_string(),
+    }
+}
+
+fn check_advertised(given: &Option<String>, flag: &str) -> anyhow::Result<Option<String>> {
+    match given {
+        Some(a) if !edge_core::cluster::check_address(a) => bail!("{flag} {a:?}: give HOST:PORT"),
+        _ => Ok(given.clone()),
+    }
 }
 
 impl Config {
@@ -297,11 +412,16 @@ impl Args {
 
     /// Checks every value and resolves defaults.
     pub fn validate(&self) -> anyhow::Result<Config> {
+        let origin_registry = self.origin.iter().any(|o| o == "registry");
         let origins = self
             .origin
             .iter()
+            .filter(|o| *o != "registry")
             .map(|u| OriginUrl::parse(u).map_err(|e| anyhow::anyhow!("--origin: {e}")))
             .collect::<anyhow::Result<Vec<_>>>()?;
+        if origin_registry && self.registry.is_none() {
+            bail!("--origin registry needs --registry");
+        }
         if !(100..=600_000).contains(&self.upstream_timeout_ms) {
             bail!("--upstream-timeout-ms must be within 100..=600000");
         }
@@ -369,6 +489,22 @@ impl Args {
         } else {
             None
         };
+        let registry = match &self.registry {
+            None => None,
+            Some(url) => {
+                let (host, port, login) = parse_redis_url(url).context("--registry")?;
+                let node_id = access.node_id.clone();
+                edge_core::cluster::check_node_id(&node_id).context("--node-id")?;
+                Some(RegistryConfig {
+                    host,
+                    port,
+                    login,
+                    node_id,
+                    advertise_rtmp: check_advertised(&self.advertise_rtmp, "--advertise-rtmp")?,
+                    advertise_http: check_advertised(&self.advertise_http, "--advertise-http")?,
+                })
+            }
+        };
         let shards = cpus.len();
         Ok(Config {
             cpus,
@@ -407,6 +543,8 @@ impl Args {
             tls,
             tls_handshake_timeout_ms: self.tls_handshake_timeout_ms,
             upstream_tls,
+            registry,
+            origin_registry,
         })
     }
 
@@ -575,6 +713,21 @@ mod tests {
         assert_eq!(c.origins.len(), 2);
         assert_eq!(c.origins[1].port, 19350);
         assert_eq!((c.upstream_idle_ms, c.upstream_timeout_ms), (10_000, 1_500));
+        let (host, port, login) = parse_redis_url("redis://u:p@r.example:6380/3").unwrap();
+        assert_eq!((host.as_str(), port, login.db), ("r.example", 6380, 3));
+        assert_eq!(
+            (login.username.as_deref(), login.password.as_deref()),
+            (Some("u"), Some("p"))
+        );
+        let (_, port, login) = parse_redis_url("redis://:secret@127.0.0.1").unwrap();
+        assert_eq!(
+            (port, login.username, login.password.as_deref()),
+            (6379, None, Some("secret"))
+        );
+        assert!(parse_redis_url("rediss://x").is_err());
+        assert!(parse_redis_url("redis://x/y").is_err());
+        let a = Args::parse_from(["e", "--origin", "registry"]);
+        assert!(a.validate().is_err(), "--origin registry needs --registry");
         let a = Args::parse_from(["e", "--origin", "http://x/live"]);
         assert!(a.validate().is_err());
     }

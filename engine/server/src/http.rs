@@ -67,6 +67,23 @@ pub async fn serve(
                             continue;
                         }
                     }
+                    // Origin role: a stream another node holds is fetched there.
+                    let elsewhere = match &route {
+                        Route::Flv(key) | Route::Playlist(key)
+                            if matches!(req.method, Method::Get | Method::Head) =>
+                        {
+                            shard.http_redirect(key, &req.path, req.query.as_deref())
+                        }
+                        _ => None,
+                    };
+                    if let Some(location) = elsewhere {
+                        shard.stats().cluster_redirects.inc();
+                        let head = http::redirect_head(&location, req.keep_alive);
+                        if write_bufs(&mut stream, vec![head]).await.is_err() || !req.keep_alive {
+                            return;
+                        }
+                        continue;
+                    }
                     match route {
                         Route::Flv(key) if req.method == Method::Get && req.version_minor >= 1 => {
                             let query = req.query.as_deref().map(Into::into);
@@ -207,6 +224,23 @@ fn respond(shard: &Shard, req: &Request) -> (Vec<Bytes>, bool) {
             "no-cache",
             shard.stats.render_streams(),
         ),
+        (Method::Get | Method::Head, Route::Cluster) => match shard.stats.registry.get() {
+            Some(r) => simple(
+                200,
+                "application/json",
+                "no-cache",
+                r.cluster_json
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .clone(),
+            ),
+            None => simple(
+                404,
+                "text/plain",
+                "no-cache",
+                "no cluster: start with --registry\n".into(),
+            ),
+        },
         (Method::Get | Method::Head, Route::Metrics) => simple(
             200,
             "text/plain; version=0.0.4",

@@ -22,6 +22,7 @@ pub mod http;
 pub mod listen;
 pub mod mesh;
 pub mod outlet;
+pub mod registry;
 pub mod rtmp;
 pub mod shard;
 pub mod sign;
@@ -84,10 +85,49 @@ pub fn run() -> anyhow::Result<()> {
             limits,
         )))
     });
+    let registry = match &config.registry {
+        None => None,
+        Some(r) => {
+            let addr = |want: Service| endpoints.iter().find(|(s, _)| *s == want).map(|e| e.1);
+            let (rtmp, http) = r.advertised(
+                addr(Service::Rtmp).unwrap_or(config.rtmp),
+                addr(Service::Http).unwrap_or(config.http),
+            );
+            let role = if config.origins.is_empty() && !config.origin_registry {
+                edge_core::cluster::Role::Origin
+            } else {
+                edge_core::cluster::Role::Edge
+            };
+            info!(node = %r.node_id, ?role, %rtmp, %http, host = %r.host, port = r.port, "registry: joining the cluster");
+            let me = edge_core::cluster::NodeRecord {
+                id: r.node_id.clone(),
+                role,
+                rtmp,
+                http,
+                streams: 0,
+                rtmp_viewers: 0,
+                flv_viewers: 0,
+                hls_viewers: 0,
+                egress_bps: 0,
+                draining: false,
+            };
+            Some(
+                registry::start(r, me, shards, Arc::clone(&stats))
+                    .context("starting the registry threads")?,
+            )
+        }
+    };
+    let (shard_registries, registry_status): (Vec<_>, _) = match registry {
+        Some((handles, status)) => (handles.into_iter().map(Some).collect(), Some(status)),
+        None => (vec![None; shards], None),
+    };
+    if let Some(status) = registry_status {
+        let _ = stats.registry.set(status);
+    }
     let (ready_tx, ready_rx) = mpsc::channel::<Ready>();
     let mut first = Some(first_listeners);
     let mut threads = Vec::with_capacity(shards);
-    for id in 0..shards {
+    for (id, registry) in shard_registries.into_iter().enumerate() {
         let listeners = first.take();
         let ctx = ShardCtx {
             id,
@@ -99,6 +139,7 @@ pub fn run() -> anyhow::Result<()> {
             listeners,
             ready: ready_tx.clone(),
             admission: admission.clone(),
+            registry,
         };
         let t = std::thread::Builder::new()
             .name(format!("shard-{id}"))
@@ -167,6 +208,7 @@ struct ShardCtx {
     listeners: Option<Vec<std::net::TcpListener>>,
     ready: mpsc::Sender<Ready>,
     admission: Option<Arc<std::sync::Mutex<edge_core::admission::Admission>>>,
+    registry: Option<registry::ShardRegistry>,
 }
 
 fn shard_thread(ctx: ShardCtx) {
@@ -267,7 +309,10 @@ async fn shard_main(ctx: ShardCtx, driver: &'static str) {
         ctx.stats,
         ctx.clock,
         arena,
-        ctx.admission,
+        shard::MachineWide {
+            admission: ctx.admission,
+            registry: ctx.registry,
+        },
     );
     info!(
         shard = ctx.id,
@@ -279,6 +324,7 @@ async fn shard_main(ctx: ShardCtx, driver: &'static str) {
         monoio::spawn(listen::accept_loop(Rc::clone(&shard), l, *service));
     }
     monoio::spawn(Rc::clone(&shard).run_timers());
+    monoio::spawn(Rc::clone(&shard).run_cluster());
     let _ = ctx.ready.send(Ok((ctx.id, driver)));
     test_hooks(ctx.id);
     // Returns on shutdown; dropping the runtime then closes every socket of this shard.

@@ -142,6 +142,7 @@ pub async fn serve(
             query,
         } => {
             info!(shard = %shard.id, %key, "publisher disconnected: {reason}");
+            shard.publisher_ended(key, &outlet);
             shard.unpublish(key, *pid);
             shard.stats().publishers.dec();
             let ask = ask(
@@ -180,6 +181,10 @@ enum CloseReason {
     Denied(&'static str, Denial),
     #[error("publish refused: {0}")]
     Refused(PublishError),
+    #[error("the stream is published on node {0}")]
+    Elsewhere(String),
+    #[error("redirected to {0}")]
+    Redirected(String),
     #[error("media from a connection that is not publishing")]
     NotPublishing,
     #[error("bad media: {0}")]
@@ -226,10 +231,19 @@ async fn handle_event(
                 shard.stats().publish_rejected.inc();
                 return Err(CloseReason::Denied("publish", d));
             }
+            // A stream another live node holds is not taken over here (a duplicate publish).
+            if let Some(n) = shard.located_elsewhere(&key) {
+                let why = format!("{key} is already published on node {}", n.id);
+                warn!(shard = %shard.id, %key, node = %n.id, "publish refused: {why}");
+                reject_publish(conn, outlet, &why);
+                shard.stats().publish_rejected.inc();
+                return Err(CloseReason::Elsewhere(n.id));
+            }
             let id = PublisherId(outlet.id);
             match shard.request_publish(&key, id, query.clone()).await {
                 Ok(()) => {
                     conn.accept(request_id)?;
+                    shard.publisher_started(&key, outlet);
                     shard.stats().publishers.inc();
                     info!(shard = %shard.id, %key, owner = %shard.owner_of(&key), "publishing");
                     *role = Role::Publisher { key, id, query };
@@ -271,6 +285,7 @@ async fn handle_event(
         }
         ServerEvent::PublishFinished => {
             if let Role::Publisher { key, id, query } = role {
+                shard.publisher_ended(key, outlet);
                 shard.unpublish(key, *id);
                 shard.stats().publishers.dec();
                 let tc_url = tc_url_of(conn);
@@ -323,6 +338,15 @@ async fn handle_event(
                     &format!("play denied: {d}"),
                 );
                 return Err(CloseReason::Denied("play", d));
+            }
+            // Origin role: a stream another node holds is played there (SRS's RTMP 302).
+            if let Some(url) = shard.rtmp_redirect(&key) {
+                conn.redirect(request_id, &url)?;
+                if let Some(b) = conn.poll_transmit() {
+                    outlet.push_control(b);
+                }
+                shard.stats().cluster_redirects.inc();
+                return Err(CloseReason::Redirected(url));
             }
             conn.accept(request_id)?;
             // The accept replies must precede any media.

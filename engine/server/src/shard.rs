@@ -25,6 +25,7 @@ use std::task::Waker;
 use std::time::Duration;
 
 use edge_core::access::Grants;
+use edge_core::cluster::ClusterView;
 use edge_core::hls::catalog::HlsCatalog;
 use edge_core::hls::HlsSnapshot;
 use edge_core::owner::{EdgeConfig, Owner, OwnerConfig, OwnerEffect};
@@ -42,10 +43,12 @@ use crate::contain;
 use crate::listen::Service;
 use crate::mesh::{Mesh, MeshMsg};
 use crate::outlet::{Outlet, Wire};
+use crate::registry::ShardRegistry;
 use crate::stats::{Counter, ShardStats, Stats, StreamView};
 use crate::timer::Timers;
 use crate::upstream::{Cancel, ForwardQueue, LinkSink};
 
+mod cluster;
 mod effects;
 mod hls;
 mod publish;
@@ -97,6 +100,14 @@ struct Reply {
     waker: Cell<Option<Waker>>,
 }
 
+/// What a shard shares with the whole machine besides the mesh and the counters.
+pub struct MachineWide {
+    /// The machine's connection counts, when --max-connections(-per-ip) is set.
+    pub admission: Option<Arc<std::sync::Mutex<edge_core::admission::Admission>>>,
+    /// This shard's handle on the registry threads (--registry).
+    pub registry: Option<ShardRegistry>,
+}
+
 /// The per-core state.
 pub struct Shard {
     pub id: ShardId,
@@ -130,6 +141,11 @@ pub struct Shard {
     tls_rtmp: Option<Arc<rustls::ServerConfig>>,
     /// The machine's connection counts, when --max-connections(-per-ip) is set.
     pub admission: Option<Arc<std::sync::Mutex<edge_core::admission::Admission>>>,
+    /// The registry (--registry), and this shard's picture of the cluster.
+    pub registry: Option<ShardRegistry>,
+    cluster: RefCell<ClusterView>,
+    /// Publishers connected to this shard, by stream (with a registry: to refuse them).
+    local_publishers: RefCell<HashMap<StreamKey, Rc<Outlet>>>,
 }
 
 impl Shard {
@@ -140,9 +156,13 @@ impl Shard {
         stats: Arc<Stats>,
         clock: Clock,
         arena: Arc<Arena>,
-        admission: Option<Arc<std::sync::Mutex<edge_core::admission::Admission>>>,
+        machine: MachineWide,
     ) -> Rc<Self> {
-        let edge = (!config.origins.is_empty()).then(|| EdgeConfig {
+        let MachineWide {
+            admission,
+            registry,
+        } = machine;
+        let edge = (!config.origins.is_empty() || config.origin_registry).then(|| EdgeConfig {
             origins: config.origins.clone(),
             upstream_timeout_ms: config.upstream_timeout_ms,
             upstream_idle_ms: config.upstream_idle_ms,
@@ -187,6 +207,9 @@ impl Shard {
             tls_http,
             tls_rtmp,
             admission,
+            cluster: RefCell::new(ClusterView::new(registry.as_ref().map_or("", |r| &*r.me))),
+            registry,
+            local_publishers: RefCell::new(HashMap::new()),
         })
     }
 
@@ -220,6 +243,11 @@ impl Shard {
 
     pub fn is_edge(&self) -> bool {
         self.owner_config.edge.is_some()
+    }
+
+    /// The streams this shard owns.
+    fn owned_keys(&self) -> Vec<StreamKey> {
+        self.owners.borrow().keys().cloned().collect()
     }
 
     /// The HLS snapshot a request on this shard is answered from.
@@ -370,7 +398,14 @@ impl Shard {
         let r = {
             let mut owners = self.owners.borrow_mut();
             if create && !owners.contains_key(key) {
-                owners.insert(key.clone(), self.new_owned(key));
+                let mut owned = self.new_owned(key);
+                // Registry edge: where the stream is, before its first demand.
+                if let Some(url) = self.located_origin(key) {
+                    owned
+                        .owner
+                        .handle_located(Some(url), self.now_ms(), &mut fx);
+                }
+                owners.insert(key.clone(), owned);
             }
             let o = owners.get_mut(key)?;
             f(&mut o.owner, &mut fx)

@@ -72,6 +72,7 @@ counters! {
     upstream_failovers: "counter", "Edge: pulls switched to another origin (failure or redirect)";
     forwards_started: "counter", "Edge: publishes forwarded to an origin";
     forward_sessions: "gauge", "Edge: forwarding connections publishing to an origin now";
+    cluster_redirects: "counter", "Cluster: plays sent to the node that holds the stream (RTMP 302, HTTP 302)";
     tls_handshakes: "counter", "TLS handshakes completed (--https, --rtmps)";
     tls_handshake_failures: "counter", "TLS handshakes that failed or timed out";
     tls_handshake_timeouts: "counter", "TLS handshakes abandoned at --tls-handshake-timeout-ms";
@@ -185,6 +186,8 @@ pub struct Stats {
     /// Each shard's segment arena, set once it is mapped: the cache gauges are read from it
     /// when rendered (chunks come back from whichever shard's reader lets go last).
     pub arenas: Box<[OnceLock<Arc<crate::arena::Arena>>]>,
+    /// The registry's state, with --registry.
+    pub registry: OnceLock<Arc<crate::registry::RegistryStatus>>,
 }
 
 /// One shard's owned streams, by key.
@@ -274,6 +277,7 @@ impl Stats {
             shards: (0..shards).map(|_| ShardStats::default()).collect(),
             streams: (0..shards).map(|_| Mutex::new(BTreeMap::new())).collect(),
             arenas: (0..shards).map(|_| OnceLock::new()).collect(),
+            registry: OnceLock::new(),
         }
     }
 
@@ -324,6 +328,9 @@ impl Stats {
             }
         }
         render_access(&mut out, &self.shards);
+        if let Some(r) = self.registry.get() {
+            r.render_prometheus(&mut out);
+        }
         let _ = writeln!(
             out,
             "# HELP edge_shard_info Shard placement, io driver and segment memory backing\n# TYPE edge_shard_info gauge"
@@ -358,7 +365,17 @@ impl Stats {
                 )
             })
             .collect();
-        format!("{{\"status\":\"ok\",\"shards\":[{}]}}\n", shards.join(","))
+        let registry = match self.registry.get() {
+            Some(r) => format!(
+                ",\"registry\":{{\"reachable\":{}}}",
+                r.reachable.load(Ordering::Relaxed)
+            ),
+            None => String::new(),
+        };
+        format!(
+            "{{\"status\":\"ok\",\"shards\":[{}]{registry}}}\n",
+            shards.join(",")
+        )
     }
 }
 

@@ -65,6 +65,8 @@ struct Sim {
     full: Vec<ShardId>,
     effects: Vec<OwnerEffect>,
     links: Vec<(LinkId, LinkRole, String)>,
+    /// The origin each link connected to.
+    urls: HashMap<LinkId, String>,
     forward_queue: crate::queue::FrameQueue,
     hls: Vec<HlsSnapshot>,
     freed: bool,
@@ -98,6 +100,7 @@ impl Sim {
             full: Vec::new(),
             effects: Vec::new(),
             links: Vec::new(),
+            urls: HashMap::new(),
             forward_queue: crate::queue::FrameQueue::new(2000),
             hls: Vec::new(),
             freed: false,
@@ -124,8 +127,11 @@ impl Sim {
                         link,
                         role,
                         stream_name,
-                        ..
-                    } => self.links.push((link, role, stream_name)),
+                        url,
+                    } => {
+                        self.urls.insert(link, url.to_string());
+                        self.links.push((link, role, stream_name));
+                    }
                     OwnerEffect::Disconnect(link) => self.links.retain(|l| l.0 != link),
                     OwnerEffect::ForwardJoin(frames) => self.forward_queue.reset(frames),
                     OwnerEffect::ForwardFrame(f) => {
@@ -567,4 +573,87 @@ fn an_edge_publish_is_forwarded_and_its_backlog_overflows_to_a_keyframe() {
     assert_eq!(sim.links.len(), 1);
     assert_ne!(sim.links[0].0, fw);
     let _ = FrameFlags::default();
+}
+
+#[test]
+fn a_pull_follows_the_stream_to_where_the_registry_places_it() {
+    let mut sim = Sim::new(true);
+    let at = |h: &str| OriginUrl::parse(&format!("rtmp://{h}:1935/live")).ok();
+    let upstream = |ts: u32, body: Bytes| LinkEvent::Media {
+        kind: MediaKind::Video,
+        timestamp: ts,
+        body,
+    };
+    sim.owner.handle_located(at("n1"), 0, &mut sim.effects);
+    sim.run();
+    assert!(
+        sim.links.is_empty(),
+        "nobody watches: nothing is pulled yet"
+    );
+    sim.add_viewer(ShardId(1), 1);
+    let n1 = sim.links[0].0;
+    assert_eq!(
+        sim.urls[&n1], "rtmp://n1:1935/live",
+        "the registry's node comes first"
+    );
+    sim.link(n1, LinkEvent::Started);
+    sim.link(n1, upstream(0, avc_header()));
+    for n in 0..5u32 {
+        sim.now = u64::from(n) * 40;
+        sim.link(n1, upstream(n * 40, picture(n == 0)));
+    }
+    // The publisher moved to n2, which registered the stream: the pull moves at once.
+    sim.now = 300;
+    sim.owner.handle_located(at("n2"), 300, &mut sim.effects);
+    sim.run();
+    assert_eq!(sim.links.len(), 1, "{:?}", sim.links);
+    let n2 = sim.links[0].0;
+    assert_eq!(sim.urls[&n2], "rtmp://n2:1935/live");
+    assert_eq!(
+        sim.owner.view().phase,
+        MasterPhase::Grace,
+        "viewers wait, connected"
+    );
+    sim.link(n2, LinkEvent::Started);
+    sim.link(n2, upstream(50_000, avc_header()));
+    for n in 0..5u32 {
+        sim.now = 400 + u64::from(n) * 40;
+        sim.link(n2, upstream(50_000 + n * 40, picture(n == 0)));
+    }
+    let pics = sim.viewers[&1].1.pictures();
+    assert_eq!(pics.len(), 10);
+    assert!(
+        pics.windows(2).all(|w| w[0].0 < w[1].0),
+        "monotonic across the move"
+    );
+    // The same place again, or the holder gone: the flowing pull is left alone.
+    sim.owner.handle_located(at("n2"), 700, &mut sim.effects);
+    sim.owner.handle_located(None, 700, &mut sim.effects);
+    sim.run();
+    assert_eq!(sim.links, [(n2, LinkRole::Pull, "cam".to_string())]);
+    assert_eq!(sim.owner.view().upstream.unwrap().origin.host, "n2");
+}
+
+#[test]
+fn registry_only_viewers_wait_until_the_stream_is_placed() {
+    let mut config = config(true);
+    config.edge.as_mut().unwrap().origins.clear();
+    let mut sim = Sim::new(true);
+    sim.owner = Owner::new(
+        StreamKey::new("live", "cam").unwrap(),
+        Arc::new(config),
+        VecStore,
+        77,
+    );
+    sim.add_viewer(ShardId(1), 1);
+    assert!(sim.links.is_empty(), "no origin is known");
+    assert_eq!(sim.owner.view().upstream, None);
+    sim.owner.handle_located(
+        OriginUrl::parse("rtmp://n1/live").ok(),
+        10,
+        &mut sim.effects,
+    );
+    sim.run();
+    assert_eq!(sim.links.len(), 1);
+    assert_eq!(sim.urls[&sim.links[0].0], "rtmp://n1:1935/live");
 }

@@ -397,6 +397,23 @@ pub fn status_body(level: &str, code: &str, description: &str) -> Bytes {
     w.finish()
 }
 
+/// SRS's RTMP "302": `onStatus(NetConnection.Connect.Rejected)` with `ex: {code: 302,
+/// redirect: tcUrl, redirect2: full URL}`.
+pub fn redirect_body(tc_url: &str, url: &str) -> Bytes {
+    let mut w = Writer::new();
+    w.string("onStatus").number(0.0).null().begin_object();
+    w.key("level").string("error");
+    w.key("code").string("NetConnection.Connect.Rejected");
+    w.key("description").string("RTMP 302 Redirect");
+    w.key("ex").begin_object();
+    w.key("code").number(302.0);
+    w.key("redirect").string(tc_url);
+    w.key("redirect2").string(url);
+    w.end_object();
+    w.end_object();
+    w.finish()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

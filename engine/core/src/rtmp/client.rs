@@ -764,6 +764,28 @@ mod tests {
         }
     }
 
+    /// Our own server's redirect (an origin placing the stream on a coworker) is followed by
+    /// our own client, to the tcUrl.
+    #[test]
+    fn the_servers_redirect_is_what_the_client_follows() {
+        let mut c = client("cam", ClientMode::Play);
+        let mut s = ServerConnection::new();
+        let (_, se) = pump(&mut c, &mut s, 1 << 20);
+        let Some(ServerEvent::PlayRequested { request_id, .. }) = se.last().cloned() else {
+            panic!("{se:?}");
+        };
+        s.redirect(request_id, "rtmp://10.0.0.2:1936/live/cam")
+            .unwrap();
+        let wire = s.poll_transmit().unwrap();
+        let events = cinput(&mut c, &wire).unwrap();
+        assert_eq!(
+            events,
+            [ClientEvent::Redirect {
+                url: "rtmp://10.0.0.2:1936/live".into()
+            }]
+        );
+    }
+
     /// Regression (issue 11): the reproducers that panicked rml_rtmp's client session (a
     /// broken origin took the edge down) are errors here, before and after the start.
     #[test]

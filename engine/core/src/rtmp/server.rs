@@ -256,6 +256,24 @@ impl ServerConnection {
     }
 
     /// Queues an `onStatus` command on `stream_id` (e.g. `NetStream.Play.UnpublishNotify`).
+    /// Answers a pending play with SRS's RTMP "302" to `url` (`rtmp://HOST:PORT/APP/STREAM`),
+    /// on message stream 0 as SRS sends it; the caller closes the connection after the flush.
+    pub fn redirect(&mut self, request_id: u32, url: &str) -> Result<(), RtmpError> {
+        let s = self.pending(request_id, "redirect")?;
+        s.state = NetStreamState::Idle;
+        let tc_url = url.rsplit_once('/').map_or(url, |(t, _)| t);
+        let body = amf::redirect_body(tc_url, url);
+        self.outbound.extend_from_slice(&chunk::serialize_message(
+            chunk::CSID_DATA,
+            0,
+            message::type_id::AMF0_COMMAND,
+            0,
+            &body,
+            chunk::OUT_CHUNK_SIZE,
+        ));
+        Ok(())
+    }
+
     pub fn send_status(&mut self, stream_id: u32, level: &str, code: &str, description: &str) {
         self.outbound
             .extend_from_slice(&status_message(stream_id, level, code, description));

@@ -204,11 +204,17 @@ impl Shard {
         let s = self.stats();
         let id = self.id;
         match n {
-            OwnerNote::PublishAccepted => info!(shard = %id, %key, "publish accepted"),
+            OwnerNote::PublishAccepted => {
+                info!(shard = %id, %key, "publish accepted");
+                self.stream_live(key);
+            }
             OwnerNote::PublisherLeft { grace_ms } => {
                 info!(shard = %id, %key, grace_ms, "publisher left; waiting for a republish")
             }
-            OwnerNote::GraceOver => info!(shard = %id, %key, "grace period over; stream ended"),
+            OwnerNote::GraceOver => {
+                info!(shard = %id, %key, "grace period over; stream ended");
+                self.stream_ended(key);
+            }
             OwnerNote::PullStarted => {
                 s.upstream_pulls_started.inc();
                 s.upstream_pulls_active.inc();

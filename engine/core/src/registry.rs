@@ -1,0 +1,710 @@
+//! The registry session, sans-IO: this node's side of the Redis stream registry. It runs on
+//! the registry thread (never on a shard), which moves its bytes and arms the one timer it
+//! names.
+//!
+//! What lives in Redis (every key under `edge:`):
+//! - `edge:node:{id}`: the node's [`NodeRecord`], `SET … EX 3` every second; plus the set
+//!   `edge:nodes` of ids. A node is live while its record exists, so a dead node stops being
+//!   an answer within 3 s.
+//! - `edge:stream:{app}/{stream}`: the id of the node that holds it, plus the set
+//!   `edge:streams`. Registered by a script that is `SET NX` unless the holder's record is
+//!   gone (then the stream is taken over) or the holder is this node; refreshed every 10 s
+//!   (`EX 30`), pipelined, so 1,000 streams cost 100 commands a second; deleted on end only
+//!   by its holder.
+//! - Channel `edge:events`: `up {stream} {node}` and `down {stream} {node}`, published by the
+//!   scripts when a stream changes hands, so edges move within a round trip, not a poll.
+//!
+//! After a reconnect (a Redis restart), every local stream is registered again, as in
+//! OvenMediaEngine's refresh without `XX`.
+//!
+//! Must not: block, read a clock, or know sockets and shards. It reports what the cluster
+//! looks like ([`ClusterUpdate`]) and leaves what to do about it to the shards.
+
+use std::collections::{HashMap, VecDeque};
+
+use crate::cluster::{ClusterUpdate, NodeRecord};
+use crate::media::StreamKey;
+use crate::resp::{self, Value};
+
+/// A node record's lifetime in Redis (s), and how often it is refreshed (ms).
+pub const NODE_TTL_S: u64 = 3;
+pub const NODE_EVERY_MS: u64 = 1000;
+/// A stream key's lifetime (s), and how often every local stream is registered again (ms).
+pub const STREAM_TTL_S: u64 = 30;
+pub const STREAM_REFRESH_MS: u64 = 10_000;
+/// How often the whole stream map is read back (events keep it current in between).
+pub const STREAMS_SNAPSHOT_MS: u64 = 10_000;
+/// Reconnect backoff bounds (ms).
+pub const BACKOFF_MIN_MS: u64 = 250;
+pub const BACKOFF_MAX_MS: u64 = 5000;
+/// The pub/sub channel.
+pub const CHANNEL: &str = "edge:events";
+
+/// Registers `KEYS[1]` for `ARGV[1]` unless another live node holds it; returns "" or the
+/// holder.
+const REGISTER: &str = "local h = redis.call('GET', KEYS[1]) \
+if h and h ~= ARGV[1] and redis.call('EXISTS', 'edge:node:' .. h) == 1 then return h end \
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2]) \
+redis.call('SADD', 'edge:streams', ARGV[3]) \
+if h ~= ARGV[1] then redis.call('PUBLISH', 'edge:events', 'up ' .. ARGV[3] .. ' ' .. ARGV[1]) end \
+return ''";
+
+/// Deletes `KEYS[1]` if `ARGV[1]` holds it.
+const UNREGISTER: &str = "if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end \
+redis.call('DEL', KEYS[1]) \
+redis.call('SREM', 'edge:streams', ARGV[2]) \
+redis.call('PUBLISH', 'edge:events', 'down ' .. ARGV[2] .. ' ' .. ARGV[1]) \
+return 1";
+
+/// The records of every live node (dead ids are pruned from the set).
+const NODES: &str = "local out = {} \
+for _, id in ipairs(redis.call('SMEMBERS', 'edge:nodes')) do \
+local r = redis.call('GET', 'edge:node:' .. id) \
+if r then table.insert(out, r) else redis.call('SREM', 'edge:nodes', id) end end \
+return out";
+
+/// Every registered stream and its holder, flattened (ended ones are pruned from the set).
+const STREAMS: &str = "local out = {} \
+for _, s in ipairs(redis.call('SMEMBERS', 'edge:streams')) do \
+local h = redis.call('GET', 'edge:stream:' .. s) \
+if h then table.insert(out, s) table.insert(out, h) else redis.call('SREM', 'edge:streams', s) end end \
+return out";
+
+/// How to log in.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Login {
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub db: u32,
+}
+
+/// The load a node reports; the shards' totals.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Load {
+    pub streams: u64,
+    pub rtmp_viewers: u64,
+    pub flv_viewers: u64,
+    pub hls_viewers: u64,
+    pub egress_bps: u64,
+    pub draining: bool,
+}
+
+/// What the registry thread must do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RegistryEffect {
+    /// Open the command connection (and the subscription); report with
+    /// [`RegistrySession::handle_connected`] or [`RegistrySession::handle_lost`].
+    Connect,
+    /// Write these bytes on the command connection.
+    Send(Vec<u8>),
+    /// Close the command connection (a protocol error); report it lost.
+    Close,
+    /// Tell every shard.
+    Update(ClusterUpdate),
+    Note(RegistryNote),
+}
+
+/// For the log and the counters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RegistryNote {
+    Connected,
+    Lost { reason: String, retry_ms: u64 },
+    Registered(StreamKey),
+    Conflict { stream: StreamKey, holder: String },
+    ServerError(String),
+}
+
+/// Counters for `/metrics`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RegistryCounters {
+    pub commands: u64,
+    pub errors: u64,
+    pub conflicts: u64,
+    pub reconnects: u64,
+    pub events: u64,
+}
+
+/// A command waiting for its reply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Pending {
+    Login,
+    Register(StreamKey),
+    Unregister,
+    Node,
+    Nodes,
+    Streams,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Link {
+    Down { retry_at_ms: u64 },
+    Connecting,
+    Up,
+}
+
+/// This node's registry session.
+#[derive(Debug)]
+pub struct RegistrySession {
+    me: NodeRecord,
+    login: Login,
+    link: Link,
+    backoff_ms: u64,
+    /// Streams this node holds (registered or to be).
+    local: HashMap<StreamKey, ()>,
+    pending: VecDeque<Pending>,
+    next_node_ms: u64,
+    next_refresh_ms: u64,
+    next_snapshot_ms: u64,
+    pub counters: RegistryCounters,
+}
+
+impl RegistrySession {
+    /// `me`: this node's record (its load is replaced by [`Self::set_load`]).
+    pub fn new(me: NodeRecord, login: Login, now_ms: u64) -> Self {
+        Self {
+            me,
+            login,
+            link: Link::Down {
+                retry_at_ms: now_ms,
+            },
+            backoff_ms: BACKOFF_MIN_MS,
+            local: HashMap::new(),
+            pending: VecDeque::new(),
+            next_node_ms: now_ms,
+            next_refresh_ms: now_ms,
+            next_snapshot_ms: now_ms,
+            counters: RegistryCounters::default(),
+        }
+    }
+
+    /// This node's id.
+    pub fn me(&self) -> &str {
+        &self.me.id
+    }
+
+    pub fn is_up(&self) -> bool {
+        self.link == Link::Up
+    }
+
+    /// Streams this node holds.
+    pub fn local_streams(&self) -> usize {
+        self.local.len()
+    }
+
+    pub fn poll_timeout(&self) -> Option<u64> {
+        match self.link {
+            Link::Down { retry_at_ms } => Some(retry_at_ms),
+            Link::Connecting => None,
+            Link::Up => Some(
+                self.next_node_ms
+                    .min(self.next_refresh_ms)
+                    .min(self.next_snapshot_ms),
+            ),
+        }
+    }
+
+    pub fn handle_timeout(&mut self, now_ms: u64, out: &mut Vec<RegistryEffect>) {
+        match self.link {
+            Link::Down { retry_at_ms } if now_ms >= retry_at_ms => {
+                self.link = Link::Connecting;
+                out.push(RegistryEffect::Connect);
+            }
+            Link::Up => {
+                let mut buf = Vec::new();
+                if now_ms >= self.next_node_ms {
+                    self.next_node_ms = now_ms + NODE_EVERY_MS;
+                    self.node_commands(&mut buf);
+                }
+                if now_ms >= self.next_refresh_ms {
+                    self.next_refresh_ms = now_ms + STREAM_REFRESH_MS;
+                    let keys: Vec<StreamKey> = self.local.keys().cloned().collect();
+                    for k in keys {
+                        self.register_command(&k, &mut buf);
+                    }
+                }
+                if now_ms >= self.next_snapshot_ms {
+                    self.next_snapshot_ms = now_ms + STREAMS_SNAPSHOT_MS;
+                    self.eval(STREAMS, &[], &[], Pending::Streams, &mut buf);
+                }
+                if !buf.is_empty() {
+                    out.push(RegistryEffect::Send(buf));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The command connection is open: log in, register everything again, read the cluster.
+    pub fn handle_connected(&mut self, now_ms: u64, out: &mut Vec<RegistryEffect>) {
+        self.link = Link::Up;
+        self.backoff_ms = BACKOFF_MIN_MS;
+        self.pending.clear();
+        let mut buf = Vec::new();
+        let login = self.login.clone();
+        if let Some(password) = &login.password {
+            let mut args = vec!["AUTH"];
+            if let Some(user) = &login.username {
+                args.push(user);
+            }
+            args.push(password);
+            self.send(&args, Pending::Login, &mut buf);
+        }
+        if login.db != 0 {
+            let db = login.db.to_string();
+            self.send(&["SELECT", &db], Pending::Login, &mut buf);
+        }
+        out.push(RegistryEffect::Note(RegistryNote::Connected));
+        out.push(RegistryEffect::Update(ClusterUpdate::Reachable(true)));
+        out.push(RegistryEffect::Send(buf));
+        // Everything due now: the node record, every registration, both snapshots.
+        self.next_node_ms = now_ms;
+        self.next_refresh_ms = now_ms;
+        self.next_snapshot_ms = now_ms;
+        self.handle_timeout(now_ms, out);
+    }
+
+    /// The subscription (re)started: events may have been missed, so read the map again.
+    pub fn handle_subscribed(&mut self, now_ms: u64, out: &mut Vec<RegistryEffect>) {
+        self.next_snapshot_ms = now_ms;
+        self.handle_timeout(now_ms, out);
+    }
+
+    /// The command connection failed or closed; try again after the backoff.
+    pub fn handle_lost(&mut self, reason: &str, now_ms: u64, out: &mut Vec<RegistryEffect>) {
+        let was_up = self.link == Link::Up;
+        if !matches!(self.link, Link::Down { .. }) {
+            self.counters.reconnects += 1;
+        }
+        let retry_ms = self.backoff_ms;
+        self.link = Link::Down {
+            retry_at_ms: now_ms + retry_ms,
+        };
+        self.backoff_ms = (self.backoff_ms * 2).min(BACKOFF_MAX_MS);
+        self.pending.clear();
+        out.push(RegistryEffect::Note(RegistryNote::Lost {
+            reason: reason.to_string(),
+            retry_ms,
+        }));
+        if was_up {
+            out.push(RegistryEffect::Update(ClusterUpdate::Reachable(false)));
+        }
+    }
+
+    /// A reply on the command connection.
+    pub fn handle_reply(&mut self, reply: Value, out: &mut Vec<RegistryEffect>) {
+        let Some(pending) = self.pending.pop_front() else {
+            out.push(RegistryEffect::Note(RegistryNote::ServerError(
+                "a reply to no command".into(),
+            )));
+            out.push(RegistryEffect::Close);
+            return;
+        };
+        if let Value::Error(e) = &reply {
+            self.counters.errors += 1;
+            out.push(RegistryEffect::Note(RegistryNote::ServerError(e.clone())));
+            if pending == Pending::Login {
+                out.push(RegistryEffect::Close);
+            }
+            return;
+        }
+        match pending {
+            Pending::Login | Pending::Unregister | Pending::Node => {}
+            Pending::Register(stream) => match reply.as_str() {
+                Some("") => out.push(RegistryEffect::Note(RegistryNote::Registered(stream))),
+                Some(holder) if self.local.contains_key(&stream) => {
+                    self.counters.conflicts += 1;
+                    self.local.remove(&stream);
+                    let holder = holder.to_string();
+                    out.push(RegistryEffect::Note(RegistryNote::Conflict {
+                        stream: stream.clone(),
+                        holder: holder.clone(),
+                    }));
+                    out.push(RegistryEffect::Update(ClusterUpdate::Conflict {
+                        stream,
+                        holder,
+                    }));
+                }
+                // Ended here while the registration was on its way.
+                _ => {}
+            },
+            Pending::Nodes => {
+                let nodes = reply
+                    .as_array()
+                    .unwrap_or_default()
+                    .iter()
+                    .filter_map(|v| v.as_bytes().and_then(NodeRecord::parse))
+                    .collect();
+                out.push(RegistryEffect::Update(ClusterUpdate::Nodes(nodes)));
+            }
+            Pending::Streams => {
+                let flat = reply.as_array().unwrap_or_default();
+                let streams = flat
+                    .chunks_exact(2)
+                    .filter_map(|p| {
+                        let stream = parse_stream(p[0].as_str()?)?;
+                        let node = p[1].as_str()?;
+                        crate::cluster::check_node_id(node).ok()?;
+                        Some((stream, node.to_string()))
+                    })
+                    .collect();
+                out.push(RegistryEffect::Update(ClusterUpdate::Streams(streams)));
+            }
+        }
+    }
+
+    /// A message on the `edge:events` channel.
+    pub fn handle_event(&mut self, payload: &[u8], out: &mut Vec<RegistryEffect>) {
+        let Some((up, stream, node)) = parse_event(payload) else {
+            return;
+        };
+        self.counters.events += 1;
+        out.push(RegistryEffect::Update(if up {
+            ClusterUpdate::Up { stream, node }
+        } else {
+            ClusterUpdate::Down { stream, node }
+        }));
+    }
+
+    /// A stream went live on this node (a publish, or a forward from an edge).
+    pub fn register(&mut self, stream: StreamKey, out: &mut Vec<RegistryEffect>) {
+        if self.local.insert(stream.clone(), ()).is_some() {
+            return;
+        }
+        if self.link == Link::Up {
+            let mut buf = Vec::new();
+            self.register_command(&stream, &mut buf);
+            out.push(RegistryEffect::Send(buf));
+        }
+    }
+
+    /// A stream ended on this node.
+    pub fn unregister(&mut self, stream: &StreamKey, out: &mut Vec<RegistryEffect>) {
+        if self.local.remove(stream).is_none() || self.link != Link::Up {
+            return;
+        }
+        let mut buf = Vec::new();
+        let key = format!("edge:stream:{}", stream.as_str());
+        self.eval(
+            UNREGISTER,
+            &[&key],
+            &[&self.me.id.clone(), stream.as_str()],
+            Pending::Unregister,
+            &mut buf,
+        );
+        out.push(RegistryEffect::Send(buf));
+    }
+
+    /// The load the next node record reports.
+    pub fn set_load(&mut self, load: Load) {
+        self.me.streams = load.streams;
+        self.me.rtmp_viewers = load.rtmp_viewers;
+        self.me.flv_viewers = load.flv_viewers;
+        self.me.hls_viewers = load.hls_viewers;
+        self.me.egress_bps = load.egress_bps;
+        self.me.draining = load.draining;
+    }
+
+    fn node_commands(&mut self, buf: &mut Vec<u8>) {
+        let key = format!("edge:node:{}", self.me.id);
+        let ttl = NODE_TTL_S.to_string();
+        let record = self.me.encode();
+        let id = self.me.id.clone();
+        self.send(&["SET", &key, &record, "EX", &ttl], Pending::Node, buf);
+        self.send(&["SADD", "edge:nodes", &id], Pending::Node, buf);
+        self.eval(NODES, &[], &[], Pending::Nodes, buf);
+    }
+
+    fn register_command(&mut self, stream: &StreamKey, buf: &mut Vec<u8>) {
+        let key = format!("edge:stream:{}", stream.as_str());
+        let ttl = STREAM_TTL_S.to_string();
+        let id = self.me.id.clone();
+        self.eval(
+            REGISTER,
+            &[&key],
+            &[&id, &ttl, stream.as_str()],
+            Pending::Register(stream.clone()),
+            buf,
+        );
+    }
+
+    fn eval(&mut self, script: &str, keys: &[&str], args: &[&str], p: Pending, buf: &mut Vec<u8>) {
+        let n = keys.len().to_string();
+        let mut all = vec!["EVAL", script, &n];
+        all.extend_from_slice(keys);
+        all.extend_from_slice(args);
+        self.send(&all, p, buf);
+    }
+
+    fn send(&mut self, args: &[&str], p: Pending, buf: &mut Vec<u8>) {
+        resp::command(args, buf);
+        self.pending.push_back(p);
+        self.counters.commands += 1;
+    }
+}
+
+/// `app/stream` as a key.
+pub fn parse_stream(text: &str) -> Option<StreamKey> {
+    let (app, stream) = text.split_once('/')?;
+    let key = StreamKey::new(app, stream)?;
+    (key.as_str() == text).then_some(key)
+}
+
+/// `up {stream} {node}` or `down {stream} {node}`.
+fn parse_event(payload: &[u8]) -> Option<(bool, StreamKey, String)> {
+    let text = std::str::from_utf8(payload).ok()?;
+    let mut parts = text.split(' ');
+    let up = match parts.next()? {
+        "up" => true,
+        "down" => false,
+        _ => return None,
+    };
+    let stream = parse_stream(parts.next()?)?;
+    let node = parts.next()?;
+    crate::cluster::check_node_id(node).ok()?;
+    parts
+        .next()
+        .is_none()
+        .then(|| (up, stream, node.to_string()))
+}
+
+/// A subscriber connection's push: the payload of a `message` on [`CHANNEL`], if it is one.
+pub fn channel_message(v: &Value) -> Option<&[u8]> {
+    let a = v.as_array()?;
+    match a {
+        [kind, channel, payload]
+            if kind.as_bytes() == Some(b"message")
+                && channel.as_bytes() == Some(CHANNEL.as_bytes()) =>
+        {
+            payload.as_bytes()
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::Role;
+
+    fn me() -> NodeRecord {
+        NodeRecord {
+            id: "a".into(),
+            role: Role::Origin,
+            rtmp: "10.0.0.1:1935".into(),
+            http: "10.0.0.1:8080".into(),
+            streams: 0,
+            rtmp_viewers: 0,
+            flv_viewers: 0,
+            hls_viewers: 0,
+            egress_bps: 0,
+            draining: false,
+        }
+    }
+
+    fn key(s: &str) -> StreamKey {
+        StreamKey::new("live", s).unwrap()
+    }
+
+    /// The commands in a `Send`, as text arrays.
+    fn commands(out: &[RegistryEffect]) -> Vec<Vec<String>> {
+        let mut d = resp::Decoder::default();
+        for e in out {
+            if let RegistryEffect::Send(b) = e {
+                d.feed(b);
+            }
+        }
+        let mut all = Vec::new();
+        while let Some(v) = d.next_reply().unwrap() {
+            all.push(
+                v.as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|a| a.as_str().unwrap().to_string())
+                    .collect(),
+            );
+        }
+        all
+    }
+
+    fn up(s: &mut RegistrySession, now: u64) -> Vec<RegistryEffect> {
+        let mut out = Vec::new();
+        s.handle_timeout(now, &mut out);
+        assert_eq!(out, [RegistryEffect::Connect]);
+        out.clear();
+        s.handle_connected(now, &mut out);
+        out
+    }
+
+    #[test]
+    fn a_connect_logs_in_registers_again_and_reads_the_cluster() {
+        let login = Login {
+            username: None,
+            password: Some("pw".into()),
+            db: 2,
+        };
+        let mut s = RegistrySession::new(me(), login, 0);
+        let mut out = Vec::new();
+        s.register(key("cam"), &mut out);
+        assert!(out.is_empty(), "nothing is sent before the link is up");
+        let out = up(&mut s, 0);
+        let cmds = commands(&out);
+        let names: Vec<&str> = cmds.iter().map(|c| c[0].as_str()).collect();
+        assert_eq!(
+            names,
+            ["AUTH", "SELECT", "SET", "SADD", "EVAL", "EVAL", "EVAL"]
+        );
+        assert_eq!(cmds[2][1..], ["edge:node:a", &me().encode(), "EX", "3"]);
+        assert_eq!(
+            cmds[5][3..],
+            ["edge:stream:live/cam", "a", "30", "live/cam"]
+        );
+        assert!(out.contains(&RegistryEffect::Update(ClusterUpdate::Reachable(true))));
+        assert_eq!(s.poll_timeout(), Some(NODE_EVERY_MS));
+    }
+
+    #[test]
+    fn replies_become_registrations_conflicts_and_the_cluster() {
+        let mut s = RegistrySession::new(me(), Login::default(), 0);
+        up(&mut s, 0);
+        let mut out = Vec::new();
+        s.register(key("cam"), &mut out);
+        s.register(key("dup"), &mut out);
+        out.clear();
+        let b = |t: &str| Value::Bulk(Some(t.as_bytes().to_vec()));
+        let mut other = me();
+        other.id = "b".into();
+        let replies = [
+            Value::Simple("OK".into()),
+            Value::Integer(1),
+            Value::Array(Some(vec![b(&me().encode()), b(&other.encode()), b("junk")])),
+            Value::Array(Some(vec![
+                b("live/x"),
+                b("b"),
+                b("bad key"),
+                b("b"),
+                b("live/y"),
+            ])),
+            b(""),
+            b("b"),
+        ];
+        for r in replies {
+            s.handle_reply(r, &mut out);
+        }
+        assert_eq!(
+            out,
+            [
+                RegistryEffect::Update(ClusterUpdate::Nodes(vec![me(), other])),
+                RegistryEffect::Update(ClusterUpdate::Streams(vec![(key("x"), "b".into())])),
+                RegistryEffect::Note(RegistryNote::Registered(key("cam"))),
+                RegistryEffect::Note(RegistryNote::Conflict {
+                    stream: key("dup"),
+                    holder: "b".into()
+                }),
+                RegistryEffect::Update(ClusterUpdate::Conflict {
+                    stream: key("dup"),
+                    holder: "b".into()
+                }),
+            ]
+        );
+        assert_eq!(s.local_streams(), 1);
+        assert_eq!(s.counters.conflicts, 1);
+    }
+
+    #[test]
+    fn a_lost_link_backs_off_and_comes_back_with_every_registration() {
+        let mut s = RegistrySession::new(me(), Login::default(), 0);
+        up(&mut s, 0);
+        let mut out = Vec::new();
+        s.register(key("cam"), &mut out);
+        out.clear();
+        s.handle_lost("reset", 100, &mut out);
+        assert!(out.contains(&RegistryEffect::Update(ClusterUpdate::Reachable(false))));
+        assert_eq!(s.poll_timeout(), Some(100 + BACKOFF_MIN_MS));
+        out.clear();
+        s.handle_timeout(100 + BACKOFF_MIN_MS, &mut out);
+        assert_eq!(out, [RegistryEffect::Connect]);
+        out.clear();
+        s.handle_lost("refused", 400, &mut out);
+        assert_eq!(s.poll_timeout(), Some(400 + 2 * BACKOFF_MIN_MS));
+        assert!(!out.contains(&RegistryEffect::Update(ClusterUpdate::Reachable(false))));
+        let out = up(&mut s, 900);
+        let registers = commands(&out)
+            .into_iter()
+            .filter(|c| c.get(3).map(String::as_str) == Some("edge:stream:live/cam"))
+            .count();
+        assert_eq!(registers, 1, "the stream is registered again");
+        assert_eq!(s.counters.reconnects, 2);
+    }
+
+    #[test]
+    fn refreshes_are_periodic_and_unregistering_needs_the_holder() {
+        let mut s = RegistrySession::new(me(), Login::default(), 0);
+        up(&mut s, 0);
+        let mut out = Vec::new();
+        for n in 0..1000 {
+            s.register(key(&format!("s{n}")), &mut out);
+        }
+        out.clear();
+        // Over 10 s: ten node ticks, one refresh of every stream, one snapshot.
+        let mut now = 0;
+        while now < STREAM_REFRESH_MS {
+            now = s.poll_timeout().unwrap();
+            s.handle_timeout(now, &mut out);
+        }
+        let cmds = commands(&out);
+        assert_eq!(
+            cmds.len(),
+            10 * 3 + 1000 + 1,
+            "commands in 10 s at 1,000 streams"
+        );
+        out.clear();
+        s.unregister(&key("s1"), &mut out);
+        let c = commands(&out);
+        assert_eq!(c[0][3..], ["edge:stream:live/s1", "a", "live/s1"]);
+        out.clear();
+        s.unregister(&key("s1"), &mut out);
+        assert!(out.is_empty(), "once");
+    }
+
+    #[test]
+    fn events_and_pushes_parse_strictly() {
+        let mut s = RegistrySession::new(me(), Login::default(), 0);
+        let mut out = Vec::new();
+        s.handle_event(b"up live/cam b", &mut out);
+        s.handle_event(b"down live/cam b", &mut out);
+        for bad in [
+            &b"up live/cam"[..],
+            b"up live/cam b c",
+            b"sideways live/cam b",
+            b"up cam b",
+        ] {
+            s.handle_event(bad, &mut out);
+        }
+        assert_eq!(
+            out,
+            [
+                RegistryEffect::Update(ClusterUpdate::Up {
+                    stream: key("cam"),
+                    node: "b".into()
+                }),
+                RegistryEffect::Update(ClusterUpdate::Down {
+                    stream: key("cam"),
+                    node: "b".into()
+                }),
+            ]
+        );
+        let b = |t: &str| Value::Bulk(Some(t.as_bytes().to_vec()));
+        let push = Value::Array(Some(vec![b("message"), b(CHANNEL), b("up live/cam b")]));
+        assert_eq!(channel_message(&push), Some(&b"up live/cam b"[..]));
+        let other = Value::Array(Some(vec![b("subscribe"), b(CHANNEL), Value::Integer(1)]));
+        assert_eq!(channel_message(&other), None);
+    }
+
+    #[test]
+    fn a_reply_to_nothing_closes_the_link() {
+        let mut s = RegistrySession::new(me(), Login::default(), 0);
+        let mut out = Vec::new();
+        s.handle_reply(Value::Integer(1), &mut out);
+        assert!(out.contains(&RegistryEffect::Close));
+    }
+}

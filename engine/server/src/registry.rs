@@ -1,0 +1,602 @@
+//! The registry client: edge-core's [`RegistrySession`] driven on threads of its own, never on
+//! a shard. One thread runs the session and writes commands; a reader thread per command
+//! connection and one subscriber thread (`SUBSCRIBE edge:events`) hand it what Redis sends.
+//! Shards talk to it over a bounded channel ([`ShardRegistry::register`], never blocking) and
+//! hear from it through their [`Inbox`] (every [`ClusterUpdate`], woken like a socket).
+//!
+//! Must not: be called from a shard in a way that blocks, decide anything the session
+//! decides, or hold a lock a shard waits on for more than a queue push.
+
+use std::collections::{HashMap, VecDeque};
+use std::future::poll_fn;
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpStream, ToSocketAddrs};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::task::Poll;
+use std::time::{Duration, Instant};
+
+use atomic_waker::AtomicWaker;
+use edge_core::cluster::{ClusterUpdate, ClusterView, NodeRecord};
+use edge_core::registry::{
+    channel_message, Load, RegistryEffect, RegistryNote, RegistrySession, CHANNEL,
+};
+use edge_core::resp::{self, Decoder, Value};
+use edge_core::StreamKey;
+use tracing::{info, warn};
+
+use crate::config::RegistryConfig;
+use crate::stats::Stats;
+
+/// Requests from shards waiting for the registry thread, at most.
+const MAX_REQUESTS: usize = 65_536;
+/// Updates waiting in one shard's inbox, at most (beyond it the oldest go; the periodic full
+/// snapshots repair what was lost).
+const MAX_INBOX: usize = 65_536;
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+const WRITE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// What the registry thread is told.
+enum Input {
+    Register(StreamKey),
+    Unregister(StreamKey),
+    /// A reply on command connection number `.0`.
+    Reply(u64, Value),
+    Lost(u64, String),
+    Event(Vec<u8>),
+    Subscribed,
+}
+
+/// Updates for one shard.
+#[derive(Default)]
+pub struct Inbox {
+    queue: Mutex<VecDeque<ClusterUpdate>>,
+    waker: AtomicWaker,
+}
+
+impl Inbox {
+    fn push(&self, update: ClusterUpdate) {
+        {
+            let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+            if q.len() >= MAX_INBOX {
+                q.pop_front();
+            }
+            q.push_back(update);
+        }
+        self.waker.wake();
+    }
+
+    /// Waits for updates and takes them all.
+    pub async fn next_batch(&self) -> Vec<ClusterUpdate> {
+        poll_fn(|cx| {
+            self.waker.register(cx.waker());
+            let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+            if q.is_empty() {
+                Poll::Pending
+            } else {
+                Poll::Ready(q.drain(..).collect())
+            }
+        })
+        .await
+    }
+}
+
+/// What `/metrics`, `/healthz` and `/api/v1/cluster` show of the registry.
+#[derive(Default)]
+pub struct RegistryStatus {
+    pub reachable: AtomicBool,
+    pub commands: AtomicU64,
+    pub errors: AtomicU64,
+    pub conflicts: AtomicU64,
+    pub reconnects: AtomicU64,
+    pub events: AtomicU64,
+    pub requests_dropped: AtomicU64,
+    /// `/api/v1/cluster`, rendered on the registry thread when the picture changes.
+    pub cluster_json: Mutex<String>,
+}
+
+impl RegistryStatus {
+    pub fn render_prometheus(&self, out: &mut String) {
+        use std::fmt::Write as _;
+        let metrics: [(&str, &str, &str, &AtomicU64); 6] = [
+            (
+                "registry_commands",
+                "counter",
+                "Registry: commands sent to Redis",
+                &self.commands,
+            ),
+            (
+                "registry_errors",
+                "counter",
+                "Registry: error replies from Redis",
+                &self.errors,
+            ),
+            (
+                "registry_conflicts",
+                "counter",
+                "Registry: publishes refused because another live node holds the stream",
+                &self.conflicts,
+            ),
+            (
+                "registry_reconnects",
+                "counter",
+                "Registry: connections to Redis lost",
+                &self.reconnects,
+            ),
+            (
+                "registry_events",
+                "counter",
+                "Registry: stream events received on edge:events",
+                &self.events,
+            ),
+            (
+                "registry_requests_dropped",
+                "counter",
+                "Registry: shard requests dropped, the registry thread's queue full",
+                &self.requests_dropped,
+            ),
+        ];
+        for (name, kind, help, v) in metrics {
+            let _ = writeln!(
+                out,
+                "# HELP edge_{name} {help}\n# TYPE edge_{name} {kind}\nedge_{name} {}",
+                v.load(Ordering::Relaxed)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP edge_registry_up Registry: Redis reachable (1) or not (0)\n# TYPE edge_registry_up gauge\nedge_registry_up {}",
+            u8::from(self.reachable.load(Ordering::Relaxed))
+        );
+    }
+}
+
+/// A shard's handle on the registry.
+#[derive(Clone)]
+pub struct ShardRegistry {
+    tx: SyncSender<Input>,
+    pub inbox: Arc<Inbox>,
+    pub status: Arc<RegistryStatus>,
+    pub me: Arc<str>,
+}
+
+impl ShardRegistry {
+    /// A stream went live here.
+    pub fn register(&self, key: &StreamKey) {
+        self.request(Input::Register(key.clone()));
+    }
+
+    /// A stream ended here.
+    pub fn unregister(&self, key: &StreamKey) {
+        self.request(Input::Unregister(key.clone()));
+    }
+
+    fn request(&self, input: Input) {
+        if let Err(TrySendError::Full(_)) = self.tx.try_send(input) {
+            self.status.requests_dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Starts the registry threads; one handle per shard.
+pub fn start(
+    config: &RegistryConfig,
+    me: NodeRecord,
+    shards: usize,
+    stats: Arc<Stats>,
+) -> anyhow::Result<(Vec<ShardRegistry>, Arc<RegistryStatus>)> {
+    let (tx, rx) = mpsc::sync_channel(MAX_REQUESTS);
+    let status = Arc::new(RegistryStatus::default());
+    let inboxes: Vec<Arc<Inbox>> = (0..shards).map(|_| Arc::default()).collect();
+    let id: Arc<str> = Arc::from(me.id.as_str());
+    let handles = inboxes
+        .iter()
+        .map(|inbox| ShardRegistry {
+            tx: tx.clone(),
+            inbox: Arc::clone(inbox),
+            status: Arc::clone(&status),
+            me: Arc::clone(&id),
+        })
+        .collect();
+    let sub_tx = tx.clone();
+    let (host, port, login) = (config.host.clone(), config.port, config.login.clone());
+    std::thread::Builder::new()
+        .name("edge-registry-sub".into())
+        .spawn(move || {
+            subscriber(
+                &host,
+                port,
+                login.password.as_deref(),
+                login.username.as_deref(),
+                sub_tx,
+            )
+        })?;
+    let thread = Driver {
+        host: config.host.clone(),
+        port: config.port,
+        session: RegistrySession::new(me.clone(), config.login.clone(), 0),
+        tx,
+        conn: None,
+        generation: 0,
+        inboxes,
+        status: Arc::clone(&status),
+        stats,
+        view: ClusterView::new(&me.id),
+        first_seen: HashMap::new(),
+        start: Instant::now(),
+        egress: (0, 0),
+    };
+    std::thread::Builder::new()
+        .name("edge-registry".into())
+        .spawn(move || thread.run(rx))?;
+    Ok((handles, status))
+}
+
+/// The registry thread's state.
+struct Driver {
+    host: String,
+    port: u16,
+    session: RegistrySession,
+    /// For the reader threads it starts.
+    tx: SyncSender<Input>,
+    conn: Option<TcpStream>,
+    /// Numbers command connections, so a reader's report on an old one is ignored.
+    generation: u64,
+    inboxes: Vec<Arc<Inbox>>,
+    status: Arc<RegistryStatus>,
+    stats: Arc<Stats>,
+    /// The same picture the shards keep, for `/api/v1/cluster`.
+    view: ClusterView,
+    /// When this node first saw each stream registered (ms, this thread's clock).
+    first_seen: HashMap<StreamKey, u64>,
+    start: Instant,
+    /// (ms, bytes_out) at the last load sample.
+    egress: (u64, u64),
+}
+
+impl Driver {
+    fn now(&self) -> u64 {
+        self.start.elapsed().as_millis() as u64
+    }
+
+    fn run(mut self, rx: Receiver<Input>) {
+        let mut fx = Vec::new();
+        loop {
+            let now = self.now();
+            let wait = self
+                .session
+                .poll_timeout()
+                .map_or(1000, |t| t.saturating_sub(now))
+                .min(1000);
+            match rx.recv_timeout(Duration::from_millis(wait)) {
+                Ok(Input::Register(k)) => self.session.register(k, &mut fx),
+                Ok(Input::Unregister(k)) => self.session.unregister(&k, &mut fx),
+                Ok(Input::Reply(g, v)) if g == self.generation => {
+                    self.session.handle_reply(v, &mut fx)
+                }
+                Ok(Input::Lost(g, reason)) if g == self.generation => {
+                    self.drop_conn();
+                    let now = self.now();
+                    self.session.handle_lost(&reason, now, &mut fx);
+                }
+                Ok(Input::Event(payload)) => self.session.handle_event(&payload, &mut fx),
+                Ok(Input::Subscribed) => {
+                    let now = self.now();
+                    self.session.handle_subscribed(now, &mut fx);
+                }
+                Ok(_) | Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => return,
+            }
+            let now = self.now();
+            self.sample_load(now);
+            self.session.handle_timeout(now, &mut fx);
+            while !fx.is_empty() {
+                for e in std::mem::take(&mut fx) {
+                    self.effect(e, &mut fx);
+                }
+            }
+            let c = self.session.counters;
+            let s = &self.status;
+            s.commands.store(c.commands, Ordering::Relaxed);
+            s.errors.store(c.errors, Ordering::Relaxed);
+            s.conflicts.store(c.conflicts, Ordering::Relaxed);
+            s.reconnects.store(c.reconnects, Ordering::Relaxed);
+            s.events.store(c.events, Ordering::Relaxed);
+        }
+    }
+
+    fn drop_conn(&mut self) {
+        if let Some(c) = self.conn.take() {
+            let _ = c.shutdown(Shutdown::Both);
+        }
+        self.generation += 1;
+    }
+
+    fn effect(&mut self, e: RegistryEffect, fx: &mut Vec<RegistryEffect>) {
+        match e {
+            RegistryEffect::Connect => match connect(&self.host, self.port) {
+                Ok(stream) => {
+                    self.drop_conn();
+                    let generation = self.generation;
+                    match stream.try_clone() {
+                        Ok(reader) => {
+                            let tx = self.tx.clone();
+                            let spawned = std::thread::Builder::new()
+                                .name("edge-registry-rd".into())
+                                .spawn(move || read_replies(reader, generation, tx));
+                            if let Err(e) = spawned {
+                                let now = self.now();
+                                self.session.handle_lost(
+                                    &format!("no reader thread: {e}"),
+                                    now,
+                                    fx,
+                                );
+                                return;
+                            }
+                            self.conn = Some(stream);
+                            let now = self.now();
+                            self.session.handle_connected(now, fx);
+                        }
+                        Err(e) => {
+                            let now = self.now();
+                            self.session.handle_lost(&e.to_string(), now, fx);
+                        }
+                    }
+                }
+                Err(e) => {
+                    let now = self.now();
+                    self.session.handle_lost(&e, now, fx);
+                }
+            },
+            RegistryEffect::Send(bytes) => {
+                let written = match &mut self.conn {
+                    Some(c) => c.write_all(&bytes).map_err(|e| e.to_string()),
+                    None => Err("not connected".into()),
+                };
+                if let Err(e) = written {
+                    self.drop_conn();
+                    let now = self.now();
+                    self.session.handle_lost(&format!("write: {e}"), now, fx);
+                }
+            }
+            RegistryEffect::Close => {
+                self.drop_conn();
+                let now = self.now();
+                self.session.handle_lost("protocol error", now, fx);
+            }
+            RegistryEffect::Update(u) => {
+                let now = self.now();
+                if let ClusterUpdate::Reachable(r) = u {
+                    self.status.reachable.store(r, Ordering::Relaxed);
+                }
+                self.view.apply(&u, now);
+                self.render_cluster(now);
+                for inbox in &self.inboxes {
+                    inbox.push(u.clone());
+                }
+            }
+            RegistryEffect::Note(n) => match n {
+                RegistryNote::Connected => {
+                    info!(host = %self.host, port = self.port, "registry connected")
+                }
+                RegistryNote::Lost { reason, retry_ms } => warn!(
+                    host = %self.host, port = self.port,
+                    "registry unreachable ({reason}); streams and viewers carry on, retrying in {retry_ms} ms"
+                ),
+                RegistryNote::Registered(k) => info!(stream = %k, "registered in the registry"),
+                RegistryNote::Conflict { stream, holder } => warn!(
+                    %stream, %holder,
+                    "the registry places this stream on another live node: its publisher here is refused"
+                ),
+                RegistryNote::ServerError(e) => warn!("registry: Redis answered an error: {e}"),
+            },
+        }
+    }
+
+    /// The node's load from the shards' counters.
+    fn sample_load(&mut self, now: u64) {
+        let sum = |f: fn(&crate::stats::ShardStats) -> &AtomicU64| -> u64 {
+            self.stats
+                .shards
+                .iter()
+                .map(|s| f(s).load(Ordering::Relaxed))
+                .sum()
+        };
+        let bytes = sum(|s| &s.bytes_out);
+        let (at, before) = self.egress;
+        let egress_bps = if now > at && at > 0 {
+            bytes.saturating_sub(before) * 8 * 1000 / (now - at)
+        } else {
+            0
+        };
+        if now >= at + 1000 || at == 0 {
+            self.egress = (now.max(1), bytes);
+        }
+        self.session.set_load(Load {
+            streams: sum(|s| &s.streams_owned),
+            rtmp_viewers: sum(|s| &s.rtmp_players),
+            flv_viewers: sum(|s| &s.flv_players),
+            hls_viewers: 0,
+            egress_bps,
+            draining: false,
+        });
+    }
+
+    fn render_cluster(&mut self, now: u64) {
+        use edge_core::json::string as js;
+        let mut nodes: Vec<&NodeRecord> = self.view.nodes().collect();
+        nodes.sort_by(|a, b| a.id.cmp(&b.id));
+        let age = now.saturating_sub(self.view.nodes_at_ms);
+        let nodes: Vec<String> = nodes
+            .iter()
+            .map(|n| {
+                format!(
+                    "{{\"id\":{},\"role\":\"{}\",\"rtmp\":{},\"http\":{},\"streams\":{},\
+                     \"viewers\":{{\"rtmp\":{},\"flv\":{},\"hls\":{}}},\"egress_bps\":{},\
+                     \"draining\":{},\"seen_ms_ago\":{age}}}",
+                    js(&n.id),
+                    match n.role {
+                        edge_core::cluster::Role::Origin => "origin",
+                        edge_core::cluster::Role::Edge => "edge",
+                    },
+                    js(&n.rtmp),
+                    js(&n.http),
+                    n.streams,
+                    n.rtmp_viewers,
+                    n.flv_viewers,
+                    n.hls_viewers,
+                    n.egress_bps,
+                    n.draining
+                )
+            })
+            .collect();
+        let mut streams: Vec<(&StreamKey, &str, bool)> = self.view.streams().collect();
+        streams.sort();
+        let live: Vec<StreamKey> = streams.iter().map(|s| s.0.clone()).collect();
+        self.first_seen.retain(|k, _| live.contains(k));
+        let mut items = Vec::new();
+        for (k, node, node_live) in streams {
+            let since = *self.first_seen.entry(k.clone()).or_insert(now);
+            items.push(format!(
+                "{{\"stream\":{},\"node\":{},\"node_live\":{node_live},\"age_ms\":{}}}",
+                js(k.as_str()),
+                js(node),
+                now - since
+            ));
+        }
+        let json = format!(
+            "{{\"node\":{},\"registry\":{{\"reachable\":{},\"host\":{},\"port\":{}}},\"nodes\":[{}],\"streams\":[{}]}}\n",
+            js(self.view_me()),
+            self.view.reachable(),
+            js(&self.host),
+            self.port,
+            nodes.join(","),
+            items.join(",")
+        );
+        *self
+            .status
+            .cluster_json
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = json;
+    }
+
+    fn view_me(&self) -> &str {
+        self.session.me()
+    }
+}
+
+fn connect(host: &str, port: u16) -> Result<TcpStream, String> {
+    let addrs: Vec<_> = (host, port)
+        .to_socket_addrs()
+        .map_err(|e| format!("resolving {host}: {e}"))?
+        .collect();
+    let mut last = format!("{host} has no address");
+    for a in addrs {
+        match TcpStream::connect_timeout(&a, CONNECT_TIMEOUT) {
+            Ok(s) => {
+                let _ = s.set_nodelay(true);
+                let _ = s.set_write_timeout(Some(WRITE_TIMEOUT));
+                return Ok(s);
+            }
+            Err(e) => last = format!("connect {a}: {e}"),
+        }
+    }
+    Err(last)
+}
+
+/// Reads replies from one command connection until it ends.
+fn read_replies(mut stream: TcpStream, generation: u64, tx: SyncSender<Input>) {
+    let mut decoder = Decoder::default();
+    let mut buf = vec![0u8; 64 * 1024];
+    let reason = loop {
+        match stream.read(&mut buf) {
+            Ok(0) => break "Redis closed the connection".to_string(),
+            Ok(n) => decoder.feed(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => break e.to_string(),
+        }
+        loop {
+            match decoder.next_reply() {
+                Ok(Some(v)) => {
+                    if tx.send(Input::Reply(generation, v)).is_err() {
+                        return;
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    let _ = tx.send(Input::Lost(generation, format!("bad reply: {e}")));
+                    let _ = stream.shutdown(Shutdown::Both);
+                    return;
+                }
+            }
+        }
+    };
+    let _ = tx.send(Input::Lost(generation, reason));
+}
+
+/// The subscription: connects, subscribes to [`CHANNEL`], hands every message over; again
+/// after a loss, with a bounded backoff. Ends when the registry thread is gone.
+fn subscriber(
+    host: &str,
+    port: u16,
+    password: Option<&str>,
+    username: Option<&str>,
+    tx: SyncSender<Input>,
+) {
+    let mut backoff = Duration::from_millis(edge_core::registry::BACKOFF_MIN_MS);
+    loop {
+        if let Ok(mut stream) = connect(host, port) {
+            let mut hello = Vec::new();
+            if let Some(p) = password {
+                let mut args = vec!["AUTH"];
+                args.extend(username);
+                args.push(p);
+                resp::command(&args, &mut hello);
+            }
+            resp::command(&["SUBSCRIBE", CHANNEL], &mut hello);
+            if stream.write_all(&hello).is_ok() {
+                let mut decoder = Decoder::default();
+                let mut buf = vec![0u8; 64 * 1024];
+                'read: while let Ok(n) = stream.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    decoder.feed(&buf[..n]);
+                    while let Ok(Some(v)) = decoder.next_reply() {
+                        let input = match channel_message(&v) {
+                            Some(payload) => Input::Event(payload.to_vec()),
+                            None if is_subscribed(&v) => {
+                                backoff =
+                                    Duration::from_millis(edge_core::registry::BACKOFF_MIN_MS);
+                                Input::Subscribed
+                            }
+                            None => continue,
+                        };
+                        if tx.send(input).is_err() {
+                            return;
+                        }
+                    }
+                    if decoder.buffered() > (1 << 20) {
+                        break 'read;
+                    }
+                }
+            }
+        }
+        // Gone: is anyone still listening? (An empty event is ignored.)
+        if tx
+            .try_send(Input::Event(Vec::new()))
+            .is_err_and(|e| matches!(e, TrySendError::Disconnected(_)))
+        {
+            return;
+        }
+        std::thread::sleep(backoff);
+        backoff = (backoff * 2).min(Duration::from_millis(edge_core::registry::BACKOFF_MAX_MS));
+    }
+}
+
+fn is_subscribed(v: &Value) -> bool {
+    v.as_array()
+        .and_then(|a| a.first())
+        .is_some_and(|k| k.as_bytes() == Some(b"subscribe"))
+}

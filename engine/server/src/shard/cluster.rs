@@ -1,0 +1,153 @@
+//! The shard's side of the cluster: its own [`ClusterView`], fed from its registry inbox;
+//! where a stream is (for redirects and pulls); registering the streams it owns; refusing a
+//! publisher whose stream another live node holds. Decisions are the view's and the owner's.
+
+use std::rc::Rc;
+
+use edge_core::cluster::{ClusterUpdate, NodeRecord};
+use edge_core::rtmp::chunk::PLAY_STREAM_ID;
+use edge_core::rtmp::server::status_message;
+use edge_core::upstream::OriginUrl;
+use edge_core::StreamKey;
+use tracing::warn;
+
+use super::Shard;
+use crate::outlet::{Close, Outlet};
+
+impl Shard {
+    /// The live node that holds `key`, when it is another node (never on an edge: edges
+    /// pull, they do not redirect).
+    pub fn located_elsewhere(&self, key: &StreamKey) -> Option<NodeRecord> {
+        self.registry.as_ref()?;
+        self.cluster.borrow().locate(key).cloned()
+    }
+
+    /// Where an RTMP play for `key` is sent instead (origin role).
+    pub fn rtmp_redirect(&self, key: &StreamKey) -> Option<String> {
+        if self.is_edge() {
+            return None;
+        }
+        let n = self.located_elsewhere(key)?;
+        Some(format!("rtmp://{}/{}", n.rtmp, key.as_str()))
+    }
+
+    /// Where an HTTP-FLV or playlist request for `key` is sent instead (origin role):
+    /// the same path and query on the holder.
+    pub fn http_redirect(
+        &self,
+        key: &StreamKey,
+        path: &str,
+        query: Option<&str>,
+    ) -> Option<String> {
+        if self.is_edge() {
+            return None;
+        }
+        let n = self.located_elsewhere(key)?;
+        Some(match query {
+            Some(q) if !q.is_empty() => format!("http://{}{path}?{q}", n.http),
+            _ => format!("http://{}{path}", n.http),
+        })
+    }
+
+    /// The holder as an origin to pull `key` from (`--origin registry`).
+    pub(super) fn located_origin(&self, key: &StreamKey) -> Option<OriginUrl> {
+        if !self.config.origin_registry {
+            return None;
+        }
+        let n = self.cluster.borrow().locate(key).cloned()?;
+        let (host, port) = n.rtmp.rsplit_once(':')?;
+        Some(OriginUrl {
+            host: host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_string(),
+            port: port.parse().ok()?,
+            app: key.app().to_string(),
+            tls: false,
+        })
+    }
+
+    /// Tells an owner where the registry places its stream now.
+    pub(super) fn locate_owner(self: &Rc<Self>, key: &StreamKey) {
+        if self.config.origin_registry {
+            let url = self.located_origin(key);
+            let now = self.now_ms();
+            self.with_owner(key, false, |o, fx| o.handle_located(url, now, fx));
+        }
+    }
+
+    /// A stream this shard owns went live (a local publish): register it (origin role).
+    pub(super) fn stream_live(&self, key: &StreamKey) {
+        if let Some(r) = self.registry.as_ref().filter(|_| !self.is_edge()) {
+            r.register(key);
+        }
+    }
+
+    /// A stream this shard owns ended.
+    pub(super) fn stream_ended(&self, key: &StreamKey) {
+        if let Some(r) = self.registry.as_ref().filter(|_| !self.is_edge()) {
+            r.unregister(key);
+        }
+    }
+
+    /// A publisher connected here publishes `key` (its outlet, to refuse it later).
+    pub fn publisher_started(&self, key: &StreamKey, outlet: &Rc<Outlet>) {
+        if self.registry.is_some() {
+            self.local_publishers
+                .borrow_mut()
+                .insert(key.clone(), Rc::clone(outlet));
+        }
+    }
+
+    pub fn publisher_ended(&self, key: &StreamKey, outlet: &Rc<Outlet>) {
+        let mut p = self.local_publishers.borrow_mut();
+        if p.get(key).is_some_and(|o| Rc::ptr_eq(o, outlet)) {
+            p.remove(key);
+        }
+    }
+
+    /// Applies the registry's updates until shutdown.
+    pub async fn run_cluster(self: Rc<Self>) {
+        let Some(inbox) = self
+            .registry
+            .as_ref()
+            .map(|r| std::sync::Arc::clone(&r.inbox))
+        else {
+            return;
+        };
+        loop {
+            let batch = inbox.next_batch().await;
+            if self.mesh.is_shutting_down() {
+                return;
+            }
+            let now = self.now_ms();
+            for u in batch {
+                self.cluster.borrow_mut().apply(&u, now);
+                if let ClusterUpdate::Conflict { stream, holder } = &u {
+                    self.refuse_publisher(stream, holder);
+                }
+            }
+            if self.config.origin_registry {
+                let keys: Vec<StreamKey> = self.owned_keys();
+                for k in keys {
+                    self.locate_owner(&k);
+                }
+            }
+        }
+    }
+
+    /// Another live node holds `key`: the publisher here is told and closed.
+    fn refuse_publisher(&self, key: &StreamKey, holder: &str) {
+        let Some(outlet) = self.local_publishers.borrow_mut().remove(key) else {
+            return;
+        };
+        warn!(shard = %self.id, %key, %holder, "publisher closed: the stream is published on another node");
+        outlet.push_control(status_message(
+            PLAY_STREAM_ID,
+            "error",
+            "NetStream.Publish.BadName",
+            &format!("{key} is already published on node {holder}"),
+        ));
+        outlet.close(Close::Flush);
+    }
+}

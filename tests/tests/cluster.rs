@@ -1,0 +1,298 @@
+//! The origin cluster end to end: real `redis-server` processes (each test starts its own on
+//! a free loopback port), origins and edges of the real binary with `--registry`, ffmpeg as
+//! the publisher and edge-core's client as the viewer. Assertions are on what Redis holds,
+//! redirects, frame counts and counters; times are measured and printed, never asserted.
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tests::*;
+
+/// A redis-server of our own, killed on drop.
+struct Redis {
+    child: Option<Child>,
+    port: u16,
+}
+
+impl Redis {
+    fn start() -> Redis {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        Self::start_on(port)
+    }
+
+    fn start_on(port: u16) -> Redis {
+        let child = Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--save", "", "--appendonly", "no", "--loglevel", "warning"])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server must be installed (.ci/run installs it)");
+        let r = Redis {
+            child: Some(child),
+            port,
+        };
+        eventually("redis-server to answer", Duration::from_secs(10), || {
+            r.cli(&["PING"]) == "PONG"
+        });
+        r
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// `redis-cli ARGS`, its output trimmed.
+    fn cli(&self, args: &[&str]) -> String {
+        let out = Command::new("redis-cli")
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
+            .args(args)
+            .output()
+            .expect("redis-cli");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn node(redis: &Redis, id: &str, extra: &[&str]) -> Engine {
+    let url = redis.url();
+    let mut args = vec!["--cores", "2", "--registry", &url, "--node-id", id];
+    args.extend_from_slice(extra);
+    Engine::start(&args)
+}
+
+fn cluster(e: &Engine) -> String {
+    String::from_utf8_lossy(&http_get(e.http, "/api/v1/cluster").body).into_owned()
+}
+
+/// Waits until `e`'s registry places `stream` on node `id`.
+fn wait_placed(e: &Engine, stream: &str, id: &str) {
+    let want = format!("{{\"stream\":\"{stream}\",\"node\":\"{id}\",\"node_live\":true");
+    eventually(
+        &format!("{stream} on {id} in the cluster view"),
+        Duration::from_secs(15),
+        || cluster(e).contains(&want),
+    );
+}
+
+/// A viewer on its own thread: frames counted as they come, its log at the end.
+fn watch(
+    e: &Engine,
+    stream: &str,
+    seconds: u64,
+) -> (Arc<AtomicU64>, std::thread::JoinHandle<PlayLog>) {
+    let progress = Arc::new(AtomicU64::new(0));
+    let (addr, stream, p) = (e.rtmp, stream.to_string(), Arc::clone(&progress));
+    let t = std::thread::spawn(move || {
+        let opts = PlayOpts {
+            deadline: Duration::from_secs(seconds),
+            until_status: None,
+            ..PlayOpts::default()
+        };
+        play_rtmp(addr, "live", &stream, &opts, Some(&p))
+    });
+    (progress, t)
+}
+
+fn grows(progress: &AtomicU64, what: &str) {
+    let before = progress.load(Ordering::Relaxed);
+    eventually(what, Duration::from_secs(20), || {
+        progress.load(Ordering::Relaxed) > before + 25
+    });
+}
+
+#[test]
+fn origins_register_redirect_and_refuse_duplicates_and_an_edge_pulls_from_the_holder() {
+    let redis = Redis::start();
+    let a = node(&redis, "a", &[]);
+    let b = node(&redis, "b", &[]);
+    let _publisher = publish_loop(&a.rtmp_url("live/cam"));
+    wait_placed(&b, "live/cam", "a");
+    // What Redis holds: the stream's holder, both node records with their addresses.
+    assert_eq!(redis.cli(&["GET", "edge:stream:live/cam"]), "a");
+    let record = redis.cli(&["GET", "edge:node:a"]);
+    assert!(record.contains(&format!("rtmp={}", a.rtmp)), "{record}");
+    assert!(record.contains("role=origin"), "{record}");
+
+    // HTTP at b: 302 to a, query kept.
+    let flv = http_get(b.http, "/live/cam.flv?token=x");
+    assert_eq!(flv.status(), 302, "{}", flv.head);
+    let location = format!("Location: http://{}/live/cam.flv?token=x", a.http);
+    assert!(flv.head.contains(&location), "{}", flv.head);
+    let m3u8 = http_get(b.http, "/live/cam.m3u8");
+    assert!(
+        m3u8.head
+            .contains(&format!("Location: http://{}/live/cam.m3u8\r\n", a.http)),
+        "{}",
+        m3u8.head
+    );
+    // RTMP at b: SRS's 302, to a's tcUrl.
+    let opts = PlayOpts {
+        deadline: Duration::from_secs(10),
+        ..PlayOpts::default()
+    };
+    let redirected = play_rtmp(b.rtmp, "live", "cam", &opts, None);
+    assert_eq!(
+        redirected.redirect.as_deref(),
+        Some(format!("rtmp://{}/live", a.rtmp).as_str()),
+        "{redirected:?}"
+    );
+    assert!(b.metrics().sum("cluster_redirects") >= 3);
+
+    // An edge that finds origins through the registry: one pull, to a.
+    let edge = node(&redis, "e", &["--origin", "registry"]);
+    let plays_at_a = a.metrics().sum("rtmp_play_requests");
+    let (p1, v1) = watch(&edge, "cam", 8);
+    let (p2, v2) = watch(&edge, "cam", 8);
+    grows(&p1, "edge viewer 1 to get media");
+    grows(&p2, "edge viewer 2 to get media");
+    let (l1, l2) = (v1.join().unwrap(), v2.join().unwrap());
+    assert!(l1.video > 0 && l2.video > 0, "{l1:?} {l2:?}");
+    assert_eq!(edge.metrics().sum("upstream_pulls_started"), 1);
+    assert_eq!(
+        a.metrics().sum("rtmp_play_requests"),
+        plays_at_a + 1,
+        "one pull, to a"
+    );
+    assert_eq!(b.metrics().sum("rtmp_play_requests"), 0, "nothing asked b");
+    assert!(cluster(&edge).contains("\"id\":\"e\",\"role\":\"edge\""));
+
+    // A duplicate publish of the live key at b is refused; a still holds it.
+    let mut dup = ffmpeg_publish(&fixture("bframes.flv"), &b.rtmp_url("live/cam"), &[]);
+    let status = dup.wait().unwrap();
+    assert!(
+        !status.success(),
+        "ffmpeg publishing a live key elsewhere must fail"
+    );
+    assert!(b.metrics().sum("publish_rejected") >= 1);
+    assert_eq!(redis.cli(&["GET", "edge:stream:live/cam"]), "a");
+}
+
+#[test]
+fn when_the_holder_dies_the_edge_follows_the_republish_and_viewers_stay() {
+    let redis = Redis::start();
+    let mut a = node(&redis, "a", &[]);
+    let b = node(&redis, "b", &[]);
+    let edge = node(
+        &redis,
+        "e",
+        &["--origin", "registry", "--republish-grace-ms", "15000"],
+    );
+    let publisher = publish_loop(&a.rtmp_url("live/cam"));
+    wait_placed(&edge, "live/cam", "a");
+    // Long enough to see the whole failover; it ends by its deadline, still connected.
+    let (progress, viewer) = watch(&edge, "cam", 25);
+    grows(&progress, "the edge viewer to get media from a");
+
+    a.kill();
+    drop(publisher);
+    let killed = Instant::now();
+    // The publisher comes back at b; b refuses it while a's node record lives (up to 3 s).
+    let stop = Arc::new(AtomicBool::new(false));
+    let (url, s) = (b.rtmp_url("live/cam"), Arc::clone(&stop));
+    let republisher = std::thread::spawn(move || {
+        while !s.load(Ordering::Relaxed) {
+            let mut p = KillOnDrop(ffmpeg_publish(
+                &fixture("bframes.flv"),
+                &url,
+                &["-stream_loop", "-1"],
+            ));
+            while !s.load(Ordering::Relaxed) {
+                if let Ok(Some(_)) = p.0.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    });
+    eventually("b to register live/cam", Duration::from_secs(20), || {
+        redis.cli(&["GET", "edge:stream:live/cam"]) == "b"
+    });
+    let registered = Instant::now();
+    eventually("the edge to pull from b", Duration::from_secs(20), || {
+        b.metrics().sum("rtmp_play_requests") >= 1
+    });
+    let pulled = Instant::now();
+    let frames_then = progress.load(Ordering::Relaxed);
+    grows(&progress, "the edge viewer to get media from b");
+    let resumed = Instant::now();
+    println!(
+        "failover: a killed -> b registered {} ms; registered -> edge pulling from b {} ms; \
+         a killed -> viewer media again {} ms",
+        (registered - killed).as_millis(),
+        (pulled - registered).as_millis(),
+        (resumed - killed).as_millis()
+    );
+    let log = viewer.join().unwrap();
+    stop.store(true, Ordering::Relaxed);
+    republisher.join().unwrap();
+    assert!(!log.closed, "the viewer kept its connection: {log:?}");
+    assert!(log.video > frames_then, "{log:?}");
+    assert!(
+        log.video_ts.windows(2).all(|w| w[0] <= w[1]),
+        "timestamps stay monotonic across the move"
+    );
+}
+
+#[test]
+fn a_redis_outage_leaves_media_alone_and_registrations_come_back() {
+    let mut redis = Redis::start();
+    let port = redis.port;
+    let a = node(&redis, "a", &[]);
+    let _publisher = publish_loop(&a.rtmp_url("live/cam"));
+    wait_placed(&a, "live/cam", "a");
+    let (progress, viewer) = watch(&a, "cam", 30);
+    grows(&progress, "the viewer to get media");
+
+    redis.kill();
+    eventually(
+        "healthz to say Redis is gone",
+        Duration::from_secs(10),
+        || {
+            String::from_utf8_lossy(&http_get(a.http, "/healthz").body)
+                .contains("\"registry\":{\"reachable\":false}")
+        },
+    );
+    grows(&progress, "media to flow without Redis");
+    assert_eq!(
+        a.metrics().0.get(&("registry_up".to_string(), 0)),
+        None,
+        "registry_up has no shard label"
+    );
+
+    let redis = Redis::start_on(port);
+    eventually(
+        "the registration to come back",
+        Duration::from_secs(20),
+        || redis.cli(&["GET", "edge:stream:live/cam"]) == "a",
+    );
+    assert!(redis.cli(&["GET", "edge:node:a"]).starts_with("v1 id=a "));
+    grows(&progress, "media to keep flowing");
+    let log = viewer.join().unwrap();
+    assert!(!log.closed, "the viewer kept its connection: {log:?}");
+    let metrics = String::from_utf8_lossy(&http_get(a.http, "/metrics").body).into_owned();
+    assert!(metrics.contains("edge_registry_up 1"), "{metrics}");
+    assert!(
+        !metrics.contains("edge_registry_reconnects 0\n"),
+        "{metrics}"
+    );
+}
