@@ -25,6 +25,24 @@ pub enum Role {
     Edge,
 }
 
+/// The load a node reports: its shards' totals.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Load {
+    pub streams: u64,
+    pub rtmp_viewers: u64,
+    pub flv_viewers: u64,
+    pub hls_viewers: u64,
+    pub egress_bps: u64,
+    pub draining: bool,
+}
+
+impl Load {
+    /// Viewers of every protocol.
+    pub fn viewers(&self) -> u64 {
+        self.rtmp_viewers + self.flv_viewers + self.hls_viewers
+    }
+}
+
 /// One node's record: who it is, where to reach it, its load.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeRecord {
@@ -34,12 +52,7 @@ pub struct NodeRecord {
     pub rtmp: String,
     /// `HOST:PORT` of its HTTP listener.
     pub http: String,
-    pub streams: u64,
-    pub rtmp_viewers: u64,
-    pub flv_viewers: u64,
-    pub hls_viewers: u64,
-    pub egress_bps: u64,
-    pub draining: bool,
+    pub load: Load,
 }
 
 /// A node id that cannot be used (ids go into Redis keys and space-separated messages).
@@ -67,6 +80,17 @@ pub fn check_address(addr: &str) -> bool {
 }
 
 impl NodeRecord {
+    /// A record with no load yet.
+    pub fn new(id: &str, role: Role, rtmp: &str, http: &str) -> Self {
+        Self {
+            id: id.to_string(),
+            role,
+            rtmp: rtmp.to_string(),
+            http: http.to_string(),
+            load: Load::default(),
+        }
+    }
+
     /// The text stored in Redis: `v1` and `name=value` fields, space-separated.
     pub fn encode(&self) -> String {
         format!(
@@ -79,12 +103,12 @@ impl NodeRecord {
             },
             self.rtmp,
             self.http,
-            self.streams,
-            self.rtmp_viewers,
-            self.flv_viewers,
-            self.hls_viewers,
-            self.egress_bps,
-            u8::from(self.draining)
+            self.load.streams,
+            self.load.rtmp_viewers,
+            self.load.flv_viewers,
+            self.load.hls_viewers,
+            self.load.egress_bps,
+            u8::from(self.load.draining)
         )
     }
 
@@ -99,18 +123,7 @@ impl NodeRecord {
         if fields.next()? != "v1" {
             return None;
         }
-        let mut r = NodeRecord {
-            id: String::new(),
-            role: Role::Origin,
-            rtmp: String::new(),
-            http: String::new(),
-            streams: 0,
-            rtmp_viewers: 0,
-            flv_viewers: 0,
-            hls_viewers: 0,
-            egress_bps: 0,
-            draining: false,
-        };
+        let mut r = NodeRecord::new("", Role::Origin, "", "");
         for f in fields {
             let (name, value) = f.split_once('=')?;
             let n = || value.parse::<u64>().ok();
@@ -125,23 +138,18 @@ impl NodeRecord {
                 }
                 "rtmp" => r.rtmp = value.to_string(),
                 "http" => r.http = value.to_string(),
-                "streams" => r.streams = n()?,
-                "rtmp_viewers" => r.rtmp_viewers = n()?,
-                "flv_viewers" => r.flv_viewers = n()?,
-                "hls_viewers" => r.hls_viewers = n()?,
-                "egress_bps" => r.egress_bps = n()?,
-                "draining" => r.draining = value == "1",
+                "streams" => r.load.streams = n()?,
+                "rtmp_viewers" => r.load.rtmp_viewers = n()?,
+                "flv_viewers" => r.load.flv_viewers = n()?,
+                "hls_viewers" => r.load.hls_viewers = n()?,
+                "egress_bps" => r.load.egress_bps = n()?,
+                "draining" => r.load.draining = value == "1",
                 // Fields a later version adds are skipped.
                 _ => {}
             }
         }
         (check_node_id(&r.id).is_ok() && check_address(&r.rtmp) && check_address(&r.http))
             .then_some(r)
-    }
-
-    /// Viewers of every protocol.
-    pub fn viewers(&self) -> u64 {
-        self.rtmp_viewers + self.flv_viewers + self.hls_viewers
     }
 }
 
@@ -225,8 +233,8 @@ impl ClusterView {
     pub fn least_loaded_origin(&self) -> Option<&NodeRecord> {
         self.nodes
             .values()
-            .filter(|n| n.role == Role::Origin && !n.draining && n.id != self.me)
-            .min_by(|a, b| (a.viewers(), a.streams, &a.id).cmp(&(b.viewers(), b.streams, &b.id)))
+            .filter(|n| n.role == Role::Origin && !n.load.draining && n.id != self.me)
+            .min_by_key(|n| (n.load.viewers(), n.load.streams, &n.id))
     }
 
     pub fn nodes(&self) -> impl Iterator<Item = &NodeRecord> {
@@ -246,18 +254,15 @@ mod tests {
     use super::*;
 
     fn record(id: &str, role: Role, viewers: u64) -> NodeRecord {
-        NodeRecord {
-            id: id.into(),
+        let mut r = NodeRecord::new(
+            id,
             role,
-            rtmp: format!("{id}.example:1935"),
-            http: format!("{id}.example:8080"),
-            streams: 1,
-            rtmp_viewers: viewers,
-            flv_viewers: 0,
-            hls_viewers: 0,
-            egress_bps: 0,
-            draining: false,
-        }
+            &format!("{id}.example:1935"),
+            &format!("{id}.example:8080"),
+        );
+        r.load.streams = 1;
+        r.load.rtmp_viewers = viewers;
+        r
     }
 
     #[test]
@@ -317,9 +322,9 @@ mod tests {
     fn the_least_loaded_origin_is_chosen_the_same_everywhere() {
         let mut v = ClusterView::new("edge");
         let mut busy = record("a", Role::Origin, 10);
-        busy.streams = 0;
+        busy.load.streams = 0;
         let mut draining = record("c", Role::Origin, 0);
-        draining.draining = true;
+        draining.load.draining = true;
         v.apply(
             &ClusterUpdate::Nodes(vec![
                 busy,

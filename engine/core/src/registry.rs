@@ -22,7 +22,7 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use crate::cluster::{ClusterUpdate, NodeRecord};
+use crate::cluster::{ClusterUpdate, Load, NodeRecord};
 use crate::media::StreamKey;
 use crate::resp::{self, Value};
 
@@ -76,17 +76,6 @@ pub struct Login {
     pub username: Option<String>,
     pub password: Option<String>,
     pub db: u32,
-}
-
-/// The load a node reports; the shards' totals.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Load {
-    pub streams: u64,
-    pub rtmp_viewers: u64,
-    pub flv_viewers: u64,
-    pub hls_viewers: u64,
-    pub egress_bps: u64,
-    pub draining: bool,
 }
 
 /// What the registry thread must do.
@@ -396,12 +385,7 @@ impl RegistrySession {
 
     /// The load the next node record reports.
     pub fn set_load(&mut self, load: Load) {
-        self.me.streams = load.streams;
-        self.me.rtmp_viewers = load.rtmp_viewers;
-        self.me.flv_viewers = load.flv_viewers;
-        self.me.hls_viewers = load.hls_viewers;
-        self.me.egress_bps = load.egress_bps;
-        self.me.draining = load.draining;
+        self.me.load = load;
     }
 
     fn node_commands(&mut self, buf: &mut Vec<u8>) {
@@ -487,18 +471,7 @@ mod tests {
     use crate::cluster::Role;
 
     fn me() -> NodeRecord {
-        NodeRecord {
-            id: "a".into(),
-            role: Role::Origin,
-            rtmp: "10.0.0.1:1935".into(),
-            http: "10.0.0.1:8080".into(),
-            streams: 0,
-            rtmp_viewers: 0,
-            flv_viewers: 0,
-            hls_viewers: 0,
-            egress_bps: 0,
-            draining: false,
-        }
+        NodeRecord::new("a", Role::Origin, "10.0.0.1:1935", "10.0.0.1:8080")
     }
 
     fn key(s: &str) -> StreamKey {

@@ -99,18 +99,7 @@ pub fn run() -> anyhow::Result<()> {
                 edge_core::cluster::Role::Edge
             };
             info!(node = %r.node_id, ?role, %rtmp, %http, host = %r.host, port = r.port, "registry: joining the cluster");
-            let me = edge_core::cluster::NodeRecord {
-                id: r.node_id.clone(),
-                role,
-                rtmp,
-                http,
-                streams: 0,
-                rtmp_viewers: 0,
-                flv_viewers: 0,
-                hls_viewers: 0,
-                egress_bps: 0,
-                draining: false,
-            };
+            let me = edge_core::cluster::NodeRecord::new(&r.node_id, role, &rtmp, &http);
             Some(
                 registry::start(r, me, shards, Arc::clone(&stats))
                     .context("starting the registry threads")?,

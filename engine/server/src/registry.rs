@@ -18,9 +18,9 @@ use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use atomic_waker::AtomicWaker;
-use edge_core::cluster::{ClusterUpdate, ClusterView, NodeRecord};
+use edge_core::cluster::{ClusterUpdate, ClusterView, Load, NodeRecord};
 use edge_core::registry::{
-    channel_message, Load, RegistryEffect, RegistryNote, RegistrySession, CHANNEL,
+    channel_message, RegistryEffect, RegistryNote, RegistrySession, CHANNEL,
 };
 use edge_core::resp::{self, Decoder, Value};
 use edge_core::StreamKey;
@@ -442,12 +442,12 @@ impl Driver {
                     },
                     js(&n.rtmp),
                     js(&n.http),
-                    n.streams,
-                    n.rtmp_viewers,
-                    n.flv_viewers,
-                    n.hls_viewers,
-                    n.egress_bps,
-                    n.draining
+                    n.load.streams,
+                    n.load.rtmp_viewers,
+                    n.load.flv_viewers,
+                    n.load.hls_viewers,
+                    n.load.egress_bps,
+                    n.load.draining
                 )
             })
             .collect();
