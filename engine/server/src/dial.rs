@@ -46,6 +46,8 @@ pub async fn connect(host: &str, port: u16, timeout: Duration) -> Result<TcpStre
 /// comes back through a slot and a waker; a caller that gave up leaves the thread to finish
 /// and drop it. Control path only (once per connect), so the slot's mutex is fine.
 pub async fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>, String> {
+    // URLs write IPv6 literals in brackets (`rtmp://[::1]:1935/live`).
+    let host = host.trim_start_matches('[').trim_end_matches(']');
     if let Ok(ip) = host.parse::<std::net::IpAddr>() {
         return Ok(vec![SocketAddr::new(ip, port)]);
     }
@@ -93,6 +95,8 @@ mod tests {
             assert_eq!(literal, ["127.0.0.9:1935".parse().unwrap()]);
             let v6 = resolve("::1", 80).await.unwrap();
             assert_eq!(v6, ["[::1]:80".parse().unwrap()]);
+            let bracketed = resolve("[::1]", 80).await.unwrap();
+            assert_eq!(bracketed, v6, "as URLs write it");
             // Through the resolver thread (/etc/hosts), woken back onto this runtime.
             let named = resolve("localhost", 1935).await.unwrap();
             assert!(
