@@ -392,6 +392,11 @@ impl Config {
     pub fn shards(&self) -> usize {
         self.cpus.len()
     }
+
+    /// Edge mode: streams come from origins (static ones, or the registry's).
+    pub fn is_edge(&self) -> bool {
+        !self.origins.is_empty() || self.origin_registry
+    }
 }
 
 impl Args {

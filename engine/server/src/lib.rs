@@ -93,10 +93,10 @@ pub fn run() -> anyhow::Result<()> {
                 addr(Service::Rtmp).unwrap_or(config.rtmp),
                 addr(Service::Http).unwrap_or(config.http),
             );
-            let role = if config.origins.is_empty() && !config.origin_registry {
-                edge_core::cluster::Role::Origin
-            } else {
+            let role = if config.is_edge() {
                 edge_core::cluster::Role::Edge
+            } else {
+                edge_core::cluster::Role::Origin
             };
             info!(node = %r.node_id, ?role, %rtmp, %http, host = %r.host, port = r.port, "registry: joining the cluster");
             let me = edge_core::cluster::NodeRecord::new(&r.node_id, role, &rtmp, &http);

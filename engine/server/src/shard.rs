@@ -162,7 +162,7 @@ impl Shard {
             admission,
             registry,
         } = machine;
-        let edge = (!config.origins.is_empty() || config.origin_registry).then(|| EdgeConfig {
+        let edge = config.is_edge().then(|| EdgeConfig {
             origins: config.origins.clone(),
             upstream_timeout_ms: config.upstream_timeout_ms,
             upstream_idle_ms: config.upstream_idle_ms,

@@ -54,26 +54,8 @@ impl Shard {
         if !self.config.origin_registry {
             return None;
         }
-        let n = self.cluster.borrow().locate(key).cloned()?;
-        let (host, port) = n.rtmp.rsplit_once(':')?;
-        Some(OriginUrl {
-            host: host
-                .trim_start_matches('[')
-                .trim_end_matches(']')
-                .to_string(),
-            port: port.parse().ok()?,
-            app: key.app().to_string(),
-            tls: false,
-        })
-    }
-
-    /// Tells an owner where the registry places its stream now.
-    pub(super) fn locate_owner(self: &Rc<Self>, key: &StreamKey) {
-        if self.config.origin_registry {
-            let url = self.located_origin(key);
-            let now = self.now_ms();
-            self.with_owner(key, false, |o, fx| o.handle_located(url, now, fx));
-        }
+        let rtmp = self.cluster.borrow().locate(key)?.rtmp.clone();
+        OriginUrl::parse(&format!("rtmp://{rtmp}/{}", key.app())).ok()
     }
 
     /// A stream this shard owns went live (a local publish): register it (origin role).
@@ -127,10 +109,11 @@ impl Shard {
                     self.refuse_publisher(stream, holder);
                 }
             }
+            // Registry edge: every owner hears where its stream is now.
             if self.config.origin_registry {
-                let keys: Vec<StreamKey> = self.owned_keys();
-                for k in keys {
-                    self.locate_owner(&k);
+                for k in self.owned_keys() {
+                    let url = self.located_origin(&k);
+                    self.with_owner(&k, false, |o, fx| o.handle_located(url, now, fx));
                 }
             }
         }
