@@ -78,6 +78,21 @@ pub struct Login {
     pub db: u32,
 }
 
+impl Login {
+    /// `AUTH [USER] PASSWORD`, when there is a password: what every connection sends first
+    /// (the command connection, and the subscription, where the database does not matter).
+    pub fn auth(&self, out: &mut Vec<u8>) -> bool {
+        let Some(password) = &self.password else {
+            return false;
+        };
+        let mut args = vec!["AUTH"];
+        args.extend(self.username.as_deref());
+        args.push(password);
+        resp::command(&args, out);
+        true
+    }
+}
+
 /// What the registry thread must do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RegistryEffect {
@@ -229,17 +244,11 @@ impl RegistrySession {
         self.backoff_ms = BACKOFF_MIN_MS;
         self.pending.clear();
         let mut buf = Vec::new();
-        let login = self.login.clone();
-        if let Some(password) = &login.password {
-            let mut args = vec!["AUTH"];
-            if let Some(user) = &login.username {
-                args.push(user);
-            }
-            args.push(password);
-            self.send(&args, Pending::Login, &mut buf);
+        if self.login.auth(&mut buf) {
+            self.expect(Pending::Login);
         }
-        if login.db != 0 {
-            let db = login.db.to_string();
+        if self.login.db != 0 {
+            let db = self.login.db.to_string();
             self.send(&["SELECT", &db], Pending::Login, &mut buf);
         }
         out.push(RegistryEffect::Note(RegistryNote::Connected));
@@ -421,6 +430,11 @@ impl RegistrySession {
 
     fn send(&mut self, args: &[&str], p: Pending, buf: &mut Vec<u8>) {
         resp::command(args, buf);
+        self.expect(p);
+    }
+
+    /// A command was written: its reply comes in this place.
+    fn expect(&mut self, p: Pending) {
         self.pending.push_back(p);
         self.counters.commands += 1;
     }

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use atomic_waker::AtomicWaker;
 use edge_core::cluster::{ClusterUpdate, ClusterView, Load, NodeRecord};
 use edge_core::registry::{
-    channel_message, RegistryEffect, RegistryNote, RegistrySession, CHANNEL,
+    channel_message, Login, RegistryEffect, RegistryNote, RegistrySession, CHANNEL,
 };
 use edge_core::resp::{self, Decoder, Value};
 use edge_core::StreamKey;
@@ -203,15 +203,7 @@ pub fn start(
     let (host, port, login) = (config.host.clone(), config.port, config.login.clone());
     std::thread::Builder::new()
         .name("edge-registry-sub".into())
-        .spawn(move || {
-            subscriber(
-                &host,
-                port,
-                login.password.as_deref(),
-                login.username.as_deref(),
-                sub_tx,
-            )
-        })?;
+        .spawn(move || subscriber(&host, port, &login, sub_tx))?;
     let thread = Driver {
         host: config.host.clone(),
         port: config.port,
@@ -453,8 +445,8 @@ impl Driver {
             .collect();
         let mut streams: Vec<(&StreamKey, &str, bool)> = self.view.streams().collect();
         streams.sort();
-        let live: Vec<StreamKey> = streams.iter().map(|s| s.0.clone()).collect();
-        self.first_seen.retain(|k, _| live.contains(k));
+        let listed: std::collections::HashSet<&StreamKey> = streams.iter().map(|s| s.0).collect();
+        self.first_seen.retain(|k, _| listed.contains(k));
         let mut items = Vec::new();
         for (k, node, node_live) in streams {
             let since = *self.first_seen.entry(k.clone()).or_insert(now);
@@ -467,7 +459,7 @@ impl Driver {
         }
         let json = format!(
             "{{\"node\":{},\"registry\":{{\"reachable\":{},\"host\":{},\"port\":{}}},\"nodes\":[{}],\"streams\":[{}]}}\n",
-            js(self.view_me()),
+            js(self.session.me()),
             self.view.reachable(),
             js(&self.host),
             self.port,
@@ -479,10 +471,6 @@ impl Driver {
             .cluster_json
             .lock()
             .unwrap_or_else(|e| e.into_inner()) = json;
-    }
-
-    fn view_me(&self) -> &str {
-        self.session.me()
     }
 }
 
@@ -537,23 +525,12 @@ fn read_replies(mut stream: TcpStream, generation: u64, tx: SyncSender<Input>) {
 
 /// The subscription: connects, subscribes to [`CHANNEL`], hands every message over; again
 /// after a loss, with a bounded backoff. Ends when the registry thread is gone.
-fn subscriber(
-    host: &str,
-    port: u16,
-    password: Option<&str>,
-    username: Option<&str>,
-    tx: SyncSender<Input>,
-) {
+fn subscriber(host: &str, port: u16, login: &Login, tx: SyncSender<Input>) {
     let mut backoff = Duration::from_millis(edge_core::registry::BACKOFF_MIN_MS);
     loop {
         if let Ok(mut stream) = connect(host, port) {
             let mut hello = Vec::new();
-            if let Some(p) = password {
-                let mut args = vec!["AUTH"];
-                args.extend(username);
-                args.push(p);
-                resp::command(&args, &mut hello);
-            }
+            login.auth(&mut hello);
             resp::command(&["SUBSCRIBE", CHANNEL], &mut hello);
             if stream.write_all(&hello).is_ok() {
                 let mut decoder = Decoder::default();
