@@ -296,3 +296,94 @@ fn a_redis_outage_leaves_media_alone_and_registrations_come_back() {
         "{metrics}"
     );
 }
+
+#[test]
+fn an_origin_in_pull_mode_pulls_a_stream_held_elsewhere_once_for_every_protocol() {
+    let redis = Redis::start();
+    let a = node(&redis, "a", &[]);
+    let b = node(&redis, "b", &["--cluster-mode", "pull"]);
+    let _publisher = publish_loop(&a.rtmp_url("live/cam"));
+    wait_placed(&b, "live/cam", "a");
+    let plays_at_a = a.metrics().sum("rtmp_play_requests");
+
+    // RTMP viewers on both of b's shards, an HTTP-FLV viewer and an HLS playlist: all served
+    // by b, from one pull to a.
+    let (p1, v1) = watch(&b, "cam", 8);
+    let (p2, v2) = watch(&b, "cam", 8);
+    grows(&p1, "b's viewer 1 to get media");
+    grows(&p2, "b's viewer 2 to get media");
+    let (bytes, stop) = (
+        Arc::new(AtomicU64::new(0)),
+        Arc::new(AtomicBool::new(false)),
+    );
+    let flv = read_http_until(
+        b.http,
+        "/live/cam.flv",
+        Arc::clone(&bytes),
+        Arc::clone(&stop),
+    );
+    // The FLV header, metadata and codec headers are well under 2 KiB: the rest is media.
+    eventually("FLV media at b", Duration::from_secs(10), || {
+        bytes.load(Ordering::Relaxed) > 64 * 1024
+    });
+    stop.store(true, Ordering::Relaxed);
+    assert!(!flv.join().unwrap(), "b kept the FLV viewer connected");
+    let playlist = http_get(b.http, "/live/cam.m3u8");
+    assert_eq!(playlist.status(), 200, "{}", playlist.head);
+    assert!(
+        String::from_utf8_lossy(&playlist.body).contains("#EXTINF"),
+        "{}",
+        String::from_utf8_lossy(&playlist.body)
+    );
+    let (l1, l2) = (v1.join().unwrap(), v2.join().unwrap());
+    assert!(l1.redirect.is_none() && l2.redirect.is_none());
+    assert!(l1.video > 0 && l2.video > 0, "{l1:?} {l2:?}");
+    assert_eq!(b.metrics().sum("upstream_pulls_started"), 1, "one pull");
+    assert_eq!(b.metrics().sum("cluster_redirects"), 0);
+    assert_eq!(
+        a.metrics().sum("rtmp_play_requests"),
+        plays_at_a + 1,
+        "a saw b's pull and nothing else"
+    );
+    // b pulls it; it does not claim it.
+    assert_eq!(redis.cli(&["GET", "edge:stream:live/cam"]), "a");
+}
+
+#[test]
+fn an_edge_publish_lands_on_the_least_loaded_origin_and_a_stopping_origin_leaves_at_once() {
+    let redis = Redis::start();
+    let a = node(&redis, "a", &[]);
+    let b = node(&redis, "b", &[]);
+    let edge = node(&redis, "e", &["--origin", "registry"]);
+    // a holds a stream, b none: b is the least loaded.
+    let _busy = publish_loop(&a.rtmp_url("live/busy"));
+    eventually("the edge to see a's load", Duration::from_secs(15), || {
+        cluster(&edge).contains(&format!("\"http\":\"{}\",\"streams\":1,", a.http))
+    });
+    let _publisher = publish_loop(&edge.rtmp_url("live/fwd"));
+    eventually(
+        "b to register the forwarded stream",
+        Duration::from_secs(20),
+        || redis.cli(&["GET", "edge:stream:live/fwd"]) == "b",
+    );
+    assert_eq!(edge.metrics().sum("forwards_started"), 1);
+    let (progress, viewer) = watch(&b, "fwd", 4);
+    grows(&progress, "the forwarded stream to play at b");
+    assert!(viewer.join().unwrap().video > 0);
+
+    // A graceful stop deletes b's record and registration instead of leaving them to
+    // expire (3 s and 30 s): the forward moves to a, which registers the stream.
+    let status = b.stop();
+    assert!(status.success(), "{status:?}");
+    assert_eq!(
+        redis.cli(&["EXISTS", "edge:node:b"]),
+        "0",
+        "b's record is gone as b exits"
+    );
+    assert_ne!(redis.cli(&["GET", "edge:stream:live/fwd"]), "b");
+    eventually(
+        "a to register the forwarded stream",
+        Duration::from_secs(20),
+        || redis.cli(&["GET", "edge:stream:live/fwd"]) == "a",
+    );
+}

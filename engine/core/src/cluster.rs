@@ -228,13 +228,16 @@ impl ClusterView {
             .flatten()
     }
 
-    /// The live origin that is not draining and serves the fewest viewers, then holds the
-    /// fewest streams (ties: the smallest id, so every edge picks the same one).
-    pub fn least_loaded_origin(&self) -> Option<&NodeRecord> {
-        self.nodes
+    /// The live origins that are not draining, least loaded first: fewest viewers, then
+    /// fewest streams, then the smallest id (so every edge orders them the same way).
+    pub fn origins_by_load(&self) -> Vec<&NodeRecord> {
+        let mut o: Vec<&NodeRecord> = self
+            .nodes
             .values()
             .filter(|n| n.role == Role::Origin && !n.load.draining && n.id != self.me)
-            .min_by_key(|n| (n.load.viewers(), n.load.streams, &n.id))
+            .collect();
+        o.sort_by_key(|n| (n.load.viewers(), n.load.streams, &n.id));
+        o
     }
 
     pub fn nodes(&self) -> impl Iterator<Item = &NodeRecord> {
@@ -319,7 +322,7 @@ mod tests {
     }
 
     #[test]
-    fn the_least_loaded_origin_is_chosen_the_same_everywhere() {
+    fn origins_are_ordered_by_load_the_same_everywhere() {
         let mut v = ClusterView::new("edge");
         let mut busy = record("a", Role::Origin, 10);
         busy.load.streams = 0;
@@ -335,6 +338,7 @@ mod tests {
             ]),
             1,
         );
-        assert_eq!(v.least_loaded_origin().map(|n| n.id.as_str()), Some("b"));
+        let ids: Vec<&str> = v.origins_by_load().iter().map(|n| n.id.as_str()).collect();
+        assert_eq!(ids, ["b", "d", "a"], "no draining node, no edge");
     }
 }

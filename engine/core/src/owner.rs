@@ -40,6 +40,9 @@ pub struct EdgeConfig {
     pub origins: Vec<OriginUrl>,
     pub upstream_timeout_ms: u64,
     pub upstream_idle_ms: u64,
+    /// Local publishes are forwarded to an origin (the edge role). An origin that pulls what
+    /// the registry places elsewhere (`--cluster-mode pull`) keeps its publishes.
+    pub forward: bool,
 }
 
 /// What every owner on a shard shares.
@@ -356,12 +359,15 @@ impl<S: SegmentStore + Clone> Owner<S> {
         self.start_pull(self.demand_query.clone(), now_ms, out);
     }
 
-    /// A publisher on shard `from` asks for the stream.
+    /// A publisher on shard `from` asks for the stream. `cluster_origins` are the registry's
+    /// live origins, least loaded first: an edge forwards the publish to them before its
+    /// static origins.
     pub fn handle_publish(
         &mut self,
         publisher: PublisherId,
         from: ShardId,
         query: Option<Arc<str>>,
+        cluster_origins: Vec<OriginUrl>,
         now_ms: u64,
         out: &mut Vec<OwnerEffect>,
     ) {
@@ -371,7 +377,7 @@ impl<S: SegmentStore + Clone> Owner<S> {
                 // Edge mode: a local publisher replaces a pull that had no media yet.
                 self.stop_pull(out);
                 self.broadcast(updates, out);
-                self.start_forward(query, now_ms, out);
+                self.start_forward(query, cluster_origins, now_ms, out);
                 out.push(OwnerEffect::ViewChanged);
                 out.push(OwnerEffect::PublishReply {
                     to: from,
@@ -570,18 +576,32 @@ impl<S: SegmentStore + Clone> Owner<S> {
         }
     }
 
-    fn start_forward(&mut self, query: Option<Arc<str>>, now_ms: u64, out: &mut Vec<OwnerEffect>) {
-        let Some(edge) = &self.config.edge else {
+    fn start_forward(
+        &mut self,
+        query: Option<Arc<str>>,
+        mut origins: Vec<OriginUrl>,
+        now_ms: u64,
+        out: &mut Vec<OwnerEffect>,
+    ) {
+        let Some(edge) = self.config.edge.as_ref().filter(|e| e.forward) else {
             return;
         };
-        if self.forward.is_some() || edge.origins.is_empty() {
-            // A republish in grace continues the same forward; registry-only edges keep
-            // publishes here.
+        // A republish in grace continues the same forward.
+        if self.forward.is_some() {
+            return;
+        }
+        for o in &edge.origins {
+            if !origins.contains(o) {
+                origins.push(o.clone());
+            }
+        }
+        if origins.is_empty() {
+            // A registry-only edge that knows no live origin keeps the publish here.
             return;
         }
         let mut fe = Vec::new();
         self.forward = Some(Forward::new(
-            edge.origins.clone(),
+            origins,
             upstream_stream_name(&self.key, query.as_deref()),
             &mut self.ids,
             now_ms,

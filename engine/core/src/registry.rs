@@ -141,9 +141,13 @@ enum Pending {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Link {
-    Down { retry_at_ms: u64 },
+    Down {
+        retry_at_ms: u64,
+    },
     Connecting,
     Up,
+    /// [`RegistrySession::leave`]: nothing more is sent.
+    Left,
 }
 
 /// This node's registry session.
@@ -198,7 +202,7 @@ impl RegistrySession {
     pub fn poll_timeout(&self) -> Option<u64> {
         match self.link {
             Link::Down { retry_at_ms } => Some(retry_at_ms),
-            Link::Connecting => None,
+            Link::Connecting | Link::Left => None,
             Link::Up => Some(
                 self.next_node_ms
                     .min(self.next_refresh_ms)
@@ -269,6 +273,10 @@ impl RegistrySession {
 
     /// The command connection failed or closed; try again after the backoff.
     pub fn handle_lost(&mut self, reason: &str, now_ms: u64, out: &mut Vec<RegistryEffect>) {
+        if self.link == Link::Left {
+            self.pending.clear();
+            return;
+        }
         let was_up = self.link == Link::Up;
         if !matches!(self.link, Link::Down { .. }) {
             self.counters.reconnects += 1;
@@ -363,8 +371,45 @@ impl RegistrySession {
         }));
     }
 
+    /// This node stops (a graceful shutdown): its streams and its node record are deleted
+    /// now instead of expiring, and the `down` events tell every edge at once. Nothing is
+    /// sent after this; [`Self::is_settled`] says when Redis has answered.
+    pub fn leave(&mut self, out: &mut Vec<RegistryEffect>) {
+        let up = self.link == Link::Up;
+        self.link = Link::Left;
+        let local = std::mem::take(&mut self.local);
+        if !up {
+            self.pending.clear();
+            return;
+        }
+        let mut buf = Vec::new();
+        let id = self.me.id.clone();
+        for stream in local.keys() {
+            let key = format!("edge:stream:{}", stream.as_str());
+            self.eval(
+                UNREGISTER,
+                &[&key],
+                &[&id, stream.as_str()],
+                Pending::Unregister,
+                &mut buf,
+            );
+        }
+        let node = format!("edge:node:{id}");
+        self.send(&["DEL", &node], Pending::Node, &mut buf);
+        self.send(&["SREM", "edge:nodes", &id], Pending::Node, &mut buf);
+        out.push(RegistryEffect::Send(buf));
+    }
+
+    /// Every command sent has been answered (or the connection is gone).
+    pub fn is_settled(&self) -> bool {
+        self.pending.is_empty()
+    }
+
     /// A stream went live on this node (a publish, or a forward from an edge).
     pub fn register(&mut self, stream: StreamKey, out: &mut Vec<RegistryEffect>) {
+        if self.link == Link::Left {
+            return;
+        }
         if self.local.insert(stream.clone(), ()).is_some() {
             return;
         }
@@ -547,6 +592,32 @@ mod tests {
         );
         assert!(out.contains(&RegistryEffect::Update(ClusterUpdate::Reachable(true))));
         assert_eq!(s.poll_timeout(), Some(NODE_EVERY_MS));
+    }
+
+    #[test]
+    fn leaving_deletes_the_streams_and_the_record_and_then_sends_nothing() {
+        let mut s = RegistrySession::new(me(), Login::default(), 0);
+        up(&mut s, 0);
+        let mut out = Vec::new();
+        s.register(key("cam"), &mut out);
+        out.clear();
+        s.leave(&mut out);
+        let cmds = commands(&out);
+        let names: Vec<&str> = cmds.iter().map(|c| c[0].as_str()).collect();
+        assert_eq!(names, ["EVAL", "DEL", "SREM"]);
+        assert_eq!(cmds[0][3..], ["edge:stream:live/cam", "a", "live/cam"]);
+        assert_eq!(cmds[1][1], "edge:node:a");
+        assert!(!s.is_settled(), "replies are awaited");
+        for _ in 0..cmds.len() + 7 {
+            s.handle_reply(Value::Integer(1), &mut Vec::new());
+        }
+        assert!(s.is_settled());
+        out.clear();
+        s.register(key("late"), &mut out);
+        s.handle_timeout(60_000, &mut out);
+        s.handle_lost("closed", 60_000, &mut out);
+        assert!(out.is_empty(), "{out:?}");
+        assert_eq!(s.poll_timeout(), None);
     }
 
     #[test]

@@ -275,7 +275,7 @@ pub fn media_pipeline(data: &[u8]) {
     let publisher = PublisherId(1);
     let mut now = 0u64;
     let mut fx = Vec::new();
-    owner.handle_publish(publisher, ShardId(0), None, now, &mut fx);
+    owner.handle_publish(publisher, ShardId(0), None, Vec::new(), now, &mut fx);
     let mut last_seq: Option<u64> = None;
     let mut check = |snapshot: &HlsSnapshot| {
         let text = std::str::from_utf8(&snapshot.playlist).expect("playlists are UTF-8");
@@ -302,7 +302,7 @@ pub fn media_pipeline(data: &[u8]) {
         match tag.type_id {
             0xfe => {
                 owner.handle_unpublish(publisher, now, &mut fx);
-                owner.handle_publish(publisher, ShardId(0), None, now + 1, &mut fx);
+                owner.handle_publish(publisher, ShardId(0), None, Vec::new(), now + 1, &mut fx);
             }
             0xff => {
                 now += 20_000;

@@ -75,10 +75,11 @@ pub struct Args {
     #[arg(long, value_name = "HOST:PORT")]
     pub advertise_http: Option<String>,
 
-    /// What a play for a stream another node holds gets: `redirect` (RTMP
+    /// What a play at an origin for a stream another node holds gets: `redirect` (RTMP
     /// NetConnection.Connect.Rejected with ex.redirect, SRS-style, and HTTP 302 for FLV and
-    /// HLS playlists).
-    #[arg(long, value_name = "MODE", default_value = "redirect", value_parser = ["redirect"])]
+    /// HLS playlists), or `pull` (this node pulls it from the holder, once per machine, and
+    /// serves it as an edge would). Needs --registry; edges always pull.
+    #[arg(long, value_name = "MODE", default_value = "redirect", value_parser = ["redirect", "pull"])]
     pub cluster_mode: String,
 
     /// Edge mode: stop a pull this long after its last viewer left (RTMP, FLV, or the last
@@ -300,6 +301,8 @@ pub struct Config {
     pub registry: Option<RegistryConfig>,
     /// `--origin registry` was given.
     pub origin_registry: bool,
+    /// `--cluster-mode pull` on an origin: it pulls what the registry places elsewhere.
+    pub cluster_pull: bool,
 }
 
 /// The registry settings.
@@ -397,6 +400,17 @@ impl Config {
     pub fn is_edge(&self) -> bool {
         !self.origins.is_empty() || self.origin_registry
     }
+
+    /// Streams that are not published here are pulled (an edge, or an origin in
+    /// `--cluster-mode pull`).
+    pub fn pulls(&self) -> bool {
+        self.is_edge() || self.cluster_pull
+    }
+
+    /// Owners follow the registry's placement of their streams.
+    pub fn follows_registry(&self) -> bool {
+        self.origin_registry || self.cluster_pull
+    }
 }
 
 impl Args {
@@ -427,6 +441,11 @@ impl Args {
         if origin_registry && self.registry.is_none() {
             bail!("--origin registry needs --registry");
         }
+        let pull_mode = self.cluster_mode == "pull";
+        if pull_mode && self.registry.is_none() {
+            bail!("--cluster-mode pull needs --registry");
+        }
+        let cluster_pull = pull_mode && origins.is_empty() && !origin_registry;
         if !(100..=600_000).contains(&self.upstream_timeout_ms) {
             bail!("--upstream-timeout-ms must be within 100..=600000");
         }
@@ -550,6 +569,7 @@ impl Args {
             upstream_tls,
             registry,
             origin_registry,
+            cluster_pull,
         })
     }
 

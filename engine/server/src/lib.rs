@@ -106,9 +106,13 @@ pub fn run() -> anyhow::Result<()> {
             )
         }
     };
-    let (shard_registries, registry_status): (Vec<_>, _) = match registry {
-        Some((handles, status)) => (handles.into_iter().map(Some).collect(), Some(status)),
-        None => (vec![None; shards], None),
+    let (shard_registries, registry_status, leaver): (Vec<_>, _, _) = match registry {
+        Some((handles, status, leaver)) => (
+            handles.into_iter().map(Some).collect(),
+            Some(status),
+            Some(leaver),
+        ),
+        None => (vec![None; shards], None, None),
     };
     if let Some(status) = registry_status {
         let _ = stats.registry.set(status);
@@ -180,6 +184,9 @@ pub fn run() -> anyhow::Result<()> {
         if t.join().is_err() {
             warn!("a shard thread panicked during shutdown");
         }
+    }
+    if let Some(l) = leaver {
+        l.leave();
     }
     info!("stopped");
     Ok(())

@@ -46,6 +46,28 @@ enum Input {
     Lost(u64, String),
     Event(Vec<u8>),
     Subscribed,
+    /// The process stops: delete this node's streams and record, then answer.
+    Leave(mpsc::Sender<()>),
+}
+
+/// How long a graceful stop waits for Redis to take the deletions, at most.
+const LEAVE_WAIT: Duration = Duration::from_millis(500);
+
+/// The process's handle on the registry thread.
+pub struct Leaver {
+    tx: SyncSender<Input>,
+}
+
+impl Leaver {
+    /// Deletes this node's registrations and record now (a graceful stop), instead of
+    /// leaving them to expire: edges and origins hear `down` at once. Waits at most
+    /// [`LEAVE_WAIT`].
+    pub fn leave(self) {
+        let (ack, done) = mpsc::channel();
+        if self.tx.try_send(Input::Leave(ack)).is_ok() {
+            let _ = done.recv_timeout(LEAVE_WAIT);
+        }
+    }
 }
 
 /// Updates for one shard.
@@ -185,7 +207,7 @@ pub fn start(
     me: NodeRecord,
     shards: usize,
     stats: Arc<Stats>,
-) -> anyhow::Result<(Vec<ShardRegistry>, Arc<RegistryStatus>)> {
+) -> anyhow::Result<(Vec<ShardRegistry>, Arc<RegistryStatus>, Leaver)> {
     let (tx, rx) = mpsc::sync_channel(MAX_REQUESTS);
     let status = Arc::new(RegistryStatus::default());
     let inboxes: Vec<Arc<Inbox>> = (0..shards).map(|_| Arc::default()).collect();
@@ -200,6 +222,7 @@ pub fn start(
         })
         .collect();
     let sub_tx = tx.clone();
+    let leaver = Leaver { tx: tx.clone() };
     let (host, port, login) = (config.host.clone(), config.port, config.login.clone());
     std::thread::Builder::new()
         .name("edge-registry-sub".into())
@@ -222,7 +245,7 @@ pub fn start(
     std::thread::Builder::new()
         .name("edge-registry".into())
         .spawn(move || thread.run(rx))?;
-    Ok((handles, status))
+    Ok((handles, status, leaver))
 }
 
 /// The registry thread's state.
@@ -254,7 +277,13 @@ impl Driver {
 
     fn run(mut self, rx: Receiver<Input>) {
         let mut fx = Vec::new();
+        let mut leaving: Option<mpsc::Sender<()>> = None;
         loop {
+            if leaving.is_some() && self.session.is_settled() {
+                self.drop_conn();
+                let _ = leaving.take().map(|ack| ack.send(()));
+                return;
+            }
             let now = self.now();
             let wait = self
                 .session
@@ -276,6 +305,10 @@ impl Driver {
                 Ok(Input::Subscribed) => {
                     let now = self.now();
                     self.session.handle_subscribed(now, &mut fx);
+                }
+                Ok(Input::Leave(ack)) => {
+                    self.session.leave(&mut fx);
+                    leaving = Some(ack);
                 }
                 Ok(_) | Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => return,

@@ -162,10 +162,11 @@ impl Shard {
             admission,
             registry,
         } = machine;
-        let edge = config.is_edge().then(|| EdgeConfig {
+        let edge = config.pulls().then(|| EdgeConfig {
             origins: config.origins.clone(),
             upstream_timeout_ms: config.upstream_timeout_ms,
             upstream_idle_ms: config.upstream_idle_ms,
+            forward: config.is_edge(),
         });
         let owner_config = Arc::new(OwnerConfig {
             me: id,
@@ -241,7 +242,7 @@ impl Shard {
         ShardId((key.stable_hash() % self.shards as u64) as usize)
     }
 
-    pub fn is_edge(&self) -> bool {
+    pub fn pulls(&self) -> bool {
         self.owner_config.edge.is_some()
     }
 
@@ -338,7 +339,7 @@ impl Shard {
                 self.with_owner(&key, true, |o, fx| o.handle_subscribe(from, query, now, fx));
             }
             MeshMsg::Demand { key, query } => {
-                if self.is_edge() {
+                if self.pulls() {
                     self.with_owner(&key, true, |o, fx| o.handle_demand(query, now, fx));
                 }
             }
@@ -352,8 +353,9 @@ impl Shard {
                 from,
                 query,
             } => {
+                let via = self.forward_origins(&key);
                 self.with_owner(&key, true, |o, fx| {
-                    o.handle_publish(publisher, from, query, now, fx)
+                    o.handle_publish(publisher, from, query, via, now, fx)
                 });
             }
             MeshMsg::PublishReply { publisher, result } => self.publish_answered(publisher, result),

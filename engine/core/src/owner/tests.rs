@@ -85,6 +85,7 @@ fn config(edge: bool) -> OwnerConfig {
                 .collect(),
             upstream_timeout_ms: 1500,
             upstream_idle_ms: 5000,
+            forward: true,
         }),
     }
 }
@@ -228,8 +229,18 @@ impl Sim {
     }
 
     fn publish(&mut self, p: PublisherId) {
-        self.owner
-            .handle_publish(p, ShardId(1), None, self.now, &mut self.effects);
+        self.publish_via(p, Vec::new());
+    }
+
+    fn publish_via(&mut self, p: PublisherId, cluster_origins: Vec<OriginUrl>) {
+        self.owner.handle_publish(
+            p,
+            ShardId(1),
+            None,
+            cluster_origins,
+            self.now,
+            &mut self.effects,
+        );
         self.run();
     }
 
@@ -656,4 +667,58 @@ fn registry_only_viewers_wait_until_the_stream_is_placed() {
     sim.run();
     assert_eq!(sim.links.len(), 1);
     assert_eq!(sim.urls[&sim.links[0].0], "rtmp://n1:1935/live");
+}
+
+#[test]
+fn an_edge_forwards_to_the_registry_origins_first_and_a_pulling_origin_keeps_its_publishes() {
+    let at = |h: &str| OriginUrl::parse(&format!("rtmp://{h}/live")).unwrap();
+    let mut sim = Sim::new(true);
+    sim.publish_via(P1, vec![at("least"), at("a")]);
+    let (fw, role, _) = sim.links[0].clone();
+    assert_eq!(role, LinkRole::Forward);
+    assert_eq!(
+        sim.urls[&fw], "rtmp://least:1935/live",
+        "least loaded first"
+    );
+    // It fails: the next one is the registry's second origin, then the static `b` (the
+    // static `a` is not tried twice in a row).
+    sim.link(fw, LinkEvent::Failed(LinkError::Closed));
+    let next = sim.links[0].0;
+    assert_eq!(sim.urls[&next], "rtmp://a:1935/live");
+    sim.link(next, LinkEvent::Failed(LinkError::Closed));
+    let next = sim.links[0].0;
+    assert_eq!(sim.urls[&next], "rtmp://b:1935/live");
+
+    // An origin in pull mode: no static origins, no forwarding.
+    let mut config = config(true);
+    let edge = config.edge.as_mut().unwrap();
+    edge.origins.clear();
+    edge.forward = false;
+    let pulling = Arc::new(config);
+    let mut sim = Sim::new(true);
+    sim.owner = Owner::new(
+        StreamKey::new("live", "cam").unwrap(),
+        Arc::clone(&pulling),
+        VecStore,
+        77,
+    );
+    sim.publish_via(P1, vec![at("least")]);
+    assert!(sim.links.is_empty(), "the publish stays here");
+    assert_eq!(sim.owner.view().source, Source::Publisher);
+    // and it still pulls what the registry places on another node, for its viewers.
+    let mut sim2 = Sim::new(true);
+    sim2.owner = Owner::new(
+        StreamKey::new("live", "other").unwrap(),
+        pulling,
+        VecStore,
+        78,
+    );
+    sim2.add_viewer(ShardId(1), 1);
+    assert!(sim2.links.is_empty());
+    sim2.owner
+        .handle_located(Some(at("n1")), 10, &mut sim2.effects);
+    sim2.run();
+    assert_eq!(sim2.links.len(), 1);
+    assert_eq!(sim2.links[0].1, LinkRole::Pull);
+    assert_eq!(sim2.urls[&sim2.links[0].0], "rtmp://n1:1935/live");
 }

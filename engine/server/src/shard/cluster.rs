@@ -15,16 +15,16 @@ use super::Shard;
 use crate::outlet::{Close, Outlet};
 
 impl Shard {
-    /// The live node that holds `key`, when it is another node (never on an edge: edges
-    /// pull, they do not redirect).
+    /// The live node that holds `key`, when it is another node.
     pub fn located_elsewhere(&self, key: &StreamKey) -> Option<NodeRecord> {
         self.registry.as_ref()?;
         self.cluster.borrow().locate(key).cloned()
     }
 
-    /// Where an RTMP play for `key` is sent instead (origin role).
+    /// Where an RTMP play for `key` is sent instead (an origin in `--cluster-mode redirect`;
+    /// a node that pulls does not redirect).
     pub fn rtmp_redirect(&self, key: &StreamKey) -> Option<String> {
-        if self.is_edge() {
+        if self.pulls() {
             return None;
         }
         let n = self.located_elsewhere(key)?;
@@ -39,7 +39,7 @@ impl Shard {
         path: &str,
         query: Option<&str>,
     ) -> Option<String> {
-        if self.is_edge() {
+        if self.pulls() {
             return None;
         }
         let n = self.located_elsewhere(key)?;
@@ -49,25 +49,39 @@ impl Shard {
         })
     }
 
-    /// The holder as an origin to pull `key` from (`--origin registry`).
+    /// The holder as an origin to pull `key` from (`--origin registry`, or an origin in
+    /// `--cluster-mode pull`).
     pub(super) fn located_origin(&self, key: &StreamKey) -> Option<OriginUrl> {
-        if !self.config.origin_registry {
+        if !self.config.follows_registry() {
             return None;
         }
         let rtmp = self.cluster.borrow().locate(key)?.rtmp.clone();
-        OriginUrl::parse(&format!("rtmp://{rtmp}/{}", key.app())).ok()
+        origin_url(&rtmp, key)
+    }
+
+    /// Where a publish of `key` made here is forwarded first (`--origin registry`): the
+    /// registry's live origins, least loaded first.
+    pub(super) fn forward_origins(&self, key: &StreamKey) -> Vec<OriginUrl> {
+        if !self.config.origin_registry {
+            return Vec::new();
+        }
+        let view = self.cluster.borrow();
+        view.origins_by_load()
+            .into_iter()
+            .filter_map(|n| origin_url(&n.rtmp, key))
+            .collect()
     }
 
     /// A stream this shard owns went live (a local publish): register it (origin role).
     pub(super) fn stream_live(&self, key: &StreamKey) {
-        if let Some(r) = self.registry.as_ref().filter(|_| !self.is_edge()) {
+        if let Some(r) = self.registry.as_ref().filter(|_| !self.config.is_edge()) {
             r.register(key);
         }
     }
 
     /// A stream this shard owns ended.
     pub(super) fn stream_ended(&self, key: &StreamKey) {
-        if let Some(r) = self.registry.as_ref().filter(|_| !self.is_edge()) {
+        if let Some(r) = self.registry.as_ref().filter(|_| !self.config.is_edge()) {
             r.unregister(key);
         }
     }
@@ -109,8 +123,8 @@ impl Shard {
                     self.refuse_publisher(stream, holder);
                 }
             }
-            // Registry edge: every owner hears where its stream is now.
-            if self.config.origin_registry {
+            // Every owner that pulls hears where its stream is now.
+            if self.config.follows_registry() {
                 for k in self.owned_keys() {
                     let url = self.located_origin(&k);
                     self.with_owner(&k, false, |o, fx| o.handle_located(url, now, fx));
@@ -133,4 +147,9 @@ impl Shard {
         ));
         outlet.close(Close::Flush);
     }
+}
+
+/// A node's advertised RTMP address as the origin of `key`'s app.
+fn origin_url(rtmp: &str, key: &StreamKey) -> Option<OriginUrl> {
+    OriginUrl::parse(&format!("rtmp://{rtmp}/{}", key.app())).ok()
 }

@@ -91,7 +91,7 @@ impl Shard {
 
     /// An HLS playlist request for `key` on this shard (edge mode): starts or keeps the pull.
     pub fn hls_demand(self: &Rc<Self>, key: &StreamKey, query: Option<&str>) {
-        if !self.is_edge() {
+        if !self.pulls() {
             return;
         }
         let now = self.now_ms();
