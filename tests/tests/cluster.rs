@@ -11,25 +11,74 @@ use std::time::{Duration, Instant};
 
 use tests::*;
 
+/// A loopback port free a moment ago.
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// A redis-server of our own, killed on drop.
 struct Redis {
     child: Option<Child>,
     port: u16,
+    /// TLS and password arguments for redis-cli, and the URL's scheme and login.
+    cli_args: Vec<String>,
+    url_prefix: String,
 }
 
 impl Redis {
     fn start() -> Redis {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        Self::start_on(port)
+        Self::start_on(free_port())
     }
 
     fn start_on(port: u16) -> Redis {
+        Self::spawn(
+            &["--port", &port.to_string()],
+            port,
+            Vec::new(),
+            "redis://".into(),
+        )
+    }
+
+    /// TLS only (`--tls-port`, no plain port), with a password: `rediss://:PASSWORD@…`.
+    fn start_tls(certs: &TestCerts, password: &str) -> Redis {
+        let port = free_port();
+        let path = |p: &std::path::Path| p.to_str().unwrap().to_string();
+        let server = [
+            "--port".to_string(),
+            "0".into(),
+            "--tls-port".into(),
+            port.to_string(),
+            "--tls-cert-file".into(),
+            path(&certs.cert),
+            "--tls-key-file".into(),
+            path(&certs.key),
+            "--tls-ca-cert-file".into(),
+            path(&certs.ca),
+            "--tls-auth-clients".into(),
+            "no".into(),
+            "--requirepass".into(),
+            password.into(),
+        ];
+        let server: Vec<&str> = server.iter().map(String::as_str).collect();
+        let cli = vec![
+            "--tls".to_string(),
+            "--cacert".into(),
+            path(&certs.ca),
+            "-a".into(),
+            password.into(),
+            "--no-auth-warning".into(),
+        ];
+        Self::spawn(&server, port, cli, format!("rediss://:{password}@"))
+    }
+
+    fn spawn(server: &[&str], port: u16, cli_args: Vec<String>, url_prefix: String) -> Redis {
         let child = Command::new("redis-server")
-            .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--bind", "127.0.0.1"])
+            .args(server)
             .args(["--save", "", "--appendonly", "no", "--loglevel", "warning"])
             .stdout(Stdio::null())
             .spawn()
@@ -37,6 +86,8 @@ impl Redis {
         let r = Redis {
             child: Some(child),
             port,
+            cli_args,
+            url_prefix,
         };
         eventually("redis-server to answer", Duration::from_secs(10), || {
             r.cli(&["PING"]) == "PONG"
@@ -45,13 +96,14 @@ impl Redis {
     }
 
     fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        format!("{}127.0.0.1:{}", self.url_prefix, self.port)
     }
 
     /// `redis-cli ARGS`, its output trimmed.
     fn cli(&self, args: &[&str]) -> String {
         let out = Command::new("redis-cli")
             .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
+            .args(&self.cli_args)
             .args(args)
             .output()
             .expect("redis-cli");
@@ -77,6 +129,12 @@ fn node(redis: &Redis, id: &str, extra: &[&str]) -> Engine {
     let mut args = vec!["--cores", "2", "--registry", &url, "--node-id", id];
     args.extend_from_slice(extra);
     Engine::start(&args)
+}
+
+/// `/metrics` as text (the registry's series have no shard label, so [`Engine::metrics`]
+/// does not hold them).
+fn prometheus(e: &Engine) -> String {
+    String::from_utf8_lossy(&http_get(e.http, "/metrics").body).into_owned()
 }
 
 fn cluster(e: &Engine) -> String {
@@ -289,7 +347,7 @@ fn a_redis_outage_leaves_media_alone_and_registrations_come_back() {
     grows(&progress, "media to keep flowing");
     let log = viewer.join().unwrap();
     assert!(!log.closed, "the viewer kept its connection: {log:?}");
-    let metrics = String::from_utf8_lossy(&http_get(a.http, "/metrics").body).into_owned();
+    let metrics = prometheus(&a);
     assert!(metrics.contains("edge_registry_up 1"), "{metrics}");
     assert!(
         !metrics.contains("edge_registry_reconnects 0\n"),
@@ -386,4 +444,41 @@ fn an_edge_publish_lands_on_the_least_loaded_origin_and_a_stopping_origin_leaves
         Duration::from_secs(20),
         || redis.cli(&["GET", "edge:stream:live/fwd"]) == "a",
     );
+}
+
+#[test]
+fn a_tls_registry_with_a_password_places_streams_like_a_plain_one() {
+    let certs = TestCerts::generate("rediss");
+    let redis = Redis::start_tls(&certs, "s3cret");
+    assert!(redis.url().starts_with("rediss://:s3cret@127.0.0.1:"));
+    let ca = certs.ca.to_str().unwrap();
+    let a = node(&redis, "a", &["--upstream-ca", ca]);
+    let b = node(&redis, "b", &["--upstream-ca", ca]);
+    let _publisher = publish_loop(&a.rtmp_url("live/cam"));
+    // Registered over TLS, read back over TLS, heard by b through the TLS subscription.
+    eventually("a to register over TLS", Duration::from_secs(15), || {
+        redis.cli(&["GET", "edge:stream:live/cam"]) == "a"
+    });
+    wait_placed(&b, "live/cam", "a");
+    let flv = http_get(b.http, "/live/cam.flv");
+    assert_eq!(flv.status(), 302, "{}", flv.head);
+    assert!(
+        prometheus(&a).contains("\nedge_registry_errors 0\n"),
+        "no error replies: the password was taken"
+    );
+
+    // Without the CA the node cannot trust Redis: it stays unregistered and says so.
+    let c = node(&redis, "c", &[]);
+    let _other = publish_loop(&c.rtmp_url("live/other"));
+    eventually(
+        "c to count a failed connect",
+        Duration::from_secs(15),
+        || !prometheus(&c).contains("\nedge_registry_reconnects 0\n"),
+    );
+    let health = String::from_utf8_lossy(&http_get(c.http, "/healthz").body).into_owned();
+    assert!(
+        health.contains("\"registry\":{\"reachable\":false}"),
+        "{health}"
+    );
+    assert_eq!(redis.cli(&["EXISTS", "edge:stream:live/other"]), "0");
 }

@@ -57,7 +57,8 @@ pub struct Args {
     #[arg(long, value_name = "URL")]
     pub origin: Vec<String>,
 
-    /// The cluster's stream registry, `redis://[[USER]:PASSWORD@]HOST:PORT[/DB]`. Streams
+    /// The cluster's stream registry, `redis://[[USER]:PASSWORD@]HOST:PORT[/DB]`, or
+    /// `rediss://…` for TLS (the server's certificate checked against HOST). Streams
     /// published here are registered (`edge:stream:{app}/{stream}`), this node's record and
     /// load are kept in `edge:node:{id}`, and plays for streams held elsewhere are redirected
     /// (--cluster-mode). Redis is reached from a thread of its own; when it is down, media
@@ -259,7 +260,8 @@ pub struct Args {
     #[arg(long, value_name = "MS", default_value_t = 10_000)]
     pub tls_handshake_timeout_ms: u64,
 
-    /// An extra CA certificate (PEM) trusted for rtmps:// origins, besides the system's.
+    /// An extra CA certificate (PEM) trusted for rtmps:// origins and a rediss:// registry,
+    /// besides the system's.
     #[arg(long, value_name = "FILE")]
     pub upstream_ca: Option<PathBuf>,
 
@@ -306,11 +308,13 @@ pub struct Config {
 }
 
 /// The registry settings.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct RegistryConfig {
     pub host: String,
     pub port: u16,
     pub login: edge_core::registry::Login,
+    /// `rediss://`: the client configuration (system CAs and --upstream-ca).
+    pub tls: Option<Arc<rustls::ClientConfig>>,
     pub node_id: String,
     /// Given addresses; the listen addresses (ports resolved) fill in the rest at start.
     pub advertise_rtmp: Option<String>,
@@ -327,11 +331,23 @@ impl RegistryConfig {
     }
 }
 
-/// Parses `redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]`.
-pub fn parse_redis_url(url: &str) -> anyhow::Result<(String, u16, edge_core::registry::Login)> {
-    let rest = url
-        .strip_prefix("redis://")
-        .ok_or_else(|| anyhow!("{url}: a redis:// URL (rediss:// is not supported yet)"))?;
+/// A parsed `--registry` URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedisUrl {
+    pub host: String,
+    pub port: u16,
+    pub login: edge_core::registry::Login,
+    /// `rediss://`.
+    pub tls: bool,
+}
+
+/// Parses `redis[s]://[[USER]:PASSWORD@]HOST[:PORT][/DB]`.
+pub fn parse_redis_url(url: &str) -> anyhow::Result<RedisUrl> {
+    let (tls, rest) = match (url.strip_prefix("redis://"), url.strip_prefix("rediss://")) {
+        (Some(r), _) => (false, r),
+        (_, Some(r)) => (true, r),
+        _ => bail!("{url}: a redis:// or rediss:// URL"),
+    };
     let (auth, rest) = match rest.rsplit_once('@') {
         Some((a, r)) => (Some(a), r),
         None => (None, rest),
@@ -363,15 +379,16 @@ pub fn parse_redis_url(url: &str) -> anyhow::Result<(String, u16, edge_core::reg
             None => (None, Some(a.to_string())),
         },
     };
-    Ok((
-        host.to_string(),
+    Ok(RedisUrl {
+        host: host.to_string(),
         port,
-        edge_core::registry::Login {
+        login: edge_core::registry::Login {
             username,
             password,
             db,
         },
-    ))
+        tls,
+    })
 }
 
 /// An advertised address: the one given, else the listen address with a usable host.
@@ -516,13 +533,19 @@ impl Args {
         let registry = match &self.registry {
             None => None,
             Some(url) => {
-                let (host, port, login) = parse_redis_url(url).context("--registry")?;
+                let url = parse_redis_url(url).context("--registry")?;
                 let node_id = access.node_id.clone();
                 edge_core::cluster::check_node_id(&node_id).context("--node-id")?;
+                let tls = match (url.tls, &upstream_tls) {
+                    (false, _) => None,
+                    (true, Some(c)) => Some(Arc::clone(c)),
+                    (true, None) => Some(crate::tls::client_config(None)?),
+                };
                 Some(RegistryConfig {
-                    host,
-                    port,
-                    login,
+                    host: url.host,
+                    port: url.port,
+                    login: url.login,
+                    tls,
                     node_id,
                     advertise_rtmp: check_advertised(&self.advertise_rtmp, "--advertise-rtmp")?,
                     advertise_http: check_advertised(&self.advertise_http, "--advertise-http")?,
@@ -738,18 +761,24 @@ mod tests {
         assert_eq!(c.origins.len(), 2);
         assert_eq!(c.origins[1].port, 19350);
         assert_eq!((c.upstream_idle_ms, c.upstream_timeout_ms), (10_000, 1_500));
-        let (host, port, login) = parse_redis_url("redis://u:p@r.example:6380/3").unwrap();
-        assert_eq!((host.as_str(), port, login.db), ("r.example", 6380, 3));
+        let u = parse_redis_url("redis://u:p@r.example:6380/3").unwrap();
+        let (host, port, login) = (u.host, u.port, u.login);
+        assert_eq!(
+            (host.as_str(), port, login.db, u.tls),
+            ("r.example", 6380, 3, false)
+        );
         assert_eq!(
             (login.username.as_deref(), login.password.as_deref()),
             (Some("u"), Some("p"))
         );
-        let (_, port, login) = parse_redis_url("redis://:secret@127.0.0.1").unwrap();
+        let RedisUrl { port, login, .. } = parse_redis_url("redis://:secret@127.0.0.1").unwrap();
         assert_eq!(
             (port, login.username, login.password.as_deref()),
             (6379, None, Some("secret"))
         );
-        assert!(parse_redis_url("rediss://x").is_err());
+        let u = parse_redis_url("rediss://[::1]:6390").unwrap();
+        assert_eq!((u.host.as_str(), u.port, u.tls), ("::1", 6390, true));
+        assert!(parse_redis_url("http://x").is_err());
         assert!(parse_redis_url("redis://x/y").is_err());
         let a = Args::parse_from(["e", "--origin", "registry"]);
         assert!(a.validate().is_err(), "--origin registry needs --registry");

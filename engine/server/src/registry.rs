@@ -9,8 +9,6 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::future::poll_fn;
-use std::io::{Read, Write};
-use std::net::{Shutdown, TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
@@ -20,7 +18,7 @@ use std::time::{Duration, Instant};
 use atomic_waker::AtomicWaker;
 use edge_core::cluster::{ClusterUpdate, ClusterView, Load, NodeRecord};
 use edge_core::registry::{
-    channel_message, Login, RegistryEffect, RegistryNote, RegistrySession, CHANNEL,
+    channel_message, RegistryEffect, RegistryNote, RegistrySession, CHANNEL,
 };
 use edge_core::resp::{self, Decoder, Value};
 use edge_core::StreamKey;
@@ -29,13 +27,14 @@ use tracing::{info, warn};
 use crate::config::RegistryConfig;
 use crate::stats::Stats;
 
+mod transport;
+use transport::{Reader, Writer};
+
 /// Requests from shards waiting for the registry thread, at most.
 const MAX_REQUESTS: usize = 65_536;
 /// Updates waiting in one shard's inbox, at most (beyond it the oldest go; the periodic full
 /// snapshots repair what was lost).
 const MAX_INBOX: usize = 65_536;
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
-const WRITE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// What the registry thread is told.
 enum Input {
@@ -223,13 +222,14 @@ pub fn start(
         .collect();
     let sub_tx = tx.clone();
     let leaver = Leaver { tx: tx.clone() };
-    let (host, port, login) = (config.host.clone(), config.port, config.login.clone());
+    let sub_config = config.clone();
     std::thread::Builder::new()
         .name("edge-registry-sub".into())
-        .spawn(move || subscriber(&host, port, &login, sub_tx))?;
+        .spawn(move || subscriber(&sub_config, sub_tx))?;
     let thread = Driver {
         host: config.host.clone(),
         port: config.port,
+        tls: config.tls.clone(),
         session: RegistrySession::new(me.clone(), config.login.clone(), 0),
         tx,
         conn: None,
@@ -252,10 +252,11 @@ pub fn start(
 struct Driver {
     host: String,
     port: u16,
+    tls: Option<Arc<rustls::ClientConfig>>,
     session: RegistrySession,
     /// For the reader threads it starts.
     tx: SyncSender<Input>,
-    conn: Option<TcpStream>,
+    conn: Option<Writer>,
     /// Numbers command connections, so a reader's report on an old one is ignored.
     generation: u64,
     inboxes: Vec<Arc<Inbox>>,
@@ -333,47 +334,38 @@ impl Driver {
 
     fn drop_conn(&mut self) {
         if let Some(c) = self.conn.take() {
-            let _ = c.shutdown(Shutdown::Both);
+            c.shutdown();
         }
         self.generation += 1;
     }
 
     fn effect(&mut self, e: RegistryEffect, fx: &mut Vec<RegistryEffect>) {
         match e {
-            RegistryEffect::Connect => match connect(&self.host, self.port) {
-                Ok(stream) => {
-                    self.drop_conn();
-                    let generation = self.generation;
-                    match stream.try_clone() {
-                        Ok(reader) => {
-                            let tx = self.tx.clone();
-                            let spawned = std::thread::Builder::new()
-                                .name("edge-registry-rd".into())
-                                .spawn(move || read_replies(reader, generation, tx));
-                            if let Err(e) = spawned {
-                                let now = self.now();
-                                self.session.handle_lost(
-                                    &format!("no reader thread: {e}"),
-                                    now,
-                                    fx,
-                                );
-                                return;
-                            }
-                            self.conn = Some(stream);
+            RegistryEffect::Connect => {
+                match transport::connect(&self.host, self.port, self.tls.as_ref()) {
+                    Ok((writer, reader)) => {
+                        self.drop_conn();
+                        let generation = self.generation;
+                        let tx = self.tx.clone();
+                        let spawned = std::thread::Builder::new()
+                            .name("edge-registry-rd".into())
+                            .spawn(move || read_replies(reader, generation, tx));
+                        if let Err(e) = spawned {
                             let now = self.now();
-                            self.session.handle_connected(now, fx);
+                            self.session
+                                .handle_lost(&format!("no reader thread: {e}"), now, fx);
+                            return;
                         }
-                        Err(e) => {
-                            let now = self.now();
-                            self.session.handle_lost(&e.to_string(), now, fx);
-                        }
+                        self.conn = Some(writer);
+                        let now = self.now();
+                        self.session.handle_connected(now, fx);
+                    }
+                    Err(e) => {
+                        let now = self.now();
+                        self.session.handle_lost(&e, now, fx);
                     }
                 }
-                Err(e) => {
-                    let now = self.now();
-                    self.session.handle_lost(&e, now, fx);
-                }
-            },
+            }
             RegistryEffect::Send(bytes) => {
                 let written = match &mut self.conn {
                     Some(c) => c.write_all(&bytes).map_err(|e| e.to_string()),
@@ -507,27 +499,8 @@ impl Driver {
     }
 }
 
-fn connect(host: &str, port: u16) -> Result<TcpStream, String> {
-    let addrs: Vec<_> = (host, port)
-        .to_socket_addrs()
-        .map_err(|e| format!("resolving {host}: {e}"))?
-        .collect();
-    let mut last = format!("{host} has no address");
-    for a in addrs {
-        match TcpStream::connect_timeout(&a, CONNECT_TIMEOUT) {
-            Ok(s) => {
-                let _ = s.set_nodelay(true);
-                let _ = s.set_write_timeout(Some(WRITE_TIMEOUT));
-                return Ok(s);
-            }
-            Err(e) => last = format!("connect {a}: {e}"),
-        }
-    }
-    Err(last)
-}
-
 /// Reads replies from one command connection until it ends.
-fn read_replies(mut stream: TcpStream, generation: u64, tx: SyncSender<Input>) {
+fn read_replies(mut stream: Reader, generation: u64, tx: SyncSender<Input>) {
     let mut decoder = Decoder::default();
     let mut buf = vec![0u8; 64 * 1024];
     let reason = loop {
@@ -547,7 +520,7 @@ fn read_replies(mut stream: TcpStream, generation: u64, tx: SyncSender<Input>) {
                 Ok(None) => break,
                 Err(e) => {
                     let _ = tx.send(Input::Lost(generation, format!("bad reply: {e}")));
-                    let _ = stream.shutdown(Shutdown::Both);
+                    stream.shutdown();
                     return;
                 }
             }
@@ -558,14 +531,15 @@ fn read_replies(mut stream: TcpStream, generation: u64, tx: SyncSender<Input>) {
 
 /// The subscription: connects, subscribes to [`CHANNEL`], hands every message over; again
 /// after a loss, with a bounded backoff. Ends when the registry thread is gone.
-fn subscriber(host: &str, port: u16, login: &Login, tx: SyncSender<Input>) {
+fn subscriber(config: &RegistryConfig, tx: SyncSender<Input>) {
     let mut backoff = Duration::from_millis(edge_core::registry::BACKOFF_MIN_MS);
     loop {
-        if let Ok(mut stream) = connect(host, port) {
+        let connected = transport::connect(&config.host, config.port, config.tls.as_ref());
+        if let Ok((mut writer, mut stream)) = connected {
             let mut hello = Vec::new();
-            login.auth(&mut hello);
+            config.login.auth(&mut hello);
             resp::command(&["SUBSCRIBE", CHANNEL], &mut hello);
-            if stream.write_all(&hello).is_ok() {
+            if writer.write_all(&hello).is_ok() {
                 let mut decoder = Decoder::default();
                 let mut buf = vec![0u8; 64 * 1024];
                 'read: while let Ok(n) = stream.read(&mut buf) {
