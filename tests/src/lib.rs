@@ -4,6 +4,9 @@
 //! The binary is the one `cargo test --workspace` builds next to this test executable
 //! (edge-engine's own CLI test makes cargo build it).
 
+pub mod redis;
+pub use redis::Redis;
+
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};

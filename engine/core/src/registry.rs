@@ -9,8 +9,8 @@
 //! - `edge:stream:{app}/{stream}`: the id of the node that holds it, plus the set
 //!   `edge:streams`. Registered by a script that is `SET NX` unless the holder's record is
 //!   gone (then the stream is taken over) or the holder is this node; refreshed every 10 s
-//!   (`EX 30`), pipelined, so 1,000 streams cost 100 commands a second; deleted on end only
-//!   by its holder.
+//!   (`EX 30`) by one script call per [`REFRESH_BATCH`] streams, so a node's commands stay
+//!   near three a second whatever its stream count; deleted on end only by its holder.
 //! - Channel `edge:events`: `up {stream} {node}` and `down {stream} {node}`, published by the
 //!   scripts when a stream changes hands, so edges move within a round trip, not a poll.
 //!
@@ -39,6 +39,8 @@ pub const BACKOFF_MIN_MS: u64 = 250;
 pub const BACKOFF_MAX_MS: u64 = 5000;
 /// The pub/sub channel.
 pub const CHANNEL: &str = "edge:events";
+/// Streams refreshed by one script call, at most (one call holds Redis for its length).
+pub const REFRESH_BATCH: usize = 256;
 
 /// Registers `KEYS[1]` for `ARGV[1]` unless another live node holds it; returns "" or the
 /// holder.
@@ -48,6 +50,11 @@ redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2]) \
 redis.call('SADD', 'edge:streams', ARGV[3]) \
 if h ~= ARGV[1] then redis.call('PUBLISH', 'edge:events', 'up ' .. ARGV[3] .. ' ' .. ARGV[1]) end \
 return ''";
+
+/// Refreshes `KEYS` (stream keys; `ARGV[2 + i]` the streams) for `ARGV[1]` with `EX ARGV[2]`:
+/// extends those this node holds, takes back those that are gone or whose holder died, and
+/// returns the others flattened as stream, holder.
+const REFRESH: &str = "local out = {} for i, k in ipairs(KEYS) do local h = redis.call('GET', k) if h == ARGV[1] then redis.call('EXPIRE', k, ARGV[2]) elseif h and redis.call('EXISTS', 'edge:node:' .. h) == 1 then table.insert(out, ARGV[i + 2]) table.insert(out, h) else redis.call('SET', k, ARGV[1], 'EX', ARGV[2]) redis.call('SADD', 'edge:streams', ARGV[i + 2]) redis.call('PUBLISH', 'edge:events', 'up ' .. ARGV[i + 2] .. ' ' .. ARGV[1]) end end return out";
 
 /// Deletes `KEYS[1]` if `ARGV[1]` holds it.
 const UNREGISTER: &str = "if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end \
@@ -133,6 +140,8 @@ pub struct RegistryCounters {
 enum Pending {
     Login,
     Register(StreamKey),
+    /// A batch refresh: its reply lists the streams another live node holds.
+    Refresh,
     Unregister,
     Node,
     Nodes,
@@ -225,9 +234,10 @@ impl RegistrySession {
                 }
                 if now_ms >= self.next_refresh_ms {
                     self.next_refresh_ms = now_ms + STREAM_REFRESH_MS;
-                    let keys: Vec<StreamKey> = self.local.keys().cloned().collect();
-                    for k in keys {
-                        self.register_command(&k, &mut buf);
+                    let mut keys: Vec<StreamKey> = self.local.keys().cloned().collect();
+                    keys.sort();
+                    for batch in keys.chunks(REFRESH_BATCH) {
+                        self.refresh_command(batch, &mut buf);
                     }
                 }
                 if now_ms >= self.next_snapshot_ms {
@@ -317,22 +327,17 @@ impl RegistrySession {
             Pending::Login | Pending::Unregister | Pending::Node => {}
             Pending::Register(stream) => match reply.as_str() {
                 Some("") => out.push(RegistryEffect::Note(RegistryNote::Registered(stream))),
-                Some(holder) if self.local.contains_key(&stream) => {
-                    self.counters.conflicts += 1;
-                    self.local.remove(&stream);
-                    let holder = holder.to_string();
-                    out.push(RegistryEffect::Note(RegistryNote::Conflict {
-                        stream: stream.clone(),
-                        holder: holder.clone(),
-                    }));
-                    out.push(RegistryEffect::Update(ClusterUpdate::Conflict {
-                        stream,
-                        holder,
-                    }));
-                }
-                // Ended here while the registration was on its way.
-                _ => {}
+                Some(holder) => self.conflict(stream, holder, out),
+                None => {}
             },
+            Pending::Refresh => {
+                for pair in reply.as_array().unwrap_or_default().chunks_exact(2) {
+                    let stream = pair[0].as_str().and_then(parse_stream);
+                    if let (Some(stream), Some(holder)) = (stream, pair[1].as_str()) {
+                        self.conflict(stream, holder, out);
+                    }
+                }
+            }
             Pending::Nodes => {
                 let nodes = reply
                     .as_array()
@@ -356,6 +361,24 @@ impl RegistrySession {
                 out.push(RegistryEffect::Update(ClusterUpdate::Streams(streams)));
             }
         }
+    }
+
+    /// Another live node holds `stream`: it is no longer ours (unless it ended here while
+    /// the registration was on its way).
+    fn conflict(&mut self, stream: StreamKey, holder: &str, out: &mut Vec<RegistryEffect>) {
+        if self.local.remove(&stream).is_none() {
+            return;
+        }
+        self.counters.conflicts += 1;
+        let holder = holder.to_string();
+        out.push(RegistryEffect::Note(RegistryNote::Conflict {
+            stream: stream.clone(),
+            holder: holder.clone(),
+        }));
+        out.push(RegistryEffect::Update(ClusterUpdate::Conflict {
+            stream,
+            holder,
+        }));
     }
 
     /// A message on the `edge:events` channel.
@@ -463,6 +486,18 @@ impl RegistrySession {
             Pending::Register(stream.clone()),
             buf,
         );
+    }
+
+    fn refresh_command(&mut self, streams: &[StreamKey], buf: &mut Vec<u8>) {
+        let keys: Vec<String> = streams
+            .iter()
+            .map(|s| format!("edge:stream:{}", s.as_str()))
+            .collect();
+        let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+        let (id, ttl) = (self.me.id.clone(), STREAM_TTL_S.to_string());
+        let mut args = vec![id.as_str(), ttl.as_str()];
+        args.extend(streams.iter().map(|s| s.as_str()));
+        self.eval(REFRESH, &keys, &args, Pending::Refresh, buf);
     }
 
     fn eval(&mut self, script: &str, keys: &[&str], args: &[&str], p: Pending, buf: &mut Vec<u8>) {
@@ -712,9 +747,44 @@ mod tests {
         let cmds = commands(&out);
         assert_eq!(
             cmds.len(),
-            10 * 3 + 1000 + 1,
+            10 * 3 + 1000usize.div_ceil(REFRESH_BATCH) + 1,
             "commands in 10 s at 1,000 streams"
         );
+        // The refresh scripts name every stream once, as key and as argument.
+        let refreshes: Vec<&Vec<String>> = cmds.iter().filter(|c| c[1] == REFRESH).collect();
+        let mut named = std::collections::HashSet::new();
+        for c in &refreshes {
+            let n: usize = c[2].parse().unwrap();
+            assert_eq!(c[3 + n..5 + n], ["a", "30"]);
+            for (k, arg) in c[3..3 + n].iter().zip(&c[5 + n..]) {
+                assert_eq!(k, &format!("edge:stream:{arg}"));
+                assert!(named.insert(arg.clone()), "{arg} twice");
+            }
+        }
+        assert_eq!(named.len(), 1000);
+        // A refresh can find a stream taken over while Redis had forgotten it.
+        let mut out = Vec::new();
+        let b = |t: &str| Value::Bulk(Some(t.as_bytes().to_vec()));
+        s.pending.clear();
+        s.expect(Pending::Refresh);
+        s.handle_reply(
+            Value::Array(Some(vec![b("live/s7"), b("b"), b("live/none")])),
+            &mut out,
+        );
+        assert_eq!(
+            out,
+            [
+                RegistryEffect::Note(RegistryNote::Conflict {
+                    stream: key("s7"),
+                    holder: "b".into()
+                }),
+                RegistryEffect::Update(ClusterUpdate::Conflict {
+                    stream: key("s7"),
+                    holder: "b".into()
+                }),
+            ]
+        );
+        assert_eq!(s.local_streams(), 999);
         out.clear();
         s.unregister(&key("s1"), &mut out);
         let c = commands(&out);
