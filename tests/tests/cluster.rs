@@ -3,6 +3,7 @@
 //! the publisher and edge-core's client as the viewer. Assertions are on what Redis holds,
 //! redirects, frame counts and counters; times are measured and printed, never asserted.
 
+use std::io::{Read, Write};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -278,6 +279,41 @@ fn an_origin_in_pull_mode_pulls_a_stream_held_elsewhere_once_for_every_protocol(
         "{}",
         String::from_utf8_lossy(&playlist.body)
     );
+    // An HLS player's keep-alive connection counts as an HLS viewer, in /metrics and in the
+    // node record the cluster sees, until it closes.
+    let mut hls = std::net::TcpStream::connect(b.http).unwrap();
+    for _ in 0..2 {
+        hls.write_all(b"GET /live/cam.m3u8 HTTP/1.1\r\nHost: t\r\n\r\n")
+            .unwrap();
+        let mut head = Vec::new();
+        while !head.ends_with(b"\r\n\r\n") {
+            let mut byte = [0u8; 1];
+            hls.read_exact(&mut byte).unwrap();
+            head.push(byte[0]);
+        }
+        let head = String::from_utf8_lossy(&head).into_owned();
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        let length: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("Content-Length: "))
+            .and_then(|n| n.trim().parse().ok())
+            .expect("a Content-Length");
+        hls.read_exact(&mut vec![0u8; length]).unwrap();
+    }
+    assert_eq!(
+        b.metrics().sum("hls_viewers"),
+        1,
+        "one connection, one viewer"
+    );
+    eventually("b's record to count it", Duration::from_secs(10), || {
+        redis
+            .cli(&["GET", "edge:node:b"])
+            .contains(" hls_viewers=1 ")
+    });
+    drop(hls);
+    eventually("the HLS viewer to leave", Duration::from_secs(10), || {
+        b.metrics().sum("hls_viewers") == 0
+    });
     let (l1, l2) = (v1.join().unwrap(), v2.join().unwrap());
     assert!(l1.redirect.is_none() && l2.redirect.is_none());
     assert!(l1.video > 0 && l2.video > 0, "{l1:?} {l2:?}");

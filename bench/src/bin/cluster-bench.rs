@@ -12,7 +12,8 @@
 //!
 //! Run (release binaries must be built):
 //! `cargo build --release -p edge-engine -p loadgen -p bench && target/release/cluster-bench [RUNS] [STREAMS] [SECONDS]`
-//! (defaults 20, 1000, 30). Needs redis-server, redis-cli and ffmpeg.
+//! (defaults 20, 1000, 30; RUNS 0 measures only the Redis load). Needs redis-server,
+//! redis-cli and ffmpeg.
 //!
 //! Results go to docs/BENCHMARKS.md ("Origin cluster").
 
@@ -292,7 +293,9 @@ fn main() {
             .unwrap_or(default)
     };
     let (runs, streams, seconds) = (arg(1, 20) as usize, arg(2, 1000) as usize, arg(3, 30));
-    converge(runs);
-    resolve(runs);
+    if runs > 0 {
+        converge(runs);
+        resolve(runs);
+    }
     redis_load(streams, seconds);
 }

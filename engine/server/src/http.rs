@@ -20,6 +20,15 @@ use crate::stats::Counter;
 
 const READ_BUF: usize = 4 * 1024;
 
+/// Counts a connection in `edge_hls_viewers` until it closes.
+struct HlsViewer(Rc<Shard>);
+
+impl Drop for HlsViewer {
+    fn drop(&mut self) {
+        self.0.stats().hls_viewers.dec();
+    }
+}
+
 /// Serves one HTTP (or HTTPS) connection until it closes; `fd` is its socket's.
 pub async fn serve(
     shard: Rc<Shard>,
@@ -28,6 +37,9 @@ pub async fn serve(
     fd: std::os::fd::RawFd,
 ) {
     let client_id = shard.next_conn_id();
+    // Set at this connection's first playlist request: it counts as an HLS viewer until it
+    // closes.
+    let mut hls_viewer: Option<HlsViewer> = None;
     let mut pending: Vec<u8> = Vec::new();
     let mut buf = Vec::with_capacity(READ_BUF);
     loop {
@@ -83,6 +95,10 @@ pub async fn serve(
                             return;
                         }
                         continue;
+                    }
+                    if matches!(route, Route::Playlist(_)) && hls_viewer.is_none() {
+                        shard.stats().hls_viewers.inc();
+                        hls_viewer = Some(HlsViewer(Rc::clone(&shard)));
                     }
                     match route {
                         Route::Flv(key) if req.method == Method::Get && req.version_minor >= 1 => {

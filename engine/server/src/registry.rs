@@ -49,6 +49,10 @@ enum Input {
     Leave(mpsc::Sender<()>),
 }
 
+/// `/api/v1/cluster` is rendered again at most this often (ms): a burst of events costs one
+/// rendering, not one per event.
+const RENDER_EVERY_MS: u64 = 200;
+
 /// How long a graceful stop waits for Redis to take the deletions, at most.
 const LEAVE_WAIT: Duration = Duration::from_millis(500);
 
@@ -239,6 +243,8 @@ pub fn start(
         stats,
         view: ClusterView::new(&me.id),
         first_seen: HashMap::new(),
+        cluster_dirty: false,
+        rendered_at: 0,
         start: Instant::now(),
         egress: (0, 0),
     };
@@ -266,6 +272,9 @@ struct Driver {
     view: ClusterView,
     /// When this node first saw each stream registered (ms, this thread's clock).
     first_seen: HashMap<StreamKey, u64>,
+    /// The view changed since `/api/v1/cluster` was last rendered (at `rendered_at`, ms).
+    cluster_dirty: bool,
+    rendered_at: u64,
     start: Instant,
     /// (ms, bytes_out) at the last load sample.
     egress: (u64, u64),
@@ -290,7 +299,8 @@ impl Driver {
                 .session
                 .poll_timeout()
                 .map_or(1000, |t| t.saturating_sub(now))
-                .min(1000);
+                .min(1000)
+                .min(self.render_due(now).unwrap_or(1000));
             match rx.recv_timeout(Duration::from_millis(wait)) {
                 Ok(Input::Register(k)) => self.session.register(k, &mut fx),
                 Ok(Input::Unregister(k)) => self.session.unregister(&k, &mut fx),
@@ -321,6 +331,9 @@ impl Driver {
                 for e in std::mem::take(&mut fx) {
                     self.effect(e, &mut fx);
                 }
+            }
+            if self.render_due(now) == Some(0) {
+                self.render_cluster(now);
             }
             let c = self.session.counters;
             let s = &self.status;
@@ -388,7 +401,7 @@ impl Driver {
                     self.status.reachable.store(r, Ordering::Relaxed);
                 }
                 self.view.apply(&u, now);
-                self.render_cluster(now);
+                self.cluster_dirty = true;
                 for inbox in &self.inboxes {
                     inbox.push(u.clone());
                 }
@@ -434,13 +447,21 @@ impl Driver {
             streams: sum(|s| &s.streams_owned),
             rtmp_viewers: sum(|s| &s.rtmp_players),
             flv_viewers: sum(|s| &s.flv_players),
-            hls_viewers: 0,
+            hls_viewers: sum(|s| &s.hls_viewers),
             egress_bps,
             draining: false,
         });
     }
 
+    /// In how long `/api/v1/cluster` is due to be rendered, when the view changed.
+    fn render_due(&self, now: u64) -> Option<u64> {
+        self.cluster_dirty
+            .then(|| (self.rendered_at + RENDER_EVERY_MS).saturating_sub(now))
+    }
+
     fn render_cluster(&mut self, now: u64) {
+        self.cluster_dirty = false;
+        self.rendered_at = now;
         use edge_core::json::string as js;
         let mut nodes: Vec<&NodeRecord> = self.view.nodes().collect();
         nodes.sort_by(|a, b| a.id.cmp(&b.id));

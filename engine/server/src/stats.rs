@@ -44,6 +44,7 @@ counters! {
     http_connections_accepted: "counter", "HTTP connections accepted";
     rtmp_players: "gauge", "RTMP players attached";
     flv_players: "gauge", "HTTP-FLV players attached";
+    hls_viewers: "gauge", "HTTP connections open that have fetched an HLS playlist (an HLS viewer's estimate: a player keeps one or two)";
     publishers: "gauge", "Publishers connected to this shard";
     streams_owned: "gauge", "Streams whose owner (local origin) is this shard";
     replicas: "gauge", "Streams this shard keeps a replica of for its viewers";
