@@ -272,7 +272,33 @@ impl Engine {
         None
     }
 
-    /// SIGTERM, then the exit status.
+    /// Sends `sig` (e.g. `libc::SIGTERM`, which starts a drain) and returns at once.
+    pub fn signal(&self, sig: libc::c_int) {
+        let pid = self.child.as_ref().expect("running").id();
+        // SAFETY: kill(2) on our own child's pid has no memory effects.
+        unsafe { libc::kill(pid as libc::pid_t, sig) };
+    }
+
+    /// Whether the process has exited (its status is then taken).
+    pub fn has_exited(&mut self) -> bool {
+        match self.child.as_mut().map(|c| c.try_wait()) {
+            Some(Ok(Some(_))) | None => {
+                self.child = None;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// SIGINT (stop at once, no drain), then the exit status.
+    pub fn interrupt(mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().unwrap();
+        // SAFETY: kill(2) on our own child's pid has no memory effects.
+        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
+        child.wait().unwrap()
+    }
+
+    /// SIGTERM (a drain), then the exit status.
     pub fn stop(mut self) -> std::process::ExitStatus {
         let mut child = self.child.take().unwrap();
         // SAFETY: kill(2) on our own child's pid has no memory effects.

@@ -350,9 +350,10 @@ fn an_edge_publish_lands_on_the_least_loaded_origin_and_a_stopping_origin_leaves
     grows(&progress, "the forwarded stream to play at b");
     assert!(viewer.join().unwrap().video > 0);
 
-    // A graceful stop deletes b's record and registration instead of leaving them to
-    // expire (3 s and 30 s): the forward moves to a, which registers the stream.
-    let status = b.stop();
+    // A clean stop deletes b's record and registration instead of leaving them to expire
+    // (3 s and 30 s): the forward moves to a, which registers the stream. (SIGINT: at once;
+    // SIGTERM would drain, and the edge's forward would keep b for the drain's length.)
+    let status = b.interrupt();
     assert!(status.success(), "{status:?}");
     assert_eq!(
         redis.cli(&["EXISTS", "edge:node:b"]),

@@ -228,13 +228,14 @@ impl ClusterView {
             .flatten()
     }
 
-    /// The live origins that are not draining, least loaded first: fewest viewers, then
-    /// fewest streams, then the smallest id (so every edge orders them the same way).
-    pub fn origins_by_load(&self) -> Vec<&NodeRecord> {
+    /// The other live nodes of `role` that are not draining, least loaded first: fewest
+    /// viewers, then fewest streams, then the smallest id (so every node orders them the same
+    /// way).
+    pub fn by_load(&self, role: Role) -> Vec<&NodeRecord> {
         let mut o: Vec<&NodeRecord> = self
             .nodes
             .values()
-            .filter(|n| n.role == Role::Origin && !n.load.draining && n.id != self.me)
+            .filter(|n| n.role == role && !n.load.draining && n.id != self.me)
             .collect();
         o.sort_by_key(|n| (n.load.viewers(), n.load.streams, &n.id));
         o
@@ -338,7 +339,11 @@ mod tests {
             ]),
             1,
         );
-        let ids: Vec<&str> = v.origins_by_load().iter().map(|n| n.id.as_str()).collect();
+        let ids: Vec<&str> = v
+            .by_load(Role::Origin)
+            .iter()
+            .map(|n| n.id.as_str())
+            .collect();
         assert_eq!(ids, ["b", "d", "a"], "no draining node, no edge");
     }
 }

@@ -50,6 +50,8 @@ pub enum Method {
     Get,
     Head,
     Options,
+    /// Only `POST /api/v1/drain` takes it (without a body).
+    Post,
     Other,
 }
 
@@ -63,6 +65,8 @@ pub struct Request {
     pub keep_alive: bool,
     /// 0 for HTTP/1.0, 1 for HTTP/1.1.
     pub version_minor: u8,
+    /// The token of `Authorization: Bearer TOKEN`.
+    pub bearer: Option<String>,
 }
 
 /// Parses one request from the front of `buf`. `Ok(None)`: need more bytes.
@@ -85,13 +89,20 @@ pub fn parse_request(buf: &[u8]) -> Result<Option<(Request, usize)>, HttpError> 
         "GET" => Method::Get,
         "HEAD" => Method::Head,
         "OPTIONS" => Method::Options,
+        "POST" => Method::Post,
         _ => Method::Other,
     };
     let version = req.version.unwrap_or(1);
     let mut keep_alive = version >= 1;
+    let mut bearer = None;
     for h in req.headers.iter() {
         let value = std::str::from_utf8(h.value).unwrap_or("").trim();
-        if h.name.eq_ignore_ascii_case("connection") {
+        if h.name.eq_ignore_ascii_case("authorization") {
+            bearer = value
+                .split_once(' ')
+                .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+                .map(|(_, token)| token.trim().to_string());
+        } else if h.name.eq_ignore_ascii_case("connection") {
             if value.eq_ignore_ascii_case("close") {
                 keep_alive = false;
             } else if value.eq_ignore_ascii_case("keep-alive") {
@@ -115,6 +126,7 @@ pub fn parse_request(buf: &[u8]) -> Result<Option<(Request, usize)>, HttpError> 
             query,
             keep_alive,
             version_minor: version,
+            bearer,
         },
         consumed,
     )))
@@ -134,6 +146,12 @@ pub enum Route {
     Streams,
     /// `/api/v1/cluster`
     Cluster,
+    /// `/readyz`: 200 while serving, 503 once draining.
+    Ready,
+    /// `/api/v1/drain` (POST, behind the admin token).
+    Drain,
+    /// `/api/v1/summary`: the machine-level figures.
+    Summary,
     NotFound,
 }
 
@@ -144,6 +162,9 @@ impl Route {
             "/metrics" => return Route::Metrics,
             "/api/v1/streams" => return Route::Streams,
             "/api/v1/cluster" => return Route::Cluster,
+            "/readyz" => return Route::Ready,
+            "/api/v1/drain" => return Route::Drain,
+            "/api/v1/summary" => return Route::Summary,
             _ => {}
         }
         let mut parts = path.trim_start_matches('/').splitn(2, '/');
@@ -170,9 +191,11 @@ impl Route {
 pub fn reason(status: u16) -> &'static str {
     match status {
         200 => "OK",
+        202 => "Accepted",
         204 => "No Content",
         302 => "Found",
         400 => "Bad Request",
+        401 => "Unauthorized",
         403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
@@ -381,6 +404,29 @@ mod tests {
     }
 
     use super::*;
+
+    #[test]
+    fn a_drain_request_carries_its_bearer_token_and_no_body() {
+        let (r, _) =
+            parse_request(b"POST /api/v1/drain HTTP/1.1\r\nAuthorization: Bearer  s3cret \r\n\r\n")
+                .unwrap()
+                .unwrap();
+        assert_eq!(
+            (r.method, r.bearer.as_deref()),
+            (Method::Post, Some("s3cret"))
+        );
+        assert_eq!(Route::parse(&r.path), Route::Drain);
+        let (r, _) = parse_request(b"POST /x HTTP/1.1\r\nAuthorization: Basic dTpw\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(r.bearer, None, "only the Bearer scheme");
+        assert_eq!(
+            parse_request(b"POST /api/v1/drain HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello"),
+            Err(HttpError::BodyNotAccepted)
+        );
+        assert_eq!(Route::parse("/readyz"), Route::Ready);
+        assert_eq!(Route::parse("/api/v1/summary"), Route::Summary);
+    }
 
     #[test]
     fn pipelined_requests_at_every_split() {

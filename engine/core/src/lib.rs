@@ -34,6 +34,7 @@ pub mod access;
 pub mod admission;
 pub mod cluster;
 pub mod cpus;
+pub mod drain;
 pub mod flv;
 pub mod forward;
 pub mod gop;

@@ -265,6 +265,26 @@ pub struct Args {
     #[arg(long, value_name = "FILE")]
     pub upstream_ca: Option<PathBuf>,
 
+    /// The bearer token `POST /api/v1/drain` must carry (`Authorization: Bearer TOKEN`).
+    /// Without it, the drain endpoint answers 403 and only SIGTERM drains.
+    #[arg(long, value_name = "TOKEN")]
+    pub admin_token: Option<String>,
+
+    /// Drain (first SIGTERM, or POST /api/v1/drain): keep accepting this long after
+    /// /readyz turned 503, while load balancers take the node out; then close the listeners.
+    #[arg(long, value_name = "MS", default_value_t = 2_000)]
+    pub drain_accept_ms: u64,
+
+    /// Drain: exit this long after it began even if viewers or publishers remain (they are
+    /// closed). The process exits 0 as soon as nothing is left, whichever comes first.
+    #[arg(long, value_name = "S", default_value_t = 300)]
+    pub drain_timeout_s: u64,
+
+    /// Exit 0 once the node has held no stream and no viewer for this long (scale to zero).
+    /// A viewer waiting for a stream that has not started counts as present.
+    #[arg(long, value_name = "S")]
+    pub exit_when_idle_s: Option<u64>,
+
     /// Validate the configuration, print it, and exit.
     #[arg(long)]
     pub check: bool,
@@ -305,6 +325,10 @@ pub struct Config {
     pub origin_registry: bool,
     /// `--cluster-mode pull` on an origin: it pulls what the registry places elsewhere.
     pub cluster_pull: bool,
+    /// `--admin-token`.
+    pub admin_token: Option<String>,
+    /// `--drain-accept-ms`, `--drain-timeout-s`, `--exit-when-idle-s`.
+    pub drain: edge_core::drain::DrainConfig,
 }
 
 /// The registry settings.
@@ -552,6 +576,26 @@ impl Args {
                 })
             }
         };
+        let admin_token = match &self.admin_token {
+            Some(t) if t.len() < 16 || !t.bytes().all(|b| b.is_ascii_graphic()) => {
+                bail!("--admin-token: at least 16 printable characters, no spaces")
+            }
+            t => t.clone(),
+        };
+        if self.drain_accept_ms > 600_000 {
+            bail!("--drain-accept-ms must be at most 600000");
+        }
+        if !(1..=86_400).contains(&self.drain_timeout_s) {
+            bail!("--drain-timeout-s must be within 1..=86400");
+        }
+        if self.exit_when_idle_s == Some(0) {
+            bail!("--exit-when-idle-s must be at least 1");
+        }
+        let drain = edge_core::drain::DrainConfig {
+            accept_ms: self.drain_accept_ms,
+            timeout_ms: self.drain_timeout_s * 1000,
+            exit_when_idle_ms: self.exit_when_idle_s.map(|s| s.saturating_mul(1000)),
+        };
         let shards = cpus.len();
         Ok(Config {
             cpus,
@@ -593,6 +637,8 @@ impl Args {
             registry,
             origin_registry,
             cluster_pull,
+            admin_token,
+            drain,
         })
     }
 

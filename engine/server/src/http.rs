@@ -55,7 +55,7 @@ pub async fn serve(
                 }
             };
             match parsed {
-                Ok(Some((req, used))) => {
+                Ok(Some((mut req, used))) => {
                     pending.drain(..used);
                     shard.stats().http_requests.inc();
                     let route = Route::parse(&req.path);
@@ -78,6 +78,24 @@ pub async fn serve(
                             }
                             continue;
                         }
+                    }
+                    // Draining: every response ends its connection, and an HLS viewer's
+                    // next playlist is fetched from a peer.
+                    let draining = shard.stats.control.is_draining();
+                    if draining {
+                        req.keep_alive = false;
+                    }
+                    let migrate = match &route {
+                        Route::Playlist(key) if draining => {
+                            shard.drain_redirect(key, &req.path, req.query.as_deref())
+                        }
+                        _ => None,
+                    };
+                    if let Some(location) = migrate {
+                        shard.stats().drain_redirects.inc();
+                        let head = http::redirect_head(&location, false);
+                        let _ = write_bufs(&mut stream, vec![head]).await;
+                        return;
                     }
                     // Origin role: a stream another node holds is fetched there.
                     let elsewhere = match &route {
@@ -337,12 +355,55 @@ fn respond(shard: &Shard, req: &Request) -> (Vec<Bytes>, bool) {
         ),
         // HEAD of a live FLV stream: the head a GET would get, no body.
         (Method::Head, Route::Flv(_)) => return (vec![http::flv_response_head()], false),
+        (Method::Get | Method::Head, Route::Ready) if shard.stats.control.is_draining() => {
+            simple(503, "text/plain", "no-cache", "draining\n".into())
+        }
+        (Method::Get | Method::Head, Route::Ready) => {
+            simple(200, "text/plain", "no-cache", "ready\n".into())
+        }
+        (Method::Get | Method::Head, Route::Summary) => simple(
+            200,
+            "application/json",
+            "no-cache",
+            crate::drain::render_summary(&shard.stats.control, &shard.stats),
+        ),
+        (Method::Post, Route::Drain) => match &shard.config.admin_token {
+            None => simple(
+                403,
+                "text/plain",
+                "no-cache",
+                "no --admin-token is set: drain with SIGTERM\n".into(),
+            ),
+            Some(token) if bearer_matches(req.bearer.as_deref(), token) => {
+                shard.stats.control.request_drain();
+                info!(shard = %shard.id, "drain requested");
+                simple(202, "text/plain", "no-cache", "draining\n".into())
+            }
+            Some(_) => simple(
+                401,
+                "text/plain",
+                "no-cache",
+                "Authorization: Bearer <--admin-token> required\n".into(),
+            ),
+        },
         (Method::Get | Method::Head, _) => {
             simple(404, "text/plain", "no-cache", "not found\n".into())
         }
-        (Method::Other, _) => simple(405, "text/plain", "no-cache", "method not allowed\n".into()),
+        (Method::Other | Method::Post, _) => {
+            simple(405, "text/plain", "no-cache", "method not allowed\n".into())
+        }
     };
     (response, keep_alive)
+}
+
+/// Compares the presented token with the admin token in time independent of where they
+/// differ.
+fn bearer_matches(given: Option<&str>, token: &str) -> bool {
+    let Some(given) = given else {
+        return false;
+    };
+    let (a, b) = (given.as_bytes(), token.as_bytes());
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |d, (x, y)| d | (x ^ y)) == 0
 }
 
 /// An HTTP-FLV viewer, as its hooks are told about it.

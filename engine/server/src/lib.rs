@@ -17,6 +17,7 @@ pub mod config;
 pub mod conn;
 pub mod contain;
 pub mod dial;
+pub mod drain;
 pub mod hook;
 pub mod http;
 pub mod listen;
@@ -155,22 +156,30 @@ pub fn run() -> anyhow::Result<()> {
         .iter()
         .map(|(s, a)| format!("{}={a}", s.name()))
         .collect();
-    info!(shards, listening = %listening.join(" "), "edge-engine ready");
-    // One machine-readable line for scripts and tests.
-    println!("edge-engine ready {} shards={shards}", listening.join(" "));
-
     let mut signals = signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGINT,
         signal_hook::consts::SIGTERM,
         signal_hook::consts::SIGHUP,
     ])
     .context("installing signal handlers")?;
-    for sig in signals.forever() {
-        if sig != signal_hook::consts::SIGHUP {
-            info!(signal = sig, "stopping: closing listeners and sessions");
-            break;
-        }
-        // Read on this (the signal) thread, never a shard; open sessions keep their keys.
+    let (sig_tx, sig_rx) = mpsc::channel();
+    std::thread::Builder::new()
+        .name("edge-signals".into())
+        .spawn(move || {
+            for sig in signals.forever() {
+                if sig_tx.send(sig).is_err() {
+                    return;
+                }
+            }
+        })
+        .context("spawning the signal thread")?;
+    info!(shards, listening = %listening.join(" "), "edge-engine ready");
+    // One machine-readable line for scripts and tests.
+    println!("edge-engine ready {} shards={shards}", listening.join(" "));
+
+    // SIGTERM drains, SIGINT (or a second SIGTERM) stops at once, SIGHUP reloads.
+    drain::run_control(&stats.control, &stats, config.drain, &sig_rx, || {
+        // Read on this (the control) thread, never a shard; open sessions keep their keys.
         match &config.tls {
             Some(store) => match store.reload() {
                 Ok(()) => info!("SIGHUP: TLS certificate and key reloaded"),
@@ -178,7 +187,7 @@ pub fn run() -> anyhow::Result<()> {
             },
             None => info!("SIGHUP: nothing to reload (no --tls-cert)"),
         }
-    }
+    });
     mesh.request_shutdown();
     for t in threads {
         if t.join().is_err() {
@@ -267,6 +276,11 @@ async fn shard_main(ctx: ShardCtx, driver: &'static str) {
             .collect::<std::io::Result<Vec<_>>>(),
     };
     let listeners = match listeners.and_then(|ls| {
+        for l in &ls {
+            ctx.stats
+                .control
+                .add_listener(std::os::fd::AsRawFd::as_raw_fd(l));
+        }
         ls.into_iter()
             .map(monoio::net::TcpListener::from_std)
             .collect::<std::io::Result<Vec<_>>>()

@@ -147,7 +147,7 @@ async fn serve(
     }
 }
 
-/// Accepts until the shard stops. EMFILE/ENFILE and similar back off (never spin) and are
+/// Accepts until the shard stops, or a drain closes the listeners. EMFILE/ENFILE and similar back off (never spin) and are
 /// logged at most once per second with how many happened.
 pub async fn accept_loop(shard: Rc<Shard>, listener: TcpListener, service: Service) {
     let mut last_log_ms: Option<u64> = None;
@@ -190,6 +190,11 @@ pub async fn accept_loop(shard: Rc<Shard>, listener: TcpListener, service: Servi
                     shard.stats().http_connections_accepted.inc();
                 }
                 monoio::spawn(serve(Rc::clone(&shard), stream, peer, service, permit));
+            }
+            Err(_) if shard.stats.control.stopped_accepting() => {
+                // A drain shut the listener down; dropping it here closes it.
+                debug!(shard = %shard.id, ?service, "listener closed for the drain");
+                return;
             }
             Err(e) => {
                 shard.stats().accept_errors.inc();

@@ -449,7 +449,7 @@ impl Driver {
             flv_viewers: sum(|s| &s.flv_players),
             hls_viewers: sum(|s| &s.hls_viewers),
             egress_bps,
-            draining: false,
+            draining: self.stats.control.is_draining(),
         });
     }
 

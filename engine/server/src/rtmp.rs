@@ -91,6 +91,10 @@ pub async fn serve(
                 break format!("read error: {e}");
             }
         };
+        shard
+            .stats()
+            .bytes_in
+            .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
         let parsed = contain::peer_input(|| conn.handle_input(&buf[..n], &mut events));
         buf.clear();
         let protocol_error = match parsed {

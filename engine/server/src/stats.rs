@@ -52,6 +52,7 @@ counters! {
     frames_dropped: "counter", "Frames dropped by viewer queue overflow";
     slow_viewer_disconnects: "counter", "Viewers closed for staying over their queue limit";
     bytes_out: "counter", "Bytes written to viewers";
+    bytes_in: "counter", "Bytes read from RTMP connections (publishers, mostly) and upstream pulls";
     mesh_lagging: "counter", "Updates a replica shard missed because its channel was full";
     publish_rejected: "counter", "Publishes refused (BadName)";
     connection_errors: "counter", "Connections closed for a protocol error";
@@ -74,6 +75,7 @@ counters! {
     forwards_started: "counter", "Edge: publishes forwarded to an origin";
     forward_sessions: "gauge", "Edge: forwarding connections publishing to an origin now";
     cluster_redirects: "counter", "Cluster: plays sent to the node that holds the stream (RTMP 302, HTTP 302)";
+    drain_redirects: "counter", "Drain: HLS playlist requests sent to a peer node (302) while this node drains";
     tls_handshakes: "counter", "TLS handshakes completed (--https, --rtmps)";
     tls_handshake_failures: "counter", "TLS handshakes that failed or timed out";
     tls_handshake_timeouts: "counter", "TLS handshakes abandoned at --tls-handshake-timeout-ms";
@@ -189,6 +191,8 @@ pub struct Stats {
     pub arenas: Box<[OnceLock<Arc<crate::arena::Arena>>]>,
     /// The registry's state, with --registry.
     pub registry: OnceLock<Arc<crate::registry::RegistryStatus>>,
+    /// The drain and the machine-level gauges.
+    pub control: Arc<crate::drain::Control>,
 }
 
 /// One shard's owned streams, by key.
@@ -279,6 +283,7 @@ impl Stats {
             streams: (0..shards).map(|_| Mutex::new(BTreeMap::new())).collect(),
             arenas: (0..shards).map(|_| OnceLock::new()).collect(),
             registry: OnceLock::new(),
+            control: Arc::default(),
         }
     }
 
@@ -332,6 +337,7 @@ impl Stats {
         if let Some(r) = self.registry.get() {
             r.render_prometheus(&mut out);
         }
+        crate::drain::render_prometheus(&self.control, self, &mut out);
         let _ = writeln!(
             out,
             "# HELP edge_shard_info Shard placement, io driver and segment memory backing\n# TYPE edge_shard_info gauge"

@@ -228,6 +228,9 @@ async fn pull_session(
             Err(e) => return failed(LinkError::Read(e.to_string())),
         };
         p.view.upstream_bytes.fetch_add(n as u64, Relaxed);
+        p.stats.shards[p.shard.0]
+            .bytes_in
+            .fetch_add(n as u64, Relaxed);
         let protocol_error =
             match contain::peer_input(|| client.handle_input(&buf[..n], &mut events)) {
                 Ok(r) => r.err().map(|e| e.to_string()),

@@ -4,7 +4,7 @@
 
 use std::rc::Rc;
 
-use edge_core::cluster::{ClusterUpdate, NodeRecord};
+use edge_core::cluster::{ClusterUpdate, NodeRecord, Role};
 use edge_core::rtmp::chunk::PLAY_STREAM_ID;
 use edge_core::rtmp::server::status_message;
 use edge_core::upstream::OriginUrl;
@@ -43,10 +43,27 @@ impl Shard {
             return None;
         }
         let n = self.located_elsewhere(key)?;
-        Some(match query {
-            Some(q) if !q.is_empty() => format!("http://{}{path}?{q}", n.http),
-            _ => format!("http://{}{path}", n.http),
-        })
+        Some(same_request_at(&n.http, path, query))
+    }
+
+    /// Where a draining node sends an HLS viewer's next playlist request: on an edge, the
+    /// least-loaded other edge (it pulls the stream itself), else the holder; on an origin,
+    /// the holder when that is another node. Never a draining node. `None`: keep serving.
+    pub fn drain_redirect(
+        &self,
+        key: &StreamKey,
+        path: &str,
+        query: Option<&str>,
+    ) -> Option<String> {
+        self.registry.as_ref()?;
+        let view = self.cluster.borrow();
+        let holder = view.locate(key).filter(|n| !n.load.draining);
+        let to = if self.config.is_edge() {
+            view.by_load(Role::Edge).first().copied().or(holder)
+        } else {
+            holder
+        }?;
+        Some(same_request_at(&to.http, path, query))
     }
 
     /// The holder as an origin to pull `key` from (`--origin registry`, or an origin in
@@ -66,7 +83,7 @@ impl Shard {
             return Vec::new();
         }
         let view = self.cluster.borrow();
-        view.origins_by_load()
+        view.by_load(Role::Origin)
             .into_iter()
             .filter_map(|n| origin_url(&n.rtmp, key))
             .collect()
@@ -152,4 +169,12 @@ impl Shard {
 /// A node's advertised RTMP address as the origin of `key`'s app.
 fn origin_url(rtmp: &str, key: &StreamKey) -> Option<OriginUrl> {
     OriginUrl::parse(&format!("rtmp://{rtmp}/{}", key.app())).ok()
+}
+
+/// `path?query` on another node's HTTP address.
+fn same_request_at(http: &str, path: &str, query: Option<&str>) -> String {
+    match query {
+        Some(q) if !q.is_empty() => format!("http://{http}{path}?{q}"),
+        _ => format!("http://{http}{path}"),
+    }
 }

@@ -1,0 +1,288 @@
+//! The node's lifecycle, sans-IO: serving, draining, exiting. The engine's control thread
+//! feeds it what the node holds ([`Activity`], summed over shards) and the clock; it answers
+//! with what to do ([`LifecycleEffect`]).
+//!
+//! A drain, in steps:
+//! 1. [`Lifecycle::handle_drain`] (SIGTERM, or `POST /api/v1/drain`): [`LifecycleEffect::Draining`]
+//!    at once (readiness fails, the registry record says `draining`, HLS viewers are sent to a
+//!    peer on their next playlist request), accepting goes on for `accept_ms`.
+//! 2. Then [`LifecycleEffect::StopAccepting`]: the listeners close, new connections are
+//!    refused. Sessions already open stay.
+//! 3. [`LifecycleEffect::Exit`] once nothing is left ([`Activity::is_empty`]), or at
+//!    `timeout_ms` after the drain began, whichever comes first.
+//!
+//! Without a drain, `exit_when_idle_ms` ends a node that has held no stream and no viewer
+//! for that long (scale to zero).
+//!
+//! Must not: read a clock, touch sockets or signals, or decide anything per session.
+
+/// The lifecycle's settings (`--drain-accept-ms`, `--drain-timeout-s`, `--exit-when-idle-s`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DrainConfig {
+    pub accept_ms: u64,
+    pub timeout_ms: u64,
+    pub exit_when_idle_ms: Option<u64>,
+}
+
+/// What the node holds now, summed over its shards.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Activity {
+    /// Streams with an owner here: published, pulled, or waited for by a viewer.
+    pub streams: u64,
+    pub publishers: u64,
+    pub rtmp_viewers: u64,
+    pub flv_viewers: u64,
+    pub hls_viewers: u64,
+}
+
+impl Activity {
+    pub fn viewers(&self) -> u64 {
+        self.rtmp_viewers + self.flv_viewers + self.hls_viewers
+    }
+
+    /// No stream, no publisher, no viewer (a viewer waiting for a stream holds its owner,
+    /// so it counts as a stream).
+    pub fn is_empty(&self) -> bool {
+        self.streams == 0 && self.publishers == 0 && self.viewers() == 0
+    }
+}
+
+/// Why the node exits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitReason {
+    /// The drain finished: nothing was left.
+    Drained,
+    /// `--drain-timeout-s` passed with sessions still open.
+    DrainTimeout,
+    /// `--exit-when-idle-s` passed with nothing here.
+    Idle,
+}
+
+impl ExitReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExitReason::Drained => "drained",
+            ExitReason::DrainTimeout => "drain timeout",
+            ExitReason::Idle => "idle",
+        }
+    }
+}
+
+/// What the engine must do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LifecycleEffect {
+    /// The drain began: fail readiness, mark the node record, migrate HLS viewers.
+    Draining,
+    /// Close the listeners.
+    StopAccepting,
+    /// Stop the process, with status 0.
+    Exit(ExitReason),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Serving,
+    Draining { since_ms: u64, accepting: bool },
+    Exited,
+}
+
+/// The node's lifecycle.
+#[derive(Debug)]
+pub struct Lifecycle {
+    config: DrainConfig,
+    phase: Phase,
+    /// Since when the node has held nothing (ms), while it holds nothing.
+    idle_since_ms: Option<u64>,
+}
+
+impl Lifecycle {
+    pub fn new(config: DrainConfig, now_ms: u64) -> Self {
+        Self {
+            config,
+            phase: Phase::Serving,
+            idle_since_ms: Some(now_ms),
+        }
+    }
+
+    pub fn is_draining(&self) -> bool {
+        matches!(self.phase, Phase::Draining { .. })
+    }
+
+    /// How long the node has held nothing (ms); 0 while it holds something.
+    pub fn idle_ms(&self, now_ms: u64) -> u64 {
+        self.idle_since_ms.map_or(0, |t| now_ms.saturating_sub(t))
+    }
+
+    /// Begins a drain (a second request changes nothing: the engine ends a second signal
+    /// at once by itself).
+    pub fn handle_drain(&mut self, now_ms: u64, out: &mut Vec<LifecycleEffect>) {
+        if self.phase != Phase::Serving {
+            return;
+        }
+        self.phase = Phase::Draining {
+            since_ms: now_ms,
+            accepting: true,
+        };
+        out.push(LifecycleEffect::Draining);
+        if self.config.accept_ms == 0 {
+            self.handle_tick(now_ms, None, out);
+        }
+    }
+
+    /// The clock moved, and this is what the node holds (`None`: unchanged since the last
+    /// tick).
+    pub fn handle_tick(
+        &mut self,
+        now_ms: u64,
+        activity: Option<Activity>,
+        out: &mut Vec<LifecycleEffect>,
+    ) {
+        if let Some(a) = activity {
+            if a.is_empty() {
+                self.idle_since_ms.get_or_insert(now_ms);
+            } else {
+                self.idle_since_ms = None;
+            }
+        }
+        match self.phase {
+            Phase::Serving => {
+                let idle_for = self.idle_since_ms.map(|t| now_ms.saturating_sub(t));
+                if let (Some(limit), Some(idle)) = (self.config.exit_when_idle_ms, idle_for) {
+                    if idle >= limit {
+                        self.exit(ExitReason::Idle, out);
+                    }
+                }
+            }
+            Phase::Draining {
+                since_ms,
+                accepting,
+            } => {
+                let elapsed = now_ms.saturating_sub(since_ms);
+                if accepting && elapsed >= self.config.accept_ms {
+                    self.phase = Phase::Draining {
+                        since_ms,
+                        accepting: false,
+                    };
+                    out.push(LifecycleEffect::StopAccepting);
+                }
+                if self.phase
+                    == (Phase::Draining {
+                        since_ms,
+                        accepting: false,
+                    })
+                {
+                    if self.idle_since_ms.is_some() {
+                        self.exit(ExitReason::Drained, out);
+                    } else if elapsed >= self.config.timeout_ms {
+                        self.exit(ExitReason::DrainTimeout, out);
+                    }
+                }
+            }
+            Phase::Exited => {}
+        }
+    }
+
+    fn exit(&mut self, reason: ExitReason, out: &mut Vec<LifecycleEffect>) {
+        self.phase = Phase::Exited;
+        out.push(LifecycleEffect::Exit(reason));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(idle: Option<u64>) -> DrainConfig {
+        DrainConfig {
+            accept_ms: 2000,
+            timeout_ms: 300_000,
+            exit_when_idle_ms: idle,
+        }
+    }
+
+    fn busy() -> Activity {
+        Activity {
+            streams: 1,
+            rtmp_viewers: 3,
+            ..Activity::default()
+        }
+    }
+
+    #[test]
+    fn a_drain_keeps_accepting_then_stops_and_exits_when_the_last_viewer_leaves() {
+        let mut l = Lifecycle::new(config(None), 0);
+        let mut out = Vec::new();
+        l.handle_tick(100, Some(busy()), &mut out);
+        l.handle_drain(1000, &mut out);
+        assert_eq!(out, [LifecycleEffect::Draining]);
+        assert!(l.is_draining());
+        out.clear();
+        l.handle_drain(1500, &mut out);
+        l.handle_tick(2999, Some(busy()), &mut out);
+        assert!(out.is_empty(), "still accepting: {out:?}");
+        l.handle_tick(3000, None, &mut out);
+        assert_eq!(out, [LifecycleEffect::StopAccepting]);
+        out.clear();
+        l.handle_tick(60_000, Some(busy()), &mut out);
+        assert!(out.is_empty(), "viewers stay");
+        l.handle_tick(60_050, Some(Activity::default()), &mut out);
+        assert_eq!(out, [LifecycleEffect::Exit(ExitReason::Drained)]);
+        out.clear();
+        l.handle_tick(70_000, None, &mut out);
+        assert!(out.is_empty(), "once");
+    }
+
+    #[test]
+    fn an_empty_node_still_waits_out_the_accept_window_and_a_full_one_times_out() {
+        let mut l = Lifecycle::new(config(None), 0);
+        let mut out = Vec::new();
+        l.handle_drain(0, &mut out);
+        l.handle_tick(1999, Some(Activity::default()), &mut out);
+        assert_eq!(out, [LifecycleEffect::Draining], "load balancers take time");
+        l.handle_tick(2000, None, &mut out);
+        assert_eq!(
+            out[1..],
+            [
+                LifecycleEffect::StopAccepting,
+                LifecycleEffect::Exit(ExitReason::Drained)
+            ]
+        );
+
+        let mut l = Lifecycle::new(config(None), 0);
+        let mut out = Vec::new();
+        l.handle_drain(0, &mut out);
+        l.handle_tick(299_999, Some(busy()), &mut out);
+        assert!(!out.contains(&LifecycleEffect::Exit(ExitReason::DrainTimeout)));
+        l.handle_tick(300_000, None, &mut out);
+        assert_eq!(
+            out.last(),
+            Some(&LifecycleEffect::Exit(ExitReason::DrainTimeout))
+        );
+    }
+
+    #[test]
+    fn an_idle_node_exits_after_the_idle_period_and_not_while_anything_is_here() {
+        let mut l = Lifecycle::new(config(Some(10_000)), 0);
+        let mut out = Vec::new();
+        l.handle_tick(5000, Some(Activity::default()), &mut out);
+        assert_eq!(l.idle_ms(5000), 5000, "idle since start");
+        // A viewer waits for a stream that is not here yet: its owner counts.
+        let waiting = Activity {
+            streams: 1,
+            ..Activity::default()
+        };
+        l.handle_tick(9000, Some(waiting), &mut out);
+        l.handle_tick(30_000, Some(waiting), &mut out);
+        assert!(out.is_empty());
+        assert_eq!(l.idle_ms(30_000), 0);
+        l.handle_tick(31_000, Some(Activity::default()), &mut out);
+        l.handle_tick(40_999, None, &mut out);
+        assert!(out.is_empty());
+        l.handle_tick(41_000, None, &mut out);
+        assert_eq!(out, [LifecycleEffect::Exit(ExitReason::Idle)]);
+        // Without the flag, never.
+        let mut l = Lifecycle::new(config(None), 0);
+        l.handle_tick(u64::MAX / 2, Some(Activity::default()), &mut out);
+        assert_eq!(out.len(), 1);
+    }
+}
