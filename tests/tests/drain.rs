@@ -209,3 +209,59 @@ fn exit_when_idle_waits_for_a_viewer_that_waits_for_its_stream() {
         left.elapsed().as_millis()
     );
 }
+
+#[test]
+fn a_draining_edge_sends_its_hls_viewers_to_a_peer_edge_with_their_next_playlist() {
+    let redis = Redis::start();
+    let url = redis.url();
+    let node = |id: &str, extra: &[&str]| {
+        let mut args = vec!["--cores", "1", "--registry", &url, "--node-id", id];
+        args.extend_from_slice(extra);
+        Engine::start(&args)
+    };
+    let origin = node("o", &[]);
+    let mut e1 = node("e1", &["--origin", "registry", "--drain-accept-ms", "4000"]);
+    let e2 = node("e2", &["--origin", "registry"]);
+    let _publisher = publish_loop(&origin.rtmp_url("live/cam"));
+    eventually("the stream to be placed", Duration::from_secs(20), || {
+        redis.cli(&["GET", "edge:stream:live/cam"]) == "o"
+    });
+    eventually("e1 to know e2", Duration::from_secs(20), || {
+        let c = String::from_utf8_lossy(&http_get(e1.http, "/api/v1/cluster").body).into_owned();
+        c.contains("\"id\":\"e2\"")
+    });
+    // An HLS viewer on e1: playlists and segments served there.
+    eventually("e1 to serve the playlist", Duration::from_secs(30), || {
+        status(e1.http, "/live/cam.m3u8?token=abc") == 200
+    });
+    e1.signal(libc::SIGTERM);
+    eventually("/readyz to fail", Duration::from_secs(5), || {
+        status(e1.http, "/readyz") == 503
+    });
+    // Its next playlist request goes to e2, query kept; segments already listed stay here.
+    let moved = http_get(e1.http, "/live/cam.m3u8?token=abc");
+    assert_eq!(moved.status(), 302, "{}", moved.head);
+    let location = format!("Location: http://{}/live/cam.m3u8?token=abc\r\n", e2.http);
+    assert!(moved.head.contains(&location), "{}", moved.head);
+    assert_eq!(e1.metrics().sum("drain_redirects"), 1);
+    // Followed, as a player does: e2 pulls the stream once and serves a playlist whose
+    // segments ffprobe decodes.
+    let playlist = http_get(e2.http, "/live/cam.m3u8?token=abc");
+    assert_eq!(playlist.status(), 200, "{}", playlist.head);
+    let (segments, _) = parse_playlist(&String::from_utf8_lossy(&playlist.body));
+    let first = &segments.first().expect("a segment").0;
+    let packets = probe_packets(&e2.http_url(&format!("/live/{first}")));
+    assert!(
+        packets.iter().any(|p| p.3),
+        "a keyframe in {} packets",
+        packets.len()
+    );
+    assert_eq!(
+        e2.metrics().sum("upstream_pulls_started"),
+        1,
+        "e2 pulled it"
+    );
+    // e1 holds nothing more once the edge pull idles out: it exits 0 by itself.
+    let exit = e1.wait_exit(Duration::from_secs(60));
+    assert!(exit.is_some_and(|s| s.success()), "{exit:?}");
+}
