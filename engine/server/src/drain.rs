@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use edge_core::drain::{Activity, DrainConfig, Lifecycle, LifecycleEffect};
 use tracing::{info, warn};
 
-use crate::stats::{ShardStats, Stats};
+use crate::stats::Stats;
 
 /// How often the control loop looks at the node.
 pub const TICK: Duration = Duration::from_millis(50);
@@ -79,19 +79,12 @@ impl Control {
 
 /// What the node holds, summed over the shards.
 pub fn activity(stats: &Stats) -> Activity {
-    let sum = |f: fn(&ShardStats) -> &AtomicU64| -> u64 {
-        stats
-            .shards
-            .iter()
-            .map(|s| f(s).load(Ordering::Relaxed))
-            .sum()
-    };
     Activity {
-        streams: sum(|s| &s.streams_owned),
-        publishers: sum(|s| &s.publishers),
-        rtmp_viewers: sum(|s| &s.rtmp_players),
-        flv_viewers: sum(|s| &s.flv_players),
-        hls_viewers: sum(|s| &s.hls_viewers),
+        streams: stats.sum(|s| &s.streams_owned),
+        publishers: stats.sum(|s| &s.publishers),
+        rtmp_viewers: stats.sum(|s| &s.rtmp_players),
+        flv_viewers: stats.sum(|s| &s.flv_players),
+        hls_viewers: stats.sum(|s| &s.hls_viewers),
     }
 }
 
@@ -123,17 +116,10 @@ pub fn run_control(
     let start = Instant::now();
     let now_ms = || start.elapsed().as_millis() as u64;
     let mut life = Lifecycle::new(config, now_ms());
-    let bytes = |f: fn(&ShardStats) -> &AtomicU64| -> u64 {
-        stats
-            .shards
-            .iter()
-            .map(|s| f(s).load(Ordering::Relaxed))
-            .sum()
-    };
     let mut rates = Rates {
         at: Instant::now(),
-        out: bytes(|s| &s.bytes_out),
-        inp: bytes(|s| &s.bytes_in),
+        out: stats.sum(|s| &s.bytes_out),
+        inp: stats.sum(|s| &s.bytes_in),
     };
     let mut fx = Vec::new();
     loop {
@@ -167,7 +153,7 @@ pub fn run_control(
             .store(life.idle_ms(now) / 1000, Ordering::Relaxed);
         let elapsed = rates.at.elapsed();
         if elapsed >= Duration::from_secs(1) {
-            let (out, inp) = (bytes(|s| &s.bytes_out), bytes(|s| &s.bytes_in));
+            let (out, inp) = (stats.sum(|s| &s.bytes_out), stats.sum(|s| &s.bytes_in));
             let bps = |now: u64, before: u64| {
                 (now.saturating_sub(before) as f64 * 8.0 / elapsed.as_secs_f64()) as u64
             };

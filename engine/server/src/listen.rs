@@ -147,8 +147,8 @@ async fn serve(
     }
 }
 
-/// Accepts until the shard stops, or a drain closes the listeners. EMFILE/ENFILE and similar back off (never spin) and are
-/// logged at most once per second with how many happened.
+/// Accepts until the shard stops, or a drain closes the listeners. EMFILE/ENFILE and similar
+/// back off (never spin) and are logged at most once per second with how many happened.
 pub async fn accept_loop(shard: Rc<Shard>, listener: TcpListener, service: Service) {
     let mut last_log_ms: Option<u64> = None;
     let mut suppressed = 0u64;

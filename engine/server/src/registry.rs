@@ -246,7 +246,6 @@ pub fn start(
         cluster_dirty: false,
         rendered_at: 0,
         start: Instant::now(),
-        egress: (0, 0),
     };
     std::thread::Builder::new()
         .name("edge-registry".into())
@@ -276,8 +275,6 @@ struct Driver {
     cluster_dirty: bool,
     rendered_at: u64,
     start: Instant,
-    /// (ms, bytes_out) at the last load sample.
-    egress: (u64, u64),
 }
 
 impl Driver {
@@ -325,7 +322,7 @@ impl Driver {
                 Err(RecvTimeoutError::Disconnected) => return,
             }
             let now = self.now();
-            self.sample_load(now);
+            self.sample_load();
             self.session.handle_timeout(now, &mut fx);
             while !fx.is_empty() {
                 for e in std::mem::take(&mut fx) {
@@ -425,31 +422,18 @@ impl Driver {
     }
 
     /// The node's load from the shards' counters.
-    fn sample_load(&mut self, now: u64) {
-        let sum = |f: fn(&crate::stats::ShardStats) -> &AtomicU64| -> u64 {
-            self.stats
-                .shards
-                .iter()
-                .map(|s| f(s).load(Ordering::Relaxed))
-                .sum()
-        };
-        let bytes = sum(|s| &s.bytes_out);
-        let (at, before) = self.egress;
-        let egress_bps = if now > at && at > 0 {
-            bytes.saturating_sub(before) * 8 * 1000 / (now - at)
-        } else {
-            0
-        };
-        if now >= at + 1000 || at == 0 {
-            self.egress = (now.max(1), bytes);
-        }
+    /// The node's load: the same sums and egress rate the control loop keeps for the
+    /// machine-level gauges.
+    fn sample_load(&mut self) {
+        let a = crate::drain::activity(&self.stats);
+        let control = &self.stats.control;
         self.session.set_load(Load {
-            streams: sum(|s| &s.streams_owned),
-            rtmp_viewers: sum(|s| &s.rtmp_players),
-            flv_viewers: sum(|s| &s.flv_players),
-            hls_viewers: sum(|s| &s.hls_viewers),
-            egress_bps,
-            draining: self.stats.control.is_draining(),
+            streams: a.streams,
+            rtmp_viewers: a.rtmp_viewers,
+            flv_viewers: a.flv_viewers,
+            hls_viewers: a.hls_viewers,
+            egress_bps: control.egress_bps.load(Ordering::Relaxed),
+            draining: control.is_draining(),
         });
     }
 

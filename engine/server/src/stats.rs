@@ -314,6 +314,14 @@ impl Stats {
         format!("{{\"streams\":[{}]}}\n", items.join(","))
     }
 
+    /// One counter or gauge summed over the shards.
+    pub fn sum(&self, field: fn(&ShardStats) -> &AtomicU64) -> u64 {
+        self.shards
+            .iter()
+            .map(|s| field(s).load(Ordering::Relaxed))
+            .sum()
+    }
+
     /// Prometheus text exposition, one series per shard.
     pub fn render_prometheus(&self) -> String {
         let mut out = String::with_capacity(4096);

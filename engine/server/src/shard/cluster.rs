@@ -55,15 +55,15 @@ impl Shard {
         path: &str,
         query: Option<&str>,
     ) -> Option<String> {
-        self.registry.as_ref()?;
-        let view = self.cluster.borrow();
-        let holder = view.locate(key).filter(|n| !n.load.draining);
-        let to = if self.config.is_edge() {
-            view.by_load(Role::Edge).first().copied().or(holder)
+        let holder = self.located_elsewhere(key).filter(|n| !n.load.draining);
+        let peer = if self.config.is_edge() {
+            let view = self.cluster.borrow();
+            view.by_load(Role::Edge).first().map(|n| n.http.clone())
         } else {
-            holder
-        }?;
-        Some(same_request_at(&to.http, path, query))
+            None
+        };
+        let to = peer.or(holder.map(|n| n.http))?;
+        Some(same_request_at(&to, path, query))
     }
 
     /// The holder as an origin to pull `key` from (`--origin registry`, or an origin in
