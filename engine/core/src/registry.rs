@@ -408,17 +408,10 @@ impl RegistrySession {
             return;
         }
         let mut buf = Vec::new();
-        let id = self.me.id.clone();
         for stream in local.keys() {
-            let key = format!("edge:stream:{}", stream.as_str());
-            self.eval(
-                UNREGISTER,
-                &[&key],
-                &[&id, stream.as_str()],
-                Pending::Unregister,
-                &mut buf,
-            );
+            self.unregister_command(stream, &mut buf);
         }
+        let id = self.me.id.clone();
         let node = format!("edge:node:{id}");
         self.send(&["DEL", &node], Pending::Node, &mut buf);
         self.send(&["SREM", "edge:nodes", &id], Pending::Node, &mut buf);
@@ -451,14 +444,7 @@ impl RegistrySession {
             return;
         }
         let mut buf = Vec::new();
-        let key = format!("edge:stream:{}", stream.as_str());
-        self.eval(
-            UNREGISTER,
-            &[&key],
-            &[&self.me.id.clone(), stream.as_str()],
-            Pending::Unregister,
-            &mut buf,
-        );
+        self.unregister_command(stream, &mut buf);
         out.push(RegistryEffect::Send(buf));
     }
 
@@ -486,6 +472,18 @@ impl RegistrySession {
             &[&key],
             &[&id, &ttl, stream.as_str()],
             Pending::Register(stream.clone()),
+            buf,
+        );
+    }
+
+    fn unregister_command(&mut self, stream: &StreamKey, buf: &mut Vec<u8>) {
+        let key = format!("edge:stream:{}", stream.as_str());
+        let id = self.me.id.clone();
+        self.eval(
+            UNREGISTER,
+            &[&key],
+            &[&id, stream.as_str()],
+            Pending::Unregister,
             buf,
         );
     }
@@ -595,6 +593,24 @@ mod tests {
         all
     }
 
+    fn bulk(t: &str) -> Value {
+        Value::Bulk(Some(t.as_bytes().to_vec()))
+    }
+
+    /// What a refused registration of `stream` (held by `holder`) produces.
+    fn conflict(stream: &str, holder: &str) -> [RegistryEffect; 2] {
+        [
+            RegistryEffect::Note(RegistryNote::Conflict {
+                stream: key(stream),
+                holder: holder.into(),
+            }),
+            RegistryEffect::Update(ClusterUpdate::Conflict {
+                stream: key(stream),
+                holder: holder.into(),
+            }),
+        ]
+    }
+
     fn up(s: &mut RegistrySession, now: u64) -> Vec<RegistryEffect> {
         let mut out = Vec::new();
         s.handle_timeout(now, &mut out);
@@ -665,22 +681,25 @@ mod tests {
         s.register(key("cam"), &mut out);
         s.register(key("dup"), &mut out);
         out.clear();
-        let b = |t: &str| Value::Bulk(Some(t.as_bytes().to_vec()));
         let mut other = me();
         other.id = "b".into();
         let replies = [
             Value::Simple("OK".into()),
             Value::Integer(1),
-            Value::Array(Some(vec![b(&me().encode()), b(&other.encode()), b("junk")])),
             Value::Array(Some(vec![
-                b("live/x"),
-                b("b"),
-                b("bad key"),
-                b("b"),
-                b("live/y"),
+                bulk(&me().encode()),
+                bulk(&other.encode()),
+                bulk("junk"),
             ])),
-            b(""),
-            b("b"),
+            Value::Array(Some(vec![
+                bulk("live/x"),
+                bulk("b"),
+                bulk("bad key"),
+                bulk("b"),
+                bulk("live/y"),
+            ])),
+            bulk(""),
+            bulk("b"),
         ];
         for r in replies {
             s.handle_reply(r, &mut out);
@@ -691,15 +710,10 @@ mod tests {
                 RegistryEffect::Update(ClusterUpdate::Nodes(vec![me(), other])),
                 RegistryEffect::Update(ClusterUpdate::Streams(vec![(key("x"), "b".into())])),
                 RegistryEffect::Note(RegistryNote::Registered(key("cam"))),
-                RegistryEffect::Note(RegistryNote::Conflict {
-                    stream: key("dup"),
-                    holder: "b".into()
-                }),
-                RegistryEffect::Update(ClusterUpdate::Conflict {
-                    stream: key("dup"),
-                    holder: "b".into()
-                }),
             ]
+            .into_iter()
+            .chain(conflict("dup", "b"))
+            .collect::<Vec<_>>()
         );
         assert_eq!(s.local_streams(), 1);
         assert_eq!(s.counters.conflicts, 1);
@@ -771,26 +785,13 @@ mod tests {
         assert_eq!(named.len(), 1000);
         // A refresh can find a stream taken over while Redis had forgotten it.
         let mut out = Vec::new();
-        let b = |t: &str| Value::Bulk(Some(t.as_bytes().to_vec()));
         s.pending.clear();
         s.expect(Pending::Refresh);
         s.handle_reply(
-            Value::Array(Some(vec![b("live/s7"), b("b"), b("live/none")])),
+            Value::Array(Some(vec![bulk("live/s7"), bulk("b"), bulk("live/none")])),
             &mut out,
         );
-        assert_eq!(
-            out,
-            [
-                RegistryEffect::Note(RegistryNote::Conflict {
-                    stream: key("s7"),
-                    holder: "b".into()
-                }),
-                RegistryEffect::Update(ClusterUpdate::Conflict {
-                    stream: key("s7"),
-                    holder: "b".into()
-                }),
-            ]
-        );
+        assert_eq!(out, conflict("s7", "b"));
         assert_eq!(s.local_streams(), 999);
         out.clear();
         s.unregister(&key("s1"), &mut out);
@@ -828,10 +829,17 @@ mod tests {
                 }),
             ]
         );
-        let b = |t: &str| Value::Bulk(Some(t.as_bytes().to_vec()));
-        let push = Value::Array(Some(vec![b("message"), b(CHANNEL), b("up live/cam b")]));
+        let push = Value::Array(Some(vec![
+            bulk("message"),
+            bulk(CHANNEL),
+            bulk("up live/cam b"),
+        ]));
         assert_eq!(channel_message(&push), Some(&b"up live/cam b"[..]));
-        let other = Value::Array(Some(vec![b("subscribe"), b(CHANNEL), Value::Integer(1)]));
+        let other = Value::Array(Some(vec![
+            bulk("subscribe"),
+            bulk(CHANNEL),
+            Value::Integer(1),
+        ]));
         assert_eq!(channel_message(&other), None);
     }
 
