@@ -1216,6 +1216,29 @@ fn strict_relay(
     let _ = client.shutdown(std::net::Shutdown::Both);
 }
 
+/// An RTMP viewer of `app/stream` at `addr` on its own thread, until `deadline` (or the
+/// server ends it): media frames counted into the returned counter as they come, its log at
+/// the end.
+pub fn watch(
+    addr: SocketAddr,
+    path: &str,
+    deadline: Duration,
+) -> (Arc<AtomicU64>, std::thread::JoinHandle<PlayLog>) {
+    let progress = Arc::new(AtomicU64::new(0));
+    let p = Arc::clone(&progress);
+    let (app, stream) = path.split_once('/').expect("app/stream");
+    let (app, stream) = (app.to_string(), stream.to_string());
+    let t = std::thread::spawn(move || {
+        let opts = PlayOpts {
+            deadline,
+            until_status: None,
+            ..PlayOpts::default()
+        };
+        play_rtmp(addr, &app, &stream, &opts, Some(&p))
+    });
+    (progress, t)
+}
+
 /// A publisher on edge-core's client, for synthetic streams (enhanced RTMP, odd timing).
 pub struct Publisher {
     sock: TcpStream,

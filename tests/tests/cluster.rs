@@ -37,25 +37,6 @@ fn wait_placed(e: &Engine, stream: &str, id: &str) {
     );
 }
 
-/// A viewer on its own thread: frames counted as they come, its log at the end.
-fn watch(
-    e: &Engine,
-    stream: &str,
-    seconds: u64,
-) -> (Arc<AtomicU64>, std::thread::JoinHandle<PlayLog>) {
-    let progress = Arc::new(AtomicU64::new(0));
-    let (addr, stream, p) = (e.rtmp, stream.to_string(), Arc::clone(&progress));
-    let t = std::thread::spawn(move || {
-        let opts = PlayOpts {
-            deadline: Duration::from_secs(seconds),
-            until_status: None,
-            ..PlayOpts::default()
-        };
-        play_rtmp(addr, "live", &stream, &opts, Some(&p))
-    });
-    (progress, t)
-}
-
 fn grows(progress: &AtomicU64, what: &str) {
     let before = progress.load(Ordering::Relaxed);
     eventually(what, Duration::from_secs(20), || {
@@ -104,8 +85,8 @@ fn origins_register_redirect_and_refuse_duplicates_and_an_edge_pulls_from_the_ho
     // An edge that finds origins through the registry: one pull, to a.
     let edge = node(&redis, "e", &["--origin", "registry"]);
     let plays_at_a = a.metrics().sum("rtmp_play_requests");
-    let (p1, v1) = watch(&edge, "cam", 8);
-    let (p2, v2) = watch(&edge, "cam", 8);
+    let (p1, v1) = watch(edge.rtmp, "live/cam", Duration::from_secs(8));
+    let (p2, v2) = watch(edge.rtmp, "live/cam", Duration::from_secs(8));
     grows(&p1, "edge viewer 1 to get media");
     grows(&p2, "edge viewer 2 to get media");
     let (l1, l2) = (v1.join().unwrap(), v2.join().unwrap());
@@ -143,7 +124,7 @@ fn when_the_holder_dies_the_edge_follows_the_republish_and_viewers_stay() {
     let publisher = publish_loop(&a.rtmp_url("live/cam"));
     wait_placed(&edge, "live/cam", "a");
     // Long enough to see the whole failover; it ends by its deadline, still connected.
-    let (progress, viewer) = watch(&edge, "cam", 25);
+    let (progress, viewer) = watch(edge.rtmp, "live/cam", Duration::from_secs(25));
     grows(&progress, "the edge viewer to get media from a");
 
     a.kill();
@@ -204,7 +185,7 @@ fn a_redis_outage_leaves_media_alone_and_registrations_come_back() {
     let a = node(&redis, "a", &[]);
     let _publisher = publish_loop(&a.rtmp_url("live/cam"));
     wait_placed(&a, "live/cam", "a");
-    let (progress, viewer) = watch(&a, "cam", 30);
+    let (progress, viewer) = watch(a.rtmp, "live/cam", Duration::from_secs(30));
     grows(&progress, "the viewer to get media");
 
     redis.kill();
@@ -252,8 +233,8 @@ fn an_origin_in_pull_mode_pulls_a_stream_held_elsewhere_once_for_every_protocol(
 
     // RTMP viewers on both of b's shards, an HTTP-FLV viewer and an HLS playlist: all served
     // by b, from one pull to a.
-    let (p1, v1) = watch(&b, "cam", 8);
-    let (p2, v2) = watch(&b, "cam", 8);
+    let (p1, v1) = watch(b.rtmp, "live/cam", Duration::from_secs(8));
+    let (p2, v2) = watch(b.rtmp, "live/cam", Duration::from_secs(8));
     grows(&p1, "b's viewer 1 to get media");
     grows(&p2, "b's viewer 2 to get media");
     let (bytes, stop) = (
@@ -346,7 +327,7 @@ fn an_edge_publish_lands_on_the_least_loaded_origin_and_a_stopping_origin_leaves
         || redis.cli(&["GET", "edge:stream:live/fwd"]) == "b",
     );
     assert_eq!(edge.metrics().sum("forwards_started"), 1);
-    let (progress, viewer) = watch(&b, "fwd", 4);
+    let (progress, viewer) = watch(b.rtmp, "live/fwd", Duration::from_secs(4));
     grows(&progress, "the forwarded stream to play at b");
     assert!(viewer.join().unwrap().video > 0);
 

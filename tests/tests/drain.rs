@@ -41,16 +41,7 @@ fn refused(addr: SocketAddr) -> bool {
 fn sigterm_drains_viewers_stay_listeners_close_and_the_last_viewer_leaving_ends_it() {
     let mut e = Engine::start(&["--cores", "2", "--drain-accept-ms", "3000"]);
     let publisher = publish_loop(&e.rtmp_url("live/cam"));
-    let rtmp = Arc::new(AtomicU64::new(0));
-    let (addr, p) = (e.rtmp, Arc::clone(&rtmp));
-    let viewer = std::thread::spawn(move || {
-        let opts = PlayOpts {
-            deadline: Duration::from_secs(14),
-            until_status: None,
-            ..PlayOpts::default()
-        };
-        play_rtmp(addr, "live", "cam", &opts, Some(&p))
-    });
+    let (rtmp, viewer) = watch(e.rtmp, "live/cam", Duration::from_secs(14));
     let (flv, stop_flv) = (
         Arc::new(AtomicU64::new(0)),
         Arc::new(AtomicBool::new(false)),
@@ -186,15 +177,7 @@ fn exit_when_idle_waits_for_a_viewer_that_waits_for_its_stream() {
         "60000",
     ]);
     // A viewer waits 5 s for a stream nobody publishes: the node is not idle meanwhile.
-    let addr = e.rtmp;
-    let viewer = std::thread::spawn(move || {
-        let opts = PlayOpts {
-            deadline: Duration::from_secs(5),
-            until_status: None,
-            ..PlayOpts::default()
-        };
-        play_rtmp(addr, "live", "later", &opts, None)
-    });
+    let (_, viewer) = watch(e.rtmp, "live/later", Duration::from_secs(5));
     let log = viewer.join().unwrap();
     assert!(
         log.started || log.statuses.iter().any(|s| s.contains("Play")),

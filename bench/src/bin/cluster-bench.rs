@@ -20,13 +20,13 @@
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use edge_core::registry::{channel_message, CHANNEL};
 use edge_core::resp::{self, Decoder};
-use tests::{eventually, play_rtmp, publish_loop, Engine, PlayOpts, Redis};
+use tests::{eventually, publish_loop, watch, Engine, Redis};
 
 /// `edge:events` messages with the moment each arrived.
 type Events = Arc<Mutex<Vec<(Instant, String)>>>;
@@ -108,16 +108,7 @@ fn converge(runs: usize) {
         "e",
         &["--origin", "registry", "--republish-grace-ms", "600000"],
     );
-    let progress = Arc::new(AtomicU64::new(0));
-    let (addr, p) = (edge.rtmp, Arc::clone(&progress));
-    let viewer = std::thread::spawn(move || {
-        let opts = PlayOpts {
-            deadline: Duration::from_secs(3600),
-            until_status: None,
-            ..PlayOpts::default()
-        };
-        play_rtmp(addr, "live", "cam", &opts, Some(&p))
-    });
+    let (progress, viewer) = watch(edge.rtmp, "live/cam", Duration::from_secs(3600));
     let (mut to_pull, mut to_media) = (Vec::new(), Vec::new());
     let mut publisher = None;
     for run in 0..runs {
@@ -194,17 +185,8 @@ fn resolve(runs: usize) {
         } else {
             node(&redis, "e", &["--origin", &fixed])
         };
-        let progress = Arc::new(AtomicU64::new(0));
-        let (addr, p) = (edge.rtmp, Arc::clone(&progress));
         let asked = Instant::now();
-        let viewer = std::thread::spawn(move || {
-            let opts = PlayOpts {
-                deadline: Duration::from_secs(20),
-                until_status: None,
-                ..PlayOpts::default()
-            };
-            play_rtmp(addr, "live", "cam", &opts, Some(&p))
-        });
+        let (progress, viewer) = watch(edge.rtmp, "live/cam", Duration::from_secs(20));
         while progress.load(Ordering::Relaxed) == 0 && asked.elapsed() < Duration::from_secs(20) {
             std::thread::sleep(Duration::from_micros(200));
         }
