@@ -70,8 +70,10 @@ impl Control {
             .unwrap_or_else(|e| e.into_inner())
             .iter()
         {
-            // SAFETY: shutdown(2) on a descriptor this process owns for its whole life (the
-            // listeners are closed only when their shard's runtime ends, after this loop).
+            // SAFETY: shutdown(2) has no memory effects. Every listener is still open here:
+            // one closes only when its accept loop ends, which is after this call (the loop
+            // ends on the error this shutdown causes) or at process shutdown, and this runs
+            // once, so no descriptor number reused since is touched.
             unsafe { libc::shutdown(*fd, libc::SHUT_RD) };
         }
     }
