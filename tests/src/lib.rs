@@ -203,7 +203,13 @@ impl Engine {
     /// Counters by (name without `edge_`, shard); a series with labels besides the shard is
     /// named with them: `access_denied_total{action="play",reason="expired"}`.
     pub fn metrics(&self) -> Metrics {
-        let body = http_get(self.http, "/metrics").body;
+        self.try_metrics().unwrap()
+    }
+
+    /// [`Engine::metrics`], with the error of a request the engine refused or closed (at its
+    /// connection limit, for one) instead of a panic.
+    pub fn try_metrics(&self) -> std::io::Result<Metrics> {
+        let body = try_http_get(self.http, "/metrics")?.body;
         let mut m = HashMap::new();
         for line in String::from_utf8_lossy(&body).lines() {
             let Some(rest) = line.strip_prefix("edge_") else {
@@ -226,10 +232,12 @@ impl Engine {
                 m.insert((name, shard), value);
             }
         }
-        Metrics(m)
+        Ok(Metrics(m))
     }
 
     /// Polls the counters until `pred` holds; panics with the last counters after `timeout`.
+    /// A /metrics request the engine refuses (a test that fills its connection limit) is
+    /// retried like a false `pred`.
     pub fn wait_for(
         &self,
         what: &str,
@@ -238,10 +246,10 @@ impl Engine {
     ) -> Metrics {
         let deadline = Instant::now() + timeout;
         loop {
-            let m = self.metrics();
-            if pred(&m) {
-                return m;
-            }
+            let m = match self.try_metrics() {
+                Ok(m) if pred(&m) => return m,
+                other => other,
+            };
             assert!(
                 Instant::now() < deadline,
                 "timed out waiting for {what}: {m:?}"
@@ -391,16 +399,20 @@ impl Response {
 
 /// `GET path` with `Connection: close`.
 pub fn http_get(addr: SocketAddr, path: &str) -> Response {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    try_http_get(addr, path).unwrap()
+}
+
+/// [`http_get`], with the error of a connect or request write instead of a panic.
+pub fn try_http_get(addr: SocketAddr, path: &str) -> std::io::Result<Response> {
+    let mut s = TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
     write!(
         s,
         "GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
+    )?;
     let mut all = Vec::new();
     let _ = s.read_to_end(&mut all);
-    split_response(&all)
+    Ok(split_response(&all))
 }
 
 /// Splits raw bytes at the end of the head (edge-core's response parser finds it; bytes
