@@ -38,6 +38,7 @@ pub mod drain;
 pub mod flv;
 pub mod forward;
 pub mod gop;
+pub mod handover;
 pub mod hls;
 pub mod http;
 pub mod ids;

@@ -685,3 +685,14 @@ pub fn registry(data: &[u8]) {
     }
     s.handle_event(rest, &mut out);
 }
+
+/// The upgrade handover's packets ([`edge_core::handover`]). Besides not panicking: a packet
+/// that parses encodes back to a packet that parses to the same message.
+pub fn handover(data: &[u8]) {
+    use edge_core::handover::{Message, MAX_MESSAGE};
+    if let Ok(m) = Message::parse(data) {
+        let again = m.encode();
+        assert!(again.len() <= MAX_MESSAGE, "{m:?} encodes too long");
+        assert_eq!(Message::parse(&again), Ok(m));
+    }
+}

@@ -21,6 +21,7 @@ const TARGETS: &[(&str, Body)] = &[
     ("ts_sei", edge_fuzz::ts_sei),
     ("ts_roundtrip", edge_fuzz::ts_roundtrip),
     ("registry", edge_fuzz::registry),
+    ("handover", edge_fuzz::handover),
 ];
 
 fn inputs(kind: &str, target: &str) -> Vec<PathBuf> {
