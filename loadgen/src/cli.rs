@@ -67,6 +67,11 @@ pub struct Args {
     #[arg(long, value_name = "URL")]
     pub target: Vec<String>,
 
+    /// Publish to this rtmp://HOST:PORT instead of the RTMP --target: an origin, while the
+    /// viewers watch an edge that pulls from it.
+    #[arg(long, value_name = "URL", requires = "publish")]
+    pub publish_target: Option<String>,
+
     /// Start the workspace's edge-engine on loopback instead of using --target.
     #[arg(long, conflicts_with = "target")]
     pub spawn: bool,
@@ -138,6 +143,8 @@ pub struct Plan {
     pub viewer_streams: Vec<usize>,
     pub rtmp: Option<SocketAddr>,
     pub http: Option<SocketAddr>,
+    /// `--publish-target`, where given.
+    pub publish_to: Option<SocketAddr>,
     pub cpus: Vec<Option<usize>>,
     /// HLS pool size of each worker thread.
     pub connections_per_thread: usize,
@@ -272,6 +279,13 @@ impl Args {
                 bail!("--target {t}: use rtmp://HOST:PORT or http://HOST:PORT");
             }
         }
+        let publish_to = match &self.publish_target {
+            Some(t) => match t.strip_prefix("rtmp://") {
+                Some(rest) => Some(resolve(rest.split('/').next().unwrap_or(""), 1935)?),
+                None => bail!("--publish-target {t}: use rtmp://HOST:PORT"),
+            },
+            None => None,
+        };
         let cpus = match &self.cpu_list {
             Some(list) => {
                 let cpus = edge_core::cpus::parse_cpu_list(list)?;
@@ -316,6 +330,7 @@ impl Args {
             viewer_streams,
             rtmp,
             http,
+            publish_to,
             cpus,
         })
     }

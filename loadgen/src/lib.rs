@@ -57,7 +57,8 @@ pub fn run(mut plan: Plan) -> anyhow::Result<Outcome> {
     } else {
         None
     };
-    let needs_rtmp = plan.args.publish || plan.viewer_protocols.contains(&Protocol::Rtmp);
+    let needs_rtmp = (plan.args.publish && plan.publish_to.is_none())
+        || plan.viewer_protocols.contains(&Protocol::Rtmp);
     let needs_http = plan.viewer_protocols.iter().any(|p| *p != Protocol::Rtmp);
     anyhow::ensure!(
         !needs_rtmp || plan.rtmp.is_some(),
@@ -185,7 +186,7 @@ fn worker(
         let args = &plan.args;
         if args.publish {
             for s in (0..args.streams).filter(|s| s % threads == t) {
-                let addr = plan.rtmp.expect("checked");
+                let addr = plan.publish_to.or(plan.rtmp).expect("checked");
                 let name = format!("{}{s}", args.stream_prefix);
                 tasks.push(monoio::spawn(viewers::publish(
                     ctx.clone(),
