@@ -285,6 +285,18 @@ pub struct Args {
     #[arg(long, value_name = "S")]
     pub exit_when_idle_s: Option<u64>,
 
+    /// Serve zero-downtime upgrades on this Unix socket (created mode 0600): a new binary
+    /// started with `--upgrade-from PATH` takes the listening sockets over, and this process
+    /// then drains as for SIGTERM.
+    #[arg(long, value_name = "PATH")]
+    pub upgrade_socket: Option<PathBuf>,
+
+    /// Start by taking the listening sockets over from the engine serving `--upgrade-socket`
+    /// at SOCKET, instead of binding --rtmp/--http/--rtmps/--https (a service it does not
+    /// hand over is bound as usual). Give `--upgrade-socket` too, to be upgradable in turn.
+    #[arg(long, value_name = "SOCKET")]
+    pub upgrade_from: Option<PathBuf>,
+
     /// Validate the configuration, print it, and exit.
     #[arg(long)]
     pub check: bool,
@@ -329,6 +341,10 @@ pub struct Config {
     pub admin_token: Option<String>,
     /// `--drain-accept-ms`, `--drain-timeout-s`, `--exit-when-idle-s`.
     pub drain: edge_core::drain::DrainConfig,
+    /// `--upgrade-socket`.
+    pub upgrade_socket: Option<PathBuf>,
+    /// `--upgrade-from`.
+    pub upgrade_from: Option<PathBuf>,
 }
 
 /// The registry settings.
@@ -588,6 +604,17 @@ impl Args {
         if !(1..=86_400).contains(&self.drain_timeout_s) {
             bail!("--drain-timeout-s must be within 1..=86400");
         }
+        for (flag, path) in [
+            ("--upgrade-socket", &self.upgrade_socket),
+            ("--upgrade-from", &self.upgrade_from),
+        ] {
+            // sun_path holds 107 bytes and a terminating NUL.
+            if let Some(p) = path {
+                if p.as_os_str().is_empty() || p.as_os_str().len() > 107 {
+                    bail!("{flag} must be a path of 1 to 107 bytes");
+                }
+            }
+        }
         if self.exit_when_idle_s == Some(0) {
             bail!("--exit-when-idle-s must be at least 1");
         }
@@ -639,6 +666,8 @@ impl Args {
             cluster_pull,
             admin_token,
             drain,
+            upgrade_socket: self.upgrade_socket.clone(),
+            upgrade_from: self.upgrade_from.clone(),
         })
     }
 

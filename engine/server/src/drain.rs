@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use edge_core::drain::{Activity, DrainConfig, Lifecycle, LifecycleEffect};
 use tracing::{info, warn};
 
+use crate::listen::Service;
 use crate::stats::Stats;
 
 /// How often the control loop looks at the node.
@@ -27,12 +28,34 @@ pub const TICK: Duration = Duration::from_millis(50);
 pub struct Control {
     draining: AtomicBool,
     drain_requested: AtomicBool,
-    stopped_accepting: AtomicBool,
-    /// Every shard's listening sockets, closed together when accepting stops.
-    listeners: Mutex<Vec<RawFd>>,
+    /// The listeners were shut down by a drain: an accept loop that fails ends.
+    closed: AtomicBool,
+    /// A successor took the listeners over (`--upgrade-socket`): the shards stop accepting.
+    handed_over: AtomicBool,
+    listeners: Mutex<Listeners>,
     pub idle_seconds: AtomicU64,
     pub egress_bps: AtomicU64,
     pub ingest_bps: AtomicU64,
+}
+
+/// Every shard's listening sockets, and who may act on them.
+#[derive(Default)]
+struct Listeners {
+    fds: Vec<(Service, RawFd)>,
+    phase: Phase,
+    /// A drain wanted them closed while a handover was under way.
+    stop_pending: bool,
+}
+
+/// Where the listening sockets stand. Only `Serving` sockets are shut down, and a
+/// handover starts only from `Serving`, so a socket a successor holds is never shut down.
+#[derive(Default, Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    #[default]
+    Serving,
+    HandingOver,
+    HandedOver,
+    Closed,
 }
 
 impl Control {
@@ -47,35 +70,85 @@ impl Control {
         self.drain_requested.store(true, Ordering::Release);
     }
 
-    /// A listening socket (registered when bound, before it accepts).
-    pub fn add_listener(&self, fd: RawFd) {
-        self.listeners
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(fd);
+    fn lock(&self) -> std::sync::MutexGuard<'_, Listeners> {
+        self.listeners.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Accepting has stopped: an accept loop that fails now ends instead of retrying.
-    pub fn stopped_accepting(&self) -> bool {
-        self.stopped_accepting.load(Ordering::Acquire)
+    /// A listening socket (registered when bound, before it accepts).
+    pub fn add_listener(&self, service: Service, fd: RawFd) {
+        self.lock().fds.push((service, fd));
+    }
+
+    /// An accept loop that fails now ends instead of retrying: a drain shut the listeners
+    /// down, or a successor holds them.
+    pub fn accepting_ended(&self) -> bool {
+        self.closed.load(Ordering::Acquire) || self.handed_over()
+    }
+
+    /// A successor holds the listeners: every shard cancels its accepts.
+    pub fn handed_over(&self) -> bool {
+        self.handed_over.load(Ordering::Acquire)
+    }
+
+    /// Starts handing the listeners to a successor: their descriptors, which stay open
+    /// (the accept loops own them) until [`Control::finish_handover`] or
+    /// [`Control::abort_handover`]. Refused once they are closed or handed over.
+    pub fn begin_handover(&self) -> Result<Vec<(Service, RawFd)>, &'static str> {
+        let mut l = self.lock();
+        match l.phase {
+            Phase::Serving => {
+                l.phase = Phase::HandingOver;
+                Ok(l.fds.clone())
+            }
+            Phase::HandingOver => Err("another handover is under way"),
+            Phase::HandedOver => Err("the listeners were handed over already"),
+            Phase::Closed => Err("a drain closed the listeners"),
+        }
+    }
+
+    /// The successor accepts on the listeners: stop accepting here and drain.
+    pub fn finish_handover(&self) {
+        self.lock().phase = Phase::HandedOver;
+        self.handed_over.store(true, Ordering::Release);
+        self.request_drain();
+    }
+
+    /// The successor went away before it was ready: the listeners are ours again, and are
+    /// shut down now if a drain asked for that meanwhile.
+    pub fn abort_handover(&self) {
+        let pending = {
+            let mut l = self.lock();
+            l.phase = Phase::Serving;
+            std::mem::take(&mut l.stop_pending)
+        };
+        if pending {
+            self.stop_accepting();
+        }
     }
 
     /// Shuts every listening socket down: pending and new connections are refused, and the
-    /// accept loops' waits end with an error.
+    /// accept loops' waits end with an error. Listeners that a successor holds, or is being
+    /// given, are left alone: they are its sockets.
     fn stop_accepting(&self) {
-        self.stopped_accepting.store(true, Ordering::Release);
-        for fd in self
-            .listeners
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-        {
+        let mut l = self.lock();
+        match l.phase {
+            Phase::Serving => {}
+            Phase::HandingOver => {
+                l.stop_pending = true;
+                return;
+            }
+            Phase::HandedOver | Phase::Closed => return,
+        }
+        l.phase = Phase::Closed;
+        for (_, fd) in &l.fds {
             // SAFETY: shutdown(2) has no memory effects. Every listener is still open here:
-            // one closes only when its accept loop ends, which is after this call (the loop
-            // ends on the error this shutdown causes) or at process shutdown, and this runs
-            // once, so no descriptor number reused since is touched.
+            // one closes only when its accept loop ends, which needs `closed` or
+            // `handed_over` (the first is set only after this loop, and `Serving` excludes
+            // the second), or at process shutdown; and this runs once (the phase is now
+            // `Closed`), so no descriptor number reused since is touched.
             unsafe { libc::shutdown(*fd, libc::SHUT_RD) };
         }
+        self.closed.store(true, Ordering::Release);
     }
 }
 
@@ -144,7 +217,7 @@ pub fn run_control(
             Err(RecvTimeoutError::Disconnected) => return Stopped::Signal,
         }
         if control.drain_requested.swap(false, Ordering::AcqRel) && !life.is_draining() {
-            info!("drain requested over the admin API");
+            info!("drain requested (admin API, or a successor took the listeners)");
             life.handle_drain(now_ms(), &mut fx);
         }
         let now = now_ms();

@@ -8,7 +8,8 @@
 //! [`upstream`] (edge connections to origins), [`timer`] and [`clock`] (the one timer and
 //! the one clock of a shard), [`stats`] (counters), [`access`] (tokens and hooks where peers
 //! ask), [`hook`] (the hook client), [`tls`] and [`conn`] (TLS and the streams drivers run
-//! on), [`dial`] (outgoing connections), [`sign`] (`edge-engine sign`).
+//! on), [`dial`] (outgoing connections), [`sign`] (`edge-engine sign`), [`drain`] (drain and idle exit),
+//! [`upgrade`] (listening sockets handed to a successor).
 
 pub mod access;
 pub mod arena;
@@ -30,6 +31,7 @@ pub mod sign;
 pub mod stats;
 pub mod timer;
 pub mod tls;
+pub mod upgrade;
 pub mod upstream;
 
 use std::net::SocketAddr;
@@ -64,18 +66,56 @@ pub fn run() -> anyhow::Result<()> {
     let config = Arc::new(config);
     let shards = config.shards();
 
-    // Bind shard 0's listeners here so port 0 resolves once; the others bind the result.
+    // Every shard listens on every endpoint. A successor (--upgrade-from) takes the
+    // running engine's sockets and deals them out to its shards; otherwise shard 0's are
+    // bound here, so that port 0 resolves once, and the other shards bind the result.
     let mut wanted = vec![(Service::Rtmp, config.rtmp), (Service::Http, config.http)];
     wanted.extend(config.rtmps.map(|a| (Service::Rtmps, a)));
     wanted.extend(config.https.map(|a| (Service::Https, a)));
-    let mut first_listeners = Vec::new();
+    let inherited = match &config.upgrade_from {
+        Some(path) => Some(upgrade::receive(path)?),
+        None => None,
+    };
+    let mut given: Vec<Vec<(Service, std::net::TcpListener)>> =
+        (0..shards).map(|_| Vec::new()).collect();
     let mut endpoints = Vec::new();
+    let mut inherited = inherited.map(|mut i| {
+        let listeners = std::mem::take(&mut i.listeners);
+        (i, listeners)
+    });
     for (service, addr) in wanted {
-        let l =
-            bind_reuseport(addr).with_context(|| format!("binding {} {addr}", service.name()))?;
-        endpoints.push((service, l.local_addr()?));
-        first_listeners.push(l);
+        let taken: Vec<_> = match &mut inherited {
+            Some((_, ls)) => {
+                let (mine, rest) = std::mem::take(ls)
+                    .into_iter()
+                    .partition(|(s, _, _)| *s == service);
+                *ls = rest;
+                mine
+            }
+            None => Vec::new(),
+        };
+        if let Some((_, at, _)) = taken.first() {
+            if addr.port() != 0 && *at != addr {
+                warn!(service = service.name(), flag = %addr, inherited = %at, "upgrade: serving the inherited address, not the flag's");
+            }
+            endpoints.push((service, *at));
+            info!(service = service.name(), %at, sockets = taken.len(), "upgrade: listening sockets taken over");
+            for (i, (_, _, l)) in taken.into_iter().enumerate() {
+                given[i % shards].push((service, l));
+            }
+        } else {
+            let l = bind_reuseport(addr)
+                .with_context(|| format!("binding {} {addr}", service.name()))?;
+            endpoints.push((service, l.local_addr()?));
+            given[0].push((service, l));
+        }
     }
+    if let Some((_, rest)) = &inherited {
+        for (service, at, _) in rest {
+            warn!(service = service.name(), %at, "upgrade: this configuration does not serve an inherited listener; closing it");
+        }
+    }
+    let inherited = inherited.map(|(i, _)| i);
 
     let mesh = Arc::new(Mesh::new(shards, config.mesh_queue_len));
     let stats = Arc::new(Stats::new(shards));
@@ -119,10 +159,8 @@ pub fn run() -> anyhow::Result<()> {
         let _ = stats.registry.set(status);
     }
     let (ready_tx, ready_rx) = mpsc::channel::<Ready>();
-    let mut first = Some(first_listeners);
     let mut threads = Vec::with_capacity(shards);
-    for (id, registry) in shard_registries.into_iter().enumerate() {
-        let listeners = first.take();
+    for ((id, registry), listeners) in shard_registries.into_iter().enumerate().zip(given) {
         let ctx = ShardCtx {
             id,
             config: Arc::clone(&config),
@@ -173,6 +211,16 @@ pub fn run() -> anyhow::Result<()> {
             }
         })
         .context("spawning the signal thread")?;
+    if let Some(i) = inherited {
+        let from = i.from.display().to_string();
+        match i.confirm() {
+            Ok(pid) => info!(predecessor = pid, %from, "upgrade: the predecessor drains"),
+            Err(e) => warn!(%from, "upgrade: the predecessor did not confirm its drain: {e:#}"),
+        }
+    }
+    if let Some(path) = &config.upgrade_socket {
+        upgrade::serve(path, Arc::clone(&stats), config.upgrade_from.is_some())?;
+    }
     info!(shards, listening = %listening.join(" "), "edge-engine ready");
     // One machine-readable line for scripts and tests.
     println!("edge-engine ready {} shards={shards}", listening.join(" "));
@@ -197,6 +245,12 @@ pub fn run() -> anyhow::Result<()> {
     if let Some(l) = leaver {
         l.leave();
     }
+    if let Some(path) = &config.upgrade_socket {
+        // A successor has bound the path anew; otherwise it is ours to remove.
+        if !stats.control.handed_over() {
+            let _ = std::fs::remove_file(path);
+        }
+    }
     info!("stopped");
     Ok(())
 }
@@ -209,8 +263,8 @@ struct ShardCtx {
     clock: clock::Clock,
     /// What to listen on, with ports resolved.
     endpoints: Vec<(Service, SocketAddr)>,
-    /// Shard 0's listeners, bound by [`run`], in `endpoints` order.
-    listeners: Option<Vec<std::net::TcpListener>>,
+    /// Listeners bound or inherited by [`run`]; the shard binds any endpoint missing here.
+    listeners: Vec<(Service, std::net::TcpListener)>,
     ready: mpsc::Sender<Ready>,
     admission: Option<Arc<std::sync::Mutex<edge_core::admission::Admission>>>,
     registry: Option<registry::ShardRegistry>,
@@ -266,25 +320,32 @@ fn shard_thread(ctx: ShardCtx) {
     }
 }
 
-async fn shard_main(ctx: ShardCtx, driver: &'static str) {
-    let listeners = match ctx.listeners {
-        Some(l) => Ok(l),
-        None => ctx
-            .endpoints
-            .iter()
-            .map(|(_, a)| bind_reuseport(*a))
-            .collect::<std::io::Result<Vec<_>>>(),
-    };
-    let listeners = match listeners.and_then(|ls| {
-        for l in &ls {
+async fn shard_main(mut ctx: ShardCtx, driver: &'static str) {
+    let mut listeners = std::mem::take(&mut ctx.listeners);
+    for (service, addr) in &ctx.endpoints {
+        if listeners.iter().any(|(s, _)| s == service) {
+            continue;
+        }
+        match bind_reuseport(*addr) {
+            Ok(l) => listeners.push((*service, l)),
+            Err(e) => {
+                let _ = ctx
+                    .ready
+                    .send(Err(format!("shard {}: listening on {addr}: {e}", ctx.id)));
+                return;
+            }
+        }
+    }
+    let listeners = match listeners
+        .into_iter()
+        .map(|(service, l)| {
             ctx.stats
                 .control
-                .add_listener(std::os::fd::AsRawFd::as_raw_fd(l));
-        }
-        ls.into_iter()
-            .map(monoio::net::TcpListener::from_std)
-            .collect::<std::io::Result<Vec<_>>>()
-    }) {
+                .add_listener(service, std::os::fd::AsRawFd::as_raw_fd(&l));
+            monoio::net::TcpListener::from_std(l).map(|l| (service, l))
+        })
+        .collect::<std::io::Result<Vec<_>>>()
+    {
         Ok(l) => l,
         Err(e) => {
             let _ = ctx
@@ -330,8 +391,19 @@ async fn shard_main(ctx: ShardCtx, driver: &'static str) {
         driver,
         "shard started"
     );
-    for ((service, _), l) in ctx.endpoints.iter().zip(listeners) {
-        monoio::spawn(listen::accept_loop(Rc::clone(&shard), l, *service));
+    // With --upgrade-socket, a watcher cancels the accepts once a successor holds the
+    // listeners.
+    let canceller = shard
+        .config
+        .upgrade_socket
+        .is_some()
+        .then(monoio::io::Canceller::new);
+    for (service, l) in listeners {
+        let cancel = canceller.as_ref().map(|c| c.handle());
+        monoio::spawn(listen::accept_loop(Rc::clone(&shard), l, service, cancel));
+    }
+    if let Some(canceller) = canceller {
+        monoio::spawn(upgrade::watch(Rc::clone(&shard), canceller));
     }
     monoio::spawn(Rc::clone(&shard).run_timers());
     monoio::spawn(Rc::clone(&shard).run_cluster());

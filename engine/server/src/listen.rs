@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use edge_core::admission::{Admission, Refusal};
 
-use monoio::io::Splitable;
+use monoio::io::{CancelHandle, Splitable};
 use monoio::net::{TcpListener, TcpStream};
 use socket2::{Domain, Protocol, Socket, Type};
 use tracing::{debug, error, warn};
@@ -52,6 +52,12 @@ impl Service {
             Service::Rtmps => "rtmps",
             Service::Https => "https",
         }
+    }
+
+    pub fn parse(name: &str) -> Option<Service> {
+        [Service::Rtmp, Service::Http, Service::Rtmps, Service::Https]
+            .into_iter()
+            .find(|s| s.name() == name)
     }
 
     fn is_tls(self) -> bool {
@@ -147,15 +153,27 @@ async fn serve(
     }
 }
 
-/// Accepts until the shard stops, or a drain closes the listeners. EMFILE/ENFILE and similar
-/// back off (never spin) and are logged at most once per second with how many happened.
-pub async fn accept_loop(shard: Rc<Shard>, listener: TcpListener, service: Service) {
+/// Accepts until the shard stops, a drain closes the listeners, or (with `cancel`, which
+/// the upgrade watcher fires) a successor takes them over. EMFILE/ENFILE and similar back
+/// off (never spin) and are logged at most once per second with how many happened.
+pub async fn accept_loop(
+    shard: Rc<Shard>,
+    listener: TcpListener,
+    service: Service,
+    cancel: Option<CancelHandle>,
+) {
     let mut last_log_ms: Option<u64> = None;
     let mut suppressed = 0u64;
     let mut last_refusal_log_ms: Option<u64> = None;
     let mut refusals_unlogged = 0u64;
     loop {
-        match listener.accept().await {
+        // A cancelled accept that had already completed still returns its connection, which
+        // is served: cancelling loses none.
+        let accepted = match &cancel {
+            Some(c) => listener.cancelable_accept(c.clone()).await,
+            None => listener.accept().await,
+        };
+        match accepted {
             Ok((stream, peer)) => {
                 let permit = match admit(&shard, peer) {
                     Ok(p) => p,
@@ -191,9 +209,10 @@ pub async fn accept_loop(shard: Rc<Shard>, listener: TcpListener, service: Servi
                 }
                 monoio::spawn(serve(Rc::clone(&shard), stream, peer, service, permit));
             }
-            Err(_) if shard.stats.control.stopped_accepting() => {
-                // A drain shut the listener down; dropping it here closes it.
-                debug!(shard = %shard.id, ?service, "listener closed for the drain");
+            Err(_) if shard.stats.control.accepting_ended() => {
+                // A drain shut the listener down, or a successor holds it; dropping it here
+                // closes this process's descriptor.
+                debug!(shard = %shard.id, ?service, "accepting ended (drain or upgrade)");
                 return;
             }
             Err(e) => {

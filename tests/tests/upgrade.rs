@@ -1,0 +1,215 @@
+//! Zero-downtime upgrade, end to end: a running engine with `--upgrade-socket` hands its
+//! listening sockets to a successor started with `--upgrade-from`, under load. Assertions are
+//! on every request answered, connect errors, which process served, and exit statuses;
+//! times are printed, never asserted.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tests::*;
+
+fn socket_path(name: &str) -> String {
+    std::env::temp_dir()
+        .join(format!("edge-upgrade-{name}-{}.sock", std::process::id()))
+        .display()
+        .to_string()
+}
+
+/// One `GET /healthz` on a fresh connection: the status, or why there was none.
+fn health(addr: SocketAddr) -> Result<u16, String> {
+    let mut s = TcpStream::connect(addr).map_err(|e| format!("connect: {e}"))?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(b"GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n")
+        .map_err(|e| format!("write: {e}"))?;
+    let mut all = Vec::new();
+    s.read_to_end(&mut all).map_err(|e| format!("read: {e}"))?;
+    if all.is_empty() {
+        return Err("closed unanswered".into());
+    }
+    Ok(split_response(&all).status())
+}
+
+#[test]
+fn every_connection_during_a_handover_is_answered_and_the_old_process_drains_out() {
+    let path = socket_path("hammer");
+    let mut old = Engine::start(&["--cores", "2", "--upgrade-socket", &path]);
+    let http = old.http;
+    let stop = Arc::new(AtomicBool::new(false));
+    let answered = Arc::new(AtomicU64::new(0));
+    let hammers: Vec<_> = (0..4)
+        .map(|_| {
+            let (stop, answered) = (Arc::clone(&stop), Arc::clone(&answered));
+            std::thread::spawn(move || {
+                let mut failures = Vec::new();
+                while !stop.load(Ordering::Relaxed) {
+                    match health(http) {
+                        Ok(200) => {
+                            answered.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Ok(s) => failures.push(format!("status {s}")),
+                        Err(e) => failures.push(e),
+                    }
+                }
+                failures
+            })
+        })
+        .collect();
+    eventually("requests flow", Duration::from_secs(10), || {
+        answered.load(Ordering::Relaxed) > 200
+    });
+    let before = answered.load(Ordering::Relaxed);
+    let t = Instant::now();
+    // One shard fewer: the successor's shard accepts on both inherited sockets.
+    let new = Engine::start(&[
+        "--cores",
+        "1",
+        "--upgrade-from",
+        &path,
+        "--upgrade-socket",
+        &path,
+    ]);
+    println!("successor ready after {:?}", t.elapsed());
+    assert_eq!(
+        (new.rtmp, new.http),
+        (old.rtmp, old.http),
+        "the same addresses"
+    );
+    let status = old.wait_exit(Duration::from_secs(30));
+    println!("predecessor exited after {:?}: {status:?}", t.elapsed());
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "the old process drains out and exits 0: {status:?}"
+    );
+    // Past the old process's exit, everything is the successor's.
+    let at_exit = answered.load(Ordering::Relaxed);
+    eventually("requests flow after", Duration::from_secs(10), || {
+        answered.load(Ordering::Relaxed) > at_exit + 200
+    });
+    stop.store(true, Ordering::Relaxed);
+    let failures: Vec<String> = hammers
+        .into_iter()
+        .flat_map(|h| h.join().unwrap())
+        .collect();
+    println!(
+        "{} requests answered, {} during the handover",
+        answered.load(Ordering::Relaxed),
+        at_exit - before
+    );
+    assert!(failures.is_empty(), "every request answered: {failures:?}");
+    let served = new.metrics().sum("http_connections_accepted");
+    assert!(served > 200, "the successor served them: {served}");
+    // The successor is upgradable in turn: it bound the path anew.
+    assert!(std::path::Path::new(&path).exists());
+    drop(new);
+    let _ = std::fs::remove_file(&path);
+}
+
+#[test]
+fn a_second_successor_is_refused_and_a_failed_one_leaves_the_engine_serving() {
+    let path = socket_path("refuse");
+    let old = Engine::start(&["--cores", "1", "--upgrade-socket", &path]);
+    // A successor that cannot start (a bad flag) fails before it connects.
+    let bad = Command::new(engine_bin())
+        .args(["--upgrade-from", &path, "--cores", "0"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(!bad.success());
+    // A second engine cannot take the path from a live one.
+    let (ok, _, err) = run_tool(
+        engine_bin().to_str().unwrap(),
+        &[
+            "--rtmp",
+            "127.0.0.1:0",
+            "--http",
+            "127.0.0.1:0",
+            "--upgrade-socket",
+            &path,
+        ],
+        Duration::from_secs(10),
+    );
+    assert!(!ok && err.contains("another engine answers there"), "{err}");
+    assert_eq!(health(old.http), Ok(200), "still serving");
+    let new = Engine::start(&["--cores", "1", "--upgrade-from", &path]);
+    assert_eq!(health(new.http), Ok(200));
+    // The listeners are handed over once: a third process is refused.
+    let (ok, _, err) = run_tool(
+        engine_bin().to_str().unwrap(),
+        &[
+            "--rtmp",
+            "127.0.0.1:0",
+            "--http",
+            "127.0.0.1:0",
+            "--upgrade-from",
+            &path,
+        ],
+        Duration::from_secs(10),
+    );
+    assert!(!ok, "no second handover: {err}");
+    drop(new);
+    drop(old);
+    let _ = std::fs::remove_file(&path);
+}
+
+#[test]
+fn loadgen_runs_through_an_upgrade_without_a_connect_error() {
+    let path = socket_path("load");
+    let origin = Engine::start(&["--cores", "1"]);
+    let origin_url = origin.rtmp_url("live");
+    let origin_url = origin_url.as_str();
+    let edge_args = [
+        "--cores",
+        "2",
+        "--origin",
+        origin_url,
+        "--upgrade-socket",
+        &path,
+        "--drain-timeout-s",
+        "60",
+    ];
+    let mut old = Engine::start(&edge_args);
+    let out = std::env::temp_dir().join(format!("upgrade-loadgen-{}.json", std::process::id()));
+    let loadgen = Command::new(loadgen_bin())
+        .args(["--publish-target", &format!("rtmp://{}", origin.rtmp)])
+        .args(["--target", &format!("rtmp://{}", old.rtmp)])
+        .args(["--target", &format!("http://{}", old.http)])
+        .args(["--publish", "--viewers", "2000"])
+        .args(["--protocol", "rtmp=0.4,flv=0.3,hls=0.3"])
+        .args(["--ramp", "400", "--duration", "8s", "--json"])
+        .arg(&out)
+        .args(["--max-error-rate", "1"])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut loadgen = KillOnDrop(loadgen);
+    // Mid-ramp: viewers connect before, during and after the handover.
+    std::thread::sleep(Duration::from_secs(3));
+    let mut new_args = edge_args.to_vec();
+    new_args.extend(["--upgrade-from", &path]);
+    let new = Engine::start(&new_args);
+    let status = loadgen.0.wait().unwrap();
+    let text = std::fs::read_to_string(&out).unwrap_or_default();
+    let _ = std::fs::remove_file(&out);
+    assert!(status.success(), "loadgen exit {status}: {text}");
+    println!("{text}");
+    assert!(
+        text.contains("\"connect\":0"),
+        "no connect error through the handover: {text}"
+    );
+    // Its viewers gone, the old process has nothing left and exits 0.
+    let exit = old.wait_exit(Duration::from_secs(30));
+    assert!(exit.is_some_and(|s| s.success()), "{exit:?}");
+    let m = new.metrics();
+    let accepted = m.sum("rtmp_connections_accepted") + m.sum("http_connections_accepted");
+    assert!(
+        accepted > 100,
+        "viewers arriving after the handover reached the successor: {accepted}"
+    );
+    drop(new);
+    let _ = std::fs::remove_file(&path);
+}
