@@ -260,6 +260,8 @@ pub struct ResponseHead {
     pub status: u16,
     pub content_length: Option<usize>,
     pub chunked: bool,
+    /// `Connection: close`: the server ends the connection after this response.
+    pub close: bool,
     /// Bytes of the head, to consume from the buffer.
     pub len: usize,
 }
@@ -279,6 +281,7 @@ pub fn parse_response_head(buf: &[u8]) -> Result<Option<ResponseHead>, HttpError
         Ok(httparse::Status::Complete(len)) => {
             let mut content_length = None;
             let mut chunked = false;
+            let mut close = false;
             for h in resp.headers.iter() {
                 let v = std::str::from_utf8(h.value).unwrap_or("").trim();
                 if h.name.eq_ignore_ascii_case("content-length") {
@@ -290,12 +293,15 @@ pub fn parse_response_head(buf: &[u8]) -> Result<Option<ResponseHead>, HttpError
                     && v.eq_ignore_ascii_case("chunked")
                 {
                     chunked = true;
+                } else if h.name.eq_ignore_ascii_case("connection") {
+                    close |= v.split(',').any(|t| t.trim().eq_ignore_ascii_case("close"));
                 }
             }
             Ok(Some(ResponseHead {
                 status: resp.code.unwrap_or(0),
                 content_length,
                 chunked,
+                close,
                 len,
             }))
         }
@@ -394,7 +400,11 @@ mod tests {
         let h = parse_response_head(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
             .unwrap()
             .unwrap();
-        assert!(h.chunked);
+        assert!(h.chunked && !h.close);
+        let h = parse_response_head(b"HTTP/1.1 200 OK\r\nConnection: Keep-Alive, Close\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert!(h.close);
         assert_eq!(parse_response_head(b"HTTP/1.1 200 OK\r\nX").unwrap(), None);
         assert!(parse_response_head(b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n").is_err());
         assert_eq!(

@@ -41,6 +41,9 @@ struct Response {
     status: u16,
     len: usize,
     first_byte: Instant,
+    /// The server closes the connection after it (`Connection: close`, as a draining engine
+    /// sends): it does not go back to the pool.
+    close: bool,
 }
 
 /// One HTTP exchange on a keep-alive connection. The body of a 200 goes to `sink` piece by
@@ -89,6 +92,7 @@ async fn exchange(
         status: head.status,
         len,
         first_byte,
+        close: head.close,
     })
 }
 
@@ -114,7 +118,8 @@ async fn pooled(
     )
     .await;
     pool.give_buffer(buf);
-    pool.release(result.is_ok().then_some(conn));
+    let reusable = result.as_ref().is_ok_and(|r| !r.close);
+    pool.release(reusable.then_some(conn));
     result
 }
 
