@@ -111,15 +111,26 @@ pub enum OwnerEffect {
 #[derive(Debug, Clone, PartialEq)]
 pub enum OwnerNote {
     PublishAccepted,
-    PublisherLeft { grace_ms: u64 },
+    PublisherLeft {
+        grace_ms: u64,
+    },
     GraceOver,
     PullStarted,
     PullStopped,
-    PullIdle { idle_ms: u64 },
+    PullIdle {
+        idle_ms: u64,
+    },
     Pull(PullNote),
     ForwardStarted,
     Forward(ForwardNote),
     HlsStopped(SegmenterError),
+    /// A segment did not open in the cell after the previous one (segmenter module docs):
+    /// from here this node's segment numbers trail other nodes'. `first` is true the first
+    /// time for this stream (the engine logs that one).
+    HlsUnaligned {
+        gap_ms: u64,
+        first: bool,
+    },
     UpstreamMediaDropped(MediaError),
 }
 
@@ -768,6 +779,7 @@ impl<S: SegmentStore + Clone> Owner<S> {
 
     fn feed_hls(&mut self, update: &StreamUpdate, out: &mut Vec<OwnerEffect>) {
         let refused_before = self.segmenter.as_ref().map_or(0, |s| s.refused_segments);
+        let unaligned_before = self.segmenter.as_ref().map_or(0, |s| s.unaligned_cuts);
         let result = match update {
             StreamUpdate::Started { republish: false } => {
                 self.segmenter = Some(Segmenter::new(
@@ -788,6 +800,14 @@ impl<S: SegmentStore + Clone> Owner<S> {
             StreamUpdate::Unpublished | StreamUpdate::Snapshot { .. } => Ok(None),
         };
         let refused = self.segmenter.as_ref().map_or(0, |s| s.refused_segments) > refused_before;
+        if let Some(s) = &self.segmenter {
+            if s.unaligned_cuts > unaligned_before {
+                out.push(OwnerEffect::Note(OwnerNote::HlsUnaligned {
+                    gap_ms: s.last_unaligned_gap_ms,
+                    first: unaligned_before == 0,
+                }));
+            }
+        }
         match result {
             Ok(Some(snap)) => out.push(OwnerEffect::Hls(snap)),
             Ok(None) => {}

@@ -64,6 +64,7 @@ counters! {
     http_requests: "counter", "HTTP requests served";
     hls_segments: "counter", "HLS segments produced by streams this shard owns";
     hls_segments_refused: "counter", "HLS segments refused because the segment cache was full";
+    hls_unaligned_cuts: "counter", "HLS segments that did not open in the timeline cell after the previous one, so their numbers stopped matching other nodes' (keyframes further apart than --hls-segment-ms, a refused segment, or a timestamp jump)";
     hls_evictions: "counter", "Ended streams whose HLS segments were evicted for space";
     cache_bytes_total: "gauge", "Segment arena size";
     cache_bytes_free: "gauge", "Segment arena bytes free";

@@ -2,15 +2,28 @@
 //! playlist rendered once per segment out.
 //!
 //! Cutting, in steps:
-//! 1. The first segment opens at the first video keyframe (or audio frame, audio-only).
-//! 2. At a video keyframe whose DTS is at least `target_ms` after the segment's start, queued
-//!    audio is flushed and the segment closes; its duration is the distance to this keyframe.
-//! 3. The new segment starts with PAT/PMT and the keyframe.
-//! 4. A republish or a timestamp jump (backwards, or forward by more than
+//! 1. The timeline is divided into cells of `segment_ms`: a frame at DTS `t` is in cell
+//!    `(t + segment_ms / 2) / segment_ms` (rounded to the nearest multiple, so an encoder's
+//!    keyframes a few milliseconds either side of a multiple stay in their own cell).
+//! 2. The first segment opens at the first video keyframe (or audio frame, audio-only).
+//! 3. At the first video keyframe in a later cell, queued audio is flushed and the segment
+//!    closes; its duration is the distance to this keyframe.
+//! 4. The new segment starts with PAT/PMT and the keyframe.
+//! 5. A republish or a timestamp jump (backwards, or forward by more than
 //!    [`MAX_GAP_MS`]) closes the segment and marks the next one as a discontinuity; at a
 //!    jump the segment ends one frame after its last frame, so its duration never spans
 //!    the gap.
-//! 5. The end of the stream closes the segment and adds EXT-X-ENDLIST.
+//! 6. The end of the stream closes the segment and adds EXT-X-ENDLIST.
+//!
+//! Numbering: the first segment takes its cell's number as its media sequence number, and
+//! each later one the next number. Nodes that segment the same stream (an origin and the
+//! edges that pull it see the publisher's timestamps) therefore cut at the same keyframes
+//! and give each segment the same number, wherever each started: a player moved between
+//! them asks the new node for the segment it would have asked the old one for. That holds
+//! while each cell opens a segment, i.e. while keyframes are at most `segment_ms` apart. A
+//! cut that skips a cell (a longer GOP, a refused segment, a jump) keeps the numbers
+//! contiguous, as a playlist must, and is counted in `unaligned_cuts`: from there on this
+//! node's numbers trail the cells.
 
 use std::collections::VecDeque;
 use std::fmt::Write as _;
@@ -131,6 +144,9 @@ impl HlsSnapshot {
 struct Open<W> {
     writer: W,
     start_ms: u64,
+    /// The timeline cell the segment opened in.
+    cell: u64,
+    seq: SegmentSeq,
     discontinuity: bool,
 }
 
@@ -148,7 +164,10 @@ pub struct Segmenter<S: SegmentStore> {
     mux: TsMuxer,
     stream_name: String,
     open: Option<Open<S::Writer>>,
-    next_seq: SegmentSeq,
+    /// The number the next segment takes (`None` until the first one opens).
+    next_seq: Option<SegmentSeq>,
+    /// The cell and start of the last segment opened.
+    last_opened: Option<(u64, u64)>,
     /// Finished segments, oldest first: window plus extras.
     segments: VecDeque<Segment>,
     /// Discontinuities that left the window (EXT-X-DISCONTINUITY-SEQUENCE).
@@ -162,6 +181,12 @@ pub struct Segmenter<S: SegmentStore> {
     /// Segments refused because storage was full (their frames are skipped; the engine counts
     /// and logs each).
     pub refused_segments: u64,
+    /// Segments that did not open in the cell after the previous one's (a skipped cell, or a
+    /// timestamp jump), so that this node's numbers no longer follow the timeline (module
+    /// docs).
+    pub unaligned_cuts: u64,
+    /// The keyframe distance of the last unaligned cut, for the engine's log line.
+    pub last_unaligned_gap_ms: u64,
 }
 
 impl<S: SegmentStore> Segmenter<S> {
@@ -173,7 +198,8 @@ impl<S: SegmentStore> Segmenter<S> {
             mux: TsMuxer::new(),
             stream_name: stream_name.to_string(),
             open: None,
-            next_seq: SegmentSeq(0),
+            next_seq: None,
+            last_opened: None,
             segments: VecDeque::new(),
             discontinuity_seq: 0,
             target_duration_s: config.segment_ms.div_ceil(1000).max(1),
@@ -182,7 +208,15 @@ impl<S: SegmentStore> Segmenter<S> {
             last_frame_ms: 0,
             ended: false,
             refused_segments: 0,
+            unaligned_cuts: 0,
+            last_unaligned_gap_ms: 0,
         }
+    }
+
+    /// The timeline cell of a DTS (module docs, step 1).
+    fn cell(&self, dts_ms: u64) -> u64 {
+        let step = self.config.segment_ms.max(1);
+        (dts_ms + step / 2) / step
     }
 
     /// Feeds one frame. Returns a new snapshot when a segment was finished.
@@ -282,9 +316,7 @@ impl<S: SegmentStore> Segmenter<S> {
             }
         }
         let cut = match &self.open {
-            Some(open) => {
-                sync_point && dts_ms.saturating_sub(open.start_ms) >= self.config.segment_ms
-            }
+            Some(open) => sync_point && self.cell(dts_ms) > open.cell,
             None => sync_point,
         };
         if cut {
@@ -305,9 +337,21 @@ impl<S: SegmentStore> Segmenter<S> {
             return Ok(());
         };
         self.mux.write_tables(&mut writer)?;
+        let cell = self.cell(start_ms);
+        let seq = self.next_seq.unwrap_or(SegmentSeq(cell));
+        if let Some((last_cell, last_start_ms)) = self.last_opened {
+            if cell != last_cell + 1 {
+                self.unaligned_cuts += 1;
+                self.last_unaligned_gap_ms = start_ms.saturating_sub(last_start_ms);
+            }
+        }
+        self.last_opened = Some((cell, start_ms));
+        self.next_seq = Some(seq.next());
         self.open = Some(Open {
             writer,
             start_ms,
+            cell,
+            seq,
             discontinuity: std::mem::take(&mut self.pending_discontinuity),
         });
         Ok(())
@@ -331,13 +375,12 @@ impl<S: SegmentStore> Segmenter<S> {
         let duration_ms = end_ms.saturating_sub(open.start_ms).max(1);
         let len = pieces.iter().map(Bytes::len).sum();
         let seg = Segment(Arc::new(SegmentData {
-            seq: self.next_seq,
+            seq: open.seq,
             duration_ms,
             discontinuity: open.discontinuity,
             pieces,
             len,
         }));
-        self.next_seq = self.next_seq.next();
         self.target_duration_s = self.target_duration_s.max(duration_ms.div_ceil(1000));
         self.segments.push_back(seg);
         // Keep the window plus extras; count discontinuities leaving the listed window.
@@ -420,7 +463,9 @@ impl<S: SegmentStore> Segmenter<S> {
             .collect();
         let mut p = String::with_capacity(128 + 48 * listed.len());
         let mut uri_ends = Vec::with_capacity(listed.len());
-        let first_seq = listed.first().map_or(self.next_seq, |s| s.seq);
+        let first_seq = listed
+            .first()
+            .map_or(self.next_seq.unwrap_or(SegmentSeq(0)), |s| s.seq);
         let _ = write!(
             p,
             "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:{}\n#EXT-X-MEDIA-SEQUENCE:{first_seq}\n",

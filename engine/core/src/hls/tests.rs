@@ -4,6 +4,7 @@ use bytes::Bytes;
 use mpeg2ts::pes::{PesPacketReader, ReadPesPacket};
 use mpeg2ts::ts::{ReadTsPacket, TsPacketReader, TsPayload};
 
+use super::m3u8::parse_media_playlist;
 use super::segmenter::{HlsConfig, Segmenter, VecStore};
 use super::ts::{PACKET, PID_AUDIO, PID_PMT, PID_VIDEO, TS_OFFSET_90K};
 use crate::ids::SegmentSeq;
@@ -192,8 +193,10 @@ fn pts_and_dts_of_b_frames_match_the_input_exactly() {
 }
 
 #[test]
-fn segments_cut_at_keyframes_after_the_target() {
-    let frames = stream(9, 35); // 1.4 s GOPs against a 2 s target: cuts at 2.8 s steps
+fn segments_cut_at_the_first_keyframe_of_each_new_cell() {
+    // 1.4 s GOPs against 2 s cells (boundaries at 1, 3, 5, 7 s): keyframes at 0, 1.4, 2.8,
+    // 4.2, 5.6, 7.0 and 8.4 s fall in cells 0, 1, 1, 2, 3, 4, 4.
+    let frames = stream(9, 35);
     let (mut s, _) = run(
         HlsConfig {
             segment_ms: 2000,
@@ -204,8 +207,11 @@ fn segments_cut_at_keyframes_after_the_target() {
     );
     let end = s.handle_end();
     let durations: Vec<u64> = end.segments.iter().map(|s| s.duration_ms).collect();
-    assert_eq!(&durations[..3], &[2800, 2800, 2800]);
+    assert_eq!(&durations[..4], &[1400, 2800, 1400, 1400]);
+    let seqs: Vec<u64> = end.segments.iter().map(|s| s.seq.0).collect();
+    assert_eq!(seqs, [0, 1, 2, 3, 4]);
     assert_eq!(end.target_duration_s, 3, "rounded-up maximum");
+    assert_eq!(s.unaligned_cuts, 0);
 }
 
 #[test]
@@ -282,7 +288,8 @@ fn audio_only_and_video_only_streams() {
         s.handle_frame(&video(n * 40, 0, n % 25 == 0, 100)).unwrap();
     }
     let snap = s.handle_end();
-    assert_eq!(snap.segments.len(), 3);
+    // 1 s GOPs, 2 s cells with boundaries at 1, 3 and 5 s: 0-1, 1-3, 3-5, 5-6 s.
+    assert_eq!(snap.segments.len(), 4);
     let bytes = segment_bytes(&snap.segments[0]);
     let mut reader = TsPacketReader::new(&bytes[..]);
     let mut pids = std::collections::HashSet::new();
@@ -405,4 +412,107 @@ fn regression_timestamp_jump_does_not_stretch_a_segment() {
     back.push((video(0, 0, true, 200), None));
     let (_, snaps) = run(HlsConfig::default(), &back);
     assert_eq!(snaps[0].segments[0].duration_ms, 200);
+}
+
+/// What a node's playlist promises for each segment number: its duration and length.
+fn numbered(snap: &super::HlsSnapshot) -> Vec<(u64, u64, usize)> {
+    snap.segments
+        .iter()
+        .map(|s| (s.seq.0, s.duration_ms, s.len))
+        .collect()
+}
+
+/// Feeds `frames` from the first keyframe at or after `from_ms`, after the sequence headers:
+/// a node that started segmenting the stream then (an edge whose pull began there).
+fn joined_at(
+    config: HlsConfig,
+    frames: &[(Frame, Option<(u64, u64)>)],
+    from_ms: u64,
+) -> super::HlsSnapshot {
+    let mut s = Segmenter::new(config, VecStore, "x");
+    s.handle_frame(&avc_seq()).unwrap();
+    s.handle_frame(&aac_seq()).unwrap();
+    let start = frames
+        .iter()
+        .position(|(f, _)| f.flags.sync_point && f.timestamp_ms >= from_ms)
+        .expect("a keyframe");
+    for (f, _) in &frames[start..] {
+        s.handle_frame(f).unwrap();
+    }
+    s.handle_end()
+}
+
+#[test]
+fn nodes_that_start_at_different_keyframes_number_the_same_segments_alike() {
+    let config = HlsConfig {
+        segment_ms: 2000,
+        window: 30,
+        keep_extra: 0,
+    };
+    for gop in [25u64, 50, 35, 10] {
+        let frames = stream(40, gop);
+        let whole = joined_at(config, &frames, 0);
+        for from in [1_000u64, 7_400, 12_000, 23_000] {
+            let late = joined_at(config, &frames, from);
+            // The late node's first segment may start mid-cell (shorter); every later one is
+            // the same segment, by number, duration and length, as on the node that saw it all.
+            let late_n = numbered(&late);
+            let whole_n = numbered(&whole);
+            assert!(late_n.len() > 4, "gop {gop} from {from}: {late_n:?}");
+            for seg in &late_n[1..late_n.len() - 1] {
+                assert!(
+                    whole_n.contains(seg),
+                    "gop {gop} from {from}: {seg:?} not in {whole_n:?}"
+                );
+            }
+            assert_eq!(late_n[1].0, late_n[0].0 + 1);
+        }
+    }
+}
+
+#[test]
+fn keyframes_near_a_cell_boundary_or_jittered_stay_aligned() {
+    // A 2 s GOP whose keyframes arrive a few ms early or late: each stays in its own cell.
+    let config = HlsConfig::default();
+    let mut s = Segmenter::new(config, VecStore, "x");
+    s.handle_frame(&avc_seq()).unwrap();
+    for n in 0..300u64 {
+        let jitter: i64 = [0, -3, 4, -1, 2][(n / 50 % 5) as usize];
+        let dts = (n as i64 * 40 + if n % 50 == 0 { jitter } else { 0 }).max(0) as u64;
+        s.handle_frame(&video(dts, 0, n % 50 == 0, 100)).unwrap();
+    }
+    let snap = s.handle_end();
+    let seqs: Vec<u64> = snap.segments.iter().map(|s| s.seq.0).collect();
+    assert_eq!(seqs, [0, 1, 2, 3, 4, 5]);
+    assert_eq!(s.unaligned_cuts, 0);
+}
+
+#[test]
+fn a_gop_longer_than_the_cell_keeps_numbers_contiguous_and_is_counted() {
+    // 3 s GOPs against 2 s cells: keyframes in cells 0, 2, 3, 5, 6, 8 -- 1, 4, 7 are empty.
+    let frames = stream(16, 75);
+    let (mut s, _) = run(HlsConfig::default(), &frames);
+    let snap = s.handle_end();
+    let seqs: Vec<u64> = snap.segments.iter().map(|s| s.seq.0).collect();
+    assert_eq!(seqs, [0, 1, 2, 3, 4, 5]);
+    assert_eq!(s.unaligned_cuts, 3, "the cuts into cells 2, 5 and 8");
+    assert_eq!(s.last_unaligned_gap_ms, 3000);
+    let p = parse_media_playlist(std::str::from_utf8(&snap.playlist).unwrap()).unwrap();
+    assert_eq!(p.segments.first().map(|s| s.seq), Some(0));
+}
+
+#[test]
+fn a_stream_whose_timestamps_start_late_numbers_from_its_cell() {
+    // An encoder whose clock starts at 1,000,000 ms: the first segment is number 500.
+    let mut s = Segmenter::new(HlsConfig::default(), VecStore, "x");
+    s.handle_frame(&avc_seq()).unwrap();
+    for n in 0..150u64 {
+        s.handle_frame(&video(1_000_000 + n * 40, 0, n % 50 == 0, 100))
+            .unwrap();
+    }
+    let snap = s.handle_end();
+    assert_eq!(snap.segments[0].seq.0, 500);
+    assert!(std::str::from_utf8(&snap.playlist)
+        .unwrap()
+        .contains("#EXT-X-MEDIA-SEQUENCE:500\n"));
 }

@@ -246,6 +246,15 @@ impl Shard {
             OwnerNote::Forward(ForwardNote::Failed { origin, error }) => {
                 warn!(shard = %id, %key, %origin, "forwarding failed: {error}")
             }
+            OwnerNote::HlsUnaligned { gap_ms, first } => {
+                s.hls_unaligned_cuts.inc();
+                if first {
+                    warn!(
+                        shard = %id, %key, gap_ms,
+                        "HLS segment numbers no longer match other nodes' for this stream: a segment opened {gap_ms} ms after the last, past the next --hls-segment-ms cell (keep keyframes at most --hls-segment-ms apart); a player moved here from another node may skip or repeat a segment"
+                    )
+                }
+            }
             OwnerNote::HlsStopped(e) => {
                 warn!(shard = %id, %key, "HLS stopped for this stream: {e}")
             }
