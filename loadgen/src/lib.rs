@@ -197,13 +197,10 @@ fn worker(
                 )));
             }
         }
-        let pool = plan.http.map(|addr| {
-            Rc::new(pool::Pool::new(
-                addr,
-                plan.connections_per_thread,
-                Arc::clone(&ctx.live),
-            ))
-        });
+        let pools = Rc::new(pool::Pools::new(
+            plan.connections_per_thread,
+            Arc::clone(&ctx.live),
+        ));
         // Publishers run meanwhile; viewers are scheduled once arrivals start.
         let go = ctx.clock.wait_go().await;
         for i in (0..plan.viewer_protocols.len()).filter(|i| i % threads == t) {
@@ -216,7 +213,7 @@ fn worker(
             let (ctx, app) = (ctx.clone(), args.app.clone());
             let name = format!("{}{}", args.stream_prefix, plan.viewer_streams[i]);
             let protocol = plan.viewer_protocols[i];
-            let (rtmp, http, pool) = (plan.rtmp, plan.http, pool.clone());
+            let (rtmp, http, pools) = (plan.rtmp, plan.http, Rc::clone(&pools));
             tasks.push(monoio::spawn(async move {
                 monoio::time::sleep(at.saturating_duration_since(Instant::now())).await;
                 if Instant::now() >= ctx.clock.until() {
@@ -230,7 +227,8 @@ fn worker(
                         viewers::flv_viewer(ctx, http.expect("checked"), app, name).await
                     }
                     Protocol::Hls => {
-                        viewers::hls_viewer(ctx, pool.expect("checked"), app, name).await
+                        let http = http.expect("checked");
+                        viewers::hls_viewer(ctx, pools, http, app, name).await
                     }
                 }
             }));

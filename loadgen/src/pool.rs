@@ -31,6 +31,35 @@ pub const GROW_EVERY: Duration = Duration::from_millis(1);
 /// Timers firing this late mean the thread is out of CPU: the pool does not grow then.
 pub const BUSY_LAG: Duration = Duration::from_millis(5);
 
+/// A thread's pools, one per HTTP server: the target's, and one for each server a redirect
+/// sent its viewers to (a draining edge's 302s), each with the same bound.
+pub struct Pools {
+    max: usize,
+    live: std::sync::Arc<Live>,
+    by_addr: RefCell<Vec<Rc<Pool>>>,
+}
+
+impl Pools {
+    pub fn new(max: usize, live: std::sync::Arc<Live>) -> Self {
+        Self {
+            max,
+            live,
+            by_addr: RefCell::new(Vec::new()),
+        }
+    }
+
+    /// The pool for `addr`, made on first use.
+    pub fn get(&self, addr: SocketAddr) -> Rc<Pool> {
+        let mut pools = self.by_addr.borrow_mut();
+        if let Some(p) = pools.iter().find(|p| p.addr == addr) {
+            return Rc::clone(p);
+        }
+        let pool = Rc::new(Pool::new(addr, self.max, std::sync::Arc::clone(&self.live)));
+        pools.push(Rc::clone(&pool));
+        pool
+    }
+}
+
 /// A thread's connections to one HTTP server.
 pub struct Pool {
     addr: SocketAddr,
@@ -74,6 +103,11 @@ pub enum Acquired {
 }
 
 impl Pool {
+    /// The server this pool connects to.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
     pub fn new(addr: SocketAddr, max: usize, live: std::sync::Arc<Live>) -> Self {
         Self {
             addr,

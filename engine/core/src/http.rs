@@ -262,6 +262,8 @@ pub struct ResponseHead {
     pub chunked: bool,
     /// `Connection: close`: the server ends the connection after this response.
     pub close: bool,
+    /// `Location` (a redirect's target), as sent.
+    pub location: Option<String>,
     /// Bytes of the head, to consume from the buffer.
     pub len: usize,
 }
@@ -282,6 +284,7 @@ pub fn parse_response_head(buf: &[u8]) -> Result<Option<ResponseHead>, HttpError
             let mut content_length = None;
             let mut chunked = false;
             let mut close = false;
+            let mut location = None;
             for h in resp.headers.iter() {
                 let v = std::str::from_utf8(h.value).unwrap_or("").trim();
                 if h.name.eq_ignore_ascii_case("content-length") {
@@ -295,6 +298,8 @@ pub fn parse_response_head(buf: &[u8]) -> Result<Option<ResponseHead>, HttpError
                     chunked = true;
                 } else if h.name.eq_ignore_ascii_case("connection") {
                     close |= v.split(',').any(|t| t.trim().eq_ignore_ascii_case("close"));
+                } else if h.name.eq_ignore_ascii_case("location") {
+                    location = Some(v.to_string());
                 }
             }
             Ok(Some(ResponseHead {
@@ -302,6 +307,7 @@ pub fn parse_response_head(buf: &[u8]) -> Result<Option<ResponseHead>, HttpError
                 content_length,
                 chunked,
                 close,
+                location,
                 len,
             }))
         }
@@ -404,7 +410,17 @@ mod tests {
         let h = parse_response_head(b"HTTP/1.1 200 OK\r\nConnection: Keep-Alive, Close\r\n\r\n")
             .unwrap()
             .unwrap();
-        assert!(h.close);
+        assert!(h.close && h.location.is_none());
+        let h = parse_response_head(
+            b"HTTP/1.1 302 Found\r\nlocation: http://10.0.0.2:8080/a/b.m3u8?t=1 \r\n\r\n",
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(h.status, 302);
+        assert_eq!(
+            h.location.as_deref(),
+            Some("http://10.0.0.2:8080/a/b.m3u8?t=1")
+        );
         assert_eq!(parse_response_head(b"HTTP/1.1 200 OK\r\nX").unwrap(), None);
         assert!(parse_response_head(b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n").is_err());
         assert_eq!(

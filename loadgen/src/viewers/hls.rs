@@ -1,5 +1,8 @@
 //! The HLS viewer: playlists reloaded as RFC 8216 says, every new segment fetched once
-//! through the thread's connection pool and scanned as it streams in.
+//! through the thread's connection pool and scanned as it streams in. A playlist answered
+//! with a redirect (a draining edge sends its viewers to a peer) is fetched from where it
+//! points, at once, and the viewer stays there, carrying on from the segment number it had
+//! reached, as a player does.
 
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
@@ -13,7 +16,7 @@ use monoio::net::TcpStream;
 use super::read_append;
 use crate::httpc;
 use crate::live::{now_us, Ctx};
-use crate::pool::{Acquired, Pool};
+use crate::pool::{Acquired, Pool, Pools};
 use edge_core::hls::tsscan::TsScan;
 
 /// Where a response body goes as it arrives.
@@ -44,6 +47,7 @@ struct Response {
     /// The server closes the connection after it (`Connection: close`, as a draining engine
     /// sends): it does not go back to the pool.
     close: bool,
+    location: Option<String>,
 }
 
 /// One HTTP exchange on a keep-alive connection. The body of a 200 goes to `sink` piece by
@@ -93,6 +97,7 @@ async fn exchange(
         len,
         first_byte,
         close: head.close,
+        location: head.location,
     })
 }
 
@@ -123,13 +128,25 @@ async fn pooled(
     result
 }
 
+/// Redirects in a row before a playlist arrives, at most.
+const MAX_REDIRECTS: u32 = 5;
+
 /// An HLS viewer: starts three segments from the live edge as hls.js does (from the start of
 /// an ended playlist), reloads the playlist as RFC 8216 §6.3.4 says (the target duration after
 /// a change, half of it otherwise), fetches every new segment once, and counts stalls against
 /// a playback clock. Requests go through the thread's connection pool.
-pub async fn hls_viewer(ctx: Ctx, pool: Rc<Pool>, app: String, stream: String) {
+pub async fn hls_viewer(
+    ctx: Ctx,
+    pools: Rc<Pools>,
+    server: std::net::SocketAddr,
+    app: String,
+    stream: String,
+) {
     ctx.live.viewers.fetch_add(1, Ordering::Relaxed);
-    let playlist_path = format!("/{app}/{stream}.m3u8");
+    let mut pool = pools.get(server);
+    let mut playlist_path = format!("/{app}/{stream}.m3u8");
+    // Redirects followed since the last playlist: a loop of them is an error.
+    let mut redirects = 0;
     let mut body = Vec::new();
     let started = Instant::now();
     let mut next_seq: Option<u64> = None;
@@ -158,6 +175,27 @@ pub async fn hls_viewer(ctx: Ctx, pool: Rc<Pool>, app: String, stream: String) {
         ctx.span("ttfb", intended, response.first_byte);
         ctx.span("playlist_reload_delay", intended, got_at);
         let status = response.status;
+        if matches!(status, 301 | 302 | 303 | 307 | 308) {
+            redirects += 1;
+            let target = response
+                .location
+                .as_deref()
+                .and_then(|l| httpc::split_location(l, pool.addr()));
+            match target {
+                Some((addr, path)) if redirects <= MAX_REDIRECTS => {
+                    ctx.stats.borrow_mut().count("redirects", 1);
+                    pool = pools.get(addr);
+                    playlist_path = path;
+                    next_reload = Instant::now();
+                    continue;
+                }
+                _ => {
+                    ctx.error("redirect");
+                    break;
+                }
+            }
+        }
+        redirects = 0;
         if status == 404 && started.elapsed() < Duration::from_secs(10) {
             // The stream is not there yet (publisher starting): retry without counting.
             next_reload = got_at + Duration::from_millis(500);
@@ -190,7 +228,11 @@ pub async fn hls_viewer(ctx: Ctx, pool: Rc<Pool>, app: String, stream: String) {
             .collect();
         for seg in &new {
             let seg_intended = got_at;
-            let path = format!("/{app}/{}", seg.uri);
+            let path = if seg.uri.starts_with('/') {
+                seg.uri.clone()
+            } else {
+                format!("{}{}", httpc::base_of(&playlist_path), seg.uri)
+            };
             let mut scan = TsScan::default();
             let scanned = pooled(&ctx, &pool, &path, Sink::Scan(&mut scan))
                 .await
