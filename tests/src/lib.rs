@@ -210,29 +210,7 @@ impl Engine {
     /// connection limit, for one) instead of a panic.
     pub fn try_metrics(&self) -> std::io::Result<Metrics> {
         let body = try_http_get(self.http, "/metrics")?.body;
-        let mut m = HashMap::new();
-        for line in String::from_utf8_lossy(&body).lines() {
-            let Some(rest) = line.strip_prefix("edge_") else {
-                continue;
-            };
-            let Some((name, tail)) = rest.split_once("{shard=\"") else {
-                continue;
-            };
-            let Some((shard, tail)) = tail.split_once('"') else {
-                continue;
-            };
-            let Some(value) = tail.rsplit(' ').next().and_then(|v| v.parse::<u64>().ok()) else {
-                continue;
-            };
-            let name = match tail.strip_prefix(',').and_then(|t| t.split_once('}')) {
-                Some((labels, _)) => format!("{name}{{{labels}}}"),
-                None => name.to_string(),
-            };
-            if let Ok(shard) = shard.parse::<usize>() {
-                m.insert((name, shard), value);
-            }
-        }
-        Ok(Metrics(m))
+        Ok(Metrics::parse(&String::from_utf8_lossy(&body)))
     }
 
     /// Polls the counters until `pred` holds; panics with the last counters after `timeout`.
@@ -367,6 +345,33 @@ pub fn closed_by_peer(s: &mut TcpStream) -> bool {
 pub struct Metrics(pub HashMap<(String, usize), u64>);
 
 impl Metrics {
+    /// Parses a `/metrics` body.
+    pub fn parse(text: &str) -> Metrics {
+        let mut m = HashMap::new();
+        for line in text.lines() {
+            let Some(rest) = line.strip_prefix("edge_") else {
+                continue;
+            };
+            let Some((name, tail)) = rest.split_once("{shard=\"") else {
+                continue;
+            };
+            let Some((shard, tail)) = tail.split_once('"') else {
+                continue;
+            };
+            let Some(value) = tail.rsplit(' ').next().and_then(|v| v.parse::<u64>().ok()) else {
+                continue;
+            };
+            let name = match tail.strip_prefix(',').and_then(|t| t.split_once('}')) {
+                Some((labels, _)) => format!("{name}{{{labels}}}"),
+                None => name.to_string(),
+            };
+            if let Ok(shard) = shard.parse::<usize>() {
+                m.insert((name, shard), value);
+            }
+        }
+        Metrics(m)
+    }
+
     pub fn get(&self, name: &str, shard: usize) -> u64 {
         self.0.get(&(name.to_string(), shard)).copied().unwrap_or(0)
     }

@@ -5,7 +5,8 @@
 //! A drain, in steps:
 //! 1. [`Lifecycle::handle_drain`] (SIGTERM, or `POST /api/v1/drain`): [`LifecycleEffect::Draining`]
 //!    at once (readiness fails, the registry record says `draining`, HLS viewers are sent to a
-//!    peer on their next playlist request), accepting goes on for `accept_ms`.
+//!    peer on a playlist request once the peer can continue where they are, see
+//!    [`crate::migrate`]), accepting goes on for `accept_ms`.
 //! 2. Then [`LifecycleEffect::StopAccepting`]: the listeners close, new connections are
 //!    refused. Sessions already open stay.
 //! 3. [`LifecycleEffect::Exit`] once nothing is left ([`Activity::is_empty`]), or at

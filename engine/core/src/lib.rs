@@ -28,7 +28,8 @@
 //! caches), [`queue`] (per-viewer send queue, forward backlog), [`upstream`] (origin URLs,
 //! the failover planner, link reports), [`http`] (requests, response heads, chunked bodies),
 //! [`ids`] (typed ids), [`cpus`] (CPU lists), [`json`] (the string escaper the API and
-//! loadgen share), [`sei`] (latency probes).
+//! loadgen share), [`sei`] (latency probes), [`drain`] (the node's lifecycle), [`migrate`]
+//! (when a draining node's HLS viewers may move to a peer).
 
 pub mod access;
 pub mod admission;
@@ -44,6 +45,7 @@ pub mod http;
 pub mod ids;
 pub mod json;
 pub mod media;
+pub mod migrate;
 pub mod owner;
 pub mod pull;
 pub mod queue;

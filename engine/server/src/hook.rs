@@ -1,6 +1,7 @@
 //! The HTTP hook client: POSTs a JSON body to an `http://HOST[:PORT]/PATH` URL and returns the
 //! reply's status and body, as non-blocking I/O in the calling connection's task (the name is
 //! resolved on a helper thread, see [`crate::dial`]). One deadline covers the whole exchange.
+//! The same exchange GETs a peer's playlist for a drain's HLS migration ([`get`]).
 //!
 //! What a reply means is edge-core's ([`edge_core::access::hook_verdict`]).
 //!
@@ -79,7 +80,30 @@ pub async fn post(
     body: String,
     timeout: Duration,
 ) -> Result<(u16, Vec<u8>), HookFailure> {
-    match monoio::time::timeout(timeout, exchange(url, body, timeout)).await {
+    let request = format!(
+        "POST {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: edge-engine\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        url.target,
+        url.authority,
+        body.len()
+    );
+    within(url, request, timeout).await
+}
+
+/// GETs `url`; the status and body of the reply.
+pub async fn get(url: &HookUrl, timeout: Duration) -> Result<(u16, Vec<u8>), HookFailure> {
+    let request = format!(
+        "GET {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: edge-engine\r\nConnection: close\r\n\r\n",
+        url.target, url.authority
+    );
+    within(url, request, timeout).await
+}
+
+async fn within(
+    url: &HookUrl,
+    request: String,
+    timeout: Duration,
+) -> Result<(u16, Vec<u8>), HookFailure> {
+    match monoio::time::timeout(timeout, exchange(url, request, timeout)).await {
         Ok(r) => r,
         Err(_) => Err(HookFailure::Timeout(timeout.as_millis() as u64)),
     }
@@ -87,18 +111,12 @@ pub async fn post(
 
 async fn exchange(
     url: &HookUrl,
-    body: String,
+    request: String,
     timeout: Duration,
 ) -> Result<(u16, Vec<u8>), HookFailure> {
     let mut stream = crate::dial::connect(&url.host, url.port, timeout)
         .await
         .map_err(HookFailure::Unreachable)?;
-    let request = format!(
-        "POST {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: edge-engine\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        url.target,
-        url.authority,
-        body.len()
-    );
     let (res, _) = stream.write_all(request.into_bytes()).await;
     res.map_err(|e| HookFailure::Unreachable(format!("sending: {e}")))?;
     let mut got: Vec<u8> = Vec::new();

@@ -79,10 +79,12 @@ pub async fn serve(
                             continue;
                         }
                     }
-                    // Draining: every response ends its connection, and an HLS viewer's
-                    // next playlist is fetched from a peer.
+                    // Draining: responses end their connections, and an HLS viewer's next
+                    // playlist is fetched from a peer. HLS responses served here keep theirs:
+                    // a viewer that is not moved yet (or has no peer) reloads over it after
+                    // the listeners have closed.
                     let draining = shard.stats.control.is_draining();
-                    if draining {
+                    if draining && !matches!(route, Route::Playlist(_) | Route::Segment(..)) {
                         req.keep_alive = false;
                     }
                     let migrate = match &route {
@@ -92,10 +94,14 @@ pub async fn serve(
                         _ => None,
                     };
                     if let Some(location) = migrate {
+                        // Kept alive: a player that reloads the URL it was given (ffmpeg)
+                        // is sent on over this connection after the listeners have closed.
                         shard.stats().drain_redirects.inc();
-                        let head = http::redirect_head(&location, false);
-                        let _ = write_bufs(&mut stream, vec![head]).await;
-                        return;
+                        let head = http::redirect_head(&location, req.keep_alive);
+                        if write_bufs(&mut stream, vec![head]).await.is_err() || !req.keep_alive {
+                            return;
+                        }
+                        continue;
                     }
                     // Origin role: a stream another node holds is fetched there.
                     let elsewhere = match &route {

@@ -144,6 +144,8 @@ pub struct Shard {
     /// The registry (--registry), and this shard's picture of the cluster.
     pub registry: Option<ShardRegistry>,
     cluster: RefCell<ClusterView>,
+    /// In a drain: per stream, whether its HLS viewers may move to the peer yet.
+    migrations: RefCell<HashMap<StreamKey, edge_core::migrate::Migration>>,
     /// Publishers connected to this shard, by stream (with a registry: to refuse them).
     local_publishers: RefCell<HashMap<StreamKey, Rc<Outlet>>>,
 }
@@ -209,6 +211,7 @@ impl Shard {
             tls_rtmp,
             admission,
             cluster: RefCell::new(ClusterView::new(registry.as_ref().map_or("", |r| &*r.me))),
+            migrations: RefCell::new(HashMap::new()),
             registry,
             local_publishers: RefCell::new(HashMap::new()),
         })

@@ -3,16 +3,22 @@
 //! publisher whose stream another live node holds. Decisions are the view's and the owner's.
 
 use std::rc::Rc;
+use std::time::Duration;
 
 use edge_core::cluster::{ClusterUpdate, NodeRecord, Role};
+use edge_core::hls::m3u8::parse_media_playlist;
+use edge_core::migrate::{self, Migration, MigrationDecision, PeerPlaylist};
 use edge_core::rtmp::chunk::PLAY_STREAM_ID;
 use edge_core::rtmp::server::status_message;
 use edge_core::upstream::OriginUrl;
+use edge_core::SegmentSeq;
 use edge_core::StreamKey;
-use tracing::warn;
+use tracing::{debug, warn};
 
 use super::Shard;
+use crate::hook::{self, HookUrl};
 use crate::outlet::{Close, Outlet};
+use crate::stats::Counter;
 
 impl Shard {
     /// The live node that holds `key`, when it is another node.
@@ -48,9 +54,11 @@ impl Shard {
 
     /// Where a draining node sends an HLS viewer's next playlist request: on an edge, the
     /// least-loaded other edge (it pulls the stream itself), else the holder; on an origin,
-    /// the holder when that is another node. Never a draining node. `None`: keep serving.
+    /// the holder when that is another node. Never a draining node. `None`: keep serving,
+    /// also while the peer cannot yet continue where this node's viewers are (edge-core's
+    /// [`edge_core::migrate`]; the peer's playlist is fetched here meanwhile).
     pub fn drain_redirect(
-        &self,
+        self: &Rc<Self>,
         key: &StreamKey,
         path: &str,
         query: Option<&str>,
@@ -63,7 +71,82 @@ impl Shard {
             None
         };
         let to = peer.or(holder.map(|n| n.http))?;
-        Some(same_request_at(&to, path, query))
+        let url = same_request_at(&to, path, query);
+        let now = self.now_ms();
+        let newest = self
+            .hls
+            .borrow()
+            .get(key)
+            .and_then(|s| s.segments.last().map(|s| s.seq));
+        let (decision, probe) = {
+            let mut all = self.migrations.borrow_mut();
+            let m = all
+                .entry(key.clone())
+                .or_insert_with(|| Migration::new(to.clone(), now));
+            if m.peer() != to {
+                *m = Migration::new(to.clone(), now);
+            }
+            (m.decide(newest, now), m.probe_due(now))
+        };
+        if probe {
+            self.probe_peer(key.clone(), to, &url);
+        }
+        match decision {
+            MigrationDecision::Redirect => Some(url),
+            MigrationDecision::ServeHere => {
+                self.stats().drain_held.inc();
+                None
+            }
+        }
+    }
+
+    /// Fetches the peer's playlist for `key` and tells the stream's migration what it lists.
+    fn probe_peer(self: &Rc<Self>, key: StreamKey, peer: String, url: &str) {
+        let shard = Rc::clone(self);
+        let url = HookUrl::parse(url);
+        monoio::spawn(async move {
+            shard.stats().drain_peer_probes.inc();
+            let found = match url {
+                Ok(url) => {
+                    let timeout = Duration::from_millis(migrate::PROBE_TIMEOUT_MS);
+                    match hook::get(&url, timeout).await {
+                        Ok((200, body)) => {
+                            match parse_media_playlist(&String::from_utf8_lossy(&body)) {
+                                Ok(p) => match (p.segments.first(), p.segments.last()) {
+                                    (Some(first), Some(last)) => PeerPlaylist::Listed {
+                                        first: SegmentSeq(first.seq),
+                                        last: SegmentSeq(last.seq),
+                                    },
+                                    _ => PeerPlaylist::Empty,
+                                },
+                                Err(e) => {
+                                    debug!(%key, %peer, "peer playlist: {e}");
+                                    PeerPlaylist::Failed
+                                }
+                            }
+                        }
+                        Ok((status, _)) => {
+                            debug!(%key, %peer, status, "peer playlist refused");
+                            PeerPlaylist::Failed
+                        }
+                        Err(e) => {
+                            debug!(%key, %peer, "peer playlist: {e}");
+                            PeerPlaylist::Failed
+                        }
+                    }
+                }
+                Err(_) => PeerPlaylist::Failed,
+            };
+            if found == PeerPlaylist::Failed {
+                shard.stats().drain_peer_probes_failed.inc();
+            }
+            let now = shard.now_ms();
+            if let Some(m) = shard.migrations.borrow_mut().get_mut(&key) {
+                if m.peer() == peer {
+                    m.handle_probe(found, now);
+                }
+            }
+        });
     }
 
     /// The holder as an origin to pull `key` from (`--origin registry`, or an origin in
