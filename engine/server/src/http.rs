@@ -82,9 +82,12 @@ pub async fn serve(
                     // Draining: responses end their connections, and an HLS viewer's next
                     // playlist is fetched from a peer. HLS responses served here keep theirs:
                     // a viewer that is not moved yet (or has no peer) reloads over it after
-                    // the listeners have closed.
-                    let draining = shard.stats.control.is_draining();
-                    if draining && !matches!(route, Route::Playlist(_) | Route::Segment(..)) {
+                    // the listeners have closed. After an upgrade handover the listeners
+                    // are the successor's, and everyone reconnects there.
+                    let control = &shard.stats.control;
+                    let draining = control.is_draining();
+                    let hls = matches!(route, Route::Playlist(_) | Route::Segment(..));
+                    if draining && (!hls || control.handed_over()) {
                         req.keep_alive = false;
                     }
                     let migrate = match &route {
