@@ -1260,16 +1260,25 @@ pub fn watch(
 pub struct Publisher {
     sock: TcpStream,
     client: RtmpClient,
+    /// The timestamp of [`Publisher::pump`]'s last frame.
+    pumped_ms: u32,
 }
 
 impl Publisher {
     /// Connects and publishes `rtmp://addr/app/stream`; returns once the server said
     /// `NetStream.Publish.Start`.
     pub fn start(addr: SocketAddr, app: &str, stream: &str) -> Publisher {
+        Self::start_offering(addr, app, stream, 0)
+    }
+
+    /// [`Publisher::start`], offering Enhanced RTMP `capsEx` in `connect`.
+    pub fn start_offering(addr: SocketAddr, app: &str, stream: &str, caps_ex: u8) -> Publisher {
         let mut sock = TcpStream::connect(addr).unwrap();
         sock.set_read_timeout(Some(Duration::from_millis(100)))
             .unwrap();
-        let cfg = ClientConfig::new(&format!("rtmp://{addr}/{app}"), stream, ClientMode::Publish);
+        let mut cfg =
+            ClientConfig::new(&format!("rtmp://{addr}/{app}"), stream, ClientMode::Publish);
+        cfg.caps_ex = caps_ex;
         let mut client = RtmpClient::new(cfg).unwrap();
         let mut buf = vec![0u8; 16 * 1024];
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -1290,7 +1299,11 @@ impl Publisher {
                 Err(_) => {}
             }
         }
-        Publisher { sock, client }
+        Publisher {
+            sock,
+            client,
+            pumped_ms: 0,
+        }
     }
 
     /// Sends one media message.
@@ -1307,6 +1320,32 @@ impl Publisher {
         self.client.publish_metadata(body).unwrap();
         let out = self.client.poll_transmit().unwrap();
         self.sock.write_all(&out).unwrap();
+    }
+
+    /// Publishes an audio frame every 40 ms for `how_long`, and returns what the server sent
+    /// meanwhile (stopping early once `until` matches one).
+    pub fn pump(
+        &mut self,
+        how_long: Duration,
+        until: impl Fn(&ClientEvent) -> bool,
+    ) -> Vec<ClientEvent> {
+        let end = Instant::now() + how_long;
+        let mut buf = vec![0u8; 16 * 1024];
+        let mut events = Vec::new();
+        self.sock
+            .set_read_timeout(Some(Duration::from_millis(40)))
+            .unwrap();
+        while Instant::now() < end && !events.iter().any(&until) {
+            self.pumped_ms += 40;
+            let ts = self.pumped_ms;
+            self.send(MediaKind::Audio, ts, b"\xaf\x01\x21\x10\x04");
+            match self.sock.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => self.client.handle_input(&buf[..n], &mut events).unwrap(),
+                Err(_) => {}
+            }
+        }
+        events
     }
 
     /// FCUnpublish + deleteStream, then the socket is closed.

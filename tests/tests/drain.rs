@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use edge_core::rtmp::client::ClientEvent;
 use tests::*;
 
 fn status(addr: SocketAddr, path: &str) -> u16 {
@@ -253,10 +254,25 @@ fn a_draining_edge_sends_its_hls_viewers_to_a_peer_edge_with_their_next_playlist
     eventually("e1 to serve the playlist", Duration::from_secs(30), || {
         status(e1.http, "/live/cam.m3u8?token=abc") == 200
     });
+    // A publisher at e1 that offers Enhanced RTMP reconnect (its publish is forwarded to
+    // the origin).
+    let mut publisher = Publisher::start_offering(
+        e1.rtmp,
+        "live",
+        "studio",
+        edge_core::rtmp::amf::CAPS_EX_RECONNECT,
+    );
     e1.signal(libc::SIGTERM);
     eventually("/readyz to fail", Duration::from_secs(5), || {
         status(e1.http, "/readyz") == 503
     });
+    // It is asked to reconnect to e2, the peer edge.
+    let events = publisher.pump(Duration::from_secs(10), is_reconnect);
+    let to_e2 = ClientEvent::ReconnectRequest {
+        tc_url: Some(format!("rtmp://{}/live", e2.rtmp)),
+    };
+    assert!(events.contains(&to_e2), "{events:?}");
+    drop(publisher);
     // e2 has not pulled the stream: e1 fetches e2's playlist (which starts e2's pull) and
     // serves its viewers itself until e2 lists segments a viewer here may still need. Then
     // the next playlist request goes to e2, query kept; segments already listed stay here.
@@ -474,4 +490,38 @@ fn hls_viewers_of_a_draining_edge_carry_on_at_a_peer_without_a_stall_or_a_skippe
     );
     let exit = e1.wait_exit(Duration::from_secs(60));
     assert!(exit.is_some_and(|s| s.success()), "{exit:?}");
+}
+
+fn is_reconnect(e: &ClientEvent) -> bool {
+    matches!(e, ClientEvent::ReconnectRequest { .. })
+}
+
+#[test]
+fn a_draining_node_asks_publishers_that_offer_enhanced_rtmp_reconnect_to_reconnect_once() {
+    let mut e = Engine::start(&["--cores", "1", "--drain-accept-ms", "20000"]);
+    let reconnect = edge_core::rtmp::amf::CAPS_EX_RECONNECT;
+    let mut capable = Publisher::start_offering(e.rtmp, "live", "a", reconnect);
+    // Other capsEx bits are not the reconnect one.
+    let mut legacy = Publisher::start_offering(e.rtmp, "live", "b", 0x06);
+    assert!(
+        !capable
+            .pump(Duration::from_millis(500), is_reconnect)
+            .iter()
+            .any(is_reconnect),
+        "not before a drain"
+    );
+    e.signal(libc::SIGTERM);
+    let events = capable.pump(Duration::from_secs(10), is_reconnect);
+    // Without a registry there is no peer to name: it reconnects to the URL it used.
+    assert!(
+        events.contains(&ClientEvent::ReconnectRequest { tc_url: None }),
+        "{events:?}"
+    );
+    // Once only, and never to a publisher that did not offer it; both keep publishing.
+    let again = capable.pump(Duration::from_secs(1), is_reconnect);
+    assert!(!again.iter().any(is_reconnect), "{again:?}");
+    let other = legacy.pump(Duration::from_secs(1), is_reconnect);
+    assert!(!other.iter().any(is_reconnect), "{other:?}");
+    assert_eq!(e.metrics().sum("drain_reconnect_requests"), 1);
+    assert!(!e.has_exited());
 }

@@ -11,7 +11,9 @@ use std::sync::Arc;
 use edge_core::access::{Action, HookEvent};
 use edge_core::media::{self, MediaError};
 use edge_core::rtmp::chunk;
-use edge_core::rtmp::server::{RtmpError, ServerConnection, ServerEvent};
+use edge_core::rtmp::server::{
+    reconnect_request_message, RtmpError, ServerConnection, ServerEvent,
+};
 use edge_core::stream::{PublishError, PublisherId};
 use edge_core::StreamKey;
 use monoio::io::AsyncReadRent;
@@ -66,6 +68,7 @@ pub async fn serve(
     // gets nothing more.
     let mut how = Close::Flush;
     let idle_timeout = std::time::Duration::from_millis(shard.config.idle_timeout_ms);
+    let mut reconnect_asked = false;
 
     let reason = loop {
         // Players only send acknowledgements; everyone else must keep talking.
@@ -122,6 +125,28 @@ pub async fn serve(
         }
         if let Some(b) = conn.poll_transmit() {
             outlet.push_control(b);
+        }
+        // Draining: a publisher that offered Enhanced RTMP reconnect is asked, once, to
+        // reconnect elsewhere (a publisher sends all the time, so this is checked on input).
+        if !reconnect_asked
+            && matches!(role, Role::Publisher { .. })
+            && shard.stats.control.is_draining()
+        {
+            if let Some(info) = conn.connect_info().filter(|i| i.reconnects()) {
+                reconnect_asked = true;
+                // After an upgrade handover its own URL reaches the successor.
+                let to = if shard.stats.control.handed_over() {
+                    None
+                } else {
+                    shard.drain_publish_peer(&info.app)
+                };
+                info!(shard = %shard.id, ?peer, to = to.as_deref().unwrap_or("(its own URL)"), "draining: asking the publisher to reconnect");
+                shard.stats().drain_reconnect_requests.inc();
+                outlet.push_control(reconnect_request_message(
+                    to.as_deref(),
+                    "This server is draining: please reconnect.",
+                ));
+            }
         }
         if let Some(e) = failure {
             break e;

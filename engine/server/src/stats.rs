@@ -77,6 +77,7 @@ counters! {
     forward_sessions: "gauge", "Edge: forwarding connections publishing to an origin now";
     cluster_redirects: "counter", "Cluster: plays sent to the node that holds the stream (RTMP 302, HTTP 302)";
     drain_redirects: "counter", "Drain: HLS playlist requests sent to a peer node (302) while this node drains";
+    drain_reconnect_requests: "counter", "Drain: publishers that offered Enhanced RTMP reconnect (capsEx) asked to reconnect elsewhere";
     drain_held: "counter", "Drain: HLS playlist requests served here because the peer cannot yet continue where the viewer is";
     drain_peer_probes: "counter", "Drain: playlists fetched from the peer to see whether it can take this node's HLS viewers";
     drain_peer_probes_failed: "counter", "Drain: peer playlist fetches that failed (unreachable, timeout, a status other than 200, not a playlist)";

@@ -265,7 +265,9 @@ async fn pull_session(
                 ClientEvent::Status { code } if refusal(&code) => {
                     return failed(LinkError::Refused(code))
                 }
-                ClientEvent::Status { .. } => continue,
+                // Our links do not offer capsEx, so an origin has no reason to ask; one that
+                // does anyway is ignored (the link's own failover covers a node that leaves).
+                ClientEvent::Status { .. } | ClientEvent::ReconnectRequest { .. } => continue,
                 ClientEvent::CommandError => return failed(LinkError::CommandRefused),
             };
             if !Rc::clone(sink).link_event(&p.key, p.link, ev) {

@@ -397,6 +397,28 @@ pub fn status_body(level: &str, code: &str, description: &str) -> Bytes {
     w.finish()
 }
 
+/// Enhanced RTMP v2's reconnect request: `onStatus` on the NetConnection, level `status`, code
+/// [`RECONNECT_REQUEST`], and `tcUrl` when the client should reconnect elsewhere (without it,
+/// to the URL it used).
+pub fn reconnect_request_body(tc_url: Option<&str>, description: &str) -> Bytes {
+    let mut w = Writer::new();
+    w.string("onStatus").number(0.0).null().begin_object();
+    w.key("level").string("status");
+    w.key("code").string(RECONNECT_REQUEST);
+    w.key("description").string(description);
+    if let Some(url) = tc_url {
+        w.key("tcUrl").string(url);
+    }
+    w.end_object();
+    w.finish()
+}
+
+/// The status code of Enhanced RTMP v2's reconnect request.
+pub const RECONNECT_REQUEST: &str = "NetConnection.Connect.ReconnectRequest";
+
+/// `capsEx` bit (Enhanced RTMP v2): the client honours a reconnect request.
+pub const CAPS_EX_RECONNECT: u8 = 0x01;
+
 /// SRS's RTMP "302": `onStatus(NetConnection.Connect.Rejected)` with `ex: {code: 302,
 /// redirect: tcUrl, redirect2: full URL}`.
 pub fn redirect_body(tc_url: &str, url: &str) -> Bytes {

@@ -66,6 +66,9 @@ pub enum ClientEvent {
     /// The server sends us elsewhere (SRS-style RTMP "302"): `url` is the origin's
     /// `rtmp://host[:port]/app` (the tcUrl; the stream name stays the same).
     Redirect { url: String },
+    /// Enhanced RTMP v2: the server asks us to reconnect, to `tc_url` when it names one
+    /// (sent only to a client that offered [`amf::CAPS_EX_RECONNECT`]).
+    ReconnectRequest { tc_url: Option<String> },
 }
 
 /// What the client says in `connect`, and what it asks for.
@@ -82,6 +85,8 @@ pub struct ClientConfig {
     pub flash_ver: String,
     pub swf_url: Option<String>,
     pub page_url: Option<String>,
+    /// Enhanced RTMP v2 `capsEx` offered in `connect` (0: not sent).
+    pub caps_ex: u8,
 }
 
 /// `flashVer` of a player (what ffmpeg and librtmp send).
@@ -110,6 +115,7 @@ impl ClientConfig {
             .to_string(),
             swf_url: None,
             page_url: None,
+            caps_ex: 0,
         }
     }
 }
@@ -278,6 +284,9 @@ impl RtmpClient {
             }
         }
         w.key("objectEncoding").number(0.0);
+        if c.caps_ex != 0 {
+            w.key("capsEx").number(f64::from(c.caps_ex));
+        }
         w.end_object();
         self.command(CSID_COMMAND, 0, &w.finish());
     }
@@ -359,6 +368,14 @@ impl RtmpClient {
             {
                 self.state = State::Started { stream_id };
                 events.push(ClientEvent::Started);
+            }
+            ("onStatus", _) if code == amf::RECONNECT_REQUEST => {
+                let tc_url = c
+                    .args
+                    .first()
+                    .and_then(|info| amf::prop_str(info, "tcUrl"))
+                    .map(str::to_string);
+                events.push(ClientEvent::ReconnectRequest { tc_url });
             }
             ("onStatus", _) if !code.is_empty() => events.push(ClientEvent::Status { code }),
             ("onBWDone", _) => self.simple_command("_checkbw", TXN_CHECKBW, None),

@@ -90,6 +90,29 @@ pub struct ConnectInfo {
     pub app: String,
     /// As sent; empty when the peer sent none (ffmpeg and OBS always do).
     pub tc_url: String,
+    /// Enhanced RTMP v2 `capsEx` (0 when absent or not a number in 0..=255).
+    pub caps_ex: u8,
+}
+
+impl ConnectInfo {
+    /// The peer honours Enhanced RTMP's reconnect request ([`reconnect_request_message`]).
+    pub fn reconnects(&self) -> bool {
+        self.caps_ex & amf::CAPS_EX_RECONNECT != 0
+    }
+}
+
+/// Enhanced RTMP v2's reconnect request on the NetConnection (message stream 0), as one
+/// chunk sequence with a full header: `tc_url` says where to reconnect (`None`: where it is).
+pub fn reconnect_request_message(tc_url: Option<&str>, description: &str) -> Bytes {
+    let body = amf::reconnect_request_body(tc_url, description);
+    chunk::serialize_message(
+        chunk::CSID_DATA,
+        0,
+        message::type_id::AMF0_COMMAND,
+        0,
+        &body,
+        chunk::OUT_CHUNK_SIZE,
+    )
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -412,14 +435,23 @@ impl ServerConnection {
                     app.pop();
                 }
                 let tc_url = amf::prop_str(&c.object, "tcUrl").unwrap_or("").to_string();
-                let object_encoding = match &c.object {
-                    Amf0Value::Object(p) => match p.get("objectEncoding") {
-                        Some(Amf0Value::Number(n)) => *n,
-                        _ => 0.0,
+                let number = |key: &str| match &c.object {
+                    Amf0Value::Object(p) => match p.get(key) {
+                        Some(Amf0Value::Number(n)) => Some(*n),
+                        _ => None,
                     },
-                    _ => 0.0,
+                    _ => None,
                 };
-                self.connect = Some(ConnectInfo { app, tc_url });
+                let object_encoding = number("objectEncoding").unwrap_or(0.0);
+                let caps_ex = match number("capsEx") {
+                    Some(n) if (0.0..=255.0).contains(&n) => n as u8,
+                    _ => 0,
+                };
+                self.connect = Some(ConnectInfo {
+                    app,
+                    tc_url,
+                    caps_ex,
+                });
                 self.outbound
                     .extend_from_slice(&message::window_ack_size(WINDOW_ACK_SIZE));
                 self.outbound
@@ -440,6 +472,11 @@ impl ServerConnection {
                         w.begin_object();
                         w.key("fmsVer").string("FMS/3,0,1,123");
                         w.key("capabilities").number(31.0);
+                        if caps_ex & amf::CAPS_EX_RECONNECT != 0 {
+                            // Enhanced RTMP v2: what the server does of what the client
+                            // offered.
+                            w.key("capsEx").number(f64::from(amf::CAPS_EX_RECONNECT));
+                        }
                         w.end_object();
                     },
                     &[&info],
@@ -620,6 +657,68 @@ mod tests {
     }
 
     #[test]
+    fn enhanced_rtmp_reconnect_capability_is_read_echoed_and_the_request_is_well_formed() {
+        for (caps, reconnects) in [
+            (Some(1.0), true),
+            (Some(15.0), true),
+            (Some(6.0), false),
+            (Some(-1.0), false),
+            (Some(1e9), false),
+            (None, false),
+        ] {
+            let mut s = handshaken();
+            let wire = cmd(3, 0, |w| {
+                w.string("connect").number(1.0).begin_object();
+                w.key("app").string("live");
+                if let Some(c) = caps {
+                    w.key("capsEx").number(c);
+                }
+                w.end_object();
+            });
+            input(&mut s, &wire).unwrap();
+            assert_eq!(
+                s.connect_info().unwrap().reconnects(),
+                reconnects,
+                "{caps:?}"
+            );
+            let out = replies(&mut s);
+            let result = out
+                .iter()
+                .find_map(|m| match m {
+                    Message::Command(c) if c.name == "_result" => Some(c),
+                    _ => None,
+                })
+                .unwrap();
+            let echoed = match &result.object {
+                Amf0Value::Object(p) => p.get("capsEx").cloned(),
+                _ => None,
+            };
+            let want = reconnects.then_some(Amf0Value::Number(1.0));
+            assert_eq!(echoed, want, "{caps:?}");
+        }
+        let mut r = ChunkReader::new();
+        r.set_chunk_size(chunk::OUT_CHUNK_SIZE as u32).unwrap();
+        for tc_url in [Some("rtmp://10.0.0.2:1935/live"), None] {
+            let b = reconnect_request_message(tc_url, "draining");
+            let mut input = &b[..];
+            let m = r.read_message(&mut input).unwrap().unwrap();
+            assert_eq!(m.stream_id, 0, "on the NetConnection");
+            let Message::Command(c) = Message::decode(&m).unwrap() else {
+                panic!("not a command");
+            };
+            assert_eq!(c.name, "onStatus");
+            assert_eq!(c.transaction_id, 0.0);
+            assert_eq!(c.object, Amf0Value::Null);
+            assert_eq!(amf::prop_str(&c.args[0], "level"), Some("status"));
+            assert_eq!(
+                amf::prop_str(&c.args[0], "code"),
+                Some("NetConnection.Connect.ReconnectRequest")
+            );
+            assert_eq!(amf::prop_str(&c.args[0], "tcUrl"), tc_url);
+        }
+    }
+
+    #[test]
     fn connect_create_publish_and_media() {
         let mut s = handshaken();
         let mut wire = connect("live/");
@@ -648,7 +747,8 @@ mod tests {
             s.connect_info(),
             Some(&ConnectInfo {
                 app: "live".into(),
-                tc_url: "rtmp://h/live".into()
+                tc_url: "rtmp://h/live".into(),
+                caps_ex: 0,
             })
         );
         let out = replies(&mut s);

@@ -149,6 +149,22 @@ impl Shard {
         });
     }
 
+    /// Where a draining node asks a publisher of `app` to reconnect (Enhanced RTMP), as an
+    /// `rtmp://host:port/app` tcUrl: the least-loaded other node of this node's role, with
+    /// `--registry`. `None`: to the URL it used (through a load balancer, another node).
+    pub fn drain_publish_peer(&self, app: &str) -> Option<String> {
+        self.registry.as_ref()?;
+        let role = if self.config.is_edge() {
+            Role::Edge
+        } else {
+            Role::Origin
+        };
+        let view = self.cluster.borrow();
+        view.by_load(role)
+            .first()
+            .map(|n| format!("rtmp://{}/{app}", n.rtmp))
+    }
+
     /// The holder as an origin to pull `key` from (`--origin registry`, or an origin in
     /// `--cluster-mode pull`).
     pub(super) fn located_origin(&self, key: &StreamKey) -> Option<OriginUrl> {
