@@ -8,7 +8,11 @@
 //!    peer on a playlist request once the peer can continue where they are, see
 //!    [`crate::migrate`]), accepting goes on for `accept_ms`.
 //! 2. Then [`LifecycleEffect::StopAccepting`]: the listeners close, new connections are
-//!    refused. Sessions already open stay.
+//!    refused. Sessions already open stay. While HLS playlist requests are still being
+//!    served here because the peer is not ready for them ([`Activity::hls_held_total`] grew
+//!    within [`HELD_QUIET_MS`]), accepting goes on, for at most
+//!    [`crate::migrate::GIVE_UP_MS`] more: those viewers' players may open new connections
+//!    here until they are moved.
 //! 3. [`LifecycleEffect::Exit`] once nothing is left ([`Activity::is_empty`]), or at
 //!    `timeout_ms` after the drain began, whichever comes first.
 //!
@@ -34,6 +38,9 @@ pub struct Activity {
     pub rtmp_viewers: u64,
     pub flv_viewers: u64,
     pub hls_viewers: u64,
+    /// Playlist requests served here in a drain because the peer was not ready for them
+    /// (ever, summed over shards; it only grows). Not something the node holds.
+    pub hls_held_total: u64,
 }
 
 impl Activity {
@@ -47,6 +54,9 @@ impl Activity {
         self.streams == 0 && self.publishers == 0 && self.viewers() == 0
     }
 }
+
+/// Accepting outlasts `accept_ms` while a playlist request was held this recently.
+pub const HELD_QUIET_MS: u64 = 5_000;
 
 /// Why the node exits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,6 +104,8 @@ pub struct Lifecycle {
     phase: Phase,
     /// Since when the node has held nothing (ms), while it holds nothing.
     idle_since_ms: Option<u64>,
+    /// The last [`Activity::hls_held_total`] seen, and when it last grew.
+    held: (u64, Option<u64>),
 }
 
 impl Lifecycle {
@@ -102,6 +114,7 @@ impl Lifecycle {
             config,
             phase: Phase::Serving,
             idle_since_ms: Some(now_ms),
+            held: (0, None),
         }
     }
 
@@ -139,6 +152,9 @@ impl Lifecycle {
         out: &mut Vec<LifecycleEffect>,
     ) {
         if let Some(a) = activity {
+            if a.hls_held_total > self.held.0 {
+                self.held = (a.hls_held_total, Some(now_ms));
+            }
             if a.is_empty() {
                 self.idle_since_ms.get_or_insert(now_ms);
             } else {
@@ -159,7 +175,13 @@ impl Lifecycle {
                 accepting,
             } => {
                 let elapsed = now_ms.saturating_sub(since_ms);
-                if accepting && elapsed >= self.config.accept_ms {
+                let holding = self
+                    .held
+                    .1
+                    .is_some_and(|t| t >= since_ms && now_ms.saturating_sub(t) < HELD_QUIET_MS);
+                let extended =
+                    holding && elapsed < self.config.accept_ms + crate::migrate::GIVE_UP_MS;
+                if accepting && elapsed >= self.config.accept_ms && !extended {
                     self.phase = Phase::Draining {
                         since_ms,
                         accepting: false,
@@ -231,6 +253,45 @@ mod tests {
         out.clear();
         l.handle_tick(70_000, None, &mut out);
         assert!(out.is_empty(), "once");
+    }
+
+    #[test]
+    fn accepting_outlasts_the_window_while_hls_viewers_wait_for_the_peer_and_not_forever() {
+        let held = |n| Activity {
+            hls_held_total: n,
+            ..busy()
+        };
+        let mut out = Vec::new();
+        // Held requests before the drain (none are) do not count; nor does a count that
+        // does not grow.
+        let mut l = Lifecycle::new(config(None), 0);
+        l.handle_tick(0, Some(held(0)), &mut out);
+        l.handle_drain(1000, &mut out);
+        out.clear();
+        l.handle_tick(2500, Some(held(4)), &mut out);
+        l.handle_tick(3000, Some(held(4)), &mut out);
+        assert!(out.is_empty(), "held 500 ms ago: still accepting");
+        l.handle_tick(7400, Some(held(9)), &mut out);
+        assert!(out.is_empty());
+        l.handle_tick(12_399, Some(held(9)), &mut out);
+        assert!(out.is_empty(), "quiet for 4,999 ms");
+        l.handle_tick(12_400, Some(held(9)), &mut out);
+        assert_eq!(out, [LifecycleEffect::StopAccepting], "quiet for 5 s");
+        // Held forever: stops at accept_ms + GIVE_UP_MS.
+        let mut l = Lifecycle::new(config(None), 0);
+        let mut out = Vec::new();
+        l.handle_drain(0, &mut out);
+        out.clear();
+        let limit = 2000 + crate::migrate::GIVE_UP_MS;
+        let mut t = 0;
+        let mut n = 0;
+        while out.is_empty() {
+            t += 500;
+            n += 1;
+            l.handle_tick(t, Some(held(n)), &mut out);
+        }
+        assert_eq!(t, limit);
+        assert_eq!(out, [LifecycleEffect::StopAccepting]);
     }
 
     #[test]

@@ -160,6 +160,7 @@ pub fn activity(stats: &Stats) -> Activity {
         rtmp_viewers: stats.sum(|s| &s.rtmp_players),
         flv_viewers: stats.sum(|s| &s.flv_players),
         hls_viewers: stats.sum(|s| &s.hls_viewers),
+        hls_held_total: stats.sum(|s| &s.drain_held),
     }
 }
 
