@@ -216,6 +216,12 @@ fn loadgen_runs_through_an_upgrade_without_a_connect_error() {
         text.contains("\"connect\":0"),
         "no connect error through the handover: {text}"
     );
+    // HLS viewers leave the old process with a playlist only once the successor lists what
+    // they may still need: no segment they ask for there is missing.
+    assert!(
+        text.contains("\"status\":0"),
+        "no HLS status error through the handover: {text}"
+    );
     // Its viewers gone, the old process has nothing left and exits 0.
     let exit = old.wait_exit(Duration::from_secs(30));
     assert!(exit.is_some_and(|s| s.success()), "{exit:?}");

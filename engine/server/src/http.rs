@@ -87,7 +87,16 @@ pub async fn serve(
                     let control = &shard.stats.control;
                     let draining = control.is_draining();
                     let hls = matches!(route, Route::Playlist(_) | Route::Segment(..));
-                    if draining && (!hls || control.handed_over()) {
+                    let handed_over = draining && control.handed_over();
+                    let close = match &route {
+                        // After a handover, a viewer leaves with a playlist once the
+                        // successor can continue where it is.
+                        Route::Playlist(key) if handed_over => {
+                            shard.successor_ready(key, &req.path, req.query.as_deref())
+                        }
+                        _ => draining && !hls,
+                    };
+                    if close {
                         req.keep_alive = false;
                     }
                     let migrate = match &route {

@@ -119,6 +119,12 @@ pub fn run() -> anyhow::Result<()> {
 
     let mesh = Arc::new(Mesh::new(shards, config.mesh_queue_len));
     let stats = Arc::new(Stats::new(shards));
+    if let Some(&(_, mut at)) = endpoints.iter().find(|(s, _)| *s == Service::Http) {
+        if at.ip().is_unspecified() {
+            at.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+        }
+        let _ = stats.http_addr.set(at);
+    }
     let clock = clock::Clock::start();
     let limits = config.connection_limits;
     let admission = (limits != edge_core::admission::Limits::default()).then(|| {

@@ -198,6 +198,9 @@ pub struct Stats {
     pub registry: OnceLock<Arc<crate::registry::RegistryStatus>>,
     /// The drain and the machine-level gauges.
     pub control: Arc<crate::drain::Control>,
+    /// The HTTP listener's address, for requests to our own port (after an upgrade
+    /// handover they reach the successor).
+    pub http_addr: OnceLock<std::net::SocketAddr>,
 }
 
 /// One shard's owned streams, by key.
@@ -289,6 +292,7 @@ impl Stats {
             arenas: (0..shards).map(|_| OnceLock::new()).collect(),
             registry: OnceLock::new(),
             control: Arc::default(),
+            http_addr: OnceLock::new(),
         }
     }
 

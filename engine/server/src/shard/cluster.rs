@@ -72,6 +72,32 @@ impl Shard {
         };
         let to = peer.or(holder.map(|n| n.http))?;
         let url = same_request_at(&to, path, query);
+        match self.migration(key, to, &url) {
+            MigrationDecision::Redirect => Some(url),
+            MigrationDecision::ServeHere => None,
+        }
+    }
+
+    /// After an upgrade handover: whether an HLS viewer's playlist response here may close
+    /// its connection, so that its next request reaches the successor. It may once the
+    /// successor (our own HTTP address now leads there) lists the segments the viewer may
+    /// still need, as a drain decides for a peer; until then the viewer stays here.
+    pub fn successor_ready(
+        self: &Rc<Self>,
+        key: &StreamKey,
+        path: &str,
+        query: Option<&str>,
+    ) -> bool {
+        let Some(at) = self.stats.http_addr.get() else {
+            return true;
+        };
+        let to = at.to_string();
+        let url = same_request_at(&to, path, query);
+        self.migration(key, to, &url) == MigrationDecision::Redirect
+    }
+
+    /// The migration of `key`'s HLS viewers to `to`, probed at `url`: what to do now.
+    fn migration(self: &Rc<Self>, key: &StreamKey, to: String, url: &str) -> MigrationDecision {
         let now = self.now_ms();
         let newest = self
             .hls
@@ -89,15 +115,12 @@ impl Shard {
             (m.decide(newest, now), m.probe_due(now))
         };
         if probe {
-            self.probe_peer(key.clone(), to, &url);
+            self.probe_peer(key.clone(), to, url);
         }
-        match decision {
-            MigrationDecision::Redirect => Some(url),
-            MigrationDecision::ServeHere => {
-                self.stats().drain_held.inc();
-                None
-            }
+        if decision == MigrationDecision::ServeHere {
+            self.stats().drain_held.inc();
         }
+        decision
     }
 
     /// Fetches the peer's playlist for `key` and tells the stream's migration what it lists.
