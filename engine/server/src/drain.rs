@@ -30,6 +30,9 @@ pub struct Control {
     drain_requested: AtomicBool,
     /// The listeners were shut down by a drain: an accept loop that fails ends.
     closed: AtomicBool,
+    /// The listeners are being shut down (set before the first, `closed` after the last): an
+    /// accept that fails meanwhile is the shutdown's, not an error to report.
+    closing: AtomicBool,
     /// A successor took the listeners over (`--upgrade-socket`): the shards stop accepting.
     handed_over: AtomicBool,
     listeners: Mutex<Listeners>,
@@ -83,6 +86,11 @@ impl Control {
     /// down, or a successor holds them.
     pub fn accepting_ended(&self) -> bool {
         self.closed.load(Ordering::Acquire) || self.handed_over()
+    }
+
+    /// The listeners are being shut down, or are: a failed accept is expected.
+    pub fn closing(&self) -> bool {
+        self.closing.load(Ordering::Acquire)
     }
 
     /// A successor holds the listeners: every shard cancels its accepts.
@@ -140,6 +148,7 @@ impl Control {
             Phase::HandedOver | Phase::Closed => return,
         }
         l.phase = Phase::Closed;
+        self.closing.store(true, Ordering::Release);
         for (_, fd) in &l.fds {
             // SAFETY: shutdown(2) has no memory effects. Every listener is still open here:
             // one closes only when its accept loop ends, which needs `closed` or

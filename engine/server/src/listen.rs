@@ -215,6 +215,11 @@ pub async fn accept_loop(
                 debug!(shard = %shard.id, ?service, "accepting ended (drain or upgrade)");
                 return;
             }
+            Err(_) if shard.stats.control.closing() => {
+                // The drain is shutting the listeners down and has not set `closed` yet:
+                // look again in a moment, when it has (the descriptor stays open till then).
+                monoio::time::sleep(Duration::from_millis(1)).await;
+            }
             Err(e) => {
                 shard.stats().accept_errors.inc();
                 let resource = matches!(

@@ -251,7 +251,7 @@ impl Shard {
                 if first {
                     warn!(
                         shard = %id, %key, gap_ms,
-                        "HLS segment numbers no longer match other nodes' for this stream: a segment opened {gap_ms} ms after the last, past the next --hls-segment-ms cell (keep keyframes at most --hls-segment-ms apart); a player moved here from another node may skip or repeat a segment"
+                        "HLS segment numbers no longer follow this stream's timeline (a segment opened {gap_ms} ms after the last, not in the next --hls-segment-ms cell: a GOP longer than --hls-segment-ms, a refused segment, a republish or a timestamp jump); a player moved between this node and another may skip or repeat a segment"
                     )
                 }
             }
