@@ -126,43 +126,14 @@ impl Shard {
     /// Fetches the peer's playlist for `key` and tells the stream's migration what it lists.
     fn probe_peer(self: &Rc<Self>, key: StreamKey, peer: String, url: &str) {
         let shard = Rc::clone(self);
-        let url = HookUrl::parse(url);
+        let url = url.to_string();
         monoio::spawn(async move {
             shard.stats().drain_peer_probes.inc();
-            let found = match url {
-                Ok(url) => {
-                    let timeout = Duration::from_millis(migrate::PROBE_TIMEOUT_MS);
-                    match hook::get(&url, timeout).await {
-                        Ok((200, body)) => {
-                            match parse_media_playlist(&String::from_utf8_lossy(&body)) {
-                                Ok(p) => match (p.segments.first(), p.segments.last()) {
-                                    (Some(first), Some(last)) => PeerPlaylist::Listed {
-                                        first: SegmentSeq(first.seq),
-                                        last: SegmentSeq(last.seq),
-                                    },
-                                    _ => PeerPlaylist::Empty,
-                                },
-                                Err(e) => {
-                                    debug!(%key, %peer, "peer playlist: {e}");
-                                    PeerPlaylist::Failed
-                                }
-                            }
-                        }
-                        Ok((status, _)) => {
-                            debug!(%key, %peer, status, "peer playlist refused");
-                            PeerPlaylist::Failed
-                        }
-                        Err(e) => {
-                            debug!(%key, %peer, "peer playlist: {e}");
-                            PeerPlaylist::Failed
-                        }
-                    }
-                }
-                Err(_) => PeerPlaylist::Failed,
-            };
-            if found == PeerPlaylist::Failed {
+            let found = peer_playlist(&url).await.unwrap_or_else(|why| {
+                debug!(%key, %peer, "peer playlist: {why}");
                 shard.stats().drain_peer_probes_failed.inc();
-            }
+                PeerPlaylist::Failed
+            });
             let now = shard.now_ms();
             if let Some(m) = shard.migrations.borrow_mut().get_mut(&key) {
                 if m.peer() == peer {
@@ -294,6 +265,24 @@ fn origin_url(rtmp: &str, key: &StreamKey) -> Option<OriginUrl> {
 }
 
 /// `path?query` on another node's HTTP address.
+/// What the media playlist at `url` lists, or why there is none.
+async fn peer_playlist(url: &str) -> Result<PeerPlaylist, String> {
+    let url = HookUrl::parse(url)?;
+    let timeout = Duration::from_millis(migrate::PROBE_TIMEOUT_MS);
+    let (status, body) = hook::get(&url, timeout).await.map_err(|e| e.to_string())?;
+    if status != 200 {
+        return Err(format!("status {status}"));
+    }
+    let p = parse_media_playlist(&String::from_utf8_lossy(&body)).map_err(|e| e.to_string())?;
+    Ok(match (p.segments.first(), p.segments.last()) {
+        (Some(first), Some(last)) => PeerPlaylist::Listed {
+            first: SegmentSeq(first.seq),
+            last: SegmentSeq(last.seq),
+        },
+        _ => PeerPlaylist::Empty,
+    })
+}
+
 fn same_request_at(http: &str, path: &str, query: Option<&str>) -> String {
     match query {
         Some(q) if !q.is_empty() => format!("http://{http}{path}?{q}"),
