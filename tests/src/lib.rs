@@ -68,6 +68,39 @@ pub fn loadgen_bin() -> PathBuf {
     p
 }
 
+/// A loadgen run in the background, writing its JSON report to a file of its own.
+pub struct LoadgenRun {
+    child: KillOnDrop,
+    report: PathBuf,
+}
+
+impl LoadgenRun {
+    /// Starts loadgen with `args` and `--json` to a temporary file named after `name`.
+    pub fn start(name: &str, args: &[&str]) -> LoadgenRun {
+        let report =
+            std::env::temp_dir().join(format!("{name}-loadgen-{}.json", std::process::id()));
+        let child = Command::new(loadgen_bin())
+            .args(args)
+            .arg("--json")
+            .arg(&report)
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        LoadgenRun {
+            child: KillOnDrop(child),
+            report,
+        }
+    }
+
+    /// Waits for it to end: its exit status and its report (empty when it wrote none).
+    pub fn finish(mut self) -> (std::process::ExitStatus, String) {
+        let status = self.child.0.wait().unwrap();
+        let text = std::fs::read_to_string(&self.report).unwrap_or_default();
+        let _ = std::fs::remove_file(&self.report);
+        (status, text)
+    }
+}
+
 /// Runs `gst-launch-1.0 -v PIPELINE` (its last element a `fakesink silent=false`) for at most
 /// `timeout`; returns how many buffers reached the sink, and what GStreamer printed.
 pub fn gst_buffers(pipeline: &str, timeout: Duration) -> (u64, String) {

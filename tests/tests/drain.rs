@@ -5,7 +5,6 @@
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -225,8 +224,9 @@ fn exit_when_idle_waits_for_a_viewer_that_waits_for_its_stream() {
     );
 }
 
-#[test]
-fn a_draining_edge_sends_its_hls_viewers_to_a_peer_edge_with_their_next_playlist() {
+/// A registry, an origin and two edges pulling through it (`--origin registry`), e1 with
+/// `e1_args` too; returned once e1 knows e2.
+fn origin_and_two_edges(e1_args: &[&str]) -> (Redis, Engine, Engine, Engine) {
     let redis = Redis::start();
     let url = redis.url();
     let node = |id: &str, extra: &[&str]| {
@@ -235,20 +235,25 @@ fn a_draining_edge_sends_its_hls_viewers_to_a_peer_edge_with_their_next_playlist
         Engine::start(&args)
     };
     let origin = node("o", &[]);
-    // Accepting long enough for this test's fresh connections while e2 warms up (a player
-    // keeps its keep-alive connection instead).
-    let mut e1 = node(
-        "e1",
-        &["--origin", "registry", "--drain-accept-ms", "20000"],
-    );
+    let mut edge_args = vec!["--origin", "registry"];
+    edge_args.extend_from_slice(e1_args);
+    let e1 = node("e1", &edge_args);
     let e2 = node("e2", &["--origin", "registry"]);
-    let _publisher = publish_loop(&origin.rtmp_url("live/cam"));
-    eventually("the stream to be placed", Duration::from_secs(20), || {
-        redis.cli(&["GET", "edge:stream:live/cam"]) == "o"
-    });
     eventually("e1 to know e2", Duration::from_secs(20), || {
         let c = String::from_utf8_lossy(&http_get(e1.http, "/api/v1/cluster").body).into_owned();
         c.contains("\"id\":\"e2\"")
+    });
+    (redis, origin, e1, e2)
+}
+
+#[test]
+fn a_draining_edge_sends_its_hls_viewers_to_a_peer_edge_with_their_next_playlist() {
+    // Accepting long enough for this test's fresh connections while e2 warms up (a player
+    // keeps its keep-alive connection instead).
+    let (redis, origin, mut e1, e2) = origin_and_two_edges(&["--drain-accept-ms", "20000"]);
+    let _publisher = publish_loop(&origin.rtmp_url("live/cam"));
+    eventually("the stream to be placed", Duration::from_secs(20), || {
+        redis.cli(&["GET", "edge:stream:live/cam"]) == "o"
     });
     // An HLS viewer on e1: playlists and segments served there.
     eventually("e1 to serve the playlist", Duration::from_secs(30), || {
@@ -359,47 +364,33 @@ fn dts_steps(lines: &[String]) -> std::collections::BTreeMap<u32, Vec<i64>> {
 
 #[test]
 fn hls_viewers_of_a_draining_edge_carry_on_at_a_peer_without_a_stall_or_a_skipped_segment() {
-    let redis = Redis::start();
-    let url = redis.url();
-    let node = |id: &str, extra: &[&str]| {
-        let mut args = vec!["--cores", "1", "--registry", &url, "--node-id", id];
-        args.extend_from_slice(extra);
-        Engine::start(&args)
-    };
-    let origin = node("o", &[]);
     // e1 accepts through the whole test. ffmpeg 5.1 reloads the URL it was given, not the
     // one it was sent to, and opens a new connection for each host it alternates between:
     // it reaches e2 only through e1's 302s. Behind a load balancer that URL is the
     // balancer's, which sends it to e2 once e1 is out; here e1 stands in for it.
-    let mut e1 = node(
-        "e1",
+    let (_redis, origin, mut e1, e2) =
+        origin_and_two_edges(&["--drain-accept-ms", "60000", "--upstream-idle-ms", "5000"]);
+    // loadgen publishes (with its latency probes) to the origin and watches e1 over HLS.
+    let loadgen = LoadgenRun::start(
+        "migrate",
         &[
-            "--origin",
-            "registry",
-            "--drain-accept-ms",
-            "60000",
-            "--upstream-idle-ms",
-            "5000",
+            "--publish-target",
+            &format!("rtmp://{}", origin.rtmp),
+            "--target",
+            &format!("http://{}", e1.http),
+            "--publish",
+            "--viewers",
+            "40",
+            "--protocol",
+            "hls",
+            "--stream-prefix",
+            "cam",
+            "--duration",
+            "30s",
+            "--max-error-rate",
+            "1",
         ],
     );
-    let e2 = node("e2", &["--origin", "registry"]);
-    let out = std::env::temp_dir().join(format!("migrate-loadgen-{}.json", std::process::id()));
-    // loadgen publishes (with its latency probes) to the origin and watches e1 over HLS.
-    let loadgen = Command::new(loadgen_bin())
-        .args(["--publish-target", &format!("rtmp://{}", origin.rtmp)])
-        .args(["--target", &format!("http://{}", e1.http)])
-        .args(["--publish", "--viewers", "40", "--protocol", "hls"])
-        .args(["--stream-prefix", "cam", "--duration", "30s", "--json"])
-        .arg(&out)
-        .args(["--max-error-rate", "1"])
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut loadgen = KillOnDrop(loadgen);
-    eventually("e1 to know e2", Duration::from_secs(20), || {
-        let c = String::from_utf8_lossy(&http_get(e1.http, "/api/v1/cluster").body).into_owned();
-        c.contains("\"id\":\"e2\"")
-    });
     eventually("e1 to serve the playlist", Duration::from_secs(30), || {
         status(e1.http, "/live/cam0.m3u8") == 200
     });
@@ -412,9 +403,7 @@ fn hls_viewers_of_a_draining_edge_carry_on_at_a_peer_without_a_stall_or_a_skippe
         status(e1.http, "/readyz") == 503
     });
     let (lines, err) = player.join().unwrap();
-    let status = loadgen.0.wait().unwrap();
-    let report = std::fs::read_to_string(&out).unwrap_or_default();
-    let _ = std::fs::remove_file(&out);
+    let (status, report) = loadgen.finish();
     println!("{report}");
     let e1_metrics = e1.metrics();
     for (name, m) in [("e1", &e1_metrics), ("e2", &e2.metrics())] {

@@ -95,18 +95,23 @@ fn an_edge_pulls_and_forwards_through_a_strict_origin() {
 fn loadgen_publishes_and_plays_through_a_strict_origin() {
     let engine = Engine::start(&["--cores", "2", "--republish-grace-ms", "300"]);
     let strict = StrictOrigin::start(engine.rtmp);
-    let out = std::env::temp_dir().join(format!("strict-loadgen-{}.json", std::process::id()));
-    let status = Command::new(loadgen_bin())
-        .args(["--target", &format!("rtmp://{}", strict.addr)])
-        .args(["--target", &format!("http://{}", engine.http)])
-        .args(["--publish", "--viewers", "20", "--protocol", "rtmp"])
-        .args(["--duration", "6s", "--json"])
-        .arg(&out)
-        .stdout(Stdio::null())
-        .status()
-        .unwrap();
-    let text = std::fs::read_to_string(&out).unwrap_or_default();
-    let _ = std::fs::remove_file(&out);
+    let (status, text) = LoadgenRun::start(
+        "strict",
+        &[
+            "--target",
+            &format!("rtmp://{}", strict.addr),
+            "--target",
+            &format!("http://{}", engine.http),
+            "--publish",
+            "--viewers",
+            "20",
+            "--protocol",
+            "rtmp",
+            "--duration",
+            "6s",
+        ],
+    )
+    .finish();
     assert!(status.success(), "loadgen exit {status}: {text}");
     assert!(strict.refused.lock().unwrap().is_empty());
     assert!(

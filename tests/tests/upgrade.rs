@@ -5,7 +5,6 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -188,28 +187,34 @@ fn loadgen_runs_through_an_upgrade_without_a_connect_error() {
         "60",
     ];
     let mut old = Engine::start(&edge_args);
-    let out = std::env::temp_dir().join(format!("upgrade-loadgen-{}.json", std::process::id()));
-    let loadgen = Command::new(loadgen_bin())
-        .args(["--publish-target", &format!("rtmp://{}", origin.rtmp)])
-        .args(["--target", &format!("rtmp://{}", old.rtmp)])
-        .args(["--target", &format!("http://{}", old.http)])
-        .args(["--publish", "--viewers", "2000"])
-        .args(["--protocol", "rtmp=0.4,flv=0.3,hls=0.3"])
-        .args(["--ramp", "400", "--duration", "8s", "--json"])
-        .arg(&out)
-        .args(["--max-error-rate", "1"])
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut loadgen = KillOnDrop(loadgen);
+    let loadgen = LoadgenRun::start(
+        "upgrade",
+        &[
+            "--publish-target",
+            &format!("rtmp://{}", origin.rtmp),
+            "--target",
+            &format!("rtmp://{}", old.rtmp),
+            "--target",
+            &format!("http://{}", old.http),
+            "--publish",
+            "--viewers",
+            "2000",
+            "--protocol",
+            "rtmp=0.4,flv=0.3,hls=0.3",
+            "--ramp",
+            "400",
+            "--duration",
+            "8s",
+            "--max-error-rate",
+            "1",
+        ],
+    );
     // Mid-ramp: viewers connect before, during and after the handover.
     std::thread::sleep(Duration::from_secs(3));
     let mut new_args = edge_args.to_vec();
     new_args.extend(["--upgrade-from", &path]);
     let new = Engine::start(&new_args);
-    let status = loadgen.0.wait().unwrap();
-    let text = std::fs::read_to_string(&out).unwrap_or_default();
-    let _ = std::fs::remove_file(&out);
+    let (status, text) = loadgen.finish();
     assert!(status.success(), "loadgen exit {status}: {text}");
     println!("{text}");
     assert!(
