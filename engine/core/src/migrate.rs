@@ -110,8 +110,9 @@ impl Migration {
             return MigrationDecision::Redirect;
         };
         let covers = match answered {
+            // The peer's numbers are its playlist's: any u64.
             PeerPlaylist::Listed { first, last } => {
-                first.0 + MARGIN <= newest.0 && last.0 + 1 >= newest.0
+                first.0.saturating_add(MARGIN) <= newest.0 && last.0.saturating_add(1) >= newest.0
             }
             PeerPlaylist::Empty | PeerPlaylist::Failed => false,
         };
@@ -190,6 +191,16 @@ mod tests {
             ServeHere
         );
         assert_eq!(m.decide(Some(SegmentSeq(40)), 500 + GIVE_UP_MS), Redirect);
+    }
+
+    #[test]
+    fn regression_peer_numbers_at_u64_max_do_not_overflow() {
+        let mut m = Migration::new("p".into(), 0);
+        assert!(m.probe_due(0));
+        m.handle_probe(listed(u64::MAX, u64::MAX), 10);
+        assert_eq!(m.decide(Some(SegmentSeq(40)), 10), ServeHere);
+        m.handle_probe(listed(0, u64::MAX), 20);
+        assert_eq!(m.decide(Some(SegmentSeq(u64::MAX)), 20), Redirect);
     }
 
     #[test]

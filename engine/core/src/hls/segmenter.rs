@@ -216,7 +216,7 @@ impl<S: SegmentStore> Segmenter<S> {
     /// The timeline cell of a DTS (module docs, step 1).
     fn cell(&self, dts_ms: u64) -> u64 {
         let step = self.config.segment_ms.max(1);
-        (dts_ms + step / 2) / step
+        dts_ms.saturating_add(step / 2) / step
     }
 
     /// Feeds one frame. Returns a new snapshot when a segment was finished.
