@@ -152,7 +152,34 @@ pub enum Route {
     Drain,
     /// `/api/v1/summary`: the machine-level figures.
     Summary,
+    /// `/`: the console page.
+    Console,
+    /// `/player`: the player page (its stream is in the query).
+    Player,
+    /// `/player/{file}`: a player library served from `--player-assets`.
+    PlayerAsset(PlayerLib),
     NotFound,
+}
+
+/// The player libraries the engine can serve from a local copy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PlayerLib {
+    /// `hls.min.js` (hls.js).
+    Hls,
+    /// `mpegts.js` (mpegts.js, for HTTP-FLV).
+    Mpegts,
+}
+
+impl PlayerLib {
+    pub const ALL: [PlayerLib; 2] = [PlayerLib::Hls, PlayerLib::Mpegts];
+
+    /// The file name, in `/player/{name}` and in `--player-assets DIR`.
+    pub fn file_name(self) -> &'static str {
+        match self {
+            PlayerLib::Hls => "hls.min.js",
+            PlayerLib::Mpegts => "mpegts.js",
+        }
+    }
 }
 
 impl Route {
@@ -165,6 +192,10 @@ impl Route {
             "/readyz" => return Route::Ready,
             "/api/v1/drain" => return Route::Drain,
             "/api/v1/summary" => return Route::Summary,
+            "/" => return Route::Console,
+            "/player" => return Route::Player,
+            "/player/hls.min.js" => return Route::PlayerAsset(PlayerLib::Hls),
+            "/player/mpegts.js" => return Route::PlayerAsset(PlayerLib::Mpegts),
             _ => {}
         }
         let mut parts = path.trim_start_matches('/').splitn(2, '/');
@@ -512,6 +543,17 @@ mod tests {
             Route::Flv(StreamKey::new("live", "x").unwrap())
         );
         assert_eq!(Route::parse("/healthz"), Route::Health);
+        assert_eq!(Route::parse("/"), Route::Console);
+        assert_eq!(Route::parse("/player"), Route::Player);
+        assert_eq!(
+            Route::parse("/player/mpegts.js"),
+            Route::PlayerAsset(PlayerLib::Mpegts)
+        );
+        // An app named `player` still plays.
+        assert_eq!(
+            Route::parse("/player/x.flv"),
+            Route::Flv(StreamKey::new("player", "x").unwrap())
+        );
         assert_eq!(Route::parse("/live/x.mp4"), Route::NotFound);
         assert_eq!(Route::parse("/live/a/b.flv"), Route::NotFound);
         assert_eq!(Route::parse("/x.flv"), Route::NotFound);

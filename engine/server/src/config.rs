@@ -297,6 +297,22 @@ pub struct Args {
     #[arg(long, value_name = "SOCKET")]
     pub upgrade_from: Option<PathBuf>,
 
+    /// Serve the player's libraries (`hls.min.js` from hls.js, `mpegts.js` from mpegts.js)
+    /// from DIR, read once at startup, at /player/hls.min.js and /player/mpegts.js, instead
+    /// of having /player load them from --player-cdn. DIR may hold them flat or as `npm
+    /// install hls.js mpegts.js` lays them out (`DIR` = node_modules).
+    #[arg(long, value_name = "DIR")]
+    pub player_assets: Option<PathBuf>,
+
+    /// Where /player loads hls.js and mpegts.js from without --player-assets (their pinned
+    /// versions are appended: `URL/hls.js@1.7.4/dist/hls.min.js`).
+    #[arg(
+        long,
+        value_name = "URL",
+        default_value = "https://cdn.jsdelivr.net/npm"
+    )]
+    pub player_cdn: String,
+
     /// Validate the configuration, print it, and exit.
     #[arg(long)]
     pub check: bool,
@@ -345,6 +361,8 @@ pub struct Config {
     pub upgrade_socket: Option<PathBuf>,
     /// `--upgrade-from`.
     pub upgrade_from: Option<PathBuf>,
+    /// The console and player pages, and `--player-assets`, loaded.
+    pub player: Arc<crate::player::PlayerAssets>,
 }
 
 /// The registry settings.
@@ -623,6 +641,10 @@ impl Args {
             timeout_ms: self.drain_timeout_s * 1000,
             exit_when_idle_ms: self.exit_when_idle_s.map(|s| s.saturating_mul(1000)),
         };
+        let player = Arc::new(crate::player::PlayerAssets::load(
+            self.player_assets.as_deref(),
+            &self.player_cdn,
+        )?);
         let shards = cpus.len();
         Ok(Config {
             cpus,
@@ -668,6 +690,7 @@ impl Args {
             drain,
             upgrade_socket: self.upgrade_socket.clone(),
             upgrade_from: self.upgrade_from.clone(),
+            player,
         })
     }
 

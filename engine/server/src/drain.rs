@@ -187,6 +187,36 @@ struct Rates {
     at: Instant,
     out: u64,
     inp: u64,
+    /// Each shard thread's CPU time (clock ticks) at `at`.
+    cpu: Vec<Option<u64>>,
+}
+
+/// A shard thread's CPU time (user + system, in clock ticks) from
+/// `/proc/self/task/TID/stat`. Read on the control thread, never on a shard.
+fn thread_cpu_ticks(tid: u64) -> Option<u64> {
+    if tid == 0 {
+        return None;
+    }
+    stat_cpu_ticks(&std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).ok()?)
+}
+
+/// utime + stime from a `/proc/.../stat` line.
+fn stat_cpu_ticks(stat: &str) -> Option<u64> {
+    // The command name (field 2) may hold spaces and parentheses; the fields after its
+    // last `)` are plain. utime and stime are fields 14 and 15: the 12th and 13th after it.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut f = rest.split_ascii_whitespace().skip(11);
+    let utime: u64 = f.next()?.parse().ok()?;
+    let stime: u64 = f.next()?.parse().ok()?;
+    Some(utime.saturating_add(stime))
+}
+
+fn shard_cpu_ticks(stats: &Stats) -> Vec<Option<u64>> {
+    stats
+        .shards
+        .iter()
+        .map(|s| thread_cpu_ticks(s.tid.load(Ordering::Relaxed)))
+        .collect()
 }
 
 /// Runs until the process should stop. `signals` carries SIGINT, SIGTERM and SIGHUP;
@@ -205,6 +235,12 @@ pub fn run_control(
         at: Instant::now(),
         out: stats.sum(|s| &s.bytes_out),
         inp: stats.sum(|s| &s.bytes_in),
+        cpu: shard_cpu_ticks(stats),
+    };
+    // SAFETY: sysconf has no preconditions.
+    let ticks_per_s = match unsafe { libc::sysconf(libc::_SC_CLK_TCK) } {
+        t if t > 0 => t as f64,
+        _ => 100.0,
     };
     let mut fx = Vec::new();
     loop {
@@ -248,10 +284,20 @@ pub fn run_control(
             control
                 .ingest_bps
                 .store(bps(inp, rates.inp), Ordering::Relaxed);
+            let cpu = shard_cpu_ticks(stats);
+            for ((s, now), before) in stats.shards.iter().zip(&cpu).zip(&rates.cpu) {
+                if let (Some(now), Some(before)) = (now, before) {
+                    let busy =
+                        now.saturating_sub(*before) as f64 / ticks_per_s / elapsed.as_secs_f64()
+                            * 100.0;
+                    s.busy_percent.store(busy.round() as u64, Ordering::Relaxed);
+                }
+            }
             rates = Rates {
                 at: Instant::now(),
                 out,
                 inp,
+                cpu,
             };
         }
         for e in fx.drain(..) {
@@ -338,16 +384,35 @@ pub fn render_summary(control: &Control, stats: &Stats) -> String {
     let load = |v: &AtomicU64| v.load(Ordering::Relaxed);
     format!(
         "{{\"streams_live\":{},\"publishers\":{},\"viewers\":{{\"rtmp\":{},\"flv\":{},\"hls\":{},\"total\":{}}},\
-         \"egress_bits_per_second\":{},\"ingest_bits_per_second\":{},\"draining\":{},\"idle_seconds\":{}}}\n",
+         \"connections_open\":{},\"egress_bits_per_second\":{},\"ingest_bits_per_second\":{},\"draining\":{},\"idle_seconds\":{}}}\n",
         a.streams,
         a.publishers,
         a.rtmp_viewers,
         a.flv_viewers,
         a.hls_viewers,
         a.viewers(),
+        stats.sum(|s| &s.connections_open),
         load(&control.egress_bps),
         load(&control.ingest_bps),
         control.is_draining(),
         load(&control.idle_seconds)
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_threads_cpu_time_is_read_past_a_name_with_spaces_and_parentheses() {
+        let line = "4242 (edge (shard) 0) R 1 2 3 4 5 6 7 8 9 10 123 45 0 0 20 0 1 0";
+        assert_eq!(stat_cpu_ticks(line), Some(168));
+        assert_eq!(stat_cpu_ticks("4242 (x) R 1 2"), None);
+        assert_eq!(stat_cpu_ticks("no parenthesis"), None);
+        // This thread's own line parses.
+        // SAFETY: gettid has no preconditions.
+        let tid = unsafe { libc::gettid() } as u64;
+        assert!(thread_cpu_ticks(tid).is_some());
+        assert_eq!(thread_cpu_ticks(0), None);
+    }
 }

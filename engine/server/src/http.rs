@@ -16,16 +16,29 @@ use crate::conn::Conn;
 use crate::contain;
 use crate::outlet::{finish, write_bufs, Close, Outlet, Wire};
 use crate::shard::Shard;
-use crate::stats::Counter;
+use crate::stats::{Counter, Protocol};
 
 const READ_BUF: usize = 4 * 1024;
+const HTML: &str = "text/html; charset=utf-8";
 
-/// Counts a connection in `edge_hls_viewers` until it closes.
-struct HlsViewer(Rc<Shard>);
+/// Counts a connection in `edge_hls_viewers`, and as a viewer of the stream whose playlist
+/// it fetched first, until it closes.
+struct HlsViewer(Rc<Shard>, StreamKey);
+
+impl HlsViewer {
+    fn new(shard: &Rc<Shard>, key: &StreamKey) -> Self {
+        shard.stats().hls_viewers.inc();
+        shard.stats.count_viewer(shard.id, key, Protocol::Hls, true);
+        HlsViewer(Rc::clone(shard), key.clone())
+    }
+}
 
 impl Drop for HlsViewer {
     fn drop(&mut self) {
         self.0.stats().hls_viewers.dec();
+        self.0
+            .stats
+            .count_viewer(self.0.id, &self.1, Protocol::Hls, false);
     }
 }
 
@@ -132,9 +145,8 @@ pub async fn serve(
                         }
                         continue;
                     }
-                    if matches!(route, Route::Playlist(_)) && hls_viewer.is_none() {
-                        shard.stats().hls_viewers.inc();
-                        hls_viewer = Some(HlsViewer(Rc::clone(&shard)));
+                    if let (Route::Playlist(key), None) = (&route, &hls_viewer) {
+                        hls_viewer = Some(HlsViewer::new(&shard, key));
                     }
                     match route {
                         Route::Flv(key) if req.method == Method::Get && req.version_minor >= 1 => {
@@ -259,6 +271,15 @@ fn respond(shard: &Shard, req: &Request) -> (Vec<Bytes>, bool) {
             vec![head]
         } else {
             vec![head, Bytes::from(body)]
+        }
+    };
+    // A 200 with a body that is shared, not copied (a page, a player library).
+    let shared = |ctype: &str, body: &Bytes, cache: &str| {
+        let head = http::response_head(200, ctype, Some(body.len()), cache, keep_alive);
+        if head_only {
+            vec![head]
+        } else {
+            vec![head, body.clone()]
         }
     };
     let route = Route::parse(&req.path);
@@ -404,6 +425,27 @@ fn respond(shard: &Shard, req: &Request) -> (Vec<Bytes>, bool) {
                 "Authorization: Bearer <--admin-token> required\n".into(),
             ),
         },
+        (Method::Get | Method::Head, Route::Console) => {
+            shared(HTML, &shard.config.player.console, "max-age=60")
+        }
+        (Method::Get | Method::Head, Route::Player) => {
+            shared(HTML, &shard.config.player.player, "max-age=60")
+        }
+        (Method::Get | Method::Head, Route::PlayerAsset(lib)) => {
+            match shard.config.player.lib(lib) {
+                Some(body) => shared(
+                    "text/javascript; charset=utf-8",
+                    body,
+                    "public, max-age=3600",
+                ),
+                None => simple(
+                    404,
+                    "text/plain",
+                    "no-cache",
+                    "no local player libraries: start with --player-assets DIR\n".into(),
+                ),
+            }
+        }
         (Method::Get | Method::Head, _) => {
             simple(404, "text/plain", "no-cache", "not found\n".into())
         }

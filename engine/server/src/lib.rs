@@ -9,7 +9,7 @@
 //! the one clock of a shard), [`stats`] (counters), [`access`] (tokens and hooks where peers
 //! ask), [`hook`] (the hook client), [`tls`] and [`conn`] (TLS and the streams drivers run
 //! on), [`dial`] (outgoing connections), [`sign`] (`edge-engine sign`), [`drain`] (drain and idle exit),
-//! [`upgrade`] (listening sockets handed to a successor).
+//! [`upgrade`] (listening sockets handed to a successor), [`player`] (the console and player pages).
 
 pub mod access;
 pub mod arena;
@@ -24,6 +24,7 @@ pub mod http;
 pub mod listen;
 pub mod mesh;
 pub mod outlet;
+pub mod player;
 pub mod registry;
 pub mod rtmp;
 pub mod shard;
@@ -289,6 +290,11 @@ fn shard_thread(ctx: ShardCtx) {
     ctx.stats.shards[ctx.id]
         .cpu
         .store(cpu.map_or(u64::MAX, |c| c as u64), Ordering::Relaxed);
+    // SAFETY: gettid has no preconditions.
+    let tid = unsafe { libc::gettid() };
+    ctx.stats.shards[ctx.id]
+        .tid
+        .store(u64::try_from(tid).unwrap_or(0), Ordering::Relaxed);
     let entries = ctx.config.uring_entries;
     // io_uring first; if the ring cannot be built (RLIMIT_MEMLOCK → ENOMEM, seccomp → EPERM,
     // old kernel) fall back to the epoll driver and say so.

@@ -44,7 +44,7 @@ use crate::listen::Service;
 use crate::mesh::{Mesh, MeshMsg};
 use crate::outlet::{Outlet, Wire};
 use crate::registry::ShardRegistry;
-use crate::stats::{Counter, ShardStats, Stats, StreamView};
+use crate::stats::{Counter, Protocol, ShardStats, Stats, StreamView};
 use crate::timer::Timers;
 use crate::upstream::{Cancel, ForwardQueue, LinkSink};
 
@@ -368,14 +368,16 @@ impl Shard {
                 tag,
                 timestamp,
                 body,
-            } => self.owner_media(&key, |o, fx| {
+            } => self.owner_media(&key, body.len(), |o, fx| {
                 o.handle_media(publisher, timestamp, body, tag, fx)
             }),
             MeshMsg::Metadata {
                 key,
                 publisher,
                 body,
-            } => self.owner_media(&key, |o, fx| o.handle_metadata(publisher, body, fx)),
+            } => self.owner_media(&key, body.len(), |o, fx| {
+                o.handle_metadata(publisher, body, fx)
+            }),
             MeshMsg::Hls { key, snapshot } => match snapshot {
                 Some(s) => {
                     self.hls.borrow_mut().install(key.clone(), s);
@@ -422,15 +424,20 @@ impl Shard {
 
     /// [`Shard::with_owner`] for calls that parse peer media (the segmenter reads the
     /// publisher's codec data): a panic in it abandons the stream instead of the shard.
+    /// `bytes` is the message body's length, counted as the stream's ingest.
     fn owner_media(
         self: &Rc<Self>,
         key: &StreamKey,
+        bytes: usize,
         f: impl FnOnce(&mut Owner<ArenaStore>, &mut Vec<OwnerEffect>),
     ) {
         let mut fx = Vec::new();
         let result = {
             let mut owners = self.owners.borrow_mut();
             let Some(o) = owners.get_mut(key) else { return };
+            o.view
+                .published_bytes
+                .fetch_add(bytes as u64, std::sync::atomic::Ordering::Relaxed);
             contain::peer_input(|| f(&mut o.owner, &mut fx))
         };
         match result {
@@ -509,6 +516,8 @@ impl Shard {
             Wire::Rtmp => self.stats().rtmp_players.inc(),
             Wire::Flv => self.stats().flv_players.inc(),
         }
+        self.stats
+            .count_viewer(self.id, key, protocol_of(v.wire), true);
         let created = {
             let mut replicas = self.replicas.borrow_mut();
             let created = !replicas.contains_key(key);
@@ -535,15 +544,17 @@ impl Shard {
             removed = r.handle_remove_viewer(ViewerId(v.id), fx)
         });
         if removed {
-            self.viewer_gone(v);
+            self.viewer_gone(key, v);
         }
     }
 
-    fn viewer_gone(&self, v: &Outlet) {
+    fn viewer_gone(&self, key: &StreamKey, v: &Outlet) {
         match v.wire {
             Wire::Rtmp => self.stats().rtmp_players.dec(),
             Wire::Flv => self.stats().flv_players.dec(),
         }
+        self.stats
+            .count_viewer(self.id, key, protocol_of(v.wire), false);
     }
 
     // ----- the timer ------------------------------------------------------------------------
@@ -624,5 +635,12 @@ impl LinkSink for Shard {
                 false
             }
         }
+    }
+}
+
+fn protocol_of(wire: Wire) -> Protocol {
+    match wire {
+        Wire::Rtmp => Protocol::Rtmp,
+        Wire::Flv => Protocol::Flv,
     }
 }

@@ -5,7 +5,7 @@
 //! owner's stream appears, goes, or changes upstream state, and when the list is rendered:
 //! never per frame (byte counts are atomics inside the entries).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -26,6 +26,8 @@ macro_rules! counters {
             /// 0 unknown, 1 hugetlb, 2 thp, 3 normal.
             pub cache_backing: AtomicU8,
             pub cpu: AtomicU64,
+            /// The shard thread's kernel thread id (0 until it runs), for its CPU time.
+            pub tid: AtomicU64,
             pub access: AccessStats,
         }
 
@@ -84,6 +86,7 @@ counters! {
     tls_handshakes: "counter", "TLS handshakes completed (--https, --rtmps)";
     tls_handshake_failures: "counter", "TLS handshakes that failed or timed out";
     tls_handshake_timeouts: "counter", "TLS handshakes abandoned at --tls-handshake-timeout-ms";
+    busy_percent: "gauge", "CPU this shard's thread used over the last second, in percent of one CPU (user and system)";
 }
 
 /// Access counters: verdicts by action and reason, hook calls by event and outcome.
@@ -191,6 +194,8 @@ impl Counter for AtomicU64 {
 pub struct Stats {
     pub shards: Box<[ShardStats]>,
     pub streams: Box<[StreamList]>,
+    /// Each shard's viewers by stream and protocol, for the streams list.
+    pub viewers: Box<[ViewerList]>,
     /// Each shard's segment arena, set once it is mapped: the cache gauges are read from it
     /// when rendered (chunks come back from whichever shard's reader lets go last).
     pub arenas: Box<[OnceLock<Arc<crate::arena::Arena>>]>,
@@ -206,12 +211,26 @@ pub struct Stats {
 /// One shard's owned streams, by key.
 pub type StreamList = Mutex<BTreeMap<StreamKey, Arc<StreamView>>>;
 
+/// One shard's viewers by stream: taken when a viewer comes or goes, never per frame.
+pub type ViewerList = Mutex<HashMap<StreamKey, [u64; 3]>>;
+
+/// What a viewer watches with, as the streams list counts it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    Rtmp = 0,
+    Flv = 1,
+    /// A connection that fetched the stream's playlist.
+    Hls = 2,
+}
+
 /// One owned stream as the streams API shows it.
 pub struct StreamView {
     pub key: StreamKey,
     pub shard: ShardId,
     pub upstream_bytes: AtomicU64,
     pub forward_bytes: AtomicU64,
+    /// Media bytes (message bodies) from a publisher here.
+    pub published_bytes: AtomicU64,
     pub state: Mutex<ViewState>,
 }
 
@@ -222,6 +241,8 @@ pub struct ViewState {
     pub view: OwnerView,
     pub upstream_since_unix_ms: u64,
     pub forward_since_unix_ms: u64,
+    /// When the stream last went live (0: not live yet).
+    pub live_since_unix_ms: u64,
 }
 
 impl StreamView {
@@ -231,6 +252,7 @@ impl StreamView {
             shard,
             upstream_bytes: AtomicU64::new(0),
             forward_bytes: AtomicU64::new(0),
+            published_bytes: AtomicU64::new(0),
             state: Mutex::new(ViewState {
                 view: OwnerView {
                     phase: MasterPhase::Idle,
@@ -241,19 +263,26 @@ impl StreamView {
                 },
                 upstream_since_unix_ms: 0,
                 forward_since_unix_ms: 0,
+                live_since_unix_ms: 0,
             }),
         }
     }
 
-    /// Shows `view` (its times are shard-clock ms, `unix` turns them into Unix ms).
-    pub fn set(&self, view: OwnerView, unix: impl Fn(u64) -> u64) {
+    /// Shows `view` (its times are shard-clock ms, `unix` turns them into Unix ms) at `now`.
+    pub fn set(&self, view: OwnerView, now: u64, unix: impl Fn(u64) -> u64) {
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let live = view.phase == MasterPhase::Live;
+        if !live {
+            st.live_since_unix_ms = 0;
+        } else if st.view.phase != MasterPhase::Live {
+            st.live_since_unix_ms = unix(now);
+        }
         st.upstream_since_unix_ms = view.upstream.as_ref().map_or(0, |l| unix(l.since_ms));
         st.forward_since_unix_ms = view.forward.as_ref().map_or(0, |l| unix(l.since_ms));
         st.view = view;
     }
 
-    fn render(&self) -> String {
+    fn render(&self, viewers: [u64; 3]) -> String {
         let st = self.state.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let link = |l: &Option<LinkView>, bytes: u64, since: u64| match l {
             None => "null".to_string(),
@@ -264,11 +293,20 @@ impl StreamView {
             ),
         };
         format!(
-            "{{\"key\":{},\"owner_shard\":{},\"state\":\"{}\",\"source\":\"{}\",\"upstream\":{},\"failovers\":{},\"forward\":{}}}",
+            "{{\"key\":{},\"owner_shard\":{},\"state\":\"{}\",\"source\":\"{}\",\
+             \"live_since_unix_ms\":{},\"ingest_bytes\":{},\
+             \"viewers\":{{\"rtmp\":{},\"flv\":{},\"hls\":{}}},\
+             \"upstream\":{},\"failovers\":{},\"forward\":{}}}",
             edge_core::json::string(self.key.as_str()),
             self.shard,
             st.view.phase.as_str(),
             st.view.source.as_str(),
+            st.live_since_unix_ms,
+            self.published_bytes.load(Ordering::Relaxed)
+                + self.upstream_bytes.load(Ordering::Relaxed),
+            viewers[0],
+            viewers[1],
+            viewers[2],
             link(
                 &st.view.upstream,
                 self.upstream_bytes.load(Ordering::Relaxed),
@@ -289,6 +327,7 @@ impl Stats {
         Self {
             shards: (0..shards).map(|_| ShardStats::default()).collect(),
             streams: (0..shards).map(|_| Mutex::new(BTreeMap::new())).collect(),
+            viewers: (0..shards).map(|_| Mutex::new(HashMap::new())).collect(),
             arenas: (0..shards).map(|_| OnceLock::new()).collect(),
             registry: OnceLock::new(),
             control: Arc::default(),
@@ -311,6 +350,35 @@ impl Stats {
         m.remove(key);
     }
 
+    /// A viewer of `key` on `shard` came (`joined`) or went.
+    pub fn count_viewer(&self, shard: ShardId, key: &StreamKey, protocol: Protocol, joined: bool) {
+        let mut m = self.viewers[shard.0]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if joined {
+            m.entry(key.clone()).or_default()[protocol as usize] += 1;
+        } else if let Some(c) = m.get_mut(key) {
+            c[protocol as usize] = c[protocol as usize].saturating_sub(1);
+            if *c == [0; 3] {
+                m.remove(key);
+            }
+        }
+    }
+
+    /// `key`'s viewers on every shard, by protocol.
+    fn viewers_of(&self, key: &StreamKey) -> [u64; 3] {
+        let mut sum = [0; 3];
+        for m in self.viewers.iter() {
+            let m = m.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(c) = m.get(key) {
+                for (s, n) in sum.iter_mut().zip(c) {
+                    *s += n;
+                }
+            }
+        }
+        sum
+    }
+
     /// `/api/v1/streams` body: every owned stream on the machine, by key.
     pub fn render_streams(&self) -> String {
         let mut views: Vec<Arc<StreamView>> = Vec::new();
@@ -319,7 +387,10 @@ impl Stats {
             views.extend(m.values().cloned());
         }
         views.sort_by(|a, b| a.key.cmp(&b.key));
-        let items: Vec<String> = views.iter().map(|v| v.render()).collect();
+        let items: Vec<String> = views
+            .iter()
+            .map(|v| v.render(self.viewers_of(&v.key)))
+            .collect();
         format!("{{\"streams\":[{}]}}\n", items.join(","))
     }
 
@@ -379,11 +450,12 @@ impl Stats {
             .enumerate()
             .map(|(i, s)| {
                 format!(
-                    "{{\"shard\":{i},\"cpu\":{},\"driver\":\"{}\",\"cache_backing\":\"{}\"}}",
+                    "{{\"shard\":{i},\"cpu\":{},\"busy_percent\":{},\"driver\":\"{}\",\"cache_backing\":\"{}\"}}",
                     match s.cpu.load(Ordering::Relaxed) {
                         u64::MAX => "null".to_string(),
                         c => c.to_string(),
                     },
+                    s.busy_percent.load(Ordering::Relaxed),
                     driver_name(s.driver.load(Ordering::Relaxed)),
                     backing_name(s.cache_backing.load(Ordering::Relaxed))
                 )
@@ -472,15 +544,51 @@ mod tests {
                 forward: None,
                 failovers: 0,
             },
+            20,
             |ms| 1000 + ms,
         );
         v.upstream_bytes.store(42, Ordering::Relaxed);
         s.add_stream(Arc::clone(&v));
+        // Viewers are counted per shard and summed; a viewer that leaves is taken off.
+        s.count_viewer(ShardId(0), &key, Protocol::Hls, true);
+        s.count_viewer(ShardId(1), &key, Protocol::Hls, true);
+        s.count_viewer(ShardId(1), &key, Protocol::Flv, true);
+        s.count_viewer(ShardId(0), &key, Protocol::Rtmp, true);
+        s.count_viewer(ShardId(0), &key, Protocol::Rtmp, false);
+        // A stray leave (never joined) does not wrap.
+        s.count_viewer(ShardId(1), &key, Protocol::Rtmp, false);
         assert_eq!(
             s.render_streams(),
-            "{\"streams\":[{\"key\":\"live/\\\"x\",\"owner_shard\":1,\"state\":\"live\",\"source\":\"upstream\",\"upstream\":{\"origin\":\"rtmp://a:1935/live\",\"state\":\"playing\",\"bytes\":42,\"since_unix_ms\":1005},\"failovers\":0,\"forward\":null}]}\n"
+            "{\"streams\":[{\"key\":\"live/\\\"x\",\"owner_shard\":1,\"state\":\"live\",\"source\":\"upstream\",\
+             \"live_since_unix_ms\":1020,\"ingest_bytes\":42,\"viewers\":{\"rtmp\":0,\"flv\":1,\"hls\":2},\"upstream\":{\"origin\":\"rtmp://a:1935/live\",\"state\":\"playing\",\"bytes\":42,\"since_unix_ms\":1005},\"failovers\":0,\"forward\":null}]}\n"
         );
         s.remove_stream(ShardId(1), &key);
         assert_eq!(s.render_streams(), "{\"streams\":[]}\n");
+        for shard in [0, 0, 1, 1] {
+            s.count_viewer(ShardId(shard), &key, Protocol::Hls, false);
+        }
+        s.count_viewer(ShardId(1), &key, Protocol::Flv, false);
+        assert!(s.viewers.iter().all(|m| m.lock().unwrap().is_empty()));
+    }
+
+    #[test]
+    fn a_stream_is_live_since_it_went_live_and_not_before() {
+        let v = StreamView::new(StreamKey::new("live", "x").unwrap(), ShardId(0));
+        let view = |phase| OwnerView {
+            phase,
+            source: Source::Publisher,
+            upstream: None,
+            forward: None,
+            failovers: 0,
+        };
+        let since = |v: &StreamView| v.state.lock().unwrap().live_since_unix_ms;
+        v.set(view(MasterPhase::Idle), 10, |ms| ms);
+        assert_eq!(since(&v), 0);
+        v.set(view(MasterPhase::Live), 20, |ms| ms);
+        v.set(view(MasterPhase::Live), 30, |ms| ms);
+        assert_eq!(since(&v), 20, "a later change while live keeps the start");
+        v.set(view(MasterPhase::Grace), 40, |ms| ms);
+        v.set(view(MasterPhase::Live), 50, |ms| ms);
+        assert_eq!(since(&v), 50, "a republish starts again");
     }
 }

@@ -69,7 +69,8 @@ impl Shard {
                 OwnerEffect::ViewChanged => {
                     if let Some(o) = self.owners.borrow().get(key) {
                         let clock = self.clock;
-                        o.view.set(o.owner.view(), |ms| clock.unix_ms(ms));
+                        o.view
+                            .set(o.owner.view(), self.now_ms(), |ms| clock.unix_ms(ms));
                     }
                 }
                 OwnerEffect::Free => {

@@ -94,7 +94,7 @@ impl Shard {
                         info!(shard = %self.id, %key, viewer = viewer.id, "no publisher within play-wait; not found");
                     }
                     viewer.finish(reason);
-                    self.viewer_gone(&viewer);
+                    self.viewer_gone(key, &viewer);
                 }
                 ReplicaEffect::Released => {
                     if self.replicas.borrow_mut().remove(key).is_some() {
