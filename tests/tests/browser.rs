@@ -1,0 +1,341 @@
+//! The console and the player in a real browser: Debian's `chromium`, headless, driven by
+//! puppeteer-core (pinned in `tests/package.json`, installed by `.ci/run` with `npm ci`).
+//! The engines serve hls.js and mpegts.js from `--player-assets tests/node_modules`, so no
+//! test reaches the network. `tests/browser/run.mjs` watches the page and reports what it
+//! saw as JSON; the assertions are here.
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use tests::*;
+
+/// `tests/node_modules`, which `npm ci --prefix tests` fills.
+fn node_modules() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("node_modules");
+    assert!(
+        dir.join("puppeteer-core").is_dir() && dir.join("hls.js").is_dir(),
+        "{} is missing its packages: run `npm ci --prefix tests` (.ci/run does)",
+        dir.display()
+    );
+    dir
+}
+
+/// Starts `run.mjs SCENARIO ARGS` in the background.
+fn spawn_browser(scenario: &str, args: &Value) -> Child {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("browser/run.mjs");
+    Command::new("node")
+        .arg(script)
+        .arg(scenario)
+        .arg(args.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("node must be installed (.ci/run installs nodejs)")
+}
+
+/// Waits for a [`spawn_browser`] run (at most `limit`) and parses its report.
+fn browser_report(mut child: Child, limit: Duration) -> Value {
+    let deadline = std::time::Instant::now() + limit;
+    while child.try_wait().expect("wait").is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the browser run took longer than {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (mut out, mut err) = (String::new(), String::new());
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "run.mjs failed ({status}):\n{err}\n{out}");
+    serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("run.mjs report {e}: {out}"))
+}
+
+fn browser(scenario: &str, args: Value, limit: Duration) -> Value {
+    browser_report(spawn_browser(scenario, &args), limit)
+}
+
+/// An engine that serves the player's libraries from the npm copy.
+fn engine(extra: &[&str]) -> Engine {
+    let assets = node_modules();
+    let mut args = vec!["--cores", "2", "--player-assets", assets.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    Engine::start(&args)
+}
+
+fn page(e: &Engine, path: &str) -> String {
+    format!("http://{}{path}", e.http)
+}
+
+fn wait_for_playlist(e: &Engine, path: &str) {
+    eventually("the stream's playlist", Duration::from_secs(30), || {
+        try_http_get(e.http, path).is_ok_and(|r| r.status() == 200)
+    });
+}
+
+fn streams_json(e: &Engine) -> Value {
+    serde_json::from_slice(&http_get(e.http, "/api/v1/streams").body).expect("streams JSON")
+}
+
+#[test]
+fn the_pages_and_the_local_libraries_are_served_from_memory() {
+    // A copy of the libraries that is deleted once the engine has started: it must have
+    // read them at startup.
+    let dir = std::env::temp_dir().join(format!("edge-player-assets-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let npm = node_modules();
+    let hls = std::fs::read(npm.join("hls.js/dist/hls.min.js")).unwrap();
+    let mpegts = std::fs::read(npm.join("mpegts.js/dist/mpegts.js")).unwrap();
+    std::fs::write(dir.join("hls.min.js"), &hls).unwrap();
+    std::fs::write(dir.join("mpegts.js"), &mpegts).unwrap();
+    let e = Engine::start(&["--cores", "1", "--player-assets", dir.to_str().unwrap()]);
+    std::fs::remove_dir_all(&dir).unwrap();
+
+    let console = http_get(e.http, "/");
+    assert_eq!(console.status(), 200);
+    assert!(console
+        .head
+        .contains("Content-Type: text/html; charset=utf-8"));
+    assert!(console.head.contains("Cache-Control: max-age=60"));
+    assert!(console.head.contains("Access-Control-Allow-Origin: *"));
+    assert!(String::from_utf8_lossy(&console.body).contains("/api/v1/streams"));
+    let player =
+        String::from_utf8_lossy(&http_get(e.http, "/player?stream=live/x").body).into_owned();
+    assert!(
+        player.contains("\"/player/hls.min.js\""),
+        "local copies named"
+    );
+    assert_eq!(player.matches("<video").count(), 1, "one video element");
+    let got = http_get(e.http, "/player/hls.min.js");
+    assert!(got.head.contains("Content-Type: text/javascript"));
+    assert!(got.body == hls, "hls.min.js byte for byte");
+    assert!(http_get(e.http, "/player/mpegts.js").body == mpegts);
+
+    // Without --player-assets the page names the CDN, and no library is served here.
+    let cdn = Engine::start(&["--cores", "1", "--player-cdn", "https://cdn.example/npm"]);
+    let player = String::from_utf8_lossy(&http_get(cdn.http, "/player").body).into_owned();
+    assert!(player.contains("\"https://cdn.example/npm/hls.js@1.7.4/dist/hls.min.js\""));
+    assert_eq!(http_get(cdn.http, "/player/hls.min.js").status(), 404);
+
+    // A directory without the libraries is a start-up error that names what is missing.
+    let (ok, _, err) = run_tool(
+        engine_bin().to_str().unwrap(),
+        &["--check", "--player-assets", "/nonexistent-dir"],
+        Duration::from_secs(10),
+    );
+    assert!(!ok);
+    assert!(err.contains("hls.min.js"), "{err}");
+}
+
+#[test]
+fn the_player_plays_the_bframe_fixture_by_hls_and_by_http_flv() {
+    let e = engine(&[]);
+    let _publisher = publish_loop(&e.rtmp_url("live/x"));
+    wait_for_playlist(&e, "/live/x.m3u8");
+    for (protocol, lib) in [("hls", "hls.js"), ("flv", "mpegts.js")] {
+        let url = page(&e, &format!("/player?stream=live/x&protocol={protocol}"));
+        let run = spawn_browser("play", &json!({ "url": url, "seconds": 12 }));
+        // While it plays, the streams list counts it under its protocol.
+        eventually(
+            "the viewer in /api/v1/streams",
+            Duration::from_secs(10),
+            || streams_json(&e)["streams"][0]["viewers"][protocol].as_u64() >= Some(1),
+        );
+        let r = browser_report(run, Duration::from_secs(60));
+        println!("{protocol}: {r}");
+        let f = &r["final"];
+        assert!(r["played_s"].as_f64().unwrap() >= 8.0, "{protocol}: {r}");
+        assert_eq!(f["width"], 320, "{protocol}: the fixture's size");
+        assert_eq!(f["height"], 240);
+        assert_eq!(f["fatal"], Value::Null, "{protocol}: {r}");
+        assert_eq!(f["engine"], lib);
+        assert_eq!(f["switches"], 0);
+    }
+    // The viewers have gone.
+    eventually("the viewers to leave", Duration::from_secs(30), || {
+        let v = &streams_json(&e)["streams"][0]["viewers"];
+        v["hls"] == 0 && v["flv"] == 0
+    });
+}
+
+#[test]
+fn the_console_lists_a_published_stream_with_its_bitrate_and_draws_its_chart() {
+    let e = engine(&[]);
+    let _publisher = publish_loop(&e.rtmp_url("live/console"));
+    wait_for_playlist(&e, "/live/console.m3u8");
+    let shot = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/browser/console.png");
+    let r = browser(
+        "console",
+        json!({ "url": page(&e, "/"), "key": "live/console", "seconds": 15,
+                "screenshot": shot.to_str().unwrap() }),
+        Duration::from_secs(60),
+    );
+    println!("{r}");
+    assert!(
+        r["shown_ms"].is_u64(),
+        "the stream never showed a bitrate: {r}"
+    );
+    let row = &r["row"];
+    // The fixture is about 350 kb/s of media.
+    let bitrate = row["bitrate"].as_u64().unwrap();
+    assert!((100_000..2_000_000).contains(&bitrate), "{r}");
+    let cells: Vec<&str> = row["cells"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap())
+        .collect();
+    assert_eq!(&cells[..3], ["live/console", "live", "publisher"], "{r}");
+    // The screenshot has the bitrate line in the stream's chart.
+    assert!(r["line_pixels"].as_u64().unwrap() >= 20, "blank chart: {r}");
+    assert!(
+        shot.is_file(),
+        "the screenshot is kept at {}",
+        shot.display()
+    );
+}
+
+/// An origin with the looped fixture, and two edges that pull it.
+fn origin_and_edges() -> (Engine, Engine, Engine, KillOnDrop) {
+    let origin = Engine::start(&["--cores", "1"]);
+    let upstream = format!("rtmp://{}/live", origin.rtmp);
+    let e1 = engine(&["--origin", &upstream]);
+    let e2 = engine(&["--origin", &upstream]);
+    let publisher = publish_loop(&origin.rtmp_url("live/x"));
+    wait_for_playlist(&origin, "/live/x.m3u8");
+    (origin, e1, e2, publisher)
+}
+
+/// Keeps `e`'s pull of `path` warm, as other viewers would on an edge in service (a cold
+/// edge starts its playlist at the live edge, with one segment to buffer).
+fn keep_warm(e: &Engine, path: &'static str) -> Arc<AtomicBool> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let (addr, flag) = (e.http, Arc::clone(&stop));
+    std::thread::spawn(move || {
+        while !flag.load(Ordering::Relaxed) {
+            let _ = try_http_get(addr, path);
+            std::thread::sleep(Duration::from_millis(1000));
+        }
+    });
+    stop
+}
+
+fn failover(protocol: &str) {
+    let (_origin, mut e1, e2, _publisher) = origin_and_edges();
+    let warm = keep_warm(&e2, "/live/x.m3u8");
+    wait_for_playlist(&e1, "/live/x.m3u8");
+    wait_for_playlist(&e2, "/live/x.m3u8");
+    let (u1, u2) = (page(&e1, ""), page(&e2, ""));
+    let url = page(
+        &e1,
+        &format!("/player?stream=live/x&protocol={protocol}&edges={u1},{u2}"),
+    );
+    let r = browser(
+        "failover",
+        json!({ "url": url, "seconds": 22, "kill_pid": e1.pid(), "kill_after_s": 6 }),
+        Duration::from_secs(90),
+    );
+    warm.store(true, Ordering::Relaxed);
+    println!("{protocol}: {r}");
+    let status = e1.wait_exit(Duration::from_secs(5)).expect("e1 was killed");
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(libc::SIGKILL)
+    );
+    assert!(r["killed_at_ms"].is_u64(), "it never played: {r}");
+    let f = &r["final"];
+    assert_eq!(
+        f["edge"], u2,
+        "{protocol}: playing from the second edge: {r}"
+    );
+    let first = &f["switchLog"][0];
+    assert_eq!(
+        (&first["from"], &first["to"]),
+        (&json!(u1), &json!(u2)),
+        "{r}"
+    );
+    // Playback went on: most of the 16 s after the kill were played.
+    let after = r["played_after_kill_s"].as_f64().unwrap();
+    assert!(
+        after >= 10.0,
+        "{protocol}: {after} s played after the kill: {r}"
+    );
+    assert_eq!(f["width"], 320);
+    // The stall (for docs/BENCHMARKS.md; bench/player_failover.sh measures it over runs).
+    println!(
+        "{protocol}: longest stall after the kill {} ms",
+        r["longest_stall_after_kill_ms"]
+    );
+}
+
+#[test]
+fn the_hls_player_moves_to_the_second_edge_when_the_first_is_killed() {
+    failover("hls");
+}
+
+#[test]
+fn the_flv_player_moves_to_the_second_edge_when_the_first_is_killed() {
+    failover("flv");
+}
+
+#[test]
+fn the_player_carries_a_signed_urls_token_to_the_playlist_and_segments() {
+    const KEY: &str = "5eed0fa11c0ffee0123456789abcdef0";
+    let e = engine(&["--play-auth", "token", "--token-key", KEY]);
+    let _publisher = publish_loop(&e.rtmp_url("live/s"));
+    let (ok, token, err) = run_tool(
+        engine_bin().to_str().unwrap(),
+        &["sign", "--key", KEY, "--acl", "/live/*", "--ttl", "600"],
+        Duration::from_secs(10),
+    );
+    assert!(ok, "sign: {err}");
+    let token = token.trim().to_string();
+    wait_for_playlist(&e, &format!("/live/s.m3u8?token={token}"));
+    let url = page(&e, &format!("/player?stream=live/s&token={token}"));
+    let r = browser(
+        "play",
+        json!({ "url": url, "seconds": 10 }),
+        Duration::from_secs(60),
+    );
+    println!("signed: {r}");
+    assert!(r["played_s"].as_f64().unwrap() >= 6.0, "{r}");
+    assert_eq!(r["final"]["fatal"], Value::Null, "{r}");
+    // Segments were fetched with the token: the engine allowed them and denied nothing.
+    let m = e.metrics();
+    assert!(
+        m.sum("access_allowed_total{action=\"play\"}") >= 4,
+        "playlist and segments"
+    );
+    // Without it, the player reports the refusal in plain words.
+    let url = page(&e, "/player?stream=live/s");
+    let r = browser(
+        "play",
+        json!({ "url": url, "seconds": 4 }),
+        Duration::from_secs(60),
+    );
+    assert_eq!(r["played_s"], 0.0, "{r}");
+    assert!(
+        r["final"]["lastError"]
+            .as_str()
+            .unwrap_or("")
+            .contains("403"),
+        "{r}"
+    );
+}
