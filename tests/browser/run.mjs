@@ -70,25 +70,30 @@ async function play(page, { url, seconds, kill_pid, kill_after_s }) {
     }
     await sleep(100);
   }
-  // The longest time currentTime stood still after playback began (and after the kill).
+  // Playback between two samples: currentTime moved forward by no more than twice the
+  // wall time (plus 50 ms). A jump back or ahead is a switch or a seek (a new edge's media
+  // element starts its own timeline), not playback.
+  const step = (a, b) => {
+    const dt = b.t - a.t;
+    return dt > 0 && dt <= 2 * (b.at - a.at) / 1000 + 0.05 ? dt : 0;
+  };
+  // The longest time without playback after `from` (after playback began, or the kill).
   const stall = (from) => {
-    let longest = 0, since = null, last = null;
-    for (const s of samples) {
-      if (s.at < from) { last = s.t; continue; }
-      if (last !== null && s.t > last) since = null;
-      else if (since === null) since = s.at;
-      if (since !== null) longest = Math.max(longest, s.at - since);
-      last = s.t;
+    let longest = 0, since = null;
+    for (let i = 1; i < samples.length; i++) {
+      const [a, b] = [samples[i - 1], samples[i]];
+      if (b.at < from) continue;
+      if (step(a, b) > 0) since = null;
+      else if (since === null) since = a.at;
+      if (since !== null) longest = Math.max(longest, b.at - since);
     }
     return longest;
   };
-  // Seconds of media played from `from` on: the sum of currentTime's forward steps (a new
-  // edge's media element starts its own timeline, so currentTime may go back at a switch).
+  // Seconds of media played from `from` on.
   const played = (from) => {
-    let sum = 0, last = null;
-    for (const s of samples) {
-      if (s.at >= from && last !== null && s.t > last) sum += s.t - last;
-      last = s.t;
+    let sum = 0;
+    for (let i = 1; i < samples.length; i++) {
+      if (samples[i].at >= from) sum += step(samples[i - 1], samples[i]);
     }
     return sum;
   };

@@ -338,9 +338,11 @@ pub fn media_pipeline(data: &[u8]) {
 /// HTTP: the request parser (consumed bytes within the input), the response-head parser, and
 /// the chunked decoder (split anywhere = whole; never more out than in).
 pub fn http(data: &[u8]) {
-    use edge_core::http::{parse_request, parse_response_head, Dechunker};
-    if let Ok(Some((_, used))) = parse_request(data) {
+    use edge_core::http::{parse_request, parse_response_head, Dechunker, Route};
+    if let Ok(Some((req, used))) = parse_request(data) {
         assert!(used <= data.len());
+        // Every path names a route (the pages and player libraries among them), or none.
+        let _ = Route::parse(&req.path);
     }
     if let Ok(Some(h)) = parse_response_head(data) {
         assert!(h.len <= data.len());

@@ -365,13 +365,14 @@ impl Stats {
         }
     }
 
-    /// `key`'s viewers on every shard, by protocol.
-    fn viewers_of(&self, key: &StreamKey) -> [u64; 3] {
-        let mut sum = [0; 3];
+    /// Every stream's viewers on every shard, by protocol (each shard's map taken once).
+    fn all_viewers(&self) -> HashMap<StreamKey, [u64; 3]> {
+        let mut sum: HashMap<StreamKey, [u64; 3]> = HashMap::new();
         for m in self.viewers.iter() {
             let m = m.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(c) = m.get(key) {
-                for (s, n) in sum.iter_mut().zip(c) {
+            for (key, c) in m.iter() {
+                let total = sum.entry(key.clone()).or_default();
+                for (s, n) in total.iter_mut().zip(c) {
                     *s += n;
                 }
             }
@@ -387,9 +388,10 @@ impl Stats {
             views.extend(m.values().cloned());
         }
         views.sort_by(|a, b| a.key.cmp(&b.key));
+        let viewers = self.all_viewers();
         let items: Vec<String> = views
             .iter()
-            .map(|v| v.render(self.viewers_of(&v.key)))
+            .map(|v| v.render(viewers.get(&v.key).copied().unwrap_or_default()))
             .collect();
         format!("{{\"streams\":[{}]}}\n", items.join(","))
     }
