@@ -83,10 +83,18 @@ fn page(e: &Engine, path: &str) -> String {
     format!("http://{}{path}", e.http)
 }
 
+/// Waits until `path` lists three segments: a player starting there has a buffer's worth
+/// behind the live edge (on a one-segment playlist, hls.js plays on the brink).
 fn wait_for_playlist(e: &Engine, path: &str) {
-    eventually("the stream's playlist", Duration::from_secs(30), || {
-        try_http_get(e.http, path).is_ok_and(|r| r.status() == 200)
-    });
+    eventually(
+        "three segments in the playlist",
+        Duration::from_secs(40),
+        || {
+            try_http_get(e.http, path).is_ok_and(|r| {
+                r.status() == 200 && parse_playlist(&String::from_utf8_lossy(&r.body)).0.len() >= 3
+            })
+        },
+    );
 }
 
 fn streams_json(e: &Engine) -> Value {
@@ -338,4 +346,40 @@ fn the_player_carries_a_signed_urls_token_to_the_playlist_and_segments() {
             .contains("403"),
         "{r}"
     );
+}
+
+#[test]
+fn the_player_skips_an_edge_without_the_stream_and_goes_back_once_it_serves() {
+    // e1 has no such stream (404), e2 has it; later e1 gets it too.
+    let e1 = engine(&[]);
+    let e2 = engine(&[]);
+    let _at_e2 = publish_loop(&e2.rtmp_url("live/x"));
+    wait_for_playlist(&e2, "/live/x.m3u8");
+    let (u1, u2) = (page(&e1, ""), page(&e2, ""));
+    let url = page(
+        &e1,
+        &format!("/player?stream=live/x&edges={u1},{u2}&probe_ms=2000"),
+    );
+    let run = spawn_browser("play", &json!({ "url": url, "seconds": 24 }));
+    std::thread::sleep(Duration::from_secs(6));
+    let _at_e1 = publish_loop(&e1.rtmp_url("live/x"));
+    let r = browser_report(run, Duration::from_secs(90));
+    println!("{r}");
+    let log = r["final"]["switchLog"].as_array().unwrap();
+    assert!(log.len() >= 2, "{r}");
+    assert_eq!(
+        (&log[0]["from"], &log[0]["to"]),
+        (&json!(u1), &json!(u2)),
+        "{r}"
+    );
+    assert!(
+        log[0]["reason"].as_str().unwrap().contains("404"),
+        "the refusal named: {r}"
+    );
+    let back = log.last().unwrap();
+    assert_eq!(back["reason"], "first edge back", "{r}");
+    assert_eq!(back["to"], json!(u1));
+    assert_eq!(r["final"]["edge"], json!(u1), "{r}");
+    assert_eq!(r["final"]["state"], "playing", "{r}");
+    assert!(r["played_s"].as_f64().unwrap() >= 12.0, "{r}");
 }
