@@ -265,23 +265,19 @@ fn error_response(e: &HttpError) -> Bytes {
 fn respond(shard: &Shard, req: &Request) -> (Vec<Bytes>, bool) {
     let keep_alive = req.keep_alive;
     let head_only = req.method == Method::Head;
-    let simple = |status: u16, ctype: &str, cache: &str, body: String| {
+    let reply = |status: u16, ctype: &str, cache: &str, body: Bytes| {
         let head = http::response_head(status, ctype, Some(body.len()), cache, keep_alive);
         if head_only || body.is_empty() {
             vec![head]
         } else {
-            vec![head, Bytes::from(body)]
+            vec![head, body]
         }
+    };
+    let simple = |status: u16, ctype: &str, cache: &str, body: String| {
+        reply(status, ctype, cache, Bytes::from(body))
     };
     // A 200 with a body that is shared, not copied (a page, a player library).
-    let shared = |ctype: &str, body: &Bytes, cache: &str| {
-        let head = http::response_head(200, ctype, Some(body.len()), cache, keep_alive);
-        if head_only {
-            vec![head]
-        } else {
-            vec![head, body.clone()]
-        }
-    };
+    let shared = |ctype: &str, body: &Bytes, cache: &str| reply(200, ctype, cache, body.clone());
     let route = Route::parse(&req.path);
     let response = match (req.method, route) {
         (Method::Options, _) => simple(204, "", "no-cache", String::new()),
