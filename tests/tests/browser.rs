@@ -4,7 +4,6 @@
 //! test reaches the network. `tests/browser/run.mjs` watches the page and reports what it
 //! saw as JSON; the assertions are here.
 
-use std::io::Read;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -25,50 +24,50 @@ fn node_modules() -> PathBuf {
     dir
 }
 
-/// Starts `run.mjs SCENARIO ARGS` in the background.
-fn spawn_browser(scenario: &str, args: &Value) -> Child {
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("browser/run.mjs");
-    Command::new("node")
-        .arg(script)
+fn script() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("browser/run.mjs")
+}
+
+/// Starts `run.mjs SCENARIO ARGS` in the background, killed by `timeout` after `limit`.
+fn spawn_browser(scenario: &str, args: &Value, limit: Duration) -> Child {
+    Command::new("timeout")
+        .arg(limit.as_secs().to_string())
+        .arg("node")
+        .arg(script())
         .arg(scenario)
         .arg(args.to_string())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("node must be installed (.ci/run installs nodejs)")
+        .expect("timeout and node must be installed (.ci/run installs nodejs)")
 }
 
-/// Waits for a [`spawn_browser`] run (at most `limit`) and parses its report.
-fn browser_report(mut child: Child, limit: Duration) -> Value {
-    let deadline = std::time::Instant::now() + limit;
-    while child.try_wait().expect("wait").is_none() {
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("the browser run took longer than {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let (mut out, mut err) = (String::new(), String::new());
-    child
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut out)
-        .unwrap();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
-    let status = child.wait().unwrap();
-    assert!(status.success(), "run.mjs failed ({status}):\n{err}\n{out}");
-    serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("run.mjs report {e}: {out}"))
+/// Waits for a [`spawn_browser`] run (reading its output as it comes) and parses its report.
+fn browser_report(child: Child) -> Value {
+    let out = child.wait_with_output().expect("wait for run.mjs");
+    report(
+        out.status.success(),
+        &String::from_utf8_lossy(&out.stdout),
+        &String::from_utf8_lossy(&out.stderr),
+    )
 }
 
+/// Runs `run.mjs SCENARIO ARGS` to its end (at most `limit`) and parses its report.
 fn browser(scenario: &str, args: Value, limit: Duration) -> Value {
-    browser_report(spawn_browser(scenario, &args), limit)
+    let script = script();
+    let (ok, out, err) = run_tool(
+        "node",
+        &[script.to_str().unwrap(), scenario, &args.to_string()],
+        limit,
+    );
+    report(ok, &out, &err)
+}
+
+/// run.mjs's one JSON line; a failure (or `timeout`'s kill) shows what it printed.
+fn report(ok: bool, out: &str, err: &str) -> Value {
+    assert!(ok, "run.mjs failed or ran out of time:\n{err}\n{out}");
+    serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("run.mjs report {e}: {out}"))
 }
 
 /// An engine that serves the player's libraries from the npm copy.
@@ -159,14 +158,18 @@ fn the_player_plays_the_bframe_fixture_by_hls_and_by_http_flv() {
     wait_for_playlist(&e, "/live/x.m3u8");
     for (protocol, lib) in [("hls", "hls.js"), ("flv", "mpegts.js")] {
         let url = page(&e, &format!("/player?stream=live/x&protocol={protocol}"));
-        let run = spawn_browser("play", &json!({ "url": url, "seconds": 12 }));
+        let run = spawn_browser(
+            "play",
+            &json!({ "url": url, "seconds": 12 }),
+            Duration::from_secs(60),
+        );
         // While it plays, the streams list counts it under its protocol.
         eventually(
             "the viewer in /api/v1/streams",
             Duration::from_secs(10),
             || streams_json(&e)["streams"][0]["viewers"][protocol].as_u64() >= Some(1),
         );
-        let r = browser_report(run, Duration::from_secs(60));
+        let r = browser_report(run);
         println!("{protocol}: {r}");
         let f = &r["final"];
         assert!(r["played_s"].as_f64().unwrap() >= 8.0, "{protocol}: {r}");
@@ -360,10 +363,14 @@ fn the_player_skips_an_edge_without_the_stream_and_goes_back_once_it_serves() {
         &e1,
         &format!("/player?stream=live/x&edges={u1},{u2}&probe_ms=2000"),
     );
-    let run = spawn_browser("play", &json!({ "url": url, "seconds": 24 }));
+    let run = spawn_browser(
+        "play",
+        &json!({ "url": url, "seconds": 24 }),
+        Duration::from_secs(90),
+    );
     std::thread::sleep(Duration::from_secs(6));
     let _at_e1 = publish_loop(&e1.rtmp_url("live/x"));
-    let r = browser_report(run, Duration::from_secs(90));
+    let r = browser_report(run);
     println!("{r}");
     let log = r["final"]["switchLog"].as_array().unwrap();
     assert!(log.len() >= 2, "{r}");
