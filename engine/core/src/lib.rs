@@ -42,6 +42,7 @@ pub mod gop;
 pub mod handover;
 pub mod hls;
 pub mod http;
+pub mod httpc;
 pub mod ids;
 pub mod json;
 pub mod media;

@@ -1,5 +1,7 @@
-//! A media playlist parser (RFC 8216 §4.3), for players written in Rust: the load generator's
-//! HLS viewers and the tests. Tolerant of tags it does not know, strict on the ones it uses.
+//! A media playlist parser (RFC 8216 §4.3), for players written in Rust (the load generator's
+//! HLS viewers, the tests) and for the HLS pull of an edge (`hls::pull`), which also reads a
+//! multivariant playlist's variant URIs and EXT-X-SERVER-CONTROL here.
+//! Tolerant of tags it does not know, strict on the ones it uses.
 
 /// A malformed playlist.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -36,6 +38,11 @@ pub struct MediaPlaylist {
     pub discontinuity_sequence: u64,
     pub segments: Vec<PlaylistSegment>,
     pub ended: bool,
+    /// A multivariant playlist's variant URIs (EXT-X-STREAM-INF), in order; empty for a
+    /// media playlist.
+    pub variants: Vec<String>,
+    /// EXT-X-SERVER-CONTROL says CAN-BLOCK-RELOAD=YES (LL-HLS blocking reloads).
+    pub can_block_reload: bool,
 }
 
 /// Parses a media playlist.
@@ -48,6 +55,7 @@ pub fn parse_media_playlist(text: &str) -> Result<MediaPlaylist, M3u8Error> {
     let mut p = MediaPlaylist::default();
     let mut duration: Option<u64> = None;
     let mut discontinuity = false;
+    let mut variant_next = false;
     let (mut seen_media_sequence, mut seen_discontinuity_sequence) = (false, false);
     let bad = |line: usize, text: &str| M3u8Error::BadValue {
         line,
@@ -77,6 +85,10 @@ pub fn parse_media_playlist(text: &str) -> Result<MediaPlaylist, M3u8Error> {
             discontinuity = true;
         } else if line == "#EXT-X-ENDLIST" {
             p.ended = true;
+        } else if line.starts_with("#EXT-X-STREAM-INF:") {
+            variant_next = true;
+        } else if let Some(v) = line.strip_prefix("#EXT-X-SERVER-CONTROL:") {
+            p.can_block_reload = v.split(',').any(|a| a.trim() == "CAN-BLOCK-RELOAD=YES");
         } else if let Some(v) = line.strip_prefix("#EXTINF:") {
             let secs = v.split(',').next().unwrap_or("");
             let value: f64 = secs.trim().parse().map_err(|_| bad(n, line))?;
@@ -86,6 +98,8 @@ pub fn parse_media_playlist(text: &str) -> Result<MediaPlaylist, M3u8Error> {
             duration = Some((value * 1000.0).round() as u64);
         } else if line.starts_with('#') {
             // Other tags (VERSION, PROGRAM-DATE-TIME, ...) do not change what we fetch.
+        } else if std::mem::take(&mut variant_next) {
+            p.variants.push(line.to_string());
         } else {
             let duration_ms = duration.take().ok_or(M3u8Error::UriWithoutExtinf(n))?;
             // An origin may announce any media sequence; the next one must still exist.
@@ -176,6 +190,17 @@ cam-42.ts\n#EXT-X-ENDLIST\n";
             parse_media_playlist(disc),
             Err(M3u8Error::MisplacedTag { line: 4, .. })
         ));
+    }
+
+    #[test]
+    fn multivariant_and_server_control() {
+        let text = "#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=800000,RESOLUTION=640x360\nx_lo.m3u8\n\
+#EXT-X-STREAM-INF:BANDWIDTH=2000000\nx_hi.m3u8\n";
+        let p = parse_media_playlist(text).unwrap();
+        assert_eq!(p.variants, ["x_lo.m3u8", "x_hi.m3u8"]);
+        assert!(p.segments.is_empty() && !p.can_block_reload);
+        let ll = "#EXTM3U\n#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK=1.0\n";
+        assert!(parse_media_playlist(ll).unwrap().can_block_reload);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 pub mod catalog;
 pub mod m3u8;
+pub mod pull;
 pub mod segmenter;
 pub mod ts;
 pub mod tsscan;

@@ -456,47 +456,24 @@ impl<S: SegmentStore> Segmenter<S> {
     }
 
     fn render_playlist(&self) -> (Bytes, Vec<usize>) {
-        let listed: Vec<&Segment> = self
+        let listed = self
             .segments
             .iter()
-            .skip(self.segments.len().saturating_sub(self.config.window))
-            .collect();
-        let mut p = String::with_capacity(128 + 48 * listed.len());
-        let mut uri_ends = Vec::with_capacity(listed.len());
+            .skip(self.segments.len().saturating_sub(self.config.window));
         let first_seq = listed
-            .first()
+            .clone()
+            .next()
             .map_or(self.next_seq.unwrap_or(SegmentSeq(0)), |s| s.seq);
-        let _ = write!(
-            p,
-            "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:{}\n#EXT-X-MEDIA-SEQUENCE:{first_seq}\n",
-            self.target_duration_s
-        );
-        if self.discontinuity_seq > 0 {
-            let _ = writeln!(
-                p,
-                "#EXT-X-DISCONTINUITY-SEQUENCE:{}",
-                self.discontinuity_seq
-            );
-        }
-        for s in listed {
-            if s.discontinuity {
-                p.push_str("#EXT-X-DISCONTINUITY\n");
-            }
-            let _ = write!(
-                p,
-                "#EXTINF:{}.{:03},\n{}-{}.ts",
-                s.duration_ms / 1000,
-                s.duration_ms % 1000,
-                self.stream_name,
-                s.seq
-            );
-            uri_ends.push(p.len());
-            p.push('\n');
-        }
-        if self.ended {
-            p.push_str("#EXT-X-ENDLIST\n");
-        }
-        (Bytes::from(p), uri_ends)
+        render_media_playlist(
+            &PlaylistHeader {
+                stream_name: &self.stream_name,
+                target_duration_s: self.target_duration_s,
+                first_seq: first_seq.0,
+                discontinuity_seq: self.discontinuity_seq,
+                ended: self.ended,
+            },
+            listed.map(|s| (s.seq.0, s.duration_ms, s.discontinuity)),
+        )
     }
 }
 
@@ -513,4 +490,54 @@ pub fn video_data_offset(body: &[u8], codec: VideoCodec) -> usize {
     } else {
         5
     }
+}
+
+/// What a rendered media playlist says besides its segments.
+pub struct PlaylistHeader<'a> {
+    /// Segments are `{stream_name}-{seq}.ts`.
+    pub stream_name: &'a str,
+    pub target_duration_s: u64,
+    /// EXT-X-MEDIA-SEQUENCE (the first listed segment's number).
+    pub first_seq: u64,
+    /// Discontinuities that left the window (EXT-X-DISCONTINUITY-SEQUENCE).
+    pub discontinuity_seq: u64,
+    pub ended: bool,
+}
+
+/// Renders a media playlist of `(seq, duration_ms, discontinuity)` segments: the text and
+/// where each segment URI ends in it (before its newline). The segmenter's playlists and
+/// an HLS pull's are both written here, so a player sees one format from either.
+pub fn render_media_playlist(
+    h: &PlaylistHeader<'_>,
+    listed: impl Iterator<Item = (u64, u64, bool)>,
+) -> (Bytes, Vec<usize>) {
+    let mut p = String::with_capacity(512);
+    let mut uri_ends = Vec::new();
+    let _ = write!(
+        p,
+        "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:{}\n#EXT-X-MEDIA-SEQUENCE:{}\n",
+        h.target_duration_s, h.first_seq
+    );
+    if h.discontinuity_seq > 0 {
+        let _ = writeln!(p, "#EXT-X-DISCONTINUITY-SEQUENCE:{}", h.discontinuity_seq);
+    }
+    for (seq, duration_ms, discontinuity) in listed {
+        if discontinuity {
+            p.push_str("#EXT-X-DISCONTINUITY\n");
+        }
+        let _ = write!(
+            p,
+            "#EXTINF:{}.{:03},\n{}-{}.ts",
+            duration_ms / 1000,
+            duration_ms % 1000,
+            h.stream_name,
+            seq
+        );
+        uri_ends.push(p.len());
+        p.push('\n');
+    }
+    if h.ended {
+        p.push_str("#EXT-X-ENDLIST\n");
+    }
+    (Bytes::from(p), uri_ends)
 }
