@@ -4,8 +4,12 @@
 //! The binary is the one `cargo test --workspace` builds next to this test executable
 //! (edge-engine's own CLI test makes cargo build it).
 
+pub mod nginx;
 pub mod redis;
+pub mod relay;
+pub use nginx::Nginx;
 pub use redis::Redis;
+pub use relay::DelayRelay;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};

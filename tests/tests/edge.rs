@@ -3,7 +3,6 @@
 //! redirects), with ffmpeg and edge-core's client as viewers. Assertions are on bytes, frame
 //! counts, playlists and counters, never on elapsed time.
 
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -121,80 +120,6 @@ fn sixty_edge_viewers_cause_exactly_one_pull_from_an_engine_origin() {
     for h in hls {
         let (ok, _, err) = h.join().unwrap();
         assert!(ok && err.is_empty(), "HLS at the edge: {err}");
-    }
-}
-
-/// nginx with the rtmp module on a free port, with its own config; killed on drop.
-struct Nginx {
-    child: Child,
-    port: u16,
-    _dir: TempDir,
-}
-
-struct TempDir(std::path::PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-impl Nginx {
-    fn start(workers: usize) -> Nginx {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let dir = std::env::temp_dir().join(format!("edge-nginx-{}-{port}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let module = "/usr/lib/nginx/modules/ngx_rtmp_module.so";
-        assert!(
-            std::path::Path::new(module).exists(),
-            "{module} missing: install nginx and libnginx-mod-rtmp (.ci/run does)"
-        );
-        let conf = format!(
-            "load_module {module};\nworker_processes {workers};\nerror_log {d}/error.log;\npid {d}/nginx.pid;\n\
-             events {{ worker_connections 1024; }}\n\
-             rtmp {{ server {{ listen 127.0.0.1:{port}; chunk_size 4096;\n\
-             application live {{ live on; }} }} }}\n",
-            d = dir.display()
-        );
-        std::fs::write(dir.join("nginx.conf"), conf).unwrap();
-        let bin = ["/usr/sbin/nginx", "nginx"]
-            .into_iter()
-            .find(|b| std::path::Path::new(b).exists())
-            .unwrap_or("nginx");
-        let child = Command::new(bin)
-            .arg("-p")
-            .arg(&dir)
-            .arg("-c")
-            .arg(dir.join("nginx.conf"))
-            .args(["-g", "daemon off;"])
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("nginx must be installed (.ci/run installs it)");
-        eventually("nginx to listen", Duration::from_secs(10), || {
-            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-        });
-        Nginx {
-            child,
-            port,
-            _dir: TempDir(dir),
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("rtmp://127.0.0.1:{}/live", self.port)
-    }
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        // SIGQUIT: graceful stop of master and workers.
-        // SAFETY: kill(2) on our own child's pid.
-        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGQUIT) };
-        let _ = self.child.wait();
     }
 }
 

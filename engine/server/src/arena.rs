@@ -314,6 +314,127 @@ impl TsSink for ArenaWriter {
     }
 }
 
+/// A chunk shared by the pieces of a segment that is read while it is written (an HLS pull):
+/// it returns to the free list once the appender and every piece have let go.
+struct SharedChunk {
+    arena: Arc<Arena>,
+    idx: u32,
+}
+
+impl Drop for SharedChunk {
+    fn drop(&mut self) {
+        self.arena.free.push(self.idx);
+    }
+}
+
+/// Bytes `start..start + len` of a shared chunk.
+struct Piece {
+    chunk: Arc<SharedChunk>,
+    start: usize,
+    len: usize,
+}
+
+impl AsRef<[u8]> for Piece {
+    fn as_ref(&self) -> &[u8] {
+        // SAFETY: these bytes were written before the piece was made, and the appender only
+        // writes past them; the chunk is not reused while this piece holds it.
+        unsafe {
+            std::slice::from_raw_parts(
+                self.chunk.arena.chunk_ptr(self.chunk.idx).add(self.start),
+                self.len,
+            )
+        }
+    }
+}
+
+/// Writes a segment of any bytes into arena chunks, handing out each appended range as a
+/// piece at once, so it can be sent while the rest arrives.
+pub struct ArenaAppender {
+    arena: Arc<Arena>,
+    chunks: Vec<Arc<SharedChunk>>,
+    /// Bytes written in the last chunk.
+    used: usize,
+    len: usize,
+}
+
+/// The arena has no free chunk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ArenaFull;
+
+impl ArenaAppender {
+    pub fn new(arena: Arc<Arena>) -> Self {
+        Self {
+            arena,
+            chunks: Vec::new(),
+            used: CHUNK_BYTES,
+            len: 0,
+        }
+    }
+
+    /// Bytes appended so far.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Copies `data` in and appends the pieces it now fills (one per chunk touched) to
+    /// `out`.
+    pub fn append(&mut self, mut data: &[u8], out: &mut Vec<Bytes>) -> Result<(), ArenaFull> {
+        while !data.is_empty() {
+            if self.used == CHUNK_BYTES {
+                let idx = self.arena.free.pop().ok_or(ArenaFull)?;
+                self.chunks.push(Arc::new(SharedChunk {
+                    arena: Arc::clone(&self.arena),
+                    idx,
+                }));
+                self.used = 0;
+            }
+            let Some(chunk) = self.chunks.last() else {
+                return Err(ArenaFull);
+            };
+            let n = data.len().min(CHUNK_BYTES - self.used);
+            // SAFETY: this appender is the chunk's only writer, `used + n` stays within it,
+            // and no piece covers these bytes yet.
+            unsafe {
+                std::ptr::copy_nonoverlapping(
+                    data.as_ptr(),
+                    self.arena.chunk_ptr(chunk.idx).add(self.used),
+                    n,
+                );
+            }
+            out.push(Bytes::from_owner(Piece {
+                chunk: Arc::clone(chunk),
+                start: self.used,
+                len: n,
+            }));
+            self.used += n;
+            self.len += n;
+            data = &data[n..];
+        }
+        Ok(())
+    }
+
+    /// The whole segment, one piece per chunk.
+    pub fn finish(self) -> Vec<Bytes> {
+        let last = self.chunks.len().saturating_sub(1);
+        self.chunks
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let len = if i == last { self.used } else { CHUNK_BYTES };
+                Bytes::from_owner(Piece {
+                    chunk: Arc::clone(c),
+                    start: 0,
+                    len,
+                })
+            })
+            .collect()
+    }
+}
+
 /// The segmenter's storage on a shard.
 #[derive(Clone)]
 pub struct ArenaStore {
@@ -395,6 +516,39 @@ mod tests {
             (0..64).collect::<Vec<u32>>(),
             "every index exactly once"
         );
+    }
+
+    #[test]
+    fn appended_pieces_are_readable_at_once_and_chunks_return_after_the_last_piece() {
+        let arena = Arena::new(2 * CHUNK_BYTES).unwrap();
+        let mut a = ArenaAppender::new(Arc::clone(&arena));
+        let data: Vec<u8> = (0..2 * CHUNK_BYTES).map(|i| (i % 251) as u8).collect();
+        let mut pieces = Vec::new();
+        a.append(&data[..100], &mut pieces).unwrap();
+        assert_eq!(pieces.len(), 1);
+        assert_eq!(
+            &pieces[0][..],
+            &data[..100],
+            "readable before the rest is written"
+        );
+        a.append(&data[100..], &mut pieces).unwrap();
+        let streamed: Vec<u8> = pieces.iter().flat_map(|p| p.iter().copied()).collect();
+        assert_eq!(streamed, data);
+        assert_eq!(a.len(), data.len());
+        assert_eq!(arena.free_chunks(), 0);
+        assert_eq!(a.append(b"x", &mut Vec::new()), Err(ArenaFull));
+        let whole = a.finish();
+        assert_eq!(whole.len(), 2);
+        let joined: Vec<u8> = whole.iter().flat_map(|p| p.iter().copied()).collect();
+        assert_eq!(joined, data);
+        drop(pieces);
+        assert_eq!(
+            arena.free_chunks(),
+            0,
+            "the finished segment still holds both"
+        );
+        std::thread::spawn(move || drop(whole)).join().unwrap();
+        assert_eq!(arena.free_chunks(), 2);
     }
 
     #[test]

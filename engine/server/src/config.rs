@@ -11,6 +11,7 @@ use anyhow::{anyhow, bail, Context};
 use clap::Parser;
 use edge_core::access::{Mode, ModeByApp, Policy};
 use edge_core::gop::GopLimits;
+use edge_core::hls::pull::HttpOrigin;
 use edge_core::hls::HlsConfig;
 use edge_core::queue::QueueLimits;
 use edge_core::token::{self, HashAlg, TokenConfig, TokenFormat};
@@ -54,6 +55,9 @@ pub struct Args {
     /// origin, once per machine, while it has viewers; publishes here are forwarded to it.
     /// `registry` (needs --registry) pulls from the node the registry places the stream on,
     /// before the static origins, and follows the stream when it moves.
+    /// `http://HOST[:PORT]/PATH` or `https://…` is an HLS origin: `{app}/{stream}.m3u8`
+    /// here is pulled from `PATH/{stream}.m3u8` there (HLS viewers only; the HTTP origins
+    /// fail over among themselves, in the order given).
     #[arg(long, value_name = "URL")]
     pub origin: Vec<String>,
 
@@ -82,6 +86,12 @@ pub struct Args {
     /// serves it as an edge would). Needs --registry; edges always pull.
     #[arg(long, value_name = "MODE", default_value = "redirect", value_parser = ["redirect", "pull"])]
     pub cluster_mode: String,
+
+    /// HLS origins: fetch every new segment the moment the origin lists it (`on`), so
+    /// viewers here download it at local speed; `off` fetches a segment at its first request
+    /// (collapsed: once per machine).
+    #[arg(long, value_name = "on|off", default_value = "on", value_parser = ["on", "off"])]
+    pub hls_prefetch: String,
 
     /// Edge mode: stop a pull this long after its last viewer left (RTMP, FLV, or the last
     /// HLS playlist request).
@@ -337,6 +347,10 @@ pub struct Config {
     pub uring_entries: u32,
     /// Edge mode when not empty, in failover order.
     pub origins: Vec<OriginUrl>,
+    /// HLS origins (`--origin http(s)://…`), in failover order.
+    pub hls_origins: Vec<HttpOrigin>,
+    /// `--hls-prefetch on`.
+    pub hls_prefetch: bool,
     pub upstream_idle_ms: u64,
     pub upstream_timeout_ms: u64,
     pub access: AccessConfig,
@@ -507,11 +521,18 @@ impl Args {
     /// Checks every value and resolves defaults.
     pub fn validate(&self) -> anyhow::Result<Config> {
         let origin_registry = self.origin.iter().any(|o| o == "registry");
+        let is_http = |o: &&String| o.starts_with("http://") || o.starts_with("https://");
         let origins = self
             .origin
             .iter()
-            .filter(|o| *o != "registry")
+            .filter(|o| *o != "registry" && !is_http(o))
             .map(|u| OriginUrl::parse(u).map_err(|e| anyhow::anyhow!("--origin: {e}")))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let hls_origins = self
+            .origin
+            .iter()
+            .filter(is_http)
+            .map(|u| HttpOrigin::parse(u).map_err(|e| anyhow::anyhow!("--origin: {e}")))
             .collect::<anyhow::Result<Vec<_>>>()?;
         if origin_registry && self.registry.is_none() {
             bail!("--origin registry needs --registry");
@@ -583,7 +604,10 @@ impl Args {
         if !(100..=600_000).contains(&self.tls_handshake_timeout_ms) {
             bail!("--tls-handshake-timeout-ms must be within 100..=600000");
         }
-        let upstream_tls = if origins.iter().any(|o| o.tls) || self.upstream_ca.is_some() {
+        let upstream_tls = if origins.iter().any(|o| o.tls)
+            || hls_origins.iter().any(|o| o.tls)
+            || self.upstream_ca.is_some()
+        {
             Some(crate::tls::client_config(self.upstream_ca.as_deref())?)
         } else {
             None
@@ -675,6 +699,8 @@ impl Args {
             mesh_queue_len: self.mesh_queue_len,
             uring_entries: self.uring_entries,
             origins,
+            hls_origins,
+            hls_prefetch: self.hls_prefetch == "on",
             upstream_idle_ms: self.upstream_idle_ms,
             upstream_timeout_ms: self.upstream_timeout_ms,
             access,
@@ -880,7 +906,22 @@ mod tests {
         assert!(parse_redis_url("redis://x/y").is_err());
         let a = Args::parse_from(["e", "--origin", "registry"]);
         assert!(a.validate().is_err(), "--origin registry needs --registry");
-        let a = Args::parse_from(["e", "--origin", "http://x/live"]);
+        let a = Args::parse_from(["e", "--origin", "ftp://x/live"]);
+        assert!(a.validate().is_err());
+        let a = Args::parse_from([
+            "e",
+            "--origin",
+            "http://x:8080/hls",
+            "--origin",
+            "rtmp://y/live",
+        ]);
+        let c = a.validate().unwrap();
+        assert_eq!(
+            (c.hls_origins.len(), c.origins.len(), c.hls_prefetch),
+            (1, 1, true)
+        );
+        assert_eq!(c.hls_origins[0].to_string(), "http://x:8080/hls");
+        let a = Args::parse_from(["e", "--origin", "http://x/a?b"]);
         assert!(a.validate().is_err());
     }
 }

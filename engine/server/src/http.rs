@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use edge_core::access::{Action, HookEvent, Mode};
@@ -15,6 +16,7 @@ use crate::access::{self, Ask, Denial};
 use crate::conn::Conn;
 use crate::contain;
 use crate::outlet::{finish, write_bufs, Close, Outlet, Wire};
+use crate::pulled::{self, Served};
 use crate::shard::Shard;
 use crate::stats::{Counter, Protocol};
 
@@ -162,10 +164,54 @@ pub async fn serve(
                         }
                         // Edge mode: a playlist request starts or keeps the pull, and the
                         // first one waits (bounded) for the first segment.
-                        Route::Playlist(key) if shard.pulls() => {
+                        Route::Playlist(key) if shard.pulls() || shard.pulls_hls() => {
                             shard.hls_demand(&key, req.query.as_deref());
                             if shard.hls(&key).is_none() {
                                 shard.wait_for_hls(&key).await;
+                            }
+                            // An HLS origin that fails: its status, at once, for a while.
+                            if let (None, Some(status)) =
+                                (shard.hls(&key), shard.hls_unavailable(&key))
+                            {
+                                let head_only = req.method == Method::Head;
+                                let refusal =
+                                    pulled::error_response(status, req.keep_alive, head_only);
+                                if write_bufs(&mut stream, refusal).await.is_err()
+                                    || !req.keep_alive
+                                {
+                                    return;
+                                }
+                                continue;
+                            }
+                        }
+                        // HLS origin: a segment that is not here is served as it arrives.
+                        Route::Segment(key, seq)
+                            if matches!(req.method, Method::Get | Method::Head)
+                                && shard.hls(&key).is_none_or(|h| h.segment(seq).is_none()) =>
+                        {
+                            if let Some(seg) = shard.pulled_segment(&key, seq.0) {
+                                let wait = Duration::from_millis(
+                                    2 * shard.config.upstream_timeout_ms + 1_000,
+                                );
+                                let head_only = req.method == Method::Head;
+                                let (served, n) = pulled::serve(
+                                    &mut stream,
+                                    &seg,
+                                    req.keep_alive,
+                                    head_only,
+                                    wait,
+                                )
+                                .await;
+                                shard
+                                    .stats()
+                                    .bytes_out
+                                    .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+                                match served {
+                                    Served::Complete | Served::Refused if req.keep_alive => {
+                                        continue
+                                    }
+                                    _ => return,
+                                }
                             }
                         }
                         _ => {}

@@ -25,8 +25,9 @@ pub use edge_core::ShardId;
 /// - `Media`/`Metadata` (publisher shard → owner): the publisher's connection waits and
 ///   retries, which pushes back on the publisher over TCP. Nothing is dropped.
 /// - control (`Subscribe`, `Unsubscribe`, `Demand`, `PublishRequest`, `PublishReply`,
-///   `Unpublish`, `Hls`, which comes once per segment):
-///   retried by the sender's task until accepted; they are rare and tiny.
+///   `Unpublish`, `Hls`, which comes once per segment, and the HLS pull's `HlsMiss`,
+///   `HlsUnavailable` and `HlsSegment`, one per origin read of a segment): queued in the
+///   sender's outbox (FIFO) until accepted.
 #[derive(Debug)]
 pub enum MeshMsg {
     /// A shard has viewers of `key` and wants its updates. `query` is the first viewer's
@@ -86,6 +87,33 @@ pub enum MeshMsg {
         key: StreamKey,
         snapshot: Option<Arc<HlsSnapshot>>,
     },
+    /// HLS pull: a viewer here wants segment `seq` of `key`, which is not here.
+    HlsMiss {
+        key: StreamKey,
+        seq: u64,
+        from: ShardId,
+    },
+    /// HLS pull: `key`'s playlist cannot be loaded; requests get `status` for a while.
+    HlsUnavailable { key: StreamKey, status: u16 },
+    /// HLS pull: the download of segment `seq` of `key`, as it happens (owner → every shard).
+    HlsSegment {
+        key: StreamKey,
+        seq: u64,
+        event: SegmentEvent,
+    },
+}
+
+/// A step of a pulled segment's download.
+#[derive(Debug, Clone)]
+pub enum SegmentEvent {
+    /// It started (again, from its first byte), with the origin's `Content-Length`.
+    Start { content_length: Option<u64> },
+    /// The next bytes (a piece of the owner's arena).
+    Data(Bytes),
+    /// Complete (the snapshot sent before this holds it).
+    Done,
+    /// Failed: requests get `status`.
+    Failed { status: u16 },
 }
 
 struct Inbox {

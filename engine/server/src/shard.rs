@@ -51,6 +51,7 @@ use crate::upstream::{Cancel, ForwardQueue, LinkSink};
 mod cluster;
 mod effects;
 mod hls;
+mod hlspull;
 mod publish;
 mod replica_effects;
 
@@ -76,6 +77,8 @@ enum TimerKey {
     Hls,
     /// Forgetting old HLS demand records.
     Demand,
+    /// An HLS pull's deadline (reload, retry, idle).
+    HlsPull(StreamKey),
 }
 
 /// A stream this shard owns.
@@ -148,6 +151,14 @@ pub struct Shard {
     migrations: RefCell<HashMap<StreamKey, edge_core::migrate::Migration>>,
     /// Publishers connected to this shard, by stream (with a registry: to refuse them).
     local_publishers: RefCell<HashMap<StreamKey, Rc<Outlet>>>,
+    /// HLS pulls of the streams this shard owns (`--origin http(s)://…`).
+    hls_pulls: RefCell<HashMap<StreamKey, hlspull::PullRun>>,
+    /// Pulled segments on their way, as this shard hears them.
+    inflight: RefCell<HashMap<(StreamKey, u64), Rc<crate::pulled::Inflight>>>,
+    /// Pulled streams whose playlist could not be loaded: the status, until when.
+    hls_unavailable: RefCell<HashMap<StreamKey, (u16, u64)>>,
+    /// This shard's connections to HTTP origins.
+    origin_pool: crate::origin::OriginPool,
 }
 
 impl Shard {
@@ -186,6 +197,7 @@ impl Shard {
         let grants = Grants::new(config.access.hook_grant_ms, MAX_GRANTS);
         let tls_http = config.tls.as_ref().map(|t| t.server_config(&[b"http/1.1"]));
         let tls_rtmp = config.tls.as_ref().map(|t| t.server_config(&[]));
+        let upstream_tls = config.upstream_tls.clone();
         Rc::new(Self {
             id,
             shards: config.shards(),
@@ -214,6 +226,10 @@ impl Shard {
             migrations: RefCell::new(HashMap::new()),
             registry,
             local_publishers: RefCell::new(HashMap::new()),
+            hls_pulls: RefCell::new(HashMap::new()),
+            inflight: RefCell::new(HashMap::new()),
+            hls_unavailable: RefCell::new(HashMap::new()),
+            origin_pool: crate::origin::OriginPool::new(upstream_tls),
         })
     }
 
@@ -342,7 +358,9 @@ impl Shard {
                 self.with_owner(&key, true, |o, fx| o.handle_subscribe(from, query, now, fx));
             }
             MeshMsg::Demand { key, query } => {
-                if self.pulls() {
+                if self.pulls_hls() {
+                    self.hls_pull_demand(&key, query.as_deref());
+                } else if self.pulls() {
                     self.with_owner(&key, true, |o, fx| o.handle_demand(query, now, fx));
                 }
             }
@@ -383,8 +401,14 @@ impl Shard {
                     self.hls.borrow_mut().install(key.clone(), s);
                     self.wake_hls_waiters(&key);
                 }
-                None => self.hls.borrow_mut().remove(&key),
+                None => {
+                    self.hls.borrow_mut().remove(&key);
+                    self.inflight.borrow_mut().retain(|(k, _), _| *k != key);
+                }
             },
+            MeshMsg::HlsMiss { key, seq, from } => self.hls_miss(&key, seq, from),
+            MeshMsg::HlsUnavailable { key, status } => self.mark_unavailable(&key, status),
+            MeshMsg::HlsSegment { key, seq, event } => self.segment_event(&key, seq, event),
             MeshMsg::Unpublish { key, publisher } => {
                 self.with_owner(&key, false, |o, fx| o.handle_unpublish(publisher, now, fx));
             }
@@ -601,6 +625,7 @@ impl Shard {
                         self.timers
                             .arm(TimerKey::Hls, self.hls.borrow().poll_timeout());
                     }
+                    TimerKey::HlsPull(k) => self.hls_pull_timeout(&k, now),
                     TimerKey::Demand => {
                         self.demand.borrow_mut().handle_timeout(now);
                         self.timers

@@ -75,6 +75,14 @@ counters! {
     upstream_pulls_active: "gauge", "Edge: upstream pulls running";
     upstream_connects: "counter", "Edge: upstream connections opened (pulls, failovers, probes)";
     upstream_failovers: "counter", "Edge: pulls switched to another origin (failure or redirect)";
+    hls_pulls_started: "counter", "HLS pull: streams pulled from an HTTP origin (one per stream per machine)";
+    hls_pulls_active: "gauge", "HLS pull: streams being pulled from an HTTP origin now";
+    hls_origin_requests: "counter", "HLS pull: requests sent to HTTP origins (playlists and segments)";
+    hls_prefetches: "counter", "HLS pull: segments fetched when the origin listed them, before any viewer asked";
+    hls_collapsed_waiters: "counter", "HLS pull: segment requests that waited on a download under way or asked the owner for one (none of them is an origin request of its own)";
+    hls_origin_bytes: "counter", "HLS pull: bytes of playlists and segments received from HTTP origins";
+    hls_origin_errors: "counter", "HLS pull: origin requests that failed (status, timeout, connection, truncated body)";
+    hls_origin_failovers: "counter", "HLS pull: pulls moved to the next HTTP origin";
     forwards_started: "counter", "Edge: publishes forwarded to an origin";
     forward_sessions: "gauge", "Edge: forwarding connections publishing to an origin now";
     cluster_redirects: "counter", "Cluster: plays sent to the node that holds the stream (RTMP 302, HTTP 302)";
@@ -232,6 +240,11 @@ pub struct StreamView {
     /// Media bytes (message bodies) from a publisher here.
     pub published_bytes: AtomicU64,
     pub state: Mutex<ViewState>,
+    /// An HLS pull: the origin in use (`None`: not an HLS pull).
+    pub hls_origin: Mutex<Option<String>>,
+    pub hls_prefetches: AtomicU64,
+    pub hls_origin_requests: AtomicU64,
+    pub hls_origin_errors: AtomicU64,
 }
 
 /// The parts of a [`StreamView`] that change rarely: the owner's [`OwnerView`] with its
@@ -265,6 +278,10 @@ impl StreamView {
                 forward_since_unix_ms: 0,
                 live_since_unix_ms: 0,
             }),
+            hls_origin: Mutex::new(None),
+            hls_prefetches: AtomicU64::new(0),
+            hls_origin_requests: AtomicU64::new(0),
+            hls_origin_errors: AtomicU64::new(0),
         }
     }
 
@@ -296,7 +313,7 @@ impl StreamView {
             "{{\"key\":{},\"owner_shard\":{},\"state\":\"{}\",\"source\":\"{}\",\
              \"live_since_unix_ms\":{},\"ingest_bytes\":{},\
              \"viewers\":{{\"rtmp\":{},\"flv\":{},\"hls\":{}}},\
-             \"upstream\":{},\"failovers\":{},\"forward\":{}}}",
+             \"upstream\":{},\"failovers\":{},\"forward\":{},\"hls_pull\":{}}}",
             edge_core::json::string(self.key.as_str()),
             self.shard,
             st.view.phase.as_str(),
@@ -318,7 +335,23 @@ impl StreamView {
                 self.forward_bytes.load(Ordering::Relaxed),
                 st.forward_since_unix_ms
             ),
+            self.render_hls_pull(),
         )
+    }
+
+    fn render_hls_pull(&self) -> String {
+        let origin = self.hls_origin.lock().unwrap_or_else(|e| e.into_inner());
+        match origin.as_deref() {
+            None => "null".to_string(),
+            Some(o) => format!(
+                "{{\"origin\":{},\"origin_bytes\":{},\"origin_requests\":{},\"prefetches\":{},\"origin_errors\":{}}}",
+                edge_core::json::string(o),
+                self.upstream_bytes.load(Ordering::Relaxed),
+                self.hls_origin_requests.load(Ordering::Relaxed),
+                self.hls_prefetches.load(Ordering::Relaxed),
+                self.hls_origin_errors.load(Ordering::Relaxed),
+            ),
+        }
     }
 }
 
@@ -562,7 +595,7 @@ mod tests {
         assert_eq!(
             s.render_streams(),
             "{\"streams\":[{\"key\":\"live/\\\"x\",\"owner_shard\":1,\"state\":\"live\",\"source\":\"upstream\",\
-             \"live_since_unix_ms\":1020,\"ingest_bytes\":42,\"viewers\":{\"rtmp\":0,\"flv\":1,\"hls\":2},\"upstream\":{\"origin\":\"rtmp://a:1935/live\",\"state\":\"playing\",\"bytes\":42,\"since_unix_ms\":1005},\"failovers\":0,\"forward\":null}]}\n"
+             \"live_since_unix_ms\":1020,\"ingest_bytes\":42,\"viewers\":{\"rtmp\":0,\"flv\":1,\"hls\":2},\"upstream\":{\"origin\":\"rtmp://a:1935/live\",\"state\":\"playing\",\"bytes\":42,\"since_unix_ms\":1005},\"failovers\":0,\"forward\":null,\"hls_pull\":null}]}\n"
         );
         s.remove_stream(ShardId(1), &key);
         assert_eq!(s.render_streams(), "{\"streams\":[]}\n");

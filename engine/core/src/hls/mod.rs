@@ -9,7 +9,7 @@ pub mod ts;
 pub mod tsscan;
 
 pub use segmenter::{
-    HlsConfig, HlsSnapshot, Segment, SegmentStore, Segmenter, SegmenterError, VecStore,
+    HlsConfig, HlsSnapshot, Segment, SegmentData, SegmentStore, Segmenter, SegmenterError, VecStore,
 };
 
 #[cfg(test)]

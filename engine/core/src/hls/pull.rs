@@ -14,9 +14,9 @@
 //!    ([`HlsPull::handle_segment_started`]); without prefetch, every known segment is listed and
 //!    fetched on its first request ([`HlsPull::handle_miss`]). Either way a segment is fetched
 //!    at most once at a time, whatever the number of requests.
-//! 4. Reloads follow RFC 8216 §6.3.4: one target duration after a playlist that changed,
-//!    half of one after one that did not; at once (blocking, `_HLS_msn=` the next segment)
-//!    when the origin advertises `CAN-BLOCK-RELOAD=YES`.
+//! 4. Reloads follow RFC 8216 §6.3.4: one target duration after the start of a load that
+//!    found the playlist changed, half of one after one that did not; at once (blocking,
+//!    `_HLS_msn=` the next segment) when the origin advertises `CAN-BLOCK-RELOAD=YES`.
 //! 5. Two playlist failures in a row move to the next origin. The new origin's newest
 //!    segment continues the edge's numbering with EXT-X-DISCONTINUITY (so does an origin
 //!    whose numbers went backwards: a restart).
@@ -272,7 +272,6 @@ enum SegState {
 #[derive(Debug, Clone)]
 struct Seg {
     seq: u64,
-    origin_seq: u64,
     duration_ms: u64,
     discontinuity: bool,
     target: FetchTarget,
@@ -312,6 +311,8 @@ pub struct HlsPull {
     /// Discontinuities released before the front of `segs`.
     released_discontinuities: u64,
     loading: bool,
+    /// When the playlist request under way (or the last one) began.
+    load_started: u64,
     reload_at: Option<u64>,
     blocking: bool,
     failures: u32,
@@ -339,6 +340,7 @@ impl HlsPull {
             list_from: None,
             released_discontinuities: 0,
             loading: false,
+            load_started: now_ms,
             reload_at: None,
             blocking: false,
             failures: 0,
@@ -367,7 +369,7 @@ impl HlsPull {
             self.query = query.filter(|q| !q.is_empty()).map(str::to_string);
         }
         if !self.loading && self.reload_at.is_none() {
-            self.load(false, fx);
+            self.load(false, now_ms, fx);
         }
     }
 
@@ -375,8 +377,9 @@ impl HlsPull {
         self.origin().path.clone()
     }
 
-    fn load(&mut self, blocking: bool, fx: &mut Vec<HlsPullEffect>) {
+    fn load(&mut self, blocking: bool, now_ms: u64, fx: &mut Vec<HlsPullEffect>) {
         self.loading = true;
+        self.load_started = now_ms;
         self.reload_at = None;
         let mut target = FetchTarget {
             host: self.origin().host.clone(),
@@ -487,6 +490,14 @@ impl HlsPull {
         } else {
             0
         };
+        // A first pull numbers its segments as the origin does (edges in front of one origin
+        // agree, so a player moved between them asks for the same numbers); after that the
+        // edge's numbers only ever continue.
+        if first_load && !resumed && self.next_seq == 0 {
+            if let Some(s) = p.segments.get(take_from) {
+                self.next_seq = s.seq;
+            }
+        }
         for s in &p.segments[take_from..] {
             if self.last_origin_seq.is_some_and(|l| s.seq <= l) {
                 continue;
@@ -510,7 +521,6 @@ impl HlsPull {
             let discontinuity = s.discontinuity || std::mem::take(&mut gap);
             self.segs.push_back(Seg {
                 seq,
-                origin_seq: s.seq,
                 duration_ms: s.duration_ms,
                 discontinuity,
                 target: target.clone(),
@@ -533,10 +543,10 @@ impl HlsPull {
             None
         } else if self.blocking {
             Some(now_ms)
-        } else if changed {
-            Some(now_ms.saturating_add(self.target_duration_s * 1000))
         } else {
-            Some(now_ms.saturating_add(self.target_duration_s * 500))
+            // Measured from when the request began (RFC 8216 6.3.4), not from its answer.
+            let wait = if changed { 1000 } else { 500 } * self.target_duration_s;
+            Some(self.load_started.saturating_add(wait).max(now_ms))
         };
     }
 
@@ -557,7 +567,7 @@ impl HlsPull {
                 from,
                 to: self.origin().to_string(),
             });
-            self.load(false, fx);
+            self.load(false, now_ms, fx);
             return;
         }
         let backoff = 250u64 << self.failures.min(4);
@@ -675,7 +685,7 @@ impl HlsPull {
             return;
         }
         if !self.loading && self.reload_at.is_some_and(|t| now_ms >= t) {
-            self.load(self.blocking, fx);
+            self.load(self.blocking, now_ms, fx);
         }
         if self.cfg.prefetch {
             let due: Vec<u64> = self
@@ -751,12 +761,13 @@ impl HlsPull {
         }
     }
 
-    /// The origin sequence number behind the edge's segment `seq` (for logs).
-    pub fn origin_seq(&self, seq: u64) -> Option<u64> {
+    /// Segment `seq`'s duration and whether a discontinuity precedes it, while the pull
+    /// keeps it.
+    pub fn segment_info(&self, seq: u64) -> Option<(u64, bool)> {
         self.segs
             .iter()
             .find(|s| s.seq == seq)
-            .map(|s| s.origin_seq)
+            .map(|s| (s.duration_ms, s.discontinuity))
     }
 }
 

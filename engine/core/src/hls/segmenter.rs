@@ -96,6 +96,13 @@ pub struct SegmentData {
     pub len: usize,
 }
 
+impl Segment {
+    /// A segment made elsewhere (an HLS pull's download).
+    pub fn new(data: SegmentData) -> Self {
+        Segment(Arc::new(data))
+    }
+}
+
 impl std::ops::Deref for Segment {
     type Target = SegmentData;
     fn deref(&self) -> &SegmentData {

@@ -91,7 +91,7 @@ impl Shard {
 
     /// An HLS playlist request for `key` on this shard (edge mode): starts or keeps the pull.
     pub fn hls_demand(self: &Rc<Self>, key: &StreamKey, query: Option<&str>) {
-        if !self.pulls() {
+        if !self.pulls() && !self.pulls_hls() {
             return;
         }
         let now = self.now_ms();
@@ -102,7 +102,9 @@ impl Shard {
             .arm(TimerKey::Demand, self.demand.borrow().poll_timeout());
         let query: Option<Arc<str>> = query.map(Arc::from);
         let owner = self.owner_of(key);
-        if owner == self.id {
+        if owner == self.id && self.pulls_hls() {
+            self.hls_pull_demand(key, query.as_deref());
+        } else if owner == self.id {
             self.with_owner(key, true, |o, fx| o.handle_demand(query, now, fx));
         } else {
             self.send_control(
@@ -120,7 +122,7 @@ impl Shard {
     pub async fn wait_for_hls(&self, key: &StreamKey) {
         let wait = self.config.play_wait_ms.min(HLS_FIRST_WAIT_MAX_MS);
         let ready = poll_fn(|cx| {
-            if self.hls.borrow().get(key).is_some() {
+            if self.hls.borrow().get(key).is_some() || self.hls_unavailable(key).is_some() {
                 return Poll::Ready(());
             }
             self.hls_waiters

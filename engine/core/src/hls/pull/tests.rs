@@ -115,15 +115,15 @@ fn prefetch_lists_a_segment_once_its_bytes_arrive_and_fetches_each_once() {
         fetched(&fx),
         vec![
             (
-                0,
+                13,
                 "http://10.0.0.1:8080/live/cam-13.ts?token=abc".to_string()
             ),
             (
-                1,
+                14,
                 "http://10.0.0.1:8080/live/cam-14.ts?token=abc".to_string()
             ),
             (
-                2,
+                15,
                 "http://10.0.0.1:8080/live/cam-15.ts?token=abc".to_string()
             ),
         ]
@@ -131,26 +131,30 @@ fn prefetch_lists_a_segment_once_its_bytes_arrive_and_fetches_each_once() {
     assert!(published(&fx).is_none());
     // Bytes of the second arrive first: still nothing (the list starts at the first).
     fx.clear();
-    p.handle_segment_started(1, &mut fx);
+    p.handle_segment_started(14, &mut fx);
     assert!(published(&fx).is_none());
-    p.handle_segment_started(0, &mut fx);
-    assert_eq!(published(&fx).unwrap().listed, vec![0, 1]);
+    p.handle_segment_started(13, &mut fx);
+    assert_eq!(published(&fx).unwrap().listed, vec![13, 14]);
     fx.clear();
     // Misses of segments on the way fetch nothing more.
-    p.handle_miss(0, 60, &mut fx);
-    p.handle_miss(2, 60, &mut fx);
+    p.handle_miss(13, 60, &mut fx);
+    p.handle_miss(15, 60, &mut fx);
     assert!(fx.is_empty(), "{fx:?}");
-    p.handle_segment_done(0, Ok(()), 70, &mut fx);
-    p.handle_segment_started(2, &mut fx);
+    p.handle_segment_done(13, Ok(()), 70, &mut fx);
+    p.handle_segment_started(15, &mut fx);
     let pl = published(&fx).unwrap();
-    assert_eq!(pl.listed, vec![0, 1, 2]);
+    assert_eq!(
+        pl.listed,
+        vec![13, 14, 15],
+        "numbered as the origin numbers them"
+    );
     assert_eq!(
         text(pl),
-        "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:0\n\
-#EXTINF:2.000,\ncam-0.ts\n#EXTINF:2.000,\ncam-1.ts\n#EXTINF:2.000,\ncam-2.ts\n"
+        "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:13\n\
+#EXTINF:2.000,\ncam-13.ts\n#EXTINF:2.000,\ncam-14.ts\n#EXTINF:2.000,\ncam-15.ts\n"
     );
-    // The playlist changed: reloaded one target duration later.
-    assert_eq!(p.poll_timeout(), Some(2_050));
+    // The playlist changed: reloaded one target duration after its load began.
+    assert_eq!(p.poll_timeout(), Some(2_000));
     fx.clear();
     p.handle_timeout(2_050, &mut fx);
     assert!(matches!(
@@ -164,15 +168,15 @@ fn prefetch_lists_a_segment_once_its_bytes_arrive_and_fetches_each_once() {
     // The same playlist: half a target duration.
     p.handle_playlist(Ok(&playlist(10, 15)), 2_100, &mut fx);
     assert!(fx.is_empty());
-    assert_eq!(p.poll_timeout(), Some(3_100));
-    p.handle_timeout(3_100, &mut fx);
+    assert_eq!(p.poll_timeout(), Some(3_050));
+    p.handle_timeout(3_050, &mut fx);
     fx.clear();
     // A new segment is fetched as soon as it is listed.
     p.handle_playlist(Ok(&playlist(11, 16)), 3_200, &mut fx);
     assert_eq!(
         fetched(&fx),
         vec![(
-            3,
+            16,
             "http://10.0.0.1:8080/live/cam-16.ts?token=abc".to_string()
         )]
     );
@@ -186,7 +190,7 @@ fn without_prefetch_everything_is_listed_and_fetched_on_the_first_miss_only() {
     fx.clear();
     p.handle_playlist(Ok(&playlist(1, 4)), 10, &mut fx);
     assert!(fetched(&fx).is_empty());
-    assert_eq!(published(&fx).unwrap().listed, vec![0, 1, 2, 3]);
+    assert_eq!(published(&fx).unwrap().listed, vec![1, 2, 3, 4]);
     fx.clear();
     p.handle_miss(2, 20, &mut fx);
     p.handle_miss(2, 21, &mut fx);
@@ -213,22 +217,22 @@ fn a_failed_segment_is_negatively_cached_then_fetched_again() {
     let mut fx = Vec::new();
     p.handle_demand(None, 0, &mut fx);
     p.handle_playlist(Ok(&playlist(1, 1)), 10, &mut fx);
-    p.handle_segment_started(0, &mut fx);
+    p.handle_segment_started(1, &mut fx);
     fx.clear();
-    p.handle_segment_done(0, Err(FetchError::Failed), 100, &mut fx);
+    p.handle_segment_done(1, Err(FetchError::Failed), 100, &mut fx);
     assert_eq!(
         fx,
         vec![HlsPullEffect::MissFailed {
-            seq: 0,
+            seq: 1,
             status: 502
         }]
     );
     fx.clear();
-    p.handle_miss(0, 500, &mut fx);
+    p.handle_miss(1, 500, &mut fx);
     assert_eq!(
         fx,
         vec![HlsPullEffect::MissFailed {
-            seq: 0,
+            seq: 1,
             status: 502
         }],
         "no origin request"
@@ -239,11 +243,11 @@ fn a_failed_segment_is_negatively_cached_then_fetched_again() {
     assert_eq!(fetched(&fx).len(), 1);
     for n in 1..=SEGMENT_RETRIES {
         fx.clear();
-        p.handle_segment_done(0, Err(FetchError::Timeout), 2_000 * n as u64, &mut fx);
+        p.handle_segment_done(1, Err(FetchError::Timeout), 2_000 * n as u64, &mut fx);
         assert_eq!(
             fx[0],
             HlsPullEffect::MissFailed {
-                seq: 0,
+                seq: 1,
                 status: 504
             }
         );
@@ -254,7 +258,7 @@ fn a_failed_segment_is_negatively_cached_then_fetched_again() {
     }
     // A viewer's request after the last retry's negative window asks once more.
     fx.clear();
-    p.handle_miss(0, 9_000, &mut fx);
+    p.handle_miss(1, 9_000, &mut fx);
     assert_eq!(fetched(&fx).len(), 1);
 }
 
@@ -264,7 +268,7 @@ fn two_playlist_failures_fail_over_and_the_numbering_continues_with_a_discontinu
     let mut fx = Vec::new();
     p.handle_demand(None, 0, &mut fx);
     p.handle_playlist(Ok(&playlist(40, 45)), 10, &mut fx);
-    for s in 0..3 {
+    for s in 43..46 {
         p.handle_segment_started(s, &mut fx);
         p.handle_segment_done(s, Ok(()), 20, &mut fx);
     }
@@ -292,17 +296,17 @@ fn two_playlist_failures_fail_over_and_the_numbering_continues_with_a_discontinu
         matches!(&fx[1], HlsPullEffect::FetchPlaylist { target, .. } if target.to_string() == "http://10.0.0.2/hls/cam.m3u8")
     );
     fx.clear();
-    // Another numbering at the second origin: its newest segment continues as 3.
+    // Another numbering at the second origin: its newest segment continues as 46.
     p.handle_playlist(Ok(&playlist(7, 9)), 6_000, &mut fx);
     assert_eq!(
         fetched(&fx),
-        vec![(3, "http://10.0.0.2/hls/cam-9.ts".to_string())]
+        vec![(46, "http://10.0.0.2/hls/cam-9.ts".to_string())]
     );
-    p.handle_segment_started(3, &mut fx);
+    p.handle_segment_started(46, &mut fx);
     let pl = published(&fx).unwrap();
-    assert_eq!(pl.listed, vec![0, 1, 2, 3]);
+    assert_eq!(pl.listed, vec![43, 44, 45, 46]);
     assert!(
-        text(pl).ends_with("#EXT-X-DISCONTINUITY\n#EXTINF:2.000,\ncam-3.ts\n"),
+        text(pl).ends_with("#EXT-X-DISCONTINUITY\n#EXTINF:2.000,\ncam-46.ts\n"),
         "{}",
         text(pl)
     );
@@ -407,6 +411,6 @@ fn a_restarted_origin_continues_the_numbering_and_old_segments_are_released() {
     p.handle_playlist(Ok(&playlist(0, 1)), now, &mut fx);
     assert_eq!(
         fetched(&fx).iter().map(|f| f.0).collect::<Vec<_>>(),
-        vec![17]
+        vec![120]
     );
 }
