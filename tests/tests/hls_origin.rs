@@ -533,3 +533,39 @@ fn failover_to_a_second_http_origin_continues_the_playlist_with_a_discontinuity(
     );
     assert_eq!(edge.metrics().sum("hls_origin_failovers"), 1);
 }
+
+#[test]
+fn an_edge_pulls_hls_from_an_https_origin_checked_against_its_ca() {
+    let certs = TestCerts::generate("hls-origin");
+    let (cert, key) = (certs.cert.to_str().unwrap(), certs.key.to_str().unwrap());
+    let origin = Engine::start(&[
+        "--cores",
+        "1",
+        "--https",
+        "127.0.0.1:0",
+        "--tls-cert",
+        cert,
+        "--tls-key",
+        key,
+    ]);
+    let _publisher = publish_loop(&origin.rtmp_url("live/sec"));
+    let url = format!("https://localhost:{}/live", origin.https.unwrap().port());
+    let ca = certs.ca.to_str().unwrap();
+    let edge = Engine::start(&["--cores", "2", "--origin", &url, "--upstream-ca", ca]);
+    eventually(
+        "the edge to list two segments",
+        Duration::from_secs(30),
+        || {
+            let r = http_get(edge.http, "/live/sec.m3u8");
+            r.status() == 200 && parse_playlist(&String::from_utf8_lossy(&r.body)).0.len() >= 2
+        },
+    );
+    let listed = String::from_utf8(http_get(edge.http, "/live/sec.m3u8").body).unwrap();
+    for (uri, bytes) in segments_of(edge.http, "/live", &listed) {
+        let r = http_get(origin.http, &format!("/live/{uri}"));
+        assert!(r.body == bytes, "{uri} differs from the origin's");
+    }
+    // Without the CA the origin's certificate is refused: no playlist, a 502.
+    let untrusting = Engine::start(&["--cores", "1", "--origin", &url]);
+    assert_eq!(http_get(untrusting.http, "/live/sec.m3u8").status(), 502);
+}

@@ -698,3 +698,85 @@ pub fn handover(data: &[u8]) {
         assert_eq!(Message::parse(&again), Ok(m));
     }
 }
+
+/// An origin's response as the HLS pull's client reads it: split anywhere, it reads the
+/// same; the body is never longer than the input.
+pub fn http_response(data: &[u8]) {
+    use edge_core::httpc::read_split;
+    let (cut, rest) = split_point(data);
+    for head_only in [false, true] {
+        let whole = read_split(rest, usize::MAX, head_only);
+        let split = read_split(rest, cut, head_only);
+        if let (Ok(Some(a)), Ok(Some(b))) = (&whole, &split) {
+            assert_eq!((&a.1, a.2), (&b.1, b.2), "split at {cut}");
+            assert!(a.1.len() <= rest.len());
+            assert!(!head_only || a.1.is_empty());
+        }
+    }
+}
+
+/// The HLS pull over arbitrary origin playlists and download outcomes (records separated by
+/// 0xff; a record's first byte picks the event and how far the clock moves): it lists each
+/// segment once, in order; its media sequence never goes back; what it publishes parses.
+pub fn hls_pull(data: &[u8]) {
+    use edge_core::hls::pull::{FetchError, HlsPull, HlsPullConfig, HlsPullEffect, HttpOrigin};
+    let origins = vec![
+        HttpOrigin::parse("http://a:8080/live").unwrap(),
+        HttpOrigin::parse("https://b/hls").unwrap(),
+    ];
+    let cfg = HlsPullConfig {
+        prefetch: data.first().is_some_and(|b| b & 1 == 0),
+        idle_ms: 60_000,
+        negative_ms: 1_000,
+        window: 6,
+        keep_extra: 2,
+        start_segments: 3,
+    };
+    let mut p = HlsPull::new(cfg, origins, "cam", 0);
+    let (mut now, mut fx, mut fetched) = (0u64, Vec::new(), Vec::<u64>::new());
+    let mut first_listed = 0u64;
+    p.handle_demand(Some("t=1"), 0, &mut fx);
+    for rec in data.split(|b| *b == 0xff) {
+        let Some((&op, rest)) = rec.split_first() else {
+            continue;
+        };
+        now += 100 * u64::from(op >> 4);
+        let pick = |fetched: &[u64]| {
+            let i = rest.first().copied().unwrap_or(0) as usize;
+            fetched
+                .get(i % fetched.len().max(1))
+                .copied()
+                .unwrap_or(u64::from(op))
+        };
+        match op & 7 {
+            0 => p.handle_playlist(Ok(&String::from_utf8_lossy(rest)), now, &mut fx),
+            1 => p.handle_playlist(Err(FetchError::Timeout), now, &mut fx),
+            2 => p.handle_segment_started(pick(&fetched), &mut fx),
+            3 => p.handle_segment_done(pick(&fetched), Ok(()), now, &mut fx),
+            4 => p.handle_segment_done(pick(&fetched), Err(FetchError::Status(500)), now, &mut fx),
+            5 => p.handle_miss(pick(&fetched), now, &mut fx),
+            6 => p.handle_timeout(now, &mut fx),
+            _ => p.handle_demand(None, now, &mut fx),
+        }
+        for e in fx.drain(..) {
+            match e {
+                HlsPullEffect::FetchSegment { seq, .. } => fetched.push(seq),
+                HlsPullEffect::Publish(pl) if !pl.listed.is_empty() => {
+                    assert!(
+                        pl.listed.windows(2).all(|w| w[1] == w[0] + 1),
+                        "{:?}",
+                        pl.listed
+                    );
+                    assert!(pl.listed[0] >= first_listed, "media sequence went back");
+                    first_listed = pl.listed[0];
+                    let text = std::str::from_utf8(&pl.text).unwrap();
+                    let parsed = parse_media_playlist(text).unwrap();
+                    assert_eq!(parsed.media_sequence, pl.listed[0]);
+                    assert_eq!(parsed.segments.len(), pl.listed.len());
+                    assert_eq!(pl.uri_ends.len(), pl.listed.len());
+                }
+                _ => {}
+            }
+        }
+    }
+}

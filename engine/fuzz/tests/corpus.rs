@@ -22,6 +22,8 @@ const TARGETS: &[(&str, Body)] = &[
     ("ts_roundtrip", edge_fuzz::ts_roundtrip),
     ("registry", edge_fuzz::registry),
     ("handover", edge_fuzz::handover),
+    ("http_response", edge_fuzz::http_response),
+    ("hls_pull", edge_fuzz::hls_pull),
 ];
 
 fn inputs(kind: &str, target: &str) -> Vec<PathBuf> {

@@ -21,7 +21,7 @@ use monoio::io::{AsyncReadRent, AsyncWriteRentExt, Splitable};
 use tracing::debug;
 
 use crate::conn::Conn;
-use crate::{dial, tls};
+use crate::{contain, dial, tls};
 
 /// Idle connections kept per origin address.
 const IDLE_PER_ORIGIN: usize = 8;
@@ -161,7 +161,10 @@ impl OriginPool {
         loop {
             // Whatever is buffered first: the head, then body bytes.
             if state.is_none() {
-                match parse_response_head(&pending) {
+                // Parsing a peer's bytes: a panic ends this request, not the shard.
+                let parsed = contain::peer_input(|| parse_response_head(&pending))
+                    .map_err(|_| Attempt::Failed(FetchError::Failed))?;
+                match parsed {
                     Ok(Some(head)) => {
                         pending.drain(..head.len);
                         deliver(Delivery::Head(&head)).map_err(Attempt::Failed)?;
@@ -174,9 +177,10 @@ impl OriginPool {
             }
             if let Some((head, body)) = &mut state {
                 out.clear();
-                let used = body
-                    .read(&pending, &mut out)
-                    .map_err(|_| Attempt::Failed(FetchError::Failed))?;
+                let used = contain::peer_input(|| body.read(&pending, &mut out))
+                    .ok()
+                    .and_then(Result::ok)
+                    .ok_or(Attempt::Failed(FetchError::Failed))?;
                 pending.drain(..used);
                 if !out.is_empty() {
                     deliver(Delivery::Body(&out)).map_err(Attempt::Failed)?;
