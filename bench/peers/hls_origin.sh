@@ -138,9 +138,11 @@ EOF
     sleep 0.5
 }
 
-# SIGINT: the engine closes everything and exits (SIGTERM would drain, and its pull would
-# go on reloading through the next run).
+# SIGINT for an engine: it closes everything and exits (SIGTERM would drain, and its pull
+# would go on reloading through the next run). SIGTERM for the relay and nginx (a background
+# job ignores SIGINT).
 stop() { kill -INT "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
+stop_term() { kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
 
 declare -A row
 run_viewers() { # name edge-http relay-log
@@ -175,8 +177,8 @@ for d in $delays; do
     stop "$ENGINE_PID"
     start_nginx "$RELAY"
     run_viewers "nginx proxy_cache_lock, $d ms" "$NGINX_HTTP" "$work/relay-$d.log"
-    stop "$NGINX_PID"
-    stop "$RELAY_PID"
+    stop_term "$NGINX_PID"
+    stop_term "$RELAY_PID"
     order+=("edge-engine prefetch, $d ms" "edge-engine no prefetch, $d ms" "nginx proxy_cache_lock, $d ms")
 done
 
@@ -223,7 +225,7 @@ engine_gap=$(collapse edge-engine "$ENGINE_HTTP" "$work/relay-collapse.log")
 stop "$ENGINE_PID"
 start_nginx "$RELAY"
 nginx_gap=$(collapse nginx "$NGINX_HTTP" "$work/relay-collapse.log")
-stop "$NGINX_PID"
+stop_term "$NGINX_PID"
 
 printf '\nHLS-origin edge — %s, commit %s, %s: %s HLS viewers, %s s, 600k stream, edges on CPU 0\n' \
     "$(date -u +%F)" "$(git -C "$root" rev-parse --short HEAD)" "$(uname -r)" "$viewers" "$seconds"

@@ -540,7 +540,8 @@ impl HlsPull {
         self.trim(p.segments.len(), fx);
         self.publish(fx);
         self.reload_at = if p.ended {
-            None
+            // Ended: looked at now and then, in case the origin starts it again.
+            Some(now_ms.saturating_add(5 * self.target_duration_s * 1000))
         } else if self.blocking {
             Some(now_ms)
         } else {

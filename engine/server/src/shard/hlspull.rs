@@ -25,7 +25,7 @@ use edge_core::ids::SegmentSeq;
 use edge_core::owner::Source;
 use edge_core::stream::MasterPhase;
 use edge_core::{ShardId, StreamKey};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::{Shard, TimerKey};
 use crate::arena::ArenaAppender;
@@ -43,6 +43,12 @@ const MAX_PLAYLIST_BYTES: usize = 1 << 20;
 const MAX_SEGMENT_BYTES: usize = 64 << 20;
 /// Segments prefetched at a pull's first load.
 const START_SEGMENTS: usize = 3;
+/// Segments in flight (or remembered as failed) a shard keeps at most: past it, expired
+/// failures are dropped, and a new miss is refused while none has expired. Requests for
+/// made-up segment numbers cannot grow the map without bound.
+const MAX_INFLIGHT: usize = 16_384;
+/// Streams a shard remembers as unavailable at most (likewise).
+const MAX_UNAVAILABLE: usize = 16_384;
 
 /// One pulled stream on its owner shard.
 pub(super) struct PullRun {
@@ -452,10 +458,15 @@ impl Shard {
 
     /// Any shard: `key`'s playlist cannot be loaded now.
     pub(super) fn mark_unavailable(&self, key: &StreamKey, status: u16) {
-        let until = self.now_ms() + HLS_NEGATIVE_MS;
-        self.hls_unavailable
-            .borrow_mut()
-            .insert(key.clone(), (status, until));
+        let now = self.now_ms();
+        let mut map = self.hls_unavailable.borrow_mut();
+        if map.len() >= MAX_UNAVAILABLE {
+            map.retain(|_, (_, until)| now < *until);
+        }
+        if map.len() < MAX_UNAVAILABLE {
+            map.insert(key.clone(), (status, now + HLS_NEGATIVE_MS));
+        }
+        drop(map);
         self.wake_hls_waiters(key);
     }
 
@@ -476,7 +487,7 @@ impl Shard {
 
     /// Any shard: segment `seq` of a pulled stream, not in the snapshot: the download under
     /// way (or failed recently), or a new request to the owner. `None` when this node does
-    /// not pull over HLS.
+    /// not pull over HLS, or while [`MAX_INFLIGHT`] are in flight here.
     pub fn pulled_segment(self: &Rc<Self>, key: &StreamKey, seq: u64) -> Option<Rc<Inflight>> {
         if !self.pulls_hls() {
             return None;
@@ -491,6 +502,18 @@ impl Shard {
                 return Some(s);
             }
             _ => {}
+        }
+        {
+            let mut inflight = self.inflight.borrow_mut();
+            if inflight.len() >= MAX_INFLIGHT {
+                inflight.retain(|_, s| {
+                    !matches!(s.progress(), Progress::Failed { until_ms, .. } if now >= until_ms)
+                });
+                if inflight.len() >= MAX_INFLIGHT {
+                    debug!(shard = %self.id, "{MAX_INFLIGHT} pulled segments in flight; refusing another");
+                    return None;
+                }
+            }
         }
         let s = Rc::new(Inflight::new(Progress::Requested));
         self.inflight.borrow_mut().insert(id, Rc::clone(&s));
