@@ -114,7 +114,7 @@ fn bad_values_exit_2_with_a_reason() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--cpu-list"));
     let out = engine()
-        .args(["--check", "--origin", "http://127.0.0.1/live"])
+        .args(["--check", "--origin", "ftp://127.0.0.1/live"])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
