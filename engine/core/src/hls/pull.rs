@@ -125,7 +125,9 @@ impl fmt::Display for HttpOrigin {
 }
 
 fn split_authority(authority: &str, default_port: u16) -> Option<(String, u16)> {
-    let (host, port) = match authority.rsplit_once(':') {
+    // A bracketed IPv6 literal without a port: its colons are not one.
+    let bare_v6 = authority.starts_with('[') && authority.ends_with(']');
+    let (host, port) = match authority.rsplit_once(':').filter(|_| !bare_v6) {
         Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => (h, p.parse().ok()?),
         _ => (authority, default_port),
     };

@@ -56,6 +56,8 @@ fn urls_parse_and_segment_uris_resolve() {
         (o.host.as_str(), o.port, o.tls, o.path.as_str()),
         ("[::1]", 8443, true, "/a/b")
     );
+    let o = HttpOrigin::parse("http://[::1]/live").unwrap();
+    assert_eq!((o.host.as_str(), o.port), ("[::1]", 80));
     let o = HttpOrigin::parse("http://origin").unwrap();
     assert_eq!(
         (o.port, o.path.as_str(), o.authority()),
