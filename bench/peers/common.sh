@@ -90,6 +90,26 @@ make_clip() { # name video_kbps
 
 # wrk with one thread on CPU 1 for $duration seconds; prints "req/s bytes/s". Extra
 # arguments go to wrk (e.g. -H "Connection: close").
+# CPU seconds (user + system) used so far by the processes PIDS, summed.
+cpu_seconds_of() { # pid...
+    local p total=0
+    for p in "$@"; do
+        total=$(awk -v t="$total" -v hz="$(getconf CLK_TCK)" '{ split($0, a, ") "); split(a[2], f, " "); print t + (f[12] + f[13]) / hz }' "/proc/$p/stat")
+    done
+    echo "$total"
+}
+
+# wrk_run, plus the server's CPU per request: prints "rps bytes_per_s cpu_us_per_request".
+wrk_cell() { # url connections server_pid...
+    local url=$1 c=$2 before after out
+    shift 2
+    before=$(cpu_seconds_of "$@")
+    out=$(wrk_run "$url" "$c")
+    after=$(cpu_seconds_of "$@")
+    awk -v o="$out" -v b="$before" -v a="$after" -v d="$duration" \
+        'BEGIN { split(o, f, " "); printf "%s %s %.1f\n", f[1], f[2], (a - b) * 1e6 / (f[1] * d) }'
+}
+
 wrk_run() { # url connections [wrk args...]
     local url=$1 c=$2
     shift 2

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# HLS segment serving, side by side in one run: edge-engine (--cores 1) against nginx
-# (1 worker, sendfile, the same segment bytes from tmpfs). Servers on CPU 0, wrk on CPU 1.
-# Segments of about 64 KB and 700 KB, 100 and 1000 connections; plus the loopback limit
+# HLS segment serving, side by side in one run: edge-engine (--cores 1) sending segment
+# bodies by reference (--zero-copy on: vmsplice + splice) and by copy (--zero-copy off:
+# writev, --http-writes MODE) against nginx (1 worker, sendfile, the same segment bytes from
+# tmpfs). Servers on CPU 0, wrk on CPU 1. Segments of about 64 KB and 700 KB, 100 and 1000
+# connections, with each server's CPU per request over the cell; plus the loopback limit
 # from iperf3 with the same pinning.
 #
 # Usage: bench/peers/hls_segments.sh [--duration SECONDS] [--writes separate|vectored|both]
@@ -37,9 +39,15 @@ make_clip small 200
 make_clip big 2750
 
 declare -A result
-run_engine() { # mode
+run_engine() { # mode: zerocopy, or an --http-writes mode for the copying path
     local mode=$1 port_rtmp port_http
-    start_engine --republish-grace-ms 200 --http-writes "$mode"
+    if [ "$mode" = zerocopy ]; then
+        start_engine --republish-grace-ms 200 --zero-copy on
+    else
+        start_engine --republish-grace-ms 200 --zero-copy off --http-writes "$mode"
+    fi
+    curl -s "http://$ENGINE_HTTP/healthz" | grep -q "\"send_path\":\"$([ "$mode" = zerocopy ] && echo splice || echo writev)\"" ||
+        { echo "edge-engine runs another send path than asked for ($mode)" >&2; exit 1; }
     port_rtmp=${ENGINE_RTMP##*:}
     port_http=${ENGINE_HTTP##*:}
     for size in small big; do
@@ -53,13 +61,13 @@ run_engine() { # mode
         chmod 644 "$work/www/$size.ts"
         result[bytes_$size]=$(stat -c %s "$work/www/$size.ts")
         for c in 100 1000; do
-            result["engine_${mode}_${size}_$c"]=$(wrk_run "http://127.0.0.1:$port_http/bench/$size-1.ts" "$c")
+            result["engine_${mode}_${size}_$c"]=$(wrk_cell "http://127.0.0.1:$port_http/bench/$size-1.ts" "$c" "$ENGINE_PID")
         done
     done
     kill "$ENGINE_PID"; wait "$ENGINE_PID" 2>/dev/null || true
 }
 
-modes=("$writes"); [ "$writes" = both ] && modes=(vectored separate)
+modes=(zerocopy "$writes"); [ "$writes" = both ] && modes=(zerocopy vectored separate)
 for m in "${modes[@]}"; do run_engine "$m"; done
 
 cat >"$work/nginx.conf" <<EOF
@@ -77,12 +85,14 @@ http {
 }
 EOF
 taskset -c 0 nginx -p "$work" -c "$work/nginx.conf" -g 'daemon off;' &
-pids+=("$!")
+nginx_pid=$!
+pids+=("$nginx_pid")
 sleep 0.5
+mapfile -t nginx_pids < <(echo "$nginx_pid"; pgrep -P "$nginx_pid")
 curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:18181/small.ts | grep -q 200 || { echo "nginx does not serve the segment" >&2; exit 1; }
 for size in small big; do
     for c in 100 1000; do
-        result["nginx_${size}_$c"]=$(wrk_run "http://127.0.0.1:18181/$size.ts" "$c")
+        result["nginx_${size}_$c"]=$(wrk_cell "http://127.0.0.1:18181/$size.ts" "$c" "${nginx_pids[@]}")
     done
 done
 
@@ -97,15 +107,15 @@ printf '\nHLS segment serving — %s, commit %s, %s, wrk %ss per cell\n' "$(date
     "$(git -C "$root" rev-parse --short HEAD)" "$(uname -r)" "$duration"
 printf 'segments: small %s bytes, big %s bytes; loopback (iperf3) %.2f GB/s\n\n' \
     "${result[bytes_small]}" "${result[bytes_big]}" "$(awk -v l="$loopback" 'BEGIN { print l / 1e9 }')"
-printf '| segment | conns | engine mode | engine req/s | nginx req/s | ratio | engine GB/s | nginx GB/s | engine / loopback |\n'
-printf '| --- | --- | --- | --- | --- | --- | --- | --- | --- |\n'
+printf '| segment | conns | engine path | engine req/s | nginx req/s | ratio | engine GB/s | nginx GB/s | engine / loopback | engine CPU µs/req | nginx CPU µs/req | CPU ratio |\n'
+printf '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n'
 for size in small big; do
     for c in 100 1000; do
-        read -r n_rps n_bps <<<"${result[nginx_${size}_$c]}"
+        read -r n_rps n_bps n_cpu <<<"${result[nginx_${size}_$c]}"
         for m in "${modes[@]}"; do
-            read -r e_rps e_bps <<<"${result[engine_${m}_${size}_$c]}"
-            awk -v s="$size" -v c="$c" -v m="$m" -v er="$e_rps" -v nr="$n_rps" -v eb="$e_bps" -v nb="$n_bps" -v lb="$loopback" \
-                'BEGIN { printf "| %s | %d | %s | %.0f | %.0f | %.2fx | %.2f | %.2f | %.2f |\n", s, c, m, er, nr, er / nr, eb / 1e9, nb / 1e9, eb / lb }'
+            read -r e_rps e_bps e_cpu <<<"${result[engine_${m}_${size}_$c]}"
+            awk -v s="$size" -v c="$c" -v m="$m" -v er="$e_rps" -v nr="$n_rps" -v eb="$e_bps" -v nb="$n_bps" -v lb="$loopback" -v ec="$e_cpu" -v nc="$n_cpu" \
+                'BEGIN { printf "| %s | %d | %s | %.0f | %.0f | %.2fx | %.2f | %.2f | %.2f | %.1f | %.1f | %.2fx |\n", s, c, m, er, nr, er / nr, eb / 1e9, nb / 1e9, eb / lb, ec, nc, ec / nc }'
         done
     done
 done

@@ -9,9 +9,18 @@
 //! a lightly used arena touches only the pages it needs (a FIFO cycled through the whole
 //! region, faulting in and zeroing every page: up to 35 % of ingest CPU in a flamegraph). The arena's size
 //! is the shard's share of `--cache-mb`: when no chunk is free, the segment is refused.
+//!
+//! Zero-copy sends ([`crate::zerocopy`]) hand the kernel references to a chunk's pages, which
+//! a socket buffer (or, on loopback, a receiver's queue) may hold long after the last
+//! `Bytes` has dropped. So a chunk that was ever sent that way is marked, and freeing it
+//! first drops its pages from the mapping (`MADV_DONTNEED`): the kernel keeps the old pages,
+//! with the old bytes, for as long as it references them, and the next writer faults in
+//! fresh zeroed ones. A chunk that was never sent by reference goes back warm. This needs
+//! page-granular mappings, so a huge-TLB arena (whose pages cannot be dropped 188 KiB at a
+//! time) is never sent from by reference.
 
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -54,6 +63,9 @@ pub struct Arena {
     len: usize,
     chunks: usize,
     free: FreeStack,
+    /// Per chunk: its pages may be referenced by the kernel (a zero-copy send).
+    lent: Box<[AtomicBool]>,
+    dropped: AtomicU64,
     pub backing: Backing,
 }
 
@@ -75,8 +87,61 @@ impl Arena {
             len,
             chunks,
             free: FreeStack::new(chunks),
+            lent: (0..chunks).map(|_| AtomicBool::new(false)).collect(),
+            dropped: AtomicU64::new(0),
             backing,
         }))
+    }
+
+    /// Whether `bytes` lie inside this arena.
+    pub fn contains(&self, bytes: &[u8]) -> bool {
+        let start = self.base.as_ptr() as usize;
+        let p = bytes.as_ptr() as usize;
+        p >= start && p + bytes.len() <= start + self.chunks * CHUNK_BYTES
+    }
+
+    /// Records that the kernel may keep references to the pages under `bytes` (which must
+    /// lie inside this arena, see [`Arena::contains`]) after they are freed: the chunks they
+    /// touch drop their pages when they are freed instead of being rewritten in place.
+    /// Whether the arena allows it: a huge-TLB arena does not.
+    pub fn lend(&self, bytes: &[u8]) -> bool {
+        if self.backing == Backing::HugeTlb || !self.contains(bytes) || bytes.is_empty() {
+            return false;
+        }
+        let off = bytes.as_ptr() as usize - self.base.as_ptr() as usize;
+        let first = off / CHUNK_BYTES;
+        let last = (off + bytes.len() - 1) / CHUNK_BYTES;
+        for flag in &self.lent[first..=last] {
+            flag.store(true, Ordering::Release);
+        }
+        true
+    }
+
+    /// Chunks freed so far whose pages were dropped because they had been lent.
+    pub fn dropped_pages_chunks(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Gives chunk `idx` back; a lent chunk first loses its pages (see the module docs).
+    fn release(&self, idx: u32) {
+        if self.lent[idx as usize].swap(false, Ordering::AcqRel) {
+            // SAFETY: the range is one whole chunk inside the mapping, page-aligned (a chunk
+            // is 47 pages), and nobody reads or writes it now: its last owner is gone and it
+            // is not on the free list yet.
+            let rc = unsafe {
+                libc::madvise(self.chunk_ptr(idx).cast(), CHUNK_BYTES, libc::MADV_DONTNEED)
+            };
+            if rc != 0 {
+                // The pages may still be referenced; never rewrite this chunk.
+                tracing::error!(
+                    "segment arena: MADV_DONTNEED failed ({}); chunk {idx} retired",
+                    std::io::Error::last_os_error()
+                );
+                return;
+            }
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+        self.free.push(idx);
     }
 
     pub fn chunks(&self) -> usize {
@@ -239,7 +304,7 @@ impl AsRef<[u8]> for Chunk {
 
 impl Drop for Chunk {
     fn drop(&mut self) {
-        self.arena.free.push(self.idx);
+        self.arena.release(self.idx);
     }
 }
 
@@ -283,7 +348,7 @@ impl Drop for ArenaWriter {
             .drain(..)
             .chain(self.current.take().map(|(i, _)| i))
         {
-            self.arena.free.push(idx);
+            self.arena.release(idx);
         }
     }
 }
@@ -323,7 +388,7 @@ struct SharedChunk {
 
 impl Drop for SharedChunk {
     fn drop(&mut self) {
-        self.arena.free.push(self.idx);
+        self.arena.release(self.idx);
     }
 }
 

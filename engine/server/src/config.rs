@@ -160,6 +160,13 @@ pub struct Args {
     #[arg(long, value_name = "MODE", default_value = "separate", value_parser = ["vectored", "separate"])]
     pub http_writes: String,
 
+    /// Send HLS segment bodies by reference (`vmsplice` + `splice` from the segment arena)
+    /// instead of copying them into socket buffers. `on` falls back to writev, per shard,
+    /// when the kernel refuses or the arena is huge-TLB; `/healthz` says which path each
+    /// shard runs. TLS connections always copy.
+    #[arg(long, value_name = "on|off", default_value = "on", value_parser = ["on", "off"])]
+    pub zero_copy: String,
+
     /// Capacity of each cross-shard channel, in messages (about 80 bytes each; there are
     /// shards² channels).
     #[arg(long, value_name = "N", default_value_t = 2048)]
@@ -343,6 +350,7 @@ pub struct Config {
     pub hls: HlsConfig,
     pub cache_bytes_per_shard: usize,
     pub http_vectored: bool,
+    pub zero_copy: bool,
     pub mesh_queue_len: usize,
     pub uring_entries: u32,
     /// Edge mode when not empty, in failover order.
@@ -696,6 +704,7 @@ impl Args {
             },
             cache_bytes_per_shard: (self.cache_mb << 20) / shards,
             http_vectored: self.http_writes == "vectored",
+            zero_copy: self.zero_copy == "on",
             mesh_queue_len: self.mesh_queue_len,
             uring_entries: self.uring_entries,
             origins,

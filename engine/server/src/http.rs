@@ -217,11 +217,7 @@ pub async fn serve(
                         _ => {}
                     }
                     let (response, keep_alive) = respond(&shard, &req);
-                    let written = if shard.config.http_vectored {
-                        write_bufs(&mut stream, response).await.map(drop)
-                    } else {
-                        write_each(&mut stream, response).await
-                    };
+                    let written = send_response(&shard, &mut stream, response).await;
                     if written.is_err() || !keep_alive {
                         return;
                     }
@@ -275,6 +271,31 @@ fn denial_response(denial: &Denial, req: &Request) -> Vec<Bytes> {
         vec![head]
     } else {
         vec![head, Bytes::from(body)]
+    }
+}
+
+/// Writes a response: by reference when its body lies in a segment arena and this shard's
+/// send path is `splice` (plain TCP only), else as `--http-writes` says.
+async fn send_response(shard: &Shard, stream: &mut Conn, bufs: Vec<Bytes>) -> std::io::Result<()> {
+    if let (Some(zc), Conn::Tcp(tcp)) = (&shard.zero_copy, &*stream) {
+        if zc.applies(&bufs) {
+            match zc.send(tcp, &bufs).await {
+                Some(Ok(sent)) => {
+                    shard
+                        .stats()
+                        .zero_copy_bytes
+                        .fetch_add(sent.lent as u64, std::sync::atomic::Ordering::Relaxed);
+                    return Ok(());
+                }
+                Some(Err(e)) => return Err(e),
+                None => shard.stats().zero_copy_fallbacks.inc(),
+            }
+        }
+    }
+    if shard.config.http_vectored {
+        write_bufs(stream, bufs).await.map(drop)
+    } else {
+        write_each(stream, bufs).await
     }
 }
 

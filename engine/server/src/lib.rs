@@ -36,6 +36,7 @@ pub mod timer;
 pub mod tls;
 pub mod upgrade;
 pub mod upstream;
+pub mod zerocopy;
 
 use std::net::SocketAddr;
 use std::rc::Rc;

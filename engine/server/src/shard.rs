@@ -159,6 +159,42 @@ pub struct Shard {
     hls_unavailable: RefCell<HashMap<StreamKey, (u16, u64)>>,
     /// This shard's connections to HTTP origins.
     origin_pool: crate::origin::OriginPool,
+    /// Sends segment bodies by reference, when this shard's send path is `splice`.
+    pub zero_copy: Option<crate::zerocopy::Sender>,
+}
+
+/// The shard's zero-copy sender, when `--zero-copy on` and the probe passes; the path it
+/// runs goes into the stats either way (and into the log when it falls back).
+fn zero_copy_sender(
+    id: ShardId,
+    config: &Config,
+    stats: &Arc<Stats>,
+    arena: &Arena,
+) -> Option<crate::zerocopy::Sender> {
+    use crate::zerocopy::{probe, SendPath, Sender};
+    let sender = if !config.zero_copy {
+        None
+    } else {
+        match probe(arena) {
+            Ok(()) => Some(Sender::new(Arc::clone(&stats.arenas))),
+            Err(reason) => {
+                tracing::warn!(
+                    shard = id.0,
+                    "zero-copy sends off, segments are copied: {reason}"
+                );
+                None
+            }
+        }
+    };
+    let path = if sender.is_some() {
+        SendPath::Splice
+    } else {
+        SendPath::Writev
+    };
+    stats.shards[id.0]
+        .send_path
+        .store(path.code(), std::sync::atomic::Ordering::Relaxed);
+    sender
 }
 
 impl Shard {
@@ -198,6 +234,7 @@ impl Shard {
         let tls_http = config.tls.as_ref().map(|t| t.server_config(&[b"http/1.1"]));
         let tls_rtmp = config.tls.as_ref().map(|t| t.server_config(&[]));
         let upstream_tls = config.upstream_tls.clone();
+        let zero_copy = zero_copy_sender(id, &config, &stats, &arena);
         Rc::new(Self {
             id,
             shards: config.shards(),
@@ -230,6 +267,7 @@ impl Shard {
             inflight: RefCell::new(HashMap::new()),
             hls_unavailable: RefCell::new(HashMap::new()),
             origin_pool: crate::origin::OriginPool::new(upstream_tls),
+            zero_copy,
         })
     }
 

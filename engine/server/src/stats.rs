@@ -25,6 +25,8 @@ macro_rules! counters {
             pub driver: AtomicU8,
             /// 0 unknown, 1 hugetlb, 2 thp, 3 normal.
             pub cache_backing: AtomicU8,
+            /// 0 unknown, 1 splice (zero-copy), 2 writev; see crate::zerocopy.
+            pub send_path: AtomicU8,
             pub cpu: AtomicU64,
             /// The shard thread's kernel thread id (0 until it runs), for its CPU time.
             pub tid: AtomicU64,
@@ -54,6 +56,9 @@ counters! {
     frames_dropped: "counter", "Frames dropped by viewer queue overflow";
     slow_viewer_disconnects: "counter", "Viewers closed for staying over their queue limit";
     bytes_out: "counter", "Bytes written to viewers";
+    zero_copy_bytes: "counter", "Segment body bytes sent by reference from the arena (vmsplice + splice), not copied";
+    zero_copy_fallbacks: "counter", "Segment responses copied (writev) on a zero-copy shard because every pipe was in use";
+    arena_pages_dropped: "counter", "Arena chunks whose pages were dropped on free because a zero-copy send had lent them";
     bytes_in: "counter", "Bytes read from RTMP connections (publishers, mostly) and upstream pulls";
     mesh_lagging: "counter", "Updates a replica shard missed because its channel was full";
     publish_rejected: "counter", "Publishes refused (BadName)";
@@ -206,7 +211,7 @@ pub struct Stats {
     pub viewers: Box<[ViewerList]>,
     /// Each shard's segment arena, set once it is mapped: the cache gauges are read from it
     /// when rendered (chunks come back from whichever shard's reader lets go last).
-    pub arenas: Box<[OnceLock<Arc<crate::arena::Arena>>]>,
+    pub arenas: Arc<[OnceLock<Arc<crate::arena::Arena>>]>,
     /// The registry's state, with --registry.
     pub registry: OnceLock<Arc<crate::registry::RegistryStatus>>,
     /// The drain and the machine-level gauges.
@@ -447,6 +452,8 @@ impl Stats {
                     .store(a.chunks() as u64 * chunk, Ordering::Relaxed);
                 s.cache_bytes_free
                     .store(a.free_chunks() as u64 * chunk, Ordering::Relaxed);
+                s.arena_pages_dropped
+                    .store(a.dropped_pages_chunks(), Ordering::Relaxed);
             }
         }
         let values: Vec<Vec<u64>> = self.shards.iter().map(|s| s.values()).collect();
@@ -463,15 +470,16 @@ impl Stats {
         crate::drain::render_prometheus(&self.control, self, &mut out);
         let _ = writeln!(
             out,
-            "# HELP edge_shard_info Shard placement, io driver and segment memory backing\n# TYPE edge_shard_info gauge"
+            "# HELP edge_shard_info Shard placement, io driver, segment memory backing and segment send path\n# TYPE edge_shard_info gauge"
         );
         for (shard, s) in self.shards.iter().enumerate() {
             let _ = writeln!(
                 out,
-                "edge_shard_info{{shard=\"{shard}\",cpu=\"{}\",driver=\"{}\",cache_backing=\"{}\"}} 1",
+                "edge_shard_info{{shard=\"{shard}\",cpu=\"{}\",driver=\"{}\",cache_backing=\"{}\",send_path=\"{}\"}} 1",
                 cpu_label(s.cpu.load(Ordering::Relaxed)),
                 driver_name(s.driver.load(Ordering::Relaxed)),
-                backing_name(s.cache_backing.load(Ordering::Relaxed))
+                backing_name(s.cache_backing.load(Ordering::Relaxed)),
+                crate::zerocopy::send_path_name(s.send_path.load(Ordering::Relaxed))
             );
         }
         out
@@ -485,14 +493,15 @@ impl Stats {
             .enumerate()
             .map(|(i, s)| {
                 format!(
-                    "{{\"shard\":{i},\"cpu\":{},\"busy_percent\":{},\"driver\":\"{}\",\"cache_backing\":\"{}\"}}",
+                    "{{\"shard\":{i},\"cpu\":{},\"busy_percent\":{},\"driver\":\"{}\",\"cache_backing\":\"{}\",\"send_path\":\"{}\"}}",
                     match s.cpu.load(Ordering::Relaxed) {
                         u64::MAX => "null".to_string(),
                         c => c.to_string(),
                     },
                     s.busy_percent.load(Ordering::Relaxed),
                     driver_name(s.driver.load(Ordering::Relaxed)),
-                    backing_name(s.cache_backing.load(Ordering::Relaxed))
+                    backing_name(s.cache_backing.load(Ordering::Relaxed)),
+                    crate::zerocopy::send_path_name(s.send_path.load(Ordering::Relaxed))
                 )
             })
             .collect();
@@ -548,7 +557,7 @@ mod tests {
         let text = s.render_prometheus();
         assert!(text.contains("edge_rtmp_players{shard=\"1\"} 7\n"));
         assert!(text.contains("edge_rtmp_players{shard=\"0\"} 0\n"));
-        assert!(text.contains("edge_shard_info{shard=\"0\",cpu=\"none\",driver=\"io_uring\",cache_backing=\"starting\"} 1"));
+        assert!(text.contains("edge_shard_info{shard=\"0\",cpu=\"none\",driver=\"io_uring\",cache_backing=\"starting\",send_path=\"starting\"} 1"));
         assert!(s.render_health().starts_with("{\"status\":\"ok\""));
         s.shards[1].access.denied[0][AccessStats::reason_index("expired")].inc();
         let text = s.render_prometheus();
