@@ -78,12 +78,17 @@ impl Pipe {
     }
 }
 
-/// Checks that this kernel can vmsplice into a pipe and splice out of it, and that `arena`
-/// may be lent. Never touches the arena's memory.
+/// Checks that `arena` may be lent and that this kernel can vmsplice into a pipe and splice
+/// out of it. Never touches the arena's memory.
 pub fn probe(arena: &Arena) -> Result<(), String> {
     if arena.backing == Backing::HugeTlb {
         return Err("the arena is huge-TLB (its pages cannot be dropped per chunk)".into());
     }
+    probe_kernel()
+}
+
+/// Checks that this kernel can vmsplice into a pipe and splice out of it.
+pub fn probe_kernel() -> Result<(), String> {
     let pipe = Pipe::new().map_err(|e| format!("pipe2: {e}"))?;
     let page = vec![0x47u8; 4096];
     vmsplice(pipe.w.as_raw_fd(), &page).map_err(|e| format!("vmsplice: {e}"))?;

@@ -63,6 +63,18 @@ impl TsScan {
         Ok(())
     }
 
+    /// Whether the search for the first frame's probe is over (found, or that frame ended or
+    /// passed [`PROBE_WINDOW`] without one): what a light check needs has been read.
+    pub fn settled(&self) -> bool {
+        !self.searching
+    }
+
+    /// The packets read so far and the probe, for a segment read only up to here (a light
+    /// check: the rest was discarded unread).
+    pub fn finish_prefix(&self) -> (u64, Option<Probe>) {
+        (self.packets, self.probe)
+    }
+
     /// The end of the segment: its packet count and probe (if the first video frame had one).
     pub fn finish(&self) -> Result<(u64, Option<Probe>), &'static str> {
         if self.carry_len != 0 {
