@@ -20,6 +20,14 @@ pub struct Args {
     #[arg(long, value_name = "P", default_value = "rtmp")]
     pub protocol: String,
 
+    /// How much of each HLS segment a viewer checks. `full`: every packet's sync byte, the
+    /// packet count and the first frame's probe. `light`: the status, the Content-Length, the
+    /// sync bytes of the packets up to the first frame's probe (which must be there), and the
+    /// byte count; the rest of the body is discarded in the kernel (recv with MSG_TRUNC), so
+    /// the client is not the limit at scale. Scale runs say which mode they used.
+    #[arg(long, value_name = "MODE", default_value = "full", value_parser = ["full", "light"])]
+    pub verify: String,
+
     /// Number of streams; viewers spread over them.
     #[arg(long, value_name = "S", default_value_t = 1)]
     pub streams: usize,

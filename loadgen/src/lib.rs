@@ -178,6 +178,7 @@ fn worker(
         live,
         clock,
         warmup_us: plan.args.warmup.as_micros() as u64,
+        light: plan.args.verify == "light",
     };
     let threads = plan.cpus.len();
     let source = Rc::new(Source::load(source_path)?);
@@ -314,8 +315,9 @@ pub fn to_json(plan_args: &cli::Args, outcome: &Outcome) -> String {
             format!("{{\"peak_rss_kib\":{rss},\"cpu_seconds\":{cpu:.3}}}")
         });
     format!(
-        "{{\"config\":{},\"source\":{{\"path\":{},\"kbps\":{}}},\"machine\":{{\"cores\":{},\"nofile_limit\":{}}},\"viewers\":{},\"peak_sockets\":{},\"hls_connections_max\":{},\"elapsed_s\":{:.3},\"loadgen_cpu_s\":{:.3},\"histograms\":{{{}}},\"counters\":{{{}}},\"errors\":{{{}}},\"engine\":{}}}\n",
+        "{{\"config\":{},\"verify\":{},\"source\":{{\"path\":{},\"kbps\":{}}},\"machine\":{{\"cores\":{},\"nofile_limit\":{}}},\"viewers\":{},\"peak_sockets\":{},\"hls_connections_max\":{},\"elapsed_s\":{:.3},\"loadgen_cpu_s\":{:.3},\"histograms\":{{{}}},\"counters\":{{{}}},\"errors\":{{{}}},\"engine\":{}}}\n",
         json::string(&format!("{plan_args:?}")),
+        json::string(&plan_args.verify),
         json::string(&outcome.source.0.display().to_string()),
         outcome.source.1,
         std::thread::available_parallelism().map_or(1, |n| n.get()),

@@ -137,6 +137,8 @@ pub struct Ctx {
     pub clock: std::sync::Arc<Clock>,
     /// Frames published within this long after a viewer joined are not in its latency.
     pub warmup_us: u64,
+    /// `--verify light`: HLS segment bodies past the checked prefix are discarded unread.
+    pub light: bool,
 }
 
 impl Ctx {

@@ -223,3 +223,161 @@ fn more_viewers_than_sockets_share_a_connection_pool() {
     assert_eq!(j["counters"]["segment_gaps"].as_u64().unwrap_or(0), 0);
     std::fs::remove_file(out).unwrap();
 }
+
+/// How the fake server spoils a segment.
+#[derive(Clone, Copy)]
+enum Spoil {
+    None,
+    /// The connection closes halfway through the body.
+    Truncated,
+    /// Content-Length says 1,000 bytes fewer than the body that is sent.
+    ShortLength,
+    /// Packet 1's sync byte (inside the checked prefix) is not 0x47.
+    BrokenSync,
+    /// The first frame's probe UUID is defaced.
+    NoProbe,
+}
+
+/// A server for one ended three-segment playlist whose segments are the recorded engine
+/// segment, spoiled as `spoil` says.
+fn spoiling_server(spoil: Spoil) -> std::net::SocketAddr {
+    let mut segment = include_bytes!("fixtures/engine-segment.ts").to_vec();
+    match spoil {
+        Spoil::BrokenSync => segment[188] = 0x00,
+        Spoil::NoProbe => {
+            let at = segment
+                .windows(16)
+                .position(|w| w == b"edge-engine:lat1")
+                .expect("the recorded segment carries a probe");
+            segment[at..at + 16].copy_from_slice(b"edge-engine:XXXX");
+        }
+        _ => {}
+    }
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut s) = conn else { return };
+            let segment = segment.clone();
+            std::thread::spawn(move || {
+                let mut buf = vec![0u8; 4096];
+                let mut pending = Vec::new();
+                loop {
+                    let n = match s.read(&mut buf) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => n,
+                    };
+                    pending.extend_from_slice(&buf[..n]);
+                    while let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let req = String::from_utf8_lossy(&pending[..end]).into_owned();
+                        pending.drain(..end + 4);
+                        let path = req.split_whitespace().nth(1).unwrap_or("").to_string();
+                        if path.ends_with(".m3u8") {
+                            let mut p =
+                                "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:0\n"
+                                    .to_string();
+                            for i in 0..3 {
+                                p += &format!("#EXTINF:2.000,\nx-{i}.ts\n");
+                            }
+                            p += "#EXT-X-ENDLIST\n";
+                            let head =
+                                format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", p.len());
+                            if s.write_all(head.as_bytes())
+                                .and_then(|_| s.write_all(p.as_bytes()))
+                                .is_err()
+                            {
+                                return;
+                            }
+                            continue;
+                        }
+                        let length = match spoil {
+                            Spoil::ShortLength => segment.len() - 1000,
+                            _ => segment.len(),
+                        };
+                        let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {length}\r\n\r\n");
+                        let body = match spoil {
+                            Spoil::Truncated => &segment[..segment.len() / 2],
+                            _ => &segment[..],
+                        };
+                        if s.write_all(head.as_bytes())
+                            .and_then(|_| s.write_all(body))
+                            .is_err()
+                        {
+                            return;
+                        }
+                        if matches!(spoil, Spoil::Truncated) {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// One HLS viewer in `--verify light` against a spoiling server: the run's JSON.
+fn light_viewer(spoil: Spoil, name: &str) -> serde_json::Value {
+    let addr = spoiling_server(spoil);
+    let out = tmp(name);
+    loadgen()
+        .args([
+            "--viewers",
+            "1",
+            "--protocol",
+            "hls",
+            "--verify",
+            "light",
+            "--stream-prefix",
+            "x",
+            "--streams",
+            "1",
+            "--duration",
+            "3s",
+        ])
+        .arg("--target")
+        .arg(format!("http://{addr}"))
+        .arg("--json")
+        .arg(&out)
+        .status()
+        .unwrap();
+    let j = json(&out);
+    std::fs::remove_file(out).unwrap();
+    j
+}
+
+#[test]
+fn light_verification_discards_bodies_in_the_kernel_and_still_catches_what_it_must() {
+    let good = light_viewer(Spoil::None, "light-good");
+    assert_eq!(good["verify"], "light");
+    assert!(
+        good["errors"].as_object().unwrap().values().all(|n| n == 0),
+        "{good}"
+    );
+    assert_eq!(good["counters"]["segments"].as_u64(), Some(3), "{good}");
+    let size = include_bytes!("fixtures/engine-segment.ts").len() as u64;
+    assert_eq!(good["counters"]["segment_bytes"].as_u64(), Some(3 * size));
+    let unread = good["counters"]["segment_bytes_unread"].as_u64().unwrap();
+    assert!(
+        unread * 10 > 3 * size * 9,
+        "all but the checked start of each body went unread: {unread} of {}",
+        3 * size
+    );
+    assert_eq!(
+        good["histograms"]["segment_latency"]["count"].as_u64(),
+        Some(3),
+        "every probe read: {good}"
+    );
+    for (spoil, name, kind) in [
+        (Spoil::Truncated, "light-truncated", "closed"),
+        (Spoil::ShortLength, "light-short", "parse"),
+        (Spoil::BrokenSync, "light-sync", "parse"),
+        (Spoil::NoProbe, "light-probe", "probe"),
+    ] {
+        let j = light_viewer(spoil, name);
+        assert!(
+            j["errors"][kind].as_u64().is_some_and(|n| n >= 1),
+            "{name}: a {kind} error: {j}"
+        );
+    }
+}

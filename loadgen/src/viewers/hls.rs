@@ -4,6 +4,7 @@
 //! points, at once, and the viewer stays there, carrying on from the segment number it had
 //! reached, as a player does.
 
+use std::os::fd::AsRawFd;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -13,7 +14,7 @@ use edge_core::http;
 use monoio::io::AsyncWriteRentExt;
 use monoio::net::TcpStream;
 
-use super::read_append;
+use super::read_append_at_most;
 use crate::httpc;
 use crate::live::{now_us, Ctx};
 use crate::pool::{Acquired, Pool, Pools};
@@ -25,6 +26,9 @@ enum Sink<'a> {
     Keep(&'a mut Vec<u8>),
     /// Streamed through the TS scan and not kept (segments).
     Scan(&'a mut TsScan),
+    /// Scanned until the first frame's probe is settled; the rest is discarded in the kernel
+    /// and only counted (`--verify light`).
+    Light(&'a mut TsScan),
 }
 
 impl Sink<'_> {
@@ -34,9 +38,70 @@ impl Sink<'_> {
                 out.extend_from_slice(bytes);
                 Ok(())
             }
-            Sink::Scan(scan) => scan.feed(bytes).map_err(|_| "parse"),
+            Sink::Scan(scan) | Sink::Light(scan) => scan.feed(bytes).map_err(|_| "parse"),
         }
     }
+
+    /// Whether the rest of the body may go unread.
+    fn satisfied(&self) -> bool {
+        matches!(self, Sink::Light(scan) if scan.settled())
+    }
+}
+
+/// Bytes per read while a light check looks for the probe: the response head, the PAT, the
+/// PMT and the first frame's AUD, SPS, PPS and SEI fit in the first read.
+const LIGHT_READ: usize = 4096;
+
+/// Discards the next `n` bytes of the socket in the kernel (TCP `recv` with `MSG_TRUNC`: no
+/// copy to user space), waiting for them as they come.
+async fn discard(s: &TcpStream, mut n: usize, until: Instant) -> Result<(), &'static str> {
+    let fd = s.as_raw_fd();
+    while n > 0 {
+        // SAFETY: a null buffer is allowed with MSG_TRUNC on TCP: the kernel drops up to `n`
+        // bytes without writing anywhere. MSG_DONTWAIT: never blocks the thread.
+        let r = unsafe {
+            libc::recv(
+                fd,
+                std::ptr::null_mut(),
+                n,
+                libc::MSG_TRUNC | libc::MSG_DONTWAIT,
+            )
+        };
+        if r > 0 {
+            n = n.saturating_sub(r as usize);
+            continue;
+        }
+        if r == 0 {
+            return Err("closed");
+        }
+        match std::io::Error::last_os_error().kind() {
+            std::io::ErrorKind::WouldBlock => {
+                let left = until.saturating_duration_since(Instant::now());
+                match monoio::time::timeout(left, s.readable(false)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(_)) => return Err("closed"),
+                    Err(_) => return Err("timeout"),
+                }
+            }
+            std::io::ErrorKind::Interrupted => {}
+            _ => return Err("closed"),
+        }
+    }
+    // Bytes already waiting beyond the response: the length was wrong.
+    let mut byte = 0u8;
+    // SAFETY: peeks at most one byte into a live local.
+    let extra = unsafe {
+        libc::recv(
+            fd,
+            (&mut byte as *mut u8).cast(),
+            1,
+            libc::MSG_PEEK | libc::MSG_DONTWAIT,
+        )
+    };
+    if extra > 0 {
+        return Err("parse");
+    }
+    Ok(())
 }
 
 /// A response: status, body length, and when its first byte came.
@@ -47,6 +112,8 @@ struct Response {
     /// The server closes the connection after it (`Connection: close`, as a draining engine
     /// sends): it does not go back to the pool.
     close: bool,
+    /// Body bytes discarded unread (`--verify light`).
+    unread: usize,
     location: Option<String>,
 }
 
@@ -63,19 +130,26 @@ async fn exchange(
     if s.write_all(request).await.0.is_err() {
         return Err("closed");
     }
+    // A light check reads only what it checks: small reads until the probe is settled.
+    let read_max = if matches!(sink, Sink::Light(_)) {
+        LIGHT_READ
+    } else {
+        usize::MAX
+    };
     buf.clear();
-    read_append(s, buf, until).await?;
+    read_append_at_most(s, buf, until, read_max).await?;
     let first_byte = Instant::now();
     let head = loop {
         match http::parse_response_head(buf) {
             Ok(Some(h)) => break h,
-            Ok(None) => read_append(s, buf, until).await?,
+            Ok(None) => read_append_at_most(s, buf, until, read_max).await?,
             Err(_) => return Err("parse"),
         }
     };
     let len = head.content_length.ok_or("parse")?;
     let mut got = 0;
     let mut from = head.len;
+    let mut unread = 0;
     loop {
         let piece = &buf[from..];
         if got + piece.len() > len {
@@ -88,9 +162,14 @@ async fn exchange(
         if got == len {
             break;
         }
+        if head.status == 200 && sink.satisfied() {
+            unread = len - got;
+            discard(s, unread, until).await?;
+            break;
+        }
         buf.clear();
         from = 0;
-        read_append(s, buf, until).await?;
+        read_append_at_most(s, buf, until, read_max).await?;
     }
     Ok(Response {
         status: head.status,
@@ -98,6 +177,7 @@ async fn exchange(
         first_byte,
         close: head.close,
         location: head.location,
+        unread,
     })
 }
 
@@ -234,9 +314,19 @@ pub async fn hls_viewer(
                 format!("{}{}", httpc::base_of(&playlist_path), seg.uri)
             };
             let mut scan = TsScan::default();
-            let scanned = pooled(&ctx, &pool, &path, Sink::Scan(&mut scan))
-                .await
-                .and_then(|r| Ok((r, scan.finish().map_err(|_| "parse")?)));
+            let sink = if ctx.light {
+                Sink::Light(&mut scan)
+            } else {
+                Sink::Scan(&mut scan)
+            };
+            let scanned = pooled(&ctx, &pool, &path, sink).await.and_then(|r| {
+                let outcome = if r.unread > 0 {
+                    scan.finish_prefix()
+                } else {
+                    scan.finish().map_err(|_| "parse")?
+                };
+                Ok((r, outcome))
+            });
             let (response, (packets, probe)) = match scanned {
                 Ok(r) => r,
                 Err(kind) => {
@@ -256,6 +346,9 @@ pub async fn hls_viewer(
             ctx.span("segment_download", seg_intended, done);
             match probe {
                 Some(p) => ctx.latency("segment_latency", now_us().saturating_sub(p.send_time_us)),
+                // A light check trusts the rest of the segment because its start carried the
+                // probe: without one it has checked too little.
+                None if ctx.light => ctx.error("probe"),
                 None => ctx.stats.borrow_mut().count("segments_without_probe", 1),
             }
             let dur = Duration::from_millis(seg.duration_ms);
@@ -277,6 +370,7 @@ pub async fn hls_viewer(
             st.count("segments", 1);
             st.count("segment_bytes", response.len as u64);
             st.count("segment_packets", packets);
+            st.count("segment_bytes_unread", response.unread as u64);
             if next_seq.is_some_and(|n| seg.seq > n) {
                 st.count("segment_gaps", 1);
             }

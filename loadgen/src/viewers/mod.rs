@@ -86,11 +86,22 @@ pub(crate) async fn read_append(
     buf: &mut Vec<u8>,
     until: Instant,
 ) -> Result<(), &'static str> {
+    read_append_at_most(s, buf, until, usize::MAX).await
+}
+
+/// [`read_append`], reading at most `max` bytes.
+pub(crate) async fn read_append_at_most(
+    s: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    until: Instant,
+    max: usize,
+) -> Result<(), &'static str> {
     let (len, cap) = (buf.len(), buf.capacity());
     if len == cap {
         return Err("parse");
     }
-    let slice = monoio::buf::SliceMut::new(std::mem::take(buf), len, cap);
+    let end = cap.min(len.saturating_add(max));
+    let slice = monoio::buf::SliceMut::new(std::mem::take(buf), len, end);
     let left = until.saturating_duration_since(Instant::now());
     match monoio::time::timeout(left, s.read(slice)).await {
         Ok((Ok(n), b)) => {
