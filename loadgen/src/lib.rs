@@ -43,8 +43,30 @@ pub struct Outcome {
     pub elapsed: Duration,
     /// loadgen's own CPU time (user + system, seconds): shows when the client is the limit.
     pub cpu_seconds: f64,
+    /// HTTP requests made (playlists, segments, FLV streams).
+    pub requests: u64,
     /// The clip the publishers looped and its measured bitrate (kbit/s, audio and video).
     pub source: (std::path::PathBuf, u64),
+}
+
+impl Outcome {
+    /// loadgen's CPU per HTTP request, µs (0 without requests).
+    pub fn cpu_us_per_request(&self) -> f64 {
+        if self.requests == 0 {
+            0.0
+        } else {
+            self.cpu_seconds * 1e6 / self.requests as f64
+        }
+    }
+
+    /// loadgen's CPU per viewer over the run, ms (0 without viewers).
+    pub fn cpu_ms_per_viewer(&self) -> f64 {
+        if self.viewers == 0 {
+            0.0
+        } else {
+            self.cpu_seconds * 1e3 / self.viewers as f64
+        }
+    }
 }
 
 /// Runs the plan to completion.
@@ -124,6 +146,7 @@ pub fn run(mut plan: Plan) -> anyhow::Result<Outcome> {
         engine_usage,
         elapsed: start.elapsed(),
         cpu_seconds: own_cpu_seconds(),
+        requests: live.requests.load(Ordering::Relaxed),
         source: (source_path, source_kbps),
     })
 }
@@ -315,7 +338,7 @@ pub fn to_json(plan_args: &cli::Args, outcome: &Outcome) -> String {
             format!("{{\"peak_rss_kib\":{rss},\"cpu_seconds\":{cpu:.3}}}")
         });
     format!(
-        "{{\"config\":{},\"verify\":{},\"source\":{{\"path\":{},\"kbps\":{}}},\"machine\":{{\"cores\":{},\"nofile_limit\":{}}},\"viewers\":{},\"peak_sockets\":{},\"hls_connections_max\":{},\"elapsed_s\":{:.3},\"loadgen_cpu_s\":{:.3},\"histograms\":{{{}}},\"counters\":{{{}}},\"errors\":{{{}}},\"engine\":{}}}\n",
+        "{{\"config\":{},\"verify\":{},\"source\":{{\"path\":{},\"kbps\":{}}},\"machine\":{{\"cores\":{},\"nofile_limit\":{}}},\"viewers\":{},\"peak_sockets\":{},\"hls_connections_max\":{},\"elapsed_s\":{:.3},\"loadgen_cpu_s\":{:.3},\"loadgen_cpu_us_per_request\":{:.2},\"loadgen_cpu_ms_per_viewer\":{:.3},\"histograms\":{{{}}},\"counters\":{{{}}},\"errors\":{{{}}},\"engine\":{}}}\n",
         json::string(&format!("{plan_args:?}")),
         json::string(&plan_args.verify),
         json::string(&outcome.source.0.display().to_string()),
@@ -327,6 +350,8 @@ pub fn to_json(plan_args: &cli::Args, outcome: &Outcome) -> String {
         outcome.hls_connections_max,
         outcome.elapsed.as_secs_f64(),
         outcome.cpu_seconds,
+        outcome.cpu_us_per_request(),
+        outcome.cpu_ms_per_viewer(),
         hist.join(","),
         counters.join(","),
         errors.join(","),

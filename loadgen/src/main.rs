@@ -33,9 +33,12 @@ fn main() {
     );
     print!("{}", outcome.stats.table());
     println!(
-        "loadgen: CPU {:.2} s in {:.1} s",
+        "loadgen: CPU {:.2} s in {:.1} s ({:.1} µs per request, {:.2} ms per viewer; verify {})",
         outcome.cpu_seconds,
-        outcome.elapsed.as_secs_f64()
+        outcome.elapsed.as_secs_f64(),
+        outcome.cpu_us_per_request(),
+        outcome.cpu_ms_per_viewer(),
+        args.verify
     );
     if let Some((rss, cpu)) = outcome.engine_usage {
         println!("engine: peak RSS {rss} KiB, CPU {cpu:.2} s");

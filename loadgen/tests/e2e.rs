@@ -351,6 +351,10 @@ fn light_verification_discards_bodies_in_the_kernel_and_still_catches_what_it_mu
     let good = light_viewer(Spoil::None, "light-good");
     assert_eq!(good["verify"], "light");
     assert!(
+        good["loadgen_cpu_us_per_request"].as_f64().unwrap() > 0.0,
+        "the client's own cost is reported: {good}"
+    );
+    assert!(
         good["errors"].as_object().unwrap().values().all(|n| n == 0),
         "{good}"
     );
