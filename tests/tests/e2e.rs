@@ -15,7 +15,20 @@ const FIXTURE: &str = "bframes.flv";
 
 #[test]
 fn ffmpeg_plays_rtmp_and_http_flv_checksum_identical() {
-    let engine = Engine::start(&["--cores", "2", "--republish-grace-ms", "300"]);
+    checksum_identical(&[]);
+}
+
+/// The same with writes coalesced (`--write-coalesce-ms`): frames held back for a window
+/// still all arrive, in order, byte for byte.
+#[test]
+fn ffmpeg_plays_rtmp_and_http_flv_checksum_identical_with_coalesced_writes() {
+    checksum_identical(&["--write-coalesce-ms", "40"]);
+}
+
+fn checksum_identical(extra: &[&str]) {
+    let mut args = vec!["--cores", "2", "--republish-grace-ms", "300"];
+    args.extend_from_slice(extra);
+    let engine = Engine::start(&args);
     let source = fixture_md5(FIXTURE);
     // Several players of each kind, so that both shards serve some with high probability;
     // every one of them must see exactly the source's packets.

@@ -167,6 +167,12 @@ pub struct Args {
     #[arg(long, value_name = "on|off", default_value = "on", value_parser = ["on", "off"])]
     pub zero_copy: String,
 
+    /// RTMP and HTTP-FLV viewers: start a viewer's writes at most once per this many
+    /// milliseconds, so the frames that arrive meanwhile leave in one writev (fewer sends and
+    /// packets per viewer, for up to this much more latency). 0 writes every frame at once.
+    #[arg(long, value_name = "MS", default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=1000))]
+    pub write_coalesce_ms: u64,
+
     /// Capacity of each cross-shard channel, in messages (about 80 bytes each; there are
     /// shards² channels).
     #[arg(long, value_name = "N", default_value_t = 2048)]
@@ -351,6 +357,7 @@ pub struct Config {
     pub cache_bytes_per_shard: usize,
     pub http_vectored: bool,
     pub zero_copy: bool,
+    pub write_coalesce_ms: u64,
     pub mesh_queue_len: usize,
     pub uring_entries: u32,
     /// Edge mode when not empty, in failover order.
@@ -705,6 +712,7 @@ impl Args {
             cache_bytes_per_shard: (self.cache_mb << 20) / shards,
             http_vectored: self.http_writes == "vectored",
             zero_copy: self.zero_copy == "on",
+            write_coalesce_ms: self.write_coalesce_ms,
             mesh_queue_len: self.mesh_queue_len,
             uring_entries: self.uring_entries,
             origins,

@@ -25,6 +25,9 @@ use crate::stats::ShardStats;
 
 /// Buffers per `writev`.
 pub const MAX_BATCH: usize = 64;
+/// With write coalescing, a viewer with this much queued (a join burst, a catch-up) is
+/// written at once: holding it back would only slow it down.
+const COALESCE_BACKLOG_BYTES: usize = 64 << 10;
 
 /// Which wire form of a frame this connection takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -242,12 +245,46 @@ impl Outlet {
         }
     }
 
+    /// Resolves once something is queued or the outlet is closing.
+    async fn queued(&self) {
+        poll_fn(|cx| {
+            if !self.queue.borrow().is_empty() || self.close.get().is_some() {
+                Poll::Ready(())
+            } else {
+                self.writer.set(Some(cx.waker().clone()));
+                Poll::Pending
+            }
+        })
+        .await
+    }
+
     /// Drains the queue into `sink` until the outlet closes or the socket fails.
     /// Returns the bytes written.
-    pub async fn run_writer<W: AsyncWriteRent>(self: Rc<Self>, mut sink: W) -> u64 {
+    ///
+    /// With `coalesce_ms` > 0 (`--write-coalesce-ms`), a joined viewer's writes start at most
+    /// once per that many milliseconds, so the frames that arrive meanwhile leave in one
+    /// `writev`: fewer sends and fewer packets per viewer, for up to that much latency. The
+    /// join sequence, a backlog and closes are never held back.
+    pub async fn run_writer<W: AsyncWriteRent>(
+        self: Rc<Self>,
+        mut sink: W,
+        coalesce_ms: u64,
+    ) -> u64 {
         let mut batch = WriteBatch::default();
         let mut written = 0u64;
+        let mut last_write_ms: Option<u64> = None;
         loop {
+            if let (true, Some(last)) = (coalesce_ms > 0 && self.joined.get(), last_write_ms) {
+                self.queued().await;
+                let next = last + coalesce_ms;
+                let backlog = self.queue.borrow().queued_bytes() >= COALESCE_BACKLOG_BYTES;
+                if self.close.get().is_none() && !backlog && next > self.clock.now_ms() {
+                    monoio::select! {
+                        _ = monoio::time::sleep_until(self.clock.instant_at(next).into()) => {}
+                        _ = self.aborted() => {}
+                    }
+                }
+            }
             let more = poll_fn(|cx| {
                 let mut q = self.queue.borrow_mut();
                 match self.close.get() {
@@ -279,6 +316,7 @@ impl Outlet {
                     None
                 }
             };
+            last_write_ms = Some(self.clock.now_ms());
             let Some((res, b)) = outcome else { break };
             batch = b;
             batch.clear();
