@@ -77,17 +77,17 @@ run_server() { # name pid addr
     local name=$1 pid=$2 addr=$3 n run=0
     for n in $players; do
         run=$((run + 1))
-        result["$name,$n"]=$(measure "$pid" "$addr" "$n" "$name-$run-")
+        result["$name,$n"]=$(measure "$pid" "$addr" "$n" "${name// /_}-$run-")
         printf '%-24s players=%-6s %s\n' "$name" "$n" "${result["$name,$n"]}" >&2
     done
 }
 
 start_engine --republish-grace-ms 500
 run_server "edge-engine" "$ENGINE_PID" "$ENGINE_RTMP"
-kill "$ENGINE_PID"
+kill -INT "$ENGINE_PID"
 ENGINE_NAME=coalesce start_engine --republish-grace-ms 500 --write-coalesce-ms "$coalesce"
 run_server "edge-engine coalesce $coalesce" "$ENGINE_PID" "$ENGINE_RTMP"
-kill "$ENGINE_PID"
+kill -INT "$ENGINE_PID"
 
 nginx_rtmp_conf 1 19000 127.0.0.1:19356 'live on;'
 taskset -c 0 nginx -p "$work" -c "$work/nginx.conf" -g 'daemon off;' &
