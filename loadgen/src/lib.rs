@@ -338,7 +338,7 @@ pub fn to_json(plan_args: &cli::Args, outcome: &Outcome) -> String {
             format!("{{\"peak_rss_kib\":{rss},\"cpu_seconds\":{cpu:.3}}}")
         });
     format!(
-        "{{\"config\":{},\"verify\":{},\"source\":{{\"path\":{},\"kbps\":{}}},\"machine\":{{\"cores\":{},\"nofile_limit\":{}}},\"viewers\":{},\"peak_sockets\":{},\"hls_connections_max\":{},\"elapsed_s\":{:.3},\"loadgen_cpu_s\":{:.3},\"loadgen_cpu_us_per_request\":{:.2},\"loadgen_cpu_ms_per_viewer\":{:.3},\"histograms\":{{{}}},\"counters\":{{{}}},\"errors\":{{{}}},\"engine\":{}}}\n",
+        "{{\"config\":{},\"verify\":{},\"source\":{{\"path\":{},\"kbps\":{}}},\"machine\":{{\"cores\":{},\"nofile_limit\":{}}},\"viewers\":{},\"peak_sockets\":{},\"hls_connections_max\":{},\"elapsed_s\":{:.3},\"loadgen_cpu_s\":{:.3},\"requests\":{},\"loadgen_cpu_us_per_request\":{:.2},\"loadgen_cpu_ms_per_viewer\":{:.3},\"histograms\":{{{}}},\"counters\":{{{}}},\"errors\":{{{}}},\"engine\":{}}}\n",
         json::string(&format!("{plan_args:?}")),
         json::string(&plan_args.verify),
         json::string(&outcome.source.0.display().to_string()),
@@ -350,6 +350,7 @@ pub fn to_json(plan_args: &cli::Args, outcome: &Outcome) -> String {
         outcome.hls_connections_max,
         outcome.elapsed.as_secs_f64(),
         outcome.cpu_seconds,
+        outcome.requests,
         outcome.cpu_us_per_request(),
         outcome.cpu_ms_per_viewer(),
         hist.join(","),
