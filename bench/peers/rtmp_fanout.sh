@@ -8,14 +8,15 @@
 # out with loadgen's --warmup; the frames still count for gaps.
 #
 # Usage: bench/peers/rtmp_fanout.sh [--seconds N] [--start PLAYERS] [--max PLAYERS]
-#        [--compare BIN [--compare-label NAME]]
+#        [--compare BIN [--compare-label NAME]] [--engine-args "ARGS"]
+# --engine-args passes more flags to edge-engine (e.g. "--write-coalesce-ms 40").
 # --compare also runs another edge-engine build (e.g. the previous commit's) in the same run,
 # so a change is measured side by side with what it replaced.
 # Installs ffmpeg, nginx and libnginx-mod-rtmp when missing (Debian). Changes nothing outside
 # a temporary directory, removed on exit.
 set -euo pipefail
 
-seconds=15 start=250 max=8000 compare="" compare_label=previous
+seconds=15 start=250 max=8000 compare="" compare_label=previous engine_args=""
 while (($#)); do
     case "$1" in
         --seconds) seconds=$2; shift 2 ;;
@@ -23,7 +24,8 @@ while (($#)); do
         --max) max=$2; shift 2 ;;
         --compare) compare=$2; shift 2 ;;
         --compare-label) compare_label=$2; shift 2 ;;
-        -h | --help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        --engine-args) engine_args=$2; shift 2 ;;
+        -h | --help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "unknown argument: $1" >&2; exit 2 ;;
     esac
 done
@@ -85,7 +87,8 @@ search() { # name pid addr
     done
 }
 
-start_engine --republish-grace-ms 500
+# shellcheck disable=SC2086 # engine_args is a list of flags
+start_engine --republish-grace-ms 500 $engine_args
 search edge-engine "$ENGINE_PID" "$ENGINE_RTMP"
 kill "$ENGINE_PID"
 servers=(edge-engine)
