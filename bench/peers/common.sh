@@ -59,6 +59,16 @@ start_engine() {
     [ -n "$ENGINE_RTMP" ] || { cat "$work/$name.err" >&2; echo "edge-engine did not start" >&2; return 1; }
 }
 
+# Starts nginx with $work/nginx.conf pinned to CPU 0 and waits half a second for it. Sets
+# NGINX_PID (the master) and NGINX_PIDS (the master and its workers, for CPU accounting).
+start_nginx() {
+    taskset -c 0 nginx -p "$work" -c "$work/nginx.conf" -g 'daemon off;' &
+    NGINX_PID=$!
+    pids+=("$NGINX_PID")
+    sleep 0.5
+    mapfile -t NGINX_PIDS < <(echo "$NGINX_PID"; pgrep -P "$NGINX_PID")
+}
+
 # Writes $work/nginx.conf: the rtmp module on LISTEN with WORKERS workers of CONNECTIONS each,
 # and an application `live` with BODY (e.g. `live on;`).
 nginx_rtmp_conf() { # workers connections listen body

@@ -94,14 +94,10 @@ http {
     server { listen 127.0.0.1:$port_http; root $work/www; }
 }
 EOF
-    taskset -c 0 nginx -p "$work" -c "$work/nginx.conf" -g 'daemon off;' &
-    nginx_pid=$!
-    pids+=("$nginx_pid")
-    sleep 0.5
-    mapfile -t nginx_pids < <(echo "$nginx_pid"; pgrep -P "$nginx_pid")
-    result["nginx,$run"]=$(measure "n$run" "${nginx_pids[@]}" -- --publish-target "rtmp://127.0.0.1:$port_rtmp" --target "http://127.0.0.1:$port_http")
-    kill "$nginx_pid"
-    wait "$nginx_pid" 2>/dev/null || true
+    start_nginx
+    result["nginx,$run"]=$(measure "n$run" "${NGINX_PIDS[@]}" -- --publish-target "rtmp://127.0.0.1:$port_rtmp" --target "http://127.0.0.1:$port_http")
+    kill "$NGINX_PID"
+    wait "$NGINX_PID" 2>/dev/null || true
     echo "nginx, run $run: ${result["nginx,$run"]}" >&2
 done
 

@@ -84,15 +84,11 @@ http {
     server { listen 127.0.0.1:18181; root $work/www; }
 }
 EOF
-taskset -c 0 nginx -p "$work" -c "$work/nginx.conf" -g 'daemon off;' &
-nginx_pid=$!
-pids+=("$nginx_pid")
-sleep 0.5
-mapfile -t nginx_pids < <(echo "$nginx_pid"; pgrep -P "$nginx_pid")
+start_nginx
 curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:18181/small.ts | grep -q 200 || { echo "nginx does not serve the segment" >&2; exit 1; }
 for size in small big; do
     for c in 100 1000; do
-        result["nginx_${size}_$c"]=$(wrk_cell "http://127.0.0.1:18181/$size.ts" "$c" "${nginx_pids[@]}")
+        result["nginx_${size}_$c"]=$(wrk_cell "http://127.0.0.1:18181/$size.ts" "$c" "${NGINX_PIDS[@]}")
     done
 done
 

@@ -90,12 +90,8 @@ run_server "edge-engine coalesce $coalesce" "$ENGINE_PID" "$ENGINE_RTMP"
 kill -INT "$ENGINE_PID"
 
 nginx_rtmp_conf 1 19000 127.0.0.1:19356 'live on;'
-taskset -c 0 nginx -p "$work" -c "$work/nginx.conf" -g 'daemon off;' &
-nginx_pid=$!
-pids+=("$nginx_pid")
-sleep 0.5
-worker=$(pgrep -P "$nginx_pid" | head -n1)
-run_server nginx-rtmp "${worker:-$nginx_pid}" 127.0.0.1:19356
+start_nginx
+run_server nginx-rtmp "${NGINX_PIDS[1]:-$NGINX_PID}" 127.0.0.1:19356
 
 printf '\nRTMP CPU per player at ~600 kbit/s — %s, commit %s, %s, %ss per run\n' "$(date -u +%F)" \
     "$(git -C "$root" rev-parse --short HEAD)" "$(uname -r)" "$seconds"

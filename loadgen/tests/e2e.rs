@@ -110,14 +110,19 @@ fn a_broken_target_gives_a_non_zero_exit() {
 /// A fake HLS origin whose segment 2 answers 1.5 s late. Requests count from their intended
 /// time, so every segment queued behind the slow one is late too: the median moves, not
 /// just the maximum.
-#[test]
-fn a_slow_response_raises_the_measured_tail() {
+/// A fake HTTP server on 127.0.0.1. Every request on every connection is answered with
+/// `answer(path)`: the bytes to write, and whether to close the connection after them.
+fn fake_server(
+    answer: impl Fn(&str) -> (Vec<u8>, bool) + Send + Sync + 'static,
+) -> std::net::SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
+    let answer = std::sync::Arc::new(answer);
     std::thread::spawn(move || {
         for conn in listener.incoming() {
-            let mut s = conn.unwrap();
+            let Ok(mut s) = conn else { return };
             s.set_nodelay(true).unwrap();
+            let answer = std::sync::Arc::clone(&answer);
             std::thread::spawn(move || {
                 let mut buf = vec![0u8; 4096];
                 let mut pending = Vec::new();
@@ -130,34 +135,47 @@ fn a_slow_response_raises_the_measured_tail() {
                     while let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
                         let req = String::from_utf8_lossy(&pending[..end]).into_owned();
                         pending.drain(..end + 4);
-                        let path = req.split_whitespace().nth(1).unwrap_or("").to_string();
-                        let body: Vec<u8> = if path.ends_with(".m3u8") {
-                            let mut p =
-                                "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:0\n"
-                                    .to_string();
-                            for i in 0..10 {
-                                p += &format!("#EXTINF:2.000,\nx-{i}.ts\n");
-                            }
-                            p += "#EXT-X-ENDLIST\n";
-                            p.into_bytes()
-                        } else {
-                            if path.ends_with("x-2.ts") {
-                                std::thread::sleep(Duration::from_millis(1500));
-                            }
-                            vec![0x47; 188 * 10]
-                        };
-                        let head =
-                            format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len());
-                        if s.write_all(head.as_bytes())
-                            .and_then(|_| s.write_all(&body))
-                            .is_err()
-                        {
+                        let path = req.split_whitespace().nth(1).unwrap_or("");
+                        let (bytes, close) = answer(path);
+                        if s.write_all(&bytes).is_err() || close {
                             return;
                         }
                     }
                 }
             });
         }
+    });
+    addr
+}
+
+/// An ended playlist of `n` 2 s segments `x-0.ts` … .
+fn ended_playlist(n: usize) -> String {
+    let mut p = "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:0\n".to_string();
+    for i in 0..n {
+        p += &format!("#EXTINF:2.000,\nx-{i}.ts\n");
+    }
+    p + "#EXT-X-ENDLIST\n"
+}
+
+/// A 200 head saying `length`, then `body` (which may be shorter or longer than it says).
+fn response(length: usize, body: &[u8]) -> Vec<u8> {
+    let mut out = format!("HTTP/1.1 200 OK\r\nContent-Length: {length}\r\n\r\n").into_bytes();
+    out.extend_from_slice(body);
+    out
+}
+
+#[test]
+fn a_slow_response_raises_the_measured_tail() {
+    let addr = fake_server(|path| {
+        let body = if path.ends_with(".m3u8") {
+            ended_playlist(10).into_bytes()
+        } else {
+            if path.ends_with("x-2.ts") {
+                std::thread::sleep(Duration::from_millis(1500));
+            }
+            vec![0x47; 188 * 10]
+        };
+        (response(body.len(), &body), false)
     });
     let out = tmp("slow");
     let status = loadgen()
@@ -253,67 +271,17 @@ fn spoiling_server(spoil: Spoil) -> std::net::SocketAddr {
         }
         _ => {}
     }
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    std::thread::spawn(move || {
-        for conn in listener.incoming() {
-            let Ok(mut s) = conn else { return };
-            let segment = segment.clone();
-            std::thread::spawn(move || {
-                let mut buf = vec![0u8; 4096];
-                let mut pending = Vec::new();
-                loop {
-                    let n = match s.read(&mut buf) {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => n,
-                    };
-                    pending.extend_from_slice(&buf[..n]);
-                    while let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
-                        let req = String::from_utf8_lossy(&pending[..end]).into_owned();
-                        pending.drain(..end + 4);
-                        let path = req.split_whitespace().nth(1).unwrap_or("").to_string();
-                        if path.ends_with(".m3u8") {
-                            let mut p =
-                                "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:0\n"
-                                    .to_string();
-                            for i in 0..3 {
-                                p += &format!("#EXTINF:2.000,\nx-{i}.ts\n");
-                            }
-                            p += "#EXT-X-ENDLIST\n";
-                            let head =
-                                format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", p.len());
-                            if s.write_all(head.as_bytes())
-                                .and_then(|_| s.write_all(p.as_bytes()))
-                                .is_err()
-                            {
-                                return;
-                            }
-                            continue;
-                        }
-                        let length = match spoil {
-                            Spoil::ShortLength => segment.len() - 1000,
-                            _ => segment.len(),
-                        };
-                        let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {length}\r\n\r\n");
-                        let body = match spoil {
-                            Spoil::Truncated => &segment[..segment.len() / 2],
-                            _ => &segment[..],
-                        };
-                        if s.write_all(head.as_bytes())
-                            .and_then(|_| s.write_all(body))
-                            .is_err()
-                        {
-                            return;
-                        }
-                        if matches!(spoil, Spoil::Truncated) {
-                            return;
-                        }
-                    }
-                }
-            });
+    fake_server(move |path| {
+        if path.ends_with(".m3u8") {
+            let p = ended_playlist(3);
+            return (response(p.len(), p.as_bytes()), false);
         }
-    });
-    addr
+        match spoil {
+            Spoil::Truncated => (response(segment.len(), &segment[..segment.len() / 2]), true),
+            Spoil::ShortLength => (response(segment.len() - 1000, &segment), false),
+            _ => (response(segment.len(), &segment), false),
+        }
+    })
 }
 
 /// One HLS viewer in `--verify light` against a spoiling server: the run's JSON.

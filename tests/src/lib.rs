@@ -508,6 +508,23 @@ pub fn ffmpeg_publish(file: &std::path::Path, url: &str, extra_input_args: &[&st
         .expect("ffmpeg must be installed (.ci/run installs it)")
 }
 
+/// Publishes `bframes.flv` to `path` once (real time) and waits until its HLS playlist is
+/// complete (EXT-X-ENDLIST); returns the playlist.
+pub fn publish_and_wait_for_endlist(engine: &Engine, path: &str) -> String {
+    let mut publisher = ffmpeg_publish(&fixture("bframes.flv"), &engine.rtmp_url(path), &[]);
+    assert!(publisher.wait().unwrap().success());
+    let url = format!("/{path}.m3u8");
+    for _ in 0..400 {
+        let r = http_get(engine.http, &url);
+        let text = String::from_utf8_lossy(&r.body).into_owned();
+        if r.status() == 200 && text.contains("#EXT-X-ENDLIST") {
+            return text;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    panic!("{url} never got EXT-X-ENDLIST");
+}
+
 /// A child process killed (and reaped) when dropped.
 pub struct KillOnDrop(pub Child);
 

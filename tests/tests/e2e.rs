@@ -427,22 +427,6 @@ fn legacy_driver_fallback_serves_and_reports_it() {
     }
 }
 
-/// Publishes the fixture and waits until its HLS playlist is complete (EXT-X-ENDLIST).
-fn publish_and_wait_for_endlist(engine: &Engine, path: &str) -> String {
-    let mut publisher = ffmpeg_publish(&fixture(FIXTURE), &engine.rtmp_url(path), &[]);
-    assert!(publisher.wait().unwrap().success());
-    let url = format!("/{path}.m3u8");
-    for _ in 0..400 {
-        let r = http_get(engine.http, &url);
-        let text = String::from_utf8_lossy(&r.body).into_owned();
-        if r.status() == 200 && text.contains("#EXT-X-ENDLIST") {
-            return text;
-        }
-        std::thread::sleep(Duration::from_millis(25));
-    }
-    panic!("{url} never got EXT-X-ENDLIST");
-}
-
 #[test]
 fn hls_decodes_cleanly_and_matches_the_source_packets() {
     let engine = Engine::start(&["--cores", "2", "--republish-grace-ms", "300"]);

@@ -8,23 +8,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
-use tests::{ffmpeg_publish, fixture, http_get, parse_playlist, Engine};
-
-/// Publishes the fixture once (as fast as ffmpeg goes) and returns the ended playlist.
-fn publish_to_the_end(engine: &Engine, path: &str) -> String {
-    let mut publisher = ffmpeg_publish(&fixture("bframes.flv"), &engine.rtmp_url(path), &[]);
-    assert!(publisher.wait().unwrap().success());
-    let url = format!("/{path}.m3u8");
-    for _ in 0..400 {
-        let r = http_get(engine.http, &url);
-        let text = String::from_utf8_lossy(&r.body).into_owned();
-        if r.status() == 200 && text.contains("#EXT-X-ENDLIST") {
-            return text;
-        }
-        std::thread::sleep(Duration::from_millis(25));
-    }
-    panic!("{url} never got EXT-X-ENDLIST");
-}
+use tests::{http_get, parse_playlist, publish_and_wait_for_endlist, Engine};
 
 /// Writes all `requests` at once on one connection and reads until the server closes it (the
 /// last request says `Connection: close`).
@@ -82,8 +66,8 @@ fn segment_responses_are_byte_identical_by_reference_and_by_copy() {
     assert_eq!(paths(&by_ref), ["splice", "splice"], "every shard splices");
     assert_eq!(paths(&by_copy), ["writev", "writev"]);
 
-    let a = publish_to_the_end(&by_ref, "live/zc");
-    let b = publish_to_the_end(&by_copy, "live/zc");
+    let a = publish_and_wait_for_endlist(&by_ref, "live/zc");
+    let b = publish_and_wait_for_endlist(&by_copy, "live/zc");
     let (segs_a, _) = parse_playlist(&a);
     let (segs_b, _) = parse_playlist(&b);
     assert_eq!(segs_a, segs_b, "the same segments, cut the same way");
