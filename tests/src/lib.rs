@@ -572,12 +572,76 @@ pub fn framemd5(input: &str, timeout: Duration) -> (Vec<String>, String) {
         .read_to_string(&mut err)
         .unwrap();
     child.wait().unwrap();
-    let lines = out
-        .lines()
+    (packet_lines(&out), err)
+}
+
+/// ffmpeg's framemd5 listing of a live `input` played for `duration`, then stopped with
+/// SIGTERM (or ended by itself before that), and what it printed before the stop.
+///
+/// Stopping is this helper's, not the stream's, so ffmpeg's answer to it is left out: a
+/// SIGTERM that lands inside a read or a write makes that I/O fail with "Immediate exit
+/// requested" (AVERROR_EXIT), which it then logs at error level for the muxer, the trailer
+/// and the pipe, whatever the stream did. Whether it does depends on where the signal lands
+/// (`framemd5` under `timeout` saw it once in a few dozen CI runs). Every line printed before
+/// the signal is kept, so a real playback error still shows.
+pub fn framemd5_for(input: &str, duration: Duration) -> (Vec<String>, String) {
+    let mut child = Command::new("ffmpeg")
+        .args([
+            "-nostdin", "-v", "error", "-i", input, "-c", "copy", "-f", "framemd5", "-",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let out = std::thread::spawn(move || {
+        let mut out = String::new();
+        let _ = stdout.read_to_string(&mut out);
+        out
+    });
+    let err_lines = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let sink = err_lines.clone();
+    let err = std::thread::spawn(move || {
+        for line in stderr.lines().map_while(Result::ok) {
+            sink.lock().unwrap().push(line);
+        }
+    });
+    let deadline = Instant::now() + duration;
+    let mut before_stop = None;
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() >= deadline {
+            // Lines are counted before the signal is sent: any later one is the stop's.
+            before_stop = Some(err_lines.lock().unwrap().len());
+            // SAFETY: kill(2) on our own child's pid, which `child` has not reaped yet.
+            unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+            let killed_at = Instant::now();
+            while child.try_wait().unwrap().is_none() {
+                if killed_at.elapsed() > Duration::from_secs(10) {
+                    let _ = child.kill();
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.wait();
+    let out = out.join().unwrap();
+    err.join().unwrap();
+    let err_lines = err_lines.lock().unwrap();
+    let kept = before_stop.unwrap_or(err_lines.len());
+    let err = err_lines[..kept].iter().map(|l| format!("{l}\n")).collect();
+    (packet_lines(&out), err)
+}
+
+/// A framemd5 listing's packet lines (its `#` header left out).
+fn packet_lines(out: &str) -> Vec<String> {
+    out.lines()
         .filter(|l| !l.starts_with('#'))
         .map(str::to_string)
-        .collect();
-    (lines, err)
+        .collect()
 }
 
 /// A fixture's own packets, as ffmpeg's framemd5 sees them (at least 200 of them).

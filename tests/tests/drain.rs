@@ -396,7 +396,7 @@ fn hls_viewers_of_a_draining_edge_carry_on_at_a_peer_without_a_stall_or_a_skippe
     });
     // ffmpeg plays from e1 too, packets listed as they come.
     let playlist = e1.http_url("/live/cam0.m3u8");
-    let player = std::thread::spawn(move || framemd5(&playlist, Duration::from_secs(26)));
+    let player = std::thread::spawn(move || framemd5_for(&playlist, Duration::from_secs(26)));
     std::thread::sleep(Duration::from_secs(10));
     e1.signal(libc::SIGTERM);
     eventually("/readyz to fail", Duration::from_secs(5), || {
