@@ -2,6 +2,8 @@
 //! Sans-IO like the rest of edge-core: frames in, segment bytes and playlists out.
 
 pub mod catalog;
+pub mod demux;
+pub mod feed;
 pub mod m3u8;
 pub mod pull;
 pub mod segmenter;
