@@ -675,6 +675,8 @@ pub struct PlayLog {
     pub first_frame: Option<(MediaKind, bool)>,
     /// The server redirected the play (SRS-style RTMP 302) to this tcUrl.
     pub redirect: Option<String>,
+    /// Every audio and video message (kind, timestamp, body), with [`PlayOpts::keep_frames`].
+    pub frames: Vec<(MediaKind, u32, Bytes)>,
 }
 
 /// How a test player behaves.
@@ -687,6 +689,8 @@ pub struct PlayOpts {
     pub rcvbuf: Option<usize>,
     /// Also end when a status with this code arrives.
     pub until_status: Option<String>,
+    /// Keep every message in [`PlayLog::frames`].
+    pub keep_frames: bool,
 }
 
 impl Default for PlayOpts {
@@ -696,6 +700,7 @@ impl Default for PlayOpts {
             stall_after_bytes: None,
             rcvbuf: None,
             until_status: Some("NetStream.Play.UnpublishNotify".into()),
+            keep_frames: false,
         }
     }
 }
@@ -788,7 +793,12 @@ pub fn play_rtmp(
                     kind,
                     timestamp,
                     body,
-                } => record_media(&mut log, kind, timestamp, &body, progress),
+                } => {
+                    record_media(&mut log, kind, timestamp, &body, progress);
+                    if opts.keep_frames && kind != MediaKind::Data {
+                        log.frames.push((kind, timestamp, body));
+                    }
+                }
                 ClientEvent::Redirect { url } => {
                     log.redirect = Some(url);
                     return log;

@@ -179,6 +179,7 @@ fn a_stalled_player_does_not_hold_back_others_and_is_disconnected() {
             rcvbuf: Some(4096),
             deadline: Duration::from_secs(120),
             until_status: None,
+            ..PlayOpts::default()
         };
         play_rtmp(addr, "live", "slow", &opts, None)
     });

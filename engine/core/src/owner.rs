@@ -15,6 +15,11 @@
 //! 4. Every subscriber gets an [`OwnerEffect::Update`]; one whose channel was full lags and
 //!    is resynchronised with a snapshot at the next keyframe.
 //!
+//! At an edge whose origins give only HLS, the stream's publisher is an [`HlsFeed`]: the
+//! shard hands it the segments its HLS pull fetched ([`Owner::handle_hls_segment`]), and its
+//! paced frames are published like a pull's. The HLS viewers keep the origin's own segments,
+//! so the segmenter stays off.
+//!
 //! Must not: touch a socket, a channel or a clock; hold more than the join cache's bounds.
 
 use std::sync::Arc;
@@ -23,6 +28,7 @@ use bytes::Bytes;
 
 use crate::forward::{Forward, ForwardEffect, ForwardNote};
 use crate::gop::GopLimits;
+use crate::hls::feed::{FeedFrame, FeedNote, HlsFeed};
 use crate::hls::{HlsConfig, HlsSnapshot, SegmentStore, Segmenter, SegmenterError};
 use crate::ids::{LinkId, ShardId};
 use crate::media::{self, Frame, MediaError, StreamKey, TagInfo};
@@ -43,7 +49,13 @@ pub struct EdgeConfig {
     /// Local publishes are forwarded to an origin (the edge role). An origin that pulls what
     /// the registry places elsewhere (`--cluster-mode pull`) keeps its publishes.
     pub forward: bool,
+    /// HTTP origins exist: a stream no RTMP origin gives is fed from the HLS pull
+    /// ([`OwnerEffect::StartHlsFeed`]).
+    pub hls_feed: bool,
 }
+
+/// Publisher ids of HLS feeds (bit 62; connections use the low 62 bits, links bit 63).
+const FEED_PUBLISHER: u64 = 1 << 62;
 
 /// What every owner on a shard shares.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -103,6 +115,12 @@ pub enum OwnerEffect {
     Note(OwnerNote),
     /// What [`Owner::view`] shows changed.
     ViewChanged,
+    /// Feed this stream from its HLS pull: start the pull (with `query`) if it is not
+    /// running, keep it running, and hand every segment it completes to
+    /// [`Owner::handle_hls_segment`] (failures to [`Owner::handle_hls_segment_failed`]).
+    StartHlsFeed { query: Option<Arc<str>> },
+    /// The feed ended: the HLS pull goes on only for its own viewers.
+    StopHlsFeed,
     /// Nothing is left (no publisher or grace, no subscriber, no pull, no forward): drop it.
     Free,
 }
@@ -132,6 +150,12 @@ pub enum OwnerNote {
         first: bool,
     },
     UpstreamMediaDropped(MediaError),
+    HlsFeedStarted,
+    /// No subscriber for `idle_ms`.
+    HlsFeedIdle {
+        idle_ms: u64,
+    },
+    HlsFeed(FeedNote),
 }
 
 /// Where a stream's media comes from.
@@ -140,7 +164,7 @@ pub enum Source {
     None,
     /// Published here.
     Publisher,
-    /// Pulled from an origin.
+    /// Pulled from an origin (over RTMP, or fed from an HLS pull).
     Upstream,
 }
 
@@ -180,6 +204,22 @@ struct Subscriber {
     lagging: bool,
 }
 
+/// A stream fed from its HLS pull.
+#[derive(Debug)]
+struct FeedRun {
+    feed: HlsFeed,
+    publisher: PublisherId,
+    /// No subscriber since then: the feed ends `upstream_idle_ms` later.
+    unused_since: Option<u64>,
+}
+
+impl FeedRun {
+    fn poll_timeout(&self, idle_ms: u64) -> Option<u64> {
+        let idle = self.unused_since.map(|t| t.saturating_add(idle_ms));
+        [self.feed.poll_timeout(), idle].into_iter().flatten().min()
+    }
+}
+
 /// One stream's owner state.
 pub struct Owner<S: SegmentStore> {
     key: StreamKey,
@@ -190,6 +230,9 @@ pub struct Owner<S: SegmentStore> {
     store: S,
     segmenter: Option<Segmenter<S>>,
     pull: Option<Pull>,
+    feed: Option<FeedRun>,
+    /// Feeds started so far (each publishes with an id of its own).
+    feeds: u64,
     forward: Option<Forward>,
     ids: LinkIds,
     /// Failovers of pulls that are gone (the view adds the current pull's).
@@ -213,6 +256,8 @@ impl<S: SegmentStore + Clone> Owner<S> {
             store,
             segmenter: None,
             pull: None,
+            feed: None,
+            feeds: 0,
             forward: None,
             ids: LinkIds::new(instance),
             past_failovers: 0,
@@ -228,6 +273,11 @@ impl<S: SegmentStore + Clone> Owner<S> {
     /// What a new subscriber or a forward session starts from.
     pub fn join_frames(&self) -> impl Iterator<Item = &Frame> {
         self.cache.join_frames()
+    }
+
+    /// Whether the stream is fed from its HLS pull (whose segments its HLS viewers get).
+    pub fn fed_by_hls(&self) -> bool {
+        self.feed.is_some()
     }
 
     /// Whether `link` is one of this stream's upstream connections.
@@ -257,6 +307,9 @@ impl<S: SegmentStore + Clone> Owner<S> {
         if let Some(p) = &mut self.pull {
             p.handle_in_use(true, now_ms);
         }
+        if let Some(f) = &mut self.feed {
+            f.unused_since = None;
+        }
         self.handle_demand(query, now_ms, out);
     }
 
@@ -266,6 +319,9 @@ impl<S: SegmentStore + Clone> Owner<S> {
         if self.subscribers.is_empty() {
             if let Some(p) = &mut self.pull {
                 p.handle_in_use(false, now_ms);
+            }
+            if let Some(f) = &mut self.feed {
+                f.unused_since = Some(now_ms);
             }
         }
         self.check_free(out);
@@ -287,6 +343,9 @@ impl<S: SegmentStore + Clone> Owner<S> {
         }
         if let Some(p) = &mut self.pull {
             p.handle_demand(now_ms);
+            return;
+        }
+        if self.feed.is_some() {
             return;
         }
         if !self.master.is_idle() {
@@ -312,7 +371,10 @@ impl<S: SegmentStore + Clone> Owner<S> {
             .cloned()
             .collect();
         if origins.is_empty() {
-            // Registry only, and the stream is nowhere yet: viewers wait for it to appear.
+            if edge.hls_feed {
+                self.start_feed(query, now_ms, out);
+            }
+            // Otherwise registry only, and the stream is nowhere yet: viewers wait for it.
             return;
         }
         let mut pe = Vec::new();
@@ -387,6 +449,7 @@ impl<S: SegmentStore + Clone> Owner<S> {
                 out.push(OwnerEffect::Note(OwnerNote::PublishAccepted));
                 // Edge mode: a local publisher replaces a pull that had no media yet.
                 self.stop_pull(out);
+                self.stop_feed(out);
                 self.broadcast(updates, out);
                 self.start_forward(query, cluster_origins, now_ms, out);
                 out.push(OwnerEffect::ViewChanged);
@@ -496,6 +559,9 @@ impl<S: SegmentStore + Clone> Owner<S> {
             self.master.poll_timeout(),
             self.pull.as_ref().and_then(Pull::poll_timeout),
             self.forward.as_ref().and_then(Forward::poll_timeout),
+            self.feed
+                .as_ref()
+                .and_then(|f| f.poll_timeout(self.idle_ms())),
         ]
         .into_iter()
         .flatten()
@@ -528,7 +594,125 @@ impl<S: SegmentStore + Clone> Owner<S> {
                 out.push(OwnerEffect::ViewChanged);
             }
         }
+        let idle_ms = self.idle_ms();
+        let feed_idle = self
+            .feed
+            .as_ref()
+            .and_then(|f| f.unused_since)
+            .is_some_and(|t| now_ms >= t.saturating_add(idle_ms));
+        if feed_idle {
+            self.end_feed(out);
+        } else {
+            self.run_feed(now_ms, out);
+        }
         self.check_free(out);
+    }
+
+    // ----- the HLS feed ---------------------------------------------------------------------
+
+    /// Segment `seq` of the stream's HLS pull is complete (`newest`: the newest segment the
+    /// pull knows; a new feed starts there).
+    pub fn handle_hls_segment(
+        &mut self,
+        seq: u64,
+        newest: u64,
+        discontinuity: bool,
+        pieces: Vec<Bytes>,
+        now_ms: u64,
+        out: &mut Vec<OwnerEffect>,
+    ) {
+        let Some(f) = &mut self.feed else {
+            return;
+        };
+        let mut notes = Vec::new();
+        f.feed
+            .handle_segment(seq, newest, discontinuity, pieces, &mut notes);
+        out.extend(
+            notes
+                .into_iter()
+                .map(|n| OwnerEffect::Note(OwnerNote::HlsFeed(n))),
+        );
+        self.run_feed(now_ms, out);
+    }
+
+    /// Segment `seq` of the stream's HLS pull could not be fetched.
+    pub fn handle_hls_segment_failed(&mut self, seq: u64, now_ms: u64, out: &mut Vec<OwnerEffect>) {
+        let Some(f) = &mut self.feed else {
+            return;
+        };
+        let mut notes = Vec::new();
+        f.feed.handle_segment_failed(seq, &mut notes);
+        out.extend(
+            notes
+                .into_iter()
+                .map(|n| OwnerEffect::Note(OwnerNote::HlsFeed(n))),
+        );
+        self.run_feed(now_ms, out);
+    }
+
+    fn idle_ms(&self) -> u64 {
+        self.config.edge.as_ref().map_or(0, |e| e.upstream_idle_ms)
+    }
+
+    fn start_feed(&mut self, query: Option<Arc<str>>, now_ms: u64, out: &mut Vec<OwnerEffect>) {
+        self.feeds += 1;
+        self.feed = Some(FeedRun {
+            feed: HlsFeed::new(),
+            publisher: PublisherId(FEED_PUBLISHER | self.feeds),
+            unused_since: self.subscribers.is_empty().then_some(now_ms),
+        });
+        out.push(OwnerEffect::StartHlsFeed { query });
+        out.push(OwnerEffect::Note(OwnerNote::HlsFeedStarted));
+        out.push(OwnerEffect::ViewChanged);
+    }
+
+    /// Publishes the frames whose time has come (the first one publishes the feed).
+    fn run_feed(&mut self, now_ms: u64, out: &mut Vec<OwnerEffect>) {
+        let Some(f) = &mut self.feed else {
+            return;
+        };
+        let mut frames: Vec<FeedFrame> = Vec::new();
+        f.feed.poll_frames(now_ms, &mut frames);
+        let publisher = f.publisher;
+        for frame in frames {
+            if !self.master.is_live(publisher) {
+                match self.master.handle_publish(publisher, now_ms) {
+                    Ok(updates) => {
+                        self.broadcast(updates, out);
+                        out.push(OwnerEffect::ViewChanged);
+                    }
+                    // A local publisher has the stream now: the feed is not needed.
+                    Err(_) => return self.stop_feed(out),
+                }
+            }
+            match media::parse_tag(frame.kind, &frame.body) {
+                Ok(tag) => self.handle_media(publisher, frame.timestamp, frame.body, tag, out),
+                Err(e) => out.push(OwnerEffect::Note(OwnerNote::UpstreamMediaDropped(e))),
+            }
+        }
+    }
+
+    /// A local publisher replaces a feed that had published nothing yet.
+    fn stop_feed(&mut self, out: &mut Vec<OwnerEffect>) {
+        if self.feed.take().is_some() {
+            out.push(OwnerEffect::StopHlsFeed);
+            out.push(OwnerEffect::ViewChanged);
+        }
+    }
+
+    /// No subscriber for `upstream_idle_ms`: the stream ends here, as an idle pull's does
+    /// (its HLS stays with the HLS pull).
+    fn end_feed(&mut self, out: &mut Vec<OwnerEffect>) {
+        if self.feed.take().is_none() {
+            return;
+        }
+        out.push(OwnerEffect::Note(OwnerNote::HlsFeedIdle {
+            idle_ms: self.idle_ms(),
+        }));
+        let updates = self.master.end();
+        self.broadcast(updates, out);
+        out.push(OwnerEffect::StopHlsFeed);
+        out.push(OwnerEffect::ViewChanged);
     }
 
     /// What the streams API shows.
@@ -565,6 +749,7 @@ impl<S: SegmentStore + Clone> Owner<S> {
         });
         let source = match (&self.pull, self.master.is_idle()) {
             (Some(_), _) => Source::Upstream,
+            (None, _) if self.feed.is_some() => Source::Upstream,
             (None, false) => Source::Publisher,
             (None, true) => Source::None,
         };
@@ -581,6 +766,7 @@ impl<S: SegmentStore + Clone> Owner<S> {
         if self.master.is_idle()
             && self.subscribers.is_empty()
             && self.pull.is_none()
+            && self.feed.is_none()
             && self.forward.is_none()
         {
             out.push(OwnerEffect::Free);
@@ -778,6 +964,10 @@ impl<S: SegmentStore + Clone> Owner<S> {
     }
 
     fn feed_hls(&mut self, update: &StreamUpdate, out: &mut Vec<OwnerEffect>) {
+        if self.feed.is_some() {
+            // The HLS pull serves the origin's own segments.
+            return;
+        }
         let refused_before = self.segmenter.as_ref().map_or(0, |s| s.refused_segments);
         let unaligned_before = self.segmenter.as_ref().map_or(0, |s| s.unaligned_cuts);
         let result = match update {

@@ -500,9 +500,9 @@ impl Config {
         self.cpus.len()
     }
 
-    /// Edge mode: streams come from origins (static ones, or the registry's).
+    /// Edge mode: streams come from origins (static RTMP or HTTP ones, or the registry's).
     pub fn is_edge(&self) -> bool {
-        !self.origins.is_empty() || self.origin_registry
+        !self.origins.is_empty() || !self.hls_origins.is_empty() || self.origin_registry
     }
 
     /// Streams that are not published here are pulled (an edge, or an origin in

@@ -216,6 +216,7 @@ impl Shard {
             upstream_timeout_ms: config.upstream_timeout_ms,
             upstream_idle_ms: config.upstream_idle_ms,
             forward: config.is_edge(),
+            hls_feed: !config.hls_origins.is_empty(),
         });
         let owner_config = Arc::new(OwnerConfig {
             me: id,
@@ -513,8 +514,17 @@ impl Shard {
 
     fn new_owned(&self, key: &StreamKey) -> Owned {
         self.stats().streams_owned.inc();
-        let view = Arc::new(StreamView::new(key.clone(), self.id));
-        self.stats.add_stream(Arc::clone(&view));
+        // A stream pulled over HLS here already has a view: one stream, one entry.
+        let pulled_view = self
+            .hls_pulls
+            .borrow()
+            .get(key)
+            .map(|r| Arc::clone(&r.view));
+        let view = pulled_view.unwrap_or_else(|| {
+            let view = Arc::new(StreamView::new(key.clone(), self.id));
+            self.stats.add_stream(Arc::clone(&view));
+            view
+        });
         let store = ArenaStore {
             arena: Arc::clone(&self.arena),
         };

@@ -88,6 +88,10 @@ counters! {
     hls_origin_bytes: "counter", "HLS pull: bytes of playlists and segments received from HTTP origins";
     hls_origin_errors: "counter", "HLS pull: origin requests that failed (status, timeout, connection, truncated body)";
     hls_origin_failovers: "counter", "HLS pull: pulls moved to the next HTTP origin";
+    hls_feeds_started: "counter", "HLS feed: streams whose RTMP and FLV viewers are fed from an HLS pull (the pulled TS demuxed into frames)";
+    hls_feeds_active: "gauge", "HLS feed: streams fed from an HLS pull now";
+    hls_feed_segments: "counter", "HLS feed: pulled segments demuxed into frames";
+    hls_feed_skipped: "counter", "HLS feed: pulled segments that gave no frames (failed, never arrived, or not demuxable)";
     forwards_started: "counter", "Edge: publishes forwarded to an origin";
     forward_sessions: "gauge", "Edge: forwarding connections publishing to an origin now";
     cluster_redirects: "counter", "Cluster: plays sent to the node that holds the stream (RTMP 302, HTTP 302)";

@@ -22,7 +22,9 @@
 //!    whose numbers went backwards: a restart).
 //! 6. A failed segment is remembered for [`HlsPullConfig::negative_ms`] (requests get its
 //!    error without reaching the origin), then fetched again, at most [`SEGMENT_RETRIES`] times.
-//! 7. No playlist request for `idle_ms`: [`HlsPullEffect::Idle`].
+//! 7. No playlist request for `idle_ms`: [`HlsPullEffect::Idle`], unless the pull feeds
+//!    the stream's RTMP and FLV viewers ([`HlsPull::set_feeding`]): then every new segment
+//!    is fetched (prefetch or not) and the pull lasts as long as the feed.
 //!
 //! A multivariant playlist is relayed as it is; each variant is its own stream key at the
 //! edge, pulled the same way (its URI must be a name in the same directory).
@@ -324,6 +326,8 @@ pub struct HlsPull {
     /// A multivariant playlist, relayed.
     multivariant: Option<(Bytes, Vec<usize>)>,
     published: Option<PulledPlaylist>,
+    /// The stream's owner is fed from the segments ([`HlsPull::set_feeding`]).
+    feeding: bool,
 }
 
 impl HlsPull {
@@ -351,7 +355,28 @@ impl HlsPull {
             ended: false,
             multivariant: None,
             published: None,
+            feeding: false,
         }
+    }
+
+    /// The stream's RTMP and FLV viewers are fed from the segments (`on`), or no longer.
+    /// While fed, every new segment is fetched as it appears, the newest known one at once,
+    /// and the pull does not idle; when the feed ends, idling counts from `now_ms`.
+    pub fn set_feeding(&mut self, on: bool, now_ms: u64, fx: &mut Vec<HlsPullEffect>) {
+        self.feeding = on;
+        if !on {
+            self.last_demand = now_ms;
+            return;
+        }
+        if let Some(s) = self.segs.back().filter(|s| s.state == SegState::Idle) {
+            let seq = s.seq;
+            self.fetch(seq, fx);
+        }
+    }
+
+    /// The newest segment the pull knows (listed or not).
+    pub fn newest_seq(&self) -> Option<u64> {
+        self.segs.back().map(|s| s.seq)
     }
 
     /// The origin in use.
@@ -531,7 +556,14 @@ impl HlsPull {
             });
             self.last_origin_seq = Some(s.seq);
             changed = true;
-            if self.cfg.prefetch {
+            if self.cfg.prefetch || (self.feeding && !first_load) {
+                self.fetch(seq, fx);
+            }
+        }
+        // A feed without prefetch starts with the newest segment of a first load.
+        if self.feeding && first_load && !self.cfg.prefetch {
+            if let Some(s) = self.segs.back().filter(|s| s.state == SegState::Idle) {
+                let seq = s.seq;
                 self.fetch(seq, fx);
             }
         }
@@ -665,7 +697,7 @@ impl HlsPull {
 
     /// When [`HlsPull::handle_timeout`] wants to run.
     pub fn poll_timeout(&self) -> Option<u64> {
-        let idle = self.last_demand.saturating_add(self.cfg.idle_ms);
+        let idle = (!self.feeding).then(|| self.last_demand.saturating_add(self.cfg.idle_ms));
         let reload = if self.loading { None } else { self.reload_at };
         let retry = self
             .segs
@@ -679,11 +711,11 @@ impl HlsPull {
                 _ => None,
             })
             .min();
-        [Some(idle), reload, retry].into_iter().flatten().min()
+        [idle, reload, retry].into_iter().flatten().min()
     }
 
     pub fn handle_timeout(&mut self, now_ms: u64, fx: &mut Vec<HlsPullEffect>) {
-        if now_ms >= self.last_demand.saturating_add(self.cfg.idle_ms) {
+        if !self.feeding && now_ms >= self.last_demand.saturating_add(self.cfg.idle_ms) {
             fx.push(HlsPullEffect::Idle);
             return;
         }

@@ -70,6 +70,9 @@ struct Sim {
     forward_queue: crate::queue::FrameQueue,
     hls: Vec<HlsSnapshot>,
     freed: bool,
+    /// Feeds asked for (with their query) and ended.
+    feeds_started: Vec<Option<Arc<str>>>,
+    feeds_stopped: usize,
 }
 
 fn config(edge: bool) -> OwnerConfig {
@@ -86,6 +89,7 @@ fn config(edge: bool) -> OwnerConfig {
             upstream_timeout_ms: 1500,
             upstream_idle_ms: 5000,
             forward: true,
+            hls_feed: false,
         }),
     }
 }
@@ -105,7 +109,21 @@ impl Sim {
             forward_queue: crate::queue::FrameQueue::new(2000),
             hls: Vec::new(),
             freed: false,
+            feeds_started: Vec::new(),
+            feeds_stopped: 0,
         }
+    }
+
+    /// An edge whose only origins are HTTP ones: RTMP and FLV viewers are fed from HLS.
+    fn hls_only_edge() -> Sim {
+        let mut c = config(true);
+        if let Some(e) = &mut c.edge {
+            e.origins.clear();
+            e.hls_feed = true;
+        }
+        let mut sim = Sim::new(true);
+        sim.owner = Owner::new(sim.owner.key().clone(), Arc::new(c), VecStore, 77);
+        sim
     }
 
     /// Runs every effect the owner produced, and the replicas' in turn.
@@ -140,6 +158,8 @@ impl Sim {
                     }
                     OwnerEffect::Hls(s) => self.hls.push(s),
                     OwnerEffect::Free => self.freed = true,
+                    OwnerEffect::StartHlsFeed { query } => self.feeds_started.push(query),
+                    OwnerEffect::StopHlsFeed => self.feeds_stopped += 1,
                     _ => {}
                 }
             }
@@ -721,4 +741,83 @@ fn an_edge_forwards_to_the_registry_origins_first_and_a_pulling_origin_keeps_its
     assert_eq!(sim2.links.len(), 1);
     assert_eq!(sim2.links[0].1, LinkRole::Pull);
     assert_eq!(sim2.urls[&sim2.links[0].0], "rtmp://n1:1935/live");
+}
+
+/// An HLS segment of 1 s (25 pictures, a keyframe first, and AAC) from `start_ms`.
+fn hls_segment(sim: &mut Sim, seq: u64, start_ms: u64) {
+    let pieces = crate::hls::feed::tests::segment(start_ms, 0);
+    sim.owner
+        .handle_hls_segment(seq, seq, false, pieces, sim.now, &mut sim.effects);
+    sim.run();
+}
+
+#[test]
+fn at_an_hls_only_edge_rtmp_viewers_are_fed_from_the_hls_pull_and_the_feed_idles_out() {
+    let mut sim = Sim::hls_only_edge();
+    sim.now = 1_000;
+    sim.add_viewer(ShardId(1), 10);
+    assert_eq!(sim.feeds_started, vec![None], "one feed asked for");
+    assert!(sim.owner.fed_by_hls());
+    assert!(
+        sim.links.is_empty(),
+        "no RTMP link: there is no RTMP origin"
+    );
+    // A second shard's viewer: the same feed.
+    sim.add_viewer(ShardId(2), 20);
+    assert_eq!(sim.feeds_started.len(), 1);
+    // The pull's segments: frames are published as their time comes.
+    hls_segment(&mut sim, 7, 7_000);
+    let early = sim.viewers[&10].1.pictures();
+    assert_eq!(early.first(), Some(&(0, true)), "{early:?}");
+    assert!(early.len() < 3, "paced, not all at once: {early:?}");
+    hls_segment(&mut sim, 8, 8_000);
+    sim.advance(sim.now + 2_000);
+    for id in [10, 20] {
+        let v = &sim.viewers[&id].1;
+        let pics = v.pictures();
+        assert_eq!(pics.len(), 50, "viewer {id}");
+        assert!(
+            pics.windows(2).all(|w| w[1].0 == w[0].0 + 40),
+            "viewer {id}: {pics:?}"
+        );
+        // Each track's sequence header came before its frames.
+        for kind in [MediaKind::Video, MediaKind::Audio] {
+            let first = v.got.iter().find(|g| g.0 == kind);
+            assert!(
+                first.is_some_and(|g| g.3),
+                "viewer {id}: {kind:?} {first:?}"
+            );
+        }
+    }
+    // The HLS viewers get the origin's segments: the owner segments nothing.
+    assert!(sim.hls.is_empty());
+    assert_eq!(sim.owner.view().source, Source::Upstream);
+    // A local publish cannot take a stream the feed publishes.
+    sim.publish(P1);
+    assert!(sim.owner.fed_by_hls());
+    // Everyone leaves: the feed ends after upstream_idle_ms, and the stream with it.
+    sim.remove_viewer(10);
+    sim.remove_viewer(20);
+    sim.advance(sim.now + 4_000);
+    assert_eq!(sim.feeds_stopped, 0);
+    assert!(!sim.freed);
+    sim.advance(sim.now + 1_500);
+    assert_eq!(sim.feeds_stopped, 1);
+    assert!(!sim.owner.fed_by_hls());
+    assert!(sim.freed);
+}
+
+#[test]
+fn a_local_publish_replaces_a_feed_that_has_published_nothing() {
+    let mut sim = Sim::hls_only_edge();
+    sim.add_viewer(ShardId(1), 10);
+    assert!(sim.owner.fed_by_hls());
+    sim.publish(P1);
+    assert_eq!(sim.feeds_stopped, 1);
+    assert!(!sim.owner.fed_by_hls());
+    sim.headers(P1);
+    pictures(&mut sim, P1, 0, 3, 10);
+    assert_eq!(sim.viewers[&10].1.pictures().len(), 3);
+    // No RTMP origin to forward it to: it stays here.
+    assert!(sim.links.is_empty());
 }

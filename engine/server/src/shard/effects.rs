@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use edge_core::forward::ForwardNote;
+use edge_core::hls::feed::FeedNote;
 use edge_core::owner::{LinkRole, OwnerEffect, OwnerNote};
 use edge_core::pull::PullNote;
 use edge_core::stream::StreamUpdate;
@@ -48,6 +49,8 @@ impl Shard {
                     }
                 }
                 OwnerEffect::ForgetHls => self.forget_hls(key),
+                OwnerEffect::StartHlsFeed { query } => self.start_hls_feed(key, query.as_deref()),
+                OwnerEffect::StopHlsFeed => self.stop_hls_feed(key),
                 OwnerEffect::Connect {
                     link,
                     role,
@@ -86,7 +89,10 @@ impl Shard {
 
     pub(super) fn free_owned(&self, key: &StreamKey, o: Owned) {
         self.stats().streams_owned.dec();
-        self.stats.remove_stream(self.id, key);
+        // An HLS pull of the stream shows the same view; it goes with the last of them.
+        if !self.hls_pulls.borrow().contains_key(key) {
+            self.stats.remove_stream(self.id, key);
+        }
         self.links.borrow_mut().retain(|_, t| {
             let mine = t.key == *key;
             if mine {
@@ -261,6 +267,21 @@ impl Shard {
             }
             OwnerNote::UpstreamMediaDropped(e) => {
                 warn!(shard = %id, %key, "dropping upstream media: {e}")
+            }
+            OwnerNote::HlsFeedStarted => {}
+            OwnerNote::HlsFeed(FeedNote::Demuxed { seq, frames }) => {
+                s.hls_feed_segments.inc();
+                debug!(shard = %id, %key, seq, frames, "HLS feed: segment demuxed")
+            }
+            OwnerNote::HlsFeedIdle { idle_ms } => {
+                info!(shard = %id, %key, idle_ms, "no RTMP or FLV viewers left: the HLS feed ends")
+            }
+            OwnerNote::HlsFeed(FeedNote::Skipped { seq, why }) => {
+                s.hls_feed_skipped.inc();
+                warn!(shard = %id, %key, seq, "HLS feed skips a segment: {why:?}")
+            }
+            OwnerNote::HlsFeed(FeedNote::Rebased { seq }) => {
+                info!(shard = %id, %key, seq, "HLS feed: timestamps rebased (discontinuity)")
             }
         }
     }

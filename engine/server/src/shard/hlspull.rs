@@ -7,9 +7,15 @@
 //! shard for a segment that is neither here nor on its way asks the owner (`HlsMiss`); the
 //! owner's pull fetches it at most once, and every shard hears the same download.
 //!
+//! A stream whose owner is fed from HLS ([`OwnerEffect::StartHlsFeed`], RTMP and FLV viewers
+//! of an HLS-only origin) keeps its pull running while the feed lasts, and gets each
+//! completed segment (its shared pieces, not a copy) handed to the owner here.
+//!
 //! Must not: decide when to reload, what to list, or where to fail over (the pull does),
 //! block the shard (every origin request is a task with deadlines), or copy segment bytes
 //! per viewer (the pieces are shared).
+//!
+//! [`OwnerEffect::StartHlsFeed`]: edge_core::owner::OwnerEffect::StartHlsFeed
 
 use std::collections::BTreeMap;
 use std::rc::Rc;
@@ -55,7 +61,10 @@ pub(super) struct PullRun {
     pull: HlsPull,
     /// Completed segments, by the edge's number.
     done: BTreeMap<u64, Segment>,
-    view: Arc<StreamView>,
+    /// Shared with the stream's owner while it has one.
+    pub(super) view: Arc<StreamView>,
+    /// The stream's owner is fed from this pull's segments.
+    feeding: bool,
 }
 
 impl Shard {
@@ -87,36 +96,125 @@ impl Shard {
     }
 
     /// On the owner shard: a playlist request for `key` (from any shard) starts or keeps its
-    /// pull. A stream published (or played over RTMP) here is not pulled over HLS.
+    /// pull. A stream published (or pulled over RTMP) here is not pulled over HLS; one fed
+    /// from HLS is.
     pub(super) fn hls_pull_demand(self: &Rc<Self>, key: &StreamKey, query: Option<&str>) {
-        if self.owners.borrow().contains_key(key) {
+        if self
+            .owners
+            .borrow()
+            .get(key)
+            .is_some_and(|o| !o.owner.fed_by_hls())
+        {
+            return;
+        }
+        self.ensure_hls_pull(key);
+        let now = self.now_ms();
+        self.with_hls_pull(key, |p, fx| p.handle_demand(query, now, fx));
+    }
+
+    /// Creates `key`'s pull if it is not running (its stream view shared with the owner's,
+    /// if there is one).
+    fn ensure_hls_pull(&self, key: &StreamKey) {
+        if self.hls_pulls.borrow().contains_key(key) {
             return;
         }
         let now = self.now_ms();
-        if !self.hls_pulls.borrow().contains_key(key) {
-            let pull = HlsPull::new(
-                self.hls_pull_config(),
-                self.config.hls_origins.clone(),
-                key.stream(),
-                now,
-            );
+        let pull = HlsPull::new(
+            self.hls_pull_config(),
+            self.config.hls_origins.clone(),
+            key.stream(),
+            now,
+        );
+        let owned_view = self.owners.borrow().get(key).map(|o| Arc::clone(&o.view));
+        let view = owned_view.unwrap_or_else(|| {
             let view = Arc::new(StreamView::new(key.clone(), self.id));
-            *view.hls_origin.lock().unwrap_or_else(|e| e.into_inner()) =
-                Some(pull.origin().to_string());
             self.stats.add_stream(Arc::clone(&view));
-            self.stats().hls_pulls_started.inc();
-            self.stats().hls_pulls_active.inc();
-            info!(shard = %self.id, %key, origin = %pull.origin(), "HLS pull started");
-            self.hls_pulls.borrow_mut().insert(
-                key.clone(),
-                PullRun {
-                    pull,
-                    done: BTreeMap::new(),
-                    view,
-                },
-            );
+            view
+        });
+        *view.hls_origin.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some(pull.origin().to_string());
+        self.stats().hls_pulls_started.inc();
+        self.stats().hls_pulls_active.inc();
+        info!(shard = %self.id, %key, origin = %pull.origin(), "HLS pull started");
+        self.hls_pulls.borrow_mut().insert(
+            key.clone(),
+            PullRun {
+                pull,
+                done: BTreeMap::new(),
+                view,
+                feeding: false,
+            },
+        );
+    }
+
+    /// The owner of `key` is fed from HLS: the pull runs (started with `query` if it was
+    /// not) for as long as the feed lasts, and the newest segment here starts the feed.
+    pub(super) fn start_hls_feed(self: &Rc<Self>, key: &StreamKey, query: Option<&str>) {
+        self.stats().hls_feeds_started.inc();
+        self.stats().hls_feeds_active.inc();
+        info!(shard = %self.id, %key, "feeding RTMP and FLV viewers from the HLS pull");
+        self.ensure_hls_pull(key);
+        if let Some(run) = self.hls_pulls.borrow_mut().get_mut(key) {
+            run.feeding = true;
         }
-        self.with_hls_pull(key, |p, fx| p.handle_demand(query, now, fx));
+        let now = self.now_ms();
+        self.with_hls_pull(key, |p, fx| {
+            p.handle_demand(query, now, fx);
+            p.set_feeding(true, now, fx);
+        });
+        let newest = self
+            .hls_pulls
+            .borrow()
+            .get(key)
+            .and_then(|r| r.done.iter().next_back().map(|(&seq, s)| (seq, s.clone())));
+        if let Some((seq, segment)) = newest {
+            self.feed_segment(key, seq, &segment);
+        }
+    }
+
+    /// The feed of `key` ended: the pull goes on for its HLS viewers (and idles without).
+    pub(super) fn stop_hls_feed(self: &Rc<Self>, key: &StreamKey) {
+        self.stats().hls_feeds_active.dec();
+        let was_feeding = self
+            .hls_pulls
+            .borrow_mut()
+            .get_mut(key)
+            .is_some_and(|r| std::mem::take(&mut r.feeding));
+        if was_feeding {
+            let now = self.now_ms();
+            self.with_hls_pull(key, |p, fx| p.set_feeding(false, now, fx));
+        }
+    }
+
+    /// Hands a completed segment to `key`'s owner, if its pull feeds it. Demuxing reads the
+    /// origin's bytes: a panic in it abandons the stream, not the shard.
+    fn feed_segment(self: &Rc<Self>, key: &StreamKey, seq: u64, segment: &Segment) {
+        let fed = {
+            let pulls = self.hls_pulls.borrow();
+            pulls
+                .get(key)
+                .filter(|r| r.feeding)
+                .map(|r| r.pull.newest_seq().unwrap_or(seq))
+        };
+        let Some(newest) = fed else {
+            return;
+        };
+        let now = self.now_ms();
+        let pieces = segment.pieces.to_vec();
+        let discontinuity = segment.discontinuity;
+        self.owner_media(key, 0, |o, fx| {
+            o.handle_hls_segment(seq, newest, discontinuity, pieces, now, fx)
+        });
+    }
+
+    fn feed_segment_failed(self: &Rc<Self>, key: &StreamKey, seq: u64) {
+        let feeding = self.hls_pulls.borrow().get(key).is_some_and(|r| r.feeding);
+        if feeding {
+            let now = self.now_ms();
+            self.with_owner(key, false, |o, fx| {
+                o.handle_hls_segment_failed(seq, now, fx)
+            });
+        }
     }
 
     /// Calls `f` on `key`'s pull, runs its effects and re-arms its timer. A panic inside
@@ -202,7 +300,9 @@ impl Shard {
             return;
         }
         self.stats().hls_pulls_active.dec();
-        self.stats.remove_stream(self.id, key);
+        if !self.owners.borrow().contains_key(key) {
+            self.stats.remove_stream(self.id, key);
+        }
         self.timers.arm(TimerKey::HlsPull(key.clone()), None);
         self.forget_hls(key);
         self.inflight.borrow_mut().retain(|(k, _), _| k != key);
@@ -350,18 +450,20 @@ impl Shard {
                     len,
                 });
                 if let Some(run) = self.hls_pulls.borrow_mut().get_mut(&key) {
-                    run.done.insert(seq, segment);
+                    run.done.insert(seq, segment.clone());
                 }
                 // The snapshot holding it first, then the end of the download: a request in
                 // between finds it in one or the other.
                 self.with_hls_pull(&key, |p, fx| p.handle_segment_done(seq, Ok(()), now, fx));
                 self.republish_pulled(&key);
                 self.broadcast_segment(&key, seq, SegmentEvent::Done);
+                self.feed_segment(&key, seq, &segment);
             }
             Err(e) => {
                 self.count_origin_error(&key);
                 warn!(shard = %self.id, %key, seq, %target, "origin segment request failed: {e}");
                 self.with_hls_pull(&key, |p, fx| p.handle_segment_done(seq, Err(e), now, fx));
+                self.feed_segment_failed(&key, seq);
             }
         }
     }
