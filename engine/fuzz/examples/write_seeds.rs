@@ -118,6 +118,32 @@ fn fixture_tags(max: usize) -> (Vec<u8>, Vec<(MediaKind, u32, Bytes)>) {
     (cut, media)
 }
 
+/// The fixture's media cut into 1 s TS segments by the segmenter.
+fn segment_fixture(media: &[(MediaKind, u32, Bytes)]) -> Vec<Vec<u8>> {
+    use edge_core::hls::{HlsConfig, Segmenter, VecStore};
+    use edge_core::media::{parse_tag, Frame, FrameFlags, TagInfo};
+    let config = HlsConfig {
+        segment_ms: 1000,
+        window: 1000,
+        keep_extra: 0,
+    };
+    let mut s = Segmenter::new(config, VecStore, "x");
+    for (kind, ts, body) in media {
+        let tag = parse_tag(*kind, body).unwrap();
+        let flags = FrameFlags {
+            sync_point: matches!(tag, TagInfo::Video(v) if v.keyframe && !v.sequence_header),
+            header: tag.is_sequence_header(),
+        };
+        s.handle_frame(&Frame::new(*kind, u64::from(*ts), flags, body.clone()))
+            .unwrap();
+    }
+    s.handle_end()
+        .segments
+        .iter()
+        .map(|seg| seg.pieces.concat())
+        .collect()
+}
+
 fn main() {
     let (flv, media) = fixture_tags(120);
     let few: Vec<_> = media.iter().take(6).cloned().collect();
@@ -212,5 +238,15 @@ fn main() {
         br#"{"code":0,"data":{"code":1},"msg":"\"code\""}"#,
     );
     write("access", "modes", b"token\nfree=none\nvip=hook");
+    // Two segments the segmenter cut from the fixture, as an origin serves them: one
+    // whole, and both as feed input (cut at 0x47 0xff 0xff).
+    let segments = segment_fixture(&media);
+    write("ts_demux", "segment", &with_split(1000, &segments[0]));
+    let mut both = Vec::new();
+    for seg in segments.iter().take(2) {
+        both.extend_from_slice(seg);
+        both.extend_from_slice(&[0x47, 0xff, 0xff]);
+    }
+    write("ts_demux", "segments", &with_split(188 * 7, &both));
     println!("seeds written under fuzz/corpus/");
 }

@@ -496,7 +496,9 @@ pub fn ts_sei(data: &[u8]) {
 /// with `mpeg2ts`. Every picture fed while a segment is open (from a keyframe on, and again
 /// from the first keyframe after a jump of more than `MAX_GAP_MS`) comes back once, in order,
 /// with its DTS and PTS exact and its NAL unit bytes intact; so does every audio frame fed
-/// while a segment is open, byte for byte.
+/// while a segment is open, byte for byte. edge-core's own demuxer (the HLS feed's) gives
+/// the same pictures back as FLV bodies, with their DTS and composition times, and the same
+/// audio frames.
 pub fn ts_roundtrip(data: &[u8]) {
     use bytes::Bytes;
     use edge_core::hls::segmenter::MAX_GAP_MS;
@@ -520,7 +522,7 @@ pub fn ts_roundtrip(data: &[u8]) {
     };
     let mut avcc = vec![0x17, 0, 0, 0, 0];
     avcc.extend([
-        1, 0x64, 0, 0x1f, 0xff, 0xe1, 0, 3, 0x67, 1, 2, 1, 0, 2, 0x68, 3,
+        1, 0x64, 0, 0x1f, 0xff, 0xe1, 0, 4, 0x67, 0x64, 0, 0x1f, 1, 0, 2, 0x68, 3,
     ]);
     let mut frames = vec![
         header(MediaKind::Video, avcc),
@@ -631,6 +633,39 @@ pub fn ts_roundtrip(data: &[u8]) {
         got_audio, audio,
         "audio: every frame fed while a segment was open, in order"
     );
+    let mut demuxer = edge_core::hls::demux::TsDemuxer::new();
+    let mut out = Vec::new();
+    for seg in &end.segments {
+        for p in &seg.pieces {
+            demuxer.handle_bytes(p, &mut out).expect("demuxable");
+        }
+        demuxer.handle_end(&mut out).expect("whole packets");
+    }
+    let demuxed: Vec<_> = out
+        .iter()
+        .filter(|f| f.kind == MediaKind::Video && f.body[1] == 1)
+        .collect();
+    assert_eq!(demuxed.len(), pictures.len(), "every picture once, demuxed");
+    for (i, (f, (d, p, nal))) in demuxed.iter().zip(&pictures).enumerate() {
+        let cts = i64::from(i32::from_be_bytes([0, f.body[2], f.body[3], f.body[4]]));
+        assert_eq!(
+            (f.dts_90k, cts),
+            (*d, (*p as i64 - *d as i64) / 90),
+            "picture {i}"
+        );
+        assert_eq!(
+            f.body[5..9],
+            (nal.len() as u32).to_be_bytes(),
+            "picture {i}"
+        );
+        assert_eq!(f.body[9..], nal[..], "picture {i}: its NAL unit alone");
+    }
+    let demuxed_audio: Vec<Vec<u8>> = out
+        .iter()
+        .filter(|f| f.kind == MediaKind::Audio && f.body[1] == 1)
+        .map(|f| f.body[2..].to_vec())
+        .collect();
+    assert_eq!(demuxed_audio, audio, "audio, demuxed");
 }
 
 /// What a registry session reads from Redis: replies (RESP, split anywhere), node records
@@ -778,5 +813,87 @@ pub fn hls_pull(data: &[u8]) {
                 _ => {}
             }
         }
+    }
+}
+
+/// The TS demuxer and the HLS feed (what RTMP and FLV viewers of an HLS-only origin get) on
+/// origin bytes. Besides not panicking: the input split anywhere demuxes as it does whole;
+/// every frame out is an FLV body the engine's own tag parser reads (an AVC picture's NAL
+/// lengths add up to its body, a sequence header is a record the TS muxer accepts); and the
+/// feed, given the input as segments (cut at 0x47 0xff 0xff), never sends a track back in
+/// time.
+pub fn ts_demux(data: &[u8]) {
+    use edge_core::hls::demux::{EsFrame, TsDemuxer};
+    use edge_core::hls::feed::{FeedFrame, HlsFeed};
+    use edge_core::hls::ts::{AudioConfig, VideoConfig};
+    use edge_core::media::{parse_audio_tag, parse_video_tag};
+
+    let (cut, rest) = split_point(data);
+    let demux = |pieces: &[&[u8]]| {
+        let mut d = TsDemuxer::new();
+        let mut out: Vec<EsFrame> = Vec::new();
+        let mut result = Ok(());
+        for p in pieces {
+            result = result.and_then(|()| d.handle_bytes(p, &mut out));
+        }
+        let result = result.and_then(|()| d.handle_end(&mut out));
+        (result, out)
+    };
+    let whole = demux(&[rest]);
+    assert_eq!(
+        whole,
+        demux(&[&rest[..cut], &rest[cut..]]),
+        "split at {cut}"
+    );
+    for f in &whole.1 {
+        assert!(f.dts_90k < 1 << 33);
+        match f.kind {
+            MediaKind::Video => {
+                let tag = parse_video_tag(&f.body).expect("a video body");
+                if tag.sequence_header {
+                    VideoConfig::from_avcc(&f.body[5..]).expect("an AVC record");
+                } else {
+                    let mut at = 5;
+                    while at < f.body.len() {
+                        let len = u32::from_be_bytes(f.body[at..at + 4].try_into().unwrap());
+                        at += 4 + len as usize;
+                    }
+                    assert_eq!(at, f.body.len(), "NAL lengths add up");
+                }
+            }
+            MediaKind::Audio => {
+                if parse_audio_tag(&f.body)
+                    .expect("an audio body")
+                    .sequence_header
+                {
+                    AudioConfig::from_asc(&f.body[2..]).expect("an AudioSpecificConfig");
+                }
+            }
+            MediaKind::Data => panic!("the demuxer makes no data frames"),
+        }
+    }
+    let mut feed = HlsFeed::new();
+    let mut notes = Vec::new();
+    let mut out: Vec<FeedFrame> = Vec::new();
+    let mut now = 0;
+    for (seq, segment) in rest.split(|b| *b == 0xff).enumerate() {
+        let seq = seq as u64;
+        let discontinuity = segment.first().is_some_and(|b| b & 1 == 1);
+        let pieces = vec![Bytes::copy_from_slice(segment)];
+        feed.handle_segment(seq, seq, discontinuity, pieces, &mut notes);
+        now += 700;
+        feed.poll_frames(now, &mut out);
+    }
+    feed.poll_frames(u64::MAX / 2, &mut out);
+    for kind in [MediaKind::Video, MediaKind::Audio] {
+        let ts: Vec<u32> = out
+            .iter()
+            .filter(|f| f.kind == kind)
+            .map(|f| f.timestamp)
+            .collect();
+        assert!(
+            ts.windows(2).all(|w| w[1] >= w[0]),
+            "{kind:?} went back: {ts:?}"
+        );
     }
 }

@@ -24,6 +24,7 @@ const TARGETS: &[(&str, Body)] = &[
     ("handover", edge_fuzz::handover),
     ("http_response", edge_fuzz::http_response),
     ("hls_pull", edge_fuzz::hls_pull),
+    ("ts_demux", edge_fuzz::ts_demux),
 ];
 
 fn inputs(kind: &str, target: &str) -> Vec<PathBuf> {
