@@ -104,7 +104,12 @@ pub async fn publish(ctx: Ctx, addr: SocketAddr, app: String, stream: String, so
             }
             monoio::time::sleep(due.saturating_duration_since(Instant::now())).await;
             let kind = MediaKind::from_type_id(tag.type_id).unwrap_or(MediaKind::Video);
-            let body = if kind == MediaKind::Video {
+            // Probes go into pictures only: a message without one (the source's end of
+            // sequence where it loops) is no frame a viewer could miss; HLS drops it.
+            let picture = kind == MediaKind::Video
+                && media::parse_video_tag(&tag.body)
+                    .is_ok_and(|t| !t.sequence_header && !t.end_of_sequence && !t.info_only);
+            let body = if picture {
                 let probe = Probe {
                     send_time_us: now_us(),
                     seq,
