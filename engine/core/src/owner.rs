@@ -151,6 +151,8 @@ pub enum OwnerNote {
     },
     UpstreamMediaDropped(MediaError),
     HlsFeedStarted,
+    /// The HLS pull it was fed from ended.
+    HlsFeedLost,
     /// No subscriber for `idle_ms`.
     HlsFeedIdle {
         idle_ms: u64,
@@ -601,6 +603,7 @@ impl<S: SegmentStore + Clone> Owner<S> {
             .and_then(|f| f.unused_since)
             .is_some_and(|t| now_ms >= t.saturating_add(idle_ms));
         if feed_idle {
+            out.push(OwnerEffect::Note(OwnerNote::HlsFeedIdle { idle_ms }));
             self.end_feed(out);
         } else {
             self.run_feed(now_ms, out);
@@ -648,6 +651,16 @@ impl<S: SegmentStore + Clone> Owner<S> {
                 .map(|n| OwnerEffect::Note(OwnerNote::HlsFeed(n))),
         );
         self.run_feed(now_ms, out);
+    }
+
+    /// The HLS pull this stream was fed from ended (it was abandoned): the stream ends
+    /// here, as when the feed idles.
+    pub fn handle_hls_pull_ended(&mut self, _now_ms: u64, out: &mut Vec<OwnerEffect>) {
+        if self.feed.is_some() {
+            out.push(OwnerEffect::Note(OwnerNote::HlsFeedLost));
+            self.end_feed(out);
+            self.check_free(out);
+        }
     }
 
     fn idle_ms(&self) -> u64 {
@@ -700,15 +713,12 @@ impl<S: SegmentStore + Clone> Owner<S> {
         }
     }
 
-    /// No subscriber for `upstream_idle_ms`: the stream ends here, as an idle pull's does
-    /// (its HLS stays with the HLS pull).
+    /// The feed is over (no subscriber for `upstream_idle_ms`, or its pull ended): the
+    /// stream ends here, as an idle pull's does (its HLS stays with the HLS pull).
     fn end_feed(&mut self, out: &mut Vec<OwnerEffect>) {
         if self.feed.take().is_none() {
             return;
         }
-        out.push(OwnerEffect::Note(OwnerNote::HlsFeedIdle {
-            idle_ms: self.idle_ms(),
-        }));
         let updates = self.master.end();
         self.broadcast(updates, out);
         out.push(OwnerEffect::StopHlsFeed);

@@ -549,7 +549,12 @@ impl Shard {
             return;
         };
         let subscribers: Vec<ShardId> = o.owner.subscribers().collect();
+        let fed = o.owner.fed_by_hls();
         self.free_owned(key, o);
+        if fed {
+            // Its HLS pull goes on for HLS viewers, and may idle again.
+            self.stop_hls_feed(key);
+        }
         for to in subscribers {
             self.update_to(key, to, StreamUpdate::Ended);
         }

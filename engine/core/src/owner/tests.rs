@@ -821,3 +821,19 @@ fn a_local_publish_replaces_a_feed_that_has_published_nothing() {
     // No RTMP origin to forward it to: it stays here.
     assert!(sim.links.is_empty());
 }
+
+#[test]
+fn when_the_hls_pull_under_a_feed_ends_so_does_the_stream() {
+    let mut sim = Sim::hls_only_edge();
+    sim.add_viewer(ShardId(1), 10);
+    hls_segment(&mut sim, 3, 3_000);
+    assert!(!sim.viewers[&10].1.pictures().is_empty());
+    sim.owner.handle_hls_pull_ended(sim.now, &mut sim.effects);
+    sim.run();
+    assert_eq!(sim.feeds_stopped, 1);
+    assert!(!sim.owner.fed_by_hls());
+    assert_eq!(sim.viewers[&10].1.finished, Some(FinishReason::StreamEnded));
+    // A new play starts a new feed.
+    sim.add_viewer(ShardId(1), 11);
+    assert_eq!(sim.feeds_started.len(), 2);
+}

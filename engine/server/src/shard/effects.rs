@@ -269,6 +269,9 @@ impl Shard {
                 warn!(shard = %id, %key, "dropping upstream media: {e}")
             }
             OwnerNote::HlsFeedStarted => {}
+            OwnerNote::HlsFeedLost => {
+                warn!(shard = %id, %key, "the HLS pull feeding this stream ended; so does the stream")
+            }
             OwnerNote::HlsFeed(FeedNote::Demuxed { seq, frames }) => {
                 s.hls_feed_segments.inc();
                 debug!(shard = %id, %key, seq, frames, "HLS feed: segment demuxed")

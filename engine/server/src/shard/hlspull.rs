@@ -294,10 +294,15 @@ impl Shard {
         }
     }
 
-    /// Ends `key`'s pull and forgets its HLS state on every shard.
-    fn end_hls_pull(&self, key: &StreamKey) {
-        if self.hls_pulls.borrow_mut().remove(key).is_none() {
+    /// Ends `key`'s pull and forgets its HLS state on every shard. A feed that lived on it
+    /// ends too (its viewers see the stream end, and a new play starts afresh).
+    fn end_hls_pull(self: &Rc<Self>, key: &StreamKey) {
+        let Some(run) = self.hls_pulls.borrow_mut().remove(key) else {
             return;
+        };
+        if run.feeding {
+            let now = self.now_ms();
+            self.with_owner(key, false, |o, fx| o.handle_hls_pull_ended(now, fx));
         }
         self.stats().hls_pulls_active.dec();
         if !self.owners.borrow().contains_key(key) {
