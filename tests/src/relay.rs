@@ -41,6 +41,19 @@ impl DelayRelay {
         self.requests.lock().unwrap().clone()
     }
 
+    /// GET requests per path (without the query) seen so far.
+    pub fn gets_by_path(&self) -> std::collections::HashMap<String, usize> {
+        let mut by_path = std::collections::HashMap::new();
+        for line in self.requests() {
+            let mut words = line.split_whitespace();
+            assert_eq!(words.next(), Some("GET"), "{line}");
+            let target = words.next().unwrap_or("");
+            let path = target.split('?').next().unwrap_or("").to_string();
+            *by_path.entry(path).or_insert(0) += 1;
+        }
+        by_path
+    }
+
     /// The base URL of `path` through the relay.
     pub fn url(&self, path: &str) -> String {
         format!("http://{}/{path}", self.addr)

@@ -11,17 +11,6 @@ use bytes::Bytes;
 use edge_core::media::MediaKind;
 use tests::*;
 
-/// GET requests per path (without the query) the origin got through `relay`.
-fn origin_gets(relay: &DelayRelay) -> HashMap<String, usize> {
-    let mut by_path = HashMap::new();
-    for line in relay.requests() {
-        let target = line.split_whitespace().nth(1).unwrap_or("");
-        let path = target.split('?').next().unwrap_or("").to_string();
-        *by_path.entry(path).or_insert(0) += 1;
-    }
-    by_path
-}
-
 fn play(addr: SocketAddr, stream: &str, secs: u64) -> PlayLog {
     let opts = PlayOpts {
         deadline: Duration::from_secs(secs),
@@ -208,7 +197,7 @@ fn rtmp_and_flv_viewers_of_an_hls_only_edge_engine_origin_get_its_frames_from_th
     let (status, report) = loadgen.finish();
     assert!(status.success(), "loadgen exit {status}: {report}");
     // One pull for every protocol: each segment requested from the origin once.
-    let gets = origin_gets(&relay);
+    let gets = relay.gets_by_path();
     let segments: Vec<(&String, &usize)> =
         gets.iter().filter(|(p, _)| p.ends_with(".ts")).collect();
     assert!(segments.len() >= 6, "{gets:?}");
@@ -251,7 +240,8 @@ fn rtmp_and_flv_viewers_of_nginx_rtmp_hls_get_what_nginx_rtmp_plays() {
     // The fixture loops, so pictures repeat: byte-identical and in order, not timed.
     let n = same_frames(&log, &at_origin.join().unwrap(), false);
     assert!(n > 200, "{n} pictures");
-    for (path, count) in origin_gets(&relay)
+    for (path, count) in relay
+        .gets_by_path()
         .iter()
         .filter(|(p, _)| p.ends_with(".ts"))
     {

@@ -4,7 +4,6 @@
 //! viewers and ffmpeg watch the edge. Assertions are on bytes, request counts, statuses and
 //! counters, never on elapsed time (the latency comparison is `bench/hls_origin.sh`).
 
-use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -12,19 +11,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tests::*;
-
-/// GET requests per path (without the query) the origin got through `relay`.
-fn origin_gets(relay: &DelayRelay) -> HashMap<String, usize> {
-    let mut by_path = HashMap::new();
-    for line in relay.requests() {
-        let mut words = line.split_whitespace();
-        assert_eq!(words.next(), Some("GET"), "{line}");
-        let target = words.next().unwrap_or("");
-        let path = target.split('?').next().unwrap_or("").to_string();
-        *by_path.entry(path).or_insert(0) += 1;
-    }
-    by_path
-}
 
 /// Segments of `playlist` fetched from `addr`, by URI.
 fn segments_of(addr: SocketAddr, dir: &str, playlist: &str) -> Vec<(String, Vec<u8>)> {
@@ -109,7 +95,7 @@ fn check_pull(
         );
     }
     // Once per machine: one request per segment, whatever the viewers.
-    let gets = origin_gets(relay);
+    let gets = relay.gets_by_path();
     let segment_gets: Vec<(&String, &usize)> =
         gets.iter().filter(|(p, _)| p.ends_with(".ts")).collect();
     assert!(segment_gets.len() >= 4, "{gets:?}");
@@ -152,7 +138,8 @@ fn an_edge_pulls_hls_once_per_machine_from_an_edge_engine_origin() {
     let m = edge.metrics();
     assert_eq!(m.sum("hls_pulls_started"), 1, "one pull for the machine");
     let prefetched = m.sum("hls_prefetches");
-    let segments = origin_gets(&relay)
+    let segments = relay
+        .gets_by_path()
         .keys()
         .filter(|p| p.ends_with(".ts"))
         .count();
@@ -191,7 +178,8 @@ fn behind_a_slow_origin_prefetch_fetches_each_segment_once_before_the_viewers_as
     let _publisher = publish_loop(&origin.rtmp_url("live/slow0"));
     check_pull(&edge, &relay, origin.http, "live", "slow0", 1000);
     let m = edge.metrics();
-    let segments = origin_gets(&relay)
+    let segments = relay
+        .gets_by_path()
         .keys()
         .filter(|p| p.ends_with(".ts"))
         .count();
@@ -527,7 +515,7 @@ fn failover_to_a_second_http_origin_continues_the_playlist_with_a_discontinuity(
     assert_eq!(status, 200);
     assert!(body.len() > 188 && body[0] == 0x47);
     assert!(
-        origin_gets(&relay_b).keys().any(|p| p.ends_with(".ts")),
+        relay_b.gets_by_path().keys().any(|p| p.ends_with(".ts")),
         "{:?}",
         relay_b.requests()
     );

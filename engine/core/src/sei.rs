@@ -76,24 +76,7 @@ pub fn find_in_avcc(data: &[u8], nalu_length_size: usize) -> Option<Probe> {
 
 /// The probe in Annex B data (start-code separated, as in TS).
 pub fn find_in_annexb(data: &[u8]) -> Option<Probe> {
-    let mut i = 0;
-    let mut starts = Vec::new();
-    while i + 3 <= data.len() {
-        if data[i] == 0 && data[i + 1] == 0 && data[i + 2] == 1 {
-            starts.push(i + 3);
-            i += 3;
-        } else {
-            i += 1;
-        }
-    }
-    for (n, &s) in starts.iter().enumerate() {
-        let end = starts.get(n + 1).map_or(data.len(), |&next| next - 3);
-        // A 4-byte start code leaves a trailing zero on the previous NAL; harmless here.
-        if let Some(t) = probe_in_nal(&data[s..end]) {
-            return Some(t);
-        }
-    }
-    None
+    crate::hls::ts::annexb_nal_units(data).find_map(probe_in_nal)
 }
 
 fn next_nalu(data: &[u8], pos: usize, n: usize) -> Option<(usize, usize)> {

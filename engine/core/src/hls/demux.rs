@@ -22,9 +22,10 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
+use super::packets::{PacketCarry, PACKET};
+use super::ts::annexb_nal_units;
 use crate::media::MediaKind;
 
-const PACKET: usize = 188;
 const SYNC: u8 = 0x47;
 /// The largest PES accepted (a video access unit and its header).
 pub const MAX_PES_BYTES: usize = 8 << 20;
@@ -95,10 +96,9 @@ struct Es {
 }
 
 /// A transport stream being read.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct TsDemuxer {
-    carry: [u8; PACKET],
-    carry_len: usize,
+    carry: PacketCarry,
     pmt_pid: Option<u16>,
     streams: Vec<Es>,
     /// The parameter sets in force, and the record last sent for them.
@@ -109,59 +109,24 @@ pub struct TsDemuxer {
     pub counts: DemuxCounts,
 }
 
-impl Default for TsDemuxer {
-    fn default() -> Self {
-        Self {
-            carry: [0; PACKET],
-            carry_len: 0,
-            pmt_pid: None,
-            streams: Vec::new(),
-            sps: Vec::new(),
-            pps: Vec::new(),
-            sent_avc_record: None,
-            sent_asc: None,
-            counts: DemuxCounts::default(),
-        }
-    }
-}
-
 impl TsDemuxer {
     pub fn new() -> Self {
         Self::default()
     }
 
     /// Reads the next bytes, in pieces of any size; completed frames go to `out`.
-    pub fn handle_bytes(
-        &mut self,
-        mut data: &[u8],
-        out: &mut Vec<EsFrame>,
-    ) -> Result<(), DemuxError> {
-        if self.carry_len > 0 {
-            let take = (PACKET - self.carry_len).min(data.len());
-            self.carry[self.carry_len..self.carry_len + take].copy_from_slice(&data[..take]);
-            self.carry_len += take;
-            data = &data[take..];
-            if self.carry_len < PACKET {
-                return Ok(());
-            }
-            let packet = self.carry;
-            self.carry_len = 0;
-            self.packet(&packet, out)?;
-        }
-        let mut packets = data.chunks_exact(PACKET);
-        for packet in &mut packets {
-            self.packet(packet, out)?;
-        }
-        let rest = packets.remainder();
-        self.carry[..rest.len()].copy_from_slice(rest);
-        self.carry_len = rest.len();
-        Ok(())
+    pub fn handle_bytes(&mut self, data: &[u8], out: &mut Vec<EsFrame>) -> Result<(), DemuxError> {
+        let mut carry = std::mem::take(&mut self.carry);
+        let result = carry.feed(data, |p| self.packet(p, out));
+        self.carry = carry;
+        result
     }
 
     /// The end of a segment: every PES under way is complete (HLS segments end on PES
     /// boundaries), and the next bytes start a new packet.
     pub fn handle_end(&mut self, out: &mut Vec<EsFrame>) -> Result<(), DemuxError> {
-        let partial = std::mem::take(&mut self.carry_len);
+        let partial = self.carry.pending();
+        self.carry.clear();
         for i in 0..self.streams.len() {
             if let Some(pes) = self.streams[i].pes.take() {
                 let kind = self.streams[i].kind;
@@ -177,7 +142,7 @@ impl TsDemuxer {
     /// After an error: drops what was gathered (the codec configuration stays, so the next
     /// segment's frames need no new sequence header unless it changes).
     pub fn reset(&mut self) {
-        self.carry_len = 0;
+        self.carry.clear();
         for s in &mut self.streams {
             s.pes = None;
         }
@@ -481,33 +446,6 @@ fn cts_ms(pts: u64, dts: u64) -> i32 {
         diff as i64
     };
     (signed / 90).clamp(-(1 << 23), (1 << 23) - 1) as i32
-}
-
-/// The NAL units of an Annex B byte stream (start codes and trailing zero bytes removed).
-fn annexb_nal_units(data: &[u8]) -> impl Iterator<Item = &[u8]> {
-    let mut starts = Vec::new();
-    let mut i = 0;
-    while i + 3 <= data.len() {
-        if data[i] == 0 && data[i + 1] == 0 && data[i + 2] == 1 {
-            starts.push(i + 3);
-            i += 3;
-        } else {
-            i += 1;
-        }
-    }
-    let ends: Vec<usize> = starts
-        .iter()
-        .skip(1)
-        .map(|&s| s - 3)
-        .chain(std::iter::once(data.len()))
-        .collect();
-    starts.into_iter().zip(ends).filter_map(move |(s, e)| {
-        let mut nal = &data[s..e];
-        while let [rest @ .., 0] = nal {
-            nal = rest;
-        }
-        (!nal.is_empty()).then_some(nal)
-    })
 }
 
 /// An AVCDecoderConfigurationRecord for these parameter sets (4-byte NAL lengths).

@@ -5,6 +5,7 @@ pub mod catalog;
 pub mod demux;
 pub mod feed;
 pub mod m3u8;
+pub mod packets;
 pub mod pull;
 pub mod segmenter;
 pub mod ts;

@@ -137,6 +137,29 @@ impl VideoConfig {
     }
 }
 
+/// The NAL units of an Annex B byte stream, in order: start codes (3 or 4 bytes) and the
+/// zero bytes that trail a unit removed. Bytes before the first start code are not a unit.
+pub fn annexb_nal_units(data: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let start_code = |d: &[u8]| d.windows(3).position(|w| w == [0, 0, 1]);
+    let mut rest = start_code(data).map_or(&[][..], |i| &data[i + 3..]);
+    std::iter::from_fn(move || loop {
+        if rest.is_empty() {
+            return None;
+        }
+        let (mut nal, next) = match start_code(rest) {
+            Some(i) => (&rest[..i], &rest[i + 3..]),
+            None => (rest, &[][..]),
+        };
+        rest = next;
+        while let [head @ .., 0] = nal {
+            nal = head;
+        }
+        if !nal.is_empty() {
+            return Some(nal);
+        }
+    })
+}
+
 fn read_u16_prefixed(buf: &[u8], pos: &mut usize) -> Option<Bytes> {
     let len = usize::from(u16::from_be_bytes([*buf.get(*pos)?, *buf.get(*pos + 1)?]));
     let data = buf.get(*pos + 2..*pos + 2 + len)?;

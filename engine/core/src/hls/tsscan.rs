@@ -6,7 +6,7 @@
 
 use crate::sei::{self, Probe};
 
-const PACKET: usize = 188;
+use super::packets::{PacketCarry, PACKET};
 /// The probe is among the first NAL units of a frame (after AUD, SPS and PPS); this much of the
 /// first video PES is searched, no more.
 pub const PROBE_WINDOW: usize = 8 * 1024;
@@ -14,8 +14,7 @@ pub const PROBE_WINDOW: usize = 8 * 1024;
 /// A TS segment being read.
 #[derive(Debug)]
 pub struct TsScan {
-    carry: [u8; PACKET],
-    carry_len: usize,
+    carry: PacketCarry,
     packets: u64,
     video_pid: Option<u16>,
     /// The first video PES's payload so far, while the probe is searched for.
@@ -27,8 +26,7 @@ pub struct TsScan {
 impl Default for TsScan {
     fn default() -> Self {
         Self {
-            carry: [0; PACKET],
-            carry_len: 0,
+            carry: PacketCarry::default(),
             packets: 0,
             video_pid: None,
             pes: Vec::new(),
@@ -40,27 +38,11 @@ impl Default for TsScan {
 
 impl TsScan {
     /// Reads the next bytes of the segment, in pieces of any size.
-    pub fn feed(&mut self, mut data: &[u8]) -> Result<(), &'static str> {
-        if self.carry_len > 0 {
-            let take = (PACKET - self.carry_len).min(data.len());
-            self.carry[self.carry_len..self.carry_len + take].copy_from_slice(&data[..take]);
-            self.carry_len += take;
-            data = &data[take..];
-            if self.carry_len < PACKET {
-                return Ok(());
-            }
-            let packet = self.carry;
-            self.carry_len = 0;
-            self.packet(&packet)?;
-        }
-        let mut packets = data.chunks_exact(PACKET);
-        for packet in &mut packets {
-            self.packet(packet)?;
-        }
-        let rest = packets.remainder();
-        self.carry[..rest.len()].copy_from_slice(rest);
-        self.carry_len = rest.len();
-        Ok(())
+    pub fn feed(&mut self, data: &[u8]) -> Result<(), &'static str> {
+        let mut carry = std::mem::take(&mut self.carry);
+        let result = carry.feed(data, |p| self.packet(p));
+        self.carry = carry;
+        result
     }
 
     /// Whether the search for the first frame's probe is over (found, or that frame ended or
@@ -77,7 +59,7 @@ impl TsScan {
 
     /// The end of the segment: its packet count and probe (if the first video frame had one).
     pub fn finish(&self) -> Result<(u64, Option<Probe>), &'static str> {
-        if self.carry_len != 0 {
+        if self.carry.pending() != 0 {
             return Err("segment is not a whole number of TS packets");
         }
         Ok((self.packets, self.probe))
