@@ -193,11 +193,18 @@ impl HlsFeed {
                     self.skip(next, FeedSkip::Failed, notes);
                 }
                 None if self.waiting.len() > MAX_REORDER => {
+                    // On to the first segment that is here, however far (one note).
+                    let Some(&first) = self.waiting.keys().next() else {
+                        break;
+                    };
                     self.skip(next, FeedSkip::Missing, notes);
+                    next = first;
+                    continue;
                 }
                 None => break,
             }
-            next += 1;
+            // Past u64::MAX there is nothing to wait for: the loop ends at the next lookup.
+            next = next.saturating_add(1);
         }
         self.next = Some(next);
     }
@@ -555,6 +562,23 @@ pub(crate) mod tests {
             }
         );
         assert_eq!(f.counts.segments, 7);
+    }
+
+    #[test]
+    fn segment_numbers_at_the_end_of_u64_and_far_gaps_do_not_spin() {
+        let mut f = HlsFeed::new();
+        let mut notes = Vec::new();
+        let top = u64::MAX - 1;
+        f.handle_segment(top, top, false, segment(0, 0), &mut notes);
+        f.handle_segment(u64::MAX, u64::MAX, false, segment(1_000, 0), &mut notes);
+        assert_eq!(f.counts.segments, 2);
+        // A feed waiting at 10 for segments that arrive from 2^40 on: one skip, not 2^40.
+        let mut f = HlsFeed::new();
+        f.handle_segment(10, 10, false, segment(0, 0), &mut notes);
+        for seq in (1 << 40)..(1 << 40) + 4 {
+            f.handle_segment(seq, seq, false, segment(seq % 100 * 1000, 0), &mut notes);
+        }
+        assert_eq!((f.counts.segments, f.counts.skipped), (5, 1));
     }
 
     #[test]
