@@ -216,9 +216,16 @@ struct FeedRun {
 }
 
 impl FeedRun {
+    /// When the feed ends for want of subscribers.
+    fn idle_at(&self, idle_ms: u64) -> Option<u64> {
+        self.unused_since.map(|t| t.saturating_add(idle_ms))
+    }
+
     fn poll_timeout(&self, idle_ms: u64) -> Option<u64> {
-        let idle = self.unused_since.map(|t| t.saturating_add(idle_ms));
-        [self.feed.poll_timeout(), idle].into_iter().flatten().min()
+        [self.feed.poll_timeout(), self.idle_at(idle_ms)]
+            .into_iter()
+            .flatten()
+            .min()
     }
 }
 
@@ -600,8 +607,8 @@ impl<S: SegmentStore + Clone> Owner<S> {
         let feed_idle = self
             .feed
             .as_ref()
-            .and_then(|f| f.unused_since)
-            .is_some_and(|t| now_ms >= t.saturating_add(idle_ms));
+            .and_then(|f| f.idle_at(idle_ms))
+            .is_some_and(|t| now_ms >= t);
         if feed_idle {
             out.push(OwnerEffect::Note(OwnerNote::HlsFeedIdle { idle_ms }));
             self.end_feed(out);
@@ -624,27 +631,30 @@ impl<S: SegmentStore + Clone> Owner<S> {
         now_ms: u64,
         out: &mut Vec<OwnerEffect>,
     ) {
-        let Some(f) = &mut self.feed else {
-            return;
-        };
-        let mut notes = Vec::new();
-        f.feed
-            .handle_segment(seq, newest, discontinuity, pieces, &mut notes);
-        out.extend(
-            notes
-                .into_iter()
-                .map(|n| OwnerEffect::Note(OwnerNote::HlsFeed(n))),
-        );
-        self.run_feed(now_ms, out);
+        self.feed_input(now_ms, out, |feed, notes| {
+            feed.handle_segment(seq, newest, discontinuity, pieces, notes)
+        });
     }
 
     /// Segment `seq` of the stream's HLS pull could not be fetched.
     pub fn handle_hls_segment_failed(&mut self, seq: u64, now_ms: u64, out: &mut Vec<OwnerEffect>) {
-        let Some(f) = &mut self.feed else {
+        self.feed_input(now_ms, out, |feed, notes| {
+            feed.handle_segment_failed(seq, notes)
+        });
+    }
+
+    /// Gives the feed (if any) an input, reports its notes, and publishes what is due.
+    fn feed_input(
+        &mut self,
+        now_ms: u64,
+        out: &mut Vec<OwnerEffect>,
+        f: impl FnOnce(&mut HlsFeed, &mut Vec<FeedNote>),
+    ) {
+        let Some(run) = &mut self.feed else {
             return;
         };
         let mut notes = Vec::new();
-        f.feed.handle_segment_failed(seq, &mut notes);
+        f(&mut run.feed, &mut notes);
         out.extend(
             notes
                 .into_iter()
@@ -655,7 +665,7 @@ impl<S: SegmentStore + Clone> Owner<S> {
 
     /// The HLS pull this stream was fed from ended (it was abandoned): the stream ends
     /// here, as when the feed idles.
-    pub fn handle_hls_pull_ended(&mut self, _now_ms: u64, out: &mut Vec<OwnerEffect>) {
+    pub fn handle_hls_pull_ended(&mut self, out: &mut Vec<OwnerEffect>) {
         if self.feed.is_some() {
             out.push(OwnerEffect::Note(OwnerNote::HlsFeedLost));
             self.end_feed(out);

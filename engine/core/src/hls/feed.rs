@@ -98,7 +98,7 @@ pub struct FeedCounts {
 type Waiting = Option<(bool, Vec<Bytes>)>;
 
 /// One stream's feed.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct HlsFeed {
     demux: TsDemuxer,
     /// The next segment to take (`None`: not started).
@@ -115,7 +115,6 @@ pub struct HlsFeed {
     /// Rebasing: unwrapped DTS `in_base` is timeline ms `out_base`.
     in_base: u64,
     out_base: u64,
-    last_out_ms: Option<u64>,
     queue: VecDeque<(u64, MediaKind, Bytes)>,
     queued_bytes: usize,
     /// Pacing: timeline ms `.1` leaves at shard time `.0`.
@@ -123,33 +122,12 @@ pub struct HlsFeed {
     pub counts: FeedCounts,
 }
 
-impl Default for HlsFeed {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 impl HlsFeed {
     pub fn new() -> Self {
-        Self {
-            demux: TsDemuxer::new(),
-            next: None,
-            waiting: BTreeMap::new(),
-            broken: false,
-            last_raw: None,
-            last_in: [None; 2],
-            last_track_ms: [None; 2],
-            in_base: 0,
-            out_base: 0,
-            last_out_ms: None,
-            queue: VecDeque::new(),
-            queued_bytes: 0,
-            anchor: None,
-            counts: FeedCounts::default(),
-        }
+        Self::default()
     }
 
-    /// Whether no segment was taken yet.
+    /// Whether the feed has started (its first segment arrived).
     pub fn started(&self) -> bool {
         self.next.is_some()
     }
@@ -252,9 +230,8 @@ impl HlsFeed {
         let jump = newest_before.is_none_or(|last| first.abs_diff(last) > MAX_JUMP_MS * 90);
         if discontinuity || jump || went_back {
             self.in_base = first;
-            self.out_base = self
-                .last_out_ms
-                .map_or(0, |l| l.saturating_add(DISCONTINUITY_GAP_MS));
+            let last_out_ms = self.last_track_ms.iter().flatten().max();
+            self.out_base = last_out_ms.map_or(0, |l| l.saturating_add(DISCONTINUITY_GAP_MS));
             if newest_before.is_some() {
                 notes.push(FeedNote::Rebased { seq });
             }
@@ -281,7 +258,6 @@ impl HlsFeed {
             self.last_in[t] = Some(self.last_in[t].map_or(ext, |l| l.max(ext)));
             self.queued_bytes += f.body.len();
             self.queue.push_back((ms, f.kind, f.body));
-            self.last_out_ms = Some(self.last_out_ms.map_or(ms, |l| l.max(ms)));
         }
     }
 

@@ -368,6 +368,11 @@ impl HlsPull {
             self.last_demand = now_ms;
             return;
         }
+        self.fetch_newest_if_idle(fx);
+    }
+
+    /// Fetches the newest segment known, unless it was fetched already.
+    fn fetch_newest_if_idle(&mut self, fx: &mut Vec<HlsPullEffect>) {
         if let Some(s) = self.segs.back().filter(|s| s.state == SegState::Idle) {
             let seq = s.seq;
             self.fetch(seq, fx);
@@ -562,10 +567,7 @@ impl HlsPull {
         }
         // A feed without prefetch starts with the newest segment of a first load.
         if self.feeding && first_load && !self.cfg.prefetch {
-            if let Some(s) = self.segs.back().filter(|s| s.state == SegState::Idle) {
-                let seq = s.seq;
-                self.fetch(seq, fx);
-            }
+            self.fetch_newest_if_idle(fx);
         }
         if first_load && newest.is_some() && self.last_origin_seq.is_none() {
             self.last_origin_seq = newest;

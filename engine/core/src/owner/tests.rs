@@ -828,7 +828,7 @@ fn when_the_hls_pull_under_a_feed_ends_so_does_the_stream() {
     sim.add_viewer(ShardId(1), 10);
     hls_segment(&mut sim, 3, 3_000);
     assert!(!sim.viewers[&10].1.pictures().is_empty());
-    sim.owner.handle_hls_pull_ended(sim.now, &mut sim.effects);
+    sim.owner.handle_hls_pull_ended(&mut sim.effects);
     sim.run();
     assert_eq!(sim.feeds_stopped, 1);
     assert!(!sim.owner.fed_by_hls());

@@ -301,8 +301,7 @@ impl Shard {
             return;
         };
         if run.feeding {
-            let now = self.now_ms();
-            self.with_owner(key, false, |o, fx| o.handle_hls_pull_ended(now, fx));
+            self.with_owner(key, false, |o, fx| o.handle_hls_pull_ended(fx));
         }
         self.stats().hls_pulls_active.dec();
         if !self.owners.borrow().contains_key(key) {
