@@ -691,6 +691,8 @@ pub struct PlayOpts {
     pub until_status: Option<String>,
     /// Keep every message in [`PlayLog::frames`].
     pub keep_frames: bool,
+    /// Counts every byte read from the socket, as it is read.
+    pub bytes_read: Option<Arc<AtomicU64>>,
 }
 
 impl Default for PlayOpts {
@@ -701,6 +703,7 @@ impl Default for PlayOpts {
             rcvbuf: None,
             until_status: Some("NetStream.Play.UnpublishNotify".into()),
             keep_frames: false,
+            bytes_read: None,
         }
     }
 }
@@ -781,6 +784,9 @@ pub fn play_rtmp(
         };
         if log.started {
             received_since_start += n as u64;
+        }
+        if let Some(c) = &opts.bytes_read {
+            c.fetch_add(n as u64, Ordering::Relaxed);
         }
         let mut events = Vec::new();
         if let Err(e) = client.handle_input(&buf[..n], &mut events) {

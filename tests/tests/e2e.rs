@@ -646,3 +646,157 @@ fn segment_cache_budget_evicts_ended_streams_then_refuses() {
         );
     }
 }
+
+/// Regression: a second engine started on a running engine's HTTP port printed `ready`, and
+/// SO_REUSEPORT dealt the connections out between the two (`live/x.m3u8` answered 200 and 404
+/// in turn). It must refuse to start, name the address, and leave the first one alone.
+#[test]
+fn a_second_engine_on_the_same_port_exits_and_the_first_keeps_serving() {
+    let first = Engine::start(&["--cores", "2"]);
+    let _publisher = publish_loop(&first.rtmp_url("live/port"));
+    eventually("the stream's playlist", Duration::from_secs(30), || {
+        http_get(first.http, "/live/port.m3u8").status() == 200
+    });
+    for (rtmp, http, taken) in [
+        (
+            "127.0.0.1:0".to_string(),
+            first.http.to_string(),
+            first.http,
+        ),
+        (
+            first.rtmp.to_string(),
+            "127.0.0.1:0".to_string(),
+            first.rtmp,
+        ),
+    ] {
+        let out = std::process::Command::new(engine_bin())
+            .args(["--cores", "2", "--rtmp", &rtmp, "--http", &http])
+            .env("RUST_LOG", "warn")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "the second engine started: {out:?}");
+        assert!(
+            !String::from_utf8_lossy(&out.stdout).contains("ready"),
+            "{out:?}"
+        );
+        assert!(stderr.contains(&taken.to_string()), "{stderr}");
+        assert!(stderr.contains("already in use"), "{stderr}");
+        assert_eq!(
+            stderr.matches("already in use").count(),
+            1,
+            "the error is printed once: {stderr}"
+        );
+    }
+    // Every request reaches the first engine, on new connections each time.
+    for i in 0..30 {
+        let r = http_get(first.http, "/live/port.m3u8");
+        assert_eq!(r.status(), 200, "request {i}: {}", r.head);
+    }
+}
+
+/// Regression: `edge_bytes_out` stayed flat while viewers played and jumped when they left,
+/// and `/api/v1/summary` said `"egress_bits_per_second":0` with viewers playing. Bytes out are
+/// counted as they are written: over a window in which an RTMP and an HTTP-FLV viewer play,
+/// the counter rises by what they received (plus the test's own metric responses), within
+/// 10 %, and the summary's egress is the viewers' rate, not 0.
+#[test]
+fn egress_is_counted_while_viewers_play() {
+    let engine = Engine::start(&["--cores", "2"]);
+    let _publisher = publish_loop(&engine.rtmp_url("live/egress"));
+    let received = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flv = {
+        let (received, stop, http) = (Arc::clone(&received), Arc::clone(&stop), engine.http);
+        std::thread::spawn(move || {
+            let mut s = TcpStream::connect(http).unwrap();
+            s.set_read_timeout(Some(Duration::from_millis(200)))
+                .unwrap();
+            write!(
+                s,
+                "GET /live/egress.flv HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"
+            )
+            .unwrap();
+            let mut buf = vec![0u8; 64 * 1024];
+            while !stop.load(Ordering::Relaxed) {
+                match s.read(&mut buf) {
+                    Ok(0) => panic!("the FLV response ended while the stream plays"),
+                    Ok(n) => {
+                        received.fetch_add(n as u64, Ordering::Relaxed);
+                    }
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                        ) => {}
+                    Err(e) => panic!("FLV read: {e}"),
+                }
+            }
+        })
+    };
+    let rtmp = {
+        let (received, addr) = (Arc::clone(&received), engine.rtmp);
+        std::thread::spawn(move || {
+            let opts = PlayOpts {
+                deadline: Duration::from_secs(25),
+                bytes_read: Some(received),
+                ..PlayOpts::default()
+            };
+            play_rtmp(addr, "live", "egress", &opts, None)
+        })
+    };
+    engine.wait_for("an RTMP and an FLV viewer", Duration::from_secs(30), |m| {
+        m.sum("rtmp_players") == 1 && m.sum("flv_players") == 1
+    });
+    eventually("media flowing", Duration::from_secs(30), || {
+        received.load(Ordering::Relaxed) > 100_000
+    });
+    // A byte count of the server's: the metrics response's own bytes count once it is out,
+    // so the test adds what it fetched itself between the two readings.
+    let bytes_out = |own: &mut u64| {
+        let r = http_get(engine.http, "/metrics");
+        *own += (r.head.len() + r.body.len()) as u64;
+        Metrics::parse(&String::from_utf8_lossy(&r.body)).sum("bytes_out")
+    };
+    let mut own = 0u64;
+    let (out0, got0) = (bytes_out(&mut own), received.load(Ordering::Relaxed));
+    let mut egress = Vec::new();
+    for _ in 0..6 {
+        std::thread::sleep(Duration::from_secs(1));
+        let r = http_get(engine.http, "/api/v1/summary");
+        own += (r.head.len() + r.body.len()) as u64;
+        let text = String::from_utf8_lossy(&r.body).into_owned();
+        let bps: u64 = text
+            .split("\"egress_bits_per_second\":")
+            .nth(1)
+            .and_then(|t| t.split([',', '}']).next())
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no egress in {text}"));
+        egress.push(bps);
+    }
+    let got1 = received.load(Ordering::Relaxed);
+    // The last metrics response was rendered before it was written: not in its own count.
+    let out1 = bytes_out(&mut 0);
+    let (server, client) = (out1 - out0, got1 - got0 + own);
+    let diff = server.abs_diff(client) as f64 / client as f64;
+    assert!(
+        diff <= 0.10,
+        "bytes_out rose by {server} while the viewers received {client} ({:.1} % apart)",
+        diff * 100.0
+    );
+    // The summary's window is the engine's last second, not the test's: each reading is
+    // within a factor of two of the viewers' mean rate, and none is 0.
+    let mean_bps = (got1 - got0) as f64 * 8.0 / 6.0;
+    for bps in &egress {
+        assert!(
+            *bps as f64 > mean_bps / 2.0 && (*bps as f64) < mean_bps * 2.0,
+            "egress {egress:?} b/s against the viewers' {mean_bps:.0} b/s"
+        );
+    }
+    stop.store(true, Ordering::Relaxed);
+    flv.join().unwrap();
+    drop(_publisher);
+    let log = rtmp.join().unwrap();
+    assert!(log.started && log.video > 0, "{log:?}");
+}

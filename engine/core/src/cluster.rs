@@ -25,6 +25,16 @@ pub enum Role {
     Edge,
 }
 
+impl Role {
+    /// Its name in records and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Origin => "origin",
+            Role::Edge => "edge",
+        }
+    }
+}
+
 /// The load a node reports: its shards' totals.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Load {
@@ -97,10 +107,7 @@ impl NodeRecord {
             "v1 id={} role={} rtmp={} http={} streams={} rtmp_viewers={} flv_viewers={} \
              hls_viewers={} egress_bps={} draining={}",
             self.id,
-            match self.role {
-                Role::Origin => "origin",
-                Role::Edge => "edge",
-            },
+            self.role.as_str(),
             self.rtmp,
             self.http,
             self.load.streams,

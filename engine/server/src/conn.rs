@@ -117,3 +117,16 @@ impl AsyncWriteRent for ConnWrite {
         dispatch!(self, s => s.shutdown().await)
     }
 }
+
+/// A peer's address for a log line: the address, or `-` when there is none to show (never
+/// `Some(…)`).
+pub struct PeerAddr(pub Option<std::net::SocketAddr>);
+
+impl std::fmt::Display for PeerAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(a) => a.fmt(f),
+            None => f.write_str("-"),
+        }
+    }
+}

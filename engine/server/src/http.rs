@@ -88,7 +88,9 @@ pub async fn serve(
                         };
                         if let Err(denial) = access::authorize(&shard, &ask).await {
                             let refusal = denial_response(&denial, &req);
-                            if write_bufs(&mut stream, refusal).await.is_err() || !req.keep_alive {
+                            if write_counted(&shard, &mut stream, refusal).await.is_err()
+                                || !req.keep_alive
+                            {
                                 return;
                             }
                             continue;
@@ -125,7 +127,11 @@ pub async fn serve(
                         // is sent on over this connection after the listeners have closed.
                         shard.stats().drain_redirects.inc();
                         let head = http::redirect_head(&location, req.keep_alive);
-                        if write_bufs(&mut stream, vec![head]).await.is_err() || !req.keep_alive {
+                        if write_counted(&shard, &mut stream, vec![head])
+                            .await
+                            .is_err()
+                            || !req.keep_alive
+                        {
                             return;
                         }
                         continue;
@@ -142,7 +148,11 @@ pub async fn serve(
                     if let Some(location) = elsewhere {
                         shard.stats().cluster_redirects.inc();
                         let head = http::redirect_head(&location, req.keep_alive);
-                        if write_bufs(&mut stream, vec![head]).await.is_err() || !req.keep_alive {
+                        if write_counted(&shard, &mut stream, vec![head])
+                            .await
+                            .is_err()
+                            || !req.keep_alive
+                        {
                             return;
                         }
                         continue;
@@ -176,7 +186,7 @@ pub async fn serve(
                                 let head_only = req.method == Method::Head;
                                 let refusal =
                                     pulled::error_response(status, req.keep_alive, head_only);
-                                if write_bufs(&mut stream, refusal).await.is_err()
+                                if write_counted(&shard, &mut stream, refusal).await.is_err()
                                     || !req.keep_alive
                                 {
                                     return;
@@ -202,10 +212,7 @@ pub async fn serve(
                                     wait,
                                 )
                                 .await;
-                                shard
-                                    .stats()
-                                    .bytes_out
-                                    .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+                                add_bytes_out(&shard, n);
                                 match served {
                                     Served::Complete | Served::Refused if req.keep_alive => {
                                         continue
@@ -225,7 +232,7 @@ pub async fn serve(
                 Ok(None) => break,
                 Err(e) => {
                     shard.stats().connection_errors.inc();
-                    info!(shard = %shard.id, ?peer, "http connection closed: bad request: {e}");
+                    info!(shard = %shard.id, peer = %crate::conn::PeerAddr(peer), "http connection closed: bad request: {e}");
                     let _ = stream.write_all(error_response(&e)).await;
                     return;
                 }
@@ -274,8 +281,23 @@ fn denial_response(denial: &Denial, req: &Request) -> Vec<Bytes> {
     }
 }
 
+/// Writes `bufs` in one go and counts them in `bytes_out`.
+async fn write_counted(shard: &Shard, stream: &mut Conn, bufs: Vec<Bytes>) -> std::io::Result<()> {
+    let n = write_bufs(stream, bufs).await?;
+    add_bytes_out(shard, n);
+    Ok(())
+}
+
+fn add_bytes_out(shard: &Shard, n: usize) {
+    shard
+        .stats()
+        .bytes_out
+        .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+}
+
 /// Writes a response: by reference when its body lies in a segment arena and this shard's
-/// send path is `splice` (plain TCP only), else as `--http-writes` says.
+/// send path is `splice` (plain TCP only), else as `--http-writes` says. What it wrote counts
+/// in `bytes_out` once the response is out.
 async fn send_response(shard: &Shard, stream: &mut Conn, bufs: Vec<Bytes>) -> std::io::Result<()> {
     if let (Some(zc), Conn::Tcp(tcp)) = (&shard.zero_copy, &*stream) {
         if zc.applies(&bufs) {
@@ -285,6 +307,7 @@ async fn send_response(shard: &Shard, stream: &mut Conn, bufs: Vec<Bytes>) -> st
                         .stats()
                         .zero_copy_bytes
                         .fetch_add(sent.lent as u64, std::sync::atomic::Ordering::Relaxed);
+                    add_bytes_out(shard, sent.bytes);
                     return Ok(());
                 }
                 Some(Err(e)) => return Err(e),
@@ -293,9 +316,12 @@ async fn send_response(shard: &Shard, stream: &mut Conn, bufs: Vec<Bytes>) -> st
         }
     }
     if shard.config.http_vectored {
-        write_bufs(stream, bufs).await.map(drop)
+        write_counted(shard, stream, bufs).await
     } else {
-        write_each(stream, bufs).await
+        let total = bufs.iter().map(Bytes::len).sum();
+        write_each(stream, bufs).await?;
+        add_bytes_out(shard, total);
+        Ok(())
     }
 }
 
@@ -544,8 +570,11 @@ async fn serve_flv(shard: Rc<Shard>, stream: Conn, fd: std::os::fd::RawFd, viewe
     let (key, id) = (&viewer.key, viewer.id);
     let (mut reader, writer) = stream.split();
     let outlet = Outlet::new(id, Wire::Flv, shard.config.queue, shard.clock);
-    let writer_task =
-        monoio::spawn(Rc::clone(&outlet).run_writer(writer, shard.config.write_coalesce_ms));
+    let writer_task = monoio::spawn(Rc::clone(&outlet).run_writer(
+        writer,
+        shard.config.write_coalesce_ms,
+        shard.bytes_out(),
+    ));
     shard.add_viewer(key, &outlet, viewer.query.clone());
     // Nothing more is expected from the client; reading only tells us when it leaves.
     let mut buf = Vec::with_capacity(512);

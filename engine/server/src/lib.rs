@@ -48,7 +48,7 @@ use monoio::{IoUringDriver, LegacyDriver, RuntimeBuilder};
 use tracing::{info, warn};
 
 use crate::config::{Args, Config};
-use crate::listen::{bind_reuseport, Service};
+use crate::listen::{bind_reuseport, claim_endpoint, Service};
 use crate::mesh::Mesh;
 use crate::shard::Shard;
 use crate::stats::Stats;
@@ -83,6 +83,8 @@ pub fn run() -> anyhow::Result<()> {
     let mut given: Vec<Vec<(Service, std::net::TcpListener)>> =
         (0..shards).map(|_| Vec::new()).collect();
     let mut endpoints = Vec::new();
+    // Held until the process exits: no other engine claims these addresses meanwhile.
+    let mut port_locks = Vec::new();
     let mut inherited = inherited.map(|mut i| {
         let listeners = std::mem::take(&mut i.listeners);
         (i, listeners)
@@ -108,8 +110,8 @@ pub fn run() -> anyhow::Result<()> {
                 given[i % shards].push((service, l));
             }
         } else {
-            let l = bind_reuseport(addr)
-                .with_context(|| format!("binding {} {addr}", service.name()))?;
+            let (l, lock) = claim_endpoint(service, addr)?;
+            port_locks.extend(lock);
             endpoints.push((service, l.local_addr()?));
             given[0].push((service, l));
         }
@@ -149,7 +151,7 @@ pub fn run() -> anyhow::Result<()> {
             } else {
                 edge_core::cluster::Role::Origin
             };
-            info!(node = %r.node_id, ?role, %rtmp, %http, host = %r.host, port = r.port, "registry: joining the cluster");
+            info!(node = %r.node_id, role = role.as_str(), %rtmp, %http, host = %r.host, port = r.port, "registry: joining the cluster");
             let me = edge_core::cluster::NodeRecord::new(&r.node_id, role, &rtmp, &http);
             Some(
                 registry::start(r, me, shards, Arc::clone(&stats))
@@ -261,6 +263,7 @@ pub fn run() -> anyhow::Result<()> {
             let _ = std::fs::remove_file(path);
         }
     }
+    drop(port_locks);
     info!("stopped");
     Ok(())
 }
@@ -422,7 +425,7 @@ async fn shard_main(mut ctx: ShardCtx, driver: &'static str) {
     );
     info!(
         shard = ctx.id,
-        cpu = ?shard.config.cpus[ctx.id],
+        cpu = %shard.config.cpus[ctx.id].map_or_else(|| "unpinned".to_string(), |c| c.to_string()),
         driver,
         "shard started"
     );

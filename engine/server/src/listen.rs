@@ -24,6 +24,84 @@ use crate::tls;
 use crate::shard::Shard;
 use crate::stats::Counter;
 
+/// Holds an endpoint for this process while it runs: an abstract Unix socket named after
+/// the address, which the kernel frees when the process exits, however it exits.
+#[derive(Debug)]
+pub struct PortLock(#[allow(dead_code)] std::os::unix::net::UnixListener);
+
+/// Why an endpoint could not be claimed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClaimError {
+    #[error(
+        "{service} {addr}: address already in use by another process; \
+         `ss -ltnp 'sport = :{port}'` shows which (to replace a running edge-engine without \
+         a gap, start the new one with --upgrade-from)"
+    )]
+    InUse {
+        service: &'static str,
+        addr: SocketAddr,
+        port: u16,
+    },
+    #[error("{service} {addr}: {source}")]
+    Bind {
+        service: &'static str,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// Binds shard 0's listener of `service` at `addr`, making sure no other process listens
+/// there: SO_REUSEPORT, which lets this engine's shards share the port, would otherwise let a
+/// second engine (or anything else that sets it) share it too, and the kernel would deal the
+/// connections out between the two.
+///
+/// 1. Take the address's lock (an abstract Unix socket `edge-engine/tcp/ADDR`): two engines
+///    starting at the same moment cannot both pass step 2.
+/// 2. Bind a probe socket without SO_REUSEPORT (with SO_REUSEADDR, so a predecessor's
+///    TIME_WAIT connections do not count): it fails while anyone listens on the address,
+///    whatever options they set.
+/// 3. Close the probe and bind the shard's SO_REUSEPORT listener; the other shards bind the
+///    same address beside it.
+///
+/// Port 0 needs none of this: the kernel picks a port nobody holds. A successor
+/// (`--upgrade-from`) does not claim the endpoints it inherits: sharing them is the handover.
+pub fn claim_endpoint(
+    service: Service,
+    addr: SocketAddr,
+) -> Result<(std::net::TcpListener, Option<PortLock>), ClaimError> {
+    let (name, port) = (service.name(), addr.port());
+    let in_use = || ClaimError::InUse {
+        service: name,
+        addr,
+        port,
+    };
+    let bind_error = |source: std::io::Error| match source.raw_os_error() {
+        Some(libc::EADDRINUSE) => in_use(),
+        _ => ClaimError::Bind {
+            service: name,
+            addr,
+            source,
+        },
+    };
+    let lock = if port == 0 {
+        None
+    } else {
+        use std::os::linux::net::SocketAddrExt as _;
+        let lock_name = format!("edge-engine/tcp/{addr}");
+        let lock_addr = std::os::unix::net::SocketAddr::from_abstract_name(lock_name.as_bytes())
+            .map_err(bind_error)?;
+        let lock = std::os::unix::net::UnixListener::bind_addr(&lock_addr).map_err(bind_error)?;
+        let probe = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))
+            .map_err(bind_error)?;
+        probe.set_reuse_address(true).map_err(bind_error)?;
+        probe.bind(&addr.into()).map_err(bind_error)?;
+        drop(probe);
+        Some(PortLock(lock))
+    };
+    let listener = bind_reuseport(addr).map_err(bind_error)?;
+    Ok((listener, lock))
+}
+
 /// Binds `addr` with SO_REUSEADDR and SO_REUSEPORT and starts listening.
 pub fn bind_reuseport(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
@@ -132,13 +210,13 @@ async fn serve(
             }
             Ok(Err(e)) => {
                 stats.tls_handshake_failures.inc();
-                debug!(shard = %shard.id, %peer, ?service, "TLS handshake failed: {e}");
+                debug!(shard = %shard.id, %peer, service = service.name(), "TLS handshake failed: {e}");
                 return;
             }
             Err(_) => {
                 stats.tls_handshake_failures.inc();
                 stats.tls_handshake_timeouts.inc();
-                debug!(shard = %shard.id, %peer, ?service, "TLS handshake timed out");
+                debug!(shard = %shard.id, %peer, service = service.name(), "TLS handshake timed out");
                 // Dropping the halves closes the socket.
                 return;
             }
@@ -190,7 +268,7 @@ pub async fn accept_loop(
                             warn!(
                                 shard = %shard.id,
                                 %peer,
-                                ?service,
+                                service = service.name(),
                                 limit = refusal.as_str(),
                                 "connection refused ({refusals_unlogged} more since last report)"
                             );
@@ -212,7 +290,7 @@ pub async fn accept_loop(
             Err(_) if shard.stats.control.accepting_ended() => {
                 // A drain shut the listener down, or a successor holds it; dropping it here
                 // closes this process's descriptor.
-                debug!(shard = %shard.id, ?service, "accepting ended (drain or upgrade)");
+                debug!(shard = %shard.id, service = service.name(), "accepting ended (drain or upgrade)");
                 return;
             }
             Err(_) if shard.stats.control.closing() => {
@@ -231,13 +309,13 @@ pub async fn accept_loop(
                     if resource {
                         warn!(
                             shard = %shard.id,
-                            ?service,
+                            service = service.name(),
                             "accept failed: {e} ({suppressed} more since last report); backing off"
                         );
                     } else {
                         error!(
                             shard = %shard.id,
-                            ?service,
+                            service = service.name(),
                             "accept failed: {e} ({suppressed} more since last report)"
                         );
                     }

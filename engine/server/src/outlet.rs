@@ -21,7 +21,7 @@ use monoio::buf::IoVecBuf;
 use monoio::io::AsyncWriteRent;
 
 use crate::clock::Clock;
-use crate::stats::ShardStats;
+use crate::stats::{BytesOut, ShardStats};
 
 /// Buffers per `writev`.
 pub const MAX_BATCH: usize = 64;
@@ -258,8 +258,8 @@ impl Outlet {
         .await
     }
 
-    /// Drains the queue into `sink` until the outlet closes or the socket fails.
-    /// Returns the bytes written.
+    /// Drains the queue into `sink` until the outlet closes or the socket fails, counting
+    /// every write in `bytes_out` as it completes.
     ///
     /// With `coalesce_ms` > 0 (`--write-coalesce-ms`), a joined viewer's writes start at most
     /// once per that many milliseconds, so the frames that arrive meanwhile leave in one
@@ -269,9 +269,9 @@ impl Outlet {
         self: Rc<Self>,
         mut sink: W,
         coalesce_ms: u64,
-    ) -> u64 {
+        bytes_out: BytesOut,
+    ) {
         let mut batch = WriteBatch::default();
-        let mut written = 0u64;
         let mut last_write_ms: Option<u64> = None;
         loop {
             if let (true, Some(last)) = (coalesce_ms > 0 && self.joined.get(), last_write_ms) {
@@ -321,7 +321,7 @@ impl Outlet {
             batch = b;
             batch.clear();
             match res {
-                Ok(n) => written += n as u64,
+                Ok(n) => bytes_out.add(n),
                 Err(_) => {
                     self.close(Close::Abort);
                     break;
@@ -330,28 +330,24 @@ impl Outlet {
         }
         // Best effort: let the peer see an orderly end for flushed closes.
         let _ = sink.shutdown().await;
-        written
     }
 }
 
 /// Ends a connection: closes the outlet (`how`, unless a reason was already set), makes the
-/// close abortive when it aborts, waits for the writer, and counts the bytes it wrote (and
-/// the viewer, if the writer closed it for being slow).
+/// close abortive when it aborts, waits for the writer (which counted its bytes as it wrote
+/// them), and counts the viewer if the writer closed it for being slow.
 pub async fn finish(
     outlet: &Outlet,
     how: Close,
     fd: std::os::fd::RawFd,
-    writer: monoio::task::JoinHandle<u64>,
+    writer: monoio::task::JoinHandle<()>,
     stats: &ShardStats,
 ) {
     outlet.close(how);
     if outlet.close_mode() == Some(Close::Abort) {
         reset_on_close(fd);
     }
-    let written = writer.await;
-    stats
-        .bytes_out
-        .fetch_add(written, std::sync::atomic::Ordering::Relaxed);
+    writer.await;
     if outlet.was_slow() {
         tracing::warn!(
             viewer = outlet.id,

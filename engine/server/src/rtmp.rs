@@ -59,8 +59,11 @@ pub async fn serve(
     let id = shard.next_conn_id();
     let (mut reader, writer) = stream.split();
     let outlet = Outlet::new(id, Wire::Rtmp, shard.config.queue, shard.clock);
-    let writer_task =
-        monoio::spawn(Rc::clone(&outlet).run_writer(writer, shard.config.write_coalesce_ms));
+    let writer_task = monoio::spawn(Rc::clone(&outlet).run_writer(
+        writer,
+        shard.config.write_coalesce_ms,
+        shard.bytes_out(),
+    ));
     let mut conn = ServerConnection::new();
     let mut role = Role::None;
     let mut buf = Vec::with_capacity(READ_BUF_IDLE);
@@ -108,7 +111,7 @@ pub async fn serve(
                 // not even the events it produced before panicking.
                 shard.stats().connection_errors.inc();
                 shard.stats().peer_panics.inc();
-                warn!(shard = %shard.id, ?peer, "rtmp connection closed: {panic}");
+                warn!(shard = %shard.id, peer = %crate::conn::PeerAddr(peer), "rtmp connection closed: {panic}");
                 how = Close::Abort;
                 break panic;
             }
@@ -141,7 +144,7 @@ pub async fn serve(
                 } else {
                     shard.drain_publish_peer(&info.app)
                 };
-                info!(shard = %shard.id, ?peer, to = to.as_deref().unwrap_or("(its own URL)"), "draining: asking the publisher to reconnect");
+                info!(shard = %shard.id, peer = %crate::conn::PeerAddr(peer), to = to.as_deref().unwrap_or("(its own URL)"), "draining: asking the publisher to reconnect");
                 shard.stats().drain_reconnect_requests.inc();
                 outlet.push_control(reconnect_request_message(
                     to.as_deref(),
@@ -193,9 +196,11 @@ pub async fn serve(
         // A peer that broke the protocol is worth a line at info (scanners and broken
         // encoders show up here); an ordinary close is not.
         Role::None if how == Close::Flush => {
-            info!(shard = %shard.id, ?peer, "rtmp connection closed: {reason}")
+            info!(shard = %shard.id, peer = %crate::conn::PeerAddr(peer), "rtmp connection closed: {reason}")
         }
-        Role::None => debug!(shard = %shard.id, ?peer, "rtmp connection closed: {reason}"),
+        Role::None => {
+            debug!(shard = %shard.id, peer = %crate::conn::PeerAddr(peer), "rtmp connection closed: {reason}")
+        }
     }
     finish(&outlet, how, fd, writer_task, shard.stats()).await;
 }

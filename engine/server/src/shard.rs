@@ -285,6 +285,11 @@ impl Shard {
         &self.stats.shards[self.id.0]
     }
 
+    /// This shard's egress counter, for a writer task.
+    pub fn bytes_out(&self) -> crate::stats::BytesOut {
+        crate::stats::BytesOut::new(&self.stats, self.id)
+    }
+
     pub fn now_ms(&self) -> u64 {
         self.clock.now_ms()
     }

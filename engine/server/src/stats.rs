@@ -207,6 +207,30 @@ impl Counter for AtomicU64 {
     }
 }
 
+/// Counts one shard's bytes out as they are written, from any task of that shard (a
+/// writer outlives every borrow of its shard): egress is live while viewers play, not
+/// counted when they leave.
+#[derive(Clone)]
+pub struct BytesOut {
+    stats: Arc<Stats>,
+    shard: usize,
+}
+
+impl BytesOut {
+    pub fn new(stats: &Arc<Stats>, shard: ShardId) -> Self {
+        Self {
+            stats: Arc::clone(stats),
+            shard: shard.0,
+        }
+    }
+
+    pub fn add(&self, n: usize) {
+        self.stats.shards[self.shard]
+            .bytes_out
+            .fetch_add(n as u64, Ordering::Relaxed);
+    }
+}
+
 /// Counters of every shard, indexed by shard id, and the streams each shard owns.
 pub struct Stats {
     pub shards: Box<[ShardStats]>,
