@@ -508,6 +508,24 @@ pub fn ffmpeg_publish(file: &std::path::Path, url: &str, extra_input_args: &[&st
         .expect("ffmpeg must be installed (.ci/run installs it)")
 }
 
+/// A GStreamer publisher: 150 frames of test pattern at 30 fps with AAC, encoded by x264, to
+/// `url` through `sink` (`rtmp2sink`, or librtmp's `rtmpsink`).
+pub fn gst_publish(sink: &str, url: &str) -> Child {
+    let pipeline = format!(
+        "videotestsrc num-buffers=150 is-live=true ! video/x-raw,width=320,height=240,framerate=30/1 \
+         ! x264enc tune=zerolatency key-int-max=30 bitrate=400 ! h264parse ! queue \
+         ! flvmux name=m streamable=true ! {sink} location={url} \
+         audiotestsrc num-buffers=220 is-live=true ! audioconvert ! avenc_aac ! aacparse ! queue ! m."
+    );
+    Command::new("gst-launch-1.0")
+        .arg("-q")
+        .args(pipeline.split_whitespace())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("gst-launch-1.0 (gstreamer1.0-tools) must be installed")
+}
+
 /// Publishes `bframes.flv` to `path` once (real time) and waits until its HLS playlist is
 /// complete (EXT-X-ENDLIST); returns the playlist.
 pub fn publish_and_wait_for_endlist(engine: &Engine, path: &str) -> String {

@@ -326,6 +326,65 @@ fn ffmpeg_plays_a_signed_hls_url_and_no_segment_is_refused() {
     assert_eq!(http_get(engine.http, "/live/h.m3u8").status(), 403);
 }
 
+/// Regression: `rtmp://HOST/live/a?token=…~acl=/live/*~hmac=…` was refused with `invalid
+/// stream name`: ffmpeg and librtmp cut an RTMP URL at a `/` inside its query, moving part
+/// of the query into the app. ffmpeg publishes and plays with such a token, raw and
+/// percent-encoded, and so do GStreamer's rtmp2sink and librtmp's rtmpsink; nothing is
+/// refused, and the same URLs without the token are.
+#[test]
+fn signed_rtmp_urls_whose_acl_holds_slashes_publish_and_play() {
+    let engine = Engine::start(&[
+        "--cores",
+        "2",
+        "--play-auth",
+        "token",
+        "--publish-auth",
+        "token",
+        "--token-key",
+        KEY,
+        "--republish-grace-ms",
+        "300",
+    ]);
+    let raw = token(&[format!("exp={}", now() + 600), "acl=/live/*".into()]);
+    assert!(raw.contains("acl=/live/*"), "{raw}");
+    let escaped = raw.replace('/', "%2F").replace('*', "%2A");
+    let _publisher = publish_loop(&engine.rtmp_url(&format!("live/a?token={raw}")));
+    engine.wait_for("ffmpeg's signed publish", Duration::from_secs(20), |m| {
+        m.sum("publishers") == 1
+    });
+    for tok in [&raw, &escaped] {
+        let url = engine.rtmp_url(&format!("live/a?token={tok}"));
+        let (lines, err) = framemd5_for(&url, Duration::from_secs(3));
+        assert!(err.is_empty(), "ffmpeg plays {url}: {err}");
+        assert!(
+            lines.len() > 20,
+            "ffmpeg played {} packets of {url}",
+            lines.len()
+        );
+    }
+    for sink in ["rtmp2sink", "rtmpsink"] {
+        let stream = format!("g{sink}");
+        let mut gst = gst_publish(
+            sink,
+            &engine.rtmp_url(&format!("live/{stream}?token={raw}")),
+        );
+        assert!(gst.wait().unwrap().success(), "{sink} publishes signed");
+        let playlist = http_get(engine.http, &format!("/live/{stream}.m3u8?token={escaped}"));
+        assert_eq!(playlist.status(), 200, "{sink}'s stream has HLS");
+    }
+    let m = engine.metrics();
+    assert_eq!(all_denied(&m), 0, "nothing refused: {m:?}");
+    // Without the token: refused, so the checks above were real ones.
+    let (events, _) = try_publish(engine.rtmp, "live", "b");
+    assert!(
+        events.iter().any(
+            |e| matches!(e, ClientEvent::Status { code } if code == "NetStream.Publish.BadName")
+        ),
+        "{events:?}"
+    );
+    assert_eq!(denied(&engine.metrics(), "publish", "missing"), 1);
+}
+
 #[test]
 fn an_unsigned_viewer_at_an_edge_causes_no_upstream_connection() {
     let origin = Engine::start(&["--cores", "1"]);

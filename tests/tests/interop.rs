@@ -121,23 +121,6 @@ fn loadgen_publishes_and_plays_through_a_strict_origin() {
     assert!(text.contains("\"video_frames\""), "{text}");
 }
 
-/// A GStreamer publisher: 150 frames of test pattern at 30 fps with AAC, encoded by x264.
-fn gst_publish(sink: &str, url: &str) -> std::process::Child {
-    let pipeline = format!(
-        "videotestsrc num-buffers=150 is-live=true ! video/x-raw,width=320,height=240,framerate=30/1 \
-         ! x264enc tune=zerolatency key-int-max=30 bitrate=400 ! h264parse ! queue \
-         ! flvmux name=m streamable=true ! {sink} location={url} \
-         audiotestsrc num-buffers=220 is-live=true ! audioconvert ! avenc_aac ! aacparse ! queue ! m."
-    );
-    Command::new("gst-launch-1.0")
-        .arg("-q")
-        .args(pipeline.split_whitespace())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("gst-launch-1.0 (gstreamer1.0-tools) must be installed")
-}
-
 /// Publishes with GStreamer `sink` to an engine and checks what comes out: an RTMP player
 /// attached first gets all 150 pictures, and the ended HLS stream decodes to 150 frames.
 fn check_gstreamer_publisher(sink: &str) {

@@ -375,8 +375,9 @@ pub fn http(data: &[u8]) {
 
 /// Access checks on peer-chosen text: token verification (EdgeAuth with each HMAC, and nginx
 /// secure_link) of an arbitrary query for an arbitrary path, the hook reply verdict, the
-/// per-app mode parser, and query editing. Besides not panicking: a token minted for the
-/// input's path verifies for it and for no other key; removing a parameter removes it.
+/// per-app mode parser, query editing, and RTMP stream-name resolution. Besides not
+/// panicking: a token minted for the input's path verifies for it and for no other key;
+/// removing a parameter removes it; a resolved RTMP name resolves to itself.
 pub fn access(data: &[u8]) {
     use edge_core::access::{hook_verdict, ModeByApp};
     use edge_core::token::{
@@ -448,6 +449,22 @@ pub fn access(data: &[u8]) {
     let _ = hook_verdict(200, data);
     let specs: Vec<String> = text.lines().map(str::to_string).collect();
     let _ = ModeByApp::parse(&specs);
+    // Where an RTMP client put the stream name and its query: whatever the three parts, a
+    // resolved target written out the plain way (app, `name?query`) resolves to itself.
+    let mut parts = text.splitn(3, '\n');
+    let (app, tc_url, name) = (
+        parts.next().unwrap_or(""),
+        parts.next().unwrap_or(""),
+        parts.next().unwrap_or(""),
+    );
+    if let Ok(t) = edge_core::rtmp::name::resolve(app, tc_url, name) {
+        let plain = match &t.query {
+            Some(q) => format!("{}?{q}", t.key.stream()),
+            None => t.key.stream().to_string(),
+        };
+        let again = edge_core::rtmp::name::resolve(t.key.app(), "", &plain);
+        assert_eq!(again.as_ref(), Ok(&t), "{app} | {tc_url} | {name}");
+    }
 }
 
 /// The TS scan (loadgen's HLS viewers read every segment through it) and the SEI probe

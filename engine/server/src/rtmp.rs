@@ -10,10 +10,10 @@ use std::sync::Arc;
 
 use edge_core::access::{Action, HookEvent};
 use edge_core::media::{self, MediaError};
-use edge_core::rtmp::chunk;
 use edge_core::rtmp::server::{
     reconnect_request_message, RtmpError, ServerConnection, ServerEvent,
 };
+use edge_core::rtmp::{chunk, name};
 use edge_core::stream::{PublishError, PublisherId};
 use edge_core::StreamKey;
 use monoio::io::AsyncReadRent;
@@ -210,8 +210,8 @@ pub async fn serve(
 enum CloseReason {
     #[error("{0} on a connection already in use")]
     InUse(&'static str),
-    #[error("invalid stream name {0}")]
-    BadName(String),
+    #[error(transparent)]
+    BadName(name::NameError),
     #[error("{0} denied: {1}")]
     Denied(&'static str, Denial),
     #[error("publish refused: {0}")]
@@ -251,14 +251,16 @@ async fn handle_event(
             if !matches!(role, Role::None) {
                 return Err(CloseReason::InUse("publish"));
             }
-            let Some(key) = StreamKey::new(&app, &stream) else {
-                reject_publish(conn, outlet, "invalid stream name");
-                return Err(CloseReason::BadName(format!("{app}/{stream}")));
+            let tc_url = tc_url_of(conn);
+            let (key, query) = match name::resolve(&app, &tc_url, &stream) {
+                Ok(t) => (t.key, t.query.map(Arc::from)),
+                Err(e) => {
+                    reject_publish(conn, outlet, &e.to_string());
+                    return Err(CloseReason::BadName(e));
+                }
             };
-            let query = query_of(&app, &stream);
             // Checked before the owner hears of it: a refused publisher cannot take a
             // stream over, not even for a moment.
-            let tc_url = tc_url_of(conn);
             if let Err(d) =
                 access::authorize(shard, &ask(Action::Publish, &key, &query, who, &tc_url)).await
             {
@@ -341,14 +343,18 @@ async fn handle_event(
             if !matches!(role, Role::None) {
                 return Err(CloseReason::InUse("play"));
             }
-            let Some(key) = StreamKey::new(&app, &stream) else {
-                conn.send_status(
-                    stream_id,
-                    "error",
-                    "NetStream.Play.StreamNotFound",
-                    "invalid stream name",
-                );
-                return Err(CloseReason::BadName(format!("{app}/{stream}")));
+            let tc_url = tc_url_of(conn);
+            let (key, query) = match name::resolve(&app, &tc_url, &stream) {
+                Ok(t) => (t.key, t.query.map(Arc::from)),
+                Err(e) => {
+                    conn.send_status(
+                        stream_id,
+                        "error",
+                        "NetStream.Play.StreamNotFound",
+                        &e.to_string(),
+                    );
+                    return Err(CloseReason::BadName(e));
+                }
             };
             if stream_id != chunk::PLAY_STREAM_ID {
                 // Shared media is serialised once for message stream 1, which every common
@@ -361,8 +367,6 @@ async fn handle_event(
                 );
                 return Err(CloseReason::WrongStream(stream_id));
             }
-            let query = query_of(&app, &stream);
-            let tc_url = tc_url_of(conn);
             if let Err(d) =
                 access::authorize(shard, &ask(Action::Play, &key, &query, who, &tc_url)).await
             {
@@ -431,15 +435,6 @@ fn ask<'a>(
         client_id: who.id,
         hls: false,
     }
-}
-
-/// The `?query` of an RTMP play or publish: on the stream name, or else on the app.
-fn query_of(app: &str, stream: &str) -> Option<Arc<str>> {
-    let q = stream
-        .split_once('?')
-        .or_else(|| app.split_once('?'))
-        .map(|(_, q)| q)?;
-    (!q.is_empty()).then(|| q.into())
 }
 
 /// Resolves after `after` when `armed`, never otherwise.
