@@ -17,7 +17,7 @@ while (($#)); do
     case "$1" in
         --cache-mb) cache_mb=$2; shift 2 ;;
         --cores) cores=$2; shift 2 ;;
-        -h | --help) sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h | --help) usage_from_header; exit 0 ;;
         *) die "unknown argument '$1'" ;;
     esac
 done

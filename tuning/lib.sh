@@ -7,13 +7,14 @@
 #
 # Roots are overridable so tests run against fake trees:
 #   TUNING_SYSFS (/sys), TUNING_PROCFS (/proc), TUNING_ETC (/etc),
-#   TUNING_STATE_DIR (/var/lib/edge-engine-tuning).
+#   TUNING_STATE_DIR (/var/lib/edge-engine-tuning), TUNING_ETHTOOL (ethtool).
 
 # shellcheck disable=SC2034 # used by the scripts that source this file
 SYSFS=${TUNING_SYSFS:-/sys}
 PROCFS=${TUNING_PROCFS:-/proc}
 ETC=${TUNING_ETC:-/etc}
 STATE_DIR=${TUNING_STATE_DIR:-/var/lib/edge-engine-tuning}
+ETHTOOL=${TUNING_ETHTOOL:-ethtool}
 MODE=dry-run
 SCRIPT_NAME=$(basename "$0" .sh)
 CHANGES=0
@@ -23,14 +24,26 @@ die() {
     exit 2
 }
 
-# Consumes --dry-run/--apply/--revert from "$@"; the rest is left in ARGS.
+# Prints the script's leading comment block (after the #! line) as its help: every line up
+# to the first one that is not a comment.
+usage_from_header() {
+    awk 'NR == 1 { next } /^#/ { sub(/^# ?/, ""); print; next } { exit }' "$0"
+}
+
+# Consumes --dry-run/--apply/--revert from "$@"; the rest is left in ARGS. Two different
+# modes contradict each other: an error, not "the last one wins".
 parse_mode() {
     ARGS=()
+    local given=""
     while (($#)); do
         case "$1" in
-            --dry-run) MODE=dry-run ;;
-            --apply) MODE=apply ;;
-            --revert) MODE=revert ;;
+            --dry-run | --apply | --revert)
+                if [ -n "$given" ] && [ "$given" != "$1" ]; then
+                    die "$given and $1 contradict each other: give one of --dry-run, --apply, --revert"
+                fi
+                given=$1
+                MODE=${1#--}
+                ;;
             *) ARGS+=("$1") ;;
         esac
         shift
@@ -111,6 +124,24 @@ set_value() { # path value
     save_original "$path" "$current"
     printf '%s\n' "$value" >"$path"
     echo "set   $path: $current -> $value"
+}
+
+# Sets a file of whitespace-separated numbers (tcp_rmem's "min default max", rmem_max) to
+# at least `value`, field by field: a host tuned higher already keeps its higher values.
+set_at_least() { # path value
+    local path=$1 want=$2 i
+    local -a have wanted kept=()
+    [ -e "$path" ] || { echo "skip  $path (absent)"; return 0; }
+    read -ra have <<<"$(read_value "$path")"
+    read -ra wanted <<<"$want"
+    for i in "${!wanted[@]}"; do
+        if [[ ${have[i]:-} =~ ^[0-9]+$ ]] && ((have[i] > wanted[i])); then
+            kept+=("${have[i]}")
+        else
+            kept+=("${wanted[i]}")
+        fi
+    done
+    set_value "$path" "${kept[*]}"
 }
 
 # Sets a CPU mask file (xps_cpus, rps_cpus), comparing masks by value: the kernel reads them

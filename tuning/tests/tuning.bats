@@ -43,6 +43,7 @@ net.ipv4.tcp_rmem 4096	131072	6291456
 net.ipv4.tcp_wmem 4096	16384	4194304
 net.ipv4.tcp_mem 188088	250784	376176
 net.ipv4.ip_local_port_range 32768	60999
+net.ipv4.ip_local_reserved_ports 
 fs.nr_open 1048576
 fs.file-max 9223372036854775807
 net.core.busy_poll 0
@@ -130,15 +131,126 @@ affinity() { cat "$TUNING_PROCFS/irq/$1/smp_affinity_list"; }
     s=$TUNING_PROCFS/sys
     [ "$(cat "$s/net/core/somaxconn")" = 65535 ]
     [ "$(cat "$s/net/ipv4/tcp_rmem")" = "4096 131072 16777216" ]
-    [ "$(cat "$s/net/ipv4/ip_local_port_range")" = "1024 65535" ]
+    [ "$(cat "$s/net/ipv4/ip_local_port_range")" = "10240 65535" ]
     [ "$(cat "$s/net/ipv4/tcp_mem")" = "1024000 2048000 4096000" ]
     [ "$(cat "$s/fs/nr_open")" = 4194304 ]
-    [ "$(cat "$s/net/core/busy_poll")" = 50 ]
     run "$D/sysctl.sh" --apply
     [[ $output == *"applied 0 change(s)"* ]]
     "$D/sysctl.sh" --revert
     [ "$(cat "$s/net/core/somaxconn")" = 4096 ]
     [ "$(cat "$s/net/ipv4/tcp_rmem")" = "4096 131072 6291456" ]
+    [ "$(cat "$s/net/ipv4/ip_local_port_range")" = "32768 60999" ]
+}
+
+# Regression: the range proposed was 1024-65535, which covers 1935 and 8080: an outgoing
+# connection could take the engine's own port and block its restart.
+@test "sysctl: the local port range leaves the engine's ports out, and they are reserved" {
+    s=$TUNING_PROCFS/sys
+    run "$D/sysctl.sh" --apply
+    [ "$status" -eq 0 ]
+    read -r low high <"$s/net/ipv4/ip_local_port_range"
+    for p in 1935 8080; do ((p < low || p > high)); done
+    [ "$(cat "$s/net/ipv4/ip_local_reserved_ports")" = "1935,8080" ]
+    # Ports inside the range, from --ports and from a config file, are reserved too; the
+    # reservations already there stay.
+    "$D/sysctl.sh" --revert
+    echo "22000-22010" >"$s/net/ipv4/ip_local_reserved_ports"
+    printf 'rtmp = "0.0.0.0:19350"\nhttp = "127.0.0.1:18080"  # ours\ncores = 4\n' >"$T/engine.conf"
+    run "$D/sysctl.sh" --ports 1935,40443 --config "$T/engine.conf" --apply
+    [ "$status" -eq 0 ]
+    [ "$(cat "$s/net/ipv4/ip_local_reserved_ports")" = "1935,18080,19350,22000-22010,40443" ]
+    [[ $output == *"port 40443 is inside the local port range"* ]]
+    run "$D/sysctl.sh" --ports 80,http --dry-run
+    [ "$status" -eq 2 ]
+}
+
+# Regression: the script lowered a host's higher tcp_rmem maximum, and turned busy polling on
+# for every socket on the host.
+@test "sysctl: buffers are raised, never lowered; busy polling only with --busy-poll" {
+    s=$TUNING_PROCFS/sys
+    echo '4096 262144 33554432' >"$s/net/ipv4/tcp_rmem"
+    echo 33554432 >"$s/net/core/rmem_max"
+    run "$D/sysctl.sh" --apply
+    [ "$status" -eq 0 ]
+    [ "$(cat "$s/net/ipv4/tcp_rmem")" = "4096 262144 33554432" ]
+    [ "$(cat "$s/net/core/rmem_max")" = 33554432 ]
+    [ "$(cat "$s/net/ipv4/tcp_wmem")" = "4096 131072 16777216" ]
+    [ "$(cat "$s/net/core/busy_poll")" = 0 ]
+    [ "$(cat "$s/net/core/busy_read")" = 0 ]
+    run "$D/sysctl.sh" --busy-poll --apply
+    [ "$(cat "$s/net/core/busy_poll")" = 50 ]
+    [ "$(cat "$s/net/core/busy_read")" = 50 ]
+}
+
+# Regression: `--dry-run --apply` applied (the last mode won).
+@test "modes that contradict each other are an error and change nothing" {
+    for script in sysctl.sh "hugepages.sh --cache-mb 64 --cores 1" "limits.sh --user x"; do
+        # shellcheck disable=SC2086 # the script and its arguments, split on purpose
+        run "$D"/$script --dry-run --apply
+        [ "$status" -eq 2 ]
+        [[ $output == *"--dry-run and --apply contradict each other"* ]]
+    done
+    [ "$(cat "$TUNING_PROCFS/sys/net/core/somaxconn")" = 4096 ]
+    [ ! -e "$TUNING_STATE_DIR" ]
+    run "$D/sysctl.sh" --apply --apply
+    [ "$status" -eq 0 ]
+}
+
+# Regression: on a virtio NIC (no MSI-X queue IRQs), check.sh stopped with status 2 after the
+# NIC section and never checked sysctl, huge pages or limits.
+@test "check: every section is reported even when the NIC cannot be read" {
+    rm -r "$TUNING_SYSFS/class/net/eth0/device/msi_irqs"
+    run "$D/check.sh" --iface eth0 --cpu-list 0-1
+    [ "$status" -eq 1 ]
+    [[ $output == *"its queue IRQs cannot be read"* ]]
+    for section in "== IRQ affinity" "== NIC" "== sysctl" "== huge pages" "== limits"; do
+        [[ $output == *"$section"* ]]
+    done
+    [[ $output == *"ERROR: the IRQ affinity check failed"* ]]
+    [[ $output == *"RESULT: some sections could not be checked"* ]]
+}
+
+# Regression: nic.sh needed ethtool even for a dry run.
+@test "nic: a dry run without ethtool says what --apply would do; --apply needs it" {
+    run env TUNING_ETHTOOL=/nonexistent/ethtool "$D/nic.sh" --iface eth0 --cpu-list 0-3 --dry-run
+    [ "$status" -eq 0 ]
+    [[ $output == *"ethtool is not installed"* ]]
+    [[ $output == *"would eth0 combined queues: 4"* ]]
+    [[ $output == *"tx-3/xps_cpus: 0000 -> 8"* ]]
+    run env TUNING_ETHTOOL=/nonexistent/ethtool "$D/nic.sh" --iface eth0 --cpu-list 0-3 --apply
+    [ "$status" -eq 2 ]
+    [[ $output == *"ethtool is required to apply"* ]]
+}
+
+# Regression: limits.sh defaulted to a user `edge` that does not exist, while the shipped unit
+# runs as a DynamicUser (to which limits.d never applies).
+@test "limits: the shipped unit's limits suffice; a unit that falls short gets a drop-in" {
+    u=$TUNING_ETC/systemd/system
+    mkdir -p "$u"
+    cp "$D/../deploy/systemd/edge-engine.service" "$u/"
+    run "$D/limits.sh" --cores 16 --dry-run
+    [ "$status" -eq 0 ]
+    [[ $output == *"ok    $u/edge-engine.service: LimitNOFILE=1048576 LimitMEMLOCK=infinity"* ]]
+    [[ $output == *"dry run: 0 change(s)"* ]]
+    sed -i 's/^LimitNOFILE=.*/LimitNOFILE=1024/' "$u/edge-engine.service"
+    run "$D/limits.sh" --cores 16 --apply
+    [ "$status" -eq 0 ]
+    grep -qx 'LimitNOFILE=1048576' "$u/edge-engine.service.d/limits.conf"
+    run "$D/limits.sh" --cores 16 --apply
+    [[ $output == *"applied 0 change(s)"* ]]
+    "$D/limits.sh" --revert
+    [ ! -e "$u/edge-engine.service.d/limits.conf" ]
+}
+
+# Regression: several --help texts ended with a stray `set -euo pipefail`.
+@test "every script's --help is its header, and only that" {
+    for script in check sysctl hugepages limits nic irq-affinity; do
+        run "$D/$script.sh" --help
+        [ "$status" -eq 0 ]
+        [[ $output == *"Usage: $script.sh"* ]]
+        [[ $output != *"set -euo"* ]]
+        [[ $output != *"#"* ]]
+    done
 }
 
 @test "hugepages: pages for the cache plus one per shard, THP to madvise, revertible" {
