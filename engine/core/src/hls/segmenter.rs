@@ -31,7 +31,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::ts::{AudioConfig, TsError, TsMuxer, TsSink, VideoConfig};
+use super::ts::{AudioConfig, AudioTrack, TsError, TsMuxer, TsSink, VideoConfig};
 use crate::ids::SegmentSeq;
 use crate::media::{self, Frame, TagInfo, VideoCodec};
 
@@ -155,6 +155,10 @@ struct Open<W> {
     cell: u64,
     seq: SegmentSeq,
     discontinuity: bool,
+    /// Its PMT lists audio. Audio configured later (MP3 has no sequence header: its first
+    /// frame configures it) waits for the next segment: packets of a PID the PMT does not
+    /// list are dropped by every demuxer.
+    audio_listed: bool,
 }
 
 /// Why the segmenter stopped: a codec HLS cannot carry, or storage refused a segment.
@@ -194,6 +198,10 @@ pub struct Segmenter<S: SegmentStore> {
     pub unaligned_cuts: u64,
     /// The keyframe distance of the last unaligned cut, for the engine's log line.
     pub last_unaligned_gap_ms: u64,
+    /// Tracks left out because TS cannot carry their codec (video, audio): the others go on.
+    dropped: [bool; 2],
+    /// Why the last track was left out, until [`Segmenter::take_dropped`] takes it.
+    dropped_note: Option<String>,
 }
 
 impl<S: SegmentStore> Segmenter<S> {
@@ -217,6 +225,38 @@ impl<S: SegmentStore> Segmenter<S> {
             refused_segments: 0,
             unaligned_cuts: 0,
             last_unaligned_gap_ms: 0,
+            dropped: [false; 2],
+            dropped_note: None,
+        }
+    }
+
+    /// `onMetaData`: MP3 audio has no sequence header, so what the metadata announces
+    /// (`audiocodecid` 2 or 14) configures it before the first segment's tables are written;
+    /// its first frame corrects the MPEG version for later segments if the metadata's sample
+    /// rate misled. (Without metadata, the first frame configures it, from the next segment.)
+    fn handle_metadata(&mut self, body: &[u8]) {
+        use crate::rtmp::amf::metadata_number;
+        if self.mux.has_audio() || self.dropped[1] {
+            return;
+        }
+        if let Some(2.0 | 14.0) = metadata_number(body, "audiocodecid") {
+            let rate = metadata_number(body, "audiosamplerate").unwrap_or(44_100.0);
+            self.mux.set_audio_track(AudioTrack::Mpeg {
+                mpeg1: rate >= 32_000.0,
+            });
+        }
+    }
+
+    /// Why a track was just left out of HLS (once per track), for the engine's log.
+    pub fn take_dropped(&mut self) -> Option<String> {
+        self.dropped_note.take()
+    }
+
+    /// Leaves track `index` (0 video, 1 audio) out from now on, saying why once.
+    fn drop_track(&mut self, index: usize, why: String) {
+        if !self.dropped[index] {
+            self.dropped[index] = true;
+            self.dropped_note = Some(why);
         }
     }
 
@@ -240,20 +280,25 @@ impl<S: SegmentStore> Segmenter<S> {
                 .map_err(|e| TsError::Unsupported(e.to_string()))?,
         };
         match parsed {
-            TagInfo::Data => Ok(None),
+            TagInfo::Data => {
+                self.handle_metadata(body);
+                Ok(None)
+            }
+            TagInfo::Video(_) if self.dropped[0] => Ok(None),
+            TagInfo::Video(tag) if tag.codec == VideoCodec::Other => {
+                let why = format!(
+                    "video codec {}: MPEG-TS carries H.264 and H.265",
+                    video_codec_name(body)
+                );
+                self.drop_track(0, why);
+                Ok(None)
+            }
             TagInfo::Video(tag) => {
                 let offset = video_data_offset(body, tag.codec);
                 if tag.sequence_header {
                     let config = match tag.codec {
-                        VideoCodec::Avc => VideoConfig::from_avcc(&body[offset..])?,
                         VideoCodec::Hevc => VideoConfig::from_hvcc(&body[offset..])?,
-                        VideoCodec::Other => {
-                            return Err(TsError::Unsupported(format!(
-                                "video codec byte {:#04x}",
-                                body[0]
-                            ))
-                            .into())
-                        }
+                        _ => VideoConfig::from_avcc(&body[offset..])?,
                     };
                     self.mux.set_video_config(config);
                     return Ok(None);
@@ -274,26 +319,48 @@ impl<S: SegmentStore> Segmenter<S> {
                 }
                 Ok(snapshot)
             }
+            TagInfo::Audio(_) if self.dropped[1] => Ok(None),
             TagInfo::Audio(tag) => {
-                if tag.sound_format != 10 {
-                    return Err(
-                        TsError::Unsupported(format!("audio format {}", tag.sound_format)).into(),
-                    );
-                }
-                if tag.sequence_header {
-                    self.mux
-                        .set_audio_config(AudioConfig::from_asc(&body[2..])?);
-                    return Ok(None);
-                }
+                // The coded frame: after AAC's packet-type byte, or the whole rest.
+                let data = match tag.sound_format {
+                    10 if tag.sequence_header => {
+                        self.mux
+                            .set_audio_config(AudioConfig::from_asc(&body[2..])?);
+                        return Ok(None);
+                    }
+                    10 => &body[2..],
+                    // MPEG audio (2; 14 is its 8 kHz variant) carries its own frame
+                    // headers; the first one says MPEG-1 or MPEG-2 (stream type 3 or 4).
+                    2 | 14 => {
+                        let data = body.get(1..).unwrap_or_default();
+                        match AudioTrack::mpeg_from_frame(data) {
+                            Some(track) if self.mux.audio_track() != Some(track) => {
+                                self.mux.set_audio_track(track)
+                            }
+                            Some(_) => {}
+                            None if self.mux.has_audio() => {}
+                            None => return Ok(None),
+                        }
+                        data
+                    }
+                    format => {
+                        let why = format!(
+                            "audio format {format} ({}): HLS carries AAC and MP3",
+                            sound_format_name(format)
+                        );
+                        self.drop_track(1, why);
+                        return Ok(None);
+                    }
+                };
                 if !self.mux.has_audio() {
                     return Ok(None);
                 }
                 // Audio never cuts a stream that has video; it opens/cuts audio-only ones.
                 let audio_only = !self.mux.has_video();
                 let snapshot = self.before_frame(frame.timestamp_ms, audio_only, audio_only)?;
-                if let Some(open) = &mut self.open {
+                if let Some(open) = self.open.as_mut().filter(|o| o.audio_listed) {
                     self.mux
-                        .write_audio(&mut open.writer, frame.timestamp_ms, &body[2..])?;
+                        .write_audio(&mut open.writer, frame.timestamp_ms, data)?;
                 }
                 Ok(snapshot)
             }
@@ -360,6 +427,7 @@ impl<S: SegmentStore> Segmenter<S> {
             cell,
             seq,
             discontinuity: std::mem::take(&mut self.pending_discontinuity),
+            audio_listed: self.mux.has_audio(),
         });
         Ok(())
     }
@@ -496,6 +564,42 @@ pub fn video_data_offset(body: &[u8], codec: VideoCodec) -> usize {
         }
     } else {
         5
+    }
+}
+
+/// A video tag's codec, in words: an enhanced-RTMP FourCC, or a legacy FLV codec id.
+fn video_codec_name(body: &[u8]) -> String {
+    let Some(&b0) = body.first() else {
+        return "(empty tag)".into();
+    };
+    if b0 & 0x80 != 0 {
+        return match body.get(1..5) {
+            Some(fourcc) => format!("'{}'", String::from_utf8_lossy(fourcc).escape_default()),
+            None => "(a short enhanced-RTMP header)".into(),
+        };
+    }
+    match b0 & 0x0f {
+        2 => "Sorenson H.263".into(),
+        3 => "Screen video".into(),
+        4 => "On2 VP6".into(),
+        5 => "On2 VP6 with alpha".into(),
+        6 => "Screen video 2".into(),
+        id => format!("id {id}"),
+    }
+}
+
+/// An FLV sound format, in words.
+fn sound_format_name(format: u8) -> &'static str {
+    match format {
+        0 | 3 => "linear PCM",
+        1 => "ADPCM",
+        4..=6 => "Nellymoser",
+        7 => "G.711 A-law",
+        8 => "G.711 mu-law",
+        9 => "an enhanced-RTMP FourCC",
+        11 => "Speex",
+        15 => "device-specific",
+        _ => "reserved",
     }
 }
 

@@ -516,3 +516,178 @@ fn a_stream_whose_timestamps_start_late_numbers_from_its_cell() {
         .unwrap()
         .contains("#EXT-X-MEDIA-SEQUENCE:500\n"));
 }
+
+/// An FLV MP3 tag: the sound-format byte, then one MPEG-1 Layer III frame (44.1 kHz) whose
+/// bytes say which frame it is.
+fn mp3(ts: u64, n: u8) -> Frame {
+    let mut body = vec![0x2f, 0xff, 0xfb, 0x90, 0x64];
+    body.extend(std::iter::repeat_n(n, 40));
+    Frame::new(
+        MediaKind::Audio,
+        ts,
+        FrameFlags::default(),
+        Bytes::from(body),
+    )
+}
+
+/// `onMetaData` announcing H.264 and MP3 at `rate` Hz, as ffmpeg and OBS send it first.
+fn mp3_metadata(rate: f64) -> Frame {
+    let mut w = crate::rtmp::amf::Writer::new();
+    w.string("onMetaData").begin_object();
+    w.key("videocodecid").number(7.0);
+    w.key("audiocodecid").number(2.0);
+    w.key("audiosamplerate").number(rate);
+    w.end_object();
+    Frame::new(
+        MediaKind::Data,
+        0,
+        FrameFlags {
+            sync_point: false,
+            header: true,
+        },
+        w.finish(),
+    )
+}
+
+/// Regression: MP3 audio (FLV sound format 2) stopped HLS for the whole stream ("unsupported
+/// codec for HLS: audio format 2"). It is carried as MPEG audio, stream type 0x03, every
+/// frame's bytes as they came, in order, from the first segment: the metadata announced it
+/// before the first keyframe (MP3 has no sequence header).
+#[test]
+fn mp3_audio_is_carried_beside_the_video_from_the_first_segment() {
+    let mut s = Segmenter::new(HlsConfig::default(), VecStore, "m");
+    s.handle_frame(&mp3_metadata(44_100.0)).unwrap();
+    s.handle_frame(&avc_seq()).unwrap();
+    let mut sent = Vec::new();
+    for n in 0..150u64 {
+        s.handle_frame(&video(n * 40, 0, n % 25 == 0, 100)).unwrap();
+        let a = mp3(n * 40, n as u8);
+        sent.extend_from_slice(&a.payload[1..]);
+        s.handle_frame(&a).unwrap();
+    }
+    let snap = s.handle_end();
+    let first = segment_bytes(&snap.segments[0]);
+    let mut reader = TsPacketReader::new(&first[..]);
+    while let Some(p) = reader.read_ts_packet().unwrap() {
+        if let Some(TsPayload::Pmt(pmt)) = &p.payload {
+            let types: Vec<u8> = pmt.es_info.iter().map(|e| e.stream_type as u8).collect();
+            assert_eq!(
+                types,
+                vec![0x1b, 0x03],
+                "MPEG-1 audio listed from the start"
+            );
+        }
+    }
+    let mut audio = Vec::new();
+    for seg in &snap.segments {
+        let bytes = segment_bytes(seg);
+        let mut pes = PesPacketReader::new(TsPacketReader::new(&bytes[..]));
+        while let Some(p) = pes.read_pes_packet().unwrap() {
+            if p.header.stream_id.as_u8() == 0xc0 {
+                audio.extend_from_slice(&p.data);
+            }
+        }
+    }
+    assert_eq!(audio, sent, "every MP3 frame, byte for byte, in order");
+}
+
+/// Without metadata, the first MP3 frame configures the audio, from the next segment on.
+#[test]
+fn mp3_audio_without_metadata_starts_with_the_next_segment() {
+    let mut s = Segmenter::new(HlsConfig::default(), VecStore, "m");
+    s.handle_frame(&avc_seq()).unwrap();
+    let mut sent = Vec::new();
+    for n in 0..150u64 {
+        s.handle_frame(&video(n * 40, 0, n % 25 == 0, 100)).unwrap();
+        let a = mp3(n * 40, n as u8);
+        sent.extend_from_slice(&a.payload[1..]);
+        s.handle_frame(&a).unwrap();
+    }
+    assert_eq!(s.take_dropped(), None);
+    let snap = s.handle_end();
+    assert!(snap.segments.len() >= 3);
+    let mut stream_types = Vec::new();
+    let mut audio = Vec::new();
+    for seg in &snap.segments {
+        let bytes = segment_bytes(seg);
+        let mut reader = TsPacketReader::new(&bytes[..]);
+        while let Some(p) = reader.read_ts_packet().unwrap() {
+            if let Some(TsPayload::Pmt(pmt)) = &p.payload {
+                stream_types = pmt.es_info.iter().map(|e| e.stream_type as u8).collect();
+            }
+        }
+        let mut pes = PesPacketReader::new(TsPacketReader::new(&bytes[..]));
+        while let Some(p) = pes.read_pes_packet().unwrap() {
+            if p.header.stream_id.as_u8() == 0xc0 {
+                audio.extend_from_slice(&p.data);
+            }
+        }
+    }
+    assert_eq!(stream_types, vec![0x1b, 0x03], "H.264 and MPEG-1 audio");
+    // MP3 configures itself with its first frame, after the first segment's PMT was
+    // written: its audio starts in the second segment (a PID the PMT does not list would be
+    // dropped by every demuxer), and from there every frame is kept.
+    assert!(sent.ends_with(&audio), "MP3 frames byte for byte, in order");
+    let second = segment_bytes(&snap.segments[1]);
+    let mut pes = PesPacketReader::new(TsPacketReader::new(&second[..]));
+    assert!(
+        std::iter::from_fn(|| pes.read_pes_packet().unwrap())
+            .any(|p| p.header.stream_id.as_u8() == 0xc0),
+        "audio in the second segment"
+    );
+    assert!(
+        audio.len() >= sent.len() * 2 / 3,
+        "{} of {}",
+        audio.len(),
+        sent.len()
+    );
+}
+
+/// A codec TS cannot carry leaves that track out (said once) and keeps the others: Speex
+/// audio beside H.264 gives video-only HLS; an enhanced-RTMP AV1 video beside AAC gives
+/// audio-only HLS. Before, either one stopped the stream's HLS.
+#[test]
+fn a_track_ts_cannot_carry_is_left_out_and_the_other_goes_on() {
+    let speex = |ts| {
+        Frame::new(
+            MediaKind::Audio,
+            ts,
+            FrameFlags::default(),
+            Bytes::from_static(&[0xb6, 1, 2, 3]),
+        )
+    };
+    let mut s = Segmenter::new(HlsConfig::default(), VecStore, "v");
+    s.handle_frame(&avc_seq()).unwrap();
+    for n in 0..100u64 {
+        s.handle_frame(&video(n * 40, 0, n % 25 == 0, 100)).unwrap();
+        s.handle_frame(&speex(n * 40)).unwrap();
+    }
+    let why = s.take_dropped().expect("the audio track is left out");
+    assert!(why.contains("audio format 11 (Speex)"), "{why}");
+    assert_eq!(s.take_dropped(), None, "said once");
+    assert!(s.handle_end().segments.len() >= 2);
+
+    let av1 = |ts, header: bool| {
+        let b0 = if header { 0x90 } else { 0x91 };
+        Frame::new(
+            MediaKind::Video,
+            ts,
+            FrameFlags {
+                sync_point: !header,
+                header,
+            },
+            Bytes::from([&[b0][..], b"av01", &[0x81, 0, 0x0c, 0]].concat()),
+        )
+    };
+    let mut s = Segmenter::new(HlsConfig::default(), VecStore, "a");
+    s.handle_frame(&av1(0, true)).unwrap();
+    s.handle_frame(&aac_seq()).unwrap();
+    for n in 0..300u64 {
+        s.handle_frame(&av1(n * 23, false)).unwrap();
+        s.handle_frame(&audio(n * 23)).unwrap();
+    }
+    let why = s.take_dropped().expect("the video track is left out");
+    assert!(why.contains("video codec 'av01'"), "{why}");
+    let snap = s.handle_end();
+    assert!(snap.segments.len() >= 2, "audio-only HLS");
+}

@@ -3,6 +3,9 @@
 //! - H.264: AVCC → Annex B, an AUD per access unit, SPS/PPS before every IDR.
 //! - H.265 (enhanced RTMP `hvc1`): HVCC → Annex B with VPS/SPS/PPS, stream type 0x24.
 //! - AAC: one ADTS header per raw frame, several frames per PES within a bounded duration.
+//! - MPEG audio (MP3 from RTMP's sound formats 2 and 14): the frames as they come, stream
+//!   type 0x03 for MPEG-1 and 0x04 for MPEG-2/2.5 (the lower sample rates), gathered into
+//!   PES packets as AAC is.
 //! - PAT/PMT on demand (the segmenter writes them first in every segment), continuity
 //!   counters per PID that never reset, PCR on the PCR PID at least every 100 ms,
 //!   `random_access_indicator` on keyframes.
@@ -167,6 +170,40 @@ fn read_u16_prefixed(buf: &[u8], pos: &mut usize) -> Option<Bytes> {
     Some(Bytes::copy_from_slice(data))
 }
 
+/// The audio a TS stream carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AudioTrack {
+    /// AAC: each raw frame gets an ADTS header (stream type 0x0f).
+    Aac(AudioConfig),
+    /// MPEG-1/2 audio (MP3) frames, which carry their own headers: stream type 0x03 when
+    /// `mpeg1`, else 0x04.
+    Mpeg { mpeg1: bool },
+}
+
+impl AudioTrack {
+    /// The track an MPEG audio frame starts (its header's version bits), or `None` when
+    /// `frame` does not start with a frame header.
+    pub fn mpeg_from_frame(frame: &[u8]) -> Option<AudioTrack> {
+        let (&b0, &b1) = (frame.first()?, frame.get(1)?);
+        if b0 != 0xff || b1 & 0xe0 != 0xe0 || (b1 >> 1) & 0x03 == 0 {
+            return None;
+        }
+        match (b1 >> 3) & 0x03 {
+            0b11 => Some(AudioTrack::Mpeg { mpeg1: true }),
+            0b10 | 0b00 => Some(AudioTrack::Mpeg { mpeg1: false }),
+            _ => None,
+        }
+    }
+
+    fn stream_type(self) -> StreamType {
+        match self {
+            AudioTrack::Aac(_) => StreamType::AdtsAac,
+            AudioTrack::Mpeg { mpeg1: true } => StreamType::Mpeg1Audio,
+            AudioTrack::Mpeg { mpeg1: false } => StreamType::Mpeg2HalvedSampleRateAudio,
+        }
+    }
+}
+
 /// AAC parameters an ADTS header needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AudioConfig {
@@ -227,7 +264,7 @@ pub struct TsMuxer {
     cc_video: u8,
     cc_audio: u8,
     video: Option<VideoConfig>,
-    audio: Option<AudioConfig>,
+    audio: Option<AudioTrack>,
     last_pcr_90k: Option<u64>,
     audio_pending: PendingAudio,
     annexb: Vec<u8>,
@@ -243,11 +280,19 @@ impl TsMuxer {
     }
 
     pub fn set_audio_config(&mut self, config: AudioConfig) {
-        self.audio = Some(config);
+        self.audio = Some(AudioTrack::Aac(config));
+    }
+
+    pub fn set_audio_track(&mut self, track: AudioTrack) {
+        self.audio = Some(track);
     }
 
     pub fn has_video(&self) -> bool {
         self.video.is_some()
+    }
+
+    pub fn audio_track(&self) -> Option<AudioTrack> {
+        self.audio
     }
 
     pub fn has_audio(&self) -> bool {
@@ -286,9 +331,9 @@ impl TsMuxer {
                 descriptors: Vec::new(),
             });
         }
-        if self.audio.is_some() {
+        if let Some(track) = self.audio {
             es_info.push(EsInfo {
-                stream_type: StreamType::AdtsAac,
+                stream_type: track.stream_type(),
                 elementary_pid: pid(PID_AUDIO),
                 descriptors: Vec::new(),
             });
@@ -328,15 +373,15 @@ impl TsMuxer {
         result
     }
 
-    /// Queues one raw AAC frame; frames go out together once they span
-    /// [`MAX_AUDIO_PES_MS`] (or at [`TsMuxer::flush_audio`]).
+    /// Queues one audio frame (a raw AAC frame, or MPEG audio frames as they come); frames
+    /// go out together once they span [`MAX_AUDIO_PES_MS`] (or at [`TsMuxer::flush_audio`]).
     pub fn write_audio(
         &mut self,
         out: &mut impl TsSink,
         pts_ms: u64,
         raw: &[u8],
     ) -> Result<(), TsError> {
-        let Some(config) = self.audio else {
+        let Some(track) = self.audio else {
             return Ok(());
         };
         if let Some(first) = self.audio_pending.first_ms {
@@ -349,7 +394,9 @@ impl TsMuxer {
         let p = &mut self.audio_pending;
         p.first_ms.get_or_insert(pts_ms);
         p.last_ms = pts_ms;
-        p.data.extend_from_slice(&config.adts_header(raw.len()));
+        if let AudioTrack::Aac(config) = track {
+            p.data.extend_from_slice(&config.adts_header(raw.len()));
+        }
         p.data.extend_from_slice(raw);
         Ok(())
     }

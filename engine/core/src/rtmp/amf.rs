@@ -386,6 +386,15 @@ pub fn metadata_declares_video(body: &[u8]) -> bool {
     })
 }
 
+/// A number an `onMetaData` body gives for `key` (`audiocodecid`, `audiosamplerate`, …).
+pub fn metadata_number(body: &[u8], key: &str) -> Option<f64> {
+    let values = decode(body).ok()?;
+    match metadata_object(&values)?.get(key)? {
+        Amf0Value::Number(n) => Some(*n),
+        _ => None,
+    }
+}
+
 /// The AMF0 body of `onStatus(0, null, {level, code, description})`.
 pub fn status_body(level: &str, code: &str, description: &str) -> Bytes {
     let mut w = Writer::new();
