@@ -32,6 +32,11 @@ pub struct Args {
     #[arg(long, value_name = "S", default_value_t = 1)]
     pub streams: usize,
 
+    /// Watch (or with --publish, publish) this stream, `APP/NAME`, instead of
+    /// `APP/PREFIX0`…; repeatable, viewers spread over them.
+    #[arg(long = "stream", value_name = "APP/NAME", conflicts_with_all = ["streams", "stream_prefix", "app"])]
+    pub stream: Vec<String>,
+
     /// How viewers spread over streams: uniform or zipf (s = 1).
     #[arg(long, value_name = "D", default_value = "uniform", value_parser = ["uniform", "zipf"])]
     pub spread: String,
@@ -65,8 +70,9 @@ pub struct Args {
     #[arg(long, value_name = "FILE", conflicts_with = "bitrate")]
     pub source: Option<PathBuf>,
 
-    /// Bundled rendition the publisher loops: 200k (320×240, 2 s GOP), 360k (the test
-    /// fixture, 320×240, 1 s GOP) or 600k (640×360, 2 s GOP); H.264 High with B-frames + AAC.
+    /// Bundled rendition the publisher loops (built into the binary): 200k (320×240, 2 s
+    /// GOP), 360k (the test fixture, 320×240, 1 s GOP) or 600k (640×360, 2 s GOP); H.264
+    /// High with B-frames + AAC.
     #[arg(long, value_name = "RATE", default_value = "360k", value_parser = ["200k", "360k", "600k"])]
     pub bitrate: String,
 
@@ -147,8 +153,10 @@ pub struct Plan {
     pub args: Args,
     /// Protocol of each viewer, in arrival order.
     pub viewer_protocols: Vec<Protocol>,
-    /// Stream index of each viewer.
+    /// Stream index of each viewer, into `streams`.
     pub viewer_streams: Vec<usize>,
+    /// The streams, as (app, name): `--stream`s, or `--app`/`PREFIXn`.
+    pub streams: Vec<(String, String)>,
     pub rtmp: Option<SocketAddr>,
     pub http: Option<SocketAddr>,
     /// `--publish-target`, where given.
@@ -243,17 +251,76 @@ fn assign(
     (protocols, stream_of)
 }
 
+/// The renditions `--bitrate` names, built into the binary (no path of the build machine
+/// is needed at run time).
+const RENDITIONS: [(&str, &[u8]); 3] = [
+    ("200k", include_bytes!("../fixtures/200k.flv")),
+    ("360k", include_bytes!("../../tests/fixtures/bframes.flv")),
+    ("600k", include_bytes!("../fixtures/600k.flv")),
+];
+
+/// What the publisher loops: a file, or a bundled rendition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SourceSpec {
+    File(PathBuf),
+    Bundled(&'static str),
+}
+
+impl SourceSpec {
+    /// Its bytes.
+    pub fn read(&self) -> anyhow::Result<std::borrow::Cow<'static, [u8]>> {
+        match self {
+            SourceSpec::File(path) => Ok(std::fs::read(path)
+                .with_context(|| format!("reading {}", path.display()))?
+                .into()),
+            SourceSpec::Bundled(rate) => RENDITIONS
+                .iter()
+                .find(|(r, _)| r == rate)
+                .map(|(_, bytes)| (*bytes).into())
+                .with_context(|| format!("no bundled rendition {rate}")),
+        }
+    }
+}
+
+impl std::fmt::Display for SourceSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SourceSpec::File(p) => p.display().fmt(f),
+            SourceSpec::Bundled(rate) => write!(f, "bundled {rate} rendition"),
+        }
+    }
+}
+
 impl Args {
-    /// The FLV file the publisher loops: --source, else the --bitrate rendition.
-    pub fn source_path(&self) -> PathBuf {
-        if let Some(path) = &self.source {
-            return path.clone();
+    /// What the publisher loops: --source, else the --bitrate rendition.
+    pub fn source_spec(&self) -> SourceSpec {
+        match &self.source {
+            Some(path) => SourceSpec::File(path.clone()),
+            None => SourceSpec::Bundled(
+                RENDITIONS
+                    .iter()
+                    .find(|(r, _)| *r == self.bitrate)
+                    .map_or("360k", |(r, _)| r),
+            ),
         }
-        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-        match self.bitrate.as_str() {
-            "360k" => root.join("../tests/fixtures/bframes.flv"),
-            rate => root.join(format!("fixtures/{rate}.flv")),
+    }
+
+    /// The streams, as (app, name).
+    fn stream_names(&self) -> anyhow::Result<Vec<(String, String)>> {
+        if self.stream.is_empty() {
+            return Ok((0..self.streams)
+                .map(|i| (self.app.clone(), format!("{}{i}", self.stream_prefix)))
+                .collect());
         }
+        self.stream
+            .iter()
+            .map(|s| match s.trim_matches('/').split_once('/') {
+                Some((app, name)) if !app.is_empty() && !name.is_empty() && !name.contains('/') => {
+                    Ok((app.to_string(), name.to_string()))
+                }
+                _ => bail!("--stream {s}: use APP/NAME, e.g. live/x"),
+            })
+            .collect()
     }
 
     /// Validates into a plan. Targets for `--spawn` are filled in by the caller.
@@ -274,8 +341,9 @@ impl Args {
             bail!("nothing to do: give --viewers N and/or --publish");
         }
         let mix = parse_mix(&self.protocol)?;
+        let streams = self.stream_names()?;
         let (viewer_protocols, viewer_streams) =
-            assign(self.viewers, &mix, self.streams, self.spread == "zipf");
+            assign(self.viewers, &mix, streams.len(), self.spread == "zipf");
         let mut rtmp = None;
         let mut http = None;
         for t in &self.target {
@@ -319,12 +387,12 @@ impl Args {
         };
         // SAFETY: getrlimit writes into the struct we pass.
         unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut nofile) };
-        let budget = (nofile.rlim_cur as usize).saturating_sub(streaming + self.streams + 256);
+        let budget = (nofile.rlim_cur as usize).saturating_sub(streaming + streams.len() + 256);
         let connections = self.connections.unwrap_or(budget).min(hls.max(1));
         if connections == 0 {
             bail!("no file descriptors left for HLS connections (raise the open-file limit or lower --connections)");
         }
-        if streaming + connections + self.streams + 64 > nofile.rlim_cur as usize {
+        if streaming + connections + streams.len() + 64 > nofile.rlim_cur as usize {
             bail!(
                 "{streaming} RTMP/FLV sockets + {connections} HLS connections exceed the open-file limit {}",
                 nofile.rlim_cur
@@ -336,6 +404,7 @@ impl Args {
             args: self,
             viewer_protocols,
             viewer_streams,
+            streams,
             rtmp,
             http,
             publish_to,
@@ -390,16 +459,62 @@ mod tests {
     fn bitrate_selects_a_bundled_rendition_of_that_rate() {
         for (rate, kbps) in [("200k", 200), ("360k", 360), ("600k", 600)] {
             let args = Args::parse_from(["loadgen", "--publish", "--bitrate", rate]);
-            let source = crate::viewers::Source::load(&args.source_path()).unwrap();
+            assert_eq!(args.source_spec(), SourceSpec::Bundled(rate));
+            let source = crate::viewers::Source::load(&args.source_spec()).unwrap();
             let got = source.kbps();
             // Within 10 % of the name: what a rendition is called is what it sends.
             assert!(got.abs_diff(kbps) * 10 <= kbps, "{rate}: {got} kbit/s");
         }
         let args = Args::parse_from(["loadgen", "--publish", "--source", "x.flv"]);
-        assert_eq!(args.source_path(), PathBuf::from("x.flv"));
+        assert_eq!(args.source_spec(), SourceSpec::File(PathBuf::from("x.flv")));
         assert!(
             Args::try_parse_from(["loadgen", "--source", "x.flv", "--bitrate", "200k"]).is_err()
         );
         assert!(Args::try_parse_from(["loadgen", "--bitrate", "1m"]).is_err());
+    }
+
+    #[test]
+    fn named_streams_replace_the_numbered_ones() {
+        let plan = |a: &[&str]| {
+            Args::try_parse_from(a)
+                .map_err(|e| e.to_string())?
+                .plan()
+                .map_err(|e| e.to_string())
+        };
+        let p = plan(&[
+            "loadgen",
+            "--viewers",
+            "4",
+            "--stream",
+            "live/x",
+            "--stream",
+            "tv/y",
+        ])
+        .unwrap();
+        assert_eq!(
+            p.streams,
+            vec![("live".into(), "x".into()), ("tv".into(), "y".into())]
+        );
+        let on = |i| p.viewer_streams.iter().filter(|s| **s == i).count();
+        assert_eq!((on(0), on(1)), (2, 2), "spread over both");
+        let p = plan(&["loadgen", "--viewers", "1", "--streams", "2"]).unwrap();
+        assert_eq!(
+            p.streams,
+            vec![
+                ("live".into(), "load0".into()),
+                ("live".into(), "load1".into())
+            ]
+        );
+        assert!(plan(&["loadgen", "--viewers", "1", "--stream", "x"]).is_err());
+        assert!(plan(&[
+            "loadgen",
+            "--viewers",
+            "1",
+            "--stream",
+            "live/x",
+            "--streams",
+            "2"
+        ])
+        .is_err());
     }
 }

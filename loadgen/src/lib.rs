@@ -46,7 +46,7 @@ pub struct Outcome {
     /// HTTP requests made (playlists, segments, FLV streams).
     pub requests: u64,
     /// The clip the publishers looped and its measured bitrate (kbit/s, audio and video).
-    pub source: (std::path::PathBuf, u64),
+    pub source: (cli::SourceSpec, u64),
 }
 
 impl Outcome {
@@ -90,10 +90,10 @@ pub fn run(mut plan: Plan) -> anyhow::Result<Outcome> {
         !needs_http || plan.http.is_some(),
         "FLV/HLS need --target http://HOST:PORT (or --spawn)"
     );
-    let source_path = plan.args.source_path();
+    let source_spec = plan.args.source_spec();
     // Checked here so a bad file fails before any thread starts.
-    let source_kbps = Source::load(&source_path)
-        .with_context(|| format!("loading {}", source_path.display()))?
+    let source_kbps = Source::load(&source_spec)
+        .with_context(|| format!("loading {source_spec}"))?
         .kbps();
 
     net::set_sources(net::sources_for(
@@ -107,9 +107,9 @@ pub fn run(mut plan: Plan) -> anyhow::Result<Outcome> {
     let mut threads = Vec::new();
     for t in 0..plan.cpus.len() {
         let (plan, live, clock) = (Arc::clone(&plan), Arc::clone(&live), Arc::clone(&clock));
-        let source_path = source_path.clone();
+        let source_spec = source_spec.clone();
         threads.push(std::thread::spawn(move || {
-            worker(t, &plan, live, clock, &source_path)
+            worker(t, &plan, live, clock, &source_spec)
         }));
     }
     if plan.args.publish {
@@ -118,7 +118,7 @@ pub fn run(mut plan: Plan) -> anyhow::Result<Outcome> {
         // retry and then join on the same instant, a go-live burst instead of the ramp.
         std::thread::sleep(Duration::from_secs(1));
         if let (Some(http), true) = (plan.http, plan.viewer_protocols.contains(&Protocol::Hls)) {
-            wait_for_playlists(http, &plan.args, start + LIVE_WAIT);
+            wait_for_playlists(http, &plan.streams, start + LIVE_WAIT);
         }
     }
     clock.go();
@@ -147,16 +147,17 @@ pub fn run(mut plan: Plan) -> anyhow::Result<Outcome> {
         elapsed: start.elapsed(),
         cpu_seconds: own_cpu_seconds(),
         requests: live.requests.load(Ordering::Relaxed),
-        source: (source_path, source_kbps),
+        source: (source_spec, source_kbps),
     })
 }
 
 /// Waits until every published stream's playlist lists a segment, or `deadline` (then says
 /// so: the viewers' errors will show it).
-fn wait_for_playlists(http: std::net::SocketAddr, args: &cli::Args, deadline: Instant) {
+fn wait_for_playlists(http: std::net::SocketAddr, streams: &[(String, String)], deadline: Instant) {
     use std::io::{Read, Write};
     let listed = |stream: usize| {
-        let path = format!("/{}/{}{stream}.m3u8", args.app, args.stream_prefix);
+        let (app, name) = &streams[stream];
+        let path = format!("/{app}/{name}.m3u8");
         let Ok(mut s) = std::net::TcpStream::connect_timeout(&http, Duration::from_secs(1)) else {
             return false;
         };
@@ -168,7 +169,7 @@ fn wait_for_playlists(http: std::net::SocketAddr, args: &cli::Args, deadline: In
             && resp.starts_with(b"HTTP/1.1 200")
             && resp.windows(7).any(|w| w == b"#EXTINF")
     };
-    let mut waiting: Vec<usize> = (0..args.streams).collect();
+    let mut waiting: Vec<usize> = (0..streams.len()).collect();
     while !waiting.is_empty() {
         waiting.retain(|s| !listed(*s));
         if Instant::now() >= deadline {
@@ -187,7 +188,7 @@ fn worker(
     plan: &Plan,
     live: Arc<Live>,
     clock: Arc<Clock>,
-    source_path: &std::path::Path,
+    source_spec: &cli::SourceSpec,
 ) -> anyhow::Result<Stats> {
     if let Some(cpu) = plan.cpus[t] {
         core_affinity::set_for_current(core_affinity::CoreId { id: cpu });
@@ -202,20 +203,21 @@ fn worker(
         clock,
         warmup_us: plan.args.warmup.as_micros() as u64,
         light: plan.args.verify == "light",
+        errors_here: Default::default(),
     };
     let threads = plan.cpus.len();
-    let source = Rc::new(Source::load(source_path)?);
+    let source = Rc::new(Source::load(source_spec)?);
     rt.block_on(async move {
         let mut tasks = Vec::new();
         let args = &plan.args;
         if args.publish {
-            for s in (0..args.streams).filter(|s| s % threads == t) {
+            for s in (0..plan.streams.len()).filter(|s| s % threads == t) {
                 let addr = plan.publish_to.or(plan.rtmp).expect("checked");
-                let name = format!("{}{s}", args.stream_prefix);
+                let (app, name) = plan.streams[s].clone();
                 tasks.push(monoio::spawn(viewers::publish(
                     ctx.clone(),
                     addr,
-                    args.app.clone(),
+                    app,
                     name,
                     Rc::clone(&source),
                 )));
@@ -234,8 +236,8 @@ fn worker(
                 } else {
                     Duration::ZERO
                 };
-            let (ctx, app) = (ctx.clone(), args.app.clone());
-            let name = format!("{}{}", args.stream_prefix, plan.viewer_streams[i]);
+            let ctx = ctx.clone();
+            let (app, name) = plan.streams[plan.viewer_streams[i]].clone();
             let protocol = plan.viewer_protocols[i];
             let (rtmp, http, pools) = (plan.rtmp, plan.http, Rc::clone(&pools));
             tasks.push(monoio::spawn(async move {
@@ -309,8 +311,65 @@ fn report_live(live: &Live, start: Instant, clock: &Clock) -> u64 {
     peak.max(live.sockets.load(Ordering::Relaxed))
 }
 
+/// The run's settings as the report's `config` object: what was asked for, by flag name.
+#[derive(serde::Serialize)]
+struct ConfigReport<'a> {
+    viewers: usize,
+    protocol: &'a str,
+    verify: &'a str,
+    /// `APP/NAME` of every stream watched (and published, with `publish`).
+    streams: Vec<String>,
+    spread: &'a str,
+    ramp_per_s: f64,
+    duration_s: f64,
+    warmup_s: f64,
+    publish: bool,
+    source: String,
+    targets: &'a [String],
+    publish_target: Option<&'a str>,
+    spawn: bool,
+    engine_args: &'a str,
+    connections: Option<usize>,
+    source_addrs: usize,
+    cores: usize,
+    cpu_list: Option<&'a str>,
+    max_error_rate: f64,
+}
+
+impl<'a> ConfigReport<'a> {
+    fn new(plan: &'a Plan) -> Self {
+        let a = &plan.args;
+        ConfigReport {
+            viewers: a.viewers,
+            protocol: &a.protocol,
+            verify: &a.verify,
+            streams: plan
+                .streams
+                .iter()
+                .map(|(a, n)| format!("{a}/{n}"))
+                .collect(),
+            spread: &a.spread,
+            ramp_per_s: a.ramp,
+            duration_s: a.duration.as_secs_f64(),
+            warmup_s: a.warmup.as_secs_f64(),
+            publish: a.publish,
+            source: a.source_spec().to_string(),
+            targets: &a.target,
+            publish_target: a.publish_target.as_deref(),
+            spawn: a.spawn,
+            engine_args: &a.engine_args,
+            connections: a.connections,
+            source_addrs: a.source_addrs,
+            cores: a.cores,
+            cpu_list: a.cpu_list.as_deref(),
+            max_error_rate: a.max_error_rate,
+        }
+    }
+}
+
 /// Everything as JSON: configuration, machine, histograms, counters, errors.
-pub fn to_json(plan_args: &cli::Args, outcome: &Outcome) -> String {
+pub fn to_json(plan: &Plan, outcome: &Outcome) -> String {
+    let plan_args = &plan.args;
     let s = &outcome.stats;
     let hist: Vec<String> = stats::HISTOGRAMS
         .iter()
@@ -339,9 +398,9 @@ pub fn to_json(plan_args: &cli::Args, outcome: &Outcome) -> String {
         });
     format!(
         "{{\"config\":{},\"verify\":{},\"source\":{{\"path\":{},\"kbps\":{}}},\"machine\":{{\"cores\":{},\"nofile_limit\":{}}},\"viewers\":{},\"peak_sockets\":{},\"hls_connections_max\":{},\"elapsed_s\":{:.3},\"loadgen_cpu_s\":{:.3},\"requests\":{},\"loadgen_cpu_us_per_request\":{:.2},\"loadgen_cpu_ms_per_viewer\":{:.3},\"histograms\":{{{}}},\"counters\":{{{}}},\"errors\":{{{}}},\"engine\":{}}}\n",
-        json::string(&format!("{plan_args:?}")),
+        serde_json::to_string(&ConfigReport::new(plan)).unwrap_or_else(|_| "null".into()),
         json::string(&plan_args.verify),
-        json::string(&outcome.source.0.display().to_string()),
+        json::string(&outcome.source.0.to_string()),
         outcome.source.1,
         std::thread::available_parallelism().map_or(1, |n| n.get()),
         nofile.rlim_cur,

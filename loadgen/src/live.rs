@@ -139,6 +139,9 @@ pub struct Ctx {
     pub warmup_us: u64,
     /// `--verify light`: HLS segment bodies past the checked prefix are discarded unread.
     pub light: bool,
+    /// Errors counted through this context: each viewer task has its own copy, so this is
+    /// that viewer's (see [`Ctx::viewer_done`]).
+    pub errors_here: std::cell::Cell<u64>,
 }
 
 impl Ctx {
@@ -157,8 +160,19 @@ impl Ctx {
     }
 
     pub(crate) fn error(&self, kind: &'static str) {
+        self.errors_here.set(self.errors_here.get() + 1);
         self.stats.borrow_mut().error(kind);
         self.live.errors.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A viewer's end: one that received no media and had no other error counts a
+    /// `no_media` error (a stream nobody publishes is a failed run, not a quiet one).
+    pub(crate) fn viewer_done(&self, got_media: bool) {
+        if got_media {
+            self.stats.borrow_mut().count("viewers_with_media", 1);
+        } else if self.errors_here.get() == 0 {
+            self.error("no_media");
+        }
     }
 
     /// Whether the run's deadline is still ahead.

@@ -107,6 +107,65 @@ fn a_broken_target_gives_a_non_zero_exit() {
     assert_eq!(status.code(), Some(2), "bad arguments");
 }
 
+/// Regression: viewers of a stream nobody publishes printed `frames/s=0` each second and
+/// loadgen exited 0. Every viewer that receives no media is an error (`no_media`), the run
+/// says why and exits 1 even when `--max-error-rate` would allow it. The report's `config`
+/// is a JSON object (it was a Rust `Debug` string), naming the bundled rendition, not a path
+/// of the machine loadgen was built on.
+#[test]
+fn viewers_of_an_unpublished_stream_fail_the_run_and_say_why() {
+    let out = tmp("unpublished");
+    let run = loadgen()
+        .args([
+            "--spawn",
+            "--viewers",
+            "6",
+            "--protocol",
+            "flv=1,rtmp=1,hls=1",
+            "--stream",
+            "live/nobody",
+            "--duration",
+            "4s",
+            "--max-error-rate",
+            "1",
+            "--engine-args",
+            "--cores 2",
+        ])
+        .arg("--json")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("6 of 6 viewers received no media"),
+        "{stderr}"
+    );
+    let j = json(&out);
+    // Each viewer failed once: with the engine's answer (FLV's 404, RTMP's StreamNotFound)
+    // or, where it had none before the run ended (HLS retrying a 404), as `no_media`.
+    let errors: u64 = j["errors"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_u64().unwrap())
+        .sum();
+    assert_eq!(errors, 6, "{j}");
+    assert!(j["errors"]["no_media"].as_u64() >= Some(2), "{j}");
+    assert_eq!(
+        j["counters"]["viewers_with_media"].as_u64().unwrap_or(0),
+        0,
+        "{j}"
+    );
+    let config = &j["config"];
+    assert_eq!(config["viewers"].as_u64(), Some(6), "{config}");
+    assert_eq!(config["streams"], serde_json::json!(["live/nobody"]));
+    assert_eq!(config["protocol"], "flv=1,rtmp=1,hls=1");
+    assert_eq!(config["source"], "bundled 360k rendition");
+    assert_eq!(j["source"]["path"], "bundled 360k rendition");
+    std::fs::remove_file(out).unwrap();
+}
+
 /// A fake HLS origin whose segment 2 answers 1.5 s late. Requests count from their intended
 /// time, so every segment queued behind the slow one is late too: the median moves, not
 /// just the maximum.

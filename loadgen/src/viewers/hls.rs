@@ -236,6 +236,7 @@ pub async fn hls_viewer(
     // a stall.
     let mut buffered_until: Option<Instant> = None;
     let mut startup_buffer = Duration::ZERO;
+    let mut got_segment = false;
     'run: while next_reload < ctx.until() {
         if next_reload > Instant::now() {
             monoio::time::sleep(next_reload - Instant::now()).await;
@@ -366,6 +367,7 @@ pub async fn hls_viewer(
                     }
                 }
             }
+            got_segment = true;
             let mut st = ctx.stats.borrow_mut();
             st.count("segments", 1);
             st.count("segment_bytes", response.len as u64);
@@ -385,5 +387,6 @@ pub async fn hls_viewer(
         // Never had enough buffered to start playing: a viewer that saw nothing.
         ctx.stats.borrow_mut().count("startup_pending", 1);
     }
+    ctx.viewer_done(got_segment);
     ctx.live.viewers.fetch_sub(1, Ordering::Relaxed);
 }

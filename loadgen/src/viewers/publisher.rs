@@ -23,14 +23,11 @@ pub struct Source {
 }
 
 impl Source {
-    pub fn load(path: &std::path::Path) -> anyhow::Result<Source> {
+    pub fn load(spec: &crate::cli::SourceSpec) -> anyhow::Result<Source> {
         let mut r = FlvReader::new();
-        r.handle_input(&std::fs::read(path)?);
+        r.handle_input(&spec.read()?);
         let (mut headers, mut media) = (Vec::new(), Vec::new());
-        while let Some(tag) = r
-            .poll_tag()
-            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
-        {
+        while let Some(tag) = r.poll_tag().map_err(|e| anyhow::anyhow!("{spec}: {e}"))? {
             let header = match MediaKind::from_type_id(tag.type_id) {
                 Some(MediaKind::Video) => media::parse_video_tag(&tag.body)?.sequence_header,
                 Some(MediaKind::Audio) => media::parse_audio_tag(&tag.body)?.sequence_header,
@@ -43,7 +40,7 @@ impl Source {
             }
         }
         let last = media.last().map_or(0, |t| t.timestamp);
-        anyhow::ensure!(!media.is_empty(), "{} holds no media", path.display());
+        anyhow::ensure!(!media.is_empty(), "{spec} holds no media");
         // One frame interval after the last tag (assume 25 fps if unknown).
         Ok(Source {
             headers,

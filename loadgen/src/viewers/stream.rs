@@ -76,18 +76,17 @@ pub async fn rtmp_viewer(ctx: Ctx, addr: SocketAddr, app: String, stream: String
     .expect("handshake bytes");
     let mut track = ProbeTrack::new();
     let mut buf = Vec::with_capacity(64 * 1024);
+    let mut got_media = false;
     loop {
         match rtmp_round(&mut s, &mut client, &mut buf, &ctx).await {
             Ok(events) => {
                 for e in events {
-                    if let ClientEvent::Media {
-                        kind: MediaKind::Video,
-                        body,
-                        ..
-                    } = e
-                    {
-                        if let Some(p) = video_probe(&body) {
-                            track.handle(&ctx, p);
+                    if let ClientEvent::Media { kind, body, .. } = e {
+                        got_media |= kind != MediaKind::Data;
+                        if kind == MediaKind::Video {
+                            if let Some(p) = video_probe(&body) {
+                                track.handle(&ctx, p);
+                            }
                         }
                     }
                 }
@@ -96,6 +95,7 @@ pub async fn rtmp_viewer(ctx: Ctx, addr: SocketAddr, app: String, stream: String
             Err(RtmpStop::Error(kind)) => break ctx.error(kind),
         }
     }
+    ctx.viewer_done(got_media);
     ctx.live.viewers.fetch_sub(1, Ordering::Relaxed);
 }
 
@@ -118,6 +118,7 @@ pub async fn flv_viewer(ctx: Ctx, addr: SocketAddr, app: String, stream: String)
     let mut flv = FlvReader::new();
     let mut track = ProbeTrack::new();
     let mut buf = Vec::with_capacity(64 * 1024);
+    let mut got_media = false;
     'read: loop {
         buf.clear();
         if read_append(&mut s, &mut buf, ctx.until()).await.is_err() {
@@ -149,11 +150,12 @@ pub async fn flv_viewer(ctx: Ctx, addr: SocketAddr, app: String, stream: String)
         loop {
             match flv.poll_tag() {
                 Ok(Some(tag)) if tag.type_id == 9 => {
+                    got_media = true;
                     if let Some(p) = video_probe(&tag.body) {
                         track.handle(&ctx, p);
                     }
                 }
-                Ok(Some(_)) => {}
+                Ok(Some(tag)) => got_media |= tag.type_id == 8,
                 Ok(None) => break,
                 Err(_) => {
                     ctx.error("parse");
@@ -165,5 +167,6 @@ pub async fn flv_viewer(ctx: Ctx, addr: SocketAddr, app: String, stream: String)
             break;
         }
     }
+    ctx.viewer_done(got_media);
     ctx.live.viewers.fetch_sub(1, Ordering::Relaxed);
 }
