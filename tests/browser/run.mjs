@@ -6,9 +6,12 @@
 //   play     {url, seconds}: open the player, sample it every 100 ms for `seconds`.
 //   console  {url, key, seconds, screenshot}: open the console until `key` shows a bitrate,
 //            then screenshot it and count the bitrate line's pixels in the stream's chart.
-//   failover {url, seconds, kill_pid, kill_after_s}: play, SIGKILL `kill_pid` once playback
-//            has run `kill_after_s`, keep sampling; the longest stall is measured from
+//   failover {url, seconds, kill_pid, kill_after_s, signal}: play, send `kill_pid` SIGKILL
+//            (or `signal`, e.g. SIGSTOP for a frozen edge) once playback has run
+//            `kill_after_s`, keep sampling; the longest stall is measured from
 //            video.currentTime.
+//   page     {url, seconds}: open a page for `seconds`; its text, the player's state and log,
+//            and every URL it requested.
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -65,7 +68,7 @@ async function play(page, { url, seconds, kill_pid, kill_after_s }) {
     samples.push(s);
     if (firstPlayingAt === null && s.t > 0) firstPlayingAt = s.at;
     if (kill_pid && killedAt === null && firstPlayingAt !== null && s.at - firstPlayingAt >= kill_after_s * 1000) {
-      process.kill(kill_pid, "SIGKILL");
+      process.kill(kill_pid, args.signal || "SIGKILL");
       killedAt = s.at;
     }
     await sleep(100);
@@ -167,12 +170,27 @@ async function consolePage(page, { url, key, seconds, screenshot }) {
   return { shown_ms: shownAt, row, chart, line_pixels: linePixels, other_pixels: otherPixels };
 }
 
+async function pageOnly(page, { url, seconds }) {
+  const requests = [];
+  page.on("request", (r) => requests.push(r.url()));
+  await page.goto(url, { waitUntil: "load" });
+  await sleep(seconds * 1000);
+  const seen = await page.evaluate(() => ({
+    text: document.body.innerText,
+    player: window.edgePlayer ? { state: window.edgePlayer.state, fatal: window.edgePlayer.fatal } : null,
+    log: [...document.querySelectorAll("#log li")].map((li) => li.textContent),
+    links: [...document.querySelectorAll("a")].map((a) => a.getAttribute("href")),
+  }));
+  return { ...seen, requests };
+}
+
 const { browser, dir } = await launch();
 let result;
 try {
   const page = await browser.newPage();
   if (scenario === "console") result = await consolePage(page, args);
   else if (scenario === "play" || scenario === "failover") result = await play(page, args);
+  else if (scenario === "page") result = await pageOnly(page, args);
   else throw new Error("unknown scenario " + scenario);
 } finally {
   await browser.close();

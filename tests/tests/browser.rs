@@ -390,3 +390,106 @@ fn the_player_skips_an_edge_without_the_stream_and_goes_back_once_it_serves() {
     assert_eq!(r["final"]["state"], "playing", "{r}");
     assert!(r["played_s"].as_f64().unwrap() >= 12.0, "{r}");
 }
+
+/// Regression: `/player` without `stream=` showed "Status error, Last error none", and the
+/// page asked for `/api/v1/cluster` (a 404 without a registry) on every load. Now it says how
+/// to name a stream and links the live ones; it asks for the cluster only with a registry.
+#[test]
+fn the_player_without_a_stream_helps_and_asks_no_cluster_without_a_registry() {
+    let e = engine(&[]);
+    let _publisher = publish_loop(&e.rtmp_url("live/here"));
+    wait_for_playlist(&e, "/live/here.m3u8");
+    let r = browser(
+        "page",
+        json!({ "url": page(&e, "/player"), "seconds": 2 }),
+        Duration::from_secs(60),
+    );
+    let text = r["text"].as_str().unwrap_or("");
+    assert!(text.contains("/player?stream=APP/NAME"), "{r}");
+    assert!(!text.contains("Last error"), "{r}");
+    assert!(
+        r["links"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l == "?stream=live/here"),
+        "{r}"
+    );
+    let r = browser(
+        "page",
+        json!({ "url": page(&e, "/player?stream=live/here"), "seconds": 3 }),
+        Duration::from_secs(60),
+    );
+    let asked: Vec<&str> = r["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|u| u.as_str())
+        .collect();
+    assert!(asked.iter().any(|u| u.ends_with("/live/here.m3u8")), "{r}");
+    assert!(!asked.iter().any(|u| u.contains("/api/v1/cluster")), "{r}");
+}
+
+/// Regression: with no internet the player retried the CDN forever and never said why.
+/// Now a library that does not load is asked for once, and the page names --player-assets.
+#[test]
+fn a_player_library_that_does_not_load_is_reported_once_naming_player_assets() {
+    // A CDN nobody serves: every request to it fails at once.
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let cdn = format!("http://{dead}/npm");
+    let e = Engine::start(&["--cores", "1", "--player-cdn", &cdn]);
+    let r = browser(
+        "page",
+        json!({ "url": page(&e, "/player?stream=live/x"), "seconds": 6 }),
+        Duration::from_secs(60),
+    );
+    assert_eq!(r["player"]["state"], "error", "{r}");
+    let text = r["text"].as_str().unwrap_or("");
+    assert!(text.contains("--player-assets"), "{r}");
+    let tries = r["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|u| u.as_str().is_some_and(|u| u.starts_with(&cdn)))
+        .count();
+    assert_eq!(tries, 1, "the library was asked for once: {r}");
+}
+
+/// Regression: on a frozen edge (SIGSTOP) the player kept "Status: playing" while it logged
+/// an error every 100 ms. Once the picture stops, the state is never "playing" again, and
+/// the page's log stays short.
+#[test]
+fn a_frozen_edge_shows_stalled_not_playing() {
+    let e = engine(&[]);
+    let _publisher = publish_loop(&e.rtmp_url("live/f"));
+    wait_for_playlist(&e, "/live/f.m3u8");
+    let r = browser(
+        "failover",
+        json!({ "url": page(&e, "/player?stream=live/f"), "seconds": 12,
+                "kill_pid": e.pid(), "kill_after_s": 3, "signal": "SIGSTOP" }),
+        Duration::from_secs(90),
+    );
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe { libc::kill(e.pid() as libc::pid_t, libc::SIGCONT) };
+    let killed = r["killed_at_ms"].as_u64().expect("it played first");
+    // The engine's buffer runs out some seconds after the freeze; from the last sample that
+    // moved, plus half a second, no sample says "playing".
+    let trace = r["trace"].as_array().unwrap();
+    let last_move = trace
+        .windows(2)
+        .filter(|w| w[1][1].as_f64() > w[0][1].as_f64())
+        .map(|w| w[1][0].as_u64().unwrap())
+        .max()
+        .unwrap_or(killed);
+    let after: Vec<&Value> = trace
+        .iter()
+        .filter(|s| s[0].as_u64().unwrap() > last_move + 1000)
+        .collect();
+    assert!(!after.is_empty(), "the picture never stopped: {r}");
+    assert!(after.iter().all(|s| s[3] != "playing"), "{r}");
+    let errors = r["final"]["errorLog"].as_array().map_or(0, Vec::len);
+    assert!(errors <= 10, "{errors} error entries: {r}");
+}

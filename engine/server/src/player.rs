@@ -45,7 +45,9 @@ impl std::fmt::Debug for PlayerAssets {
 
 impl PlayerAssets {
     /// Loads `dir`'s libraries (`--player-assets`), or points the player at `cdn`.
-    pub fn load(dir: Option<&Path>, cdn: &str) -> anyhow::Result<PlayerAssets> {
+    /// `cluster`: this node has a registry (the player then asks `/api/v1/cluster` for more
+    /// edges; without one it does not ask).
+    pub fn load(dir: Option<&Path>, cdn: &str, cluster: bool) -> anyhow::Result<PlayerAssets> {
         let (urls, libs, source) = match dir {
             Some(dir) => {
                 let libs = PlayerLib::ALL
@@ -68,7 +70,8 @@ impl PlayerAssets {
         };
         let player = PLAYER_HTML
             .replace("__HLS_JS__", &urls[0])
-            .replace("__MPEGTS_JS__", &urls[1]);
+            .replace("__MPEGTS_JS__", &urls[1])
+            .replace("__CLUSTER__", if cluster { "true" } else { "false" });
         Ok(PlayerAssets {
             console: Bytes::from_static(CONSOLE_HTML.as_bytes()),
             player: Bytes::from(player),
@@ -123,14 +126,19 @@ mod tests {
 
     #[test]
     fn the_player_names_the_cdn_copies_without_a_local_directory() {
-        let a = PlayerAssets::load(None, "https://cdn.example/npm/").unwrap();
+        let a = PlayerAssets::load(None, "https://cdn.example/npm/", false).unwrap();
         let page = String::from_utf8_lossy(&a.player).into_owned();
         assert!(page.contains("\"https://cdn.example/npm/hls.js@1.7.4/dist/hls.min.js\""));
         assert!(page.contains("\"https://cdn.example/npm/mpegts.js@1.8.2/dist/mpegts.js\""));
         assert!(!page.contains("__HLS_JS__"));
+        assert!(page.contains("const CLUSTER = false;"));
+        let page = PlayerAssets::load(None, "https://cdn.example/npm/", true)
+            .unwrap()
+            .player;
+        assert!(String::from_utf8_lossy(&page).contains("const CLUSTER = true;"));
         assert!(a.lib(PlayerLib::Hls).is_none());
-        assert!(PlayerAssets::load(None, "javascript:alert(1)").is_err());
-        assert!(PlayerAssets::load(None, "https://x/\"><script>").is_err());
+        assert!(PlayerAssets::load(None, "javascript:alert(1)", false).is_err());
+        assert!(PlayerAssets::load(None, "https://x/\"><script>", false).is_err());
     }
 
     #[test]
@@ -140,13 +148,13 @@ mod tests {
         std::fs::create_dir_all(dir.join("mpegts.js/dist")).unwrap();
         std::fs::write(dir.join("hls.min.js"), "hls").unwrap();
         std::fs::write(dir.join("mpegts.js/dist/mpegts.js"), "mpegts").unwrap();
-        let a = PlayerAssets::load(Some(&dir), "https://unused").unwrap();
+        let a = PlayerAssets::load(Some(&dir), "https://unused", false).unwrap();
         assert_eq!(a.lib(PlayerLib::Hls).unwrap().as_ref(), b"hls");
         assert_eq!(a.lib(PlayerLib::Mpegts).unwrap().as_ref(), b"mpegts");
         let page = String::from_utf8_lossy(&a.player).into_owned();
         assert!(page.contains("\"/player/hls.min.js\""));
         std::fs::remove_file(dir.join("hls.min.js")).unwrap();
-        let err = PlayerAssets::load(Some(&dir), "https://unused").unwrap_err();
+        let err = PlayerAssets::load(Some(&dir), "https://unused", false).unwrap_err();
         assert!(err.to_string().contains("hls.min.js"), "{err}");
         let _ = std::fs::remove_dir_all(&dir);
     }
