@@ -199,16 +199,156 @@ fn config_file_is_read_and_flags_override_it() {
         String::from_utf8_lossy(&out.stderr)
     );
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("play_wait_ms: 1234"), "{text}");
-    let cpus = text
-        .split_once("cpus: [")
-        .and_then(|(_, rest)| rest.split_once(']'))
-        .map(|(list, _)| list)
-        .unwrap_or_default();
-    assert_eq!(
-        cpus.matches("Some(").count() + cpus.matches("None").count(),
-        2,
+    let line = |name: &str| -> String {
+        text.lines()
+            .find(|l| l.split_whitespace().next() == Some(name))
+            .unwrap_or_else(|| panic!("no {name} in {text}"))
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    assert_eq!(line("play-wait-ms"), "play-wait-ms = 1234 file", "{text}");
+    assert_eq!(line("cores"), "cores = 2 command line", "{text}");
+    assert!(
+        line("shards").starts_with("shards = 2 (CPUs: "),
         "two shards: {text}"
     );
     std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// Regression: a bad value in a config file printed clap's text with `For more information,
+/// try '--help'` glued into it, an unknown key named neither the file nor the line, and
+/// every start-up error was printed twice (a log line, then the same text).
+#[test]
+fn config_file_errors_name_the_file_line_and_key_once() {
+    let dir = std::env::temp_dir().join(format!("edge-cli-bad-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("engine.conf");
+    for (text, expect) in [
+        (
+            "cores = 2\nhls_window = many\n",
+            ":2: hls-window: invalid value 'many'",
+        ),
+        ("# x\nhls_windows = 3\n", ":2: hls-windows: no such setting"),
+    ] {
+        std::fs::write(&file, text).unwrap();
+        let out = engine()
+            .args(["--check", "--config", file.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(&format!("{}{expect}", file.display())),
+            "{err}"
+        );
+        assert!(!err.contains("--help"), "{err}");
+        assert_eq!(err.lines().count(), 1, "printed once: {err}");
+    }
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// `--check` prints the settings readably (it was an 87-line Rust `Debug` dump) and warns of
+/// what is valid but probably not meant: more shards than CPUs, an origin host that does not
+/// resolve.
+#[test]
+fn check_prints_settings_by_topic_and_warns() {
+    let out = engine()
+        .args([
+            "--check",
+            "--cores",
+            "64",
+            "--origin",
+            "rtmp://no-such-host.invalid/live",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("configuration ok\n"), "{text}");
+    assert!(!text.contains("Some("), "{text}");
+    for heading in [
+        "[Listening and shards]",
+        "[Edge: origins and pulls]",
+        "[Derived]",
+    ] {
+        assert!(text.contains(heading), "{heading}: {text}");
+    }
+    // A play for a stream nobody publishes is answered after 3 s (it waited 30 s).
+    let play_wait = text
+        .lines()
+        .find(|l| l.starts_with("play-wait-ms "))
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "));
+    assert_eq!(
+        play_wait.as_deref(),
+        Some("play-wait-ms = 3000 default"),
+        "{text}"
+    );
+    assert!(text.contains("warning: 64 shards on a host with"), "{text}");
+    assert!(
+        text.contains("warning: origin rtmp://no-such-host.invalid:1935/live: no-such-host.invalid does not resolve"),
+        "{text}"
+    );
+}
+
+/// `--help` is grouped by topic with lines that fit a terminal, names the `sign` subcommand
+/// and the README; the `--origin` help says what an HTTP origin's pull feeds.
+#[test]
+fn help_is_grouped_by_topic_and_names_sign() {
+    let out = engine().arg("--help").output().unwrap();
+    let help = String::from_utf8(out.stdout).unwrap();
+    for heading in [
+        "Listening and shards:",
+        "Edge: origins and pulls:",
+        "Access control (tokens, hooks):",
+        "Drain and upgrade:",
+    ] {
+        assert!(
+            help.lines().any(|l| l == heading),
+            "{heading} missing:\n{help}"
+        );
+    }
+    let longest = help.lines().map(|l| l.chars().count()).max().unwrap();
+    assert!(longest <= 100, "a {longest}-character line");
+    assert!(help.contains("edge-engine sign --help"), "{help}");
+    assert!(help.contains("README.md"), "{help}");
+    assert!(help.contains("RTMP and HTTP-FLV viewers are fed"), "{help}");
+    assert!(!help.contains("HLS viewers only"), "{help}");
+}
+
+/// Logs written to a file or a pipe carry no colour codes, and fields read as values (they
+/// read `cpu=Some(1)`).
+#[test]
+fn logs_to_a_pipe_are_plain() {
+    let mut child = engine()
+        .args([
+            "--cores",
+            "1",
+            "--cpu-list",
+            "0",
+            "--rtmp",
+            "127.0.0.1:0",
+            "--http",
+            "127.0.0.1:0",
+        ])
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut ready = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut ready,
+    )
+    .unwrap();
+    assert!(ready.starts_with("edge-engine ready"), "{ready}");
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(log.contains("shard started"), "{log}");
+    assert!(log.contains("cpu=0"), "{log}");
+    assert!(!log.contains('\u{1b}'), "colour codes in a pipe: {log}");
+    assert!(!log.contains("Some("), "{log}");
 }
