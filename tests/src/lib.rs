@@ -153,8 +153,10 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// Starts `edge-engine --rtmp 127.0.0.1:0 --http 127.0.0.1:0 ARGS` and waits for its
-    /// ready line.
+    /// Starts `edge-engine --rtmp 127.0.0.1:0 --http 127.0.0.1:0 --play-wait-ms 30000 ARGS`
+    /// and waits for its ready line. Many scenarios attach their players before the publisher
+    /// starts, so players wait as long as they did before the default became 3 s; a test of
+    /// the play-wait passes its own (ARGS come last and win).
     pub fn start(args: &[&str]) -> Engine {
         Self::start_with_env(args, &[])
     }
@@ -191,6 +193,7 @@ impl Engine {
         };
         let mut child = Command::new(engine_bin())
             .args(["--rtmp", "127.0.0.1:0", "--http", "127.0.0.1:0"])
+            .args(["--play-wait-ms", "30000"])
             .args(args)
             .env(
                 "RUST_LOG",

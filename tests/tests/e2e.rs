@@ -800,3 +800,163 @@ fn egress_is_counted_while_viewers_play() {
     let log = rtmp.join().unwrap();
     assert!(log.started && log.video > 0, "{log:?}");
 }
+
+/// loadgen watches a stream someone else publishes (`--stream live/x`, here ffmpeg without
+/// loadgen's probes): its viewers receive media, so the run passes, and the report names the
+/// stream. (Before `--stream`, loadgen could only watch streams named `PREFIXn`.)
+#[test]
+fn loadgen_watches_an_existing_stream_by_name() {
+    let engine = Engine::start(&["--cores", "2"]);
+    let _publisher = publish_loop(&engine.rtmp_url("live/x"));
+    eventually("live/x live", Duration::from_secs(30), || {
+        http_get(engine.http, "/live/x.m3u8").status() == 200
+    });
+    let (rtmp, http) = (engine.rtmp_url(""), engine.http_url(""));
+    let run = LoadgenRun::start(
+        "watch",
+        &[
+            "--target",
+            rtmp.trim_end_matches('/'),
+            "--target",
+            http.trim_end_matches('/'),
+            "--viewers",
+            "4",
+            "--protocol",
+            "rtmp=1,flv=1",
+            "--stream",
+            "live/x",
+            "--duration",
+            "3s",
+        ],
+    );
+    let (status, report) = run.finish();
+    assert!(status.success(), "{status:?} {report}");
+    assert!(report.contains("\"streams\":[\"live/x\"]"), "{report}");
+    assert!(!report.contains("no_media"), "{report}");
+}
+
+/// Regression: H.264 with MP3 audio (older encoders and IP cameras publish it) played over
+/// RTMP and HTTP-FLV, but its playlist was a 404: "HLS stopped for this stream: unsupported
+/// codec for HLS: audio format 2". MPEG-TS carries MPEG audio: ffmpeg decodes the HLS with
+/// both tracks, and its MP3 frames are the RTMP output's, byte for byte, from the first
+/// segment on (the metadata announces MP3, which has no sequence header).
+#[test]
+fn h264_with_mp3_audio_is_served_over_hls_with_both_tracks() {
+    let dir = std::env::temp_dir().join(format!("edge-mp3-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let source = dir.join("mp3.flv");
+    let (ok, _, err) = run_tool(
+        "ffmpeg",
+        &[
+            "-nostdin",
+            "-v",
+            "error",
+            "-y",
+            "-i",
+            fixture(FIXTURE).to_str().unwrap(),
+            "-c:v",
+            "copy",
+            "-c:a",
+            "libmp3lame",
+            "-b:a",
+            "64k",
+            "-ar",
+            "44100",
+            "-f",
+            "flv",
+            source.to_str().unwrap(),
+        ],
+        Duration::from_secs(60),
+    );
+    assert!(ok, "making the MP3 fixture: {err}");
+    let engine = Engine::start(&["--cores", "2", "--republish-grace-ms", "300"]);
+    let addr = engine.rtmp;
+    let player = std::thread::spawn(move || {
+        let opts = PlayOpts {
+            keep_frames: true,
+            ..PlayOpts::default()
+        };
+        play_rtmp(addr, "live", "mp3", &opts, None)
+    });
+    engine.wait_for("the player", Duration::from_secs(20), |m| {
+        m.sum("rtmp_players") == 1
+    });
+    let mut publisher = ffmpeg_publish(&source, &engine.rtmp_url("live/mp3"), &[]);
+    assert!(publisher.wait().unwrap().success());
+    let url = engine.http_url("live/mp3.m3u8");
+    eventually("EXT-X-ENDLIST", Duration::from_secs(30), || {
+        String::from_utf8_lossy(&http_get(engine.http, "/live/mp3.m3u8").body)
+            .contains("#EXT-X-ENDLIST")
+    });
+    let (ok, codecs, err) = run_tool(
+        "ffprobe",
+        &[
+            "-v",
+            "error",
+            "-show_entries",
+            "stream=codec_name",
+            "-of",
+            "csv=p=0",
+            &url,
+        ],
+        Duration::from_secs(60),
+    );
+    assert!(ok, "{err}");
+    let codecs: std::collections::BTreeSet<&str> = codecs.split_whitespace().collect();
+    assert_eq!(codecs, ["h264", "mp3"].into(), "both tracks");
+    let (ok, _, err) = run_tool(
+        "ffmpeg",
+        &["-nostdin", "-v", "error", "-i", &url, "-f", "null", "-"],
+        Duration::from_secs(60),
+    );
+    assert!(
+        ok && err.is_empty(),
+        "ffmpeg decoding the HLS printed: {err}"
+    );
+    // The HLS audio, as raw MP3 frames.
+    let hls_mp3 = dir.join("hls.mp3");
+    let (ok, _, err) = run_tool(
+        "ffmpeg",
+        &[
+            "-nostdin",
+            "-v",
+            "error",
+            "-y",
+            "-i",
+            &url,
+            "-map",
+            "0:a",
+            "-c",
+            "copy",
+            "-write_xing",
+            "0",
+            "-id3v2_version",
+            "0",
+            "-write_id3v1",
+            "0",
+            hls_mp3.to_str().unwrap(),
+        ],
+        Duration::from_secs(60),
+    );
+    assert!(ok, "{err}");
+    let hls_audio = std::fs::read(&hls_mp3).unwrap();
+    let log = player.join().unwrap();
+    let rtmp_audio: Vec<u8> = log
+        .frames
+        .iter()
+        .filter(|(kind, _, _)| *kind == edge_core::media::MediaKind::Audio)
+        .flat_map(|(_, _, body)| body[1..].to_vec())
+        .collect();
+    assert!(!hls_audio.is_empty());
+    assert!(
+        rtmp_audio.ends_with(&hls_audio),
+        "the HLS MP3 frames are the RTMP output's ({} of {} bytes)",
+        hls_audio.len(),
+        rtmp_audio.len()
+    );
+    assert!(
+        hls_audio.len() * 10 >= rtmp_audio.len() * 9,
+        "from the first segment on"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}

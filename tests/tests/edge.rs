@@ -403,3 +403,193 @@ fn a_publish_at_the_edge_is_forwarded_to_the_origin_and_served_locally() {
     );
     assert_eq!(m.sum("forwards_started"), 1);
 }
+
+/// The whole of an HTTP response, read until the server closes (each read bounded by 30 s,
+/// so a server that never answers fails the test instead of hanging it), counting what has
+/// arrived into `progress` as it arrives.
+fn read_all(addr: std::net::SocketAddr, path: &str, progress: &AtomicU64) -> Vec<u8> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    let mut all = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return all,
+            Ok(n) => {
+                all.extend_from_slice(&buf[..n]);
+                progress.store(all.len() as u64, Ordering::Relaxed);
+            }
+            Err(e) => panic!("{path}: no end after {} bytes: {e}", all.len()),
+        }
+    }
+}
+
+/// Regression: a play for a stream nobody publishes got nothing for 30 s (RTMP and FLV) on an
+/// origin, and on an edge whose origin was down HLS was a 404 after 10 s and FLV after 30 s,
+/// while `/healthz` said nothing of the origin. The origin answers after its play-wait (3 s
+/// by default; the reads here give up at 10 s), and an edge whose play-wait is set far beyond
+/// the test's reads answers as soon as its origin could not be reached: 502 on every
+/// protocol. With one origin, its retries are no failovers.
+#[test]
+fn missing_streams_are_answered_promptly_on_an_origin_and_an_edge() {
+    // The default play-wait (the CLI tests check that it is 3 s); the harness's is longer.
+    let origin = Engine::start(&["--cores", "2", "--play-wait-ms", "3000"]);
+    let log = play_rtmp(
+        origin.rtmp,
+        "live",
+        "nope",
+        &PlayOpts {
+            deadline: Duration::from_secs(10),
+            until_status: Some("NetStream.Play.StreamNotFound".into()),
+            ..PlayOpts::default()
+        },
+        None,
+    );
+    assert!(
+        log.statuses
+            .iter()
+            .any(|s| s == "NetStream.Play.StreamNotFound"),
+        "{log:?}"
+    );
+    let flv = http_get(origin.http, "/live/nope.flv");
+    assert_eq!(flv.status(), 404, "{flv:?}");
+    assert!(String::from_utf8_lossy(&flv.body).contains("stream not found"));
+    assert_eq!(http_get(origin.http, "/live/nope.m3u8").status(), 404);
+
+    // An edge in front of a port nobody listens on.
+    let down = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let edge = Engine::start(&[
+        "--cores",
+        "2",
+        "--origin",
+        &format!("rtmp://{down}/live"),
+        "--play-wait-ms",
+        "600000",
+    ]);
+    let flv = http_get(edge.http, "/live/x.flv");
+    assert_eq!(flv.status(), 502, "{flv:?}");
+    assert!(
+        String::from_utf8_lossy(&flv.body).contains("no origin could be reached"),
+        "{flv:?}"
+    );
+    let log = play_rtmp(
+        edge.rtmp,
+        "live",
+        "y",
+        &PlayOpts {
+            deadline: Duration::from_secs(10),
+            until_status: Some("NetStream.Play.Failed".into()),
+            ..PlayOpts::default()
+        },
+        None,
+    );
+    assert!(
+        log.statuses.iter().any(|s| s == "NetStream.Play.Failed"),
+        "{log:?}"
+    );
+    assert_eq!(http_get(edge.http, "/live/z.m3u8").status(), 502);
+    eventually("the origin's reachability", Duration::from_secs(20), || {
+        let health = String::from_utf8_lossy(&http_get(edge.http, "/healthz").body).into_owned();
+        health.contains(&format!(
+            "\"url\":\"rtmp://{down}/live\",\"reachable\":false"
+        ))
+    });
+    assert_eq!(edge.metrics().sum("upstream_failovers"), 0, "one origin");
+
+    // An edge of the origin above, with its defaults: the origin takes the play and sends
+    // nothing (it may be waiting for its publisher), so the pull is under way and the
+    // edge's viewer waits its own play-wait, then gets a 404.
+    let edge2 = Engine::start(&[
+        "--cores",
+        "2",
+        "--origin",
+        &origin_of(&origin),
+        "--play-wait-ms",
+        "3000",
+    ]);
+    let flv = http_get(edge2.http, "/live/nope.flv");
+    assert_eq!(flv.status(), 404, "{flv:?}");
+    eventually("the origin reachable", Duration::from_secs(20), || {
+        String::from_utf8_lossy(&http_get(edge2.http, "/healthz").body).contains(&format!(
+            "\"url\":\"{}\",\"reachable\":true",
+            origin_of(&origin)
+        ))
+    });
+}
+
+/// Regression: when an edge's origin was SIGKILLed, RTMP and FLV viewers were ended after
+/// the grace exactly as at a normal end (ffmpeg exited 0, silently). Now the end says it
+/// failed: ffmpeg playing RTMP reports a server error, an HTTP-FLV body ends without its last
+/// chunk;
+/// and a stream that ends in order still ends with `UnpublishNotify` and the last chunk.
+#[test]
+fn a_killed_origin_ends_edge_viewers_with_a_failure_and_a_clean_end_stays_clean() {
+    let mut origin = Engine::start(&["--cores", "1"]);
+    let _publisher = publish_loop(&origin.rtmp_url("live/k"));
+    wait_until_published(&origin, "k");
+    let edge = Engine::start(&[
+        "--cores",
+        "2",
+        "--origin",
+        &origin_of(&origin),
+        "--republish-grace-ms",
+        "1000",
+    ]);
+    let ffmpeg = {
+        let url = edge.rtmp_url("live/k");
+        std::thread::spawn(move || {
+            std::process::Command::new("ffmpeg")
+                .args(["-nostdin", "-v", "error", "-i", &url, "-f", "null", "-"])
+                .output()
+                .unwrap()
+        })
+    };
+    let got = Arc::new(AtomicU64::new(0));
+    let flv = {
+        let (addr, got) = (edge.http, Arc::clone(&got));
+        std::thread::spawn(move || read_all(addr, "/live/k.flv", &got))
+    };
+    edge.wait_for("two viewers playing", Duration::from_secs(30), |m| {
+        m.sum("rtmp_players") == 1 && m.sum("flv_players") == 1
+    });
+    eventually("the FLV viewer playing", Duration::from_secs(30), || {
+        got.load(Ordering::Relaxed) > 100_000
+    });
+    origin.kill();
+    // ffmpeg 5.1 exits 0 at the end of any input; what it says is what differs: an orderly
+    // end prints nothing at `-v error`.
+    let out = ffmpeg.join().unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("Server error: stream failed: its source was lost"),
+        "ffmpeg was told of the failure: {out:?}"
+    );
+    let body = flv.join().unwrap();
+    assert!(body.len() > 100_000, "the FLV viewer played first");
+    assert!(
+        !body.ends_with(b"0\r\n\r\n"),
+        "a failed stream's chunked body is cut short, not ended"
+    );
+
+    // A clean end at an origin of its own: the publisher unpublishes.
+    let plain = Engine::start(&["--cores", "2", "--republish-grace-ms", "300"]);
+    let flv = {
+        let addr = plain.http;
+        std::thread::spawn(move || read_all(addr, "/live/c.flv", &AtomicU64::new(0)))
+    };
+    plain.wait_for("the FLV viewer", Duration::from_secs(20), |m| {
+        m.sum("flv_players") == 1
+    });
+    let mut publisher = ffmpeg_publish(&fixture(FIXTURE), &plain.rtmp_url("live/c"), &[]);
+    assert!(publisher.wait().unwrap().success());
+    let body = flv.join().unwrap();
+    assert!(
+        body.ends_with(b"0\r\n\r\n"),
+        "an ended stream's body ends with the last chunk"
+    );
+}

@@ -233,7 +233,9 @@ pub fn reason(status: u16) -> &'static str {
         410 => "Gone",
         413 => "Payload Too Large",
         431 => "Request Header Fields Too Large",
+        502 => "Bad Gateway",
         503 => "Service Unavailable",
+        504 => "Gateway Timeout",
         505 => "HTTP Version Not Supported",
         _ => "Unknown",
     }

@@ -34,7 +34,7 @@ use crate::ids::{LinkId, ShardId};
 use crate::media::{self, Frame, MediaError, StreamKey, TagInfo};
 use crate::pull::{upstream_stream_name, LinkIds, Pull, PullEffect, PullNote};
 use crate::stream::{
-    MasterPhase, PublishError, PublisherId, StreamMaster, StreamReplica, StreamUpdate,
+    Departure, MasterPhase, PublishError, PublisherId, StreamMaster, StreamReplica, StreamUpdate,
 };
 use crate::upstream::{LinkEvent, LinkState, OriginUrl};
 
@@ -121,6 +121,11 @@ pub enum OwnerEffect {
     StartHlsFeed { query: Option<Arc<str>> },
     /// The feed ended: the HLS pull goes on only for its own viewers.
     StopHlsFeed,
+    /// The pull tried every origin and none gives the stream (`not_found`: each said it
+    /// has no such stream; otherwise some could not be reached): requests waiting for its
+    /// HLS on every shard are answered now (404 or 502), as its RTMP and FLV viewers are by
+    /// the [`StreamUpdate::Unavailable`] they were sent.
+    Unavailable { not_found: bool },
     /// Nothing is left (no publisher or grace, no subscriber, no pull, no forward): drop it.
     Free,
 }
@@ -142,6 +147,8 @@ pub enum OwnerNote {
     ForwardStarted,
     Forward(ForwardNote),
     HlsStopped(SegmenterError),
+    /// A track TS cannot carry is left out of the stream's HLS (why); the others go on.
+    HlsTrackDropped(String),
     /// A segment did not open in the cell after the previous one (segmenter module docs):
     /// from here this node's segment numbers trail other nodes'. `first` is true the first
     /// time for this stream (the engine logs that one).
@@ -430,7 +437,10 @@ impl<S: SegmentStore + Clone> Owner<S> {
                 return;
             }
             if let Some(l) = p.active().filter(|l| self.master.is_live(l.publisher)) {
-                let updates = self.master.handle_unpublish(l.publisher, now_ms);
+                // Moved on purpose: the new link's media republishes.
+                let updates =
+                    self.master
+                        .handle_unpublish(l.publisher, Departure::Unpublished, now_ms);
                 self.broadcast(updates, out);
             }
             self.stop_pull(out);
@@ -505,14 +515,15 @@ impl<S: SegmentStore + Clone> Owner<S> {
         }
     }
 
-    /// The publisher left (or its connection closed).
+    /// The publisher left (`how`: it unpublished, or its connection was lost).
     pub fn handle_unpublish(
         &mut self,
         publisher: PublisherId,
+        how: Departure,
         now_ms: u64,
         out: &mut Vec<OwnerEffect>,
     ) {
-        let updates = self.master.handle_unpublish(publisher, now_ms);
+        let updates = self.master.handle_unpublish(publisher, how, now_ms);
         if !updates.is_empty() {
             out.push(OwnerEffect::Note(OwnerNote::PublisherLeft {
                 grace_ms: self.config.grace_ms,
@@ -885,9 +896,17 @@ impl<S: SegmentStore + Clone> Owner<S> {
                 PullEffect::Metadata { publisher, body } => {
                     self.handle_metadata(publisher, body, out)
                 }
-                PullEffect::Unpublish(publisher) => {
-                    let updates = self.master.handle_unpublish(publisher, now_ms);
+                PullEffect::Unpublish { publisher, how } => {
+                    let updates = self.master.handle_unpublish(publisher, how, now_ms);
                     self.broadcast(updates, out);
+                }
+                PullEffect::Unavailable { not_found } => {
+                    // Only viewers waiting for a stream that never came are answered; in a
+                    // grace they wait for the pull to recover.
+                    if self.master.is_idle() {
+                        self.broadcast([StreamUpdate::Unavailable { not_found }], out);
+                        out.push(OwnerEffect::Unavailable { not_found });
+                    }
                 }
                 PullEffect::Idle => {
                     if let Some(p) = self.pull.take() {
@@ -948,7 +967,7 @@ impl<S: SegmentStore + Clone> Owner<S> {
                 {
                     out.push(OwnerEffect::ForwardFrame(f.clone()));
                 }
-                StreamUpdate::Ended => {
+                StreamUpdate::Ended(_) => {
                     if let Some(mut fw) = self.forward.take() {
                         let mut fe = Vec::new();
                         fw.stop(&mut fe);
@@ -1006,10 +1025,20 @@ impl<S: SegmentStore + Clone> Owner<S> {
                 Some(s) => s.handle_frame(f),
                 None => Ok(None),
             },
-            StreamUpdate::Ended => Ok(self.segmenter.take().map(|mut s| s.handle_end())),
-            StreamUpdate::Unpublished | StreamUpdate::Snapshot { .. } => Ok(None),
+            // A stream that never made a segment (no track HLS could carry) has no playlist.
+            StreamUpdate::Ended(_) => Ok(self
+                .segmenter
+                .take()
+                .map(|mut s| s.handle_end())
+                .filter(|snap| !snap.segments.is_empty())),
+            StreamUpdate::Unpublished
+            | StreamUpdate::Snapshot { .. }
+            | StreamUpdate::Unavailable { .. } => Ok(None),
         };
         let refused = self.segmenter.as_ref().map_or(0, |s| s.refused_segments) > refused_before;
+        if let Some(why) = self.segmenter.as_mut().and_then(|s| s.take_dropped()) {
+            out.push(OwnerEffect::Note(OwnerNote::HlsTrackDropped(why)));
+        }
         if let Some(s) = &self.segmenter {
             if s.unaligned_cuts > unaligned_before {
                 out.push(OwnerEffect::Note(OwnerNote::HlsUnaligned {

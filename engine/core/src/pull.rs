@@ -26,7 +26,7 @@ use bytes::Bytes;
 
 use crate::ids::LinkId;
 use crate::media::{MediaKind, StreamKey};
-use crate::stream::PublisherId;
+use crate::stream::{Departure, PublisherId};
 use crate::upstream::{
     Failure, LinkError, LinkEvent, LinkState, OriginUrl, UpstreamAction, UpstreamPlanner,
     UpstreamTiming,
@@ -56,8 +56,21 @@ pub enum PullEffect {
         publisher: PublisherId,
         body: Bytes,
     },
-    /// `publisher` is gone (failover): unpublish it, viewers wait in the grace period.
-    Unpublish(PublisherId),
+    /// `publisher` is gone (failover): unpublish it, viewers wait in the grace period. `how`
+    /// says whether the origin ended the stream (an end, if nothing takes over) or the link
+    /// was lost (a failure).
+    Unpublish {
+        publisher: PublisherId,
+        how: Departure,
+    },
+    /// Every origin was tried in a row and none gives the stream: viewers still waiting for
+    /// it are answered now (`not_found`: each origin said it has no such stream; otherwise
+    /// some could not be reached). Not when an origin took the play and sent nothing (it
+    /// may be waiting for its publisher): then the viewers' play-wait decides. The pull
+    /// backs off and goes on.
+    Unavailable {
+        not_found: bool,
+    },
     /// Nobody wanted the stream for the idle time: end it and drop the pull.
     Idle,
     /// For the log and the counters.
@@ -67,10 +80,43 @@ pub enum PullEffect {
 /// What happened, for the log and the counters; decided already.
 #[derive(Debug, Clone, PartialEq)]
 pub enum PullNote {
-    Flowing { origin: OriginUrl },
-    Failed { origin: OriginUrl, error: LinkError },
-    Redirected { from: OriginUrl, to: OriginUrl },
-    PreferredBack { origin: OriginUrl },
+    Flowing {
+        origin: OriginUrl,
+    },
+    Failed {
+        origin: OriginUrl,
+        error: LinkError,
+    },
+    Redirected {
+        from: OriginUrl,
+        to: OriginUrl,
+    },
+    PreferredBack {
+        origin: OriginUrl,
+    },
+    /// The pull moved from one origin to another (a retry of the same origin is none).
+    Failover {
+        from: OriginUrl,
+        to: OriginUrl,
+    },
+}
+
+/// What one round of origins said, the strongest answer kept: an origin that may still
+/// deliver (`Waiting`) over one that could not be reached, over "no such stream".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Round {
+    /// Every origin so far answered that it has no such stream.
+    NotFound,
+    /// Some origin could not be reached (connect, loss, no answer to the play).
+    Unreachable,
+    /// Some origin took the play and sent nothing yet: it may be waiting for its publisher.
+    Waiting,
+}
+
+impl Round {
+    fn add(&mut self, answer: Round) {
+        *self = (*self).max(answer);
+    }
 }
 
 /// One upstream connection of a pull.
@@ -133,6 +179,9 @@ pub struct Pull {
     /// Whether subscribers are present (then the pull is never idle).
     in_use: bool,
     last_origin: Option<OriginUrl>,
+    /// What this round of origins said so far.
+    round: Round,
+    /// Moves from one origin to another.
     pub failovers: u64,
 }
 
@@ -159,6 +208,7 @@ impl Pull {
             last_used_ms: now_ms,
             in_use: false,
             last_origin: None,
+            round: Round::NotFound,
             failovers: 0,
         };
         p.run(vec![first], ids, now_ms, out);
@@ -234,16 +284,22 @@ impl Pull {
                     out.push(PullEffect::Note(PullNote::PreferredBack {
                         origin: new.url.clone(),
                     }));
+                    let to = new.url.clone();
                     if let Some(old) = self.active.replace(new) {
                         out.push(PullEffect::Disconnect(old.id));
-                        out.push(PullEffect::Unpublish(old.publisher));
+                        out.push(PullEffect::Unpublish {
+                            publisher: old.publisher,
+                            how: Departure::Unpublished,
+                        });
+                        self.note_move(old.url, to, out);
                     }
-                    self.failovers += 1;
+                    self.last_origin = self.active.as_ref().map(|l| l.url.clone());
                 }
                 let Some(active) = &mut self.active else {
                     return false;
                 };
                 self.planner.handle_media(now_ms);
+                self.round = Round::NotFound;
                 let publisher = active.publisher;
                 if !active.flowing {
                     active.flowing = true;
@@ -290,9 +346,12 @@ impl Pull {
                         from: old.url.clone(),
                         to: to.clone(),
                     }));
-                    out.push(PullEffect::Unpublish(old.publisher));
+                    // Sent elsewhere: if nothing takes over, the stream was lost.
+                    out.push(PullEffect::Unpublish {
+                        publisher: old.publisher,
+                        how: Departure::Lost,
+                    });
                 }
-                self.failovers += 1;
                 let action = self.planner.handle_redirect(to, now_ms);
                 self.run(vec![action], ids, now_ms, out);
                 false
@@ -316,6 +375,7 @@ impl Pull {
             out.push(PullEffect::Idle);
             return;
         }
+        let backing_off = self.planner.is_backing_off();
         if self.planner.media_deadline().is_some_and(|d| now_ms >= d) {
             if let Some(old) = self.active.take() {
                 out.push(PullEffect::Disconnect(old.id));
@@ -323,13 +383,44 @@ impl Pull {
                     origin: old.url.clone(),
                     error: LinkError::NoMedia(self.media_timeout_ms),
                 }));
-                out.push(PullEffect::Unpublish(old.publisher));
-                self.failovers += 1;
+                out.push(PullEffect::Unpublish {
+                    publisher: old.publisher,
+                    how: Departure::Lost,
+                });
+                // An origin that took the play and sent nothing may be waiting for its
+                // publisher (its own play-wait): the viewers' play-wait decides. One that
+                // never took it could not be reached.
+                self.round.add(if old.state == LinkState::Playing {
+                    Round::Waiting
+                } else {
+                    Round::Unreachable
+                });
             }
         }
         if self.planner.poll_timeout().is_some_and(|t| now_ms >= t) {
             let actions = self.planner.handle_timeout(now_ms);
             self.run(actions, ids, now_ms, out);
+        }
+        self.check_round(backing_off, out);
+    }
+
+    /// After a failure: when it ended a round of origins (the planner now backs off), the
+    /// viewers still waiting are answered.
+    fn check_round(&mut self, was_backing_off: bool, out: &mut Vec<PullEffect>) {
+        if !was_backing_off && self.planner.is_backing_off() {
+            match std::mem::replace(&mut self.round, Round::NotFound) {
+                Round::NotFound => out.push(PullEffect::Unavailable { not_found: true }),
+                Round::Unreachable => out.push(PullEffect::Unavailable { not_found: false }),
+                Round::Waiting => {}
+            }
+        }
+    }
+
+    /// Counts and notes a move from one origin to another.
+    fn note_move(&mut self, from: OriginUrl, to: OriginUrl, out: &mut Vec<PullEffect>) {
+        if from != to {
+            self.failovers += 1;
+            out.push(PullEffect::Note(PullNote::Failover { from, to }));
         }
     }
 
@@ -348,6 +439,14 @@ impl Pull {
         out: &mut Vec<PullEffect>,
     ) {
         let why: Failure = error.failure();
+        if why != Failure::NotFound {
+            self.round.add(Round::Unreachable);
+        }
+        let how = if error.is_end_of_stream() {
+            Departure::Unpublished
+        } else {
+            Departure::Lost
+        };
         if let Some(old) = self.active.take() {
             // Its task ended by itself; the owner forgets it all the same.
             out.push(PullEffect::Disconnect(old.id));
@@ -355,11 +454,15 @@ impl Pull {
                 origin: old.url.clone(),
                 error,
             }));
-            out.push(PullEffect::Unpublish(old.publisher));
+            out.push(PullEffect::Unpublish {
+                publisher: old.publisher,
+                how,
+            });
         }
-        self.failovers += 1;
+        let backing_off = self.planner.is_backing_off();
         let actions = self.planner.handle_failure(why, now_ms);
         self.run(actions.into_iter().collect(), ids, now_ms, out);
+        self.check_round(backing_off, out);
     }
 
     fn set_active_state(&mut self, state: LinkState, now_ms: u64) {
@@ -380,7 +483,9 @@ impl Pull {
             match action {
                 UpstreamAction::Connect { url, .. } => {
                     let link = self.new_link(url.clone(), ids, now_ms);
-                    self.last_origin = Some(url.clone());
+                    if let Some(from) = self.last_origin.replace(url.clone()) {
+                        self.note_move(from, url.clone(), out);
+                    }
                     out.push(PullEffect::Connect {
                         link: link.id,
                         url,
@@ -548,9 +653,16 @@ mod tests {
             &mut out,
         );
         assert!(!keep);
-        assert!(out.contains(&PullEffect::Unpublish(publisher)));
+        assert!(out.contains(&PullEffect::Unpublish {
+            publisher,
+            how: Departure::Lost
+        }));
         assert_eq!(connects(&out)[0].1, "b");
         assert_eq!(p.failovers, 1);
+        assert!(out.contains(&PullEffect::Note(PullNote::Failover {
+            from: origins()[0].clone(),
+            to: origins()[1].clone()
+        })));
         // The old link's late reports are not wanted.
         assert!(!p.handle_link_event(first, media(40), &mut ids, 30, &mut Vec::new()));
     }
@@ -594,11 +706,59 @@ mod tests {
                     origin: origins()[0].clone()
                 }),
                 PullEffect::Disconnect(b),
-                PullEffect::Unpublish(LinkIds::publisher(b)),
-                PullEffect::Publish(LinkIds::publisher(probe)),
+                PullEffect::Unpublish {
+                    publisher: LinkIds::publisher(b),
+                    how: Departure::Unpublished
+                },
+                PullEffect::Note(PullNote::Failover {
+                    from: origins()[1].clone(),
+                    to: origins()[0].clone()
+                }),
             ]
         );
+        assert_eq!(out[4], PullEffect::Publish(LinkIds::publisher(probe)));
+        assert_eq!(p.failovers, 2, "a to b, and back");
         assert_eq!(p.active().unwrap().id, probe);
+    }
+
+    /// Regression: with one origin configured, `failovers` climbed to 8 while the pull
+    /// retried it. A retry of the same origin is no failover; each round that fails answers
+    /// the waiting viewers once.
+    #[test]
+    fn retries_of_the_only_origin_are_no_failovers() {
+        let mut ids = LinkIds::new(3);
+        let mut out = Vec::new();
+        let only = vec![OriginUrl::parse("rtmp://a/live").unwrap()];
+        let mut p = Pull::new(only, "x".into(), 1500, 60_000, &mut ids, 0, &mut out);
+        p.handle_in_use(true, 0);
+        let mut now = 0;
+        let mut rounds = 0;
+        for _ in 0..8 {
+            let link = connects(&out).last().map(|c| c.0).unwrap();
+            out.clear();
+            now += 10;
+            p.handle_link_event(
+                link,
+                LinkEvent::Failed(LinkError::Connect("refused".into())),
+                &mut ids,
+                now,
+                &mut out,
+            );
+            rounds += out
+                .iter()
+                .filter(|e| matches!(e, PullEffect::Unavailable { not_found: false }))
+                .count();
+            // Through the backoff to the next attempt.
+            while connects(&out).is_empty() {
+                now = p.poll_timeout().unwrap();
+                p.handle_timeout(&mut ids, now, &mut out);
+            }
+        }
+        assert_eq!(p.failovers, 0);
+        assert_eq!(rounds, 8, "every failed round is one answer");
+        assert!(!out
+            .iter()
+            .any(|e| matches!(e, PullEffect::Note(PullNote::Failover { .. }))));
     }
 
     #[test]

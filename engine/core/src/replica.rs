@@ -23,7 +23,7 @@ use std::sync::Arc;
 use crate::gop::GopLimits;
 use crate::ids::ViewerId;
 use crate::media::Frame;
-use crate::stream::{ReplicaState, StreamReplica, StreamUpdate};
+use crate::stream::{ReplicaState, StreamEnd, StreamReplica, StreamUpdate};
 
 /// What a replica needs to know.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,11 +36,19 @@ pub struct ReplicaConfig {
 /// Why a viewer is ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FinishReason {
-    /// The publisher left and its grace ran out (RTMP: `NetStream.Play.UnpublishNotify`).
+    /// The publisher left and its grace ran out (RTMP: `NetStream.Play.UnpublishNotify`;
+    /// HTTP-FLV: the body's last chunk).
     StreamEnded,
-    /// Nobody published within the play-wait (RTMP: `NetStream.Play.StreamNotFound`,
-    /// HTTP-FLV: 404).
+    /// Nobody published within the play-wait, or every origin said it has no such stream
+    /// (RTMP: `NetStream.Play.StreamNotFound`, HTTP-FLV: 404).
     NotFound,
+    /// The stream's source was lost and did not come back within the grace (RTMP: an
+    /// error-level `NetStream.Play.Failed`; HTTP-FLV: the body ends without its last
+    /// chunk, so a client sees a truncated transfer, not an end).
+    Failed,
+    /// An edge could reach none of its origins (RTMP: an error-level
+    /// `NetStream.Play.Failed`; HTTP-FLV: 502).
+    OriginUnavailable,
 }
 
 impl FinishReason {
@@ -49,7 +57,30 @@ impl FinishReason {
         match self {
             FinishReason::StreamEnded => "NetStream.Play.UnpublishNotify",
             FinishReason::NotFound => "NetStream.Play.StreamNotFound",
+            FinishReason::Failed | FinishReason::OriginUnavailable => "NetStream.Play.Failed",
         }
+    }
+
+    /// The RTMP `onStatus` level: `status` for an orderly end, `error` for the rest (players
+    /// such as ffmpeg exit with an error on it).
+    pub fn rtmp_level(self) -> &'static str {
+        match self {
+            FinishReason::StreamEnded => "status",
+            _ => "error",
+        }
+    }
+
+    /// The HTTP status of a response that had not started.
+    pub fn http_status(self) -> u16 {
+        match self {
+            FinishReason::StreamEnded | FinishReason::NotFound => 404,
+            FinishReason::Failed | FinishReason::OriginUnavailable => 502,
+        }
+    }
+
+    /// Whether the stream failed rather than ended (a started HTTP-FLV body is cut short).
+    pub fn is_failure(self) -> bool {
+        matches!(self, FinishReason::Failed | FinishReason::OriginUnavailable)
     }
 
     /// Words for a log line or a response body.
@@ -57,6 +88,8 @@ impl FinishReason {
         match self {
             FinishReason::StreamEnded => "stream ended",
             FinishReason::NotFound => "stream not found",
+            FinishReason::Failed => "stream failed: its source was lost",
+            FinishReason::OriginUnavailable => "no origin could be reached for this stream",
         }
     }
 }
@@ -227,14 +260,26 @@ impl<V: Clone> Replica<V> {
                 }
             }
             StreamUpdate::Unpublished => {}
-            StreamUpdate::Ended => {
+            StreamUpdate::Ended(end) => {
+                let reason = match end {
+                    StreamEnd::Finished => FinishReason::StreamEnded,
+                    StreamEnd::Failed => FinishReason::Failed,
+                };
                 for v in self.viewers.drain(..) {
                     out.push(ReplicaEffect::Finish {
                         viewer: v.handle,
-                        reason: FinishReason::StreamEnded,
+                        reason,
                     });
                 }
                 self.release_if_empty(out);
+            }
+            StreamUpdate::Unavailable { not_found } => {
+                let reason = if *not_found {
+                    FinishReason::NotFound
+                } else {
+                    FinishReason::OriginUnavailable
+                };
+                self.finish_waiting(reason, |_| true, out);
             }
         }
     }
@@ -246,19 +291,33 @@ impl<V: Clone> Replica<V> {
 
     /// Ends the viewers whose play-wait is over.
     pub fn handle_timeout(&mut self, now_ms: u64, out: &mut Vec<ReplicaEffect<V>>) {
-        let mut expired = false;
+        self.finish_waiting(
+            FinishReason::NotFound,
+            |v| v.wait_until_ms.is_some_and(|t| now_ms >= t),
+            out,
+        );
+    }
+
+    /// Ends the viewers still waiting for the stream that `pick` picks, with `reason`.
+    fn finish_waiting(
+        &mut self,
+        reason: FinishReason,
+        pick: impl Fn(&Viewer<V>) -> bool,
+        out: &mut Vec<ReplicaEffect<V>>,
+    ) {
+        let mut ended = false;
         self.viewers.retain(|v| {
-            let over = !v.joined && v.wait_until_ms.is_some_and(|t| now_ms >= t);
+            let over = !v.joined && pick(v);
             if over {
                 out.push(ReplicaEffect::Finish {
                     viewer: v.handle.clone(),
-                    reason: FinishReason::NotFound,
+                    reason,
                 });
-                expired = true;
+                ended = true;
             }
             !over
         });
-        if expired {
+        if ended {
             self.release_if_empty(out);
         }
     }
@@ -438,7 +497,7 @@ mod tests {
             vec![ReplicaEffect::RequireKeyframe { viewer: 1 }]
         );
         assert_eq!(
-            update(&mut r, StreamUpdate::Ended),
+            update(&mut r, StreamUpdate::Ended(StreamEnd::Finished)),
             vec![
                 ReplicaEffect::Finish {
                     viewer: 1,
@@ -470,6 +529,67 @@ mod tests {
                 frames,
                 gop_empty: false
             }]
+        );
+    }
+
+    /// A failed stream ends its viewers with a failure, not an end.
+    #[test]
+    fn a_failed_end_finishes_viewers_as_failed() {
+        let mut r = Replica::new(config());
+        update(&mut r, StreamUpdate::Started { republish: false });
+        add(&mut r, 1, 0);
+        assert_eq!(
+            update(&mut r, StreamUpdate::Ended(StreamEnd::Failed))[0],
+            ReplicaEffect::Finish {
+                viewer: 1,
+                reason: FinishReason::Failed
+            }
+        );
+        assert!(FinishReason::Failed.is_failure());
+        assert_eq!(FinishReason::Failed.rtmp_level(), "error");
+        assert_eq!(FinishReason::StreamEnded.rtmp_level(), "status");
+    }
+
+    /// An edge whose origins all failed answers the viewers waiting for the stream at once
+    /// (not at their play-wait), and leaves joined ones to the grace.
+    #[test]
+    fn unavailable_answers_waiting_viewers_only() {
+        let mut r = Replica::new(config());
+        add(&mut r, 1, 0);
+        add(&mut r, 2, 0);
+        assert_eq!(
+            update(&mut r, StreamUpdate::Unavailable { not_found: false }),
+            vec![
+                ReplicaEffect::Finish {
+                    viewer: 1,
+                    reason: FinishReason::OriginUnavailable
+                },
+                ReplicaEffect::Finish {
+                    viewer: 2,
+                    reason: FinishReason::OriginUnavailable
+                },
+                ReplicaEffect::Unsubscribe,
+                ReplicaEffect::Released
+            ]
+        );
+        let mut r = Replica::new(config());
+        update(&mut r, StreamUpdate::Started { republish: false });
+        add(&mut r, 1, 0);
+        update(&mut r, StreamUpdate::Unpublished);
+        assert_eq!(
+            update(&mut r, StreamUpdate::Unavailable { not_found: true }),
+            vec![],
+            "a joined viewer waits in the grace"
+        );
+        // Not found at every origin: a 404, as a play-wait that ran out.
+        let mut r = Replica::new(config());
+        add(&mut r, 3, 0);
+        assert_eq!(
+            update(&mut r, StreamUpdate::Unavailable { not_found: true })[0],
+            ReplicaEffect::Finish {
+                viewer: 3,
+                reason: FinishReason::NotFound
+            }
         );
     }
 

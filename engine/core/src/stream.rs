@@ -9,7 +9,9 @@
 //! 2. The publisher leaves → `Grace` until `now + grace_ms`; viewers stay attached.
 //! 3. A publish during `Grace` → `Live` again: timestamps are rebased to continue after the
 //!    last one sent, and replicas drop their GOP so joins wait for the new headers.
-//! 4. `Grace` expires → `Ended` goes out and the master is `Idle` (and can be freed).
+//! 4. `Grace` expires → `Ended` goes out and the master is `Idle` (and can be freed). It says
+//!    [`StreamEnd::Failed`] when the publisher was lost rather than unpublished, so viewers
+//!    can tell a failure from an end.
 
 use bytes::Bytes;
 
@@ -38,10 +40,35 @@ pub enum StreamUpdate {
     Frame(Frame),
     /// The publisher left; viewers wait for a republish.
     Unpublished,
-    /// The grace period ran out: the stream is over.
-    Ended,
+    /// The grace period ran out (or the stream was let go): the stream is over, and how.
+    Ended(StreamEnd),
+    /// An edge's pull tried every origin and none gives the stream (`not_found`: each
+    /// answered that it has no such stream; otherwise some could not be reached). Viewers
+    /// still waiting for the stream are answered now; the pull goes on trying.
+    Unavailable { not_found: bool },
     /// Everything a new replica needs, in join order.
     Snapshot { live: bool, frames: Vec<Frame> },
+}
+
+/// How a stream ended, for its viewers: a clean end and a failure are told apart where the
+/// protocol allows it (RTMP: a status or an error; HTTP-FLV: a closed or a truncated body).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamEnd {
+    /// The publisher unpublished (or the origin said its stream ended), or the stream was
+    /// let go because nobody watched it.
+    Finished,
+    /// The source was lost (a publisher's connection dropped without unpublishing, the
+    /// upstream connection failed) and nothing took its place within the grace.
+    Failed,
+}
+
+/// How a publisher left its stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Departure {
+    /// It unpublished (RTMP `FCUnpublish`/`deleteStream`, an origin's `UnpublishNotify`).
+    Unpublished,
+    /// Its connection dropped or failed without a word.
+    Lost,
 }
 
 /// The publisher lifecycle of a stream, as the streams API shows it.
@@ -67,7 +94,11 @@ impl MasterPhase {
 enum MasterState {
     Idle,
     Live(PublisherId),
-    Grace { until_ms: u64, since_ms: u64 },
+    Grace {
+        until_ms: u64,
+        since_ms: u64,
+        how: Departure,
+    },
 }
 
 /// The owner shard's state for one stream.
@@ -121,7 +152,7 @@ impl StreamMaster {
             return Vec::new();
         }
         self.state = MasterState::Idle;
-        vec![StreamUpdate::Ended]
+        vec![StreamUpdate::Ended(StreamEnd::Finished)]
     }
 
     /// A publisher asks for the key.
@@ -220,14 +251,20 @@ impl StreamMaster {
         Some(Frame::new(MediaKind::Data, 0, flags, body))
     }
 
-    /// The publisher left (or its connection closed).
-    pub fn handle_unpublish(&mut self, publisher: PublisherId, now_ms: u64) -> Vec<StreamUpdate> {
+    /// The publisher left (`how`: it unpublished, or its connection was lost).
+    pub fn handle_unpublish(
+        &mut self,
+        publisher: PublisherId,
+        how: Departure,
+        now_ms: u64,
+    ) -> Vec<StreamUpdate> {
         if self.state != MasterState::Live(publisher) {
             return Vec::new();
         }
         self.state = MasterState::Grace {
             until_ms: now_ms + self.grace_ms,
             since_ms: now_ms,
+            how,
         };
         vec![StreamUpdate::Unpublished]
     }
@@ -242,9 +279,12 @@ impl StreamMaster {
 
     pub fn handle_timeout(&mut self, now_ms: u64) -> Vec<StreamUpdate> {
         match self.state {
-            MasterState::Grace { until_ms, .. } if now_ms >= until_ms => {
+            MasterState::Grace { until_ms, how, .. } if now_ms >= until_ms => {
                 self.state = MasterState::Idle;
-                vec![StreamUpdate::Ended]
+                vec![StreamUpdate::Ended(match how {
+                    Departure::Unpublished => StreamEnd::Finished,
+                    Departure::Lost => StreamEnd::Failed,
+                })]
             }
             _ => Vec::new(),
         }
@@ -300,10 +340,11 @@ impl StreamReplica {
             }
             StreamUpdate::Frame(f) => self.handle_frame(f),
             StreamUpdate::Unpublished => self.state = ReplicaState::Unpublished,
-            StreamUpdate::Ended => {
+            StreamUpdate::Ended(_) => {
                 self.clear();
                 self.state = ReplicaState::Ended;
             }
+            StreamUpdate::Unavailable { .. } => {}
             StreamUpdate::Snapshot { live, frames } => {
                 self.clear();
                 self.state = if *live {
@@ -438,7 +479,7 @@ mod tests {
             .unwrap();
         assert_eq!(f.timestamp_ms, 5000);
         assert!(matches!(
-            m.handle_unpublish(P1, 100)[..],
+            m.handle_unpublish(P1, Departure::Unpublished, 100)[..],
             [StreamUpdate::Unpublished]
         ));
         assert_eq!(m.poll_timeout(), Some(10_100));
@@ -475,7 +516,7 @@ mod tests {
         m.media(P1, MediaKind::Video, 60_000, avc(true, false))
             .unwrap()
             .unwrap();
-        m.handle_unpublish(P1, 100);
+        m.handle_unpublish(P1, Departure::Lost, 100);
         m.handle_publish(P2, 130).unwrap();
         let h = m
             .media(P2, MediaKind::Video, 0, avc(true, true))
@@ -498,9 +539,12 @@ mod tests {
     fn grace_expiry_ends_the_stream() {
         let mut m = StreamMaster::new(1000);
         m.handle_publish(P1, 0).unwrap();
-        m.handle_unpublish(P1, 10);
+        m.handle_unpublish(P1, Departure::Unpublished, 10);
         assert!(m.handle_timeout(1009).is_empty());
-        assert!(matches!(m.handle_timeout(1010)[..], [StreamUpdate::Ended]));
+        assert!(matches!(
+            m.handle_timeout(1010)[..],
+            [StreamUpdate::Ended(StreamEnd::Finished)]
+        ));
         assert!(m.is_idle());
         // A fresh publish after the end starts a new timeline.
         m.handle_publish(P2, 2000).unwrap();
@@ -510,6 +554,36 @@ mod tests {
             .unwrap();
         assert_eq!(f.timestamp_ms, 7);
         assert!(f.flags.sync_point, "audio before any video is a sync point");
+    }
+
+    /// A publisher lost without unpublishing, and not replaced within the grace: the end is
+    /// a failure. One that comes back within the grace continues the stream.
+    #[test]
+    fn a_lost_publisher_ends_the_stream_as_a_failure() {
+        let mut m = StreamMaster::new(1000);
+        m.handle_publish(P1, 0).unwrap();
+        m.handle_unpublish(P1, Departure::Lost, 10);
+        assert!(matches!(
+            m.handle_timeout(1010)[..],
+            [StreamUpdate::Ended(StreamEnd::Failed)]
+        ));
+        m.handle_publish(P1, 2000).unwrap();
+        m.handle_unpublish(P1, Departure::Lost, 2010);
+        m.handle_publish(P2, 2500).unwrap();
+        m.handle_unpublish(P2, Departure::Unpublished, 3000);
+        assert!(
+            matches!(
+                m.handle_timeout(4000)[..],
+                [StreamUpdate::Ended(StreamEnd::Finished)]
+            ),
+            "the last departure decides"
+        );
+        // Ending a stream on purpose (an idle pull) is no failure.
+        m.handle_publish(P1, 5000).unwrap();
+        assert!(matches!(
+            m.end()[..],
+            [StreamUpdate::Ended(StreamEnd::Finished)]
+        ));
     }
 
     /// Regression (GStreamer's rtmp2src joining a few seconds after an x264 publish began got

@@ -140,6 +140,12 @@ pub enum LinkError {
 }
 
 impl LinkError {
+    /// Whether the origin said its stream ended (`UnpublishNotify`): an end, not a failure,
+    /// for the viewers if nothing takes over.
+    pub fn is_end_of_stream(&self) -> bool {
+        matches!(self, LinkError::Refused(code) if code.ends_with("UnpublishNotify"))
+    }
+
     /// What the planner makes of it.
     pub fn failure(&self) -> Failure {
         match self {

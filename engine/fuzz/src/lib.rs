@@ -23,7 +23,7 @@ use edge_core::rtmp::message::Message;
 use edge_core::rtmp::reader::{ChunkReader, RawMessage};
 use edge_core::rtmp::server::{ServerConnection, ServerEvent};
 use edge_core::rtmp::{aggregate, amf};
-use edge_core::stream::PublisherId;
+use edge_core::stream::{Departure, PublisherId};
 use edge_core::ShardId;
 
 /// The first two input bytes as a split point into the rest, and the rest.
@@ -301,12 +301,12 @@ pub fn media_pipeline(data: &[u8]) {
         now += 1;
         match tag.type_id {
             0xfe => {
-                owner.handle_unpublish(publisher, now, &mut fx);
+                owner.handle_unpublish(publisher, Departure::Unpublished, now, &mut fx);
                 owner.handle_publish(publisher, ShardId(0), None, Vec::new(), now + 1, &mut fx);
             }
             0xff => {
                 now += 20_000;
-                owner.handle_unpublish(publisher, now, &mut fx);
+                owner.handle_unpublish(publisher, Departure::Lost, now, &mut fx);
                 owner.handle_timeout(now + 10_000, &mut fx);
             }
             0xfd => owner.handle_subscribe(ShardId(1), None, now, &mut fx),
@@ -326,7 +326,7 @@ pub fn media_pipeline(data: &[u8]) {
             }
         }
     }
-    owner.handle_unpublish(publisher, now, &mut fx);
+    owner.handle_unpublish(publisher, Departure::Unpublished, now, &mut fx);
     owner.handle_timeout(now + 10_000, &mut fx);
     for e in fx.drain(..) {
         if let OwnerEffect::Hls(s) = e {

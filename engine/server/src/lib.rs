@@ -24,6 +24,7 @@ pub mod http;
 pub mod listen;
 pub mod mesh;
 pub mod origin;
+pub mod origin_health;
 pub mod outlet;
 pub mod player;
 pub mod pulled;
@@ -47,7 +48,7 @@ use anyhow::Context;
 use monoio::{IoUringDriver, LegacyDriver, RuntimeBuilder};
 use tracing::{info, warn};
 
-use crate::config::{Args, Config};
+use crate::config::Config;
 use crate::listen::{bind_reuseport, claim_endpoint, Service};
 use crate::mesh::Mesh;
 use crate::shard::Shard;
@@ -61,11 +62,24 @@ pub fn run() -> anyhow::Result<()> {
     if std::env::args().nth(1).as_deref() == Some("sign") {
         return sign::run(std::env::args().skip(1));
     }
-    let args = Args::load()?;
+    let loaded = config::Loaded::from_argv(std::env::args().collect())?;
+    let args = &loaded.args;
     let config = args.validate()?;
     if args.check {
-        println!("configuration ok: {config:#?}");
+        print!("{}", loaded.describe(&config));
+        // Only --check looks names up: a start is not held up by a slow resolver (the
+        // origin prober says what it finds, on /healthz).
+        let resolves = |host: &str, port: u16| {
+            std::net::ToSocketAddrs::to_socket_addrs(&(host, port))
+                .is_ok_and(|mut a| a.next().is_some())
+        };
+        for w in config::warnings(&config, resolves) {
+            println!("warning: {w}");
+        }
         return Ok(());
+    }
+    for w in config::warnings(&config, |_, _| true) {
+        warn!("{w}");
     }
     let config = Arc::new(config);
     let shards = config.shards();
@@ -131,6 +145,18 @@ pub fn run() -> anyhow::Result<()> {
         }
         let _ = stats.http_addr.set(at);
     }
+    let origins: Arc<[origin_health::OriginHealth]> = config
+        .origins
+        .iter()
+        .map(|o| origin_health::OriginHealth::new(o.to_string(), o.host.clone(), o.port))
+        .chain(config.hls_origins.iter().map(|o| {
+            let scheme = if o.tls { "https" } else { "http" };
+            let url = format!("{scheme}://{}:{}{}", o.host, o.port, o.path);
+            origin_health::OriginHealth::new(url, o.host.clone(), o.port)
+        }))
+        .collect();
+    let _ = stats.origins.set(Arc::clone(&origins));
+    origin_health::start(origins).context("starting the origin prober")?;
     let clock = clock::Clock::start();
     let limits = config.connection_limits;
     let admission = (limits != edge_core::admission::Limits::default()).then(|| {

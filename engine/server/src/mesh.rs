@@ -77,10 +77,11 @@ pub enum MeshMsg {
         publisher: PublisherId,
         body: Bytes,
     },
-    /// The publisher left.
+    /// The publisher left: it unpublished, or its connection was lost.
     Unpublish {
         key: StreamKey,
         publisher: PublisherId,
+        how: edge_core::stream::Departure,
     },
     /// The owner's latest HLS state for `key` (`None`: forget it), for every shard.
     Hls {

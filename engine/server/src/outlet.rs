@@ -148,18 +148,16 @@ impl Outlet {
         self.joined.set(true);
     }
 
-    /// Ends the viewer with `reason` in its wire's words (RTMP: an `onStatus`; HTTP-FLV: the
-    /// last chunk, or a 404 if the response never started), then closes after the flush.
+    /// Ends the viewer with `reason` in its wire's words, then closes after the flush.
+    /// RTMP: an `onStatus` (error-level unless the stream ended in order). HTTP-FLV: the
+    /// last chunk at an orderly end, nothing more after a failure (the client sees the
+    /// chunked body cut short, not an end), or a 404/502 if the response never started.
     pub fn finish(&self, reason: FinishReason) {
         match self.wire {
             Wire::Rtmp => {
-                let level = match reason {
-                    FinishReason::NotFound => "error",
-                    FinishReason::StreamEnded => "status",
-                };
                 self.push_control(status_message(
                     chunk::PLAY_STREAM_ID,
-                    level,
+                    reason.rtmp_level(),
                     reason.rtmp_code(),
                     reason.description(),
                 ));
@@ -167,7 +165,7 @@ impl Outlet {
             Wire::Flv if !self.joined() => {
                 let body = format!("{}\n", reason.description());
                 self.push_control(http::response_head(
-                    404,
+                    reason.http_status(),
                     "text/plain",
                     Some(body.len()),
                     "no-cache",
@@ -175,6 +173,7 @@ impl Outlet {
                 ));
                 self.push_control(Bytes::from(body));
             }
+            Wire::Flv if reason.is_failure() => {}
             Wire::Flv => self.push_control(Bytes::from_static(edge_core::flv::LAST_CHUNK)),
         }
         self.close(Close::Flush);

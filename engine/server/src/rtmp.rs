@@ -14,7 +14,7 @@ use edge_core::rtmp::server::{
     reconnect_request_message, RtmpError, ServerConnection, ServerEvent,
 };
 use edge_core::rtmp::{chunk, name};
-use edge_core::stream::{PublishError, PublisherId};
+use edge_core::stream::{Departure, PublishError, PublisherId};
 use edge_core::StreamKey;
 use monoio::io::AsyncReadRent;
 use tracing::{debug, info, warn};
@@ -174,9 +174,9 @@ pub async fn serve(
             id: pid,
             query,
         } => {
-            info!(shard = %shard.id, %key, "publisher disconnected: {reason}");
+            info!(shard = %shard.id, %key, "publisher disconnected without unpublishing: {reason}");
             shard.publisher_ended(key, &outlet);
-            shard.unpublish(key, *pid);
+            shard.unpublish(key, *pid, Departure::Lost);
             shard.stats().publishers.dec();
             let ask = ask(
                 Action::Publish,
@@ -323,7 +323,7 @@ async fn handle_event(
         ServerEvent::PublishFinished => {
             if let Role::Publisher { key, id, query } = role {
                 shard.publisher_ended(key, outlet);
-                shard.unpublish(key, *id);
+                shard.unpublish(key, *id, Departure::Unpublished);
                 shard.stats().publishers.dec();
                 let tc_url = tc_url_of(conn);
                 access::notify(

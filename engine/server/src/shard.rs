@@ -31,7 +31,7 @@ use edge_core::hls::HlsSnapshot;
 use edge_core::owner::{EdgeConfig, Owner, OwnerConfig, OwnerEffect};
 use edge_core::pull::DemandLimiter;
 use edge_core::replica::{Replica, ReplicaConfig, ReplicaEffect};
-use edge_core::stream::{PublishError, PublisherId, StreamUpdate};
+use edge_core::stream::{PublishError, PublisherId, StreamEnd, StreamUpdate};
 use edge_core::upstream::LinkEvent;
 use edge_core::{LinkId, ShardId, StreamKey, ViewerId};
 use tracing::{error, warn};
@@ -453,8 +453,14 @@ impl Shard {
             MeshMsg::HlsMiss { key, seq, from } => self.hls_miss(&key, seq, from),
             MeshMsg::HlsUnavailable { key, status } => self.mark_unavailable(&key, status),
             MeshMsg::HlsSegment { key, seq, event } => self.segment_event(&key, seq, event),
-            MeshMsg::Unpublish { key, publisher } => {
-                self.with_owner(&key, false, |o, fx| o.handle_unpublish(publisher, now, fx));
+            MeshMsg::Unpublish {
+                key,
+                publisher,
+                how,
+            } => {
+                self.with_owner(&key, false, |o, fx| {
+                    o.handle_unpublish(publisher, how, now, fx)
+                });
             }
         }
     }
@@ -561,7 +567,7 @@ impl Shard {
             self.stop_hls_feed(key);
         }
         for to in subscribers {
-            self.update_to(key, to, StreamUpdate::Ended);
+            self.update_to(key, to, StreamUpdate::Ended(StreamEnd::Failed));
         }
         self.forget_hls(key);
     }

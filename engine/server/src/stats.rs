@@ -247,6 +247,8 @@ pub struct Stats {
     /// The HTTP listener's address, for requests to our own port (after an upgrade
     /// handover they reach the successor).
     pub http_addr: OnceLock<std::net::SocketAddr>,
+    /// Each static origin's reachability (edge mode), for `/healthz`.
+    pub origins: OnceLock<Arc<[crate::origin_health::OriginHealth]>>,
 }
 
 /// One shard's owned streams, by key.
@@ -398,6 +400,7 @@ impl Stats {
             registry: OnceLock::new(),
             control: Arc::default(),
             http_addr: OnceLock::new(),
+            origins: OnceLock::new(),
         }
     }
 
@@ -540,8 +543,17 @@ impl Stats {
             ),
             None => String::new(),
         };
+        // Each origin's reachability: the node stays alive (`status` is liveness), but an
+        // operator and a load balancer see that its upstream is gone.
+        let origins = match self.origins.get() {
+            Some(o) if !o.is_empty() => format!(
+                ",\"origins\":[{}]",
+                o.iter().map(|o| o.render()).collect::<Vec<_>>().join(",")
+            ),
+            _ => String::new(),
+        };
         format!(
-            "{{\"status\":\"ok\",\"shards\":[{}]{registry}}}\n",
+            "{{\"status\":\"ok\",\"shards\":[{}]{registry}{origins}}}\n",
             shards.join(",")
         )
     }

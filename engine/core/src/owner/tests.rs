@@ -73,6 +73,8 @@ struct Sim {
     /// Feeds asked for (with their query) and ended.
     feeds_started: Vec<Option<Arc<str>>>,
     feeds_stopped: usize,
+    /// `OwnerEffect::Unavailable` answers (`not_found`), in order.
+    unavailable: Vec<bool>,
 }
 
 fn config(edge: bool) -> OwnerConfig {
@@ -111,6 +113,7 @@ impl Sim {
             freed: false,
             feeds_started: Vec::new(),
             feeds_stopped: 0,
+            unavailable: Vec::new(),
         }
     }
 
@@ -160,6 +163,7 @@ impl Sim {
                     OwnerEffect::Free => self.freed = true,
                     OwnerEffect::StartHlsFeed { query } => self.feeds_started.push(query),
                     OwnerEffect::StopHlsFeed => self.feeds_stopped += 1,
+                    OwnerEffect::Unavailable { not_found } => self.unavailable.push(not_found),
                     _ => {}
                 }
             }
@@ -374,7 +378,8 @@ fn a_republish_inside_the_grace_continues_with_fresh_headers_and_later_times() {
     sim.publish(P1);
     sim.headers(P1);
     pictures(&mut sim, P1, 0, 10, 5);
-    sim.owner.handle_unpublish(P1, sim.now, &mut sim.effects);
+    sim.owner
+        .handle_unpublish(P1, Departure::Unpublished, sim.now, &mut sim.effects);
     sim.run();
     sim.advance(600);
     // A new publisher whose clock starts at 0 again, inside the grace.
@@ -409,7 +414,8 @@ fn after_the_grace_viewers_are_ended_and_everything_is_freed() {
     sim.publish(P1);
     sim.headers(P1);
     pictures(&mut sim, P1, 0, 60, 25);
-    sim.owner.handle_unpublish(P1, sim.now, &mut sim.effects);
+    sim.owner
+        .handle_unpublish(P1, Departure::Unpublished, sim.now, &mut sim.effects);
     sim.run();
     assert_eq!(sim.owner.poll_timeout(), Some(1000));
     sim.advance(999);
@@ -509,6 +515,108 @@ fn a_pull_fails_over_mid_gop_and_probes_back_to_the_preferred_origin() {
     assert_eq!(sim.links[0].0, probe);
     assert_eq!(sim.owner.view().upstream.unwrap().origin.host, "a");
     assert_eq!(sim.owner.view().failovers, 2);
+}
+
+/// Regression: at an edge whose origins were down, viewers waited their whole play-wait
+/// (then `StreamNotFound`, as if the stream did not exist). When every origin failed in a
+/// row, waiting viewers are answered at once with "origin unavailable", and HLS requests
+/// too (the `Unavailable` effect); the pull goes on retrying with backoff.
+#[test]
+fn an_edge_whose_origins_are_down_answers_waiting_viewers_at_once() {
+    let mut sim = Sim::new(true);
+    sim.add_viewer(ShardId(1), 1);
+    let (a, _, _) = sim.links[0].clone();
+    sim.now = 20;
+    assert!(!sim.link(a, LinkEvent::Failed(LinkError::Connect("refused".into()))));
+    assert!(
+        sim.viewers[&1].1.finished.is_none(),
+        "origin b is tried next"
+    );
+    let (b, _, _) = sim.links[0].clone();
+    assert_eq!(sim.urls[&b], "rtmp://b:1935/live");
+    sim.now = 40;
+    sim.link(b, LinkEvent::Failed(LinkError::Connect("refused".into())));
+    assert_eq!(
+        sim.viewers[&1].1.finished,
+        Some(FinishReason::OriginUnavailable),
+        "answered at the end of the round, well before the 3 s play-wait"
+    );
+    assert_eq!(sim.unavailable, [false]);
+    assert_eq!(sim.owner.view().failovers, 1, "a to b; a retry is none");
+    // Origins that answer "no such stream" give a not-found.
+    let mut sim = Sim::new(true);
+    sim.add_viewer(ShardId(1), 1);
+    for _ in 0..2 {
+        let (l, _, _) = sim.links[0].clone();
+        sim.link(l, LinkEvent::Started);
+        sim.link(
+            l,
+            LinkEvent::Failed(LinkError::Refused("NetStream.Play.StreamNotFound".into())),
+        );
+    }
+    assert_eq!(sim.viewers[&1].1.finished, Some(FinishReason::NotFound));
+    assert_eq!(sim.unavailable, [true]);
+    // Origins that take the play and send nothing may be waiting for their publisher: the
+    // pull goes on, and the viewer waits its play-wait (3 s here), as at an origin.
+    let mut sim = Sim::new(true);
+    sim.add_viewer(ShardId(1), 1);
+    let (a, _, _) = sim.links[0].clone();
+    sim.link(a, LinkEvent::Started);
+    sim.advance(1500);
+    let (b, _, _) = sim.links[0].clone();
+    sim.link(b, LinkEvent::Started);
+    sim.advance(2999);
+    assert!(sim.unavailable.is_empty(), "no early answer");
+    assert!(sim.viewers[&1].1.finished.is_none());
+    sim.advance(3000);
+    assert_eq!(sim.viewers[&1].1.finished, Some(FinishReason::NotFound));
+}
+
+/// Regression: when an edge's origin was killed, its viewers were ended after the grace
+/// exactly as at a normal end (ffmpeg exited 0). A stream whose upstream was lost and did
+/// not come back ends as a failure; one the origin ended (`UnpublishNotify`) ends normally.
+#[test]
+fn a_lost_upstream_ends_viewers_with_a_failure_and_an_origin_end_is_an_end() {
+    for (error, expect) in [
+        (LinkError::Closed, FinishReason::Failed),
+        (
+            LinkError::Refused("NetStream.Play.UnpublishNotify".into()),
+            FinishReason::StreamEnded,
+        ),
+    ] {
+        let mut sim = Sim::new(true);
+        sim.add_viewer(ShardId(1), 1);
+        let (a, _, _) = sim.links[0].clone();
+        sim.link(a, LinkEvent::Started);
+        sim.link(
+            a,
+            LinkEvent::Media {
+                kind: MediaKind::Video,
+                timestamp: 0,
+                body: avc_header(),
+            },
+        );
+        sim.link(
+            a,
+            LinkEvent::Media {
+                kind: MediaKind::Video,
+                timestamp: 0,
+                body: picture(true),
+            },
+        );
+        sim.now = 100;
+        sim.link(a, LinkEvent::Failed(error.clone()));
+        assert_eq!(sim.owner.view().phase, MasterPhase::Grace);
+        let (b, _, _) = sim.links[0].clone();
+        sim.link(b, LinkEvent::Failed(LinkError::Connect("refused".into())));
+        assert!(
+            sim.unavailable.is_empty(),
+            "viewers in the grace are not answered early"
+        );
+        assert!(sim.viewers[&1].1.finished.is_none());
+        sim.advance(1100);
+        assert_eq!(sim.viewers[&1].1.finished, Some(expect), "{error:?}");
+    }
 }
 
 #[test]

@@ -69,6 +69,15 @@ impl Shard {
                     }
                 }
                 OwnerEffect::Note(n) => self.note(key, n),
+                OwnerEffect::Unavailable { not_found } => {
+                    let (status, what) = if not_found {
+                        (404, "no origin has the stream")
+                    } else {
+                        (502, "no origin could be reached")
+                    };
+                    info!(shard = %self.id, %key, status, "{what}: answering the viewers waiting for it; the pull retries");
+                    self.broadcast_unavailable(key, status);
+                }
                 OwnerEffect::ViewChanged => {
                     if let Some(o) = self.owners.borrow().get(key) {
                         let clock = self.clock;
@@ -235,16 +244,17 @@ impl Shard {
                 info!(shard = %id, %key, %origin, "upstream media flowing")
             }
             OwnerNote::Pull(PullNote::Failed { origin, error }) => {
-                s.upstream_failovers.inc();
                 warn!(shard = %id, %key, %origin, "upstream failed: {error}");
             }
             OwnerNote::Pull(PullNote::Redirected { from, to }) => {
-                s.upstream_failovers.inc();
                 info!(shard = %id, %key, %from, %to, "origin redirects the pull");
             }
             OwnerNote::Pull(PullNote::PreferredBack { origin }) => {
-                s.upstream_failovers.inc();
                 info!(shard = %id, %key, %origin, "the preferred origin is back: switching to it");
+            }
+            OwnerNote::Pull(PullNote::Failover { from, to }) => {
+                s.upstream_failovers.inc();
+                info!(shard = %id, %key, %from, %to, "the pull moves to another origin");
             }
             OwnerNote::ForwardStarted => s.forwards_started.inc(),
             OwnerNote::Forward(ForwardNote::Publishing { origin }) => {
@@ -264,6 +274,9 @@ impl Shard {
             }
             OwnerNote::HlsStopped(e) => {
                 warn!(shard = %id, %key, "HLS stopped for this stream: {e}")
+            }
+            OwnerNote::HlsTrackDropped(why) => {
+                warn!(shard = %id, %key, "HLS leaves a track out of this stream ({why}); RTMP and HTTP-FLV viewers get it")
             }
             OwnerNote::UpstreamMediaDropped(e) => {
                 warn!(shard = %id, %key, "dropping upstream media: {e}")

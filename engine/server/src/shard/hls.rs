@@ -117,10 +117,12 @@ impl Shard {
         }
     }
 
-    /// Waits, bounded, until `key` has an HLS playlist here (the first segment of a pull);
-    /// woken by the segment's arrival, not by polling.
+    /// Waits while a pull is under way until `key` has an HLS playlist here (the first
+    /// segment of a pull), or its origins are known not to give it; woken by either, not by
+    /// polling, and bounded by [`HLS_FIRST_WAIT_MAX_MS`]. Not by the play-wait: a pull that
+    /// works needs a whole first segment, longer than a play-before-publish wait.
     pub async fn wait_for_hls(&self, key: &StreamKey) {
-        let wait = self.config.play_wait_ms.min(HLS_FIRST_WAIT_MAX_MS);
+        let wait = HLS_FIRST_WAIT_MAX_MS;
         let ready = poll_fn(|cx| {
             if self.hls.borrow().get(key).is_some() || self.hls_unavailable(key).is_some() {
                 return Poll::Ready(());

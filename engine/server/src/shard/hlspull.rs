@@ -518,7 +518,8 @@ impl Shard {
         self.segment_event(key, seq, event);
     }
 
-    fn broadcast_unavailable(&self, key: &StreamKey, status: u16) {
+    /// Playlist requests for `key` get `status` for a while, here and on every other shard.
+    pub(super) fn broadcast_unavailable(&self, key: &StreamKey, status: u16) {
         for to in (0..self.shards).map(ShardId).filter(|&s| s != self.id) {
             self.send_control(
                 to,

@@ -8,7 +8,7 @@ use std::task::Poll;
 
 use bytes::Bytes;
 use edge_core::media::TagInfo;
-use edge_core::stream::{PublishError, PublisherId};
+use edge_core::stream::{Departure, PublishError, PublisherId};
 use edge_core::StreamKey;
 use tracing::warn;
 
@@ -67,18 +67,21 @@ impl Shard {
             Err(_) => {
                 warn!(shard = %self.id, %key, %owner, "owner shard did not answer a publish in time");
                 // Treat as busy; if the owner accepted late, the unpublish below releases it.
-                self.unpublish(key, publisher);
+                self.unpublish(key, publisher, Departure::Unpublished);
                 Err(PublishError::AlreadyPublishing)
             }
         }
     }
 
-    pub fn unpublish(&self, key: &StreamKey, publisher: PublisherId) {
+    /// The publisher left `key`: it unpublished, or (`Departure::Lost`) its connection ended
+    /// without a word, which ends the stream as a failure if nobody takes over.
+    pub fn unpublish(&self, key: &StreamKey, publisher: PublisherId, how: Departure) {
         self.send_control(
             self.owner_of(key),
             MeshMsg::Unpublish {
                 key: key.clone(),
                 publisher,
+                how,
             },
         );
     }

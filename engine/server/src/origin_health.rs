@@ -1,0 +1,134 @@
+//! Whether each configured origin can be reached, for `/healthz`: a thread of its own
+//! resolves and connects to every static origin's address every [`EVERY`], each attempt
+//! bounded by [`CONNECT_TIMEOUT`], and keeps the last answer.
+//!
+//! Must not: run on a shard or make one wait (the shards only read the answers, under a
+//! mutex the prober holds for a store); decide anything about pulls (their own failover
+//! does, on what their connections see).
+
+use std::net::{TcpStream, ToSocketAddrs};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How often every origin is tried.
+pub const EVERY: Duration = Duration::from_secs(5);
+/// How long one connect may take.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// One origin's last answer.
+pub struct OriginHealth {
+    /// The origin as configured (`rtmp://…`, `http://…`).
+    pub url: String,
+    host: String,
+    port: u16,
+    last: Mutex<Option<Probe>>,
+}
+
+#[derive(Clone)]
+struct Probe {
+    at: Instant,
+    /// `None`: it connected.
+    error: Option<String>,
+}
+
+impl OriginHealth {
+    pub fn new(url: String, host: String, port: u16) -> Self {
+        Self {
+            url,
+            host,
+            port,
+            last: Mutex::new(None),
+        }
+    }
+
+    /// The origin as `/healthz` shows it: `{"url", "reachable", "checked_ms_ago", "error"}`,
+    /// `reachable` null until the first attempt ends.
+    pub fn render(&self) -> String {
+        let last = self.last.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let url = edge_core::json::string(&self.url);
+        match last {
+            None => format!(
+                "{{\"url\":{url},\"reachable\":null,\"checked_ms_ago\":null,\"error\":null}}"
+            ),
+            Some(p) => format!(
+                "{{\"url\":{url},\"reachable\":{},\"checked_ms_ago\":{},\"error\":{}}}",
+                p.error.is_none(),
+                p.at.elapsed().as_millis(),
+                p.error
+                    .as_deref()
+                    .map_or_else(|| "null".to_string(), edge_core::json::string),
+            ),
+        }
+    }
+
+    /// One attempt: resolve, then connect to the first address that answers.
+    fn probe(&self) {
+        let error = match (self.host.as_str(), self.port).to_socket_addrs() {
+            Err(e) => Some(format!("resolving {}: {e}", self.host)),
+            Ok(addrs) => {
+                let mut last = Some(format!("{} resolves to no address", self.host));
+                for a in addrs {
+                    match TcpStream::connect_timeout(&a, CONNECT_TIMEOUT) {
+                        Ok(_) => {
+                            last = None;
+                            break;
+                        }
+                        Err(e) => last = Some(format!("connecting to {a}: {e}")),
+                    }
+                }
+                last
+            }
+        };
+        *self.last.lock().unwrap_or_else(|e| e.into_inner()) = Some(Probe {
+            at: Instant::now(),
+            error,
+        });
+    }
+}
+
+/// Starts the prober thread for `origins` (nothing when there are none).
+pub fn start(origins: Arc<[OriginHealth]>) -> std::io::Result<()> {
+    if origins.is_empty() {
+        return Ok(());
+    }
+    std::thread::Builder::new()
+        .name("edge-origin-probe".into())
+        .spawn(move || loop {
+            for o in origins.iter() {
+                o.probe();
+            }
+            std::thread::sleep(EVERY);
+        })
+        .map(drop)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_listening_origin_is_reachable_and_a_closed_port_is_not() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let up = OriginHealth::new("rtmp://127.0.0.1/live".into(), "127.0.0.1".into(), port);
+        assert!(up.render().contains("\"reachable\":null"));
+        up.probe();
+        assert!(
+            up.render().contains("\"reachable\":true"),
+            "{}",
+            up.render()
+        );
+        drop(l);
+        up.probe();
+        let text = up.render();
+        assert!(text.contains("\"reachable\":false"), "{text}");
+        assert!(text.contains("connecting to 127.0.0.1:"), "{text}");
+        let nowhere = OriginHealth::new(
+            "rtmp://no such host/live".into(),
+            "no such host".into(),
+            1935,
+        );
+        nowhere.probe();
+        assert!(nowhere.render().contains("resolving no such host"));
+    }
+}
