@@ -239,3 +239,98 @@ fn loadgen_runs_through_an_upgrade_without_a_connect_error() {
     drop(new);
     let _ = std::fs::remove_file(&path);
 }
+
+/// Regression: an origin upgraded twice in a row while ffmpeg published to it answered a
+/// playlist client (a new connection per request) 200 before the first handover and 404 for
+/// every request after it: the publisher stays on the draining predecessor, and the
+/// successor had no source. Now each successor pulls the stream from its predecessor's relay
+/// (C from B, which pulls from A): every request gets 200, and an RTMP player attached to A
+/// before the first handover keeps receiving.
+#[test]
+fn a_published_stream_stays_watchable_across_two_handovers() {
+    let path = socket_path("relay");
+    let a = Engine::start(&["--cores", "2", "--upgrade-socket", &path]);
+    let _publisher = publish_loop(&a.rtmp_url("live/up"));
+    eventually("the stream's playlist", Duration::from_secs(30), || {
+        http_get(a.http, "/live/up.m3u8").status() == 200
+    });
+    let progress = Arc::new(AtomicU64::new(0));
+    let player = {
+        let (progress, addr) = (Arc::clone(&progress), a.rtmp);
+        std::thread::spawn(move || {
+            let opts = PlayOpts {
+                deadline: Duration::from_secs(90),
+                until_status: None,
+                ..PlayOpts::default()
+            };
+            play_rtmp(addr, "live", "up", &opts, Some(&progress))
+        })
+    };
+    eventually("the RTMP player receiving", Duration::from_secs(30), || {
+        progress.load(Ordering::Relaxed) > 20
+    });
+    // A client that opens a new connection for every playlist request, every 50 ms.
+    let stop = Arc::new(AtomicBool::new(false));
+    let asked = Arc::new(AtomicU64::new(0));
+    let poller = {
+        let (stop, asked, http) = (Arc::clone(&stop), Arc::clone(&asked), a.http);
+        std::thread::spawn(move || {
+            let mut answers = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                answers.push(match try_http_get(http, "/live/up.m3u8") {
+                    Ok(r) => r.status().to_string(),
+                    Err(e) => e.to_string(),
+                });
+                asked.fetch_add(1, Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            answers
+        })
+    };
+    let after = |n: u64| {
+        let from = asked.load(Ordering::Relaxed);
+        eventually("playlist requests", Duration::from_secs(60), || {
+            asked.load(Ordering::Relaxed) >= from + n
+        });
+    };
+    after(20);
+    let upgrade = || {
+        Engine::start(&[
+            "--cores",
+            "2",
+            "--upgrade-from",
+            &path,
+            "--upgrade-socket",
+            &path,
+        ])
+    };
+    let b = upgrade();
+    after(60);
+    let c = upgrade();
+    after(60);
+    let at_c = progress.load(Ordering::Relaxed);
+    eventually(
+        "the RTMP player still receiving",
+        Duration::from_secs(30),
+        || progress.load(Ordering::Relaxed) > at_c + 50,
+    );
+    stop.store(true, Ordering::Relaxed);
+    let answers = poller.join().unwrap();
+    let not_200: Vec<&String> = answers.iter().filter(|a| *a != "200").collect();
+    println!("{} playlist requests, all answered", answers.len());
+    assert!(
+        not_200.is_empty(),
+        "every answer 200: {not_200:?} of {}",
+        answers.len()
+    );
+    // Each successor pulled the stream once, from its predecessor.
+    for (name, e) in [("B", &b), ("C", &c)] {
+        let m = e.metrics();
+        assert_eq!(m.sum("upstream_pulls_started"), 1, "{name}: {m:?}");
+    }
+    drop((b, c));
+    drop(a);
+    let log = player.join().unwrap();
+    assert!(log.error.is_none(), "{log:?}");
+    let _ = std::fs::remove_file(&path);
+}

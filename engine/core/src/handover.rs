@@ -9,10 +9,16 @@
 //! ```text
 //! new → old  HELLO 1 <pid>
 //! old → new  LISTENER <service> <addr>     (one per listening socket, each with its fd)
+//! old → new  RELAY <addr>                  (optional: where the old one serves its streams)
+//! old → new  STREAM <app>/<name>           (each stream it holds, after RELAY)
 //! old → new  END <count>                   (or REFUSED <reason>)
 //! new → old  READY                         (its shards accept on the sockets)
 //! old → new  DRAINING <pid>                (it has stopped accepting and drains)
 //! ```
+//!
+//! The relay lets the new engine serve streams whose publishers stay connected to the old
+//! one (a publisher is not moved by a handover): it pulls them from the RELAY address, an
+//! RTMP listener on loopback that the old engine keeps while it drains.
 //!
 //! Must not: do I/O, or trust a packet: every field is checked and bounded.
 
@@ -28,6 +34,9 @@ pub const MAX_MESSAGE: usize = 256;
 /// The most listening sockets one handover carries (shards × services).
 pub const MAX_LISTENERS: usize = 4096;
 
+/// The most streams one handover names.
+pub const MAX_STREAMS: usize = 65_536;
+
 /// One message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Message {
@@ -39,6 +48,14 @@ pub enum Message {
     Listener {
         service: String,
         addr: SocketAddr,
+    },
+    /// The old engine's private RTMP listener for the new one's pulls (loopback).
+    Relay {
+        addr: SocketAddr,
+    },
+    /// A stream the old engine holds (`app/name`, a valid stream key).
+    Stream {
+        key: crate::media::StreamKey,
     },
     End {
         count: usize,
@@ -85,6 +102,8 @@ impl Message {
         let text = match self {
             Message::Hello { version, pid } => format!("HELLO {version} {pid}\n"),
             Message::Listener { service, addr } => format!("LISTENER {service} {addr}\n"),
+            Message::Relay { addr } => format!("RELAY {addr}\n"),
+            Message::Stream { key } => format!("STREAM {key}\n"),
             Message::End { count } => format!("END {count}\n"),
             Message::Refused { reason } => {
                 // Kept to one printable line that fits a packet.
@@ -140,6 +159,17 @@ impl Message {
                 let addr = next("addr")?.parse().map_err(|_| Error::BadField("addr"))?;
                 Message::Listener { service, addr }
             }
+            "RELAY" => Message::Relay {
+                addr: next("addr")?.parse().map_err(|_| Error::BadField("addr"))?,
+            },
+            "STREAM" => {
+                let text = next("key")?;
+                let (app, name) = text.split_once('/').ok_or(Error::BadField("key"))?;
+                match crate::media::StreamKey::new(app, name) {
+                    Some(key) if key.as_str() == text => Message::Stream { key },
+                    _ => return Err(Error::BadField("key")),
+                }
+            }
             "END" => {
                 let count: usize = number(next("count")?, "count")?;
                 if count > MAX_LISTENERS {
@@ -193,6 +223,12 @@ mod tests {
                 addr: "[::1]:8443".parse().unwrap(),
             },
             Message::End { count: 8 },
+            Message::Relay {
+                addr: "127.0.0.1:40123".parse().unwrap(),
+            },
+            Message::Stream {
+                key: crate::media::StreamKey::new("live", "x").unwrap(),
+            },
             Message::Refused {
                 reason: "already draining".into(),
             },
@@ -206,7 +242,11 @@ mod tests {
 
     #[test]
     fn bad_packets_are_errors() {
-        let bad: [(&[u8], Error); 9] = [
+        let bad: [(&[u8], Error); 13] = [
+            (b"RELAY nowhere\n", Error::BadField("addr")),
+            (b"STREAM live\n", Error::BadField("key")),
+            (b"STREAM live/a/b\n", Error::BadField("key")),
+            (b"STREAM live/x?token=1\n", Error::BadField("key")),
             (b"READY", Error::Unterminated),
             (b"HELLO 1\n", Error::BadField("pid")),
             (b"HELLO -1 3\n", Error::BadField("version")),

@@ -52,6 +52,10 @@ pub struct EdgeConfig {
     /// HTTP origins exist: a stream no RTMP origin gives is fed from the HLS pull
     /// ([`OwnerEffect::StartHlsFeed`]).
     pub hls_feed: bool,
+    /// A local publisher takes the stream over from a pull that is live (the pull is then
+    /// stopped): an upgrade's successor pulls a stream from its predecessor only until the
+    /// publisher moves over. An edge keeps its pull (a duplicate publish is refused).
+    pub local_publish_wins: bool,
 }
 
 /// Publisher ids of HLS feeds (bit 62; connections use the low 62 bits, links bit 63).
@@ -384,7 +388,7 @@ impl<S: SegmentStore + Clone> Owner<S> {
                     .iter()
                     .filter(|o| Some(*o) != self.located.as_ref()),
             )
-            .cloned()
+            .map(|o| o.for_stream(&self.key))
             .collect();
         if origins.is_empty() {
             if edge.hls_feed {
@@ -463,6 +467,26 @@ impl<S: SegmentStore + Clone> Owner<S> {
         now_ms: u64,
         out: &mut Vec<OwnerEffect>,
     ) {
+        if self
+            .config
+            .edge
+            .as_ref()
+            .is_some_and(|e| e.local_publish_wins)
+        {
+            // The pull's link leaves as a publisher would: the local one continues the
+            // stream as a republish in its grace (timestamps go on, viewers stay).
+            let pulled = self
+                .pull
+                .as_ref()
+                .and_then(Pull::active)
+                .map(|l| l.publisher);
+            if let Some(link) = pulled.filter(|&p| self.master.is_live(p)) {
+                let updates = self
+                    .master
+                    .handle_unpublish(link, Departure::Unpublished, now_ms);
+                self.broadcast(updates, out);
+            }
+        }
         match self.master.handle_publish(publisher, now_ms) {
             Ok(updates) => {
                 out.push(OwnerEffect::Note(OwnerNote::PublishAccepted));

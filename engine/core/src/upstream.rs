@@ -58,6 +58,21 @@ impl OriginUrl {
     }
 }
 
+impl OriginUrl {
+    /// The app `*` stands for each stream's own app (an upgrade's successor pulls
+    /// `app/name` from its predecessor as it is); any other app is the origin's.
+    pub fn for_stream(&self, key: &crate::media::StreamKey) -> OriginUrl {
+        if self.app == "*" {
+            OriginUrl {
+                app: key.app().to_string(),
+                ..self.clone()
+            }
+        } else {
+            self.clone()
+        }
+    }
+}
+
 impl fmt::Display for OriginUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let scheme = if self.tls { "rtmps" } else { "rtmp" };

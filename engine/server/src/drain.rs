@@ -39,6 +39,8 @@ pub struct Control {
     pub idle_seconds: AtomicU64,
     pub egress_bps: AtomicU64,
     pub ingest_bps: AtomicU64,
+    /// This engine's relay listener (`--upgrade-socket` on an origin), told to a successor.
+    pub relay_addr: std::sync::OnceLock<std::net::SocketAddr>,
 }
 
 /// Every shard's listening sockets, and who may act on them.

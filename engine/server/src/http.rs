@@ -174,7 +174,7 @@ pub async fn serve(
                         }
                         // Edge mode: a playlist request starts or keeps the pull, and the
                         // first one waits (bounded) for the first segment.
-                        Route::Playlist(key) if shard.pulls() || shard.pulls_hls() => {
+                        Route::Playlist(key) if shard.pulls_stream(&key) || shard.pulls_hls() => {
                             shard.hls_demand(&key, req.query.as_deref());
                             if shard.hls(&key).is_none() {
                                 shard.wait_for_hls(&key).await;

@@ -27,6 +27,7 @@ pub mod origin;
 pub mod origin_health;
 pub mod outlet;
 pub mod player;
+pub mod predecessor;
 pub mod pulled;
 pub mod registry;
 pub mod rtmp;
@@ -136,9 +137,34 @@ pub fn run() -> anyhow::Result<()> {
         }
     }
     let inherited = inherited.map(|(i, _)| i);
+    // A successor origin pulls the streams its predecessor still holds from the relay.
+    let predecessor = inherited
+        .as_ref()
+        .filter(|_| !config.is_edge())
+        .and_then(|i| {
+            let relay = i.relay?;
+            info!(%relay, streams = i.streams.len(), "upgrade: streams whose publishers stay on the predecessor are pulled from its relay");
+            Some(Arc::new(predecessor::Predecessor::new(
+                relay,
+                i.streams.iter().cloned(),
+            )))
+        });
+    // An origin that can be upgraded keeps a relay for its successor: RTMP on loopback,
+    // accepted by shard 0, never handed over, open while it drains.
+    let mut relay = if config.upgrade_socket.is_some() && !config.is_edge() {
+        let l = std::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0))
+            .context("binding the upgrade relay on loopback")?;
+        l.set_nonblocking(true)?;
+        Some(l)
+    } else {
+        None
+    };
 
     let mesh = Arc::new(Mesh::new(shards, config.mesh_queue_len));
     let stats = Arc::new(Stats::new(shards));
+    if let Some(l) = &relay {
+        let _ = stats.control.relay_addr.set(l.local_addr()?);
+    }
     if let Some(&(_, mut at)) = endpoints.iter().find(|(s, _)| *s == Service::Http) {
         if at.ip().is_unspecified() {
             at.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
@@ -210,6 +236,8 @@ pub fn run() -> anyhow::Result<()> {
             ready: ready_tx.clone(),
             admission: admission.clone(),
             registry,
+            relay: if id == 0 { relay.take() } else { None },
+            predecessor: predecessor.clone(),
         };
         let t = std::thread::Builder::new()
             .name(format!("shard-{id}"))
@@ -252,7 +280,12 @@ pub fn run() -> anyhow::Result<()> {
     if let Some(i) = inherited {
         let from = i.from.display().to_string();
         match i.confirm() {
-            Ok(pid) => info!(predecessor = pid, %from, "upgrade: the predecessor drains"),
+            Ok(pid) => {
+                info!(predecessor = pid, %from, "upgrade: the predecessor drains");
+                if let Some(p) = &predecessor {
+                    p.watch(pid);
+                }
+            }
             Err(e) => warn!(%from, "upgrade: the predecessor did not confirm its drain: {e:#}"),
         }
     }
@@ -307,6 +340,10 @@ struct ShardCtx {
     ready: mpsc::Sender<Ready>,
     admission: Option<Arc<std::sync::Mutex<edge_core::admission::Admission>>>,
     registry: Option<registry::ShardRegistry>,
+    /// Shard 0's relay listener (an origin with --upgrade-socket).
+    relay: Option<std::net::TcpListener>,
+    /// The predecessor whose streams are pulled from its relay (a successor origin).
+    predecessor: Option<Arc<predecessor::Predecessor>>,
 }
 
 fn shard_thread(ctx: ShardCtx) {
@@ -386,6 +423,16 @@ fn shard_thread(ctx: ShardCtx) {
 
 async fn shard_main(mut ctx: ShardCtx, driver: &'static str) {
     let mut listeners = std::mem::take(&mut ctx.listeners);
+    let relay = match ctx.relay.take().map(monoio::net::TcpListener::from_std) {
+        Some(Ok(l)) => Some(l),
+        Some(Err(e)) => {
+            let _ = ctx
+                .ready
+                .send(Err(format!("shard {}: the upgrade relay: {e}", ctx.id)));
+            return;
+        }
+        None => None,
+    };
     for (service, addr) in &ctx.endpoints {
         if listeners.iter().any(|(s, _)| s == service) {
             continue;
@@ -447,6 +494,7 @@ async fn shard_main(mut ctx: ShardCtx, driver: &'static str) {
         shard::MachineWide {
             admission: ctx.admission,
             registry: ctx.registry,
+            predecessor: ctx.predecessor,
         },
     );
     info!(
@@ -465,6 +513,14 @@ async fn shard_main(mut ctx: ShardCtx, driver: &'static str) {
     for (service, l) in listeners {
         let cancel = canceller.as_ref().map(|c| c.handle());
         monoio::spawn(listen::accept_loop(Rc::clone(&shard), l, service, cancel));
+    }
+    if let Some(relay) = relay {
+        monoio::spawn(listen::accept_loop(
+            Rc::clone(&shard),
+            relay,
+            Service::Relay,
+            None,
+        ));
     }
     if let Some(canceller) = canceller {
         monoio::spawn(upgrade::watch(Rc::clone(&shard), canceller));

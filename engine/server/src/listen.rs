@@ -120,6 +120,10 @@ pub enum Service {
     Http,
     Rtmps,
     Https,
+    /// RTMP on a private loopback port for an upgrade's successor to pull this engine's
+    /// streams from ([`crate::predecessor`]). It is never handed over and stays open while
+    /// the engine drains.
+    Relay,
 }
 
 impl Service {
@@ -129,6 +133,7 @@ impl Service {
             Service::Http => "http",
             Service::Rtmps => "rtmps",
             Service::Https => "https",
+            Service::Relay => "relay",
         }
     }
 
@@ -143,7 +148,7 @@ impl Service {
     }
 
     fn is_rtmp(self) -> bool {
-        matches!(self, Service::Rtmp | Service::Rtmps)
+        matches!(self, Service::Rtmp | Service::Rtmps | Service::Relay)
     }
 }
 
@@ -287,7 +292,8 @@ pub async fn accept_loop(
                 }
                 monoio::spawn(serve(Rc::clone(&shard), stream, peer, service, permit));
             }
-            Err(_) if shard.stats.control.accepting_ended() => {
+            // The relay outlives a drain and a handover: its successor pulls through it.
+            Err(_) if service != Service::Relay && shard.stats.control.accepting_ended() => {
                 // A drain shut the listener down, or a successor holds it; dropping it here
                 // closes this process's descriptor.
                 debug!(shard = %shard.id, service = service.name(), "accepting ended (drain or upgrade)");

@@ -109,6 +109,15 @@ pub struct MachineWide {
     pub admission: Option<Arc<std::sync::Mutex<edge_core::admission::Admission>>>,
     /// This shard's handle on the registry threads (--registry).
     pub registry: Option<ShardRegistry>,
+    /// An upgrade's predecessor whose streams are pulled from its relay.
+    pub predecessor: Option<Arc<crate::predecessor::Predecessor>>,
+}
+
+/// The streams an upgrade's successor pulls from its predecessor, and how their owners
+/// pull them (the relay as their only origin; a local publish takes over).
+struct Relayed {
+    predecessor: Arc<crate::predecessor::Predecessor>,
+    config: Arc<OwnerConfig>,
 }
 
 /// The per-core state.
@@ -121,6 +130,8 @@ pub struct Shard {
     pub clock: Clock,
     next_id: Cell<u64>,
     owner_config: Arc<OwnerConfig>,
+    /// A successor origin: its predecessor's streams and their owners' configuration.
+    relayed: Option<Relayed>,
     replica_config: ReplicaConfig,
     owners: RefCell<HashMap<StreamKey, Owned>>,
     replicas: RefCell<HashMap<StreamKey, Replica<Rc<Outlet>>>>,
@@ -210,6 +221,7 @@ impl Shard {
         let MachineWide {
             admission,
             registry,
+            predecessor,
         } = machine;
         let edge = config.pulls().then(|| EdgeConfig {
             origins: config.origins.clone(),
@@ -217,6 +229,7 @@ impl Shard {
             upstream_idle_ms: config.upstream_idle_ms,
             forward: config.is_edge(),
             hls_feed: !config.hls_origins.is_empty(),
+            local_publish_wins: false,
         });
         let owner_config = Arc::new(OwnerConfig {
             me: id,
@@ -224,6 +237,20 @@ impl Shard {
             gop: config.gop,
             hls: config.hls,
             edge,
+        });
+        let relayed = predecessor.map(|predecessor| Relayed {
+            config: Arc::new(OwnerConfig {
+                edge: Some(EdgeConfig {
+                    origins: vec![predecessor.origin.clone()],
+                    upstream_timeout_ms: config.upstream_timeout_ms,
+                    upstream_idle_ms: config.upstream_idle_ms,
+                    forward: false,
+                    hls_feed: false,
+                    local_publish_wins: true,
+                }),
+                ..(*owner_config).clone()
+            }),
+            predecessor,
         });
         let replica_config = ReplicaConfig {
             play_wait_ms: config.play_wait_ms,
@@ -245,6 +272,7 @@ impl Shard {
             clock,
             next_id: Cell::new(1),
             owner_config,
+            relayed,
             replica_config,
             owners: RefCell::new(HashMap::new()),
             replicas: RefCell::new(HashMap::new()),
@@ -277,7 +305,7 @@ impl Shard {
         match service {
             Service::Https => self.tls_http.clone(),
             Service::Rtmps => self.tls_rtmp.clone(),
-            Service::Rtmp | Service::Http => None,
+            Service::Rtmp | Service::Http | Service::Relay => None,
         }
     }
 
@@ -307,6 +335,24 @@ impl Shard {
 
     pub fn pulls(&self) -> bool {
         self.owner_config.edge.is_some()
+    }
+
+    /// Whether `key` is pulled when nobody publishes it here: at an edge, or (a successor
+    /// origin) a stream its predecessor held and still holds.
+    pub fn pulls_stream(&self, key: &StreamKey) -> bool {
+        self.pulls()
+            || self
+                .relayed
+                .as_ref()
+                .is_some_and(|r| r.predecessor.serves(key))
+    }
+
+    /// The configuration a new owner of `key` gets.
+    fn owner_config_for(&self, key: &StreamKey) -> &Arc<OwnerConfig> {
+        match &self.relayed {
+            Some(r) if r.predecessor.serves(key) => &r.config,
+            _ => &self.owner_config,
+        }
     }
 
     /// The streams this shard owns.
@@ -404,7 +450,7 @@ impl Shard {
             MeshMsg::Demand { key, query } => {
                 if self.pulls_hls() {
                     self.hls_pull_demand(&key, query.as_deref());
-                } else if self.pulls() {
+                } else if self.pulls_stream(&key) {
                     self.with_owner(&key, true, |o, fx| o.handle_demand(query, now, fx));
                 }
             }
@@ -542,7 +588,7 @@ impl Shard {
         Owned {
             owner: Owner::new(
                 key.clone(),
-                Arc::clone(&self.owner_config),
+                Arc::clone(self.owner_config_for(key)),
                 store,
                 self.next_conn_id(),
             ),

@@ -412,6 +412,19 @@ impl Stats {
         m.insert(view.key.clone(), view);
     }
 
+    /// The streams this node holds now (live, or in a republish grace), every shard's.
+    pub fn held_streams(&self) -> Vec<StreamKey> {
+        let mut out = Vec::new();
+        for m in self.streams.iter() {
+            let m = m.lock().unwrap_or_else(|e| e.into_inner());
+            out.extend(m.values().filter_map(|v| {
+                let phase = v.state.lock().unwrap_or_else(|e| e.into_inner()).view.phase;
+                (phase != MasterPhase::Idle).then(|| v.key.clone())
+            }));
+        }
+        out
+    }
+
     pub fn remove_stream(&self, shard: ShardId, key: &StreamKey) {
         let mut m = self.streams[shard.0]
             .lock()

@@ -8,6 +8,9 @@
 //!   none is lost) and the node drains as for SIGTERM.
 //! - The successor ([`receive`], `--upgrade-from SOCKET`) takes the sockets before its
 //!   shards start, accepts on them, and then confirms ([`Inherited::confirm`]).
+//! - An origin also names its relay (an RTMP listener on loopback it keeps while it drains)
+//!   and the streams it holds: the successor pulls those from the relay while their
+//!   publishers stay here ([`crate::predecessor`]).
 //!
 //! The sockets themselves never close during the handover, so every connection in their
 //! accept queues, and every SYN that arrives meanwhile, is accepted by one process or the
@@ -26,7 +29,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
-use edge_core::handover::{Message, MAX_LISTENERS, MAX_MESSAGE, VERSION};
+use edge_core::handover::{Message, MAX_LISTENERS, MAX_MESSAGE, MAX_STREAMS, VERSION};
+use edge_core::StreamKey;
 use socket2::{Domain, SockAddr, Socket, Type};
 use tracing::{info, warn};
 
@@ -202,7 +206,7 @@ pub fn serve(path: &Path, stats: Arc<Stats>, successor: bool) -> anyhow::Result<
                     continue;
                 }
             };
-            match hand_over(&sock, &stats.control) {
+            match hand_over(&sock, &stats) {
                 Ok(pid) => {
                     info!(
                         successor = pid,
@@ -219,7 +223,8 @@ pub fn serve(path: &Path, stats: Arc<Stats>, successor: bool) -> anyhow::Result<
 }
 
 /// One handover, from the running side. Returns the successor's pid.
-fn hand_over(sock: &Socket, control: &Control) -> anyhow::Result<u32> {
+fn hand_over(sock: &Socket, stats: &Stats) -> anyhow::Result<u32> {
+    let control: &Control = &stats.control;
     if !same_user(sock)? {
         bail!("the successor runs as another user");
     }
@@ -266,6 +271,12 @@ fn hand_over(sock: &Socket, control: &Control) -> anyhow::Result<u32> {
             };
             send(sock, &m, Some(*fd))?;
         }
+        if let Some(&addr) = control.relay_addr.get() {
+            send(sock, &Message::Relay { addr }, None)?;
+            for key in stats.held_streams().into_iter().take(MAX_STREAMS) {
+                send(sock, &Message::Stream { key }, None)?;
+            }
+        }
         send(sock, &Message::End { count: fds.len() }, None)?;
         match recv(sock, READY_TIMEOUT)? {
             (Message::Ready, None) => Ok(()),
@@ -292,6 +303,9 @@ pub struct Inherited {
     sock: Socket,
     pub listeners: Vec<(Service, SocketAddr, std::net::TcpListener)>,
     pub from: PathBuf,
+    /// The predecessor's relay, and the streams it held (to pull from it).
+    pub relay: Option<SocketAddr>,
+    pub streams: Vec<StreamKey>,
 }
 
 /// The successor: takes the running engine's listening sockets over `path`.
@@ -313,6 +327,7 @@ pub fn receive(path: &Path) -> anyhow::Result<Inherited> {
         None,
     )?;
     let mut listeners = Vec::new();
+    let (mut relay, mut streams) = (None, Vec::new());
     loop {
         let (message, fd) = recv(&sock, PACKET_TIMEOUT).context("--upgrade-from")?;
         match (message, fd) {
@@ -331,6 +346,16 @@ pub fn receive(path: &Path) -> anyhow::Result<Inherited> {
                 }
                 listeners.push((service, addr, l));
             }
+            (Message::Relay { addr }, None) if addr.ip().is_loopback() => relay = Some(addr),
+            (Message::Relay { addr }, None) => {
+                bail!("--upgrade-from: a relay off loopback ({addr})")
+            }
+            (Message::Stream { key }, None) if relay.is_some() => {
+                if streams.len() >= MAX_STREAMS {
+                    bail!("--upgrade-from: more than {MAX_STREAMS} streams");
+                }
+                streams.push(key);
+            }
             (Message::End { count }, None) if count == listeners.len() => break,
             (Message::End { count }, None) => bail!(
                 "--upgrade-from: END says {count} listeners, {} came",
@@ -346,6 +371,8 @@ pub fn receive(path: &Path) -> anyhow::Result<Inherited> {
         sock,
         listeners,
         from: path.to_path_buf(),
+        relay,
+        streams,
     })
 }
 

@@ -92,6 +92,7 @@ fn config(edge: bool) -> OwnerConfig {
             upstream_idle_ms: 5000,
             forward: true,
             hls_feed: false,
+            local_publish_wins: false,
         }),
     }
 }
@@ -944,4 +945,65 @@ fn when_the_hls_pull_under_a_feed_ends_so_does_the_stream() {
     // A new play starts a new feed.
     sim.add_viewer(ShardId(1), 11);
     assert_eq!(sim.feeds_started.len(), 2);
+}
+
+/// An upgrade's successor pulls a stream whose publisher stayed on its predecessor (origin
+/// app `*`: the stream's own app) until the publisher moves over: its local publish takes
+/// the stream from the live pull, which is stopped, and the viewer goes on with later
+/// timestamps. (Without `local_publish_wins`, as at an edge, the publish is refused.)
+#[test]
+fn a_local_publish_takes_a_relayed_stream_over_from_its_pull() {
+    let relay = |wins: bool| {
+        let mut c = config(true);
+        if let Some(e) = &mut c.edge {
+            e.origins = vec![OriginUrl::parse("rtmp://127.0.0.1:40000/*").unwrap()];
+            e.forward = false;
+            e.local_publish_wins = wins;
+        }
+        let mut sim = Sim::new(true);
+        sim.owner = Owner::new(sim.owner.key().clone(), Arc::new(c), VecStore, 77);
+        sim
+    };
+    let mut sim = relay(true);
+    sim.add_viewer(ShardId(1), 1);
+    let (link, role, name) = sim.links[0].clone();
+    assert_eq!((role, name.as_str()), (LinkRole::Pull, "cam"));
+    assert_eq!(
+        sim.urls[&link], "rtmp://127.0.0.1:40000/live",
+        "the stream's own app"
+    );
+    let upstream = |ts: u32, body: Bytes| LinkEvent::Media {
+        kind: MediaKind::Video,
+        timestamp: ts,
+        body,
+    };
+    sim.link(link, LinkEvent::Started);
+    sim.link(link, upstream(9000, avc_header()));
+    for n in 0..10u32 {
+        sim.now = u64::from(n) * 40;
+        sim.link(link, upstream(9000 + n * 40, picture(n == 0)));
+    }
+    sim.now = 500;
+    sim.publish(P1);
+    assert!(sim.links.is_empty(), "the pull is stopped");
+    assert_eq!(sim.owner.view().source, Source::Publisher);
+    sim.headers(P1);
+    pictures(&mut sim, P1, 0, 5, 5);
+    let v = &sim.viewers[&1].1;
+    assert!(v.finished.is_none());
+    let times: Vec<u64> = v.pictures().iter().map(|p| p.0).collect();
+    assert_eq!(times.len(), 15, "{times:?}");
+    assert!(
+        times.windows(2).all(|w| w[0] < w[1]),
+        "monotonic: {times:?}"
+    );
+
+    let mut sim = relay(false);
+    sim.add_viewer(ShardId(1), 1);
+    let (link, _, _) = sim.links[0].clone();
+    sim.link(link, upstream(0, avc_header()));
+    sim.link(link, upstream(0, picture(true)));
+    sim.publish(P1);
+    assert_eq!(sim.links.len(), 1, "an edge keeps its pull");
+    assert_eq!(sim.owner.view().source, Source::Upstream);
 }

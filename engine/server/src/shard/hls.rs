@@ -91,7 +91,7 @@ impl Shard {
 
     /// An HLS playlist request for `key` on this shard (edge mode): starts or keeps the pull.
     pub fn hls_demand(self: &Rc<Self>, key: &StreamKey, query: Option<&str>) {
-        if !self.pulls() && !self.pulls_hls() {
+        if !self.pulls_stream(key) && !self.pulls_hls() {
             return;
         }
         let now = self.now_ms();
