@@ -9,18 +9,21 @@
 # Servers on CPU 0, loadgen on CPU 1. Reported per server: requests, CPU per request (µs),
 # the ratio to nginx, p99 segment download, errors and stalls.
 #
-# Usage: bench/peers/hls_cpu.sh [--viewers N] [--seconds N] [--runs N]
+# Usage: bench/peers/hls_cpu.sh [--viewers N] [--seconds N] [--runs N] [--baseline BIN]
+#   --baseline BIN  also measure another edge-engine binary (an earlier commit's build), in
+#                   the same run, as "baseline" rows (zero-copy on)
 # Installs ffmpeg, nginx and libnginx-mod-rtmp when missing (Debian). Changes nothing outside
 # a temporary directory in /dev/shm, removed on exit.
 set -euo pipefail
 
-viewers=20000 seconds=30 runs=1
+viewers=20000 seconds=30 runs=1 baseline=""
 while (($#)); do
     case "$1" in
+        --baseline) baseline=$2; shift 2 ;;
         --viewers) viewers=$2; shift 2 ;;
         --seconds) seconds=$2; shift 2 ;;
         --runs) runs=$2; shift 2 ;;
-        -h | --help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h | --help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "unknown argument: $1" >&2; exit 2 ;;
     esac
 done
@@ -68,6 +71,12 @@ for run in $(seq "$runs"); do
         kill -INT "$ENGINE_PID"
         echo "edge-engine zero-copy $mode, run $run: ${result["engine-$mode,$run"]}" >&2
     done
+    if [ -n "$baseline" ]; then
+        ENGINE_BIN=$baseline ENGINE_NAME=baseline start_engine --republish-grace-ms 500 --zero-copy on
+        result["baseline,$run"]=$(measure "b${run}" "$ENGINE_PID" -- --target "rtmp://$ENGINE_RTMP" --target "http://$ENGINE_HTTP")
+        kill -INT "$ENGINE_PID"
+        echo "baseline zero-copy on, run $run: ${result["baseline,$run"]}" >&2
+    fi
     mkdir -p "$work/www/live"
     chmod -R 755 "$work/www"
     port_rtmp=19357 port_http=18183
@@ -107,11 +116,12 @@ printf '| run | server | requests | CPU µs per request | vs nginx | p99 segment
 printf '| --- | --- | --- | --- | --- | --- | --- | --- |\n'
 for run in $(seq "$runs"); do
     read -r _ ncpu _ _ _ <<<"${result["nginx,$run"]}"
-    for s in engine-on engine-off nginx; do
+    for s in engine-on engine-off ${baseline:+baseline} nginx; do
         read -r req cpu p99 errors stalls <<<"${result["$s,$run"]}"
         label=$s
         [ "$s" = engine-on ] && label="edge-engine, zero-copy"
         [ "$s" = engine-off ] && label="edge-engine, writev"
+        [ "$s" = baseline ] && label="baseline build, zero-copy"
         awk -v r="$run" -v s="$label" -v q="$req" -v c="$cpu" -v n="$ncpu" -v p="$p99" -v e="$errors" -v st="$stalls" \
             'BEGIN { printf "| %d | %s | %d | %.1f | %.2fx | %.1f | %d | %d |\n", r, s, q, c, c / n, p, e, st }'
     done

@@ -9,17 +9,21 @@
 # client's busy percent (near 100, the client is the limit).
 #
 # Usage: bench/peers/rtmp_cpu.sh [--seconds N] [--players "1000 2000"] [--coalesce MS]
+#                                [--baseline BIN]
+#   --baseline BIN  also measure another edge-engine binary (an earlier commit's build), in
+#                   the same run, as "baseline" rows (writes at once)
 # Installs ffmpeg, nginx and libnginx-mod-rtmp when missing (Debian). Changes nothing outside
 # a temporary directory, removed on exit.
 set -euo pipefail
 
-seconds=20 players="1000 2000" coalesce=40
+seconds=20 players="1000 2000" coalesce=40 baseline=""
 while (($#)); do
     case "$1" in
+        --baseline) baseline=$2; shift 2 ;;
         --seconds) seconds=$2; shift 2 ;;
         --players) players=$2; shift 2 ;;
         --coalesce) coalesce=$2; shift 2 ;;
-        -h | --help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h | --help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "unknown argument: $1" >&2; exit 2 ;;
     esac
 done
@@ -85,6 +89,11 @@ run_server() { # name pid addr
 start_engine --republish-grace-ms 500
 run_server "edge-engine" "$ENGINE_PID" "$ENGINE_RTMP"
 kill -INT "$ENGINE_PID"
+if [ -n "$baseline" ]; then
+    ENGINE_BIN=$baseline ENGINE_NAME=baseline start_engine --republish-grace-ms 500
+    run_server "baseline" "$ENGINE_PID" "$ENGINE_RTMP"
+    kill -INT "$ENGINE_PID"
+fi
 ENGINE_NAME=coalesce start_engine --republish-grace-ms 500 --write-coalesce-ms "$coalesce"
 run_server "edge-engine coalesce $coalesce" "$ENGINE_PID" "$ENGINE_RTMP"
 kill -INT "$ENGINE_PID"
@@ -99,7 +108,7 @@ printf '| server | players | join CPU per player (ms) | steady CPU per player (Â
 printf '| --- | --- | --- | --- | --- | --- | --- | --- | --- |\n'
 for n in $players; do
     read -r _ nsteady _ _ _ _ <<<"${result["nginx-rtmp,$n"]}"
-    for s in "edge-engine" "edge-engine coalesce $coalesce" nginx-rtmp; do
+    for s in "edge-engine" ${baseline:+baseline} "edge-engine coalesce $coalesce" nginx-rtmp; do
         read -r join steady p99 errors gaps busy <<<"${result["$s,$n"]}"
         awk -v s="$s" -v n="$n" -v j="$join" -v st="$steady" -v ns="$nsteady" -v p="$p99" -v e="$errors" -v g="$gaps" -v b="$busy" \
             'BEGIN { printf "| %s | %d | %.2f | %.1f | %.2fx | %.1f | %d | %d | %d %% |\n", s, n, j, st, st / ns, p, e, g, b }'

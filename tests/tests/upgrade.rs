@@ -138,8 +138,9 @@ fn a_second_successor_is_refused_and_a_failed_one_leaves_the_engine_serving() {
         s.connect(&SockAddr::unix(&path).unwrap()).unwrap();
         s.send(b"HELLO 1 1\n").unwrap();
         let mut packet = [std::mem::MaybeUninit::<u8>::uninit(); 256];
-        // The listeners' packets (their descriptors are discarded), then END.
-        let mut packets = 0;
+        // The listeners' packets (their descriptors are discarded), the relay (an origin's;
+        // no stream yet), then END.
+        let mut packets = Vec::new();
         loop {
             let n = s.recv(&mut packet).unwrap();
             assert!(n > 0, "the engine hung up before END");
@@ -148,12 +149,21 @@ fn a_second_successor_is_refused_and_a_failed_one_leaves_the_engine_serving() {
                 .iter()
                 .map(|b| unsafe { b.assume_init() })
                 .collect();
-            packets += 1;
+            let word = String::from_utf8_lossy(&text)
+                .split(' ')
+                .next()
+                .unwrap_or_default()
+                .to_string();
+            packets.push(word);
             if text.starts_with(b"END ") {
                 break;
             }
         }
-        assert_eq!(packets, 3, "an RTMP and an HTTP listener, then END");
+        assert_eq!(
+            packets,
+            ["LISTENER", "LISTENER", "RELAY", "END"],
+            "an RTMP and an HTTP listener, the relay, then END"
+        );
     }
     eventually(
         "the engine took its listeners back",
