@@ -847,6 +847,23 @@ pub fn play_rtmp(
     log
 }
 
+/// Plays `rtmp://addr/app/stream` until a status with `code` arrives or `secs` pass: what
+/// the player saw.
+pub fn play_until_status(
+    addr: SocketAddr,
+    app: &str,
+    stream: &str,
+    code: &str,
+    secs: u64,
+) -> PlayLog {
+    let opts = PlayOpts {
+        deadline: Duration::from_secs(secs),
+        until_status: Some(code.into()),
+        ..PlayOpts::default()
+    };
+    play_rtmp(addr, app, stream, &opts, None)
+}
+
 /// Extends an FNV-1a digest (0 to start) over one media message: kind, timestamp, body.
 /// [`PlayLog::digest`] is this over every audio and video message a player got.
 pub fn media_digest(digest: u64, kind: MediaKind, ts: u32, body: &[u8]) -> u64 {

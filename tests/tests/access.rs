@@ -85,17 +85,7 @@ fn flv_prefix(addr: SocketAddr, path: &str, bytes: usize) -> Response {
 
 /// The RTMP play of `stream` (may carry `?token=`) for a while: what the player saw.
 fn rtmp_play(addr: SocketAddr, stream: &str, secs: u64) -> PlayLog {
-    play_rtmp(
-        addr,
-        "live",
-        stream,
-        &PlayOpts {
-            deadline: Duration::from_secs(secs),
-            until_status: Some("NetStream.Play.Failed".into()),
-            ..PlayOpts::default()
-        },
-        None,
-    )
+    play_until_status(addr, "live", stream, "NetStream.Play.Failed", secs)
 }
 
 #[test]

@@ -436,17 +436,8 @@ fn read_all(addr: std::net::SocketAddr, path: &str, progress: &AtomicU64) -> Vec
 fn missing_streams_are_answered_promptly_on_an_origin_and_an_edge() {
     // The default play-wait (the CLI tests check that it is 3 s); the harness's is longer.
     let origin = Engine::start(&["--cores", "2", "--play-wait-ms", "3000"]);
-    let log = play_rtmp(
-        origin.rtmp,
-        "live",
-        "nope",
-        &PlayOpts {
-            deadline: Duration::from_secs(10),
-            until_status: Some("NetStream.Play.StreamNotFound".into()),
-            ..PlayOpts::default()
-        },
-        None,
-    );
+    let not_found = "NetStream.Play.StreamNotFound";
+    let log = play_until_status(origin.rtmp, "live", "nope", not_found, 10);
     assert!(
         log.statuses
             .iter()
@@ -477,17 +468,7 @@ fn missing_streams_are_answered_promptly_on_an_origin_and_an_edge() {
         String::from_utf8_lossy(&flv.body).contains("no origin could be reached"),
         "{flv:?}"
     );
-    let log = play_rtmp(
-        edge.rtmp,
-        "live",
-        "y",
-        &PlayOpts {
-            deadline: Duration::from_secs(10),
-            until_status: Some("NetStream.Play.Failed".into()),
-            ..PlayOpts::default()
-        },
-        None,
-    );
+    let log = play_until_status(edge.rtmp, "live", "y", "NetStream.Play.Failed", 10);
     assert!(
         log.statuses.iter().any(|s| s == "NetStream.Play.Failed"),
         "{log:?}"

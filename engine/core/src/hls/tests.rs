@@ -549,90 +549,92 @@ fn mp3_metadata(rate: f64) -> Frame {
     )
 }
 
+/// Six seconds of H.264 (1 s GOPs) with an MP3 frame beside every picture, after
+/// `metadata` if any: the segments, and the MP3 bytes sent (what the FLV tags carried after
+/// their sound-format byte).
+fn h264_with_mp3(metadata: Option<Frame>) -> (super::HlsSnapshot, Vec<u8>) {
+    let mut s = Segmenter::new(HlsConfig::default(), VecStore, "m");
+    if let Some(m) = metadata {
+        s.handle_frame(&m).unwrap();
+    }
+    s.handle_frame(&avc_seq()).unwrap();
+    let mut sent = Vec::new();
+    for n in 0..150u64 {
+        s.handle_frame(&video(n * 40, 0, n % 25 == 0, 100)).unwrap();
+        let a = mp3(n * 40, n as u8);
+        sent.extend_from_slice(&a.payload[1..]);
+        s.handle_frame(&a).unwrap();
+    }
+    assert_eq!(s.take_dropped(), None, "no track left out");
+    (s.handle_end(), sent)
+}
+
+/// The stream types a segment's PMT lists, in order.
+fn pmt_stream_types(seg: &super::Segment) -> Vec<u8> {
+    let bytes = segment_bytes(seg);
+    let mut reader = TsPacketReader::new(&bytes[..]);
+    let mut types = Vec::new();
+    while let Some(p) = reader.read_ts_packet().unwrap() {
+        if let Some(TsPayload::Pmt(pmt)) = &p.payload {
+            types = pmt.es_info.iter().map(|e| e.stream_type as u8).collect();
+        }
+    }
+    types
+}
+
+/// The payload of every audio PES (stream id 0xc0) in `segments`, in order.
+fn audio_pes_bytes(segments: &[super::Segment]) -> Vec<u8> {
+    let mut audio = Vec::new();
+    for seg in segments {
+        let bytes = segment_bytes(seg);
+        let mut pes = PesPacketReader::new(TsPacketReader::new(&bytes[..]));
+        while let Some(p) = pes.read_pes_packet().unwrap() {
+            if p.header.stream_id.as_u8() == 0xc0 {
+                audio.extend_from_slice(&p.data);
+            }
+        }
+    }
+    audio
+}
+
 /// Regression: MP3 audio (FLV sound format 2) stopped HLS for the whole stream ("unsupported
 /// codec for HLS: audio format 2"). It is carried as MPEG audio, stream type 0x03, every
 /// frame's bytes as they came, in order, from the first segment: the metadata announced it
 /// before the first keyframe (MP3 has no sequence header).
 #[test]
 fn mp3_audio_is_carried_beside_the_video_from_the_first_segment() {
-    let mut s = Segmenter::new(HlsConfig::default(), VecStore, "m");
-    s.handle_frame(&mp3_metadata(44_100.0)).unwrap();
-    s.handle_frame(&avc_seq()).unwrap();
-    let mut sent = Vec::new();
-    for n in 0..150u64 {
-        s.handle_frame(&video(n * 40, 0, n % 25 == 0, 100)).unwrap();
-        let a = mp3(n * 40, n as u8);
-        sent.extend_from_slice(&a.payload[1..]);
-        s.handle_frame(&a).unwrap();
-    }
-    let snap = s.handle_end();
-    let first = segment_bytes(&snap.segments[0]);
-    let mut reader = TsPacketReader::new(&first[..]);
-    while let Some(p) = reader.read_ts_packet().unwrap() {
-        if let Some(TsPayload::Pmt(pmt)) = &p.payload {
-            let types: Vec<u8> = pmt.es_info.iter().map(|e| e.stream_type as u8).collect();
-            assert_eq!(
-                types,
-                vec![0x1b, 0x03],
-                "MPEG-1 audio listed from the start"
-            );
-        }
-    }
-    let mut audio = Vec::new();
-    for seg in &snap.segments {
-        let bytes = segment_bytes(seg);
-        let mut pes = PesPacketReader::new(TsPacketReader::new(&bytes[..]));
-        while let Some(p) = pes.read_pes_packet().unwrap() {
-            if p.header.stream_id.as_u8() == 0xc0 {
-                audio.extend_from_slice(&p.data);
-            }
-        }
-    }
-    assert_eq!(audio, sent, "every MP3 frame, byte for byte, in order");
+    let (snap, sent) = h264_with_mp3(Some(mp3_metadata(44_100.0)));
+    assert_eq!(
+        pmt_stream_types(&snap.segments[0]),
+        vec![0x1b, 0x03],
+        "H.264 and MPEG-1 audio listed from the start"
+    );
+    assert_eq!(
+        audio_pes_bytes(&snap.segments),
+        sent,
+        "every MP3 frame, byte for byte, in order"
+    );
 }
 
 /// Without metadata, the first MP3 frame configures the audio, from the next segment on.
 #[test]
 fn mp3_audio_without_metadata_starts_with_the_next_segment() {
-    let mut s = Segmenter::new(HlsConfig::default(), VecStore, "m");
-    s.handle_frame(&avc_seq()).unwrap();
-    let mut sent = Vec::new();
-    for n in 0..150u64 {
-        s.handle_frame(&video(n * 40, 0, n % 25 == 0, 100)).unwrap();
-        let a = mp3(n * 40, n as u8);
-        sent.extend_from_slice(&a.payload[1..]);
-        s.handle_frame(&a).unwrap();
-    }
-    assert_eq!(s.take_dropped(), None);
-    let snap = s.handle_end();
+    let (snap, sent) = h264_with_mp3(None);
     assert!(snap.segments.len() >= 3);
-    let mut stream_types = Vec::new();
-    let mut audio = Vec::new();
-    for seg in &snap.segments {
-        let bytes = segment_bytes(seg);
-        let mut reader = TsPacketReader::new(&bytes[..]);
-        while let Some(p) = reader.read_ts_packet().unwrap() {
-            if let Some(TsPayload::Pmt(pmt)) = &p.payload {
-                stream_types = pmt.es_info.iter().map(|e| e.stream_type as u8).collect();
-            }
-        }
-        let mut pes = PesPacketReader::new(TsPacketReader::new(&bytes[..]));
-        while let Some(p) = pes.read_pes_packet().unwrap() {
-            if p.header.stream_id.as_u8() == 0xc0 {
-                audio.extend_from_slice(&p.data);
-            }
-        }
-    }
-    assert_eq!(stream_types, vec![0x1b, 0x03], "H.264 and MPEG-1 audio");
+    assert_eq!(pmt_stream_types(&snap.segments[0]), vec![0x1b]);
+    assert_eq!(
+        pmt_stream_types(&snap.segments[1]),
+        vec![0x1b, 0x03],
+        "H.264 and MPEG-1 audio"
+    );
     // MP3 configures itself with its first frame, after the first segment's PMT was
     // written: its audio starts in the second segment (a PID the PMT does not list would be
     // dropped by every demuxer), and from there every frame is kept.
+    let audio = audio_pes_bytes(&snap.segments);
     assert!(sent.ends_with(&audio), "MP3 frames byte for byte, in order");
-    let second = segment_bytes(&snap.segments[1]);
-    let mut pes = PesPacketReader::new(TsPacketReader::new(&second[..]));
+    assert!(audio_pes_bytes(&snap.segments[..1]).is_empty());
     assert!(
-        std::iter::from_fn(|| pes.read_pes_packet().unwrap())
-            .any(|p| p.header.stream_id.as_u8() == 0xc0),
+        !audio_pes_bytes(&snap.segments[1..2]).is_empty(),
         "audio in the second segment"
     );
     assert!(
