@@ -27,7 +27,6 @@ use crate::cli::{Plan, Protocol};
 use crate::live::{Clock, Ctx, Live};
 use crate::stats::Stats;
 use crate::viewers::Source;
-use edge_core::json;
 
 /// How long `--publish` waits for the streams' first HLS segments before viewers arrive.
 const LIVE_WAIT: Duration = Duration::from_secs(30);
@@ -367,54 +366,89 @@ impl<'a> ConfigReport<'a> {
     }
 }
 
+/// The JSON report.
+#[derive(serde::Serialize)]
+struct Report<'a> {
+    config: ConfigReport<'a>,
+    verify: &'a str,
+    source: SourceReport,
+    machine: MachineReport,
+    viewers: usize,
+    peak_sockets: u64,
+    hls_connections_max: usize,
+    elapsed_s: f64,
+    loadgen_cpu_s: f64,
+    requests: u64,
+    loadgen_cpu_us_per_request: f64,
+    loadgen_cpu_ms_per_viewer: f64,
+    histograms: std::collections::BTreeMap<&'static str, stats::HistogramReport>,
+    counters: &'a std::collections::BTreeMap<&'static str, u64>,
+    errors: &'a std::collections::BTreeMap<&'static str, u64>,
+    engine: Option<EngineReport>,
+}
+
+#[derive(serde::Serialize)]
+struct SourceReport {
+    path: String,
+    kbps: u64,
+}
+
+#[derive(serde::Serialize)]
+struct MachineReport {
+    cores: usize,
+    nofile_limit: u64,
+}
+
+/// The spawned engine's peak RSS and CPU time (`--spawn`).
+#[derive(serde::Serialize)]
+struct EngineReport {
+    peak_rss_kib: u64,
+    cpu_seconds: f64,
+}
+
 /// Everything as JSON: configuration, machine, histograms, counters, errors.
 pub fn to_json(plan: &Plan, outcome: &Outcome) -> String {
-    let plan_args = &plan.args;
     let s = &outcome.stats;
-    let hist: Vec<String> = stats::HISTOGRAMS
-        .iter()
-        .map(|(name, _)| format!("{}:{}", json::string(name), s.histogram_json(name)))
-        .collect();
-    let counters: Vec<String> = s
-        .counters
-        .iter()
-        .map(|(k, v)| format!("{}:{v}", json::string(k)))
-        .collect();
-    let errors: Vec<String> = s
-        .errors
-        .iter()
-        .map(|(k, v)| format!("{}:{v}", json::string(k)))
-        .collect();
     let mut nofile = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
     };
     // SAFETY: getrlimit writes into the struct we pass.
     unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut nofile) };
-    let engine = outcome
-        .engine_usage
-        .map_or("null".to_string(), |(rss, cpu)| {
-            format!("{{\"peak_rss_kib\":{rss},\"cpu_seconds\":{cpu:.3}}}")
-        });
-    format!(
-        "{{\"config\":{},\"verify\":{},\"source\":{{\"path\":{},\"kbps\":{}}},\"machine\":{{\"cores\":{},\"nofile_limit\":{}}},\"viewers\":{},\"peak_sockets\":{},\"hls_connections_max\":{},\"elapsed_s\":{:.3},\"loadgen_cpu_s\":{:.3},\"requests\":{},\"loadgen_cpu_us_per_request\":{:.2},\"loadgen_cpu_ms_per_viewer\":{:.3},\"histograms\":{{{}}},\"counters\":{{{}}},\"errors\":{{{}}},\"engine\":{}}}\n",
-        serde_json::to_string(&ConfigReport::new(plan)).unwrap_or_else(|_| "null".into()),
-        json::string(&plan_args.verify),
-        json::string(&outcome.source.0.to_string()),
-        outcome.source.1,
-        std::thread::available_parallelism().map_or(1, |n| n.get()),
-        nofile.rlim_cur,
-        outcome.viewers,
-        outcome.peak_sockets,
-        outcome.hls_connections_max,
-        outcome.elapsed.as_secs_f64(),
-        outcome.cpu_seconds,
-        outcome.requests,
-        outcome.cpu_us_per_request(),
-        outcome.cpu_ms_per_viewer(),
-        hist.join(","),
-        counters.join(","),
-        errors.join(","),
-        engine
-    )
+    let report = Report {
+        config: ConfigReport::new(plan),
+        verify: &plan.args.verify,
+        source: SourceReport {
+            path: outcome.source.0.to_string(),
+            kbps: outcome.source.1,
+        },
+        machine: MachineReport {
+            cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            nofile_limit: nofile.rlim_cur,
+        },
+        viewers: outcome.viewers,
+        peak_sockets: outcome.peak_sockets,
+        hls_connections_max: outcome.hls_connections_max,
+        elapsed_s: outcome.elapsed.as_secs_f64(),
+        loadgen_cpu_s: outcome.cpu_seconds,
+        requests: outcome.requests,
+        loadgen_cpu_us_per_request: outcome.cpu_us_per_request(),
+        loadgen_cpu_ms_per_viewer: outcome.cpu_ms_per_viewer(),
+        histograms: stats::HISTOGRAMS
+            .iter()
+            .map(|(name, _)| (*name, s.histogram_report(name)))
+            .collect(),
+        counters: &s.counters,
+        errors: &s.errors,
+        engine: outcome
+            .engine_usage
+            .map(|(peak_rss_kib, cpu_seconds)| EngineReport {
+                peak_rss_kib,
+                cpu_seconds,
+            }),
+    };
+    let mut out =
+        serde_json::to_string(&report).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
+    out.push('\n');
+    out
 }

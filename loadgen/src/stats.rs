@@ -144,24 +144,42 @@ impl Stats {
         out
     }
 
-    /// JSON for one histogram: count, min, mean, quantiles and max, in microseconds.
-    pub fn histogram_json(&self, name: &str) -> String {
+    /// One histogram for the report: count, min, mean, quantiles and max, in microseconds
+    /// (only the count when it is empty).
+    pub fn histogram_report(&self, name: &str) -> HistogramReport {
         let h = &self.histograms[name];
-        if h.is_empty() {
-            return "{\"count\":0}".into();
+        let q = |v: f64| (!h.is_empty()).then(|| h.value_at_quantile(v));
+        HistogramReport {
+            count: h.len(),
+            min_us: (!h.is_empty()).then(|| h.min()),
+            mean_us: (!h.is_empty()).then(|| (h.mean() * 10.0).round() / 10.0),
+            p50_us: q(0.5),
+            p90_us: q(0.9),
+            p99_us: q(0.99),
+            p999_us: q(0.999),
+            max_us: (!h.is_empty()).then(|| h.max()),
         }
-        format!(
-            "{{\"count\":{},\"min_us\":{},\"mean_us\":{:.1},\"p50_us\":{},\"p90_us\":{},\"p99_us\":{},\"p999_us\":{},\"max_us\":{}}}",
-            h.len(),
-            h.min(),
-            h.mean(),
-            h.value_at_quantile(0.5),
-            h.value_at_quantile(0.9),
-            h.value_at_quantile(0.99),
-            h.value_at_quantile(0.999),
-            h.max()
-        )
     }
+}
+
+/// One histogram in the JSON report, microseconds.
+#[derive(Debug, serde::Serialize)]
+pub struct HistogramReport {
+    pub count: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min_us: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mean_us: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub p50_us: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub p90_us: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub p99_us: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub p999_us: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_us: Option<u64>,
 }
 
 #[cfg(test)]
@@ -185,6 +203,7 @@ mod tests {
         assert_eq!(a.counters["frames"], 3);
         assert_eq!(a.total_errors(), 1);
         assert!(a.table().contains("frame_latency"));
-        assert!(a.histogram_json("ttfb").contains("\"count\":0"));
+        let empty = serde_json::to_string(&a.histogram_report("ttfb")).unwrap();
+        assert_eq!(empty, "{\"count\":0}");
     }
 }

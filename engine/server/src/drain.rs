@@ -382,23 +382,41 @@ pub fn render_prometheus(control: &Control, stats: &Stats, out: &mut String) {
 
 /// `GET /api/v1/summary`: the same figures as JSON.
 pub fn render_summary(control: &Control, stats: &Stats) -> String {
+    #[derive(serde::Serialize)]
+    struct Summary {
+        streams_live: u64,
+        publishers: u64,
+        viewers: Viewers,
+        connections_open: u64,
+        egress_bits_per_second: u64,
+        ingest_bits_per_second: u64,
+        draining: bool,
+        idle_seconds: u64,
+    }
+    #[derive(serde::Serialize)]
+    struct Viewers {
+        rtmp: u64,
+        flv: u64,
+        hls: u64,
+        total: u64,
+    }
     let a = activity(stats);
     let load = |v: &AtomicU64| v.load(Ordering::Relaxed);
-    format!(
-        "{{\"streams_live\":{},\"publishers\":{},\"viewers\":{{\"rtmp\":{},\"flv\":{},\"hls\":{},\"total\":{}}},\
-         \"connections_open\":{},\"egress_bits_per_second\":{},\"ingest_bits_per_second\":{},\"draining\":{},\"idle_seconds\":{}}}\n",
-        a.streams,
-        a.publishers,
-        a.rtmp_viewers,
-        a.flv_viewers,
-        a.hls_viewers,
-        a.viewers(),
-        stats.sum(|s| &s.connections_open),
-        load(&control.egress_bps),
-        load(&control.ingest_bps),
-        control.is_draining(),
-        load(&control.idle_seconds)
-    )
+    crate::stats::json_line(&Summary {
+        streams_live: a.streams,
+        publishers: a.publishers,
+        viewers: Viewers {
+            rtmp: a.rtmp_viewers,
+            flv: a.flv_viewers,
+            hls: a.hls_viewers,
+            total: a.viewers(),
+        },
+        connections_open: stats.sum(|s| &s.connections_open),
+        egress_bits_per_second: load(&control.egress_bps),
+        ingest_bits_per_second: load(&control.ingest_bps),
+        draining: control.is_draining(),
+        idle_seconds: load(&control.idle_seconds),
+    })
 }
 
 #[cfg(test)]

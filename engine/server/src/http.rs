@@ -12,16 +12,16 @@ use edge_core::StreamKey;
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 use tracing::{debug, info};
 
-use crate::access::{self, Ask, Denial};
+use crate::access::{self, Ask};
 use crate::conn::Conn;
 use crate::contain;
 use crate::outlet::{finish, write_bufs, Close, Outlet, Wire};
 use crate::pulled::{self, Served};
+use crate::routes::{self, NodeView};
 use crate::shard::Shard;
 use crate::stats::{Counter, Protocol};
 
 const READ_BUF: usize = 4 * 1024;
-const HTML: &str = "text/html; charset=utf-8";
 
 /// Counts a connection in `edge_hls_viewers`, and as a viewer of the stream whose playlist
 /// it fetched first, until it closes.
@@ -87,7 +87,8 @@ pub async fn serve(
                             hls,
                         };
                         if let Err(denial) = access::authorize(&shard, &ask).await {
-                            let refusal = denial_response(&denial, &req);
+                            let refusal =
+                                routes::denial(denial.status(), &denial.to_string(), &req);
                             if write_counted(&shard, &mut stream, refusal).await.is_err()
                                 || !req.keep_alive
                             {
@@ -223,9 +224,13 @@ pub async fn serve(
                         }
                         _ => {}
                     }
-                    let (response, keep_alive) = respond(&shard, &req);
-                    let written = send_response(&shard, &mut stream, response).await;
-                    if written.is_err() || !keep_alive {
+                    let reply = routes::respond(&req, &*shard);
+                    if reply.drain {
+                        shard.stats.control.request_drain();
+                        info!(shard = %shard.id, "drain requested");
+                    }
+                    let written = send_response(&shard, &mut stream, reply.pieces).await;
+                    if written.is_err() || !reply.keep_alive {
                         return;
                     }
                 }
@@ -261,23 +266,6 @@ fn play_target<'a>(req: &Request, route: &'a Route) -> Option<(&'a StreamKey, bo
         Route::Flv(key) => Some((key, false)),
         Route::Playlist(key) | Route::Segment(key, _) => Some((key, true)),
         _ => None,
-    }
-}
-
-/// 403, 410 or 503 with the reason in the body (never the token).
-fn denial_response(denial: &Denial, req: &Request) -> Vec<Bytes> {
-    let body = format!("{denial}\n");
-    let head = http::response_head(
-        denial.status(),
-        "text/plain",
-        Some(body.len()),
-        "no-store",
-        req.keep_alive,
-    );
-    if req.method == Method::Head {
-        vec![head]
-    } else {
-        vec![head, Bytes::from(body)]
     }
 }
 
@@ -353,208 +341,6 @@ fn error_response(e: &HttpError) -> Bytes {
     Bytes::from(out)
 }
 
-/// Builds the response to a non-streaming request (head, then body pieces that are shared,
-/// not copied), and whether to keep the connection.
-fn respond(shard: &Shard, req: &Request) -> (Vec<Bytes>, bool) {
-    let keep_alive = req.keep_alive;
-    let head_only = req.method == Method::Head;
-    let reply = |status: u16, ctype: &str, cache: &str, body: Bytes| {
-        let head = http::response_head(status, ctype, Some(body.len()), cache, keep_alive);
-        if head_only || body.is_empty() {
-            vec![head]
-        } else {
-            vec![head, body]
-        }
-    };
-    let simple = |status: u16, ctype: &str, cache: &str, body: String| {
-        reply(status, ctype, cache, Bytes::from(body))
-    };
-    // A 200 with a body that is shared, not copied (a page, a player library).
-    let shared = |ctype: &str, body: &Bytes, cache: &str| reply(200, ctype, cache, body.clone());
-    let route = Route::parse(&req.path);
-    let response = match (req.method, route) {
-        (Method::Options, _) => simple(204, "", "no-cache", String::new()),
-        (Method::Get | Method::Head, Route::Health) => simple(
-            200,
-            "application/json",
-            "no-cache",
-            shard.stats.render_health(),
-        ),
-        (Method::Get | Method::Head, Route::Streams) => simple(
-            200,
-            "application/json",
-            "no-cache",
-            shard.stats.render_streams(),
-        ),
-        (Method::Get | Method::Head, Route::Cluster) => match shard.stats.registry.get() {
-            Some(r) => simple(
-                200,
-                "application/json",
-                "no-cache",
-                r.cluster_json
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .clone(),
-            ),
-            None => simple(
-                404,
-                "text/plain",
-                "no-cache",
-                "no cluster: start with --registry\n".into(),
-            ),
-        },
-        (Method::Get | Method::Head, Route::Metrics) => simple(
-            200,
-            "text/plain; version=0.0.4",
-            "no-cache",
-            shard.stats.render_prometheus(),
-        ),
-        (Method::Get | Method::Head, Route::Playlist(key)) => match shard.hls(&key) {
-            Some(hls) => {
-                // Under token or hook play, segment URIs carry the viewer's query (players
-                // drop the playlist's query when they resolve relative URIs); the pieces are
-                // the shared playlist's, with the one query between them.
-                let suffix = match &req.query {
-                    Some(q)
-                        if !q.is_empty()
-                            && shard.config.access.policy.play.mode(key.app()) != Mode::None =>
-                    {
-                        Some(Bytes::from(format!("?{q}")))
-                    }
-                    _ => None,
-                };
-                let len = suffix
-                    .as_ref()
-                    .map_or(hls.playlist.len(), |s| hls.playlist_len_with(s.len()));
-                // Short enough that a player never sees a playlist older than half a target;
-                // private when it carries a viewer's token.
-                let cache = match suffix {
-                    Some(_) => format!("private, max-age={}", hls.target_duration_s / 2),
-                    None => format!("max-age={}", hls.target_duration_s / 2),
-                };
-                let head = http::response_head(
-                    200,
-                    "application/vnd.apple.mpegurl",
-                    Some(len),
-                    &cache,
-                    keep_alive,
-                );
-                let mut out = vec![head];
-                if !head_only {
-                    match &suffix {
-                        Some(s) => out.extend(hls.playlist_with(s)),
-                        None => out.push(hls.playlist.clone()),
-                    }
-                }
-                out
-            }
-            None => simple(404, "text/plain", "no-cache", "no such stream\n".into()),
-        },
-        (Method::Get | Method::Head, Route::Segment(key, seq)) => {
-            match shard
-                .hls(&key)
-                .as_ref()
-                .and_then(|h| h.segment(seq).cloned())
-            {
-                Some(seg) => {
-                    let head = http::response_head(
-                        200,
-                        "video/mp2t",
-                        Some(seg.len),
-                        "public, max-age=86400, immutable",
-                        keep_alive,
-                    );
-                    let mut out = Vec::with_capacity(1 + seg.pieces.len());
-                    out.push(head);
-                    if !head_only {
-                        out.extend(seg.pieces.iter().cloned());
-                    }
-                    out
-                }
-                None => simple(404, "text/plain", "no-cache", "no such segment\n".into()),
-            }
-        }
-        // HTTP-FLV is sent chunked, which HTTP/1.0 does not have.
-        (Method::Get, Route::Flv(_)) => simple(
-            505,
-            "text/plain",
-            "no-cache",
-            "HTTP-FLV needs HTTP/1.1\n".into(),
-        ),
-        // HEAD of a live FLV stream: the head a GET would get, no body.
-        (Method::Head, Route::Flv(_)) => return (vec![http::flv_response_head()], false),
-        (Method::Get | Method::Head, Route::Ready) if shard.stats.control.is_draining() => {
-            simple(503, "text/plain", "no-cache", "draining\n".into())
-        }
-        (Method::Get | Method::Head, Route::Ready) => {
-            simple(200, "text/plain", "no-cache", "ready\n".into())
-        }
-        (Method::Get | Method::Head, Route::Summary) => simple(
-            200,
-            "application/json",
-            "no-cache",
-            crate::drain::render_summary(&shard.stats.control, &shard.stats),
-        ),
-        (Method::Post, Route::Drain) => match &shard.config.admin_token {
-            None => simple(
-                403,
-                "text/plain",
-                "no-cache",
-                "no --admin-token is set: drain with SIGTERM\n".into(),
-            ),
-            Some(token) if bearer_matches(req.bearer.as_deref(), token) => {
-                shard.stats.control.request_drain();
-                info!(shard = %shard.id, "drain requested");
-                simple(202, "text/plain", "no-cache", "draining\n".into())
-            }
-            Some(_) => simple(
-                401,
-                "text/plain",
-                "no-cache",
-                "Authorization: Bearer <--admin-token> required\n".into(),
-            ),
-        },
-        (Method::Get | Method::Head, Route::Console) => {
-            shared(HTML, &shard.config.player.console, "max-age=60")
-        }
-        (Method::Get | Method::Head, Route::Player) => {
-            shared(HTML, &shard.config.player.player, "max-age=60")
-        }
-        (Method::Get | Method::Head, Route::PlayerAsset(lib)) => {
-            match shard.config.player.lib(lib) {
-                Some(body) => shared(
-                    "text/javascript; charset=utf-8",
-                    body,
-                    "public, max-age=3600",
-                ),
-                None => simple(
-                    404,
-                    "text/plain",
-                    "no-cache",
-                    "no local player libraries: start with --player-assets DIR\n".into(),
-                ),
-            }
-        }
-        (Method::Get | Method::Head, _) => {
-            simple(404, "text/plain", "no-cache", "not found\n".into())
-        }
-        (Method::Other | Method::Post, _) => {
-            simple(405, "text/plain", "no-cache", "method not allowed\n".into())
-        }
-    };
-    (response, keep_alive)
-}
-
-/// Compares the presented token with the admin token in time independent of where they
-/// differ.
-fn bearer_matches(given: Option<&str>, token: &str) -> bool {
-    let Some(given) = given else {
-        return false;
-    };
-    let (a, b) = (given.as_bytes(), token.as_bytes());
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |d, (x, y)| d | (x ^ y)) == 0
-}
-
 /// An HTTP-FLV viewer, as its hooks are told about it.
 struct FlvViewer {
     key: StreamKey,
@@ -603,4 +389,50 @@ async fn serve_flv(shard: Rc<Shard>, stream: Conn, fd: std::os::fd::RawFd, viewe
     };
     access::notify(&shard, HookEvent::OnStop, &ask);
     debug!(shard = %shard.id, %key, conn = id, "flv viewer left");
+}
+
+/// The node as routes see it: read-only, from this shard.
+impl NodeView for Shard {
+    fn hls(&self, key: &StreamKey) -> Option<std::sync::Arc<edge_core::hls::HlsSnapshot>> {
+        Shard::hls(self, key)
+    }
+    fn play_mode(&self, app: &str) -> Mode {
+        self.config.access.policy.play.mode(app)
+    }
+    fn health_json(&self) -> String {
+        self.stats.render_health()
+    }
+    fn streams_json(&self) -> String {
+        self.stats.render_streams()
+    }
+    fn metrics_text(&self) -> String {
+        self.stats.render_prometheus()
+    }
+    fn summary_json(&self) -> String {
+        crate::drain::render_summary(&self.stats.control, &self.stats)
+    }
+    fn cluster_json(&self) -> Option<String> {
+        let r = self.stats.registry.get()?;
+        Some(
+            r.cluster_json
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
+        )
+    }
+    fn draining(&self) -> bool {
+        self.stats.control.is_draining()
+    }
+    fn admin_token(&self) -> Option<&str> {
+        self.config.admin_token.as_deref()
+    }
+    fn console_page(&self) -> Bytes {
+        self.config.player.console.clone()
+    }
+    fn player_page(&self) -> Bytes {
+        self.config.player.player.clone()
+    }
+    fn player_lib(&self, lib: edge_core::http::PlayerLib) -> Option<Bytes> {
+        self.config.player.lib(lib).cloned()
+    }
 }

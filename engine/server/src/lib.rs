@@ -30,6 +30,7 @@ pub mod player;
 pub mod predecessor;
 pub mod pulled;
 pub mod registry;
+pub mod routes;
 pub mod rtmp;
 pub mod shard;
 pub mod sign;

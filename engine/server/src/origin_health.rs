@@ -41,23 +41,14 @@ impl OriginHealth {
         }
     }
 
-    /// The origin as `/healthz` shows it: `{"url", "reachable", "checked_ms_ago", "error"}`,
-    /// `reachable` null until the first attempt ends.
-    pub fn render(&self) -> String {
+    /// The origin as `/healthz` shows it.
+    fn report(&self) -> OriginReport<'_> {
         let last = self.last.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        let url = edge_core::json::string(&self.url);
-        match last {
-            None => format!(
-                "{{\"url\":{url},\"reachable\":null,\"checked_ms_ago\":null,\"error\":null}}"
-            ),
-            Some(p) => format!(
-                "{{\"url\":{url},\"reachable\":{},\"checked_ms_ago\":{},\"error\":{}}}",
-                p.error.is_none(),
-                p.at.elapsed().as_millis(),
-                p.error
-                    .as_deref()
-                    .map_or_else(|| "null".to_string(), edge_core::json::string),
-            ),
+        OriginReport {
+            url: &self.url,
+            reachable: last.as_ref().map(|p| p.error.is_none()),
+            checked_ms_ago: last.as_ref().map(|p| p.at.elapsed().as_millis() as u64),
+            error: last.and_then(|p| p.error),
         }
     }
 
@@ -86,6 +77,22 @@ impl OriginHealth {
     }
 }
 
+/// One origin in `/healthz`: `reachable` and `checked_ms_ago` are null until the first
+/// attempt ends.
+#[derive(serde::Serialize)]
+struct OriginReport<'a> {
+    url: &'a str,
+    reachable: Option<bool>,
+    checked_ms_ago: Option<u64>,
+    error: Option<String>,
+}
+
+impl serde::Serialize for OriginHealth {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.report().serialize(s)
+    }
+}
+
 /// Starts the prober thread for `origins` (nothing when there are none).
 pub fn start(origins: Arc<[OriginHealth]>) -> std::io::Result<()> {
     if origins.is_empty() {
@@ -111,16 +118,17 @@ mod tests {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = l.local_addr().unwrap().port();
         let up = OriginHealth::new("rtmp://127.0.0.1/live".into(), "127.0.0.1".into(), port);
-        assert!(up.render().contains("\"reachable\":null"));
+        let render = |o: &OriginHealth| serde_json::to_string(o).unwrap();
+        assert!(render(&up).contains("\"reachable\":null"));
         up.probe();
         assert!(
-            up.render().contains("\"reachable\":true"),
+            render(&up).contains("\"reachable\":true"),
             "{}",
-            up.render()
+            render(&up)
         );
         drop(l);
         up.probe();
-        let text = up.render();
+        let text = render(&up);
         assert!(text.contains("\"reachable\":false"), "{text}");
         assert!(text.contains("connecting to 127.0.0.1:"), "{text}");
         let nowhere = OriginHealth::new(
@@ -129,6 +137,6 @@ mod tests {
             1935,
         );
         nowhere.probe();
-        assert!(nowhere.render().contains("resolving no such host"));
+        assert!(render(&nowhere).contains("resolving no such host"));
     }
 }

@@ -446,62 +446,96 @@ impl Driver {
     fn render_cluster(&mut self, now: u64) {
         self.cluster_dirty = false;
         self.rendered_at = now;
-        use edge_core::json::string as js;
         let mut nodes: Vec<&NodeRecord> = self.view.nodes().collect();
         nodes.sort_by(|a, b| a.id.cmp(&b.id));
         let age = now.saturating_sub(self.view.nodes_at_ms);
-        let nodes: Vec<String> = nodes
+        let nodes: Vec<ClusterNode<'_>> = nodes
             .iter()
-            .map(|n| {
-                format!(
-                    "{{\"id\":{},\"role\":\"{}\",\"rtmp\":{},\"http\":{},\"streams\":{},\
-                     \"viewers\":{{\"rtmp\":{},\"flv\":{},\"hls\":{}}},\"egress_bps\":{},\
-                     \"draining\":{},\"seen_ms_ago\":{age}}}",
-                    js(&n.id),
-                    match n.role {
-                        edge_core::cluster::Role::Origin => "origin",
-                        edge_core::cluster::Role::Edge => "edge",
-                    },
-                    js(&n.rtmp),
-                    js(&n.http),
-                    n.load.streams,
-                    n.load.rtmp_viewers,
-                    n.load.flv_viewers,
-                    n.load.hls_viewers,
-                    n.load.egress_bps,
-                    n.load.draining
-                )
+            .map(|n| ClusterNode {
+                id: &n.id,
+                role: n.role.as_str(),
+                rtmp: &n.rtmp,
+                http: &n.http,
+                streams: n.load.streams,
+                viewers: crate::stats::ViewerCounts {
+                    rtmp: n.load.rtmp_viewers,
+                    flv: n.load.flv_viewers,
+                    hls: n.load.hls_viewers,
+                },
+                egress_bps: n.load.egress_bps,
+                draining: n.load.draining,
+                seen_ms_ago: age,
             })
             .collect();
-        let mut streams: Vec<(&StreamKey, &str, bool)> = self.view.streams().collect();
-        streams.sort();
-        let listed: std::collections::HashSet<&StreamKey> = streams.iter().map(|s| s.0).collect();
-        self.first_seen.retain(|k, _| listed.contains(k));
-        let mut items = Vec::new();
-        for (k, node, node_live) in streams {
+        let mut listed: Vec<(&StreamKey, &str, bool)> = self.view.streams().collect();
+        listed.sort();
+        let keys: std::collections::HashSet<&StreamKey> = listed.iter().map(|s| s.0).collect();
+        self.first_seen.retain(|k, _| keys.contains(k));
+        let mut streams = Vec::new();
+        for (k, node, node_live) in listed {
             let since = *self.first_seen.entry(k.clone()).or_insert(now);
-            items.push(format!(
-                "{{\"stream\":{},\"node\":{},\"node_live\":{node_live},\"age_ms\":{}}}",
-                js(k.as_str()),
-                js(node),
-                now - since
-            ));
+            streams.push(ClusterStream {
+                stream: k.as_str(),
+                node,
+                node_live,
+                age_ms: now - since,
+            });
         }
-        let json = format!(
-            "{{\"node\":{},\"registry\":{{\"reachable\":{},\"host\":{},\"port\":{}}},\"nodes\":[{}],\"streams\":[{}]}}\n",
-            js(self.session.me()),
-            self.view.reachable(),
-            js(&self.host),
-            self.port,
-            nodes.join(","),
-            items.join(",")
-        );
+        let json = crate::stats::json_line(&Cluster {
+            node: self.session.me(),
+            registry: RegistryReport {
+                reachable: self.view.reachable(),
+                host: &self.host,
+                port: self.port,
+            },
+            nodes,
+            streams,
+        });
         *self
             .status
             .cluster_json
             .lock()
             .unwrap_or_else(|e| e.into_inner()) = json;
     }
+}
+
+/// `GET /api/v1/cluster`.
+#[derive(serde::Serialize)]
+struct Cluster<'a> {
+    node: &'a str,
+    registry: RegistryReport<'a>,
+    nodes: Vec<ClusterNode<'a>>,
+    streams: Vec<ClusterStream<'a>>,
+}
+
+#[derive(serde::Serialize)]
+struct RegistryReport<'a> {
+    reachable: bool,
+    host: &'a str,
+    port: u16,
+}
+
+/// A live node, as its registry record says.
+#[derive(serde::Serialize)]
+struct ClusterNode<'a> {
+    id: &'a str,
+    role: &'static str,
+    rtmp: &'a str,
+    http: &'a str,
+    streams: u64,
+    viewers: crate::stats::ViewerCounts,
+    egress_bps: u64,
+    draining: bool,
+    seen_ms_ago: u64,
+}
+
+/// A stream and the node that holds it.
+#[derive(serde::Serialize)]
+struct ClusterStream<'a> {
+    stream: &'a str,
+    node: &'a str,
+    node_live: bool,
+    age_ms: u64,
 }
 
 /// Reads replies from one command connection until it ends.

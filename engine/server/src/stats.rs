@@ -334,60 +334,133 @@ impl StreamView {
         st.view = view;
     }
 
-    fn render(&self, viewers: [u64; 3]) -> String {
+    fn report(&self, viewers: [u64; 3]) -> StreamReport {
         let st = self.state.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        let link = |l: &Option<LinkView>, bytes: u64, since: u64| match l {
-            None => "null".to_string(),
-            Some(l) => format!(
-                "{{\"origin\":{},\"state\":\"{}\",\"bytes\":{bytes},\"since_unix_ms\":{since}}}",
-                edge_core::json::string(&l.origin.to_string()),
-                l.state.as_str(),
-            ),
+        let link = |l: &Option<LinkView>, bytes: &AtomicU64, since: u64| {
+            l.as_ref().map(|l| LinkReport {
+                origin: l.origin.to_string(),
+                state: l.state.as_str(),
+                bytes: bytes.load(Ordering::Relaxed),
+                since_unix_ms: since,
+            })
         };
-        format!(
-            "{{\"key\":{},\"owner_shard\":{},\"state\":\"{}\",\"source\":\"{}\",\
-             \"live_since_unix_ms\":{},\"ingest_bytes\":{},\
-             \"viewers\":{{\"rtmp\":{},\"flv\":{},\"hls\":{}}},\
-             \"upstream\":{},\"failovers\":{},\"forward\":{},\"hls_pull\":{}}}",
-            edge_core::json::string(self.key.as_str()),
-            self.shard,
-            st.view.phase.as_str(),
-            st.view.source.as_str(),
-            st.live_since_unix_ms,
-            self.published_bytes.load(Ordering::Relaxed)
+        let hls_pull = self
+            .hls_origin
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .map(|origin| HlsPullReport {
+                origin,
+                origin_bytes: self.upstream_bytes.load(Ordering::Relaxed),
+                origin_requests: self.hls_origin_requests.load(Ordering::Relaxed),
+                prefetches: self.hls_prefetches.load(Ordering::Relaxed),
+                origin_errors: self.hls_origin_errors.load(Ordering::Relaxed),
+            });
+        StreamReport {
+            key: self.key.as_str().to_string(),
+            owner_shard: self.shard.0,
+            state: st.view.phase.as_str(),
+            source: st.view.source.as_str(),
+            live_since_unix_ms: st.live_since_unix_ms,
+            ingest_bytes: self.published_bytes.load(Ordering::Relaxed)
                 + self.upstream_bytes.load(Ordering::Relaxed),
-            viewers[0],
-            viewers[1],
-            viewers[2],
-            link(
+            viewers: ViewerCounts {
+                rtmp: viewers[0],
+                flv: viewers[1],
+                hls: viewers[2],
+            },
+            upstream: link(
                 &st.view.upstream,
-                self.upstream_bytes.load(Ordering::Relaxed),
-                st.upstream_since_unix_ms
+                &self.upstream_bytes,
+                st.upstream_since_unix_ms,
             ),
-            st.view.failovers,
-            link(
+            failovers: st.view.failovers,
+            forward: link(
                 &st.view.forward,
-                self.forward_bytes.load(Ordering::Relaxed),
-                st.forward_since_unix_ms
+                &self.forward_bytes,
+                st.forward_since_unix_ms,
             ),
-            self.render_hls_pull(),
-        )
-    }
-
-    fn render_hls_pull(&self) -> String {
-        let origin = self.hls_origin.lock().unwrap_or_else(|e| e.into_inner());
-        match origin.as_deref() {
-            None => "null".to_string(),
-            Some(o) => format!(
-                "{{\"origin\":{},\"origin_bytes\":{},\"origin_requests\":{},\"prefetches\":{},\"origin_errors\":{}}}",
-                edge_core::json::string(o),
-                self.upstream_bytes.load(Ordering::Relaxed),
-                self.hls_origin_requests.load(Ordering::Relaxed),
-                self.hls_prefetches.load(Ordering::Relaxed),
-                self.hls_origin_errors.load(Ordering::Relaxed),
-            ),
+            hls_pull,
         }
     }
+}
+
+/// One stream in `/api/v1/streams`.
+#[derive(serde::Serialize)]
+struct StreamReport {
+    key: String,
+    owner_shard: usize,
+    state: &'static str,
+    source: &'static str,
+    live_since_unix_ms: u64,
+    /// Media from the publisher, or bytes from the pull.
+    ingest_bytes: u64,
+    viewers: ViewerCounts,
+    upstream: Option<LinkReport>,
+    failovers: u64,
+    forward: Option<LinkReport>,
+    hls_pull: Option<HlsPullReport>,
+}
+
+/// Viewers by protocol.
+#[derive(serde::Serialize)]
+pub struct ViewerCounts {
+    pub rtmp: u64,
+    pub flv: u64,
+    pub hls: u64,
+}
+
+/// An upstream link (a pull, or a forward).
+#[derive(serde::Serialize)]
+struct LinkReport {
+    origin: String,
+    state: &'static str,
+    bytes: u64,
+    since_unix_ms: u64,
+}
+
+/// A stream pulled from an HTTP origin.
+#[derive(serde::Serialize)]
+struct HlsPullReport {
+    origin: String,
+    origin_bytes: u64,
+    origin_requests: u64,
+    prefetches: u64,
+    origin_errors: u64,
+}
+
+/// `/healthz`.
+#[derive(serde::Serialize)]
+struct HealthReport<'a> {
+    status: &'static str,
+    shards: Vec<ShardReport>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    registry: Option<RegistryHealth>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    origins: Option<&'a [crate::origin_health::OriginHealth]>,
+}
+
+/// One shard in `/healthz`.
+#[derive(serde::Serialize)]
+struct ShardReport {
+    shard: usize,
+    cpu: Option<u64>,
+    busy_percent: u64,
+    driver: &'static str,
+    cache_backing: &'static str,
+    send_path: &'static str,
+}
+
+#[derive(serde::Serialize)]
+struct RegistryHealth {
+    reachable: bool,
+}
+
+/// A report as JSON, one line (what cannot fail to serialise: plain data).
+pub fn json_line(value: &impl serde::Serialize) -> String {
+    let mut s = serde_json::to_string(value).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
+    s.push('\n');
+    s
 }
 
 impl Stats {
@@ -471,11 +544,15 @@ impl Stats {
         }
         views.sort_by(|a, b| a.key.cmp(&b.key));
         let viewers = self.all_viewers();
-        let items: Vec<String> = views
+        let streams: Vec<StreamReport> = views
             .iter()
-            .map(|v| v.render(viewers.get(&v.key).copied().unwrap_or_default()))
+            .map(|v| v.report(viewers.get(&v.key).copied().unwrap_or_default()))
             .collect();
-        format!("{{\"streams\":[{}]}}\n", items.join(","))
+        #[derive(serde::Serialize)]
+        struct Streams {
+            streams: Vec<StreamReport>,
+        }
+        json_line(&Streams { streams })
     }
 
     /// One counter or gauge summed over the shards.
@@ -531,44 +608,32 @@ impl Stats {
 
     /// `/healthz` body.
     pub fn render_health(&self) -> String {
-        let shards: Vec<String> = self
+        let shards = self
             .shards
             .iter()
             .enumerate()
-            .map(|(i, s)| {
-                format!(
-                    "{{\"shard\":{i},\"cpu\":{},\"busy_percent\":{},\"driver\":\"{}\",\"cache_backing\":\"{}\",\"send_path\":\"{}\"}}",
-                    match s.cpu.load(Ordering::Relaxed) {
-                        u64::MAX => "null".to_string(),
-                        c => c.to_string(),
-                    },
-                    s.busy_percent.load(Ordering::Relaxed),
-                    driver_name(s.driver.load(Ordering::Relaxed)),
-                    backing_name(s.cache_backing.load(Ordering::Relaxed)),
-                    crate::zerocopy::send_path_name(s.send_path.load(Ordering::Relaxed))
-                )
+            .map(|(i, s)| ShardReport {
+                shard: i,
+                cpu: match s.cpu.load(Ordering::Relaxed) {
+                    u64::MAX => None,
+                    c => Some(c),
+                },
+                busy_percent: s.busy_percent.load(Ordering::Relaxed),
+                driver: driver_name(s.driver.load(Ordering::Relaxed)),
+                cache_backing: backing_name(s.cache_backing.load(Ordering::Relaxed)),
+                send_path: crate::zerocopy::send_path_name(s.send_path.load(Ordering::Relaxed)),
             })
             .collect();
-        let registry = match self.registry.get() {
-            Some(r) => format!(
-                ",\"registry\":{{\"reachable\":{}}}",
-                r.reachable.load(Ordering::Relaxed)
-            ),
-            None => String::new(),
-        };
-        // Each origin's reachability: the node stays alive (`status` is liveness), but an
-        // operator and a load balancer see that its upstream is gone.
-        let origins = match self.origins.get() {
-            Some(o) if !o.is_empty() => format!(
-                ",\"origins\":[{}]",
-                o.iter().map(|o| o.render()).collect::<Vec<_>>().join(",")
-            ),
-            _ => String::new(),
-        };
-        format!(
-            "{{\"status\":\"ok\",\"shards\":[{}]{registry}{origins}}}\n",
-            shards.join(",")
-        )
+        json_line(&HealthReport {
+            status: "ok",
+            shards,
+            registry: self.registry.get().map(|r| RegistryHealth {
+                reachable: r.reachable.load(Ordering::Relaxed),
+            }),
+            // Each origin's reachability: the node stays alive (`status` is liveness), but
+            // an operator and a load balancer see that its upstream is gone.
+            origins: self.origins.get().map(|o| &o[..]).filter(|o| !o.is_empty()),
+        })
     }
 }
 
