@@ -960,3 +960,56 @@ fn h264_with_mp3_audio_is_served_over_hls_with_both_tracks() {
     );
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// A publisher faster than its owner shard drains (the smallest mesh channels, 16 slots;
+/// four ffmpeg publishers at 20× real time) waits for room in its channel and is woken by
+/// the drain that makes it (the mesh's space bell), not by a timer: every publisher ends, and
+/// each stream's HLS, muxed on its owner shard from what arrived, holds every picture and
+/// audio frame of the source. (Viewers on other shards may skip frames by design when their
+/// updates overflow, resynchronised at the next keyframe; the publisher path drops nothing.)
+#[test]
+fn publishers_wait_for_room_in_the_mesh_and_lose_nothing() {
+    let engine = Engine::start(&[
+        "--cores",
+        "2",
+        "--mesh-queue-len",
+        "16",
+        "--republish-grace-ms",
+        "300",
+    ]);
+    let source = probe_packets(fixture(FIXTURE).to_str().unwrap());
+    let count =
+        |packets: &[ProbePacket], stream: u32| packets.iter().filter(|p| p.0 == stream).count();
+    let names: Vec<String> = (0..4).map(|i| format!("fast{i}")).collect();
+    let publishers: Vec<_> = names
+        .iter()
+        .map(|n| {
+            KillOnDrop(ffmpeg_publish(
+                &fixture(FIXTURE),
+                &engine.rtmp_url(&format!("live/{n}")),
+                &["-readrate", "20"],
+            ))
+        })
+        .collect();
+    for mut p in publishers {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while p.0.try_wait().unwrap().is_none() {
+            assert!(std::time::Instant::now() < deadline, "a publisher stalled");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    for n in &names {
+        let path = format!("/live/{n}.m3u8");
+        eventually("EXT-X-ENDLIST", Duration::from_secs(30), || {
+            String::from_utf8_lossy(&http_get(engine.http, &path).body).contains("#EXT-X-ENDLIST")
+        });
+        let hls = probe_packets(&engine.http_url(&path[1..]));
+        for stream in [0, 1] {
+            assert_eq!(
+                count(&hls, stream),
+                count(&source, stream),
+                "{n}: stream {stream}"
+            );
+        }
+    }
+}

@@ -4,6 +4,11 @@
 //! A sender pushes into `inbox[to].from[me]` (a crossbeam `ArrayQueue`) and rings the doorbell
 //! only when the receiver was idle, so a busy shard pays no wake-up syscalls. Overflow never
 //! blocks a sender; each message kind's policy is applied by the caller (see [`MeshMsg`]).
+//!
+//! A sender that must wait for room (a publisher's media, control messages in the outbox)
+//! marks its channel ([`Mesh::wait_for_space`]); the receiver that drains a marked channel
+//! rings the sender shard's space bell ([`Mesh::poll_space`]), so the wait ends on the event,
+//! not on a timer.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -122,11 +127,20 @@ struct Inbox {
     doorbell: AtomicWaker,
     /// Set by senders, cleared by the receiver before it drains.
     pending: AtomicBool,
+    /// Per source: a sender waits for room in that channel.
+    waiting: Box<[AtomicBool]>,
+}
+
+/// A sending shard's bell: some channel it waits on has room again.
+struct SpaceBell {
+    waker: AtomicWaker,
+    rung: AtomicBool,
 }
 
 /// All channels of the machine. Shared by every shard behind an `Arc`.
 pub struct Mesh {
     inboxes: Box<[Inbox]>,
+    space: Box<[SpaceBell]>,
     shutdown: AtomicBool,
 }
 
@@ -137,11 +151,39 @@ impl Mesh {
                 from: (0..shards).map(|_| ArrayQueue::new(capacity)).collect(),
                 doorbell: AtomicWaker::new(),
                 pending: AtomicBool::new(false),
+                waiting: (0..shards).map(|_| AtomicBool::new(false)).collect(),
+            })
+            .collect();
+        let space = (0..shards)
+            .map(|_| SpaceBell {
+                waker: AtomicWaker::new(),
+                rung: AtomicBool::new(false),
             })
             .collect();
         Self {
             inboxes,
+            space,
             shutdown: AtomicBool::new(false),
+        }
+    }
+
+    /// Shard `from` waits for room in its channel to `to`: the receiver will ring `from`'s
+    /// space bell when it next drains it. Returns whether there is room already (then retry
+    /// at once: the bell may not ring).
+    pub fn wait_for_space(&self, from: ShardId, to: ShardId) -> bool {
+        let inbox = &self.inboxes[to.0];
+        inbox.waiting[from.0].store(true, Ordering::Release);
+        !inbox.from[from.0].is_full()
+    }
+
+    /// Waits until a channel shard `me` waits on has room (or shutdown was requested).
+    pub fn poll_space(&self, me: ShardId, cx: &mut Context<'_>) -> Poll<()> {
+        let bell = &self.space[me.0];
+        bell.waker.register(cx.waker());
+        if bell.rung.swap(false, Ordering::AcqRel) || self.shutdown.load(Ordering::Acquire) {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
         }
     }
 
@@ -172,11 +214,20 @@ impl Mesh {
         inbox.pending.store(false, Ordering::Release);
         let mut left_over = false;
         for (src, q) in inbox.from.iter().enumerate() {
+            let mut took = false;
             for _ in 0..max {
                 match q.pop() {
-                    Some(m) => f(ShardId(src), m),
+                    Some(m) => {
+                        took = true;
+                        f(ShardId(src), m)
+                    }
                     None => break,
                 }
+            }
+            if took && inbox.waiting[src].swap(false, Ordering::AcqRel) {
+                let bell = &self.space[src];
+                bell.rung.store(true, Ordering::Release);
+                bell.waker.wake();
             }
             left_over |= !q.is_empty();
         }
@@ -190,6 +241,9 @@ impl Mesh {
         self.shutdown.store(true, Ordering::Release);
         for inbox in self.inboxes.iter() {
             inbox.doorbell.wake();
+        }
+        for bell in self.space.iter() {
+            bell.waker.wake();
         }
     }
 
@@ -253,5 +307,31 @@ mod tests {
         );
         mesh.drain(ShardId(1), 10, |_, _| {});
         assert!(mesh.poll_ready(ShardId(1), &mut cx).is_pending());
+    }
+
+    /// A sender that waits for room is woken by the drain that makes it, not by a timer;
+    /// a drain of a channel nobody waits on rings nothing.
+    #[test]
+    fn a_full_channel_rings_its_waiting_sender_when_drained() {
+        let mesh = Mesh::new(2, 4);
+        let flag = Arc::new(Flag(AtomicBool::new(false)));
+        let waker = std::task::Waker::from(flag.clone());
+        let mut cx = Context::from_waker(&waker);
+        for i in 0..4 {
+            mesh.try_send(ShardId(0), ShardId(1), unsub(i)).unwrap();
+        }
+        assert!(!mesh.wait_for_space(ShardId(0), ShardId(1)), "full");
+        assert!(mesh.poll_space(ShardId(0), &mut cx).is_pending());
+        mesh.drain(ShardId(1), 1, |_, _| {});
+        assert!(
+            flag.0.load(Ordering::SeqCst),
+            "the drain rang the sender's bell"
+        );
+        assert!(mesh.poll_space(ShardId(0), &mut cx).is_ready());
+        assert!(mesh.try_send(ShardId(0), ShardId(1), unsub(9)).is_ok());
+        flag.0.store(false, Ordering::SeqCst);
+        assert!(mesh.poll_space(ShardId(0), &mut cx).is_pending());
+        mesh.drain(ShardId(1), 10, |_, _| {});
+        assert!(!flag.0.load(Ordering::SeqCst), "nobody waited");
     }
 }

@@ -138,6 +138,9 @@ pub struct Shard {
     links: RefCell<HashMap<LinkId, LinkTask>>,
     pending_publish: RefCell<HashMap<PublisherId, Rc<Reply>>>,
     outbox: RefCell<VecDeque<(ShardId, MeshMsg)>>,
+    /// Tasks here that wait for room in a mesh channel (publishers' media), woken when the
+    /// dispatcher hears the mesh's space bell.
+    space_waiters: RefCell<Vec<Waker>>,
     /// This shard's segment memory (segments of the streams it owns).
     arena: Arc<Arena>,
     /// HLS state of every stream on the machine, as last announced by its owner: requests
@@ -279,6 +282,7 @@ impl Shard {
             links: RefCell::new(HashMap::new()),
             pending_publish: RefCell::new(HashMap::new()),
             outbox: RefCell::new(VecDeque::new()),
+            space_waiters: RefCell::new(Vec::new()),
             arena,
             hls: RefCell::new(HlsCatalog::new(linger_ms)),
             hls_waiters: RefCell::new(HashMap::new()),
@@ -392,33 +396,60 @@ impl Shard {
     }
 
     /// Sends publisher media to the owner, waiting while the channel is full: the publisher
-    /// is pushed back over TCP instead of anything being dropped.
+    /// is pushed back over TCP instead of anything being dropped. The wait ends when the
+    /// owner drains the channel (the dispatcher hears the mesh's space bell).
     pub async fn send_media(&self, to: ShardId, mut msg: MeshMsg) {
         loop {
             match self.mesh.try_send(self.id, to, msg) {
                 Ok(()) => return,
-                Err(m) => {
-                    msg = m;
-                    monoio::time::sleep(Duration::from_millis(1)).await;
-                }
+                Err(m) => msg = m,
             }
+            if self.mesh.is_shutting_down() {
+                // Nobody drains any more: the message goes with the process.
+                return;
+            }
+            if self.mesh.wait_for_space(self.id, to) {
+                continue;
+            }
+            let mut registered = false;
+            poll_fn(|cx| {
+                if registered {
+                    return std::task::Poll::Ready(());
+                }
+                registered = true;
+                self.space_waiters.borrow_mut().push(cx.waker().clone());
+                std::task::Poll::Pending
+            })
+            .await;
         }
     }
 
-    /// Receives mesh messages until shutdown.
+    /// Receives mesh messages until shutdown; also wakes this shard's tasks that wait for room
+    /// in a channel, and sends the outbox on, when a receiver has drained.
     pub async fn run_dispatcher(self: Rc<Self>) {
         loop {
-            let outbox_waiting = !self.outbox.borrow().is_empty();
-            if outbox_waiting {
-                monoio::select! {
-                    _ = poll_fn(|cx| self.mesh.poll_ready(self.id, cx)) => {}
-                    _ = monoio::time::sleep(Duration::from_millis(2)) => {}
-                }
-            } else {
-                poll_fn(|cx| self.mesh.poll_ready(self.id, cx)).await;
+            let head = self.outbox.borrow().front().map(|(to, _)| *to);
+            let room = head.is_some_and(|to| self.mesh.wait_for_space(self.id, to));
+            if !room {
+                poll_fn(|cx| {
+                    let ready = self.mesh.poll_ready(self.id, cx);
+                    let space = self.mesh.poll_space(self.id, cx);
+                    if ready.is_ready() || space.is_ready() {
+                        std::task::Poll::Ready(())
+                    } else {
+                        std::task::Poll::Pending
+                    }
+                })
+                .await;
             }
             if self.mesh.is_shutting_down() {
+                for w in self.space_waiters.take() {
+                    w.wake();
+                }
                 return;
+            }
+            for w in self.space_waiters.take() {
+                w.wake();
             }
             self.flush_outbox();
             let mut batch = Vec::new();
