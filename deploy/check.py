@@ -5,6 +5,7 @@ covers the drain the engine is given. Usage: deploy/check.py DEPLOY_DIR. Exits 1
 reasons on failure."""
 import re
 import sys
+import tomllib
 from pathlib import Path
 
 import yaml
@@ -26,15 +27,20 @@ def docs(path):
     return [d for d in yaml.safe_load_all(path.read_text()) if d]
 
 
-def drain_seconds(args):
-    """accept window plus timeout, in seconds, from the engine's arguments."""
-    accept_ms, timeout_s = 2000, 300
-    for a in args:
-        m = re.fullmatch(r"--drain-accept-ms=(\d+)", a)
-        accept_ms = int(m.group(1)) if m else accept_ms
-        m = re.fullmatch(r"--drain-timeout-s=(\d+)", a)
-        timeout_s = int(m.group(1)) if m else timeout_s
-    return accept_ms / 1000 + timeout_s
+def drain_seconds(args, env=(), conf=None):
+    """accept window plus timeout, in seconds, from the engine's settings: the config file's
+    keys, then EDGE_ variables, then flags (the engine's precedence)."""
+    values = {"drain_accept_ms": 2000, "drain_timeout_s": 300}
+    for key in values:
+        if conf and key in conf:
+            values[key] = int(conf[key])
+        for e in env:
+            if e.get("name") == "EDGE_" + key.upper() and "value" in e:
+                values[key] = int(e["value"])
+        for a in args:
+            m = re.fullmatch("--" + key.replace("_", "-") + r"=(\d+)", a)
+            values[key] = int(m.group(1)) if m else values[key]
+    return values["drain_accept_ms"] / 1000 + values["drain_timeout_s"]
 
 
 def main(root):
@@ -49,7 +55,7 @@ def main(root):
                 pod = d["spec"]["template"]["spec"]
                 for c in pod["containers"]:
                     if c.get("image", "").startswith("edge-engine"):
-                        need = drain_seconds(c.get("args", []))
+                        need = drain_seconds(c.get("args", []), c.get("env", []))
                         grace = pod.get("terminationGracePeriodSeconds", 30)
                         if grace < need:
                             errors.append(f"{f.name} {name}: terminationGracePeriodSeconds "
@@ -89,7 +95,8 @@ def main(root):
                 errors.append(f"{where}: the query reads no edge_ series")
     unit = (root / "systemd" / "edge-engine.service").read_text()
     stop = re.search(r"^TimeoutStopSec=(\d+)$", unit, re.M)
-    if not stop or int(stop.group(1)) < drain_seconds([]):
+    conf = tomllib.loads((root / "edge-engine.toml").read_text())
+    if not stop or int(stop.group(1)) < drain_seconds([], conf=conf):
         errors.append("edge-engine.service: TimeoutStopSec does not cover the drain")
     for line in ("KillSignal=SIGTERM", "LimitNOFILE=", "LimitMEMLOCK=", "ExecReload=",
                  "NoNewPrivileges=yes", "ProtectSystem=strict"):

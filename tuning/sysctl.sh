@@ -38,7 +38,8 @@ if [ "$MODE" = revert ]; then
 fi
 if [ -n "$config" ]; then
     [ -r "$config" ] || die "--config $config: not readable"
-    # `rtmp = "0.0.0.0:1935"` (or rtmp_s, with or without quotes): the port after the last colon.
+    # The TOML config's top-level `rtmp = "0.0.0.0:1935"` (and rtmps, http, https): the port
+    # after the last colon.
     from_file=$(sed -nE 's/^[[:space:]]*(rtmps?|https?)[[:space:]]*=[[:space:]]*"?[^"#]*:([0-9]+)"?.*/\2/p' "$config" | paste -sd, -)
     ports=${ports}${from_file:+,$from_file}
 fi

@@ -63,9 +63,164 @@ fn the_systemd_unit_verifies_and_its_configuration_is_valid() {
     // The example configuration the unit reads is one the engine takes.
     let (ok, text) = run(
         engine.to_str().unwrap(),
-        &["--config", "deploy/systemd/edge-engine.conf", "--check"],
+        &["--config", "deploy/edge-engine.toml", "--check"],
     );
     assert!(ok, "{text}");
+    assert!(text.contains("drain-timeout-s"), "{text}");
+}
+
+/// `edge-engine ARGS` in the repository root with `env` added; its success and output.
+fn engine_with_env(args: &[&str], env: &[(&str, &str)]) -> (bool, String) {
+    let out = Command::new(engine_bin())
+        .args(args)
+        .envs(env.iter().copied())
+        .current_dir(root())
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+fn temp_config(name: &str, text: &str) -> PathBuf {
+    let path = std::env::temp_dir().join(format!("edge-{name}-{}.toml", std::process::id()));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// The `--check` line of setting `name`, spaces squeezed.
+fn setting(report: &str, name: &str) -> String {
+    let line = report
+        .lines()
+        .find(|l| l.starts_with(&format!("{name} ")))
+        .unwrap_or_else(|| panic!("no {name} in {report}"));
+    line.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[test]
+fn settings_come_from_the_file_then_the_environment_then_the_flags() {
+    let path = temp_config(
+        "precedence",
+        "cores = 1
+play_wait_ms = 5
+hls_window = 3
+slow_viewer_ms = 7
+",
+    );
+    let (ok, text) = engine_with_env(
+        &[
+            "--config",
+            path.to_str().unwrap(),
+            "--check",
+            "--play-wait-ms",
+            "9",
+        ],
+        &[("EDGE_PLAY_WAIT_MS", "8"), ("EDGE_HLS_WINDOW", "4")],
+    );
+    assert!(ok, "{text}");
+    assert_eq!(
+        setting(&text, "play-wait-ms"),
+        "play-wait-ms = 9 command line"
+    );
+    assert_eq!(
+        setting(&text, "hls-window"),
+        "hls-window = 4 environment EDGE_HLS_WINDOW"
+    );
+    assert_eq!(
+        setting(&text, "slow-viewer-ms"),
+        "slow-viewer-ms = 7 file line 4"
+    );
+    assert_eq!(
+        setting(&text, "idle-timeout-ms"),
+        "idle-timeout-ms = 30000 default"
+    );
+    // The file itself from the environment, and repeatable settings comma-separated there.
+    let (ok, text) = engine_with_env(
+        &["--check"],
+        &[
+            ("EDGE_CONFIG", path.to_str().unwrap()),
+            ("EDGE_ORIGIN", "rtmp://a/live,rtmp://b/live"),
+        ],
+    );
+    assert!(ok, "{text}");
+    assert_eq!(setting(&text, "hls-window"), "hls-window = 3 file line 3");
+    assert_eq!(
+        setting(&text, "origin"),
+        "origin = rtmp://a/live, rtmp://b/live environment EDGE_ORIGIN"
+    );
+    // A bad value in the environment is refused, naming the setting.
+    let (ok, text) = engine_with_env(&["--check"], &[("EDGE_HLS_WINDOW", "many")]);
+    assert!(
+        !ok && text.contains("invalid value 'many' for '--hls-window <N>'"),
+        "{text}"
+    );
+    let _ = std::fs::remove_file(path);
+}
+
+#[test]
+fn a_config_error_names_the_file_line_and_key_and_the_old_form_converts() {
+    let path = temp_config(
+        "unknown",
+        "cores = 1
+
+[apps.live]
+hls_windows = 3
+",
+    );
+    let (ok, text) = engine_with_env(&["--config", path.to_str().unwrap(), "--check"], &[]);
+    let at = format!("{}:4: unknown field `hls_windows`", path.display());
+    assert!(!ok && text.contains(&at), "{text}");
+    let old = "# from an earlier release
+rtmp = 0.0.0.0:1935
+play_auth = token
+               play_auth = free=none
+token_key = 00ff
+";
+    std::fs::write(&path, old).unwrap();
+    let (ok, text) = engine_with_env(&["--config", path.to_str().unwrap(), "--check"], &[]);
+    assert!(!ok && text.contains("old `name = value` form"), "{text}");
+    assert!(text.contains("edge-engine convert-config"), "{text}");
+    let (ok, converted) = engine_with_env(&["convert-config", path.to_str().unwrap()], &[]);
+    assert!(ok, "{converted}");
+    std::fs::write(&path, &converted).unwrap();
+    let (ok, text) = engine_with_env(&["--config", path.to_str().unwrap(), "--check"], &[]);
+    assert!(ok, "{converted}\n{text}");
+    assert_eq!(
+        setting(&text, "play-auth"),
+        "play-auth = token, free=none file line 3"
+    );
+    let _ = std::fs::remove_file(path);
+}
+
+#[test]
+fn the_example_config_names_every_setting() {
+    let example = std::fs::read_to_string(root().join("deploy/edge-engine.toml")).unwrap();
+    let (_, help) = engine_with_env(&["--help"], &[]);
+    let mut missing = Vec::new();
+    for long in help
+        .lines()
+        .filter_map(|l| l.trim_start().strip_prefix("--"))
+        .filter_map(|l| l.split([' ', '=']).next())
+    {
+        if ["help", "version", "check", "config"].contains(&long) {
+            continue;
+        }
+        let key = long.replace('-', "_");
+        let listed = example.lines().any(|l| {
+            let l = l.trim_start_matches('#').trim_start();
+            l.starts_with(&format!("{key} ="))
+        });
+        if !listed {
+            missing.push(key);
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "deploy/edge-engine.toml lacks {missing:?}"
+    );
 }
 
 #[test]

@@ -1013,3 +1013,30 @@ fn publishers_wait_for_room_in_the_mesh_and_lose_nothing() {
         }
     }
 }
+
+#[test]
+fn an_app_table_gives_its_streams_their_own_hls_window() {
+    let conf = std::env::temp_dir().join(format!("edge-apps-{}.toml", std::process::id()));
+    std::fs::write(&conf, "[apps.short]\nhls_window = 1\n").unwrap();
+    let engine = Engine::start(&["--cores", "1", "--config", conf.to_str().unwrap()]);
+    let _long = publish_loop(&engine.rtmp_url("live/w"));
+    let _short = publish_loop(&engine.rtmp_url("short/w"));
+    let playlist = |path: &str| {
+        let r = http_get(engine.http, path);
+        (r.status() == 200)
+            .then(|| edge_core::hls::m3u8::parse_media_playlist(&String::from_utf8_lossy(&r.body)))
+            .and_then(Result::ok)
+    };
+    // Once the default app lists three segments, the short app has cut as many but lists one.
+    eventually("three segments in live/w", Duration::from_secs(60), || {
+        playlist("/live/w.m3u8").is_some_and(|p| p.segments.len() >= 3)
+    });
+    eventually("short/w to have cut three", Duration::from_secs(60), || {
+        playlist("/short/w.m3u8").is_some_and(|p| p.media_sequence >= 2)
+    });
+    let short = playlist("/short/w.m3u8").unwrap();
+    assert_eq!(short.segments.len(), 1, "{short:?}");
+    let long = playlist("/live/w.m3u8").unwrap();
+    assert!(long.segments.len() >= 3, "{long:?}");
+    let _ = std::fs::remove_file(conf);
+}

@@ -574,3 +574,103 @@ fn a_killed_origin_ends_edge_viewers_with_a_failure_and_a_clean_end_stays_clean(
         "an ended stream's body ends with the last chunk"
     );
 }
+
+/// A TCP relay on 127.0.0.1 in front of `upstream` that records the source address of every
+/// connection it accepts, and passes bytes both ways untouched.
+struct PeerRecorder {
+    addr: std::net::SocketAddr,
+    peers: Arc<std::sync::Mutex<Vec<std::net::SocketAddr>>>,
+}
+
+impl PeerRecorder {
+    fn start(upstream: std::net::SocketAddr) -> PeerRecorder {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let peers = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = Arc::clone(&peers);
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(client) = conn else { return };
+                seen.lock().unwrap().push(client.peer_addr().unwrap());
+                let Ok(origin) = std::net::TcpStream::connect(upstream) else {
+                    continue;
+                };
+                for (mut from, mut to) in [
+                    (client.try_clone().unwrap(), origin.try_clone().unwrap()),
+                    (origin, client),
+                ] {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+            }
+        });
+        PeerRecorder { addr, peers }
+    }
+
+    fn source_ips(&self) -> Vec<String> {
+        let peers = self.peers.lock().unwrap();
+        peers.iter().map(|p| p.ip().to_string()).collect()
+    }
+}
+
+/// Writes `text` as a config file for this test process and returns its path.
+fn config_file(name: &str, text: &str) -> String {
+    let path = std::env::temp_dir().join(format!("edge-{name}-{}.toml", std::process::id()));
+    std::fs::write(&path, text).unwrap();
+    path.display().to_string()
+}
+
+#[test]
+fn an_origin_table_sends_rtmp_and_hls_pulls_from_its_source_address() {
+    let origin = Engine::start(&["--cores", "1"]);
+    let _publisher = publish_loop(&origin.rtmp_url("live/bound"));
+    wait_until_published(&origin, "bound");
+    let rtmp_relay = PeerRecorder::start(origin.rtmp);
+    let http_relay = PeerRecorder::start(origin.http);
+    let rtmp_conf = config_file(
+        "bind-rtmp",
+        &format!(
+            "cores = 1\n[[origins]]\nurl = \"rtmp://{}/live\"\nbind = \"127.0.0.2\"\n",
+            rtmp_relay.addr
+        ),
+    );
+    let http_conf = config_file(
+        "bind-http",
+        &format!(
+            "cores = 1\n[[origins]]\nurl = \"http://{}/live\"\nbind = \"127.0.0.3\"\n",
+            http_relay.addr
+        ),
+    );
+    let rtmp_edge = Engine::start(&["--config", &rtmp_conf]);
+    let http_edge = Engine::start(&["--config", &http_conf]);
+    let opts = PlayOpts {
+        deadline: Duration::from_secs(3),
+        ..PlayOpts::default()
+    };
+    eventually(
+        "media through the bound RTMP pull",
+        Duration::from_secs(30),
+        || play_rtmp(rtmp_edge.rtmp, "live", "bound", &opts, None).video > 0,
+    );
+    eventually(
+        "a playlist through the bound HLS pull",
+        Duration::from_secs(30),
+        || {
+            let r = http_get(http_edge.http, "/live/bound.m3u8");
+            r.status() == 200 && String::from_utf8_lossy(&r.body).contains("#EXTINF")
+        },
+    );
+    let (rtmp_ips, http_ips) = (rtmp_relay.source_ips(), http_relay.source_ips());
+    assert!(
+        !rtmp_ips.is_empty() && rtmp_ips.iter().all(|ip| ip == "127.0.0.2"),
+        "{rtmp_ips:?}"
+    );
+    assert!(
+        !http_ips.is_empty() && http_ips.iter().all(|ip| ip == "127.0.0.3"),
+        "{http_ips:?}"
+    );
+    let _ = std::fs::remove_file(rtmp_conf);
+    let _ = std::fs::remove_file(http_conf);
+}

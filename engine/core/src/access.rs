@@ -73,7 +73,22 @@ impl ModeByApp {
     /// Parses `MODE` and `APP=MODE` specs; the last `MODE` is the default, an app named twice
     /// is an error.
     pub fn parse(specs: &[String]) -> Result<ModeByApp, String> {
-        let mut out = ModeByApp::default();
+        ModeByApp::default().parse_over(specs)
+    }
+
+    /// Sets `app`'s mode (a config file's `[apps.NAME]` table).
+    pub fn set(&mut self, app: &str, mode: Mode) {
+        match self.apps.iter_mut().find(|(a, _)| a == app) {
+            Some((_, m)) => *m = mode,
+            None => self.apps.push((app.to_string(), mode)),
+        }
+    }
+
+    /// Parses specs as [`ModeByApp::parse`] does, over the modes already set: a spec wins
+    /// over a mode set before it; an app named twice among the specs is an error.
+    pub fn parse_over(self, specs: &[String]) -> Result<ModeByApp, String> {
+        let mut out = self;
+        let mut named: Vec<&str> = Vec::new();
         for spec in specs {
             let (app, mode) = match spec.split_once('=') {
                 Some((app, mode)) => (Some(app.trim()), mode.trim()),
@@ -84,10 +99,13 @@ impl ModeByApp {
             match app {
                 None => out.default = mode,
                 Some("") => return Err(format!("{spec:?}: empty app name")),
-                Some(app) if out.apps.iter().any(|(a, _)| a == app) => {
+                Some(app) if named.contains(&app) => {
                     return Err(format!("{spec:?}: app {app} given twice"))
                 }
-                Some(app) => out.apps.push((app.to_string(), mode)),
+                Some(app) => {
+                    named.push(app);
+                    out.set(app, mode);
+                }
             }
         }
         Ok(out)
@@ -397,6 +415,15 @@ mod tests {
         assert!(ModeByApp::parse(&specs(&["tokens"])).is_err());
         assert!(ModeByApp::parse(&specs(&["a=none", "a=token"])).is_err());
         assert!(ModeByApp::parse(&specs(&["=none"])).is_err());
+        // A config file's app modes, with the flags' specs over them.
+        let mut file = ModeByApp::default();
+        file.set("free", Mode::Token);
+        file.set("vip", Mode::Hook);
+        let m = file.parse_over(&specs(&["free=none", "token"])).unwrap();
+        assert_eq!(
+            (m.mode("free"), m.mode("vip"), m.mode("other")),
+            (Mode::None, Mode::Hook, Mode::Token)
+        );
     }
 
     #[test]

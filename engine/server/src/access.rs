@@ -52,7 +52,7 @@ impl Hooks {
 }
 
 /// How an edge signs its own upstream URLs (`--upstream-sign-key`). `Debug` hides the key.
-#[derive(Clone)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct UpstreamSign {
     pub key: Vec<u8>,
     pub alg: HashAlg,

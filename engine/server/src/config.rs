@@ -1,13 +1,19 @@
-//! Command line and config file: parsed into a raw [`Args`] ([`file`]), then validated into
-//! [`Config`].
+//! Command line, environment and config file: parsed into a raw [`Args`] ([`file`]), then
+//! validated into [`Config`].
 //!
-//! `--config FILE` holds `name = value` lines using the long flag names (`cores = 4`,
-//! `origin = "rtmp://a/live"`); flags given on the command line override the file.
+//! `--config FILE` is TOML: top-level keys are the long flag names (`cores = 4`,
+//! `origin = ["rtmp://a/live"]`), `[apps.NAME]` tables set one app's policy and
+//! `[[origins]]` tables one origin's path ([`tables`]). Precedence: defaults < file <
+//! `EDGE_…` environment variables < flags. `deploy/edge-engine.toml` documents every key.
 
+pub mod convert;
 mod file;
+pub mod tables;
 
-pub use file::{warnings, Loaded};
+pub use file::{command, env_name, warnings, FileSettings, Loaded};
+pub use tables::{AppPolicies, AppSettings, OriginPath, OriginSettings, StreamPolicy};
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -35,11 +41,17 @@ use crate::tls::CertStore;
     name = "edge-engine",
     version,
     args_override_self = true,
-    after_help = "Subcommand: `edge-engine sign --help` mints signed play and publish URLs.\n\
-                  Every setting, by topic, with examples: README.md, section \"Flags\"."
+    after_help = "Every flag is also an environment variable (EDGE_ and its name in capitals: \
+                  EDGE_PLAY_WAIT_MS) and a key of the --config file (play_wait_ms); flags win \
+                  over the environment, which wins over the file.\n\
+                  Subcommands: `edge-engine sign --help` mints signed play and publish URLs; \
+                  `edge-engine convert-config OLD` prints an old `name = value` file as TOML.\n\
+                  Every setting, commented: deploy/edge-engine.toml; at length: README.md, \
+                  section \"Flags\"."
 )]
 pub struct Args {
-    /// Read flags from FILE (`name = value` lines, long flag names); command-line flags win.
+    /// Read settings from FILE (TOML: the long flag names as keys, [apps.NAME] and
+    /// [[origins]] tables; see deploy/edge-engine.toml).
     #[arg(help_heading = "Configuration", long, value_name = "FILE")]
     pub config: Option<PathBuf>,
 
@@ -114,14 +126,14 @@ pub struct Args {
     /// NetConnection.Connect.Rejected with ex.redirect, SRS-style, and HTTP 302 for FLV and
     /// HLS playlists), or `pull` (this node pulls it from the holder, once per machine, and
     /// serves it as an edge would). Needs --registry; edges always pull.
-    #[arg(help_heading = "Cluster (Redis registry)", long, value_name = "MODE", default_value = "redirect", value_parser = ["redirect", "pull"])]
-    pub cluster_mode: String,
+    #[arg(help_heading = "Cluster (Redis registry)", long, value_name = "MODE", value_enum, default_value_t = ClusterMode::Redirect)]
+    pub cluster_mode: ClusterMode,
 
     /// HLS origins: fetch every new segment the moment the origin lists it (`on`), so
     /// viewers here download it at local speed; `off` fetches a segment at its first request
     /// (collapsed: once per machine).
-    #[arg(help_heading = "Edge: origins and pulls", long, value_name = "on|off", default_value = "on", value_parser = ["on", "off"])]
-    pub hls_prefetch: String,
+    #[arg(help_heading = "Edge: origins and pulls", long, value_name = "on|off", value_enum, default_value_t = OnOff::On)]
+    pub hls_prefetch: OnOff,
 
     /// Edge mode: stop a pull this long after its last viewer left (RTMP, FLV, or the last
     /// HLS playlist request).
@@ -233,15 +245,15 @@ pub struct Args {
     /// How HTTP responses leave: `vectored` (head and body pieces in one writev) or
     /// `separate` (the head with the first body piece in one writev, then one write per
     /// piece). Both send the body without copying it.
-    #[arg(help_heading = "Viewers, queues and limits", long, value_name = "MODE", default_value = "separate", value_parser = ["vectored", "separate"])]
-    pub http_writes: String,
+    #[arg(help_heading = "Viewers, queues and limits", long, value_name = "MODE", value_enum, default_value_t = HttpWrites::Separate)]
+    pub http_writes: HttpWrites,
 
     /// Send HLS segment bodies by reference (`vmsplice` + `splice` from the segment arena)
     /// instead of copying them into socket buffers. `on` falls back to writev, per shard,
     /// when the kernel refuses or the arena is huge-TLB; `/healthz` says which path each
     /// shard runs. TLS connections always copy.
-    #[arg(help_heading = "Viewers, queues and limits", long, value_name = "on|off", default_value = "on", value_parser = ["on", "off"])]
-    pub zero_copy: String,
+    #[arg(help_heading = "Viewers, queues and limits", long, value_name = "on|off", value_enum, default_value_t = OnOff::On)]
+    pub zero_copy: OnOff,
 
     /// RTMP and HTTP-FLV viewers: start a viewer's writes at most once per this many
     /// milliseconds, so the frames that arrive meanwhile leave in one writev (fewer sends and
@@ -307,12 +319,12 @@ pub struct Args {
 
     /// Token format: `edgeauth` (Akamai EdgeAuth 2.0) or `secure-link` (nginx secure_link:
     /// `md5` and `expires` arguments over --secure-link-md5).
-    #[arg(help_heading = "Access control (tokens, hooks)", long, value_name = "FORMAT", default_value = "edgeauth", value_parser = ["edgeauth", "secure-link"])]
-    pub token_format: String,
+    #[arg(help_heading = "Access control (tokens, hooks)", long, value_name = "FORMAT", value_enum, default_value_t = TokenFormatArg::Edgeauth)]
+    pub token_format: TokenFormatArg,
 
     /// The HMAC of EdgeAuth tokens (ours and --upstream-sign-key's): sha256, sha1 or md5.
-    #[arg(help_heading = "Access control (tokens, hooks)", long, value_name = "ALG", default_value = "sha256", value_parser = ["sha256", "sha1", "md5"])]
-    pub token_alg: String,
+    #[arg(help_heading = "Access control (tokens, hooks)", long, value_name = "ALG", value_enum, default_value_t = TokenAlg::Sha256)]
+    pub token_alg: TokenAlg,
 
     /// secure-link mode: the hashed text as nginx's `secure_link_md5` writes it, naming
     /// `$secure_link_expires`, `$uri` (here `/{app}/{stream}`) and `$remote_addr`, with the
@@ -376,8 +388,8 @@ pub struct Args {
 
     /// What an on_play hook that fails (times out, is down, replies garbage) means: `deny`
     /// or `allow`. A failing on_publish always denies.
-    #[arg(help_heading = "Access control (tokens, hooks)", long, value_name = "WHAT", default_value = "deny", value_parser = ["deny", "allow"])]
-    pub play_hook_failure: String,
+    #[arg(help_heading = "Access control (tokens, hooks)", long, value_name = "WHAT", value_enum, default_value_t = HookFailure::Deny)]
+    pub play_hook_failure: HookFailure,
 
     /// How long an on_play allowance covers an HLS viewer's next playlist and segment
     /// requests (same address, stream and query); 0 asks the hook every request.
@@ -500,6 +512,69 @@ pub struct Args {
     /// Validate the configuration, print it, and exit.
     #[arg(help_heading = "Configuration", long)]
     pub check: bool,
+
+    /// The file's `[apps.NAME]` tables.
+    #[arg(skip)]
+    pub apps: BTreeMap<String, AppSettings>,
+
+    /// The file's `[[origins]]` tables.
+    #[arg(skip)]
+    pub origin_tables: Vec<OriginSettings>,
+}
+
+/// `on` or `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnOff {
+    On,
+    Off,
+}
+
+/// What a play at an origin for a stream another node holds gets (`--cluster-mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ClusterMode {
+    /// RTMP `NetConnection.Connect.Rejected` with `ex.redirect`, HTTP 302.
+    Redirect,
+    /// This node pulls it from the holder.
+    Pull,
+}
+
+/// How copied HTTP responses leave (`--http-writes`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HttpWrites {
+    /// The head and every body piece in one writev.
+    Vectored,
+    /// The head with the first body piece, then a write per piece.
+    Separate,
+}
+
+/// The token format (`--token-format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TokenFormatArg {
+    /// Akamai EdgeAuth 2.0.
+    Edgeauth,
+    /// nginx `secure_link` (`md5`, `expires`).
+    SecureLink,
+}
+
+/// The HMAC of EdgeAuth tokens (`--token-alg`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TokenAlg {
+    Sha256,
+    Sha1,
+    Md5,
+}
+
+/// What a failing on_play hook means (`--play-hook-failure`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HookFailure {
+    Deny,
+    Allow,
 }
 
 /// A validated configuration.
@@ -553,6 +628,10 @@ pub struct Config {
     pub upgrade_from: Option<PathBuf>,
     /// The console and player pages, and `--player-assets`, loaded.
     pub player: Arc<crate::player::PlayerAssets>,
+    /// Each app's stream policy (HLS, GOP cache, grace, play wait).
+    pub apps: AppPolicies,
+    /// The `[[origins]]` tables' own settings.
+    pub origin_paths: Vec<OriginPath>,
 }
 
 /// The registry settings.
@@ -676,6 +755,18 @@ impl Config {
     pub fn follows_registry(&self) -> bool {
         self.origin_registry || self.cluster_pull
     }
+
+    /// The `[[origins]]` settings of an RTMP origin, if it has a table.
+    pub fn rtmp_origin_path(&self, url: &OriginUrl) -> Option<&OriginPath> {
+        self.origin_paths.iter().find(|p| p.is_rtmp(url))
+    }
+
+    /// The `[[origins]]` settings of an HTTP origin, if it has a table.
+    pub fn http_origin_path(&self, host: &str, port: u16, tls: bool) -> Option<&OriginPath> {
+        self.origin_paths
+            .iter()
+            .find(|p| p.is_http(host, port, tls))
+    }
 }
 
 impl Args {
@@ -698,7 +789,7 @@ impl Args {
         if origin_registry && self.registry.is_none() {
             bail!("--origin registry needs --registry");
         }
-        let pull_mode = self.cluster_mode == "pull";
+        let pull_mode = self.cluster_mode == ClusterMode::Pull;
         if pull_mode && self.registry.is_none() {
             bail!("--cluster-mode pull needs --registry");
         }
@@ -732,18 +823,24 @@ impl Args {
         if self.max_queue_bytes < 4096 {
             bail!("--max-queue-bytes must be at least 4096");
         }
-        if self.gop_max_frames == 0 || self.gop_max_bytes == 0 {
-            bail!("--gop-max-frames and --gop-max-bytes must be positive");
-        }
         if self.idle_timeout_ms == 0 {
             bail!("--idle-timeout-ms must be positive");
         }
-        if !(100..=60_000).contains(&self.hls_segment_ms) {
-            bail!("--hls-segment-ms must be within 100..=60000");
-        }
-        if !(1..=100).contains(&self.hls_window) {
-            bail!("--hls-window must be within 1..=100");
-        }
+        let stream_policy = StreamPolicy {
+            hls: HlsConfig {
+                segment_ms: self.hls_segment_ms,
+                window: self.hls_window,
+                keep_extra: 2,
+            },
+            gop: GopLimits {
+                max_frames: self.gop_max_frames,
+                max_bytes: self.gop_max_bytes,
+            },
+            republish_grace_ms: self.republish_grace_ms,
+            play_wait_ms: self.play_wait_ms,
+        };
+        stream_policy.check().map_err(|e| anyhow!("--{e}"))?;
+        let apps = AppPolicies::new(stream_policy, &self.apps)?;
         if self.cache_mb == 0 {
             bail!("--cache-mb must be positive");
         }
@@ -754,6 +851,11 @@ impl Args {
             bail!("--uring-entries must be within 8..=32768");
         }
         let access = self.access()?;
+        let origin_paths = self
+            .origin_tables
+            .iter()
+            .map(|t| OriginPath::new(t, |k| self.upstream_sign(k)))
+            .collect::<anyhow::Result<Vec<_>>>()?;
         let tls = match (&self.tls_cert, &self.tls_key) {
             (Some(cert), Some(key)) => Some(CertStore::load(cert, key)?),
             (None, None) if self.https.is_some() || self.rtmps.is_some() => {
@@ -840,10 +942,7 @@ impl Args {
                 max_queue_bytes: self.max_queue_bytes,
                 slow_viewer_ms: self.slow_viewer_ms,
             },
-            gop: GopLimits {
-                max_frames: self.gop_max_frames,
-                max_bytes: self.gop_max_bytes,
-            },
+            gop: stream_policy.gop,
             republish_grace_ms: self.republish_grace_ms,
             play_wait_ms: self.play_wait_ms,
             idle_timeout_ms: self.idle_timeout_ms,
@@ -851,20 +950,16 @@ impl Args {
                 total: self.max_connections,
                 per_ip: self.max_connections_per_ip,
             },
-            hls: HlsConfig {
-                segment_ms: self.hls_segment_ms,
-                window: self.hls_window,
-                keep_extra: 2,
-            },
+            hls: stream_policy.hls,
             cache_bytes_per_shard: (self.cache_mb << 20) / shards,
-            http_vectored: self.http_writes == "vectored",
-            zero_copy: self.zero_copy == "on",
+            http_vectored: self.http_writes == HttpWrites::Vectored,
+            zero_copy: self.zero_copy == OnOff::On,
             write_coalesce_ms: self.write_coalesce_ms,
             mesh_queue_len: self.mesh_queue_len,
             uring_entries: self.uring_entries,
             origins,
             hls_origins,
-            hls_prefetch: self.hls_prefetch == "on",
+            hls_prefetch: self.hls_prefetch == OnOff::On,
             upstream_idle_ms: self.upstream_idle_ms,
             upstream_timeout_ms: self.upstream_timeout_ms,
             access,
@@ -881,15 +976,48 @@ impl Args {
             upgrade_socket: self.upgrade_socket.clone(),
             upgrade_from: self.upgrade_from.clone(),
             player,
+            apps,
+            origin_paths,
+        })
+    }
+
+    /// The HMAC of EdgeAuth tokens.
+    fn hash_alg(&self) -> HashAlg {
+        match self.token_alg {
+            TokenAlg::Sha256 => HashAlg::Sha256,
+            TokenAlg::Sha1 => HashAlg::Sha1,
+            TokenAlg::Md5 => HashAlg::Md5,
+        }
+    }
+
+    /// A signer of upstream URLs with key `hex` (the node's algorithm, parameter and TTL).
+    fn upstream_sign(&self, hex: &str) -> anyhow::Result<UpstreamSign> {
+        Ok(UpstreamSign {
+            key: token::parse_hex_key(hex).context("not hex")?,
+            alg: self.hash_alg(),
+            param: self.token_param.clone(),
+            ttl_s: self.upstream_sign_ttl_s.max(1),
         })
     }
 
     /// The access flags, checked together.
     fn access(&self) -> anyhow::Result<AccessConfig> {
-        let play = ModeByApp::parse(&self.play_auth).map_err(|e| anyhow!("--play-auth {e}"))?;
-        let publish =
-            ModeByApp::parse(&self.publish_auth).map_err(|e| anyhow!("--publish-auth {e}"))?;
-        let alg = HashAlg::parse(&self.token_alg).context("--token-alg")?;
+        let (mut play, mut publish) = (ModeByApp::default(), ModeByApp::default());
+        for (app, t) in &self.apps {
+            if let Some(m) = t.play_auth {
+                play.set(app, m.into());
+            }
+            if let Some(m) = t.publish_auth {
+                publish.set(app, m.into());
+            }
+        }
+        let play = play
+            .parse_over(&self.play_auth)
+            .map_err(|e| anyhow!("--play-auth {e}"))?;
+        let publish = publish
+            .parse_over(&self.publish_auth)
+            .map_err(|e| anyhow!("--publish-auth {e}"))?;
+        let alg = self.hash_alg();
         let keys = self
             .token_key
             .iter()
@@ -898,8 +1026,8 @@ impl Args {
         if self.token_param.is_empty() || self.token_param.contains(['&', '=', '?']) {
             bail!("--token-param must be a plain parameter name");
         }
-        let tokens = match self.token_format.as_str() {
-            "secure-link" => {
+        let tokens = match self.token_format {
+            TokenFormatArg::SecureLink => {
                 if !keys.is_empty() {
                     bail!("--token-key is for --token-format edgeauth; secure-link's secret is in --secure-link-md5");
                 }
@@ -942,12 +1070,7 @@ impl Args {
         }
         let upstream_sign = match &self.upstream_sign_key {
             None => None,
-            Some(k) => Some(UpstreamSign {
-                key: token::parse_hex_key(k).context("--upstream-sign-key: not hex")?,
-                alg,
-                param: self.token_param.clone(),
-                ttl_s: self.upstream_sign_ttl_s.max(1),
-            }),
+            Some(k) => Some(self.upstream_sign(k).context("--upstream-sign-key")?),
         };
         let node_id = match &self.node_id {
             Some(n) if n.is_empty() => bail!("--node-id must not be empty"),
@@ -965,10 +1088,9 @@ impl Args {
             },
             hooks,
             hook_timeout: std::time::Duration::from_millis(self.hook_timeout_ms),
-            play_hook_failure: if self.play_hook_failure == "allow" {
-                OnFailure::Allow
-            } else {
-                OnFailure::Deny
+            play_hook_failure: match self.play_hook_failure {
+                HookFailure::Allow => OnFailure::Allow,
+                HookFailure::Deny => OnFailure::Deny,
             },
             hook_grant_ms: self.hook_grant_ms,
             node_id,

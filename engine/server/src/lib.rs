@@ -59,10 +59,13 @@ use crate::stats::Stats;
 /// What a shard reports once its listeners are up.
 type Ready = Result<(usize, &'static str), String>;
 
-/// Runs the engine until SIGINT/SIGTERM (or `edge-engine sign …`).
+/// Runs the engine until SIGINT/SIGTERM (or `edge-engine sign …`, `edge-engine
+/// convert-config OLD`).
 pub fn run() -> anyhow::Result<()> {
-    if std::env::args().nth(1).as_deref() == Some("sign") {
-        return sign::run(std::env::args().skip(1));
+    match std::env::args().nth(1).as_deref() {
+        Some("sign") => return sign::run(std::env::args().skip(1)),
+        Some("convert-config") => return config::convert::run(std::env::args().skip(2)),
+        _ => {}
     }
     let loaded = config::Loaded::from_argv(std::env::args().collect())?;
     let args = &loaded.args;
@@ -175,11 +178,17 @@ pub fn run() -> anyhow::Result<()> {
     let origins: Arc<[origin_health::OriginHealth]> = config
         .origins
         .iter()
-        .map(|o| origin_health::OriginHealth::new(o.to_string(), o.host.clone(), o.port))
+        .map(|o| {
+            let egress = config.rtmp_origin_path(o).map(|p| p.egress.clone());
+            let (url, host) = (o.to_string(), o.host.clone());
+            origin_health::OriginHealth::new(url, host, o.port, egress.unwrap_or_default())
+        })
         .chain(config.hls_origins.iter().map(|o| {
             let scheme = if o.tls { "https" } else { "http" };
             let url = format!("{scheme}://{}:{}{}", o.host, o.port, o.path);
-            origin_health::OriginHealth::new(url, o.host.clone(), o.port)
+            let egress = config.http_origin_path(&o.host, o.port, o.tls);
+            let egress = egress.map(|p| p.egress.clone()).unwrap_or_default();
+            origin_health::OriginHealth::new(url, o.host.clone(), o.port, egress)
         }))
         .collect();
     let _ = stats.origins.set(Arc::clone(&origins));

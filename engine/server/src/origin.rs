@@ -46,17 +46,31 @@ pub enum Delivery<'a> {
     Body(&'a [u8]),
 }
 
+/// How to reach one origin address when its `[[origins]]` table says more than the
+/// defaults: the way out, and the connect deadline.
+#[derive(Debug, Clone)]
+pub struct OriginRoute {
+    pub egress: dial::Egress,
+    pub connect_timeout: Option<Duration>,
+}
+
 /// A shard's connections to HTTP origins.
 pub struct OriginPool {
     idle: RefCell<HashMap<Address, Vec<Conn>>>,
     tls: Option<Arc<rustls::ClientConfig>>,
+    routes: HashMap<Address, OriginRoute>,
 }
 
 impl OriginPool {
-    pub fn new(tls: Option<Arc<rustls::ClientConfig>>) -> Self {
+    /// A pool; `routes` are the origins with settings of their own, by (host, port, TLS).
+    pub fn new(
+        tls: Option<Arc<rustls::ClientConfig>>,
+        routes: HashMap<(String, u16, bool), OriginRoute>,
+    ) -> Self {
         Self {
             idle: RefCell::new(HashMap::new()),
             tls,
+            routes,
         }
     }
 
@@ -111,8 +125,14 @@ impl OriginPool {
     }
 
     async fn connect(&self, target: &FetchTarget, timeout: Duration) -> Result<Conn, FetchError> {
+        let route = self
+            .routes
+            .get(&(target.host.clone(), target.port, target.tls));
+        let timeout = route.and_then(|r| r.connect_timeout).unwrap_or(timeout);
+        let default = dial::Egress::default();
+        let egress = route.map_or(&default, |r| &r.egress);
         let host = target.host.trim_start_matches('[').trim_end_matches(']');
-        let tcp = dial::connect(host, target.port, timeout)
+        let tcp = dial::connect_via(host, target.port, timeout, egress)
             .await
             .map_err(|e| {
                 debug!(%target, "origin connect failed: {e}");

@@ -6,7 +6,7 @@
 //! mutex the prober holds for a store); decide anything about pulls (their own failover
 //! does, on what their connections see).
 
-use std::net::{TcpStream, ToSocketAddrs};
+use std::net::ToSocketAddrs;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -21,6 +21,8 @@ pub struct OriginHealth {
     pub url: String,
     host: String,
     port: u16,
+    /// The way out its pulls take (its `[[origins]]` table's), which the probe takes too.
+    egress: crate::dial::Egress,
     last: Mutex<Option<Probe>>,
 }
 
@@ -32,11 +34,12 @@ struct Probe {
 }
 
 impl OriginHealth {
-    pub fn new(url: String, host: String, port: u16) -> Self {
+    pub fn new(url: String, host: String, port: u16, egress: crate::dial::Egress) -> Self {
         Self {
             url,
             host,
             port,
+            egress,
             last: Mutex::new(None),
         }
     }
@@ -59,7 +62,7 @@ impl OriginHealth {
             Ok(addrs) => {
                 let mut last = Some(format!("{} resolves to no address", self.host));
                 for a in addrs {
-                    match TcpStream::connect_timeout(&a, CONNECT_TIMEOUT) {
+                    match crate::dial::connect_blocking(a, &self.egress, CONNECT_TIMEOUT) {
                         Ok(_) => {
                             last = None;
                             break;
@@ -117,7 +120,12 @@ mod tests {
     fn a_listening_origin_is_reachable_and_a_closed_port_is_not() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = l.local_addr().unwrap().port();
-        let up = OriginHealth::new("rtmp://127.0.0.1/live".into(), "127.0.0.1".into(), port);
+        let up = OriginHealth::new(
+            "rtmp://127.0.0.1/live".into(),
+            "127.0.0.1".into(),
+            port,
+            Default::default(),
+        );
         let render = |o: &OriginHealth| serde_json::to_string(o).unwrap();
         assert!(render(&up).contains("\"reachable\":null"));
         up.probe();
@@ -135,6 +143,7 @@ mod tests {
             "rtmp://no such host/live".into(),
             "no such host".into(),
             1935,
+            Default::default(),
         );
         nowhere.probe();
         assert!(render(&nowhere).contains("resolving no such host"));

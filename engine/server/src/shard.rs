@@ -28,9 +28,9 @@ use edge_core::access::Grants;
 use edge_core::cluster::ClusterView;
 use edge_core::hls::catalog::HlsCatalog;
 use edge_core::hls::HlsSnapshot;
-use edge_core::owner::{EdgeConfig, Owner, OwnerConfig, OwnerEffect};
+use edge_core::owner::{Owner, OwnerEffect};
 use edge_core::pull::DemandLimiter;
-use edge_core::replica::{Replica, ReplicaConfig, ReplicaEffect};
+use edge_core::replica::{Replica, ReplicaEffect};
 use edge_core::stream::{PublishError, PublisherId, StreamEnd, StreamUpdate};
 use edge_core::upstream::LinkEvent;
 use edge_core::{LinkId, ShardId, StreamKey, ViewerId};
@@ -54,6 +54,7 @@ mod hls;
 mod hlspull;
 mod publish;
 mod replica_effects;
+mod stream_config;
 
 /// Control messages waiting for channel space, at most (beyond it they are dropped, logged).
 const MAX_OUTBOX: usize = 65_536;
@@ -113,13 +114,6 @@ pub struct MachineWide {
     pub predecessor: Option<Arc<crate::predecessor::Predecessor>>,
 }
 
-/// The streams an upgrade's successor pulls from its predecessor, and how their owners
-/// pull them (the relay as their only origin; a local publish takes over).
-struct Relayed {
-    predecessor: Arc<crate::predecessor::Predecessor>,
-    config: Arc<OwnerConfig>,
-}
-
 /// The per-core state.
 pub struct Shard {
     pub id: ShardId,
@@ -129,10 +123,8 @@ pub struct Shard {
     pub stats: Arc<Stats>,
     pub clock: Clock,
     next_id: Cell<u64>,
-    owner_config: Arc<OwnerConfig>,
-    /// A successor origin: its predecessor's streams and their owners' configuration.
-    relayed: Option<Relayed>,
-    replica_config: ReplicaConfig,
+    /// What new owners and replicas are configured with, by app.
+    stream_config: stream_config::StreamConfig,
     owners: RefCell<HashMap<StreamKey, Owned>>,
     replicas: RefCell<HashMap<StreamKey, Replica<Rc<Outlet>>>>,
     links: RefCell<HashMap<LinkId, LinkTask>>,
@@ -226,45 +218,31 @@ impl Shard {
             registry,
             predecessor,
         } = machine;
-        let edge = config.pulls().then(|| EdgeConfig {
-            origins: config.origins.clone(),
-            upstream_timeout_ms: config.upstream_timeout_ms,
-            upstream_idle_ms: config.upstream_idle_ms,
-            forward: config.is_edge(),
-            hls_feed: !config.hls_origins.is_empty(),
-            local_publish_wins: false,
-        });
-        let owner_config = Arc::new(OwnerConfig {
-            me: id,
-            grace_ms: config.republish_grace_ms,
-            gop: config.gop,
-            hls: config.hls,
-            edge,
-        });
-        let relayed = predecessor.map(|predecessor| Relayed {
-            config: Arc::new(OwnerConfig {
-                edge: Some(EdgeConfig {
-                    origins: vec![predecessor.origin.clone()],
-                    upstream_timeout_ms: config.upstream_timeout_ms,
-                    upstream_idle_ms: config.upstream_idle_ms,
-                    forward: false,
-                    hls_feed: false,
-                    local_publish_wins: true,
-                }),
-                ..(*owner_config).clone()
-            }),
-            predecessor,
-        });
-        let replica_config = ReplicaConfig {
-            play_wait_ms: config.play_wait_ms,
-            gop: config.gop,
-        };
-        let linger_ms = (config.hls.segment_ms * config.hls.window as u64).max(30_000);
+        let stream_config = stream_config::StreamConfig::new(id, &config, predecessor);
+        // An ended stream's segments stay listed as long as its playlist window lasts.
+        let linger_ms = std::iter::once(&config.apps.default)
+            .chain(config.apps.apps.values())
+            .map(|p| p.hls.segment_ms * p.hls.window as u64)
+            .fold(30_000, u64::max);
         let demand = DemandLimiter::new(HLS_DEMAND_EVERY_MS, config.upstream_idle_ms);
         let grants = Grants::new(config.access.hook_grant_ms, MAX_GRANTS);
         let tls_http = config.tls.as_ref().map(|t| t.server_config(&[b"http/1.1"]));
         let tls_rtmp = config.tls.as_ref().map(|t| t.server_config(&[]));
         let upstream_tls = config.upstream_tls.clone();
+        let origin_routes = config
+            .origin_paths
+            .iter()
+            .filter_map(|p| match &p.origin {
+                crate::config::tables::OriginRef::Http(o) => Some((
+                    (o.host.clone(), o.port, o.tls),
+                    crate::origin::OriginRoute {
+                        egress: p.egress.clone(),
+                        connect_timeout: p.connect_timeout_ms.map(Duration::from_millis),
+                    },
+                )),
+                crate::config::tables::OriginRef::Rtmp(_) => None,
+            })
+            .collect();
         let zero_copy = zero_copy_sender(id, &config, &stats, &arena);
         Rc::new(Self {
             id,
@@ -274,9 +252,7 @@ impl Shard {
             stats,
             clock,
             next_id: Cell::new(1),
-            owner_config,
-            relayed,
-            replica_config,
+            stream_config,
             owners: RefCell::new(HashMap::new()),
             replicas: RefCell::new(HashMap::new()),
             links: RefCell::new(HashMap::new()),
@@ -299,7 +275,7 @@ impl Shard {
             hls_pulls: RefCell::new(HashMap::new()),
             inflight: RefCell::new(HashMap::new()),
             hls_unavailable: RefCell::new(HashMap::new()),
-            origin_pool: crate::origin::OriginPool::new(upstream_tls),
+            origin_pool: crate::origin::OriginPool::new(upstream_tls, origin_routes),
             zero_copy,
         })
     }
@@ -338,25 +314,13 @@ impl Shard {
     }
 
     pub fn pulls(&self) -> bool {
-        self.owner_config.edge.is_some()
+        self.stream_config.pulls()
     }
 
     /// Whether `key` is pulled when nobody publishes it here: at an edge, or (a successor
     /// origin) a stream its predecessor held and still holds.
     pub fn pulls_stream(&self, key: &StreamKey) -> bool {
-        self.pulls()
-            || self
-                .relayed
-                .as_ref()
-                .is_some_and(|r| r.predecessor.serves(key))
-    }
-
-    /// The configuration a new owner of `key` gets.
-    fn owner_config_for(&self, key: &StreamKey) -> &Arc<OwnerConfig> {
-        match &self.relayed {
-            Some(r) if r.predecessor.serves(key) => &r.config,
-            _ => &self.owner_config,
-        }
+        self.stream_config.pulls_stream(key)
     }
 
     /// The streams this shard owns.
@@ -619,7 +583,7 @@ impl Shard {
         Owned {
             owner: Owner::new(
                 key.clone(),
-                Arc::clone(self.owner_config_for(key)),
+                self.stream_config.owner(key),
                 store,
                 self.next_conn_id(),
             ),
@@ -688,7 +652,7 @@ impl Shard {
             let created = !replicas.contains_key(key);
             replicas
                 .entry(key.clone())
-                .or_insert_with(|| Replica::new(self.replica_config));
+                .or_insert_with(|| Replica::new(self.stream_config.replica(key)));
             created
         };
         if created {

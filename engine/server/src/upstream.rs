@@ -44,6 +44,11 @@ pub struct LinkParams {
     pub stream_name: String,
     /// Connect, and no-answer, timeout.
     pub timeout: Duration,
+    /// Connecting (name, TCP, TLS) may take this long (an `[[origins]]` table's
+    /// `connect_timeout_ms`, else `timeout`).
+    pub connect_timeout: Duration,
+    /// The way out to this origin.
+    pub egress: dial::Egress,
     /// For `rtmps://` origins.
     pub tls: Option<Arc<rustls::ClientConfig>>,
     pub view: Arc<StreamView>,
@@ -145,7 +150,7 @@ impl ForwardQueue {
 async fn connect(p: &LinkParams) -> Result<Conn, LinkError> {
     let url = &p.url;
     let host = url.host.trim_start_matches('[').trim_end_matches(']');
-    let tcp = dial::connect(host, url.port, p.timeout)
+    let tcp = dial::connect_via(host, url.port, p.connect_timeout, &p.egress)
         .await
         .map_err(LinkError::Connect)?;
     if !url.tls {
@@ -157,7 +162,7 @@ async fn connect(p: &LinkParams) -> Result<Conn, LinkError> {
         )));
     };
     match monoio::time::timeout(
-        p.timeout,
+        p.connect_timeout,
         tls::connect(tcp.into_split(), Arc::clone(config), host),
     )
     .await
@@ -166,7 +171,7 @@ async fn connect(p: &LinkParams) -> Result<Conn, LinkError> {
         Ok(Err(e)) => Err(LinkError::Connect(format!("TLS with {host}: {e}"))),
         Err(_) => Err(LinkError::Connect(format!(
             "TLS with {host}: no handshake in {} ms",
-            p.timeout.as_millis()
+            p.connect_timeout.as_millis()
         ))),
     }
 }

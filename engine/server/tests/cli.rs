@@ -181,7 +181,7 @@ fn access_flags_are_checked_together_and_never_printed() {
 fn config_file_is_read_and_flags_override_it() {
     let dir = std::env::temp_dir().join(format!("edge-cli-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("engine.conf");
+    let file = dir.join("engine.toml");
     std::fs::write(&file, "# test\ncores = 5\nplay_wait_ms = 1234\n").unwrap();
     let out = engine()
         .args([
@@ -207,7 +207,11 @@ fn config_file_is_read_and_flags_override_it() {
             .collect::<Vec<_>>()
             .join(" ")
     };
-    assert_eq!(line("play-wait-ms"), "play-wait-ms = 1234 file", "{text}");
+    assert_eq!(
+        line("play-wait-ms"),
+        "play-wait-ms = 1234 file line 3",
+        "{text}"
+    );
     assert_eq!(line("cores"), "cores = 2 command line", "{text}");
     assert!(
         line("shards").starts_with("shards = 2 (CPUs: "),
@@ -223,13 +227,13 @@ fn config_file_is_read_and_flags_override_it() {
 fn config_file_errors_name_the_file_line_and_key_once() {
     let dir = std::env::temp_dir().join(format!("edge-cli-bad-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("engine.conf");
+    let file = dir.join("engine.toml");
     for (text, expect) in [
         (
-            "cores = 2\nhls_window = many\n",
-            ":2: hls-window: invalid value 'many'",
+            "cores = 2\nhls_window = \"many\"\n",
+            ":2: hls_window: invalid value 'many'",
         ),
-        ("# x\nhls_windows = 3\n", ":2: hls-windows: no such setting"),
+        ("# x\nhls_windows = 3\n", ":2: hls_windows: no such setting"),
     ] {
         std::fs::write(&file, text).unwrap();
         let out = engine()

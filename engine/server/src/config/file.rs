@@ -1,17 +1,26 @@
-//! Reading the command line and `--config FILE` into [`Args`], with errors that name the
-//! file and line, and the `--check` report: every setting's effective value and where it
-//! came from, plus warnings about settings that are valid but probably not meant.
+//! Reading the command line, the environment and `--config FILE` (TOML) into [`Args`], with
+//! errors that name the file, line and key, and the `--check` report: every setting's
+//! effective value and where it came from, plus warnings about settings that are valid but
+//! probably not meant.
+//!
+//! Precedence: built-in defaults < the file < `EDGE_…` environment variables < flags. The
+//! file's top-level keys are the long flag names (underscores or dashes) with TOML values; its
+//! values become the flags' defaults, so clap checks them with the flags' own parsers and the
+//! environment and the command line still win. `[apps.NAME]` and `[[origins]]` tables are
+//! read by serde into [`super::tables`].
 //!
 //! Must not: print (the caller prints what it gets), or decide values (clap's defaults and
 //! [`Args::validate`] do).
 
-use std::collections::HashSet;
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
-use clap::{parser::ValueSource, ArgAction, ArgMatches, CommandFactory, FromArgMatches};
+use clap::{parser::ValueSource, Arg, ArgAction, ArgMatches, CommandFactory, FromArgMatches};
+use serde::Deserialize;
 
+use super::tables::{failover_order, AppSettings, OriginRef, OriginSettings};
 use super::{Args, Config};
 
 /// Settings whose values are secrets: `--check` shows that they are set, not what they are.
@@ -22,73 +31,120 @@ const SECRETS: [&str; 4] = [
     "secure_link_md5",
 ];
 
+/// Settings that only make sense on the command line.
+const COMMAND_LINE_ONLY: [&str; 3] = ["help", "version", "check"];
+
+/// The environment variable of a setting: `EDGE_` and its name in capitals
+/// (`play_wait_ms` → `EDGE_PLAY_WAIT_MS`).
+pub fn env_name(id: &str) -> String {
+    format!("EDGE_{}", id.to_ascii_uppercase())
+}
+
+/// The engine's command: [`Args`]' flags, each readable from its `EDGE_…` variable too
+/// (repeatable ones comma-separated there and on the command line).
+pub fn command() -> clap::Command {
+    Args::command().mut_args(|a| {
+        let id = a.get_id().as_str().to_string();
+        if COMMAND_LINE_ONLY.contains(&id.as_str()) || a.get_long().is_none() {
+            return a;
+        }
+        let a = a.env(env_name(&id)).hide_env_values(true);
+        if matches!(a.get_action(), ArgAction::Append) {
+            a.value_delimiter(',')
+        } else {
+            a
+        }
+    })
+}
+
 /// The parsed arguments, and what `--check` needs to say where each value came from.
 #[derive(Debug)]
 pub struct Loaded {
     pub args: Args,
     file: Option<PathBuf>,
-    /// The merged command line (file, then flags) and the flags alone.
-    merged: ArgMatches,
-    command_line: ArgMatches,
+    /// The settings the file gave (by argument id), with their lines.
+    from_file: BTreeMap<String, usize>,
+    matches: ArgMatches,
 }
 
-/// One `name = value` line of a config file, as a flag.
-#[derive(Debug, PartialEq, Eq)]
-struct FileArg {
-    line: usize,
-    key: String,
-    flag: Option<String>,
+/// A config file, read: top-level settings as the flags' values, and the tables.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct FileSettings {
+    /// Argument id → (line, values as a flag would carry them).
+    pub settings: BTreeMap<String, (usize, Vec<String>)>,
+    pub apps: BTreeMap<String, AppSettings>,
+    pub origins: Vec<OriginSettings>,
+}
+
+/// The file's tables, as serde reads them (top-level settings are read key by key).
+#[derive(Debug, Default, Deserialize)]
+struct Tables {
+    #[serde(default)]
+    apps: BTreeMap<String, AppSettings>,
+    #[serde(default)]
+    origins: Vec<OriginSettings>,
 }
 
 impl Loaded {
-    /// Parses `argv` (the program name first): `--config FILE` is read first, and the flags
-    /// given on the command line override it.
+    /// Parses `argv` (the program name first), the environment, and the file that
+    /// `--config` (or `EDGE_CONFIG`) names.
     pub fn from_argv(argv: Vec<String>) -> anyhow::Result<Loaded> {
         // Errors on the command line (and --help, --version) are clap's to print, once.
-        let command_line = Args::command()
+        let first = command()
             .try_get_matches_from(&argv)
             .unwrap_or_else(|e| e.exit());
-        let first = Args::from_arg_matches(&command_line)?;
-        let Some(path) = first.config.clone() else {
+        let Some(path) = first.get_one::<PathBuf>("config").cloned() else {
             return Ok(Loaded {
-                args: first,
+                args: Args::from_arg_matches(&first)?,
                 file: None,
-                merged: command_line.clone(),
-                command_line,
+                from_file: BTreeMap::new(),
+                matches: first,
             });
         };
         let text = std::fs::read_to_string(&path)
             .with_context(|| format!("reading {}", path.display()))?;
-        let lines = file_args(&path, &text)?;
-        let mut merged_argv = vec![argv[0].clone()];
-        merged_argv.extend(lines.iter().filter_map(|l| l.flag.clone()));
-        merged_argv.extend(argv.iter().skip(1).cloned());
-        let merged = match Args::command().try_get_matches_from(&merged_argv) {
+        let file = FileSettings::parse(&path, &text)?;
+        let mut cmd = command();
+        for (id, (_, values)) in &file.settings {
+            let values = values.clone();
+            cmd = cmd.mut_arg(id, move |a| a.default_values(values));
+        }
+        let matches = match cmd.try_get_matches_from(&argv) {
             Ok(m) => m,
-            Err(e) => bail!("{}", blame_line(&path, &lines, &e)),
+            Err(e) => bail!(
+                "{} with the command line: {}",
+                path.display(),
+                first_line(&e)
+            ),
         };
+        let mut args = Args::from_arg_matches(&matches)?;
+        args.apps = file.apps;
+        args.origin_tables = file.origins;
         Ok(Loaded {
-            args: Args::from_arg_matches(&merged)?,
+            args,
             file: Some(path),
-            merged,
-            command_line,
+            from_file: file
+                .settings
+                .into_iter()
+                .map(|(id, (line, _))| (id, line))
+                .collect(),
+            matches,
         })
     }
 
-    /// The `--check` report: every setting by topic with its value and source, then what
-    /// validation derived.
+    /// The `--check` report: every setting by topic with its value and source, the tables,
+    /// then what validation derived.
     pub fn describe(&self, config: &Config) -> String {
         let mut out = String::from("configuration ok");
         if let Some(f) = &self.file {
             let _ = write!(out, " (file {})", f.display());
         }
         out.push('\n');
-        let command = Args::command();
         let mut heading = None;
-        for arg in command.get_arguments() {
+        for arg in command().get_arguments() {
             let id = arg.get_id().as_str();
             let Some(long) = arg.get_long() else { continue };
-            if matches!(id, "help" | "version" | "check" | "config") {
+            if COMMAND_LINE_ONLY.contains(&id) || id == "config" {
                 continue;
             }
             if heading != arg.get_help_heading() {
@@ -96,7 +152,7 @@ impl Loaded {
                 let _ = writeln!(out, "\n[{}]", heading.unwrap_or("Other"));
             }
             let values: Vec<String> = self
-                .merged
+                .matches
                 .get_raw(id)
                 .map(|v| v.map(|s| s.to_string_lossy().into_owned()).collect())
                 .unwrap_or_default();
@@ -113,15 +169,70 @@ impl Loaded {
             } else {
                 values.join(", ")
             };
-            let source = match self.merged.value_source(id) {
-                Some(ValueSource::DefaultValue) => "default",
-                Some(_) if self.command_line.value_source(id) == Some(ValueSource::CommandLine) => {
-                    "command line"
-                }
-                Some(_) => "file",
-                None => "",
+            let source = match (self.matches.value_source(id), self.from_file.get(id)) {
+                (Some(ValueSource::CommandLine), _) => "command line".to_string(),
+                (Some(ValueSource::EnvVariable), _) => format!("environment {}", env_name(id)),
+                (Some(ValueSource::DefaultValue), Some(line)) => format!("file line {line}"),
+                (Some(_), _) => "default".to_string(),
+                (None, _) => String::new(),
             };
             let _ = writeln!(out, "{long:<26} = {shown:<30} {source}");
+        }
+        for name in self.args.apps.keys() {
+            let p = config.apps.get(name);
+            let mode = |m: &edge_core::access::ModeByApp| format!("{:?}", m.mode(name));
+            let _ = writeln!(out, "\n[apps.{name}]");
+            let _ = writeln!(
+                out,
+                "{:<26} = {}\n{:<26} = {}",
+                "play-auth",
+                mode(&config.access.policy.play).to_lowercase(),
+                "publish-auth",
+                mode(&config.access.policy.publish).to_lowercase()
+            );
+            let _ = writeln!(
+                out,
+                "{:<26} = {}\n{:<26} = {}\n{:<26} = {}\n{:<26} = {}\n{:<26} = {}\n{:<26} = {}",
+                "hls-segment-ms",
+                p.hls.segment_ms,
+                "hls-window",
+                p.hls.window,
+                "gop-max-frames",
+                p.gop.max_frames,
+                "gop-max-bytes",
+                p.gop.max_bytes,
+                "republish-grace-ms",
+                p.republish_grace_ms,
+                "play-wait-ms",
+                p.play_wait_ms
+            );
+        }
+        for path in &config.origin_paths {
+            let url = path.origin.to_string();
+            let _ = writeln!(out, "\n[[origins]]\n{:<26} = {url}", "url");
+            let _ = writeln!(out, "{:<26} = {:?}", "role", path.role);
+            let timeout = path
+                .connect_timeout_ms
+                .unwrap_or(config.upstream_timeout_ms);
+            let _ = writeln!(out, "{:<26} = {timeout}", "connect-timeout-ms");
+            let sign = if path.sign.is_some() {
+                "(set, hidden)"
+            } else {
+                "(upstream-sign-key)"
+            };
+            let _ = writeln!(out, "{:<26} = {sign}", "sign-key");
+            let e = &path.egress;
+            let or_route = |v: Option<String>| v.unwrap_or_else(|| "(routing table)".into());
+            let _ = writeln!(
+                out,
+                "{:<26} = {}\n{:<26} = {}\n{:<26} = {}",
+                "bind",
+                or_route(e.bind.map(|b| b.to_string())),
+                "interface",
+                or_route(e.interface.clone()),
+                "mark",
+                or_route(e.mark.map(|m| m.to_string()))
+            );
         }
         let cpus: Vec<String> = config
             .cpus
@@ -140,6 +251,180 @@ impl Loaded {
         let _ = writeln!(out, "{:<26} = {role}", "role");
         out
     }
+}
+
+impl FileSettings {
+    /// Reads a TOML config file's text; errors say `FILE:LINE: key: why`.
+    pub fn parse(path: &Path, text: &str) -> anyhow::Result<FileSettings> {
+        let at = |span: Option<std::ops::Range<usize>>| {
+            let line = span.map_or(1, |s| line_of(text, s.start));
+            format!("{}:{line}", path.display())
+        };
+        let top: toml::Table = match toml::from_str(text) {
+            Ok(t) => t,
+            Err(e) => {
+                if let Some(line) = super::convert::old_form_line(text) {
+                    bail!(
+                        "{}:{line}: not TOML: this is the old `name = value` form. Write text \
+                         values in quotes (rtmp = \"0.0.0.0:1935\") and lists as arrays, or \
+                         convert the whole file: edge-engine convert-config {} > NEW.toml",
+                        path.display(),
+                        path.display()
+                    );
+                }
+                bail!("{}: {}", at(e.span()), e.message().trim());
+            }
+        };
+        let line_of_key = |key: &str| key_line(text, key);
+        let tables: Tables = toml::from_str(text).map_err(|e| {
+            let line = e.span().map_or("", |s| text_line(text, s.start));
+            anyhow::anyhow!("{}: {} (in `{line}`)", at(e.span()), e.message().trim())
+        })?;
+        let command = command();
+        let mut out = FileSettings {
+            apps: tables.apps,
+            origins: tables.origins,
+            ..FileSettings::default()
+        };
+        for (key, value) in &top {
+            let line = line_of_key(key);
+            let here = format!("{}:{line}: {key}", path.display());
+            if key == "apps" || key == "origins" {
+                if !value.is_table() && !value.is_array() {
+                    bail!("{here}: a table ([{key}.NAME] or [[{key}]])");
+                }
+                continue;
+            }
+            let long = key.replace('_', "-");
+            let Some(arg) = command
+                .get_arguments()
+                .find(|a| a.get_long() == Some(long.as_str()))
+            else {
+                bail!(
+                    "{here}: no such setting (keys are the long flag names with underscores, \
+                     tables are [apps.NAME] and [[origins]]; deploy/edge-engine.toml lists \
+                     them all)"
+                );
+            };
+            let id = arg.get_id().as_str().to_string();
+            if id == "config" {
+                bail!("{here}: `config` cannot be nested");
+            }
+            if COMMAND_LINE_ONLY.contains(&id.as_str()) {
+                bail!("{here}: a command-line flag, not a setting");
+            }
+            if out.settings.contains_key(&id) {
+                bail!("{here}: given twice (as {long} and with underscores)");
+            }
+            let values = flag_values(arg, value).map_err(|e| anyhow::anyhow!("{here}: {e}"))?;
+            if !matches!(arg.get_action(), ArgAction::SetTrue) {
+                check_values(&long, &values).map_err(|e| anyhow::anyhow!("{here}: {e}"))?;
+            }
+            out.settings.insert(id, (line, values));
+        }
+        if !out.origins.is_empty() {
+            if let Some((line, _)) = out.settings.get("origin") {
+                bail!(
+                    "{}:{line}: origin: give the origins either as `origin = [...]` or as \
+                     [[origins]] tables, not both",
+                    path.display()
+                );
+            }
+            let line = line_of_key("origins");
+            out.settings
+                .insert("origin".into(), (line, failover_order(&out.origins)));
+        }
+        Ok(out)
+    }
+}
+
+/// A TOML value as the flag's values: scalars as text, arrays for repeatable flags,
+/// booleans for switches and for `on`/`off` settings.
+fn flag_values(arg: &Arg, value: &toml::Value) -> Result<Vec<String>, String> {
+    let repeatable = matches!(arg.get_action(), ArgAction::Append);
+    let switch = matches!(arg.get_action(), ArgAction::SetTrue);
+    let on_off = {
+        let names: Vec<String> = arg
+            .get_possible_values()
+            .iter()
+            .map(|p| p.get_name().to_string())
+            .collect();
+        names == ["on", "off"]
+    };
+    let scalar = |v: &toml::Value| -> Result<String, String> {
+        match v {
+            toml::Value::String(s) => Ok(s.clone()),
+            toml::Value::Integer(i) if !switch => Ok(i.to_string()),
+            toml::Value::Boolean(b) if switch => Ok(b.to_string()),
+            toml::Value::Boolean(b) if on_off => Ok(if *b { "on" } else { "off" }.into()),
+            toml::Value::Boolean(_) => Err("expected a value, found a boolean".into()),
+            other if switch => Err(format!(
+                "expected true or false, found {}",
+                other.type_str()
+            )),
+            other => Err(format!("expected a value, found {}", other.type_str())),
+        }
+    };
+    match value {
+        toml::Value::Array(items) if repeatable => items.iter().map(scalar).collect(),
+        toml::Value::Array(_) => Err("takes one value, found an array".into()),
+        v => Ok(vec![scalar(v)?]),
+    }
+}
+
+/// Checks values with the flag's own parser.
+fn check_values(long: &str, values: &[String]) -> Result<(), String> {
+    let mut argv = vec!["edge-engine".to_string()];
+    argv.extend(values.iter().map(|v| format!("--{long}={v}")));
+    match Args::command().try_get_matches_from(argv) {
+        Ok(_) => Ok(()),
+        Err(e) => Err(first_line(&e)),
+    }
+}
+
+/// The line of top-level key `key` (a toml::Value keeps no position, and toml's `Spanned`
+/// does not survive `[a.b]` headers): its `key =` line before the first table header, or
+/// the first header of its table.
+fn key_line(text: &str, key: &str) -> usize {
+    let mut in_tables = false;
+    for (n, raw) in text.lines().enumerate() {
+        let t = raw.trim_start();
+        if t.starts_with('[') {
+            in_tables = true;
+            let name = t.trim_start_matches('[').trim_start();
+            if name.starts_with(key) && name[key.len()..].trim_start().starts_with(['.', ']']) {
+                return n + 1;
+            }
+            continue;
+        }
+        if in_tables {
+            continue;
+        }
+        let bare = t.strip_prefix('"').unwrap_or(t);
+        if let Some(rest) = bare.strip_prefix(key) {
+            if rest.trim_start_matches('"').trim_start().starts_with('=') {
+                return n + 1;
+            }
+        }
+    }
+    1
+}
+
+/// The 1-based line of byte `offset`.
+fn line_of(text: &str, offset: usize) -> usize {
+    text.as_bytes()[..offset.min(text.len())]
+        .iter()
+        .filter(|b| **b == b'\n')
+        .count()
+        + 1
+}
+
+/// The line holding byte `offset`, trimmed.
+fn text_line(text: &str, offset: usize) -> &str {
+    let start = text[..offset.min(text.len())]
+        .rfind('\n')
+        .map_or(0, |i| i + 1);
+    text[start..].lines().next().unwrap_or("").trim()
 }
 
 /// Warnings about a valid configuration that is probably not what was meant. `resolve`
@@ -163,6 +448,18 @@ pub fn warnings(config: &Config, resolve: impl Fn(&str, u16) -> bool) -> Vec<Str
             let url = format!("{scheme}://{}:{}{}", o.host, o.port, o.path);
             (url, o.host.clone(), o.port)
         }));
+    for path in &config.origin_paths {
+        let used = match &path.origin {
+            OriginRef::Rtmp(u) => config.origins.contains(u),
+            OriginRef::Http(o) => config.hls_origins.contains(o),
+        };
+        if !used {
+            out.push(format!(
+                "[[origins]] {}: not among the origins in use (--origin or EDGE_ORIGIN                  replaced the file's list), so its settings apply to nothing",
+                path.origin
+            ));
+        }
+    }
     for (url, host, port) in hosts {
         if !resolve(&host, port) {
             out.push(format!(
@@ -187,79 +484,6 @@ fn hide_password(url: &str) -> String {
     }
 }
 
-/// The lines of a config file as flags: `name = value` (underscores or dashes), `#`
-/// comments (a whole line, or after an unquoted value), values in optional double quotes.
-/// `true` sets a switch and `false` leaves it off.
-fn file_args(path: &Path, text: &str) -> anyhow::Result<Vec<FileArg>> {
-    let switches: HashSet<String> = Args::command()
-        .get_arguments()
-        .filter(|a| matches!(a.get_action(), ArgAction::SetTrue))
-        .filter_map(|a| a.get_long().map(str::to_string))
-        .collect();
-    let mut out = Vec::new();
-    for (n, raw) in text.lines().enumerate() {
-        let line = n + 1;
-        let at = || format!("{}:{line}", path.display());
-        let trimmed = raw.trim();
-        if trimmed.is_empty() || trimmed.starts_with('#') {
-            continue;
-        }
-        let Some((k, v)) = trimmed.split_once('=') else {
-            bail!("{}: expected `name = value`, found {trimmed:?}", at());
-        };
-        let key = k.trim().replace('_', "-");
-        let v = v.trim();
-        let value = match v.strip_prefix('"') {
-            Some(rest) => match rest.split_once('"') {
-                Some((inner, tail)) if tail.trim().is_empty() || tail.trim().starts_with('#') => {
-                    inner.to_string()
-                }
-                _ => bail!(
-                    "{}: {key}: unterminated or trailing text after a quoted value",
-                    at()
-                ),
-            },
-            None => v.split(" #").next().unwrap_or("").trim().to_string(),
-        };
-        if key == "config" {
-            bail!("{}: `config` cannot be nested", at());
-        }
-        let flag = if switches.contains(&key) {
-            match value.as_str() {
-                "true" => Some(format!("--{key}")),
-                "false" => None,
-                _ => bail!("{}: {key}: expected true or false, found {value:?}", at()),
-            }
-        } else {
-            Some(format!("--{key}={value}"))
-        };
-        out.push(FileArg { line, key, flag });
-    }
-    Ok(out)
-}
-
-/// The merged command line failed: find the file line that fails on its own, and say where.
-fn blame_line(path: &Path, lines: &[FileArg], merged: &clap::Error) -> String {
-    for l in lines {
-        let Some(flag) = &l.flag else { continue };
-        if let Err(e) = Args::command().try_get_matches_from(["edge-engine", flag.as_str()]) {
-            let why = match e.kind() {
-                clap::error::ErrorKind::UnknownArgument => {
-                    "no such setting (settings are named as the long flags, without the dashes)"
-                        .to_string()
-                }
-                _ => first_line(&e),
-            };
-            return format!("{}:{}: {}: {why}", path.display(), l.line, l.key);
-        }
-    }
-    format!(
-        "{} with the command line: {}",
-        path.display(),
-        first_line(merged)
-    )
-}
-
 /// A clap error's message alone: no `error:` prefix, usage or `--help` tip.
 fn first_line(e: &clap::Error) -> String {
     let text = e.render().to_string();
@@ -268,103 +492,4 @@ fn first_line(e: &clap::Error) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use clap::Parser as _;
-
-    fn load(file: &str, flags: &[&str]) -> anyhow::Result<Loaded> {
-        let dir =
-            std::env::temp_dir().join(format!("edge-config-{}-{}", std::process::id(), file.len()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("engine.conf");
-        std::fs::write(&path, file).unwrap();
-        let mut argv = vec!["edge-engine".to_string(), "--config".into()];
-        argv.push(path.display().to_string());
-        argv.extend(flags.iter().map(|s| s.to_string()));
-        let r = Loaded::from_argv(argv);
-        let _ = std::fs::remove_dir_all(dir);
-        r
-    }
-
-    #[test]
-    fn file_lines_become_flags_and_flags_win() {
-        let l = load(
-            "# c\ncores = 2\nrtmp = \"127.0.0.1:0\"  # ours\nplay_wait_ms=5 # short\n",
-            &["--cores", "3"],
-        )
-        .unwrap();
-        assert_eq!(l.args.cores, Some(3));
-        assert_eq!(l.args.play_wait_ms, 5);
-        assert_eq!(l.args.rtmp.to_string(), "127.0.0.1:0");
-        let config = l.args.validate().unwrap();
-        let text = l.describe(&config);
-        assert!(text.contains("play-wait-ms"), "{text}");
-        let line = |name: &str| {
-            text.lines()
-                .find(|l| l.starts_with(name))
-                .unwrap_or_default()
-                .to_string()
-        };
-        assert!(line("play-wait-ms ").ends_with("file"), "{text}");
-        assert!(line("cores ").ends_with("command line"), "{text}");
-        assert!(line("hls-window ").ends_with("default"), "{text}");
-        assert!(line("shards ").contains("= 3"), "{text}");
-    }
-
-    #[test]
-    fn a_bad_line_is_named_by_file_line_and_key() {
-        let e = load("cores = 2\nplay_wait_ms = soon\n", &[])
-            .unwrap_err()
-            .to_string();
-        assert!(e.ends_with("engine.conf:2: play-wait-ms: invalid value 'soon' for '--play-wait-ms <MS>': invalid digit found in string"), "{e}");
-        assert!(!e.contains("--help"), "{e}");
-        let e = load("\n\ncolour = blue\n", &[]).unwrap_err().to_string();
-        assert!(e.contains("engine.conf:3: colour: no such setting"), "{e}");
-        let e = load("cores 2\n", &[]).unwrap_err().to_string();
-        assert!(e.contains("engine.conf:1: expected `name = value`"), "{e}");
-        let e = load("check = maybe\n", &[]).unwrap_err().to_string();
-        assert!(
-            e.contains("engine.conf:1: check: expected true or false"),
-            "{e}"
-        );
-    }
-
-    #[test]
-    fn false_switches_are_off_and_secrets_are_not_shown() {
-        let l = load(
-            "check = false\ntoken_key = \"00112233445566778899aabbccddeeff\"\nregistry = \"redis://u:pw@127.0.0.1:6379\"\n",
-            &[],
-        )
-        .unwrap();
-        assert!(!l.args.check);
-        let config = l.args.validate().unwrap();
-        let text = l.describe(&config);
-        assert!(!text.contains("00112233"), "{text}");
-        assert!(!text.contains(":pw@"), "{text}");
-        assert!(text.contains("redis://u:***@127.0.0.1:6379"), "{text}");
-    }
-
-    #[test]
-    fn warnings_name_too_many_shards_and_unresolvable_origins() {
-        let args = Args::try_parse_from([
-            "edge-engine",
-            "--cores",
-            "512",
-            "--origin",
-            "rtmp://nowhere.invalid/live",
-        ])
-        .unwrap();
-        let config = args.validate().unwrap();
-        let w = warnings(&config, |host, _| host != "nowhere.invalid");
-        assert!(
-            w.iter().any(|w| w.starts_with("512 shards on a host with")),
-            "{w:?}"
-        );
-        assert!(
-            w.iter()
-                .any(|w| w.contains("nowhere.invalid does not resolve")),
-            "{w:?}"
-        );
-        assert!(warnings(&config, |_, _| true).len() == 1);
-    }
-}
+mod tests;

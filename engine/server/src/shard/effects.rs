@@ -154,7 +154,11 @@ impl Shard {
         let cancel = Cancel::new();
         // Signed here, once per connection: a reconnect or a failover carries a fresh token,
         // never a viewer's that may have expired since.
-        let stream_name = match &self.config.access.upstream_sign {
+        let path = self.config.rtmp_origin_path(&url);
+        let sign = path
+            .and_then(|p| p.sign.as_ref())
+            .or(self.config.access.upstream_sign.as_ref());
+        let stream_name = match sign {
             Some(sign) => {
                 let viewer_query = stream_name.split_once('?').map(|(_, q)| q);
                 sign.stream_name(&url.app, key, viewer_query)
@@ -167,6 +171,11 @@ impl Shard {
             url,
             stream_name,
             timeout: Duration::from_millis(self.config.upstream_timeout_ms),
+            connect_timeout: Duration::from_millis(
+                path.and_then(|p| p.connect_timeout_ms)
+                    .unwrap_or(self.config.upstream_timeout_ms),
+            ),
+            egress: path.map(|p| p.egress.clone()).unwrap_or_default(),
             tls: self.config.upstream_tls.clone(),
             view,
             stats: Arc::clone(&self.stats),

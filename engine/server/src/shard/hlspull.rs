@@ -73,13 +73,14 @@ impl Shard {
         !self.config.hls_origins.is_empty()
     }
 
-    fn hls_pull_config(&self) -> HlsPullConfig {
+    fn hls_pull_config(&self, key: &StreamKey) -> HlsPullConfig {
+        let hls = self.config.apps.get(key.app()).hls;
         HlsPullConfig {
             prefetch: self.config.hls_prefetch,
             idle_ms: self.config.upstream_idle_ms,
             negative_ms: HLS_NEGATIVE_MS,
-            window: self.config.hls.window,
-            keep_extra: self.config.hls.keep_extra,
+            window: hls.window,
+            keep_extra: hls.keep_extra,
             start_segments: START_SEGMENTS,
         }
     }
@@ -120,7 +121,7 @@ impl Shard {
         }
         let now = self.now_ms();
         let pull = HlsPull::new(
-            self.hls_pull_config(),
+            self.hls_pull_config(key),
             self.config.hls_origins.clone(),
             key.stream(),
             now,
