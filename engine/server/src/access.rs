@@ -10,7 +10,6 @@
 //! a token, a key or a query, or decide anything edge-core's [`Policy`] decides.
 
 use std::net::SocketAddr;
-use std::rc::Rc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use edge_core::access::{
@@ -21,7 +20,7 @@ use edge_core::StreamKey;
 use tracing::{info, warn};
 
 use crate::hook::{self, HookFailure, HookUrl};
-use crate::shard::Shard;
+use crate::shard::ShardHandle;
 use crate::stats::{AccessStats, Counter};
 
 /// What a failing (unreachable, slow, garbled) play hook means.
@@ -188,8 +187,8 @@ pub fn unix_s() -> u64 {
 }
 
 /// Decides `ask`; a denial is counted and logged here.
-pub async fn authorize(shard: &Shard, ask: &Ask<'_>) -> Result<(), Denial> {
-    let cfg = &shard.config.access;
+pub async fn authorize(shard: &ShardHandle, ask: &Ask<'_>) -> Result<(), Denial> {
+    let cfg = &shard.config().access;
     let ip = ask.peer.map(|p| p.ip());
     let verdict = cfg.policy.check(
         ask.action,
@@ -210,7 +209,7 @@ pub async fn authorize(shard: &Shard, ask: &Ask<'_>) -> Result<(), Denial> {
         Err(d) => {
             stats.denied[action_index(ask.action)][AccessStats::reason_index(d.reason())].inc();
             info!(
-                shard = %shard.id,
+                shard = %shard.id(),
                 key = %ask.key,
                 peer = ?ask.peer,
                 action = ask.action.as_str(),
@@ -223,8 +222,8 @@ pub async fn authorize(shard: &Shard, ask: &Ask<'_>) -> Result<(), Denial> {
     result
 }
 
-async fn ask_hook(shard: &Shard, ask: &Ask<'_>) -> Result<(), Denial> {
-    let cfg = &shard.config.access;
+async fn ask_hook(shard: &ShardHandle, ask: &Ask<'_>) -> Result<(), Denial> {
+    let cfg = &shard.config().access;
     let grant = ask.hls.then(|| GrantKey {
         ip: ask.peer.map(|p| p.ip()),
         stream: ask.key.as_str().to_string(),
@@ -232,7 +231,7 @@ async fn ask_hook(shard: &Shard, ask: &Ask<'_>) -> Result<(), Denial> {
     });
     let now = shard.now_ms();
     if let Some(g) = &grant {
-        if shard.grants.borrow().holds(g, now) {
+        if shard.grants().borrow().holds(g, now) {
             return Ok(());
         }
     }
@@ -251,7 +250,7 @@ async fn ask_hook(shard: &Shard, ask: &Ask<'_>) -> Result<(), Denial> {
         Err(failure) => {
             let open = ask.action == Action::Play && cfg.play_hook_failure == OnFailure::Allow;
             if open {
-                warn!(shard = %shard.id, key = %ask.key, "on_play hook failed ({failure}); allowing (--play-hook-failure allow)");
+                warn!(shard = %shard.id(), key = %ask.key, "on_play hook failed ({failure}); allowing (--play-hook-failure allow)");
                 Ok(())
             } else {
                 Err(Denial::HookFailed(failure))
@@ -259,15 +258,15 @@ async fn ask_hook(shard: &Shard, ask: &Ask<'_>) -> Result<(), Denial> {
         }
     };
     if let (Ok(()), Some(g)) = (&result, grant) {
-        shard.grants.borrow_mut().grant(g, shard.now_ms());
+        shard.grants().borrow_mut().grant(g, shard.now_ms());
     }
     result
 }
 
-fn hook_body(shard: &Shard, event: HookEvent, ask: &Ask<'_>) -> String {
+fn hook_body(shard: &ShardHandle, event: HookEvent, ask: &Ask<'_>) -> String {
     HookRequest {
         event,
-        server_id: &shard.config.access.node_id,
+        server_id: &shard.config().access.node_id,
         client_id: ask.client_id,
         ip: ask.peer.map(|p| p.ip()),
         app: ask.key.app(),
@@ -279,24 +278,28 @@ fn hook_body(shard: &Shard, event: HookEvent, ask: &Ask<'_>) -> String {
 }
 
 /// Sends `on_unpublish` or `on_stop` for a session that ended, if that hook is configured.
-pub fn notify(shard: &Rc<Shard>, event: HookEvent, ask: &Ask<'_>) {
-    let cfg = &shard.config.access;
+pub fn notify(shard: &ShardHandle, event: HookEvent, ask: &Ask<'_>) {
+    let cfg = &shard.config().access;
     let Some(url) = cfg.hooks.url(event).cloned() else {
         return;
     };
     let body = hook_body(shard, event, ask);
     let timeout = cfg.hook_timeout;
-    let shard = Rc::clone(shard);
+    let shard = shard.clone();
     monoio::spawn(async move {
         let outcome = hook::post(&url, body, timeout).await;
         count_hook(&shard, event, &outcome);
         if let Err(e) = outcome {
-            info!(shard = %shard.id, event = event.as_str(), "hook notice not delivered: {e}");
+            info!(shard = %shard.id(), event = event.as_str(), "hook notice not delivered: {e}");
         }
     });
 }
 
-fn count_hook(shard: &Shard, event: HookEvent, outcome: &Result<(u16, Vec<u8>), HookFailure>) {
+fn count_hook(
+    shard: &ShardHandle,
+    event: HookEvent,
+    outcome: &Result<(u16, Vec<u8>), HookFailure>,
+) {
     let label = match outcome {
         Ok((status, body)) => match hook_verdict(*status, body) {
             Ok(()) => "allowed",

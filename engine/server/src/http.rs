@@ -18,20 +18,22 @@ use crate::contain;
 use crate::outlet::{finish, write_bufs, Close, Outlet, Wire};
 use crate::pulled::{self, Served};
 use crate::routes::{self, NodeView};
-use crate::shard::Shard;
+use crate::shard::ShardHandle;
 use crate::stats::{Counter, Protocol};
 
 const READ_BUF: usize = 4 * 1024;
 
 /// Counts a connection in `edge_hls_viewers`, and as a viewer of the stream whose playlist
 /// it fetched first, until it closes.
-struct HlsViewer(Rc<Shard>, StreamKey);
+struct HlsViewer(ShardHandle, StreamKey);
 
 impl HlsViewer {
-    fn new(shard: &Rc<Shard>, key: &StreamKey) -> Self {
+    fn new(shard: &ShardHandle, key: &StreamKey) -> Self {
         shard.stats().hls_viewers.inc();
-        shard.stats.count_viewer(shard.id, key, Protocol::Hls, true);
-        HlsViewer(Rc::clone(shard), key.clone())
+        shard
+            .machine()
+            .count_viewer(shard.id(), key, Protocol::Hls, true);
+        HlsViewer(shard.clone(), key.clone())
     }
 }
 
@@ -39,14 +41,14 @@ impl Drop for HlsViewer {
     fn drop(&mut self) {
         self.0.stats().hls_viewers.dec();
         self.0
-            .stats
-            .count_viewer(self.0.id, &self.1, Protocol::Hls, false);
+            .machine()
+            .count_viewer(self.0.id(), &self.1, Protocol::Hls, false);
     }
 }
 
 /// Serves one HTTP (or HTTPS) connection until it closes; `fd` is its socket's.
 pub async fn serve(
-    shard: Rc<Shard>,
+    shard: ShardHandle,
     mut stream: Conn,
     peer: Option<SocketAddr>,
     fd: std::os::fd::RawFd,
@@ -65,7 +67,7 @@ pub async fn serve(
                 Err(panic) => {
                     shard.stats().connection_errors.inc();
                     shard.stats().peer_panics.inc();
-                    tracing::warn!(shard = %shard.id, "http connection closed: {panic}");
+                    tracing::warn!(shard = %shard.id(), "http connection closed: {panic}");
                     return;
                 }
             };
@@ -102,7 +104,7 @@ pub async fn serve(
                     // a viewer that is not moved yet (or has no peer) reloads over it after
                     // the listeners have closed. After an upgrade handover the listeners
                     // are the successor's, and everyone reconnects there.
-                    let control = &shard.stats.control;
+                    let control = &shard.machine().control;
                     let draining = control.is_draining();
                     let hls = matches!(route, Route::Playlist(_) | Route::Segment(..));
                     let handed_over = draining && control.handed_over();
@@ -202,7 +204,7 @@ pub async fn serve(
                         {
                             if let Some(seg) = shard.pulled_segment(&key, seq.0) {
                                 let wait = Duration::from_millis(
-                                    2 * shard.config.upstream_timeout_ms + 1_000,
+                                    2 * shard.config().upstream_timeout_ms + 1_000,
                                 );
                                 let head_only = req.method == Method::Head;
                                 let (served, n) = pulled::serve(
@@ -224,10 +226,10 @@ pub async fn serve(
                         }
                         _ => {}
                     }
-                    let reply = routes::respond(&req, &*shard);
+                    let reply = routes::respond(&req, &shard);
                     if reply.drain {
-                        shard.stats.control.request_drain();
-                        info!(shard = %shard.id, "drain requested");
+                        shard.machine().control.request_drain();
+                        info!(shard = %shard.id(), "drain requested");
                     }
                     let written = send_response(&shard, &mut stream, reply.pieces).await;
                     if written.is_err() || !reply.keep_alive {
@@ -237,15 +239,15 @@ pub async fn serve(
                 Ok(None) => break,
                 Err(e) => {
                     shard.stats().connection_errors.inc();
-                    info!(shard = %shard.id, peer = %crate::conn::PeerAddr(peer), "http connection closed: bad request: {e}");
+                    info!(shard = %shard.id(), peer = %crate::conn::PeerAddr(peer), "http connection closed: bad request: {e}");
                     let _ = stream.write_all(error_response(&e)).await;
                     return;
                 }
             }
         }
-        let idle = std::time::Duration::from_millis(shard.config.idle_timeout_ms);
+        let idle = std::time::Duration::from_millis(shard.config().idle_timeout_ms);
         let Ok((res, b)) = monoio::time::timeout(idle, stream.read(buf)).await else {
-            debug!(shard = %shard.id, "closing idle http connection");
+            debug!(shard = %shard.id(), "closing idle http connection");
             return;
         };
         buf = b;
@@ -270,13 +272,17 @@ fn play_target<'a>(req: &Request, route: &'a Route) -> Option<(&'a StreamKey, bo
 }
 
 /// Writes `bufs` in one go and counts them in `bytes_out`.
-async fn write_counted(shard: &Shard, stream: &mut Conn, bufs: Vec<Bytes>) -> std::io::Result<()> {
+async fn write_counted(
+    shard: &ShardHandle,
+    stream: &mut Conn,
+    bufs: Vec<Bytes>,
+) -> std::io::Result<()> {
     let n = write_bufs(stream, bufs).await?;
     add_bytes_out(shard, n);
     Ok(())
 }
 
-fn add_bytes_out(shard: &Shard, n: usize) {
+fn add_bytes_out(shard: &ShardHandle, n: usize) {
     shard
         .stats()
         .bytes_out
@@ -286,8 +292,12 @@ fn add_bytes_out(shard: &Shard, n: usize) {
 /// Writes a response: by reference when its body lies in a segment arena and this shard's
 /// send path is `splice` (plain TCP only), else as `--http-writes` says. What it wrote counts
 /// in `bytes_out` once the response is out.
-async fn send_response(shard: &Shard, stream: &mut Conn, bufs: Vec<Bytes>) -> std::io::Result<()> {
-    if let (Some(zc), Conn::Tcp(tcp)) = (&shard.zero_copy, &*stream) {
+async fn send_response(
+    shard: &ShardHandle,
+    stream: &mut Conn,
+    bufs: Vec<Bytes>,
+) -> std::io::Result<()> {
+    if let (Some(zc), Conn::Tcp(tcp)) = (&shard.zero_copy(), &*stream) {
         if zc.applies(&bufs) {
             match zc.send(tcp, &bufs).await {
                 Some(Ok(sent)) => {
@@ -303,7 +313,7 @@ async fn send_response(shard: &Shard, stream: &mut Conn, bufs: Vec<Bytes>) -> st
             }
         }
     }
-    if shard.config.http_vectored {
+    if shard.config().http_vectored {
         write_counted(shard, stream, bufs).await
     } else {
         let total = bufs.iter().map(Bytes::len).sum();
@@ -352,13 +362,13 @@ struct FlvViewer {
 
 /// Streams `key` as HTTP-FLV until the stream ends or the viewer leaves. The response head
 /// goes out when the stream is live (or a 404 after the play-wait).
-async fn serve_flv(shard: Rc<Shard>, stream: Conn, fd: std::os::fd::RawFd, viewer: FlvViewer) {
+async fn serve_flv(shard: ShardHandle, stream: Conn, fd: std::os::fd::RawFd, viewer: FlvViewer) {
     let (key, id) = (&viewer.key, viewer.id);
     let (mut reader, writer) = stream.split();
-    let outlet = Outlet::new(id, Wire::Flv, shard.config.queue, shard.clock);
+    let outlet = Outlet::new(id, Wire::Flv, shard.config().queue, shard.clock());
     let writer_task = monoio::spawn(Rc::clone(&outlet).run_writer(
         writer,
-        shard.config.write_coalesce_ms,
+        shard.config().write_coalesce_ms,
         shard.bytes_out(),
     ));
     shard.add_viewer(key, &outlet, viewer.query.clone());
@@ -388,31 +398,31 @@ async fn serve_flv(shard: Rc<Shard>, stream: Conn, fd: std::os::fd::RawFd, viewe
         hls: false,
     };
     access::notify(&shard, HookEvent::OnStop, &ask);
-    debug!(shard = %shard.id, %key, conn = id, "flv viewer left");
+    debug!(shard = %shard.id(), %key, conn = id, "flv viewer left");
 }
 
 /// The node as routes see it: read-only, from this shard.
-impl NodeView for Shard {
+impl NodeView for ShardHandle {
     fn hls(&self, key: &StreamKey) -> Option<std::sync::Arc<edge_core::hls::HlsSnapshot>> {
-        Shard::hls(self, key)
+        ShardHandle::hls(self, key)
     }
     fn play_mode(&self, app: &str) -> Mode {
-        self.config.access.policy.play.mode(app)
+        self.config().access.policy.play.mode(app)
     }
     fn health_json(&self) -> String {
-        self.stats.render_health()
+        self.machine().render_health()
     }
     fn streams_json(&self) -> String {
-        self.stats.render_streams()
+        self.machine().render_streams()
     }
     fn metrics_text(&self) -> String {
-        self.stats.render_prometheus()
+        self.machine().render_prometheus()
     }
     fn summary_json(&self) -> String {
-        crate::drain::render_summary(&self.stats.control, &self.stats)
+        crate::drain::render_summary(&self.machine().control, self.machine())
     }
     fn cluster_json(&self) -> Option<String> {
-        let r = self.stats.registry.get()?;
+        let r = self.machine().registry.get()?;
         Some(
             r.cluster_json
                 .lock()
@@ -421,18 +431,18 @@ impl NodeView for Shard {
         )
     }
     fn draining(&self) -> bool {
-        self.stats.control.is_draining()
+        self.machine().control.is_draining()
     }
     fn admin_token(&self) -> Option<&str> {
-        self.config.admin_token.as_deref()
+        self.config().admin_token.as_deref()
     }
     fn console_page(&self) -> Bytes {
-        self.config.player.console.clone()
+        self.config().player.console.clone()
     }
     fn player_page(&self) -> Bytes {
-        self.config.player.player.clone()
+        self.config().player.player.clone()
     }
     fn player_lib(&self, lib: edge_core::http::PlayerLib) -> Option<Bytes> {
-        self.config.player.lib(lib).cloned()
+        self.config().player.lib(lib).cloned()
     }
 }

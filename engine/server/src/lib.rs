@@ -42,7 +42,6 @@ pub mod upstream;
 pub mod zerocopy;
 
 use std::net::SocketAddr;
-use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::sync::{mpsc, Arc};
 
@@ -53,7 +52,7 @@ use tracing::{info, warn};
 use crate::config::Config;
 use crate::listen::{bind_reuseport, claim_endpoint, Service};
 use crate::mesh::Mesh;
-use crate::shard::Shard;
+use crate::shard::ShardHandle;
 use crate::stats::Stats;
 
 /// What a shard reports once its listeners are up.
@@ -494,7 +493,7 @@ async fn shard_main(mut ctx: ShardCtx, driver: &'static str) {
         .cache_backing
         .store(arena.backing.code(), Ordering::Relaxed);
     let _ = ctx.stats.arenas[ctx.id].set(Arc::clone(&arena));
-    let shard = Shard::new(
+    let shard = ShardHandle::start(
         mesh::ShardId(ctx.id),
         ctx.config,
         ctx.mesh,
@@ -509,34 +508,32 @@ async fn shard_main(mut ctx: ShardCtx, driver: &'static str) {
     );
     info!(
         shard = ctx.id,
-        cpu = %shard.config.cpus[ctx.id].map_or_else(|| "unpinned".to_string(), |c| c.to_string()),
+        cpu = %shard.config().cpus[ctx.id].map_or_else(|| "unpinned".to_string(), |c| c.to_string()),
         driver,
         "shard started"
     );
     // With --upgrade-socket, a watcher cancels the accepts once a successor holds the
     // listeners.
     let canceller = shard
-        .config
+        .config()
         .upgrade_socket
         .is_some()
         .then(monoio::io::Canceller::new);
     for (service, l) in listeners {
         let cancel = canceller.as_ref().map(|c| c.handle());
-        monoio::spawn(listen::accept_loop(Rc::clone(&shard), l, service, cancel));
+        monoio::spawn(listen::accept_loop(shard.clone(), l, service, cancel));
     }
     if let Some(relay) = relay {
         monoio::spawn(listen::accept_loop(
-            Rc::clone(&shard),
+            shard.clone(),
             relay,
             Service::Relay,
             None,
         ));
     }
     if let Some(canceller) = canceller {
-        monoio::spawn(upgrade::watch(Rc::clone(&shard), canceller));
+        monoio::spawn(upgrade::watch(shard.clone(), canceller));
     }
-    monoio::spawn(Rc::clone(&shard).run_timers());
-    monoio::spawn(Rc::clone(&shard).run_cluster());
     let _ = ctx.ready.send(Ok((ctx.id, driver)));
     test_hooks(ctx.id);
     // Returns on shutdown; dropping the runtime then closes every socket of this shard.

@@ -7,7 +7,6 @@
 //! only); a refused connection is closed unanswered.
 
 use std::net::{IpAddr, SocketAddr};
-use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -21,7 +20,7 @@ use tracing::{debug, error, warn};
 use crate::conn::Conn;
 use crate::tls;
 
-use crate::shard::Shard;
+use crate::shard::ShardHandle;
 use crate::stats::Counter;
 
 /// Holds an endpoint for this process while it runs: an abstract Unix socket named after
@@ -169,7 +168,7 @@ impl Drop for Permit {
 }
 
 /// Counts a connection in `edge_connections_open` until its task ends.
-struct Open(Rc<Shard>);
+struct Open(ShardHandle);
 
 impl Drop for Open {
     fn drop(&mut self) {
@@ -178,8 +177,8 @@ impl Drop for Open {
 }
 
 /// Counts `peer` in, or says which limit refuses it.
-fn admit(shard: &Shard, peer: SocketAddr) -> Result<Option<Permit>, Refusal> {
-    let Some(table) = &shard.admission else {
+fn admit(shard: &ShardHandle, peer: SocketAddr) -> Result<Option<Permit>, Refusal> {
+    let Some(table) = &shard.admission() else {
         return Ok(None);
     };
     let ip = peer.ip();
@@ -192,21 +191,21 @@ fn admit(shard: &Shard, peer: SocketAddr) -> Result<Option<Permit>, Refusal> {
 
 /// One accepted connection: the TLS handshake for TLS services, then its driver.
 async fn serve(
-    shard: Rc<Shard>,
+    shard: ShardHandle,
     stream: TcpStream,
     peer: SocketAddr,
     service: Service,
     _permit: Option<Permit>,
 ) {
     shard.stats().connections_open.inc();
-    let _open = Open(Rc::clone(&shard));
+    let _open = Open(shard.clone());
     let _ = stream.set_nodelay(true);
     let fd = crate::conn::raw_fd(&stream);
     let conn = if service.is_tls() {
         let Some(config) = shard.tls_config(service) else {
             return;
         };
-        let timeout = Duration::from_millis(shard.config.tls_handshake_timeout_ms);
+        let timeout = Duration::from_millis(shard.config().tls_handshake_timeout_ms);
         let stats = shard.stats();
         match monoio::time::timeout(timeout, tls::accept(stream.into_split(), config)).await {
             Ok(Ok(s)) => {
@@ -215,13 +214,13 @@ async fn serve(
             }
             Ok(Err(e)) => {
                 stats.tls_handshake_failures.inc();
-                debug!(shard = %shard.id, %peer, service = service.name(), "TLS handshake failed: {e}");
+                debug!(shard = %shard.id(), %peer, service = service.name(), "TLS handshake failed: {e}");
                 return;
             }
             Err(_) => {
                 stats.tls_handshake_failures.inc();
                 stats.tls_handshake_timeouts.inc();
-                debug!(shard = %shard.id, %peer, service = service.name(), "TLS handshake timed out");
+                debug!(shard = %shard.id(), %peer, service = service.name(), "TLS handshake timed out");
                 // Dropping the halves closes the socket.
                 return;
             }
@@ -240,7 +239,7 @@ async fn serve(
 /// the upgrade watcher fires) a successor takes them over. EMFILE/ENFILE and similar back
 /// off (never spin) and are logged at most once per second with how many happened.
 pub async fn accept_loop(
-    shard: Rc<Shard>,
+    shard: ShardHandle,
     listener: TcpListener,
     service: Service,
     cancel: Option<CancelHandle>,
@@ -271,7 +270,7 @@ pub async fn accept_loop(
                         let now = shard.now_ms();
                         if last_refusal_log_ms.is_none_or(|t| now.saturating_sub(t) >= 1000) {
                             warn!(
-                                shard = %shard.id,
+                                shard = %shard.id(),
                                 %peer,
                                 service = service.name(),
                                 limit = refusal.as_str(),
@@ -290,16 +289,16 @@ pub async fn accept_loop(
                 } else {
                     shard.stats().http_connections_accepted.inc();
                 }
-                monoio::spawn(serve(Rc::clone(&shard), stream, peer, service, permit));
+                monoio::spawn(serve(shard.clone(), stream, peer, service, permit));
             }
             // The relay outlives a drain and a handover: its successor pulls through it.
-            Err(_) if service != Service::Relay && shard.stats.control.accepting_ended() => {
+            Err(_) if service != Service::Relay && shard.machine().control.accepting_ended() => {
                 // A drain shut the listener down, or a successor holds it; dropping it here
                 // closes this process's descriptor.
-                debug!(shard = %shard.id, service = service.name(), "accepting ended (drain or upgrade)");
+                debug!(shard = %shard.id(), service = service.name(), "accepting ended (drain or upgrade)");
                 return;
             }
-            Err(_) if shard.stats.control.closing() => {
+            Err(_) if shard.machine().control.closing() => {
                 // The drain is shutting the listeners down and has not set `closed` yet:
                 // look again in a moment, when it has (the descriptor stays open till then).
                 monoio::time::sleep(Duration::from_millis(1)).await;
@@ -314,13 +313,13 @@ pub async fn accept_loop(
                 if last_log_ms.is_none_or(|t| now.saturating_sub(t) >= 1000) {
                     if resource {
                         warn!(
-                            shard = %shard.id,
+                            shard = %shard.id(),
                             service = service.name(),
                             "accept failed: {e} ({suppressed} more since last report); backing off"
                         );
                     } else {
                         error!(
-                            shard = %shard.id,
+                            shard = %shard.id(),
                             service = service.name(),
                             "accept failed: {e} ({suppressed} more since last report)"
                         );

@@ -167,6 +167,11 @@ impl Mesh {
         }
     }
 
+    /// The number of shards.
+    pub fn shards(&self) -> usize {
+        self.inboxes.len()
+    }
+
     /// Shard `from` waits for room in its channel to `to`: the receiver will ring `from`'s
     /// space bell when it next drains it. Returns whether there is room already (then retry
     /// at once: the bell may not ring).

@@ -24,7 +24,7 @@ use crate::conn::Conn;
 use crate::contain;
 use crate::mesh::MeshMsg;
 use crate::outlet::{finish, Close, Outlet, Wire};
-use crate::shard::Shard;
+use crate::shard::ShardHandle;
 use crate::stats::Counter;
 
 const READ_BUF_IDLE: usize = 4 * 1024;
@@ -51,17 +51,17 @@ struct Peer {
 
 /// Serves one RTMP (or RTMPS) connection until it closes; `fd` is its socket's.
 pub async fn serve(
-    shard: Rc<Shard>,
+    shard: ShardHandle,
     stream: Conn,
     peer: Option<SocketAddr>,
     fd: std::os::fd::RawFd,
 ) {
     let id = shard.next_conn_id();
     let (mut reader, writer) = stream.split();
-    let outlet = Outlet::new(id, Wire::Rtmp, shard.config.queue, shard.clock);
+    let outlet = Outlet::new(id, Wire::Rtmp, shard.config().queue, shard.clock());
     let writer_task = monoio::spawn(Rc::clone(&outlet).run_writer(
         writer,
-        shard.config.write_coalesce_ms,
+        shard.config().write_coalesce_ms,
         shard.bytes_out(),
     ));
     let mut conn = ServerConnection::new();
@@ -71,7 +71,7 @@ pub async fn serve(
     // Protocol errors and refusals flush their last words (e.g. BadName); a vanished peer
     // gets nothing more.
     let mut how = Close::Flush;
-    let idle_timeout = std::time::Duration::from_millis(shard.config.idle_timeout_ms);
+    let idle_timeout = std::time::Duration::from_millis(shard.config().idle_timeout_ms);
     let mut reconnect_asked = false;
 
     let reason = loop {
@@ -111,7 +111,7 @@ pub async fn serve(
                 // not even the events it produced before panicking.
                 shard.stats().connection_errors.inc();
                 shard.stats().peer_panics.inc();
-                warn!(shard = %shard.id, peer = %crate::conn::PeerAddr(peer), "rtmp connection closed: {panic}");
+                warn!(shard = %shard.id(), peer = %crate::conn::PeerAddr(peer), "rtmp connection closed: {panic}");
                 how = Close::Abort;
                 break panic;
             }
@@ -134,17 +134,17 @@ pub async fn serve(
         // reconnect elsewhere (a publisher sends all the time, so this is checked on input).
         if !reconnect_asked
             && matches!(role, Role::Publisher { .. })
-            && shard.stats.control.is_draining()
+            && shard.machine().control.is_draining()
         {
             if let Some(info) = conn.connect_info().filter(|i| i.reconnects()) {
                 reconnect_asked = true;
                 // After an upgrade handover its own URL reaches the successor.
-                let to = if shard.stats.control.handed_over() {
+                let to = if shard.machine().control.handed_over() {
                     None
                 } else {
                     shard.drain_publish_peer(&info.app)
                 };
-                info!(shard = %shard.id, peer = %crate::conn::PeerAddr(peer), to = to.as_deref().unwrap_or("(its own URL)"), "draining: asking the publisher to reconnect");
+                info!(shard = %shard.id(), peer = %crate::conn::PeerAddr(peer), to = to.as_deref().unwrap_or("(its own URL)"), "draining: asking the publisher to reconnect");
                 shard.stats().drain_reconnect_requests.inc();
                 outlet.push_control(reconnect_request_message(
                     to.as_deref(),
@@ -174,7 +174,7 @@ pub async fn serve(
             id: pid,
             query,
         } => {
-            info!(shard = %shard.id, %key, "publisher disconnected without unpublishing: {reason}");
+            info!(shard = %shard.id(), %key, "publisher disconnected without unpublishing: {reason}");
             shard.publisher_ended(key, &outlet);
             shard.unpublish(key, *pid, Departure::Lost);
             shard.stats().publishers.dec();
@@ -188,7 +188,7 @@ pub async fn serve(
             access::notify(&shard, HookEvent::OnUnpublish, &ask);
         }
         Role::Player { key, query } => {
-            debug!(shard = %shard.id, %key, conn = id, "player disconnected: {reason}");
+            debug!(shard = %shard.id(), %key, conn = id, "player disconnected: {reason}");
             shard.remove_viewer(key, &outlet);
             let ask = ask(Action::Play, key, query, &Peer { addr: peer, id }, &tc_url);
             access::notify(&shard, HookEvent::OnStop, &ask);
@@ -196,10 +196,10 @@ pub async fn serve(
         // A peer that broke the protocol is worth a line at info (scanners and broken
         // encoders show up here); an ordinary close is not.
         Role::None if how == Close::Flush => {
-            info!(shard = %shard.id, peer = %crate::conn::PeerAddr(peer), "rtmp connection closed: {reason}")
+            info!(shard = %shard.id(), peer = %crate::conn::PeerAddr(peer), "rtmp connection closed: {reason}")
         }
         Role::None => {
-            debug!(shard = %shard.id, peer = %crate::conn::PeerAddr(peer), "rtmp connection closed: {reason}")
+            debug!(shard = %shard.id(), peer = %crate::conn::PeerAddr(peer), "rtmp connection closed: {reason}")
         }
     }
     finish(&outlet, how, fd, writer_task, shard.stats()).await;
@@ -235,7 +235,7 @@ enum CloseReason {
 
 /// Handles one session event. An `Err` closes the connection with that reason.
 async fn handle_event(
-    shard: &Rc<Shard>,
+    shard: &ShardHandle,
     conn: &mut ServerConnection,
     outlet: &Rc<Outlet>,
     role: &mut Role,
@@ -271,7 +271,7 @@ async fn handle_event(
             // A stream another live node holds is not taken over here (a duplicate publish).
             if let Some(n) = shard.located_elsewhere(&key) {
                 let why = format!("{key} is already published on node {}", n.id);
-                warn!(shard = %shard.id, %key, node = %n.id, "publish refused: {why}");
+                warn!(shard = %shard.id(), %key, node = %n.id, "publish refused: {why}");
                 reject_publish(conn, outlet, &why);
                 shard.stats().publish_rejected.inc();
                 return Err(CloseReason::Elsewhere(n.id));
@@ -282,11 +282,11 @@ async fn handle_event(
                     conn.accept(request_id)?;
                     shard.publisher_started(&key, outlet);
                     shard.stats().publishers.inc();
-                    info!(shard = %shard.id, %key, owner = %shard.owner_of(&key), "publishing");
+                    info!(shard = %shard.id(), %key, owner = %shard.owner_of(&key), "publishing");
                     *role = Role::Publisher { key, id, query };
                 }
                 Err(e) => {
-                    warn!(shard = %shard.id, %key, "publish refused: {e}");
+                    warn!(shard = %shard.id(), %key, "publish refused: {e}");
                     reject_publish(conn, outlet, &e.to_string());
                     return Err(CloseReason::Refused(e));
                 }

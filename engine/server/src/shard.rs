@@ -1,73 +1,66 @@
-//! One shard: a dispatcher between its events and edge-core's state machines. It decides
+//! One shard: a dispatcher between its events and the parts that own its state. It decides
 //! nothing itself.
 //!
 //! ```text
-//!  mesh message ─┐                         ┌─▶ Owner (streams this shard owns: master, join
-//!  connection  ──┼──▶ dispatch (this file) ─┤      cache, subscribers, segmenter, pull, forward)
-//!  link report ──┤                         └─▶ Replica (streams its viewers watch)
-//!  timer       ──┘            │                            │
-//!                             ◀──────── effects ───────────┘
+//!  mesh message ─┐                          ┌─▶ streams   (owners and replicas: edge-core's
+//!  connection  ──┼──▶ dispatch (this file) ──┤               Owner and Replica)
+//!  link report ──┤                          ├─▶ hls       (snapshots served here, waits)
+//!  pull report ──┤                          ├─▶ pulls     (HLS pulls of owned streams)
+//!  timer       ──┘           │              └─▶ cluster   (registry view, migrations)
+//!                            ◀──────── effects ──────┘
 //!     run them: mesh sends, frames to outlets, links started/stopped, HLS installed;
 //!     then re-arm the one timer from the state machines' poll_timeout()
 //! ```
 //!
-//! Borrow discipline: `owners`, `replicas`, `hls` and `links` are each borrowed only for
-//! one state-machine call (which appends effects to a vector) and released before the
-//! effects run; running an effect may borrow any of them again. Nothing is borrowed across an
-//! `.await`: the async parts (publish requests, the HLS wait) hold no borrow while pending.
+//! The parts, one file each: [`streams`], [`hls`], [`hlspull`], [`cluster`], [`links`],
+//! [`publishes`], [`mesh_port`], [`connections`], [`stream_config`]; [`notes`] logs what
+//! owners report. Connection handlers hold a [`ShardHandle`] ([`handle`]), never the shard.
+//!
+//! Borrow discipline: each part's state is borrowed only for one call (which appends
+//! effects to a vector) and released before the effects run; running an effect may borrow
+//! any part again. Nothing is borrowed across an `.await`.
 
-use std::cell::{Cell, RefCell};
-use std::collections::{HashMap, VecDeque};
-use std::future::poll_fn;
+use std::cell::Cell;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::task::Waker;
 use std::time::Duration;
 
-use edge_core::access::Grants;
-use edge_core::cluster::ClusterView;
-use edge_core::hls::catalog::HlsCatalog;
+use edge_core::hls::pull::FetchTarget;
 use edge_core::hls::HlsSnapshot;
-use edge_core::owner::{Owner, OwnerEffect};
-use edge_core::pull::DemandLimiter;
-use edge_core::replica::{Replica, ReplicaEffect};
-use edge_core::stream::{PublishError, PublisherId, StreamEnd, StreamUpdate};
-use edge_core::upstream::LinkEvent;
-use edge_core::{LinkId, ShardId, StreamKey, ViewerId};
-use tracing::{error, warn};
+use edge_core::owner::{LinkRole, Owner, OwnerEffect};
+use edge_core::replica::{FinishReason, ReplicaEffect};
+use edge_core::stream::{StreamEnd, StreamUpdate};
+use edge_core::upstream::{LinkEvent, OriginUrl};
+use edge_core::{LinkId, ShardId, StreamKey};
+use tracing::{debug, error, info};
 
 use crate::arena::{Arena, ArenaStore};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::contain;
-use crate::listen::Service;
-use crate::mesh::{Mesh, MeshMsg};
+use crate::mesh::{Mesh, MeshMsg, SegmentEvent};
 use crate::outlet::{Outlet, Wire};
 use crate::registry::ShardRegistry;
 use crate::stats::{Counter, Protocol, ShardStats, Stats, StreamView};
 use crate::timer::Timers;
-use crate::upstream::{Cancel, ForwardQueue, LinkSink};
+use crate::upstream::LinkSink;
 
 mod cluster;
-mod effects;
+mod connections;
+mod handle;
 mod hls;
 mod hlspull;
-mod publish;
-mod replica_effects;
+mod links;
+mod mesh_port;
+mod notes;
+mod publishes;
+mod pull_runner;
 mod stream_config;
+mod streams;
 
-/// Control messages waiting for channel space, at most (beyond it they are dropped, logged).
-const MAX_OUTBOX: usize = 65_536;
-/// Mesh messages handled per source shard per wake-up.
-const DRAIN_PER_SOURCE: usize = 1024;
-/// How long a publisher waits for the owner's answer.
-const PUBLISH_REPLY_TIMEOUT: Duration = Duration::from_secs(5);
-/// How often a shard tells an owner that its HLS viewers still want a stream.
-const HLS_DEMAND_EVERY_MS: u64 = 1000;
-/// The longest a first playlist request waits for the pull's first segment.
-const HLS_FIRST_WAIT_MAX_MS: u64 = 10_000;
-/// HLS hook allowances remembered per shard, at most.
-const MAX_GRANTS: usize = 65_536;
+pub use handle::ShardHandle;
+
+use streams::{Owned, ViewerReplica};
 
 /// What the timer is armed for.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -82,28 +75,6 @@ enum TimerKey {
     HlsPull(StreamKey),
 }
 
-/// A stream this shard owns.
-struct Owned {
-    owner: Owner<ArenaStore>,
-    /// What `/api/v1/streams` shows of it.
-    view: Arc<StreamView>,
-    /// The forward's current connection and the frames waiting for it.
-    forward: Option<(LinkId, Rc<ForwardQueue>)>,
-}
-
-/// A running upstream connection task.
-struct LinkTask {
-    key: StreamKey,
-    cancel: Rc<Cancel>,
-}
-
-/// A one-shot slot for the owner's publish answer.
-#[derive(Default)]
-struct Reply {
-    value: Cell<Option<Result<(), PublishError>>>,
-    waker: Cell<Option<Waker>>,
-}
-
 /// What a shard shares with the whole machine besides the mesh and the counters.
 pub struct MachineWide {
     /// The machine's connection counts, when --max-connections(-per-ip) is set.
@@ -114,97 +85,28 @@ pub struct MachineWide {
     pub predecessor: Option<Arc<crate::predecessor::Predecessor>>,
 }
 
-/// The per-core state.
-pub struct Shard {
-    pub id: ShardId,
-    pub shards: usize,
-    pub config: Arc<Config>,
-    pub mesh: Arc<Mesh>,
-    pub stats: Arc<Stats>,
-    pub clock: Clock,
+/// The per-core state: the machine-wide things it reads, and its parts.
+struct Shard {
+    id: ShardId,
+    config: Arc<Config>,
+    stats: Arc<Stats>,
+    clock: Clock,
     next_id: Cell<u64>,
-    /// What new owners and replicas are configured with, by app.
-    stream_config: stream_config::StreamConfig,
-    owners: RefCell<HashMap<StreamKey, Owned>>,
-    replicas: RefCell<HashMap<StreamKey, Replica<Rc<Outlet>>>>,
-    links: RefCell<HashMap<LinkId, LinkTask>>,
-    pending_publish: RefCell<HashMap<PublisherId, Rc<Reply>>>,
-    outbox: RefCell<VecDeque<(ShardId, MeshMsg)>>,
-    /// Tasks here that wait for room in a mesh channel (publishers' media), woken when the
-    /// dispatcher hears the mesh's space bell.
-    space_waiters: RefCell<Vec<Waker>>,
     /// This shard's segment memory (segments of the streams it owns).
     arena: Arc<Arena>,
-    /// HLS state of every stream on the machine, as last announced by its owner: requests
-    /// are answered here, on the shard that accepted them.
-    hls: RefCell<HlsCatalog>,
-    /// Playlist requests waiting for a stream's first segment (edge mode).
-    hls_waiters: RefCell<HashMap<StreamKey, Vec<Waker>>>,
-    /// Edge mode: when this shard last told an owner that HLS viewers want a stream.
-    demand: RefCell<DemandLimiter>,
+    port: mesh_port::MeshPort,
+    streams: streams::Streams,
+    links: links::Links,
+    publishes: publishes::Publishes,
+    hls: hls::HlsServing,
+    pulls: hlspull::HlsPulls,
+    cluster: cluster::ClusterPart,
+    conns: connections::Connections,
     timers: Timers<TimerKey>,
-    /// Recent on_play allowances of HLS viewers.
-    pub grants: RefCell<Grants>,
-    /// This shard's TLS configurations (own session caches, shared certificate store).
-    tls_http: Option<Arc<rustls::ServerConfig>>,
-    tls_rtmp: Option<Arc<rustls::ServerConfig>>,
-    /// The machine's connection counts, when --max-connections(-per-ip) is set.
-    pub admission: Option<Arc<std::sync::Mutex<edge_core::admission::Admission>>>,
-    /// The registry (--registry), and this shard's picture of the cluster.
-    pub registry: Option<ShardRegistry>,
-    cluster: RefCell<ClusterView>,
-    /// In a drain: per stream, whether its HLS viewers may move to the peer yet.
-    migrations: RefCell<HashMap<StreamKey, edge_core::migrate::Migration>>,
-    /// Publishers connected to this shard, by stream (with a registry: to refuse them).
-    local_publishers: RefCell<HashMap<StreamKey, Rc<Outlet>>>,
-    /// HLS pulls of the streams this shard owns (`--origin http(s)://…`).
-    hls_pulls: RefCell<HashMap<StreamKey, hlspull::PullRun>>,
-    /// Pulled segments on their way, as this shard hears them.
-    inflight: RefCell<HashMap<(StreamKey, u64), Rc<crate::pulled::Inflight>>>,
-    /// Pulled streams whose playlist could not be loaded: the status, until when.
-    hls_unavailable: RefCell<HashMap<StreamKey, (u16, u64)>>,
-    /// This shard's connections to HTTP origins.
-    origin_pool: crate::origin::OriginPool,
-    /// Sends segment bodies by reference, when this shard's send path is `splice`.
-    pub zero_copy: Option<crate::zerocopy::Sender>,
-}
-
-/// The shard's zero-copy sender, when `--zero-copy on` and the probe passes; the path it
-/// runs goes into the stats either way (and into the log when it falls back).
-fn zero_copy_sender(
-    id: ShardId,
-    config: &Config,
-    stats: &Arc<Stats>,
-    arena: &Arena,
-) -> Option<crate::zerocopy::Sender> {
-    use crate::zerocopy::{probe, SendPath, Sender};
-    let sender = if !config.zero_copy {
-        None
-    } else {
-        match probe(arena) {
-            Ok(()) => Some(Sender::new(Arc::clone(&stats.arenas))),
-            Err(reason) => {
-                tracing::warn!(
-                    shard = id.0,
-                    "zero-copy sends off, segments are copied: {reason}"
-                );
-                None
-            }
-        }
-    };
-    let path = if sender.is_some() {
-        SendPath::Splice
-    } else {
-        SendPath::Writev
-    };
-    stats.shards[id.0]
-        .send_path
-        .store(path.code(), std::sync::atomic::Ordering::Relaxed);
-    sender
 }
 
 impl Shard {
-    pub fn new(
+    fn new(
         id: ShardId,
         config: Arc<Config>,
         mesh: Arc<Mesh>,
@@ -224,216 +126,58 @@ impl Shard {
             .chain(config.apps.apps.values())
             .map(|p| p.hls.segment_ms * p.hls.window as u64)
             .fold(30_000, u64::max);
-        let demand = DemandLimiter::new(HLS_DEMAND_EVERY_MS, config.upstream_idle_ms);
-        let grants = Grants::new(config.access.hook_grant_ms, MAX_GRANTS);
-        let tls_http = config.tls.as_ref().map(|t| t.server_config(&[b"http/1.1"]));
-        let tls_rtmp = config.tls.as_ref().map(|t| t.server_config(&[]));
-        let upstream_tls = config.upstream_tls.clone();
-        let origin_routes = config
-            .origin_paths
-            .iter()
-            .filter_map(|p| match &p.origin {
-                crate::config::tables::OriginRef::Http(o) => Some((
-                    (o.host.clone(), o.port, o.tls),
-                    crate::origin::OriginRoute {
-                        egress: p.egress.clone(),
-                        connect_timeout: p.connect_timeout_ms.map(Duration::from_millis),
-                    },
-                )),
-                crate::config::tables::OriginRef::Rtmp(_) => None,
-            })
-            .collect();
-        let zero_copy = zero_copy_sender(id, &config, &stats, &arena);
         Rc::new(Self {
             id,
-            shards: config.shards(),
+            port: mesh_port::MeshPort::new(id, mesh),
+            streams: streams::Streams::new(id, stream_config),
+            links: links::Links::default(),
+            publishes: publishes::Publishes::default(),
+            hls: hls::HlsServing::new(linger_ms, config.upstream_idle_ms),
+            pulls: hlspull::HlsPulls::new(&config, &arena, &stats, id),
+            cluster: cluster::ClusterPart::new(id, &config, &stats, clock, registry),
+            conns: connections::Connections::new(id, &config, &stats, &arena, admission),
+            timers: Timers::default(),
+            next_id: Cell::new(1),
             config,
-            mesh,
             stats,
             clock,
-            next_id: Cell::new(1),
-            stream_config,
-            owners: RefCell::new(HashMap::new()),
-            replicas: RefCell::new(HashMap::new()),
-            links: RefCell::new(HashMap::new()),
-            pending_publish: RefCell::new(HashMap::new()),
-            outbox: RefCell::new(VecDeque::new()),
-            space_waiters: RefCell::new(Vec::new()),
             arena,
-            hls: RefCell::new(HlsCatalog::new(linger_ms)),
-            hls_waiters: RefCell::new(HashMap::new()),
-            demand: RefCell::new(demand),
-            timers: Timers::default(),
-            grants: RefCell::new(grants),
-            tls_http,
-            tls_rtmp,
-            admission,
-            cluster: RefCell::new(ClusterView::new(registry.as_ref().map_or("", |r| &*r.me))),
-            migrations: RefCell::new(HashMap::new()),
-            registry,
-            local_publishers: RefCell::new(HashMap::new()),
-            hls_pulls: RefCell::new(HashMap::new()),
-            inflight: RefCell::new(HashMap::new()),
-            hls_unavailable: RefCell::new(HashMap::new()),
-            origin_pool: crate::origin::OriginPool::new(upstream_tls, origin_routes),
-            zero_copy,
         })
     }
 
-    /// The TLS configuration of a TLS listener.
-    pub fn tls_config(&self, service: Service) -> Option<Arc<rustls::ServerConfig>> {
-        match service {
-            Service::Https => self.tls_http.clone(),
-            Service::Rtmps => self.tls_rtmp.clone(),
-            Service::Rtmp | Service::Http | Service::Relay => None,
-        }
-    }
-
-    pub fn stats(&self) -> &ShardStats {
+    fn counters(&self) -> &ShardStats {
         &self.stats.shards[self.id.0]
     }
 
-    /// This shard's egress counter, for a writer task.
-    pub fn bytes_out(&self) -> crate::stats::BytesOut {
-        crate::stats::BytesOut::new(&self.stats, self.id)
-    }
-
-    pub fn now_ms(&self) -> u64 {
+    fn now_ms(&self) -> u64 {
         self.clock.now_ms()
     }
 
     /// A machine-unique id for a connection (or an owner state).
-    pub fn next_conn_id(&self) -> u64 {
+    fn next_conn_id(&self) -> u64 {
         let n = self.next_id.get();
         self.next_id.set(n + 1);
         ((self.id.0 as u64) << 48) | n
     }
 
-    pub fn owner_of(&self, key: &StreamKey) -> ShardId {
-        ShardId((key.stable_hash() % self.shards as u64) as usize)
+    fn owner_of(&self, key: &StreamKey) -> ShardId {
+        ShardId((key.stable_hash() % self.config.shards() as u64) as usize)
     }
 
-    pub fn pulls(&self) -> bool {
-        self.stream_config.pulls()
-    }
+    // ----- the dispatcher -------------------------------------------------------------------
 
-    /// Whether `key` is pulled when nobody publishes it here: at an edge, or (a successor
-    /// origin) a stream its predecessor held and still holds.
-    pub fn pulls_stream(&self, key: &StreamKey) -> bool {
-        self.stream_config.pulls_stream(key)
-    }
-
-    /// The streams this shard owns.
-    fn owned_keys(&self) -> Vec<StreamKey> {
-        self.owners.borrow().keys().cloned().collect()
-    }
-
-    /// The HLS snapshot a request on this shard is answered from.
-    pub fn hls(&self, key: &StreamKey) -> Option<Arc<HlsSnapshot>> {
-        self.hls.borrow().get(key).cloned()
-    }
-
-    // ----- the mesh -------------------------------------------------------------------------
-
-    /// Sends a control message; when the channel is full it waits in the outbox (FIFO).
-    fn send_control(&self, to: ShardId, msg: MeshMsg) {
-        let mut outbox = self.outbox.borrow_mut();
-        if outbox.is_empty() {
-            if let Err(m) = self.mesh.try_send(self.id, to, msg) {
-                outbox.push_back((to, m));
-            }
-        } else if outbox.len() < MAX_OUTBOX {
-            outbox.push_back((to, msg));
-        } else {
-            warn!(shard = %self.id, %to, "mesh outbox full; dropping control message {msg:?}");
-        }
-    }
-
-    fn flush_outbox(&self) {
-        let mut outbox = self.outbox.borrow_mut();
-        while let Some((to, msg)) = outbox.pop_front() {
-            if let Err(m) = self.mesh.try_send(self.id, to, msg) {
-                outbox.push_front((to, m));
-                break;
-            }
-        }
-    }
-
-    /// Sends publisher media to the owner, waiting while the channel is full: the publisher
-    /// is pushed back over TCP instead of anything being dropped. The wait ends when the
-    /// owner drains the channel (the dispatcher hears the mesh's space bell).
-    pub async fn send_media(&self, to: ShardId, mut msg: MeshMsg) {
-        loop {
-            match self.mesh.try_send(self.id, to, msg) {
-                Ok(()) => return,
-                Err(m) => msg = m,
-            }
-            if self.mesh.is_shutting_down() {
-                // Nobody drains any more: the message goes with the process.
-                return;
-            }
-            if self.mesh.wait_for_space(self.id, to) {
-                continue;
-            }
-            let mut registered = false;
-            poll_fn(|cx| {
-                if registered {
-                    return std::task::Poll::Ready(());
-                }
-                registered = true;
-                self.space_waiters.borrow_mut().push(cx.waker().clone());
-                std::task::Poll::Pending
-            })
-            .await;
-        }
-    }
-
-    /// Receives mesh messages until shutdown; also wakes this shard's tasks that wait for room
-    /// in a channel, and sends the outbox on, when a receiver has drained.
-    pub async fn run_dispatcher(self: Rc<Self>) {
-        loop {
-            let head = self.outbox.borrow().front().map(|(to, _)| *to);
-            let room = head.is_some_and(|to| self.mesh.wait_for_space(self.id, to));
-            if !room {
-                poll_fn(|cx| {
-                    let ready = self.mesh.poll_ready(self.id, cx);
-                    let space = self.mesh.poll_space(self.id, cx);
-                    if ready.is_ready() || space.is_ready() {
-                        std::task::Poll::Ready(())
-                    } else {
-                        std::task::Poll::Pending
-                    }
-                })
-                .await;
-            }
-            if self.mesh.is_shutting_down() {
-                for w in self.space_waiters.take() {
-                    w.wake();
-                }
-                return;
-            }
-            for w in self.space_waiters.take() {
-                w.wake();
-            }
-            self.flush_outbox();
-            let mut batch = Vec::new();
-            self.mesh
-                .drain(self.id, DRAIN_PER_SOURCE, |_, m| batch.push(m));
+    /// Receives mesh messages until shutdown.
+    async fn run_dispatcher(self: Rc<Self>) {
+        while let Some(batch) = self.port.receive().await {
             for msg in batch {
                 self.handle_mesh(msg);
             }
             // Yielding is not fair in monoio 0.2.4 (a woken task is polled again at once), so
             // when more is pending we go through the timer wheel to let sockets run first.
-            if self.mesh_pending() {
+            if self.port.pending() {
                 monoio::time::sleep(Duration::ZERO).await;
             }
         }
-    }
-
-    fn mesh_pending(&self) -> bool {
-        let waker = Waker::noop();
-        let mut cx = std::task::Context::from_waker(waker);
-        self.mesh.poll_ready(self.id, &mut cx).is_ready()
     }
 
     fn handle_mesh(self: &Rc<Self>, msg: MeshMsg) {
@@ -443,9 +187,9 @@ impl Shard {
                 self.with_owner(&key, true, |o, fx| o.handle_subscribe(from, query, now, fx));
             }
             MeshMsg::Demand { key, query } => {
-                if self.pulls_hls() {
-                    self.hls_pull_demand(&key, query.as_deref());
-                } else if self.pulls_stream(&key) {
+                if self.pulls.enabled() {
+                    pull_runner::demand(self, &key, query.as_deref());
+                } else if self.streams.config.pulls_stream(&key) {
                     self.with_owner(&key, true, |o, fx| o.handle_demand(query, now, fx));
                 }
             }
@@ -459,12 +203,14 @@ impl Shard {
                 from,
                 query,
             } => {
-                let via = self.forward_origins(&key);
+                let via = self.cluster.forward_origins(&key);
                 self.with_owner(&key, true, |o, fx| {
                     o.handle_publish(publisher, from, query, via, now, fx)
                 });
             }
-            MeshMsg::PublishReply { publisher, result } => self.publish_answered(publisher, result),
+            MeshMsg::PublishReply { publisher, result } => {
+                self.publishes.answered(publisher, result)
+            }
             MeshMsg::Media {
                 key,
                 publisher,
@@ -481,19 +227,12 @@ impl Shard {
             } => self.owner_media(&key, body.len(), |o, fx| {
                 o.handle_metadata(publisher, body, fx)
             }),
-            MeshMsg::Hls { key, snapshot } => match snapshot {
-                Some(s) => {
-                    self.hls.borrow_mut().install(key.clone(), s);
-                    self.wake_hls_waiters(&key);
-                }
-                None => {
-                    self.hls.borrow_mut().remove(&key);
-                    self.inflight.borrow_mut().retain(|(k, _), _| *k != key);
-                }
-            },
+            MeshMsg::Hls { key, snapshot } => self.hls.install(&key, snapshot),
             MeshMsg::HlsMiss { key, seq, from } => self.hls_miss(&key, seq, from),
-            MeshMsg::HlsUnavailable { key, status } => self.mark_unavailable(&key, status),
-            MeshMsg::HlsSegment { key, seq, event } => self.segment_event(&key, seq, event),
+            MeshMsg::HlsUnavailable { key, status } => self.hls.mark_unavailable(&key, status, now),
+            MeshMsg::HlsSegment { key, seq, event } => {
+                self.hls.segment_event(&key, seq, event, now)
+            }
             MeshMsg::Unpublish {
                 key,
                 publisher,
@@ -506,7 +245,7 @@ impl Shard {
         }
     }
 
-    // ----- running owners -------------------------------------------------------------------
+    // ----- owners ---------------------------------------------------------------------------
 
     /// Calls `f` on `key`'s owner state (creating it when `create`), then runs its effects
     /// and re-arms the timer.
@@ -517,29 +256,26 @@ impl Shard {
         f: impl FnOnce(&mut Owner<ArenaStore>, &mut Vec<OwnerEffect>) -> R,
     ) -> Option<R> {
         let mut fx = Vec::new();
-        let r = {
-            let mut owners = self.owners.borrow_mut();
-            if create && !owners.contains_key(key) {
-                let mut owned = self.new_owned(key);
-                // Registry edge: where the stream is, before its first demand.
-                if let Some(url) = self.located_origin(key) {
-                    owned
-                        .owner
-                        .handle_located(Some(url), self.now_ms(), &mut fx);
-                }
-                owners.insert(key.clone(), owned);
+        if create && !self.streams.owns(key) {
+            let mut owned = self.new_owned(key);
+            // Registry edge: where the stream is, before its first demand.
+            if let Some(url) = self.cluster.located_origin(key) {
+                owned
+                    .owner
+                    .handle_located(Some(url), self.now_ms(), &mut fx);
             }
-            let o = owners.get_mut(key)?;
-            f(&mut o.owner, &mut fx)
-        };
+            self.streams.insert_owner(key.clone(), owned);
+        }
+        let r = self.streams.with_owner(key, |o| f(&mut o.owner, &mut fx))?;
         self.run_owner_effects(key, fx);
         self.rearm(key);
         Some(r)
     }
 
     /// [`Shard::with_owner`] for calls that parse peer media (the segmenter reads the
-    /// publisher's codec data): a panic in it abandons the stream instead of the shard.
-    /// `bytes` is the message body's length, counted as the stream's ingest.
+    /// publisher's codec data, the feed demuxes origin segments): a panic in it abandons the
+    /// stream instead of the shard. `bytes` is the message body's length, counted as the
+    /// stream's ingest.
     fn owner_media(
         self: &Rc<Self>,
         key: &StreamKey,
@@ -547,32 +283,26 @@ impl Shard {
         f: impl FnOnce(&mut Owner<ArenaStore>, &mut Vec<OwnerEffect>),
     ) {
         let mut fx = Vec::new();
-        let result = {
-            let mut owners = self.owners.borrow_mut();
-            let Some(o) = owners.get_mut(key) else { return };
+        let result = self.streams.with_owner(key, |o| {
             o.view
                 .published_bytes
                 .fetch_add(bytes as u64, std::sync::atomic::Ordering::Relaxed);
             contain::peer_input(|| f(&mut o.owner, &mut fx))
-        };
+        });
         match result {
-            Ok(()) => {
+            None => {}
+            Some(Ok(())) => {
                 self.run_owner_effects(key, fx);
                 self.rearm(key);
             }
-            Err(panic) => self.abandon_owner(key, &panic),
+            Some(Err(panic)) => self.abandon_owner(key, &panic),
         }
     }
 
     fn new_owned(&self, key: &StreamKey) -> Owned {
-        self.stats().streams_owned.inc();
+        self.counters().streams_owned.inc();
         // A stream pulled over HLS here already has a view: one stream, one entry.
-        let pulled_view = self
-            .hls_pulls
-            .borrow()
-            .get(key)
-            .map(|r| Arc::clone(&r.view));
-        let view = pulled_view.unwrap_or_else(|| {
+        let view = self.pulls.view(key).unwrap_or_else(|| {
             let view = Arc::new(StreamView::new(key.clone(), self.id));
             self.stats.add_stream(Arc::clone(&view));
             view
@@ -580,13 +310,9 @@ impl Shard {
         let store = ArenaStore {
             arena: Arc::clone(&self.arena),
         };
+        let config = self.streams.config.owner(key);
         Owned {
-            owner: Owner::new(
-                key.clone(),
-                self.stream_config.owner(key),
-                store,
-                self.next_conn_id(),
-            ),
+            owner: Owner::new(key.clone(), config, store, self.next_conn_id()),
             view,
             forward: None,
         }
@@ -595,9 +321,9 @@ impl Shard {
     /// After a panic inside `key`'s owner state: drop it, end the stream for every shard
     /// that watched it, close its upstream connections.
     fn abandon_owner(self: &Rc<Self>, key: &StreamKey, why: &str) {
-        self.stats().peer_panics.inc();
+        self.counters().peer_panics.inc();
         error!(shard = %self.id, %key, "stream state abandoned after {why}");
-        let Some(o) = self.owners.borrow_mut().remove(key) else {
+        let Some(o) = self.streams.remove_owner(key) else {
             return;
         };
         let subscribers: Vec<ShardId> = o.owner.subscribers().collect();
@@ -605,12 +331,174 @@ impl Shard {
         self.free_owned(key, o);
         if fed {
             // Its HLS pull goes on for HLS viewers, and may idle again.
-            self.stop_hls_feed(key);
+            pull_runner::stop_feed(self, key);
         }
         for to in subscribers {
             self.update_to(key, to, StreamUpdate::Ended(StreamEnd::Failed));
         }
-        self.forget_hls(key);
+        self.hls.forget(&self.port, key);
+    }
+
+    fn free_owned(&self, key: &StreamKey, o: Owned) {
+        self.counters().streams_owned.dec();
+        // An HLS pull of the stream shows the same view; it goes with the last of them.
+        if !self.pulls.contains(key) {
+            self.stats.remove_stream(self.id, key);
+        }
+        self.links.stop_stream(key);
+        if let Some((_, q)) = o.forward {
+            q.close();
+        }
+    }
+
+    fn run_owner_effects(self: &Rc<Self>, key: &StreamKey, effects: Vec<OwnerEffect>) {
+        for e in effects {
+            match e {
+                OwnerEffect::Update { to, update } => self.update_to(key, to, update),
+                OwnerEffect::PublishReply {
+                    to,
+                    publisher,
+                    result,
+                } => {
+                    if result.is_err() {
+                        self.counters().publish_rejected.inc();
+                    }
+                    if to == self.id {
+                        self.publishes.answered(publisher, result);
+                    } else {
+                        let msg = MeshMsg::PublishReply { publisher, result };
+                        self.port.send_control(to, msg);
+                    }
+                }
+                OwnerEffect::Hls(snapshot) => self.install_own_hls(key, snapshot),
+                OwnerEffect::HlsRefused => {
+                    self.counters().hls_segments_refused.inc();
+                    error!(shard = %self.id, %key, "segment cache full (--cache-mb): segment refused");
+                    // Streams without a publisher go first; if none is left, this stream
+                    // gives up its oldest segments so that its next one fits.
+                    if !self.evict_ended_hls() {
+                        self.with_owner(key, false, |o, fx| o.handle_shed(fx));
+                    }
+                }
+                OwnerEffect::ForgetHls => self.hls.forget(&self.port, key),
+                OwnerEffect::StartHlsFeed { query } => {
+                    pull_runner::start_feed(self, key, query.as_deref())
+                }
+                OwnerEffect::StopHlsFeed => pull_runner::stop_feed(self, key),
+                OwnerEffect::Connect {
+                    link,
+                    role,
+                    url,
+                    stream_name,
+                } => self.start_link(key, link, role, url, stream_name),
+                OwnerEffect::Disconnect(link) => self.stop_link(key, link),
+                OwnerEffect::ForwardJoin(frames) => {
+                    if let Some((_, q)) = self.streams.forward_queue(key) {
+                        q.reset(frames);
+                    }
+                }
+                OwnerEffect::ForwardFrame(f) => {
+                    if let Some((_, q)) = self.streams.forward_queue(key) {
+                        q.push(&f);
+                    }
+                }
+                OwnerEffect::Note(n) => match notes::report(self.id, key, n, self.counters()) {
+                    notes::Followup::Live => self.cluster.stream_live(key),
+                    notes::Followup::Ended => self.cluster.stream_ended(key),
+                    notes::Followup::None => {}
+                },
+                OwnerEffect::Unavailable { not_found } => {
+                    let (status, what) = if not_found {
+                        (404, "no origin has the stream")
+                    } else {
+                        (502, "no origin could be reached")
+                    };
+                    info!(shard = %self.id, %key, status, "{what}: answering the viewers waiting for it; the pull retries");
+                    let now = self.now_ms();
+                    self.hls.announce_unavailable(&self.port, key, status, now);
+                }
+                OwnerEffect::ViewChanged => {
+                    let (clock, now) = (self.clock, self.now_ms());
+                    self.streams.read_owner(key, |o| {
+                        o.view.set(o.owner.view(), now, |ms| clock.unix_ms(ms))
+                    });
+                }
+                OwnerEffect::Free => {
+                    if let Some(o) = self.streams.remove_owner(key) {
+                        self.free_owned(key, o);
+                        debug!(shard = %self.id, %key, "stream state freed");
+                    }
+                }
+            }
+        }
+    }
+
+    /// An owner's update for shard `to`: applied here, or sent; a full channel makes `to`
+    /// lag (the owner resynchronises it at the next keyframe).
+    fn update_to(self: &Rc<Self>, key: &StreamKey, to: ShardId, update: StreamUpdate) {
+        if to == self.id {
+            self.apply_update(key, &update);
+            return;
+        }
+        let msg = MeshMsg::Update {
+            key: key.clone(),
+            update,
+        };
+        if self.port.try_send(to, msg).is_err() {
+            self.counters().mesh_lagging.inc();
+            self.streams
+                .with_owner(key, |o| o.owner.handle_send_failed(to));
+        }
+    }
+
+    fn start_link(
+        self: &Rc<Self>,
+        key: &StreamKey,
+        link: LinkId,
+        role: LinkRole,
+        url: OriginUrl,
+        stream_name: String,
+    ) {
+        let Some(view) = self.streams.view(key) else {
+            return;
+        };
+        let params = links::link_params(
+            &self.config,
+            &self.stats,
+            self.id,
+            key,
+            link,
+            url,
+            stream_name,
+            view,
+        );
+        if role != LinkRole::Forward {
+            self.counters().upstream_connects.inc();
+        }
+        let sink: Rc<dyn LinkSink> = Rc::clone(self) as Rc<dyn LinkSink>;
+        let queue_bytes = self.config.queue.max_queue_bytes;
+        if let Some(queue) = self.links.start(role, params, sink, queue_bytes) {
+            let old = self
+                .streams
+                .with_owner(key, |o| o.forward.replace((link, queue)));
+            if let Some(Some((_, old))) = old {
+                old.close();
+            }
+        }
+    }
+
+    fn stop_link(&self, key: &StreamKey, link: LinkId) {
+        self.links.stop(link);
+        let closed = self.streams.with_owner(key, |o| {
+            if o.forward.as_ref().is_some_and(|(l, _)| *l == link) {
+                o.forward.take()
+            } else {
+                None
+            }
+        });
+        if let Some(Some((_, q))) = closed {
+            q.close();
+        }
     }
 
     // ----- replicas and viewers -------------------------------------------------------------
@@ -619,15 +507,11 @@ impl Shard {
     fn with_replica(
         self: &Rc<Self>,
         key: &StreamKey,
-        f: impl FnOnce(&mut Replica<Rc<Outlet>>, &mut Vec<ReplicaEffect<Rc<Outlet>>>),
+        f: impl FnOnce(&mut ViewerReplica, &mut Vec<ReplicaEffect<Rc<Outlet>>>),
     ) {
         let mut fx = Vec::new();
-        {
-            let mut replicas = self.replicas.borrow_mut();
-            let Some(r) = replicas.get_mut(key) else {
-                return;
-            };
-            f(r, &mut fx);
+        if self.streams.with_replica(key, |r| f(r, &mut fx)).is_none() {
+            return;
         }
         self.run_replica_effects(key, fx);
         self.rearm(key);
@@ -638,80 +522,163 @@ impl Shard {
         self.with_replica(key, |r, fx| r.handle_update(update, now, fx));
     }
 
-    /// Attaches a viewer to `key` on this shard. `query` (the viewer's `?…`) goes upstream
-    /// if this starts an edge pull.
-    pub fn add_viewer(self: &Rc<Self>, key: &StreamKey, v: &Rc<Outlet>, query: Option<Arc<str>>) {
-        match v.wire {
-            Wire::Rtmp => self.stats().rtmp_players.inc(),
-            Wire::Flv => self.stats().flv_players.inc(),
-        }
-        self.stats
-            .count_viewer(self.id, key, protocol_of(v.wire), true);
-        let created = {
-            let mut replicas = self.replicas.borrow_mut();
-            let created = !replicas.contains_key(key);
-            replicas
-                .entry(key.clone())
-                .or_insert_with(|| Replica::new(self.stream_config.replica(key)));
-            created
-        };
-        if created {
-            self.stats().replicas.inc();
-        }
-        let now = self.now_ms();
-        let viewer = Rc::clone(v);
-        self.with_replica(key, |r, fx| {
-            r.handle_add_viewer(ViewerId(viewer.id), viewer, query, now, fx)
-        });
-    }
-
-    /// Detaches a viewer (connection closed, play stopped). A viewer the replica already
-    /// ended (not found, stream over) is gone already.
-    pub fn remove_viewer(self: &Rc<Self>, key: &StreamKey, v: &Rc<Outlet>) {
-        let mut removed = false;
-        self.with_replica(key, |r, fx| {
-            removed = r.handle_remove_viewer(ViewerId(v.id), fx)
-        });
-        if removed {
-            self.viewer_gone(key, v);
-        }
-    }
-
     fn viewer_gone(&self, key: &StreamKey, v: &Outlet) {
         match v.wire {
-            Wire::Rtmp => self.stats().rtmp_players.dec(),
-            Wire::Flv => self.stats().flv_players.dec(),
+            Wire::Rtmp => self.counters().rtmp_players.dec(),
+            Wire::Flv => self.counters().flv_players.dec(),
         }
         self.stats
             .count_viewer(self.id, key, protocol_of(v.wire), false);
+    }
+
+    fn run_replica_effects(
+        self: &Rc<Self>,
+        key: &StreamKey,
+        effects: Vec<ReplicaEffect<Rc<Outlet>>>,
+    ) {
+        let now = self.now_ms();
+        for e in effects {
+            match e {
+                ReplicaEffect::Subscribe { query } => {
+                    let owner = self.owner_of(key);
+                    if owner == self.id {
+                        let me = self.id;
+                        self.with_owner(key, true, |o, fx| o.handle_subscribe(me, query, now, fx));
+                    } else {
+                        let msg = MeshMsg::Subscribe {
+                            key: key.clone(),
+                            from: self.id,
+                            query,
+                        };
+                        self.port.send_control(owner, msg);
+                    }
+                }
+                ReplicaEffect::Unsubscribe => {
+                    let owner = self.owner_of(key);
+                    if owner == self.id {
+                        let me = self.id;
+                        self.with_owner(key, false, |o, fx| o.handle_unsubscribe(me, now, fx));
+                    } else {
+                        let msg = MeshMsg::Unsubscribe {
+                            key: key.clone(),
+                            from: self.id,
+                        };
+                        self.port.send_control(owner, msg);
+                    }
+                }
+                ReplicaEffect::Finish { viewer, reason } => {
+                    if reason == FinishReason::NotFound {
+                        info!(shard = %self.id, %key, viewer = viewer.id, "no publisher within play-wait; not found");
+                    }
+                    viewer.finish(reason);
+                    self.viewer_gone(key, &viewer);
+                }
+                other => self
+                    .streams
+                    .deliver(key, other, now, self.counters(), &self.config),
+            }
+        }
+    }
+
+    // ----- HLS ------------------------------------------------------------------------------
+
+    /// Installs a snapshot of a stream this shard owns here and on every shard; at a new
+    /// segment, makes room before one has to be refused.
+    fn install_own_hls(&self, key: &StreamKey, snapshot: HlsSnapshot) {
+        let new_segment = self
+            .hls
+            .install_own(&self.port, key, snapshot, self.now_ms());
+        self.timers.arm(TimerKey::Hls, self.hls.poll_timeout());
+        if new_segment {
+            self.counters().hls_segments.inc();
+            // Memory only changes at segment boundaries; the per-frame path stays free of
+            // this. Under an eighth free: make room before a segment has to be refused.
+            if self.arena.free_chunks() * 8 < self.arena.chunks() {
+                self.evict_ended_hls();
+            }
+        }
+    }
+
+    /// Frees the oldest ended stream's segments (memory returns once every shard has let go).
+    /// Returns whether there was one.
+    fn evict_ended_hls(&self) -> bool {
+        let Some(key) = self.hls.evict_oldest_ended(&self.port) else {
+            return false;
+        };
+        info!(shard = %self.id, %key, "evicting an ended stream's segments for space");
+        self.counters().hls_evictions.inc();
+        true
+    }
+
+    /// On the owner: shard `from` asks for pulled segment `seq`.
+    fn hls_miss(self: &Rc<Self>, key: &StreamKey, seq: u64, from: ShardId) {
+        let events = match self.pulls.done_segment(key, seq) {
+            // Not complete yet: the pull fetches it (at most once).
+            Some(None) => {
+                let now = self.now_ms();
+                pull_runner::call(self, key, |p, fx| p.handle_miss(seq, now, fx));
+                return;
+            }
+            // No pull: gone.
+            None => vec![SegmentEvent::Failed { status: 404 }],
+            // Complete (and the snapshot holding it on its way to `from`, which asked before
+            // it arrived): `from` hears the whole download again.
+            Some(Some(seg)) => std::iter::once(SegmentEvent::Start {
+                content_length: Some(seg.len as u64),
+            })
+            .chain(seg.pieces.iter().cloned().map(SegmentEvent::Data))
+            .chain(std::iter::once(SegmentEvent::Done))
+            .collect(),
+        };
+        for event in events {
+            let msg = MeshMsg::HlsSegment {
+                key: key.clone(),
+                seq,
+                event,
+            };
+            self.port.send_control(from, msg);
+        }
+    }
+
+    // ----- the cluster ----------------------------------------------------------------------
+
+    /// Applies the registry's updates until shutdown.
+    async fn run_cluster(self: Rc<Self>) {
+        let Some(inbox) = self.cluster.inbox() else {
+            return;
+        };
+        loop {
+            let batch = inbox.next_batch().await;
+            if self.port.is_shutting_down() {
+                return;
+            }
+            let now = self.now_ms();
+            for u in batch {
+                self.cluster.apply(&u, now);
+            }
+            // Every owner that pulls hears where its stream is now.
+            if self.config.follows_registry() {
+                for k in self.streams.owned_keys() {
+                    let url = self.cluster.located_origin(&k);
+                    self.with_owner(&k, false, |o, fx| o.handle_located(url, now, fx));
+                }
+            }
+        }
     }
 
     // ----- the timer ------------------------------------------------------------------------
 
     /// Arms the timer for `key`'s earliest deadline on this shard.
     fn rearm(&self, key: &StreamKey) {
-        let owner = self
-            .owners
-            .borrow()
-            .get(key)
-            .and_then(|o| o.owner.poll_timeout());
-        let replica = self
-            .replicas
-            .borrow()
-            .get(key)
-            .and_then(|r| r.poll_timeout());
-        let at = match (owner, replica) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        let at = self.streams.poll_timeout(key);
         self.timers.arm(TimerKey::Stream(key.clone()), at);
     }
 
     /// Fires every deadline as it comes, until shutdown.
-    pub async fn run_timers(self: Rc<Self>) {
+    async fn run_timers(self: Rc<Self>) {
         loop {
             self.timers.wait(&self.clock).await;
-            if self.mesh.is_shutting_down() {
+            if self.port.is_shutting_down() {
                 return;
             }
             let now = self.now_ms();
@@ -723,18 +690,16 @@ impl Shard {
                         self.rearm(&k);
                     }
                     TimerKey::Hls => {
-                        let gone = self.hls.borrow_mut().handle_timeout(now);
-                        for k in gone {
-                            self.announce_forgotten(&k);
-                        }
-                        self.timers
-                            .arm(TimerKey::Hls, self.hls.borrow().poll_timeout());
+                        self.hls.handle_timeout(&self.port, now);
+                        self.timers.arm(TimerKey::Hls, self.hls.poll_timeout());
                     }
-                    TimerKey::HlsPull(k) => self.hls_pull_timeout(&k, now),
+                    TimerKey::HlsPull(k) => {
+                        pull_runner::call(&self, &k, |p, fx| p.handle_timeout(now, fx));
+                    }
                     TimerKey::Demand => {
-                        self.demand.borrow_mut().handle_timeout(now);
+                        self.hls.demand_timeout(now);
                         self.timers
-                            .arm(TimerKey::Demand, self.demand.borrow().poll_timeout());
+                            .arm(TimerKey::Demand, self.hls.demand_poll_timeout());
                     }
                 }
             }
@@ -747,24 +712,104 @@ impl LinkSink for Shard {
         let now = self.now_ms();
         let mut fx = Vec::new();
         // Origin media feeds the segmenter like a publisher's: contained the same way.
-        let result = {
-            let mut owners = self.owners.borrow_mut();
-            let Some(o) = owners.get_mut(key) else {
-                return false;
-            };
+        let result = self.streams.with_owner(key, |o| {
             contain::peer_input(|| o.owner.handle_link_event(link, ev, now, &mut fx))
-        };
+        });
         match result {
-            Ok(keep) => {
+            None => false,
+            Some(Ok(keep)) => {
                 self.run_owner_effects(key, fx);
                 self.rearm(key);
                 keep
             }
-            Err(panic) => {
+            Some(Err(panic)) => {
                 self.abandon_owner(key, &panic);
                 false
             }
         }
+    }
+}
+
+impl pull_runner::PullHost for Shard {
+    fn pulls(&self) -> &hlspull::HlsPulls {
+        &self.pulls
+    }
+    fn id(&self) -> ShardId {
+        self.id
+    }
+    fn now_ms(&self) -> u64 {
+        Shard::now_ms(self)
+    }
+    fn unix_ms(&self, now_ms: u64) -> u64 {
+        self.clock.unix_ms(now_ms)
+    }
+    fn counters(&self) -> &ShardStats {
+        Shard::counters(self)
+    }
+    fn prefetch(&self) -> bool {
+        self.config.hls_prefetch
+    }
+    fn stream_view(&self, key: &StreamKey) -> Arc<StreamView> {
+        self.streams.view(key).unwrap_or_else(|| {
+            let view = Arc::new(StreamView::new(key.clone(), self.id));
+            self.stats.add_stream(Arc::clone(&view));
+            view
+        })
+    }
+    fn hls_policy(&self, key: &StreamKey) -> edge_core::hls::HlsConfig {
+        self.config.apps.get(key.app()).hls
+    }
+    fn published_here(&self, key: &StreamKey) -> bool {
+        self.streams.read_owner(key, |o| !o.owner.fed_by_hls()) == Some(true)
+    }
+    fn announce_segment(&self, key: &StreamKey, seq: u64, event: SegmentEvent) {
+        self.hls
+            .announce_segment(&self.port, key, seq, event, self.now_ms());
+    }
+    fn announce_unavailable(&self, key: &StreamKey, status: u16) {
+        self.hls
+            .announce_unavailable(&self.port, key, status, self.now_ms());
+    }
+    fn install_snapshot(self: &Rc<Self>, key: &StreamKey, snapshot: HlsSnapshot) {
+        self.install_own_hls(key, snapshot);
+    }
+    fn pull_ended(self: &Rc<Self>, key: &StreamKey, fed_owner: bool) {
+        if fed_owner {
+            self.with_owner(key, false, |o, fx| o.handle_hls_pull_ended(fx));
+        }
+        if !self.streams.owns(key) {
+            self.stats.remove_stream(self.id, key);
+        }
+        self.timers.arm(TimerKey::HlsPull(key.clone()), None);
+        self.hls.forget(&self.port, key);
+        self.hls.forget_inflight(key);
+    }
+    fn arm_pull(&self, key: &StreamKey, at: Option<u64>) {
+        self.timers.arm(TimerKey::HlsPull(key.clone()), at);
+    }
+    fn feed_owner(self: &Rc<Self>, key: &StreamKey, segment: pull_runner::FedSegment) {
+        let now = self.now_ms();
+        self.owner_media(key, 0, |o, fx| {
+            let s = segment;
+            o.handle_hls_segment(s.seq, s.newest, s.discontinuity, s.pieces, now, fx)
+        });
+    }
+    fn feed_failed(self: &Rc<Self>, key: &StreamKey, seq: u64) {
+        let now = self.now_ms();
+        self.with_owner(key, false, |o, fx| {
+            o.handle_hls_segment_failed(seq, now, fx)
+        });
+    }
+}
+
+impl hlspull::PullSink for Shard {
+    fn pull_event(
+        self: Rc<Self>,
+        key: &StreamKey,
+        target: &FetchTarget,
+        event: hlspull::PullEvent,
+    ) {
+        pull_runner::handle_event(&self, key, target, event);
     }
 }
 

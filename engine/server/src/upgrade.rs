@@ -399,8 +399,8 @@ impl Inherited {
 const WATCH: Duration = Duration::from_millis(20);
 
 /// On a shard: cancels its accepts once a successor holds the listeners.
-pub async fn watch(shard: std::rc::Rc<crate::shard::Shard>, canceller: monoio::io::Canceller) {
-    while !shard.stats.control.handed_over() {
+pub async fn watch(shard: crate::shard::ShardHandle, canceller: monoio::io::Canceller) {
+    while !shard.machine().control.handed_over() {
         monoio::time::sleep(WATCH).await;
     }
     canceller.cancel();

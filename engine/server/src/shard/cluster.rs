@@ -1,141 +1,188 @@
-//! The shard's side of the cluster: its own [`ClusterView`], fed from its registry inbox;
-//! where a stream is (for redirects and pulls); registering the streams it owns; refusing a
-//! publisher whose stream another live node holds. Decisions are the view's and the owner's.
+//! A shard's side of the cluster: its own [`ClusterView`], fed from its registry inbox;
+//! where a stream is (for redirects and pulls); registering the streams it owns; the
+//! publishers connected here (to refuse one whose stream another live node holds); and, in
+//! a drain or after an upgrade, whether HLS viewers may move on yet (edge-core's
+//! [`edge_core::migrate`], with the peer's playlist fetched here).
+//!
+//! Must not: decide placement or migration itself (the view and the migration do), or touch
+//! streams (the dispatcher hands owners what this part says).
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 
-use edge_core::cluster::{ClusterUpdate, NodeRecord, Role};
+use edge_core::cluster::{ClusterUpdate, ClusterView, NodeRecord, Role};
 use edge_core::hls::m3u8::parse_media_playlist;
 use edge_core::migrate::{self, Migration, MigrationDecision, PeerPlaylist};
 use edge_core::rtmp::chunk::PLAY_STREAM_ID;
 use edge_core::rtmp::server::status_message;
 use edge_core::upstream::OriginUrl;
-use edge_core::SegmentSeq;
-use edge_core::StreamKey;
+use edge_core::{SegmentSeq, ShardId, StreamKey};
 use tracing::{debug, warn};
 
-use super::Shard;
+use crate::clock::Clock;
+use crate::config::Config;
 use crate::hook::{self, HookUrl};
 use crate::outlet::{Close, Outlet};
-use crate::stats::Counter;
+use crate::registry::{Inbox, ShardRegistry};
+use crate::stats::{Counter, Stats};
 
-impl Shard {
+type Migrations = Rc<RefCell<HashMap<StreamKey, Migration>>>;
+
+pub(crate) struct ClusterPart {
+    me: ShardId,
+    config: Arc<Config>,
+    stats: Arc<Stats>,
+    clock: Clock,
+    registry: Option<ShardRegistry>,
+    view: RefCell<ClusterView>,
+    /// In a drain: per stream, whether its HLS viewers may move to the peer yet.
+    migrations: Migrations,
+    /// Publishers connected to this shard, by stream (with a registry: to refuse them).
+    publishers: RefCell<HashMap<StreamKey, Rc<Outlet>>>,
+}
+
+impl ClusterPart {
+    pub(crate) fn new(
+        me: ShardId,
+        config: &Arc<Config>,
+        stats: &Arc<Stats>,
+        clock: Clock,
+        registry: Option<ShardRegistry>,
+    ) -> Self {
+        let node = registry.as_ref().map_or("", |r| &*r.me);
+        ClusterPart {
+            me,
+            config: Arc::clone(config),
+            stats: Arc::clone(stats),
+            clock,
+            view: RefCell::new(ClusterView::new(node)),
+            registry,
+            migrations: Rc::default(),
+            publishers: RefCell::new(HashMap::new()),
+        }
+    }
+
+    /// The registry's updates for this shard.
+    pub(crate) fn inbox(&self) -> Option<Arc<Inbox>> {
+        self.registry.as_ref().map(|r| Arc::clone(&r.inbox))
+    }
+
+    /// Applies one update; a conflict refuses the publisher here.
+    pub(crate) fn apply(&self, update: &ClusterUpdate, now_ms: u64) {
+        self.view.borrow_mut().apply(update, now_ms);
+        if let ClusterUpdate::Conflict { stream, holder } = update {
+            self.refuse_publisher(stream, holder);
+        }
+    }
+
     /// The live node that holds `key`, when it is another node.
-    pub fn located_elsewhere(&self, key: &StreamKey) -> Option<NodeRecord> {
+    pub(crate) fn located_elsewhere(&self, key: &StreamKey) -> Option<NodeRecord> {
         self.registry.as_ref()?;
-        self.cluster.borrow().locate(key).cloned()
+        self.view.borrow().locate(key).cloned()
     }
 
-    /// Where an RTMP play for `key` is sent instead (an origin in `--cluster-mode redirect`;
-    /// a node that pulls does not redirect).
-    pub fn rtmp_redirect(&self, key: &StreamKey) -> Option<String> {
-        if self.pulls() {
+    /// The holder as an origin to pull `key` from (`--origin registry`, or an origin in
+    /// `--cluster-mode pull`).
+    pub(crate) fn located_origin(&self, key: &StreamKey) -> Option<OriginUrl> {
+        if !self.config.follows_registry() {
             return None;
         }
-        let n = self.located_elsewhere(key)?;
-        Some(format!("rtmp://{}/{}", n.rtmp, key.as_str()))
+        let rtmp = self.view.borrow().locate(key)?.rtmp.clone();
+        origin_url(&rtmp, key)
     }
 
-    /// Where an HTTP-FLV or playlist request for `key` is sent instead (origin role):
-    /// the same path and query on the holder.
-    pub fn http_redirect(
-        &self,
-        key: &StreamKey,
-        path: &str,
-        query: Option<&str>,
-    ) -> Option<String> {
-        if self.pulls() {
-            return None;
+    /// Where a publish of `key` made here is forwarded first (`--origin registry`): the
+    /// registry's live origins, least loaded first.
+    pub(crate) fn forward_origins(&self, key: &StreamKey) -> Vec<OriginUrl> {
+        if !self.config.origin_registry {
+            return Vec::new();
         }
-        let n = self.located_elsewhere(key)?;
-        Some(same_request_at(&n.http, path, query))
+        let view = self.view.borrow();
+        view.by_load(Role::Origin)
+            .into_iter()
+            .filter_map(|n| origin_url(&n.rtmp, key))
+            .collect()
     }
 
     /// Where a draining node sends an HLS viewer's next playlist request: on an edge, the
-    /// least-loaded other edge (it pulls the stream itself), else the holder; on an origin,
-    /// the holder when that is another node. Never a draining node. `None`: keep serving,
-    /// also while the peer cannot yet continue where this node's viewers are (edge-core's
-    /// [`edge_core::migrate`]; the peer's playlist is fetched here meanwhile).
-    pub fn drain_redirect(
-        self: &Rc<Self>,
-        key: &StreamKey,
-        path: &str,
-        query: Option<&str>,
-    ) -> Option<String> {
+    /// least-loaded other edge, else the holder when it does not drain.
+    pub(crate) fn drain_target(&self, key: &StreamKey) -> Option<String> {
         let holder = self.located_elsewhere(key).filter(|n| !n.load.draining);
         let peer = if self.config.is_edge() {
-            let view = self.cluster.borrow();
+            let view = self.view.borrow();
             view.by_load(Role::Edge).first().map(|n| n.http.clone())
         } else {
             None
         };
-        let to = peer.or(holder.map(|n| n.http))?;
-        let url = same_request_at(&to, path, query);
-        match self.migration(key, to, &url) {
-            MigrationDecision::Redirect => Some(url),
-            MigrationDecision::ServeHere => None,
-        }
+        peer.or(holder.map(|n| n.http))
     }
 
-    /// After an upgrade handover: whether an HLS viewer's playlist response here may close
-    /// its connection, so that its next request reaches the successor. It may once the
-    /// successor (our own HTTP address now leads there) lists the segments the viewer may
-    /// still need, as a drain decides for a peer; until then the viewer stays here.
-    pub fn successor_ready(
-        self: &Rc<Self>,
-        key: &StreamKey,
-        path: &str,
-        query: Option<&str>,
-    ) -> bool {
-        let Some(at) = self.stats.http_addr.get() else {
-            return true;
+    /// Where a draining node asks a publisher of `app` to reconnect: the least-loaded other
+    /// node of this node's role, with `--registry`.
+    pub(crate) fn drain_publish_peer(&self, app: &str) -> Option<String> {
+        self.registry.as_ref()?;
+        let role = if self.config.is_edge() {
+            Role::Edge
+        } else {
+            Role::Origin
         };
-        let to = at.to_string();
-        let url = same_request_at(&to, path, query);
-        self.migration(key, to, &url) == MigrationDecision::Redirect
+        let view = self.view.borrow();
+        view.by_load(role)
+            .first()
+            .map(|n| format!("rtmp://{}/{app}", n.rtmp))
     }
 
-    /// The migration of `key`'s HLS viewers to `to`, probed at `url`: what to do now.
-    fn migration(self: &Rc<Self>, key: &StreamKey, to: String, url: &str) -> MigrationDecision {
-        let now = self.now_ms();
-        let newest = self
-            .hls
-            .borrow()
-            .get(key)
-            .and_then(|s| s.segments.last().map(|s| s.seq));
+    /// The migration of `key`'s HLS viewers to `to` (probed at `url`; `newest` is the newest
+    /// segment here): what to do now. A due probe of the peer's playlist starts here.
+    pub(crate) fn migration(
+        &self,
+        key: &StreamKey,
+        to: String,
+        url: &str,
+        newest: Option<SegmentSeq>,
+        now_ms: u64,
+    ) -> MigrationDecision {
         let (decision, probe) = {
             let mut all = self.migrations.borrow_mut();
             let m = all
                 .entry(key.clone())
-                .or_insert_with(|| Migration::new(to.clone(), now));
+                .or_insert_with(|| Migration::new(to.clone(), now_ms));
             if m.peer() != to {
-                *m = Migration::new(to.clone(), now);
+                *m = Migration::new(to.clone(), now_ms);
             }
-            (m.decide(newest, now), m.probe_due(now))
+            (m.decide(newest, now_ms), m.probe_due(now_ms))
         };
         if probe {
             self.probe_peer(key.clone(), to, url);
         }
         if decision == MigrationDecision::ServeHere {
-            self.stats().drain_held.inc();
+            self.stats.shards[self.me.0].drain_held.inc();
         }
         decision
     }
 
     /// Fetches the peer's playlist for `key` and tells the stream's migration what it lists.
-    fn probe_peer(self: &Rc<Self>, key: StreamKey, peer: String, url: &str) {
-        let shard = Rc::clone(self);
+    fn probe_peer(&self, key: StreamKey, peer: String, url: &str) {
+        let (migrations, stats, me) = (
+            Rc::clone(&self.migrations),
+            Arc::clone(&self.stats),
+            self.me,
+        );
+        let clock = self.clock;
         let url = url.to_string();
         monoio::spawn(async move {
-            shard.stats().drain_peer_probes.inc();
+            let counters = &stats.shards[me.0];
+            counters.drain_peer_probes.inc();
             let found = peer_playlist(&url).await.unwrap_or_else(|why| {
                 debug!(%key, %peer, "peer playlist: {why}");
-                shard.stats().drain_peer_probes_failed.inc();
+                counters.drain_peer_probes_failed.inc();
                 PeerPlaylist::Failed
             });
-            let now = shard.now_ms();
-            if let Some(m) = shard.migrations.borrow_mut().get_mut(&key) {
+            let now = clock.now_ms();
+            if let Some(m) = migrations.borrow_mut().get_mut(&key) {
                 if m.peer() == peer {
                     m.handle_probe(found, now);
                 }
@@ -143,112 +190,42 @@ impl Shard {
         });
     }
 
-    /// Where a draining node asks a publisher of `app` to reconnect (Enhanced RTMP), as an
-    /// `rtmp://host:port/app` tcUrl: the least-loaded other node of this node's role, with
-    /// `--registry`. `None`: to the URL it used (through a load balancer, another node).
-    pub fn drain_publish_peer(&self, app: &str) -> Option<String> {
-        self.registry.as_ref()?;
-        let role = if self.config.is_edge() {
-            Role::Edge
-        } else {
-            Role::Origin
-        };
-        let view = self.cluster.borrow();
-        view.by_load(role)
-            .first()
-            .map(|n| format!("rtmp://{}/{app}", n.rtmp))
-    }
-
-    /// The holder as an origin to pull `key` from (`--origin registry`, or an origin in
-    /// `--cluster-mode pull`).
-    pub(super) fn located_origin(&self, key: &StreamKey) -> Option<OriginUrl> {
-        if !self.config.follows_registry() {
-            return None;
-        }
-        let rtmp = self.cluster.borrow().locate(key)?.rtmp.clone();
-        origin_url(&rtmp, key)
-    }
-
-    /// Where a publish of `key` made here is forwarded first (`--origin registry`): the
-    /// registry's live origins, least loaded first.
-    pub(super) fn forward_origins(&self, key: &StreamKey) -> Vec<OriginUrl> {
-        if !self.config.origin_registry {
-            return Vec::new();
-        }
-        let view = self.cluster.borrow();
-        view.by_load(Role::Origin)
-            .into_iter()
-            .filter_map(|n| origin_url(&n.rtmp, key))
-            .collect()
-    }
-
     /// A stream this shard owns went live (a local publish): register it (origin role).
-    pub(super) fn stream_live(&self, key: &StreamKey) {
+    pub(crate) fn stream_live(&self, key: &StreamKey) {
         if let Some(r) = self.registry.as_ref().filter(|_| !self.config.is_edge()) {
             r.register(key);
         }
     }
 
     /// A stream this shard owns ended.
-    pub(super) fn stream_ended(&self, key: &StreamKey) {
+    pub(crate) fn stream_ended(&self, key: &StreamKey) {
         if let Some(r) = self.registry.as_ref().filter(|_| !self.config.is_edge()) {
             r.unregister(key);
         }
     }
 
     /// A publisher connected here publishes `key` (its outlet, to refuse it later).
-    pub fn publisher_started(&self, key: &StreamKey, outlet: &Rc<Outlet>) {
+    pub(crate) fn publisher_started(&self, key: &StreamKey, outlet: &Rc<Outlet>) {
         if self.registry.is_some() {
-            self.local_publishers
+            self.publishers
                 .borrow_mut()
                 .insert(key.clone(), Rc::clone(outlet));
         }
     }
 
-    pub fn publisher_ended(&self, key: &StreamKey, outlet: &Rc<Outlet>) {
-        let mut p = self.local_publishers.borrow_mut();
+    pub(crate) fn publisher_ended(&self, key: &StreamKey, outlet: &Rc<Outlet>) {
+        let mut p = self.publishers.borrow_mut();
         if p.get(key).is_some_and(|o| Rc::ptr_eq(o, outlet)) {
             p.remove(key);
         }
     }
 
-    /// Applies the registry's updates until shutdown.
-    pub async fn run_cluster(self: Rc<Self>) {
-        let Some(inbox) = self
-            .registry
-            .as_ref()
-            .map(|r| std::sync::Arc::clone(&r.inbox))
-        else {
-            return;
-        };
-        loop {
-            let batch = inbox.next_batch().await;
-            if self.mesh.is_shutting_down() {
-                return;
-            }
-            let now = self.now_ms();
-            for u in batch {
-                self.cluster.borrow_mut().apply(&u, now);
-                if let ClusterUpdate::Conflict { stream, holder } = &u {
-                    self.refuse_publisher(stream, holder);
-                }
-            }
-            // Every owner that pulls hears where its stream is now.
-            if self.config.follows_registry() {
-                for k in self.owned_keys() {
-                    let url = self.located_origin(&k);
-                    self.with_owner(&k, false, |o, fx| o.handle_located(url, now, fx));
-                }
-            }
-        }
-    }
-
     /// Another live node holds `key`: the publisher here is told and closed.
     fn refuse_publisher(&self, key: &StreamKey, holder: &str) {
-        let Some(outlet) = self.local_publishers.borrow_mut().remove(key) else {
+        let Some(outlet) = self.publishers.borrow_mut().remove(key) else {
             return;
         };
-        warn!(shard = %self.id, %key, %holder, "publisher closed: the stream is published on another node");
+        warn!(shard = %self.me, %key, %holder, "publisher closed: the stream is published on another node");
         outlet.push_control(status_message(
             PLAY_STREAM_ID,
             "error",
@@ -264,7 +241,6 @@ fn origin_url(rtmp: &str, key: &StreamKey) -> Option<OriginUrl> {
     OriginUrl::parse(&format!("rtmp://{rtmp}/{}", key.app())).ok()
 }
 
-/// `path?query` on another node's HTTP address.
 /// What the media playlist at `url` lists, or why there is none.
 async fn peer_playlist(url: &str) -> Result<PeerPlaylist, String> {
     let url = HookUrl::parse(url)?;
@@ -283,7 +259,8 @@ async fn peer_playlist(url: &str) -> Result<PeerPlaylist, String> {
     })
 }
 
-fn same_request_at(http: &str, path: &str, query: Option<&str>) -> String {
+/// `path?query` on another node's HTTP address.
+pub(crate) fn same_request_at(http: &str, path: &str, query: Option<&str>) -> String {
     match query {
         Some(q) if !q.is_empty() => format!("http://{http}{path}?{q}"),
         _ => format!("http://{http}{path}"),

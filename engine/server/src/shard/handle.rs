@@ -1,0 +1,397 @@
+//! What a connection handler may ask of its shard and do on it: attach and detach viewers,
+//! publish, read HLS snapshots and wait for them, ask where a stream is served instead, and
+//! reach the shard's connection settings and counters. A cheap clone of a reference to the
+//! shard; the shard's fields stay private to it.
+//!
+//! Must not: expose the shard's parts, or let a handler run state-machine code except
+//! through these calls.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use edge_core::access::Grants;
+use edge_core::cluster::NodeRecord;
+use edge_core::hls::HlsSnapshot;
+use edge_core::media::TagInfo;
+use edge_core::migrate::MigrationDecision;
+use edge_core::stream::{Departure, PublishError, PublisherId};
+use edge_core::{ShardId, StreamKey, ViewerId};
+use tracing::warn;
+
+use super::cluster::same_request_at;
+use super::hls::Lookup;
+use super::{protocol_of, MachineWide, Shard};
+use crate::arena::Arena;
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::listen::Service;
+use crate::mesh::{Mesh, MeshMsg, SegmentEvent};
+use crate::outlet::{Outlet, Wire};
+use crate::pulled::Inflight;
+use crate::stats::{BytesOut, Counter, ShardStats, Stats};
+use crate::zerocopy::Sender;
+
+/// A connection's handle on its shard.
+#[derive(Clone)]
+pub struct ShardHandle(Rc<Shard>);
+
+impl ShardHandle {
+    /// Builds shard `id` and starts its timer and cluster tasks on this thread's runtime;
+    /// [`ShardHandle::run_dispatcher`] then runs it until shutdown.
+    pub fn start(
+        id: ShardId,
+        config: Arc<Config>,
+        mesh: Arc<Mesh>,
+        stats: Arc<Stats>,
+        clock: Clock,
+        arena: Arc<Arena>,
+        machine: MachineWide,
+    ) -> ShardHandle {
+        let shard = Shard::new(id, config, mesh, stats, clock, arena, machine);
+        monoio::spawn(Rc::clone(&shard).run_timers());
+        monoio::spawn(Rc::clone(&shard).run_cluster());
+        ShardHandle(shard)
+    }
+
+    /// Receives mesh messages until shutdown.
+    pub async fn run_dispatcher(self) {
+        self.0.run_dispatcher().await;
+    }
+
+    // ----- what every handler reads ---------------------------------------------------------
+
+    pub fn id(&self) -> ShardId {
+        self.0.id
+    }
+
+    pub fn config(&self) -> &Arc<Config> {
+        &self.0.config
+    }
+
+    /// This shard's counters.
+    pub fn stats(&self) -> &ShardStats {
+        self.0.counters()
+    }
+
+    /// The machine's counters and shared state (drain control, registry status, streams).
+    pub fn machine(&self) -> &Arc<Stats> {
+        &self.0.stats
+    }
+
+    pub fn clock(&self) -> Clock {
+        self.0.clock
+    }
+
+    pub fn now_ms(&self) -> u64 {
+        self.0.now_ms()
+    }
+
+    /// A machine-unique id for a connection.
+    pub fn next_conn_id(&self) -> u64 {
+        self.0.next_conn_id()
+    }
+
+    /// The shard that owns `key`.
+    pub fn owner_of(&self, key: &StreamKey) -> ShardId {
+        self.0.owner_of(key)
+    }
+
+    /// This shard's egress counter, for a writer task.
+    pub fn bytes_out(&self) -> BytesOut {
+        BytesOut::new(&self.0.stats, self.0.id)
+    }
+
+    /// The TLS configuration of a TLS service.
+    pub fn tls_config(&self, service: Service) -> Option<Arc<rustls::ServerConfig>> {
+        self.0.conns.tls_config(service)
+    }
+
+    /// The machine's connection counts, when limited.
+    pub fn admission(&self) -> Option<&Arc<std::sync::Mutex<edge_core::admission::Admission>>> {
+        self.0.conns.admission.as_ref()
+    }
+
+    /// The zero-copy sender, when this shard's send path is `splice`.
+    pub fn zero_copy(&self) -> Option<&Sender> {
+        self.0.conns.zero_copy.as_ref()
+    }
+
+    /// Recent on_play allowances of HLS viewers.
+    pub fn grants(&self) -> &RefCell<Grants> {
+        &self.0.conns.grants
+    }
+
+    // ----- viewers --------------------------------------------------------------------------
+
+    /// Attaches a viewer to `key` on this shard. `query` (the viewer's `?…`) goes upstream
+    /// if this starts an edge pull.
+    pub fn add_viewer(&self, key: &StreamKey, v: &Rc<Outlet>, query: Option<Arc<str>>) {
+        let shard = &self.0;
+        match v.wire {
+            Wire::Rtmp => shard.counters().rtmp_players.inc(),
+            Wire::Flv => shard.counters().flv_players.inc(),
+        }
+        shard
+            .stats
+            .count_viewer(shard.id, key, protocol_of(v.wire), true);
+        if shard.streams.ensure_replica(key) {
+            shard.counters().replicas.inc();
+        }
+        let now = shard.now_ms();
+        let viewer = Rc::clone(v);
+        shard.with_replica(key, |r, fx| {
+            r.handle_add_viewer(ViewerId(viewer.id), viewer, query, now, fx)
+        });
+    }
+
+    /// Detaches a viewer (connection closed, play stopped). A viewer the replica already
+    /// ended (not found, stream over) is gone already.
+    pub fn remove_viewer(&self, key: &StreamKey, v: &Rc<Outlet>) {
+        let mut removed = false;
+        self.0.with_replica(key, |r, fx| {
+            removed = r.handle_remove_viewer(ViewerId(v.id), fx)
+        });
+        if removed {
+            self.0.viewer_gone(key, v);
+        }
+    }
+
+    // ----- publishers -----------------------------------------------------------------------
+
+    /// Asks the owner for `key`; resolves with its answer.
+    pub async fn request_publish(
+        &self,
+        key: &StreamKey,
+        publisher: PublisherId,
+        query: Option<Arc<str>>,
+    ) -> Result<(), PublishError> {
+        let shard = &self.0;
+        let owner = shard.owner_of(key);
+        let msg = MeshMsg::PublishRequest {
+            key: key.clone(),
+            publisher,
+            from: shard.id,
+            query,
+        };
+        let send = || shard.port.send_control(owner, msg);
+        match shard.publishes.request(publisher, send).await {
+            Some(r) => r,
+            None => {
+                warn!(shard = %shard.id, %key, %owner, "owner shard did not answer a publish in time");
+                // Treat as busy; if the owner accepted late, the unpublish below releases it.
+                self.unpublish(key, publisher, Departure::Unpublished);
+                Err(PublishError::AlreadyPublishing)
+            }
+        }
+    }
+
+    /// The publisher left `key`: it unpublished, or (`Departure::Lost`) its connection ended
+    /// without a word, which ends the stream as a failure if nobody takes over.
+    pub fn unpublish(&self, key: &StreamKey, publisher: PublisherId, how: Departure) {
+        let msg = MeshMsg::Unpublish {
+            key: key.clone(),
+            publisher,
+            how,
+        };
+        self.0.port.send_control(self.0.owner_of(key), msg);
+    }
+
+    /// A publisher's media message for its owner, its header parsed once here.
+    pub fn media_message(
+        &self,
+        key: &StreamKey,
+        publisher: PublisherId,
+        tag: TagInfo,
+        timestamp: u32,
+        body: Bytes,
+    ) -> MeshMsg {
+        MeshMsg::Media {
+            key: key.clone(),
+            publisher,
+            tag,
+            timestamp,
+            body,
+        }
+    }
+
+    /// Sends publisher media to the owner, waiting while the channel is full.
+    pub async fn send_media(&self, to: ShardId, msg: MeshMsg) {
+        self.0.port.send_media(to, msg).await;
+    }
+
+    /// A publisher connected here publishes `key` (its outlet, to refuse it later).
+    pub fn publisher_started(&self, key: &StreamKey, outlet: &Rc<Outlet>) {
+        self.0.cluster.publisher_started(key, outlet);
+    }
+
+    pub fn publisher_ended(&self, key: &StreamKey, outlet: &Rc<Outlet>) {
+        self.0.cluster.publisher_ended(key, outlet);
+    }
+
+    // ----- HLS ------------------------------------------------------------------------------
+
+    /// The HLS snapshot a request on this shard is answered from.
+    pub fn hls(&self, key: &StreamKey) -> Option<Arc<HlsSnapshot>> {
+        self.0.hls.get(key)
+    }
+
+    /// Streams that are not published here are pulled over RTMP for `key`.
+    pub fn pulls_stream(&self, key: &StreamKey) -> bool {
+        self.0.streams.config.pulls_stream(key)
+    }
+
+    /// HLS viewers are served from HTTP origins.
+    pub fn pulls_hls(&self) -> bool {
+        self.0.pulls.enabled()
+    }
+
+    /// An HLS playlist request for `key` on this shard (edge mode): starts or keeps the pull.
+    pub fn hls_demand(&self, key: &StreamKey, query: Option<&str>) {
+        let shard = &self.0;
+        if !self.pulls_stream(key) && !self.pulls_hls() {
+            return;
+        }
+        let now = shard.now_ms();
+        if !shard.hls.demand(key, now) {
+            return;
+        }
+        shard
+            .timers
+            .arm(super::TimerKey::Demand, shard.hls.demand_poll_timeout());
+        let query: Option<Arc<str>> = query.map(Arc::from);
+        let owner = shard.owner_of(key);
+        if owner == shard.id && self.pulls_hls() {
+            super::pull_runner::demand(shard, key, query.as_deref());
+        } else if owner == shard.id {
+            shard.with_owner(key, true, |o, fx| o.handle_demand(query, now, fx));
+        } else {
+            let msg = MeshMsg::Demand {
+                key: key.clone(),
+                query,
+            };
+            shard.port.send_control(owner, msg);
+        }
+    }
+
+    /// Waits while a pull is under way until `key` has an HLS playlist here (the first
+    /// segment of a pull), or its origins are known not to give it.
+    pub async fn wait_for_hls(&self, key: &StreamKey) {
+        let clock = self.0.clock;
+        self.0.hls.wait_for(key, || clock.now_ms()).await;
+    }
+
+    /// The status playlist requests for `key` get while its origin fails (and no playlist
+    /// was ever loaded).
+    pub fn hls_unavailable(&self, key: &StreamKey) -> Option<u16> {
+        self.0.hls.unavailable(key, self.0.now_ms())
+    }
+
+    /// Segment `seq` of a pulled stream, not in the snapshot: the download under way (or
+    /// failed recently), or a new request to the owner. `None` when this node does not pull
+    /// over HLS, or while too many are in flight here.
+    pub fn pulled_segment(&self, key: &StreamKey, seq: u64) -> Option<Rc<Inflight>> {
+        let shard = &self.0;
+        if !shard.pulls.enabled() {
+            return None;
+        }
+        let now = shard.now_ms();
+        shard.counters().hls_collapsed_waiters.inc();
+        let s = match shard.hls.lookup(key, seq, now) {
+            Lookup::Known(s) => return Some(s),
+            Lookup::Full => {
+                tracing::debug!(shard = %shard.id, "too many pulled segments in flight; refusing another");
+                return None;
+            }
+            Lookup::Ask(s) => s,
+        };
+        let owner = shard.owner_of(key);
+        if owner == shard.id {
+            super::pull_runner::call(shard, key, |p, fx| p.handle_miss(seq, now, fx));
+            if !shard.pulls.contains(key) {
+                let failed = SegmentEvent::Failed { status: 404 };
+                shard.hls.segment_event(key, seq, failed, now);
+            }
+        } else {
+            let msg = MeshMsg::HlsMiss {
+                key: key.clone(),
+                seq,
+                from: shard.id,
+            };
+            shard.port.send_control(owner, msg);
+        }
+        Some(s)
+    }
+
+    // ----- where a stream is served instead -------------------------------------------------
+
+    /// The live node that holds `key`, when it is another node.
+    pub fn located_elsewhere(&self, key: &StreamKey) -> Option<NodeRecord> {
+        self.0.cluster.located_elsewhere(key)
+    }
+
+    /// Where an RTMP play for `key` is sent instead (an origin in `--cluster-mode redirect`;
+    /// a node that pulls does not redirect).
+    pub fn rtmp_redirect(&self, key: &StreamKey) -> Option<String> {
+        if self.0.streams.config.pulls() {
+            return None;
+        }
+        let n = self.located_elsewhere(key)?;
+        Some(format!("rtmp://{}/{}", n.rtmp, key.as_str()))
+    }
+
+    /// Where an HTTP-FLV or playlist request for `key` is sent instead (origin role): the
+    /// same path and query on the holder.
+    pub fn http_redirect(
+        &self,
+        key: &StreamKey,
+        path: &str,
+        query: Option<&str>,
+    ) -> Option<String> {
+        if self.0.streams.config.pulls() {
+            return None;
+        }
+        let n = self.located_elsewhere(key)?;
+        Some(same_request_at(&n.http, path, query))
+    }
+
+    /// Where a draining node sends an HLS viewer's next playlist request (another edge, or
+    /// the holder; never a draining node). `None`: keep serving, also while the peer cannot
+    /// yet continue where this node's viewers are.
+    pub fn drain_redirect(
+        &self,
+        key: &StreamKey,
+        path: &str,
+        query: Option<&str>,
+    ) -> Option<String> {
+        let to = self.0.cluster.drain_target(key)?;
+        let url = same_request_at(&to, path, query);
+        (self.migration(key, to, &url) == MigrationDecision::Redirect).then_some(url)
+    }
+
+    /// After an upgrade handover: whether an HLS viewer's playlist response here may close
+    /// its connection, so that its next request reaches the successor (it lists what the
+    /// viewer may still need).
+    pub fn successor_ready(&self, key: &StreamKey, path: &str, query: Option<&str>) -> bool {
+        let Some(at) = self.0.stats.http_addr.get() else {
+            return true;
+        };
+        let to = at.to_string();
+        let url = same_request_at(&to, path, query);
+        self.migration(key, to, &url) == MigrationDecision::Redirect
+    }
+
+    fn migration(&self, key: &StreamKey, to: String, url: &str) -> MigrationDecision {
+        let shard = &self.0;
+        let newest = shard.hls.newest_seq(key);
+        let now = shard.now_ms();
+        shard.cluster.migration(key, to, url, newest, now)
+    }
+
+    /// Where a draining node asks a publisher of `app` to reconnect, as an
+    /// `rtmp://host:port/app` tcUrl.
+    pub fn drain_publish_peer(&self, app: &str) -> Option<String> {
+        self.0.cluster.drain_publish_peer(app)
+    }
+}
