@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use edge_core::{ShardId, StreamKey};
-use edge_engine::mesh::{Mesh, MeshMsg};
+use edge_engine::net::mesh::{Mesh, MeshMsg};
 
 fn msg(key: &StreamKey) -> MeshMsg {
     MeshMsg::Unsubscribe {

@@ -6,8 +6,10 @@
 //! `[[origins]]` tables one origin's path ([`tables`]). Precedence: defaults < file <
 //! `EDGE_…` environment variables < flags. `deploy/edge-engine.toml` documents every key.
 
+pub mod access;
 pub mod convert;
 mod file;
+pub mod player;
 pub mod tables;
 
 pub use file::{command, env_name, warnings, FileSettings, Loaded};
@@ -28,9 +30,8 @@ use edge_core::queue::QueueLimits;
 use edge_core::token::{self, HashAlg, TokenConfig, TokenFormat};
 use edge_core::upstream::OriginUrl;
 
-use crate::access::{AccessConfig, Hooks, OnFailure, UpstreamSign};
-use crate::hook::HookUrl;
-use crate::tls::CertStore;
+use crate::net::tls::CertStore;
+use access::{AccessConfig, HookUrl, Hooks, OnFailure, UpstreamSign};
 
 /// A thread-per-core io_uring live-streaming edge server.
 ///
@@ -627,7 +628,7 @@ pub struct Config {
     /// `--upgrade-from`.
     pub upgrade_from: Option<PathBuf>,
     /// The console and player pages, and `--player-assets`, loaded.
-    pub player: Arc<crate::player::PlayerAssets>,
+    pub player: Arc<crate::config::player::PlayerAssets>,
     /// Each app's stream policy (HLS, GOP cache, grace, play wait).
     pub apps: AppPolicies,
     /// The `[[origins]]` tables' own settings.
@@ -871,7 +872,7 @@ impl Args {
             || hls_origins.iter().any(|o| o.tls)
             || self.upstream_ca.is_some()
         {
-            Some(crate::tls::client_config(self.upstream_ca.as_deref())?)
+            Some(crate::net::tls::client_config(self.upstream_ca.as_deref())?)
         } else {
             None
         };
@@ -884,7 +885,7 @@ impl Args {
                 let tls = match (url.tls, &upstream_tls) {
                     (false, _) => None,
                     (true, Some(c)) => Some(Arc::clone(c)),
-                    (true, None) => Some(crate::tls::client_config(None)?),
+                    (true, None) => Some(crate::net::tls::client_config(None)?),
                 };
                 Some(RegistryConfig {
                     host: url.host,
@@ -928,7 +929,7 @@ impl Args {
             timeout_ms: self.drain_timeout_s * 1000,
             exit_when_idle_ms: self.exit_when_idle_s.map(|s| s.saturating_mul(1000)),
         };
-        let player = Arc::new(crate::player::PlayerAssets::load(
+        let player = Arc::new(crate::config::player::PlayerAssets::load(
             self.player_assets.as_deref(),
             &self.player_cdn,
             self.registry.is_some(),

@@ -34,16 +34,16 @@ use edge_core::upstream::{LinkEvent, OriginUrl};
 use edge_core::{LinkId, ShardId, StreamKey};
 use tracing::{debug, error, info};
 
-use crate::arena::{Arena, ArenaStore};
-use crate::clock::Clock;
 use crate::config::Config;
-use crate::contain;
-use crate::mesh::{Mesh, MeshMsg, SegmentEvent};
-use crate::outlet::{Outlet, Wire};
-use crate::registry::ShardRegistry;
-use crate::stats::{Counter, Protocol, ShardStats, Stats, StreamView};
-use crate::timer::Timers;
-use crate::upstream::LinkSink;
+use crate::machine::registry::ShardRegistry;
+use crate::machine::stats::{Counter, Protocol, ShardStats, Stats, StreamView};
+use crate::net::arena::{Arena, ArenaStore};
+use crate::net::clock::Clock;
+use crate::net::contain;
+use crate::net::mesh::{Mesh, MeshMsg, SegmentEvent};
+use crate::net::timer::Timers;
+use crate::shard::outlet::{Outlet, Wire};
+use crate::upstream::rtmp::LinkSink;
 
 mod cluster;
 mod connections;
@@ -53,8 +53,10 @@ mod hlspull;
 mod links;
 mod mesh_port;
 mod notes;
+pub mod outlet;
 mod publishes;
 mod pull_runner;
+pub mod pulled;
 mod stream_config;
 mod streams;
 
@@ -82,7 +84,7 @@ pub struct MachineWide {
     /// This shard's handle on the registry threads (--registry).
     pub registry: Option<ShardRegistry>,
     /// An upgrade's predecessor whose streams are pulled from its relay.
-    pub predecessor: Option<Arc<crate::predecessor::Predecessor>>,
+    pub predecessor: Option<Arc<crate::upstream::predecessor::Predecessor>>,
 }
 
 /// The per-core state: the machine-wide things it reads, and its parts.

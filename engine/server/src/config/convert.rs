@@ -11,6 +11,8 @@ use std::path::Path;
 use anyhow::{bail, Context};
 use clap::ArgAction;
 
+#[cfg(test)]
+use super::file::old_form_line;
 use super::file::{command, FileSettings};
 
 /// Runs the subcommand: `argv` is what follows `convert-config`.
@@ -145,26 +147,6 @@ fn old_value(v: &str) -> anyhow::Result<(String, Option<String>)> {
             None => Ok((v.trim().to_string(), None)),
         },
     }
-}
-
-/// The first line written in the old form (a value TOML cannot read: unquoted text), if
-/// the text has one.
-pub fn old_form_line(text: &str) -> Option<usize> {
-    text.lines().enumerate().find_map(|(n, raw)| {
-        let t = raw.trim();
-        if t.is_empty() || t.starts_with('#') || t.starts_with('[') {
-            return None;
-        }
-        let (k, v) = t.split_once('=')?;
-        let key_ok = k
-            .trim()
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-        let v = v.trim();
-        let value = v.split(" #").next().unwrap_or("").trim();
-        let toml_ok = toml::from_str::<toml::Table>(&format!("x = {value}")).is_ok();
-        (key_ok && !value.is_empty() && !toml_ok).then_some(n + 1)
-    })
 }
 
 #[cfg(test)]

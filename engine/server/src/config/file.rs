@@ -263,7 +263,7 @@ impl FileSettings {
         let top: toml::Table = match toml::from_str(text) {
             Ok(t) => t,
             Err(e) => {
-                if let Some(line) = super::convert::old_form_line(text) {
+                if let Some(line) = old_form_line(text) {
                     bail!(
                         "{}:{line}: not TOML: this is the old `name = value` form. Write text \
                          values in quotes (rtmp = \"0.0.0.0:1935\") and lists as arrays, or \
@@ -425,6 +425,26 @@ fn text_line(text: &str, offset: usize) -> &str {
         .rfind('\n')
         .map_or(0, |i| i + 1);
     text[start..].lines().next().unwrap_or("").trim()
+}
+
+/// The first line written in the old form (a value TOML cannot read: unquoted text), if
+/// the text has one.
+pub(crate) fn old_form_line(text: &str) -> Option<usize> {
+    text.lines().enumerate().find_map(|(n, raw)| {
+        let t = raw.trim();
+        if t.is_empty() || t.starts_with('#') || t.starts_with('[') {
+            return None;
+        }
+        let (k, v) = t.split_once('=')?;
+        let key_ok = k
+            .trim()
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        let v = v.trim();
+        let value = v.split(" #").next().unwrap_or("").trim();
+        let toml_ok = toml::from_str::<toml::Table>(&format!("x = {value}")).is_ok();
+        (key_ok && !value.is_empty() && !toml_ok).then_some(n + 1)
+    })
 }
 
 /// Warnings about a valid configuration that is probably not what was meant. `resolve`

@@ -16,8 +16,8 @@ use edge_core::hls::HlsConfig;
 use edge_core::upstream::OriginUrl;
 use serde::Deserialize;
 
-use crate::access::UpstreamSign;
-use crate::dial::Egress;
+use crate::config::access::UpstreamSign;
+use crate::net::dial::Egress;
 
 /// One `[apps.NAME]` table: settings for the streams of app NAME; what it leaves out comes
 /// from the top-level settings.

@@ -22,12 +22,13 @@ use edge_core::upstream::OriginUrl;
 use edge_core::{SegmentSeq, ShardId, StreamKey};
 use tracing::{debug, warn};
 
-use crate::clock::Clock;
+use crate::config::access::HookUrl;
 use crate::config::Config;
-use crate::hook::{self, HookUrl};
-use crate::outlet::{Close, Outlet};
-use crate::registry::{Inbox, ShardRegistry};
-use crate::stats::{Counter, Stats};
+use crate::machine::registry::{Inbox, ShardRegistry};
+use crate::machine::stats::{Counter, Stats};
+use crate::net::clock::Clock;
+use crate::shard::outlet::{Close, Outlet};
+use crate::upstream::hook;
 
 type Migrations = Rc<RefCell<HashMap<StreamKey, Migration>>>;
 

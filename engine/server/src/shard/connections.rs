@@ -12,11 +12,11 @@ use edge_core::access::Grants;
 use edge_core::admission::Admission;
 use edge_core::ShardId;
 
-use crate::arena::Arena;
 use crate::config::Config;
-use crate::listen::Service;
-use crate::stats::Stats;
-use crate::zerocopy::{probe, SendPath, Sender};
+use crate::machine::stats::Stats;
+use crate::net::arena::Arena;
+use crate::net::listeners::Service;
+use crate::net::zerocopy::{probe, SendPath, Sender};
 
 /// HLS hook allowances remembered per shard, at most.
 const MAX_GRANTS: usize = 65_536;

@@ -23,15 +23,15 @@ use tracing::warn;
 use super::cluster::same_request_at;
 use super::hls::Lookup;
 use super::{protocol_of, MachineWide, Shard};
-use crate::arena::Arena;
-use crate::clock::Clock;
 use crate::config::Config;
-use crate::listen::Service;
-use crate::mesh::{Mesh, MeshMsg, SegmentEvent};
-use crate::outlet::{Outlet, Wire};
-use crate::pulled::Inflight;
-use crate::stats::{BytesOut, Counter, ShardStats, Stats};
-use crate::zerocopy::Sender;
+use crate::machine::stats::{BytesOut, Counter, ShardStats, Stats};
+use crate::net::arena::Arena;
+use crate::net::clock::Clock;
+use crate::net::listeners::Service;
+use crate::net::mesh::{Mesh, MeshMsg, SegmentEvent};
+use crate::net::zerocopy::Sender;
+use crate::shard::outlet::{Outlet, Wire};
+use crate::shard::pulled::Inflight;
 
 /// A connection's handle on its shard.
 #[derive(Clone)]

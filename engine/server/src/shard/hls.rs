@@ -22,8 +22,8 @@ use edge_core::pull::DemandLimiter;
 use edge_core::{SegmentSeq, StreamKey};
 
 use super::mesh_port::MeshPort;
-use crate::mesh::{MeshMsg, SegmentEvent};
-use crate::pulled::{Inflight, Progress};
+use crate::net::mesh::{MeshMsg, SegmentEvent};
+use crate::shard::pulled::{Inflight, Progress};
 
 /// How often a shard tells an owner that its HLS viewers still want a stream.
 const DEMAND_EVERY_MS: u64 = 1000;

@@ -28,11 +28,11 @@ use edge_core::stream::MasterPhase;
 use edge_core::{ShardId, StreamKey};
 
 use super::hls::NEGATIVE_MS;
-use crate::arena::{Arena, ArenaAppender};
 use crate::config::Config;
-use crate::contain;
-use crate::origin::{Deadlines, Delivery, OriginPool, OriginRoute};
-use crate::stats::{ShardStats, Stats, StreamView};
+use crate::machine::stats::{ShardStats, Stats, StreamView};
+use crate::net::arena::{Arena, ArenaAppender};
+use crate::net::contain;
+use crate::upstream::http::{Deadlines, Delivery, OriginPool, OriginRoute};
 
 /// The largest playlist accepted from an origin.
 const MAX_PLAYLIST_BYTES: usize = 1 << 20;
@@ -303,7 +303,7 @@ impl HlsPulls {
     /// Counts a request to the origin for `key`; `prefetch` for a segment fetched as soon
     /// as listed.
     pub(crate) fn count_request(&self, key: &StreamKey, stats: &ShardStats, prefetch: bool) {
-        use crate::stats::Counter as _;
+        use crate::machine::stats::Counter as _;
         stats.hls_origin_requests.inc();
         if prefetch {
             stats.hls_prefetches.inc();
@@ -324,7 +324,7 @@ impl HlsPulls {
         bytes: usize,
         failed: bool,
     ) {
-        use crate::stats::Counter as _;
+        use crate::machine::stats::Counter as _;
         let n = bytes as u64;
         stats.hls_origin_bytes.fetch_add(n, Ordering::Relaxed);
         stats.bytes_in.fetch_add(n, Ordering::Relaxed);
@@ -418,7 +418,7 @@ impl HlsPulls {
                                 return Err(FetchError::Failed);
                             }
                             appender.append(b, &mut pieces).map_err(|_| {
-                                use crate::stats::Counter as _;
+                                use crate::machine::stats::Counter as _;
                                 stats.shards[shard].hls_segments_refused.inc();
                                 FetchError::Failed
                             })?;

@@ -16,8 +16,8 @@ use edge_core::upstream::OriginUrl;
 use edge_core::{LinkId, ShardId, StreamKey};
 
 use crate::config::Config;
-use crate::stats::{Stats, StreamView};
-use crate::upstream::{self, Cancel, ForwardQueue, LinkParams, LinkSink};
+use crate::machine::stats::{Stats, StreamView};
+use crate::upstream::rtmp::{self as upstream, Cancel, ForwardQueue, LinkParams, LinkSink};
 
 /// A running upstream connection task.
 struct LinkTask {

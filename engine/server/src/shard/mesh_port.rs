@@ -14,7 +14,7 @@ use std::task::{Poll, Waker};
 use edge_core::ShardId;
 use tracing::warn;
 
-use crate::mesh::{Mesh, MeshMsg};
+use crate::net::mesh::{Mesh, MeshMsg};
 
 /// Control messages waiting for channel space, at most (beyond it they are dropped, logged).
 const MAX_OUTBOX: usize = 65_536;

@@ -10,7 +10,7 @@ use edge_core::pull::PullNote;
 use edge_core::{ShardId, StreamKey};
 use tracing::{debug, info, warn};
 
-use crate::stats::{Counter, ShardStats};
+use crate::machine::stats::{Counter, ShardStats};
 
 /// What the shard does after a note.
 #[derive(Debug, PartialEq, Eq)]

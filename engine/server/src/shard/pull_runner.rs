@@ -18,8 +18,8 @@ use edge_core::{ShardId, StreamKey};
 use tracing::{info, warn};
 
 use super::hlspull::{HlsPulls, PullEvent, PullSink};
-use crate::mesh::SegmentEvent;
-use crate::stats::{Counter, ShardStats, StreamView};
+use crate::machine::stats::{Counter, ShardStats, StreamView};
+use crate::net::mesh::SegmentEvent;
 
 /// What the pulls need of the shard they run on.
 pub(crate) trait PullHost: PullSink + 'static {

@@ -15,7 +15,7 @@ use edge_core::replica::ReplicaConfig;
 use edge_core::ShardId;
 
 use crate::config::{Config, StreamPolicy};
-use crate::predecessor::Predecessor;
+use crate::upstream::predecessor::Predecessor;
 
 /// Owner and replica configurations by app.
 pub(crate) struct StreamConfig {

@@ -21,11 +21,11 @@ use edge_core::{LinkId, StreamKey};
 use tracing::warn;
 
 use super::stream_config::StreamConfig;
-use crate::arena::ArenaStore;
 use crate::config::Config;
-use crate::outlet::{Close, Outlet};
-use crate::stats::{Counter, ShardStats, StreamView};
-use crate::upstream::ForwardQueue;
+use crate::machine::stats::{Counter, ShardStats, StreamView};
+use crate::net::arena::ArenaStore;
+use crate::shard::outlet::{Close, Outlet};
+use crate::upstream::rtmp::ForwardQueue;
 
 /// A stream this shard owns.
 pub(crate) struct Owned {

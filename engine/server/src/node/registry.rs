@@ -7,15 +7,12 @@
 //! Must not: be called from a shard in a way that blocks, decide anything the session
 //! decides, or hold a lock a shard waits on for more than a queue push.
 
-use std::collections::{HashMap, VecDeque};
-use std::future::poll_fn;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
-use std::sync::{Arc, Mutex};
-use std::task::Poll;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use atomic_waker::AtomicWaker;
 use edge_core::cluster::{ClusterUpdate, ClusterView, Load, NodeRecord};
 use edge_core::registry::{
     channel_message, RegistryEffect, RegistryNote, RegistrySession, CHANNEL,
@@ -25,184 +22,16 @@ use edge_core::StreamKey;
 use tracing::{info, warn};
 
 use crate::config::RegistryConfig;
-use crate::stats::Stats;
+use crate::machine::stats::Stats;
 
 mod transport;
+
+use crate::machine::registry::{Inbox, Input, Leaver, RegistryStatus, ShardRegistry, MAX_REQUESTS};
 use transport::{Reader, Writer};
-
-/// Requests from shards waiting for the registry thread, at most.
-const MAX_REQUESTS: usize = 65_536;
-/// Updates waiting in one shard's inbox, at most (beyond it the oldest go; the periodic full
-/// snapshots repair what was lost).
-const MAX_INBOX: usize = 65_536;
-
-/// What the registry thread is told.
-enum Input {
-    Register(StreamKey),
-    Unregister(StreamKey),
-    /// A reply on command connection number `.0`.
-    Reply(u64, Value),
-    Lost(u64, String),
-    Event(Vec<u8>),
-    Subscribed,
-    /// The process stops: delete this node's streams and record, then answer.
-    Leave(mpsc::Sender<()>),
-}
 
 /// `/api/v1/cluster` is rendered again at most this often (ms): a burst of events costs one
 /// rendering, not one per event.
 const RENDER_EVERY_MS: u64 = 200;
-
-/// How long a graceful stop waits for Redis to take the deletions, at most.
-const LEAVE_WAIT: Duration = Duration::from_millis(500);
-
-/// The process's handle on the registry thread.
-pub struct Leaver {
-    tx: SyncSender<Input>,
-}
-
-impl Leaver {
-    /// Deletes this node's registrations and record now (a graceful stop), instead of
-    /// leaving them to expire: edges and origins hear `down` at once. Waits at most
-    /// [`LEAVE_WAIT`].
-    pub fn leave(self) {
-        let (ack, done) = mpsc::channel();
-        if self.tx.try_send(Input::Leave(ack)).is_ok() {
-            let _ = done.recv_timeout(LEAVE_WAIT);
-        }
-    }
-}
-
-/// Updates for one shard.
-#[derive(Default)]
-pub struct Inbox {
-    queue: Mutex<VecDeque<ClusterUpdate>>,
-    waker: AtomicWaker,
-}
-
-impl Inbox {
-    fn push(&self, update: ClusterUpdate) {
-        {
-            let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
-            if q.len() >= MAX_INBOX {
-                q.pop_front();
-            }
-            q.push_back(update);
-        }
-        self.waker.wake();
-    }
-
-    /// Waits for updates and takes them all.
-    pub async fn next_batch(&self) -> Vec<ClusterUpdate> {
-        poll_fn(|cx| {
-            self.waker.register(cx.waker());
-            let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
-            if q.is_empty() {
-                Poll::Pending
-            } else {
-                Poll::Ready(q.drain(..).collect())
-            }
-        })
-        .await
-    }
-}
-
-/// What `/metrics`, `/healthz` and `/api/v1/cluster` show of the registry.
-#[derive(Default)]
-pub struct RegistryStatus {
-    pub reachable: AtomicBool,
-    pub commands: AtomicU64,
-    pub errors: AtomicU64,
-    pub conflicts: AtomicU64,
-    pub reconnects: AtomicU64,
-    pub events: AtomicU64,
-    pub requests_dropped: AtomicU64,
-    /// `/api/v1/cluster`, rendered on the registry thread when the picture changes.
-    pub cluster_json: Mutex<String>,
-}
-
-impl RegistryStatus {
-    pub fn render_prometheus(&self, out: &mut String) {
-        use std::fmt::Write as _;
-        let metrics: [(&str, &str, &str, &AtomicU64); 6] = [
-            (
-                "registry_commands",
-                "counter",
-                "Registry: commands sent to Redis",
-                &self.commands,
-            ),
-            (
-                "registry_errors",
-                "counter",
-                "Registry: error replies from Redis",
-                &self.errors,
-            ),
-            (
-                "registry_conflicts",
-                "counter",
-                "Registry: publishes refused because another live node holds the stream",
-                &self.conflicts,
-            ),
-            (
-                "registry_reconnects",
-                "counter",
-                "Registry: connections to Redis lost",
-                &self.reconnects,
-            ),
-            (
-                "registry_events",
-                "counter",
-                "Registry: stream events received on edge:events",
-                &self.events,
-            ),
-            (
-                "registry_requests_dropped",
-                "counter",
-                "Registry: shard requests dropped, the registry thread's queue full",
-                &self.requests_dropped,
-            ),
-        ];
-        for (name, kind, help, v) in metrics {
-            let _ = writeln!(
-                out,
-                "# HELP edge_{name} {help}\n# TYPE edge_{name} {kind}\nedge_{name} {}",
-                v.load(Ordering::Relaxed)
-            );
-        }
-        let _ = writeln!(
-            out,
-            "# HELP edge_registry_up Registry: Redis reachable (1) or not (0)\n# TYPE edge_registry_up gauge\nedge_registry_up {}",
-            u8::from(self.reachable.load(Ordering::Relaxed))
-        );
-    }
-}
-
-/// A shard's handle on the registry.
-#[derive(Clone)]
-pub struct ShardRegistry {
-    tx: SyncSender<Input>,
-    pub inbox: Arc<Inbox>,
-    pub status: Arc<RegistryStatus>,
-    pub me: Arc<str>,
-}
-
-impl ShardRegistry {
-    /// A stream went live here.
-    pub fn register(&self, key: &StreamKey) {
-        self.request(Input::Register(key.clone()));
-    }
-
-    /// A stream ended here.
-    pub fn unregister(&self, key: &StreamKey) {
-        self.request(Input::Unregister(key.clone()));
-    }
-
-    fn request(&self, input: Input) {
-        if let Err(TrySendError::Full(_)) = self.tx.try_send(input) {
-            self.status.requests_dropped.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-}
 
 /// Starts the registry threads; one handle per shard.
 pub fn start(
@@ -425,7 +254,7 @@ impl Driver {
     /// The node's load: the same sums and egress rate the control loop keeps for the
     /// machine-level gauges.
     fn sample_load(&mut self) {
-        let a = crate::drain::activity(&self.stats);
+        let a = crate::machine::report::activity(&self.stats);
         let control = &self.stats.control;
         self.session.set_load(Load {
             streams: a.streams,
@@ -457,7 +286,7 @@ impl Driver {
                 rtmp: &n.rtmp,
                 http: &n.http,
                 streams: n.load.streams,
-                viewers: crate::stats::ViewerCounts {
+                viewers: crate::machine::report::ViewerCounts {
                     rtmp: n.load.rtmp_viewers,
                     flv: n.load.flv_viewers,
                     hls: n.load.hls_viewers,
@@ -481,7 +310,7 @@ impl Driver {
                 age_ms: now - since,
             });
         }
-        let json = crate::stats::json_line(&Cluster {
+        let json = crate::machine::report::json_line(&Cluster {
             node: self.session.me(),
             registry: RegistryReport {
                 reachable: self.view.reachable(),
@@ -523,7 +352,7 @@ struct ClusterNode<'a> {
     rtmp: &'a str,
     http: &'a str,
     streams: u64,
-    viewers: crate::stats::ViewerCounts,
+    viewers: crate::machine::report::ViewerCounts,
     egress_bps: u64,
     draining: bool,
     seen_ms_ago: u64,

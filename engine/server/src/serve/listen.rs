@@ -14,142 +14,14 @@ use edge_core::admission::{Admission, Refusal};
 
 use monoio::io::{CancelHandle, Splitable};
 use monoio::net::{TcpListener, TcpStream};
-use socket2::{Domain, Protocol, Socket, Type};
 use tracing::{debug, error, warn};
 
-use crate::conn::Conn;
-use crate::tls;
+use crate::net::conn::Conn;
+use crate::net::listeners::Service;
+use crate::net::tls;
 
+use crate::machine::stats::Counter;
 use crate::shard::ShardHandle;
-use crate::stats::Counter;
-
-/// Holds an endpoint for this process while it runs: an abstract Unix socket named after
-/// the address, which the kernel frees when the process exits, however it exits.
-#[derive(Debug)]
-pub struct PortLock(#[allow(dead_code)] std::os::unix::net::UnixListener);
-
-/// Why an endpoint could not be claimed.
-#[derive(Debug, thiserror::Error)]
-pub enum ClaimError {
-    #[error(
-        "{service} {addr}: address already in use by another process; \
-         `ss -ltnp 'sport = :{port}'` shows which (to replace a running edge-engine without \
-         a gap, start the new one with --upgrade-from)"
-    )]
-    InUse {
-        service: &'static str,
-        addr: SocketAddr,
-        port: u16,
-    },
-    #[error("{service} {addr}: {source}")]
-    Bind {
-        service: &'static str,
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
-}
-
-/// Binds shard 0's listener of `service` at `addr`, making sure no other process listens
-/// there: SO_REUSEPORT, which lets this engine's shards share the port, would otherwise let a
-/// second engine (or anything else that sets it) share it too, and the kernel would deal the
-/// connections out between the two.
-///
-/// 1. Take the address's lock (an abstract Unix socket `edge-engine/tcp/ADDR`): two engines
-///    starting at the same moment cannot both pass step 2.
-/// 2. Bind a probe socket without SO_REUSEPORT (with SO_REUSEADDR, so a predecessor's
-///    TIME_WAIT connections do not count): it fails while anyone listens on the address,
-///    whatever options they set.
-/// 3. Close the probe and bind the shard's SO_REUSEPORT listener; the other shards bind the
-///    same address beside it.
-///
-/// Port 0 needs none of this: the kernel picks a port nobody holds. A successor
-/// (`--upgrade-from`) does not claim the endpoints it inherits: sharing them is the handover.
-pub fn claim_endpoint(
-    service: Service,
-    addr: SocketAddr,
-) -> Result<(std::net::TcpListener, Option<PortLock>), ClaimError> {
-    let (name, port) = (service.name(), addr.port());
-    let in_use = || ClaimError::InUse {
-        service: name,
-        addr,
-        port,
-    };
-    let bind_error = |source: std::io::Error| match source.raw_os_error() {
-        Some(libc::EADDRINUSE) => in_use(),
-        _ => ClaimError::Bind {
-            service: name,
-            addr,
-            source,
-        },
-    };
-    let lock = if port == 0 {
-        None
-    } else {
-        use std::os::linux::net::SocketAddrExt as _;
-        let lock_name = format!("edge-engine/tcp/{addr}");
-        let lock_addr = std::os::unix::net::SocketAddr::from_abstract_name(lock_name.as_bytes())
-            .map_err(bind_error)?;
-        let lock = std::os::unix::net::UnixListener::bind_addr(&lock_addr).map_err(bind_error)?;
-        let probe = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))
-            .map_err(bind_error)?;
-        probe.set_reuse_address(true).map_err(bind_error)?;
-        probe.bind(&addr.into()).map_err(bind_error)?;
-        drop(probe);
-        Some(PortLock(lock))
-    };
-    let listener = bind_reuseport(addr).map_err(bind_error)?;
-    Ok((listener, lock))
-}
-
-/// Binds `addr` with SO_REUSEADDR and SO_REUSEPORT and starts listening.
-pub fn bind_reuseport(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-    socket.set_reuse_address(true)?;
-    socket.set_reuse_port(true)?;
-    socket.set_nonblocking(true)?;
-    socket.bind(&addr.into())?;
-    socket.listen(4096)?;
-    Ok(socket.into())
-}
-
-/// What a listener serves.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Service {
-    Rtmp,
-    Http,
-    Rtmps,
-    Https,
-    /// RTMP on a private loopback port for an upgrade's successor to pull this engine's
-    /// streams from ([`crate::predecessor`]). It is never handed over and stays open while
-    /// the engine drains.
-    Relay,
-}
-
-impl Service {
-    pub fn name(self) -> &'static str {
-        match self {
-            Service::Rtmp => "rtmp",
-            Service::Http => "http",
-            Service::Rtmps => "rtmps",
-            Service::Https => "https",
-            Service::Relay => "relay",
-        }
-    }
-
-    pub fn parse(name: &str) -> Option<Service> {
-        [Service::Rtmp, Service::Http, Service::Rtmps, Service::Https]
-            .into_iter()
-            .find(|s| s.name() == name)
-    }
-
-    fn is_tls(self) -> bool {
-        matches!(self, Service::Rtmps | Service::Https)
-    }
-
-    fn is_rtmp(self) -> bool {
-        matches!(self, Service::Rtmp | Service::Rtmps | Service::Relay)
-    }
-}
 
 /// A connection counted against --max-connections(-per-ip): released when the connection's
 /// task ends, however it ends.
@@ -200,7 +72,7 @@ async fn serve(
     shard.stats().connections_open.inc();
     let _open = Open(shard.clone());
     let _ = stream.set_nodelay(true);
-    let fd = crate::conn::raw_fd(&stream);
+    let fd = crate::net::conn::raw_fd(&stream);
     let conn = if service.is_tls() {
         let Some(config) = shard.tls_config(service) else {
             return;
@@ -229,9 +101,9 @@ async fn serve(
         Conn::Tcp(stream)
     };
     if service.is_rtmp() {
-        crate::rtmp::serve(shard, conn, Some(peer), fd).await
+        crate::serve::rtmp::serve(shard, conn, Some(peer), fd).await
     } else {
-        crate::http::serve(shard, conn, Some(peer), fd).await
+        crate::serve::http::serve(shard, conn, Some(peer), fd).await
     }
 }
 

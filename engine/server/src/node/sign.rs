@@ -65,7 +65,7 @@ pub struct SignArgs {
 pub fn run(argv: impl Iterator<Item = String>) -> anyhow::Result<()> {
     // clap prints help, version and usage errors itself (help exits 0, a usage error 2).
     let args = SignArgs::try_parse_from(argv).unwrap_or_else(|e| e.exit());
-    println!("{}", mint(&args, crate::access::unix_s())?);
+    println!("{}", mint(&args, crate::config::access::unix_s())?);
     Ok(())
 }
 

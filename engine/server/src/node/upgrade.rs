@@ -10,7 +10,7 @@
 //!   shards start, accepts on them, and then confirms ([`Inherited::confirm`]).
 //! - An origin also names its relay (an RTMP listener on loopback it keeps while it drains)
 //!   and the streams it holds: the successor pulls those from the relay while their
-//!   publishers stay here ([`crate::predecessor`]).
+//!   publishers stay here ([`crate::upstream::predecessor`]).
 //!
 //! The sockets themselves never close during the handover, so every connection in their
 //! accept queues, and every SYN that arrives meanwhile, is accepted by one process or the
@@ -34,9 +34,9 @@ use edge_core::StreamKey;
 use socket2::{Domain, SockAddr, Socket, Type};
 use tracing::{info, warn};
 
-use crate::drain::Control;
-use crate::listen::Service;
-use crate::stats::Stats;
+use crate::machine::control::Control;
+use crate::machine::stats::Stats;
+use crate::net::listeners::Service;
 
 /// How long the running side waits for the successor's hello.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(5);

@@ -6,11 +6,10 @@
 //! never per frame (byte counts are atomics inside the entries).
 
 use std::collections::{BTreeMap, HashMap};
-use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use edge_core::owner::{LinkView, OwnerView, Source};
+use edge_core::owner::{OwnerView, Source};
 use edge_core::stream::MasterPhase;
 use edge_core::{ShardId, StreamKey};
 
@@ -25,7 +24,7 @@ macro_rules! counters {
             pub driver: AtomicU8,
             /// 0 unknown, 1 hugetlb, 2 thp, 3 normal.
             pub cache_backing: AtomicU8,
-            /// 0 unknown, 1 splice (zero-copy), 2 writev; see crate::zerocopy.
+            /// 0 unknown, 1 splice (zero-copy), 2 writev; see crate::net::zerocopy.
             pub send_path: AtomicU8,
             pub cpu: AtomicU64,
             /// The shard thread's kernel thread id (0 until it runs), for its CPU time.
@@ -33,10 +32,10 @@ macro_rules! counters {
             pub access: AccessStats,
         }
 
-        const METRICS: &[(&str, &str, &str)] = &[$((stringify!($name), $kind, $help),)*];
+        pub(crate) const METRICS: &[(&str, &str, &str)] = &[$((stringify!($name), $kind, $help),)*];
 
         impl ShardStats {
-            fn values(&self) -> Vec<u64> {
+            pub(crate) fn values(&self) -> Vec<u64> {
                 vec![$(self.$name.load(Ordering::Relaxed),)*]
             }
         }
@@ -114,9 +113,9 @@ pub struct AccessStats {
     pub hook_calls: [[AtomicU64; HOOK_OUTCOMES.len()]; 4],
 }
 
-const ACTIONS: [&str; 2] = ["play", "publish"];
+pub(crate) const ACTIONS: [&str; 2] = ["play", "publish"];
 /// Token errors (edge-core's names), then the hook's.
-const DENIAL_REASONS: [&str; 9] = [
+pub(crate) const DENIAL_REASONS: [&str; 9] = [
     "missing",
     "malformed",
     "bad_signature",
@@ -127,8 +126,9 @@ const DENIAL_REASONS: [&str; 9] = [
     "hook_refused",
     "hook_failed",
 ];
-const HOOK_EVENTS: [&str; 4] = ["on_publish", "on_unpublish", "on_play", "on_stop"];
-const HOOK_OUTCOMES: [&str; 5] = ["allowed", "refused", "timeout", "unreachable", "bad_reply"];
+pub(crate) const HOOK_EVENTS: [&str; 4] = ["on_publish", "on_unpublish", "on_play", "on_stop"];
+pub(crate) const HOOK_OUTCOMES: [&str; 5] =
+    ["allowed", "refused", "timeout", "unreachable", "bad_reply"];
 
 impl AccessStats {
     pub fn reason_index(reason: &str) -> usize {
@@ -143,52 +143,6 @@ impl AccessStats {
             .iter()
             .position(|r| *r == outcome)
             .unwrap_or(HOOK_OUTCOMES.len() - 1)
-    }
-}
-
-fn render_access(out: &mut String, shards: &[ShardStats]) {
-    let _ = writeln!(
-        out,
-        "# HELP edge_access_allowed_total Plays and publishes allowed by the access policy\n# TYPE edge_access_allowed_total counter"
-    );
-    for (shard, s) in shards.iter().enumerate() {
-        for (a, action) in ACTIONS.iter().enumerate() {
-            let v = s.access.allowed[a].load(Ordering::Relaxed);
-            let _ = writeln!(
-                out,
-                "edge_access_allowed_total{{shard=\"{shard}\",action=\"{action}\"}} {v}"
-            );
-        }
-    }
-    let _ = writeln!(
-        out,
-        "# HELP edge_access_denied_total Plays and publishes refused, by reason\n# TYPE edge_access_denied_total counter"
-    );
-    for (shard, s) in shards.iter().enumerate() {
-        for (a, action) in ACTIONS.iter().enumerate() {
-            for (r, reason) in DENIAL_REASONS.iter().enumerate() {
-                let v = s.access.denied[a][r].load(Ordering::Relaxed);
-                let _ = writeln!(
-                    out,
-                    "edge_access_denied_total{{shard=\"{shard}\",action=\"{action}\",reason=\"{reason}\"}} {v}"
-                );
-            }
-        }
-    }
-    let _ = writeln!(
-        out,
-        "# HELP edge_hook_calls_total HTTP hook calls, by event and outcome\n# TYPE edge_hook_calls_total counter"
-    );
-    for (shard, s) in shards.iter().enumerate() {
-        for (e, event) in HOOK_EVENTS.iter().enumerate() {
-            for (o, outcome) in HOOK_OUTCOMES.iter().enumerate() {
-                let v = s.access.hook_calls[e][o].load(Ordering::Relaxed);
-                let _ = writeln!(
-                    out,
-                    "edge_hook_calls_total{{shard=\"{shard}\",event=\"{event}\",outcome=\"{outcome}\"}} {v}"
-                );
-            }
-        }
     }
 }
 
@@ -239,16 +193,16 @@ pub struct Stats {
     pub viewers: Box<[ViewerList]>,
     /// Each shard's segment arena, set once it is mapped: the cache gauges are read from it
     /// when rendered (chunks come back from whichever shard's reader lets go last).
-    pub arenas: Arc<[OnceLock<Arc<crate::arena::Arena>>]>,
+    pub arenas: Arc<[OnceLock<Arc<crate::net::arena::Arena>>]>,
     /// The registry's state, with --registry.
-    pub registry: OnceLock<Arc<crate::registry::RegistryStatus>>,
+    pub registry: OnceLock<Arc<super::registry::RegistryStatus>>,
     /// The drain and the machine-level gauges.
-    pub control: Arc<crate::drain::Control>,
+    pub control: Arc<super::control::Control>,
     /// The HTTP listener's address, for requests to our own port (after an upgrade
     /// handover they reach the successor).
     pub http_addr: OnceLock<std::net::SocketAddr>,
     /// Each static origin's reachability (edge mode), for `/healthz`.
-    pub origins: OnceLock<Arc<[crate::origin_health::OriginHealth]>>,
+    pub origins: OnceLock<Arc<[super::origins::OriginHealth]>>,
 }
 
 /// One shard's owned streams, by key.
@@ -333,134 +287,6 @@ impl StreamView {
         st.forward_since_unix_ms = view.forward.as_ref().map_or(0, |l| unix(l.since_ms));
         st.view = view;
     }
-
-    fn report(&self, viewers: [u64; 3]) -> StreamReport {
-        let st = self.state.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        let link = |l: &Option<LinkView>, bytes: &AtomicU64, since: u64| {
-            l.as_ref().map(|l| LinkReport {
-                origin: l.origin.to_string(),
-                state: l.state.as_str(),
-                bytes: bytes.load(Ordering::Relaxed),
-                since_unix_ms: since,
-            })
-        };
-        let hls_pull = self
-            .hls_origin
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-            .map(|origin| HlsPullReport {
-                origin,
-                origin_bytes: self.upstream_bytes.load(Ordering::Relaxed),
-                origin_requests: self.hls_origin_requests.load(Ordering::Relaxed),
-                prefetches: self.hls_prefetches.load(Ordering::Relaxed),
-                origin_errors: self.hls_origin_errors.load(Ordering::Relaxed),
-            });
-        StreamReport {
-            key: self.key.as_str().to_string(),
-            owner_shard: self.shard.0,
-            state: st.view.phase.as_str(),
-            source: st.view.source.as_str(),
-            live_since_unix_ms: st.live_since_unix_ms,
-            ingest_bytes: self.published_bytes.load(Ordering::Relaxed)
-                + self.upstream_bytes.load(Ordering::Relaxed),
-            viewers: ViewerCounts {
-                rtmp: viewers[0],
-                flv: viewers[1],
-                hls: viewers[2],
-            },
-            upstream: link(
-                &st.view.upstream,
-                &self.upstream_bytes,
-                st.upstream_since_unix_ms,
-            ),
-            failovers: st.view.failovers,
-            forward: link(
-                &st.view.forward,
-                &self.forward_bytes,
-                st.forward_since_unix_ms,
-            ),
-            hls_pull,
-        }
-    }
-}
-
-/// One stream in `/api/v1/streams`.
-#[derive(serde::Serialize)]
-struct StreamReport {
-    key: String,
-    owner_shard: usize,
-    state: &'static str,
-    source: &'static str,
-    live_since_unix_ms: u64,
-    /// Media from the publisher, or bytes from the pull.
-    ingest_bytes: u64,
-    viewers: ViewerCounts,
-    upstream: Option<LinkReport>,
-    failovers: u64,
-    forward: Option<LinkReport>,
-    hls_pull: Option<HlsPullReport>,
-}
-
-/// Viewers by protocol.
-#[derive(serde::Serialize)]
-pub struct ViewerCounts {
-    pub rtmp: u64,
-    pub flv: u64,
-    pub hls: u64,
-}
-
-/// An upstream link (a pull, or a forward).
-#[derive(serde::Serialize)]
-struct LinkReport {
-    origin: String,
-    state: &'static str,
-    bytes: u64,
-    since_unix_ms: u64,
-}
-
-/// A stream pulled from an HTTP origin.
-#[derive(serde::Serialize)]
-struct HlsPullReport {
-    origin: String,
-    origin_bytes: u64,
-    origin_requests: u64,
-    prefetches: u64,
-    origin_errors: u64,
-}
-
-/// `/healthz`.
-#[derive(serde::Serialize)]
-struct HealthReport<'a> {
-    status: &'static str,
-    shards: Vec<ShardReport>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    registry: Option<RegistryHealth>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    origins: Option<&'a [crate::origin_health::OriginHealth]>,
-}
-
-/// One shard in `/healthz`.
-#[derive(serde::Serialize)]
-struct ShardReport {
-    shard: usize,
-    cpu: Option<u64>,
-    busy_percent: u64,
-    driver: &'static str,
-    cache_backing: &'static str,
-    send_path: &'static str,
-}
-
-#[derive(serde::Serialize)]
-struct RegistryHealth {
-    reachable: bool,
-}
-
-/// A report as JSON, one line (what cannot fail to serialise: plain data).
-pub fn json_line(value: &impl serde::Serialize) -> String {
-    let mut s = serde_json::to_string(value).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
-    s.push('\n');
-    s
 }
 
 impl Stats {
@@ -521,7 +347,7 @@ impl Stats {
     }
 
     /// Every stream's viewers on every shard, by protocol (each shard's map taken once).
-    fn all_viewers(&self) -> HashMap<StreamKey, [u64; 3]> {
+    pub(crate) fn all_viewers(&self) -> HashMap<StreamKey, [u64; 3]> {
         let mut sum: HashMap<StreamKey, [u64; 3]> = HashMap::new();
         for m in self.viewers.iter() {
             let m = m.lock().unwrap_or_else(|e| e.into_inner());
@@ -535,26 +361,6 @@ impl Stats {
         sum
     }
 
-    /// `/api/v1/streams` body: every owned stream on the machine, by key.
-    pub fn render_streams(&self) -> String {
-        let mut views: Vec<Arc<StreamView>> = Vec::new();
-        for m in self.streams.iter() {
-            let m = m.lock().unwrap_or_else(|e| e.into_inner());
-            views.extend(m.values().cloned());
-        }
-        views.sort_by(|a, b| a.key.cmp(&b.key));
-        let viewers = self.all_viewers();
-        let streams: Vec<StreamReport> = views
-            .iter()
-            .map(|v| v.report(viewers.get(&v.key).copied().unwrap_or_default()))
-            .collect();
-        #[derive(serde::Serialize)]
-        struct Streams {
-            streams: Vec<StreamReport>,
-        }
-        json_line(&Streams { streams })
-    }
-
     /// One counter or gauge summed over the shards.
     pub fn sum(&self, field: fn(&ShardStats) -> &AtomicU64) -> u64 {
         self.shards
@@ -562,176 +368,12 @@ impl Stats {
             .map(|s| field(s).load(Ordering::Relaxed))
             .sum()
     }
-
-    /// Prometheus text exposition, one series per shard.
-    pub fn render_prometheus(&self) -> String {
-        let mut out = String::with_capacity(4096);
-        for (s, arena) in self.shards.iter().zip(self.arenas.iter()) {
-            if let Some(a) = arena.get() {
-                let chunk = crate::arena::CHUNK_BYTES as u64;
-                s.cache_bytes_total
-                    .store(a.chunks() as u64 * chunk, Ordering::Relaxed);
-                s.cache_bytes_free
-                    .store(a.free_chunks() as u64 * chunk, Ordering::Relaxed);
-                s.arena_pages_dropped
-                    .store(a.dropped_pages_chunks(), Ordering::Relaxed);
-            }
-        }
-        let values: Vec<Vec<u64>> = self.shards.iter().map(|s| s.values()).collect();
-        for (i, (name, kind, help)) in METRICS.iter().enumerate() {
-            let _ = writeln!(out, "# HELP edge_{name} {help}\n# TYPE edge_{name} {kind}");
-            for (shard, v) in values.iter().enumerate() {
-                let _ = writeln!(out, "edge_{name}{{shard=\"{shard}\"}} {}", v[i]);
-            }
-        }
-        render_access(&mut out, &self.shards);
-        if let Some(r) = self.registry.get() {
-            r.render_prometheus(&mut out);
-        }
-        crate::drain::render_prometheus(&self.control, self, &mut out);
-        let _ = writeln!(
-            out,
-            "# HELP edge_shard_info Shard placement, io driver, segment memory backing and segment send path\n# TYPE edge_shard_info gauge"
-        );
-        for (shard, s) in self.shards.iter().enumerate() {
-            let _ = writeln!(
-                out,
-                "edge_shard_info{{shard=\"{shard}\",cpu=\"{}\",driver=\"{}\",cache_backing=\"{}\",send_path=\"{}\"}} 1",
-                cpu_label(s.cpu.load(Ordering::Relaxed)),
-                driver_name(s.driver.load(Ordering::Relaxed)),
-                backing_name(s.cache_backing.load(Ordering::Relaxed)),
-                crate::zerocopy::send_path_name(s.send_path.load(Ordering::Relaxed))
-            );
-        }
-        out
-    }
-
-    /// `/healthz` body.
-    pub fn render_health(&self) -> String {
-        let shards = self
-            .shards
-            .iter()
-            .enumerate()
-            .map(|(i, s)| ShardReport {
-                shard: i,
-                cpu: match s.cpu.load(Ordering::Relaxed) {
-                    u64::MAX => None,
-                    c => Some(c),
-                },
-                busy_percent: s.busy_percent.load(Ordering::Relaxed),
-                driver: driver_name(s.driver.load(Ordering::Relaxed)),
-                cache_backing: backing_name(s.cache_backing.load(Ordering::Relaxed)),
-                send_path: crate::zerocopy::send_path_name(s.send_path.load(Ordering::Relaxed)),
-            })
-            .collect();
-        json_line(&HealthReport {
-            status: "ok",
-            shards,
-            registry: self.registry.get().map(|r| RegistryHealth {
-                reachable: r.reachable.load(Ordering::Relaxed),
-            }),
-            // Each origin's reachability: the node stays alive (`status` is liveness), but
-            // an operator and a load balancer see that its upstream is gone.
-            origins: self.origins.get().map(|o| &o[..]).filter(|o| !o.is_empty()),
-        })
-    }
-}
-
-fn cpu_label(c: u64) -> String {
-    if c == u64::MAX {
-        "none".into()
-    } else {
-        c.to_string()
-    }
-}
-
-pub fn backing_name(b: u8) -> &'static str {
-    match b {
-        1 => "hugetlb",
-        2 => "thp",
-        3 => "normal",
-        _ => "starting",
-    }
-}
-
-pub fn driver_name(d: u8) -> &'static str {
-    match d {
-        1 => "io_uring",
-        2 => "legacy",
-        _ => "starting",
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn renders_one_series_per_shard() {
-        let s = Stats::new(2);
-        s.shards[1].rtmp_players.store(7, Ordering::Relaxed);
-        s.shards[0].driver.store(1, Ordering::Relaxed);
-        s.shards[0].cpu.store(u64::MAX, Ordering::Relaxed);
-        let text = s.render_prometheus();
-        assert!(text.contains("edge_rtmp_players{shard=\"1\"} 7\n"));
-        assert!(text.contains("edge_rtmp_players{shard=\"0\"} 0\n"));
-        assert!(text.contains("edge_shard_info{shard=\"0\",cpu=\"none\",driver=\"io_uring\",cache_backing=\"starting\",send_path=\"starting\"} 1"));
-        assert!(s.render_health().starts_with("{\"status\":\"ok\""));
-        s.shards[1].access.denied[0][AccessStats::reason_index("expired")].inc();
-        let text = s.render_prometheus();
-        assert!(text.contains(
-            "edge_access_denied_total{shard=\"1\",action=\"play\",reason=\"expired\"} 1\n"
-        ));
-        assert!(text.contains(
-            "edge_hook_calls_total{shard=\"0\",event=\"on_stop\",outcome=\"timeout\"} 0\n"
-        ));
-    }
-
-    #[test]
-    fn renders_the_stream_list() {
-        use edge_core::upstream::{LinkState, OriginUrl};
-        let s = Stats::new(2);
-        assert_eq!(s.render_streams(), "{\"streams\":[]}\n");
-        let key = StreamKey::new("live", "\"x").unwrap();
-        let v = Arc::new(StreamView::new(key.clone(), ShardId(1)));
-        v.set(
-            OwnerView {
-                phase: MasterPhase::Live,
-                source: Source::Upstream,
-                upstream: Some(LinkView {
-                    origin: OriginUrl::parse("rtmp://a:1935/live").unwrap(),
-                    state: LinkState::Playing,
-                    since_ms: 5,
-                }),
-                forward: None,
-                failovers: 0,
-            },
-            20,
-            |ms| 1000 + ms,
-        );
-        v.upstream_bytes.store(42, Ordering::Relaxed);
-        s.add_stream(Arc::clone(&v));
-        // Viewers are counted per shard and summed; a viewer that leaves is taken off.
-        s.count_viewer(ShardId(0), &key, Protocol::Hls, true);
-        s.count_viewer(ShardId(1), &key, Protocol::Hls, true);
-        s.count_viewer(ShardId(1), &key, Protocol::Flv, true);
-        s.count_viewer(ShardId(0), &key, Protocol::Rtmp, true);
-        s.count_viewer(ShardId(0), &key, Protocol::Rtmp, false);
-        // A stray leave (never joined) does not wrap.
-        s.count_viewer(ShardId(1), &key, Protocol::Rtmp, false);
-        assert_eq!(
-            s.render_streams(),
-            "{\"streams\":[{\"key\":\"live/\\\"x\",\"owner_shard\":1,\"state\":\"live\",\"source\":\"upstream\",\
-             \"live_since_unix_ms\":1020,\"ingest_bytes\":42,\"viewers\":{\"rtmp\":0,\"flv\":1,\"hls\":2},\"upstream\":{\"origin\":\"rtmp://a:1935/live\",\"state\":\"playing\",\"bytes\":42,\"since_unix_ms\":1005},\"failovers\":0,\"forward\":null,\"hls_pull\":null}]}\n"
-        );
-        s.remove_stream(ShardId(1), &key);
-        assert_eq!(s.render_streams(), "{\"streams\":[]}\n");
-        for shard in [0, 0, 1, 1] {
-            s.count_viewer(ShardId(shard), &key, Protocol::Hls, false);
-        }
-        s.count_viewer(ShardId(1), &key, Protocol::Flv, false);
-        assert!(s.viewers.iter().all(|m| m.lock().unwrap().is_empty()));
-    }
+    use edge_core::stream::MasterPhase;
 
     #[test]
     fn a_stream_is_live_since_it_went_live_and_not_before() {

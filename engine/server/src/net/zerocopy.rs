@@ -23,7 +23,7 @@ use std::sync::{Arc, OnceLock};
 use bytes::Bytes;
 use monoio::net::TcpStream;
 
-use crate::arena::{Arena, Backing};
+use crate::net::arena::{Arena, Backing};
 
 /// Pipes per shard (two descriptors each). A send that finds none free falls back to writev.
 pub const MAX_PIPES: usize = 1024;
@@ -296,7 +296,7 @@ fn vmsplice(pipe_w: RawFd, data: &[u8]) -> io::Result<usize> {
     };
     // SAFETY: the iovec describes live memory the caller keeps alive until the pipe is
     // drained or closed, and never rewrites while the kernel may reference it (the arena
-    // drops lent pages instead, see crate::arena).
+    // drops lent pages instead, see crate::net::arena).
     cvt(unsafe { libc::vmsplice(pipe_w, &iov, 1, libc::SPLICE_F_NONBLOCK) })
 }
 

@@ -22,7 +22,7 @@ pub struct OriginHealth {
     host: String,
     port: u16,
     /// The way out its pulls take (its `[[origins]]` table's), which the probe takes too.
-    egress: crate::dial::Egress,
+    egress: crate::net::dial::Egress,
     last: Mutex<Option<Probe>>,
 }
 
@@ -34,7 +34,7 @@ struct Probe {
 }
 
 impl OriginHealth {
-    pub fn new(url: String, host: String, port: u16, egress: crate::dial::Egress) -> Self {
+    pub fn new(url: String, host: String, port: u16, egress: crate::net::dial::Egress) -> Self {
         Self {
             url,
             host,
@@ -62,7 +62,7 @@ impl OriginHealth {
             Ok(addrs) => {
                 let mut last = Some(format!("{} resolves to no address", self.host));
                 for a in addrs {
-                    match crate::dial::connect_blocking(a, &self.egress, CONNECT_TIMEOUT) {
+                    match crate::net::dial::connect_blocking(a, &self.egress, CONNECT_TIMEOUT) {
                         Ok(_) => {
                             last = None;
                             break;

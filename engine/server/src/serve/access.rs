@@ -10,117 +10,18 @@
 //! a token, a key or a query, or decide anything edge-core's [`Policy`] decides.
 
 use std::net::SocketAddr;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use edge_core::access::{
-    hook_verdict, Action, GrantKey, HookEvent, HookRefusal, HookRequest, Policy, Verdict,
+    hook_verdict, Action, GrantKey, HookEvent, HookRefusal, HookRequest, Verdict,
 };
-use edge_core::token::{self, EdgeAuthClaims, HashAlg, TokenError};
+use edge_core::token::TokenError;
 use edge_core::StreamKey;
 use tracing::{info, warn};
 
-use crate::hook::{self, HookFailure, HookUrl};
+use crate::config::access::{unix_s, OnFailure};
+use crate::machine::stats::{AccessStats, Counter};
 use crate::shard::ShardHandle;
-use crate::stats::{AccessStats, Counter};
-
-/// What a failing (unreachable, slow, garbled) play hook means.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OnFailure {
-    Allow,
-    Deny,
-}
-
-/// The hook URLs, by event.
-#[derive(Debug, Clone, Default)]
-pub struct Hooks {
-    pub on_publish: Option<HookUrl>,
-    pub on_unpublish: Option<HookUrl>,
-    pub on_play: Option<HookUrl>,
-    pub on_stop: Option<HookUrl>,
-}
-
-impl Hooks {
-    fn url(&self, event: HookEvent) -> Option<&HookUrl> {
-        match event {
-            HookEvent::OnPublish => self.on_publish.as_ref(),
-            HookEvent::OnUnpublish => self.on_unpublish.as_ref(),
-            HookEvent::OnPlay => self.on_play.as_ref(),
-            HookEvent::OnStop => self.on_stop.as_ref(),
-        }
-    }
-}
-
-/// How an edge signs its own upstream URLs (`--upstream-sign-key`). `Debug` hides the key.
-#[derive(Clone, PartialEq, Eq)]
-pub struct UpstreamSign {
-    pub key: Vec<u8>,
-    pub alg: HashAlg,
-    pub param: String,
-    pub ttl_s: u64,
-}
-
-impl std::fmt::Debug for UpstreamSign {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("UpstreamSign")
-            .field("key", &format_args!("<hidden>"))
-            .field("alg", &self.alg)
-            .field("param", &self.param)
-            .field("ttl_s", &self.ttl_s)
-            .finish()
-    }
-}
-
-impl UpstreamSign {
-    /// `{stream}?…` for origin app `app`: the viewer's query without its token, plus a fresh
-    /// token for `/{app}/{stream}` valid from now for the TTL.
-    pub fn stream_name(&self, app: &str, key: &StreamKey, viewer_query: Option<&str>) -> String {
-        let now = unix_s();
-        let acl = format!("/{app}/{}", key.stream());
-        let token = token::sign_edgeauth(
-            &self.key,
-            self.alg,
-            &EdgeAuthClaims {
-                exp_s: now + self.ttl_s,
-                acl: Some(&acl),
-                ..Default::default()
-            },
-        );
-        let rest = viewer_query.map(|q| token::without_param(q, &self.param));
-        let mut query = format!("{}={token}", self.param);
-        if let Some(rest) = rest.filter(|r| !r.is_empty()) {
-            query = format!("{rest}&{query}");
-        }
-        format!("{}?{query}", key.stream())
-    }
-}
-
-/// Access settings (validated by the config).
-#[derive(Debug, Clone)]
-pub struct AccessConfig {
-    pub policy: Policy,
-    pub hooks: Hooks,
-    pub hook_timeout: Duration,
-    pub play_hook_failure: OnFailure,
-    /// How long an HLS viewer's hook allowance covers its next requests.
-    pub hook_grant_ms: u64,
-    /// `server_id` in hook bodies.
-    pub node_id: String,
-    pub upstream_sign: Option<UpstreamSign>,
-}
-
-impl Default for AccessConfig {
-    fn default() -> Self {
-        AccessConfig {
-            policy: Policy::default(),
-            hooks: Hooks::default(),
-            hook_timeout: Duration::from_secs(3),
-            play_hook_failure: OnFailure::Deny,
-            hook_grant_ms: 30_000,
-            node_id: "edge-engine".into(),
-            upstream_sign: None,
-        }
-    }
-}
+use crate::upstream::hook::{self, HookFailure};
 
 /// One request to play or publish.
 #[derive(Debug, Clone)]
@@ -177,13 +78,6 @@ impl std::fmt::Display for Denial {
             Denial::NoHook => write!(f, "no hook configured"),
         }
     }
-}
-
-/// Unix time in seconds (a vDSO read, not a system call).
-pub fn unix_s() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 /// Decides `ask`; a denial is counted and logged here.
@@ -331,45 +225,6 @@ pub fn event_index(e: HookEvent) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use edge_core::token::{TokenConfig, TokenFormat};
-
-    #[test]
-    fn upstream_names_carry_a_fresh_token_for_the_origin_app() {
-        let sign = UpstreamSign {
-            key: b"edge-key".to_vec(),
-            alg: HashAlg::Sha1,
-            param: "token".into(),
-            ttl_s: 60,
-        };
-        let key = StreamKey::new("live", "cam").unwrap();
-        let name = sign.stream_name("origin-app", &key, Some("a=1&token=viewers-old-one"));
-        let (stream, query) = name.split_once('?').unwrap();
-        assert_eq!(stream, "cam");
-        assert!(query.starts_with("a=1&token="), "{query}");
-        assert!(!query.contains("viewers-old-one"));
-        let origin = TokenConfig {
-            format: TokenFormat::EdgeAuth {
-                alg: HashAlg::Sha1,
-                keys: vec![b"edge-key".to_vec()],
-                param: "token".into(),
-            },
-            skew_s: 0,
-        };
-        let now = unix_s();
-        assert_eq!(
-            origin.verify(Some(query), "/origin-app/cam", None, now),
-            Ok(())
-        );
-        assert_eq!(
-            origin.verify(Some(query), "/origin-app/other", None, now),
-            Err(TokenError::AclMismatch)
-        );
-        assert_eq!(
-            origin.verify(Some(query), "/origin-app/cam", None, now + 120),
-            Err(TokenError::Expired)
-        );
-        assert!(sign.stream_name("o", &key, None).starts_with("cam?token="));
-    }
 
     #[test]
     fn denials_map_to_statuses() {

@@ -1,4 +1,4 @@
-//! The byte streams the connection drivers run on: plain TCP, or TLS over it ([`crate::tls`]),
+//! The byte streams the connection drivers run on: plain TCP, or TLS over it ([`crate::net::tls`]),
 //! whole or split into a read half (the driver's) and a write half (the outlet writer's).
 //!
 //! An enum rather than a generic parameter, so the RTMP and HTTP drivers, the outlet writer
@@ -16,7 +16,7 @@ use monoio::net::tcp::{TcpOwnedReadHalf, TcpOwnedWriteHalf};
 use monoio::net::TcpStream;
 use monoio::BufResult;
 
-use crate::tls::{TlsRead, TlsStream, TlsWrite};
+use crate::net::tls::{TlsRead, TlsStream, TlsWrite};
 
 /// A connection, whole.
 pub enum Conn {
@@ -56,7 +56,7 @@ impl Conn {
 }
 
 /// The socket's descriptor, taken before the stream moves into its driver (to make a close
-/// abortive, see [`crate::outlet::reset_on_close`]).
+/// abortive, see [`crate::shard::outlet::reset_on_close`]).
 pub fn raw_fd(s: &TcpStream) -> RawFd {
     s.as_raw_fd()
 }

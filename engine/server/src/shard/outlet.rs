@@ -20,8 +20,8 @@ use edge_core::rtmp::server::status_message;
 use monoio::buf::IoVecBuf;
 use monoio::io::AsyncWriteRent;
 
-use crate::clock::Clock;
-use crate::stats::{BytesOut, ShardStats};
+use crate::machine::stats::{BytesOut, ShardStats};
+use crate::net::clock::Clock;
 
 /// Buffers per `writev`.
 pub const MAX_BATCH: usize = 64;

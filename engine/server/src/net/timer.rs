@@ -13,7 +13,7 @@ use std::future::poll_fn;
 use std::hash::Hash;
 use std::task::{Poll, Waker};
 
-use crate::clock::Clock;
+use crate::net::clock::Clock;
 
 pub struct Timers<K: Ord + Hash + Clone> {
     heap: RefCell<BinaryHeap<Reverse<(u64, K)>>>,

@@ -5,7 +5,7 @@ use std::time::Duration;
 use monoio::{IoUringDriver, LegacyDriver, RuntimeBuilder};
 
 use super::*;
-use crate::arena::{ArenaAppender, CHUNK_BYTES};
+use crate::net::arena::{ArenaAppender, CHUNK_BYTES};
 
 fn pattern(seed: u8) -> Vec<u8> {
     (0..CHUNK_BYTES)

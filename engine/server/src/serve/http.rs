@@ -12,14 +12,14 @@ use edge_core::StreamKey;
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 use tracing::{debug, info};
 
-use crate::access::{self, Ask};
-use crate::conn::Conn;
-use crate::contain;
-use crate::outlet::{finish, write_bufs, Close, Outlet, Wire};
-use crate::pulled::{self, Served};
-use crate::routes::{self, NodeView};
+use crate::machine::stats::{Counter, Protocol};
+use crate::net::conn::Conn;
+use crate::net::contain;
+use crate::serve::access::{self, Ask};
+use crate::serve::routes::{self, NodeView};
+use crate::shard::outlet::{finish, write_bufs, Close, Outlet, Wire};
+use crate::shard::pulled::{self, Served};
 use crate::shard::ShardHandle;
-use crate::stats::{Counter, Protocol};
 
 const READ_BUF: usize = 4 * 1024;
 
@@ -239,7 +239,7 @@ pub async fn serve(
                 Ok(None) => break,
                 Err(e) => {
                     shard.stats().connection_errors.inc();
-                    info!(shard = %shard.id(), peer = %crate::conn::PeerAddr(peer), "http connection closed: bad request: {e}");
+                    info!(shard = %shard.id(), peer = %crate::net::conn::PeerAddr(peer), "http connection closed: bad request: {e}");
                     let _ = stream.write_all(error_response(&e)).await;
                     return;
                 }
@@ -410,16 +410,16 @@ impl NodeView for ShardHandle {
         self.config().access.policy.play.mode(app)
     }
     fn health_json(&self) -> String {
-        self.machine().render_health()
+        crate::machine::report::health(self.machine())
     }
     fn streams_json(&self) -> String {
-        self.machine().render_streams()
+        crate::machine::report::streams(self.machine())
     }
     fn metrics_text(&self) -> String {
-        self.machine().render_prometheus()
+        crate::machine::report::prometheus(self.machine())
     }
     fn summary_json(&self) -> String {
-        crate::drain::render_summary(&self.machine().control, self.machine())
+        crate::machine::report::summary(self.machine())
     }
     fn cluster_json(&self) -> Option<String> {
         let r = self.machine().registry.get()?;

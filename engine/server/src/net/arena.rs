@@ -10,7 +10,7 @@
 //! region, faulting in and zeroing every page: up to 35 % of ingest CPU in a flamegraph). The arena's size
 //! is the shard's share of `--cache-mb`: when no chunk is free, the segment is refused.
 //!
-//! Zero-copy sends ([`crate::zerocopy`]) hand the kernel references to a chunk's pages, which
+//! Zero-copy sends ([`crate::net::zerocopy`]) hand the kernel references to a chunk's pages, which
 //! a socket buffer (or, on loopback, a receiver's queue) may hold long after the last
 //! `Bytes` has dropped. So a chunk that was ever sent that way is marked, and freeing it
 //! first drops its pages from the mapping (`MADV_DONTNEED`): the kernel keeps the old pages,

@@ -19,13 +19,13 @@ use edge_core::StreamKey;
 use monoio::io::AsyncReadRent;
 use tracing::{debug, info, warn};
 
-use crate::access::{self, Ask, Denial};
-use crate::conn::Conn;
-use crate::contain;
-use crate::mesh::MeshMsg;
-use crate::outlet::{finish, Close, Outlet, Wire};
+use crate::machine::stats::Counter;
+use crate::net::conn::Conn;
+use crate::net::contain;
+use crate::net::mesh::MeshMsg;
+use crate::serve::access::{self, Ask, Denial};
+use crate::shard::outlet::{finish, Close, Outlet, Wire};
 use crate::shard::ShardHandle;
-use crate::stats::Counter;
 
 const READ_BUF_IDLE: usize = 4 * 1024;
 const READ_BUF_PUBLISH: usize = 64 * 1024;
@@ -111,7 +111,7 @@ pub async fn serve(
                 // not even the events it produced before panicking.
                 shard.stats().connection_errors.inc();
                 shard.stats().peer_panics.inc();
-                warn!(shard = %shard.id(), peer = %crate::conn::PeerAddr(peer), "rtmp connection closed: {panic}");
+                warn!(shard = %shard.id(), peer = %crate::net::conn::PeerAddr(peer), "rtmp connection closed: {panic}");
                 how = Close::Abort;
                 break panic;
             }
@@ -144,7 +144,7 @@ pub async fn serve(
                 } else {
                     shard.drain_publish_peer(&info.app)
                 };
-                info!(shard = %shard.id(), peer = %crate::conn::PeerAddr(peer), to = to.as_deref().unwrap_or("(its own URL)"), "draining: asking the publisher to reconnect");
+                info!(shard = %shard.id(), peer = %crate::net::conn::PeerAddr(peer), to = to.as_deref().unwrap_or("(its own URL)"), "draining: asking the publisher to reconnect");
                 shard.stats().drain_reconnect_requests.inc();
                 outlet.push_control(reconnect_request_message(
                     to.as_deref(),
@@ -196,10 +196,10 @@ pub async fn serve(
         // A peer that broke the protocol is worth a line at info (scanners and broken
         // encoders show up here); an ordinary close is not.
         Role::None if how == Close::Flush => {
-            info!(shard = %shard.id(), peer = %crate::conn::PeerAddr(peer), "rtmp connection closed: {reason}")
+            info!(shard = %shard.id(), peer = %crate::net::conn::PeerAddr(peer), "rtmp connection closed: {reason}")
         }
         Role::None => {
-            debug!(shard = %shard.id(), peer = %crate::conn::PeerAddr(peer), "rtmp connection closed: {reason}")
+            debug!(shard = %shard.id(), peer = %crate::net::conn::PeerAddr(peer), "rtmp connection closed: {reason}")
         }
     }
     finish(&outlet, how, fd, writer_task, shard.stats()).await;

@@ -15,8 +15,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use edge_core::http;
 
-use crate::conn::Conn;
-use crate::outlet::write_bufs;
+use crate::net::conn::Conn;
+use crate::shard::outlet::write_bufs;
 
 /// Where a segment's download is, on this shard.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

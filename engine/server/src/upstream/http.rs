@@ -20,8 +20,10 @@ use edge_core::httpc::{request, BodyReader};
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt, Splitable};
 use tracing::debug;
 
-use crate::conn::Conn;
-use crate::{contain, dial, tls};
+use crate::net::conn::Conn;
+use crate::net::contain;
+use crate::net::dial;
+use crate::net::tls;
 
 /// Idle connections kept per origin address.
 const IDLE_PER_ORIGIN: usize = 8;

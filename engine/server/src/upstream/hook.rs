@@ -1,6 +1,6 @@
 //! The HTTP hook client: POSTs a JSON body to an `http://HOST[:PORT]/PATH` URL and returns the
 //! reply's status and body, as non-blocking I/O in the calling connection's task (the name is
-//! resolved on a helper thread, see [`crate::dial`]). One deadline covers the whole exchange.
+//! resolved on a helper thread, see [`crate::net::dial`]). One deadline covers the whole exchange.
 //! The same exchange GETs a peer's playlist for a drain's HLS migration ([`get`]).
 //!
 //! What a reply means is edge-core's ([`edge_core::access::hook_verdict`]).
@@ -13,55 +13,10 @@ use std::time::Duration;
 use edge_core::http::{parse_response_head, Dechunker};
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 
+use crate::config::access::HookUrl;
+
 /// The most of a reply read (head and body).
 pub const MAX_REPLY: usize = 64 * 1024;
-
-/// Where a hook is.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HookUrl {
-    host: String,
-    port: u16,
-    /// Path and query, as sent in the request line.
-    target: String,
-    /// `Host:` header value.
-    authority: String,
-}
-
-impl HookUrl {
-    pub fn parse(url: &str) -> Result<HookUrl, String> {
-        let rest = url
-            .strip_prefix("http://")
-            .ok_or_else(|| format!("{url}: hooks are http:// URLs"))?;
-        let (authority, target) = match rest.find('/') {
-            Some(i) => (&rest[..i], &rest[i..]),
-            None => (rest, "/"),
-        };
-        let (host, port) = match authority.rsplit_once(':') {
-            Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => (
-                h,
-                p.parse::<u16>()
-                    .map_err(|_| format!("{url}: bad port {p:?}"))?,
-            ),
-            _ => (authority, 80),
-        };
-        let host = host.trim_start_matches('[').trim_end_matches(']');
-        if host.is_empty() || target.bytes().any(|b| b <= b' ') {
-            return Err(format!("{url}: not a usable hook URL"));
-        }
-        Ok(HookUrl {
-            host: host.to_string(),
-            port,
-            target: target.to_string(),
-            authority: authority.to_string(),
-        })
-    }
-}
-
-impl std::fmt::Display for HookUrl {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "http://{}{}", self.authority, self.target)
-    }
-}
 
 /// Why a hook gave no reply to judge.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -114,7 +69,7 @@ async fn exchange(
     request: String,
     timeout: Duration,
 ) -> Result<(u16, Vec<u8>), HookFailure> {
-    let mut stream = crate::dial::connect(&url.host, url.port, timeout)
+    let mut stream = crate::net::dial::connect(&url.host, url.port, timeout)
         .await
         .map_err(HookFailure::Unreachable)?;
     let (res, _) = stream.write_all(request.into_bytes()).await;

@@ -1,0 +1,13 @@
+//! What the shards of one machine share, read from any thread: counters and stream views
+//! ([`stats`]), the drain's flags and listening sockets ([`control`]), the registry
+//! handles and status ([`registry`]), the origins' reachability ([`origins`]), and what
+//! `/metrics`, `/healthz` and `/api/v1/*` render of them ([`report`]).
+//!
+//! Must not: import the shard, serving or node layers, or make a shard wait on a lock
+//! longer than a counter update.
+
+pub mod control;
+pub mod origins;
+pub mod registry;
+pub mod report;
+pub mod stats;
