@@ -6,14 +6,14 @@
 //! `[[origins]]` tables one origin's path ([`tables`]). Precedence: defaults < file <
 //! `EDGE_…` environment variables < flags. `deploy/edge-engine.toml` documents every key.
 
-pub mod access;
-pub mod convert;
+pub(crate) mod access;
+pub(crate) mod convert;
 mod file;
-pub mod player;
-pub mod tables;
+pub(crate) mod player;
+pub(crate) mod tables;
 
-pub use file::{command, env_name, warnings, FileSettings, Loaded};
-pub use tables::{AppPolicies, AppSettings, OriginPath, OriginSettings, StreamPolicy};
+pub(crate) use file::{warnings, Loaded};
+pub(crate) use tables::{AppPolicies, AppSettings, OriginPath, OriginSettings, StreamPolicy};
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -50,7 +50,7 @@ use access::{AccessConfig, HookUrl, Hooks, OnFailure, UpstreamSign};
                   Every setting, commented: deploy/edge-engine.toml; at length: README.md, \
                   section \"Flags\"."
 )]
-pub struct Args {
+pub(crate) struct Args {
     /// Read settings from FILE (TOML: the long flag names as keys, [apps.NAME] and
     /// [[origins]] tables; see deploy/edge-engine.toml).
     #[arg(help_heading = "Configuration", long, value_name = "FILE")]
@@ -526,7 +526,7 @@ pub struct Args {
 /// `on` or `off`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum OnOff {
+pub(crate) enum OnOff {
     On,
     Off,
 }
@@ -534,7 +534,7 @@ pub enum OnOff {
 /// What a play at an origin for a stream another node holds gets (`--cluster-mode`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum ClusterMode {
+pub(crate) enum ClusterMode {
     /// RTMP `NetConnection.Connect.Rejected` with `ex.redirect`, HTTP 302.
     Redirect,
     /// This node pulls it from the holder.
@@ -544,7 +544,7 @@ pub enum ClusterMode {
 /// How copied HTTP responses leave (`--http-writes`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum HttpWrites {
+pub(crate) enum HttpWrites {
     /// The head and every body piece in one writev.
     Vectored,
     /// The head with the first body piece, then a write per piece.
@@ -554,7 +554,7 @@ pub enum HttpWrites {
 /// The token format (`--token-format`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum TokenFormatArg {
+pub(crate) enum TokenFormatArg {
     /// Akamai EdgeAuth 2.0.
     Edgeauth,
     /// nginx `secure_link` (`md5`, `expires`).
@@ -564,7 +564,7 @@ pub enum TokenFormatArg {
 /// The HMAC of EdgeAuth tokens (`--token-alg`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum TokenAlg {
+pub(crate) enum TokenAlg {
     Sha256,
     Sha1,
     Md5,
@@ -573,24 +573,20 @@ pub enum TokenAlg {
 /// What a failing on_play hook means (`--play-hook-failure`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum HookFailure {
+pub(crate) enum HookFailure {
     Deny,
     Allow,
 }
 
 /// A validated configuration.
 #[derive(Debug, Clone)]
-pub struct Config {
+pub(crate) struct Config {
     pub cpus: Vec<Option<usize>>,
     pub rtmp: SocketAddr,
     pub http: SocketAddr,
     pub queue: QueueLimits,
-    pub gop: GopLimits,
-    pub republish_grace_ms: u64,
-    pub play_wait_ms: u64,
     pub idle_timeout_ms: u64,
     pub connection_limits: edge_core::admission::Limits,
-    pub hls: HlsConfig,
     pub cache_bytes_per_shard: usize,
     pub http_vectored: bool,
     pub zero_copy: bool,
@@ -637,7 +633,7 @@ pub struct Config {
 
 /// The registry settings.
 #[derive(Debug, Clone)]
-pub struct RegistryConfig {
+pub(crate) struct RegistryConfig {
     pub host: String,
     pub port: u16,
     pub login: edge_core::registry::Login,
@@ -651,7 +647,7 @@ pub struct RegistryConfig {
 
 impl RegistryConfig {
     /// The advertised RTMP and HTTP addresses, given the bound listen addresses.
-    pub fn advertised(&self, rtmp: SocketAddr, http: SocketAddr) -> (String, String) {
+    pub(crate) fn advertised(&self, rtmp: SocketAddr, http: SocketAddr) -> (String, String) {
         (
             advertise(self.advertise_rtmp.as_deref(), rtmp),
             advertise(self.advertise_http.as_deref(), http),
@@ -661,7 +657,7 @@ impl RegistryConfig {
 
 /// A parsed `--registry` URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RedisUrl {
+pub(crate) struct RedisUrl {
     pub host: String,
     pub port: u16,
     pub login: edge_core::registry::Login,
@@ -670,7 +666,7 @@ pub struct RedisUrl {
 }
 
 /// Parses `redis[s]://[[USER]:PASSWORD@]HOST[:PORT][/DB]`.
-pub fn parse_redis_url(url: &str) -> anyhow::Result<RedisUrl> {
+pub(crate) fn parse_redis_url(url: &str) -> anyhow::Result<RedisUrl> {
     let (tls, rest) = match (url.strip_prefix("redis://"), url.strip_prefix("rediss://")) {
         (Some(r), _) => (false, r),
         (_, Some(r)) => (true, r),
@@ -737,33 +733,33 @@ fn check_advertised(given: &Option<String>, flag: &str) -> anyhow::Result<Option
 
 impl Config {
     /// Number of shards.
-    pub fn shards(&self) -> usize {
+    pub(crate) fn shards(&self) -> usize {
         self.cpus.len()
     }
 
     /// Edge mode: streams come from origins (static RTMP or HTTP ones, or the registry's).
-    pub fn is_edge(&self) -> bool {
+    pub(crate) fn is_edge(&self) -> bool {
         !self.origins.is_empty() || !self.hls_origins.is_empty() || self.origin_registry
     }
 
     /// Streams that are not published here are pulled (an edge, or an origin in
     /// `--cluster-mode pull`).
-    pub fn pulls(&self) -> bool {
+    pub(crate) fn pulls(&self) -> bool {
         self.is_edge() || self.cluster_pull
     }
 
     /// Owners follow the registry's placement of their streams.
-    pub fn follows_registry(&self) -> bool {
+    pub(crate) fn follows_registry(&self) -> bool {
         self.origin_registry || self.cluster_pull
     }
 
     /// The `[[origins]]` settings of an RTMP origin, if it has a table.
-    pub fn rtmp_origin_path(&self, url: &OriginUrl) -> Option<&OriginPath> {
+    pub(crate) fn rtmp_origin_path(&self, url: &OriginUrl) -> Option<&OriginPath> {
         self.origin_paths.iter().find(|p| p.is_rtmp(url))
     }
 
     /// The `[[origins]]` settings of an HTTP origin, if it has a table.
-    pub fn http_origin_path(&self, host: &str, port: u16, tls: bool) -> Option<&OriginPath> {
+    pub(crate) fn http_origin_path(&self, host: &str, port: u16, tls: bool) -> Option<&OriginPath> {
         self.origin_paths
             .iter()
             .find(|p| p.is_http(host, port, tls))
@@ -772,7 +768,7 @@ impl Config {
 
 impl Args {
     /// Checks every value and resolves defaults.
-    pub fn validate(&self) -> anyhow::Result<Config> {
+    pub(crate) fn validate(&self) -> anyhow::Result<Config> {
         let origin_registry = self.origin.iter().any(|o| o == "registry");
         let is_http = |o: &&String| o.starts_with("http://") || o.starts_with("https://");
         let origins = self
@@ -943,15 +939,11 @@ impl Args {
                 max_queue_bytes: self.max_queue_bytes,
                 slow_viewer_ms: self.slow_viewer_ms,
             },
-            gop: stream_policy.gop,
-            republish_grace_ms: self.republish_grace_ms,
-            play_wait_ms: self.play_wait_ms,
             idle_timeout_ms: self.idle_timeout_ms,
             connection_limits: edge_core::admission::Limits {
                 total: self.max_connections,
                 per_ip: self.max_connections_per_ip,
             },
-            hls: stream_policy.hls,
             cache_bytes_per_shard: (self.cache_mb << 20) / shards,
             http_vectored: self.http_writes == HttpWrites::Vectored,
             zero_copy: self.zero_copy == OnOff::On,

@@ -13,12 +13,12 @@
 //! net       sockets, TLS, dialing, arena and zero-copy, the mesh, timer, clock, containment
 //! ```
 
-pub mod config;
-pub mod machine;
+pub(crate) mod config;
+pub(crate) mod machine;
 pub mod net;
-pub mod node;
-pub mod serve;
-pub mod shard;
-pub mod upstream;
+pub(crate) mod node;
+pub(crate) mod serve;
+pub(crate) mod shard;
+pub(crate) mod upstream;
 
 pub use node::lifecycle::run;

@@ -6,8 +6,8 @@
 //! Must not: import the shard, serving or node layers, or make a shard wait on a lock
 //! longer than a counter update.
 
-pub mod control;
-pub mod origins;
-pub mod registry;
-pub mod report;
-pub mod stats;
+pub(crate) mod control;
+pub(crate) mod origins;
+pub(crate) mod registry;
+pub(crate) mod report;
+pub(crate) mod stats;

@@ -6,13 +6,13 @@
 //!
 //! Must not: import any other layer of the crate.
 
-pub mod arena;
-pub mod clock;
-pub mod conn;
-pub mod contain;
-pub mod dial;
-pub mod listeners;
+pub(crate) mod arena;
+pub(crate) mod clock;
+pub(crate) mod conn;
+pub(crate) mod contain;
+pub(crate) mod dial;
+pub(crate) mod listeners;
 pub mod mesh;
-pub mod timer;
-pub mod tls;
-pub mod zerocopy;
+pub(crate) mod timer;
+pub(crate) mod tls;
+pub(crate) mod zerocopy;

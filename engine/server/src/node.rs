@@ -4,8 +4,8 @@
 //!
 //! Must not: run on a shard (these are the main and helper threads).
 
-pub mod drain;
-pub mod lifecycle;
-pub mod registry;
-pub mod sign;
-pub mod upgrade;
+pub(crate) mod drain;
+pub(crate) mod lifecycle;
+pub(crate) mod registry;
+pub(crate) mod sign;
+pub(crate) mod upgrade;

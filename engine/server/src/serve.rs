@@ -4,8 +4,8 @@
 //!
 //! Must not: import the node layer, or reach a shard other than through its handle.
 
-pub mod access;
-pub mod http;
-pub mod listen;
-pub mod routes;
-pub mod rtmp;
+pub(crate) mod access;
+pub(crate) mod http;
+pub(crate) mod listen;
+pub(crate) mod routes;
+pub(crate) mod rtmp;

@@ -53,14 +53,14 @@ mod hlspull;
 mod links;
 mod mesh_port;
 mod notes;
-pub mod outlet;
+pub(crate) mod outlet;
 mod publishes;
 mod pull_runner;
-pub mod pulled;
+pub(crate) mod pulled;
 mod stream_config;
 mod streams;
 
-pub use handle::ShardHandle;
+pub(crate) use handle::ShardHandle;
 
 use streams::{Owned, ViewerReplica};
 
@@ -78,7 +78,7 @@ enum TimerKey {
 }
 
 /// What a shard shares with the whole machine besides the mesh and the counters.
-pub struct MachineWide {
+pub(crate) struct MachineWide {
     /// The machine's connection counts, when --max-connections(-per-ip) is set.
     pub admission: Option<Arc<std::sync::Mutex<edge_core::admission::Admission>>>,
     /// This shard's handle on the registry threads (--registry).

@@ -4,7 +4,7 @@
 //!
 //! Must not: import the shard, serving or node layers (they hand these their work).
 
-pub mod hook;
-pub mod http;
-pub mod predecessor;
-pub mod rtmp;
+pub(crate) mod hook;
+pub(crate) mod http;
+pub(crate) mod predecessor;
+pub(crate) mod rtmp;

@@ -11,14 +11,14 @@ use edge_core::StreamKey;
 
 /// What a failing (unreachable, slow, garbled) play hook means.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OnFailure {
+pub(crate) enum OnFailure {
     Allow,
     Deny,
 }
 
 /// The hook URLs, by event.
 #[derive(Debug, Clone, Default)]
-pub struct Hooks {
+pub(crate) struct Hooks {
     pub on_publish: Option<HookUrl>,
     pub on_unpublish: Option<HookUrl>,
     pub on_play: Option<HookUrl>,
@@ -26,7 +26,7 @@ pub struct Hooks {
 }
 
 impl Hooks {
-    pub fn url(&self, event: HookEvent) -> Option<&HookUrl> {
+    pub(crate) fn url(&self, event: HookEvent) -> Option<&HookUrl> {
         match event {
             HookEvent::OnPublish => self.on_publish.as_ref(),
             HookEvent::OnUnpublish => self.on_unpublish.as_ref(),
@@ -38,7 +38,7 @@ impl Hooks {
 
 /// How an edge signs its own upstream URLs (`--upstream-sign-key`). `Debug` hides the key.
 #[derive(Clone, PartialEq, Eq)]
-pub struct UpstreamSign {
+pub(crate) struct UpstreamSign {
     pub key: Vec<u8>,
     pub alg: HashAlg,
     pub param: String,
@@ -59,7 +59,12 @@ impl std::fmt::Debug for UpstreamSign {
 impl UpstreamSign {
     /// `{stream}?…` for origin app `app`: the viewer's query without its token, plus a fresh
     /// token for `/{app}/{stream}` valid from now for the TTL.
-    pub fn stream_name(&self, app: &str, key: &StreamKey, viewer_query: Option<&str>) -> String {
+    pub(crate) fn stream_name(
+        &self,
+        app: &str,
+        key: &StreamKey,
+        viewer_query: Option<&str>,
+    ) -> String {
         let now = unix_s();
         let acl = format!("/{app}/{}", key.stream());
         let token = token::sign_edgeauth(
@@ -82,7 +87,7 @@ impl UpstreamSign {
 
 /// Access settings (validated by the config).
 #[derive(Debug, Clone)]
-pub struct AccessConfig {
+pub(crate) struct AccessConfig {
     pub policy: Policy,
     pub hooks: Hooks,
     pub hook_timeout: Duration,
@@ -109,7 +114,7 @@ impl Default for AccessConfig {
 }
 
 /// Unix time in seconds (a vDSO read, not a system call).
-pub fn unix_s() -> u64 {
+pub(crate) fn unix_s() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
@@ -117,7 +122,7 @@ pub fn unix_s() -> u64 {
 
 /// Where a hook is.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HookUrl {
+pub(crate) struct HookUrl {
     pub(crate) host: String,
     pub(crate) port: u16,
     /// Path and query, as sent in the request line.
@@ -127,7 +132,7 @@ pub struct HookUrl {
 }
 
 impl HookUrl {
-    pub fn parse(url: &str) -> Result<HookUrl, String> {
+    pub(crate) fn parse(url: &str) -> Result<HookUrl, String> {
         let rest = url
             .strip_prefix("http://")
             .ok_or_else(|| format!("{url}: hooks are http:// URLs"))?;

@@ -16,7 +16,7 @@ use super::file::old_form_line;
 use super::file::{command, FileSettings};
 
 /// Runs the subcommand: `argv` is what follows `convert-config`.
-pub fn run(mut argv: impl Iterator<Item = String>) -> anyhow::Result<()> {
+pub(crate) fn run(mut argv: impl Iterator<Item = String>) -> anyhow::Result<()> {
     let (Some(path), None) = (argv.next(), argv.next()) else {
         bail!("usage: edge-engine convert-config OLD_FILE > NEW.toml");
     };
@@ -26,7 +26,7 @@ pub fn run(mut argv: impl Iterator<Item = String>) -> anyhow::Result<()> {
 }
 
 /// The old form's text as TOML.
-pub fn convert(path: &Path, text: &str) -> anyhow::Result<String> {
+pub(crate) fn convert(path: &Path, text: &str) -> anyhow::Result<String> {
     let command = command();
     let mut lines: Vec<Out> = Vec::new();
     // A repeatable setting's values, gathered at its first line.

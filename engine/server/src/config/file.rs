@@ -36,13 +36,13 @@ const COMMAND_LINE_ONLY: [&str; 3] = ["help", "version", "check"];
 
 /// The environment variable of a setting: `EDGE_` and its name in capitals
 /// (`play_wait_ms` → `EDGE_PLAY_WAIT_MS`).
-pub fn env_name(id: &str) -> String {
+pub(crate) fn env_name(id: &str) -> String {
     format!("EDGE_{}", id.to_ascii_uppercase())
 }
 
 /// The engine's command: [`Args`]' flags, each readable from its `EDGE_…` variable too
 /// (repeatable ones comma-separated there and on the command line).
-pub fn command() -> clap::Command {
+pub(crate) fn command() -> clap::Command {
     Args::command().mut_args(|a| {
         let id = a.get_id().as_str().to_string();
         if COMMAND_LINE_ONLY.contains(&id.as_str()) || a.get_long().is_none() {
@@ -59,7 +59,7 @@ pub fn command() -> clap::Command {
 
 /// The parsed arguments, and what `--check` needs to say where each value came from.
 #[derive(Debug)]
-pub struct Loaded {
+pub(crate) struct Loaded {
     pub args: Args,
     file: Option<PathBuf>,
     /// The settings the file gave (by argument id), with their lines.
@@ -69,7 +69,7 @@ pub struct Loaded {
 
 /// A config file, read: top-level settings as the flags' values, and the tables.
 #[derive(Debug, Default, PartialEq, Eq)]
-pub struct FileSettings {
+pub(crate) struct FileSettings {
     /// Argument id → (line, values as a flag would carry them).
     pub settings: BTreeMap<String, (usize, Vec<String>)>,
     pub apps: BTreeMap<String, AppSettings>,
@@ -88,7 +88,7 @@ struct Tables {
 impl Loaded {
     /// Parses `argv` (the program name first), the environment, and the file that
     /// `--config` (or `EDGE_CONFIG`) names.
-    pub fn from_argv(argv: Vec<String>) -> anyhow::Result<Loaded> {
+    pub(crate) fn from_argv(argv: Vec<String>) -> anyhow::Result<Loaded> {
         // Errors on the command line (and --help, --version) are clap's to print, once.
         let first = command()
             .try_get_matches_from(&argv)
@@ -134,7 +134,7 @@ impl Loaded {
 
     /// The `--check` report: every setting by topic with its value and source, the tables,
     /// then what validation derived.
-    pub fn describe(&self, config: &Config) -> String {
+    pub(crate) fn describe(&self, config: &Config) -> String {
         let mut out = String::from("configuration ok");
         if let Some(f) = &self.file {
             let _ = write!(out, " (file {})", f.display());
@@ -255,7 +255,7 @@ impl Loaded {
 
 impl FileSettings {
     /// Reads a TOML config file's text; errors say `FILE:LINE: key: why`.
-    pub fn parse(path: &Path, text: &str) -> anyhow::Result<FileSettings> {
+    pub(crate) fn parse(path: &Path, text: &str) -> anyhow::Result<FileSettings> {
         let at = |span: Option<std::ops::Range<usize>>| {
             let line = span.map_or(1, |s| line_of(text, s.start));
             format!("{}:{line}", path.display())
@@ -449,7 +449,7 @@ pub(crate) fn old_form_line(text: &str) -> Option<usize> {
 
 /// Warnings about a valid configuration that is probably not what was meant. `resolve`
 /// looks a host name up (the caller's: `--check` and start-up may block for it).
-pub fn warnings(config: &Config, resolve: impl Fn(&str, u16) -> bool) -> Vec<String> {
+pub(crate) fn warnings(config: &Config, resolve: impl Fn(&str, u16) -> bool) -> Vec<String> {
     let mut out = Vec::new();
     let available = std::thread::available_parallelism().map_or(1, |n| n.get());
     if config.shards() > available {

@@ -26,7 +26,7 @@ const MPEGTS_JS: &str = "mpegts.js@1.8.2/dist/mpegts.js";
 const MAX_ASSET_BYTES: u64 = 16 << 20;
 
 /// The pages and libraries, rendered.
-pub struct PlayerAssets {
+pub(crate) struct PlayerAssets {
     pub console: Bytes,
     pub player: Bytes,
     /// Indexed as [`PlayerLib::ALL`]; empty without `--player-assets`.
@@ -47,7 +47,11 @@ impl PlayerAssets {
     /// Loads `dir`'s libraries (`--player-assets`), or points the player at `cdn`.
     /// `cluster`: this node has a registry (the player then asks `/api/v1/cluster` for more
     /// edges; without one it does not ask).
-    pub fn load(dir: Option<&Path>, cdn: &str, cluster: bool) -> anyhow::Result<PlayerAssets> {
+    pub(crate) fn load(
+        dir: Option<&Path>,
+        cdn: &str,
+        cluster: bool,
+    ) -> anyhow::Result<PlayerAssets> {
         let (urls, libs, source) = match dir {
             Some(dir) => {
                 let libs = PlayerLib::ALL
@@ -81,7 +85,7 @@ impl PlayerAssets {
     }
 
     /// The local copy of `lib`, when `--player-assets` gave one.
-    pub fn lib(&self, lib: PlayerLib) -> Option<&Bytes> {
+    pub(crate) fn lib(&self, lib: PlayerLib) -> Option<&Bytes> {
         let i = PlayerLib::ALL.iter().position(|l| *l == lib)?;
         self.libs.get(i)
     }

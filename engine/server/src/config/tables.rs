@@ -23,7 +23,7 @@ use crate::net::dial::Egress;
 /// from the top-level settings.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct AppSettings {
+pub(crate) struct AppSettings {
     /// Who may play: `none`, `token` or `hook` (as `--play-auth NAME=MODE`).
     pub play_auth: Option<AuthMode>,
     /// Who may publish (as `--publish-auth NAME=MODE`).
@@ -45,7 +45,7 @@ pub struct AppSettings {
 /// An access mode in a table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum AuthMode {
+pub(crate) enum AuthMode {
     None,
     Token,
     Hook,
@@ -64,7 +64,7 @@ impl From<AuthMode> for Mode {
 /// One `[[origins]]` table.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct OriginSettings {
+pub(crate) struct OriginSettings {
     /// As `--origin`: `rtmp[s]://HOST[:PORT]/APP` or `http[s]://HOST[:PORT]/PATH`.
     pub url: String,
     /// `primary` (the default) or `backup`: backups come after every primary in the
@@ -90,7 +90,7 @@ pub struct OriginSettings {
 /// An origin's place in the failover order.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum OriginRole {
+pub(crate) enum OriginRole {
     #[default]
     Primary,
     Backup,
@@ -99,7 +99,7 @@ pub enum OriginRole {
 /// What a stream of one app is held to: the top-level settings with the app's table over
 /// them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct StreamPolicy {
+pub(crate) struct StreamPolicy {
     pub hls: HlsConfig,
     pub gop: GopLimits,
     pub republish_grace_ms: u64,
@@ -108,19 +108,19 @@ pub struct StreamPolicy {
 
 /// Every app's stream policy: the default, and the apps with a table that changes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AppPolicies {
+pub(crate) struct AppPolicies {
     pub default: StreamPolicy,
     pub apps: BTreeMap<String, StreamPolicy>,
 }
 
 impl AppPolicies {
     /// The policy for the streams of `app`.
-    pub fn get(&self, app: &str) -> &StreamPolicy {
+    pub(crate) fn get(&self, app: &str) -> &StreamPolicy {
         self.apps.get(app).unwrap_or(&self.default)
     }
 
     /// Checks every table over `default`.
-    pub fn new(
+    pub(crate) fn new(
         default: StreamPolicy,
         tables: &BTreeMap<String, AppSettings>,
     ) -> anyhow::Result<AppPolicies> {
@@ -154,7 +154,7 @@ impl AppPolicies {
 impl StreamPolicy {
     /// The bounds every policy keeps (the flags' and the tables' alike); the error names
     /// the setting.
-    pub fn check(&self) -> anyhow::Result<()> {
+    pub(crate) fn check(&self) -> anyhow::Result<()> {
         if !(100..=60_000).contains(&self.hls.segment_ms) {
             bail!("hls-segment-ms must be within 100..=60000");
         }
@@ -170,7 +170,7 @@ impl StreamPolicy {
 
 /// An origin's own settings, checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OriginPath {
+pub(crate) struct OriginPath {
     pub origin: OriginRef,
     pub role: OriginRole,
     pub connect_timeout_ms: Option<u64>,
@@ -181,7 +181,7 @@ pub struct OriginPath {
 
 /// Which origin a path is for.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum OriginRef {
+pub(crate) enum OriginRef {
     Rtmp(OriginUrl),
     Http(HttpOrigin),
 }
@@ -201,7 +201,7 @@ impl std::fmt::Display for OriginRef {
 impl OriginPath {
     /// Checks one table; `sign` turns a hex key into the signer (with the node's algorithm,
     /// parameter and TTL).
-    pub fn new(
+    pub(crate) fn new(
         t: &OriginSettings,
         sign: impl Fn(&str) -> anyhow::Result<UpstreamSign>,
     ) -> anyhow::Result<OriginPath> {
@@ -245,19 +245,19 @@ impl OriginPath {
     }
 
     /// Whether this path is for `url`.
-    pub fn is_rtmp(&self, url: &OriginUrl) -> bool {
+    pub(crate) fn is_rtmp(&self, url: &OriginUrl) -> bool {
         matches!(&self.origin, OriginRef::Rtmp(o) if o == url)
     }
 
     /// Whether this path is for an HTTP origin at this host, port and scheme.
-    pub fn is_http(&self, host: &str, port: u16, tls: bool) -> bool {
+    pub(crate) fn is_http(&self, host: &str, port: u16, tls: bool) -> bool {
         matches!(&self.origin, OriginRef::Http(o) if o.host == host && o.port == port && o.tls == tls)
     }
 }
 
 /// The `[[origins]]` URLs in failover order: every primary, then every backup, each in the
 /// file's order.
-pub fn failover_order(tables: &[OriginSettings]) -> Vec<String> {
+pub(crate) fn failover_order(tables: &[OriginSettings]) -> Vec<String> {
     let mut sorted: Vec<&OriginSettings> = tables.iter().collect();
     sorted.sort_by_key(|t| t.role);
     sorted.into_iter().map(|t| t.url.clone()).collect()

@@ -15,7 +15,7 @@ use crate::net::listeners::Service;
 
 /// What the shards and the control loop share.
 #[derive(Default)]
-pub struct Control {
+pub(crate) struct Control {
     draining: AtomicBool,
     drain_requested: AtomicBool,
     /// The listeners were shut down by a drain: an accept loop that fails ends.
@@ -54,24 +54,24 @@ enum Phase {
 }
 
 impl Control {
-    pub fn is_draining(&self) -> bool {
+    pub(crate) fn is_draining(&self) -> bool {
         self.draining.load(Ordering::Acquire)
     }
 
     /// The control loop: the node drains (readiness fails from now on).
-    pub fn set_draining(&self) {
+    pub(crate) fn set_draining(&self) {
         self.draining.store(true, Ordering::Release);
     }
 
     /// The control loop: whether `POST /api/v1/drain` asked for a drain since it last
     /// looked.
-    pub fn take_drain_request(&self) -> bool {
+    pub(crate) fn take_drain_request(&self) -> bool {
         self.drain_requested.swap(false, Ordering::AcqRel)
     }
 
     /// `POST /api/v1/drain`: readiness fails at once; the control loop starts the drain at
     /// its next tick.
-    pub fn request_drain(&self) {
+    pub(crate) fn request_drain(&self) {
         self.draining.store(true, Ordering::Release);
         self.drain_requested.store(true, Ordering::Release);
     }
@@ -81,30 +81,30 @@ impl Control {
     }
 
     /// A listening socket (registered when bound, before it accepts).
-    pub fn add_listener(&self, service: Service, fd: RawFd) {
+    pub(crate) fn add_listener(&self, service: Service, fd: RawFd) {
         self.lock().fds.push((service, fd));
     }
 
     /// An accept loop that fails now ends instead of retrying: a drain shut the listeners
     /// down, or a successor holds them.
-    pub fn accepting_ended(&self) -> bool {
+    pub(crate) fn accepting_ended(&self) -> bool {
         self.closed.load(Ordering::Acquire) || self.handed_over()
     }
 
     /// The listeners are being shut down, or are: a failed accept is expected.
-    pub fn closing(&self) -> bool {
+    pub(crate) fn closing(&self) -> bool {
         self.closing.load(Ordering::Acquire)
     }
 
     /// A successor holds the listeners: every shard cancels its accepts.
-    pub fn handed_over(&self) -> bool {
+    pub(crate) fn handed_over(&self) -> bool {
         self.handed_over.load(Ordering::Acquire)
     }
 
     /// Starts handing the listeners to a successor: their descriptors, which stay open
     /// (the accept loops own them) until [`Control::finish_handover`] or
     /// [`Control::abort_handover`]. Refused once they are closed or handed over.
-    pub fn begin_handover(&self) -> Result<Vec<(Service, RawFd)>, &'static str> {
+    pub(crate) fn begin_handover(&self) -> Result<Vec<(Service, RawFd)>, &'static str> {
         let mut l = self.lock();
         match l.phase {
             Phase::Serving => {
@@ -118,7 +118,7 @@ impl Control {
     }
 
     /// The successor accepts on the listeners: stop accepting here and drain.
-    pub fn finish_handover(&self) {
+    pub(crate) fn finish_handover(&self) {
         self.lock().phase = Phase::HandedOver;
         self.handed_over.store(true, Ordering::Release);
         self.request_drain();
@@ -126,7 +126,7 @@ impl Control {
 
     /// The successor went away before it was ready: the listeners are ours again, and are
     /// shut down now if a drain asked for that meanwhile.
-    pub fn abort_handover(&self) {
+    pub(crate) fn abort_handover(&self) {
         let pending = {
             let mut l = self.lock();
             l.phase = Phase::Serving;
@@ -140,7 +140,7 @@ impl Control {
     /// Shuts every listening socket down: pending and new connections are refused, and the
     /// accept loops' waits end with an error. Listeners that a successor holds, or is being
     /// given, are left alone: they are its sockets.
-    pub fn stop_accepting(&self) {
+    pub(crate) fn stop_accepting(&self) {
         let mut l = self.lock();
         match l.phase {
             Phase::Serving => {}

@@ -11,12 +11,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// How often every origin is tried.
-pub const EVERY: Duration = Duration::from_secs(5);
+pub(crate) const EVERY: Duration = Duration::from_secs(5);
 /// How long one connect may take.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// One origin's last answer.
-pub struct OriginHealth {
+pub(crate) struct OriginHealth {
     /// The origin as configured (`rtmp://…`, `http://…`).
     pub url: String,
     host: String,
@@ -34,7 +34,12 @@ struct Probe {
 }
 
 impl OriginHealth {
-    pub fn new(url: String, host: String, port: u16, egress: crate::net::dial::Egress) -> Self {
+    pub(crate) fn new(
+        url: String,
+        host: String,
+        port: u16,
+        egress: crate::net::dial::Egress,
+    ) -> Self {
         Self {
             url,
             host,
@@ -97,7 +102,7 @@ impl serde::Serialize for OriginHealth {
 }
 
 /// Starts the prober thread for `origins` (nothing when there are none).
-pub fn start(origins: Arc<[OriginHealth]>) -> std::io::Result<()> {
+pub(crate) fn start(origins: Arc<[OriginHealth]>) -> std::io::Result<()> {
     if origins.is_empty() {
         return Ok(());
     }

@@ -21,13 +21,13 @@ use edge_core::resp::Value;
 use edge_core::StreamKey;
 
 /// Requests from shards waiting for the registry thread, at most.
-pub const MAX_REQUESTS: usize = 65_536;
+pub(crate) const MAX_REQUESTS: usize = 65_536;
 /// Updates waiting in one shard's inbox, at most (beyond it the oldest go; the periodic full
 /// snapshots repair what was lost).
 const MAX_INBOX: usize = 65_536;
 
 /// What the registry thread is told.
-pub enum Input {
+pub(crate) enum Input {
     Register(StreamKey),
     Unregister(StreamKey),
     /// A reply on command connection number `.0`.
@@ -43,7 +43,7 @@ pub enum Input {
 const LEAVE_WAIT: Duration = Duration::from_millis(500);
 
 /// The process's handle on the registry thread.
-pub struct Leaver {
+pub(crate) struct Leaver {
     pub tx: SyncSender<Input>,
 }
 
@@ -51,7 +51,7 @@ impl Leaver {
     /// Deletes this node's registrations and record now (a graceful stop), instead of
     /// leaving them to expire: edges and origins hear `down` at once. Waits at most
     /// [`LEAVE_WAIT`].
-    pub fn leave(self) {
+    pub(crate) fn leave(self) {
         let (ack, done) = mpsc::channel();
         if self.tx.try_send(Input::Leave(ack)).is_ok() {
             let _ = done.recv_timeout(LEAVE_WAIT);
@@ -61,13 +61,13 @@ impl Leaver {
 
 /// Updates for one shard.
 #[derive(Default)]
-pub struct Inbox {
+pub(crate) struct Inbox {
     queue: Mutex<VecDeque<ClusterUpdate>>,
     waker: AtomicWaker,
 }
 
 impl Inbox {
-    pub fn push(&self, update: ClusterUpdate) {
+    pub(crate) fn push(&self, update: ClusterUpdate) {
         {
             let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
             if q.len() >= MAX_INBOX {
@@ -79,7 +79,7 @@ impl Inbox {
     }
 
     /// Waits for updates and takes them all.
-    pub async fn next_batch(&self) -> Vec<ClusterUpdate> {
+    pub(crate) async fn next_batch(&self) -> Vec<ClusterUpdate> {
         poll_fn(|cx| {
             self.waker.register(cx.waker());
             let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
@@ -95,7 +95,7 @@ impl Inbox {
 
 /// What `/metrics`, `/healthz` and `/api/v1/cluster` show of the registry.
 #[derive(Default)]
-pub struct RegistryStatus {
+pub(crate) struct RegistryStatus {
     pub reachable: AtomicBool,
     pub commands: AtomicU64,
     pub errors: AtomicU64,
@@ -108,7 +108,7 @@ pub struct RegistryStatus {
 }
 
 impl RegistryStatus {
-    pub fn render_prometheus(&self, out: &mut String) {
+    pub(crate) fn render_prometheus(&self, out: &mut String) {
         use std::fmt::Write as _;
         let metrics: [(&str, &str, &str, &AtomicU64); 6] = [
             (
@@ -165,7 +165,7 @@ impl RegistryStatus {
 
 /// A shard's handle on the registry.
 #[derive(Clone)]
-pub struct ShardRegistry {
+pub(crate) struct ShardRegistry {
     pub tx: SyncSender<Input>,
     pub inbox: Arc<Inbox>,
     pub status: Arc<RegistryStatus>,
@@ -174,12 +174,12 @@ pub struct ShardRegistry {
 
 impl ShardRegistry {
     /// A stream went live here.
-    pub fn register(&self, key: &StreamKey) {
+    pub(crate) fn register(&self, key: &StreamKey) {
         self.request(Input::Register(key.clone()));
     }
 
     /// A stream ended here.
-    pub fn unregister(&self, key: &StreamKey) {
+    pub(crate) fn unregister(&self, key: &StreamKey) {
         self.request(Input::Unregister(key.clone()));
     }
 

@@ -37,7 +37,7 @@ struct StreamReport {
 
 /// Viewers by protocol.
 #[derive(serde::Serialize)]
-pub struct ViewerCounts {
+pub(crate) struct ViewerCounts {
     pub rtmp: u64,
     pub flv: u64,
     pub hls: u64,
@@ -90,7 +90,7 @@ struct RegistryHealth {
 }
 
 /// A report as JSON, one line (what cannot fail to serialise: plain data).
-pub fn json_line(value: &impl serde::Serialize) -> String {
+pub(crate) fn json_line(value: &impl serde::Serialize) -> String {
     let mut s = serde_json::to_string(value).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
     s.push('\n');
     s
@@ -194,7 +194,7 @@ fn render_access(out: &mut String, shards: &[ShardStats]) {
 }
 
 /// `/api/v1/streams` body: every owned stream on the machine, by key.
-pub fn streams(stats: &Stats) -> String {
+pub(crate) fn streams(stats: &Stats) -> String {
     let mut views: Vec<Arc<StreamView>> = Vec::new();
     for m in stats.streams.iter() {
         let m = m.lock().unwrap_or_else(|e| e.into_inner());
@@ -214,7 +214,7 @@ pub fn streams(stats: &Stats) -> String {
 }
 
 /// Prometheus text exposition, one series per shard.
-pub fn prometheus(stats: &Stats) -> String {
+pub(crate) fn prometheus(stats: &Stats) -> String {
     let mut out = String::with_capacity(4096);
     for (s, arena) in stats.shards.iter().zip(stats.arenas.iter()) {
         if let Some(a) = arena.get() {
@@ -257,7 +257,7 @@ pub fn prometheus(stats: &Stats) -> String {
 }
 
 /// `/healthz` body.
-pub fn health(stats: &Stats) -> String {
+pub(crate) fn health(stats: &Stats) -> String {
     let shards = stats
         .shards
         .iter()
@@ -297,7 +297,7 @@ fn cpu_label(c: u64) -> String {
     }
 }
 
-pub fn backing_name(b: u8) -> &'static str {
+pub(crate) fn backing_name(b: u8) -> &'static str {
     match b {
         1 => "hugetlb",
         2 => "thp",
@@ -306,7 +306,7 @@ pub fn backing_name(b: u8) -> &'static str {
     }
 }
 
-pub fn driver_name(d: u8) -> &'static str {
+pub(crate) fn driver_name(d: u8) -> &'static str {
     match d {
         1 => "io_uring",
         2 => "legacy",
@@ -315,7 +315,7 @@ pub fn driver_name(d: u8) -> &'static str {
 }
 
 /// What the node holds, summed over the shards.
-pub fn activity(stats: &Stats) -> Activity {
+pub(crate) fn activity(stats: &Stats) -> Activity {
     Activity {
         streams: stats.sum(|s| &s.streams_owned),
         publishers: stats.sum(|s| &s.publishers),
@@ -377,7 +377,7 @@ fn gauges(control: &Control, stats: &Stats, out: &mut String) {
 }
 
 /// `GET /api/v1/summary`: the same figures as JSON.
-pub fn summary(stats: &Stats) -> String {
+pub(crate) fn summary(stats: &Stats) -> String {
     let control = &stats.control;
     #[derive(serde::Serialize)]
     struct Summary {

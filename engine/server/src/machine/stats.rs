@@ -18,18 +18,18 @@ macro_rules! counters {
         /// One shard's counters, on its own cache lines.
         #[derive(Default)]
         #[repr(align(128))]
-        pub struct ShardStats {
-            $(pub $name: AtomicU64,)*
+        pub(crate) struct ShardStats {
+            $(pub(crate) $name: AtomicU64,)*
             /// 0 unknown, 1 io_uring, 2 legacy (epoll).
-            pub driver: AtomicU8,
+            pub(crate) driver: AtomicU8,
             /// 0 unknown, 1 hugetlb, 2 thp, 3 normal.
-            pub cache_backing: AtomicU8,
+            pub(crate) cache_backing: AtomicU8,
             /// 0 unknown, 1 splice (zero-copy), 2 writev; see crate::net::zerocopy.
-            pub send_path: AtomicU8,
-            pub cpu: AtomicU64,
+            pub(crate) send_path: AtomicU8,
+            pub(crate) cpu: AtomicU64,
             /// The shard thread's kernel thread id (0 until it runs), for its CPU time.
-            pub tid: AtomicU64,
-            pub access: AccessStats,
+            pub(crate) tid: AtomicU64,
+            pub(crate) access: AccessStats,
         }
 
         pub(crate) const METRICS: &[(&str, &str, &str)] = &[$((stringify!($name), $kind, $help),)*];
@@ -107,7 +107,7 @@ counters! {
 
 /// Access counters: verdicts by action and reason, hook calls by event and outcome.
 #[derive(Default)]
-pub struct AccessStats {
+pub(crate) struct AccessStats {
     pub allowed: [AtomicU64; 2],
     pub denied: [[AtomicU64; DENIAL_REASONS.len()]; 2],
     pub hook_calls: [[AtomicU64; HOOK_OUTCOMES.len()]; 4],
@@ -131,14 +131,14 @@ pub(crate) const HOOK_OUTCOMES: [&str; 5] =
     ["allowed", "refused", "timeout", "unreachable", "bad_reply"];
 
 impl AccessStats {
-    pub fn reason_index(reason: &str) -> usize {
+    pub(crate) fn reason_index(reason: &str) -> usize {
         DENIAL_REASONS
             .iter()
             .position(|r| *r == reason)
             .unwrap_or(DENIAL_REASONS.len() - 1)
     }
 
-    pub fn outcome_index(outcome: &str) -> usize {
+    pub(crate) fn outcome_index(outcome: &str) -> usize {
         HOOK_OUTCOMES
             .iter()
             .position(|r| *r == outcome)
@@ -147,7 +147,7 @@ impl AccessStats {
 }
 
 /// Increments and decrements on relaxed atomics (each counter has one writer: its shard).
-pub trait Counter {
+pub(crate) trait Counter {
     fn inc(&self);
     fn dec(&self);
 }
@@ -165,20 +165,20 @@ impl Counter for AtomicU64 {
 /// writer outlives every borrow of its shard): egress is live while viewers play, not
 /// counted when they leave.
 #[derive(Clone)]
-pub struct BytesOut {
+pub(crate) struct BytesOut {
     stats: Arc<Stats>,
     shard: usize,
 }
 
 impl BytesOut {
-    pub fn new(stats: &Arc<Stats>, shard: ShardId) -> Self {
+    pub(crate) fn new(stats: &Arc<Stats>, shard: ShardId) -> Self {
         Self {
             stats: Arc::clone(stats),
             shard: shard.0,
         }
     }
 
-    pub fn add(&self, n: usize) {
+    pub(crate) fn add(&self, n: usize) {
         self.stats.shards[self.shard]
             .bytes_out
             .fetch_add(n as u64, Ordering::Relaxed);
@@ -186,7 +186,7 @@ impl BytesOut {
 }
 
 /// Counters of every shard, indexed by shard id, and the streams each shard owns.
-pub struct Stats {
+pub(crate) struct Stats {
     pub shards: Box<[ShardStats]>,
     pub streams: Box<[StreamList]>,
     /// Each shard's viewers by stream and protocol, for the streams list.
@@ -206,14 +206,14 @@ pub struct Stats {
 }
 
 /// One shard's owned streams, by key.
-pub type StreamList = Mutex<BTreeMap<StreamKey, Arc<StreamView>>>;
+pub(crate) type StreamList = Mutex<BTreeMap<StreamKey, Arc<StreamView>>>;
 
 /// One shard's viewers by stream: taken when a viewer comes or goes, never per frame.
-pub type ViewerList = Mutex<HashMap<StreamKey, [u64; 3]>>;
+pub(crate) type ViewerList = Mutex<HashMap<StreamKey, [u64; 3]>>;
 
 /// What a viewer watches with, as the streams list counts it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Protocol {
+pub(crate) enum Protocol {
     Rtmp = 0,
     Flv = 1,
     /// A connection that fetched the stream's playlist.
@@ -221,7 +221,7 @@ pub enum Protocol {
 }
 
 /// One owned stream as the streams API shows it.
-pub struct StreamView {
+pub(crate) struct StreamView {
     pub key: StreamKey,
     pub shard: ShardId,
     pub upstream_bytes: AtomicU64,
@@ -239,7 +239,7 @@ pub struct StreamView {
 /// The parts of a [`StreamView`] that change rarely: the owner's [`OwnerView`] with its
 /// times in Unix ms.
 #[derive(Clone)]
-pub struct ViewState {
+pub(crate) struct ViewState {
     pub view: OwnerView,
     pub upstream_since_unix_ms: u64,
     pub forward_since_unix_ms: u64,
@@ -248,7 +248,7 @@ pub struct ViewState {
 }
 
 impl StreamView {
-    pub fn new(key: StreamKey, shard: ShardId) -> Self {
+    pub(crate) fn new(key: StreamKey, shard: ShardId) -> Self {
         Self {
             key,
             shard,
@@ -275,7 +275,7 @@ impl StreamView {
     }
 
     /// Shows `view` (its times are shard-clock ms, `unix` turns them into Unix ms) at `now`.
-    pub fn set(&self, view: OwnerView, now: u64, unix: impl Fn(u64) -> u64) {
+    pub(crate) fn set(&self, view: OwnerView, now: u64, unix: impl Fn(u64) -> u64) {
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let live = view.phase == MasterPhase::Live;
         if !live {
@@ -290,7 +290,7 @@ impl StreamView {
 }
 
 impl Stats {
-    pub fn new(shards: usize) -> Self {
+    pub(crate) fn new(shards: usize) -> Self {
         Self {
             shards: (0..shards).map(|_| ShardStats::default()).collect(),
             streams: (0..shards).map(|_| Mutex::new(BTreeMap::new())).collect(),
@@ -304,7 +304,7 @@ impl Stats {
     }
 
     /// Lists `view` under its owner shard.
-    pub fn add_stream(&self, view: Arc<StreamView>) {
+    pub(crate) fn add_stream(&self, view: Arc<StreamView>) {
         let mut m = self.streams[view.shard.0]
             .lock()
             .unwrap_or_else(|e| e.into_inner());
@@ -312,7 +312,7 @@ impl Stats {
     }
 
     /// The streams this node holds now (live, or in a republish grace), every shard's.
-    pub fn held_streams(&self) -> Vec<StreamKey> {
+    pub(crate) fn held_streams(&self) -> Vec<StreamKey> {
         let mut out = Vec::new();
         for m in self.streams.iter() {
             let m = m.lock().unwrap_or_else(|e| e.into_inner());
@@ -324,7 +324,7 @@ impl Stats {
         out
     }
 
-    pub fn remove_stream(&self, shard: ShardId, key: &StreamKey) {
+    pub(crate) fn remove_stream(&self, shard: ShardId, key: &StreamKey) {
         let mut m = self.streams[shard.0]
             .lock()
             .unwrap_or_else(|e| e.into_inner());
@@ -332,7 +332,13 @@ impl Stats {
     }
 
     /// A viewer of `key` on `shard` came (`joined`) or went.
-    pub fn count_viewer(&self, shard: ShardId, key: &StreamKey, protocol: Protocol, joined: bool) {
+    pub(crate) fn count_viewer(
+        &self,
+        shard: ShardId,
+        key: &StreamKey,
+        protocol: Protocol,
+        joined: bool,
+    ) {
         let mut m = self.viewers[shard.0]
             .lock()
             .unwrap_or_else(|e| e.into_inner());
@@ -362,7 +368,7 @@ impl Stats {
     }
 
     /// One counter or gauge summed over the shards.
-    pub fn sum(&self, field: fn(&ShardStats) -> &AtomicU64) -> u64 {
+    pub(crate) fn sum(&self, field: fn(&ShardStats) -> &AtomicU64) -> u64 {
         self.shards
             .iter()
             .map(|s| field(s).load(Ordering::Relaxed))

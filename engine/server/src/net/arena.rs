@@ -28,19 +28,19 @@ use edge_core::hls::segmenter::SegmentStore;
 use edge_core::hls::ts::{TsError, TsSink, PACKET};
 
 /// Bytes per chunk: 1024 TS packets (188 KiB).
-pub const CHUNK_BYTES: usize = PACKET * 1024;
+pub(crate) const CHUNK_BYTES: usize = PACKET * 1024;
 const HUGE_PAGE: usize = 2 << 20;
 
 /// How the arena's memory is backed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backing {
+pub(crate) enum Backing {
     HugeTlb,
     TransparentHugePages,
     Normal,
 }
 
 impl Backing {
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Backing::HugeTlb => "hugetlb",
             Backing::TransparentHugePages => "thp",
@@ -48,7 +48,7 @@ impl Backing {
         }
     }
 
-    pub fn code(self) -> u8 {
+    pub(crate) fn code(self) -> u8 {
         match self {
             Backing::HugeTlb => 1,
             Backing::TransparentHugePages => 2,
@@ -58,7 +58,7 @@ impl Backing {
 }
 
 /// One shard's segment memory.
-pub struct Arena {
+pub(crate) struct Arena {
     base: NonNull<u8>,
     len: usize,
     chunks: usize,
@@ -78,7 +78,7 @@ unsafe impl Sync for Arena {}
 
 impl Arena {
     /// Maps `bytes` (rounded up to whole huge pages and chunks; at least one chunk).
-    pub fn new(bytes: usize) -> std::io::Result<Arc<Arena>> {
+    pub(crate) fn new(bytes: usize) -> std::io::Result<Arc<Arena>> {
         let chunks = bytes.div_ceil(CHUNK_BYTES).max(1);
         let len = (chunks * CHUNK_BYTES).div_ceil(HUGE_PAGE) * HUGE_PAGE;
         let (ptr, backing) = map(len)?;
@@ -94,7 +94,7 @@ impl Arena {
     }
 
     /// Whether `bytes` lie inside this arena.
-    pub fn contains(&self, bytes: &[u8]) -> bool {
+    pub(crate) fn contains(&self, bytes: &[u8]) -> bool {
         let start = self.base.as_ptr() as usize;
         let p = bytes.as_ptr() as usize;
         p >= start && p + bytes.len() <= start + self.chunks * CHUNK_BYTES
@@ -104,7 +104,7 @@ impl Arena {
     /// lie inside this arena, see [`Arena::contains`]) after they are freed: the chunks they
     /// touch drop their pages when they are freed instead of being rewritten in place.
     /// Whether the arena allows it: a huge-TLB arena does not.
-    pub fn lend(&self, bytes: &[u8]) -> bool {
+    pub(crate) fn lend(&self, bytes: &[u8]) -> bool {
         if self.backing == Backing::HugeTlb || !self.contains(bytes) || bytes.is_empty() {
             return false;
         }
@@ -118,7 +118,7 @@ impl Arena {
     }
 
     /// Chunks freed so far whose pages were dropped because they had been lent.
-    pub fn dropped_pages_chunks(&self) -> u64 {
+    pub(crate) fn dropped_pages_chunks(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
     }
 
@@ -144,11 +144,11 @@ impl Arena {
         self.free.push(idx);
     }
 
-    pub fn chunks(&self) -> usize {
+    pub(crate) fn chunks(&self) -> usize {
         self.chunks
     }
 
-    pub fn free_chunks(&self) -> usize {
+    pub(crate) fn free_chunks(&self) -> usize {
         self.free.len()
     }
 
@@ -309,7 +309,7 @@ impl Drop for Chunk {
 }
 
 /// Writes one segment into arena chunks.
-pub struct ArenaWriter {
+pub(crate) struct ArenaWriter {
     arena: Arc<Arena>,
     full: Vec<u32>,
     current: Option<(u32, usize)>,
@@ -414,7 +414,7 @@ impl AsRef<[u8]> for Piece {
 
 /// Writes a segment of any bytes into arena chunks, handing out each appended range as a
 /// piece at once, so it can be sent while the rest arrives.
-pub struct ArenaAppender {
+pub(crate) struct ArenaAppender {
     arena: Arc<Arena>,
     chunks: Vec<Arc<SharedChunk>>,
     /// Bytes written in the last chunk.
@@ -424,10 +424,10 @@ pub struct ArenaAppender {
 
 /// The arena has no free chunk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ArenaFull;
+pub(crate) struct ArenaFull;
 
 impl ArenaAppender {
-    pub fn new(arena: Arc<Arena>) -> Self {
+    pub(crate) fn new(arena: Arc<Arena>) -> Self {
         Self {
             arena,
             chunks: Vec::new(),
@@ -437,17 +437,17 @@ impl ArenaAppender {
     }
 
     /// Bytes appended so far.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.len
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
     }
 
     /// Copies `data` in and appends the pieces it now fills (one per chunk touched) to
     /// `out`.
-    pub fn append(&mut self, mut data: &[u8], out: &mut Vec<Bytes>) -> Result<(), ArenaFull> {
+    pub(crate) fn append(
+        &mut self,
+        mut data: &[u8],
+        out: &mut Vec<Bytes>,
+    ) -> Result<(), ArenaFull> {
         while !data.is_empty() {
             if self.used == CHUNK_BYTES {
                 let idx = self.arena.free.pop().ok_or(ArenaFull)?;
@@ -483,7 +483,7 @@ impl ArenaAppender {
     }
 
     /// The whole segment, one piece per chunk.
-    pub fn finish(self) -> Vec<Bytes> {
+    pub(crate) fn finish(self) -> Vec<Bytes> {
         let last = self.chunks.len().saturating_sub(1);
         self.chunks
             .iter()
@@ -502,7 +502,7 @@ impl ArenaAppender {
 
 /// The segmenter's storage on a shard.
 #[derive(Clone)]
-pub struct ArenaStore {
+pub(crate) struct ArenaStore {
     pub arena: Arc<Arena>,
 }
 

@@ -5,14 +5,14 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Shared by every shard (one epoch per process), `Copy` so outlets can carry it.
 #[derive(Debug, Clone, Copy)]
-pub struct Clock {
+pub(crate) struct Clock {
     epoch: Instant,
     /// Unix time at the epoch, for what the API shows.
     epoch_unix_ms: u64,
 }
 
 impl Clock {
-    pub fn start() -> Self {
+    pub(crate) fn start() -> Self {
         Self {
             epoch: Instant::now(),
             epoch_unix_ms: SystemTime::now()
@@ -21,17 +21,17 @@ impl Clock {
         }
     }
 
-    pub fn now_ms(&self) -> u64 {
+    pub(crate) fn now_ms(&self) -> u64 {
         self.epoch.elapsed().as_millis() as u64
     }
 
     /// When shard-clock time `ms` is (for sleeping until a deadline).
-    pub fn instant_at(&self, ms: u64) -> Instant {
+    pub(crate) fn instant_at(&self, ms: u64) -> Instant {
         self.epoch + Duration::from_millis(ms)
     }
 
     /// Shard-clock `ms` as Unix time in ms.
-    pub fn unix_ms(&self, ms: u64) -> u64 {
+    pub(crate) fn unix_ms(&self, ms: u64) -> u64 {
         self.epoch_unix_ms + ms
     }
 }

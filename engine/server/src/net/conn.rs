@@ -19,25 +19,25 @@ use monoio::BufResult;
 use crate::net::tls::{TlsRead, TlsStream, TlsWrite};
 
 /// A connection, whole.
-pub enum Conn {
+pub(crate) enum Conn {
     Tcp(TcpStream),
     Tls(Box<TlsStream<TcpOwnedReadHalf, TcpOwnedWriteHalf>>),
 }
 
 /// A connection's read half.
-pub enum ConnRead {
+pub(crate) enum ConnRead {
     Tcp(TcpOwnedReadHalf),
     Tls(TlsRead<TcpOwnedReadHalf>),
 }
 
 /// A connection's write half.
-pub enum ConnWrite {
+pub(crate) enum ConnWrite {
     Tcp(TcpOwnedWriteHalf),
     Tls(TlsWrite<TcpOwnedWriteHalf>),
 }
 
 impl Conn {
-    pub fn split(self) -> (ConnRead, ConnWrite) {
+    pub(crate) fn split(self) -> (ConnRead, ConnWrite) {
         match self {
             Conn::Tcp(s) => {
                 let (r, w) = s.into_split();
@@ -49,15 +49,11 @@ impl Conn {
             }
         }
     }
-
-    pub fn is_tls(&self) -> bool {
-        matches!(self, Conn::Tls(_))
-    }
 }
 
 /// The socket's descriptor, taken before the stream moves into its driver (to make a close
 /// abortive, see [`crate::shard::outlet::reset_on_close`]).
-pub fn raw_fd(s: &TcpStream) -> RawFd {
+pub(crate) fn raw_fd(s: &TcpStream) -> RawFd {
     s.as_raw_fd()
 }
 
@@ -120,7 +116,7 @@ impl AsyncWriteRent for ConnWrite {
 
 /// A peer's address for a log line: the address, or `-` when there is none to show (never
 /// `Some(…)`).
-pub struct PeerAddr(pub Option<std::net::SocketAddr>);
+pub(crate) struct PeerAddr(pub Option<std::net::SocketAddr>);
 
 impl std::fmt::Display for PeerAddr {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

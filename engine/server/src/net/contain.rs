@@ -14,10 +14,10 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 /// Exit status of a process whose shard thread panicked.
-pub const SHARD_PANIC_EXIT: i32 = 70;
+pub(crate) const SHARD_PANIC_EXIT: i32 = 70;
 
 /// Runs `f` over one peer's input; a panic becomes `Err(message)`.
-pub fn peer_input<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+pub(crate) fn peer_input<T>(f: impl FnOnce() -> T) -> Result<T, String> {
     // AssertUnwindSafe: the caller discards everything `f` touched when it panics.
     catch_unwind(AssertUnwindSafe(f)).map_err(|payload| {
         let what = payload
@@ -30,7 +30,7 @@ pub fn peer_input<T>(f: impl FnOnce() -> T) -> Result<T, String> {
 }
 
 /// Runs a shard thread's body; if it panics, the process exits with [`SHARD_PANIC_EXIT`] at once.
-pub fn shard_thread(id: usize, body: impl FnOnce()) {
+pub(crate) fn shard_thread(id: usize, body: impl FnOnce()) {
     if catch_unwind(AssertUnwindSafe(body)).is_err() {
         // The panic message is already on stderr (the default hook printed it).
         tracing::error!(

@@ -18,7 +18,7 @@ use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 /// The way out to one origin (`[[origins]]` `bind`, `interface`, `mark`); the default is the
 /// routing table's choice.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Egress {
+pub(crate) struct Egress {
     /// The local address to connect from.
     pub bind: Option<IpAddr>,
     /// `SO_BINDTODEVICE`: only through this interface.
@@ -29,19 +29,19 @@ pub struct Egress {
 
 impl Egress {
     /// Whether the routing table chooses alone.
-    pub fn is_default(&self) -> bool {
+    pub(crate) fn is_default(&self) -> bool {
         self == &Egress::default()
     }
 }
 
 /// Connects to `host:port` within `timeout` for the name and for each address.
-pub async fn connect(host: &str, port: u16, timeout: Duration) -> Result<TcpStream, String> {
+pub(crate) async fn connect(host: &str, port: u16, timeout: Duration) -> Result<TcpStream, String> {
     connect_via(host, port, timeout, &Egress::default()).await
 }
 
 /// As [`connect`], leaving by `egress`. With a source address, only the name's addresses of
 /// its family are tried.
-pub async fn connect_via(
+pub(crate) async fn connect_via(
     host: &str,
     port: u16,
     timeout: Duration,
@@ -77,7 +77,7 @@ pub async fn connect_via(
 
 /// A blocking connection attempt by `egress`, for threads that are not shards (the origin
 /// prober).
-pub fn connect_blocking(
+pub(crate) fn connect_blocking(
     addr: SocketAddr,
     egress: &Egress,
     timeout: Duration,
@@ -142,7 +142,7 @@ async fn connect_one(addr: SocketAddr, egress: &Egress) -> io::Result<TcpStream>
 /// a shard that blocks stalls every viewer it serves. IP literals need no thread. The answer
 /// comes back through a slot and a waker; a caller that gave up leaves the thread to finish
 /// and drop it. Control path only (once per connect), so the slot's mutex is fine.
-pub async fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>, String> {
+pub(crate) async fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>, String> {
     // URLs write IPv6 literals in brackets (`rtmp://[::1]:1935/live`).
     let host = host.trim_start_matches('[').trim_end_matches(']');
     if let Ok(ip) = host.parse::<std::net::IpAddr>() {

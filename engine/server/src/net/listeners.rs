@@ -11,11 +11,11 @@ use socket2::{Domain, Protocol, Socket, Type};
 /// Holds an endpoint for this process while it runs: an abstract Unix socket named after
 /// the address, which the kernel frees when the process exits, however it exits.
 #[derive(Debug)]
-pub struct PortLock(#[allow(dead_code)] std::os::unix::net::UnixListener);
+pub(crate) struct PortLock(#[allow(dead_code)] std::os::unix::net::UnixListener);
 
 /// Why an endpoint could not be claimed.
 #[derive(Debug, thiserror::Error)]
-pub enum ClaimError {
+pub(crate) enum ClaimError {
     #[error(
         "{service} {addr}: address already in use by another process; \
          `ss -ltnp 'sport = :{port}'` shows which (to replace a running edge-engine without \
@@ -49,7 +49,7 @@ pub enum ClaimError {
 ///
 /// Port 0 needs none of this: the kernel picks a port nobody holds. A successor
 /// (`--upgrade-from`) does not claim the endpoints it inherits: sharing them is the handover.
-pub fn claim_endpoint(
+pub(crate) fn claim_endpoint(
     service: Service,
     addr: SocketAddr,
 ) -> Result<(std::net::TcpListener, Option<PortLock>), ClaimError> {
@@ -87,7 +87,7 @@ pub fn claim_endpoint(
 }
 
 /// Binds `addr` with SO_REUSEADDR and SO_REUSEPORT and starts listening.
-pub fn bind_reuseport(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+pub(crate) fn bind_reuseport(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     socket.set_reuse_address(true)?;
     socket.set_reuse_port(true)?;
@@ -99,7 +99,7 @@ pub fn bind_reuseport(addr: SocketAddr) -> std::io::Result<std::net::TcpListener
 
 /// What a listener serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Service {
+pub(crate) enum Service {
     Rtmp,
     Http,
     Rtmps,
@@ -111,7 +111,7 @@ pub enum Service {
 }
 
 impl Service {
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Service::Rtmp => "rtmp",
             Service::Http => "http",
@@ -121,17 +121,17 @@ impl Service {
         }
     }
 
-    pub fn parse(name: &str) -> Option<Service> {
+    pub(crate) fn parse(name: &str) -> Option<Service> {
         [Service::Rtmp, Service::Http, Service::Rtmps, Service::Https]
             .into_iter()
             .find(|s| s.name() == name)
     }
 
-    pub fn is_tls(self) -> bool {
+    pub(crate) fn is_tls(self) -> bool {
         matches!(self, Service::Rtmps | Service::Https)
     }
 
-    pub fn is_rtmp(self) -> bool {
+    pub(crate) fn is_rtmp(self) -> bool {
         matches!(self, Service::Rtmp | Service::Rtmps | Service::Relay)
     }
 }

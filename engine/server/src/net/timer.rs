@@ -15,7 +15,7 @@ use std::task::{Poll, Waker};
 
 use crate::net::clock::Clock;
 
-pub struct Timers<K: Ord + Hash + Clone> {
+pub(crate) struct Timers<K: Ord + Hash + Clone> {
     heap: RefCell<BinaryHeap<Reverse<(u64, K)>>>,
     /// The deadline each key is armed for.
     armed: RefCell<HashMap<K, u64>>,
@@ -37,7 +37,7 @@ impl<K: Ord + Hash + Clone> Default for Timers<K> {
 
 impl<K: Ord + Hash + Clone> Timers<K> {
     /// Arms `key` for `at` (a state machine's `poll_timeout()`); `None` arms nothing.
-    pub fn arm(&self, key: K, at: Option<u64>) {
+    pub(crate) fn arm(&self, key: K, at: Option<u64>) {
         let Some(at) = at else { return };
         let mut armed = self.armed.borrow_mut();
         if armed.get(&key).is_some_and(|&t| t <= at) {
@@ -56,7 +56,7 @@ impl<K: Ord + Hash + Clone> Timers<K> {
     }
 
     /// The keys whose deadline is at or before `now_ms`, each once; they are disarmed.
-    pub fn pop_due(&self, now_ms: u64) -> Vec<K> {
+    pub(crate) fn pop_due(&self, now_ms: u64) -> Vec<K> {
         let mut due = Vec::new();
         let mut heap = self.heap.borrow_mut();
         let mut armed = self.armed.borrow_mut();
@@ -76,7 +76,7 @@ impl<K: Ord + Hash + Clone> Timers<K> {
     }
 
     /// Sleeps until the earliest deadline, or until an earlier one is armed.
-    pub async fn wait(&self, clock: &Clock) {
+    pub(crate) async fn wait(&self, clock: &Clock) {
         let next = self.heap.borrow().peek().map(|Reverse((t, _))| *t);
         self.changed.set(false);
         let rearmed = poll_fn(|cx| {

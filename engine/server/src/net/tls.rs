@@ -30,7 +30,7 @@ use rustls::sign::CertifiedKey;
 use rustls::{ClientConfig, Connection, RootCertStore, ServerConfig};
 
 /// Plaintext taken per write: one ciphertext buffer of about this size, one socket write.
-pub const WRITE_CHUNK: usize = 64 * 1024;
+pub(crate) const WRITE_CHUNK: usize = 64 * 1024;
 /// Ciphertext read per socket read.
 const READ_CHUNK: usize = 16 * 1024 + 512;
 
@@ -40,7 +40,7 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 
 /// The server certificate and key, from PEM files, replaceable while serving.
 #[derive(Debug)]
-pub struct CertStore {
+pub(crate) struct CertStore {
     cert: PathBuf,
     key: PathBuf,
     current: RwLock<Arc<CertifiedKey>>,
@@ -48,7 +48,7 @@ pub struct CertStore {
 
 impl CertStore {
     /// Loads `cert` (a PEM chain, leaf first) and `key` (PKCS#8, PKCS#1 or SEC1 PEM).
-    pub fn load(cert: &Path, key: &Path) -> anyhow::Result<Arc<CertStore>> {
+    pub(crate) fn load(cert: &Path, key: &Path) -> anyhow::Result<Arc<CertStore>> {
         let current = RwLock::new(Arc::new(load_certified_key(cert, key)?));
         Ok(Arc::new(CertStore {
             cert: cert.to_path_buf(),
@@ -58,21 +58,15 @@ impl CertStore {
     }
 
     /// Reads the files again; on any error the old certificate stays.
-    pub fn reload(&self) -> anyhow::Result<()> {
+    pub(crate) fn reload(&self) -> anyhow::Result<()> {
         let fresh = Arc::new(load_certified_key(&self.cert, &self.key)?);
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = fresh;
         Ok(())
     }
 
-    /// The leaf certificate now served (DER), for logs and tests.
-    pub fn leaf(&self) -> Vec<u8> {
-        let ck = self.current.read().unwrap_or_else(|e| e.into_inner());
-        ck.cert.first().map(|c| c.to_vec()).unwrap_or_default()
-    }
-
     /// A server configuration using this store; one per shard (each keeps its own session
     /// cache), with `alpn` protocols offered.
-    pub fn server_config(self: &Arc<Self>, alpn: &[&[u8]]) -> Arc<ServerConfig> {
+    pub(crate) fn server_config(self: &Arc<Self>, alpn: &[&[u8]]) -> Arc<ServerConfig> {
         let mut config = ServerConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()
             .expect("the ring provider supports the default versions")
@@ -113,7 +107,7 @@ fn load_certified_key(cert: &Path, key: &Path) -> anyhow::Result<CertifiedKey> {
 
 /// The client configuration for `rtmps://` origins: the system's CA bundle, plus `extra`
 /// (`--upstream-ca`, e.g. a private CA).
-pub fn client_config(extra: Option<&Path>) -> anyhow::Result<Arc<ClientConfig>> {
+pub(crate) fn client_config(extra: Option<&Path>) -> anyhow::Result<Arc<ClientConfig>> {
     let mut roots = RootCertStore::empty();
     let system = [
         "/etc/ssl/certs/ca-certificates.crt",
@@ -156,7 +150,7 @@ fn tls_error(e: rustls::Error) -> io::Error {
 }
 
 /// The read half: ciphertext from `io`, plaintext out.
-pub struct TlsRead<R> {
+pub(crate) struct TlsRead<R> {
     io: R,
     tls: Session,
     buf: Vec<u8>,
@@ -165,7 +159,7 @@ pub struct TlsRead<R> {
 }
 
 /// The write half: plaintext in, ciphertext to `io`.
-pub struct TlsWrite<W> {
+pub(crate) struct TlsWrite<W> {
     io: W,
     tls: Session,
 }
@@ -332,7 +326,7 @@ impl<W: AsyncWriteRent> AsyncWriteRent for TlsWrite<W> {
 }
 
 /// A TLS connection over `R`/`W`, not split: what the HTTP driver reads and writes.
-pub struct TlsStream<R, W> {
+pub(crate) struct TlsStream<R, W> {
     pub read: TlsRead<R>,
     pub write: TlsWrite<W>,
 }
@@ -375,11 +369,6 @@ impl<R: AsyncReadRent, W: AsyncWriteRent> TlsStream<R, W> {
             }
         }
     }
-
-    /// The ALPN protocol agreed on, if any.
-    pub fn alpn(&self) -> Option<Vec<u8>> {
-        self.read.tls.borrow().alpn_protocol().map(<[u8]>::to_vec)
-    }
 }
 
 impl<R: AsyncReadRent, W: AsyncWriteRent> AsyncReadRent for TlsStream<R, W> {
@@ -407,7 +396,7 @@ impl<R: AsyncReadRent, W: AsyncWriteRent> AsyncWriteRent for TlsStream<R, W> {
 }
 
 /// The server side of a handshake over `io`.
-pub async fn accept<R: AsyncReadRent, W: AsyncWriteRent>(
+pub(crate) async fn accept<R: AsyncReadRent, W: AsyncWriteRent>(
     io: (R, W),
     config: Arc<ServerConfig>,
 ) -> io::Result<TlsStream<R, W>> {
@@ -418,7 +407,7 @@ pub async fn accept<R: AsyncReadRent, W: AsyncWriteRent>(
 }
 
 /// The client side of a handshake with `host` over `io`.
-pub async fn connect<R: AsyncReadRent, W: AsyncWriteRent>(
+pub(crate) async fn connect<R: AsyncReadRent, W: AsyncWriteRent>(
     io: (R, W),
     config: Arc<ClientConfig>,
     host: &str,

@@ -26,14 +26,14 @@ use monoio::net::TcpStream;
 use crate::net::arena::{Arena, Backing};
 
 /// Pipes per shard (two descriptors each). A send that finds none free falls back to writev.
-pub const MAX_PIPES: usize = 1024;
+pub(crate) const MAX_PIPES: usize = 1024;
 /// Asked-for pipe capacity (64 page slots): one 64 KB segment and its head in one splice.
 /// When the host refuses (an unprivileged user past `pipe-user-pages-soft`), the default.
 const PIPE_BYTES: libc::c_int = 256 << 10;
 
 /// How a shard sends HTTP bodies that lie in an arena.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SendPath {
+pub(crate) enum SendPath {
     /// vmsplice + splice: by reference.
     Splice,
     /// writev: copied into socket buffers.
@@ -41,7 +41,7 @@ pub enum SendPath {
 }
 
 impl SendPath {
-    pub fn code(self) -> u8 {
+    pub(crate) fn code(self) -> u8 {
         match self {
             SendPath::Splice => 1,
             SendPath::Writev => 2,
@@ -49,7 +49,7 @@ impl SendPath {
     }
 }
 
-pub fn send_path_name(code: u8) -> &'static str {
+pub(crate) fn send_path_name(code: u8) -> &'static str {
     match code {
         1 => "splice",
         2 => "writev",
@@ -80,7 +80,7 @@ impl Pipe {
 
 /// Checks that `arena` may be lent and that this kernel can vmsplice into a pipe and splice
 /// out of it. Never touches the arena's memory.
-pub fn probe(arena: &Arena) -> Result<(), String> {
+pub(crate) fn probe(arena: &Arena) -> Result<(), String> {
     if arena.backing == Backing::HugeTlb {
         return Err("the arena is huge-TLB (its pages cannot be dropped per chunk)".into());
     }
@@ -88,7 +88,7 @@ pub fn probe(arena: &Arena) -> Result<(), String> {
 }
 
 /// Checks that this kernel can vmsplice into a pipe and splice out of it.
-pub fn probe_kernel() -> Result<(), String> {
+pub(crate) fn probe_kernel() -> Result<(), String> {
     let pipe = Pipe::new().map_err(|e| format!("pipe2: {e}"))?;
     let page = vec![0x47u8; 4096];
     vmsplice(pipe.w.as_raw_fd(), &page).map_err(|e| format!("vmsplice: {e}"))?;
@@ -102,7 +102,7 @@ pub fn probe_kernel() -> Result<(), String> {
 }
 
 /// One shard's zero-copy sender.
-pub struct Sender {
+pub(crate) struct Sender {
     arenas: Arc<[OnceLock<Arc<Arena>>]>,
     pipes: RefCell<Vec<Pipe>>,
     /// Pipes that exist (free or lent to a send).
@@ -111,7 +111,7 @@ pub struct Sender {
 
 /// What one send did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Sent {
+pub(crate) struct Sent {
     /// Bytes written to the socket.
     pub bytes: usize,
     /// Of those, bytes sent by reference from an arena.
@@ -121,7 +121,7 @@ pub struct Sent {
 impl Sender {
     /// A sender that lends from any of `arenas` (every shard's, so that a replica's segments,
     /// which live in their owner's arena, leave by reference too).
-    pub fn new(arenas: Arc<[OnceLock<Arc<Arena>>]>) -> Self {
+    pub(crate) fn new(arenas: Arc<[OnceLock<Arc<Arena>>]>) -> Self {
         Self {
             arenas,
             pipes: RefCell::new(Vec::new()),
@@ -137,7 +137,7 @@ impl Sender {
     }
 
     /// Whether `bufs` hold arena bytes worth sending by reference.
-    pub fn applies(&self, bufs: &[Bytes]) -> bool {
+    pub(crate) fn applies(&self, bufs: &[Bytes]) -> bool {
         bufs.iter().any(|b| self.arena_of(b).is_some())
     }
 
@@ -162,7 +162,11 @@ impl Sender {
 
     /// Sends `bufs` in order: arena bytes by reference, the rest (the head, heap bodies)
     /// copied into the pipe. `None` when no pipe is free (the caller writes instead).
-    pub async fn send(&self, stream: &TcpStream, bufs: &[Bytes]) -> Option<io::Result<Sent>> {
+    pub(crate) async fn send(
+        &self,
+        stream: &TcpStream,
+        bufs: &[Bytes],
+    ) -> Option<io::Result<Sent>> {
         let pipe = self.take_pipe()?;
         let mut loan = Loan {
             sender: self,

@@ -20,11 +20,11 @@ use crate::machine::report::activity;
 use crate::machine::stats::Stats;
 
 /// How often the control loop looks at the node.
-pub const TICK: Duration = Duration::from_millis(50);
+pub(crate) const TICK: Duration = Duration::from_millis(50);
 
 /// How the control loop ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stopped {
+pub(crate) enum Stopped {
     /// SIGINT, or a second SIGTERM: at once.
     Signal,
     /// The lifecycle ended it (drained, drain timeout, idle).
@@ -70,7 +70,7 @@ fn shard_cpu_ticks(stats: &Stats) -> Vec<Option<u64>> {
 
 /// Runs until the process should stop. `signals` carries SIGINT, SIGTERM and SIGHUP;
 /// `reload` is called for SIGHUP.
-pub fn run_control(
+pub(crate) fn run_control(
     control: &Control,
     stats: &Stats,
     config: DrainConfig,

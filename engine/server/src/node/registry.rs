@@ -34,7 +34,7 @@ use transport::{Reader, Writer};
 const RENDER_EVERY_MS: u64 = 200;
 
 /// Starts the registry threads; one handle per shard.
-pub fn start(
+pub(crate) fn start(
     config: &RegistryConfig,
     me: NodeRecord,
     shards: usize,

@@ -10,7 +10,7 @@ use edge_core::token::{self, EdgeAuthClaims, HashAlg};
 /// Print an EdgeAuth 2.0 token (or, with --secure-link-md5, nginx secure_link arguments).
 #[derive(Debug, Parser)]
 #[command(name = "edge-engine sign")]
-pub struct SignArgs {
+pub(crate) struct SignArgs {
     /// The key, in hex (EdgeAuth).
     #[arg(long, value_name = "HEX")]
     pub key: Option<String>,
@@ -62,7 +62,7 @@ pub struct SignArgs {
 }
 
 /// Runs `sign` with `argv` (its first item is "sign").
-pub fn run(argv: impl Iterator<Item = String>) -> anyhow::Result<()> {
+pub(crate) fn run(argv: impl Iterator<Item = String>) -> anyhow::Result<()> {
     // clap prints help, version and usage errors itself (help exits 0, a usage error 2).
     let args = SignArgs::try_parse_from(argv).unwrap_or_else(|e| e.exit());
     println!("{}", mint(&args, crate::config::access::unix_s())?);
@@ -70,7 +70,7 @@ pub fn run(argv: impl Iterator<Item = String>) -> anyhow::Result<()> {
 }
 
 /// The text `sign` prints, at Unix time `now`.
-pub fn mint(args: &SignArgs, now: u64) -> anyhow::Result<String> {
+pub(crate) fn mint(args: &SignArgs, now: u64) -> anyhow::Result<String> {
     let start = match args.start.as_deref() {
         None => None,
         Some("now") => Some(now),

@@ -175,7 +175,7 @@ fn seqpacket() -> io::Result<Socket> {
 /// The running side: binds `path` (mode 0600) and answers one successor from a thread of
 /// its own. `successor` is true in a process that itself came from `--upgrade-from`: the
 /// path may still be bound by its predecessor, which is leaving.
-pub fn serve(path: &Path, stats: Arc<Stats>, successor: bool) -> anyhow::Result<()> {
+pub(crate) fn serve(path: &Path, stats: Arc<Stats>, successor: bool) -> anyhow::Result<()> {
     let addr =
         SockAddr::unix(path).with_context(|| format!("--upgrade-socket {}", path.display()))?;
     if path.exists() {
@@ -306,7 +306,7 @@ fn hand_over(sock: &Socket, stats: &Stats) -> anyhow::Result<u32> {
 }
 
 /// Listening sockets taken over from a running engine, not yet confirmed.
-pub struct Inherited {
+pub(crate) struct Inherited {
     sock: Socket,
     pub listeners: Vec<(Service, SocketAddr, std::net::TcpListener)>,
     pub from: PathBuf,
@@ -316,7 +316,7 @@ pub struct Inherited {
 }
 
 /// The successor: takes the running engine's listening sockets over `path`.
-pub fn receive(path: &Path) -> anyhow::Result<Inherited> {
+pub(crate) fn receive(path: &Path) -> anyhow::Result<Inherited> {
     let sock = seqpacket()?;
     let addr = SockAddr::unix(path)?;
     sock.connect(&addr).with_context(|| {
@@ -386,7 +386,7 @@ pub fn receive(path: &Path) -> anyhow::Result<Inherited> {
 impl Inherited {
     /// Tells the running engine that this one accepts on the sockets; returns its pid once
     /// it drains.
-    pub fn confirm(self) -> anyhow::Result<u32> {
+    pub(crate) fn confirm(self) -> anyhow::Result<u32> {
         send(&self.sock, &Message::Ready, None)?;
         match recv(&self.sock, PACKET_TIMEOUT)? {
             (Message::Draining { pid }, None) => Ok(pid),
@@ -399,7 +399,7 @@ impl Inherited {
 const WATCH: Duration = Duration::from_millis(20);
 
 /// On a shard: cancels its accepts once a successor holds the listeners.
-pub async fn watch(shard: crate::shard::ShardHandle, canceller: monoio::io::Canceller) {
+pub(crate) async fn watch(shard: crate::shard::ShardHandle, canceller: monoio::io::Canceller) {
     while !shard.machine().control.handed_over() {
         monoio::time::sleep(WATCH).await;
     }

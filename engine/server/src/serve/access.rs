@@ -25,7 +25,7 @@ use crate::upstream::hook::{self, HookFailure};
 
 /// One request to play or publish.
 #[derive(Debug, Clone)]
-pub struct Ask<'a> {
+pub(crate) struct Ask<'a> {
     pub action: Action,
     pub key: &'a StreamKey,
     /// As the peer sent it, without `?`.
@@ -40,7 +40,7 @@ pub struct Ask<'a> {
 
 /// Why a request was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Denial {
+pub(crate) enum Denial {
     Token(TokenError),
     HookRefused(HookRefusal),
     HookFailed(HookFailure),
@@ -51,7 +51,7 @@ pub enum Denial {
 impl Denial {
     /// The HTTP status: 410 for an expired token, 503 when the hook could not be asked,
     /// 403 otherwise.
-    pub fn status(&self) -> u16 {
+    pub(crate) fn status(&self) -> u16 {
         match self {
             Denial::Token(e) => e.status(),
             Denial::HookFailed(_) | Denial::NoHook => 503,
@@ -60,7 +60,7 @@ impl Denial {
     }
 
     /// The counter label.
-    pub fn reason(&self) -> &'static str {
+    pub(crate) fn reason(&self) -> &'static str {
         match self {
             Denial::Token(e) => e.as_str(),
             Denial::HookRefused(_) => "hook_refused",
@@ -81,7 +81,7 @@ impl std::fmt::Display for Denial {
 }
 
 /// Decides `ask`; a denial is counted and logged here.
-pub async fn authorize(shard: &ShardHandle, ask: &Ask<'_>) -> Result<(), Denial> {
+pub(crate) async fn authorize(shard: &ShardHandle, ask: &Ask<'_>) -> Result<(), Denial> {
     let cfg = &shard.config().access;
     let ip = ask.peer.map(|p| p.ip());
     let verdict = cfg.policy.check(
@@ -172,7 +172,7 @@ fn hook_body(shard: &ShardHandle, event: HookEvent, ask: &Ask<'_>) -> String {
 }
 
 /// Sends `on_unpublish` or `on_stop` for a session that ended, if that hook is configured.
-pub fn notify(shard: &ShardHandle, event: HookEvent, ask: &Ask<'_>) {
+pub(crate) fn notify(shard: &ShardHandle, event: HookEvent, ask: &Ask<'_>) {
     let cfg = &shard.config().access;
     let Some(url) = cfg.hooks.url(event).cloned() else {
         return;
@@ -206,14 +206,14 @@ fn count_hook(
     shard.stats().access.hook_calls[event_index(event)][AccessStats::outcome_index(label)].inc();
 }
 
-pub fn action_index(a: Action) -> usize {
+pub(crate) fn action_index(a: Action) -> usize {
     match a {
         Action::Play => 0,
         Action::Publish => 1,
     }
 }
 
-pub fn event_index(e: HookEvent) -> usize {
+pub(crate) fn event_index(e: HookEvent) -> usize {
     match e {
         HookEvent::OnPublish => 0,
         HookEvent::OnUnpublish => 1,

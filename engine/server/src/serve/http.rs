@@ -47,7 +47,7 @@ impl Drop for HlsViewer {
 }
 
 /// Serves one HTTP (or HTTPS) connection until it closes; `fd` is its socket's.
-pub async fn serve(
+pub(crate) async fn serve(
     shard: ShardHandle,
     mut stream: Conn,
     peer: Option<SocketAddr>,

@@ -110,7 +110,7 @@ async fn serve(
 /// Accepts until the shard stops, a drain closes the listeners, or (with `cancel`, which
 /// the upgrade watcher fires) a successor takes them over. EMFILE/ENFILE and similar back
 /// off (never spin) and are logged at most once per second with how many happened.
-pub async fn accept_loop(
+pub(crate) async fn accept_loop(
     shard: ShardHandle,
     listener: TcpListener,
     service: Service,

@@ -50,7 +50,7 @@ struct Peer {
 }
 
 /// Serves one RTMP (or RTMPS) connection until it closes; `fd` is its socket's.
-pub async fn serve(
+pub(crate) async fn serve(
     shard: ShardHandle,
     stream: Conn,
     peer: Option<SocketAddr>,

@@ -35,12 +35,12 @@ use crate::shard::pulled::Inflight;
 
 /// A connection's handle on its shard.
 #[derive(Clone)]
-pub struct ShardHandle(Rc<Shard>);
+pub(crate) struct ShardHandle(Rc<Shard>);
 
 impl ShardHandle {
     /// Builds shard `id` and starts its timer and cluster tasks on this thread's runtime;
     /// [`ShardHandle::run_dispatcher`] then runs it until shutdown.
-    pub fn start(
+    pub(crate) fn start(
         id: ShardId,
         config: Arc<Config>,
         mesh: Arc<Mesh>,
@@ -56,70 +56,72 @@ impl ShardHandle {
     }
 
     /// Receives mesh messages until shutdown.
-    pub async fn run_dispatcher(self) {
+    pub(crate) async fn run_dispatcher(self) {
         self.0.run_dispatcher().await;
     }
 
     // ----- what every handler reads ---------------------------------------------------------
 
-    pub fn id(&self) -> ShardId {
+    pub(crate) fn id(&self) -> ShardId {
         self.0.id
     }
 
-    pub fn config(&self) -> &Arc<Config> {
+    pub(crate) fn config(&self) -> &Arc<Config> {
         &self.0.config
     }
 
     /// This shard's counters.
-    pub fn stats(&self) -> &ShardStats {
+    pub(crate) fn stats(&self) -> &ShardStats {
         self.0.counters()
     }
 
     /// The machine's counters and shared state (drain control, registry status, streams).
-    pub fn machine(&self) -> &Arc<Stats> {
+    pub(crate) fn machine(&self) -> &Arc<Stats> {
         &self.0.stats
     }
 
-    pub fn clock(&self) -> Clock {
+    pub(crate) fn clock(&self) -> Clock {
         self.0.clock
     }
 
-    pub fn now_ms(&self) -> u64 {
+    pub(crate) fn now_ms(&self) -> u64 {
         self.0.now_ms()
     }
 
     /// A machine-unique id for a connection.
-    pub fn next_conn_id(&self) -> u64 {
+    pub(crate) fn next_conn_id(&self) -> u64 {
         self.0.next_conn_id()
     }
 
     /// The shard that owns `key`.
-    pub fn owner_of(&self, key: &StreamKey) -> ShardId {
+    pub(crate) fn owner_of(&self, key: &StreamKey) -> ShardId {
         self.0.owner_of(key)
     }
 
     /// This shard's egress counter, for a writer task.
-    pub fn bytes_out(&self) -> BytesOut {
+    pub(crate) fn bytes_out(&self) -> BytesOut {
         BytesOut::new(&self.0.stats, self.0.id)
     }
 
     /// The TLS configuration of a TLS service.
-    pub fn tls_config(&self, service: Service) -> Option<Arc<rustls::ServerConfig>> {
+    pub(crate) fn tls_config(&self, service: Service) -> Option<Arc<rustls::ServerConfig>> {
         self.0.conns.tls_config(service)
     }
 
     /// The machine's connection counts, when limited.
-    pub fn admission(&self) -> Option<&Arc<std::sync::Mutex<edge_core::admission::Admission>>> {
+    pub(crate) fn admission(
+        &self,
+    ) -> Option<&Arc<std::sync::Mutex<edge_core::admission::Admission>>> {
         self.0.conns.admission.as_ref()
     }
 
     /// The zero-copy sender, when this shard's send path is `splice`.
-    pub fn zero_copy(&self) -> Option<&Sender> {
+    pub(crate) fn zero_copy(&self) -> Option<&Sender> {
         self.0.conns.zero_copy.as_ref()
     }
 
     /// Recent on_play allowances of HLS viewers.
-    pub fn grants(&self) -> &RefCell<Grants> {
+    pub(crate) fn grants(&self) -> &RefCell<Grants> {
         &self.0.conns.grants
     }
 
@@ -127,7 +129,7 @@ impl ShardHandle {
 
     /// Attaches a viewer to `key` on this shard. `query` (the viewer's `?…`) goes upstream
     /// if this starts an edge pull.
-    pub fn add_viewer(&self, key: &StreamKey, v: &Rc<Outlet>, query: Option<Arc<str>>) {
+    pub(crate) fn add_viewer(&self, key: &StreamKey, v: &Rc<Outlet>, query: Option<Arc<str>>) {
         let shard = &self.0;
         match v.wire {
             Wire::Rtmp => shard.counters().rtmp_players.inc(),
@@ -148,7 +150,7 @@ impl ShardHandle {
 
     /// Detaches a viewer (connection closed, play stopped). A viewer the replica already
     /// ended (not found, stream over) is gone already.
-    pub fn remove_viewer(&self, key: &StreamKey, v: &Rc<Outlet>) {
+    pub(crate) fn remove_viewer(&self, key: &StreamKey, v: &Rc<Outlet>) {
         let mut removed = false;
         self.0.with_replica(key, |r, fx| {
             removed = r.handle_remove_viewer(ViewerId(v.id), fx)
@@ -161,7 +163,7 @@ impl ShardHandle {
     // ----- publishers -----------------------------------------------------------------------
 
     /// Asks the owner for `key`; resolves with its answer.
-    pub async fn request_publish(
+    pub(crate) async fn request_publish(
         &self,
         key: &StreamKey,
         publisher: PublisherId,
@@ -189,7 +191,7 @@ impl ShardHandle {
 
     /// The publisher left `key`: it unpublished, or (`Departure::Lost`) its connection ended
     /// without a word, which ends the stream as a failure if nobody takes over.
-    pub fn unpublish(&self, key: &StreamKey, publisher: PublisherId, how: Departure) {
+    pub(crate) fn unpublish(&self, key: &StreamKey, publisher: PublisherId, how: Departure) {
         let msg = MeshMsg::Unpublish {
             key: key.clone(),
             publisher,
@@ -199,7 +201,7 @@ impl ShardHandle {
     }
 
     /// A publisher's media message for its owner, its header parsed once here.
-    pub fn media_message(
+    pub(crate) fn media_message(
         &self,
         key: &StreamKey,
         publisher: PublisherId,
@@ -217,38 +219,38 @@ impl ShardHandle {
     }
 
     /// Sends publisher media to the owner, waiting while the channel is full.
-    pub async fn send_media(&self, to: ShardId, msg: MeshMsg) {
+    pub(crate) async fn send_media(&self, to: ShardId, msg: MeshMsg) {
         self.0.port.send_media(to, msg).await;
     }
 
     /// A publisher connected here publishes `key` (its outlet, to refuse it later).
-    pub fn publisher_started(&self, key: &StreamKey, outlet: &Rc<Outlet>) {
+    pub(crate) fn publisher_started(&self, key: &StreamKey, outlet: &Rc<Outlet>) {
         self.0.cluster.publisher_started(key, outlet);
     }
 
-    pub fn publisher_ended(&self, key: &StreamKey, outlet: &Rc<Outlet>) {
+    pub(crate) fn publisher_ended(&self, key: &StreamKey, outlet: &Rc<Outlet>) {
         self.0.cluster.publisher_ended(key, outlet);
     }
 
     // ----- HLS ------------------------------------------------------------------------------
 
     /// The HLS snapshot a request on this shard is answered from.
-    pub fn hls(&self, key: &StreamKey) -> Option<Arc<HlsSnapshot>> {
+    pub(crate) fn hls(&self, key: &StreamKey) -> Option<Arc<HlsSnapshot>> {
         self.0.hls.get(key)
     }
 
     /// Streams that are not published here are pulled over RTMP for `key`.
-    pub fn pulls_stream(&self, key: &StreamKey) -> bool {
+    pub(crate) fn pulls_stream(&self, key: &StreamKey) -> bool {
         self.0.streams.config.pulls_stream(key)
     }
 
     /// HLS viewers are served from HTTP origins.
-    pub fn pulls_hls(&self) -> bool {
+    pub(crate) fn pulls_hls(&self) -> bool {
         self.0.pulls.enabled()
     }
 
     /// An HLS playlist request for `key` on this shard (edge mode): starts or keeps the pull.
-    pub fn hls_demand(&self, key: &StreamKey, query: Option<&str>) {
+    pub(crate) fn hls_demand(&self, key: &StreamKey, query: Option<&str>) {
         let shard = &self.0;
         if !self.pulls_stream(key) && !self.pulls_hls() {
             return;
@@ -277,21 +279,21 @@ impl ShardHandle {
 
     /// Waits while a pull is under way until `key` has an HLS playlist here (the first
     /// segment of a pull), or its origins are known not to give it.
-    pub async fn wait_for_hls(&self, key: &StreamKey) {
+    pub(crate) async fn wait_for_hls(&self, key: &StreamKey) {
         let clock = self.0.clock;
         self.0.hls.wait_for(key, || clock.now_ms()).await;
     }
 
     /// The status playlist requests for `key` get while its origin fails (and no playlist
     /// was ever loaded).
-    pub fn hls_unavailable(&self, key: &StreamKey) -> Option<u16> {
+    pub(crate) fn hls_unavailable(&self, key: &StreamKey) -> Option<u16> {
         self.0.hls.unavailable(key, self.0.now_ms())
     }
 
     /// Segment `seq` of a pulled stream, not in the snapshot: the download under way (or
     /// failed recently), or a new request to the owner. `None` when this node does not pull
     /// over HLS, or while too many are in flight here.
-    pub fn pulled_segment(&self, key: &StreamKey, seq: u64) -> Option<Rc<Inflight>> {
+    pub(crate) fn pulled_segment(&self, key: &StreamKey, seq: u64) -> Option<Rc<Inflight>> {
         let shard = &self.0;
         if !shard.pulls.enabled() {
             return None;
@@ -327,13 +329,13 @@ impl ShardHandle {
     // ----- where a stream is served instead -------------------------------------------------
 
     /// The live node that holds `key`, when it is another node.
-    pub fn located_elsewhere(&self, key: &StreamKey) -> Option<NodeRecord> {
+    pub(crate) fn located_elsewhere(&self, key: &StreamKey) -> Option<NodeRecord> {
         self.0.cluster.located_elsewhere(key)
     }
 
     /// Where an RTMP play for `key` is sent instead (an origin in `--cluster-mode redirect`;
     /// a node that pulls does not redirect).
-    pub fn rtmp_redirect(&self, key: &StreamKey) -> Option<String> {
+    pub(crate) fn rtmp_redirect(&self, key: &StreamKey) -> Option<String> {
         if self.0.streams.config.pulls() {
             return None;
         }
@@ -343,7 +345,7 @@ impl ShardHandle {
 
     /// Where an HTTP-FLV or playlist request for `key` is sent instead (origin role): the
     /// same path and query on the holder.
-    pub fn http_redirect(
+    pub(crate) fn http_redirect(
         &self,
         key: &StreamKey,
         path: &str,
@@ -359,7 +361,7 @@ impl ShardHandle {
     /// Where a draining node sends an HLS viewer's next playlist request (another edge, or
     /// the holder; never a draining node). `None`: keep serving, also while the peer cannot
     /// yet continue where this node's viewers are.
-    pub fn drain_redirect(
+    pub(crate) fn drain_redirect(
         &self,
         key: &StreamKey,
         path: &str,
@@ -373,7 +375,7 @@ impl ShardHandle {
     /// After an upgrade handover: whether an HLS viewer's playlist response here may close
     /// its connection, so that its next request reaches the successor (it lists what the
     /// viewer may still need).
-    pub fn successor_ready(&self, key: &StreamKey, path: &str, query: Option<&str>) -> bool {
+    pub(crate) fn successor_ready(&self, key: &StreamKey, path: &str, query: Option<&str>) -> bool {
         let Some(at) = self.0.stats.http_addr.get() else {
             return true;
         };
@@ -391,7 +393,7 @@ impl ShardHandle {
 
     /// Where a draining node asks a publisher of `app` to reconnect, as an
     /// `rtmp://host:port/app` tcUrl.
-    pub fn drain_publish_peer(&self, app: &str) -> Option<String> {
+    pub(crate) fn drain_publish_peer(&self, app: &str) -> Option<String> {
         self.0.cluster.drain_publish_peer(app)
     }
 }

@@ -24,21 +24,21 @@ use crate::machine::stats::{BytesOut, ShardStats};
 use crate::net::clock::Clock;
 
 /// Buffers per `writev`.
-pub const MAX_BATCH: usize = 64;
+pub(crate) const MAX_BATCH: usize = 64;
 /// With write coalescing, a viewer with this much queued (a join burst, a catch-up) is
 /// written at once: holding it back would only slow it down.
 const COALESCE_BACKLOG_BYTES: usize = 64 << 10;
 
 /// Which wire form of a frame this connection takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Wire {
+pub(crate) enum Wire {
     Rtmp,
     Flv,
 }
 
 /// How a connection ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Close {
+pub(crate) enum Close {
     /// Send what is queued, then close (end of stream, not-found replies).
     Flush,
     /// Close now (slow viewer, protocol error, peer gone).
@@ -46,7 +46,7 @@ pub enum Close {
 }
 
 /// The outgoing half of one connection.
-pub struct Outlet {
+pub(crate) struct Outlet {
     pub id: u64,
     pub wire: Wire,
     clock: Clock,
@@ -63,7 +63,7 @@ pub struct Outlet {
 }
 
 impl Outlet {
-    pub fn new(id: u64, wire: Wire, limits: QueueLimits, clock: Clock) -> Rc<Self> {
+    pub(crate) fn new(id: u64, wire: Wire, limits: QueueLimits, clock: Clock) -> Rc<Self> {
         Rc::new(Self {
             id,
             wire,
@@ -80,7 +80,7 @@ impl Outlet {
 
     /// Queues bytes that must arrive. A peer whose unread replies pass the queue's hard limit
     /// is disconnected.
-    pub fn push_control(&self, bytes: Bytes) {
+    pub(crate) fn push_control(&self, bytes: Bytes) {
         if self.close.get().is_some() {
             return;
         }
@@ -96,7 +96,7 @@ impl Outlet {
     }
 
     /// Queues a frame's wire form under the queue's overflow policy.
-    pub fn push_frame(&self, frame: &Frame, now_ms: u64) -> PushOutcome {
+    pub(crate) fn push_frame(&self, frame: &Frame, now_ms: u64) -> PushOutcome {
         if self.close.get().is_some() {
             return PushOutcome::Dropped;
         }
@@ -120,7 +120,7 @@ impl Outlet {
     }
 
     /// Whether a resync should skip `frame` because this outlet already queued it.
-    pub fn already_has(&self, frame: &Frame) -> bool {
+    pub(crate) fn already_has(&self, frame: &Frame) -> bool {
         if frame.flags.header {
             return false;
         }
@@ -130,17 +130,17 @@ impl Outlet {
         }
     }
 
-    pub fn require_sync_point(&self) {
+    pub(crate) fn require_sync_point(&self) {
         self.queue.borrow_mut().require_sync_point();
     }
 
-    pub fn joined(&self) -> bool {
+    pub(crate) fn joined(&self) -> bool {
         self.joined.get()
     }
 
     /// Delivers the head of a stream's join (HTTP-FLV: the response head and the FLV file
     /// header) and lets live frames through from now on.
-    pub fn start_join(&self) {
+    pub(crate) fn start_join(&self) {
         if self.wire == Wire::Flv {
             self.push_control(http::flv_response_head());
             self.push_control(Bytes::from_static(edge_core::flv::FILE_HEADER_CHUNKED));
@@ -152,7 +152,7 @@ impl Outlet {
     /// RTMP: an `onStatus` (error-level unless the stream ended in order). HTTP-FLV: the
     /// last chunk at an orderly end, nothing more after a failure (the client sees the
     /// chunked body cut short, not an end), or a 404/502 if the response never started.
-    pub fn finish(&self, reason: FinishReason) {
+    pub(crate) fn finish(&self, reason: FinishReason) {
         match self.wire {
             Wire::Rtmp => {
                 self.push_control(status_message(
@@ -180,7 +180,7 @@ impl Outlet {
     }
 
     /// Whether the writer closed it for being slow (the connection's end counts it).
-    pub fn was_slow(&self) -> bool {
+    pub(crate) fn was_slow(&self) -> bool {
         self.slow.get()
     }
 
@@ -194,7 +194,7 @@ impl Outlet {
     }
 
     /// Starts closing. The first reason wins.
-    pub fn close(&self, how: Close) {
+    pub(crate) fn close(&self, how: Close) {
         if self.close.get().is_none() {
             self.close.set(Some(how));
         }
@@ -205,16 +205,12 @@ impl Outlet {
     }
 
     /// How the outlet is closing, if it is.
-    pub fn close_mode(&self) -> Option<Close> {
+    pub(crate) fn close_mode(&self) -> Option<Close> {
         self.close.get()
     }
 
-    pub fn is_closing(&self) -> bool {
-        self.close.get().is_some()
-    }
-
     /// Resolves once [`Outlet::close`] was called (the reader selects on this).
-    pub async fn closed(&self) {
+    pub(crate) async fn closed(&self) {
         poll_fn(|cx| {
             if self.close.get().is_some() {
                 Poll::Ready(())
@@ -264,7 +260,7 @@ impl Outlet {
     /// once per that many milliseconds, so the frames that arrive meanwhile leave in one
     /// `writev`: fewer sends and fewer packets per viewer, for up to that much latency. The
     /// join sequence, a backlog and closes are never held back.
-    pub async fn run_writer<W: AsyncWriteRent>(
+    pub(crate) async fn run_writer<W: AsyncWriteRent>(
         self: Rc<Self>,
         mut sink: W,
         coalesce_ms: u64,
@@ -335,7 +331,7 @@ impl Outlet {
 /// Ends a connection: closes the outlet (`how`, unless a reason was already set), makes the
 /// close abortive when it aborts, waits for the writer (which counted its bytes as it wrote
 /// them), and counts the viewer if the writer closed it for being slow.
-pub async fn finish(
+pub(crate) async fn finish(
     outlet: &Outlet,
     how: Close,
     fd: std::os::fd::RawFd,
@@ -360,7 +356,7 @@ pub async fn finish(
 
 /// Makes the coming close of `fd` abortive (RST): an aborted viewer's unsent bytes are
 /// discarded at once instead of lingering in kernel buffers behind a zero window.
-pub fn reset_on_close(fd: std::os::fd::RawFd) {
+pub(crate) fn reset_on_close(fd: std::os::fd::RawFd) {
     let linger = libc::linger {
         l_onoff: 1,
         l_linger: 0,
@@ -388,7 +384,7 @@ fn kind_index(kind: MediaKind) -> Option<usize> {
 /// Buffers for one `writev`, with their iovecs. Owned by the kernel while the write is in
 /// flight and handed back after, as monoio's rent model requires.
 #[derive(Default)]
-pub struct WriteBatch {
+pub(crate) struct WriteBatch {
     bufs: Vec<Bytes>,
     iov: Vec<libc::iovec>,
     /// First iovec not fully written.
@@ -451,7 +447,7 @@ unsafe impl IoVecBuf for WriteBatch {
 
 /// Writes `bufs` in order with as few syscalls as the socket allows (one `writev` when it
 /// takes everything), without copying them.
-pub async fn write_bufs<W: AsyncWriteRent>(
+pub(crate) async fn write_bufs<W: AsyncWriteRent>(
     sink: &mut W,
     bufs: Vec<Bytes>,
 ) -> std::io::Result<usize> {

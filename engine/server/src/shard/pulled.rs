@@ -20,7 +20,7 @@ use crate::shard::outlet::write_bufs;
 
 /// Where a segment's download is, on this shard.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Progress {
+pub(crate) enum Progress {
     /// Asked for; nothing heard from the owner yet.
     Requested,
     /// Bytes are arriving.
@@ -34,7 +34,7 @@ pub enum Progress {
 }
 
 /// One segment on its way.
-pub struct Inflight {
+pub(crate) struct Inflight {
     content_length: Cell<Option<u64>>,
     pieces: RefCell<Vec<Bytes>>,
     progress: Cell<Progress>,
@@ -49,7 +49,7 @@ enum Next {
 }
 
 impl Inflight {
-    pub fn new(progress: Progress) -> Self {
+    pub(crate) fn new(progress: Progress) -> Self {
         Self {
             content_length: Cell::new(None),
             pieces: RefCell::new(Vec::new()),
@@ -58,27 +58,27 @@ impl Inflight {
         }
     }
 
-    pub fn progress(&self) -> Progress {
+    pub(crate) fn progress(&self) -> Progress {
         self.progress.get()
     }
 
     /// The owner started the download (again, after a failure: from the beginning).
-    pub fn start(&self, content_length: Option<u64>) {
+    pub(crate) fn start(&self, content_length: Option<u64>) {
         self.content_length.set(content_length);
         self.pieces.borrow_mut().clear();
         self.set(Progress::Arriving);
     }
 
-    pub fn push(&self, piece: Bytes) {
+    pub(crate) fn push(&self, piece: Bytes) {
         self.pieces.borrow_mut().push(piece);
         self.wake();
     }
 
-    pub fn finish(&self) {
+    pub(crate) fn finish(&self) {
         self.set(Progress::Done);
     }
 
-    pub fn fail(&self, status: u16, until_ms: u64) {
+    pub(crate) fn fail(&self, status: u16, until_ms: u64) {
         self.pieces.borrow_mut().clear();
         self.set(Progress::Failed { status, until_ms });
     }
@@ -126,7 +126,7 @@ impl Inflight {
 }
 
 /// How a request for a segment on its way was answered.
-pub enum Served {
+pub(crate) enum Served {
     /// Complete; the connection may carry the next request.
     Complete,
     /// An error status was sent (the connection may be kept).
@@ -138,7 +138,7 @@ pub enum Served {
 /// Answers one GET or HEAD from `seg`, as its bytes arrive. `wait` bounds the wait for the
 /// first byte and for every piece after it (the owner's own deadlines end a stuck download
 /// before that).
-pub async fn serve(
+pub(crate) async fn serve(
     stream: &mut Conn,
     seg: &Inflight,
     keep_alive: bool,
@@ -232,7 +232,7 @@ async fn refuse(
 }
 
 /// An HLS origin's failure as the edge answers it: 502, 504, or 404.
-pub fn error_response(status: u16, keep_alive: bool, head_only: bool) -> Vec<Bytes> {
+pub(crate) fn error_response(status: u16, keep_alive: bool, head_only: bool) -> Vec<Bytes> {
     let body: &'static str = match status {
         404 => "not found at the origin\n",
         504 => "origin timed out\n",

@@ -16,11 +16,11 @@ use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 use crate::config::access::HookUrl;
 
 /// The most of a reply read (head and body).
-pub const MAX_REPLY: usize = 64 * 1024;
+pub(crate) const MAX_REPLY: usize = 64 * 1024;
 
 /// Why a hook gave no reply to judge.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum HookFailure {
+pub(crate) enum HookFailure {
     #[error("no reply within {0} ms")]
     Timeout(u64),
     #[error("unreachable: {0}")]
@@ -30,7 +30,7 @@ pub enum HookFailure {
 }
 
 /// POSTs `body` (JSON) to `url`; the status and body of the reply.
-pub async fn post(
+pub(crate) async fn post(
     url: &HookUrl,
     body: String,
     timeout: Duration,
@@ -45,7 +45,7 @@ pub async fn post(
 }
 
 /// GETs `url`; the status and body of the reply.
-pub async fn get(url: &HookUrl, timeout: Duration) -> Result<(u16, Vec<u8>), HookFailure> {
+pub(crate) async fn get(url: &HookUrl, timeout: Duration) -> Result<(u16, Vec<u8>), HookFailure> {
     let request = format!(
         "GET {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: edge-engine\r\nConnection: close\r\n\r\n",
         url.target, url.authority

@@ -34,7 +34,7 @@ type Address = (String, u16, bool);
 
 /// Timeouts of one request.
 #[derive(Debug, Clone, Copy)]
-pub struct Deadlines {
+pub(crate) struct Deadlines {
     pub connect: Duration,
     /// From the request's write to the response's first byte.
     pub first_byte: Duration,
@@ -43,7 +43,7 @@ pub struct Deadlines {
 }
 
 /// What a request delivers to its caller.
-pub enum Delivery<'a> {
+pub(crate) enum Delivery<'a> {
     Head(&'a ResponseHead),
     Body(&'a [u8]),
 }
@@ -51,13 +51,13 @@ pub enum Delivery<'a> {
 /// How to reach one origin address when its `[[origins]]` table says more than the
 /// defaults: the way out, and the connect deadline.
 #[derive(Debug, Clone)]
-pub struct OriginRoute {
+pub(crate) struct OriginRoute {
     pub egress: dial::Egress,
     pub connect_timeout: Option<Duration>,
 }
 
 /// A shard's connections to HTTP origins.
-pub struct OriginPool {
+pub(crate) struct OriginPool {
     idle: RefCell<HashMap<Address, Vec<Conn>>>,
     tls: Option<Arc<rustls::ClientConfig>>,
     routes: HashMap<Address, OriginRoute>,
@@ -65,7 +65,7 @@ pub struct OriginPool {
 
 impl OriginPool {
     /// A pool; `routes` are the origins with settings of their own, by (host, port, TLS).
-    pub fn new(
+    pub(crate) fn new(
         tls: Option<Arc<rustls::ClientConfig>>,
         routes: HashMap<(String, u16, bool), OriginRoute>,
     ) -> Self {
@@ -80,7 +80,7 @@ impl OriginPool {
     /// `Err` for a failure to connect or read, a deadline passed, or a body that ended
     /// early; `deliver`'s own error stops the request. A status other than 200 is the
     /// caller's to judge (its head is delivered).
-    pub async fn get(
+    pub(crate) async fn get(
         &self,
         target: &FetchTarget,
         deadlines: Deadlines,

@@ -24,7 +24,7 @@ use tracing::{info, warn};
 const POLL: Duration = Duration::from_millis(200);
 
 /// The predecessor, as its handover described it.
-pub struct Predecessor {
+pub(crate) struct Predecessor {
     /// Its relay, as an origin whose app is each stream's own (`*`).
     pub origin: OriginUrl,
     streams: HashSet<StreamKey>,
@@ -32,7 +32,7 @@ pub struct Predecessor {
 }
 
 impl Predecessor {
-    pub fn new(relay: SocketAddr, streams: impl IntoIterator<Item = StreamKey>) -> Self {
+    pub(crate) fn new(relay: SocketAddr, streams: impl IntoIterator<Item = StreamKey>) -> Self {
         Self {
             origin: OriginUrl {
                 host: relay.ip().to_string(),
@@ -47,18 +47,13 @@ impl Predecessor {
 
     /// Whether `key` is pulled from the predecessor: it held the stream at the handover and
     /// still runs.
-    pub fn serves(&self, key: &StreamKey) -> bool {
+    pub(crate) fn serves(&self, key: &StreamKey) -> bool {
         self.alive.load(Ordering::Acquire) && self.streams.contains(key)
-    }
-
-    /// How many streams it held.
-    pub fn streams(&self) -> usize {
-        self.streams.len()
     }
 
     /// Watches process `pid` from a thread of its own; once it has exited, no stream is
     /// pulled from it any more (a play for one is answered as an origin answers).
-    pub fn watch(self: &Arc<Self>, pid: u32) {
+    pub(crate) fn watch(self: &Arc<Self>, pid: u32) {
         let me = Arc::clone(self);
         let spawned = std::thread::Builder::new()
             .name("edge-predecessor".into())

@@ -33,12 +33,12 @@ const PUBLISH_START_MIN: Duration = Duration::from_secs(5);
 
 /// Where a connection task reports. The shard implements it by handing the report to the
 /// stream's owner state machine; a `false` means the connection is no longer wanted.
-pub trait LinkSink {
+pub(crate) trait LinkSink {
     fn link_event(self: Rc<Self>, key: &StreamKey, link: LinkId, ev: LinkEvent) -> bool;
 }
 
 /// What a connection task is told.
-pub struct LinkParams {
+pub(crate) struct LinkParams {
     pub key: StreamKey,
     pub link: LinkId,
     pub url: OriginUrl,
@@ -61,29 +61,29 @@ pub struct LinkParams {
 /// A one-way stop signal for a connection task (single-threaded; one waiting task at a
 /// time — the forward writer is woken through its queue instead).
 #[derive(Default)]
-pub struct Cancel {
+pub(crate) struct Cancel {
     done: Cell<bool>,
     waker: Cell<Option<Waker>>,
 }
 
 impl Cancel {
-    pub fn new() -> Rc<Self> {
+    pub(crate) fn new() -> Rc<Self> {
         Rc::new(Self::default())
     }
 
-    pub fn cancel(&self) {
+    pub(crate) fn cancel(&self) {
         self.done.set(true);
         if let Some(w) = self.waker.take() {
             w.wake();
         }
     }
 
-    pub fn is_cancelled(&self) -> bool {
+    pub(crate) fn is_cancelled(&self) -> bool {
         self.done.get()
     }
 
     /// Resolves once cancelled (one waiting task at a time).
-    pub async fn cancelled(&self) {
+    pub(crate) async fn cancelled(&self) {
         poll_fn(|cx| {
             if self.done.get() {
                 Poll::Ready(())
@@ -98,14 +98,14 @@ impl Cancel {
 
 /// Frames waiting for a forward session: edge-core's [`FrameQueue`] (its overflow policy)
 /// and the waker of the session's writer.
-pub struct ForwardQueue {
+pub(crate) struct ForwardQueue {
     frames: RefCell<FrameQueue>,
     waker: Cell<Option<Waker>>,
     closed: Cell<bool>,
 }
 
 impl ForwardQueue {
-    pub fn new(limit_bytes: usize) -> Rc<Self> {
+    pub(crate) fn new(limit_bytes: usize) -> Rc<Self> {
         Rc::new(Self {
             frames: RefCell::new(FrameQueue::new(limit_bytes)),
             waker: Cell::new(None),
@@ -113,20 +113,20 @@ impl ForwardQueue {
         })
     }
 
-    pub fn push(&self, f: &Frame) {
+    pub(crate) fn push(&self, f: &Frame) {
         if self.frames.borrow_mut().push(f) {
             self.wake();
         }
     }
 
     /// The session starts over from `join`.
-    pub fn reset(&self, join: Vec<Frame>) {
+    pub(crate) fn reset(&self, join: Vec<Frame>) {
         self.frames.borrow_mut().reset(join);
         self.wake();
     }
 
     /// The forward's connection is no longer wanted.
-    pub fn close(&self) {
+    pub(crate) fn close(&self) {
         self.closed.set(true);
         self.frames.borrow_mut().reset(Vec::new());
         self.wake();
@@ -188,7 +188,7 @@ fn refusal(code: &str) -> bool {
 }
 
 /// Runs one pull connection until it fails or is cancelled, reporting to the stream's owner.
-pub async fn run_pull(sink: Rc<dyn LinkSink>, p: LinkParams, cancel: Rc<Cancel>) {
+pub(crate) async fn run_pull(sink: Rc<dyn LinkSink>, p: LinkParams, cancel: Rc<Cancel>) {
     let end = pull_session(&sink, &p, &cancel).await;
     if let Some(ev) = end {
         if !cancel.is_cancelled() {
@@ -289,7 +289,7 @@ async fn pull_session(
 
 /// Runs one forward session (a publish to one origin) until it fails or is cancelled; the
 /// owner decides whether another follows.
-pub async fn run_forward(
+pub(crate) async fn run_forward(
     sink: Rc<dyn LinkSink>,
     p: LinkParams,
     queue: Rc<ForwardQueue>,
