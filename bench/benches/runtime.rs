@@ -2,12 +2,12 @@
 //! same pattern on monoio (io_uring) and on glommio. One task per connection writes the buffer
 //! `iters` times; the reported time is per iteration (one buffer to all 200 connections).
 //! The server runtime is pinned to CPU 0; a reader thread on CPU 1 drains every socket.
-//! This keeps the README's runtime decision reproducible; glommio is used nowhere else.
+//! This keeps the runtime decision (docs/ARCHITECTURE.md) reproducible; glommio is used nowhere else.
 //!
 //! Run: `cargo bench -p bench --bench runtime`.
 //! Last results (ci-vm: 2 vCPU Xeon, 2026-11-21, commit 0db4e73): monoio 283 µs, glommio
 //! 174 µs per fan-out to 200 connections (1.42 µs against 0.87 µs per write): glommio was
-//! faster in this pattern; see the README's runtime note for what that does and does not change.
+//! faster in this pattern; see the runtime record in docs/ARCHITECTURE.md for what that does and does not change.
 
 use std::io::Read;
 use std::net::{SocketAddr, TcpStream};

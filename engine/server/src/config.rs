@@ -47,8 +47,8 @@ use access::{AccessConfig, HookUrl, Hooks, OnFailure, UpstreamSign};
                   over the environment, which wins over the file.\n\
                   Subcommands: `edge-engine sign --help` mints signed play and publish URLs; \
                   `edge-engine convert-config OLD` prints an old `name = value` file as TOML.\n\
-                  Every setting, commented: deploy/edge-engine.toml; at length: README.md, \
-                  section \"Flags\"."
+                  Every setting, commented: deploy/edge-engine.toml; at length: docs/CONFIG.md \
+                  (README.md links every guide)."
 )]
 pub(crate) struct Args {
     /// Read settings from FILE (TOML: the long flag names as keys, [apps.NAME] and

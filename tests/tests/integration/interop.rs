@@ -1,7 +1,7 @@
 //! Interoperability with real peers from Debian's packages, each a test that can fail: a
 //! strict (SRS-like) origin, GStreamer and librtmp publishers, rtmpdump and GStreamer players
 //! over RTMP, HTTP-FLV and HLS. Every player must decode frames, counted, not just connect.
-//! `.ci/run` installs the peers; the README's compatibility table names each test.
+//! `.ci/run` installs the peers; docs/guide/origin.md's compatibility table names each test.
 
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -9,6 +9,7 @@ mod basics;
 mod browser;
 mod cluster;
 mod deploy;
+mod docs;
 mod drain;
 mod edge;
 mod hls_feed;

@@ -353,7 +353,7 @@ fn shard_thread(ctx: ShardCtx) {
         // with the default ring each of them runs the ring's pending completions on its way
         // out of the kernel. DEFER_TASKRUN leaves them to the runtime's own wait: measured
         // with wrk at 64 KB, zero-copy went from 0.82x to 1.07x of writev's requests/s
-        // (README, design notes). Kernels before 6.1 refuse it: then the default ring.
+        // (docs/ARCHITECTURE.md, the zero-copy record). Kernels before 6.1 refuse it: then the default ring.
         let defer = ctx.config.zero_copy && zerocopy::probe_kernel().is_ok();
         let build = |defer: bool| {
             let mut urb = io_uring::IoUring::builder();
