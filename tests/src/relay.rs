@@ -1,6 +1,6 @@
 //! A TCP relay for tests: it holds every byte for a fixed time in each direction (a round
-//! trip of twice that; this kernel has no netem), and records the head line of every HTTP
-//! request that passes towards the server.
+//! trip of twice that; this kernel has no netem), and records the source address of every
+//! connection and the head line of every HTTP request that passes towards the server.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 pub struct DelayRelay {
     pub addr: SocketAddr,
     requests: Arc<Mutex<Vec<String>>>,
+    peers: Arc<Mutex<Vec<SocketAddr>>>,
 }
 
 impl DelayRelay {
@@ -20,10 +21,14 @@ impl DelayRelay {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let requests = Arc::new(Mutex::new(Vec::new()));
-        let seen = Arc::clone(&requests);
+        let peers = Arc::new(Mutex::new(Vec::new()));
+        let (seen, from) = (Arc::clone(&requests), Arc::clone(&peers));
         std::thread::spawn(move || {
             for conn in listener.incoming() {
                 let Ok(client) = conn else { return };
+                if let Ok(peer) = client.peer_addr() {
+                    from.lock().unwrap().push(peer);
+                }
                 let Ok(server) = TcpStream::connect(upstream) else {
                     continue;
                 };
@@ -33,7 +38,17 @@ impl DelayRelay {
                 pipe(s2, c2, one_way, None);
             }
         });
-        DelayRelay { addr, requests }
+        DelayRelay {
+            addr,
+            requests,
+            peers,
+        }
+    }
+
+    /// The source address of every connection accepted so far, in order.
+    pub fn source_ips(&self) -> Vec<String> {
+        let peers = self.peers.lock().unwrap();
+        peers.iter().map(|p| p.ip().to_string()).collect()
     }
 
     /// The request lines seen so far (`GET /live/x.m3u8 HTTP/1.1`), in order.

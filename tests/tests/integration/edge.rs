@@ -575,46 +575,6 @@ fn a_killed_origin_ends_edge_viewers_with_a_failure_and_a_clean_end_stays_clean(
     );
 }
 
-/// A TCP relay on 127.0.0.1 in front of `upstream` that records the source address of every
-/// connection it accepts, and passes bytes both ways untouched.
-struct PeerRecorder {
-    addr: std::net::SocketAddr,
-    peers: Arc<std::sync::Mutex<Vec<std::net::SocketAddr>>>,
-}
-
-impl PeerRecorder {
-    fn start(upstream: std::net::SocketAddr) -> PeerRecorder {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let peers = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let seen = Arc::clone(&peers);
-        std::thread::spawn(move || {
-            for conn in listener.incoming() {
-                let Ok(client) = conn else { return };
-                seen.lock().unwrap().push(client.peer_addr().unwrap());
-                let Ok(origin) = std::net::TcpStream::connect(upstream) else {
-                    continue;
-                };
-                for (mut from, mut to) in [
-                    (client.try_clone().unwrap(), origin.try_clone().unwrap()),
-                    (origin, client),
-                ] {
-                    std::thread::spawn(move || {
-                        let _ = std::io::copy(&mut from, &mut to);
-                        let _ = to.shutdown(std::net::Shutdown::Both);
-                    });
-                }
-            }
-        });
-        PeerRecorder { addr, peers }
-    }
-
-    fn source_ips(&self) -> Vec<String> {
-        let peers = self.peers.lock().unwrap();
-        peers.iter().map(|p| p.ip().to_string()).collect()
-    }
-}
-
 /// Writes `text` as a config file for this test process and returns its path.
 fn config_file(name: &str, text: &str) -> String {
     let path = std::env::temp_dir().join(format!("edge-{name}-{}.toml", std::process::id()));
@@ -627,8 +587,8 @@ fn an_origin_table_sends_rtmp_and_hls_pulls_from_its_source_address() {
     let origin = Engine::start(&["--cores", "1"]);
     let _publisher = publish_loop(&origin.rtmp_url("live/bound"));
     wait_until_published(&origin, "bound");
-    let rtmp_relay = PeerRecorder::start(origin.rtmp);
-    let http_relay = PeerRecorder::start(origin.http);
+    let rtmp_relay = DelayRelay::start(origin.rtmp, Duration::ZERO);
+    let http_relay = DelayRelay::start(origin.http, Duration::ZERO);
     let rtmp_conf = config_file(
         "bind-rtmp",
         &format!(
