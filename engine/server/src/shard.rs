@@ -25,7 +25,6 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use edge_core::hls::pull::FetchTarget;
 use edge_core::hls::HlsSnapshot;
 use edge_core::owner::{LinkRole, Owner, OwnerEffect};
 use edge_core::replica::{FinishReason, ReplicaEffect};
@@ -35,12 +34,11 @@ use edge_core::{LinkId, ShardId, StreamKey};
 use tracing::{debug, error, info};
 
 use crate::config::Config;
-use crate::machine::registry::ShardRegistry;
 use crate::machine::stats::{Counter, Protocol, ShardStats, Stats, StreamView};
 use crate::net::arena::{Arena, ArenaStore};
 use crate::net::clock::Clock;
 use crate::net::contain;
-use crate::net::mesh::{Mesh, MeshMsg, SegmentEvent};
+use crate::net::mesh::{Mesh, MeshMsg};
 use crate::net::timer::Timers;
 use crate::shard::outlet::{Outlet, Wire};
 use crate::upstream::rtmp::LinkSink;
@@ -60,7 +58,7 @@ pub(crate) mod pulled;
 mod stream_config;
 mod streams;
 
-pub(crate) use handle::ShardHandle;
+pub(crate) use handle::{MachineWide, ShardHandle};
 
 use streams::{Owned, ViewerReplica};
 
@@ -75,16 +73,6 @@ enum TimerKey {
     Demand,
     /// An HLS pull's deadline (reload, retry, idle).
     HlsPull(StreamKey),
-}
-
-/// What a shard shares with the whole machine besides the mesh and the counters.
-pub(crate) struct MachineWide {
-    /// The machine's connection counts, when --max-connections(-per-ip) is set.
-    pub admission: Option<Arc<std::sync::Mutex<edge_core::admission::Admission>>>,
-    /// This shard's handle on the registry threads (--registry).
-    pub registry: Option<ShardRegistry>,
-    /// An upgrade's predecessor whose streams are pulled from its relay.
-    pub predecessor: Option<Arc<crate::upstream::predecessor::Predecessor>>,
 }
 
 /// The per-core state: the machine-wide things it reads, and its parts.
@@ -230,7 +218,7 @@ impl Shard {
                 o.handle_metadata(publisher, body, fx)
             }),
             MeshMsg::Hls { key, snapshot } => self.hls.install(&key, snapshot),
-            MeshMsg::HlsMiss { key, seq, from } => self.hls_miss(&key, seq, from),
+            MeshMsg::HlsMiss { key, seq, from } => pull_runner::miss(self, &key, seq, from),
             MeshMsg::HlsUnavailable { key, status } => self.hls.mark_unavailable(&key, status, now),
             MeshMsg::HlsSegment { key, seq, event } => {
                 self.hls.segment_event(&key, seq, event, now)
@@ -612,36 +600,6 @@ impl Shard {
         true
     }
 
-    /// On the owner: shard `from` asks for pulled segment `seq`.
-    fn hls_miss(self: &Rc<Self>, key: &StreamKey, seq: u64, from: ShardId) {
-        let events = match self.pulls.done_segment(key, seq) {
-            // Not complete yet: the pull fetches it (at most once).
-            Some(None) => {
-                let now = self.now_ms();
-                pull_runner::call(self, key, |p, fx| p.handle_miss(seq, now, fx));
-                return;
-            }
-            // No pull: gone.
-            None => vec![SegmentEvent::Failed { status: 404 }],
-            // Complete (and the snapshot holding it on its way to `from`, which asked before
-            // it arrived): `from` hears the whole download again.
-            Some(Some(seg)) => std::iter::once(SegmentEvent::Start {
-                content_length: Some(seg.len as u64),
-            })
-            .chain(seg.pieces.iter().cloned().map(SegmentEvent::Data))
-            .chain(std::iter::once(SegmentEvent::Done))
-            .collect(),
-        };
-        for event in events {
-            let msg = MeshMsg::HlsSegment {
-                key: key.clone(),
-                seq,
-                event,
-            };
-            self.port.send_control(from, msg);
-        }
-    }
-
     // ----- the cluster ----------------------------------------------------------------------
 
     /// Applies the registry's updates until shutdown.
@@ -729,89 +687,6 @@ impl LinkSink for Shard {
                 false
             }
         }
-    }
-}
-
-impl pull_runner::PullHost for Shard {
-    fn pulls(&self) -> &hlspull::HlsPulls {
-        &self.pulls
-    }
-    fn id(&self) -> ShardId {
-        self.id
-    }
-    fn now_ms(&self) -> u64 {
-        Shard::now_ms(self)
-    }
-    fn unix_ms(&self, now_ms: u64) -> u64 {
-        self.clock.unix_ms(now_ms)
-    }
-    fn counters(&self) -> &ShardStats {
-        Shard::counters(self)
-    }
-    fn prefetch(&self) -> bool {
-        self.config.hls_prefetch
-    }
-    fn stream_view(&self, key: &StreamKey) -> Arc<StreamView> {
-        self.streams.view(key).unwrap_or_else(|| {
-            let view = Arc::new(StreamView::new(key.clone(), self.id));
-            self.stats.add_stream(Arc::clone(&view));
-            view
-        })
-    }
-    fn hls_policy(&self, key: &StreamKey) -> edge_core::hls::HlsConfig {
-        self.config.apps.get(key.app()).hls
-    }
-    fn published_here(&self, key: &StreamKey) -> bool {
-        self.streams.read_owner(key, |o| !o.owner.fed_by_hls()) == Some(true)
-    }
-    fn announce_segment(&self, key: &StreamKey, seq: u64, event: SegmentEvent) {
-        self.hls
-            .announce_segment(&self.port, key, seq, event, self.now_ms());
-    }
-    fn announce_unavailable(&self, key: &StreamKey, status: u16) {
-        self.hls
-            .announce_unavailable(&self.port, key, status, self.now_ms());
-    }
-    fn install_snapshot(self: &Rc<Self>, key: &StreamKey, snapshot: HlsSnapshot) {
-        self.install_own_hls(key, snapshot);
-    }
-    fn pull_ended(self: &Rc<Self>, key: &StreamKey, fed_owner: bool) {
-        if fed_owner {
-            self.with_owner(key, false, |o, fx| o.handle_hls_pull_ended(fx));
-        }
-        if !self.streams.owns(key) {
-            self.stats.remove_stream(self.id, key);
-        }
-        self.timers.arm(TimerKey::HlsPull(key.clone()), None);
-        self.hls.forget(&self.port, key);
-        self.hls.forget_inflight(key);
-    }
-    fn arm_pull(&self, key: &StreamKey, at: Option<u64>) {
-        self.timers.arm(TimerKey::HlsPull(key.clone()), at);
-    }
-    fn feed_owner(self: &Rc<Self>, key: &StreamKey, segment: pull_runner::FedSegment) {
-        let now = self.now_ms();
-        self.owner_media(key, 0, |o, fx| {
-            let s = segment;
-            o.handle_hls_segment(s.seq, s.newest, s.discontinuity, s.pieces, now, fx)
-        });
-    }
-    fn feed_failed(self: &Rc<Self>, key: &StreamKey, seq: u64) {
-        let now = self.now_ms();
-        self.with_owner(key, false, |o, fx| {
-            o.handle_hls_segment_failed(seq, now, fx)
-        });
-    }
-}
-
-impl hlspull::PullSink for Shard {
-    fn pull_event(
-        self: Rc<Self>,
-        key: &StreamKey,
-        target: &FetchTarget,
-        event: hlspull::PullEvent,
-    ) {
-        pull_runner::handle_event(&self, key, target, event);
     }
 }
 

@@ -22,8 +22,9 @@ use tracing::warn;
 
 use super::cluster::same_request_at;
 use super::hls::Lookup;
-use super::{protocol_of, MachineWide, Shard};
+use super::{protocol_of, Shard};
 use crate::config::Config;
+use crate::machine::registry::ShardRegistry;
 use crate::machine::stats::{BytesOut, Counter, ShardStats, Stats};
 use crate::net::arena::Arena;
 use crate::net::clock::Clock;
@@ -32,6 +33,16 @@ use crate::net::mesh::{Mesh, MeshMsg, SegmentEvent};
 use crate::net::zerocopy::Sender;
 use crate::shard::outlet::{Outlet, Wire};
 use crate::shard::pulled::Inflight;
+
+/// What a shard shares with the whole machine besides the mesh and the counters.
+pub(crate) struct MachineWide {
+    /// The machine's connection counts, when --max-connections(-per-ip) is set.
+    pub admission: Option<Arc<std::sync::Mutex<edge_core::admission::Admission>>>,
+    /// This shard's handle on the registry threads (--registry).
+    pub registry: Option<ShardRegistry>,
+    /// An upgrade's predecessor whose streams are pulled from its relay.
+    pub predecessor: Option<Arc<crate::upstream::predecessor::Predecessor>>,
+}
 
 /// A connection's handle on its shard.
 #[derive(Clone)]

@@ -1,8 +1,8 @@
 //! Running the HLS pulls on their owner shard: a playlist request starting or keeping a pull,
 //! what the pull decides (fetches, the playlist to publish, failovers, its end), what its
 //! downloads report, and an owner fed from it (RTMP and FLV viewers of an HLS-only origin).
-//! What a pull needs of its shard is the [`PullHost`] trait; the state is the
-//! [`HlsPulls`] part's.
+//! What a pull needs of its shard is the [`PullHost`] trait (the shard's adapter is at the
+//! end of this file); the state is the [`HlsPulls`] part's.
 //!
 //! Must not: decide when to reload, what to list or where to fail over (edge-core's
 //! `HlsPull` does), or touch the shard's other parts except through [`PullHost`].
@@ -18,8 +18,9 @@ use edge_core::{ShardId, StreamKey};
 use tracing::{info, warn};
 
 use super::hlspull::{HlsPulls, PullEvent, PullSink};
+use super::{Shard, TimerKey};
 use crate::machine::stats::{Counter, ShardStats, StreamView};
-use crate::net::mesh::SegmentEvent;
+use crate::net::mesh::{MeshMsg, SegmentEvent};
 
 /// What the pulls need of the shard they run on.
 pub(crate) trait PullHost: PullSink + 'static {
@@ -50,6 +51,8 @@ pub(crate) trait PullHost: PullSink + 'static {
     fn feed_owner(self: &Rc<Self>, key: &StreamKey, segment: FedSegment);
     /// Segment `seq` failed, for the owner fed from the pull.
     fn feed_failed(self: &Rc<Self>, key: &StreamKey, seq: u64);
+    /// A control message to another shard.
+    fn tell(&self, to: ShardId, msg: MeshMsg);
 }
 
 /// A completed segment handed to a fed owner (its shared pieces, not a copy).
@@ -245,6 +248,36 @@ pub(crate) fn handle_event<H: PullHost>(
     }
 }
 
+/// On the owner: shard `from` asks for pulled segment `seq`.
+pub(crate) fn miss<H: PullHost>(host: &Rc<H>, key: &StreamKey, seq: u64, from: ShardId) {
+    let events = match host.pulls().done_segment(key, seq) {
+        // Not complete yet: the pull fetches it (at most once).
+        Some(None) => {
+            let now = host.now_ms();
+            call(host, key, |p, fx| p.handle_miss(seq, now, fx));
+            return;
+        }
+        // No pull: gone.
+        None => vec![SegmentEvent::Failed { status: 404 }],
+        // Complete (and the snapshot holding it on its way to `from`, which asked before it
+        // arrived): `from` hears the whole download again.
+        Some(Some(seg)) => std::iter::once(SegmentEvent::Start {
+            content_length: Some(seg.len as u64),
+        })
+        .chain(seg.pieces.iter().cloned().map(SegmentEvent::Data))
+        .chain(std::iter::once(SegmentEvent::Done))
+        .collect(),
+    };
+    for event in events {
+        let msg = MeshMsg::HlsSegment {
+            key: key.clone(),
+            seq,
+            event,
+        };
+        host.tell(from, msg);
+    }
+}
+
 /// A completed segment: listed, announced as done, fed to the owner.
 fn segment_done<H: PullHost>(
     host: &Rc<H>,
@@ -281,4 +314,86 @@ fn segment_done<H: PullHost>(
     }
     host.announce_segment(key, seq, SegmentEvent::Done);
     feed(host, key, seq, &segment);
+}
+
+/// The shard as the pulls' host.
+impl PullHost for Shard {
+    fn pulls(&self) -> &HlsPulls {
+        &self.pulls
+    }
+    fn id(&self) -> ShardId {
+        self.id
+    }
+    fn now_ms(&self) -> u64 {
+        Shard::now_ms(self)
+    }
+    fn unix_ms(&self, now_ms: u64) -> u64 {
+        self.clock.unix_ms(now_ms)
+    }
+    fn counters(&self) -> &ShardStats {
+        Shard::counters(self)
+    }
+    fn prefetch(&self) -> bool {
+        self.config.hls_prefetch
+    }
+    fn stream_view(&self, key: &StreamKey) -> Arc<StreamView> {
+        self.streams.view(key).unwrap_or_else(|| {
+            let view = Arc::new(StreamView::new(key.clone(), self.id));
+            self.stats.add_stream(Arc::clone(&view));
+            view
+        })
+    }
+    fn hls_policy(&self, key: &StreamKey) -> edge_core::hls::HlsConfig {
+        self.config.apps.get(key.app()).hls
+    }
+    fn published_here(&self, key: &StreamKey) -> bool {
+        self.streams.read_owner(key, |o| !o.owner.fed_by_hls()) == Some(true)
+    }
+    fn announce_segment(&self, key: &StreamKey, seq: u64, event: SegmentEvent) {
+        self.hls
+            .announce_segment(&self.port, key, seq, event, self.now_ms());
+    }
+    fn announce_unavailable(&self, key: &StreamKey, status: u16) {
+        self.hls
+            .announce_unavailable(&self.port, key, status, self.now_ms());
+    }
+    fn install_snapshot(self: &Rc<Self>, key: &StreamKey, snapshot: HlsSnapshot) {
+        self.install_own_hls(key, snapshot);
+    }
+    fn pull_ended(self: &Rc<Self>, key: &StreamKey, fed_owner: bool) {
+        if fed_owner {
+            self.with_owner(key, false, |o, fx| o.handle_hls_pull_ended(fx));
+        }
+        if !self.streams.owns(key) {
+            self.stats.remove_stream(self.id, key);
+        }
+        self.timers.arm(TimerKey::HlsPull(key.clone()), None);
+        self.hls.forget(&self.port, key);
+        self.hls.forget_inflight(key);
+    }
+    fn arm_pull(&self, key: &StreamKey, at: Option<u64>) {
+        self.timers.arm(TimerKey::HlsPull(key.clone()), at);
+    }
+    fn feed_owner(self: &Rc<Self>, key: &StreamKey, segment: FedSegment) {
+        let now = self.now_ms();
+        self.owner_media(key, 0, |o, fx| {
+            let s = segment;
+            o.handle_hls_segment(s.seq, s.newest, s.discontinuity, s.pieces, now, fx)
+        });
+    }
+    fn tell(&self, to: ShardId, msg: MeshMsg) {
+        self.port.send_control(to, msg);
+    }
+    fn feed_failed(self: &Rc<Self>, key: &StreamKey, seq: u64) {
+        let now = self.now_ms();
+        self.with_owner(key, false, |o, fx| {
+            o.handle_hls_segment_failed(seq, now, fx)
+        });
+    }
+}
+
+impl PullSink for Shard {
+    fn pull_event(self: Rc<Self>, key: &StreamKey, target: &FetchTarget, event: PullEvent) {
+        handle_event(&self, key, target, event);
+    }
 }
