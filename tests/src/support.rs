@@ -102,3 +102,11 @@ pub fn run_tool(program: &str, args: &[&str], timeout: Duration) -> (bool, Strin
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// Writes `text` to `edge-NAME-PID.toml` in the temporary directory (a config file for an
+/// engine this test process starts) and returns its path.
+pub fn config_file(name: &str, text: &str) -> PathBuf {
+    let path = std::env::temp_dir().join(format!("edge-{name}-{}.toml", std::process::id()));
+    std::fs::write(&path, text).unwrap();
+    path
+}

@@ -291,12 +291,7 @@ impl Shard {
 
     fn new_owned(&self, key: &StreamKey) -> Owned {
         self.counters().streams_owned.inc();
-        // A stream pulled over HLS here already has a view: one stream, one entry.
-        let view = self.pulls.view(key).unwrap_or_else(|| {
-            let view = Arc::new(StreamView::new(key.clone(), self.id));
-            self.stats.add_stream(Arc::clone(&view));
-            view
-        });
+        let view = self.stream_view(key);
         let store = ArenaStore {
             arena: Arc::clone(&self.arena),
         };
@@ -306,6 +301,17 @@ impl Shard {
             view,
             forward: None,
         }
+    }
+
+    /// The view `/api/v1/streams` shows of `key`: its owner's or its HLS pull's when it has
+    /// one (one stream, one entry), else a new one, listed.
+    fn stream_view(&self, key: &StreamKey) -> Arc<StreamView> {
+        let existing = self.streams.view(key).or_else(|| self.pulls.view(key));
+        existing.unwrap_or_else(|| {
+            let view = Arc::new(StreamView::new(key.clone(), self.id));
+            self.stats.add_stream(Arc::clone(&view));
+            view
+        })
     }
 
     /// After a panic inside `key`'s owner state: drop it, end the stream for every shard

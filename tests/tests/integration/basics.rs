@@ -1016,8 +1016,7 @@ fn publishers_wait_for_room_in_the_mesh_and_lose_nothing() {
 
 #[test]
 fn an_app_table_gives_its_streams_their_own_hls_window() {
-    let conf = std::env::temp_dir().join(format!("edge-apps-{}.toml", std::process::id()));
-    std::fs::write(&conf, "[apps.short]\nhls_window = 1\n").unwrap();
+    let conf = config_file("apps", "[apps.short]\nhls_window = 1\n");
     let engine = Engine::start(&["--cores", "1", "--config", conf.to_str().unwrap()]);
     let _long = publish_loop(&engine.rtmp_url("live/w"));
     let _short = publish_loop(&engine.rtmp_url("short/w"));

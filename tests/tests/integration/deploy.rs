@@ -85,12 +85,6 @@ fn engine_with_env(args: &[&str], env: &[(&str, &str)]) -> (bool, String) {
     (out.status.success(), text)
 }
 
-fn temp_config(name: &str, text: &str) -> PathBuf {
-    let path = std::env::temp_dir().join(format!("edge-{name}-{}.toml", std::process::id()));
-    std::fs::write(&path, text).unwrap();
-    path
-}
-
 /// The `--check` line of setting `name`, spaces squeezed.
 fn setting(report: &str, name: &str) -> String {
     let line = report
@@ -102,7 +96,7 @@ fn setting(report: &str, name: &str) -> String {
 
 #[test]
 fn settings_come_from_the_file_then_the_environment_then_the_flags() {
-    let path = temp_config(
+    let path = config_file(
         "precedence",
         "cores = 1
 play_wait_ms = 5
@@ -162,7 +156,7 @@ slow_viewer_ms = 7
 
 #[test]
 fn a_config_error_names_the_file_line_and_key_and_the_old_form_converts() {
-    let path = temp_config(
+    let path = config_file(
         "unknown",
         "cores = 1
 

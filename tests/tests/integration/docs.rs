@@ -60,8 +60,7 @@ fn every_series_the_engine_exposes_is_in_metrics_md_and_no_other() {
 
 /// What `edge-engine --config FILE --check` says of `text`.
 fn check(text: &str) -> String {
-    let path = std::env::temp_dir().join(format!("edge-docs-{}.toml", std::process::id()));
-    std::fs::write(&path, text).unwrap();
+    let path = config_file("docs", text);
     let out = Command::new(engine_bin())
         .args(["--config", path.to_str().unwrap(), "--check"])
         .output()

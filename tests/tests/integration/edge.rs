@@ -575,13 +575,6 @@ fn a_killed_origin_ends_edge_viewers_with_a_failure_and_a_clean_end_stays_clean(
     );
 }
 
-/// Writes `text` as a config file for this test process and returns its path.
-fn config_file(name: &str, text: &str) -> String {
-    let path = std::env::temp_dir().join(format!("edge-{name}-{}.toml", std::process::id()));
-    std::fs::write(&path, text).unwrap();
-    path.display().to_string()
-}
-
 #[test]
 fn an_origin_table_sends_rtmp_and_hls_pulls_from_its_source_address() {
     let origin = Engine::start(&["--cores", "1"]);
@@ -603,8 +596,8 @@ fn an_origin_table_sends_rtmp_and_hls_pulls_from_its_source_address() {
             http_relay.addr
         ),
     );
-    let rtmp_edge = Engine::start(&["--config", &rtmp_conf]);
-    let http_edge = Engine::start(&["--config", &http_conf]);
+    let rtmp_edge = Engine::start(&["--config", rtmp_conf.to_str().unwrap()]);
+    let http_edge = Engine::start(&["--config", http_conf.to_str().unwrap()]);
     let opts = PlayOpts {
         deadline: Duration::from_secs(3),
         ..PlayOpts::default()

@@ -463,11 +463,12 @@ pub(crate) fn warnings(config: &Config, resolve: impl Fn(&str, u16) -> bool) -> 
         .origins
         .iter()
         .map(|o| (o.to_string(), o.host.clone(), o.port))
-        .chain(config.hls_origins.iter().map(|o| {
-            let scheme = if o.tls { "https" } else { "http" };
-            let url = format!("{scheme}://{}:{}{}", o.host, o.port, o.path);
-            (url, o.host.clone(), o.port)
-        }));
+        .chain(
+            config
+                .hls_origins
+                .iter()
+                .map(|o| (o.to_string(), o.host.clone(), o.port)),
+        );
     for path in &config.origin_paths {
         let used = match &path.origin {
             OriginRef::Rtmp(u) => config.origins.contains(u),

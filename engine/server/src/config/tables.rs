@@ -190,10 +190,7 @@ impl std::fmt::Display for OriginRef {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             OriginRef::Rtmp(u) => write!(f, "{u}"),
-            OriginRef::Http(o) => {
-                let scheme = if o.tls { "https" } else { "http" };
-                write!(f, "{scheme}://{}:{}{}", o.host, o.port, o.path)
-            }
+            OriginRef::Http(o) => write!(f, "{o}"),
         }
     }
 }

@@ -155,11 +155,9 @@ pub fn run() -> anyhow::Result<()> {
             origin_health::OriginHealth::new(url, host, o.port, egress.unwrap_or_default())
         })
         .chain(config.hls_origins.iter().map(|o| {
-            let scheme = if o.tls { "https" } else { "http" };
-            let url = format!("{scheme}://{}:{}{}", o.host, o.port, o.path);
             let egress = config.http_origin_path(&o.host, o.port, o.tls);
             let egress = egress.map(|p| p.egress.clone()).unwrap_or_default();
-            origin_health::OriginHealth::new(url, o.host.clone(), o.port, egress)
+            origin_health::OriginHealth::new(o.to_string(), o.host.clone(), o.port, egress)
         }))
         .collect();
     let _ = stats.origins.set(Arc::clone(&origins));

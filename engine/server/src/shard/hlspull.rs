@@ -29,7 +29,7 @@ use edge_core::{ShardId, StreamKey};
 
 use super::hls::NEGATIVE_MS;
 use crate::config::Config;
-use crate::machine::stats::{ShardStats, Stats, StreamView};
+use crate::machine::stats::{Counter, ShardStats, Stats, StreamView};
 use crate::net::arena::{Arena, ArenaAppender};
 use crate::net::contain;
 use crate::upstream::http::{Deadlines, Delivery, OriginPool, OriginRoute};
@@ -303,7 +303,6 @@ impl HlsPulls {
     /// Counts a request to the origin for `key`; `prefetch` for a segment fetched as soon
     /// as listed.
     pub(crate) fn count_request(&self, key: &StreamKey, stats: &ShardStats, prefetch: bool) {
-        use crate::machine::stats::Counter as _;
         stats.hls_origin_requests.inc();
         if prefetch {
             stats.hls_prefetches.inc();
@@ -324,7 +323,6 @@ impl HlsPulls {
         bytes: usize,
         failed: bool,
     ) {
-        use crate::machine::stats::Counter as _;
         let n = bytes as u64;
         stats.hls_origin_bytes.fetch_add(n, Ordering::Relaxed);
         stats.bytes_in.fetch_add(n, Ordering::Relaxed);
@@ -418,7 +416,6 @@ impl HlsPulls {
                                 return Err(FetchError::Failed);
                             }
                             appender.append(b, &mut pieces).map_err(|_| {
-                                use crate::machine::stats::Counter as _;
                                 stats.shards[shard].hls_segments_refused.inc();
                                 FetchError::Failed
                             })?;

@@ -337,11 +337,7 @@ impl PullHost for Shard {
         self.config.hls_prefetch
     }
     fn stream_view(&self, key: &StreamKey) -> Arc<StreamView> {
-        self.streams.view(key).unwrap_or_else(|| {
-            let view = Arc::new(StreamView::new(key.clone(), self.id));
-            self.stats.add_stream(Arc::clone(&view));
-            view
-        })
+        Shard::stream_view(self, key)
     }
     fn hls_policy(&self, key: &StreamKey) -> edge_core::hls::HlsConfig {
         self.config.apps.get(key.app()).hls
