@@ -8,6 +8,7 @@ use std::fmt::Write as _;
 
 use bytes::Bytes;
 
+use crate::hls::llhls::LlFile;
 use crate::ids::SegmentSeq;
 use crate::media::StreamKey;
 
@@ -141,6 +142,8 @@ pub enum Route {
     Playlist(StreamKey),
     /// `/{app}/{stream}-{seq}.ts`, the URIs playlists list (relative to the playlist).
     Segment(StreamKey, SegmentSeq),
+    /// `/{app}/{stream}/{file}`: LL-HLS (the playlist, init segments, segments, parts).
+    Ll(StreamKey, LlFile),
     Health,
     Metrics,
     Streams,
@@ -203,6 +206,12 @@ impl Route {
             return Route::NotFound;
         };
         let key = |name: &str| StreamKey::new(app, name);
+        if let Some((name, ll)) = file.split_once('/') {
+            return match (key(name), LlFile::parse(ll)) {
+                (Some(k), Some(f)) => Route::Ll(k, f),
+                _ => Route::NotFound,
+            };
+        }
         if let Some(k) = file.strip_suffix(".flv").and_then(key) {
             return Route::Flv(k);
         }

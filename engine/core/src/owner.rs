@@ -249,6 +249,8 @@ pub struct Owner<S: SegmentStore> {
     subscribers: Vec<Subscriber>,
     store: S,
     segmenter: Option<Segmenter<S>>,
+    /// The wall clock (Unix ms) as the shard last said: LL-HLS dates segments from it.
+    wall_ms: u64,
     pull: Option<Pull>,
     feed: Option<FeedRun>,
     /// Feeds started so far (each publishes with an id of its own).
@@ -275,6 +277,7 @@ impl<S: SegmentStore + Clone> Owner<S> {
             subscribers: Vec::new(),
             store,
             segmenter: None,
+            wall_ms: 0,
             pull: None,
             feed: None,
             feeds: 0,
@@ -510,6 +513,15 @@ impl<S: SegmentStore + Clone> Owner<S> {
                 });
                 self.check_free(out);
             }
+        }
+    }
+
+    /// The wall clock now (Unix ms), which LL-HLS's EXT-X-PROGRAM-DATE-TIME starts from. The
+    /// shard tells it before every call that may open a segment.
+    pub fn set_wall_clock(&mut self, unix_ms: u64) {
+        self.wall_ms = unix_ms;
+        if let Some(s) = &mut self.segmenter {
+            s.set_wall_clock(unix_ms);
         }
     }
 
@@ -1035,11 +1047,10 @@ impl<S: SegmentStore + Clone> Owner<S> {
         let unaligned_before = self.segmenter.as_ref().map_or(0, |s| s.unaligned_cuts);
         let result = match update {
             StreamUpdate::Started { republish: false } => {
-                self.segmenter = Some(Segmenter::new(
-                    self.config.hls,
-                    self.store.clone(),
-                    self.key.stream(),
-                ));
+                let mut segmenter =
+                    Segmenter::new(self.config.hls, self.store.clone(), self.key.stream());
+                segmenter.set_wall_clock(self.wall_ms);
+                self.segmenter = Some(segmenter);
                 Ok(None)
             }
             StreamUpdate::Started { republish: true } => {

@@ -126,6 +126,7 @@ fn segment_fixture(media: &[(MediaKind, u32, Bytes)]) -> Vec<Vec<u8>> {
         segment_ms: 1000,
         window: 1000,
         keep_extra: 0,
+        part_ms: 0,
     };
     let mut s = Segmenter::new(config, VecStore, "x");
     for (kind, ts, body) in media {

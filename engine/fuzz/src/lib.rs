@@ -599,6 +599,7 @@ pub fn ts_roundtrip(data: &[u8]) {
         segment_ms: 1000,
         window: 100_000,
         keep_extra: 0,
+        part_ms: 0,
     };
     let mut s = Segmenter::new(config, VecStore, "x");
     for f in &frames {

@@ -280,11 +280,22 @@ impl Args {
         if self.idle_timeout_ms == 0 {
             bail!("--idle-timeout-ms must be positive");
         }
+        if self.ll_hls == OnOff::On && !(50..=self.hls_segment_ms).contains(&self.hls_part_ms) {
+            bail!(
+                "--hls-part-ms {} must be within 50..={} (--hls-segment-ms)",
+                self.hls_part_ms,
+                self.hls_segment_ms
+            );
+        }
         let stream_policy = StreamPolicy {
             hls: HlsConfig {
                 segment_ms: self.hls_segment_ms,
                 window: self.hls_window,
                 keep_extra: 2,
+                part_ms: match self.ll_hls {
+                    OnOff::On => self.hls_part_ms,
+                    OnOff::Off => 0,
+                },
             },
             gop: GopLimits {
                 max_frames: self.gop_max_frames,

@@ -22,9 +22,11 @@
 
 use std::cell::Cell;
 use std::rc::Rc;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+use edge_core::hls::llhls::LlSnapshot;
 use edge_core::hls::HlsSnapshot;
 use edge_core::owner::{LinkRole, Owner, OwnerEffect};
 use edge_core::replica::{FinishReason, ReplicaEffect};
@@ -49,6 +51,7 @@ mod handle;
 mod hls;
 mod hlspull;
 mod links;
+mod llhls;
 mod mesh_port;
 mod notes;
 pub(crate) mod outlet;
@@ -58,7 +61,7 @@ pub(crate) mod pulled;
 mod stream_config;
 mod streams;
 
-pub(crate) use handle::{MachineWide, ShardHandle};
+pub(crate) use handle::{LlWait, MachineWide, ShardHandle};
 
 use streams::{Owned, ViewerReplica};
 
@@ -73,6 +76,8 @@ enum TimerKey {
     Demand,
     /// An HLS pull's deadline (reload, retry, idle).
     HlsPull(StreamKey),
+    /// The first deadline of the LL-HLS requests waiting here.
+    LlWaits,
 }
 
 /// The per-core state: the machine-wide things it reads, and its parts.
@@ -89,6 +94,7 @@ struct Shard {
     links: links::Links,
     publishes: publishes::Publishes,
     hls: hls::HlsServing,
+    ll_waits: llhls::LlWaits,
     pulls: hlspull::HlsPulls,
     cluster: cluster::ClusterPart,
     conns: connections::Connections,
@@ -123,6 +129,7 @@ impl Shard {
             links: links::Links::default(),
             publishes: publishes::Publishes::default(),
             hls: hls::HlsServing::new(linger_ms, config.upstream_idle_ms),
+            ll_waits: llhls::LlWaits::new(),
             pulls: hlspull::HlsPulls::new(&config, &arena, &stats, id),
             cluster: cluster::ClusterPart::new(id, &config, &stats, clock, registry),
             conns: connections::Connections::new(id, &config, &stats, &arena, admission),
@@ -217,7 +224,11 @@ impl Shard {
             } => self.owner_media(&key, body.len(), |o, fx| {
                 o.handle_metadata(publisher, body, fx)
             }),
-            MeshMsg::Hls { key, snapshot } => self.hls.install(&key, snapshot),
+            MeshMsg::Hls { key, snapshot } => {
+                let ll = snapshot.as_ref().map(|s| s.ll.clone());
+                self.hls.install(&key, snapshot);
+                self.release_ll(&key, ll);
+            }
             MeshMsg::HlsMiss { key, seq, from } => pull_runner::miss(self, &key, seq, from),
             MeshMsg::HlsUnavailable { key, status } => self.hls.mark_unavailable(&key, status, now),
             MeshMsg::HlsSegment { key, seq, event } => {
@@ -256,7 +267,11 @@ impl Shard {
             }
             self.streams.insert_owner(key.clone(), owned);
         }
-        let r = self.streams.with_owner(key, |o| f(&mut o.owner, &mut fx))?;
+        let wall = self.clock.unix_ms(self.now_ms());
+        let r = self.streams.with_owner(key, |o| {
+            o.owner.set_wall_clock(wall);
+            f(&mut o.owner, &mut fx)
+        })?;
         self.run_owner_effects(key, fx);
         self.rearm(key);
         Some(r)
@@ -273,7 +288,9 @@ impl Shard {
         f: impl FnOnce(&mut Owner<ArenaStore>, &mut Vec<OwnerEffect>),
     ) {
         let mut fx = Vec::new();
+        let wall = self.clock.unix_ms(self.now_ms());
         let result = self.streams.with_owner(key, |o| {
+            o.owner.set_wall_clock(wall);
             o.view
                 .published_bytes
                 .fetch_add(bytes as u64, std::sync::atomic::Ordering::Relaxed);
@@ -581,10 +598,12 @@ impl Shard {
     /// Installs a snapshot of a stream this shard owns here and on every shard; at a new
     /// segment, makes room before one has to be refused.
     fn install_own_hls(&self, key: &StreamKey, snapshot: HlsSnapshot) {
+        let ll = snapshot.ll.clone();
         let new_segment = self
             .hls
             .install_own(&self.port, key, snapshot, self.now_ms());
         self.timers.arm(TimerKey::Hls, self.hls.poll_timeout());
+        self.release_ll(key, Some(ll));
         if new_segment {
             self.counters().hls_segments.inc();
             // Memory only changes at segment boundaries; the per-frame path stays free of
@@ -593,6 +612,19 @@ impl Shard {
                 self.evict_ended_hls();
             }
         }
+    }
+
+    /// Wakes the LL-HLS requests waiting here that `key`'s new state satisfies (`None`: the
+    /// stream is gone; `Some(None)`: it has no LL-HLS).
+    fn release_ll(&self, key: &StreamKey, ll: Option<Option<Arc<LlSnapshot>>>) {
+        match ll {
+            Some(Some(snap)) => self.ll_waits.released(key, Some(&snap)),
+            Some(None) => {}
+            None => self.ll_waits.released(key, None),
+        }
+        self.counters()
+            .ll_hls_parked
+            .store(self.ll_waits.len() as u64, Ordering::Relaxed);
     }
 
     /// Frees the oldest ended stream's segments (memory returns once every shard has let go).
@@ -658,6 +690,17 @@ impl Shard {
                     TimerKey::Hls => {
                         self.hls.handle_timeout(&self.port, now);
                         self.timers.arm(TimerKey::Hls, self.hls.poll_timeout());
+                    }
+                    TimerKey::LlWaits => {
+                        let expired = self.ll_waits.handle_timeout(now);
+                        self.counters()
+                            .ll_hls_wait_timeouts
+                            .fetch_add(expired as u64, Ordering::Relaxed);
+                        self.counters()
+                            .ll_hls_parked
+                            .store(self.ll_waits.len() as u64, Ordering::Relaxed);
+                        self.timers
+                            .arm(TimerKey::LlWaits, self.ll_waits.poll_timeout());
                     }
                     TimerKey::HlsPull(k) => {
                         pull_runner::call(&self, &k, |p, fx| p.handle_timeout(now, fx));

@@ -99,6 +99,7 @@ mod tests {
             segments: Vec::new(),
             target_duration_s: 2,
             ended,
+            ll: None,
         })
     }
 

@@ -35,7 +35,7 @@ const TIMESTAMP_MASK: u64 = (1 << 33) - 1;
 const STREAM_TYPE_H264: u8 = 0x1b;
 const STREAM_TYPE_ADTS_AAC: u8 = 0x0f;
 /// ADTS sampling frequency indices.
-const AAC_RATES: [u32; 13] = [
+pub(crate) const AAC_RATES: [u32; 13] = [
     96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350,
 ];
 

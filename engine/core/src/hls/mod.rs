@@ -1,9 +1,12 @@
 //! HLS: MPEG-TS muxing ([`ts`]) and live segmenting with playlists ([`segmenter`]).
 //! Sans-IO like the rest of edge-core: frames in, segment bytes and playlists out.
 
+pub mod blocking;
 pub mod catalog;
 pub mod demux;
 pub mod feed;
+pub mod fmp4;
+pub mod llhls;
 pub mod m3u8;
 pub mod packets;
 pub mod pull;

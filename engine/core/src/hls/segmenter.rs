@@ -31,6 +31,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use super::fmp4::{self, VideoCodecConfig};
+use super::llhls::{LlConfig, LlMuxer, LlSnapshot};
 use super::ts::{AudioConfig, AudioTrack, TsError, TsMuxer, TsSink, VideoConfig};
 use crate::ids::SegmentSeq;
 use crate::media::{self, Frame, TagInfo, VideoCodec};
@@ -46,6 +48,8 @@ pub struct HlsConfig {
     pub window: usize,
     /// Segments kept (and served) past the window, for downloads already under way.
     pub keep_extra: usize,
+    /// LL-HLS part duration (`0`: no LL-HLS, TS only).
+    pub part_ms: u64,
 }
 
 impl Default for HlsConfig {
@@ -54,6 +58,7 @@ impl Default for HlsConfig {
             segment_ms: 2000,
             window: 6,
             keep_extra: 2,
+            part_ms: 0,
         }
     }
 }
@@ -121,6 +126,9 @@ pub struct HlsSnapshot {
     pub segments: Vec<Segment>,
     pub target_duration_s: u64,
     pub ended: bool,
+    /// The LL-HLS state (fMP4 parts and segments, and their playlist), when the stream
+    /// makes it.
+    pub ll: Option<Arc<LlSnapshot>>,
 }
 
 impl HlsSnapshot {
@@ -202,6 +210,10 @@ pub struct Segmenter<S: SegmentStore> {
     dropped: [bool; 2],
     /// Why the last track was left out, until [`Segmenter::take_dropped`] takes it.
     dropped_note: Option<String>,
+    /// The LL-HLS muxer, cut where this segmenter cuts (`part_ms` > 0).
+    ll: Option<LlMuxer>,
+    /// Its last snapshot.
+    ll_snapshot: Option<Arc<LlSnapshot>>,
 }
 
 impl<S: SegmentStore> Segmenter<S> {
@@ -227,6 +239,33 @@ impl<S: SegmentStore> Segmenter<S> {
             last_unaligned_gap_ms: 0,
             dropped: [false; 2],
             dropped_note: None,
+            ll: (config.part_ms > 0).then(|| {
+                LlMuxer::new(LlConfig {
+                    part_ms: config.part_ms,
+                    segment_ms: config.segment_ms,
+                    window: config.window,
+                    keep_extra: config.keep_extra,
+                })
+            }),
+            ll_snapshot: None,
+        }
+    }
+
+    /// The wall clock (Unix ms) now: LL-HLS dates its first segment with it.
+    pub fn set_wall_clock(&mut self, unix_ms: u64) {
+        if let Some(ll) = &mut self.ll {
+            ll.set_wall_clock(unix_ms);
+        }
+    }
+
+    /// Takes the LL-HLS muxer's news: whether a part or segment closed since last asked.
+    fn take_ll(&mut self) -> bool {
+        match self.ll.as_mut().and_then(LlMuxer::take_snapshot) {
+            Some(snap) => {
+                self.ll_snapshot = Some(Arc::new(snap));
+                true
+            }
+            None => false,
         }
     }
 
@@ -236,6 +275,12 @@ impl<S: SegmentStore> Segmenter<S> {
     /// rate misled. (Without metadata, the first frame configures it, from the next segment.)
     fn handle_metadata(&mut self, body: &[u8]) {
         use crate::rtmp::amf::metadata_number;
+        if let Some(ll) = &mut self.ll {
+            let dim = |k| metadata_number(body, k).filter(|v| (1.0..65536.0).contains(v));
+            if let (Some(w), Some(h)) = (dim("width"), dim("height")) {
+                ll.set_video_size(w as u16, h as u16);
+            }
+        }
         if self.mux.has_audio() || self.dropped[1] {
             return;
         }
@@ -266,8 +311,18 @@ impl<S: SegmentStore> Segmenter<S> {
         dts_ms.saturating_add(step / 2) / step
     }
 
-    /// Feeds one frame. Returns a new snapshot when a segment was finished.
+    /// Feeds one frame. Returns a new snapshot when a segment (or an LL-HLS part) was
+    /// finished.
     pub fn handle_frame(&mut self, frame: &Frame) -> Result<Option<HlsSnapshot>, SegmenterError> {
+        let snapshot = self.handle_frame_ts(frame)?;
+        if self.take_ll() || snapshot.is_some() {
+            // A segment's snapshot was rendered before its LL-HLS part closed.
+            return Ok(Some(self.snapshot()));
+        }
+        Ok(None)
+    }
+
+    fn handle_frame_ts(&mut self, frame: &Frame) -> Result<Option<HlsSnapshot>, SegmenterError> {
         if self.ended {
             return Ok(None);
         }
@@ -301,6 +356,13 @@ impl<S: SegmentStore> Segmenter<S> {
                         _ => VideoConfig::from_avcc(&body[offset..])?,
                     };
                     self.mux.set_video_config(config);
+                    if let Some(ll) = &mut self.ll {
+                        let record = frame.payload.slice(offset..);
+                        ll.set_video(match tag.codec {
+                            VideoCodec::Hevc => VideoCodecConfig::Hevc(record),
+                            _ => VideoCodecConfig::Avc(record),
+                        });
+                    }
                     return Ok(None);
                 }
                 if tag.end_of_sequence || tag.info_only || !self.mux.has_video() {
@@ -316,6 +378,10 @@ impl<S: SegmentStore> Segmenter<S> {
                         tag.keyframe,
                         data,
                     )?;
+                    if let Some(ll) = &mut self.ll {
+                        let data = frame.payload.slice(offset.min(body.len())..);
+                        ll.push_video(frame.timestamp_ms, tag.composition_ms, tag.keyframe, data);
+                    }
                 }
                 Ok(snapshot)
             }
@@ -324,8 +390,15 @@ impl<S: SegmentStore> Segmenter<S> {
                 // The coded frame: after AAC's packet-type byte, or the whole rest.
                 let data = match tag.sound_format {
                     10 if tag.sequence_header => {
-                        self.mux
-                            .set_audio_config(AudioConfig::from_asc(&body[2..])?);
+                        let config = AudioConfig::from_asc(&body[2..])?;
+                        if let Some(ll) = &mut self.ll {
+                            ll.set_audio(fmp4::AudioTrack {
+                                asc: frame.payload.slice(2..),
+                                sample_rate: config.sample_rate(),
+                                channels: u16::from(config.channels),
+                            });
+                        }
+                        self.mux.set_audio_config(config);
                         return Ok(None);
                     }
                     10 => &body[2..],
@@ -361,6 +434,9 @@ impl<S: SegmentStore> Segmenter<S> {
                 if let Some(open) = self.open.as_mut().filter(|o| o.audio_listed) {
                     self.mux
                         .write_audio(&mut open.writer, frame.timestamp_ms, data)?;
+                    if let (Some(ll), 10) = (&mut self.ll, tag.sound_format) {
+                        ll.push_audio(frame.timestamp_ms, frame.payload.slice(2..));
+                    }
                 }
                 Ok(snapshot)
             }
@@ -421,12 +497,16 @@ impl<S: SegmentStore> Segmenter<S> {
         }
         self.last_opened = Some((cell, start_ms));
         self.next_seq = Some(seq.next());
+        let discontinuity = std::mem::take(&mut self.pending_discontinuity);
+        if let Some(ll) = &mut self.ll {
+            ll.open_segment(seq.0, start_ms, discontinuity);
+        }
         self.open = Some(Open {
             writer,
             start_ms,
             cell,
             seq,
-            discontinuity: std::mem::take(&mut self.pending_discontinuity),
+            discontinuity,
             audio_listed: self.mux.has_audio(),
         });
         Ok(())
@@ -437,6 +517,9 @@ impl<S: SegmentStore> Segmenter<S> {
         let Some(mut open) = self.open.take() else {
             return Ok(None);
         };
+        if let Some(ll) = &mut self.ll {
+            ll.close_segment(end_ms);
+        }
         let flushed = self.mux.flush_audio(&mut open.writer);
         let pieces = self.store.finish(open.writer);
         if let Err(e) = flushed {
@@ -482,9 +565,13 @@ impl<S: SegmentStore> Segmenter<S> {
         } else {
             usize::from(self.segments.len() > 1)
         };
+        if let Some(ll) = &mut self.ll {
+            ll.shed();
+        }
         if drop_n == 0 {
             return None;
         }
+        self.take_ll();
         for _ in 0..drop_n {
             if let Some(s) = self.segments.pop_front() {
                 // A listed segment leaving (no extras) may carry a discontinuity.
@@ -503,7 +590,11 @@ impl<S: SegmentStore> Segmenter<S> {
         self.pending_discontinuity = true;
         self.last_dts_ms = None;
         self.mux = TsMuxer::new();
-        snap
+        if let Some(ll) = &mut self.ll {
+            ll.restart();
+        }
+        self.take_ll();
+        snap.map(|_| self.snapshot())
     }
 
     /// The stream ended: close the last segment and add EXT-X-ENDLIST.
@@ -514,6 +605,10 @@ impl<S: SegmentStore> Segmenter<S> {
             let end = end.max(open.start_ms + 1);
             let _ = self.close(end);
         }
+        if let Some(ll) = &mut self.ll {
+            ll.end(end);
+        }
+        self.take_ll();
         self.ended = true;
         self.snapshot()
     }
@@ -527,6 +622,7 @@ impl<S: SegmentStore> Segmenter<S> {
             segments: self.segments.iter().cloned().collect(),
             target_duration_s: self.target_duration_s,
             ended: self.ended,
+            ll: self.ll_snapshot.clone(),
         }
     }
 

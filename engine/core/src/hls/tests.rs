@@ -202,6 +202,7 @@ fn segments_cut_at_the_first_keyframe_of_each_new_cell() {
             segment_ms: 2000,
             window: 6,
             keep_extra: 2,
+            part_ms: 0,
         },
         &frames,
     );
@@ -220,6 +221,7 @@ fn playlist_window_discontinuity_and_endlist() {
         segment_ms: 1000,
         window: 3,
         keep_extra: 1,
+        part_ms: 0,
     };
     let frames = stream(6, 25);
     let mut s = Segmenter::new(config, VecStore, "cam");
@@ -308,6 +310,7 @@ fn shedding_drops_extras_then_the_oldest_listed_segment() {
         segment_ms: 1000,
         window: 3,
         keep_extra: 2,
+        part_ms: 0,
     };
     let frames = stream(7, 25);
     let (mut s, _) = run(config, &frames);
@@ -448,6 +451,7 @@ fn nodes_that_start_at_different_keyframes_number_the_same_segments_alike() {
         segment_ms: 2000,
         window: 30,
         keep_extra: 0,
+        part_ms: 0,
     };
     for gop in [25u64, 50, 35, 10] {
         let frames = stream(40, gop);

@@ -214,6 +214,14 @@ pub struct AudioConfig {
 }
 
 impl AudioConfig {
+    /// The sampling rate its index names.
+    pub fn sample_rate(&self) -> u32 {
+        super::demux::AAC_RATES
+            .get(usize::from(self.sample_rate_index))
+            .copied()
+            .unwrap_or(44_100)
+    }
+
     /// Parses an AudioSpecificConfig.
     pub fn from_asc(asc: &[u8]) -> Result<Self, TsError> {
         if asc.len() < 2 {

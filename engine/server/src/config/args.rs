@@ -217,6 +217,15 @@ pub(crate) struct Args {
     #[arg(help_heading = "HLS", long, value_name = "N", default_value_t = 6)]
     pub hls_window: usize,
 
+    /// Low-Latency HLS (fMP4 parts, blocking reloads, preload hints) at
+    /// `/{app}/{stream}/llhls.m3u8`, beside the TS playlist.
+    #[arg(help_heading = "HLS", long, value_name = "on|off", value_enum, default_value_t = OnOff::On)]
+    pub ll_hls: OnOff,
+
+    /// LL-HLS part duration (PART-TARGET); players hold back three parts from live.
+    #[arg(help_heading = "HLS", long, value_name = "MS", default_value_t = 200)]
+    pub hls_part_ms: u64,
+
     /// Memory for HLS segments on the whole machine (split evenly over shards), in MiB.
     /// When full, ended streams' segments are evicted first, then new segments are refused.
     #[arg(help_heading = "HLS", long, value_name = "MIB", default_value_t = 1024)]

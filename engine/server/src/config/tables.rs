@@ -134,6 +134,7 @@ impl AppPolicies {
                     segment_ms: t.hls_segment_ms.unwrap_or(default.hls.segment_ms),
                     window: t.hls_window.unwrap_or(default.hls.window),
                     keep_extra: default.hls.keep_extra,
+                    part_ms: default.hls.part_ms,
                 },
                 gop: GopLimits {
                     max_frames: t.gop_max_frames.unwrap_or(default.gop.max_frames),
@@ -160,6 +161,9 @@ impl StreamPolicy {
         }
         if !(1..=100).contains(&self.hls.window) {
             bail!("hls-window must be within 1..=100");
+        }
+        if self.hls.part_ms > self.hls.segment_ms {
+            bail!("hls-part-ms must not exceed hls-segment-ms");
         }
         if self.gop.max_frames == 0 || self.gop.max_bytes == 0 {
             bail!("gop-max-frames and gop-max-bytes must be positive");

@@ -72,6 +72,11 @@ counters! {
     hls_segments_refused: "counter", "HLS segments refused because the segment cache was full";
     hls_unaligned_cuts: "counter", "HLS segments that did not open in the timeline cell after the previous one, so their numbers stopped matching other nodes' (keyframes further apart than --hls-segment-ms, a refused segment, or a timestamp jump)";
     hls_evictions: "counter", "Ended streams whose HLS segments were evicted for space";
+    ll_hls_parts: "counter", "LL-HLS parts served (fMP4 fragments, by part URI)";
+    ll_hls_parked: "gauge", "LL-HLS requests waiting now (blocking playlist reloads and parts asked for before they exist)";
+    ll_hls_waits: "counter", "LL-HLS requests that waited (blocking reloads and early part requests)";
+    ll_hls_wait_timeouts: "counter", "LL-HLS waits that ended in 503 after three target durations (a stalled stream)";
+    ll_hls_refused: "counter", "LL-HLS requests refused 400 (too far ahead, bad directives) or 503 (too many waiting)";
     cache_bytes_total: "gauge", "Segment arena size";
     cache_bytes_free: "gauge", "Segment arena bytes free";
     rtmp_play_requests: "counter", "RTMP play requests accepted (an origin sees its edges' pulls here)";

@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use edge_core::access::{Action, HookEvent, Mode};
+use edge_core::hls::blocking::Directives;
+use edge_core::hls::llhls::LlFile;
 use edge_core::http::{self, HttpError, Method, Request, Route};
 use edge_core::StreamKey;
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
@@ -19,7 +21,7 @@ use crate::serve::access::{self, Ask};
 use crate::serve::routes::{self, NodeView};
 use crate::shard::outlet::{finish, write_bufs, Close, Outlet, Wire};
 use crate::shard::pulled::{self, Served};
-use crate::shard::ShardHandle;
+use crate::shard::{LlWait, ShardHandle};
 
 const READ_BUF: usize = 4 * 1024;
 
@@ -106,7 +108,10 @@ pub(crate) async fn serve(
                     // are the successor's, and everyone reconnects there.
                     let control = &shard.machine().control;
                     let draining = control.is_draining();
-                    let hls = matches!(route, Route::Playlist(_) | Route::Segment(..));
+                    let hls = matches!(
+                        route,
+                        Route::Playlist(_) | Route::Segment(..) | Route::Ll(..)
+                    );
                     let handed_over = draining && control.handed_over();
                     let close = match &route {
                         // After a handover, a viewer leaves with a playlist once the
@@ -160,7 +165,9 @@ pub(crate) async fn serve(
                         }
                         continue;
                     }
-                    if let (Route::Playlist(key), None) = (&route, &hls_viewer) {
+                    if let (Route::Playlist(key) | Route::Ll(key, LlFile::Playlist), None) =
+                        (&route, &hls_viewer)
+                    {
                         hls_viewer = Some(HlsViewer::new(&shard, key));
                     }
                     match route {
@@ -174,6 +181,20 @@ pub(crate) async fn serve(
                                 path: req.path.clone(),
                             };
                             return serve_flv(shard, stream, fd, viewer).await;
+                        }
+                        // LL-HLS: a blocking reload, or a part asked for before it exists,
+                        // waits (parked) until the stream's state holds it.
+                        Route::Ll(key, file)
+                            if matches!(req.method, Method::Get | Method::Head) =>
+                        {
+                            if let Some(refusal) = ll_wait(&shard, &key, file, &req).await {
+                                if write_counted(&shard, &mut stream, refusal).await.is_err()
+                                    || !req.keep_alive
+                                {
+                                    return;
+                                }
+                                continue;
+                            }
                         }
                         // Edge mode: a playlist request starts or keeps the pull, and the
                         // first one waits (bounded) for the first segment.
@@ -266,9 +287,62 @@ fn play_target<'a>(req: &Request, route: &'a Route) -> Option<(&'a StreamKey, bo
     }
     match route {
         Route::Flv(key) => Some((key, false)),
-        Route::Playlist(key) | Route::Segment(key, _) => Some((key, true)),
+        Route::Playlist(key) | Route::Segment(key, _) | Route::Ll(key, _) => Some((key, true)),
         _ => None,
     }
+}
+
+/// Before an LL-HLS response: an edge's playlist request starts or keeps the pull (the first
+/// waits for the first segment), and a blocking reload or an early part request waits until
+/// the stream holds what it names. The refusal to send instead, if any (400 or 503).
+async fn ll_wait(
+    shard: &ShardHandle,
+    key: &StreamKey,
+    file: LlFile,
+    req: &Request,
+) -> Option<Vec<Bytes>> {
+    let want = match file {
+        LlFile::Playlist => {
+            if shard.pulls_stream(key) || shard.pulls_hls() {
+                shard.hls_demand(key, req.query.as_deref());
+                if shard.hls(key).is_none() {
+                    shard.wait_for_hls(key).await;
+                }
+            }
+            // Bad directives are answered 400 by the response itself.
+            Directives::parse(req.query.as_deref())
+                .ok()
+                .and_then(|d| d.msn.map(|msn| (msn, d.part)))
+        }
+        LlFile::Part(seq, index) => Some((seq, Some(index))),
+        LlFile::Init(_) | LlFile::Segment(_) => None,
+    };
+    if let Some((msn, part)) = want {
+        let status = match shard.ll_wait(key, msn, part).await {
+            LlWait::Ready => None,
+            LlWait::Refused(why) => Some((400, format!("{why}\n"))),
+            LlWait::Unavailable => {
+                Some((503, "the stream did not reach that part in time\n".into()))
+            }
+        };
+        if let Some((status, body)) = status {
+            let head = http::response_head(
+                status,
+                "text/plain",
+                Some(body.len()),
+                "no-cache",
+                req.keep_alive,
+            );
+            if req.method == Method::Head {
+                return Some(vec![head]);
+            }
+            return Some(vec![head, Bytes::from(body)]);
+        }
+    }
+    if matches!(file, LlFile::Part(..)) {
+        shard.ll_part_served();
+    }
+    None
 }
 
 /// Writes `bufs` in one go and counts them in `bytes_out`.

@@ -130,6 +130,16 @@ pub(crate) fn respond(req: &Request, node: &impl NodeView) -> Reply {
                 None => text(404, "no such segment\n"),
             }
         }
+        (_, Route::Ll(key, file)) if get => {
+            let hls = node.hls(&key);
+            super::ll::respond(
+                req,
+                &key,
+                file,
+                hls.as_ref().and_then(|h| h.ll.as_deref()),
+                node,
+            )
+        }
         // HTTP-FLV is sent chunked, which HTTP/1.0 does not have.
         (Method::Get, Route::Flv(_)) => text(505, "HTTP-FLV needs HTTP/1.1\n"),
         // HEAD of a live FLV stream: the head a GET would get, no body, and the end.

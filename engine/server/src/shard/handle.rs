@@ -8,11 +8,13 @@
 
 use std::cell::RefCell;
 use std::rc::Rc;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use edge_core::access::Grants;
 use edge_core::cluster::NodeRecord;
+use edge_core::hls::blocking::{self, Decision};
 use edge_core::hls::HlsSnapshot;
 use edge_core::media::TagInfo;
 use edge_core::migrate::MigrationDecision;
@@ -22,6 +24,7 @@ use tracing::warn;
 
 use super::cluster::same_request_at;
 use super::hls::Lookup;
+use super::llhls::Outcome;
 use super::{protocol_of, Shard};
 use crate::config::Config;
 use crate::machine::registry::ShardRegistry;
@@ -288,6 +291,45 @@ impl ShardHandle {
         }
     }
 
+    /// An LL-HLS request for part `part` of segment `msn` of `key` (a blocking reload, or a
+    /// part asked for before it exists): waits, parked, until the stream's state holds it.
+    pub(crate) async fn ll_wait(&self, key: &StreamKey, msn: u64, part: Option<u32>) -> LlWait {
+        let shard = &self.0;
+        let Some(ll) = self.hls(key).and_then(|h| h.ll.clone()) else {
+            return LlWait::Ready;
+        };
+        let counters = shard.counters();
+        let deadline_ms = match blocking::decide(&ll, msn, part, shard.now_ms()) {
+            Ok(Decision::Now) => return LlWait::Ready,
+            Ok(Decision::Wait { deadline_ms }) => deadline_ms,
+            Err(e) => {
+                counters.ll_hls_refused.inc();
+                return LlWait::Refused(e.to_string());
+            }
+        };
+        drop(ll);
+        let Some(slot) = shard.ll_waits.park(key, msn, part, deadline_ms) else {
+            counters.ll_hls_refused.inc();
+            return LlWait::Unavailable;
+        };
+        shard
+            .timers
+            .arm(super::TimerKey::LlWaits, Some(deadline_ms));
+        counters.ll_hls_waits.inc();
+        counters
+            .ll_hls_parked
+            .store(shard.ll_waits.len() as u64, Ordering::Relaxed);
+        match slot.wait().await {
+            Outcome::Released => LlWait::Ready,
+            Outcome::TimedOut => LlWait::Unavailable,
+        }
+    }
+
+    /// LL-HLS parts served (counted by the connection that served one).
+    pub(crate) fn ll_part_served(&self) {
+        self.0.counters().ll_hls_parts.inc();
+    }
+
     /// Waits while a pull is under way until `key` has an HLS playlist here (the first
     /// segment of a pull), or its origins are known not to give it.
     pub(crate) async fn wait_for_hls(&self, key: &StreamKey) {
@@ -407,4 +449,15 @@ impl ShardHandle {
     pub(crate) fn drain_publish_peer(&self, app: &str) -> Option<String> {
         self.0.cluster.drain_publish_peer(app)
     }
+}
+
+/// How an LL-HLS wait ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum LlWait {
+    /// Answer from the state now.
+    Ready,
+    /// 400: too far ahead (the reason).
+    Refused(String),
+    /// 503: the stream stalled for three target durations, or too many requests wait.
+    Unavailable,
 }

@@ -266,6 +266,7 @@ impl HlsPulls {
             segments: run.done.values().cloned().collect(),
             target_duration_s: playlist.target_duration_s,
             ended: playlist.ended,
+            ll: None,
         })
     }
 

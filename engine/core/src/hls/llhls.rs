@@ -1,0 +1,759 @@
+//! LL-HLS (RFC 8216bis, version 9): fMP4 parts and segments and their playlist, one muxer
+//! per stream beside the TS segmenter.
+//!
+//! The TS [`Segmenter`](super::Segmenter) decides every cut (its timeline cells, its
+//! numbers, its discontinuities) and tells this muxer: segments here have the TS segments'
+//! numbers and durations. Inside a segment, a part closes before the frame that would take
+//! it past `part_ms` (at the frame cadence seen so far, so a part's duration stays within the
+//! PART-TARGET), and one fragment (`moof` + `mdat`) is written per part. A segment is its
+//! parts' bytes, shared, never copied again.
+//!
+//! Each closed part renders the playlist once (full, and the delta form when it can skip
+//! anything) into an [`LlSnapshot`]: blocking reloads are answered from it for every
+//! waiter.
+//!
+//! Must not: parse a peer's bytes (the frames were parsed where they entered), keep more than
+//! the window plus the extras, or decide when a request is answered (that is
+//! [`super::blocking`]).
+
+use std::collections::VecDeque;
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::fmp4::{self, AudioTrack, Sample, TrackRun, VideoCodecConfig, VideoTrack};
+
+/// A part or segment as a playlist names it: `(media sequence number, part index)`.
+pub type PartId = (u64, u32);
+
+/// The files of a stream's LL-HLS, relative to `/{app}/{stream}/`: the names the playlist
+/// writes are parsed back here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LlFile {
+    /// `llhls.m3u8`
+    Playlist,
+    /// `init-{id}.mp4`
+    Init(u32),
+    /// `seg-{seq}.m4s`
+    Segment(u64),
+    /// `part-{seq}.{index}.m4s`
+    Part(u64, u32),
+}
+
+impl LlFile {
+    pub fn parse(name: &str) -> Option<LlFile> {
+        if name == "llhls.m3u8" {
+            return Some(LlFile::Playlist);
+        }
+        if let Some(id) = name
+            .strip_prefix("init-")
+            .and_then(|n| n.strip_suffix(".mp4"))
+        {
+            return id.parse().ok().map(LlFile::Init);
+        }
+        let media = name.strip_suffix(".m4s")?;
+        if let Some(seq) = media.strip_prefix("seg-") {
+            return seq.parse().ok().map(LlFile::Segment);
+        }
+        let (seq, index) = media.strip_prefix("part-")?.split_once('.')?;
+        Some(LlFile::Part(seq.parse().ok()?, index.parse().ok()?))
+    }
+}
+
+/// One part: a fragment.
+#[derive(Debug, Clone)]
+pub struct LlPart {
+    pub bytes: Bytes,
+    pub duration_ms: u64,
+    /// It starts with a keyframe (INDEPENDENT=YES).
+    pub independent: bool,
+}
+
+/// A finished segment: its parts, in order.
+#[derive(Debug)]
+pub struct LlSegment {
+    pub seq: u64,
+    pub duration_ms: u64,
+    pub discontinuity: bool,
+    /// EXT-X-PROGRAM-DATE-TIME, Unix ms.
+    pub pdt_unix_ms: u64,
+    /// The init segment it needs.
+    pub init_id: u32,
+    pub parts: Vec<LlPart>,
+}
+
+impl LlSegment {
+    pub fn len(&self) -> usize {
+        self.parts.iter().map(|p| p.bytes.len()).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The segment's bytes: its parts' pieces, shared.
+    pub fn pieces(&self) -> impl Iterator<Item = &Bytes> {
+        self.parts.iter().map(|p| &p.bytes)
+    }
+}
+
+/// A rendered playlist and where each URI in it ends (a viewer's query goes there).
+#[derive(Debug, Clone, Default)]
+pub struct Rendered {
+    pub text: Bytes,
+    pub uri_ends: Vec<usize>,
+}
+
+impl Rendered {
+    /// The playlist with `suffix` after every URI, as shared pieces around the one suffix.
+    pub fn with_suffix(&self, suffix: &Bytes) -> Vec<Bytes> {
+        let mut out = Vec::with_capacity(2 * self.uri_ends.len() + 1);
+        let mut from = 0;
+        for &end in &self.uri_ends {
+            out.push(self.text.slice(from..end));
+            out.push(suffix.clone());
+            from = end;
+        }
+        out.push(self.text.slice(from..));
+        out
+    }
+
+    pub fn len_with(&self, suffix_len: usize) -> usize {
+        self.text.len() + self.uri_ends.len() * suffix_len
+    }
+}
+
+/// What HTTP serves of a stream's LL-HLS, rendered once per part.
+#[derive(Debug)]
+pub struct LlSnapshot {
+    pub playlist: Rendered,
+    /// The delta playlist (`_HLS_skip=YES`), when the playlist is long enough to skip any.
+    pub delta: Option<Rendered>,
+    /// The init segments the kept segments need, by id.
+    pub inits: Vec<(u32, Bytes)>,
+    /// Finished segments, oldest first (the window plus the extras).
+    pub segments: Vec<Arc<LlSegment>>,
+    /// The segment being written: its number and finished parts.
+    pub open_seq: Option<u64>,
+    pub open_parts: Vec<LlPart>,
+    pub part_target_ms: u64,
+    pub target_duration_s: u64,
+    pub ended: bool,
+}
+
+impl LlSnapshot {
+    /// The part the preload hint names: the one being written now.
+    pub fn next_part(&self) -> Option<PartId> {
+        let seq = self.open_seq?;
+        Some((seq, self.open_parts.len() as u32))
+    }
+
+    /// The newest segment finished.
+    pub fn last_complete(&self) -> Option<u64> {
+        self.segments.last().map(|s| s.seq)
+    }
+
+    /// Whether this playlist satisfies a blocking reload for segment `msn` (and its part
+    /// `part`): the segment is finished, or that part of it is listed.
+    pub fn satisfies(&self, msn: u64, part: Option<u32>) -> bool {
+        if self.ended || self.last_complete().is_some_and(|last| last >= msn) {
+            return true;
+        }
+        match (self.open_seq, part) {
+            (Some(open), _) if open > msn => true,
+            (Some(open), Some(p)) if open == msn => (p as usize) < self.open_parts.len(),
+            _ => false,
+        }
+    }
+
+    /// The number the next segment will take (for "too far ahead").
+    pub fn next_msn(&self) -> u64 {
+        self.open_seq
+            .or(self.last_complete().map(|s| s + 1))
+            .unwrap_or(0)
+    }
+
+    pub fn segment(&self, seq: u64) -> Option<&Arc<LlSegment>> {
+        self.segments.iter().find(|s| s.seq == seq)
+    }
+
+    pub fn part(&self, seq: u64, index: u32) -> Option<&LlPart> {
+        if self.open_seq == Some(seq) {
+            return self.open_parts.get(index as usize);
+        }
+        self.segment(seq)?.parts.get(index as usize)
+    }
+
+    pub fn init(&self, id: u32) -> Option<&Bytes> {
+        self.inits.iter().find(|(i, _)| *i == id).map(|(_, b)| b)
+    }
+}
+
+/// A sample waiting for its part to close.
+struct Pending {
+    dts_ms: u64,
+    composition_ms: i32,
+    sync: bool,
+    data: Bytes,
+}
+
+struct OpenSegment {
+    seq: u64,
+    start_ms: u64,
+    discontinuity: bool,
+    pdt_unix_ms: u64,
+    init_id: u32,
+    parts: Vec<LlPart>,
+    /// The open part: where it starts, and its samples.
+    part_start_ms: u64,
+    video: Vec<Pending>,
+    audio: Vec<Pending>,
+}
+
+/// Settings of the LL-HLS muxer (from the stream's HLS settings).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LlConfig {
+    pub part_ms: u64,
+    pub segment_ms: u64,
+    pub window: usize,
+    pub keep_extra: usize,
+}
+
+/// One stream's LL-HLS muxer (module docs).
+pub struct LlMuxer {
+    config: LlConfig,
+    video: Option<VideoTrack>,
+    audio: Option<AudioTrack>,
+    /// The init segments of the kept segments and of the tracks now, newest last.
+    inits: VecDeque<(u32, Bytes)>,
+    /// The tracks changed since the newest init was written.
+    init_stale: bool,
+    open: Option<OpenSegment>,
+    segments: VecDeque<Arc<LlSegment>>,
+    discontinuity_seq: u64,
+    target_duration_s: u64,
+    fragment_seq: u32,
+    /// The frame interval of video (or, audio-only, audio): the shorter of the last two.
+    frame_ms: u64,
+    last_interval: Option<u64>,
+    last_clock_dts: Option<u64>,
+    /// (DTS, Unix ms) of the first segment: PDTs advance with the stream's timeline.
+    wall_anchor: Option<(u64, u64)>,
+    wall_now_ms: u64,
+    /// The picture size `onMetaData` announced.
+    size: (u16, u16),
+    ended: bool,
+    changed: bool,
+}
+
+impl LlMuxer {
+    pub fn new(config: LlConfig) -> Self {
+        Self {
+            config,
+            video: None,
+            audio: None,
+            inits: VecDeque::new(),
+            init_stale: true,
+            open: None,
+            segments: VecDeque::new(),
+            discontinuity_seq: 0,
+            target_duration_s: config.segment_ms.div_ceil(1000).max(1),
+            fragment_seq: 0,
+            frame_ms: 0,
+            last_interval: None,
+            last_clock_dts: None,
+            wall_anchor: None,
+            wall_now_ms: 0,
+            size: (0, 0),
+            ended: false,
+            changed: false,
+        }
+    }
+
+    /// The wall clock (Unix ms) as the owner last knew it: the first segment's PDT.
+    pub fn set_wall_clock(&mut self, unix_ms: u64) {
+        self.wall_now_ms = unix_ms;
+    }
+
+    pub fn set_video(&mut self, codec: VideoCodecConfig) {
+        if self.video.as_ref().is_none_or(|v| v.codec != codec) {
+            let (width, height) = self.size;
+            self.video = Some(VideoTrack {
+                codec,
+                width,
+                height,
+            });
+            self.init_stale = true;
+        }
+    }
+
+    /// The picture size `onMetaData` announced.
+    pub fn set_video_size(&mut self, width: u16, height: u16) {
+        if let Some(v) = &mut self.video {
+            if (v.width, v.height) != (width, height) {
+                v.width = width;
+                v.height = height;
+                self.init_stale = true;
+            }
+        }
+        self.size = (width, height);
+    }
+
+    pub fn set_audio(&mut self, track: AudioTrack) {
+        if self.audio.as_ref() != Some(&track) {
+            self.audio = Some(track);
+            self.init_stale = true;
+        }
+    }
+
+    pub fn has_video(&self) -> bool {
+        self.video.is_some()
+    }
+
+    /// A segment opens (the TS segmenter's cut).
+    pub fn open_segment(&mut self, seq: u64, start_ms: u64, discontinuity: bool) {
+        if self.video.is_none() && self.audio.is_none() {
+            return;
+        }
+        if self.init_stale {
+            let id = self.inits.back().map_or(1, |(id, _)| id + 1);
+            let init = fmp4::init_segment(self.video.as_ref(), self.audio.as_ref());
+            self.inits.push_back((id, Bytes::from(init)));
+            self.init_stale = false;
+        }
+        let (anchor_dts, anchor_unix) =
+            *self.wall_anchor.get_or_insert((start_ms, self.wall_now_ms));
+        let pdt_unix_ms = anchor_unix.saturating_add(start_ms.saturating_sub(anchor_dts));
+        let init_id = self.inits.back().map_or(0, |(id, _)| *id);
+        self.open = Some(OpenSegment {
+            seq,
+            start_ms,
+            discontinuity,
+            pdt_unix_ms,
+            init_id,
+            parts: Vec::new(),
+            part_start_ms: start_ms,
+            video: Vec::new(),
+            audio: Vec::new(),
+        });
+        self.changed = true;
+    }
+
+    /// A video picture: `data` is the coded frame as the sample format wants it (AVCC or
+    /// HVCC length-prefixed NAL units, AV1 OBUs).
+    pub fn push_video(&mut self, dts_ms: u64, composition_ms: i32, keyframe: bool, data: Bytes) {
+        self.before_sample(dts_ms, true);
+        if let Some(open) = &mut self.open {
+            open.video.push(Pending {
+                dts_ms,
+                composition_ms,
+                sync: keyframe,
+                data,
+            });
+        }
+    }
+
+    /// An AAC frame (raw, without ADTS).
+    pub fn push_audio(&mut self, dts_ms: u64, data: Bytes) {
+        let drives = self.video.is_none();
+        if drives {
+            self.before_sample(dts_ms, true);
+        }
+        if let Some(open) = &mut self.open {
+            open.audio.push(Pending {
+                dts_ms,
+                composition_ms: 0,
+                sync: true,
+                data,
+            });
+        }
+    }
+
+    /// Closes the open part before a clock-driving sample at `dts_ms` that would take it
+    /// past `part_ms`.
+    fn before_sample(&mut self, dts_ms: u64, drives_clock: bool) {
+        if !drives_clock {
+            return;
+        }
+        if let Some(last) = self.last_clock_dts.replace(dts_ms) {
+            if dts_ms > last {
+                // The shorter of the last two intervals: millisecond timestamps of 30 fps
+                // alternate 33 and 34, and a part must not close a frame early.
+                let interval = dts_ms - last;
+                self.frame_ms = match self.last_interval.replace(interval) {
+                    Some(prev) => prev.min(interval),
+                    None => interval,
+                };
+            }
+        }
+        let Some(open) = &self.open else { return };
+        if open.video.is_empty() && open.audio.is_empty() {
+            return;
+        }
+        let span = dts_ms.saturating_sub(open.part_start_ms) + self.frame_ms;
+        if span > self.config.part_ms {
+            self.close_part(dts_ms);
+        }
+    }
+
+    /// Closes the open part at `end_ms`: its fragment is written.
+    fn close_part(&mut self, end_ms: u64) {
+        let Some(open) = &mut self.open else { return };
+        if open.video.is_empty() && open.audio.is_empty() {
+            return;
+        }
+        self.fragment_seq = self.fragment_seq.wrapping_add(1);
+        let video_samples = samples(&open.video, end_ms, fmp4::VIDEO_TIMESCALE, None);
+        let audio_rate = self.audio.as_ref().map_or(48_000, |a| a.sample_rate);
+        // AAC frames are 1024 samples long.
+        let audio_samples = samples(&open.audio, end_ms, audio_rate, Some(1024));
+        let mut runs = Vec::with_capacity(2);
+        if let Some(first) = open.video.first() {
+            runs.push(TrackRun {
+                track_id: fmp4::VIDEO_TRACK_ID,
+                base_decode_time: ticks(first.dts_ms, fmp4::VIDEO_TIMESCALE),
+                samples: &video_samples,
+            });
+        }
+        if let Some(first) = open.audio.first() {
+            runs.push(TrackRun {
+                track_id: fmp4::AUDIO_TRACK_ID,
+                base_decode_time: ticks(first.dts_ms, audio_rate),
+                samples: &audio_samples,
+            });
+        }
+        let header = fmp4::fragment_header(self.fragment_seq, &runs);
+        let data_len: usize = open
+            .video
+            .iter()
+            .chain(&open.audio)
+            .map(|s| s.data.len())
+            .sum();
+        let mut bytes = Vec::with_capacity(header.len() + data_len);
+        bytes.extend_from_slice(&header);
+        for s in open.video.iter().chain(&open.audio) {
+            bytes.extend_from_slice(&s.data);
+        }
+        let independent = match open.video.first() {
+            Some(v) => v.sync,
+            None => true,
+        };
+        open.parts.push(LlPart {
+            bytes: Bytes::from(bytes),
+            duration_ms: end_ms.saturating_sub(open.part_start_ms).max(1),
+            independent,
+        });
+        open.part_start_ms = end_ms;
+        open.video.clear();
+        open.audio.clear();
+        self.changed = true;
+    }
+
+    /// The open segment closes at `end_ms` (the TS segmenter's cut, or the end).
+    pub fn close_segment(&mut self, end_ms: u64) {
+        self.close_part(end_ms);
+        let Some(open) = self.open.take() else { return };
+        if open.parts.is_empty() {
+            return;
+        }
+        let duration_ms = end_ms.saturating_sub(open.start_ms).max(1);
+        self.target_duration_s = self.target_duration_s.max(duration_ms.div_ceil(1000));
+        self.segments.push_back(Arc::new(LlSegment {
+            seq: open.seq,
+            duration_ms,
+            discontinuity: open.discontinuity,
+            pdt_unix_ms: open.pdt_unix_ms,
+            init_id: open.init_id,
+            parts: open.parts,
+        }));
+        while self.segments.len() > self.config.window + self.config.keep_extra {
+            self.segments.pop_front();
+        }
+        let listed_start = self.segments.len().saturating_sub(self.config.window);
+        if listed_start > 0 && self.segments[listed_start - 1].discontinuity {
+            self.discontinuity_seq += 1;
+        }
+        // Inits no kept segment needs, except the newest.
+        let oldest = self.segments.front().map_or(u32::MAX, |s| s.init_id);
+        while self.inits.len() > 1 && self.inits[0].0 < oldest {
+            self.inits.pop_front();
+        }
+        self.changed = true;
+    }
+
+    /// A republish: the timeline starts again.
+    pub fn restart(&mut self) {
+        self.last_clock_dts = None;
+        self.last_interval = None;
+        self.wall_anchor = None;
+        self.video = None;
+        self.audio = None;
+        self.init_stale = true;
+    }
+
+    pub fn end(&mut self, end_ms: u64) {
+        if let Some(open) = &self.open {
+            let end = end_ms.max(open.start_ms + 1);
+            self.close_segment(end);
+        }
+        self.ended = true;
+        self.changed = true;
+    }
+
+    /// Drops the segments kept past the window (memory pressure).
+    pub fn shed(&mut self) {
+        while self.segments.len() > self.config.window {
+            self.segments.pop_front();
+            self.changed = true;
+        }
+    }
+
+    /// A new snapshot when anything changed since the last one.
+    pub fn take_snapshot(&mut self) -> Option<LlSnapshot> {
+        if !std::mem::take(&mut self.changed)
+            || (self.segments.is_empty() && self.open.as_ref().is_none_or(|o| o.parts.is_empty()))
+        {
+            return None;
+        }
+        Some(self.snapshot())
+    }
+
+    pub fn snapshot(&self) -> LlSnapshot {
+        let skip = self.skippable();
+        LlSnapshot {
+            playlist: self.render(0),
+            delta: (skip > 0).then(|| self.render(skip)),
+            inits: self.inits.iter().cloned().collect(),
+            segments: self.segments.iter().cloned().collect(),
+            open_seq: self.open.as_ref().map(|o| o.seq),
+            open_parts: self
+                .open
+                .as_ref()
+                .map(|o| o.parts.clone())
+                .unwrap_or_default(),
+            part_target_ms: self.config.part_ms,
+            target_duration_s: self.target_duration_s,
+            ended: self.ended,
+        }
+    }
+
+    /// The listed segments.
+    fn listed(&self) -> impl Iterator<Item = &Arc<LlSegment>> + Clone {
+        self.segments
+            .iter()
+            .skip(self.segments.len().saturating_sub(self.config.window))
+    }
+
+    /// CAN-SKIP-UNTIL, in ms: six target durations.
+    fn skip_until_ms(&self) -> u64 {
+        6 * self.target_duration_s * 1000
+    }
+
+    /// How many listed segments a delta playlist leaves out: those that end more than
+    /// CAN-SKIP-UNTIL before the end of the playlist.
+    fn skippable(&self) -> usize {
+        let listed: Vec<_> = self.listed().collect();
+        let open_ms = self
+            .open
+            .as_ref()
+            .map_or(0, |o| o.parts.iter().map(|p| p.duration_ms).sum());
+        let mut from_end = open_ms;
+        let mut keep = 0;
+        for s in listed.iter().rev() {
+            if from_end >= self.skip_until_ms() {
+                break;
+            }
+            from_end += s.duration_ms;
+            keep += 1;
+        }
+        listed.len() - keep
+    }
+
+    /// Renders the playlist, leaving out the first `skip` listed segments (a delta playlist).
+    fn render(&self, skip: usize) -> Rendered {
+        let mut p = String::with_capacity(2048);
+        let mut uri_ends = Vec::new();
+        let part_s = Secs(self.config.part_ms);
+        let _ = write!(
+            p,
+            "#EXTM3U\n#EXT-X-VERSION:9\n#EXT-X-TARGETDURATION:{}\n#EXT-X-PART-INF:PART-TARGET={part_s}\n\
+             #EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK={},CAN-SKIP-UNTIL={}\n",
+            self.target_duration_s,
+            Secs(3 * self.config.part_ms),
+            Secs(self.skip_until_ms()),
+        );
+        let listed: Vec<_> = self.listed().collect();
+        let first_seq = listed
+            .first()
+            .map(|s| s.seq)
+            .or(self.open.as_ref().map(|o| o.seq))
+            .unwrap_or(0);
+        let _ = writeln!(p, "#EXT-X-MEDIA-SEQUENCE:{first_seq}");
+        if self.discontinuity_seq > 0 {
+            let _ = writeln!(
+                p,
+                "#EXT-X-DISCONTINUITY-SEQUENCE:{}",
+                self.discontinuity_seq
+            );
+        }
+        if skip > 0 {
+            let _ = writeln!(p, "#EXT-X-SKIP:SKIPPED-SEGMENTS={skip}");
+        }
+        // Parts are listed for the segments within three target durations of the end.
+        let mut recent_from = listed.len();
+        let mut span = 0;
+        while recent_from > 0 && span < 3 * self.target_duration_s * 1000 {
+            recent_from -= 1;
+            span += listed[recent_from].duration_ms;
+        }
+        let mut map = None;
+        let mut uri = |p: &mut String, text: std::fmt::Arguments<'_>, close: &str| {
+            let _ = p.write_fmt(text);
+            uri_ends.push(p.len());
+            p.push_str(close);
+        };
+        for (i, s) in listed.iter().enumerate().skip(skip) {
+            if s.discontinuity && i > skip {
+                p.push_str("#EXT-X-DISCONTINUITY\n");
+            }
+            if map != Some(s.init_id) {
+                map = Some(s.init_id);
+                uri(
+                    &mut p,
+                    format_args!("#EXT-X-MAP:URI=\"init-{}.mp4", s.init_id),
+                    "\"\n",
+                );
+            }
+            let _ = writeln!(p, "#EXT-X-PROGRAM-DATE-TIME:{}", Rfc3339(s.pdt_unix_ms));
+            if i >= recent_from {
+                for (k, part) in s.parts.iter().enumerate() {
+                    part_line(&mut p, &mut uri, s.seq, k, part);
+                }
+            }
+            let _ = writeln!(p, "#EXTINF:{},", Secs(s.duration_ms));
+            uri(&mut p, format_args!("seg-{}.m4s", s.seq), "\n");
+        }
+        if let Some(open) = &self.open {
+            if open.discontinuity && !listed.is_empty() {
+                p.push_str("#EXT-X-DISCONTINUITY\n");
+            }
+            if map != Some(open.init_id) {
+                uri(
+                    &mut p,
+                    format_args!("#EXT-X-MAP:URI=\"init-{}.mp4", open.init_id),
+                    "\"\n",
+                );
+            }
+            let _ = writeln!(p, "#EXT-X-PROGRAM-DATE-TIME:{}", Rfc3339(open.pdt_unix_ms));
+            for (k, part) in open.parts.iter().enumerate() {
+                part_line(&mut p, &mut uri, open.seq, k, part);
+            }
+            if !self.ended {
+                uri(
+                    &mut p,
+                    format_args!(
+                        "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"part-{}.{}.m4s",
+                        open.seq,
+                        open.parts.len()
+                    ),
+                    "\"\n",
+                );
+            }
+        }
+        if self.ended {
+            p.push_str("#EXT-X-ENDLIST\n");
+        }
+        Rendered {
+            text: Bytes::from(p),
+            uri_ends,
+        }
+    }
+}
+
+fn part_line(
+    p: &mut String,
+    uri: &mut impl FnMut(&mut String, std::fmt::Arguments<'_>, &str),
+    seq: u64,
+    index: usize,
+    part: &LlPart,
+) {
+    let _ = write!(p, "#EXT-X-PART:DURATION={},", Secs(part.duration_ms));
+    let close = if part.independent {
+        "\",INDEPENDENT=YES\n"
+    } else {
+        "\"\n"
+    };
+    uri(p, format_args!("URI=\"part-{seq}.{index}.m4s"), close);
+}
+
+/// Milliseconds as a decimal number of seconds (`1.5` → "1.500").
+struct Secs(u64);
+
+impl std::fmt::Display for Secs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{:03}", self.0 / 1000, self.0 % 1000)
+    }
+}
+
+/// Unix ms as an RFC 3339 date-time in UTC (`2026-12-06T18:34:10.123Z`).
+pub struct Rfc3339(pub u64);
+
+impl std::fmt::Display for Rfc3339 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ms = self.0 % 1000;
+        let secs = self.0 / 1000;
+        let (days, day_secs) = (secs / 86_400, secs % 86_400);
+        // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+        let z = days as i64 + 719_468;
+        let era = z.div_euclid(146_097);
+        let doe = z.rem_euclid(146_097);
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let day = doy - (153 * mp + 2) / 5 + 1;
+        let month = if mp < 10 { mp + 3 } else { mp - 9 };
+        let year = yoe + era * 400 + i64::from(month <= 2);
+        write!(
+            f,
+            "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{ms:03}Z",
+            day_secs / 3600,
+            day_secs / 60 % 60,
+            day_secs % 60
+        )
+    }
+}
+
+/// Milliseconds in a timescale.
+fn ticks(ms: u64, timescale: u32) -> u64 {
+    ms.saturating_mul(u64::from(timescale)) / 1000
+}
+
+/// A part's samples of one track: durations from the next sample's DTS (the last one's to
+/// `end_ms`, or `fixed` for codecs whose frames have one length), sizes, flags and
+/// composition offsets in `timescale`.
+fn samples(pending: &[Pending], end_ms: u64, timescale: u32, fixed: Option<u32>) -> Vec<Sample> {
+    let mut out = Vec::with_capacity(pending.len());
+    for (i, s) in pending.iter().enumerate() {
+        let duration = match (fixed, pending.get(i + 1)) {
+            (Some(d), _) => d,
+            (None, Some(next)) => {
+                ticks(next.dts_ms, timescale).saturating_sub(ticks(s.dts_ms, timescale)) as u32
+            }
+            (None, None) => ticks(end_ms.max(s.dts_ms), timescale)
+                .saturating_sub(ticks(s.dts_ms, timescale)) as u32,
+        };
+        let composition_offset = (i64::from(s.composition_ms) * i64::from(timescale) / 1000) as i32;
+        out.push(Sample {
+            duration,
+            size: s.data.len() as u32,
+            flags: if s.sync {
+                fmp4::SYNC_SAMPLE
+            } else {
+                fmp4::NON_SYNC_SAMPLE
+            },
+            composition_offset,
+        });
+    }
+    out
+}
