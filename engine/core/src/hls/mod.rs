@@ -19,4 +19,6 @@ pub use segmenter::{
 };
 
 #[cfg(test)]
+mod lltests;
+#[cfg(test)]
 mod tests;

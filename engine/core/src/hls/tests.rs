@@ -10,7 +10,7 @@ use super::ts::{PACKET, PID_AUDIO, PID_PMT, PID_VIDEO, TS_OFFSET_90K};
 use crate::ids::SegmentSeq;
 use crate::media::{Frame, FrameFlags, MediaKind};
 
-fn avc_seq() -> Frame {
+pub(super) fn avc_seq() -> Frame {
     let mut body = vec![0x17, 0, 0, 0, 0];
     body.extend([
         1, 0x64, 0, 0x1f, 0xff, 0xe1, 0, 3, 0x67, 1, 2, 1, 0, 2, 0x68, 3,
@@ -26,7 +26,7 @@ fn avc_seq() -> Frame {
     )
 }
 
-fn aac_seq() -> Frame {
+pub(super) fn aac_seq() -> Frame {
     Frame::new(
         MediaKind::Audio,
         0,
@@ -38,7 +38,7 @@ fn aac_seq() -> Frame {
     )
 }
 
-fn video(ts: u64, cts: i32, key: bool, size: usize) -> Frame {
+pub(super) fn video(ts: u64, cts: i32, key: bool, size: usize) -> Frame {
     let c = cts.to_be_bytes();
     let mut body = vec![if key { 0x17 } else { 0x27 }, 1, c[1], c[2], c[3]];
     body.extend((size as u32).to_be_bytes());
@@ -55,7 +55,7 @@ fn video(ts: u64, cts: i32, key: bool, size: usize) -> Frame {
     )
 }
 
-fn audio(ts: u64) -> Frame {
+pub(super) fn audio(ts: u64) -> Frame {
     Frame::new(
         MediaKind::Audio,
         ts,
@@ -66,7 +66,7 @@ fn audio(ts: u64) -> Frame {
 
 /// A 25 fps stream with B-frames (decode order I P B B, composition offsets 80/120/0/40 ms
 /// relative) and 43 audio frames per second, `seconds` long, keyframe every `gop` frames.
-fn stream(seconds: u64, gop: u64) -> Vec<(Frame, Option<(u64, u64)>)> {
+pub(super) fn stream(seconds: u64, gop: u64) -> Vec<(Frame, Option<(u64, u64)>)> {
     let mut frames = vec![(avc_seq(), None), (aac_seq(), None)];
     let mut audio_ms = 0;
     for n in 0..seconds * 25 {
