@@ -17,6 +17,7 @@ mod hls_origin;
 mod hostile;
 mod interop;
 mod limits;
+mod llhls;
 mod rtmp_reader;
 mod tls;
 mod tuning;
