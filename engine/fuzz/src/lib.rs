@@ -516,15 +516,19 @@ pub fn ts_sei(data: &[u8]) {
 /// while a segment is open, byte for byte. edge-core's own demuxer (the HLS feed's) gives
 /// the same pictures back as FLV bodies, with their DTS and composition times, and the same
 /// audio frames.
-pub fn ts_roundtrip(data: &[u8]) {
+/// A synthetic H.264 + AAC stream from fuzz input (5 bytes a frame): the frames, and what a
+/// segmenter must carry of them: pictures as (DTS ms, PTS ms, NAL unit) and raw AAC frames,
+/// those fed while a segment is open.
+pub struct Synthetic {
+    pub frames: Vec<edge_core::media::Frame>,
+    pub pictures: Vec<(u64, u64, Vec<u8>)>,
+    pub audio: Vec<Vec<u8>>,
+}
+
+pub fn synthetic_stream(data: &[u8]) -> Synthetic {
     use bytes::Bytes;
     use edge_core::hls::segmenter::MAX_GAP_MS;
-    use edge_core::hls::ts::TS_OFFSET_90K;
-    use edge_core::hls::tsscan::TsScan;
-    use edge_core::hls::{HlsConfig, Segmenter, VecStore};
     use edge_core::media::{Frame, FrameFlags, MediaKind};
-    use mpeg2ts::pes::{PesPacketReader, ReadPesPacket};
-    use mpeg2ts::ts::TsPacketReader;
 
     let header = |kind, body: Vec<u8>| {
         Frame::new(
@@ -578,7 +582,7 @@ pub fn ts_roundtrip(data: &[u8]) {
             open |= key;
             if open {
                 let pts = dts + u64::from(cts);
-                pictures.push((dts * 90 + TS_OFFSET_90K, pts * 90 + TS_OFFSET_90K, nal));
+                pictures.push((dts, pts, nal));
             }
         } else {
             let raw = vec![c[4]; size];
@@ -595,6 +599,30 @@ pub fn ts_roundtrip(data: &[u8]) {
             }
         }
     }
+    Synthetic {
+        frames,
+        pictures,
+        audio,
+    }
+}
+
+pub fn ts_roundtrip(data: &[u8]) {
+    use edge_core::hls::ts::TS_OFFSET_90K;
+    use edge_core::hls::tsscan::TsScan;
+    use edge_core::hls::{HlsConfig, Segmenter, VecStore};
+    use edge_core::media::MediaKind;
+    use mpeg2ts::pes::{PesPacketReader, ReadPesPacket};
+    use mpeg2ts::ts::TsPacketReader;
+
+    let Synthetic {
+        frames,
+        pictures,
+        audio,
+    } = synthetic_stream(data);
+    let pictures: Vec<_> = pictures
+        .into_iter()
+        .map(|(d, p, nal)| (d * 90 + TS_OFFSET_90K, p * 90 + TS_OFFSET_90K, nal))
+        .collect();
     let config = HlsConfig {
         segment_ms: 1000,
         window: 100_000,
@@ -913,5 +941,146 @@ pub fn ts_demux(data: &[u8]) {
             ts.windows(2).all(|w| w[1] >= w[0]),
             "{kind:?} went back: {ts:?}"
         );
+    }
+}
+
+/// The fMP4 writer and the LL-HLS muxer on a synthetic stream (as `ts_roundtrip`), parsed
+/// back: every part is one `moof` + `mdat` whose runs point inside the `mdat`; the video
+/// samples of every part, in order, are the pictures a segment was open for, with their DTS
+/// and composition offsets; a segment is its parts; parts stay within the target unless the
+/// input's timestamps jump; every URI the playlist names parses back to a file it serves.
+pub fn llhls(data: &[u8]) {
+    use edge_core::hls::fmp4::{find_box, read_boxes, VIDEO_TRACK_ID};
+    use edge_core::hls::llhls::LlFile;
+    use edge_core::hls::{HlsConfig, Segmenter, VecStore};
+
+    let Some((&part, data)) = data.split_first() else {
+        return;
+    };
+    let part_ms = 50 + u64::from(part) * 4;
+    let Synthetic {
+        frames, pictures, ..
+    } = synthetic_stream(data);
+    let config = HlsConfig {
+        segment_ms: 1000.max(part_ms),
+        window: 100_000,
+        keep_extra: 0,
+        part_ms,
+    };
+    let mut s = Segmenter::new(config, VecStore, "x");
+    for f in &frames {
+        s.handle_frame(f).expect("frames the test built are valid");
+    }
+    let end = s.handle_end();
+    let Some(ll) = end.ll.as_deref() else {
+        assert!(end.segments.is_empty(), "LL-HLS is on");
+        return;
+    };
+    let u32_at = |b: &[u8], at: usize| u32::from_be_bytes(b[at..at + 4].try_into().unwrap());
+    let mut got = Vec::new();
+    for seg in &ll.segments {
+        let joined: Vec<u8> = seg.pieces().flat_map(|b| b.iter().copied()).collect();
+        let parts: Vec<u8> = seg
+            .parts
+            .iter()
+            .flat_map(|p| p.bytes.iter().copied())
+            .collect();
+        assert_eq!(joined, parts);
+        for p in &seg.parts {
+            let boxes = read_boxes(&p.bytes).expect("boxes");
+            assert_eq!(boxes.len(), 2);
+            assert_eq!((&boxes[0].kind, &boxes[1].kind), (b"moof", b"mdat"));
+            let mdat_start = p.bytes.len() - boxes[1].body.len();
+            let moof = boxes[0].body;
+            for traf in read_boxes(moof)
+                .unwrap()
+                .into_iter()
+                .filter(|b| &b.kind == b"traf")
+            {
+                let track = u32_at(find_box(traf.body, &[b"tfhd"]).unwrap(), 4);
+                let tfdt = find_box(traf.body, &[b"tfdt"]).unwrap();
+                let mut dts = u64::from_be_bytes(tfdt[4..12].try_into().unwrap());
+                let trun = find_box(traf.body, &[b"trun"]).unwrap();
+                let mut at = u32_at(trun, 8) as usize;
+                for i in 0..u32_at(trun, 4) as usize {
+                    let e = 12 + 16 * i;
+                    let size = u32_at(trun, e + 4) as usize;
+                    assert!(
+                        at >= mdat_start && at + size <= p.bytes.len(),
+                        "in the mdat"
+                    );
+                    if track == VIDEO_TRACK_ID {
+                        let cto = u32_at(trun, e + 12) as i32;
+                        got.push((dts, cto, p.bytes[at..at + size].to_vec()));
+                    }
+                    dts += u64::from(u32_at(trun, e));
+                    at += size;
+                }
+            }
+        }
+    }
+    assert_eq!(got.len(), pictures.len(), "every picture once");
+    for (i, ((gd, gc, sample), (d, p, nal))) in got.iter().zip(&pictures).enumerate() {
+        assert_eq!(
+            (*gd, i64::from(*gc)),
+            (d * 90, (*p as i64 - *d as i64) * 90),
+            "picture {i}"
+        );
+        assert_eq!(sample[..4], (nal.len() as u32).to_be_bytes(), "picture {i}");
+        assert_eq!(sample[4..], nal[..], "picture {i}");
+    }
+    let text = std::str::from_utf8(&ll.playlist.text).expect("UTF-8");
+    for &end in &ll.playlist.uri_ends {
+        let start = text[..end].rfind(['\n', '"']).map_or(0, |i| i + 1);
+        let name = &text[start..end];
+        let name = name.rsplit("URI=\"").next().unwrap();
+        let served = match LlFile::parse(name).unwrap_or_else(|| panic!("{name}")) {
+            LlFile::Init(id) => ll.init(id).is_some(),
+            LlFile::Segment(seq) => ll.segment(seq).is_some(),
+            LlFile::Part(seq, i) => ll.part(seq, i).is_some(),
+            LlFile::Playlist => false,
+        };
+        assert!(served, "{name}");
+    }
+}
+
+/// LL-HLS requests as a peer sends them: any path through the router, any query through the
+/// directive parser and the viewer-query filter, and any directive decided against a real
+/// snapshot. Nothing may panic; a decision to wait has a deadline.
+pub fn llhls_request(data: &[u8]) {
+    use edge_core::hls::blocking::{decide, viewer_query, Decision, Directives};
+    use edge_core::hls::{HlsConfig, Segmenter, VecStore};
+    use std::sync::OnceLock;
+
+    static SNAPSHOT: OnceLock<std::sync::Arc<edge_core::hls::llhls::LlSnapshot>> = OnceLock::new();
+    let snap = SNAPSHOT.get_or_init(|| {
+        let config = HlsConfig {
+            segment_ms: 1000,
+            window: 6,
+            keep_extra: 2,
+            part_ms: 200,
+        };
+        let mut s = Segmenter::new(config, VecStore, "x");
+        let input: Vec<u8> = (0..2000u32)
+            .flat_map(|i| [(i % 2) as u8, 20, 0, 4, 7])
+            .collect();
+        let mut last = None;
+        for f in synthetic_stream(&input).frames {
+            if let Some(snap) = s.handle_frame(&f).unwrap() {
+                last = snap.ll;
+            }
+        }
+        last.expect("an LL-HLS snapshot")
+    });
+    let text = String::from_utf8_lossy(data);
+    let (path, query) = text.split_once('?').unwrap_or((&text, ""));
+    let _ = edge_core::http::Route::parse(path);
+    let _ = viewer_query(query);
+    if let Ok(d) = Directives::parse(Some(query)) {
+        if let Some(msn) = d.msn {
+            if let Ok(Decision::Wait { deadline_ms }) = decide(snap, msn, d.part, 1000) {
+                assert_eq!(deadline_ms, 1000 + 3000);
+            }
+        }
     }
 }

@@ -25,6 +25,8 @@ const TARGETS: &[(&str, Body)] = &[
     ("http_response", edge_fuzz::http_response),
     ("hls_pull", edge_fuzz::hls_pull),
     ("ts_demux", edge_fuzz::ts_demux),
+    ("llhls", edge_fuzz::llhls),
+    ("llhls_request", edge_fuzz::llhls_request),
 ];
 
 fn inputs(kind: &str, target: &str) -> Vec<PathBuf> {

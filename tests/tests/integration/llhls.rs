@@ -209,7 +209,14 @@ fn the_playlist_keeps_the_ll_hls_rules_by_an_independent_parser() {
         Command::new("ffmpeg")
             .args(["-nostdin", "-v", "error", "-re", "-stream_loop", "-1", "-i"])
             .arg(fixture("bframes.flv"))
-            .args(["-an", "-c", "copy", "-f", "flv", &engine.rtmp_url("live/rules")])
+            .args([
+                "-an",
+                "-c",
+                "copy",
+                "-f",
+                "flv",
+                &engine.rtmp_url("live/rules"),
+            ])
             .stdin(std::process::Stdio::null())
             .spawn()
             .unwrap(),
