@@ -101,6 +101,7 @@ fn tests_playlist() -> edge_core::hls::HlsSnapshot {
         segments: Vec::new(),
         target_duration_s: 2,
         ended: false,
+        ll: None,
     }
 }
 

@@ -186,6 +186,44 @@ fn the_player_plays_the_bframe_fixture_by_hls_and_by_http_flv() {
     });
 }
 
+/// LL-HLS in Chromium with hls.js's low-latency mode: 20 s of playback without a stall, the
+/// parts fetched (counted by the engine), and how far behind live it plays (printed: a
+/// measurement, not an assertion).
+#[test]
+fn the_player_plays_ll_hls_with_hls_js_low_latency_mode() {
+    let e = engine(&["--hls-segment-ms", "1000"]);
+    let _publisher = publish_loop(&e.rtmp_url("live/ll"));
+    eventually("three LL-HLS segments", Duration::from_secs(40), || {
+        try_http_get(e.http, "/live/ll/llhls.m3u8").is_ok_and(|r| {
+            r.status() == 200 && String::from_utf8_lossy(&r.body).matches("#EXTINF").count() >= 3
+        })
+    });
+    let parts_before = e.metrics().sum("ll_hls_parts");
+    let url = page(&e, "/player?stream=live/ll&protocol=llhls");
+    let r = browser(
+        "play",
+        json!({ "url": url, "seconds": 20 }),
+        Duration::from_secs(90),
+    );
+    println!("llhls: {r}");
+    let f = &r["final"];
+    assert!(r["played_s"].as_f64().unwrap() >= 15.0, "{r}");
+    assert_eq!(f["fatal"], Value::Null, "{r}");
+    assert_eq!(f["engine"], "hls.js");
+    assert_eq!(f["stalls"], 0, "{r}");
+    assert_eq!(
+        (f["width"].as_u64(), f["height"].as_u64()),
+        (Some(320), Some(240))
+    );
+    println!(
+        "llhls: {} s behind live (EXT-X-PROGRAM-DATE-TIME)",
+        f["latency"]
+    );
+    // hls.js fetched parts (not only whole segments): about five a second.
+    let parts = e.metrics().sum("ll_hls_parts") - parts_before;
+    assert!(parts >= 20, "parts served: {parts}");
+}
+
 #[test]
 fn the_console_lists_a_published_stream_with_its_bitrate_and_draws_its_chart() {
     let e = engine(&[]);

@@ -296,7 +296,7 @@ fn blocking_reloads_and_hinted_parts_wait_for_their_part() {
         early.body
     );
     let m = engine.metrics();
-    assert!(m.sum("ll_hls_waits") >= waits_before + 1, "{m:?}");
+    assert!(m.sum("ll_hls_waits") > waits_before, "{m:?}");
     assert!(m.sum("ll_hls_parts") >= 2);
 
     // Too far ahead: 400 at once; nonsense directives: 400.
