@@ -379,3 +379,21 @@ pub fn watch(
     });
     (progress, t)
 }
+
+/// `rtmp://HOST:PORT/live` of an engine: what an edge's `--origin` names.
+pub fn origin_of(e: &Engine) -> String {
+    format!("rtmp://{}/live", e.rtmp)
+}
+
+/// The origin has the stream: a probe player there gets media.
+pub fn wait_until_published(origin: &Engine, stream: &str) {
+    let opts = PlayOpts {
+        deadline: Duration::from_secs(3),
+        ..PlayOpts::default()
+    };
+    eventually(
+        "the origin to have the stream",
+        Duration::from_secs(30),
+        || play_rtmp(origin.rtmp, "live", stream, &opts, None).video > 0,
+    );
+}

@@ -200,11 +200,21 @@ fn the_player_plays_ll_hls_with_hls_js_low_latency_mode() {
     });
     let parts_before = e.metrics().sum("ll_hls_parts");
     let url = page(&e, "/player?stream=live/ll&protocol=llhls");
-    let r = browser(
+    let run = spawn_browser(
         "play",
-        json!({ "url": url, "seconds": 20 }),
+        &json!({ "url": url, "seconds": 20 }),
         Duration::from_secs(90),
     );
+    // While it plays, the streams list counts it as LL-HLS, not HLS.
+    eventually(
+        "the LL-HLS viewer in /api/v1/streams",
+        Duration::from_secs(15),
+        || {
+            let v = &streams_json(&e)["streams"][0]["viewers"];
+            v["llhls"].as_u64() >= Some(1) && v["hls"] == 0
+        },
+    );
+    let r = browser_report(run);
     println!("llhls: {r}");
     let f = &r["final"];
     assert!(r["played_s"].as_f64().unwrap() >= 15.0, "{r}");

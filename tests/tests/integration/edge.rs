@@ -11,23 +11,6 @@ use tests::*;
 
 const FIXTURE: &str = "bframes.flv";
 
-fn origin_of(e: &Engine) -> String {
-    format!("rtmp://{}/live", e.rtmp)
-}
-
-/// The origin has the stream: a probe player there gets media.
-fn wait_until_published(origin: &Engine, stream: &str) {
-    let opts = PlayOpts {
-        deadline: Duration::from_secs(3),
-        ..PlayOpts::default()
-    };
-    eventually(
-        "the origin to have the stream",
-        Duration::from_secs(30),
-        || play_rtmp(origin.rtmp, "live", stream, &opts, None).video > 0,
-    );
-}
-
 #[test]
 fn sixty_edge_viewers_cause_exactly_one_pull_from_an_engine_origin() {
     let origin = Engine::start(&["--cores", "2", "--republish-grace-ms", "300"]);

@@ -337,3 +337,49 @@ fn blocking_reloads_and_hinted_parts_wait_for_their_part() {
     });
     publisher.0.kill().unwrap();
 }
+
+/// An RTMP-pull edge makes its own LL-HLS from the pulled frames: a first `llhls.m3u8`
+/// request starts the pull, and its segments carry the origin's numbers and durations.
+#[test]
+fn an_rtmp_pull_edge_serves_ll_hls_with_the_origins_segment_numbers() {
+    let origin = Engine::start(&["--cores", "2", "--hls-segment-ms", "1000"]);
+    let _publisher = publish_loop(&origin.rtmp_url("live/edge"));
+    wait_until_published(&origin, "edge");
+    let edge = Engine::start(&[
+        "--cores",
+        "2",
+        "--hls-segment-ms",
+        "1000",
+        "--origin",
+        &origin_of(&origin),
+    ]);
+    let at_edge = wait_for_segments(&edge, "/live/edge/llhls.m3u8", 3);
+    assert_eq!(edge.metrics().sum("upstream_pulls_started"), 1);
+    let at_origin = text(&origin, "/live/edge/llhls.m3u8");
+    let segments = |p: &str| -> Vec<(String, String)> {
+        let lines: Vec<&str> = p.lines().collect();
+        lines
+            .windows(2)
+            .filter(|w| w[1].starts_with("seg-") && w[0].starts_with("#EXTINF"))
+            .map(|w| (w[1].to_string(), w[0].to_string()))
+            .collect()
+    };
+    let (edge_segs, origin_segs) = (segments(&at_edge), segments(&at_origin));
+    // The edge joined later: its complete segments (after its first, which began at the
+    // pull's first keyframe) are the origin's, number for number, duration for duration.
+    let common: Vec<_> = edge_segs[1..]
+        .iter()
+        .filter(|s| origin_segs.contains(s))
+        .collect();
+    assert_eq!(common.len(), edge_segs.len() - 1, "{at_edge}\n{at_origin}");
+    // And the edge's segments decode.
+    let url = edge.http_url("live/edge/llhls.m3u8");
+    let (ok, _, err) = run_tool(
+        "ffmpeg",
+        &[
+            "-nostdin", "-v", "error", "-i", &url, "-t", "3", "-f", "null", "-",
+        ],
+        Duration::from_secs(60),
+    );
+    assert!(ok && err.is_empty(), "{err}");
+}

@@ -394,3 +394,17 @@ fn the_init_segment_changes_uri_when_the_codec_configuration_does() {
     let at2 = snap.segments.iter().find(|s| s.init_id == 2).unwrap().seq;
     assert_eq!(at2, 2);
 }
+
+/// Regression: snapshots of LL-HLS parts before the first segment made an edge's first TS
+/// playlist request return a playlist with no segment, which ffmpeg gave up on.
+#[test]
+fn regression_nothing_is_announced_before_the_first_segment() {
+    let mut s = Segmenter::new(config(1000, 6), VecStore, "x");
+    for f in frames(3, 25) {
+        if let Some(snap) = s.handle_frame(&f).unwrap() {
+            assert!(!snap.segments.is_empty(), "a snapshot without a TS segment");
+            let ll = snap.ll.unwrap();
+            assert_eq!(ll.segments.len(), snap.segments.len());
+        }
+    }
+}

@@ -315,7 +315,10 @@ impl<S: SegmentStore> Segmenter<S> {
     /// finished.
     pub fn handle_frame(&mut self, frame: &Frame) -> Result<Option<HlsSnapshot>, SegmenterError> {
         let snapshot = self.handle_frame_ts(frame)?;
-        if self.take_ll() || snapshot.is_some() {
+        let ll_changed = self.take_ll();
+        // Nothing is announced before the first segment: a first playlist request waits for
+        // a playlist that lists one (TS players given an empty live playlist give up).
+        if (ll_changed || snapshot.is_some()) && !self.segments.is_empty() {
             // A segment's snapshot was rendered before its LL-HLS part closed.
             return Ok(Some(self.snapshot()));
         }

@@ -16,6 +16,7 @@ use edge_core::owner::LinkView;
 use super::control::Control;
 use super::stats::{
     ShardStats, Stats, StreamView, ACTIONS, DENIAL_REASONS, HOOK_EVENTS, HOOK_OUTCOMES, METRICS,
+    PROTOCOLS,
 };
 
 /// One stream in `/api/v1/streams`.
@@ -28,7 +29,7 @@ struct StreamReport {
     live_since_unix_ms: u64,
     /// Media from the publisher, or bytes from the pull.
     ingest_bytes: u64,
-    viewers: ViewerCounts,
+    viewers: StreamViewers,
     upstream: Option<LinkReport>,
     failovers: u64,
     forward: Option<LinkReport>,
@@ -41,6 +42,15 @@ pub(crate) struct ViewerCounts {
     pub rtmp: u64,
     pub flv: u64,
     pub hls: u64,
+}
+
+/// A stream's viewers by protocol (LL-HLS apart from HLS).
+#[derive(serde::Serialize)]
+struct StreamViewers {
+    rtmp: u64,
+    flv: u64,
+    hls: u64,
+    llhls: u64,
 }
 
 /// An upstream link (a pull, or a forward).
@@ -97,7 +107,7 @@ pub(crate) fn json_line(value: &impl serde::Serialize) -> String {
 }
 
 /// One stream as `/api/v1/streams` shows it.
-fn stream_report(view: &StreamView, viewers: [u64; 3]) -> StreamReport {
+fn stream_report(view: &StreamView, viewers: [u64; PROTOCOLS]) -> StreamReport {
     let st = view.state.lock().unwrap_or_else(|e| e.into_inner()).clone();
     let link = |l: &Option<LinkView>, bytes: &AtomicU64, since: u64| {
         l.as_ref().map(|l| LinkReport {
@@ -127,10 +137,11 @@ fn stream_report(view: &StreamView, viewers: [u64; 3]) -> StreamReport {
         live_since_unix_ms: st.live_since_unix_ms,
         ingest_bytes: view.published_bytes.load(Ordering::Relaxed)
             + view.upstream_bytes.load(Ordering::Relaxed),
-        viewers: ViewerCounts {
+        viewers: StreamViewers {
             rtmp: viewers[0],
             flv: viewers[1],
             hls: viewers[2],
+            llhls: viewers[3],
         },
         upstream: link(
             &st.view.upstream,
@@ -480,7 +491,7 @@ mod tests {
         assert_eq!(
             streams(&s),
             "{\"streams\":[{\"key\":\"live/\\\"x\",\"owner_shard\":1,\"state\":\"live\",\"source\":\"upstream\",\
-             \"live_since_unix_ms\":1020,\"ingest_bytes\":42,\"viewers\":{\"rtmp\":0,\"flv\":1,\"hls\":2},\"upstream\":{\"origin\":\"rtmp://a:1935/live\",\"state\":\"playing\",\"bytes\":42,\"since_unix_ms\":1005},\"failovers\":0,\"forward\":null,\"hls_pull\":null}]}\n"
+             \"live_since_unix_ms\":1020,\"ingest_bytes\":42,\"viewers\":{\"rtmp\":0,\"flv\":1,\"hls\":2,\"llhls\":0},\"upstream\":{\"origin\":\"rtmp://a:1935/live\",\"state\":\"playing\",\"bytes\":42,\"since_unix_ms\":1005},\"failovers\":0,\"forward\":null,\"hls_pull\":null}]}\n"
         );
         s.remove_stream(ShardId(1), &key);
         assert_eq!(streams(&s), "{\"streams\":[]}\n");

@@ -214,7 +214,7 @@ pub(crate) struct Stats {
 pub(crate) type StreamList = Mutex<BTreeMap<StreamKey, Arc<StreamView>>>;
 
 /// One shard's viewers by stream: taken when a viewer comes or goes, never per frame.
-pub(crate) type ViewerList = Mutex<HashMap<StreamKey, [u64; 3]>>;
+pub(crate) type ViewerList = Mutex<HashMap<StreamKey, [u64; PROTOCOLS]>>;
 
 /// What a viewer watches with, as the streams list counts it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -223,7 +223,12 @@ pub(crate) enum Protocol {
     Flv = 1,
     /// A connection that fetched the stream's playlist.
     Hls = 2,
+    /// A connection that fetched the stream's LL-HLS playlist (`llhls.m3u8`).
+    LlHls = 3,
 }
+
+/// How many protocols viewers are counted by.
+pub(crate) const PROTOCOLS: usize = 4;
 
 /// One owned stream as the streams API shows it.
 pub(crate) struct StreamView {
@@ -351,15 +356,15 @@ impl Stats {
             m.entry(key.clone()).or_default()[protocol as usize] += 1;
         } else if let Some(c) = m.get_mut(key) {
             c[protocol as usize] = c[protocol as usize].saturating_sub(1);
-            if *c == [0; 3] {
+            if *c == [0; PROTOCOLS] {
                 m.remove(key);
             }
         }
     }
 
     /// Every stream's viewers on every shard, by protocol (each shard's map taken once).
-    pub(crate) fn all_viewers(&self) -> HashMap<StreamKey, [u64; 3]> {
-        let mut sum: HashMap<StreamKey, [u64; 3]> = HashMap::new();
+    pub(crate) fn all_viewers(&self) -> HashMap<StreamKey, [u64; PROTOCOLS]> {
+        let mut sum: HashMap<StreamKey, [u64; PROTOCOLS]> = HashMap::new();
         for m in self.viewers.iter() {
             let m = m.lock().unwrap_or_else(|e| e.into_inner());
             for (key, c) in m.iter() {

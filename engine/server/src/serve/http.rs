@@ -25,17 +25,17 @@ use crate::shard::{LlWait, ShardHandle};
 
 const READ_BUF: usize = 4 * 1024;
 
-/// Counts a connection in `edge_hls_viewers`, and as a viewer of the stream whose playlist
-/// it fetched first, until it closes.
-struct HlsViewer(ShardHandle, StreamKey);
+/// Counts a connection in `edge_hls_viewers`, and as a viewer (HLS, or LL-HLS) of the stream
+/// whose playlist it fetched first, until it closes.
+struct HlsViewer(ShardHandle, StreamKey, Protocol);
 
 impl HlsViewer {
-    fn new(shard: &ShardHandle, key: &StreamKey) -> Self {
+    fn new(shard: &ShardHandle, key: &StreamKey, protocol: Protocol) -> Self {
         shard.stats().hls_viewers.inc();
         shard
             .machine()
-            .count_viewer(shard.id(), key, Protocol::Hls, true);
-        HlsViewer(shard.clone(), key.clone())
+            .count_viewer(shard.id(), key, protocol, true);
+        HlsViewer(shard.clone(), key.clone(), protocol)
     }
 }
 
@@ -44,7 +44,7 @@ impl Drop for HlsViewer {
         self.0.stats().hls_viewers.dec();
         self.0
             .machine()
-            .count_viewer(self.0.id(), &self.1, Protocol::Hls, false);
+            .count_viewer(self.0.id(), &self.1, self.2, false);
     }
 }
 
@@ -116,7 +116,7 @@ pub(crate) async fn serve(
                     let close = match &route {
                         // After a handover, a viewer leaves with a playlist once the
                         // successor can continue where it is.
-                        Route::Playlist(key) if handed_over => {
+                        Route::Playlist(key) | Route::Ll(key, LlFile::Playlist) if handed_over => {
                             shard.successor_ready(key, &req.path, req.query.as_deref())
                         }
                         _ => draining && !hls,
@@ -125,7 +125,7 @@ pub(crate) async fn serve(
                         req.keep_alive = false;
                     }
                     let migrate = match &route {
-                        Route::Playlist(key) if draining => {
+                        Route::Playlist(key) | Route::Ll(key, LlFile::Playlist) if draining => {
                             shard.drain_redirect(key, &req.path, req.query.as_deref())
                         }
                         _ => None,
@@ -165,10 +165,14 @@ pub(crate) async fn serve(
                         }
                         continue;
                     }
-                    if let (Route::Playlist(key) | Route::Ll(key, LlFile::Playlist), None) =
-                        (&route, &hls_viewer)
-                    {
-                        hls_viewer = Some(HlsViewer::new(&shard, key));
+                    match (&route, &hls_viewer) {
+                        (Route::Playlist(key), None) => {
+                            hls_viewer = Some(HlsViewer::new(&shard, key, Protocol::Hls))
+                        }
+                        (Route::Ll(key, LlFile::Playlist), None) => {
+                            hls_viewer = Some(HlsViewer::new(&shard, key, Protocol::LlHls))
+                        }
+                        _ => {}
                     }
                     match route {
                         Route::Flv(key) if req.method == Method::Get && req.version_minor >= 1 => {
