@@ -16,7 +16,7 @@ pub struct Args {
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub viewers: usize,
 
-    /// Viewer protocol: rtmp, flv or hls, or a mix such as `hls=0.8,flv=0.2`.
+    /// Viewer protocol: rtmp, flv, hls or llhls, or a mix such as `hls=0.8,flv=0.2`.
     #[arg(long, value_name = "P", default_value = "rtmp")]
     pub protocol: String,
 
@@ -135,6 +135,8 @@ pub enum Protocol {
     Rtmp,
     Flv,
     Hls,
+    /// LL-HLS: blocking reloads and parts.
+    LlHls,
 }
 
 impl Protocol {
@@ -143,7 +145,13 @@ impl Protocol {
             Protocol::Rtmp => "rtmp",
             Protocol::Flv => "flv",
             Protocol::Hls => "hls",
+            Protocol::LlHls => "llhls",
         }
+    }
+
+    /// Fetched over HTTP requests through the thread's pool (HLS, LL-HLS), not one stream.
+    pub fn pooled(self) -> bool {
+        matches!(self, Protocol::Hls | Protocol::LlHls)
     }
 }
 
@@ -198,7 +206,8 @@ pub fn parse_mix(s: &str) -> anyhow::Result<Vec<(Protocol, f64)>> {
             "rtmp" => Protocol::Rtmp,
             "flv" => Protocol::Flv,
             "hls" => Protocol::Hls,
-            other => bail!("unknown protocol `{other}` (rtmp, flv, hls)"),
+            "llhls" => Protocol::LlHls,
+            other => bail!("unknown protocol `{other}` (rtmp, flv, hls, llhls)"),
         };
         if weight.is_nan() || weight <= 0.0 {
             bail!("protocol weight must be positive");
@@ -376,10 +385,7 @@ impl Args {
             }
             None => vec![None; self.cores],
         };
-        let streaming = viewer_protocols
-            .iter()
-            .filter(|p| **p != Protocol::Hls)
-            .count();
+        let streaming = viewer_protocols.iter().filter(|p| !p.pooled()).count();
         let hls = viewer_protocols.len() - streaming;
         let mut nofile = libc::rlimit {
             rlim_cur: 0,

@@ -34,6 +34,22 @@ pub const HISTOGRAMS: &[(&str, &str)] = &[
         "playlist_reload_delay",
         "HLS: playlist response later than its intended reload time",
     ),
+    (
+        "part_latency",
+        "LL-HLS: publish of a part's first frame to the part fully received",
+    ),
+    (
+        "part_download",
+        "LL-HLS: part request to last byte (a part asked for early waits for its frames)",
+    ),
+    (
+        "blocking_reload",
+        "LL-HLS: blocking playlist request to response (the wait for the next part)",
+    ),
+    (
+        "llhls_startup",
+        "LL-HLS: viewer arrival to playback start (PART-HOLD-BACK buffered)",
+    ),
 ];
 
 /// Error kinds counted.

@@ -83,6 +83,51 @@ fn three_hundred_viewers_over_rtmp_flv_and_hls_get_everything_after_joining() {
     std::fs::remove_file(out).unwrap();
 }
 
+/// LL-HLS viewers: blocking reloads for every next part, every part fetched with the probe of
+/// its first picture, every viewer started.
+#[test]
+fn llhls_viewers_fetch_every_part_after_joining_with_its_probe() {
+    let out = tmp("llhls");
+    let status = loadgen()
+        .args([
+            "--spawn",
+            "--publish",
+            "--viewers",
+            "40",
+            "--protocol",
+            "llhls",
+        ])
+        .args(["--duration", "12s", "--engine-args", "--cores 2"])
+        .arg("--json")
+        .arg(&out)
+        .status()
+        .unwrap();
+    assert!(status.success(), "loadgen exit {status}");
+    let j = json(&out);
+    let counter = |k: &str| j["counters"][k].as_u64().unwrap_or(0);
+    let hist = |k: &str| j["histograms"][k]["count"].as_u64().unwrap();
+    // 200 ms parts: five a second per viewer, for most of the 12 s.
+    let parts = counter("parts");
+    assert!(parts >= 40 * 5 * 6, "{j}");
+    assert_eq!(
+        hist("part_latency"),
+        parts,
+        "every part's first picture had its probe: {j}"
+    );
+    assert_eq!(counter("parts_without_probe"), 0);
+    // Each part was asked for by a blocking reload first.
+    assert!(hist("blocking_reload") >= parts, "{j}");
+    assert_eq!(hist("llhls_startup"), 40, "{j}");
+    let errors: u64 = j["errors"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_u64().unwrap())
+        .sum();
+    assert_eq!(errors, 0, "{j}");
+    std::fs::remove_file(out).unwrap();
+}
+
 #[test]
 fn a_broken_target_gives_a_non_zero_exit() {
     // Port 1 on loopback: nothing listens, every connect fails.

@@ -21,7 +21,7 @@ use crate::pool::{Acquired, Pool, Pools};
 use edge_core::hls::tsscan::TsScan;
 
 /// Where a response body goes as it arrives.
-enum Sink<'a> {
+pub(super) enum Sink<'a> {
     /// Kept (playlists: a few hundred bytes).
     Keep(&'a mut Vec<u8>),
     /// Streamed through the TS scan and not kept (segments).
@@ -105,9 +105,9 @@ async fn discard(s: &TcpStream, mut n: usize, until: Instant) -> Result<(), &'st
 }
 
 /// A response: status, body length, and when its first byte came.
-struct Response {
-    status: u16,
-    len: usize,
+pub(super) struct Response {
+    pub(super) status: u16,
+    pub(super) len: usize,
     first_byte: Instant,
     /// The server closes the connection after it (`Connection: close`, as a draining engine
     /// sends): it does not go back to the pool.
@@ -182,7 +182,7 @@ async fn exchange(
 }
 
 /// One request through the pool. Broken connections are dropped from the pool.
-async fn pooled(
+pub(super) async fn pooled(
     ctx: &Ctx,
     pool: &Pool,
     path: &str,

@@ -1,7 +1,8 @@
 //! Publishers and viewers, as monoio tasks on a worker thread, by role: [`publisher`] (the
 //! looped source, SEI probes in every frame), [`stream`] (RTMP and HTTP-FLV viewers, which
-//! measure every frame's probe) and [`hls`] (viewers that reload playlists and fetch
-//! segments through the thread's pool). Each records into its thread's
+//! measure every frame's probe), [`hls`] (viewers that reload playlists and fetch
+//! segments through the thread's pool) and [`llhls`] (blocking reloads and parts, through the
+//! same pool). Each records into its thread's
 //! [`Stats`](crate::stats::Stats); nothing is shared between threads while running except
 //! the live counters ([`crate::live`]).
 
@@ -16,10 +17,12 @@ use monoio::net::TcpStream;
 use crate::live::Ctx;
 
 pub mod hls;
+pub mod llhls;
 pub mod publisher;
 pub mod stream;
 
 pub use hls::hls_viewer;
+pub use llhls::llhls_viewer;
 pub use publisher::{publish, Source};
 pub use stream::{flv_viewer, rtmp_viewer};
 

@@ -16,20 +16,17 @@ use edge_core::access::Mode;
 use edge_core::hls::blocking::{self, Directives, Skip};
 use edge_core::hls::llhls::{LlFile, LlSnapshot};
 use edge_core::http::{self, Method, Request};
-use edge_core::StreamKey;
-
-use super::routes::{NodeView, Reply};
 
 const IMMUTABLE: &str = "public, max-age=86400, immutable";
 
-/// The response to an LL-HLS request (`snap`: the stream's LL-HLS, if it has any).
+/// The response to an LL-HLS request, head and body pieces (`snap`: the stream's LL-HLS, if
+/// it has any; `play_mode`: how its app's plays are checked).
 pub(crate) fn respond(
     req: &Request,
-    key: &StreamKey,
     file: LlFile,
     snap: Option<&LlSnapshot>,
-    node: &impl NodeView,
-) -> Reply {
+    play_mode: Mode,
+) -> Vec<Bytes> {
     let head_only = req.method == Method::Head;
     let reply = |status: u16, ctype: &str, cache: &str, body: Vec<Bytes>| {
         let len = body.iter().map(Bytes::len).sum();
@@ -43,11 +40,7 @@ pub(crate) fn respond(
         if !head_only {
             pieces.extend(body);
         }
-        Reply {
-            pieces,
-            keep_alive: req.keep_alive,
-            drain: false,
-        }
+        pieces
     };
     let text = |status: u16, body: String| {
         reply(status, "text/plain", "no-cache", vec![Bytes::from(body)])
@@ -60,7 +53,7 @@ pub(crate) fn respond(
         None => text(404, "not found\n".into()),
     };
     match file {
-        LlFile::Playlist => playlist(req, key, snap, node),
+        LlFile::Playlist => playlist(req, snap, play_mode),
         LlFile::Init(id) => found(snap.init(id).map(|b| vec![b.clone()]), "video/mp4"),
         LlFile::Segment(seq) => found(
             snap.segment(seq).map(|s| s.pieces().cloned().collect()),
@@ -73,7 +66,7 @@ pub(crate) fn respond(
     }
 }
 
-fn playlist(req: &Request, key: &StreamKey, snap: &LlSnapshot, node: &impl NodeView) -> Reply {
+fn playlist(req: &Request, snap: &LlSnapshot, play_mode: Mode) -> Vec<Bytes> {
     let text = |status: u16, body: String| {
         let head = http::response_head(
             status,
@@ -82,10 +75,10 @@ fn playlist(req: &Request, key: &StreamKey, snap: &LlSnapshot, node: &impl NodeV
             "no-cache",
             req.keep_alive,
         );
-        Reply {
-            pieces: vec![head, Bytes::from(body)],
-            keep_alive: req.keep_alive,
-            drain: false,
+        if req.method == Method::Head {
+            vec![head]
+        } else {
+            vec![head, Bytes::from(body)]
         }
     };
     let directives = match Directives::parse(req.query.as_deref()) {
@@ -101,7 +94,7 @@ fn playlist(req: &Request, key: &StreamKey, snap: &LlSnapshot, node: &impl NodeV
         .query
         .as_deref()
         .map(blocking::viewer_query)
-        .filter(|q| !q.is_empty() && node.play_mode(key.app()) != Mode::None)
+        .filter(|q| !q.is_empty() && play_mode != Mode::None)
         .map(|q| Bytes::from(format!("?{q}")));
     let cache = match (directives.msn, &suffix) {
         (_, Some(_)) => "private, no-cache".to_string(),
@@ -125,9 +118,5 @@ fn playlist(req: &Request, key: &StreamKey, snap: &LlSnapshot, node: &impl NodeV
             None => pieces.push(rendered.text.clone()),
         }
     }
-    Reply {
-        pieces,
-        keep_alive: req.keep_alive,
-        drain: false,
-    }
+    pieces
 }

@@ -132,13 +132,12 @@ pub(crate) fn respond(req: &Request, node: &impl NodeView) -> Reply {
         }
         (_, Route::Ll(key, file)) if get => {
             let hls = node.hls(&key);
-            super::ll::respond(
-                req,
-                &key,
-                file,
-                hls.as_ref().and_then(|h| h.ll.as_deref()),
-                node,
-            )
+            let ll = hls.as_ref().and_then(|h| h.ll.as_deref());
+            Reply {
+                pieces: super::ll::respond(req, file, ll, node.play_mode(key.app())),
+                keep_alive,
+                drain: false,
+            }
         }
         // HTTP-FLV is sent chunked, which HTTP/1.0 does not have.
         (Method::Get, Route::Flv(_)) => text(505, "HTTP-FLV needs HTTP/1.1\n"),

@@ -1,0 +1,281 @@
+//! The LL-HLS viewer: joins at the newest independent part, then, as hls.js's low-latency
+//! mode does, asks for the next part with a blocking playlist reload (`_HLS_msn`,
+//! `_HLS_part`) and fetches each part it lists once. Each part's first picture carries the
+//! publisher's SEI probe: publication to the part received is `part_latency`. A part that
+//! arrives after the media played so far ran out is a stall.
+
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use edge_core::hls::fmp4::{find_box, read_boxes, VIDEO_TRACK_ID};
+use edge_core::sei::{self, Probe};
+
+use super::hls::{pooled, Sink};
+use crate::live::{now_us, Ctx};
+use crate::pool::Pools;
+
+/// A part as a playlist lists it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Part {
+    seq: u64,
+    index: u32,
+    duration_ms: u64,
+    independent: bool,
+}
+
+/// What the viewer reads of an LL-HLS playlist.
+#[derive(Debug, Default)]
+struct LlPlaylist {
+    parts: Vec<Part>,
+    /// Segments listed whole (finished).
+    complete: Vec<u64>,
+    part_hold_back_ms: u64,
+    ended: bool,
+}
+
+impl LlPlaylist {
+    fn parse(text: &str) -> Option<LlPlaylist> {
+        if !text.starts_with("#EXTM3U") {
+            return None;
+        }
+        let mut p = LlPlaylist::default();
+        for line in text.lines() {
+            if let Some(attrs) = line.strip_prefix("#EXT-X-PART:") {
+                let uri = attr(attrs, "URI")?;
+                let (seq, index) = part_id(uri.trim_matches('"'))?;
+                let duration_ms = (attr(attrs, "DURATION")?.parse::<f64>().ok()? * 1000.0) as u64;
+                p.parts.push(Part {
+                    seq,
+                    index,
+                    duration_ms,
+                    independent: attr(attrs, "INDEPENDENT") == Some("YES"),
+                });
+            } else if let Some(attrs) = line.strip_prefix("#EXT-X-SERVER-CONTROL:") {
+                let hold = attr(attrs, "PART-HOLD-BACK")?.parse::<f64>().ok()?;
+                p.part_hold_back_ms = (hold * 1000.0) as u64;
+            } else if let Some(seq) = line
+                .strip_prefix("seg-")
+                .and_then(|l| l.strip_suffix(".m4s"))
+            {
+                p.complete.push(seq.parse().ok()?);
+            } else if line == "#EXT-X-ENDLIST" {
+                p.ended = true;
+            }
+        }
+        Some(p)
+    }
+
+    fn part(&self, seq: u64, index: u32) -> Option<&Part> {
+        self.parts.iter().find(|p| (p.seq, p.index) == (seq, index))
+    }
+}
+
+/// An attribute's value in an attribute list (quoted values may hold commas).
+fn attr<'a>(attrs: &'a str, name: &str) -> Option<&'a str> {
+    let mut rest = attrs;
+    while !rest.is_empty() {
+        let (key, after) = rest.split_once('=')?;
+        let (value, next) = if let Some(quoted) = after.strip_prefix('"') {
+            let end = quoted.find('"')?;
+            (&after[..end + 2], quoted[end + 1..].trim_start_matches(','))
+        } else {
+            match after.split_once(',') {
+                Some((v, n)) => (v, n),
+                None => (after, ""),
+            }
+        };
+        if key == name {
+            return Some(value);
+        }
+        rest = next;
+    }
+    None
+}
+
+/// `part-{seq}.{index}.m4s`.
+fn part_id(uri: &str) -> Option<(u64, u32)> {
+    let (seq, index) = uri
+        .strip_prefix("part-")?
+        .strip_suffix(".m4s")?
+        .split_once('.')?;
+    Some((seq.parse().ok()?, index.parse().ok()?))
+}
+
+/// The probe in a part's first video sample (AVCC, 4-byte lengths, as the engine writes).
+fn part_probe(fragment: &[u8]) -> Option<Probe> {
+    let moof = find_box(fragment, &[b"moof"])?;
+    for traf in read_boxes(moof)?.into_iter().filter(|b| &b.kind == b"traf") {
+        let tfhd = find_box(traf.body, &[b"tfhd"])?;
+        if tfhd.get(4..8)? != VIDEO_TRACK_ID.to_be_bytes() {
+            continue;
+        }
+        let trun = find_box(traf.body, &[b"trun"])?;
+        let at = u32::from_be_bytes(trun.get(8..12)?.try_into().ok()?) as usize;
+        let size = u32::from_be_bytes(trun.get(16..20)?.try_into().ok()?) as usize;
+        return sei::find_in_avcc(fragment.get(at..at.checked_add(size)?)?, 4);
+    }
+    None
+}
+
+/// An LL-HLS viewer (module docs). Requests go through the thread's connection pool.
+pub async fn llhls_viewer(
+    ctx: Ctx,
+    pools: Rc<Pools>,
+    server: std::net::SocketAddr,
+    app: String,
+    stream: String,
+) {
+    ctx.live.viewers.fetch_add(1, Ordering::Relaxed);
+    let pool = pools.get(server);
+    let base = format!("/{app}/{stream}/");
+    let started = Instant::now();
+    let mut body = Vec::new();
+    let mut playlist: Option<LlPlaylist> = None;
+    // The next part to play, once joined.
+    let mut next: Option<(u64, u32)> = None;
+    let mut buffered_until: Option<Instant> = None;
+    let mut startup_ms = 0;
+    let mut got_part = false;
+    while ctx.running() {
+        // What to ask for: the playlist that lists the next part (blocking), or, to join, the
+        // live playlist.
+        let listed = match (&playlist, next) {
+            (Some(p), Some((seq, index))) => {
+                if let Some(part) = p.part(seq, index).copied() {
+                    Some(part)
+                } else if p.complete.contains(&seq) && p.parts.iter().any(|q| q.seq == seq) {
+                    // That segment ended before this part: go on with the next one.
+                    next = Some((seq + 1, 0));
+                    continue;
+                } else if p.ended {
+                    break;
+                } else {
+                    None
+                }
+            }
+            _ => None,
+        };
+        let Some(part) = listed else {
+            let path = match next {
+                Some((seq, index)) => format!("{base}llhls.m3u8?_HLS_msn={seq}&_HLS_part={index}"),
+                None => format!("{base}llhls.m3u8"),
+            };
+            body.clear();
+            let intended = Instant::now();
+            let response = match pooled(&ctx, &pool, &path, Sink::Keep(&mut body)).await {
+                Ok(r) => r,
+                Err(kind) => {
+                    ctx.error_while_running(kind);
+                    break;
+                }
+            };
+            ctx.span("blocking_reload", intended, Instant::now());
+            match response.status {
+                200 => {}
+                404 if next.is_none() && started.elapsed() < Duration::from_secs(10) => {
+                    monoio::time::sleep(Duration::from_millis(500)).await;
+                    continue;
+                }
+                503 => {
+                    // Waited three target durations for the part: the stream stalled.
+                    ctx.stats.borrow_mut().count("blocking_timeouts", 1);
+                    continue;
+                }
+                _ => {
+                    ctx.error("status");
+                    break;
+                }
+            }
+            let Some(p) = LlPlaylist::parse(&String::from_utf8_lossy(&body)) else {
+                ctx.error("parse");
+                break;
+            };
+            if next.is_none() {
+                // Join at the newest independent part.
+                match p.parts.iter().rev().find(|q| q.independent) {
+                    Some(q) => next = Some((q.seq, q.index)),
+                    None => {
+                        monoio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                }
+            }
+            ctx.stats.borrow_mut().count("playlists", 1);
+            playlist = Some(p);
+            continue;
+        };
+        let path = format!("{base}part-{}.{}.m4s", part.seq, part.index);
+        body.clear();
+        let intended = Instant::now();
+        let response = match pooled(&ctx, &pool, &path, Sink::Keep(&mut body)).await {
+            Ok(r) => r,
+            Err(kind) => {
+                ctx.error_while_running(kind);
+                break;
+            }
+        };
+        let done = Instant::now();
+        if response.status != 200 {
+            ctx.error("status");
+            break;
+        }
+        ctx.live
+            .bytes
+            .fetch_add(response.len as u64, Ordering::Relaxed);
+        ctx.span("part_download", intended, done);
+        match part_probe(&body) {
+            Some(probe) => ctx.latency("part_latency", now_us().saturating_sub(probe.send_time_us)),
+            None => ctx.stats.borrow_mut().count("parts_without_probe", 1),
+        }
+        let dur = Duration::from_millis(part.duration_ms);
+        match buffered_until {
+            Some(end) if done > end => {
+                ctx.stats.borrow_mut().count("stalls", 1);
+                buffered_until = Some(done + dur);
+            }
+            Some(end) => buffered_until = Some(end + dur),
+            None => {
+                // Playback starts once PART-HOLD-BACK is buffered, as a low-latency player's.
+                startup_ms += part.duration_ms;
+                let hold = playlist.as_ref().map_or(0, |p| p.part_hold_back_ms);
+                if startup_ms >= hold {
+                    buffered_until = Some(done + Duration::from_millis(startup_ms));
+                    ctx.span("llhls_startup", started, done);
+                }
+            }
+        }
+        got_part = true;
+        let mut st = ctx.stats.borrow_mut();
+        st.count("parts", 1);
+        st.count("part_bytes", response.len as u64);
+        next = Some((part.seq, part.index + 1));
+    }
+    if buffered_until.is_none() {
+        ctx.stats.borrow_mut().count("startup_pending", 1);
+    }
+    ctx.viewer_done(got_part);
+    ctx.live.viewers.fetch_sub(1, Ordering::Relaxed);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_parts_segments_and_the_hold_back() {
+        let text = "#EXTM3U\n#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK=0.600,CAN-SKIP-UNTIL=12.000\n\
+#EXT-X-PART:DURATION=0.200,URI=\"part-7.0.m4s\",INDEPENDENT=YES\n#EXT-X-PART:DURATION=0.180,URI=\"part-7.1.m4s\"\n\
+#EXTINF:0.380,\nseg-7.m4s\n#EXT-X-PART:DURATION=0.200,URI=\"part-8.0.m4s\",INDEPENDENT=YES\n\
+#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"part-8.1.m4s\"\n";
+        let p = LlPlaylist::parse(text).unwrap();
+        assert_eq!(p.part_hold_back_ms, 600);
+        assert_eq!(p.complete, [7]);
+        assert_eq!(p.parts.len(), 3);
+        assert_eq!(p.part(7, 1).unwrap().duration_ms, 180);
+        assert!(p.part(8, 0).unwrap().independent && !p.part(7, 1).unwrap().independent);
+        assert!(LlPlaylist::parse("nope").is_none());
+        assert_eq!(attr("A=1,B=\"x,y\",C=3", "C"), Some("3"));
+        assert_eq!(attr("A=1,B=\"x,y\",C=3", "B"), Some("\"x,y\""));
+    }
+}
