@@ -149,8 +149,13 @@ impl Protocol {
         }
     }
 
-    /// Fetched over HTTP requests through the thread's pool (HLS, LL-HLS), not one stream.
+    /// Fetched through the thread's shared connection pool (HLS), not a socket of its own.
     pub fn pooled(self) -> bool {
+        self == Protocol::Hls
+    }
+
+    /// Played from playlists (HLS, LL-HLS): with `--publish`, viewers wait for them.
+    pub fn playlists(self) -> bool {
         matches!(self, Protocol::Hls | Protocol::LlHls)
     }
 }

@@ -116,7 +116,10 @@ pub fn run(mut plan: Plan) -> anyhow::Result<Outcome> {
         // until every stream's playlist lists a segment. Arriving earlier would make them all
         // retry and then join on the same instant, a go-live burst instead of the ramp.
         std::thread::sleep(Duration::from_secs(1));
-        if let (Some(http), true) = (plan.http, plan.viewer_protocols.iter().any(|p| p.pooled())) {
+        if let (Some(http), true) = (
+            plan.http,
+            plan.viewer_protocols.iter().any(|p| p.playlists()),
+        ) {
             wait_for_playlists(http, &plan.streams, start + LIVE_WAIT);
         }
     }

@@ -2,7 +2,9 @@
 //! mode does, asks for the next part with a blocking playlist reload (`_HLS_msn`,
 //! `_HLS_part`) and fetches each part it lists once. Each part's first picture carries the
 //! publisher's SEI probe: publication to the part received is `part_latency`. A part that
-//! arrives after the media played so far ran out is a stall.
+//! arrives after the media played so far ran out is a stall. Each viewer keeps one
+//! connection of its own (not the thread's shared pool: a blocking reload holds its connection
+//! until the part exists).
 
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
@@ -13,7 +15,7 @@ use edge_core::sei::{self, Probe};
 
 use super::hls::{pooled, Sink};
 use crate::live::{now_us, Ctx};
-use crate::pool::Pools;
+use crate::pool::{Pool, Pools};
 
 /// A part as a playlist lists it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -127,7 +129,10 @@ pub async fn llhls_viewer(
     stream: String,
 ) {
     ctx.live.viewers.fetch_add(1, Ordering::Relaxed);
-    let pool = pools.get(server);
+    // A connection of its own, as a player's: a blocking reload holds its connection until
+    // the part exists, so viewers sharing the thread's pool would wait on each other.
+    let _ = pools;
+    let pool = Pool::new(server, 1, std::sync::Arc::clone(&ctx.live));
     let base = format!("/{app}/{stream}/");
     let started = Instant::now();
     let mut body = Vec::new();
