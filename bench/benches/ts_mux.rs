@@ -38,15 +38,23 @@ fn mux(c: &mut Criterion) {
     let bytes: usize = frames.iter().map(|f| f.payload.len()).sum();
     let mut g = c.benchmark_group("ts_mux");
     g.throughput(Throughput::Bytes(bytes as u64));
-    g.bench_function("fixture_4s", |b| {
-        b.iter(|| {
-            let mut s = Segmenter::new(HlsConfig::default(), VecStore, "x");
-            for f in &frames {
-                s.handle_frame(f).unwrap();
-            }
-            s.handle_end()
+    // TS alone, and TS with the LL-HLS muxer beside it (200 ms parts, the engine's default):
+    // what LL-HLS adds to a stream's ingest.
+    for (name, part_ms) in [("fixture_4s", 0), ("fixture_4s_with_llhls", 200)] {
+        let config = HlsConfig {
+            part_ms,
+            ..HlsConfig::default()
+        };
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                let mut s = Segmenter::new(config, VecStore, "x");
+                for f in &frames {
+                    s.handle_frame(f).unwrap();
+                }
+                s.handle_end()
+            });
         });
-    });
+    }
     g.finish();
 }
 
