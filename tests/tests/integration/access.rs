@@ -314,6 +314,46 @@ fn ffmpeg_plays_a_signed_hls_url_and_no_segment_is_refused() {
     assert_eq!(all_denied(&m), 0, "nothing refused: {m:?}");
     // The same URL without its token: refused, so the check above was a real one.
     assert_eq!(http_get(engine.http, "/live/h.m3u8").status(), 403);
+
+    // LL-HLS: the same token guards the playlist, the init segment, segments and parts, and
+    // goes on every URI the playlist names (without the _HLS_ directives).
+    let ll = format!("/live/h/llhls.m3u8?token={tok}&_HLS_skip=YES");
+    let text = String::from_utf8(http_get(engine.http, &ll).body).unwrap();
+    let uris: Vec<&str> = text
+        .lines()
+        .flat_map(|l| {
+            l.split("URI=\"")
+                .skip(1)
+                .map(|u| u.split('"').next().unwrap())
+        })
+        .chain(text.lines().filter(|l| l.starts_with("seg-")))
+        .collect();
+    assert!(uris.len() > 3, "{text}");
+    for uri in &uris {
+        assert!(uri.ends_with(&format!("?token={tok}")), "{uri} in {text}");
+        assert_eq!(
+            http_get(engine.http, &format!("/live/h/{uri}")).status(),
+            200,
+            "{uri}"
+        );
+        let bare = uri.split('?').next().unwrap();
+        assert_eq!(
+            http_get(engine.http, &format!("/live/h/{bare}")).status(),
+            403,
+            "{bare}"
+        );
+    }
+    assert_eq!(http_get(engine.http, "/live/h/llhls.m3u8").status(), 403);
+    let url = engine.http_url(&format!("live/h/llhls.m3u8?token={tok}"));
+    let (ok, _, err) = run_tool(
+        "ffmpeg",
+        &["-nostdin", "-v", "error", "-i", &url, "-f", "null", "-"],
+        Duration::from_secs(60),
+    );
+    assert!(
+        ok && err.is_empty(),
+        "ffmpeg on a signed LL-HLS playlist: {err}"
+    );
 }
 
 /// Regression: `rtmp://HOST/live/a?token=…~acl=/live/*~hmac=…` was refused with `invalid
