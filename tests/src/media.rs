@@ -268,3 +268,19 @@ pub fn parse_playlist(text: &str) -> (Vec<(String, u64)>, u64) {
         p.target_duration_s,
     )
 }
+
+/// Decodes `url` with ffmpeg to nothing (`-f null`; the first `seconds` of it, or all):
+/// `Err` with what ffmpeg printed at error level, or that it failed.
+pub fn ffmpeg_decode(url: &str, seconds: Option<u32>) -> Result<(), String> {
+    let t = seconds.map(|s| s.to_string());
+    let mut args = vec!["-nostdin", "-v", "error", "-i", url];
+    if let Some(t) = &t {
+        args.extend(["-t", t.as_str()]);
+    }
+    args.extend(["-f", "null", "-"]);
+    let (ok, _, err) = run_tool("ffmpeg", &args, Duration::from_secs(60));
+    match (ok, err.is_empty()) {
+        (true, true) => Ok(()),
+        _ => Err(format!("ffmpeg {url} (ok {ok}): {err}")),
+    }
+}

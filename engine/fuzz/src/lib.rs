@@ -1061,8 +1061,17 @@ pub fn llhls_request(data: &[u8]) {
             part_ms: 200,
         };
         let mut s = Segmenter::new(config, VecStore, "x");
+        // Video and audio in turn every 20 ms, a keyframe every 2 s: segments close.
         let input: Vec<u8> = (0..2000u32)
-            .flat_map(|i| [(i % 2) as u8, 20, 0, 4, 7])
+            .flat_map(|i| {
+                [
+                    (i % 2) as u8 | if i % 100 == 0 { 2 } else { 0 },
+                    20,
+                    0,
+                    4,
+                    7,
+                ]
+            })
             .collect();
         let mut last = None;
         for f in synthetic_stream(&input).frames {

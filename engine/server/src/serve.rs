@@ -8,5 +8,6 @@ pub(crate) mod access;
 pub(crate) mod http;
 pub(crate) mod listen;
 pub(crate) mod ll;
+pub(crate) mod pieces;
 pub(crate) mod routes;
 pub(crate) mod rtmp;

@@ -14,7 +14,7 @@ use edge_core::http;
 use monoio::io::AsyncWriteRentExt;
 use monoio::net::TcpStream;
 
-use super::read_append_at_most;
+use super::{read_append_at_most, Arrival, Playback};
 use crate::httpc;
 use crate::live::{now_us, Ctx};
 use crate::pool::{Acquired, Pool, Pools};
@@ -234,8 +234,7 @@ pub async fn hls_viewer(
     // Playback model: like hls.js, start once three target durations are buffered (or the
     // playlist ended); after that, a segment that arrives after the buffered media ran out is
     // a stall.
-    let mut buffered_until: Option<Instant> = None;
-    let mut startup_buffer = Duration::ZERO;
+    let mut playback = Playback::default();
     let mut got_segment = false;
     'run: while next_reload < ctx.until() {
         if next_reload > Instant::now() {
@@ -353,19 +352,10 @@ pub async fn hls_viewer(
                 None => ctx.stats.borrow_mut().count("segments_without_probe", 1),
             }
             let dur = Duration::from_millis(seg.duration_ms);
-            match buffered_until {
-                Some(end) if done > end => {
-                    ctx.stats.borrow_mut().count("stalls", 1);
-                    buffered_until = Some(done + dur);
-                }
-                Some(end) => buffered_until = Some(end + dur),
-                None => {
-                    startup_buffer += dur;
-                    if startup_buffer >= 3 * target || playlist.ended {
-                        buffered_until = Some(done + startup_buffer);
-                        ctx.span("hls_startup", started, done);
-                    }
-                }
+            match playback.arrived(done, dur, 3 * target, playlist.ended) {
+                Arrival::Stall => ctx.stats.borrow_mut().count("stalls", 1),
+                Arrival::Started => ctx.span("hls_startup", started, done),
+                Arrival::Buffering | Arrival::Playing => {}
             }
             got_segment = true;
             let mut st = ctx.stats.borrow_mut();
@@ -383,7 +373,7 @@ pub async fn hls_viewer(
         }
         next_reload = intended + if new.is_empty() { target / 2 } else { target };
     }
-    if buffered_until.is_none() {
+    if !playback.started() {
         // Never had enough buffered to start playing: a viewer that saw nothing.
         ctx.stats.borrow_mut().count("startup_pending", 1);
     }

@@ -14,6 +14,7 @@ use edge_core::hls::fmp4::{find_box, read_boxes, VIDEO_TRACK_ID};
 use edge_core::sei::{self, Probe};
 
 use super::hls::{pooled, Sink};
+use super::{Arrival, Playback};
 use crate::live::{now_us, Ctx};
 use crate::pool::{Pool, Pools};
 
@@ -139,8 +140,7 @@ pub async fn llhls_viewer(
     let mut playlist: Option<LlPlaylist> = None;
     // The next part to play, once joined.
     let mut next: Option<(u64, u32)> = None;
-    let mut buffered_until: Option<Instant> = None;
-    let mut startup_ms = 0;
+    let mut playback = Playback::default();
     let mut got_part = false;
     while ctx.running() {
         // What to ask for: the playlist that lists the next part (blocking), or, to join, the
@@ -233,22 +233,13 @@ pub async fn llhls_viewer(
             Some(probe) => ctx.latency("part_latency", now_us().saturating_sub(probe.send_time_us)),
             None => ctx.stats.borrow_mut().count("parts_without_probe", 1),
         }
+        // Playback starts once PART-HOLD-BACK is buffered, as a low-latency player's.
+        let hold = playlist.as_ref().map_or(0, |p| p.part_hold_back_ms);
         let dur = Duration::from_millis(part.duration_ms);
-        match buffered_until {
-            Some(end) if done > end => {
-                ctx.stats.borrow_mut().count("stalls", 1);
-                buffered_until = Some(done + dur);
-            }
-            Some(end) => buffered_until = Some(end + dur),
-            None => {
-                // Playback starts once PART-HOLD-BACK is buffered, as a low-latency player's.
-                startup_ms += part.duration_ms;
-                let hold = playlist.as_ref().map_or(0, |p| p.part_hold_back_ms);
-                if startup_ms >= hold {
-                    buffered_until = Some(done + Duration::from_millis(startup_ms));
-                    ctx.span("llhls_startup", started, done);
-                }
-            }
+        match playback.arrived(done, dur, Duration::from_millis(hold), false) {
+            Arrival::Stall => ctx.stats.borrow_mut().count("stalls", 1),
+            Arrival::Started => ctx.span("llhls_startup", started, done),
+            Arrival::Buffering | Arrival::Playing => {}
         }
         got_part = true;
         let mut st = ctx.stats.borrow_mut();
@@ -256,7 +247,7 @@ pub async fn llhls_viewer(
         st.count("part_bytes", response.len as u64);
         next = Some((part.seq, part.index + 1));
     }
-    if buffered_until.is_none() {
+    if !playback.started() {
         ctx.stats.borrow_mut().count("startup_pending", 1);
     }
     ctx.viewer_done(got_part);

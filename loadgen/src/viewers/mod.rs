@@ -44,6 +44,60 @@ pub(crate) async fn connect(ctx: &Ctx, addr: SocketAddr) -> Option<TcpStream> {
     }
 }
 
+/// A player's playback clock over downloaded media: playback starts once `need` is buffered
+/// (or the stream ended); media that arrives after what was buffered ran out is a stall.
+#[derive(Default)]
+pub(crate) struct Playback {
+    buffered_until: Option<Instant>,
+    startup: Duration,
+}
+
+/// What an arrival did to playback.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Arrival {
+    Buffering,
+    /// Playback starts with this arrival.
+    Started,
+    Playing,
+    /// It came after the buffer ran out.
+    Stall,
+}
+
+impl Playback {
+    /// `dur` of media received at `done`.
+    pub(crate) fn arrived(
+        &mut self,
+        done: Instant,
+        dur: Duration,
+        need: Duration,
+        ended: bool,
+    ) -> Arrival {
+        match self.buffered_until {
+            Some(end) if done > end => {
+                self.buffered_until = Some(done + dur);
+                Arrival::Stall
+            }
+            Some(end) => {
+                self.buffered_until = Some(end + dur);
+                Arrival::Playing
+            }
+            None => {
+                self.startup += dur;
+                if self.startup >= need || ended {
+                    self.buffered_until = Some(done + self.startup);
+                    Arrival::Started
+                } else {
+                    Arrival::Buffering
+                }
+            }
+        }
+    }
+
+    pub(crate) fn started(&self) -> bool {
+        self.buffered_until.is_some()
+    }
+}
+
 /// Why an RTMP exchange stopped.
 pub(crate) enum RtmpStop {
     /// The run's deadline passed (not an error).

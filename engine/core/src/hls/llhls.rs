@@ -108,20 +108,23 @@ pub struct Rendered {
 impl Rendered {
     /// The playlist with `suffix` after every URI, as shared pieces around the one suffix.
     pub fn with_suffix(&self, suffix: &Bytes) -> Vec<Bytes> {
-        let mut out = Vec::with_capacity(2 * self.uri_ends.len() + 1);
-        let mut from = 0;
-        for &end in &self.uri_ends {
-            out.push(self.text.slice(from..end));
-            out.push(suffix.clone());
-            from = end;
-        }
-        out.push(self.text.slice(from..));
-        out
+        with_suffix(&self.text, &self.uri_ends, suffix)
     }
+}
 
-    pub fn len_with(&self, suffix_len: usize) -> usize {
-        self.text.len() + self.uri_ends.len() * suffix_len
+/// `text` with `suffix` (a viewer's `?query`) at each of `uri_ends`, as pieces: slices of the
+/// shared text with the one suffix between them, nothing copied. TS and LL-HLS playlists
+/// both carry a viewer's token so.
+pub fn with_suffix(text: &Bytes, uri_ends: &[usize], suffix: &Bytes) -> Vec<Bytes> {
+    let mut out = Vec::with_capacity(2 * uri_ends.len() + 1);
+    let mut from = 0;
+    for &end in uri_ends {
+        out.push(text.slice(from..end));
+        out.push(suffix.clone());
+        from = end;
     }
+    out.push(text.slice(from..));
+    out
 }
 
 /// What HTTP serves of a stream's LL-HLS, rendered once per part.

@@ -139,15 +139,7 @@ impl HlsSnapshot {
     /// The playlist with `suffix` (a viewer's `?query`) after every segment URI, as pieces:
     /// slices of the shared playlist with the one `suffix` between them, nothing copied.
     pub fn playlist_with(&self, suffix: &Bytes) -> Vec<Bytes> {
-        let mut out = Vec::with_capacity(2 * self.uri_ends.len() + 1);
-        let mut from = 0;
-        for &end in &self.uri_ends {
-            out.push(self.playlist.slice(from..end));
-            out.push(suffix.clone());
-            from = end;
-        }
-        out.push(self.playlist.slice(from..));
-        out
+        super::llhls::with_suffix(&self.playlist, &self.uri_ends, suffix)
     }
 
     /// The length of [`HlsSnapshot::playlist_with`] for a suffix of `suffix_len` bytes.

@@ -330,17 +330,9 @@ async fn ll_wait(
             }
         };
         if let Some((status, body)) = status {
-            let head = http::response_head(
-                status,
-                "text/plain",
-                Some(body.len()),
-                "no-cache",
-                req.keep_alive,
-            );
-            if req.method == Method::Head {
-                return Some(vec![head]);
-            }
-            return Some(vec![head, Bytes::from(body)]);
+            return Some(crate::serve::pieces::text_response(
+                status, body, "no-cache", req,
+            ));
         }
     }
     if matches!(file, LlFile::Part(..)) {

@@ -17,6 +17,8 @@ use edge_core::hls::blocking::{self, Directives, Skip};
 use edge_core::hls::llhls::{LlFile, LlSnapshot};
 use edge_core::http::{self, Method, Request};
 
+use super::pieces::{playlist_pieces, text_response};
+
 const IMMUTABLE: &str = "public, max-age=86400, immutable";
 
 /// The response to an LL-HLS request, head and body pieces (`snap`: the stream's LL-HLS, if
@@ -42,9 +44,7 @@ pub(crate) fn respond(
         }
         pieces
     };
-    let text = |status: u16, body: String| {
-        reply(status, "text/plain", "no-cache", vec![Bytes::from(body)])
-    };
+    let text = |status: u16, body: String| text_response(status, body, "no-cache", req);
     let Some(snap) = snap else {
         return text(404, "no such stream (or no LL-HLS for it)\n".into());
     };
@@ -67,23 +67,9 @@ pub(crate) fn respond(
 }
 
 fn playlist(req: &Request, snap: &LlSnapshot, play_mode: Mode) -> Vec<Bytes> {
-    let text = |status: u16, body: String| {
-        let head = http::response_head(
-            status,
-            "text/plain",
-            Some(body.len()),
-            "no-cache",
-            req.keep_alive,
-        );
-        if req.method == Method::Head {
-            vec![head]
-        } else {
-            vec![head, Bytes::from(body)]
-        }
-    };
     let directives = match Directives::parse(req.query.as_deref()) {
         Ok(d) => d,
-        Err(e) => return text(400, format!("{e}\n")),
+        Err(e) => return text_response(400, format!("{e}\n"), "no-cache", req),
     };
     let rendered = match (directives.skip, &snap.delta) {
         (Skip::Yes | Skip::V2, Some(delta)) => delta,
@@ -101,22 +87,11 @@ fn playlist(req: &Request, snap: &LlSnapshot, play_mode: Mode) -> Vec<Bytes> {
         (Some(_), None) => format!("public, max-age={}", 6 * snap.target_duration_s),
         (None, None) => "no-cache".to_string(),
     };
-    let len = suffix
-        .as_ref()
-        .map_or(rendered.text.len(), |s| rendered.len_with(s.len()));
-    let head = http::response_head(
-        200,
-        "application/vnd.apple.mpegurl",
-        Some(len),
+    playlist_pieces(
+        req,
+        &rendered.text,
+        &rendered.uri_ends,
+        suffix.as_ref(),
         &cache,
-        req.keep_alive,
-    );
-    let mut pieces = vec![head];
-    if req.method != Method::Head {
-        match &suffix {
-            Some(s) => pieces.extend(rendered.with_suffix(s)),
-            None => pieces.push(rendered.text.clone()),
-        }
-    }
-    pieces
+    )
 }

@@ -186,29 +186,14 @@ fn playlist(req: &Request, key: &StreamKey, hls: &HlsSnapshot, node: &impl NodeV
         }
         _ => None,
     };
-    let len = suffix
-        .as_ref()
-        .map_or(hls.playlist.len(), |s| hls.playlist_len_with(s.len()));
     // Short enough that a player never sees a playlist older than half a target; private
     // when it carries a viewer's token.
     let cache = match suffix {
         Some(_) => format!("private, max-age={}", hls.target_duration_s / 2),
         None => format!("max-age={}", hls.target_duration_s / 2),
     };
-    let head = http::response_head(
-        200,
-        "application/vnd.apple.mpegurl",
-        Some(len),
-        &cache,
-        req.keep_alive,
-    );
-    let mut pieces = vec![head];
-    if req.method != Method::Head {
-        match &suffix {
-            Some(s) => pieces.extend(hls.playlist_with(s)),
-            None => pieces.push(hls.playlist.clone()),
-        }
-    }
+    let pieces =
+        super::pieces::playlist_pieces(req, &hls.playlist, &hls.uri_ends, suffix.as_ref(), &cache);
     Reply {
         pieces,
         keep_alive: req.keep_alive,
@@ -218,13 +203,7 @@ fn playlist(req: &Request, key: &StreamKey, hls: &HlsSnapshot, node: &impl NodeV
 
 /// A refused play: `status` (403, 410 or 503) with the reason in the body, never the token.
 pub(crate) fn denial(status: u16, reason: &str, req: &Request) -> Vec<Bytes> {
-    let body = format!("{reason}\n");
-    let head = http::response_head(status, TEXT, Some(body.len()), "no-store", req.keep_alive);
-    if req.method == Method::Head {
-        vec![head]
-    } else {
-        vec![head, Bytes::from(body)]
-    }
+    super::pieces::text_response(status, format!("{reason}\n"), "no-store", req)
 }
 
 /// Compares the presented token with the admin token in time independent of where they
