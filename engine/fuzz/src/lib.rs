@@ -812,6 +812,11 @@ pub fn hls_pull(data: &[u8]) {
         window: 6,
         keep_extra: 2,
         start_segments: 3,
+        reload_ms: if data.first().is_some_and(|b| b & 2 == 0) {
+            250
+        } else {
+            0
+        },
     };
     let mut p = HlsPull::new(cfg, origins, "cam", 0);
     let (mut now, mut fx, mut fetched) = (0u64, Vec::new(), Vec::<u64>::new());

@@ -14,9 +14,10 @@
 //!    ([`HlsPull::handle_segment_started`]); without prefetch, every known segment is listed and
 //!    fetched on its first request ([`HlsPull::handle_miss`]). Either way a segment is fetched
 //!    at most once at a time, whatever the number of requests.
-//! 4. Reloads follow RFC 8216 §6.3.4: one target duration after the start of a load that
-//!    found the playlist changed, half of one after one that did not; at once (blocking,
-//!    `_HLS_msn=` the next segment) when the origin advertises `CAN-BLOCK-RELOAD=YES`.
+//! 4. Reloads follow RFC 8216 §6.3.4 (one target duration after the start of a load that
+//!    found the playlist changed, half of one after one that did not), but come at most
+//!    [`HlsPullConfig::reload_ms`] apart; at once (blocking, `_HLS_msn=` the next segment)
+//!    when the origin advertises `CAN-BLOCK-RELOAD=YES`.
 //! 5. Two playlist failures in a row move to the next origin. The new origin's newest
 //!    segment continues the edge's numbering with EXT-X-DISCONTINUITY (so does an origin
 //!    whose numbers went backwards: a restart).
@@ -224,6 +225,11 @@ pub struct HlsPullConfig {
     pub keep_extra: usize,
     /// Segments prefetched at the first load (and after a failover: 1).
     pub start_segments: usize,
+    /// How often a playlist that cannot block is reloaded at most, in ms (`0`: as RFC 8216
+    /// tells a player). An edge is not a player: reloading every few hundred milliseconds,
+    /// one small request per stream per machine, lists a new segment that much after the
+    /// origin does, where a player's cadence lags by up to a target duration.
+    pub reload_ms: u64,
 }
 
 /// What the owner must do.
@@ -581,8 +587,13 @@ impl HlsPull {
         } else if self.blocking {
             Some(now_ms)
         } else {
-            // Measured from when the request began (RFC 8216 6.3.4), not from its answer.
-            let wait = if changed { 1000 } else { 500 } * self.target_duration_s;
+            // Measured from when the request began (RFC 8216 6.3.4), not from its answer;
+            // no longer than `reload_ms`.
+            let rfc = if changed { 1000 } else { 500 } * self.target_duration_s;
+            let wait = match self.cfg.reload_ms {
+                0 => rfc,
+                ms => rfc.min(ms),
+            };
             Some(self.load_started.saturating_add(wait).max(now_ms))
         };
     }

@@ -40,6 +40,9 @@ const MAX_PLAYLIST_BYTES: usize = 1 << 20;
 const MAX_SEGMENT_BYTES: usize = 64 << 20;
 /// Segments prefetched at a pull's first load.
 const START_SEGMENTS: usize = 3;
+/// How often an origin's playlist that cannot block is reloaded at most: a new segment is
+/// listed here within this long of the origin's listing it (docs/guide/hls-origin-edge.md).
+const RELOAD_MS: u64 = 250;
 
 /// One pulled stream.
 struct PullRun {
@@ -150,6 +153,7 @@ impl HlsPulls {
             window: hls.window,
             keep_extra: hls.keep_extra,
             start_segments: START_SEGMENTS,
+            reload_ms: RELOAD_MS,
         };
         let pull = HlsPull::new(cfg, self.config.hls_origins.clone(), key.stream(), now_ms);
         let origin = pull.origin().to_string();

@@ -17,6 +17,7 @@ fn config(prefetch: bool) -> HlsPullConfig {
         window: 6,
         keep_extra: 2,
         start_segments: 3,
+        reload_ms: 0,
     }
 }
 
@@ -415,4 +416,38 @@ fn a_restarted_origin_continues_the_numbering_and_old_segments_are_released() {
         fetched(&fx).iter().map(|f| f.0).collect::<Vec<_>>(),
         vec![120]
     );
+}
+
+/// An edge reloads a playlist that cannot block every `reload_ms` whatever the target
+/// duration says, measured from when each load began.
+#[test]
+fn an_edge_reloads_every_reload_ms_not_as_a_player_would() {
+    let mut p = HlsPull::new(
+        HlsPullConfig {
+            reload_ms: 250,
+            ..config(true)
+        },
+        origins(),
+        "cam",
+        0,
+    );
+    let mut fx = Vec::new();
+    p.handle_demand(None, 0, &mut fx);
+    fx.clear();
+    p.handle_playlist(Ok(&playlist(10, 15)), 40, &mut fx);
+    // Changed (the first load): 250 ms after the load began, not a target duration (2 s).
+    assert_eq!(p.poll_timeout(), Some(250));
+    fx.clear();
+    p.handle_timeout(250, &mut fx);
+    assert!(matches!(
+        fx[..],
+        [HlsPullEffect::FetchPlaylist {
+            blocking: false,
+            ..
+        }]
+    ));
+    fx.clear();
+    // Unchanged: again 250 ms after this load began, not half a target duration (1 s).
+    p.handle_playlist(Ok(&playlist(10, 15)), 300, &mut fx);
+    assert_eq!(p.poll_timeout(), Some(500));
 }
