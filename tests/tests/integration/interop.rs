@@ -569,6 +569,29 @@ fn enhanced_rtmp_hevc_is_served_over_rtmp_flv_and_hls() {
         Some("hevc,50"),
         "HLS carries the HEVC pictures ({err})"
     );
+    // LL-HLS carries them as fMP4 (`hvc1` with the publisher's hvcC), every picture.
+    let (ok, out, err) = run_tool(
+        "ffprobe",
+        &[
+            "-v",
+            "error",
+            "-count_frames",
+            "-select_streams",
+            "v",
+            "-show_entries",
+            "stream=codec_name,codec_tag_string,nb_read_frames",
+            "-of",
+            "csv=p=0",
+            &engine.http_url("live/hevc/llhls.m3u8"),
+        ],
+        Duration::from_secs(60),
+    );
+    assert!(ok && err.is_empty(), "{err}");
+    assert_eq!(
+        out.split_whitespace().next(),
+        Some("hevc,hvc1,50"),
+        "LL-HLS carries the HEVC pictures"
+    );
 }
 
 /// A FourCC the TS muxer cannot carry (`av01`) still plays over RTMP and HTTP-FLV, byte for
