@@ -372,3 +372,35 @@ fn an_rtmp_pull_edge_serves_ll_hls_with_the_origins_segment_numbers() {
         panic!("{err}");
     }
 }
+
+/// `--ll-hls off`: the TS playlist as before, no LL-HLS (404), nothing parked or served; and
+/// a part target the segments cannot hold is refused at start-up, naming the flag.
+#[test]
+fn ll_hls_off_serves_ts_only_and_bad_part_targets_are_refused() {
+    let engine = Engine::start(&[
+        "--cores",
+        "2",
+        "--ll-hls",
+        "off",
+        "--hls-segment-ms",
+        "1000",
+    ]);
+    let _publisher = publish_loop(&engine.rtmp_url("live/off"));
+    eventually("a TS segment", Duration::from_secs(30), || {
+        String::from_utf8_lossy(&get(&engine, "/live/off.m3u8").1).contains("#EXTINF")
+    });
+    assert_eq!(get(&engine, "/live/off/llhls.m3u8").0, 404);
+    assert_eq!(get(&engine, "/live/off/part-0.0.m4s").0, 404);
+    let m = engine.metrics();
+    assert_eq!(m.sum("ll_hls_parts") + m.sum("ll_hls_waits"), 0);
+
+    for bad in [["--hls-part-ms", "20"], ["--hls-part-ms", "3000"]] {
+        let (ok, _, err) = run_tool(
+            engine_bin().to_str().unwrap(),
+            &["--check", bad[0], bad[1]],
+            Duration::from_secs(10),
+        );
+        assert!(!ok, "{bad:?} accepted");
+        assert!(err.contains("--hls-part-ms"), "{err}");
+    }
+}

@@ -335,8 +335,11 @@ async fn ll_wait(
             ));
         }
     }
-    if matches!(file, LlFile::Part(..)) {
-        shard.ll_part_served();
+    if let LlFile::Part(seq, index) = file {
+        let ll = shard.hls(key).and_then(|h| h.ll.clone());
+        if ll.is_some_and(|ll| ll.part(seq, index).is_some()) {
+            shard.ll_part_served();
+        }
     }
     None
 }
