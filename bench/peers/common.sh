@@ -130,3 +130,18 @@ wrk_run() { # url connections [wrk args...]
             bps = n }
         END { printf "%.0f %.0f\n", rps, bps }'
 }
+
+# A free loopback TCP port.
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+
+# Starts the delay relay (delay_relay.py) in front of UPSTREAM (HOST:PORT): every byte held
+# DELAY_MS/2 each way; HTTP request lines logged to LOG. Arguments: UPSTREAM DELAY_MS LOG.
+# Sets RELAY (HOST:PORT) and RELAY_PID.
+start_relay() {
+    local port
+    port=$(free_port)
+    python3 "$(dirname "${BASH_SOURCE[0]}")/delay_relay.py" "$port" "$1" "$2" "$3" &
+    pids+=("$!")
+    RELAY="127.0.0.1:$port" RELAY_PID=$!
+    sleep 0.5
+}

@@ -37,57 +37,7 @@ setup_work "${TMPDIR:-/tmp}/edge-hls-origin.XXXXXX"
 (cd "$root" && cargo build --release -q -p edge-engine -p loadgen)
 bin="$root/target/release"
 
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
-# The delay relay: every chunk written DELAY_MS/2 after it was read, in order; request lines
-# and the time each response's first byte went back are logged.
-cat >"$work/relay.py" <<'PY'
-import asyncio, sys, time
-listen, upstream, one_way, log_path = int(sys.argv[1]), sys.argv[2], float(sys.argv[3]) / 2000, sys.argv[4]
-log = open(log_path, "a", buffering=1)
-async def pump(reader, writer, requests, waiting):
-    q = asyncio.Queue()
-    async def send():
-        while True:
-            at, data = await q.get()
-            if data is None:
-                writer.close()
-                return
-            delay = at + one_way - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            if requests is None and waiting:
-                log.write(f"FIRST {time.time():.6f} {waiting.pop(0)}\n")
-            writer.write(data)
-            await writer.drain()
-    task = asyncio.create_task(send())
-    head = b""
-    while True:
-        data = await reader.read(65536)
-        if not data:
-            break
-        if requests is not None:
-            head += data
-            while b"\r\n\r\n" in head:
-                req, head = head.split(b"\r\n\r\n", 1)
-                line = req.split(b"\r\n", 1)[0].decode(errors="replace")
-                log.write(f"GET {time.time():.6f} {line}\n")
-                requests.append(line)
-        q.put_nowait((time.monotonic(), data))
-    q.put_nowait((0, None))
-    await task
-async def handle(cr, cw):
-    host, port = upstream.rsplit(":", 1)
-    ur, uw = await asyncio.open_connection(host, int(port))
-    pending = []
-    # A response's first byte is logged when it is sent to the edge, once per request.
-    await asyncio.gather(pump(cr, uw, pending, None), pump(ur, cw, None, pending))
-async def main():
-    server = await asyncio.start_server(handle, "127.0.0.1", listen)
-    async with server:
-        await server.serve_forever()
-asyncio.run(main())
-PY
 
 ENGINE_NAME=origin ENGINE_CPUS=1 start_engine
 origin_rtmp=$ENGINE_RTMP origin_http=$ENGINE_HTTP
@@ -96,14 +46,6 @@ taskset -c 1 "$bin/loadgen" --publish --viewers 0 --target "rtmp://$origin_rtmp"
 pids+=("$!")
 sleep 3
 
-start_relay() { # delay_ms log -> RELAY
-    local port
-    port=$(free_port)
-    python3 "$work/relay.py" "$port" "$origin_http" "$1" "$2" &
-    pids+=("$!")
-    RELAY="127.0.0.1:$port" RELAY_PID=$!
-    sleep 0.5
-}
 
 start_nginx() { # relay -> NGINX_PID NGINX_HTTP
     local port
@@ -168,7 +110,7 @@ PY
 
 order=()
 for d in $delays; do
-    start_relay "$d" "$work/relay-$d.log"
+    start_relay "$origin_http" "$d" "$work/relay-$d.log"
     ENGINE_NAME="edge-$d" ENGINE_CPUS=0 start_engine --origin "http://$RELAY/live"
     run_viewers "edge-engine prefetch, $d ms" "$ENGINE_HTTP" "$work/relay-$d.log"
     stop "$ENGINE_PID"
@@ -219,7 +161,7 @@ while len(gaps) < 200 and time.time() < deadline:
 print(f"{statistics.median(gaps):.1f} | {max(gaps):.1f} | {len(gaps)}" if gaps else "- | - | 0")
 PY
 }
-start_relay "$max_delay" "$work/relay-collapse.log"
+start_relay "$origin_http" "$max_delay" "$work/relay-collapse.log"
 ENGINE_NAME=collapse ENGINE_CPUS=0 start_engine --origin "http://$RELAY/live" --hls-prefetch off
 engine_gap=$(collapse edge-engine "$ENGINE_HTTP" "$work/relay-collapse.log")
 stop "$ENGINE_PID"

@@ -1,7 +1,8 @@
 //! The LL-HLS viewer: joins at the newest independent part, then, as hls.js's low-latency
 //! mode does, asks for the next part with a blocking playlist reload (`_HLS_msn`,
 //! `_HLS_part`) and fetches each part it lists once. Each part's first picture carries the
-//! publisher's SEI probe: publication to the part received is `part_latency`. A part that
+//! publisher's SEI probe: publication to the part received is `part_latency` (for parts
+//! published after the viewer joined and `--warmup`; earlier ones are `catchup_parts`). A part that
 //! arrives after the media played so far ran out is a stall. Each viewer keeps one
 //! connection of its own (not the thread's shared pool: a blocking reload holds its connection
 //! until the part exists).
@@ -136,6 +137,7 @@ pub async fn llhls_viewer(
     let pool = Pool::new(server, 1, std::sync::Arc::clone(&ctx.live));
     let base = format!("/{app}/{stream}/");
     let started = Instant::now();
+    let joined_us = now_us();
     let mut body = Vec::new();
     let mut playlist: Option<LlPlaylist> = None;
     // The next part to play, once joined.
@@ -229,8 +231,13 @@ pub async fn llhls_viewer(
             .bytes
             .fetch_add(response.len as u64, Ordering::Relaxed);
         ctx.span("part_download", intended, done);
+        // Parts published before this viewer joined (the catch-up from the independent
+        // part it joined at) are not live latency: counted apart, as RTMP viewers' frames.
         match part_probe(&body) {
-            Some(probe) => ctx.latency("part_latency", now_us().saturating_sub(probe.send_time_us)),
+            Some(probe) if probe.send_time_us >= joined_us + ctx.warmup_us => {
+                ctx.latency("part_latency", now_us().saturating_sub(probe.send_time_us))
+            }
+            Some(_) => ctx.stats.borrow_mut().count("catchup_parts", 1),
             None => ctx.stats.borrow_mut().count("parts_without_probe", 1),
         }
         // Playback starts once PART-HOLD-BACK is buffered, as a low-latency player's.
