@@ -284,3 +284,14 @@ pub fn ffmpeg_decode(url: &str, seconds: Option<u32>) -> Result<(), String> {
         _ => Err(format!("ffmpeg {url} (ok {ok}): {err}")),
     }
 }
+
+/// `ffprobe -v error ARGS -of csv=p=0 URL`: its output, one value list per line. Panics when
+/// ffprobe fails.
+pub fn ffprobe(url: &str, args: &[&str]) -> String {
+    let mut all = vec!["-v", "error"];
+    all.extend_from_slice(args);
+    all.extend(["-of", "csv=p=0", url]);
+    let (ok, out, err) = run_tool("ffprobe", &all, Duration::from_secs(60));
+    assert!(ok, "ffprobe {url}: {err}");
+    out
+}

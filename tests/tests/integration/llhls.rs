@@ -85,20 +85,7 @@ fn llhls_decodes_and_carries_every_source_packet_exactly() {
 
     // ffprobe reads the init segment: H.264 and AAC.
     let init = engine.http_url("live/ll/init-1.mp4");
-    let (ok, out, err) = run_tool(
-        "ffprobe",
-        &[
-            "-v",
-            "error",
-            "-show_entries",
-            "stream=codec_name",
-            "-of",
-            "csv=p=0",
-            &init,
-        ],
-        Duration::from_secs(30),
-    );
-    assert!(ok && err.is_empty(), "{err}");
+    let out = ffprobe(&init, &["-show_entries", "stream=codec_name"]);
     assert_eq!(out.split_whitespace().collect::<Vec<_>>(), ["h264", "aac"]);
 
     let url = engine.http_url("live/ll/llhls.m3u8");
