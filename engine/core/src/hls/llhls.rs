@@ -226,7 +226,9 @@ impl LlMuxer {
         if open.video.is_empty() && open.audio.is_empty() {
             return;
         }
-        let span = dts_ms.saturating_sub(open.part_start_ms) + self.frame_ms;
+        let span = dts_ms
+            .saturating_sub(open.part_start_ms)
+            .saturating_add(self.frame_ms);
         if span > self.config.part_ms {
             self.close_part(dts_ms);
         }
