@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use edge_core::access::{Action, HookEvent, Mode};
-use edge_core::hls::blocking::Directives;
+use edge_core::hls::blocking::{self, Directives};
 use edge_core::hls::llhls::LlFile;
 use edge_core::http::{self, HttpError, Method, Request, Route};
 use edge_core::StreamKey;
@@ -308,7 +308,9 @@ async fn ll_wait(
     let want = match file {
         LlFile::Playlist => {
             if shard.pulls_stream(key) || shard.pulls_hls() {
-                shard.hls_demand(key, req.query.as_deref());
+                // The viewer's own query (its token) goes upstream, not its directives.
+                let query = req.query.as_deref().map(blocking::viewer_query);
+                shard.hls_demand(key, query.as_deref().filter(|q| !q.is_empty()));
                 if shard.hls(key).is_none() {
                     shard.wait_for_hls(key).await;
                 }
