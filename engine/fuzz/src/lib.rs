@@ -1093,7 +1093,7 @@ pub fn llhls_request(data: &[u8]) {
     if let Ok(d) = Directives::parse(Some(query)) {
         if let Some(msn) = d.msn {
             if let Ok(Decision::Wait { deadline_ms }) = decide(snap, msn, d.part, 1000) {
-                assert_eq!(deadline_ms, 1000 + 3000);
+                assert_eq!(deadline_ms, 1000 + 3 * snap.target_duration_s * 1000);
             }
         }
     }
