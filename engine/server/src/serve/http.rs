@@ -93,9 +93,7 @@ pub(crate) async fn serve(
                         if let Err(denial) = access::authorize(&shard, &ask).await {
                             let refusal =
                                 routes::denial(denial.status(), &denial.to_string(), &req);
-                            if write_counted(&shard, &mut stream, refusal).await.is_err()
-                                || !req.keep_alive
-                            {
+                            if !answered(&shard, &mut stream, refusal, req.keep_alive).await {
                                 return;
                             }
                             continue;
@@ -135,11 +133,7 @@ pub(crate) async fn serve(
                         // is sent on over this connection after the listeners have closed.
                         shard.stats().drain_redirects.inc();
                         let head = http::redirect_head(&location, req.keep_alive);
-                        if write_counted(&shard, &mut stream, vec![head])
-                            .await
-                            .is_err()
-                            || !req.keep_alive
-                        {
+                        if !answered(&shard, &mut stream, vec![head], req.keep_alive).await {
                             return;
                         }
                         continue;
@@ -156,11 +150,7 @@ pub(crate) async fn serve(
                     if let Some(location) = elsewhere {
                         shard.stats().cluster_redirects.inc();
                         let head = http::redirect_head(&location, req.keep_alive);
-                        if write_counted(&shard, &mut stream, vec![head])
-                            .await
-                            .is_err()
-                            || !req.keep_alive
-                        {
+                        if !answered(&shard, &mut stream, vec![head], req.keep_alive).await {
                             return;
                         }
                         continue;
@@ -192,9 +182,7 @@ pub(crate) async fn serve(
                             if matches!(req.method, Method::Get | Method::Head) =>
                         {
                             if let Some(refusal) = ll_wait(&shard, &key, file, &req).await {
-                                if write_counted(&shard, &mut stream, refusal).await.is_err()
-                                    || !req.keep_alive
-                                {
+                                if !answered(&shard, &mut stream, refusal, req.keep_alive).await {
                                     return;
                                 }
                                 continue;
@@ -214,9 +202,7 @@ pub(crate) async fn serve(
                                 let head_only = req.method == Method::Head;
                                 let refusal =
                                     pulled::error_response(status, req.keep_alive, head_only);
-                                if write_counted(&shard, &mut stream, refusal).await.is_err()
-                                    || !req.keep_alive
-                                {
+                                if !answered(&shard, &mut stream, refusal, req.keep_alive).await {
                                     return;
                                 }
                                 continue;
@@ -344,6 +330,17 @@ async fn ll_wait(
         }
     }
     None
+}
+
+/// Writes a response that ends a request's handling before the routes (a refusal, a
+/// redirect, a failed wait): whether the connection goes on to its next request.
+async fn answered(
+    shard: &ShardHandle,
+    stream: &mut Conn,
+    pieces: Vec<Bytes>,
+    keep_alive: bool,
+) -> bool {
+    write_counted(shard, stream, pieces).await.is_ok() && keep_alive
 }
 
 /// Writes `bufs` in one go and counts them in `bytes_out`.
