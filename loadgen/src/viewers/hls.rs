@@ -21,7 +21,7 @@ use crate::pool::{Acquired, Pool, Pools};
 use edge_core::hls::tsscan::TsScan;
 
 /// Where a response body goes as it arrives.
-pub(super) enum Sink<'a> {
+enum Sink<'a> {
     /// Kept (playlists: a few hundred bytes).
     Keep(&'a mut Vec<u8>),
     /// Streamed through the TS scan and not kept (segments).
@@ -182,7 +182,7 @@ async fn exchange(
 }
 
 /// One request through the pool. Broken connections are dropped from the pool.
-pub(super) async fn pooled(
+async fn pooled(
     ctx: &Ctx,
     pool: &Pool,
     path: &str,
@@ -206,6 +206,24 @@ pub(super) async fn pooled(
     let reusable = result.as_ref().is_ok_and(|r| !r.close);
     pool.release(reusable.then_some(conn));
     result
+}
+
+/// A request whose body is kept in `body` (cleared first), through the pool; a failure is
+/// counted (unless the run is over) and gives `None`: the viewer stops.
+pub(super) async fn fetch_kept(
+    ctx: &Ctx,
+    pool: &Pool,
+    path: &str,
+    body: &mut Vec<u8>,
+) -> Option<Response> {
+    body.clear();
+    match pooled(ctx, pool, path, Sink::Keep(body)).await {
+        Ok(r) => Some(r),
+        Err(kind) => {
+            ctx.error_while_running(kind);
+            None
+        }
+    }
 }
 
 /// Redirects in a row before a playlist arrives, at most.
@@ -243,13 +261,8 @@ pub async fn hls_viewer(
             pool.note_lag(Instant::now().saturating_duration_since(next_reload));
         }
         let intended = next_reload;
-        body.clear();
-        let response = match pooled(&ctx, &pool, &playlist_path, Sink::Keep(&mut body)).await {
-            Ok(r) => r,
-            Err(kind) => {
-                ctx.error_while_running(kind);
-                break;
-            }
+        let Some(response) = fetch_kept(&ctx, &pool, &playlist_path, &mut body).await else {
+            break;
         };
         let got_at = Instant::now();
         ctx.span("ttfb", intended, response.first_byte);

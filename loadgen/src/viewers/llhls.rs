@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use edge_core::hls::fmp4::{find_box, read_boxes, VIDEO_TRACK_ID};
 use edge_core::sei::{self, Probe};
 
-use super::hls::{pooled, Sink};
+use super::hls::fetch_kept;
 use super::{Arrival, Playback};
 use crate::live::{now_us, Ctx};
 use crate::pool::{Pool, Pools};
@@ -168,14 +168,9 @@ pub async fn llhls_viewer(
                 Some((seq, index)) => format!("{base}llhls.m3u8?_HLS_msn={seq}&_HLS_part={index}"),
                 None => format!("{base}llhls.m3u8"),
             };
-            body.clear();
             let intended = Instant::now();
-            let response = match pooled(&ctx, &pool, &path, Sink::Keep(&mut body)).await {
-                Ok(r) => r,
-                Err(kind) => {
-                    ctx.error_while_running(kind);
-                    break;
-                }
+            let Some(response) = fetch_kept(&ctx, &pool, &path, &mut body).await else {
+                break;
             };
             ctx.span("blocking_reload", intended, Instant::now());
             match response.status {
@@ -213,14 +208,9 @@ pub async fn llhls_viewer(
             continue;
         };
         let path = format!("{base}part-{}.{}.m4s", part.seq, part.index);
-        body.clear();
         let intended = Instant::now();
-        let response = match pooled(&ctx, &pool, &path, Sink::Keep(&mut body)).await {
-            Ok(r) => r,
-            Err(kind) => {
-                ctx.error_while_running(kind);
-                break;
-            }
+        let Some(response) = fetch_kept(&ctx, &pool, &path, &mut body).await else {
+            break;
         };
         let done = Instant::now();
         if response.status != 200 {
