@@ -102,6 +102,7 @@ fn tests_playlist() -> edge_core::hls::HlsSnapshot {
         target_duration_s: 2,
         ended: false,
         ll: None,
+        ts_carries: true,
     }
 }
 

@@ -121,8 +121,17 @@ pub enum VideoCodec {
     Avc,
     /// Enhanced RTMP `hvc1`.
     Hevc,
+    /// Enhanced RTMP `av01`: no composition time; HLS carries it in fMP4 only.
+    Av1,
     /// Any other legacy codec id or enhanced-RTMP FourCC.
     Other,
+}
+
+impl VideoCodec {
+    /// Enhanced RTMP's CodedFrames carry an SI24 composition time for these codecs only.
+    pub fn has_composition_time(self) -> bool {
+        matches!(self, VideoCodec::Avc | VideoCodec::Hevc)
+    }
 }
 
 /// What the engine needs to know about a video tag; the body itself is never rewritten.
@@ -157,10 +166,11 @@ pub fn parse_video_tag(body: &[u8]) -> Result<VideoTag, MediaError> {
         let codec = match &body[1..5] {
             b"hvc1" => VideoCodec::Hevc,
             b"avc1" => VideoCodec::Avc,
+            b"av01" => VideoCodec::Av1,
             _ => VideoCodec::Other,
         };
         // PacketType 1 (CodedFrames) for hvc1/avc1 carries an SI24 composition time.
-        let composition_ms = if packet_type == 1 && codec != VideoCodec::Other {
+        let composition_ms = if packet_type == 1 && codec.has_composition_time() {
             if body.len() < 8 {
                 return Err(short());
             }

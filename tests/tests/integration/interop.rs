@@ -571,11 +571,16 @@ fn enhanced_rtmp_hevc_is_served_over_rtmp_flv_and_hls() {
     );
 }
 
-/// A FourCC the TS muxer cannot carry (`av01`) still plays over RTMP and HTTP-FLV, byte for
-/// byte; the stream simply has no HLS.
+/// AV1 from libaom over Enhanced RTMP (`av01`): carried byte for byte over RTMP, and into
+/// LL-HLS as fMP4 (`av01` with the publisher's `av1C`), where ffmpeg decodes every picture.
+/// MPEG-TS has no mapping for AV1, so the TS playlist is a 404 that says where to look.
 #[test]
-fn enhanced_rtmp_av1_passes_through_rtmp_without_hls() {
+fn enhanced_rtmp_av1_plays_over_rtmp_and_ll_hls() {
     let engine = Engine::start(&["--cores", "2", "--republish-grace-ms", "300"]);
+    let bodies = av1_as_enhanced_rtmp(75);
+    assert_eq!(bodies.len(), 76, "a sequence start and 75 pictures");
+    let keyframes = bodies.iter().filter(|b| b[0] == 0x91).count();
+    assert_eq!(keyframes, 3, "libaom's keyframes every 25 pictures");
     let addr = engine.rtmp;
     let player =
         std::thread::spawn(move || play_rtmp(addr, "live", "av1", &PlayOpts::default(), None));
@@ -584,24 +589,127 @@ fn enhanced_rtmp_av1_passes_through_rtmp_without_hls() {
     });
     let mut p = Publisher::start(engine.rtmp, "live", "av1");
     let video = edge_core::media::MediaKind::Video;
-    // SequenceStart with an av1C, then CodedFrames (no composition time for av01).
-    let mut bodies = vec![[&[0x90u8][..], b"av01", &[0x81, 0x00, 0x0c, 0x00]].concat()];
-    // Three seconds of pictures: enough for segments, were the codec one HLS could carry.
-    for i in 0..90u8 {
-        let b0 = if i % 10 == 0 { 0x91 } else { 0xa1 };
-        bodies.push([&[b0][..], b"av01", &[0x12, 0x00, i, i, i]].concat());
-    }
     let mut expect = 0;
     for (i, b) in bodies.iter().enumerate() {
-        let ts = (i.saturating_sub(1) * 33) as u32;
+        let ts = (i.saturating_sub(1) * 40) as u32;
         p.send(video, ts, b);
         expect = media_digest(expect, video, ts, b);
+        std::thread::sleep(Duration::from_millis(5));
     }
     p.finish();
     let log = player.join().unwrap();
-    assert_eq!((log.video_headers, log.video), (1, 90), "{log:?}");
-    assert_eq!(log.digest, expect);
-    // The stream has ended: a stream HLS could carry would list its segments now.
+    assert_eq!((log.video_headers, log.video), (1, 75), "{log:?}");
+    assert_eq!(log.digest, expect, "RTMP: the published bodies and times");
     let playlist = http_get(engine.http, "/live/av1.m3u8");
-    assert_eq!(playlist.status(), 404, "no HLS for a codec TS cannot carry");
+    assert_eq!(playlist.status(), 404, "MPEG-TS cannot carry AV1");
+    let why = String::from_utf8_lossy(&playlist.body);
+    assert!(why.contains("llhls.m3u8"), "{why}");
+    let url = engine.http_url("live/av1/llhls.m3u8");
+    let out = ffprobe(
+        &url,
+        &[
+            "-count_frames",
+            "-select_streams",
+            "v",
+            "-show_entries",
+            "stream=codec_name,codec_tag_string,nb_read_frames",
+        ],
+    );
+    assert_eq!(
+        out.split_whitespace().next(),
+        Some("av1,av01,75"),
+        "LL-HLS carries every AV1 picture: {out}"
+    );
+}
+
+/// AV1 from libaom (real-time mode: no reordering) as Enhanced RTMP: an `av01` SequenceStart
+/// (an `av1C` whose config OBU is the stream's sequence header) and CodedFrames, one per
+/// temporal unit without its temporal delimiter (as in MP4). Keyframes are the temporal units
+/// that carry a sequence header: libaom writes one before each.
+fn av1_as_enhanced_rtmp(frames: u32) -> Vec<Vec<u8>> {
+    let path = std::env::temp_dir().join(format!("av1-{}.obu", std::process::id()));
+    let (ok, _, err) = run_tool(
+        "ffmpeg",
+        &[
+            "-v",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=320x240:rate=25",
+            "-frames:v",
+            &frames.to_string(),
+            "-c:v",
+            "libaom-av1",
+            "-usage",
+            "realtime",
+            "-cpu-used",
+            "8",
+            "-g",
+            "25",
+            "-f",
+            "obu",
+            path.to_str().unwrap(),
+        ],
+        Duration::from_secs(60),
+    );
+    assert!(ok, "ffmpeg with libaom encodes AV1: {err}");
+    let data = std::fs::read(&path).unwrap();
+    let _ = std::fs::remove_file(&path);
+    // OBUs: a header byte (type in bits 6..3, extension flag, size flag), an optional
+    // extension byte, a LEB128 size.
+    let mut obus: Vec<(u8, &[u8])> = Vec::new();
+    let mut i = 0;
+    while i < data.len() {
+        let h = data[i];
+        assert!(h & 0x02 != 0, "OBUs with sizes");
+        let mut j = i + 1 + usize::from((h >> 2) & 1);
+        let (mut size, mut shift) = (0usize, 0);
+        loop {
+            let b = data[j];
+            j += 1;
+            size |= usize::from(b & 0x7f) << shift;
+            shift += 7;
+            if b < 0x80 {
+                break;
+            }
+        }
+        obus.push(((h >> 3) & 0x0f, &data[i..j + size]));
+        i = j + size;
+    }
+    let (_, seq_header) = *obus
+        .iter()
+        .find(|(t, _)| *t == 1)
+        .expect("a sequence header");
+    // av1C: marker and version, seq_profile (the header's first three bits) and level 0,
+    // 4:2:0 chroma, then the sequence header as the config OBU.
+    let header_at = 1 + seq_header[1..].iter().position(|b| b & 0x80 == 0).unwrap() + 1;
+    let profile = seq_header[header_at] >> 5;
+    let av1c = [&[0x81, profile << 5, 0x0c, 0x00][..], seq_header].concat();
+    let mut out = vec![[&[0x90u8][..], b"av01", &av1c].concat()];
+    let mut tu: Vec<u8> = Vec::new();
+    let mut key = false;
+    let mut flush = |tu: &mut Vec<u8>, key: bool| {
+        if !tu.is_empty() {
+            let b0 = if key { 0x91 } else { 0xa1 };
+            out.push([&[b0][..], b"av01", tu].concat());
+            tu.clear();
+        }
+    };
+    for (kind, obu) in obus {
+        match kind {
+            2 => {
+                flush(&mut tu, key);
+                key = false;
+            }
+            1 => {
+                key = true;
+                tu.extend_from_slice(obu);
+            }
+            _ => tu.extend_from_slice(obu),
+        }
+    }
+    flush(&mut tu, key);
+    out
 }

@@ -100,6 +100,7 @@ mod tests {
             target_duration_s: 2,
             ended,
             ll: None,
+            ts_carries: true,
         })
     }
 

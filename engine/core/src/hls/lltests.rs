@@ -408,3 +408,71 @@ fn regression_nothing_is_announced_before_the_first_segment() {
         }
     }
 }
+
+/// AV1 (Enhanced RTMP `av01`) goes to LL-HLS only, and its keyframes still cut the segments:
+/// beside AAC, the TS segments carry the audio under the same numbers; alone, they carry no
+/// track and the snapshot says so. Every picture reaches the fragments, bytes and DTS exact.
+#[test]
+fn av1_video_is_in_ll_hls_only_and_still_cuts_the_segments() {
+    use crate::media::{FrameFlags, MediaKind};
+    let record = [0x81u8, 0x00, 0x0c, 0x00, 0x0a, 0x0b, 0x00, 0x00, 0x00];
+    let av1 = |ts: u64, b0: u8, data: &[u8]| {
+        Frame::new(
+            MediaKind::Video,
+            ts,
+            FrameFlags {
+                sync_point: b0 == 0x91,
+                header: b0 == 0x90,
+            },
+            bytes::Bytes::from([&[b0][..], b"av01", data].concat()),
+        )
+    };
+    for with_audio in [true, false] {
+        let mut s = Segmenter::new(config(1000, 6), VecStore, "x");
+        s.set_wall_clock(1_765_000_000_000);
+        s.handle_frame(&av1(0, 0x90, &record)).unwrap();
+        if with_audio {
+            s.handle_frame(&super::tests::aac_seq()).unwrap();
+        }
+        let mut pictures = Vec::new();
+        for n in 0..150u64 {
+            let picture = [0x32, 0x10, n as u8, (n >> 8) as u8];
+            let b0 = if n % 25 == 0 { 0x91 } else { 0xa1 };
+            s.handle_frame(&av1(n * 40, b0, &picture)).unwrap();
+            pictures.push((n * 40 * 90, picture.to_vec()));
+            if with_audio {
+                s.handle_frame(&super::tests::audio(n * 40)).unwrap();
+            }
+        }
+        let ts = s.handle_end();
+        assert_eq!(ts.ts_carries, with_audio);
+        let ll = ts.ll.clone().expect("LL-HLS is on");
+        let init = ll.init(1).expect("an init segment");
+        let av1c = [&b"av1C"[..], &record].concat();
+        assert!(
+            init.windows(av1c.len()).any(|w| w == av1c),
+            "the av1C box carries the publisher's record"
+        );
+        assert!(
+            init.windows(4).any(|w| w == b"av01"),
+            "an av01 sample entry"
+        );
+        assert_eq!(
+            ll.segments.iter().map(|s| s.seq).collect::<Vec<_>>(),
+            ts.segments.iter().map(|s| s.seq.0).collect::<Vec<_>>(),
+            "one timeline: the TS segments have the LL-HLS numbers"
+        );
+        assert_eq!(ll.segments.len(), 6, "cut on every keyframe's cell");
+        let got: Vec<_> = ll
+            .segments
+            .iter()
+            .flat_map(|s| s.parts.iter())
+            .flat_map(|p| samples_of(&p.bytes, VIDEO_TRACK_ID))
+            .map(|(dts, cto, bytes)| {
+                assert_eq!(cto, 0);
+                (dts, bytes)
+            })
+            .collect();
+        assert_eq!(got, pictures, "with_audio {with_audio}");
+    }
+}

@@ -35,7 +35,7 @@ use super::llhls::{LlConfig, LlMuxer, LlSnapshot};
 pub use super::playlist::{render_media_playlist, PlaylistHeader};
 use super::ts::{AudioConfig, AudioTrack, TsError, TsMuxer, TsSink, VideoConfig};
 use crate::ids::SegmentSeq;
-use crate::media::{self, Frame, TagInfo, VideoCodec};
+use crate::media::{self, Frame, TagInfo, VideoCodec, VideoTag};
 
 /// A jump in DTS larger than this starts a discontinuity.
 pub const MAX_GAP_MS: u64 = 10_000;
@@ -129,6 +129,9 @@ pub struct HlsSnapshot {
     /// The LL-HLS state (fMP4 parts and segments, and their playlist), when the stream
     /// makes it.
     pub ll: Option<Arc<LlSnapshot>>,
+    /// The TS segments carry a track. An AV1 stream without audio has segments (its video
+    /// cuts them for LL-HLS) that carry none: only its LL-HLS plays.
+    pub ts_carries: bool,
 }
 
 impl HlsSnapshot {
@@ -206,6 +209,9 @@ pub struct Segmenter<S: SegmentStore> {
     ll: Option<LlMuxer>,
     /// Its last snapshot.
     ll_snapshot: Option<Arc<LlSnapshot>>,
+    /// The video goes to LL-HLS only (AV1, which MPEG-TS cannot carry): it still cuts the
+    /// segments, so both playlists keep one timeline.
+    ll_only_video: bool,
 }
 
 impl<S: SegmentStore> Segmenter<S> {
@@ -240,7 +246,47 @@ impl<S: SegmentStore> Segmenter<S> {
                 })
             }),
             ll_snapshot: None,
+            ll_only_video: false,
         }
+    }
+
+    /// The video cuts segments: TS carries it, or LL-HLS alone does.
+    fn has_video(&self) -> bool {
+        self.mux.has_video() || self.ll_only_video
+    }
+
+    /// Video that only fMP4 carries (AV1, with LL-HLS on): the segments are cut on its
+    /// keyframes as on any video's, and its pictures go to the LL-HLS muxer alone.
+    fn handle_ll_only_video(
+        &mut self,
+        frame: &Frame,
+        tag: VideoTag,
+    ) -> Result<Option<HlsSnapshot>, SegmenterError> {
+        let body = &frame.payload;
+        let offset = video_data_offset(body, tag.codec).min(body.len());
+        let Some(ll) = &mut self.ll else {
+            return Ok(None);
+        };
+        if tag.sequence_header {
+            ll.set_video(VideoCodecConfig::Av1(body.slice(offset..)));
+            if !self.ll_only_video {
+                self.ll_only_video = true;
+                self.dropped_note = Some(format!(
+                    "video codec {}: MPEG-TS carries H.264 and H.265, so only LL-HLS (fMP4) \
+                     has the video",
+                    video_codec_name(body)
+                ));
+            }
+            return Ok(None);
+        }
+        if tag.end_of_sequence || tag.info_only || !self.ll_only_video {
+            return Ok(None);
+        }
+        let snapshot = self.before_frame(frame.timestamp_ms, tag.keyframe, true)?;
+        if let (Some(_), Some(ll)) = (&self.open, &mut self.ll) {
+            ll.push_video(frame.timestamp_ms, 0, tag.keyframe, body.slice(offset..));
+        }
+        Ok(snapshot)
     }
 
     /// The wall clock (Unix ms) now: LL-HLS dates its first segment with it.
@@ -334,11 +380,19 @@ impl<S: SegmentStore> Segmenter<S> {
                 self.handle_metadata(body);
                 Ok(None)
             }
+            TagInfo::Video(tag) if tag.codec == VideoCodec::Av1 && self.ll.is_some() => {
+                self.handle_ll_only_video(frame, tag)
+            }
             TagInfo::Video(_) if self.dropped[0] => Ok(None),
-            TagInfo::Video(tag) if tag.codec == VideoCodec::Other => {
+            TagInfo::Video(tag) if matches!(tag.codec, VideoCodec::Other | VideoCodec::Av1) => {
                 let why = format!(
-                    "video codec {}: MPEG-TS carries H.264 and H.265",
-                    video_codec_name(body)
+                    "video codec {}: MPEG-TS carries H.264 and H.265{}",
+                    video_codec_name(body),
+                    if tag.codec == VideoCodec::Av1 {
+                        " (LL-HLS, which is off, would carry it in fMP4)"
+                    } else {
+                        ""
+                    }
                 );
                 self.drop_track(0, why);
                 Ok(None)
@@ -424,7 +478,7 @@ impl<S: SegmentStore> Segmenter<S> {
                     return Ok(None);
                 }
                 // Audio never cuts a stream that has video; it opens/cuts audio-only ones.
-                let audio_only = !self.mux.has_video();
+                let audio_only = !self.has_video();
                 let snapshot = self.before_frame(frame.timestamp_ms, audio_only, audio_only)?;
                 if let Some(open) = self.open.as_mut().filter(|o| o.audio_listed) {
                     self.mux
@@ -618,6 +672,7 @@ impl<S: SegmentStore> Segmenter<S> {
             target_duration_s: self.target_duration_s,
             ended: self.ended,
             ll: self.ll_snapshot.clone(),
+            ts_carries: self.mux.has_video() || self.mux.has_audio(),
         }
     }
 
@@ -648,7 +703,7 @@ pub fn video_data_offset(body: &[u8], codec: VideoCodec) -> usize {
     if body.first().is_some_and(|b| b & 0x80 != 0) {
         // Enhanced RTMP: header byte + FourCC, plus a composition time for CodedFrames.
         let packet_type = body[0] & 0x0f;
-        if packet_type == 1 && codec != VideoCodec::Other {
+        if packet_type == 1 && codec.has_composition_time() {
             8
         } else {
             5

@@ -99,13 +99,15 @@ pub(crate) fn respond(req: &Request, node: &impl NodeView) -> Reply {
             Bytes::from(node.metrics_text()),
         ),
         (_, Route::Playlist(key)) if get => match node.hls(&key) {
-            Some(hls) => playlist(req, &key, &hls, node),
+            Some(hls) if hls.ts_carries => playlist(req, &key, &hls, node),
+            Some(_) => text(404, NO_TS),
             None => text(404, "no such stream\n"),
         },
         (_, Route::Segment(key, seq)) if get => {
             match node
                 .hls(&key)
                 .as_ref()
+                .filter(|h| h.ts_carries)
                 .and_then(|h| h.segment(seq).cloned())
             {
                 Some(seg) => {
@@ -175,6 +177,9 @@ pub(crate) fn respond(req: &Request, node: &impl NodeView) -> Reply {
         _ => text(405, "method not allowed\n"),
     }
 }
+
+/// Why a stream with segments has no TS playlist.
+const NO_TS: &str = "MPEG-TS cannot carry this stream's codec: play its LL-HLS, llhls.m3u8\n";
 
 /// A live playlist. Under token or hook play, segment URIs carry the viewer's query (players
 /// drop the playlist's query when they resolve relative URIs): the pieces are the shared

@@ -271,6 +271,7 @@ impl HlsPulls {
             target_duration_s: playlist.target_duration_s,
             ended: playlist.ended,
             ll: None,
+            ts_carries: true,
         })
     }
 
