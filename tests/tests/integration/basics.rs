@@ -885,39 +885,6 @@ fn h264_with_mp3_audio_is_served_over_hls_with_both_tracks() {
         String::from_utf8_lossy(&http_get(engine.http, "/live/mp3.m3u8").body)
             .contains("#EXT-X-ENDLIST")
     });
-    let codecs = ffprobe(&url, &["-show_entries", "stream=codec_name"]);
-    let codecs: std::collections::BTreeSet<&str> = codecs.split_whitespace().collect();
-    assert_eq!(codecs, ["h264", "mp3"].into(), "both tracks");
-    if let Err(err) = ffmpeg_decode(&url, None) {
-        panic!("ffmpeg decoding the HLS printed: {err}");
-    }
-    // The HLS audio, as raw MP3 frames.
-    let hls_mp3 = dir.join("hls.mp3");
-    let (ok, _, err) = run_tool(
-        "ffmpeg",
-        &[
-            "-nostdin",
-            "-v",
-            "error",
-            "-y",
-            "-i",
-            &url,
-            "-map",
-            "0:a",
-            "-c",
-            "copy",
-            "-write_xing",
-            "0",
-            "-id3v2_version",
-            "0",
-            "-write_id3v1",
-            "0",
-            hls_mp3.to_str().unwrap(),
-        ],
-        Duration::from_secs(60),
-    );
-    assert!(ok, "{err}");
-    let hls_audio = std::fs::read(&hls_mp3).unwrap();
     let log = player.join().unwrap();
     let rtmp_audio: Vec<u8> = log
         .frames
@@ -925,17 +892,54 @@ fn h264_with_mp3_audio_is_served_over_hls_with_both_tracks() {
         .filter(|(kind, _, _)| *kind == edge_core::media::MediaKind::Audio)
         .flat_map(|(_, _, body)| body[1..].to_vec())
         .collect();
-    assert!(!hls_audio.is_empty());
-    assert!(
-        rtmp_audio.ends_with(&hls_audio),
-        "the HLS MP3 frames are the RTMP output's ({} of {} bytes)",
-        hls_audio.len(),
-        rtmp_audio.len()
-    );
-    assert!(
-        hls_audio.len() * 10 >= rtmp_audio.len() * 9,
-        "from the first segment on"
-    );
+    // The TS playlist, and LL-HLS's fMP4 (`mp4a` whose esds names MPEG audio).
+    let ll_url = engine.http_url("live/mp3/llhls.m3u8");
+    for (url, name) in [(&url, "HLS"), (&ll_url, "LL-HLS")] {
+        let codecs = ffprobe(url, &["-show_entries", "stream=codec_name"]);
+        let codecs: std::collections::BTreeSet<&str> = codecs.split_whitespace().collect();
+        assert_eq!(codecs, ["h264", "mp3"].into(), "{name}: both tracks");
+        if let Err(err) = ffmpeg_decode(url, None) {
+            panic!("ffmpeg decoding the {name} printed: {err}");
+        }
+        // The audio, as raw MP3 frames.
+        let out = dir.join("out.mp3");
+        let (ok, _, err) = run_tool(
+            "ffmpeg",
+            &[
+                "-nostdin",
+                "-v",
+                "error",
+                "-y",
+                "-i",
+                url,
+                "-map",
+                "0:a",
+                "-c",
+                "copy",
+                "-write_xing",
+                "0",
+                "-id3v2_version",
+                "0",
+                "-write_id3v1",
+                "0",
+                out.to_str().unwrap(),
+            ],
+            Duration::from_secs(60),
+        );
+        assert!(ok, "{err}");
+        let audio = std::fs::read(&out).unwrap();
+        assert!(!audio.is_empty());
+        assert!(
+            rtmp_audio.ends_with(&audio),
+            "the {name} MP3 frames are the RTMP output's ({} of {} bytes)",
+            audio.len(),
+            rtmp_audio.len()
+        );
+        assert!(
+            audio.len() * 10 >= rtmp_audio.len() * 9,
+            "{name}: from the first segment on"
+        );
+    }
     let _ = std::fs::remove_dir_all(dir);
 }
 

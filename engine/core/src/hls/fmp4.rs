@@ -44,14 +44,65 @@ pub struct VideoTrack {
     pub height: u16,
 }
 
-/// The audio track of an init segment: AAC.
+/// The audio track of an init segment: AAC, or MPEG audio (MP3), both as `mp4a` with an
+/// `esds` naming the codec.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AudioTrack {
-    /// The AudioSpecificConfig.
+    /// The decoder-specific info: AAC's AudioSpecificConfig; empty for MPEG audio.
     pub asc: Bytes,
+    /// The `esds` object type: 0x40 AAC, 0x6B MPEG-1 audio, 0x69 MPEG-2 audio.
+    pub object_type: u8,
+    /// Samples in one coded frame: 1024 for AAC; 1152, or 576 for MPEG-2 Layer III.
+    pub frame_samples: u32,
     /// The track's timescale.
     pub sample_rate: u32,
     pub channels: u16,
+}
+
+impl AudioTrack {
+    pub fn aac(asc: Bytes, sample_rate: u32, channels: u16) -> AudioTrack {
+        AudioTrack {
+            asc,
+            object_type: 0x40,
+            frame_samples: 1024,
+            sample_rate,
+            channels,
+        }
+    }
+
+    /// MPEG audio (MP3, and Layers I and II), from a frame's 4-byte header; `None` for bytes
+    /// that are no frame header (a reserved version, layer or sample rate).
+    pub fn mpeg_from_frame(frame: &[u8]) -> Option<AudioTrack> {
+        let h = frame.get(..4)?;
+        if h[0] != 0xff || h[1] & 0xe0 != 0xe0 {
+            return None;
+        }
+        // Version: 3 = MPEG-1, 2 = MPEG-2, 0 = MPEG-2.5 (1 is reserved).
+        let version = (h[1] >> 3) & 0x03;
+        let layer = (h[1] >> 1) & 0x03; // 3 = Layer I, 2 = II, 1 = III
+        let rate_index = (h[2] >> 2) & 0x03;
+        if version == 1 || layer == 0 || rate_index == 3 {
+            return None;
+        }
+        let base = [44_100, 48_000, 32_000][usize::from(rate_index)];
+        let sample_rate = match version {
+            3 => base,
+            2 => base / 2,
+            _ => base / 4,
+        };
+        let frame_samples = match (layer, version) {
+            (3, _) => 384,
+            (1, 2 | 0) => 576,
+            _ => 1152,
+        };
+        Some(AudioTrack {
+            asc: Bytes::new(),
+            object_type: if version == 3 { 0x6b } else { 0x69 },
+            frame_samples,
+            sample_rate,
+            channels: if h[3] >> 6 == 3 { 1 } else { 2 },
+        })
+    }
 }
 
 /// One sample of a track run.
@@ -271,7 +322,7 @@ fn audio_trak(o: &mut Vec<u8>, a: &AudioTrack) {
                         u32b(o, 0);
                         // The rate field is 16.16 and tops out below 65536 Hz.
                         u32b(o, a.sample_rate.min(0xffff) << 16);
-                        esds(o, &a.asc);
+                        esds(o, a.object_type, &a.asc);
                     });
                 });
             });
@@ -279,21 +330,24 @@ fn audio_trak(o: &mut Vec<u8>, a: &AudioTrack) {
     });
 }
 
-/// `esds`: an ES_Descriptor whose decoder-specific info is the AudioSpecificConfig.
-fn esds(o: &mut Vec<u8>, asc: &[u8]) {
+/// `esds`: an ES_Descriptor naming the codec (`object_type`), with the decoder-specific info
+/// (AAC's AudioSpecificConfig) when there is one.
+fn esds(o: &mut Vec<u8>, object_type: u8, asc: &[u8]) {
     // Descriptor lengths in one byte: an ASC is a few bytes (bounded by the caller).
     let asc = &asc[..asc.len().min(100)];
     let dsi_len = asc.len() as u8;
-    let dcd_len = 13 + 2 + dsi_len;
+    let dcd_len = 13 + if asc.is_empty() { 0 } else { 2 + dsi_len };
     let es_len = 3 + 2 + dcd_len + 3;
     full(o, b"esds", 0, 0, |o| {
         o.extend_from_slice(&[0x03, es_len, 0x00, 0x02, 0x00]); // ES_ID 2, no flags
-        o.extend_from_slice(&[0x04, dcd_len, 0x40, 0x15]); // MPEG-4 audio, audio stream
+        o.extend_from_slice(&[0x04, dcd_len, object_type, 0x15]); // audio stream
         o.extend_from_slice(&[0, 0, 0]); // buffer size
         u32b(o, 0); // max bitrate
         u32b(o, 0); // average bitrate
-        o.extend_from_slice(&[0x05, dsi_len]);
-        o.extend_from_slice(asc);
+        if !asc.is_empty() {
+            o.extend_from_slice(&[0x05, dsi_len]);
+            o.extend_from_slice(asc);
+        }
         o.extend_from_slice(&[0x06, 0x01, 0x02]); // SLConfig: predefined MP4
     });
 }
@@ -395,11 +449,51 @@ mod tests {
     }
 
     fn aac() -> AudioTrack {
-        AudioTrack {
-            asc: Bytes::from_static(&[0x12, 0x10]),
-            sample_rate: 44_100,
-            channels: 2,
+        AudioTrack::aac(Bytes::from_static(&[0x12, 0x10]), 44_100, 2)
+    }
+
+    #[test]
+    fn mpeg_audio_tracks_come_from_frame_headers() {
+        // MPEG-1 Layer III, 44.1 kHz, joint stereo; MPEG-2 Layer III, 22.05 kHz, mono.
+        let mp3 = AudioTrack::mpeg_from_frame(&[0xff, 0xfb, 0x90, 0x44]).unwrap();
+        assert_eq!(
+            (
+                mp3.object_type,
+                mp3.frame_samples,
+                mp3.sample_rate,
+                mp3.channels
+            ),
+            (0x6b, 1152, 44_100, 2)
+        );
+        let mp3 = AudioTrack::mpeg_from_frame(&[0xff, 0xf3, 0x80, 0xc4]).unwrap();
+        assert_eq!(
+            (
+                mp3.object_type,
+                mp3.frame_samples,
+                mp3.sample_rate,
+                mp3.channels
+            ),
+            (0x69, 576, 22_050, 1)
+        );
+        // A reserved version, layer or sample rate, and bytes that are no header.
+        for h in [
+            [0xff, 0xeb, 0x90, 0],
+            [0xff, 0xf9, 0x90, 0],
+            [0xff, 0xfb, 0x9c, 0],
+        ] {
+            assert_eq!(AudioTrack::mpeg_from_frame(&h), None, "{h:x?}");
         }
+        assert_eq!(AudioTrack::mpeg_from_frame(&[0xff, 0xfb]), None);
+        assert_eq!(AudioTrack::mpeg_from_frame(&[0x12, 0x10, 0, 0]), None);
+        let init = init_segment(None, Some(&mp3));
+        let esds = init.windows(4).position(|w| w == b"esds").unwrap();
+        // The decoder config descriptor names MPEG-2 audio and carries no specific info.
+        assert_eq!(&init[esds + 13..esds + 16], &[0x04, 13, 0x69]);
+        assert_eq!(
+            &init[esds + 28..esds + 31],
+            &[0x06, 1, 2],
+            "SLConfig follows"
+        );
     }
 
     #[test]

@@ -189,7 +189,7 @@ impl LlMuxer {
         }
     }
 
-    /// An AAC frame (raw, without ADTS).
+    /// An audio frame: AAC raw (without ADTS), or an MPEG audio frame with its header.
     pub fn push_audio(&mut self, dts_ms: u64, data: Bytes) {
         let drives = self.video.is_none();
         if drives {
@@ -242,9 +242,11 @@ impl LlMuxer {
         }
         self.fragment_seq = self.fragment_seq.wrapping_add(1);
         let video_samples = samples(&open.video, end_ms, fmp4::VIDEO_TIMESCALE, None);
-        let audio_rate = self.audio.as_ref().map_or(48_000, |a| a.sample_rate);
-        // AAC frames are 1024 samples long.
-        let audio_samples = samples(&open.audio, end_ms, audio_rate, Some(1024));
+        let (audio_rate, frame_samples) = self
+            .audio
+            .as_ref()
+            .map_or((48_000, 1024), |a| (a.sample_rate, a.frame_samples));
+        let audio_samples = samples(&open.audio, end_ms, audio_rate, Some(frame_samples));
         let mut runs = Vec::with_capacity(2);
         if let Some(first) = open.video.first() {
             runs.push(TrackRun {

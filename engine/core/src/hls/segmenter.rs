@@ -324,9 +324,19 @@ impl<S: SegmentStore> Segmenter<S> {
         }
         if let Some(2.0 | 14.0) = metadata_number(body, "audiocodecid") {
             let rate = metadata_number(body, "audiosamplerate").unwrap_or(44_100.0);
-            self.mux.set_audio_track(AudioTrack::Mpeg {
-                mpeg1: rate >= 32_000.0,
-            });
+            let mpeg1 = rate >= 32_000.0;
+            self.mux.set_audio_track(AudioTrack::Mpeg { mpeg1 });
+            if let Some(ll) = &mut self.ll {
+                // MP3 (Layer III) as announced; its first frame's header corrects it.
+                let rate = rate.clamp(8_000.0, 48_000.0) as u32;
+                ll.set_audio(fmp4::AudioTrack {
+                    asc: Bytes::new(),
+                    object_type: if mpeg1 { 0x6b } else { 0x69 },
+                    frame_samples: if mpeg1 { 1152 } else { 576 },
+                    sample_rate: rate,
+                    channels: 2,
+                });
+            }
         }
     }
 
@@ -441,11 +451,11 @@ impl<S: SegmentStore> Segmenter<S> {
                     10 if tag.sequence_header => {
                         let config = AudioConfig::from_asc(&body[2..])?;
                         if let Some(ll) = &mut self.ll {
-                            ll.set_audio(fmp4::AudioTrack {
-                                asc: frame.payload.slice(2..),
-                                sample_rate: config.sample_rate(),
-                                channels: u16::from(config.channels),
-                            });
+                            ll.set_audio(fmp4::AudioTrack::aac(
+                                frame.payload.slice(2..),
+                                config.sample_rate(),
+                                u16::from(config.channels),
+                            ));
                         }
                         self.mux.set_audio_config(config);
                         return Ok(None);
@@ -462,6 +472,11 @@ impl<S: SegmentStore> Segmenter<S> {
                             Some(_) => {}
                             None if self.mux.has_audio() => {}
                             None => return Ok(None),
+                        }
+                        if let Some(ll) = &mut self.ll {
+                            if let Some(track) = fmp4::AudioTrack::mpeg_from_frame(data) {
+                                ll.set_audio(track);
+                            }
                         }
                         data
                     }
@@ -483,8 +498,10 @@ impl<S: SegmentStore> Segmenter<S> {
                 if let Some(open) = self.open.as_mut().filter(|o| o.audio_listed) {
                     self.mux
                         .write_audio(&mut open.writer, frame.timestamp_ms, data)?;
-                    if let (Some(ll), 10) = (&mut self.ll, tag.sound_format) {
-                        ll.push_audio(frame.timestamp_ms, frame.payload.slice(2..));
+                    if let Some(ll) = &mut self.ll {
+                        // After AAC's packet-type byte; MPEG audio keeps its frame header.
+                        let at = if tag.sound_format == 10 { 2 } else { 1 };
+                        ll.push_audio(frame.timestamp_ms, frame.payload.slice(at..));
                     }
                 }
                 Ok(snapshot)
