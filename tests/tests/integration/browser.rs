@@ -186,11 +186,11 @@ fn the_player_plays_the_bframe_fixture_by_hls_and_by_http_flv() {
     });
 }
 
-/// LL-HLS in Chromium with hls.js's low-latency mode: 20 s of playback without a stall, the
-/// parts fetched (counted by the engine), and how far behind live it plays (printed: a
-/// measurement, not an assertion).
+/// LL-HLS in Chromium with hls.js's low-latency mode, the player's default: 20 s of playback
+/// without a stall, the parts fetched (counted by the engine), and how far behind live it
+/// plays (printed: a measurement, not an assertion).
 #[test]
-fn the_player_plays_ll_hls_with_hls_js_low_latency_mode() {
+fn the_player_plays_ll_hls_by_default_with_hls_js_low_latency_mode() {
     let e = engine(&["--hls-segment-ms", "1000"]);
     let _publisher = publish_loop(&e.rtmp_url("live/ll"));
     eventually("three LL-HLS segments", Duration::from_secs(40), || {
@@ -199,7 +199,7 @@ fn the_player_plays_ll_hls_with_hls_js_low_latency_mode() {
         })
     });
     let parts_before = e.metrics().sum("ll_hls_parts");
-    let url = page(&e, "/player?stream=live/ll&protocol=llhls");
+    let url = page(&e, "/player?stream=live/ll");
     let run = spawn_browser(
         "play",
         &json!({ "url": url, "seconds": 20 }),
@@ -220,6 +220,7 @@ fn the_player_plays_ll_hls_with_hls_js_low_latency_mode() {
     assert!(r["played_s"].as_f64().unwrap() >= 15.0, "{r}");
     assert_eq!(f["fatal"], Value::Null, "{r}");
     assert_eq!(f["engine"], "hls.js");
+    assert_eq!(f["protocol"], "llhls", "{r}");
     assert_eq!(f["stalls"], 0, "{r}");
     assert_eq!(
         (f["width"].as_u64(), f["height"].as_u64()),
@@ -232,6 +233,26 @@ fn the_player_plays_ll_hls_with_hls_js_low_latency_mode() {
     // hls.js fetched parts (not only whole segments): about five a second.
     let parts = e.metrics().sum("ll_hls_parts") - parts_before;
     assert!(parts >= 20, "parts served: {parts}");
+}
+
+/// Where a node makes no LL-HLS (`--ll-hls off` here; an edge of an HLS origin alike), it says
+/// so in its 404, and the player's default falls back to HLS-TS and plays.
+#[test]
+fn the_player_falls_back_to_hls_where_a_node_makes_no_ll_hls() {
+    let e = engine(&["--ll-hls", "off"]);
+    let _publisher = publish_loop(&e.rtmp_url("live/ts"));
+    wait_for_playlist(&e, "/live/ts.m3u8");
+    let r = browser(
+        "play",
+        json!({ "url": page(&e, "/player?stream=live/ts"), "seconds": 10 }),
+        Duration::from_secs(60),
+    );
+    println!("fallback: {r}");
+    let f = &r["final"];
+    assert_eq!(f["protocol"], "hls", "{r}");
+    assert_eq!(f["fatal"], Value::Null, "{r}");
+    assert_eq!(f["switches"], 0, "{r}");
+    assert!(r["played_s"].as_f64().unwrap() >= 5.0, "{r}");
 }
 
 #[test]
@@ -474,7 +495,10 @@ fn the_player_without_a_stream_helps_and_asks_no_cluster_without_a_registry() {
         .iter()
         .filter_map(|u| u.as_str())
         .collect();
-    assert!(asked.iter().any(|u| u.ends_with("/live/here.m3u8")), "{r}");
+    assert!(
+        asked.iter().any(|u| u.ends_with("/live/here/llhls.m3u8")),
+        "{r}"
+    );
     assert!(!asked.iter().any(|u| u.contains("/api/v1/cluster")), "{r}");
 }
 

@@ -46,7 +46,7 @@ pub(crate) fn respond(
     };
     let text = |status: u16, body: String| text_response(status, body, "no-cache", req);
     let Some(snap) = snap else {
-        return text(404, "no such stream (or no LL-HLS for it)\n".into());
+        return text(404, "no such stream\n".into());
     };
     let found = |what: Option<Vec<Bytes>>, ctype: &str| match what {
         Some(body) => reply(200, ctype, IMMUTABLE, body),

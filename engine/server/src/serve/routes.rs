@@ -135,6 +135,9 @@ pub(crate) fn respond(req: &Request, node: &impl NodeView) -> Reply {
         (_, Route::Ll(key, file)) if get => {
             let hls = node.hls(&key);
             let ll = hls.as_ref().and_then(|h| h.ll.as_deref());
+            if hls.is_some() && ll.is_none() {
+                return text(404, NO_LL);
+            }
             Reply {
                 pieces: super::ll::respond(req, file, ll, node.play_mode(key.app())),
                 keep_alive,
@@ -177,6 +180,10 @@ pub(crate) fn respond(req: &Request, node: &impl NodeView) -> Reply {
         _ => text(405, "method not allowed\n"),
     }
 }
+
+/// Why a stream with a TS playlist has no LL-HLS (the player falls back to TS on it).
+const NO_LL: &str = "no LL-HLS for this stream here (--ll-hls off, or an edge of an HLS \
+                     origin): play its .m3u8\n";
 
 /// Why a stream with segments has no TS playlist.
 const NO_TS: &str = "MPEG-TS cannot carry this stream's codec: play its LL-HLS, llhls.m3u8\n";
