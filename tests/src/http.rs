@@ -6,11 +6,13 @@ use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// An HTTP response read to its end.
+/// An HTTP response read to its end. A chunked body is de-chunked.
 #[derive(Debug)]
 pub struct Response {
     pub head: String,
     pub body: Vec<u8>,
+    /// Chunked: whether the last chunk came (`None`: not chunked).
+    pub chunked: Option<bool>,
 }
 
 impl Response {
@@ -42,15 +44,31 @@ pub fn try_http_get(addr: SocketAddr, path: &str) -> std::io::Result<Response> {
 }
 
 /// Splits raw bytes at the end of the head (edge-core's response parser finds it; bytes
-/// that are no response head are all head).
+/// that are no response head are all head), and de-chunks a chunked body (as far as it
+/// decodes).
 pub fn split_response(all: &[u8]) -> Response {
     let end = match edge_core::http::parse_response_head(all) {
         Ok(Some(h)) => h.len,
         _ => all.len(),
     };
+    let head = String::from_utf8_lossy(&all[..end]).into_owned();
+    let is_chunked = head
+        .to_ascii_lowercase()
+        .contains("\r\ntransfer-encoding: chunked\r\n");
+    if !is_chunked {
+        return Response {
+            head,
+            body: all[end..].to_vec(),
+            chunked: None,
+        };
+    }
+    let mut body = Vec::new();
+    let mut d = edge_core::http::Dechunker::default();
+    let _ = d.decode(&all[end..], &mut body);
     Response {
-        head: String::from_utf8_lossy(&all[..end]).into_owned(),
-        body: all[end..].to_vec(),
+        head,
+        body,
+        chunked: Some(d.done),
     }
 }
 

@@ -29,6 +29,8 @@ use bytes::Bytes;
 use crate::forward::{Forward, ForwardEffect, ForwardNote};
 use crate::gop::GopLimits;
 use crate::hls::feed::{FeedFrame, FeedNote, HlsFeed};
+use crate::hls::hinted::{HintFanout, HintSend};
+use crate::hls::llhls::{PartId, PartState};
 use crate::hls::{HlsConfig, HlsSnapshot, SegmentStore, Segmenter, SegmenterError};
 use crate::ids::{LinkId, ShardId};
 use crate::media::{self, Frame, MediaError, StreamKey, TagInfo};
@@ -97,6 +99,9 @@ pub enum OwnerEffect {
     },
     /// A new HLS state: install it here and announce it to every shard.
     Hls(HlsSnapshot),
+    /// Bytes of the LL-HLS part being written, or its end, for a shard that asked for it
+    /// ([`Owner::handle_ll_want`]); after the `Hls` effect that lists the part, if any.
+    LlHint(HintSend),
     /// The segment store refused a segment (full): make room (evict an ended stream, or
     /// call [`Owner::handle_shed`]).
     HlsRefused,
@@ -249,6 +254,8 @@ pub struct Owner<S: SegmentStore> {
     subscribers: Vec<Subscriber>,
     store: S,
     segmenter: Option<Segmenter<S>>,
+    /// Shards streaming the LL-HLS part being written (preload hints).
+    hinted: HintFanout,
     /// The wall clock (Unix ms) as the shard last said: LL-HLS dates segments from it.
     wall_ms: u64,
     pull: Option<Pull>,
@@ -277,6 +284,7 @@ impl<S: SegmentStore + Clone> Owner<S> {
             subscribers: Vec::new(),
             store,
             segmenter: None,
+            hinted: HintFanout::new(),
             wall_ms: 0,
             pull: None,
             feed: None,
@@ -307,6 +315,33 @@ impl<S: SegmentStore + Clone> Owner<S> {
     pub fn has_link(&self, link: LinkId) -> bool {
         self.pull.as_ref().is_some_and(|p| p.has_link(link))
             || self.forward.as_ref().is_some_and(|f| f.has_link(link))
+    }
+
+    /// Shard `from` has requests for LL-HLS part `part` before it is complete: they get its
+    /// bytes as they are written ([`crate::hls::hinted`]).
+    pub fn handle_ll_want(&mut self, from: ShardId, part: PartId, out: &mut Vec<OwnerEffect>) {
+        let mut sends = Vec::new();
+        let state = self
+            .segmenter
+            .as_ref()
+            .map_or(PartState::Unknown, |s| s.ll_part_state(part));
+        self.hinted.handle_want(from, part, state, &mut sends);
+        out.extend(sends.into_iter().map(OwnerEffect::LlHint));
+    }
+
+    /// After the segmenter moved: the followed part's new bytes, or its end.
+    fn follow_hinted(&mut self, out: &mut Vec<OwnerEffect>) {
+        if !self.hinted.is_following() {
+            return;
+        }
+        let mut sends = Vec::new();
+        match &self.segmenter {
+            Some(s) => self
+                .hinted
+                .handle_progress(|part| s.ll_part_state(part), &mut sends),
+            None => self.hinted.handle_gone(&mut sends),
+        }
+        out.extend(sends.into_iter().map(OwnerEffect::LlHint));
     }
 
     /// A shard has viewers of the stream (`query`: its first viewer's, for an edge pull).
@@ -1043,6 +1078,15 @@ impl<S: SegmentStore + Clone> Owner<S> {
             // The HLS pull serves the origin's own segments.
             return;
         }
+        self.segment(update, out);
+        self.follow_hinted(out);
+        if matches!(update, StreamUpdate::Ended(_)) {
+            self.segmenter = None;
+            self.follow_hinted(out);
+        }
+    }
+
+    fn segment(&mut self, update: &StreamUpdate, out: &mut Vec<OwnerEffect>) {
         let refused_before = self.segmenter.as_ref().map_or(0, |s| s.refused_segments);
         let unaligned_before = self.segmenter.as_ref().map_or(0, |s| s.unaligned_cuts);
         let result = match update {
@@ -1061,10 +1105,11 @@ impl<S: SegmentStore + Clone> Owner<S> {
                 None => Ok(None),
             },
             // A stream that never made a segment (no track HLS could carry) has no playlist.
+            // (The segmenter goes after the part being streamed is followed to its end.)
             StreamUpdate::Ended(_) => Ok(self
                 .segmenter
-                .take()
-                .map(|mut s| s.handle_end())
+                .as_mut()
+                .map(|s| s.handle_end())
                 .filter(|snap| !snap.segments.is_empty())),
             StreamUpdate::Unpublished
             | StreamUpdate::Snapshot { .. }

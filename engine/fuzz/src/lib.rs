@@ -950,7 +950,7 @@ pub fn ts_demux(data: &[u8]) {
 }
 
 /// The fMP4 writer and the LL-HLS muxer on a synthetic stream (as `ts_roundtrip`), parsed
-/// back: every part is one `moof` + `mdat` whose runs point inside the `mdat`; the video
+/// back: every part is CMAF chunks (`moof` + `mdat`) whose runs point inside their `mdat`; the video
 /// samples of every part, in order, are the pictures a segment was open for, with their DTS
 /// and composition offsets; a segment is its parts; parts stay within the target unless the
 /// input's timestamps jump; every URI the playlist names parses back to a file it serves.
@@ -992,35 +992,46 @@ pub fn llhls(data: &[u8]) {
             .collect();
         assert_eq!(joined, parts);
         for p in &seg.parts {
+            // CMAF chunks: moof, mdat, moof, mdat, ...; each moof's runs point inside the mdat
+            // that follows it (offsets count from the moof).
             let boxes = read_boxes(&p.bytes).expect("boxes");
-            assert_eq!(boxes.len(), 2);
-            assert_eq!((&boxes[0].kind, &boxes[1].kind), (b"moof", b"mdat"));
-            let mdat_start = p.bytes.len() - boxes[1].body.len();
-            let moof = boxes[0].body;
-            for traf in read_boxes(moof)
-                .unwrap()
-                .into_iter()
-                .filter(|b| &b.kind == b"traf")
-            {
-                let track = u32_at(find_box(traf.body, &[b"tfhd"]).unwrap(), 4);
-                let tfdt = find_box(traf.body, &[b"tfdt"]).unwrap();
-                let mut dts = u64::from_be_bytes(tfdt[4..12].try_into().unwrap());
-                let trun = find_box(traf.body, &[b"trun"]).unwrap();
-                let mut at = u32_at(trun, 8) as usize;
-                for i in 0..u32_at(trun, 4) as usize {
-                    let e = 12 + 16 * i;
-                    let size = u32_at(trun, e + 4) as usize;
-                    assert!(
-                        at >= mdat_start && at + size <= p.bytes.len(),
-                        "in the mdat"
-                    );
-                    if track == VIDEO_TRACK_ID {
-                        let cto = u32_at(trun, e + 12) as i32;
-                        got.push((dts, cto, p.bytes[at..at + size].to_vec()));
+            assert!(
+                !boxes.is_empty() && boxes.len().is_multiple_of(2),
+                "{}",
+                boxes.len()
+            );
+            let mut chunk_start = 0;
+            for pair in boxes.chunks(2) {
+                assert_eq!((&pair[0].kind, &pair[1].kind), (b"moof", b"mdat"));
+                let moof = pair[0].body;
+                let chunk_len = 8 + moof.len() + 8 + pair[1].body.len();
+                let mdat_start = chunk_start + 8 + moof.len() + 8;
+                for traf in read_boxes(moof)
+                    .unwrap()
+                    .into_iter()
+                    .filter(|b| &b.kind == b"traf")
+                {
+                    let track = u32_at(find_box(traf.body, &[b"tfhd"]).unwrap(), 4);
+                    let tfdt = find_box(traf.body, &[b"tfdt"]).unwrap();
+                    let mut dts = u64::from_be_bytes(tfdt[4..12].try_into().unwrap());
+                    let trun = find_box(traf.body, &[b"trun"]).unwrap();
+                    let mut at = chunk_start + u32_at(trun, 8) as usize;
+                    for i in 0..u32_at(trun, 4) as usize {
+                        let e = 12 + 16 * i;
+                        let size = u32_at(trun, e + 4) as usize;
+                        assert!(
+                            at >= mdat_start && at + size <= chunk_start + chunk_len,
+                            "in the mdat"
+                        );
+                        if track == VIDEO_TRACK_ID {
+                            let cto = u32_at(trun, e + 12) as i32;
+                            got.push((dts, cto, p.bytes[at..at + size].to_vec()));
+                        }
+                        dts += u64::from(u32_at(trun, e));
+                        at += size;
                     }
-                    dts += u64::from(u32_at(trun, e));
-                    at += size;
                 }
+                chunk_start += chunk_len;
             }
         }
     }

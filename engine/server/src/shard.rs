@@ -26,7 +26,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use edge_core::hls::llhls::LlSnapshot;
+use edge_core::hls::llhls::{LlSnapshot, PartId};
 use edge_core::hls::HlsSnapshot;
 use edge_core::owner::{LinkRole, Owner, OwnerEffect};
 use edge_core::replica::{FinishReason, ReplicaEffect};
@@ -51,6 +51,7 @@ mod handle;
 mod hls;
 mod hlspull;
 mod links;
+mod llhinted;
 mod llhls;
 mod mesh_port;
 mod notes;
@@ -95,6 +96,7 @@ struct Shard {
     publishes: publishes::Publishes,
     hls: hls::HlsServing,
     ll_waits: llhls::LlWaits,
+    ll_hinted: llhinted::LlHinted,
     pulls: hlspull::HlsPulls,
     cluster: cluster::ClusterPart,
     conns: connections::Connections,
@@ -130,6 +132,7 @@ impl Shard {
             publishes: publishes::Publishes::default(),
             hls: hls::HlsServing::new(linger_ms, config.upstream_idle_ms),
             ll_waits: llhls::LlWaits::new(),
+            ll_hinted: llhinted::LlHinted::new(),
             pulls: hlspull::HlsPulls::new(&config, &arena, &stats, id),
             cluster: cluster::ClusterPart::new(id, &config, &stats, clock, registry),
             conns: connections::Connections::new(id, &config, &stats, &arena, admission),
@@ -234,6 +237,8 @@ impl Shard {
             MeshMsg::HlsSegment { key, seq, event } => {
                 self.hls.segment_event(&key, seq, event, now)
             }
+            MeshMsg::LlWant { key, part, from } => self.ll_want(&key, part, from),
+            MeshMsg::LlHint { key, part, event } => self.ll_hinted.event(&key, part, event),
             MeshMsg::Unpublish {
                 key,
                 publisher,
@@ -349,7 +354,7 @@ impl Shard {
         for to in subscribers {
             self.update_to(key, to, StreamUpdate::Ended(StreamEnd::Failed));
         }
-        self.hls.forget(&self.port, key);
+        self.forget_hls(key);
     }
 
     fn free_owned(&self, key: &StreamKey, o: Owned) {
@@ -393,7 +398,19 @@ impl Shard {
                         self.with_owner(key, false, |o, fx| o.handle_shed(fx));
                     }
                 }
-                OwnerEffect::ForgetHls => self.hls.forget(&self.port, key),
+                OwnerEffect::ForgetHls => self.forget_hls(key),
+                OwnerEffect::LlHint(send) => {
+                    if send.to == self.id {
+                        self.ll_hinted.event(key, send.part, send.event);
+                    } else {
+                        let msg = MeshMsg::LlHint {
+                            key: key.clone(),
+                            part: send.part,
+                            event: send.event,
+                        };
+                        self.port.send_control(send.to, msg);
+                    }
+                }
                 OwnerEffect::StartHlsFeed { query } => {
                     pull_runner::start_feed(self, key, query.as_deref())
                 }
@@ -614,13 +631,42 @@ impl Shard {
         }
     }
 
+    /// Drops `key`'s HLS state here and on every other shard; the LL-HLS requests waiting
+    /// for it here are answered now.
+    fn forget_hls(&self, key: &StreamKey) {
+        self.hls.forget(&self.port, key);
+        self.release_ll(key, None);
+    }
+
+    /// Requests on shard `from` want LL-HLS part `part` of `key`, which this shard owns, as it
+    /// is written (it may own it no longer: then the part will not come).
+    fn ll_want(self: &Rc<Self>, key: &StreamKey, part: PartId, from: ShardId) {
+        let asked = self.with_owner(key, false, |o, fx| o.handle_ll_want(from, part, fx));
+        if asked.is_none() {
+            let gone = edge_core::hls::hinted::HintEvent::Gone;
+            if from == self.id {
+                self.ll_hinted.event(key, part, gone);
+            } else {
+                let msg = MeshMsg::LlHint {
+                    key: key.clone(),
+                    part,
+                    event: gone,
+                };
+                self.port.send_control(from, msg);
+            }
+        }
+    }
+
     /// Wakes the LL-HLS requests waiting here that `key`'s new state satisfies (`None`: the
-    /// stream is gone; `Some(None)`: it has no LL-HLS).
+    /// stream is gone, and so are the parts streamed here; `Some(None)`: it has no LL-HLS).
     fn release_ll(&self, key: &StreamKey, ll: Option<Option<Arc<LlSnapshot>>>) {
         match ll {
             Some(Some(snap)) => self.ll_waits.released(key, Some(&snap)),
             Some(None) => {}
-            None => self.ll_waits.released(key, None),
+            None => {
+                self.ll_waits.released(key, None);
+                self.ll_hinted.forget(key);
+            }
         }
         self.counters()
             .ll_hls_parked
@@ -634,6 +680,7 @@ impl Shard {
             return false;
         };
         info!(shard = %self.id, %key, "evicting an ended stream's segments for space");
+        self.release_ll(&key, None);
         self.counters().hls_evictions.inc();
         true
     }

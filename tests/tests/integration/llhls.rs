@@ -271,6 +271,8 @@ fn blocking_reloads_and_hinted_parts_wait_for_their_part() {
     assert_eq!(early.status(), 200);
     assert_eq!(&early.body[4..8], b"moof");
     assert!(early.head.contains("immutable"));
+    // The hinted part was streamed as it was written (chunked), to its end.
+    assert_eq!(early.chunked, Some(true), "{}", early.head);
     // The part they got is the part the playlist lists.
     assert_eq!(
         get(&engine, &format!("/live/block/part-{msn}.{part}.m4s")).1,
@@ -317,6 +319,113 @@ fn blocking_reloads_and_hinted_parts_wait_for_their_part() {
         m.sum("ll_hls_wait_timeouts") >= 1 && m.sum("ll_hls_parked") == 0
     });
     publisher.0.kill().unwrap();
+}
+
+/// The fixture's FLV tags: (kind, timestamp, body), metadata left out.
+fn fixture_tags() -> Vec<(edge_core::media::MediaKind, u32, Vec<u8>)> {
+    let mut r = edge_core::flv::FlvReader::new();
+    r.handle_input(&std::fs::read(fixture("bframes.flv")).unwrap());
+    let mut tags = Vec::new();
+    while let Ok(Some(t)) = r.poll_tag() {
+        let kind = match t.type_id {
+            8 => edge_core::media::MediaKind::Audio,
+            9 => edge_core::media::MediaKind::Video,
+            _ => continue,
+        };
+        tags.push((kind, t.timestamp, t.body.to_vec()));
+    }
+    tags
+}
+
+/// Reads a response head and at least `want` bytes of body (the raw, chunked bytes).
+fn read_head_and(s: &mut std::net::TcpStream, want: usize) -> Vec<u8> {
+    use std::io::Read;
+    let mut all = Vec::new();
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        if let Some(end) = all.windows(4).position(|w| w == b"\r\n\r\n") {
+            if all.len() >= end + 4 + want {
+                return all;
+            }
+        }
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => return all,
+            Ok(n) => all.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+/// The part the preload hint names is streamed while it is written: with the publisher held
+/// between two frames (nothing can close the part), its request already has its first
+/// chunk (`moof`), and the playlist does not list the part yet; once the publisher goes on,
+/// the response ends with the part's bytes, exactly the part its URI serves afterwards.
+/// Driven by the publisher, not a clock: no frame, no part.
+#[test]
+fn a_hinted_part_streams_its_first_bytes_before_the_part_closes() {
+    use std::io::{Read, Write};
+    let engine = Engine::start(&["--cores", "2", "--hls-segment-ms", "1000"]);
+    let tags = fixture_tags();
+    let mut p = Publisher::start(engine.rtmp, "live", "hint");
+    // Three seconds of the fixture: segments to list, then the publisher pauses.
+    let mut next = 0;
+    while next < tags.len() && tags[next].1 < 3_000 {
+        let (kind, ts, body) = &tags[next];
+        p.send(*kind, *ts, body);
+        next += 1;
+    }
+    wait_for_segments(&engine, "/live/hint/llhls.m3u8", 2);
+    // The engine may still be muxing the last frames sent: ask again until the hinted part
+    // is one that stays open (what the publisher sent is all muxed).
+    let mut streamed = None;
+    for _ in 0..50 {
+        let (msn, part) = hint(&text(&engine, "/live/hint/llhls.m3u8"));
+        let mut s = std::net::TcpStream::connect(engine.http).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        write!(
+            s,
+            "GET /live/hint/part-{msn}.{part}.m4s HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        // The head, a chunk size line and a moof's first 8 bytes.
+        let first = read_head_and(&mut s, 16);
+        let uri = format!("URI=\"part-{msn}.{part}.m4s\"");
+        let listed = text(&engine, "/live/hint/llhls.m3u8")
+            .lines()
+            .any(|l| l.starts_with("#EXT-X-PART:") && l.contains(&uri));
+        if !listed {
+            streamed = Some(((msn, part), s, first));
+            break;
+        }
+        // The part closed meanwhile (the tail of what was sent): its next one, again.
+    }
+    let ((msn, part), mut s, first) = streamed.expect("a hinted part that stays open");
+    let head = split_response(&first);
+    assert_eq!(head.status(), 200, "{}", head.head);
+    assert!(
+        head.head.contains("Transfer-Encoding: chunked"),
+        "{}",
+        head.head
+    );
+    assert!(head.head.contains("immutable") && head.head.contains("video/mp4"));
+    assert_eq!(head.chunked, Some(false), "the part is not complete");
+    assert!(
+        head.body.len() >= 8 && &head.body[4..8] == b"moof",
+        "{:?}",
+        head.body
+    );
+    // The publisher goes on: the part closes, and the response ends with all of it.
+    for (kind, ts, body) in &tags[next..] {
+        p.send(*kind, *ts, body);
+    }
+    let mut all = first;
+    let _ = s.read_to_end(&mut all);
+    let whole = split_response(&all);
+    assert_eq!(whole.chunked, Some(true), "the last chunk came");
+    let (status, part_bytes) = get(&engine, &format!("/live/hint/part-{msn}.{part}.m4s"));
+    assert_eq!(status, 200);
+    assert_eq!(whole.body, part_bytes, "streamed bytes = the part's bytes");
+    assert!(engine.metrics().sum("ll_hls_streamed") >= 1);
+    p.finish();
 }
 
 /// An RTMP-pull edge makes its own LL-HLS from the pulled frames: a first `llhls.m3u8`

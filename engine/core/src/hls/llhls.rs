@@ -5,8 +5,15 @@
 //! numbers, its discontinuities) and tells this muxer: segments here have the TS segments'
 //! numbers and durations. Inside a segment, a part closes before the frame that would take
 //! it past `part_ms` (at the frame cadence seen so far, so a part's duration stays within the
-//! PART-TARGET), and one fragment (`moof` + `mdat`) is written per part. A segment is its
-//! parts' bytes, shared, never copied again.
+//! PART-TARGET).
+//!
+//! A part is CMAF chunks: one fragment (`moof` + `mdat`) per video picture, written the
+//! moment the picture arrives, with the audio that arrived since the previous one (an
+//! audio-only stream: one per audio frame). So the part being written can be streamed to
+//! the requests for it chunk by chunk ([`LlMuxer::part_state`]), and the closed part is the
+//! same bytes. A picture's duration is not known until the next one arrives, so its sample
+//! says the stream's frame interval (the shorter of the last two); the next fragment's
+//! `tfdt` carries the exact time. A segment is its parts' bytes, shared, never copied again.
 //!
 //! Each closed part renders the playlist once (full, and the delta form when it can skip
 //! anything) into an [`LlSnapshot`]: blocking reloads are answered from it for every
@@ -40,10 +47,23 @@ struct OpenSegment {
     pdt_unix_ms: u64,
     init_id: u32,
     parts: Vec<LlPart>,
-    /// The open part: where it starts, and its samples.
+    /// The open part: where it starts, its chunks so far, whether its first picture is a
+    /// keyframe (`None` before its first picture), and the audio for its next chunk.
     part_start_ms: u64,
-    video: Vec<Pending>,
+    chunks: Vec<Bytes>,
+    independent: Option<bool>,
     audio: Vec<Pending>,
+}
+
+/// Where a part is, for a request that streams it ([`LlMuxer::part_state`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PartState<'a> {
+    /// Being written: its chunks so far (maybe none yet).
+    Open(&'a [Bytes]),
+    /// Complete: its bytes (its chunks, joined).
+    Closed(&'a Bytes),
+    /// Not kept, or not begun.
+    Unknown,
 }
 
 /// Settings of the LL-HLS muxer (from the stream's HLS settings).
@@ -169,24 +189,44 @@ impl LlMuxer {
             init_id,
             parts: Vec::new(),
             part_start_ms: start_ms,
-            video: Vec::new(),
+            chunks: Vec::new(),
+            independent: None,
             audio: Vec::new(),
         });
         self.changed = true;
+    }
+
+    /// Where part `id` is: being written (its chunks so far), complete, or unknown.
+    pub fn part_state(&self, (seq, index): PartId) -> PartState<'_> {
+        if let Some(open) = self.open.as_ref().filter(|o| o.seq == seq) {
+            let index = index as usize;
+            return match open.parts.get(index) {
+                Some(part) => PartState::Closed(&part.bytes),
+                None if index == open.parts.len() => PartState::Open(&open.chunks),
+                None => PartState::Unknown,
+            };
+        }
+        self.segments
+            .iter()
+            .rev()
+            .find(|s| s.seq == seq)
+            .and_then(|s| s.parts.get(index as usize))
+            .map_or(PartState::Unknown, |p| PartState::Closed(&p.bytes))
     }
 
     /// A video picture: `data` is the coded frame as the sample format wants it (AVCC or
     /// HVCC length-prefixed NAL units, AV1 OBUs).
     pub fn push_video(&mut self, dts_ms: u64, composition_ms: i32, keyframe: bool, data: Bytes) {
         self.before_sample(dts_ms, true);
-        if let Some(open) = &mut self.open {
-            open.video.push(Pending {
-                dts_ms,
-                composition_ms,
-                sync: keyframe,
-                data,
-            });
-        }
+        let Some(open) = &mut self.open else { return };
+        open.independent.get_or_insert(keyframe);
+        let picture = Pending {
+            dts_ms,
+            composition_ms,
+            sync: keyframe,
+            data,
+        };
+        self.write_chunk(Some(picture));
     }
 
     /// An audio frame: AAC raw (without ADTS), or an MPEG audio frame with its header.
@@ -195,14 +235,60 @@ impl LlMuxer {
         if drives {
             self.before_sample(dts_ms, true);
         }
-        if let Some(open) = &mut self.open {
-            open.audio.push(Pending {
-                dts_ms,
-                composition_ms: 0,
-                sync: true,
-                data,
+        let Some(open) = &mut self.open else { return };
+        open.audio.push(Pending {
+            dts_ms,
+            composition_ms: 0,
+            sync: true,
+            data,
+        });
+        if drives {
+            self.write_chunk(None);
+        }
+    }
+
+    /// Writes the open part's next chunk: `picture` (if any) and the audio waiting.
+    fn write_chunk(&mut self, picture: Option<Pending>) {
+        let Some(open) = &mut self.open else { return };
+        if picture.is_none() && open.audio.is_empty() {
+            return;
+        }
+        self.fragment_seq = self.fragment_seq.wrapping_add(1);
+        // The picture lasts until the next one, which has not arrived: the frame interval
+        // (a 30 fps guess before there is one).
+        let frame_ms = if self.frame_ms > 0 { self.frame_ms } else { 33 };
+        let video: Vec<Pending> = picture.into_iter().collect();
+        let video_end = video.first().map_or(0, |p| p.dts_ms + frame_ms);
+        let video_samples = samples(&video, video_end, fmp4::VIDEO_TIMESCALE, None);
+        let (audio_rate, frame_samples) = self
+            .audio
+            .as_ref()
+            .map_or((48_000, 1024), |a| (a.sample_rate, a.frame_samples));
+        let audio_samples = samples(&open.audio, 0, audio_rate, Some(frame_samples));
+        let mut runs = Vec::with_capacity(2);
+        if let Some(first) = video.first() {
+            runs.push(TrackRun {
+                track_id: fmp4::VIDEO_TRACK_ID,
+                base_decode_time: ticks(first.dts_ms, fmp4::VIDEO_TIMESCALE),
+                samples: &video_samples,
             });
         }
+        if let Some(first) = open.audio.first() {
+            runs.push(TrackRun {
+                track_id: fmp4::AUDIO_TRACK_ID,
+                base_decode_time: ticks(first.dts_ms, audio_rate),
+                samples: &audio_samples,
+            });
+        }
+        let header = fmp4::fragment_header(self.fragment_seq, &runs);
+        let data_len: usize = video.iter().chain(&open.audio).map(|s| s.data.len()).sum();
+        let mut bytes = Vec::with_capacity(header.len() + data_len);
+        bytes.extend_from_slice(&header);
+        for s in video.iter().chain(&open.audio) {
+            bytes.extend_from_slice(&s.data);
+        }
+        open.audio.clear();
+        open.chunks.push(Bytes::from(bytes));
     }
 
     /// Closes the open part before a clock-driving sample at `dts_ms` that would take it
@@ -223,7 +309,7 @@ impl LlMuxer {
             }
         }
         let Some(open) = &self.open else { return };
-        if open.video.is_empty() && open.audio.is_empty() {
+        if open.chunks.is_empty() && open.audio.is_empty() {
             return;
         }
         let span = dts_ms
@@ -234,58 +320,25 @@ impl LlMuxer {
         }
     }
 
-    /// Closes the open part at `end_ms`: its fragment is written.
+    /// Closes the open part at `end_ms`: the audio still waiting is its last chunk, and its
+    /// chunks, joined, are its bytes.
     fn close_part(&mut self, end_ms: u64) {
+        self.write_chunk(None);
         let Some(open) = &mut self.open else { return };
-        if open.video.is_empty() && open.audio.is_empty() {
+        if open.chunks.is_empty() {
             return;
         }
-        self.fragment_seq = self.fragment_seq.wrapping_add(1);
-        let video_samples = samples(&open.video, end_ms, fmp4::VIDEO_TIMESCALE, None);
-        let (audio_rate, frame_samples) = self
-            .audio
-            .as_ref()
-            .map_or((48_000, 1024), |a| (a.sample_rate, a.frame_samples));
-        let audio_samples = samples(&open.audio, end_ms, audio_rate, Some(frame_samples));
-        let mut runs = Vec::with_capacity(2);
-        if let Some(first) = open.video.first() {
-            runs.push(TrackRun {
-                track_id: fmp4::VIDEO_TRACK_ID,
-                base_decode_time: ticks(first.dts_ms, fmp4::VIDEO_TIMESCALE),
-                samples: &video_samples,
-            });
+        let len = open.chunks.iter().map(Bytes::len).sum();
+        let mut bytes = Vec::with_capacity(len);
+        for c in open.chunks.drain(..) {
+            bytes.extend_from_slice(&c);
         }
-        if let Some(first) = open.audio.first() {
-            runs.push(TrackRun {
-                track_id: fmp4::AUDIO_TRACK_ID,
-                base_decode_time: ticks(first.dts_ms, audio_rate),
-                samples: &audio_samples,
-            });
-        }
-        let header = fmp4::fragment_header(self.fragment_seq, &runs);
-        let data_len: usize = open
-            .video
-            .iter()
-            .chain(&open.audio)
-            .map(|s| s.data.len())
-            .sum();
-        let mut bytes = Vec::with_capacity(header.len() + data_len);
-        bytes.extend_from_slice(&header);
-        for s in open.video.iter().chain(&open.audio) {
-            bytes.extend_from_slice(&s.data);
-        }
-        let independent = match open.video.first() {
-            Some(v) => v.sync,
-            None => true,
-        };
         open.parts.push(LlPart {
             bytes: Bytes::from(bytes),
             duration_ms: end_ms.saturating_sub(open.part_start_ms).max(1),
-            independent,
+            independent: open.independent.take().unwrap_or(true),
         });
         open.part_start_ms = end_ms;
-        open.video.clear();
-        open.audio.clear();
         self.changed = true;
     }
 

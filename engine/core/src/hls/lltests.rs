@@ -46,31 +46,39 @@ fn u32_at(b: &[u8], at: usize) -> u32 {
     u32::from_be_bytes(b[at..at + 4].try_into().unwrap())
 }
 
-/// One track's samples of a fragment: (DTS in the timescale, composition offset, bytes).
-fn samples_of(fragment: &[u8], track: u32) -> Vec<(u64, i32, Vec<u8>)> {
-    let moof = find_box(fragment, &[b"moof"]).unwrap();
+/// One track's samples of a part (its CMAF chunks, each a `moof` and its `mdat`): (DTS in the
+/// timescale, composition offset, bytes).
+fn samples_of(part: &[u8], track: u32) -> Vec<(u64, i32, Vec<u8>)> {
     let mut out = Vec::new();
-    for traf in read_boxes(moof)
+    for moof in read_boxes(part)
         .unwrap()
         .into_iter()
-        .filter(|b| &b.kind == b"traf")
+        .filter(|b| &b.kind == b"moof")
     {
-        let tfhd = find_box(traf.body, &[b"tfhd"]).unwrap();
-        if u32_at(tfhd, 4) != track {
-            continue;
-        }
-        let tfdt = find_box(traf.body, &[b"tfdt"]).unwrap();
-        let mut dts = u64::from_be_bytes(tfdt[4..12].try_into().unwrap());
-        let trun = find_box(traf.body, &[b"trun"]).unwrap();
-        let count = u32_at(trun, 4) as usize;
-        let mut at = u32_at(trun, 8) as usize;
-        for i in 0..count {
-            let e = 12 + 16 * i;
-            let (duration, size) = (u32_at(trun, e), u32_at(trun, e + 4) as usize);
-            let cto = u32_at(trun, e + 12) as i32;
-            out.push((dts, cto, fragment[at..at + size].to_vec()));
-            dts += u64::from(duration);
-            at += size;
+        // Data offsets count from the start of their moof.
+        let start = moof.body.as_ptr() as usize - part.as_ptr() as usize - 8;
+        for traf in read_boxes(moof.body)
+            .unwrap()
+            .into_iter()
+            .filter(|b| &b.kind == b"traf")
+        {
+            let tfhd = find_box(traf.body, &[b"tfhd"]).unwrap();
+            if u32_at(tfhd, 4) != track {
+                continue;
+            }
+            let tfdt = find_box(traf.body, &[b"tfdt"]).unwrap();
+            let mut dts = u64::from_be_bytes(tfdt[4..12].try_into().unwrap());
+            let trun = find_box(traf.body, &[b"trun"]).unwrap();
+            let count = u32_at(trun, 4) as usize;
+            let mut at = start + u32_at(trun, 8) as usize;
+            for i in 0..count {
+                let e = 12 + 16 * i;
+                let (duration, size) = (u32_at(trun, e), u32_at(trun, e + 4) as usize);
+                let cto = u32_at(trun, e + 12) as i32;
+                out.push((dts, cto, part[at..at + size].to_vec()));
+                dts += u64::from(duration);
+                at += size;
+            }
         }
     }
     out
@@ -108,10 +116,17 @@ fn segments_have_the_ts_numbers_and_durations_and_are_their_parts() {
             }
             // A keyframe opens the segment, and only the first part here (GOP = 1 s).
             assert_eq!(part.independent, i == 0);
+            // A chunk per picture (40 ms apart) with the audio before it, and one for audio
+            // after the last picture: moof, mdat, moof, ...
             let boxes = read_boxes(&part.bytes).unwrap();
-            assert_eq!(
-                boxes.iter().map(|b| b.kind).collect::<Vec<_>>(),
-                [*b"moof", *b"mdat"]
+            let kinds: Vec<_> = boxes.iter().map(|b| b.kind).collect();
+            assert!(kinds.chunks(2).all(|c| c == [*b"moof", *b"mdat"]), "{i}");
+            let pictures = samples_of(&part.bytes, VIDEO_TRACK_ID).len();
+            let chunks = kinds.len() / 2;
+            assert!(
+                chunks == pictures || chunks == pictures + 1,
+                "part {i} of {}: {chunks} chunks, {pictures} pictures",
+                seg.seq
             );
             joined.extend_from_slice(&part.bytes);
         }
@@ -475,4 +490,43 @@ fn av1_video_is_in_ll_hls_only_and_still_cuts_the_segments() {
             .collect();
         assert_eq!(got, pictures, "with_audio {with_audio}");
     }
+}
+
+/// The part being written is its chunks so far, one per picture as it arrives, and the
+/// closed part is exactly those chunks joined: what a streaming request got is the part.
+#[test]
+fn the_open_part_grows_a_chunk_per_picture_and_closes_as_their_bytes() {
+    use super::llhls::PartState;
+    let mut s = Segmenter::new(config(1000, 6), VecStore, "x");
+    s.set_wall_clock(1_765_000_000_000);
+    let input = frames(6, 25);
+    let mut followed: Option<((u64, u32), Vec<u8>, usize)> = None;
+    let mut checked = 0;
+    for f in &input {
+        let snap = s.handle_frame(f).unwrap();
+        let Some(ll) = snap.as_ref().and_then(|h| h.ll.clone()) else {
+            if let Some((part, seen, chunks)) = &mut followed {
+                if let PartState::Open(now) = s.ll_part_state(*part) {
+                    // Chunks are only added, never changed.
+                    assert!(now.len() >= *chunks);
+                    assert_eq!(now[..*chunks].concat(), *seen);
+                    *seen = now.concat();
+                    *chunks = now.len();
+                }
+            }
+            continue;
+        };
+        if let Some((part, seen, _)) = followed.take() {
+            if let PartState::Closed(bytes) = s.ll_part_state(part) {
+                assert!(bytes.starts_with(&seen), "the part begins with its chunks");
+                checked += 1;
+            }
+        }
+        let hint = ll.next_part().expect("a hinted part");
+        match s.ll_part_state(hint) {
+            PartState::Open(chunks) => followed = Some((hint, chunks.concat(), chunks.len())),
+            other => panic!("the hinted part is open: {other:?}"),
+        }
+    }
+    assert!(checked >= 10, "{checked} parts followed to their end");
 }

@@ -6,6 +6,7 @@ pub mod catalog;
 pub mod demux;
 pub mod feed;
 pub mod fmp4;
+pub mod hinted;
 pub mod llhls;
 pub mod llsnapshot;
 pub mod m3u8;

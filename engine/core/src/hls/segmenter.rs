@@ -31,7 +31,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::fmp4::{self, VideoCodecConfig};
-use super::llhls::{LlConfig, LlMuxer, LlSnapshot};
+use super::llhls::{LlConfig, LlMuxer, LlSnapshot, PartId, PartState};
 pub use super::playlist::{render_media_playlist, PlaylistHeader};
 use super::ts::{AudioConfig, AudioTrack, TsError, TsMuxer, TsSink, VideoConfig};
 use crate::ids::SegmentSeq;
@@ -287,6 +287,14 @@ impl<S: SegmentStore> Segmenter<S> {
             ll.push_video(frame.timestamp_ms, 0, tag.keyframe, body.slice(offset..));
         }
         Ok(snapshot)
+    }
+
+    /// Where LL-HLS part `id` is (being written, complete, or unknown), for requests that
+    /// stream it while it is written.
+    pub fn ll_part_state(&self, id: PartId) -> PartState<'_> {
+        self.ll
+            .as_ref()
+            .map_or(PartState::Unknown, |ll| ll.part_state(id))
     }
 
     /// The wall clock (Unix ms) now: LL-HLS dates its first segment with it.

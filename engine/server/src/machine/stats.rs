@@ -73,6 +73,7 @@ counters! {
     hls_unaligned_cuts: "counter", "HLS segments that did not open in the timeline cell after the previous one, so their numbers stopped matching other nodes' (keyframes further apart than --hls-segment-ms, a refused segment, or a timestamp jump)";
     hls_evictions: "counter", "Ended streams whose HLS segments were evicted for space";
     ll_hls_parts: "counter", "LL-HLS parts served (fMP4 fragments, by part URI)";
+    ll_hls_streamed: "counter", "LL-HLS parts streamed chunk by chunk while they were written (requests for the hinted part)";
     ll_hls_parked: "gauge", "LL-HLS requests waiting now (blocking playlist reloads and parts asked for before they exist)";
     ll_hls_waits: "counter", "LL-HLS requests that waited (blocking reloads and early part requests)";
     ll_hls_wait_timeouts: "counter", "LL-HLS waits that ended in 503 after three target durations (a stalled stream)";

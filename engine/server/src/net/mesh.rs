@@ -17,6 +17,8 @@ use std::task::{Context, Poll};
 use atomic_waker::AtomicWaker;
 use bytes::Bytes;
 use crossbeam_queue::ArrayQueue;
+use edge_core::hls::hinted::HintEvent;
+use edge_core::hls::llhls::PartId;
 use edge_core::hls::HlsSnapshot;
 use edge_core::media::TagInfo;
 use edge_core::stream::{PublishError, PublisherId, StreamUpdate};
@@ -30,9 +32,11 @@ pub use edge_core::ShardId;
 /// - `Media`/`Metadata` (publisher shard → owner): the publisher's connection waits and
 ///   retries, which pushes back on the publisher over TCP. Nothing is dropped.
 /// - control (`Subscribe`, `Unsubscribe`, `Demand`, `PublishRequest`, `PublishReply`,
-///   `Unpublish`, `Hls`, which comes once per segment, and the HLS pull's `HlsMiss`,
-///   `HlsUnavailable` and `HlsSegment`, one per origin read of a segment): queued in the
-///   sender's outbox (FIFO) until accepted.
+///   `Unpublish`, `Hls`, which comes once per segment, the HLS pull's `HlsMiss`,
+///   `HlsUnavailable` and `HlsSegment`, one per origin read of a segment, and LL-HLS's
+///   `LlWant` and `LlHint`, one per chunk of a part some shard streams): queued in the
+///   sender's outbox (FIFO, so a part's `Done` follows the `Hls` that lists it) until
+///   accepted.
 #[derive(Debug)]
 pub enum MeshMsg {
     /// A shard has viewers of `key` and wants its updates. `query` is the first viewer's
@@ -106,6 +110,18 @@ pub enum MeshMsg {
         key: StreamKey,
         seq: u64,
         event: SegmentEvent,
+    },
+    /// LL-HLS: requests on shard `from` want `part` of `key` as it is written (→ owner).
+    LlWant {
+        key: StreamKey,
+        part: PartId,
+        from: ShardId,
+    },
+    /// LL-HLS: bytes of that part, or its end (owner → that shard).
+    LlHint {
+        key: StreamKey,
+        part: PartId,
+        event: HintEvent,
     },
 }
 

@@ -176,11 +176,25 @@ pub(crate) async fn serve(
                             };
                             return serve_flv(shard, stream, fd, viewer).await;
                         }
-                        // LL-HLS: a blocking reload, or a part asked for before it exists,
+                        // LL-HLS: the part the playlist hints is streamed as it is written;
+                        // a blocking reload, or another part asked for before it exists,
                         // waits (parked) until the stream's state holds it.
                         Route::Ll(key, file)
                             if matches!(req.method, Method::Get | Method::Head) =>
                         {
+                            if let (LlFile::Part(seq, index), Method::Get) = (file, req.method) {
+                                let part = (seq, index);
+                                if let Some(served) =
+                                    ll_stream(&shard, &mut stream, &key, part, &req).await
+                                {
+                                    match served {
+                                        Served::Complete | Served::Refused if req.keep_alive => {
+                                            continue
+                                        }
+                                        _ => return,
+                                    }
+                                }
+                            }
                             if let Some(refusal) = ll_wait(&shard, &key, file, &req).await {
                                 if !answered(&shard, &mut stream, refusal, req.keep_alive).await {
                                     return;
@@ -221,6 +235,7 @@ pub(crate) async fn serve(
                                 let (served, n) = pulled::serve(
                                     &mut stream,
                                     &seg,
+                                    "video/mp2t",
                                     req.keep_alive,
                                     head_only,
                                     wait,
@@ -330,6 +345,36 @@ async fn ll_wait(
         }
     }
     None
+}
+
+/// A request for the part the playlist hints, before the part is complete: its chunks as
+/// the owner writes them (chunked, the same bytes the complete part has). `None` when it is
+/// not that part, or the owner will not stream it (nothing was sent): the request then goes
+/// on as any part request.
+async fn ll_stream(
+    shard: &ShardHandle,
+    stream: &mut Conn,
+    key: &StreamKey,
+    part: (u64, u32),
+    req: &Request,
+) -> Option<Served> {
+    let p = shard.ll_hinted(key, part)?;
+    let target_s = shard
+        .hls(key)
+        .and_then(|h| h.ll.as_ref().map(|l| l.target_duration_s))
+        .unwrap_or(1);
+    // As long as a blocking request may wait (three target durations).
+    let wait = Duration::from_millis(3_000 * target_s.max(1));
+    if monoio::time::timeout(wait, p.started()).await.is_err()
+        || matches!(p.progress(), pulled::Progress::Failed { .. })
+    {
+        return None;
+    }
+    shard.ll_part_streamed();
+    shard.ll_part_served();
+    let (served, n) = pulled::serve(stream, &p, "video/mp4", req.keep_alive, false, wait).await;
+    add_bytes_out(shard, n);
+    Some(served)
 }
 
 /// Writes a response that ends a request's handling before the routes (a refusal, a

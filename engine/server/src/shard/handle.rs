@@ -15,6 +15,7 @@ use bytes::Bytes;
 use edge_core::access::Grants;
 use edge_core::cluster::NodeRecord;
 use edge_core::hls::blocking::{self, Decision};
+use edge_core::hls::llhls::PartId;
 use edge_core::hls::HlsSnapshot;
 use edge_core::media::TagInfo;
 use edge_core::migrate::MigrationDecision;
@@ -24,6 +25,7 @@ use tracing::warn;
 
 use super::cluster::same_request_at;
 use super::hls::Lookup;
+use super::llhinted::Hinted;
 use super::llhls::Outcome;
 use super::{protocol_of, Shard};
 use crate::config::Config;
@@ -323,6 +325,40 @@ impl ShardHandle {
             Outcome::Released => LlWait::Ready,
             Outcome::TimedOut => LlWait::Unavailable,
         }
+    }
+
+    /// LL-HLS part `part` of `key` as it is written, when it is the part the stream's
+    /// playlist hints and is not complete: its bytes so far and to come (the first request
+    /// here asks the owner). `None` when it is not that part, or too many are streamed here:
+    /// the request then waits for the whole part.
+    pub(crate) fn ll_hinted(&self, key: &StreamKey, part: PartId) -> Option<Rc<Inflight>> {
+        let shard = &self.0;
+        let ll = self.hls(key).and_then(|h| h.ll.clone())?;
+        if ll.next_part() != Some(part) || ll.part(part.0, part.1).is_some() {
+            return None;
+        }
+        let p = match shard.ll_hinted.lookup(key, part) {
+            Hinted::Known(p) => return Some(p),
+            Hinted::Full => return None,
+            Hinted::Ask(p) => p,
+        };
+        let owner = shard.owner_of(key);
+        if owner == shard.id {
+            shard.ll_want(key, part, owner);
+        } else {
+            let msg = MeshMsg::LlWant {
+                key: key.clone(),
+                part,
+                from: shard.id,
+            };
+            shard.port.send_control(owner, msg);
+        }
+        Some(p)
+    }
+
+    /// LL-HLS parts streamed while written (counted by the connection that streamed one).
+    pub(crate) fn ll_part_streamed(&self) {
+        self.0.counters().ll_hls_streamed.inc();
     }
 
     /// LL-HLS parts served (counted by the connection that served one).

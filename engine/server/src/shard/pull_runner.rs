@@ -364,7 +364,7 @@ impl PullHost for Shard {
             self.stats.remove_stream(self.id, key);
         }
         self.timers.arm(TimerKey::HlsPull(key.clone()), None);
-        self.hls.forget(&self.port, key);
+        self.forget_hls(key);
         self.hls.forget_inflight(key);
     }
     fn arm_pull(&self, key: &StreamKey, at: Option<u64>) {

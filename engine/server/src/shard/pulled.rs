@@ -95,7 +95,7 @@ impl Inflight {
     }
 
     /// Waits until the download has started, failed or ended.
-    async fn started(&self) {
+    pub(crate) async fn started(&self) {
         poll_fn(|cx| {
             if self.progress.get() != Progress::Requested {
                 return Poll::Ready(());
@@ -135,12 +135,13 @@ pub(crate) enum Served {
     Close,
 }
 
-/// Answers one GET or HEAD from `seg`, as its bytes arrive. `wait` bounds the wait for the
-/// first byte and for every piece after it (the owner's own deadlines end a stuck download
-/// before that).
+/// Answers one GET or HEAD from `seg` (of `content_type`), as its bytes arrive. `wait` bounds
+/// the wait for the first byte and for every piece after it (the owner's own deadlines end a
+/// stuck download before that).
 pub(crate) async fn serve(
     stream: &mut Conn,
     seg: &Inflight,
+    content_type: &str,
     keep_alive: bool,
     head_only: bool,
     wait: Duration,
@@ -155,12 +156,12 @@ pub(crate) async fn serve(
     let head = match length {
         Some(n) => http::response_head(
             200,
-            "video/mp2t",
+            content_type,
             Some(n as usize),
             "public, max-age=86400, immutable",
             keep_alive,
         ),
-        None => chunked_head(keep_alive),
+        None => chunked_head(content_type, keep_alive),
     };
     if head_only {
         return match write_bufs(stream, vec![head]).await {
@@ -209,9 +210,9 @@ pub(crate) async fn serve(
     }
 }
 
-fn chunked_head(keep_alive: bool) -> Bytes {
+fn chunked_head(content_type: &str, keep_alive: bool) -> Bytes {
     Bytes::from(format!(
-        "HTTP/1.1 200 OK\r\nServer: edge-engine\r\nContent-Type: video/mp2t\r\n\
+        "HTTP/1.1 200 OK\r\nServer: edge-engine\r\nContent-Type: {content_type}\r\n\
 Transfer-Encoding: chunked\r\nCache-Control: public, max-age=86400, immutable\r\n\
 Access-Control-Allow-Origin: *\r\nAccess-Control-Allow-Methods: GET, HEAD, OPTIONS\r\n\
 Connection: {}\r\n\r\n",

@@ -1,0 +1,99 @@
+//! LL-HLS parts streamed on this shard while their owner writes them: a request for the part
+//! the playlist hints (it does not exist yet) gets each CMAF chunk as the owner's muxer
+//! writes it, chunked, instead of waiting for the whole part. One record per part here, its
+//! bytes so far shared by every request for it (pieces of the owner's chunks, never
+//! copied); the first request asks the owner ([`edge_core::hls::hinted`] decides what it
+//! sends).
+//!
+//! Must not: ask the owner twice for one part, keep a record after its part is done or gone
+//! (later requests are answered from the snapshot), or hold more than [`MAX_HINTED`].
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use edge_core::hls::hinted::HintEvent;
+use edge_core::hls::llhls::PartId;
+use edge_core::StreamKey;
+
+use super::pulled::{Inflight, Progress};
+
+/// Parts being streamed on one shard at most (a stream has one at a time).
+const MAX_HINTED: usize = 4_096;
+
+/// What a request for a hinted part finds here.
+pub(crate) enum Hinted {
+    /// Asked for already: its bytes so far.
+    Known(Rc<Inflight>),
+    /// Newly recorded: the owner must be asked.
+    Ask(Rc<Inflight>),
+    /// Too many parts are streamed here: the request waits for the whole part.
+    Full,
+}
+
+#[derive(Default)]
+pub(crate) struct LlHinted {
+    parts: RefCell<HashMap<(StreamKey, PartId), Rc<Inflight>>>,
+}
+
+impl LlHinted {
+    pub(crate) fn new() -> Self {
+        Self::default()
+    }
+
+    pub(crate) fn lookup(&self, key: &StreamKey, part: PartId) -> Hinted {
+        let mut parts = self.parts.borrow_mut();
+        if let Some(p) = parts.get(&(key.clone(), part)) {
+            return Hinted::Known(Rc::clone(p));
+        }
+        if parts.len() >= MAX_HINTED {
+            return Hinted::Full;
+        }
+        let p = Rc::new(Inflight::new(Progress::Requested));
+        parts.insert((key.clone(), part), Rc::clone(&p));
+        Hinted::Ask(p)
+    }
+
+    /// The owner's news of a part: its next bytes, its end, or that it will not come.
+    pub(crate) fn event(&self, key: &StreamKey, part: PartId, event: HintEvent) {
+        let id = (key.clone(), part);
+        let mut parts = self.parts.borrow_mut();
+        match event {
+            HintEvent::Data(bytes) => {
+                if let Some(p) = parts.get(&id) {
+                    if p.progress() == Progress::Requested {
+                        p.start(None);
+                    }
+                    p.push(bytes);
+                }
+            }
+            HintEvent::Done => {
+                if let Some(p) = parts.remove(&id) {
+                    if p.progress() == Progress::Requested {
+                        p.start(None);
+                    }
+                    p.finish();
+                }
+            }
+            HintEvent::Gone => {
+                if let Some(p) = parts.remove(&id) {
+                    p.fail(GONE, 0);
+                }
+            }
+        }
+    }
+
+    /// `key`'s HLS is gone here: its streamed parts end (cut short, if begun).
+    pub(crate) fn forget(&self, key: &StreamKey) {
+        self.parts.borrow_mut().retain(|(k, _), p| {
+            if k == key {
+                p.fail(GONE, 0);
+            }
+            k != key
+        });
+    }
+}
+
+/// The status a part that will not be streamed fails with: the request then waits for the
+/// whole part as any early part request does (nothing of it was sent).
+pub(crate) const GONE: u16 = 0;
