@@ -83,8 +83,9 @@ fn three_hundred_viewers_over_rtmp_flv_and_hls_get_everything_after_joining() {
     std::fs::remove_file(out).unwrap();
 }
 
-/// LL-HLS viewers: blocking reloads for every next part, every part fetched with the probe of
-/// its first picture, every viewer started.
+/// LL-HLS viewers: every next part fetched as the preload hint names it (streamed while it is
+/// written) or after a blocking reload, with the probe of its first picture, every viewer
+/// started.
 #[test]
 fn llhls_viewers_fetch_every_part_after_joining_with_its_probe() {
     let out = tmp("llhls");
@@ -118,12 +119,13 @@ fn llhls_viewers_fetch_every_part_after_joining_with_its_probe() {
     );
     assert!(hist("part_latency") > parts / 2, "{j}");
     assert_eq!(counter("parts_without_probe"), 0);
-    // Each live part was asked for by a blocking reload first (the catch-up ones were
-    // listed in the first playlist).
+    // Each live part was hinted (and fetched while written, then its duration read from a
+    // blocking reload answered at once), or waited for by a blocking reload.
     assert!(
         hist("blocking_reload") + counter("catchup_parts") >= parts,
         "{j}"
     );
+    assert!(counter("hinted_parts") >= parts / 2, "{j}");
     assert_eq!(hist("llhls_startup"), 40, "{j}");
     let errors: u64 = j["errors"]
         .as_object()

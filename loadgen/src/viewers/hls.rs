@@ -29,6 +29,9 @@ enum Sink<'a> {
     /// Scanned until the first frame's probe is settled; the rest is discarded in the kernel
     /// and only counted (`--verify light`).
     Light(&'a mut TsScan),
+    /// Kept, with when each piece came: (body length so far, when) (LL-HLS parts, whose
+    /// first picture may come long before the rest).
+    Timed(&'a mut Vec<u8>, &'a mut Vec<(usize, Instant)>),
 }
 
 impl Sink<'_> {
@@ -39,6 +42,11 @@ impl Sink<'_> {
                 Ok(())
             }
             Sink::Scan(scan) | Sink::Light(scan) => scan.feed(bytes).map_err(|_| "parse"),
+            Sink::Timed(out, times) => {
+                out.extend_from_slice(bytes);
+                times.push((out.len(), Instant::now()));
+                Ok(())
+            }
         }
     }
 
@@ -146,6 +154,9 @@ async fn exchange(
             Err(_) => return Err("parse"),
         }
     };
+    if head.chunked {
+        return chunked_body(s, buf, head, first_byte, until, sink).await;
+    }
     let len = head.content_length.ok_or("parse")?;
     let mut got = 0;
     let mut from = head.len;
@@ -178,6 +189,60 @@ async fn exchange(
         close: head.close,
         location: head.location,
         unread,
+    })
+}
+
+/// Biggest chunked body read (an LL-HLS part streamed as it is written is a few hundred KB).
+const MAX_CHUNKED_BODY: usize = 64 << 20;
+
+/// The rest of a chunked response whose head is at the front of `buf`: de-chunked into
+/// `sink` piece by piece as it comes, to the last chunk.
+async fn chunked_body(
+    s: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    head: http::ResponseHead,
+    first_byte: Instant,
+    until: Instant,
+    mut sink: Sink<'_>,
+) -> Result<Response, &'static str> {
+    let mut d = http::Dechunker::default();
+    let mut pending: Vec<u8> = buf[head.len..].to_vec();
+    let mut piece = Vec::new();
+    let mut len = 0;
+    loop {
+        piece.clear();
+        let used = d.decode(&pending, &mut piece).map_err(|_| "parse")?;
+        pending.drain(..used);
+        len += piece.len();
+        if len > MAX_CHUNKED_BODY {
+            return Err("parse");
+        }
+        if head.status == 200 && !piece.is_empty() {
+            sink.take(&piece)?;
+        }
+        if d.done {
+            // The trailer's empty line follows the last chunk.
+            while pending.len() < 2 {
+                buf.clear();
+                read_append_at_most(s, buf, until, usize::MAX).await?;
+                pending.extend_from_slice(buf);
+            }
+            if &pending[..2] != b"\r\n" || pending.len() > 2 {
+                return Err("parse");
+            }
+            break;
+        }
+        buf.clear();
+        read_append_at_most(s, buf, until, usize::MAX).await?;
+        pending.extend_from_slice(buf);
+    }
+    Ok(Response {
+        status: head.status,
+        len,
+        first_byte,
+        close: head.close,
+        location: head.location,
+        unread: 0,
     })
 }
 
@@ -218,6 +283,25 @@ pub(super) async fn fetch_kept(
 ) -> Option<Response> {
     body.clear();
     match pooled(ctx, pool, path, Sink::Keep(body)).await {
+        Ok(r) => Some(r),
+        Err(kind) => {
+            ctx.error_while_running(kind);
+            None
+        }
+    }
+}
+
+/// [`fetch_kept`], also noting when each piece of the body came (`times`, cleared first).
+pub(super) async fn fetch_timed(
+    ctx: &Ctx,
+    pool: &Pool,
+    path: &str,
+    body: &mut Vec<u8>,
+    times: &mut Vec<(usize, Instant)>,
+) -> Option<Response> {
+    body.clear();
+    times.clear();
+    match pooled(ctx, pool, path, Sink::Timed(body, times)).await {
         Ok(r) => Some(r),
         Err(kind) => {
             ctx.error_while_running(kind);
