@@ -337,7 +337,7 @@ impl ShardHandle {
         if ll.next_part() != Some(part) || ll.part(part.0, part.1).is_some() {
             return None;
         }
-        let p = match shard.ll_hinted.lookup(key, part) {
+        let p = match shard.ll_hinted.lookup(key, part, shard.now_ms()) {
             Hinted::Known(p) => return Some(p),
             Hinted::Full => return None,
             Hinted::Ask(p) => p,

@@ -5,8 +5,9 @@
 //! copied); the first request asks the owner ([`edge_core::hls::hinted`] decides what it
 //! sends).
 //!
-//! Must not: ask the owner twice for one part, keep a record after its part is done or gone
-//! (later requests are answered from the snapshot), or hold more than [`MAX_HINTED`].
+//! Must not: ask the owner twice for one part (unless its answer is overdue), keep a record
+//! after its part is done or gone (later requests are answered from the snapshot), or hold
+//! more than [`MAX_HINTED`].
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -20,6 +21,9 @@ use super::pulled::{Inflight, Progress};
 
 /// Parts being streamed on one shard at most (a stream has one at a time).
 const MAX_HINTED: usize = 4_096;
+/// A record the owner has not finished after this long is dropped (the owner's answer was
+/// lost with its state): the next request asks again. Parts last a fraction of a second.
+const STALE_MS: u64 = 30_000;
 
 /// What a request for a hinted part finds here.
 pub(crate) enum Hinted {
@@ -33,7 +37,8 @@ pub(crate) enum Hinted {
 
 #[derive(Default)]
 pub(crate) struct LlHinted {
-    parts: RefCell<HashMap<(StreamKey, PartId), Rc<Inflight>>>,
+    /// Each part's bytes so far, and when it was first asked for (shard clock).
+    parts: RefCell<HashMap<(StreamKey, PartId), (Rc<Inflight>, u64)>>,
 }
 
 impl LlHinted {
@@ -41,16 +46,34 @@ impl LlHinted {
         Self::default()
     }
 
-    pub(crate) fn lookup(&self, key: &StreamKey, part: PartId) -> Hinted {
+    pub(crate) fn lookup(&self, key: &StreamKey, part: PartId, now_ms: u64) -> Hinted {
         let mut parts = self.parts.borrow_mut();
-        if let Some(p) = parts.get(&(key.clone(), part)) {
-            return Hinted::Known(Rc::clone(p));
+        let id = (key.clone(), part);
+        match parts.get(&id) {
+            Some((p, asked)) if now_ms.saturating_sub(*asked) < STALE_MS => {
+                return Hinted::Known(Rc::clone(p))
+            }
+            Some(_) => {
+                if let Some((p, _)) = parts.remove(&id) {
+                    p.fail(GONE, 0);
+                }
+            }
+            None => {}
         }
         if parts.len() >= MAX_HINTED {
-            return Hinted::Full;
+            parts.retain(|_, (p, asked)| {
+                let fresh = now_ms.saturating_sub(*asked) < STALE_MS;
+                if !fresh {
+                    p.fail(GONE, 0);
+                }
+                fresh
+            });
+            if parts.len() >= MAX_HINTED {
+                return Hinted::Full;
+            }
         }
         let p = Rc::new(Inflight::new(Progress::Requested));
-        parts.insert((key.clone(), part), Rc::clone(&p));
+        parts.insert(id, (Rc::clone(&p), now_ms));
         Hinted::Ask(p)
     }
 
@@ -60,7 +83,7 @@ impl LlHinted {
         let mut parts = self.parts.borrow_mut();
         match event {
             HintEvent::Data(bytes) => {
-                if let Some(p) = parts.get(&id) {
+                if let Some((p, _)) = parts.get(&id) {
                     if p.progress() == Progress::Requested {
                         p.start(None);
                     }
@@ -68,7 +91,7 @@ impl LlHinted {
                 }
             }
             HintEvent::Done => {
-                if let Some(p) = parts.remove(&id) {
+                if let Some((p, _)) = parts.remove(&id) {
                     if p.progress() == Progress::Requested {
                         p.start(None);
                     }
@@ -76,7 +99,7 @@ impl LlHinted {
                 }
             }
             HintEvent::Gone => {
-                if let Some(p) = parts.remove(&id) {
+                if let Some((p, _)) = parts.remove(&id) {
                     p.fail(GONE, 0);
                 }
             }
@@ -85,7 +108,7 @@ impl LlHinted {
 
     /// `key`'s HLS is gone here: its streamed parts end (cut short, if begun).
     pub(crate) fn forget(&self, key: &StreamKey) {
-        self.parts.borrow_mut().retain(|(k, _), p| {
+        self.parts.borrow_mut().retain(|(k, _), (p, _)| {
             if k == key {
                 p.fail(GONE, 0);
             }
