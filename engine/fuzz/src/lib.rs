@@ -1109,3 +1109,62 @@ pub fn llhls_request(data: &[u8]) {
         }
     }
 }
+
+/// An origin's LL-HLS playlist as an HLS-origin edge's relay reads it (bytes from the network):
+/// parsing never panics; a playlist it accepts has its URI ends inside the text, on the end
+/// of a name the edge serves, and answers what requests ask of it; the relay fed it (and
+/// misses for made-up files) keeps one playlist request at the origin and fetches a file at
+/// most once.
+pub fn llrelay(data: &[u8]) {
+    use edge_core::hls::llhls::LlFile;
+    use edge_core::hls::llrelay::{parse_ll_playlist, LlRelay, LlRelayConfig, LlRelayEffect};
+
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let Ok(snap) = parse_ll_playlist(text) else {
+        return;
+    };
+    for &end in &snap.playlist.uri_ends {
+        assert!(end <= text.len(), "URI end inside the text");
+        let start = text[..end].rfind(['\n', '"']).map_or(0, |i| i + 1);
+        assert!(
+            LlFile::parse(&text[start..end]).is_some(),
+            "{:?}",
+            &text[start..end]
+        );
+    }
+    for msn in [0, 1, u64::MAX] {
+        let _ = snap.satisfies(msn, Some(0));
+        let _ = snap.part(msn, u32::MAX);
+    }
+    let _ = snap.next_part();
+    let config = LlRelayConfig {
+        idle_ms: 1000,
+        retry_ms: 10,
+        negative_ms: 10,
+    };
+    let mut r = LlRelay::new(config, 0);
+    let mut out = Vec::new();
+    r.handle_demand(0, &mut out);
+    r.handle_playlist(Ok(text), 1, &mut out);
+    r.handle_playlist(Ok(text), 2, &mut out);
+    for file in [
+        LlFile::Segment(u64::MAX),
+        LlFile::Part(0, u32::MAX),
+        LlFile::Init(0),
+    ] {
+        r.handle_miss(file, 3, &mut out);
+    }
+    let mut files = std::collections::HashSet::new();
+    let mut reloads = 0;
+    for e in &out {
+        match e {
+            LlRelayEffect::FetchFile(f) => assert!(files.insert(*f), "{f:?} fetched twice"),
+            LlRelayEffect::FetchPlaylist { .. } => reloads += 1,
+            _ => {}
+        }
+    }
+    // The first load, then one blocking reload after each playlist (none once ended).
+    assert!(reloads <= 3, "{reloads} playlist requests");
+}

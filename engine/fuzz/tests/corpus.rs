@@ -27,6 +27,7 @@ const TARGETS: &[(&str, Body)] = &[
     ("ts_demux", edge_fuzz::ts_demux),
     ("llhls", edge_fuzz::llhls),
     ("llhls_request", edge_fuzz::llhls_request),
+    ("llrelay", edge_fuzz::llrelay),
 ];
 
 fn inputs(kind: &str, target: &str) -> Vec<PathBuf> {

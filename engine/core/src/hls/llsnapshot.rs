@@ -13,7 +13,7 @@ pub type PartId = (u64, u32);
 
 /// The files of a stream's LL-HLS, relative to `/{app}/{stream}/`: the names the playlist
 /// writes are parsed back here.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum LlFile {
     /// `llhls.m3u8`
     Playlist,

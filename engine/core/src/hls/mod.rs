@@ -8,6 +8,7 @@ pub mod feed;
 pub mod fmp4;
 pub mod hinted;
 pub mod llhls;
+pub mod llrelay;
 pub mod llsnapshot;
 pub mod m3u8;
 pub mod packets;
