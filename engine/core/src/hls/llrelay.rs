@@ -278,8 +278,8 @@ impl LlRelay {
     }
 
     fn fetch(&mut self, file: LlFile, out: &mut Vec<LlRelayEffect>) {
-        if !self.files.contains_key(&file) {
-            self.files.insert(file, FileState::Fetching);
+        if let std::collections::btree_map::Entry::Vacant(e) = self.files.entry(file) {
+            e.insert(FileState::Fetching);
             out.push(LlRelayEffect::FetchFile(file));
         }
     }
