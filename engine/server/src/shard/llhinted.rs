@@ -35,10 +35,12 @@ pub(crate) enum Hinted {
     Full,
 }
 
+/// A part's bytes so far, and when it was first asked for (shard clock).
+type Record = (Rc<Inflight>, u64);
+
 #[derive(Default)]
 pub(crate) struct LlHinted {
-    /// Each part's bytes so far, and when it was first asked for (shard clock).
-    parts: RefCell<HashMap<(StreamKey, PartId), (Rc<Inflight>, u64)>>,
+    parts: RefCell<HashMap<(StreamKey, PartId), Record>>,
 }
 
 impl LlHinted {
