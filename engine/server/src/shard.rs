@@ -53,6 +53,7 @@ mod hlspull;
 mod links;
 mod llhinted;
 mod llhls;
+mod llrelay;
 mod mesh_port;
 mod notes;
 pub(crate) mod outlet;
@@ -79,6 +80,8 @@ enum TimerKey {
     HlsPull(StreamKey),
     /// The first deadline of the LL-HLS requests waiting here.
     LlWaits,
+    /// An LL-HLS relay's deadline (retry, idle).
+    LlRelay(StreamKey),
 }
 
 /// The per-core state: the machine-wide things it reads, and its parts.
@@ -97,6 +100,7 @@ struct Shard {
     hls: hls::HlsServing,
     ll_waits: llhls::LlWaits,
     ll_hinted: llhinted::LlHinted,
+    ll_relays: llrelay::LlRelays,
     pulls: hlspull::HlsPulls,
     cluster: cluster::ClusterPart,
     conns: connections::Connections,
@@ -133,6 +137,7 @@ impl Shard {
             hls: hls::HlsServing::new(linger_ms, config.upstream_idle_ms),
             ll_waits: llhls::LlWaits::new(),
             ll_hinted: llhinted::LlHinted::new(),
+            ll_relays: llrelay::LlRelays::new(config.upstream_idle_ms),
             pulls: hlspull::HlsPulls::new(&config, &arena, &stats, id),
             cluster: cluster::ClusterPart::new(id, &config, &stats, clock, registry),
             conns: connections::Connections::new(id, &config, &stats, &arena, admission),
@@ -238,6 +243,20 @@ impl Shard {
                 self.hls.segment_event(&key, seq, event, now)
             }
             MeshMsg::LlWant { key, part, from } => self.ll_want(&key, part, from),
+            MeshMsg::LlRelayDemand { key, query } => {
+                llrelay::owner_demand(self, &key, query.as_deref())
+            }
+            MeshMsg::LlRelayMiss { key, file, from } => llrelay::miss(self, &key, file, from),
+            MeshMsg::LlRelayState { key, snapshot } => {
+                self.ll_relays.install(&key, snapshot.clone());
+                self.release_ll(&key, snapshot.map(Some));
+            }
+            MeshMsg::LlRelayUnavailable { key, status } => {
+                self.ll_relays.mark_unavailable(&key, status, now)
+            }
+            MeshMsg::LlRelayFile { key, file, event } => {
+                self.ll_relays.file_event(&key, file, event, now)
+            }
             MeshMsg::LlHint { key, part, event } => self.ll_hinted.event(&key, part, event),
             MeshMsg::Unpublish {
                 key,
@@ -752,6 +771,7 @@ impl Shard {
                     TimerKey::HlsPull(k) => {
                         pull_runner::call(&self, &k, |p, fx| p.handle_timeout(now, fx));
                     }
+                    TimerKey::LlRelay(k) => llrelay::timeout(&self, &k),
                     TimerKey::Demand => {
                         self.hls.demand_timeout(now);
                         self.timers

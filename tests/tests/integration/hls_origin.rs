@@ -170,6 +170,11 @@ fn an_edge_pulls_hls_once_per_machine_from_nginx_rtmp() {
         http_get(nginx.http_addr(), "/hls/nx0.m3u8").status() == 200
     });
     check_pull(&edge, &relay, nginx.http_addr(), "hls", "nx0", 200);
+    // nginx makes no LL-HLS: the edge says so, in words the player falls back to HLS on.
+    let ll = http_get(edge.http, "/live/nx0/llhls.m3u8");
+    assert_eq!(ll.status(), 404);
+    let why = String::from_utf8_lossy(&ll.body);
+    assert!(why.contains("no LL-HLS"), "{why}");
 }
 
 #[test]
@@ -559,4 +564,103 @@ fn an_edge_pulls_hls_from_an_https_origin_checked_against_its_ca() {
     // Without the CA the origin's certificate is refused: no playlist, a 502.
     let untrusting = Engine::start(&["--cores", "1", "--origin", &url]);
     assert_eq!(http_get(untrusting.http, "/live/sec.m3u8").status(), 502);
+}
+
+/// An HLS-origin edge (`--cores 2`) in front of an edge-engine LL-HLS origin, through the
+/// relay that records every request: 200 loadgen LL-HLS viewers watch the edge (both of its
+/// shards). The origin sees each part, segment and init segment asked for once, and its
+/// playlist about once per part (one blocking reload at a time for the machine), whatever the
+/// viewers; the edge's parts are the origin's bytes; every viewer got parts.
+#[test]
+fn an_edge_relays_ll_hls_once_per_machine() {
+    let origin = Engine::start(&["--cores", "1", "--hls-segment-ms", "1000"]);
+    let relay = DelayRelay::start(origin.http, Duration::from_millis(10));
+    let edge = Engine::start(&["--cores", "2", "--origin", &relay.url("live")]);
+    let _publisher = publish_loop(&origin.rtmp_url("live/llr0"));
+    eventually("the origin's LL-HLS", Duration::from_secs(30), || {
+        let r = http_get(origin.http, "/live/llr0/llhls.m3u8");
+        r.status() == 200 && String::from_utf8_lossy(&r.body).matches("#EXTINF").count() >= 2
+    });
+    let target = format!("http://{}", edge.http);
+    let args = [
+        "--target",
+        &target,
+        "--viewers",
+        "200",
+        "--protocol",
+        "llhls",
+        "--stream-prefix",
+        "llr",
+        "--duration",
+        "12s",
+    ];
+    let loadgen = LoadgenRun::start("ll-relay", &args);
+    let (status, report) = loadgen.finish();
+    assert!(status.success(), "loadgen exit {status}: {report}");
+    let j: serde_json::Value = serde_json::from_str(&report).unwrap();
+    let parts = j["counters"]["parts"].as_u64().unwrap_or(0);
+    assert!(parts >= 200 * 5 * 5, "parts the viewers got: {parts}");
+    let errors: u64 = j["errors"]
+        .as_object()
+        .unwrap()
+        .values()
+        .filter_map(|v| v.as_u64())
+        .sum();
+    assert_eq!(errors, 0, "{report}");
+    let m = edge.metrics();
+    assert_eq!(
+        m.sum("ll_hls_relays_started"),
+        1,
+        "one relay for the machine"
+    );
+    for shard in 0..2 {
+        assert!(
+            m.get("http_requests", shard) > 100,
+            "viewers on shard {shard}"
+        );
+    }
+    // Once per machine: every file asked for once at the origin.
+    let gets = relay.gets_by_path();
+    let files: Vec<(&String, &usize)> = gets
+        .iter()
+        .filter(|(p, _)| p.ends_with(".m4s") || p.ends_with(".mp4"))
+        .collect();
+    assert!(files.len() >= 25, "{gets:?}");
+    for (path, n) in &files {
+        assert_eq!(**n, 1, "{path} asked for {n} times at the origin");
+    }
+    let part_files = files.iter().filter(|(p, _)| p.contains("/part-")).count();
+    let playlists = gets.get("/live/llr0/llhls.m3u8").copied().unwrap_or(0);
+    println!(
+        "origin: {part_files} parts, {} files, {playlists} playlist requests; the viewers got {parts} parts",
+        files.len()
+    );
+    // One blocking reload per part (each answered when the part it names is complete), plus
+    // the first load and retries: not per viewer.
+    assert!(
+        playlists <= part_files + 10,
+        "{playlists} playlist requests for {part_files} parts"
+    );
+    assert_eq!(
+        m.sum("ll_hls_relay_playlists") as usize,
+        playlists,
+        "the edge counts what the origin saw"
+    );
+    // The edge's parts are the origin's.
+    let listed = String::from_utf8(http_get(edge.http, "/live/llr0/llhls.m3u8").body).unwrap();
+    let names: Vec<&str> = listed
+        .lines()
+        .filter(|l| l.starts_with("#EXT-X-PART:"))
+        .filter_map(|l| l.split("URI=\"").nth(1)?.split('"').next())
+        .collect();
+    assert!(names.len() >= 5, "{listed}");
+    for name in names.iter().rev().take(5) {
+        let at_edge = http_get(edge.http, &format!("/live/llr0/{name}"));
+        let at_origin = http_get(origin.http, &format!("/live/llr0/{name}"));
+        assert_eq!((at_edge.status(), at_origin.status()), (200, 200), "{name}");
+        assert!(
+            at_edge.body == at_origin.body,
+            "{name}: not the origin's bytes"
+        );
+    }
 }

@@ -152,10 +152,14 @@ impl LlRelay {
         }
         let snap = match result.map(parse_ll_playlist) {
             Ok(Ok(snap)) => snap,
-            Ok(Err(_)) | Err(_) => {
+            failed => {
                 if self.published.is_none() {
-                    let status = match result {
-                        Err(404) => 404,
+                    // A 404, or a playlist without LL-HLS (or with names this edge does not
+                    // serve): the origin has no LL-HLS to relay, and a player falls back.
+                    let status = match failed {
+                        Err(404)
+                        | Ok(Err(ParseError::NotLowLatency))
+                        | Ok(Err(ParseError::Names(_))) => 404,
                         Err(504) => 504,
                         _ => 502,
                     };
@@ -211,12 +215,12 @@ impl LlRelay {
     pub fn handle_miss(&mut self, file: LlFile, now_ms: u64, out: &mut Vec<LlRelayEffect>) {
         self.last_demand_ms = now_ms;
         match self.files.get(&file).copied() {
-            Some(FileState::Fetching) => return,
+            // Its bytes went to every shard, that one too (its request crossed them).
+            Some(FileState::Fetching | FileState::Done) => return,
             Some(FileState::Failed { status, until_ms }) if now_ms < until_ms => {
                 out.push(LlRelayEffect::FileFailed { file, status });
                 return;
             }
-            // Done, but that shard has no record (it pruned it, or joined late): again.
             _ => {}
         }
         let listed = self.published.as_deref().is_some_and(|s| match file {
@@ -558,6 +562,13 @@ mod tests {
         assert_eq!(parse_ll_playlist("nope").unwrap_err(), ParseError::NotM3u8);
         let bad = "#EXTM3U\n#EXT-X-PART-INF:PART-TARGET=nan\n";
         assert!(parse_ll_playlist(bad).is_err());
+        // A relay in front of an origin without LL-HLS says so: a 404 (players fall back).
+        let mut r = LlRelay::new(CONFIG, 0);
+        let mut out = Vec::new();
+        r.handle_demand(0, &mut out);
+        out.clear();
+        r.handle_playlist(Ok(plain), 1, &mut out);
+        assert_eq!(out, [LlRelayEffect::Unavailable(404)]);
     }
 
     /// One blocking reload at a time, each for the hinted part; each part fetched once,
@@ -628,6 +639,12 @@ mod tests {
         out.clear();
         r.handle_miss(LlFile::Segment(old), 21, &mut out);
         assert!(out.is_empty(), "fetched once");
+        // Done: its bytes went to every shard, the asking one too.
+        r.handle_file_done(LlFile::Segment(old), Ok(()), 22);
+        r.handle_miss(LlFile::Segment(old), 23, &mut out);
+        assert!(out.is_empty(), "not fetched again");
+        r.handle_file_done(LlFile::Segment(old), Err(502), 24);
+        out.clear();
         r.handle_miss(LlFile::Segment(old + 100), 22, &mut out);
         assert_eq!(
             out,
@@ -638,7 +655,6 @@ mod tests {
         );
         // A failed file: its status for a while, then fetched again.
         out.clear();
-        r.handle_file_done(LlFile::Segment(old), Err(502), 30);
         r.handle_miss(LlFile::Segment(old), 40, &mut out);
         assert_eq!(
             out,
@@ -648,7 +664,7 @@ mod tests {
             }]
         );
         out.clear();
-        r.handle_miss(LlFile::Segment(old), 40 + CONFIG.negative_ms, &mut out);
+        r.handle_miss(LlFile::Segment(old), 24 + CONFIG.negative_ms, &mut out);
         assert_eq!(out, [LlRelayEffect::FetchFile(LlFile::Segment(old))]);
 
         // A relay whose first playlist fails: viewers get the status, then it loads again.

@@ -74,6 +74,9 @@ counters! {
     hls_evictions: "counter", "Ended streams whose HLS segments were evicted for space";
     ll_hls_parts: "counter", "LL-HLS parts served (fMP4 fragments, by part URI)";
     ll_hls_streamed: "counter", "LL-HLS parts streamed chunk by chunk while they were written (requests for the hinted part)";
+    ll_hls_relays_started: "counter", "HLS-origin edge: LL-HLS relays started (one per stream per machine)";
+    ll_hls_relay_playlists: "counter", "HLS-origin edge: LL-HLS playlist requests to the origin (one blocking reload at a time per relayed stream)";
+    ll_hls_relay_files: "counter", "HLS-origin edge: LL-HLS files fetched from the origin (each part, segment and init segment at most once)";
     ll_hls_parked: "gauge", "LL-HLS requests waiting now (blocking playlist reloads and parts asked for before they exist)";
     ll_hls_waits: "counter", "LL-HLS requests that waited (blocking reloads and early part requests)";
     ll_hls_wait_timeouts: "counter", "LL-HLS waits that ended in 503 after three target durations (a stalled stream)";

@@ -18,7 +18,7 @@ use atomic_waker::AtomicWaker;
 use bytes::Bytes;
 use crossbeam_queue::ArrayQueue;
 use edge_core::hls::hinted::HintEvent;
-use edge_core::hls::llhls::PartId;
+use edge_core::hls::llhls::{LlFile, LlSnapshot, PartId};
 use edge_core::hls::HlsSnapshot;
 use edge_core::media::TagInfo;
 use edge_core::stream::{PublishError, PublisherId, StreamUpdate};
@@ -122,6 +122,31 @@ pub enum MeshMsg {
         key: StreamKey,
         part: PartId,
         event: HintEvent,
+    },
+    /// LL-HLS relay (HLS-origin edge): viewers on some shard want `key` (at most once a
+    /// second per stream and shard); starts or keeps the owner's relay.
+    LlRelayDemand {
+        key: StreamKey,
+        query: Option<Arc<str>>,
+    },
+    /// LL-HLS relay: a viewer on shard `from` wants `file`, of which that shard has no record.
+    LlRelayMiss {
+        key: StreamKey,
+        file: LlFile,
+        from: ShardId,
+    },
+    /// LL-HLS relay: the playlist viewers are answered from (`None`: the relay ended).
+    LlRelayState {
+        key: StreamKey,
+        snapshot: Option<Arc<LlSnapshot>>,
+    },
+    /// LL-HLS relay: the origin's playlist cannot be loaded; requests get `status` a while.
+    LlRelayUnavailable { key: StreamKey, status: u16 },
+    /// LL-HLS relay: a file's download, as it happens (owner → every shard).
+    LlRelayFile {
+        key: StreamKey,
+        file: LlFile,
+        event: SegmentEvent,
     },
 }
 

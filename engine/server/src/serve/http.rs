@@ -182,6 +182,14 @@ pub(crate) async fn serve(
                         Route::Ll(key, file)
                             if matches!(req.method, Method::Get | Method::Head) =>
                         {
+                            // An HLS-origin edge relays its origin's LL-HLS.
+                            if shard.pulls_hls() {
+                                match relay_ll(&shard, &mut stream, &key, file, &req).await {
+                                    Relayed::Next => continue,
+                                    Relayed::Close => return,
+                                    Relayed::Playlist => {}
+                                }
+                            }
                             if let (LlFile::Part(seq, index), Method::Get) = (file, req.method) {
                                 let part = (seq, index);
                                 if let Some(served) =
@@ -197,6 +205,17 @@ pub(crate) async fn serve(
                             }
                             if let Some(refusal) = ll_wait(&shard, &key, file, &req).await {
                                 if !answered(&shard, &mut stream, refusal, req.keep_alive).await {
+                                    return;
+                                }
+                                continue;
+                            }
+                            if shard.pulls_hls() {
+                                // The relayed playlist, as its origin rendered it.
+                                let snap = shard.ll_snapshot(&key);
+                                let mode = shard.play_mode(key.app());
+                                let pieces =
+                                    crate::serve::ll::respond(&req, file, snap.as_deref(), mode);
+                                if !answered(&shard, &mut stream, pieces, req.keep_alive).await {
                                     return;
                                 }
                                 continue;
@@ -308,7 +327,8 @@ async fn ll_wait(
 ) -> Option<Vec<Bytes>> {
     let want = match file {
         LlFile::Playlist => {
-            if shard.pulls_stream(key) || shard.pulls_hls() {
+            // (An HLS-origin edge's relay was asked for already.)
+            if shard.pulls_stream(key) && !shard.pulls_hls() {
                 // The viewer's own query (its token) goes upstream, not its directives.
                 let query = req.query.as_deref().map(blocking::viewer_query);
                 shard.hls_demand(key, query.as_deref().filter(|q| !q.is_empty()));
@@ -345,6 +365,74 @@ async fn ll_wait(
         }
     }
     None
+}
+
+/// What an HLS-origin edge did with an LL-HLS request.
+enum Relayed {
+    /// Answered; the connection goes on.
+    Next,
+    /// Answered; the connection closes.
+    Close,
+    /// A playlist request with the relay's playlist here: answered as at an origin (it may
+    /// wait for the part it names).
+    Playlist,
+}
+
+/// An LL-HLS request at an HLS-origin edge: it starts or keeps the stream's relay; a file is
+/// served from the relay's record (as its bytes arrive from the origin, or whole), a first
+/// playlist request waits for the relay's first playlist, or gets the origin's failure.
+async fn relay_ll(
+    shard: &ShardHandle,
+    stream: &mut Conn,
+    key: &StreamKey,
+    file: LlFile,
+    req: &Request,
+) -> Relayed {
+    let head_only = req.method == Method::Head;
+    // The viewer's own query (its token) goes upstream, not its directives.
+    let query = req.query.as_deref().map(blocking::viewer_query);
+    let query = query.as_deref().filter(|q| !q.is_empty());
+    let playlist = file == LlFile::Playlist;
+    let failed = shard.ll_relay_demand(key, query, playlist).await;
+    let pieces = match (file, failed) {
+        (LlFile::Playlist, None) => return Relayed::Playlist,
+        // The player falls back to HLS-TS on this one (its body says "no LL-HLS").
+        (LlFile::Playlist, Some(404)) => crate::serve::pieces::text_response(
+            404,
+            "no LL-HLS for this stream here (its origin serves none): play its .m3u8\n".into(),
+            "no-cache",
+            req,
+        ),
+        (LlFile::Playlist, Some(status)) => {
+            pulled::error_response(status, req.keep_alive, head_only)
+        }
+        _ => match shard.ll_relay_file(key, file) {
+            Some(f) => {
+                let wait = Duration::from_millis(2 * shard.config().upstream_timeout_ms + 1_000);
+                let (served, n) =
+                    pulled::serve(stream, &f, "video/mp4", req.keep_alive, head_only, wait).await;
+                add_bytes_out(shard, n);
+                if matches!(file, LlFile::Part(..)) && matches!(served, Served::Complete) {
+                    shard.ll_part_served();
+                }
+                return match served {
+                    Served::Complete | Served::Refused if req.keep_alive => Relayed::Next,
+                    _ => Relayed::Close,
+                };
+            }
+            None => crate::serve::pieces::text_response(
+                503,
+                "too many LL-HLS files on their way here\n".into(),
+                "no-cache",
+                req,
+            ),
+        },
+    };
+    if answered(shard, stream, pieces, req.keep_alive).await {
+        Relayed::Next
+    } else {
+        Relayed::Close
+    }
 }
 
 /// A request for the part the playlist hints, before the part is complete: its chunks as

@@ -15,7 +15,7 @@ use bytes::Bytes;
 use edge_core::access::Grants;
 use edge_core::cluster::NodeRecord;
 use edge_core::hls::blocking::{self, Decision};
-use edge_core::hls::llhls::PartId;
+use edge_core::hls::llhls::{LlFile, LlSnapshot, PartId};
 use edge_core::hls::HlsSnapshot;
 use edge_core::media::TagInfo;
 use edge_core::migrate::MigrationDecision;
@@ -27,6 +27,7 @@ use super::cluster::same_request_at;
 use super::hls::Lookup;
 use super::llhinted::Hinted;
 use super::llhls::Outcome;
+use super::llrelay::FileLookup;
 use super::{protocol_of, Shard};
 use crate::config::Config;
 use crate::machine::registry::ShardRegistry;
@@ -297,7 +298,7 @@ impl ShardHandle {
     /// part asked for before it exists): waits, parked, until the stream's state holds it.
     pub(crate) async fn ll_wait(&self, key: &StreamKey, msn: u64, part: Option<u32>) -> LlWait {
         let shard = &self.0;
-        let Some(ll) = self.hls(key).and_then(|h| h.ll.clone()) else {
+        let Some(ll) = self.ll_snapshot(key) else {
             return LlWait::Ready;
         };
         let counters = shard.counters();
@@ -354,6 +355,65 @@ impl ShardHandle {
             shard.port.send_control(owner, msg);
         }
         Some(p)
+    }
+
+    /// The LL-HLS state requests for `key` are answered from: at an HLS-origin edge the
+    /// relayed playlist, elsewhere the stream's own.
+    pub(crate) fn ll_snapshot(&self, key: &StreamKey) -> Option<Arc<LlSnapshot>> {
+        if self.pulls_hls() {
+            self.0.ll_relays.get(key)
+        } else {
+            self.hls(key).and_then(|h| h.ll.clone())
+        }
+    }
+
+    /// HLS-origin edge: an LL-HLS request for `key` starts or keeps its relay (the owner is
+    /// told at most once a second); a first playlist request waits (bounded) for the relay's
+    /// first playlist. The status to answer with when the origin fails instead.
+    pub(crate) async fn ll_relay_demand(
+        &self,
+        key: &StreamKey,
+        query: Option<&str>,
+        wait: bool,
+    ) -> Option<u16> {
+        let shard = &self.0;
+        super::llrelay::demand(shard, key, query);
+        if wait && shard.ll_relays.get(key).is_none() {
+            let clock = shard.clock;
+            shard.ll_relays.wait_first(key, || clock.now_ms()).await;
+        }
+        match shard.ll_relays.get(key) {
+            Some(_) => None,
+            None => Some(
+                shard
+                    .ll_relays
+                    .unavailable(key, shard.now_ms())
+                    .unwrap_or(504),
+            ),
+        }
+    }
+
+    /// HLS-origin edge: relayed file `file` of `key`, on its way or here (the first request
+    /// here asks the owner). `None` while too many are recorded here.
+    pub(crate) fn ll_relay_file(&self, key: &StreamKey, file: LlFile) -> Option<Rc<Inflight>> {
+        let shard = &self.0;
+        let f = match shard.ll_relays.lookup(key, file) {
+            FileLookup::Known(f) => return Some(f),
+            FileLookup::Full => return None,
+            FileLookup::Ask(f) => f,
+        };
+        let owner = shard.owner_of(key);
+        if owner == shard.id {
+            super::llrelay::miss(shard, key, file, owner);
+        } else {
+            let msg = MeshMsg::LlRelayMiss {
+                key: key.clone(),
+                file,
+                from: shard.id,
+            };
+            shard.port.send_control(owner, msg);
+        }
+        Some(f)
     }
 
     /// LL-HLS parts streamed while written (counted by the connection that streamed one).

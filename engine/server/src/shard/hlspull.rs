@@ -343,7 +343,13 @@ impl HlsPulls {
         }
     }
 
-    fn deadlines(&self, blocking_s: Option<u64>) -> Deadlines {
+    /// The connections to HTTP origins (the LL-HLS relays use them too).
+    pub(crate) fn origin_pool(&self) -> Rc<OriginPool> {
+        Rc::clone(&self.pool)
+    }
+
+    /// A request's deadlines; a blocking reload is held up to three of `blocking_s`.
+    pub(crate) fn deadlines(&self, blocking_s: Option<u64>) -> Deadlines {
         let t = Duration::from_millis(self.config.upstream_timeout_ms);
         Deadlines {
             connect: t,
