@@ -1087,7 +1087,10 @@ impl<S: SegmentStore + Clone> Owner<S> {
     }
 
     fn segment(&mut self, update: &StreamUpdate, out: &mut Vec<OwnerEffect>) {
-        let refused_before = self.segmenter.as_ref().map_or(0, |s| s.refused_segments);
+        let refused_before = self
+            .segmenter
+            .as_ref()
+            .map_or(0, |s| s.refused_segments + s.ll_heap_chunks());
         let unaligned_before = self.segmenter.as_ref().map_or(0, |s| s.unaligned_cuts);
         let result = match update {
             StreamUpdate::Started { republish: false } => {
@@ -1115,7 +1118,12 @@ impl<S: SegmentStore + Clone> Owner<S> {
             | StreamUpdate::Snapshot { .. }
             | StreamUpdate::Unavailable { .. } => Ok(None),
         };
-        let refused = self.segmenter.as_ref().map_or(0, |s| s.refused_segments) > refused_before;
+        // A refused TS segment, or LL-HLS chunks the arena had no room for: make room.
+        let refused = self
+            .segmenter
+            .as_ref()
+            .map_or(0, |s| s.refused_segments + s.ll_heap_chunks())
+            > refused_before;
         if let Some(why) = self.segmenter.as_mut().and_then(|s| s.take_dropped()) {
             out.push(OwnerEffect::Note(OwnerNote::HlsTrackDropped(why)));
         }

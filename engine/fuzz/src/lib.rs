@@ -985,16 +985,13 @@ pub fn llhls(data: &[u8]) {
     let mut got = Vec::new();
     for seg in &ll.segments {
         let joined: Vec<u8> = seg.pieces().flat_map(|b| b.iter().copied()).collect();
-        let parts: Vec<u8> = seg
-            .parts
-            .iter()
-            .flat_map(|p| p.bytes.iter().copied())
-            .collect();
+        let parts: Vec<u8> = seg.parts.iter().flat_map(|p| p.joined()).collect();
         assert_eq!(joined, parts);
         for p in &seg.parts {
             // CMAF chunks: moof, mdat, moof, mdat, ...; each moof's runs point inside the mdat
             // that follows it (offsets count from the moof).
-            let boxes = read_boxes(&p.bytes).expect("boxes");
+            let bytes = p.joined();
+            let boxes = read_boxes(&bytes).expect("boxes");
             assert!(
                 !boxes.is_empty() && boxes.len().is_multiple_of(2),
                 "{}",
@@ -1025,7 +1022,7 @@ pub fn llhls(data: &[u8]) {
                         );
                         if track == VIDEO_TRACK_ID {
                             let cto = u32_at(trun, e + 12) as i32;
-                            got.push((dts, cto, p.bytes[at..at + size].to_vec()));
+                            got.push((dts, cto, bytes[at..at + size].to_vec()));
                         }
                         dts += u64::from(u32_at(trun, e));
                         at += size;

@@ -117,9 +117,15 @@ impl HintFanout {
         let Some(want) = &mut self.want else { return };
         match state_of(want.part) {
             PartState::Open(chunks) => send_chunks(want, chunks, out),
-            PartState::Closed(bytes) => {
-                let rest = bytes.slice(want.bytes_sent.min(bytes.len())..);
-                if !rest.is_empty() {
+            PartState::Closed(pieces) => {
+                // What is past the bytes sent: the rest of the part's pieces.
+                let mut skip = want.bytes_sent;
+                for piece in pieces {
+                    let rest = piece.slice(skip.min(piece.len())..);
+                    skip = skip.saturating_sub(piece.len());
+                    if rest.is_empty() {
+                        continue;
+                    }
                     for &to in &want.shards {
                         out.push(HintSend {
                             to,
@@ -209,7 +215,7 @@ mod tests {
         assert!(out.is_empty());
         // The part closes with an audio chunk after the last picture: the rest, then Done.
         out.clear();
-        let whole = Bytes::from_static(b"abcdef");
+        let whole = [Bytes::from_static(b"abc"), Bytes::from_static(b"def")];
         f.handle_progress(
             |p| {
                 assert_eq!(p, (7, 2));
@@ -228,7 +234,7 @@ mod tests {
     fn a_part_that_is_complete_unknown_or_dropped_is_gone() {
         let mut f = HintFanout::new();
         let mut out = Vec::new();
-        let whole = Bytes::from_static(b"x");
+        let whole = [Bytes::from_static(b"x")];
         f.handle_want(ShardId(1), (7, 1), PartState::Closed(&whole), &mut out);
         f.handle_want(ShardId(0), (9, 0), PartState::Unknown, &mut out);
         assert_eq!(events(&out, 1), [&HintEvent::Gone]);

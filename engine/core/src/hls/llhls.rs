@@ -55,13 +55,20 @@ struct OpenSegment {
     audio: Vec<Pending>,
 }
 
+/// Storage for a segment's fMP4 chunks: each chunk comes back at once as shared pieces (the
+/// engine's segment arena), so it can be streamed before its part closes.
+pub trait ChunkStore {
+    /// Copies `bytes` in; `None` when there is no room.
+    fn append(&mut self, bytes: &[u8]) -> Option<Vec<Bytes>>;
+}
+
 /// Where a part is, for a request that streams it ([`LlMuxer::part_state`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PartState<'a> {
     /// Being written: its chunks so far (maybe none yet).
     Open(&'a [Bytes]),
-    /// Complete: its bytes (its chunks, joined).
-    Closed(&'a Bytes),
+    /// Complete: its bytes (its chunks' pieces).
+    Closed(&'a [Bytes]),
     /// Not kept, or not begun.
     Unknown,
 }
@@ -100,6 +107,10 @@ pub struct LlMuxer {
     size: (u16, u16),
     ended: bool,
     changed: bool,
+    /// Where chunks are written (`None`: the heap): one store for the stream, so segments
+    /// share its chunks of memory.
+    store: Option<Box<dyn ChunkStore>>,
+    heap_chunks: u64,
 }
 
 impl LlMuxer {
@@ -123,7 +134,14 @@ impl LlMuxer {
             size: (0, 0),
             ended: false,
             changed: false,
+            store: None,
+            heap_chunks: 0,
         }
+    }
+
+    /// Where chunks are written from now on (`None`: the heap).
+    pub fn set_store(&mut self, store: Option<Box<dyn ChunkStore>>) {
+        self.store = store;
     }
 
     /// The wall clock (Unix ms) as the owner last knew it: the first segment's PDT.
@@ -201,7 +219,7 @@ impl LlMuxer {
         if let Some(open) = self.open.as_ref().filter(|o| o.seq == seq) {
             let index = index as usize;
             return match open.parts.get(index) {
-                Some(part) => PartState::Closed(&part.bytes),
+                Some(part) => PartState::Closed(&part.pieces),
                 None if index == open.parts.len() => PartState::Open(&open.chunks),
                 None => PartState::Unknown,
             };
@@ -211,7 +229,7 @@ impl LlMuxer {
             .rev()
             .find(|s| s.seq == seq)
             .and_then(|s| s.parts.get(index as usize))
-            .map_or(PartState::Unknown, |p| PartState::Closed(&p.bytes))
+            .map_or(PartState::Unknown, |p| PartState::Closed(&p.pieces))
     }
 
     /// A video picture: `data` is the coded frame as the sample format wants it (AVCC or
@@ -288,7 +306,22 @@ impl LlMuxer {
             bytes.extend_from_slice(&s.data);
         }
         open.audio.clear();
-        open.chunks.push(Bytes::from(bytes));
+        // Into the store (the segment arena in the engine), or the heap when it is full.
+        match self.store.as_mut().and_then(|s| s.append(&bytes)) {
+            Some(pieces) => open.chunks.extend(pieces),
+            None => {
+                if self.store.is_some() {
+                    self.heap_chunks += 1;
+                }
+                open.chunks.push(Bytes::from(bytes));
+            }
+        }
+    }
+
+    /// Chunks that went to the heap because the store had no room (the engine then makes
+    /// room, as for a refused TS segment).
+    pub fn heap_chunks(&self) -> u64 {
+        self.heap_chunks
     }
 
     /// Closes the open part before a clock-driving sample at `dts_ms` that would take it
@@ -328,13 +361,8 @@ impl LlMuxer {
         if open.chunks.is_empty() {
             return;
         }
-        let len = open.chunks.iter().map(Bytes::len).sum();
-        let mut bytes = Vec::with_capacity(len);
-        for c in open.chunks.drain(..) {
-            bytes.extend_from_slice(&c);
-        }
         open.parts.push(LlPart {
-            bytes: Bytes::from(bytes),
+            pieces: std::mem::take(&mut open.chunks),
             duration_ms: end_ms.saturating_sub(open.part_start_ms).max(1),
             independent: open.independent.take().unwrap_or(true),
         });

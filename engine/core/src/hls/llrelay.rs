@@ -395,7 +395,7 @@ pub fn parse_ll_playlist(text: &str) -> Result<LlSnapshot, ParseError> {
             }
             parts_seq = Some(msn);
             parts.push(LlPart {
-                bytes: Bytes::new(),
+                pieces: Vec::new(),
                 duration_ms: duration,
                 independent: attrs.contains("INDEPENDENT=YES"),
             });

@@ -45,13 +45,29 @@ impl LlFile {
     }
 }
 
-/// One part: a fragment.
+/// One part: its CMAF chunks' bytes, as the store gave them (pieces of the segment arena in
+/// the engine), in order.
 #[derive(Debug, Clone)]
 pub struct LlPart {
-    pub bytes: Bytes,
+    pub pieces: Vec<Bytes>,
     pub duration_ms: u64,
     /// It starts with a keyframe (INDEPENDENT=YES).
     pub independent: bool,
+}
+
+impl LlPart {
+    pub fn len(&self) -> usize {
+        self.pieces.iter().map(Bytes::len).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Its bytes in one buffer (a copy: for tests and tools, not for serving).
+    pub fn joined(&self) -> Vec<u8> {
+        self.pieces.concat()
+    }
 }
 
 /// A finished segment: its parts, in order.
@@ -69,7 +85,7 @@ pub struct LlSegment {
 
 impl LlSegment {
     pub fn len(&self) -> usize {
-        self.parts.iter().map(|p| p.bytes.len()).sum()
+        self.parts.iter().map(LlPart::len).sum()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -78,7 +94,7 @@ impl LlSegment {
 
     /// The segment's bytes: its parts' pieces, shared.
     pub fn pieces(&self) -> impl Iterator<Item = &Bytes> {
-        self.parts.iter().map(|p| &p.bytes)
+        self.parts.iter().flat_map(|p| &p.pieces)
     }
 }
 

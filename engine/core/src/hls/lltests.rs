@@ -118,17 +118,18 @@ fn segments_have_the_ts_numbers_and_durations_and_are_their_parts() {
             assert_eq!(part.independent, i == 0);
             // A chunk per picture (40 ms apart) with the audio before it, and one for audio
             // after the last picture: moof, mdat, moof, ...
-            let boxes = read_boxes(&part.bytes).unwrap();
+            let bytes = part.joined();
+            let boxes = read_boxes(&bytes).unwrap();
             let kinds: Vec<_> = boxes.iter().map(|b| b.kind).collect();
             assert!(kinds.chunks(2).all(|c| c == [*b"moof", *b"mdat"]), "{i}");
-            let pictures = samples_of(&part.bytes, VIDEO_TRACK_ID).len();
+            let pictures = samples_of(&bytes, VIDEO_TRACK_ID).len();
             let chunks = kinds.len() / 2;
             assert!(
                 chunks == pictures || chunks == pictures + 1,
                 "part {i} of {}: {chunks} chunks, {pictures} pictures",
                 seg.seq
             );
-            joined.extend_from_slice(&part.bytes);
+            joined.extend_from_slice(&bytes);
         }
         let whole: Vec<u8> = seg.pieces().flat_map(|b| b.iter().copied()).collect();
         assert_eq!(whole, joined);
@@ -153,11 +154,11 @@ fn fragments_carry_every_frame_with_exact_dts_and_composition_offsets() {
         .collect();
     let video: Vec<_> = parts
         .iter()
-        .flat_map(|p| samples_of(&p.bytes, VIDEO_TRACK_ID))
+        .flat_map(|p| samples_of(&p.joined(), VIDEO_TRACK_ID))
         .collect();
     let audio: Vec<_> = parts
         .iter()
-        .flat_map(|p| samples_of(&p.bytes, AUDIO_TRACK_ID))
+        .flat_map(|p| samples_of(&p.joined(), AUDIO_TRACK_ID))
         .collect();
     let mut want_video = Vec::new();
     let mut want_audio = Vec::new();
@@ -482,7 +483,7 @@ fn av1_video_is_in_ll_hls_only_and_still_cuts_the_segments() {
             .segments
             .iter()
             .flat_map(|s| s.parts.iter())
-            .flat_map(|p| samples_of(&p.bytes, VIDEO_TRACK_ID))
+            .flat_map(|p| samples_of(&p.joined(), VIDEO_TRACK_ID))
             .map(|(dts, cto, bytes)| {
                 assert_eq!(cto, 0);
                 (dts, bytes)
@@ -517,8 +518,11 @@ fn the_open_part_grows_a_chunk_per_picture_and_closes_as_their_bytes() {
             continue;
         };
         if let Some((part, seen, _)) = followed.take() {
-            if let PartState::Closed(bytes) = s.ll_part_state(part) {
-                assert!(bytes.starts_with(&seen), "the part begins with its chunks");
+            if let PartState::Closed(pieces) = s.ll_part_state(part) {
+                assert!(
+                    pieces.concat().starts_with(&seen),
+                    "the part begins with its chunks"
+                );
                 checked += 1;
             }
         }

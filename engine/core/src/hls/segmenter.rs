@@ -31,7 +31,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::fmp4::{self, VideoCodecConfig};
-use super::llhls::{LlConfig, LlMuxer, LlSnapshot, PartId, PartState};
+use super::llhls::{ChunkStore, LlConfig, LlMuxer, LlSnapshot, PartId, PartState};
 pub use super::playlist::{render_media_playlist, PlaylistHeader};
 use super::ts::{AudioConfig, AudioTrack, TsError, TsMuxer, TsSink, VideoConfig};
 use crate::ids::SegmentSeq;
@@ -70,6 +70,10 @@ pub trait SegmentStore {
     fn writer(&mut self) -> Option<Self::Writer>;
     /// The finished bytes, in order (several pieces when storage is chunked).
     fn finish(&mut self, w: Self::Writer) -> Vec<Bytes>;
+    /// Where a new LL-HLS segment's fMP4 chunks go (`None`: the heap, as [`VecStore`]).
+    fn chunks(&mut self) -> Option<Box<dyn ChunkStore>> {
+        None
+    }
 }
 
 /// `Vec`-backed storage with no budget.
@@ -217,6 +221,12 @@ pub struct Segmenter<S: SegmentStore> {
 impl<S: SegmentStore> Segmenter<S> {
     /// `stream_name` is the last path component: segments are `{stream_name}-{seq}.ts`.
     pub fn new(config: HlsConfig, store: S, stream_name: &str) -> Self {
+        let mut store = store;
+        let chunks = if config.part_ms > 0 {
+            store.chunks()
+        } else {
+            None
+        };
         Self {
             config,
             store,
@@ -238,12 +248,14 @@ impl<S: SegmentStore> Segmenter<S> {
             dropped: [false; 2],
             dropped_note: None,
             ll: (config.part_ms > 0).then(|| {
-                LlMuxer::new(LlConfig {
+                let mut ll = LlMuxer::new(LlConfig {
                     part_ms: config.part_ms,
                     segment_ms: config.segment_ms,
                     window: config.window,
                     keep_extra: config.keep_extra,
-                })
+                });
+                ll.set_store(chunks);
+                ll
             }),
             ll_snapshot: None,
             ll_only_video: false,
@@ -287,6 +299,11 @@ impl<S: SegmentStore> Segmenter<S> {
             ll.push_video(frame.timestamp_ms, 0, tag.keyframe, body.slice(offset..));
         }
         Ok(snapshot)
+    }
+
+    /// LL-HLS chunks that went to the heap because the store was full.
+    pub fn ll_heap_chunks(&self) -> u64 {
+        self.ll.as_ref().map_or(0, LlMuxer::heap_chunks)
     }
 
     /// Where LL-HLS part `id` is (being written, complete, or unknown), for requests that

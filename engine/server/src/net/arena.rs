@@ -24,6 +24,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering}
 use std::sync::Arc;
 
 use bytes::Bytes;
+use edge_core::hls::llhls::ChunkStore;
 use edge_core::hls::segmenter::SegmentStore;
 use edge_core::hls::ts::{TsError, TsSink, PACKET};
 
@@ -521,11 +522,50 @@ impl SegmentStore for ArenaStore {
     fn finish(&mut self, w: ArenaWriter) -> Vec<Bytes> {
         w.freeze()
     }
+
+    /// An LL-HLS segment's chunks go into arena chunks too, each handed out as it is written
+    /// (a part streams while it is muxed, and is served by reference like a TS segment).
+    fn chunks(&mut self) -> Option<Box<dyn ChunkStore>> {
+        Some(Box::new(ArenaAppender::new(Arc::clone(&self.arena))))
+    }
+}
+
+impl ChunkStore for ArenaAppender {
+    fn append(&mut self, bytes: &[u8]) -> Option<Vec<Bytes>> {
+        let mut pieces = Vec::with_capacity(1);
+        ArenaAppender::append(self, bytes, &mut pieces).ok()?;
+        Some(pieces)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// LL-HLS chunks are pieces of the arena (what the zero-copy path sends by reference and
+    /// `--cache-mb` counts), packed into its chunks across a stream's segments; a full arena
+    /// says so (the muxer then uses the heap and the engine makes room).
+    #[test]
+    fn ll_hls_chunks_are_arena_pieces_packed_until_full() {
+        let arena = Arena::new(2 * CHUNK_BYTES).unwrap();
+        let mut store = ArenaStore {
+            arena: Arc::clone(&arena),
+        };
+        let mut chunks = store.chunks().expect("the arena stores chunks");
+        let a = chunks.append(&[1u8; 1000]).unwrap();
+        let b = chunks.append(&[2u8; 500]).unwrap();
+        assert_eq!(arena.free_chunks(), 1, "one arena chunk holds both");
+        assert!(a.iter().chain(&b).all(|p| arena.contains(p)));
+        assert_eq!((a.concat(), b.concat()), (vec![1u8; 1000], vec![2u8; 500]));
+        // Across the chunk boundary: two pieces, the bytes whole.
+        let c = chunks.append(&vec![3u8; CHUNK_BYTES]).unwrap();
+        assert_eq!(c.len(), 2);
+        assert_eq!(c.concat(), vec![3u8; CHUNK_BYTES]);
+        assert_eq!(arena.free_chunks(), 0);
+        assert!(chunks.append(&[4u8; CHUNK_BYTES]).is_none(), "full");
+        drop((a, b, c, chunks));
+        assert_eq!(arena.free_chunks(), 2, "freed with the last piece");
+    }
 
     #[test]
     fn chunks_return_to_the_free_list_from_any_thread() {

@@ -59,10 +59,9 @@ pub(crate) fn respond(
             snap.segment(seq).map(|s| s.pieces().cloned().collect()),
             "video/mp4",
         ),
-        LlFile::Part(seq, index) => found(
-            snap.part(seq, index).map(|p| vec![p.bytes.clone()]),
-            "video/mp4",
-        ),
+        LlFile::Part(seq, index) => {
+            found(snap.part(seq, index).map(|p| p.pieces.clone()), "video/mp4")
+        }
     }
 }
 
