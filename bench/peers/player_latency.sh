@@ -5,18 +5,24 @@
 # real time. The page's own figure is reported: for LL-HLS the distance from the playing
 # picture's EXT-X-PROGRAM-DATE-TIME to now, for HLS hls.js's distance to the live edge, for
 # HTTP-FLV the buffered media; and the page's stalls. Each protocol RUNS times, in turn.
+# With --edge rtmp|http, the page is an edge's (--cores 2): an RTMP-pull edge, or an
+# HLS-origin edge (LL-HLS relayed), DELAY ms of round trip (--delay, default 0) from the
+# engine, which is then the origin the stream is published to.
 #
 # Usage: bench/peers/player_latency.sh [--seconds N] [--runs N] [--engine-args "ARGS"]
+#        [--edge rtmp|http] [--delay MS]
 # Needs chromium, ffmpeg and `npm ci --prefix tests` (puppeteer-core, hls.js, mpegts.js).
 set -euo pipefail
 
-seconds=20 runs=3 engine_args=""
+seconds=20 runs=3 engine_args="" edge="" delay=0
 while (($#)); do
     case "$1" in
         --seconds) seconds=$2; shift 2 ;;
         --runs) runs=$2; shift 2 ;;
         --engine-args) engine_args=$2; shift 2 ;;
-        -h | --help) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        --edge) edge=$2; shift 2 ;;
+        --delay) delay=$2; shift 2 ;;
+        -h | --help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "unknown argument: $1" >&2; exit 2 ;;
     esac
 done
@@ -36,6 +42,16 @@ for _ in $(seq 100); do
     curl -fs "http://$ENGINE_HTTP/live/lat.m3u8" | grep -q EXTINF && break
     sleep 0.1
 done
+case "$edge" in
+    "") ;;
+    rtmp | http)
+        if [ "$edge" = rtmp ]; then upstream=$ENGINE_RTMP; else upstream=$ENGINE_HTTP; fi
+        start_relay "$upstream" "$delay" "$work/relay.log"
+        ENGINE_NAME=edge ENGINE_CPUS=0,1 start_engine --cores 2 \
+            --player-assets "$root/tests/node_modules" --origin "$edge://$RELAY/live"
+        ;;
+    *) echo "--edge: rtmp or http" >&2; exit 2 ;;
+esac
 sleep 6
 printf '%-8s %4s %14s %7s %9s\n' protocol run behind_live_s stalls played_s
 for run in $(seq "$runs"); do

@@ -786,9 +786,12 @@ impl Shard {
 impl LinkSink for Shard {
     fn link_event(self: Rc<Self>, key: &StreamKey, link: LinkId, ev: LinkEvent) -> bool {
         let now = self.now_ms();
+        let wall = self.clock.unix_ms(now);
         let mut fx = Vec::new();
-        // Origin media feeds the segmenter like a publisher's: contained the same way.
+        // Origin media feeds the segmenter like a publisher's: contained the same way, and
+        // dated when it arrives (LL-HLS dates its segments from it).
         let result = self.streams.with_owner(key, |o| {
+            o.owner.set_wall_clock(wall);
             contain::peer_input(|| o.owner.handle_link_event(link, ev, now, &mut fx))
         });
         match result {

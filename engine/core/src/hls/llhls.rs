@@ -44,7 +44,6 @@ struct OpenSegment {
     seq: u64,
     start_ms: u64,
     discontinuity: bool,
-    pdt_unix_ms: u64,
     init_id: u32,
     parts: Vec<LlPart>,
     /// The open part: where it starts, its chunks so far, whether its first picture is a
@@ -100,8 +99,12 @@ pub struct LlMuxer {
     frame_ms: u64,
     last_interval: Option<u64>,
     last_clock_dts: Option<u64>,
-    /// (DTS, Unix ms) of the first segment: PDTs advance with the stream's timeline.
-    wall_anchor: Option<(u64, u64)>,
+    /// Unix ms minus DTS: the smallest seen over the frames of the first segment (the one
+    /// that arrived least late: a burst of old frames from a join cache arrives all at once,
+    /// the newest of them nearly live), then frozen. A segment's PDT is its start plus this,
+    /// so dates advance with the stream's timeline and never jitter with arrival times.
+    wall_offset: Option<i64>,
+    wall_frozen: bool,
     wall_now_ms: u64,
     /// The picture size `onMetaData` announced.
     size: (u16, u16),
@@ -129,7 +132,8 @@ impl LlMuxer {
             frame_ms: 0,
             last_interval: None,
             last_clock_dts: None,
-            wall_anchor: None,
+            wall_offset: None,
+            wall_frozen: false,
             wall_now_ms: 0,
             size: (0, 0),
             ended: false,
@@ -144,9 +148,26 @@ impl LlMuxer {
         self.store = store;
     }
 
-    /// The wall clock (Unix ms) as the owner last knew it: the first segment's PDT.
+    /// The wall clock (Unix ms) as the owner last knew it, for the frame it hands over next.
     pub fn set_wall_clock(&mut self, unix_ms: u64) {
         self.wall_now_ms = unix_ms;
+    }
+
+    /// A frame at `dts_ms` arrived now: until the first segment closes, the least late frame
+    /// sets the wall clock's offset.
+    fn note_wall(&mut self, dts_ms: u64) {
+        if self.wall_frozen || self.wall_now_ms == 0 {
+            return;
+        }
+        let offset = self.wall_now_ms as i64 - dts_ms as i64;
+        self.wall_offset = Some(self.wall_offset.map_or(offset, |o| o.min(offset)));
+    }
+
+    /// The wall clock (Unix ms) when the frame at `dts_ms` was live.
+    fn pdt(&self, dts_ms: u64) -> u64 {
+        (dts_ms as i64)
+            .saturating_add(self.wall_offset.unwrap_or(0))
+            .max(0) as u64
     }
 
     pub fn set_video(&mut self, codec: VideoCodecConfig) {
@@ -195,15 +216,12 @@ impl LlMuxer {
             self.inits.push_back((id, Bytes::from(init)));
             self.init_stale = false;
         }
-        let (anchor_dts, anchor_unix) =
-            *self.wall_anchor.get_or_insert((start_ms, self.wall_now_ms));
-        let pdt_unix_ms = anchor_unix.saturating_add(start_ms.saturating_sub(anchor_dts));
+        self.note_wall(start_ms);
         let init_id = self.inits.back().map_or(0, |(id, _)| *id);
         self.open = Some(OpenSegment {
             seq,
             start_ms,
             discontinuity,
-            pdt_unix_ms,
             init_id,
             parts: Vec::new(),
             part_start_ms: start_ms,
@@ -235,6 +253,7 @@ impl LlMuxer {
     /// A video picture: `data` is the coded frame as the sample format wants it (AVCC or
     /// HVCC length-prefixed NAL units, AV1 OBUs).
     pub fn push_video(&mut self, dts_ms: u64, composition_ms: i32, keyframe: bool, data: Bytes) {
+        self.note_wall(dts_ms);
         self.before_sample(dts_ms, true);
         let Some(open) = &mut self.open else { return };
         open.independent.get_or_insert(keyframe);
@@ -251,6 +270,7 @@ impl LlMuxer {
     pub fn push_audio(&mut self, dts_ms: u64, data: Bytes) {
         let drives = self.video.is_none();
         if drives {
+            self.note_wall(dts_ms);
             self.before_sample(dts_ms, true);
         }
         let Some(open) = &mut self.open else { return };
@@ -379,11 +399,13 @@ impl LlMuxer {
         }
         let duration_ms = end_ms.saturating_sub(open.start_ms).max(1);
         self.target_duration_s = self.target_duration_s.max(duration_ms.div_ceil(1000));
+        // From the first segment's end, dates no longer move.
+        self.wall_frozen = true;
         self.segments.push_back(Arc::new(LlSegment {
             seq: open.seq,
             duration_ms,
             discontinuity: open.discontinuity,
-            pdt_unix_ms: open.pdt_unix_ms,
+            pdt_unix_ms: self.pdt(open.start_ms),
             init_id: open.init_id,
             parts: open.parts,
         }));
@@ -406,7 +428,8 @@ impl LlMuxer {
     pub fn restart(&mut self) {
         self.last_clock_dts = None;
         self.last_interval = None;
-        self.wall_anchor = None;
+        self.wall_offset = None;
+        self.wall_frozen = false;
         self.video = None;
         self.audio = None;
         self.init_stale = true;
@@ -565,7 +588,8 @@ impl LlMuxer {
                     "\"\n",
                 );
             }
-            let _ = writeln!(p, "#EXT-X-PROGRAM-DATE-TIME:{}", Rfc3339(open.pdt_unix_ms));
+            let pdt = self.pdt(open.start_ms);
+            let _ = writeln!(p, "#EXT-X-PROGRAM-DATE-TIME:{}", Rfc3339(pdt));
             for (k, part) in open.parts.iter().enumerate() {
                 part_line(&mut p, &mut uri, open.seq, k, part);
             }

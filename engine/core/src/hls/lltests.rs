@@ -534,3 +534,45 @@ fn the_open_part_grows_a_chunk_per_picture_and_closes_as_their_bytes() {
     }
     assert!(checked >= 10, "{checked} parts followed to their end");
 }
+
+/// An edge that starts a stream gets a burst of old frames (the origin's GOP cache), all at
+/// once, then live ones. The dates follow publication, not arrival: the least late frame sets
+/// them (the newest of the burst, then the live ones), and they stop moving once the first
+/// segment is complete. Before, the first segment was dated at the burst's arrival: a GOP
+/// late, and a player showed less latency than there was.
+#[test]
+fn dates_follow_publication_when_a_burst_of_old_frames_opens_the_stream() {
+    // Published at 8 000 + DTS (Unix ms); the first GOP (DTS under 1 000, 1 s GOPs) arrives
+    // at 9 000, when the next keyframe is published; then each frame 5 ms after it is.
+    let mut s = Segmenter::new(config(1000, 6), VecStore, "x");
+    let mut last = None;
+    for (f, _) in super::tests::stream(6, 25) {
+        let arrival = if f.timestamp_ms < 1_000 {
+            9_000
+        } else {
+            8_000 + f.timestamp_ms + 5
+        };
+        s.set_wall_clock(1_765_000_000_000 + arrival);
+        if let Some(snap) = s.handle_frame(&f).unwrap() {
+            last = snap.ll.clone();
+        }
+    }
+    let ll = last.expect("LL-HLS");
+    assert!(ll.segments.len() >= 5);
+    let first = ll.segments[0].pdt_unix_ms;
+    for seg in &ll.segments {
+        let published = 1_765_000_000_000 + 8_000 + seg.seq * 1000;
+        // Within a frame (40 ms: the newest frame of the burst was that late).
+        assert!(
+            seg.pdt_unix_ms.abs_diff(published) <= 45,
+            "segment {} dated {} ms off its publication",
+            seg.seq,
+            seg.pdt_unix_ms as i64 - published as i64
+        );
+        assert_eq!(
+            seg.pdt_unix_ms - first,
+            seg.seq * 1000,
+            "dates follow the timeline"
+        );
+    }
+}
