@@ -145,3 +145,15 @@ start_relay() {
     RELAY="127.0.0.1:$port" RELAY_PID=$!
     sleep 0.5
 }
+
+# Starts edge-engine as an origin (CPU 1) and loadgen publishing one 600 kbit/s stream,
+# PREFIX0, to it (CPU 1), then gives it 4 s to go live. Sets origin_rtmp and origin_http.
+# Argument: PREFIX.
+start_published_origin() {
+    ENGINE_NAME=origin ENGINE_CPUS=1 start_engine
+    origin_rtmp=$ENGINE_RTMP origin_http=$ENGINE_HTTP
+    taskset -c 1 "$bin/loadgen" --publish --viewers 0 --target "rtmp://$origin_rtmp" \
+        --stream-prefix "$1" --bitrate 600k --duration 3600s >/dev/null 2>&1 &
+    pids+=("$!")
+    sleep 4
+}

@@ -31,12 +31,7 @@ setup_work "${TMPDIR:-/tmp}/edge-llhls-edge.XXXXXX"
 (cd "$root" && cargo build --release -q -p edge-engine -p loadgen)
 bin="$root/target/release"
 
-ENGINE_NAME=origin ENGINE_CPUS=1 start_engine
-origin_rtmp=$ENGINE_RTMP origin_http=$ENGINE_HTTP
-taskset -c 1 "$bin/loadgen" --publish --viewers 0 --target "rtmp://$origin_rtmp" --stream-prefix ll \
-    --bitrate 600k --duration 3600s >/dev/null 2>&1 &
-pids+=("$!")
-sleep 4
+start_published_origin ll
 
 plays() { curl -fs "http://$origin_http/metrics" | awk '/^edge_rtmp_play_requests/ { n += $2 } END { print n + 0 }'; }
 

@@ -31,12 +31,7 @@ setup_work "${TMPDIR:-/tmp}/edge-llhls-relay.XXXXXX"
 (cd "$root" && cargo build --release -q -p edge-engine -p loadgen)
 bin="$root/target/release"
 
-ENGINE_NAME=origin ENGINE_CPUS=1 start_engine
-origin_http=$ENGINE_HTTP
-taskset -c 1 "$bin/loadgen" --publish --viewers 0 --target "rtmp://$ENGINE_RTMP" --stream-prefix ll \
-    --bitrate 600k --duration 3600s >/dev/null 2>&1 &
-pids+=("$!")
-sleep 4
+start_published_origin ll
 
 echo "LL-HLS relayed by an HLS-origin edge — $(date -u +%F), commit $(git -C "$root" rev-parse --short HEAD): ${seconds} s per run, 600k stream"
 echo "| origin round trip | viewers | parts fetched | origin playlist requests per part | origin requests per part | part latency p50 / p99 ms | startup p50 ms | parts served | stalls | errors |"

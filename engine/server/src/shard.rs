@@ -169,6 +169,14 @@ impl Shard {
         ShardId((key.stable_hash() % self.config.shards() as u64) as usize)
     }
 
+    /// A control message for `key`'s owner shard: handled here at once when this is it.
+    fn tell_owner(self: &Rc<Self>, key: &StreamKey, msg: MeshMsg) {
+        match self.owner_of(key) {
+            owner if owner == self.id => self.handle_mesh(msg),
+            owner => self.port.send_control(owner, msg),
+        }
+    }
+
     // ----- the dispatcher -------------------------------------------------------------------
 
     /// Receives mesh messages until shutdown.

@@ -425,35 +425,52 @@ fn annexb_nals(data: &[u8]) -> Vec<&[u8]> {
         .collect()
 }
 
+/// `frames` pictures of ffmpeg's 320x240 test pattern at 25 fps, encoded with `codec_args`
+/// (an encoder and an output format), as the elementary stream's bytes.
+fn encode_test_pattern(frames: u32, codec_args: &[&str]) -> Vec<u8> {
+    let path = std::env::temp_dir().join(format!(
+        "pattern-{}-{}",
+        std::process::id(),
+        codec_args.join("_").replace(['/', ':', '='], "_")
+    ));
+    let frames = frames.to_string();
+    let mut args = vec![
+        "-v",
+        "error",
+        "-y",
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=320x240:rate=25",
+        "-frames:v",
+        &frames,
+    ];
+    args.extend_from_slice(codec_args);
+    args.push(path.to_str().unwrap());
+    let (ok, _, err) = run_tool("ffmpeg", &args, Duration::from_secs(60));
+    assert!(
+        ok,
+        "ffmpeg encodes the test pattern ({codec_args:?}): {err}"
+    );
+    let data = std::fs::read(&path).unwrap();
+    let _ = std::fs::remove_file(&path);
+    data
+}
+
 /// HEVC from libx265 as enhanced RTMP: an `hvc1` SequenceStart (hvcC built from the
 /// stream's VPS/SPS/PPS) and CodedFrames (with a zero composition time), one per access unit.
 fn hevc_as_enhanced_rtmp(frames: u32) -> Vec<Vec<u8>> {
-    let path = std::env::temp_dir().join(format!("hevc-{}.h265", std::process::id()));
-    let (ok, _, err) = run_tool(
-        "ffmpeg",
+    let data = encode_test_pattern(
+        frames,
         &[
-            "-v",
-            "error",
-            "-y",
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc2=size=320x240:rate=25",
-            "-frames:v",
-            &frames.to_string(),
             "-c:v",
             "libx265",
             "-x265-params",
             "keyint=25:bframes=0:aud=1:log-level=error",
             "-f",
             "hevc",
-            path.to_str().unwrap(),
         ],
-        Duration::from_secs(60),
     );
-    assert!(ok, "ffmpeg with libx265 encodes HEVC: {err}");
-    let data = std::fs::read(&path).unwrap();
-    let _ = std::fs::remove_file(&path);
     let nals = annexb_nals(&data);
     let kind = |n: &[u8]| (n[0] >> 1) & 0x3f;
     let (vps, sps, pps) = (
@@ -627,19 +644,9 @@ fn enhanced_rtmp_av1_plays_over_rtmp_and_ll_hls() {
 /// temporal unit without its temporal delimiter (as in MP4). Keyframes are the temporal units
 /// that carry a sequence header: libaom writes one before each.
 fn av1_as_enhanced_rtmp(frames: u32) -> Vec<Vec<u8>> {
-    let path = std::env::temp_dir().join(format!("av1-{}.obu", std::process::id()));
-    let (ok, _, err) = run_tool(
-        "ffmpeg",
+    let data = encode_test_pattern(
+        frames,
         &[
-            "-v",
-            "error",
-            "-y",
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc2=size=320x240:rate=25",
-            "-frames:v",
-            &frames.to_string(),
             "-c:v",
             "libaom-av1",
             "-usage",
@@ -650,13 +657,8 @@ fn av1_as_enhanced_rtmp(frames: u32) -> Vec<Vec<u8>> {
             "25",
             "-f",
             "obu",
-            path.to_str().unwrap(),
         ],
-        Duration::from_secs(60),
     );
-    assert!(ok, "ffmpeg with libaom encodes AV1: {err}");
-    let data = std::fs::read(&path).unwrap();
-    let _ = std::fs::remove_file(&path);
     // OBUs: a header byte (type in bits 6..3, extension flag, size flag), an optional
     // extension byte, a LEB128 size.
     let mut obus: Vec<(u8, &[u8])> = Vec::new();

@@ -343,17 +343,12 @@ impl ShardHandle {
             Hinted::Full => return None,
             Hinted::Ask(p) => p,
         };
-        let owner = shard.owner_of(key);
-        if owner == shard.id {
-            shard.ll_want(key, part, owner);
-        } else {
-            let msg = MeshMsg::LlWant {
-                key: key.clone(),
-                part,
-                from: shard.id,
-            };
-            shard.port.send_control(owner, msg);
-        }
+        let msg = MeshMsg::LlWant {
+            key: key.clone(),
+            part,
+            from: shard.id,
+        };
+        shard.tell_owner(key, msg);
         Some(p)
     }
 
@@ -402,17 +397,12 @@ impl ShardHandle {
             FileLookup::Full => return None,
             FileLookup::Ask(f) => f,
         };
-        let owner = shard.owner_of(key);
-        if owner == shard.id {
-            super::llrelay::miss(shard, key, file, owner);
-        } else {
-            let msg = MeshMsg::LlRelayMiss {
-                key: key.clone(),
-                file,
-                from: shard.id,
-            };
-            shard.port.send_control(owner, msg);
-        }
+        let msg = MeshMsg::LlRelayMiss {
+            key: key.clone(),
+            file,
+            from: shard.id,
+        };
+        shard.tell_owner(key, msg);
         Some(f)
     }
 

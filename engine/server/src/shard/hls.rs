@@ -241,30 +241,8 @@ impl HlsServing {
     ) {
         let id = (key.clone(), seq);
         let mut inflight = self.inflight.borrow_mut();
-        match event {
-            SegmentEvent::Start { content_length } => {
-                inflight
-                    .entry(id)
-                    .or_insert_with(|| Rc::new(Inflight::new(Progress::Requested)))
-                    .start(content_length);
-            }
-            SegmentEvent::Data(piece) => {
-                if let Some(s) = inflight.get(&id) {
-                    s.push(piece);
-                }
-            }
-            SegmentEvent::Done => {
-                if let Some(s) = inflight.remove(&id) {
-                    s.finish();
-                }
-            }
-            SegmentEvent::Failed { status } => {
-                inflight
-                    .entry(id)
-                    .or_insert_with(|| Rc::new(Inflight::new(Progress::Requested)))
-                    .fail(status, now_ms + NEGATIVE_MS);
-            }
-        }
+        let until = now_ms + NEGATIVE_MS;
+        super::pulled::apply(&mut inflight, id, event, until, MAX_INFLIGHT, false);
     }
 
     /// `key`'s playlist cannot be loaded now: requests get `status` for a while.

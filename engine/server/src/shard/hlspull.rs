@@ -77,6 +77,32 @@ pub(crate) enum PullEvent {
     },
 }
 
+/// A playlist from an origin (a 200 with at most [`MAX_PLAYLIST_BYTES`] of UTF-8): the bytes
+/// that came, and the text or why not.
+pub(crate) async fn fetch_text(
+    pool: &OriginPool,
+    target: &FetchTarget,
+    deadlines: Deadlines,
+) -> (usize, Result<String, FetchError>) {
+    let mut body = Vec::new();
+    let result = pool
+        .get(target, deadlines, |d| match d {
+            Delivery::Head(h) if h.status != 200 => Err(FetchError::Status(h.status)),
+            Delivery::Head(_) => Ok(()),
+            Delivery::Body(b) if body.len() + b.len() > MAX_PLAYLIST_BYTES => {
+                Err(FetchError::Failed)
+            }
+            Delivery::Body(b) => {
+                body.extend_from_slice(b);
+                Ok(())
+            }
+        })
+        .await;
+    let bytes = body.len();
+    let text = result.and_then(|()| String::from_utf8(body).map_err(|_| FetchError::Failed));
+    (bytes, text)
+}
+
 /// Who hears a download's events: the shard's dispatcher.
 pub(crate) trait PullSink {
     fn pull_event(self: Rc<Self>, key: &StreamKey, target: &FetchTarget, event: PullEvent);
@@ -370,23 +396,7 @@ impl HlsPulls {
         let pool = Rc::clone(&self.pool);
         let deadlines = self.deadlines(blocking_s);
         monoio::spawn(async move {
-            let mut body = Vec::new();
-            let result = pool
-                .get(&target, deadlines, |d| match d {
-                    Delivery::Head(h) if h.status != 200 => Err(FetchError::Status(h.status)),
-                    Delivery::Head(_) => Ok(()),
-                    Delivery::Body(b) if body.len() + b.len() > MAX_PLAYLIST_BYTES => {
-                        Err(FetchError::Failed)
-                    }
-                    Delivery::Body(b) => {
-                        body.extend_from_slice(b);
-                        Ok(())
-                    }
-                })
-                .await;
-            let bytes = body.len();
-            let result =
-                result.and_then(|()| String::from_utf8(body).map_err(|_| FetchError::Failed));
+            let (bytes, result) = fetch_text(&pool, &target, deadlines).await;
             sink.pull_event(&key, &target, PullEvent::Playlist { bytes, result });
         });
     }

@@ -43,8 +43,7 @@ const FIRST_WAIT_MAX_MS: u64 = 10_000;
 const RETRY_MS: u64 = 500;
 /// Files on their way or here that one shard keeps records of at most.
 const MAX_FILES: usize = 16_384;
-/// The largest playlist and file accepted from an origin.
-const MAX_PLAYLIST_BYTES: usize = 1 << 20;
+/// The largest file accepted from an origin.
 const MAX_FILE_BYTES: usize = 64 << 20;
 
 /// What a request for a relayed file finds here.
@@ -193,33 +192,16 @@ impl LlRelays {
         event: SegmentEvent,
         now_ms: u64,
     ) {
-        let id = (key.clone(), file);
         let mut files = self.files.borrow_mut();
-        match event {
-            SegmentEvent::Start { content_length } => {
-                if files.len() < MAX_FILES || files.contains_key(&id) {
-                    files
-                        .entry(id)
-                        .or_insert_with(|| Rc::new(Inflight::new(Progress::Requested)))
-                        .start(content_length);
-                }
-            }
-            SegmentEvent::Data(piece) => {
-                if let Some(f) = files.get(&id) {
-                    f.push(piece);
-                }
-            }
-            SegmentEvent::Done => {
-                if let Some(f) = files.get(&id) {
-                    f.finish();
-                }
-            }
-            SegmentEvent::Failed { status } => {
-                if let Some(f) = files.remove(&id) {
-                    f.fail(status, now_ms + NEGATIVE_MS);
-                }
-            }
-        }
+        let until = now_ms + NEGATIVE_MS;
+        super::pulled::apply(
+            &mut files,
+            (key.clone(), file),
+            event,
+            until,
+            MAX_FILES,
+            true,
+        );
     }
 
     pub(crate) fn poll_timeout(&self, key: &StreamKey) -> Option<u64> {
@@ -239,16 +221,11 @@ pub(super) fn demand(shard: &Rc<Shard>, key: &StreamKey, query: Option<&str>) {
     if !shard.ll_relays.should_tell(key, now) {
         return;
     }
-    let owner = shard.owner_of(key);
-    if owner == shard.id {
-        owner_demand(shard, key, query);
-    } else {
-        let msg = MeshMsg::LlRelayDemand {
-            key: key.clone(),
-            query: query.map(Arc::from),
-        };
-        shard.port.send_control(owner, msg);
-    }
+    let msg = MeshMsg::LlRelayDemand {
+        key: key.clone(),
+        query: query.map(Arc::from),
+    };
+    shard.tell_owner(key, msg);
 }
 
 /// On the owner: `key`'s relay is wanted (created if it is not running).
@@ -409,21 +386,7 @@ fn fetch_playlist(shard: &Rc<Shard>, key: &StreamKey, block: Option<(u64, u32)>)
     let key = key.clone();
     shard.counters().ll_hls_relay_playlists.inc();
     monoio::spawn(async move {
-        let mut body = Vec::new();
-        let result = pool
-            .get(&target, deadlines, |d| match d {
-                Delivery::Head(h) if h.status != 200 => Err(FetchError::Status(h.status)),
-                Delivery::Head(_) => Ok(()),
-                Delivery::Body(b) if body.len() + b.len() > MAX_PLAYLIST_BYTES => {
-                    Err(FetchError::Failed)
-                }
-                Delivery::Body(b) => {
-                    body.extend_from_slice(b);
-                    Ok(())
-                }
-            })
-            .await;
-        let text = result.and_then(|()| String::from_utf8(body).map_err(|_| FetchError::Failed));
+        let (_, text) = super::hlspull::fetch_text(&pool, &target, deadlines).await;
         if let Err(e) = &text {
             debug!(shard = %shard.id, %key, %target, "LL-HLS playlist failed: {e:?}");
         }

@@ -41,6 +41,48 @@ pub(crate) struct Inflight {
     wakers: RefCell<Vec<Waker>>,
 }
 
+/// A download step for the record `id` in `records` (the TS pull's segments, the LL-HLS
+/// relay's files): `Start` and `Failed` make the record while there are fewer than `max`;
+/// `Data` goes to the record; `Done` ends it, and takes it out unless `keep_done` (the TS
+/// pull's completed segments are in the snapshot; the relay's files are served from here).
+pub(crate) fn apply<K: std::hash::Hash + Eq>(
+    records: &mut std::collections::HashMap<K, std::rc::Rc<Inflight>>,
+    id: K,
+    event: crate::net::mesh::SegmentEvent,
+    fail_until_ms: u64,
+    max: usize,
+    keep_done: bool,
+) {
+    use crate::net::mesh::SegmentEvent;
+    let room = records.len() < max || records.contains_key(&id);
+    let new = || std::rc::Rc::new(Inflight::new(Progress::Requested));
+    match event {
+        SegmentEvent::Start { content_length } if room => {
+            records.entry(id).or_insert_with(new).start(content_length)
+        }
+        SegmentEvent::Data(piece) => {
+            if let Some(r) = records.get(&id) {
+                r.push(piece);
+            }
+        }
+        SegmentEvent::Done if keep_done => {
+            if let Some(r) = records.get(&id) {
+                r.finish();
+            }
+        }
+        SegmentEvent::Done => {
+            if let Some(r) = records.remove(&id) {
+                r.finish();
+            }
+        }
+        SegmentEvent::Failed { status } if room => records
+            .entry(id)
+            .or_insert_with(new)
+            .fail(status, fail_until_ms),
+        SegmentEvent::Start { .. } | SegmentEvent::Failed { .. } => {}
+    }
+}
+
 /// What a waiting request gets next.
 enum Next {
     Pieces(Vec<Bytes>),
