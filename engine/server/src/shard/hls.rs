@@ -50,6 +50,28 @@ pub(crate) struct HlsServing {
     unavailable: RefCell<HashMap<StreamKey, (u16, u64)>>,
 }
 
+/// Waits until `ready()` (checked when the task is woken through `waiters`' entry for `key`,
+/// as the first playlist of a pull or a relay arrives, or its origin fails), at most
+/// [`FIRST_WAIT_MAX_MS`].
+pub(crate) async fn wait_first(
+    waiters: &RefCell<HashMap<StreamKey, Vec<Waker>>>,
+    key: &StreamKey,
+    ready: impl Fn() -> bool,
+) {
+    let until = poll_fn(|cx| {
+        if ready() {
+            return Poll::Ready(());
+        }
+        waiters
+            .borrow_mut()
+            .entry(key.clone())
+            .or_default()
+            .push(cx.waker().clone());
+        Poll::Pending
+    });
+    let _ = monoio::time::timeout(Duration::from_millis(FIRST_WAIT_MAX_MS), until).await;
+}
+
 /// What a request for a pulled segment that is not in the snapshot finds.
 pub(crate) enum Lookup {
     /// On its way (or failed recently).
@@ -202,19 +224,10 @@ impl HlsServing {
     /// Waits until `key` has a playlist here, or its origins are known not to give it;
     /// woken by either, not by polling, and bounded by [`FIRST_WAIT_MAX_MS`].
     pub(crate) async fn wait_for(&self, key: &StreamKey, now_ms: impl Fn() -> u64) {
-        let ready = poll_fn(|cx| {
-            if self.catalog.borrow().get(key).is_some() || self.unavailable(key, now_ms()).is_some()
-            {
-                return Poll::Ready(());
-            }
-            self.waiters
-                .borrow_mut()
-                .entry(key.clone())
-                .or_default()
-                .push(cx.waker().clone());
-            Poll::Pending
-        });
-        let _ = monoio::time::timeout(Duration::from_millis(FIRST_WAIT_MAX_MS), ready).await;
+        let ready = || {
+            self.catalog.borrow().get(key).is_some() || self.unavailable(key, now_ms()).is_some()
+        };
+        wait_first(&self.waiters, key, ready).await;
     }
 
     /// A playlist request for `key`: whether the owner is to be told (at most once per

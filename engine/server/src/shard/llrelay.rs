@@ -14,11 +14,9 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::future::poll_fn;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::task::{Poll, Waker};
-use std::time::Duration;
+use std::task::Waker;
 
 use bytes::Bytes;
 use edge_core::hls::llhls::{LlFile, LlSnapshot};
@@ -37,8 +35,6 @@ use crate::upstream::http::Delivery;
 
 /// How often a shard tells an owner that its LL-HLS viewers still want a stream.
 const DEMAND_EVERY_MS: u64 = 1000;
-/// The longest a first playlist request waits for the relay's first playlist.
-const FIRST_WAIT_MAX_MS: u64 = 10_000;
 /// A failed playlist is loaded again after this long.
 const RETRY_MS: u64 = 500;
 /// Files on their way or here that one shard keeps records of at most.
@@ -145,18 +141,8 @@ impl LlRelays {
 
     /// Waits (bounded) until `key` has a relayed playlist here, or its origin failed.
     pub(crate) async fn wait_first(&self, key: &StreamKey, now_ms: impl Fn() -> u64) {
-        let ready = poll_fn(|cx| {
-            if self.get(key).is_some() || self.unavailable(key, now_ms()).is_some() {
-                return Poll::Ready(());
-            }
-            self.waiters
-                .borrow_mut()
-                .entry(key.clone())
-                .or_default()
-                .push(cx.waker().clone());
-            Poll::Pending
-        });
-        let _ = monoio::time::timeout(Duration::from_millis(FIRST_WAIT_MAX_MS), ready).await;
+        let ready = || self.get(key).is_some() || self.unavailable(key, now_ms()).is_some();
+        super::hls::wait_first(&self.waiters, key, ready).await;
     }
 
     /// A viewer's request for `key`: whether to tell the owner now (once a second).
