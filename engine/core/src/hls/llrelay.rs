@@ -189,6 +189,11 @@ impl LlRelay {
         self.hint = snap.next_part();
         if let Some((msn, i)) = self.hint {
             self.fetch(LlFile::Part(msn, i), out);
+            // And the part after it, which the origin holds until it is the hinted one and
+            // then streams as it is written: its first bytes come without waiting for this
+            // playlist's successor (half a round trip) and a request (another half).
+            let (m, n) = next_after((msn, i), &snap);
+            self.fetch(LlFile::Part(m, n), out);
         }
         // Files the playlist no longer lists go (their records everywhere follow the
         // published playlist).
@@ -286,6 +291,17 @@ impl LlRelay {
             e.insert(FileState::Fetching);
             out.push(LlRelayEffect::FetchFile(file));
         }
+    }
+}
+
+/// The part likely to follow `hint`: the next one in its segment, unless the segments so far
+/// had no more parts than that (then the next segment's first). A wrong guess costs one
+/// request the origin answers 404 (the part never came) or with the whole part.
+fn next_after((msn, i): PartId, s: &LlSnapshot) -> PartId {
+    let parts_per_segment = s.segments.iter().map(|seg| seg.parts.len()).max();
+    match parts_per_segment {
+        Some(n) if i as usize + 1 >= n => (msn + 1, 0),
+        _ => (msn, i + 1),
     }
 }
 
@@ -603,9 +619,13 @@ mod tests {
                     fetched.push(*f);
                 }
             }
-            // The hinted part is being fetched as soon as it is hinted.
+            // The hinted part is being fetched as soon as it is hinted, and the part after.
             let (msn, i) = o.next_part().unwrap();
             assert!(fetched.contains(&LlFile::Part(msn, i)));
+            assert!(
+                fetched.contains(&LlFile::Part(msn, i + 1))
+                    || fetched.contains(&LlFile::Part(msn + 1, 0))
+            );
         }
         // The first load fetched the init, and from the newest independent part on.
         assert_eq!(fetched[0], LlFile::Init(1));

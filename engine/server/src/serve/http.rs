@@ -446,6 +446,13 @@ async fn ll_stream(
     part: (u64, u32),
     req: &Request,
 ) -> Option<Served> {
+    // The part after the hinted one (an edge's relay asks ahead, as a player may): it waits,
+    // parked, until the hinted part is complete, and then streams if it is the next.
+    if let Some(hint) = shard.ll_snapshot(key).and_then(|ll| ll.next_part()) {
+        if part == (hint.0, hint.1 + 1) || part == (hint.0 + 1, 0) {
+            let _ = shard.ll_wait(key, hint.0, Some(hint.1)).await;
+        }
+    }
     let p = shard.ll_hinted(key, part)?;
     let target_s = shard
         .hls(key)
