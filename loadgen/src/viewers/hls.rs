@@ -282,13 +282,7 @@ pub(super) async fn fetch_kept(
     body: &mut Vec<u8>,
 ) -> Option<Response> {
     body.clear();
-    match pooled(ctx, pool, path, Sink::Keep(body)).await {
-        Ok(r) => Some(r),
-        Err(kind) => {
-            ctx.error_while_running(kind);
-            None
-        }
-    }
+    counted(ctx, pooled(ctx, pool, path, Sink::Keep(body)).await)
 }
 
 /// [`fetch_kept`], also noting when each piece of the body came (`times`, cleared first).
@@ -301,13 +295,12 @@ pub(super) async fn fetch_timed(
 ) -> Option<Response> {
     body.clear();
     times.clear();
-    match pooled(ctx, pool, path, Sink::Timed(body, times)).await {
-        Ok(r) => Some(r),
-        Err(kind) => {
-            ctx.error_while_running(kind);
-            None
-        }
-    }
+    counted(ctx, pooled(ctx, pool, path, Sink::Timed(body, times)).await)
+}
+
+/// A request's outcome, its failure counted (unless the run is over) as `None`.
+fn counted(ctx: &Ctx, result: Result<Response, &'static str>) -> Option<Response> {
+    result.map_err(|kind| ctx.error_while_running(kind)).ok()
 }
 
 /// Redirects in a row before a playlist arrives, at most.

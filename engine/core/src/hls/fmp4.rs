@@ -95,13 +95,24 @@ impl AudioTrack {
             (1, 2 | 0) => 576,
             _ => 1152,
         };
-        Some(AudioTrack {
-            asc: Bytes::new(),
-            object_type: if version == 3 { 0x6b } else { 0x69 },
+        let channels = if h[3] >> 6 == 3 { 1 } else { 2 };
+        Some(AudioTrack::mpeg(
+            version == 3,
             frame_samples,
             sample_rate,
-            channels: if h[3] >> 6 == 3 { 1 } else { 2 },
-        })
+            channels,
+        ))
+    }
+
+    /// MPEG audio: MPEG-1 or MPEG-2 (2.5 included), `frame_samples` to a frame.
+    pub fn mpeg(mpeg1: bool, frame_samples: u32, sample_rate: u32, channels: u16) -> AudioTrack {
+        AudioTrack {
+            asc: Bytes::new(),
+            object_type: if mpeg1 { 0x6b } else { 0x69 },
+            frame_samples,
+            sample_rate,
+            channels,
+        }
     }
 }
 

@@ -114,6 +114,8 @@ pub struct LlMuxer {
     /// share its chunks of memory.
     store: Option<Box<dyn ChunkStore>>,
     heap_chunks: u64,
+    /// Where a chunk is built before it goes to the store (reused: no allocation per chunk).
+    scratch: Vec<u8>,
 }
 
 impl LlMuxer {
@@ -140,6 +142,7 @@ impl LlMuxer {
             changed: false,
             store: None,
             heap_chunks: 0,
+            scratch: Vec::new(),
         }
     }
 
@@ -295,9 +298,9 @@ impl LlMuxer {
         // The picture lasts until the next one, which has not arrived: the frame interval
         // (a 30 fps guess before there is one).
         let frame_ms = if self.frame_ms > 0 { self.frame_ms } else { 33 };
-        let video: Vec<Pending> = picture.into_iter().collect();
+        let video = picture.as_slice();
         let video_end = video.first().map_or(0, |p| p.dts_ms + frame_ms);
-        let video_samples = samples(&video, video_end, fmp4::VIDEO_TIMESCALE, None);
+        let video_samples = samples(video, video_end, fmp4::VIDEO_TIMESCALE, None);
         let (audio_rate, frame_samples) = self
             .audio
             .as_ref()
@@ -319,21 +322,22 @@ impl LlMuxer {
             });
         }
         let header = fmp4::fragment_header(self.fragment_seq, &runs);
-        let data_len: usize = video.iter().chain(&open.audio).map(|s| s.data.len()).sum();
-        let mut bytes = Vec::with_capacity(header.len() + data_len);
+        // Built in the muxer's scratch buffer, then copied once into the store (the segment
+        // arena in the engine), or onto the heap when the store is full or absent.
+        let bytes = &mut self.scratch;
+        bytes.clear();
         bytes.extend_from_slice(&header);
         for s in video.iter().chain(&open.audio) {
             bytes.extend_from_slice(&s.data);
         }
         open.audio.clear();
-        // Into the store (the segment arena in the engine), or the heap when it is full.
-        match self.store.as_mut().and_then(|s| s.append(&bytes)) {
+        match self.store.as_mut().and_then(|s| s.append(bytes)) {
             Some(pieces) => open.chunks.extend(pieces),
             None => {
                 if self.store.is_some() {
                     self.heap_chunks += 1;
                 }
-                open.chunks.push(Bytes::from(bytes));
+                open.chunks.push(Bytes::copy_from_slice(bytes));
             }
         }
     }

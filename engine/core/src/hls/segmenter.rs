@@ -354,13 +354,8 @@ impl<S: SegmentStore> Segmenter<S> {
             if let Some(ll) = &mut self.ll {
                 // MP3 (Layer III) as announced; its first frame's header corrects it.
                 let rate = rate.clamp(8_000.0, 48_000.0) as u32;
-                ll.set_audio(fmp4::AudioTrack {
-                    asc: Bytes::new(),
-                    object_type: if mpeg1 { 0x6b } else { 0x69 },
-                    frame_samples: if mpeg1 { 1152 } else { 576 },
-                    sample_rate: rate,
-                    channels: 2,
-                });
+                let frame_samples = if mpeg1 { 1152 } else { 576 };
+                ll.set_audio(fmp4::AudioTrack::mpeg(mpeg1, frame_samples, rate, 2));
             }
         }
     }

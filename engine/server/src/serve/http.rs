@@ -446,20 +446,17 @@ async fn ll_stream(
     part: (u64, u32),
     req: &Request,
 ) -> Option<Served> {
+    let ll = shard.ll_snapshot(key)?;
     // The part after the hinted one (an edge's relay asks ahead, as a player may): it waits,
     // parked, until the hinted part is complete, and then streams if it is the next.
-    if let Some(hint) = shard.ll_snapshot(key).and_then(|ll| ll.next_part()) {
+    if let Some(hint) = ll.next_part() {
         if part == (hint.0, hint.1 + 1) || part == (hint.0 + 1, 0) {
             let _ = shard.ll_wait(key, hint.0, Some(hint.1)).await;
         }
     }
     let p = shard.ll_hinted(key, part)?;
-    let target_s = shard
-        .hls(key)
-        .and_then(|h| h.ll.as_ref().map(|l| l.target_duration_s))
-        .unwrap_or(1);
     // As long as a blocking request may wait (three target durations).
-    let wait = Duration::from_millis(3_000 * target_s.max(1));
+    let wait = Duration::from_millis(3_000 * ll.target_duration_s.max(1));
     if monoio::time::timeout(wait, p.started()).await.is_err()
         || matches!(p.progress(), pulled::Progress::Failed { .. })
     {

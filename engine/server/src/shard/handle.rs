@@ -24,10 +24,7 @@ use edge_core::{ShardId, StreamKey, ViewerId};
 use tracing::warn;
 
 use super::cluster::same_request_at;
-use super::hls::Lookup;
-use super::llhinted::Hinted;
 use super::llhls::Outcome;
-use super::llrelay::FileLookup;
 use super::{protocol_of, Shard};
 use crate::config::Config;
 use crate::machine::registry::ShardRegistry;
@@ -38,7 +35,7 @@ use crate::net::listeners::Service;
 use crate::net::mesh::{Mesh, MeshMsg, SegmentEvent};
 use crate::net::zerocopy::Sender;
 use crate::shard::outlet::{Outlet, Wire};
-use crate::shard::pulled::Inflight;
+use crate::shard::pulled::{Inflight, Lookup};
 
 /// What a shard shares with the whole machine besides the mesh and the counters.
 pub(crate) struct MachineWide {
@@ -339,9 +336,9 @@ impl ShardHandle {
             return None;
         }
         let p = match shard.ll_hinted.lookup(key, part, shard.now_ms()) {
-            Hinted::Known(p) => return Some(p),
-            Hinted::Full => return None,
-            Hinted::Ask(p) => p,
+            Lookup::Known(p) => return Some(p),
+            Lookup::Full => return None,
+            Lookup::Ask(p) => p,
         };
         let msg = MeshMsg::LlWant {
             key: key.clone(),
@@ -393,9 +390,9 @@ impl ShardHandle {
     pub(crate) fn ll_relay_file(&self, key: &StreamKey, file: LlFile) -> Option<Rc<Inflight>> {
         let shard = &self.0;
         let f = match shard.ll_relays.lookup(key, file) {
-            FileLookup::Known(f) => return Some(f),
-            FileLookup::Full => return None,
-            FileLookup::Ask(f) => f,
+            Lookup::Known(f) => return Some(f),
+            Lookup::Full => return None,
+            Lookup::Ask(f) => f,
         };
         let msg = MeshMsg::LlRelayMiss {
             key: key.clone(),

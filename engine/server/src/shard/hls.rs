@@ -23,7 +23,7 @@ use edge_core::{SegmentSeq, StreamKey};
 
 use super::mesh_port::MeshPort;
 use crate::net::mesh::{MeshMsg, SegmentEvent};
-use crate::shard::pulled::{Inflight, Progress};
+use crate::shard::pulled::{Inflight, Lookup, Progress};
 
 /// How often a shard tells an owner that its HLS viewers still want a stream.
 const DEMAND_EVERY_MS: u64 = 1000;
@@ -70,16 +70,6 @@ pub(crate) async fn wait_first(
         Poll::Pending
     });
     let _ = monoio::time::timeout(Duration::from_millis(FIRST_WAIT_MAX_MS), until).await;
-}
-
-/// What a request for a pulled segment that is not in the snapshot finds.
-pub(crate) enum Lookup {
-    /// On its way (or failed recently).
-    Known(Rc<Inflight>),
-    /// Newly recorded: the owner must be asked for it.
-    Ask(Rc<Inflight>),
-    /// Too many in flight here.
-    Full,
 }
 
 impl HlsServing {

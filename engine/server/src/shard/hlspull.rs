@@ -419,55 +419,80 @@ impl HlsPulls {
         let deadlines = self.deadlines(None);
         monoio::spawn(async move {
             let mut appender = ArenaAppender::new(arena);
-            let mut pieces = Vec::new();
-            let mut content_length = None;
-            let mut started = false;
-            let events = Rc::clone(&sink);
-            let result = pool
-                .get(&target, deadlines, |d| {
-                    match d {
-                        Delivery::Head(h) if h.status != 200 => {
-                            return Err(FetchError::Status(h.status))
-                        }
-                        Delivery::Head(h) => {
-                            content_length = h.content_length.map(|n| n as u64);
-                            return Ok(());
-                        }
-                        Delivery::Body(b) => {
-                            if appender.len() + b.len() > MAX_SEGMENT_BYTES {
-                                return Err(FetchError::Failed);
-                            }
-                            appender.append(b, &mut pieces).map_err(|_| {
-                                stats.shards[shard].hls_segments_refused.inc();
-                                FetchError::Failed
-                            })?;
-                        }
-                    }
-                    if !started {
-                        started = true;
-                        let ev = PullEvent::SegmentStarted {
-                            seq,
-                            content_length,
-                        };
-                        Rc::clone(&events).pull_event(&key, &target, ev);
-                    }
-                    for piece in pieces.drain(..) {
-                        let ev = PullEvent::SegmentPiece { seq, piece };
-                        Rc::clone(&events).pull_event(&key, &target, ev);
-                    }
-                    Ok(())
+            let store = |b: &[u8], out: &mut Vec<Bytes>| {
+                appender.append(b, out).map_err(|_| {
+                    stats.shards[shard].hls_segments_refused.inc();
+                    FetchError::Failed
                 })
-                .await;
-            if result.is_ok() && !started {
-                let ev = PullEvent::SegmentStarted {
-                    seq,
-                    content_length,
+            };
+            let step = |s: BodyStep| {
+                let ev = match s {
+                    BodyStep::Start(content_length) => PullEvent::SegmentStarted {
+                        seq,
+                        content_length,
+                    },
+                    BodyStep::Piece(piece) => PullEvent::SegmentPiece { seq, piece },
                 };
                 Rc::clone(&sink).pull_event(&key, &target, ev);
-            }
+            };
+            let result =
+                stream_body(&pool, &target, deadlines, MAX_SEGMENT_BYTES, store, step).await;
             let len = appender.len();
-            let result = result.map(|()| appender.finish());
+            let result = result.map(|_| appender.finish());
             sink.pull_event(&key, &target, PullEvent::SegmentDone { seq, len, result });
         });
     }
+}
+
+/// A step of a download, as [`stream_body`] reports it.
+pub(crate) enum BodyStep {
+    /// The response began (the origin's `Content-Length`).
+    Start(Option<u64>),
+    /// The next bytes, as `store` kept them.
+    Piece(Bytes),
+}
+
+/// Downloads `target` (a 200 of at most `max` bytes): each body read is kept by `store`
+/// (which hands out the pieces it made of it), and reported to `step` as it comes, after the
+/// start (reported once, for an empty body too). The length, or why it failed.
+pub(crate) async fn stream_body(
+    pool: &OriginPool,
+    target: &FetchTarget,
+    deadlines: Deadlines,
+    max: usize,
+    mut store: impl FnMut(&[u8], &mut Vec<Bytes>) -> Result<(), FetchError>,
+    mut step: impl FnMut(BodyStep),
+) -> Result<usize, FetchError> {
+    let (mut len, mut started, mut content_length) = (0, false, None);
+    let mut pieces = Vec::new();
+    let result = pool
+        .get(target, deadlines, |d| {
+            match d {
+                Delivery::Head(h) if h.status != 200 => return Err(FetchError::Status(h.status)),
+                Delivery::Head(h) => {
+                    content_length = h.content_length.map(|n| n as u64);
+                    return Ok(());
+                }
+                Delivery::Body(b) => {
+                    len += b.len();
+                    if len > max {
+                        return Err(FetchError::Failed);
+                    }
+                    store(b, &mut pieces)?;
+                }
+            }
+            if !started {
+                started = true;
+                step(BodyStep::Start(content_length));
+            }
+            for piece in pieces.drain(..) {
+                step(BodyStep::Piece(piece));
+            }
+            Ok(())
+        })
+        .await;
+    if result.is_ok() && !started {
+        step(BodyStep::Start(content_length));
+    }
+    result.map(|()| len)
 }

@@ -17,23 +17,13 @@ use edge_core::hls::hinted::HintEvent;
 use edge_core::hls::llhls::PartId;
 use edge_core::StreamKey;
 
-use super::pulled::{Inflight, Progress};
+use super::pulled::{Inflight, Lookup, Progress};
 
 /// Parts being streamed on one shard at most (a stream has one at a time).
 const MAX_HINTED: usize = 4_096;
 /// A record the owner has not finished after this long is dropped (the owner's answer was
 /// lost with its state): the next request asks again. Parts last a fraction of a second.
 const STALE_MS: u64 = 30_000;
-
-/// What a request for a hinted part finds here.
-pub(crate) enum Hinted {
-    /// Asked for already: its bytes so far.
-    Known(Rc<Inflight>),
-    /// Newly recorded: the owner must be asked.
-    Ask(Rc<Inflight>),
-    /// Too many parts are streamed here: the request waits for the whole part.
-    Full,
-}
 
 /// A part's bytes so far, and when it was first asked for (shard clock).
 type Record = (Rc<Inflight>, u64);
@@ -48,12 +38,12 @@ impl LlHinted {
         Self::default()
     }
 
-    pub(crate) fn lookup(&self, key: &StreamKey, part: PartId, now_ms: u64) -> Hinted {
+    pub(crate) fn lookup(&self, key: &StreamKey, part: PartId, now_ms: u64) -> Lookup {
         let mut parts = self.parts.borrow_mut();
         let id = (key.clone(), part);
         match parts.get(&id) {
             Some((p, asked)) if now_ms.saturating_sub(*asked) < STALE_MS => {
-                return Hinted::Known(Rc::clone(p))
+                return Lookup::Known(Rc::clone(p))
             }
             Some(_) => {
                 if let Some((p, _)) = parts.remove(&id) {
@@ -71,12 +61,12 @@ impl LlHinted {
                 fresh
             });
             if parts.len() >= MAX_HINTED {
-                return Hinted::Full;
+                return Lookup::Full;
             }
         }
         let p = Rc::new(Inflight::new(Progress::Requested));
         parts.insert(id, (Rc::clone(&p), now_ms));
-        Hinted::Ask(p)
+        Lookup::Ask(p)
     }
 
     /// The owner's news of a part: its next bytes, its end, or that it will not come.

@@ -21,17 +21,17 @@ use std::task::Waker;
 use bytes::Bytes;
 use edge_core::hls::llhls::{LlFile, LlSnapshot};
 use edge_core::hls::llrelay::{LlRelay, LlRelayConfig, LlRelayEffect};
-use edge_core::hls::pull::{FetchError, FetchTarget};
+use edge_core::hls::pull::FetchTarget;
 use edge_core::pull::DemandLimiter;
 use edge_core::{ShardId, StreamKey};
 use tracing::{debug, info};
 
 use super::hls::NEGATIVE_MS;
-use super::pulled::{Inflight, Progress};
+use super::hlspull::{stream_body, BodyStep};
+use super::pulled::{Inflight, Lookup, Progress};
 use super::{Shard, TimerKey};
 use crate::machine::stats::Counter;
 use crate::net::mesh::{MeshMsg, SegmentEvent};
-use crate::upstream::http::Delivery;
 
 /// How often a shard tells an owner that its LL-HLS viewers still want a stream.
 const DEMAND_EVERY_MS: u64 = 1000;
@@ -41,14 +41,6 @@ const RETRY_MS: u64 = 500;
 const MAX_FILES: usize = 16_384;
 /// The largest file accepted from an origin.
 const MAX_FILE_BYTES: usize = 64 << 20;
-
-/// What a request for a relayed file finds here.
-pub(crate) enum FileLookup {
-    Known(Rc<Inflight>),
-    /// Newly recorded: the owner must be asked.
-    Ask(Rc<Inflight>),
-    Full,
-}
 
 pub(crate) struct LlRelays {
     /// Owner side: the relays of the streams this shard owns, and the query (a viewer's
@@ -153,21 +145,21 @@ impl LlRelays {
     }
 
     /// The record of `file` of `key`, or a new one the owner must be asked to fill.
-    pub(crate) fn lookup(&self, key: &StreamKey, file: LlFile) -> FileLookup {
+    pub(crate) fn lookup(&self, key: &StreamKey, file: LlFile) -> Lookup {
         let mut files = self.files.borrow_mut();
         let id = (key.clone(), file);
         if let Some(f) = files.get(&id) {
             // A failure is answered for a while, then asked again.
             if !matches!(f.progress(), Progress::Failed { .. }) {
-                return FileLookup::Known(Rc::clone(f));
+                return Lookup::Known(Rc::clone(f));
             }
         }
         if files.len() >= MAX_FILES {
-            return FileLookup::Full;
+            return Lookup::Full;
         }
         let f = Rc::new(Inflight::new(Progress::Requested));
         files.insert(id, Rc::clone(&f));
-        FileLookup::Ask(f)
+        Lookup::Ask(f)
     }
 
     /// A step of a file's download, as the owner reports it.
@@ -401,48 +393,21 @@ fn fetch_file(shard: &Rc<Shard>, key: &StreamKey, file: LlFile) {
     monoio::spawn(async move {
         // Parts are small (a few KB each, five a second): on the heap, as the origin's own
         // parts are, not a 188 KiB arena chunk each.
-        let mut len = 0;
-        let mut started = false;
-        let mut content_length = None;
-        let result = pool
-            .get(&target, deadlines, |d| {
-                match d {
-                    Delivery::Head(h) if h.status != 200 => {
-                        return Err(FetchError::Status(h.status))
-                    }
-                    Delivery::Head(h) => {
-                        content_length = h.content_length.map(|n| n as u64);
-                        return Ok(());
-                    }
-                    Delivery::Body(b) => {
-                        len += b.len();
-                        if len > MAX_FILE_BYTES {
-                            return Err(FetchError::Failed);
-                        }
-                        if !started {
-                            started = true;
-                            let start = SegmentEvent::Start { content_length };
-                            tell_file(&shard, &key, file, start, None);
-                        }
-                        let piece = Bytes::copy_from_slice(b);
-                        tell_file(&shard, &key, file, SegmentEvent::Data(piece), None);
-                    }
-                }
-                Ok(())
-            })
-            .await;
+        let store = |b: &[u8], out: &mut Vec<Bytes>| {
+            out.push(Bytes::copy_from_slice(b));
+            Ok(())
+        };
+        let step = |s: BodyStep| {
+            let event = match s {
+                BodyStep::Start(content_length) => SegmentEvent::Start { content_length },
+                BodyStep::Piece(piece) => SegmentEvent::Data(piece),
+            };
+            tell_file(&shard, &key, file, event, None);
+        };
+        let result = stream_body(&pool, &target, deadlines, MAX_FILE_BYTES, store, step).await;
         let now = shard.now_ms();
         match result {
-            Ok(()) => {
-                if !started {
-                    tell_file(
-                        &shard,
-                        &key,
-                        file,
-                        SegmentEvent::Start { content_length },
-                        None,
-                    );
-                }
+            Ok(_) => {
                 tell_file(&shard, &key, file, SegmentEvent::Done, None);
                 call(&shard, &key, |r, _| r.handle_file_done(file, Ok(()), now));
             }

@@ -83,6 +83,17 @@ pub(crate) fn apply<K: std::hash::Hash + Eq>(
     }
 }
 
+/// What a request finds of a record on its way (a pulled segment, a streamed LL-HLS part, a
+/// relayed file).
+pub(crate) enum Lookup {
+    /// On its way (or failed recently).
+    Known(std::rc::Rc<Inflight>),
+    /// Newly recorded: the owner must be asked for it.
+    Ask(std::rc::Rc<Inflight>),
+    /// Too many recorded here.
+    Full,
+}
+
 /// What a waiting request gets next.
 enum Next {
     Pieces(Vec<Bytes>),
