@@ -33,6 +33,7 @@
 
 pub mod access;
 pub mod admission;
+pub mod batching;
 pub mod cluster;
 pub mod cpus;
 pub mod drain;

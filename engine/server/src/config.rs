@@ -47,7 +47,8 @@ pub(crate) struct Config {
     pub cache_bytes_per_shard: usize,
     pub http_vectored: bool,
     pub zero_copy: bool,
-    pub write_coalesce_ms: u64,
+    /// RTMP and HTTP-FLV viewers' adaptive write batching.
+    pub batching: edge_core::batching::BatchingConfig,
     pub mesh_queue_len: usize,
     pub uring_entries: u32,
     /// Edge mode when not empty, in failover order.
@@ -415,7 +416,10 @@ impl Args {
             cache_bytes_per_shard: (self.cache_mb << 20) / shards,
             http_vectored: self.http_writes == HttpWrites::Vectored,
             zero_copy: self.zero_copy == OnOff::On,
-            write_coalesce_ms: self.write_coalesce_ms,
+            batching: edge_core::batching::BatchingConfig {
+                ceiling_ms: self.write_coalesce_ms,
+                grow_at_permille: self.write_coalesce_load * 10,
+            },
             mesh_queue_len: self.mesh_queue_len,
             uring_entries: self.uring_entries,
             origins,

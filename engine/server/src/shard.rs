@@ -57,6 +57,7 @@ mod llrelay;
 mod mesh_port;
 mod notes;
 pub(crate) mod outlet;
+pub(crate) mod pacer;
 mod publishes;
 mod pull_runner;
 pub(crate) mod pulled;
@@ -82,6 +83,8 @@ enum TimerKey {
     LlWaits,
     /// An LL-HLS relay's deadline (retry, idle).
     LlRelay(StreamKey),
+    /// The write pacer's load sample or release.
+    Batching,
 }
 
 /// The per-core state: the machine-wide things it reads, and its parts.
@@ -104,7 +107,8 @@ struct Shard {
     pulls: hlspull::HlsPulls,
     cluster: cluster::ClusterPart,
     conns: connections::Connections,
-    timers: Timers<TimerKey>,
+    pacer: Rc<pacer::WritePacer>,
+    timers: Rc<Timers<TimerKey>>,
 }
 
 impl Shard {
@@ -128,6 +132,14 @@ impl Shard {
             .chain(config.apps.apps.values())
             .map(|p| p.hls.segment_ms * p.hls.window as u64)
             .fold(30_000, u64::max);
+        let timers = Rc::new(Timers::default());
+        let pacer = pacer::WritePacer::new(
+            config.batching,
+            clock,
+            Rc::clone(&timers),
+            Arc::clone(&stats),
+            id.0,
+        );
         Rc::new(Self {
             id,
             port: mesh_port::MeshPort::new(id, mesh),
@@ -141,7 +153,8 @@ impl Shard {
             pulls: hlspull::HlsPulls::new(&config, &arena, &stats, id),
             cluster: cluster::ClusterPart::new(id, &config, &stats, clock, registry),
             conns: connections::Connections::new(id, &config, &stats, &arena, admission),
-            timers: Timers::default(),
+            pacer,
+            timers,
             next_id: Cell::new(1),
             config,
             stats,
@@ -780,6 +793,7 @@ impl Shard {
                         pull_runner::call(&self, &k, |p, fx| p.handle_timeout(now, fx));
                     }
                     TimerKey::LlRelay(k) => llrelay::timeout(&self, &k),
+                    TimerKey::Batching => self.pacer.handle_timeout(now),
                     TimerKey::Demand => {
                         self.hls.demand_timeout(now);
                         self.timers

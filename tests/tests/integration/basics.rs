@@ -13,19 +13,39 @@ use tests::*;
 
 const FIXTURE: &str = "bframes.flv";
 
+/// With the defaults: adaptive write batching on, which holds writes only while the shard
+/// is busy.
 #[test]
 fn ffmpeg_plays_rtmp_and_http_flv_checksum_identical() {
     checksum_identical(&[]);
 }
 
-/// The same with writes coalesced (`--write-coalesce-ms`): frames held back for a window
-/// still all arrive, in order, byte for byte.
+/// Batching off (`--write-coalesce-ms 0`): every frame is written at once, nothing is held.
 #[test]
-fn ffmpeg_plays_rtmp_and_http_flv_checksum_identical_with_coalesced_writes() {
-    checksum_identical(&["--write-coalesce-ms", "40"]);
+fn ffmpeg_plays_rtmp_and_http_flv_checksum_identical_without_batching() {
+    let m = checksum_identical(&["--write-coalesce-ms", "0"]);
+    assert_eq!(m.sum("viewer_writes_held"), 0);
+    assert_eq!(m.sum("write_window_ms"), 0);
+    assert!(m.sum("viewer_writes") > 0);
 }
 
-fn checksum_identical(extra: &[&str]) {
+/// Batching at its ceiling whatever the load (`--write-coalesce-load 0`): frames held back
+/// for the window, released together, still all arrive, in order, byte for byte.
+#[test]
+fn ffmpeg_plays_rtmp_and_http_flv_checksum_identical_with_writes_held() {
+    let m = checksum_identical(&["--write-coalesce-ms", "40", "--write-coalesce-load", "0"]);
+    assert!(m.sum("viewer_writes_held") > 0, "writes were held");
+    assert!(
+        m.sum("viewer_write_releases") > 0,
+        "held writes were released"
+    );
+    assert_eq!(m.get("write_window_ms", 0), 40);
+    assert_eq!(m.get("write_window_ms", 1), 40);
+}
+
+/// Six players, RTMP and HTTP-FLV, on both shards see exactly the source's packets; returns the
+/// counters after they finished.
+fn checksum_identical(extra: &[&str]) -> Metrics {
     let mut args = vec!["--cores", "2", "--republish-grace-ms", "300"];
     args.extend_from_slice(extra);
     let engine = Engine::start(&args);
@@ -54,7 +74,10 @@ fn checksum_identical(extra: &[&str]) {
             assert_eq!(got, want, "{url}: packet {i} differs");
         }
     }
+    let m = engine.metrics();
+    assert_eq!(m.sum("frames_dropped"), 0);
     assert!(engine.stop().success(), "SIGTERM exits 0");
+    m
 }
 
 #[test]

@@ -244,11 +244,19 @@ pub(crate) struct Args {
     #[arg(help_heading = "Viewers, queues and limits", long, value_name = "on|off", value_enum, default_value_t = OnOff::On)]
     pub zero_copy: OnOff,
 
-    /// RTMP and HTTP-FLV viewers: start a viewer's writes at most once per this many
-    /// milliseconds, so the frames that arrive meanwhile leave in one writev (fewer sends and
-    /// packets per viewer, for up to this much more latency). 0 writes every frame at once.
-    #[arg(help_heading = "Viewers, queues and limits", long, value_name = "MS", default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=1000))]
+    /// RTMP and HTTP-FLV viewers: the longest a shard holds a viewer's writes so the frames
+    /// that arrive meanwhile leave in one writev (fewer sends per viewer, for up to this much
+    /// more latency). The shard holds them only while it is busy (--write-coalesce-load), for
+    /// a window that grows with the load up to this. 0 writes every frame at once.
+    #[arg(help_heading = "Viewers, queues and limits", long, value_name = "MS", default_value_t = 150, value_parser = clap::value_parser!(u64).range(0..=1000))]
     pub write_coalesce_ms: u64,
+
+    /// The shard's CPU use, in percent of one core, at which it starts holding RTMP and
+    /// HTTP-FLV viewers' writes (and doubles the window every 100 ms while it stays there);
+    /// under two fifths of it, the window halves again. 0 holds every write for
+    /// --write-coalesce-ms, whatever the load.
+    #[arg(help_heading = "Viewers, queues and limits", long, value_name = "PERCENT", default_value_t = 25, value_parser = clap::value_parser!(u32).range(0..=100))]
+    pub write_coalesce_load: u32,
 
     /// Capacity of each cross-shard channel, in messages (about 80 bytes each; there are
     /// shards² channels).

@@ -575,11 +575,8 @@ async fn serve_flv(shard: ShardHandle, stream: Conn, fd: std::os::fd::RawFd, vie
     let (key, id) = (&viewer.key, viewer.id);
     let (mut reader, writer) = stream.split();
     let outlet = Outlet::new(id, Wire::Flv, shard.config().queue, shard.clock());
-    let writer_task = monoio::spawn(Rc::clone(&outlet).run_writer(
-        writer,
-        shard.config().write_coalesce_ms,
-        shard.bytes_out(),
-    ));
+    let writer_task =
+        monoio::spawn(Rc::clone(&outlet).run_writer(writer, shard.pacer(), shard.bytes_out()));
     shard.add_viewer(key, &outlet, viewer.query.clone());
     // Nothing more is expected from the client; reading only tells us when it leaves.
     let mut buf = Vec::with_capacity(512);

@@ -59,11 +59,8 @@ pub(crate) async fn serve(
     let id = shard.next_conn_id();
     let (mut reader, writer) = stream.split();
     let outlet = Outlet::new(id, Wire::Rtmp, shard.config().queue, shard.clock());
-    let writer_task = monoio::spawn(Rc::clone(&outlet).run_writer(
-        writer,
-        shard.config().write_coalesce_ms,
-        shard.bytes_out(),
-    ));
+    let writer_task =
+        monoio::spawn(Rc::clone(&outlet).run_writer(writer, shard.pacer(), shard.bytes_out()));
     let mut conn = ServerConnection::new();
     let mut role = Role::None;
     let mut buf = Vec::with_capacity(READ_BUF_IDLE);

@@ -113,6 +113,11 @@ impl ShardHandle {
     }
 
     /// This shard's egress counter, for a writer task.
+    /// The shard's write pacer, for a viewer's writer.
+    pub(crate) fn pacer(&self) -> Rc<super::pacer::WritePacer> {
+        Rc::clone(&self.0.pacer)
+    }
+
     pub(crate) fn bytes_out(&self) -> BytesOut {
         BytesOut::new(&self.0.stats, self.0.id)
     }

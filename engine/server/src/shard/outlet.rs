@@ -3,7 +3,8 @@
 //! Everything a connection sends goes through here, in order: the session's control bytes and
 //! the stream's shared frames (`Bytes` handles, never copies). The writer gathers up to
 //! [`MAX_BATCH`] buffers into one `writev`, then awaits the socket, so one viewer's work per
-//! wake-up is bounded and a stalled socket stalls only its own writer.
+//! wake-up is bounded and a stalled socket stalls only its own writer. Before each write it
+//! asks the shard's [`WritePacer`] whether to wait for the write window's release.
 
 use std::cell::{Cell, RefCell};
 use std::future::poll_fn;
@@ -11,6 +12,7 @@ use std::rc::Rc;
 use std::task::{Poll, Waker};
 
 use bytes::Bytes;
+use edge_core::batching::{self, BACKLOG_BYTES};
 use edge_core::http;
 use edge_core::media::{Frame, MediaKind};
 use edge_core::queue::{PushOutcome, QueueLimits, SendQueue};
@@ -22,12 +24,10 @@ use monoio::io::AsyncWriteRent;
 
 use crate::machine::stats::{BytesOut, ShardStats};
 use crate::net::clock::Clock;
+use crate::shard::pacer::WritePacer;
 
 /// Buffers per `writev`.
 pub(crate) const MAX_BATCH: usize = 64;
-/// With write coalescing, a viewer with this much queued (a join burst, a catch-up) is
-/// written at once: holding it back would only slow it down.
-const COALESCE_BACKLOG_BYTES: usize = 64 << 10;
 
 /// Which wire form of a frame this connection takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,6 +58,9 @@ pub(crate) struct Outlet {
     close: Cell<Option<Close>>,
     /// The join sequence has been delivered; live frames flow.
     joined: Cell<bool>,
+    /// The writer waits for the write window's release: a frame does not wake it (unless
+    /// the backlog means it must not wait).
+    holding: Cell<bool>,
     /// Latest timestamp queued per kind (audio, video), to skip what a resync repeats.
     last_ts: Cell<[Option<u64>; 2]>,
 }
@@ -74,6 +77,7 @@ impl Outlet {
             reader: Cell::new(None),
             close: Cell::new(None),
             joined: Cell::new(false),
+            holding: Cell::new(false),
             last_ts: Cell::new([None, None]),
         })
     }
@@ -104,17 +108,20 @@ impl Outlet {
             Wire::Rtmp => frame.rtmp.clone(),
             Wire::Flv => frame.flv.clone(),
         };
-        let outcome = self
-            .queue
-            .borrow_mut()
-            .push_frame(bytes, frame.flags, now_ms);
+        let (outcome, queued) = {
+            let mut q = self.queue.borrow_mut();
+            let outcome = q.push_frame(bytes, frame.flags, now_ms);
+            (outcome, q.queued_bytes())
+        };
         if outcome == PushOutcome::Queued {
             if let Some(i) = kind_index(frame.kind) {
                 let mut ts = self.last_ts.get();
                 ts[i] = Some(frame.timestamp_ms);
                 self.last_ts.set(ts);
             }
-            self.wake_writer();
+            if !self.holding.get() || queued >= BACKLOG_BYTES {
+                self.wake_writer();
+            }
         }
         outcome
     }
@@ -253,32 +260,53 @@ impl Outlet {
         .await
     }
 
+    /// Waits for the release of the write window the pacer held this writer for, or less:
+    /// a close, or a backlog of [`BACKLOG_BYTES`], ends the wait at once.
+    async fn held(&self, pacer: &WritePacer, at: u64) {
+        self.holding.set(true);
+        let mut parked = false;
+        poll_fn(|cx| {
+            if pacer.released(at)
+                || self.close.get().is_some()
+                || self.queue.borrow().queued_bytes() >= BACKLOG_BYTES
+            {
+                return Poll::Ready(());
+            }
+            if !parked {
+                pacer.park(at, cx.waker().clone());
+                parked = true;
+            }
+            self.writer.set(Some(cx.waker().clone()));
+            Poll::Pending
+        })
+        .await;
+        self.holding.set(false);
+    }
+
     /// Drains the queue into `sink` until the outlet closes or the socket fails, counting
     /// every write in `bytes_out` as it completes.
     ///
-    /// With `coalesce_ms` > 0 (`--write-coalesce-ms`), a joined viewer's writes start at most
-    /// once per that many milliseconds, so the frames that arrive meanwhile leave in one
-    /// `writev`: fewer sends and fewer packets per viewer, for up to that much latency. The
-    /// join sequence, a backlog and closes are never held back.
+    /// Before each write of a joined viewer the shard's `pacer` may hold it for the shard's
+    /// write window (adaptive batching, `--write-coalesce-ms`), so the frames that arrive
+    /// meanwhile leave in one `writev`. The join sequence, a backlog and closes are never held.
     pub(crate) async fn run_writer<W: AsyncWriteRent>(
         self: Rc<Self>,
         mut sink: W,
-        coalesce_ms: u64,
+        pacer: Rc<WritePacer>,
         bytes_out: BytesOut,
     ) {
         let mut batch = WriteBatch::default();
-        let mut last_write_ms: Option<u64> = None;
+        let mut last_write_ms = None;
         loop {
-            if let (true, Some(last)) = (coalesce_ms > 0 && self.joined.get(), last_write_ms) {
-                self.queued().await;
-                let next = last + coalesce_ms;
-                let backlog = self.queue.borrow().queued_bytes() >= COALESCE_BACKLOG_BYTES;
-                if self.close.get().is_none() && !backlog && next > self.clock.now_ms() {
-                    monoio::select! {
-                        _ = monoio::time::sleep_until(self.clock.instant_at(next).into()) => {}
-                        _ = self.aborted() => {}
-                    }
-                }
+            self.queued().await;
+            let writer = batching::Writer {
+                joined: self.joined.get(),
+                closing: self.close.get().is_some(),
+                queued_bytes: self.queue.borrow().queued_bytes(),
+                last_write_ms,
+            };
+            if let Some(at) = pacer.hold(writer) {
+                self.held(&pacer, at).await;
             }
             let more = poll_fn(|cx| {
                 let mut q = self.queue.borrow_mut();
@@ -298,6 +326,7 @@ impl Outlet {
             if !more {
                 break;
             }
+            last_write_ms = Some(self.clock.now_ms());
             // A peer that stopped reading leaves this write pending forever: an abort
             // (slow viewer, shutdown) cancels it, and the in-flight batch goes with it; so
             // does staying over the queue limit for `slow_viewer_ms` with no frame arriving
@@ -311,8 +340,8 @@ impl Outlet {
                     None
                 }
             };
-            last_write_ms = Some(self.clock.now_ms());
             let Some((res, b)) = outcome else { break };
+            pacer.wrote();
             batch = b;
             batch.clear();
             match res {
