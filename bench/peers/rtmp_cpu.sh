@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Server CPU per RTMP player at fixed player counts, side by side in one run: edge-engine
-# (--cores 1; writes at once, and with --write-coalesce-ms) against nginx with the rtmp module
+# (--cores 1; writes at once with --write-coalesce-ms 0, and a fixed window with --write-coalesce-ms
+# MS --write-coalesce-load 0) against nginx with the rtmp module
 # (1 worker). Servers on CPU 0, loadgen on CPU 1 (one publisher at ~600 kbit/s, all players
 # joining at once). For each server and count, two windows of the same run: the join (the
 # first 5 s after loadgen starts: the publisher, every player's handshake, play and, for
@@ -86,7 +87,7 @@ run_server() { # name pid addr
     done
 }
 
-start_engine --republish-grace-ms 500
+start_engine --republish-grace-ms 500 --write-coalesce-ms 0
 run_server "edge-engine" "$ENGINE_PID" "$ENGINE_RTMP"
 kill -INT "$ENGINE_PID"
 if [ -n "$baseline" ]; then
@@ -94,7 +95,7 @@ if [ -n "$baseline" ]; then
     run_server "baseline" "$ENGINE_PID" "$ENGINE_RTMP"
     kill -INT "$ENGINE_PID"
 fi
-ENGINE_NAME=coalesce start_engine --republish-grace-ms 500 --write-coalesce-ms "$coalesce"
+ENGINE_NAME=coalesce start_engine --republish-grace-ms 500 --write-coalesce-ms "$coalesce" --write-coalesce-load 0
 run_server "edge-engine coalesce $coalesce" "$ENGINE_PID" "$ENGINE_RTMP"
 kill -INT "$ENGINE_PID"
 

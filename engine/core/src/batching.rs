@@ -11,8 +11,10 @@
 //! latency. The window follows the load:
 //!
 //! - **The signal** is the share of the last [`SAMPLE_MS`] the shard's thread spent on a CPU
-//!   (user and system: the sends themselves are system time), in permille. It is what the
-//!   batching saves, measured where it is spent.
+//!   (user and system: the sends themselves are system time), in permille, smoothed: half
+//!   the new sample plus half the value before. It is what the batching saves, measured
+//!   where it is spent. The smoothing keeps a keyframe's fan-out (one busy sample every GOP)
+//!   from growing the window, and still lets a sustained overload grow it at once.
 //! - **Grow**: a sample at or over `grow_at_permille` doubles the window (from
 //!   [`MIN_WINDOW_MS`]), up to the ceiling (`--write-coalesce-ms`).
 //! - **Shrink**: halving the window at most doubles the sends, so it halves only when the
@@ -94,7 +96,8 @@ pub struct WriteBatching {
     /// The releases writers wait for, with how many wait for each (at most one per slot of
     /// the ceiling).
     releases: BTreeMap<u64, usize>,
-    last_load_permille: u32,
+    /// The smoothed load.
+    load_permille: u32,
 }
 
 impl WriteBatching {
@@ -109,7 +112,7 @@ impl WriteBatching {
             calm_samples: 0,
             next_sample_ms: now_ms + SAMPLE_MS,
             releases: BTreeMap::new(),
-            last_load_permille: 0,
+            load_permille: 0,
         }
     }
 
@@ -118,9 +121,9 @@ impl WriteBatching {
         self.window_ms
     }
 
-    /// The last load reported, in permille of one CPU.
+    /// The smoothed load the window follows, in permille of one CPU.
     pub fn load_permille(&self) -> u32 {
-        self.last_load_permille
+        self.load_permille
     }
 
     /// Writers waiting for a release now.
@@ -168,8 +171,9 @@ impl WriteBatching {
 
     /// The shard's busy share over the interval since the last sample, in permille of one
     /// CPU.
-    pub fn on_load(&mut self, load_permille: u32, fx: &mut Vec<BatchEffect>) {
-        self.last_load_permille = load_permille;
+    pub fn on_load(&mut self, sample_permille: u32, fx: &mut Vec<BatchEffect>) {
+        self.load_permille = (self.load_permille + sample_permille.min(1000)).div_ceil(2);
+        let load_permille = self.load_permille;
         let BatchingConfig {
             ceiling_ms,
             grow_at_permille,
@@ -277,15 +281,17 @@ mod tests {
         // Batched, the shard is less busy, but not calm enough to halve the window: it holds.
         run(&mut b, 800, 5_000, 200);
         assert_eq!(b.window_ms(), 150);
-        // Calm: halves once per SHRINK_SAMPLES samples, down to 0.
+        // Calm: halves once per SHRINK_SAMPLES calm samples, down to 0.
         let mut t = 5_000;
-        let mut shrinking = Vec::new();
-        while b.window_ms() > 0 {
-            run(&mut b, t, t + SAMPLE_MS * u64::from(SHRINK_SAMPLES), 50);
-            t += SAMPLE_MS * u64::from(SHRINK_SAMPLES);
-            shrinking.push(b.window_ms());
+        let mut shrinking = vec![b.window_ms()];
+        while b.window_ms() > 0 && t < 20_000 {
+            run(&mut b, t, t + SAMPLE_MS, 50);
+            t += SAMPLE_MS;
+            if shrinking.last() != Some(&b.window_ms()) {
+                shrinking.push(b.window_ms());
+            }
         }
-        assert_eq!(shrinking, [75, 37, 18, 9, 0]);
+        assert_eq!(shrinking, [150, 75, 37, 18, 9, 0]);
         assert_eq!(b.hold(t, JOINED), Hold::Now);
     }
 
@@ -295,15 +301,33 @@ mod tests {
         run(&mut b, 0, 1_000, 900);
         assert_eq!(b.window_ms(), 100);
         run(&mut b, 1_000, 1_400, 50);
-        run(&mut b, 1_400, 1_500, 260);
+        run(&mut b, 1_400, 1_500, 700);
         run(&mut b, 1_500, 1_900, 50);
         assert_eq!(
             b.window_ms(),
             100,
-            "four calm samples in a row are not five"
+            "the calm samples start again after the busy one"
         );
-        run(&mut b, 1_900, 2_000, 50);
+        run(&mut b, 1_900, 2_500, 50);
         assert_eq!(b.window_ms(), 50);
+    }
+
+    #[test]
+    fn one_busy_sample_does_not_grow_the_window_a_sustained_load_does() {
+        let mut b = batching(150, 250);
+        run(&mut b, 0, 400, 600);
+        assert_eq!(b.window_ms(), 40);
+        // Batched, the shard settles between the thresholds (the smoothed load passes the
+        // threshold once more on its way down).
+        run(&mut b, 400, 3_000, 130);
+        assert_eq!(b.window_ms(), 80);
+        // A keyframe's fan-out: one busy sample.
+        run(&mut b, 3_000, 3_100, 330);
+        run(&mut b, 3_100, 4_000, 130);
+        assert_eq!(b.window_ms(), 80);
+        // The same load for two samples is a load.
+        run(&mut b, 4_000, 4_200, 330);
+        assert_eq!(b.window_ms(), 150);
     }
 
     #[test]
@@ -437,9 +461,10 @@ mod tests {
         run(&mut b, 0, 100, 500);
         assert_eq!(b.window_ms(), 5);
         assert_eq!(b.hold(101, JOINED), Hold::Until(110));
-        // The calm samples end the window before the release is due.
+        // The calm samples end the window before the release is due (the first one is still
+        // half the busy one).
         let mut fx = Vec::new();
-        for _ in 0..SHRINK_SAMPLES {
+        for _ in 0..=SHRINK_SAMPLES {
             b.on_load(10, &mut fx);
         }
         assert_eq!(b.window_ms(), 0);

@@ -251,8 +251,9 @@ pub(crate) struct Args {
     #[arg(help_heading = "Viewers, queues and limits", long, value_name = "MS", default_value_t = 150, value_parser = clap::value_parser!(u64).range(0..=1000))]
     pub write_coalesce_ms: u64,
 
-    /// The shard's CPU use, in percent of one core, at which it starts holding RTMP and
-    /// HTTP-FLV viewers' writes (and doubles the window every 100 ms while it stays there);
+    /// The shard's CPU use, in percent of one core (sampled every 100 ms, smoothed), at which
+    /// it starts holding RTMP and HTTP-FLV viewers' writes (and doubles the window every
+    /// 100 ms while it stays there);
     /// under two fifths of it, the window halves again. 0 holds every write for
     /// --write-coalesce-ms, whatever the load.
     #[arg(help_heading = "Viewers, queues and limits", long, value_name = "PERCENT", default_value_t = 25, value_parser = clap::value_parser!(u32).range(0..=100))]

@@ -59,7 +59,7 @@ counters! {
     viewer_writes_held: "counter", "RTMP and HTTP-FLV viewer writes held for the shard's write window (adaptive batching)";
     viewer_write_releases: "counter", "Releases of held viewer writes: each starts every held viewer's write in one wake-up, submitted to the kernel together";
     write_window_ms: "gauge", "How long the shard holds RTMP and HTTP-FLV viewers' writes now, in ms (0: every frame at once; grows with the load up to --write-coalesce-ms)";
-    write_load_permille: "gauge", "The shard thread's CPU use over the last 100 ms, in permille of one CPU (the write window's signal)";
+    write_load_permille: "gauge", "The shard thread's CPU use, in permille of one CPU, sampled every 100 ms and smoothed (half the new sample, half the value before): the write window's signal";
     zero_copy_bytes: "counter", "Segment body bytes sent by reference from the arena (vmsplice + splice), not copied";
     zero_copy_fallbacks: "counter", "Segment responses copied (writev) on a zero-copy shard because every pipe was in use";
     arena_pages_dropped: "counter", "Arena chunks whose pages were dropped on free because a zero-copy send had lent them";
