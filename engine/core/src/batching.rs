@@ -29,7 +29,7 @@
 //!   takes tens of milliseconds, so one release for all of them at once would add that much to
 //!   the last one's latency, and hand the clients all their bytes at the same instant
 //!   (measured: p99 frame latency 199 ms at a 150 ms window and 2,000 players, against
-//!   about 160 with phases; docs/BENCHMARKS.md).
+//!   154–157 with phases; docs/ARCHITECTURE.md).
 //! - **Never held**: a writer still joining (the GOP burst), one with a backlog of
 //!   [`BACKLOG_BYTES`] or more (holding it back would only slow it down) and a closing one.
 //!   With the window at 0 nothing is held.
