@@ -103,6 +103,17 @@ pub fn try_publish(addr: SocketAddr, app: &str, stream: &str) -> (Vec<ClientEven
     (events, false)
 }
 
+/// The FLV tags of fixture `name`, in order.
+pub fn fixture_flv_tags(name: &str) -> Vec<edge_core::flv::FlvTag> {
+    let mut r = edge_core::flv::FlvReader::new();
+    r.handle_input(&std::fs::read(crate::fixture(name)).unwrap());
+    let mut tags = Vec::new();
+    while let Some(t) = r.poll_tag().unwrap() {
+        tags.push(t);
+    }
+    tags
+}
+
 /// A publisher on edge-core's client, for synthetic streams (enhanced RTMP, odd timing).
 pub struct Publisher {
     sock: TcpStream,
@@ -160,6 +171,17 @@ impl Publisher {
             .unwrap();
         let out = self.client.poll_transmit().unwrap();
         self.sock.write_all(&out).unwrap();
+    }
+
+    /// Sends FLV tags as they are: media as media, script data as `onMetaData`.
+    pub fn send_tags(&mut self, tags: &[edge_core::flv::FlvTag]) {
+        for t in tags {
+            match MediaKind::from_type_id(t.type_id) {
+                Some(MediaKind::Data) => self.send_metadata(&t.body),
+                Some(kind) => self.send(kind, t.timestamp, &t.body),
+                None => {}
+            }
+        }
     }
 
     /// Sends `onMetaData` (an AMF0 `onMetaData` body), behind `@setDataFrame`.

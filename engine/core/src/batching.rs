@@ -60,7 +60,8 @@ pub struct BatchingConfig {
 /// What a writer with something queued is doing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Writer {
-    /// The join sequence has been delivered.
+    /// The join sequence (an HTTP-FLV response head, the GOP burst) has all been written;
+    /// live frames follow.
     pub joined: bool,
     /// The connection is closing.
     pub closing: bool,

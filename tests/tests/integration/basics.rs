@@ -1044,3 +1044,74 @@ fn an_app_table_gives_its_streams_their_own_hls_window() {
     assert!(long.segments.len() >= 3, "{long:?}");
     let _ = std::fs::remove_file(conf);
 }
+
+/// A viewer's join (the FLV response head, the GOP burst) is written at once even where every
+/// live write is held, for a second (`--write-coalesce-load 0`); the live frames after it are
+/// held. Deterministic: the stream is paused while the viewers join, so nothing but the join is
+/// written until the publisher goes on.
+#[test]
+fn a_join_is_never_held_and_the_live_frames_after_it_are() {
+    let engine = Engine::start(&[
+        "--cores",
+        "1",
+        "--write-coalesce-ms",
+        "1000",
+        "--write-coalesce-load",
+        "0",
+    ]);
+    // Media only: the owner counts media bodies as they are, and metadata as it re-reads it.
+    let tags: Vec<_> = fixture_flv_tags(FIXTURE)
+        .into_iter()
+        .filter(|t| t.type_id == 8 || t.type_id == 9)
+        .collect();
+    let split = tags.iter().position(|t| t.timestamp >= 3_000).unwrap();
+    let mut publisher = Publisher::start(engine.rtmp, "live", "join");
+    publisher.send_tags(&tags[..split]);
+    // Every frame sent has reached the owner (it counts the stream's ingest as it takes them).
+    let media_bytes: usize = tags[..split].iter().map(|t| t.body.len()).sum();
+    let ingest = format!("\"ingest_bytes\":{media_bytes},");
+    eventually(
+        "the owner took every frame",
+        Duration::from_secs(20),
+        || {
+            String::from_utf8_lossy(&http_get(engine.http, "/api/v1/streams").body)
+                .contains(&ingest)
+        },
+    );
+
+    let rtmp_frames = Arc::new(AtomicU64::new(0));
+    let progress = Arc::clone(&rtmp_frames);
+    let addr = engine.rtmp;
+    let rtmp = std::thread::spawn(move || {
+        play_rtmp(addr, "live", "join", &PlayOpts::default(), Some(&progress))
+    });
+    let mut flv = TcpStream::connect(engine.http).unwrap();
+    flv.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(flv, "GET /live/join.flv HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    // The FLV head, the file header and the first tags.
+    let mut got = vec![0u8; 4096];
+    flv.read_exact(&mut got).unwrap();
+    eventually("the RTMP player's GOP", Duration::from_secs(20), || {
+        rtmp_frames.load(Ordering::Relaxed) > 0
+    });
+    let m = engine.metrics();
+    assert_eq!(m.sum("write_window_ms"), 1000);
+    assert_eq!(m.sum("viewer_writes_held"), 0, "a join was held");
+    assert!(m.sum("viewer_writes") >= 2);
+
+    // The publisher goes on: live frames are held, and still all arrive.
+    publisher.send_tags(&tags[split..]);
+    publisher.finish();
+    let log = rtmp.join().unwrap();
+    let (video, audio) = flv_frame_counts(&fixture(FIXTURE));
+    assert!(log.error.is_none(), "{log:?}");
+    assert!(log.video > 0 && log.video <= video && log.audio <= audio);
+    let last_video = tags.iter().rev().find(|t| t.type_id == 9).unwrap();
+    assert_eq!(
+        log.video_ts.last(),
+        Some(&last_video.timestamp),
+        "the last frame arrived"
+    );
+    assert!(engine.metrics().sum("viewer_writes_held") > 0);
+    assert!(engine.stop().success());
+}

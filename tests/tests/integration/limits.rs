@@ -9,8 +9,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use edge_core::flv::FlvReader;
-use edge_core::media::MediaKind;
 use tests::*;
 
 const FIXTURE: &str = "bframes.flv";
@@ -60,27 +58,6 @@ fn many_chunk_streams(n: u32) -> Vec<u8> {
     out
 }
 
-/// The fixture's tags, in order.
-fn fixture_tags() -> Vec<edge_core::flv::FlvTag> {
-    let mut r = FlvReader::new();
-    r.handle_input(&std::fs::read(fixture(FIXTURE)).unwrap());
-    let mut tags = Vec::new();
-    while let Some(t) = r.poll_tag().unwrap() {
-        tags.push(t);
-    }
-    tags
-}
-
-fn send_tags(p: &mut Publisher, tags: &[edge_core::flv::FlvTag]) {
-    for t in tags {
-        match MediaKind::from_type_id(t.type_id) {
-            Some(MediaKind::Data) => p.send_metadata(&t.body),
-            Some(kind) => p.send(kind, t.timestamp, &t.body),
-            None => {}
-        }
-    }
-}
-
 fn rtmp_offender(engine: &Engine, bytes: &[u8]) -> bool {
     let mut s = rtmp_handshake(engine.rtmp).expect("handshake");
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
@@ -105,10 +82,10 @@ fn each_limit_closes_its_offender_with_the_reason_and_a_watched_stream_loses_not
     engine.wait_for("the watching player", Duration::from_secs(20), |m| {
         m.sum("rtmp_players") == 1
     });
-    let tags = fixture_tags();
+    let tags = fixture_flv_tags(FIXTURE);
     let half = tags.len() / 2;
     let mut publisher = Publisher::start(engine.rtmp, "live", "watched");
-    send_tags(&mut publisher, &tags[..half]);
+    publisher.send_tags(&tags[..half]);
     eventually("frames at the player", Duration::from_secs(20), || {
         progress.load(Ordering::Relaxed) >= 20
     });
@@ -169,7 +146,7 @@ fn each_limit_closes_its_offender_with_the_reason_and_a_watched_stream_loses_not
     let _ = s.read_to_end(&mut all);
     assert_eq!(split_response(&all).status(), 431);
 
-    send_tags(&mut publisher, &tags[half..]);
+    publisher.send_tags(&tags[half..]);
     publisher.finish();
     let log = player.join().unwrap();
     assert_eq!(

@@ -297,10 +297,14 @@ impl Outlet {
     ) {
         let mut batch = WriteBatch::default();
         let mut last_write_ms = None;
+        // The join (an FLV response head, the GOP burst) has all been written: from now on
+        // live frames may be held. The burst is queued at once with the join, so this is the
+        // first time the queue runs dry after it.
+        let mut join_written = false;
         loop {
             self.queued().await;
             let writer = batching::Writer {
-                joined: self.joined.get(),
+                joined: join_written,
                 closing: self.close.get().is_some(),
                 queued_bytes: self.queue.borrow().queued_bytes(),
                 last_write_ms,
@@ -342,6 +346,7 @@ impl Outlet {
             };
             let Some((res, b)) = outcome else { break };
             pacer.wrote();
+            join_written = join_written || (self.joined.get() && self.queue.borrow().is_empty());
             batch = b;
             batch.clear();
             match res {

@@ -48,6 +48,9 @@ impl WritePacer {
     ) -> Rc<Self> {
         let machine = WriteBatching::new(config, clock.now_ms());
         timers.arm(TimerKey::Batching, machine.poll_timeout());
+        stats.shards[shard]
+            .write_window_ms
+            .store(machine.window_ms(), Ordering::Relaxed);
         Rc::new(Self {
             machine: RefCell::new(machine),
             held: RefCell::new(BTreeMap::new()),
