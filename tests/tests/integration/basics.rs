@@ -1096,6 +1096,8 @@ fn a_join_is_never_held_and_the_live_frames_after_it_are() {
     });
     let m = engine.metrics();
     assert_eq!(m.sum("write_window_ms"), 1000);
+    let health = String::from_utf8_lossy(&http_get(engine.http, "/healthz").body).to_string();
+    assert!(health.contains("\"write_window_ms\":1000"), "{health}");
     assert_eq!(m.sum("viewer_writes_held"), 0, "a join was held");
     assert!(m.sum("viewer_writes") >= 2);
 

@@ -89,6 +89,8 @@ struct ShardReport {
     shard: usize,
     cpu: Option<u64>,
     busy_percent: u64,
+    /// How long RTMP and HTTP-FLV writes are held now (adaptive batching).
+    write_window_ms: u64,
     driver: &'static str,
     cache_backing: &'static str,
     send_path: &'static str,
@@ -280,6 +282,7 @@ pub(crate) fn health(stats: &Stats) -> String {
                 c => Some(c),
             },
             busy_percent: s.busy_percent.load(Ordering::Relaxed),
+            write_window_ms: s.write_window_ms.load(Ordering::Relaxed),
             driver: driver_name(s.driver.load(Ordering::Relaxed)),
             cache_backing: backing_name(s.cache_backing.load(Ordering::Relaxed)),
             send_path: crate::net::zerocopy::send_path_name(s.send_path.load(Ordering::Relaxed)),
