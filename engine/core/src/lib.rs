@@ -40,6 +40,7 @@ pub mod drain;
 pub mod flv;
 pub mod forward;
 pub mod gop;
+pub mod h3;
 pub mod handover;
 pub mod hls;
 pub mod http;

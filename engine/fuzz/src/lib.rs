@@ -1165,3 +1165,98 @@ pub fn llrelay(data: &[u8]) {
     // The first load, then one blocking reload after each playlist (none once ended).
     assert!(reloads <= 3, "{reloads} playlist requests");
 }
+
+/// HTTP/3 streams as a client sends them: the first byte picks the stream (request,
+/// control, QPACK encoder, or a unidirectional stream's type), the second the size of the
+/// pieces the rest arrives in. Nothing may panic, buffering stays bounded, and a request the
+/// stream accepts renders to an HTTP/1.1 head our parser reads back with the same path.
+pub fn h3_streams(data: &[u8]) {
+    use edge_core::h3::stream::{ControlStream, EncoderStream, RequestStream, UniStream};
+
+    let [which, step, rest @ ..] = data else {
+        return;
+    };
+    let step = usize::from(*step).max(1);
+    match which % 4 {
+        0 => {
+            let mut s = RequestStream::new();
+            for piece in rest.chunks(step) {
+                match s.push(piece) {
+                    Ok(Some(req)) => check_http1(&req),
+                    Ok(None) => {}
+                    Err(e) => {
+                        let _ = (e.code(), e.is_connection_error());
+                        return;
+                    }
+                }
+            }
+            let _ = s.finish();
+        }
+        1 => {
+            let mut c = ControlStream::new();
+            let mut events = Vec::new();
+            for piece in rest.chunks(step) {
+                if c.push(piece, &mut events).is_err() {
+                    return;
+                }
+            }
+        }
+        2 => {
+            let mut e = EncoderStream::new();
+            for piece in rest.chunks(step) {
+                if e.push(piece).is_err() {
+                    return;
+                }
+            }
+        }
+        _ => {
+            let _ = UniStream::classify(rest);
+        }
+    }
+}
+
+/// A QPACK field section: decoding never panics; what decodes encodes back to a section that
+/// decodes to the same fields; a request read from it renders to a parseable HTTP/1.1 head.
+pub fn qpack(data: &[u8]) {
+    use edge_core::h3::message::{response_fields, Request};
+    use edge_core::h3::qpack::{decode_field_section, encode_field_section};
+    use edge_core::h3::MAX_FIELD_SECTION_SIZE;
+
+    let _ = response_fields(data);
+    let Ok(fields) = decode_field_section(data, MAX_FIELD_SECTION_SIZE) else {
+        return;
+    };
+    let pairs: Vec<(&[u8], &[u8])> = fields
+        .iter()
+        .map(|(n, v)| (n.as_slice(), v.as_slice()))
+        .collect();
+    let mut again = Vec::new();
+    encode_field_section(&pairs, &mut again);
+    assert_eq!(
+        decode_field_section(&again, u64::MAX).as_ref(),
+        Ok(&fields),
+        "re-encoded fields decode to the same"
+    );
+    if let Ok(req) = Request::from_fields(fields) {
+        check_http1(&req);
+    }
+}
+
+fn check_http1(req: &edge_core::h3::message::Request) {
+    let head = req.to_http1();
+    match edge_core::http::parse_request(&head) {
+        Ok(Some((parsed, used))) => {
+            assert_eq!(used, head.len(), "the whole head is one request");
+            let path = match &parsed.query {
+                Some(q) => format!("{}?{q}", parsed.path),
+                None => parsed.path.clone(),
+            };
+            // The parser may normalise nothing but split the query off.
+            assert_eq!(path, req.path, "the path survives");
+        }
+        // Our HTTP/1.1 parser is stricter (its header limits, methods it knows): refusing is
+        // fine, as long as it is an error, not a panic or a different request.
+        Ok(None) => panic!("a rendered head is complete"),
+        Err(_) => {}
+    }
+}

@@ -28,6 +28,8 @@ const TARGETS: &[(&str, Body)] = &[
     ("llhls", edge_fuzz::llhls),
     ("llhls_request", edge_fuzz::llhls_request),
     ("llrelay", edge_fuzz::llrelay),
+    ("h3_streams", edge_fuzz::h3_streams),
+    ("qpack", edge_fuzz::qpack),
 ];
 
 fn inputs(kind: &str, target: &str) -> Vec<PathBuf> {
