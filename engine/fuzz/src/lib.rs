@@ -1260,3 +1260,58 @@ fn check_http1(req: &edge_core::h3::message::Request) {
         Err(_) => {}
     }
 }
+
+/// An HTTP/1.1 response (as our writers produce, or anything) through the HTTP/3 response
+/// converter, whole and cut at the points the first bytes give: no panic; the same frames'
+/// payload either way; DATA payloads never add up to more than the input.
+pub fn h3_response(data: &[u8]) {
+    use bytes::Bytes;
+    use edge_core::h3::response::ResponseFrames;
+
+    let [flags, step, wire @ ..] = data else {
+        return;
+    };
+    let head_only = flags & 1 == 1;
+    let run = |cut: usize| {
+        let mut r = ResponseFrames::new(head_only);
+        let mut out = Vec::new();
+        let mut ok = true;
+        for piece in wire.chunks(cut.max(1)) {
+            if r.push(Bytes::copy_from_slice(piece), &mut out).is_err() {
+                ok = false;
+                break;
+            }
+        }
+        let bytes: Vec<u8> = out.iter().flat_map(|b| b.iter().copied()).collect();
+        (ok, r.is_done(), bytes)
+    };
+    let whole = run(wire.len());
+    let cut = run(usize::from(*step));
+    if whole.0 && cut.0 {
+        assert_eq!(whole.1, cut.1, "done the same whole and cut");
+        // The frames differ in how DATA is cut, not in what they carry: compare payloads.
+        let (headers, body) = data_payload(&whole.2);
+        assert_eq!((headers, body.clone()), data_payload(&cut.2));
+        assert!(body.len() <= wire.len());
+    }
+}
+
+/// A sequence of HTTP/3 frames as (HEADERS blocks, the DATA payloads concatenated).
+fn data_payload(mut frames: &[u8]) -> (Vec<Vec<u8>>, Vec<u8>) {
+    use edge_core::h3::varint;
+    let (mut headers, mut body) = (Vec::new(), Vec::new());
+    while let Some((ty, a)) = varint::decode(frames) {
+        let Some((len, b)) = varint::decode(&frames[a..]) else {
+            break;
+        };
+        let start = a + b;
+        let end = (start + len as usize).min(frames.len());
+        if ty == 0 {
+            body.extend_from_slice(&frames[start..end]);
+        } else {
+            headers.push(frames[start..end].to_vec());
+        }
+        frames = &frames[end..];
+    }
+    (headers, body)
+}

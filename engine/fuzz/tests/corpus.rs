@@ -30,6 +30,7 @@ const TARGETS: &[(&str, Body)] = &[
     ("llrelay", edge_fuzz::llrelay),
     ("h3_streams", edge_fuzz::h3_streams),
     ("qpack", edge_fuzz::qpack),
+    ("h3_response", edge_fuzz::h3_response),
 ];
 
 fn inputs(kind: &str, target: &str) -> Vec<PathBuf> {

@@ -16,6 +16,7 @@
 pub mod frame;
 pub mod message;
 pub mod qpack;
+pub mod response;
 pub mod stream;
 pub mod varint;
 
