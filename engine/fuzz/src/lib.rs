@@ -1167,8 +1167,8 @@ pub fn llrelay(data: &[u8]) {
 }
 
 /// HTTP/3 streams as a client sends them: the first byte picks the stream (request,
-/// control, QPACK encoder, or a unidirectional stream's type), the second the size of the
-/// pieces the rest arrives in. Nothing may panic, buffering stays bounded, and a request the
+/// control, QPACK encoder, or a unidirectional stream's type and a datagram's routing by
+/// connection ID), the second the size of the pieces the rest arrives in (or the shards). Nothing may panic, buffering stays bounded, and a request the
 /// stream accepts renders to an HTTP/1.1 head our parser reads back with the same path.
 pub fn h3_streams(data: &[u8]) {
     use edge_core::h3::stream::{ControlStream, EncoderStream, RequestStream, UniStream};
@@ -1211,6 +1211,10 @@ pub fn h3_streams(data: &[u8]) {
         }
         _ => {
             let _ = UniStream::classify(rest);
+            // Every datagram the engine receives is routed by its connection ID first.
+            if let Some(shard) = edge_core::h3::cid::shard_of(rest, step) {
+                assert!(shard < step);
+            }
         }
     }
 }

@@ -13,6 +13,7 @@
 //! to one, and a field section that does is an error (`QPACK_DECOMPRESSION_FAILED`). The
 //! static table and literals are enough for requests, and for our responses.
 
+pub mod cid;
 pub mod frame;
 pub mod message;
 pub mod qpack;
