@@ -125,15 +125,9 @@ impl ResponseFrames {
                     }
                 }
                 State::ChunkSize(line) => {
-                    let Some(eol) = piece.iter().position(|&b| b == b'\n') else {
-                        line.extend_from_slice(&piece);
-                        if line.len() > MAX_LINE {
-                            return Err(ResponseError::Chunked("chunk-size line too long"));
-                        }
+                    if !take_line(line, &mut piece)? {
                         return Ok(());
-                    };
-                    line.extend_from_slice(&piece[..eol + 1]);
-                    piece = piece.slice(eol + 1..);
+                    }
                     let size = chunk_size(line)?;
                     self.state = if size == 0 {
                         State::Trailers(Vec::new())
@@ -162,15 +156,9 @@ impl ResponseFrames {
                     }
                 }
                 State::Trailers(line) => {
-                    let Some(eol) = piece.iter().position(|&b| b == b'\n') else {
-                        line.extend_from_slice(&piece);
-                        if line.len() > MAX_LINE {
-                            return Err(ResponseError::Chunked("trailer line too long"));
-                        }
+                    if !take_line(line, &mut piece)? {
                         return Ok(());
-                    };
-                    line.extend_from_slice(&piece[..eol + 1]);
-                    piece = piece.slice(eol + 1..);
+                    }
                     // Trailers are dropped; the empty line ends the body.
                     if line.as_slice() == b"\r\n" {
                         self.state = State::Done;
@@ -183,6 +171,20 @@ impl ResponseFrames {
         }
         Ok(())
     }
+}
+
+/// Moves `piece`'s bytes up to and including a LF onto `line`: whether the line is complete
+/// (when it is not, all of `piece` was taken).
+fn take_line(line: &mut Vec<u8>, piece: &mut Bytes) -> Result<bool, ResponseError> {
+    let end = piece.iter().position(|&b| b == b'\n').map(|eol| eol + 1);
+    let taken = piece.split_to(end.unwrap_or(piece.len()));
+    line.extend_from_slice(&taken);
+    if line.len() > MAX_LINE {
+        return Err(ResponseError::Chunked(
+            "a chunk-size or trailer line too long",
+        ));
+    }
+    Ok(end.is_some())
 }
 
 fn data(payload: Bytes, out: &mut Vec<Bytes>) {
