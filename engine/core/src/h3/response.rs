@@ -9,16 +9,17 @@ use bytes::Bytes;
 use super::frame::{self, kind};
 use super::message::{response_fields, MessageError};
 use super::qpack;
+use crate::http::{self, MAX_RESPONSE_HEAD_BYTES};
 
-/// The longest response head, and chunk-size or trailer line, we read.
-const MAX_HEAD: usize = 16 << 10;
+/// The longest chunk-size or trailer line we read (a head: the HTTP client's limit,
+/// [`MAX_RESPONSE_HEAD_BYTES`]).
 const MAX_LINE: usize = 1024;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ResponseError {
     #[error(transparent)]
     Head(#[from] MessageError),
-    #[error("response head over {MAX_HEAD} bytes")]
+    #[error("response head over {MAX_RESPONSE_HEAD_BYTES} bytes")]
     HeadTooLarge,
     #[error("malformed chunked body: {0}")]
     Chunked(&'static str),
@@ -82,37 +83,47 @@ impl ResponseFrames {
                 State::Head(head) => {
                     let before = head.len();
                     head.extend_from_slice(&piece);
-                    match response_fields(head) {
-                        Ok((fields, len)) => {
-                            let status = status_of(&fields);
-                            let pairs: Vec<(&[u8], &[u8])> = fields
-                                .iter()
-                                .map(|(n, v)| (n.as_slice(), v.as_slice()))
-                                .collect();
-                            let mut block = Vec::new();
-                            qpack::encode_field_section(&pairs, &mut block);
-                            let mut headers = Vec::with_capacity(block.len() + 4);
-                            frame::write_headers(&block, &mut headers);
-                            out.push(Bytes::from(headers));
-                            let (length, chunked) = body_framing(&head[..len]);
-                            piece = piece.slice(len - before..);
-                            self.state =
-                                if self.head_only || matches!(status, 100..=199 | 204 | 304) {
-                                    State::Done
-                                } else if chunked {
-                                    State::ChunkSize(Vec::new())
-                                } else if length == Some(0) {
-                                    State::Done
-                                } else {
-                                    State::Body(length)
-                                };
+                    // Parsed once it is whole (the terminator may straddle two pieces).
+                    let from = before.saturating_sub(3);
+                    let Some(end) = head[from..]
+                        .windows(4)
+                        .position(|w| w == b"\r\n\r\n")
+                        .map(|i| from + i + 4)
+                    else {
+                        if head.len() > MAX_RESPONSE_HEAD_BYTES {
+                            return Err(ResponseError::HeadTooLarge);
                         }
-                        Err(_) if head.len() > MAX_HEAD => return Err(ResponseError::HeadTooLarge),
-                        Err(_) if !head.windows(4).any(|w| w == b"\r\n\r\n") => {
-                            return Ok(());
-                        }
-                        Err(e) => return Err(e.into()),
+                        return Ok(());
+                    };
+                    if end > MAX_RESPONSE_HEAD_BYTES {
+                        return Err(ResponseError::HeadTooLarge);
                     }
+                    let framing = match http::parse_response_head(&head[..end]) {
+                        Ok(Some(h)) => h,
+                        _ => return Err(MessageError("a response head that does not parse").into()),
+                    };
+                    let (fields, _) = response_fields(&head[..end])?;
+                    let pairs: Vec<(&[u8], &[u8])> = fields
+                        .iter()
+                        .map(|(n, v)| (n.as_slice(), v.as_slice()))
+                        .collect();
+                    let mut block = Vec::new();
+                    qpack::encode_field_section(&pairs, &mut block);
+                    let mut headers = Vec::with_capacity(block.len() + 4);
+                    frame::write_headers(&block, &mut headers);
+                    out.push(Bytes::from(headers));
+                    piece = piece.slice(end - before..);
+                    let length = framing.content_length.map(|n| n as u64);
+                    self.state =
+                        if self.head_only || matches!(framing.status, 100..=199 | 204 | 304) {
+                            State::Done
+                        } else if framing.chunked {
+                            State::ChunkSize(Vec::new())
+                        } else if length == Some(0) {
+                            State::Done
+                        } else {
+                            State::Body(length)
+                        };
                 }
                 State::Body(left) => {
                     let take = left.map_or(piece.len(), |l| (l.min(piece.len() as u64)) as usize);
@@ -195,34 +206,6 @@ fn data(payload: Bytes, out: &mut Vec<Bytes>) {
     frame::write_head(kind::DATA, payload.len() as u64, &mut head);
     out.push(Bytes::from(head));
     out.push(payload);
-}
-
-fn status_of(fields: &[qpack::Field]) -> u16 {
-    fields
-        .first()
-        .and_then(|(_, v)| std::str::from_utf8(v).ok())
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0)
-}
-
-/// Content-Length and whether the body is chunked, from a complete head.
-fn body_framing(head: &[u8]) -> (Option<u64>, bool) {
-    let mut headers = [httparse::EMPTY_HEADER; 64];
-    let mut resp = httparse::Response::new(&mut headers);
-    let _ = resp.parse(head);
-    let mut length = None;
-    let mut chunked = false;
-    for h in resp.headers.iter() {
-        if h.name.eq_ignore_ascii_case("content-length") {
-            length = std::str::from_utf8(h.value)
-                .ok()
-                .and_then(|v| v.trim().parse().ok());
-        } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
-            chunked = std::str::from_utf8(h.value)
-                .is_ok_and(|v| v.trim().eq_ignore_ascii_case("chunked"));
-        }
-    }
-    (length, chunked)
 }
 
 fn chunk_size(line: &[u8]) -> Result<u64, ResponseError> {

@@ -18,8 +18,6 @@ pub enum StreamError {
     Qpack(#[from] QpackError),
     #[error(transparent)]
     Message(#[from] MessageError),
-    #[error("frame type {0:#x} is not allowed on this stream")]
-    Unexpected(u64),
     #[error("the control stream did not start with SETTINGS")]
     MissingSettings,
     #[error("the peer's QPACK encoder stream used the dynamic table")]
@@ -32,7 +30,6 @@ impl StreamError {
             StreamError::Frame(e) => e.code(),
             StreamError::Qpack(e) => e.code(),
             StreamError::Message(e) => e.code(),
-            StreamError::Unexpected(_) => code::FRAME_UNEXPECTED,
             StreamError::MissingSettings => code::MISSING_SETTINGS,
             StreamError::EncoderStream => code::QPACK_DECOMPRESSION_FAILED,
         }
@@ -71,7 +68,7 @@ impl RequestStream {
                 }
                 // Trailers, and a body's DATA: nothing a GET or HEAD needs.
                 Frame::Headers(_) | Frame::Data { .. } if self.headed => {}
-                other => return Err(StreamError::Unexpected(other.kind())),
+                other => return Err(FrameError::Unexpected(other.kind()).into()),
             }
         }
         Ok(request)
@@ -154,7 +151,7 @@ impl ControlStream {
                 _ if !self.settled => return Err(StreamError::MissingSettings),
                 Frame::Goaway(id) => events.push(ControlEvent::Goaway(id)),
                 Frame::MaxPushId(_) | Frame::CancelPush(_) => {}
-                other => return Err(StreamError::Unexpected(other.kind())),
+                other => return Err(FrameError::Unexpected(other.kind()).into()),
             }
         }
         Ok(())
