@@ -340,18 +340,30 @@ impl ShardHandle {
         if ll.next_part() != Some(part) || ll.part(part.0, part.1).is_some() {
             return None;
         }
-        let p = match shard.ll_hinted.lookup(key, part, shard.now_ms()) {
-            Lookup::Known(p) => return Some(p),
-            Lookup::Full => return None,
-            Lookup::Ask(p) => p,
-        };
-        let msg = MeshMsg::LlWant {
+        let lookup = shard.ll_hinted.lookup(key, part, shard.now_ms());
+        self.on_its_way(key, lookup, |from| MeshMsg::LlWant {
             key: key.clone(),
             part,
-            from: shard.id,
-        };
-        shard.tell_owner(key, msg);
-        Some(p)
+            from,
+        })
+    }
+
+    /// A record on its way here, as `lookup` found it: the known one, none while too many
+    /// are recorded, or a new one after the owner is asked for it with `ask(this shard)`.
+    fn on_its_way(
+        &self,
+        key: &StreamKey,
+        lookup: Lookup,
+        ask: impl FnOnce(ShardId) -> MeshMsg,
+    ) -> Option<Rc<Inflight>> {
+        match lookup {
+            Lookup::Known(r) => Some(r),
+            Lookup::Full => None,
+            Lookup::Ask(r) => {
+                self.0.tell_owner(key, ask(self.0.id));
+                Some(r)
+            }
+        }
     }
 
     /// The LL-HLS state requests for `key` are answered from: at an HLS-origin edge the
@@ -393,19 +405,12 @@ impl ShardHandle {
     /// HLS-origin edge: relayed file `file` of `key`, on its way or here (the first request
     /// here asks the owner). `None` while too many are recorded here.
     pub(crate) fn ll_relay_file(&self, key: &StreamKey, file: LlFile) -> Option<Rc<Inflight>> {
-        let shard = &self.0;
-        let f = match shard.ll_relays.lookup(key, file) {
-            Lookup::Known(f) => return Some(f),
-            Lookup::Full => return None,
-            Lookup::Ask(f) => f,
-        };
-        let msg = MeshMsg::LlRelayMiss {
+        let lookup = self.0.ll_relays.lookup(key, file);
+        self.on_its_way(key, lookup, |from| MeshMsg::LlRelayMiss {
             key: key.clone(),
             file,
-            from: shard.id,
-        };
-        shard.tell_owner(key, msg);
-        Some(f)
+            from,
+        })
     }
 
     /// LL-HLS parts streamed while written (counted by the connection that streamed one).
