@@ -61,6 +61,10 @@ pub(crate) struct Config {
     pub upstream_timeout_ms: u64,
     pub access: AccessConfig,
     pub https: Option<SocketAddr>,
+    /// HTTP/3 over QUIC (UDP), every shard on the same port.
+    pub http3: Option<SocketAddr>,
+    pub http3_max_connections: usize,
+    pub http3_retry_above: usize,
     pub rtmps: Option<SocketAddr>,
     /// Loaded when --https or --rtmps is given.
     pub tls: Option<Arc<CertStore>>,
@@ -324,12 +328,15 @@ impl Args {
             .collect::<anyhow::Result<Vec<_>>>()?;
         let tls = match (&self.tls_cert, &self.tls_key) {
             (Some(cert), Some(key)) => Some(CertStore::load(cert, key)?),
-            (None, None) if self.https.is_some() || self.rtmps.is_some() => {
-                bail!("--https and --rtmps need --tls-cert and --tls-key")
+            (None, None) if self.https.is_some() || self.rtmps.is_some() || self.http3.is_some() => {
+                bail!("--https, --rtmps and --http3 need --tls-cert and --tls-key")
             }
             (None, None) => None,
             _ => bail!("--tls-cert and --tls-key go together"),
         };
+        if self.http3_max_connections == 0 {
+            bail!("--http3-max-connections must be positive");
+        }
         if !(100..=600_000).contains(&self.tls_handshake_timeout_ms) {
             bail!("--tls-handshake-timeout-ms must be within 100..=600000");
         }
@@ -429,6 +436,9 @@ impl Args {
             upstream_timeout_ms: self.upstream_timeout_ms,
             access,
             https: self.https,
+            http3: self.http3,
+            http3_max_connections: self.http3_max_connections,
+            http3_retry_above: self.http3_retry_above,
             rtmps: self.rtmps,
             tls,
             tls_handshake_timeout_ms: self.tls_handshake_timeout_ms,

@@ -2,7 +2,8 @@
 //! their TLS ([`conn`], [`tls`]), outgoing connects ([`dial`]), listening sockets
 //! ([`listeners`]), the segment arena and its zero-copy sends ([`arena`], [`zerocopy`]), the
 //! cross-shard channels ([`mesh`]), a shard's one timer and one clock ([`timer`], [`clock`]),
-//! and panic containment ([`contain`]).
+//! panic containment ([`contain`]), and HTTP/3's QUIC endpoint, a UDP socket per shard
+//! ([`quic`]).
 //!
 //! Must not: import any other layer of the crate.
 
@@ -13,6 +14,7 @@ pub(crate) mod contain;
 pub(crate) mod dial;
 pub(crate) mod listeners;
 pub mod mesh;
+pub(crate) mod quic;
 pub(crate) mod timer;
 pub(crate) mod tls;
 pub(crate) mod zerocopy;

@@ -1,10 +1,11 @@
 //! Serving connections: the accept loops ([`listen`]), RTMP sessions ([`rtmp`]), HTTP
-//! connections ([`http`]) with routing as a pure function ([`routes`]), and access checks
+//! connections ([`http`]) and HTTP/3 requests ([`h3`]) with routing as a pure function ([`routes`]), and access checks
 //! where peers ask ([`access`]). Handlers hold a [`crate::shard::ShardHandle`].
 //!
 //! Must not: import the node layer, or reach a shard other than through its handle.
 
 pub(crate) mod access;
+pub(crate) mod h3;
 pub(crate) mod http;
 pub(crate) mod listen;
 pub(crate) mod ll;

@@ -85,6 +85,8 @@ enum TimerKey {
     LlRelay(StreamKey),
     /// The write pacer's load sample or release.
     Batching,
+    /// The earliest deadline of this shard's QUIC connections.
+    Quic,
 }
 
 /// The per-core state: the machine-wide things it reads, and its parts.
@@ -109,6 +111,8 @@ struct Shard {
     conns: connections::Connections,
     pacer: Rc<pacer::WritePacer>,
     timers: Rc<Timers<TimerKey>>,
+    /// HTTP/3's endpoint, with --http3.
+    quic: std::cell::OnceCell<Rc<crate::net::quic::QuicEndpoint>>,
 }
 
 impl Shard {
@@ -155,6 +159,7 @@ impl Shard {
             conns: connections::Connections::new(id, &config, &stats, &arena, admission),
             pacer,
             timers,
+            quic: std::cell::OnceCell::new(),
             next_id: Cell::new(1),
             config,
             stats,
@@ -279,6 +284,11 @@ impl Shard {
                 self.ll_relays.file_event(&key, file, event, now)
             }
             MeshMsg::LlHint { key, part, event } => self.ll_hinted.event(&key, part, event),
+            MeshMsg::QuicDatagram { from, data } => {
+                if let Some(q) = self.quic.get() {
+                    q.routed(from, data);
+                }
+            }
             MeshMsg::Unpublish {
                 key,
                 publisher,
@@ -794,6 +804,11 @@ impl Shard {
                     }
                     TimerKey::LlRelay(k) => llrelay::timeout(&self, &k),
                     TimerKey::Batching => self.pacer.handle_timeout(now),
+                    TimerKey::Quic => {
+                        if let Some(q) = self.quic.get() {
+                            q.handle_timeout();
+                        }
+                    }
                     TimerKey::Demand => {
                         self.hls.demand_timeout(now);
                         self.timers

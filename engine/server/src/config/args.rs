@@ -422,6 +422,31 @@ pub(crate) struct Args {
     #[arg(help_heading = "Listening and shards", long, value_name = "ADDR")]
     pub https: Option<SocketAddr>,
 
+    /// Also serve everything --http serves over HTTP/3 (QUIC, UDP) here (needs --tls-cert,
+    /// --tls-key); HTTP and HTTPS responses then carry an `Alt-Svc` header naming its port.
+    #[arg(help_heading = "Listening and shards", long, value_name = "ADDR")]
+    pub http3: Option<SocketAddr>,
+
+    /// HTTP/3 connections open at once on this node at most (spread over the shards); more
+    /// are refused.
+    #[arg(
+        help_heading = "Listening and shards",
+        long,
+        value_name = "N",
+        default_value_t = 10_000
+    )]
+    pub http3_max_connections: usize,
+
+    /// Past this many HTTP/3 connections on the node, a new client proves its address with a
+    /// Retry round trip before the node keeps any state for it (0: always).
+    #[arg(
+        help_heading = "Listening and shards",
+        long,
+        value_name = "N",
+        default_value_t = 1_000
+    )]
+    pub http3_retry_above: usize,
+
     /// Also take RTMPS publishes and plays here (needs --tls-cert, --tls-key).
     #[arg(help_heading = "Listening and shards", long, value_name = "ADDR")]
     pub rtmps: Option<SocketAddr>,

@@ -247,6 +247,13 @@ pub(crate) fn prometheus(stats: &Stats) -> String {
             let _ = writeln!(out, "edge_{name}{{shard=\"{shard}\"}} {}", v[i]);
         }
     }
+    let http3: Vec<_> = stats.shards.iter().map(|s| s.http3.values()).collect();
+    for (i, (name, kind, help)) in crate::net::quic::QuicCounters::METRICS.iter().enumerate() {
+        let _ = writeln!(out, "# HELP edge_http3_{name} {help}\n# TYPE edge_http3_{name} {kind}");
+        for (shard, v) in http3.iter().enumerate() {
+            let _ = writeln!(out, "edge_http3_{name}{{shard=\"{shard}\"}} {}", v[i]);
+        }
+    }
     render_access(&mut out, &stats.shards);
     if let Some(r) = stats.registry.get() {
         r.render_prometheus(&mut out);

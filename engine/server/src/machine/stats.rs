@@ -30,6 +30,8 @@ macro_rules! counters {
             /// The shard thread's kernel thread id (0 until it runs), for its CPU time.
             pub(crate) tid: AtomicU64,
             pub(crate) access: AccessStats,
+            /// HTTP/3: the shard's QUIC endpoint counts here.
+            pub(crate) http3: Arc<crate::net::quic::QuicCounters>,
         }
 
         pub(crate) const METRICS: &[(&str, &str, &str)] = &[$((stringify!($name), $kind, $help),)*];

@@ -30,6 +30,17 @@ impl Clock {
         self.epoch + Duration::from_millis(ms)
     }
 
+    /// The first shard-clock ms at or after `t` (a deadline that must not fire early).
+    pub(crate) fn ms_after(&self, t: Instant) -> u64 {
+        let d = t.saturating_duration_since(self.epoch);
+        let ms = d.as_millis() as u64;
+        if d > Duration::from_millis(ms) {
+            ms + 1
+        } else {
+            ms
+        }
+    }
+
     /// Shard-clock `ms` as Unix time in ms.
     pub(crate) fn unix_ms(&self, ms: u64) -> u64 {
         self.epoch_unix_ms + ms

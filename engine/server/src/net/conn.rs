@@ -1,5 +1,6 @@
-//! The byte streams the connection drivers run on: plain TCP, or TLS over it ([`crate::net::tls`]),
-//! whole or split into a read half (the driver's) and a write half (the outlet writer's).
+//! The byte streams the connection drivers run on: plain TCP, TLS over it ([`crate::net::tls`]),
+//! or one HTTP/3 request stream ([`crate::net::quic`]), whole or split into a read half (the
+//! driver's) and a write half (the outlet writer's).
 //!
 //! An enum rather than a generic parameter, so the RTMP and HTTP drivers, the outlet writer
 //! and the upstream tasks exist once in the binary; the match per read or write is nothing
@@ -16,24 +17,28 @@ use monoio::net::tcp::{TcpOwnedReadHalf, TcpOwnedWriteHalf};
 use monoio::net::TcpStream;
 use monoio::BufResult;
 
+use crate::net::quic::{H3Read, H3Stream, H3Write};
 use crate::net::tls::{TlsRead, TlsStream, TlsWrite};
 
 /// A connection, whole.
 pub(crate) enum Conn {
     Tcp(TcpStream),
     Tls(Box<TlsStream<TcpOwnedReadHalf, TcpOwnedWriteHalf>>),
+    H3(Box<H3Stream>),
 }
 
 /// A connection's read half.
 pub(crate) enum ConnRead {
     Tcp(TcpOwnedReadHalf),
     Tls(TlsRead<TcpOwnedReadHalf>),
+    H3(H3Read),
 }
 
 /// A connection's write half.
 pub(crate) enum ConnWrite {
     Tcp(TcpOwnedWriteHalf),
     Tls(TlsWrite<TcpOwnedWriteHalf>),
+    H3(Box<H3Write>),
 }
 
 impl Conn {
@@ -46,6 +51,10 @@ impl Conn {
             Conn::Tls(s) => {
                 let s = *s;
                 (ConnRead::Tls(s.read), ConnWrite::Tls(s.write))
+            }
+            Conn::H3(s) => {
+                let s = *s;
+                (ConnRead::H3(s.read), ConnWrite::H3(Box::new(s.write)))
             }
         }
     }
@@ -62,6 +71,7 @@ macro_rules! dispatch {
         match $self {
             Self::Tcp($s) => $e,
             Self::Tls($s) => $e,
+            Self::H3($s) => $e,
         }
     };
 }

@@ -86,6 +86,44 @@ pub(crate) fn claim_endpoint(
     Ok((listener, lock))
 }
 
+/// Binds shard 0's HTTP/3 socket at `addr`, making sure no other process has it, as
+/// [`claim_endpoint`] does for TCP (a lock, then a probe bound without SO_REUSEPORT). A
+/// successor (`--upgrade-from`) shares the port with its predecessor instead.
+pub(crate) fn claim_udp(
+    addr: SocketAddr,
+    upgrading: bool,
+) -> Result<(std::net::UdpSocket, Option<PortLock>), ClaimError> {
+    let port = addr.port();
+    let bind_error = |source: std::io::Error| match source.raw_os_error() {
+        Some(libc::EADDRINUSE) => ClaimError::InUse {
+            service: "http3",
+            addr,
+            port,
+        },
+        _ => ClaimError::Bind {
+            service: "http3",
+            addr,
+            source,
+        },
+    };
+    let lock = if port == 0 || upgrading {
+        None
+    } else {
+        use std::os::linux::net::SocketAddrExt as _;
+        let lock_name = format!("edge-engine/udp/{addr}");
+        let lock_addr = std::os::unix::net::SocketAddr::from_abstract_name(lock_name.as_bytes())
+            .map_err(bind_error)?;
+        let lock = std::os::unix::net::UnixListener::bind_addr(&lock_addr).map_err(bind_error)?;
+        let probe = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))
+            .map_err(bind_error)?;
+        probe.bind(&addr.into()).map_err(bind_error)?;
+        drop(probe);
+        Some(PortLock(lock))
+    };
+    let socket = crate::net::quic::bind_udp(addr).map_err(bind_error)?;
+    Ok((socket, lock))
+}
+
 /// Binds `addr` with SO_REUSEADDR and SO_REUSEPORT and starts listening.
 pub(crate) fn bind_reuseport(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;

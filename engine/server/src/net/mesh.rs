@@ -10,6 +10,7 @@
 //! rings the sender shard's space bell ([`Mesh::poll_space`]), so the wait ends on the event,
 //! not on a timer.
 
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -142,6 +143,10 @@ pub enum MeshMsg {
     },
     /// LL-HLS relay: the origin's playlist cannot be loaded; requests get `status` a while.
     LlRelayUnavailable { key: StreamKey, status: u16 },
+    /// HTTP/3: a datagram this shard received for a QUIC connection of shard `to` (its
+    /// connection ID names it; the client's address changed). Dropped if the queue is full,
+    /// as a network would: QUIC sends it again.
+    QuicDatagram { from: SocketAddr, data: Bytes },
     /// LL-HLS relay: a file's download, as it happens (owner → every shard).
     LlRelayFile {
         key: StreamKey,

@@ -75,6 +75,11 @@ impl<K: Ord + Hash + Clone> Timers<K> {
         due
     }
 
+    /// The earliest deadline armed (perhaps a stale one: waking for it early is harmless).
+    pub(crate) fn next(&self) -> Option<u64> {
+        self.heap.borrow().peek().map(|Reverse((t, _))| *t)
+    }
+
     /// Sleeps until the earliest deadline, or until an earlier one is armed.
     pub(crate) async fn wait(&self, clock: &Clock) {
         let next = self.heap.borrow().peek().map(|Reverse((t, _))| *t);

@@ -19,7 +19,7 @@ use crate::config;
 use crate::config::Config;
 use crate::machine::origins as origin_health;
 use crate::machine::stats::Stats;
-use crate::net::listeners::{bind_reuseport, claim_endpoint, Service};
+use crate::net::listeners::{self, bind_reuseport, claim_endpoint, Service};
 use crate::net::mesh::Mesh;
 use crate::net::{arena, clock, contain, mesh, zerocopy};
 use crate::node::{drain, registry, sign, upgrade};
@@ -73,6 +73,7 @@ pub fn run() -> anyhow::Result<()> {
     let mut given: Vec<Vec<(Service, std::net::TcpListener)>> =
         (0..shards).map(|_| Vec::new()).collect();
     let mut endpoints = Vec::new();
+    let mut endpoints_udp: Vec<String> = Vec::new();
     // Held until the process exits: no other engine claims these addresses meanwhile.
     let mut port_locks = Vec::new();
     let mut inherited = inherited.map(|mut i| {
@@ -105,6 +106,15 @@ pub fn run() -> anyhow::Result<()> {
             endpoints.push((service, l.local_addr()?));
             given[0].push((service, l));
         }
+    }
+    // HTTP/3: shard 0's UDP socket, bound here so that port 0 resolves once.
+    let mut http3 = None;
+    if let Some(addr) = config.http3 {
+        let (socket, lock) = listeners::claim_udp(addr, inherited.is_some())?;
+        port_locks.extend(lock);
+        let at = socket.local_addr()?;
+        endpoints_udp.push(format!("http3={at}"));
+        http3 = Some((at, socket));
     }
     if let Some((_, rest)) = &inherited {
         for (service, at, _) in rest {
@@ -217,6 +227,12 @@ pub fn run() -> anyhow::Result<()> {
             registry,
             relay: if id == 0 { relay.take() } else { None },
             predecessor: predecessor.clone(),
+            http3: http3.as_ref().map(|(at, _)| *at),
+            udp: if id == 0 {
+                http3.as_mut().and_then(|(_, s)| s.try_clone().ok())
+            } else {
+                None
+            },
         };
         let t = std::thread::Builder::new()
             .name(format!("shard-{id}"))
@@ -238,6 +254,7 @@ pub fn run() -> anyhow::Result<()> {
     let listening: Vec<String> = endpoints
         .iter()
         .map(|(s, a)| format!("{}={a}", s.name()))
+        .chain(endpoints_udp)
         .collect();
     let mut signals = signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGINT,
@@ -319,6 +336,9 @@ struct ShardCtx {
     ready: mpsc::Sender<Ready>,
     admission: Option<Arc<std::sync::Mutex<edge_core::admission::Admission>>>,
     registry: Option<crate::machine::registry::ShardRegistry>,
+    /// HTTP/3's address (port resolved), and shard 0's socket bound by [`run`].
+    http3: Option<SocketAddr>,
+    udp: Option<std::net::UdpSocket>,
     /// Shard 0's relay listener (an origin with --upgrade-socket).
     relay: Option<std::net::TcpListener>,
     /// The predecessor whose streams are pulled from its relay (a successor origin).
@@ -463,6 +483,7 @@ async fn shard_main(mut ctx: ShardCtx, driver: &'static str) {
         .cache_backing
         .store(arena.backing.code(), Ordering::Relaxed);
     let _ = ctx.stats.arenas[ctx.id].set(Arc::clone(&arena));
+    let quic_mesh = Arc::clone(&ctx.mesh);
     let shard = ShardHandle::start(
         mesh::ShardId(ctx.id),
         ctx.config,
@@ -503,6 +524,25 @@ async fn shard_main(mut ctx: ShardCtx, driver: &'static str) {
     }
     if let Some(canceller) = canceller {
         monoio::spawn(upgrade::watch(shard.clone(), canceller));
+    }
+    if let Some(addr) = ctx.http3 {
+        let started = match ctx.udp.take() {
+            Some(s) => Ok(s),
+            None => crate::net::quic::bind_udp(addr),
+        }
+        .map_err(anyhow::Error::from)
+        .and_then(|socket| shard.start_quic(socket, quic_mesh));
+        match started {
+            Ok(quic) => {
+                monoio::spawn(crate::serve::h3::serve_requests(shard.clone(), quic));
+            }
+            Err(e) => {
+                let _ = ctx
+                    .ready
+                    .send(Err(format!("shard {}: HTTP/3 on {addr}: {e:#}", ctx.id)));
+                return;
+            }
+        }
     }
     let _ = ctx.ready.send(Ok((ctx.id, driver)));
     test_hooks(ctx.id);

@@ -33,6 +33,7 @@ use crate::net::arena::Arena;
 use crate::net::clock::Clock;
 use crate::net::listeners::Service;
 use crate::net::mesh::{Mesh, MeshMsg, SegmentEvent};
+use crate::net::quic::{QuicEndpoint, QuicSettings};
 use crate::net::zerocopy::Sender;
 use crate::shard::outlet::{Outlet, Wire};
 use crate::shard::pulled::{Inflight, Lookup};
@@ -67,6 +68,45 @@ impl ShardHandle {
         monoio::spawn(Rc::clone(&shard).run_timers());
         monoio::spawn(Rc::clone(&shard).run_cluster());
         ShardHandle(shard)
+    }
+
+    /// Starts this shard's HTTP/3 endpoint on `socket` (bound by the node), its deadlines on
+    /// the shard's timer.
+    pub(crate) fn start_quic(
+        &self,
+        socket: std::net::UdpSocket,
+        mesh: Arc<Mesh>,
+    ) -> anyhow::Result<Rc<QuicEndpoint>> {
+        let config = self.config();
+        let Some(certs) = &config.tls else {
+            anyhow::bail!("--http3 needs --tls-cert and --tls-key");
+        };
+        let shards = config.shards();
+        let settings = QuicSettings {
+            tls: certs.server_config(&[b"h3"]),
+            max_connections: config.http3_max_connections.div_ceil(shards),
+            retry_above: config.http3_retry_above / shards,
+            max_streams: 100,
+            idle_timeout_ms: 30_000,
+        };
+        let timers = Rc::clone(&self.0.timers);
+        let quic = QuicEndpoint::start(
+            socket,
+            settings,
+            self.id(),
+            shards,
+            mesh,
+            self.clock(),
+            Arc::clone(&self.stats().http3),
+            Box::new(move |at| timers.arm(super::TimerKey::Quic, at)),
+        )?;
+        let _ = self.0.quic.set(Rc::clone(&quic));
+        Ok(quic)
+    }
+
+    /// This shard's HTTP/3 endpoint, with --http3.
+    pub(crate) fn quic(&self) -> Option<&Rc<QuicEndpoint>> {
+        self.0.quic.get()
     }
 
     /// Receives mesh messages until shutdown.
