@@ -4,12 +4,11 @@ Usage: h3get.py HOST PORT CA_PEM < requests.json > responses.json
 
 requests.json is a list of [method, path] or [method, path, {header: value}]; every request
 goes over one QUIC connection, one after another. The answer is a list of
-{"status": int, "headers": [[name, value], ...], "body": base64} or {"error": "..."} per
+{"status": int, "headers": [[name, value], ...], "body": hex} or {"error": "..."} per
 request, then {"alpn": ..., "migrations": ...} as the last element.
 """
 
 import asyncio
-import base64
 import json
 import ssl
 import sys
@@ -82,7 +81,7 @@ class Client(QuicConnectionProtocol):
                 w["done"].set_result({
                     "status": w["status"],
                     "headers": w["headers"],
-                    "body": base64.b64encode(bytes(w["body"])).decode(),
+                    "body": bytes(w["body"]).hex(),
                 })
 
 

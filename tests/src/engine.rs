@@ -19,6 +19,8 @@ pub struct Engine {
     /// The `--https` and `--rtmps` listeners, when asked for.
     pub https: Option<SocketAddr>,
     pub rtmps: Option<SocketAddr>,
+    /// The `--http3` endpoint (UDP), when asked for.
+    pub http3: Option<SocketAddr>,
     /// Where its stderr goes, for engines started with [`Engine::start_logged`].
     log: Option<PathBuf>,
 }
@@ -95,6 +97,7 @@ impl Engine {
             http,
             https: optional("https"),
             rtmps: optional("rtmps"),
+            http3: optional("http3"),
             log,
         }
     }

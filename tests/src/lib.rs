@@ -5,10 +5,11 @@
 //! (edge-engine's own CLI test makes cargo build it). By concern: [`engine`] (the process),
 //! [`players`] and [`publishers`] (RTMP and FLV clients), [`http`], [`media`] (ffmpeg,
 //! GStreamer, ffprobe), [`origins`], [`relay`], [`nginx`] and [`redis`] (peers that are not
-//! an engine), [`certs`] (TLS), [`support`] (binaries, fixtures, waiting).
+//! an engine), [`certs`] (TLS), [`h3`] (HTTP/3: aioquic and a UDP relay), [`support`] (binaries, fixtures, waiting).
 
 pub mod certs;
 pub mod engine;
+pub mod h3;
 pub mod http;
 pub mod media;
 pub mod nginx;
@@ -21,6 +22,7 @@ pub mod support;
 
 pub use certs::*;
 pub use engine::*;
+pub use h3::*;
 pub use http::*;
 pub use media::*;
 pub use nginx::Nginx;

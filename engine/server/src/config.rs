@@ -328,7 +328,9 @@ impl Args {
             .collect::<anyhow::Result<Vec<_>>>()?;
         let tls = match (&self.tls_cert, &self.tls_key) {
             (Some(cert), Some(key)) => Some(CertStore::load(cert, key)?),
-            (None, None) if self.https.is_some() || self.rtmps.is_some() || self.http3.is_some() => {
+            (None, None)
+                if self.https.is_some() || self.rtmps.is_some() || self.http3.is_some() =>
+            {
                 bail!("--https, --rtmps and --http3 need --tls-cert and --tls-key")
             }
             (None, None) => None,

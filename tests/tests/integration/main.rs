@@ -15,6 +15,7 @@ mod edge;
 mod hls_feed;
 mod hls_origin;
 mod hostile;
+mod http3;
 mod interop;
 mod limits;
 mod llhls;

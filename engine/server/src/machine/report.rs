@@ -249,7 +249,10 @@ pub(crate) fn prometheus(stats: &Stats) -> String {
     }
     let http3: Vec<_> = stats.shards.iter().map(|s| s.http3.values()).collect();
     for (i, (name, kind, help)) in crate::net::quic::QuicCounters::METRICS.iter().enumerate() {
-        let _ = writeln!(out, "# HELP edge_http3_{name} {help}\n# TYPE edge_http3_{name} {kind}");
+        let _ = writeln!(
+            out,
+            "# HELP edge_http3_{name} {help}\n# TYPE edge_http3_{name} {kind}"
+        );
         for (shard, v) in http3.iter().enumerate() {
             let _ = writeln!(out, "edge_http3_{name}{{shard=\"{shard}\"}} {}", v[i]);
         }

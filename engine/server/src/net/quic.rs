@@ -32,8 +32,8 @@ use bytes::{Bytes, BytesMut};
 use edge_core::h3::{cid, code};
 use quinn_proto::crypto::rustls::QuicServerConfig;
 use quinn_proto::{
-    ConnectionHandle, ConnectionId, ConnectionIdGenerator, DatagramEvent, Endpoint,
-    EndpointConfig, IdleTimeout, ServerConfig, StreamId, TransportConfig, VarInt,
+    ConnectionHandle, ConnectionId, ConnectionIdGenerator, DatagramEvent, Endpoint, EndpointConfig,
+    IdleTimeout, ServerConfig, StreamId, TransportConfig, VarInt,
 };
 use socket2::{Domain, Protocol, Socket, Type};
 use tracing::debug;
@@ -601,7 +601,10 @@ impl QuicEndpoint {
                     let Some(t) = s.conn.poll_transmit(now, segments, &mut buf) else {
                         break;
                     };
-                    if self.send(t.destination, &buf[..t.size], t.segment_size).is_err() {
+                    if self
+                        .send(t.destination, &buf[..t.size], t.segment_size)
+                        .is_err()
+                    {
                         let b = buf[..t.size].to_vec();
                         st.stalled = Some((t.destination, b, t.segment_size));
                         // Its turn continues after the stall.
@@ -640,7 +643,10 @@ impl QuicEndpoint {
             let stats = s.conn.stats();
             self.counters.lost_packets.add(stats.path.lost_packets);
             self.counters.lost_bytes.add(stats.path.lost_bytes);
-            self.counters.connections_open.0.fetch_sub(1, Ordering::Relaxed);
+            self.counters
+                .connections_open
+                .0
+                .fetch_sub(1, Ordering::Relaxed);
             // The endpoint learns of the drain from the connection's last endpoint event.
             while let Some(event) = s.conn.poll_endpoint_events() {
                 let _ = st.endpoint.handle_event(ch, event);
@@ -659,7 +665,10 @@ impl QuicEndpoint {
                 Ok(())
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => Err(()),
-            Err(e) if segment.is_some() && matches!(e.raw_os_error(), Some(libc::EIO | libc::EINVAL)) => {
+            Err(e)
+                if segment.is_some()
+                    && matches!(e.raw_os_error(), Some(libc::EIO | libc::EINVAL)) =>
+            {
                 // No segmentation offload on this path: send them one by one from now on.
                 debug!(shard = %self.me, "UDP_SEGMENT refused ({e}); sending datagrams singly");
                 self.gso.set(false);

@@ -373,7 +373,11 @@ impl Session {
             match self.uni.remove(&id) {
                 Some(Uni::Control(_) | Uni::Encoder(_)) => {
                     // RFC 9114 §6.2.1, RFC 9204 §4.2: critical streams never close.
-                    self.close(now, code::CLOSED_CRITICAL_STREAM, "a critical stream closed");
+                    self.close(
+                        now,
+                        code::CLOSED_CRITICAL_STREAM,
+                        "a critical stream closed",
+                    );
                 }
                 Some(_) | None => {}
             }
@@ -406,7 +410,11 @@ impl Session {
             }
             UniStream::QpackEncoder => Some(Uni::Encoder(EncoderStream::new())),
             UniStream::Push => {
-                self.close(now, code::STREAM_CREATION_ERROR, "a client opened a push stream");
+                self.close(
+                    now,
+                    code::STREAM_CREATION_ERROR,
+                    "a client opened a push stream",
+                );
                 None
             }
             // With no dynamic table the decoder stream says nothing we act on.

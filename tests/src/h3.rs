@@ -1,0 +1,227 @@
+//! HTTP/3 for the tests: an independent client (aioquic, from PyPI, in the venv `.ci/run`
+//! makes) and a UDP relay that can drop datagrams and change its source port mid-connection,
+//! as a lossy path or a migrating client would.
+
+use std::net::{SocketAddr, UdpSocket};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// The venv's Python (aioquic is there), or `H3_PYTHON`.
+fn python() -> String {
+    if let Ok(p) = std::env::var("H3_PYTHON") {
+        return p;
+    }
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/tools/venv/bin/python");
+    assert!(
+        venv.is_file(),
+        "{} is missing: .ci/run makes it (with aioquic)",
+        venv.display()
+    );
+    venv.to_string_lossy().into_owned()
+}
+
+/// One HTTP/3 response: status, fields (no `:status`) in order, body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct H3Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl H3Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+fn unhex(s: &str) -> Vec<u8> {
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+/// Sends `requests` (method, path) over one QUIC connection to `addr` with aioquic, trusting
+/// `ca` for `localhost`; each answer, or the error (a reset stream) as `Err`, in order.
+pub fn h3_requests(
+    addr: SocketAddr,
+    ca: &Path,
+    requests: &[(&str, &str)],
+) -> Vec<Result<H3Response, String>> {
+    let list: Vec<serde_json::Value> = requests
+        .iter()
+        .map(|(m, p)| serde_json::json!([m, p]))
+        .collect();
+    let mut child = Command::new(python())
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("h3/h3get.py"))
+        .args([&addr.ip().to_string(), &addr.port().to_string()])
+        .arg(ca)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("running h3get.py");
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin
+            .write_all(serde_json::Value::Array(list).to_string().as_bytes())
+            .unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "h3get.py failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("h3get.py's JSON");
+    let items = v.as_array().expect("a list");
+    let (last, answers) = items.split_last().expect("the connection summary");
+    assert_eq!(last["alpn"], "h3", "ALPN: {last}");
+    answers
+        .iter()
+        .map(|r| {
+            if let Some(e) = r.get("error") {
+                return Err(e.as_str().unwrap_or_default().to_string());
+            }
+            Ok(H3Response {
+                status: r["status"].as_u64().unwrap() as u16,
+                headers: r["headers"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|h| {
+                        (
+                            h[0].as_str().unwrap().to_string(),
+                            h[1].as_str().unwrap().to_string(),
+                        )
+                    })
+                    .collect(),
+                body: unhex(r["body"].as_str().unwrap()),
+            })
+        })
+        .collect()
+}
+
+/// What the relay does to the datagrams that pass.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct UdpPath {
+    /// Drop every Nth datagram in each direction (deterministic loss).
+    pub drop_every: Option<u64>,
+    /// Move to a new source port towards the server after every N datagrams it sends back.
+    pub rebind_every: Option<u64>,
+}
+
+/// A UDP relay on 127.0.0.1 in front of `upstream`: one client.
+pub struct UdpRelay {
+    pub addr: SocketAddr,
+    pub dropped: Arc<AtomicU64>,
+    pub rebinds: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+}
+
+struct Shared {
+    front: UdpSocket,
+    client: Mutex<Option<SocketAddr>>,
+    back: Mutex<Arc<UdpSocket>>,
+    upstream: SocketAddr,
+    path: UdpPath,
+    to_client: AtomicU64,
+    to_server: AtomicU64,
+    dropped: Arc<AtomicU64>,
+    rebinds: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+}
+
+fn back_socket() -> Arc<UdpSocket> {
+    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    Arc::new(s)
+}
+
+/// Relays what the server sends on `back` to the client, until the relay stops.
+fn server_to_client(shared: Arc<Shared>, back: Arc<UdpSocket>) {
+    let mut buf = [0u8; 65536];
+    while !shared.stop.load(Ordering::Relaxed) {
+        let Ok((n, _)) = back.recv_from(&mut buf) else {
+            continue;
+        };
+        let count = shared.to_client.fetch_add(1, Ordering::Relaxed) + 1;
+        if shared.path.drop_every.is_some_and(|d| count % d == 0) {
+            shared.dropped.fetch_add(1, Ordering::Relaxed);
+            continue;
+        }
+        if let Some(client) = *shared.client.lock().unwrap() {
+            let _ = shared.front.send_to(&buf[..n], client);
+        }
+        if shared.path.rebind_every.is_some_and(|r| count % r == 0) {
+            let fresh = back_socket();
+            *shared.back.lock().unwrap() = Arc::clone(&fresh);
+            shared.rebinds.fetch_add(1, Ordering::Relaxed);
+            let s = Arc::clone(&shared);
+            std::thread::spawn(move || server_to_client(s, fresh));
+        }
+    }
+}
+
+impl UdpRelay {
+    pub fn start(upstream: SocketAddr, path: UdpPath) -> UdpRelay {
+        let front = UdpSocket::bind("127.0.0.1:0").unwrap();
+        front
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let addr = front.local_addr().unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let (dropped, rebinds) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+        let back = back_socket();
+        let shared = Arc::new(Shared {
+            front,
+            client: Mutex::new(None),
+            back: Mutex::new(Arc::clone(&back)),
+            upstream,
+            path,
+            to_client: AtomicU64::new(0),
+            to_server: AtomicU64::new(0),
+            dropped: Arc::clone(&dropped),
+            rebinds: Arc::clone(&rebinds),
+            stop: Arc::clone(&stop),
+        });
+        let s = Arc::clone(&shared);
+        std::thread::spawn(move || server_to_client(s, back));
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 65536];
+            while !shared.stop.load(Ordering::Relaxed) {
+                let Ok((n, from)) = shared.front.recv_from(&mut buf) else {
+                    continue;
+                };
+                *shared.client.lock().unwrap() = Some(from);
+                let count = shared.to_server.fetch_add(1, Ordering::Relaxed) + 1;
+                if shared.path.drop_every.is_some_and(|d| count % d == 0) {
+                    shared.dropped.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+                let back = Arc::clone(&shared.back.lock().unwrap());
+                let _ = back.send_to(&buf[..n], shared.upstream);
+            }
+        });
+        UdpRelay {
+            addr,
+            dropped,
+            rebinds,
+            stop,
+        }
+    }
+}
+
+impl Drop for UdpRelay {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,238 @@
+//! HTTP/3 end to end (issue 33): an independent client (aioquic) against `--http3`, its
+//! answers compared byte for byte and field for field with HTTPS's (rustls over TCP); access
+//! control as over HTTP/1.1; a client whose source port keeps changing mid-download (its
+//! datagrams land on the other shard and are routed back); a lossy path.
+
+use std::time::Duration;
+
+use tests::*;
+
+const FIXTURE: &str = "bframes.flv";
+const KEY: &str = "5eed0fa11c0ffee0123456789abcdef0";
+
+fn h3_engine(certs: &TestCerts, extra: &[&str]) -> Engine {
+    let (cert, key) = (certs.cert.to_str().unwrap(), certs.key.to_str().unwrap());
+    let mut args = vec![
+        "--cores",
+        "2",
+        "--https",
+        "127.0.0.1:0",
+        "--http3",
+        "127.0.0.1:0",
+        "--tls-cert",
+        cert,
+        "--tls-key",
+        key,
+    ];
+    args.extend_from_slice(extra);
+    Engine::start(&args)
+}
+
+/// An HTTP/1.1 response's header fields as HTTP/3 carries them: names lowercased, the
+/// connection-specific ones left out (RFC 9114 §4.2).
+fn h1_fields(head: &str) -> Vec<(String, String)> {
+    head.lines()
+        .skip(1)
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .filter(|(n, _)| {
+            !matches!(
+                n.as_str(),
+                "connection" | "keep-alive" | "transfer-encoding" | "proxy-connection" | "upgrade"
+            )
+        })
+        .collect()
+}
+
+/// Publishes the fixture to `live/{name}` and waits until both its playlists have ended
+/// (they stay, unchanged, for the viewers' linger): URIs that answer the same every time.
+fn ended_stream(engine: &Engine, name: &str) -> (String, String) {
+    let mut publisher = ffmpeg_publish(
+        &fixture(FIXTURE),
+        &engine.rtmp_url(&format!("live/{name}")),
+        &[],
+    );
+    assert!(publisher.wait().unwrap().success());
+    let lists = || {
+        let hls = http_get(engine.http, &format!("/live/{name}.m3u8"));
+        let ll = http_get(engine.http, &format!("/live/{name}/llhls.m3u8"));
+        (
+            String::from_utf8_lossy(&hls.body).into_owned(),
+            String::from_utf8_lossy(&ll.body).into_owned(),
+        )
+    };
+    eventually("both playlists end", Duration::from_secs(30), || {
+        let (hls, ll) = lists();
+        hls.contains("#EXT-X-ENDLIST") && ll.contains("#EXT-X-ENDLIST")
+    });
+    lists()
+}
+
+#[test]
+fn hls_and_ll_hls_over_http3_are_byte_identical_to_https() {
+    let certs = TestCerts::generate("h3");
+    let engine = h3_engine(
+        &certs,
+        &[
+            "--hls-segment-ms",
+            "1000",
+            "--hls-window",
+            "100",
+            "--republish-grace-ms",
+            "300",
+        ],
+    );
+    let (https, h3) = (engine.https.unwrap(), engine.http3.unwrap());
+    let (hls, ll) = ended_stream(&engine, "h3");
+    let (segments, _) = parse_playlist(&hls);
+    assert!(segments.len() >= 3, "{hls}");
+    // The LL-HLS init segment and the first parts, by the URIs the playlist names.
+    let ll_uris: Vec<String> = ll
+        .lines()
+        .filter_map(|l| l.split("URI=\"").nth(1))
+        .filter_map(|r| r.split('"').next())
+        .map(str::to_string)
+        .collect();
+    let parts: Vec<&String> = ll_uris.iter().filter(|u| u.contains("part")).collect();
+    assert!(parts.len() >= 4, "{ll}");
+    let mut paths = vec![
+        "/live/h3.m3u8".to_string(),
+        "/live/h3/llhls.m3u8".to_string(),
+        "/live/nothing.m3u8".to_string(),
+        "/live/h3/llhls.m3u8?_HLS_skip=YES".to_string(),
+    ];
+    paths.extend(segments.iter().take(3).map(|(u, _)| format!("/live/{u}")));
+    paths.extend(
+        ll_uris
+            .iter()
+            .filter(|u| u.contains("init"))
+            .take(1)
+            .chain(parts.into_iter().take(4))
+            .map(|u| format!("/live/h3/{u}")),
+    );
+    let mut requests: Vec<(&str, &str)> = paths.iter().map(|p| ("GET", p.as_str())).collect();
+    let segment = format!("/live/{}", segments[0].0);
+    requests.push(("HEAD", &segment));
+    let answers = h3_requests(h3, &certs.ca, &requests);
+    assert_eq!(answers.len(), requests.len());
+    for (path, got) in paths.iter().zip(&answers) {
+        let got = got.as_ref().unwrap_or_else(|e| panic!("{path}: {e}"));
+        let want = https_get(https, &certs.ca, path);
+        assert_eq!(got.status, want.status(), "{path}: status");
+        assert_eq!(got.headers, h1_fields(&want.head), "{path}: header fields");
+        assert_eq!(got.body.len(), want.body.len(), "{path}: body length");
+        assert!(got.body == want.body, "{path}: bodies differ");
+        if path.ends_with(".ts") {
+            assert_eq!(got.status, 200);
+            assert_eq!(got.body[0], 0x47, "{path}: a TS segment");
+        }
+    }
+    assert_eq!(answers[2].as_ref().unwrap().status, 404);
+    // HEAD: the GET's fields (its length too), no body.
+    let head = answers.last().unwrap().as_ref().unwrap();
+    let get = answers[paths.iter().position(|p| *p == segment).unwrap()]
+        .as_ref()
+        .unwrap();
+    assert_eq!((head.status, &head.headers), (200, &get.headers));
+    assert!(head.body.is_empty());
+
+    let m = engine.metrics();
+    assert_eq!(
+        m.sum("http3_connections"),
+        1,
+        "one connection for every request"
+    );
+    assert_eq!(m.sum("http3_handshakes"), 1);
+    assert_eq!(m.sum("http3_streams"), requests.len() as u64);
+    assert!(m.sum("http3_datagrams_out") >= m.sum("http3_send_calls"));
+    assert!(engine.stop().success());
+}
+
+#[test]
+fn http3_applies_play_tokens_as_https_does() {
+    let certs = TestCerts::generate("h3-token");
+    let engine = h3_engine(&certs, &["--play-auth", "token", "--token-key", KEY]);
+    let (https, h3) = (engine.https.unwrap(), engine.http3.unwrap());
+    let publisher = publish_loop(&engine.rtmp_url("live/t"));
+    let signed = {
+        let (ok, out, err) = run_tool(
+            engine_bin().to_str().unwrap(),
+            &["sign", "--key", KEY, "--acl", "/live/t*", "--ttl", "60"],
+            Duration::from_secs(10),
+        );
+        assert!(ok, "sign: {err}");
+        out.trim().to_string()
+    };
+    engine.wait_for("a segment", Duration::from_secs(30), |m| {
+        m.sum("hls_segments") >= 1
+    });
+    let refused = [
+        "/live/t.m3u8",
+        "/live/t.m3u8?token=exp=1~acl=/live/t*~hmac=00",
+    ];
+    let good = format!("/live/t.m3u8?token={signed}");
+    let mut requests: Vec<(&str, &str)> = refused.iter().map(|p| ("GET", *p)).collect();
+    requests.push(("GET", &good));
+    let answers = h3_requests(h3, &certs.ca, &requests);
+    for (path, got) in refused.iter().zip(&answers) {
+        let got = got.as_ref().unwrap();
+        let want = https_get(https, &certs.ca, path);
+        assert_eq!((got.status, want.status()), (403, 403), "{path}");
+        assert_eq!(got.body, want.body, "{path}: the refusal's reason");
+    }
+    let ok = answers[2].as_ref().unwrap();
+    assert_eq!(ok.status, 200, "{good}");
+    assert!(String::from_utf8_lossy(&ok.body).starts_with("#EXTM3U"));
+    drop(publisher);
+    assert!(engine.stop().success());
+}
+
+#[test]
+fn a_client_that_changes_port_and_loses_datagrams_finishes_on_the_same_connection() {
+    let certs = TestCerts::generate("h3-migrate");
+    let engine = h3_engine(
+        &certs,
+        &[
+            "--hls-segment-ms",
+            "2000",
+            "--hls-window",
+            "100",
+            "--republish-grace-ms",
+            "300",
+        ],
+    );
+    let (hls, _) = ended_stream(&engine, "m");
+    let (segments, _) = parse_playlist(&hls);
+    let paths: Vec<String> = segments.iter().map(|(u, _)| format!("/live/{u}")).collect();
+    let requests: Vec<(&str, &str)> = paths.iter().map(|p| ("GET", p.as_str())).collect();
+    // A new source port after every 4 datagrams from the server, and every 10th datagram
+    // each way lost.
+    let relay = UdpRelay::start(
+        engine.http3.unwrap(),
+        UdpPath {
+            drop_every: Some(10),
+            rebind_every: Some(4),
+        },
+    );
+    let answers = h3_requests(relay.addr, &certs.ca, &requests);
+    let mut total = 0;
+    for (path, got) in paths.iter().zip(&answers) {
+        let got = got.as_ref().unwrap_or_else(|e| panic!("{path}: {e}"));
+        let want = http_get(engine.http, path);
+        assert_eq!(got.status, 200, "{path}");
+        assert!(got.body == want.body, "{path}: bodies differ");
+        total += got.body.len();
+    }
+    let rebinds = relay.rebinds.load(std::sync::atomic::Ordering::Relaxed);
+    // Each new port lands on either shard: 2^-20 that none of them reached the other one.
+    assert!(rebinds >= 20, "{rebinds} rebinds for {total} bytes");
+    assert!(relay.dropped.load(std::sync::atomic::Ordering::Relaxed) > 0);
+    let m = engine.metrics();
+    // One connection throughout: every new port continued it.
+    assert_eq!(m.sum("http3_connections"), 1, "{m:?}");
+    // With two shards, a port's datagrams land on either: with this many new ports some
+    // landed on the shard that does not hold the connection, and were passed to it.
+    assert!(m.sum("http3_routed_out") >= 1, "{m:?}");
+    assert!(m.sum("http3_routed_in") >= 1, "{m:?}");
+    assert!(engine.stop().success());
+}
