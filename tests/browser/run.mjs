@@ -12,6 +12,9 @@
 //            video.currentTime.
 //   page     {url, seconds}: open a page for `seconds`; its text, the player's state and log,
 //            and every URL it requested.
+// Every scenario takes `chromium_args` (extra command-line flags, e.g. to force QUIC on an
+// origin) and reports `protocols`: each resource's URL path and `nextHopProtocol`, from the
+// page's Resource Timing entries (the page itself first).
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -30,7 +33,7 @@ async function launch() {
       "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
       "--no-first-run", "--disable-component-update", "--disable-sync",
       "--autoplay-policy=no-user-gesture-required", `--user-data-dir=${dir}`,
-      "--window-size=1280,900",
+      "--window-size=1280,900", ...(args.chromium_args || []),
     ],
     userDataDir: dir,
     defaultViewport: { width: 1280, height: 900 },
@@ -185,14 +188,25 @@ async function pageOnly(page, { url, seconds }) {
   return { ...seen, requests };
 }
 
+// The protocol each resource came over, by path (hls.js loads with XHR and fetch: both are
+// Resource Timing entries).
+const protocols = (page) => page.evaluate(() => {
+  const path = (u) => { try { return new URL(u).pathname; } catch { return u; } };
+  return [...performance.getEntriesByType("navigation"), ...performance.getEntriesByType("resource")]
+    .map((e) => [path(e.name), e.nextHopProtocol]);
+});
+
 const { browser, dir } = await launch();
 let result;
 try {
   const page = await browser.newPage();
+  // Keep every entry (the default buffer holds 250).
+  await page.evaluateOnNewDocument(() => performance.setResourceTimingBufferSize(100000));
   if (scenario === "console") result = await consolePage(page, args);
   else if (scenario === "play" || scenario === "failover") result = await play(page, args);
   else if (scenario === "page") result = await pageOnly(page, args);
   else throw new Error("unknown scenario " + scenario);
+  result.protocols = await protocols(page);
 } finally {
   await browser.close();
   fs.rmSync(dir, { recursive: true, force: true });

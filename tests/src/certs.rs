@@ -95,6 +95,19 @@ impl TestCerts {
         ]);
     }
 
+    /// The base64 SHA-256 of the leaf's public key (SubjectPublicKeyInfo), as Chromium's
+    /// `--ignore-certificate-errors-spki-list` takes it; computed by openssl.
+    pub fn spki_sha256(&self) -> String {
+        let script = format!(
+            "openssl x509 -pubkey -noout -in '{}' | openssl pkey -pubin -outform der \
+             | openssl dgst -sha256 -binary | base64",
+            self.cert.display()
+        );
+        let (ok, out, err) = run_tool("sh", &["-c", &script], Duration::from_secs(30));
+        assert!(ok, "{script}: {err}");
+        out.trim().to_string()
+    }
+
     /// The DER of the leaf in `cert`.
     pub fn leaf_der(cert: &std::path::Path) -> Vec<u8> {
         let pem = std::fs::read(cert).unwrap();

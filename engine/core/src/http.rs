@@ -267,6 +267,17 @@ pub fn flv_response_head() -> Bytes {
     )
 }
 
+/// The `Alt-Svc` field every response head carries, set once at start-up by a node that
+/// serves HTTP/3 (`h3=":PORT"; ma=…`), so browsers move to it by themselves. The one piece
+/// of process-wide state here: a setting, never changed after it is set.
+static ALT_SVC: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Announces HTTP/3 on `port` in every response head from now on (once; later calls are
+/// ignored).
+pub fn announce_http3(port: u16, max_age_s: u64) {
+    let _ = ALT_SVC.set(format!("h3=\":{port}\"; ma={max_age_s}"));
+}
+
 /// Builds a response head. `content_length: None` means the body runs until close.
 pub fn response_head(
     status: u16,
@@ -287,6 +298,9 @@ pub fn response_head(
     }
     if let Some(len) = content_length {
         let _ = write!(h, "Content-Length: {len}\r\n");
+    }
+    if let Some(alt) = ALT_SVC.get() {
+        let _ = write!(h, "Alt-Svc: {alt}\r\n");
     }
     let _ = write!(
         h,

@@ -235,6 +235,66 @@ fn the_player_plays_ll_hls_by_default_with_hls_js_low_latency_mode() {
     assert!(parts >= 20, "parts served: {parts}");
 }
 
+/// HTTP/3 in Chromium (issue 33): forced onto QUIC for the engine's `--http3` origin, trusting
+/// the test certificate by its key's hash, the player page plays LL-HLS (its default) and
+/// HLS-TS, and every resource, the page first, came over `h3`. There is no TCP listener on
+/// that port at all: only QUIC can have served it.
+#[test]
+fn the_player_plays_ll_hls_and_hls_over_http3() {
+    let certs = TestCerts::generate("h3-browser");
+    let (cert, key) = (certs.cert.to_str().unwrap(), certs.key.to_str().unwrap());
+    let e = engine(&[
+        "--hls-segment-ms",
+        "1000",
+        "--http3",
+        "127.0.0.1:0",
+        "--tls-cert",
+        cert,
+        "--tls-key",
+        key,
+    ]);
+    let h3 = e.http3.unwrap();
+    let _publisher = publish_loop(&e.rtmp_url("live/q"));
+    wait_for_playlist(&e, "/live/q.m3u8");
+    let flags = [
+        format!("--origin-to-force-quic-on={h3}"),
+        format!(
+            "--ignore-certificate-errors-spki-list={}",
+            certs.spki_sha256()
+        ),
+    ];
+    for protocol in ["llhls", "hls"] {
+        let streams_before = e.metrics().sum("http3_streams");
+        let r = browser(
+            "play",
+            json!({
+                "url": format!("https://{h3}/player?stream=live/q&protocol={protocol}"),
+                "seconds": 12,
+                "chromium_args": flags,
+            }),
+            Duration::from_secs(90),
+        );
+        let f = &r["final"];
+        println!("http3 {protocol}: {} s behind live, {r}", f["latency"]);
+        assert!(r["played_s"].as_f64().unwrap() >= 8.0, "{r}");
+        assert_eq!(f["fatal"], Value::Null, "{r}");
+        assert_eq!(f["protocol"], protocol, "{r}");
+        assert_eq!(f["stalls"], 0, "{r}");
+        let protocols = r["protocols"].as_array().unwrap();
+        assert!(protocols.len() >= 10, "{r}");
+        assert_eq!(protocols[0][0], "/player", "{r}");
+        for p in protocols {
+            assert_eq!(p[1], "h3", "{p} came over another protocol: {r}");
+        }
+        // Each distinct resource was a request stream of its own (a playlist reloaded within
+        // its max-age may come from Chromium's cache, with the protocol it first came over).
+        let distinct: std::collections::HashSet<&str> =
+            protocols.iter().filter_map(|p| p[0].as_str()).collect();
+        let streams = e.metrics().sum("http3_streams") - streams_before;
+        assert!(streams >= distinct.len() as u64, "{streams} streams: {r}");
+    }
+}
+
 /// Where a node makes no LL-HLS (`--ll-hls off` here; an edge of an HLS origin alike), it says
 /// so in its 404, and the player's default falls back to HLS-TS and plays.
 #[test]

@@ -128,6 +128,20 @@ fn hls_and_ll_hls_over_http3_are_byte_identical_to_https() {
         }
     }
     assert_eq!(answers[2].as_ref().unwrap().status, 404);
+    // HTTPS (and plain HTTP) responses announce the HTTP/3 port, so browsers move to it.
+    let alt = format!("h3=\":{}\"; ma=86400", h3.port());
+    let playlist = https_get(https, &certs.ca, "/live/h3.m3u8");
+    assert!(
+        playlist.head.contains(&format!("Alt-Svc: {alt}\r\n")),
+        "{}",
+        playlist.head
+    );
+    let plain = http_get(engine.http, "/healthz");
+    assert!(
+        plain.head.contains(&format!("Alt-Svc: {alt}\r\n")),
+        "{}",
+        plain.head
+    );
     // HEAD: the GET's fields (its length too), no body.
     let head = answers.last().unwrap().as_ref().unwrap();
     let get = answers[paths.iter().position(|p| *p == segment).unwrap()]

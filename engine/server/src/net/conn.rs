@@ -60,6 +60,33 @@ impl Conn {
     }
 }
 
+/// A sink that may take response pieces as the `Bytes` they are: an HTTP/3 stream hands them
+/// to QUIC without copying them (an arena segment stays where it is until it is encrypted
+/// into packets). Byte streams write them through their iovecs instead.
+pub(crate) trait Pieces {
+    fn as_h3(&mut self) -> Option<&mut H3Write> {
+        None
+    }
+}
+
+impl Pieces for Conn {
+    fn as_h3(&mut self) -> Option<&mut H3Write> {
+        match self {
+            Conn::H3(s) => Some(&mut s.write),
+            _ => None,
+        }
+    }
+}
+
+impl Pieces for ConnWrite {
+    fn as_h3(&mut self) -> Option<&mut H3Write> {
+        match self {
+            ConnWrite::H3(w) => Some(w),
+            _ => None,
+        }
+    }
+}
+
 /// The socket's descriptor, taken before the stream moves into its driver (to make a close
 /// abortive, see [`crate::shard::outlet::reset_on_close`]).
 pub(crate) fn raw_fd(s: &TcpStream) -> RawFd {

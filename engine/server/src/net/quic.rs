@@ -29,7 +29,7 @@ use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use edge_core::h3::{cid, code};
+use edge_core::h3::cid;
 use quinn_proto::crypto::rustls::QuicServerConfig;
 use quinn_proto::{
     ConnectionHandle, ConnectionId, ConnectionIdGenerator, DatagramEvent, Endpoint, EndpointConfig,
@@ -125,6 +125,10 @@ impl QuicCounters {
     }
 }
 
+/// Admits a new connection from an address: `Ok` with what to hold while it is open (a
+/// permit of `--max-connections`), or `Err` to refuse it.
+pub(crate) type Admit = Box<dyn Fn(SocketAddr) -> Result<Option<Box<dyn std::any::Any>>, ()>>;
+
 /// What a shard's endpoint is set up with.
 pub(crate) struct QuicSettings {
     pub(crate) tls: Arc<rustls::ServerConfig>,
@@ -188,6 +192,7 @@ pub(crate) struct QuicEndpoint {
     /// timer through `arm`.
     deadlines: Timers<usize>,
     arm: Box<dyn Fn(Option<u64>)>,
+    admit: RefCell<Option<Admit>>,
     sender: Cell<Option<Waker>>,
     acceptor: Cell<Option<Waker>>,
     /// Segmentation offload works on this socket (until a send says otherwise).
@@ -270,6 +275,7 @@ impl QuicEndpoint {
             }),
             deadlines: Timers::default(),
             arm,
+            admit: RefCell::new(None),
             sender: Cell::new(None),
             acceptor: Cell::new(None),
             gso: Cell::new(true),
@@ -279,8 +285,9 @@ impl QuicEndpoint {
         Ok(this)
     }
 
-    pub(crate) fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.socket.local_addr()
+    /// Connections are admitted by `admit` from now on (the serving layer's limits).
+    pub(crate) fn set_admission(&self, admit: Admit) {
+        *self.admit.borrow_mut() = Some(admit);
     }
 
     /// The next request read off any connection.
@@ -365,7 +372,12 @@ impl QuicEndpoint {
             }
             Some(DatagramEvent::NewConnection(incoming)) => {
                 let open = st.sessions.len();
-                if st.closing || open >= self.settings.max_connections {
+                let permit = match &*self.admit.borrow() {
+                    _ if st.closing || open >= self.settings.max_connections => Err(()),
+                    Some(admit) => admit(from),
+                    None => Ok(None),
+                };
+                if let Err(()) = permit {
                     self.counters.refused.inc();
                     let t = st.endpoint.refuse(incoming, &mut buf);
                     buf.truncate(t.size);
@@ -387,7 +399,8 @@ impl QuicEndpoint {
                         Ok((ch, conn)) => {
                             self.counters.connections.inc();
                             self.counters.connections_open.inc();
-                            st.sessions.insert(ch, Session::new(conn));
+                            let permit = permit.ok().flatten();
+                            st.sessions.insert(ch, Session::new(conn, permit));
                             self.drive(&mut st, ch, now);
                         }
                         Err(e) => {
@@ -424,6 +437,7 @@ impl QuicEndpoint {
         };
         let mut new = Vec::new();
         s.poll_events(now, &self.counters, &mut new);
+        s.close_if_done(now);
         while let Some(event) = s.conn.poll_endpoint_events() {
             if let Some(back) = endpoint.handle_event(ch, event) {
                 s.conn.handle_event(back);
@@ -523,19 +537,11 @@ impl QuicEndpoint {
         for ch in handles {
             if let Some(s) = st.sessions.get_mut(&ch) {
                 s.go_away();
-                if s.open_requests() == 0 {
-                    s.close(now, code::NO_ERROR, "");
-                }
             }
             self.drive(&mut st, ch, now);
         }
         drop(st);
         self.wake_sender();
-    }
-
-    /// Connections open on this shard.
-    pub(crate) fn connections(&self) -> usize {
-        self.state.borrow().sessions.len()
     }
 
     fn wake_sender(&self) {

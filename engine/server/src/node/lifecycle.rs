@@ -114,6 +114,8 @@ pub fn run() -> anyhow::Result<()> {
         port_locks.extend(lock);
         let at = socket.local_addr()?;
         endpoints_udp.push(format!("http3={at}"));
+        // HTTP and HTTPS responses name it, for a day: browsers upgrade by themselves.
+        edge_core::http::announce_http3(at.port(), 86_400);
         http3 = Some((at, socket));
     }
     if let Some((_, rest)) = &inherited {

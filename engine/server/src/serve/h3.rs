@@ -7,12 +7,42 @@
 
 use std::rc::Rc;
 
+use edge_core::admission::Refusal;
+
+use crate::machine::stats::Counter;
 use crate::net::conn::Conn;
 use crate::net::quic::QuicEndpoint;
+use crate::serve::listen;
 use crate::shard::ShardHandle;
 
-/// Takes requests off `quic` until the shard stops.
+/// How often a shard looks whether its listeners were closed (a drain or a handover).
+const WATCH: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Takes requests off `quic` until the shard stops. When the TCP listeners close (a drain,
+/// an upgrade's handover) every connection gets GOAWAY: what it asked for is answered, then
+/// it closes, and new connections are refused.
 pub(crate) async fn serve_requests(shard: ShardHandle, quic: Rc<QuicEndpoint>) {
+    // A QUIC connection counts against --max-connections and --max-connections-per-ip as a
+    // TCP connection does; a refused one is answered CONNECTION_REFUSED.
+    let s = shard.clone();
+    quic.set_admission(Box::new(move |peer| match listen::admit(&s, peer) {
+        Ok(permit) => Ok(permit.map(|p| Box::new(p) as Box<dyn std::any::Any>)),
+        Err(refusal) => {
+            let stats = s.stats();
+            match refusal {
+                Refusal::Total => stats.connections_refused_max.inc(),
+                Refusal::PerIp => stats.connections_refused_per_ip.inc(),
+            }
+            Err(())
+        }
+    }));
+    let (s, q) = (shard.clone(), Rc::clone(&quic));
+    monoio::spawn(async move {
+        while !s.machine().control.accepting_ended() {
+            monoio::time::sleep(WATCH).await;
+        }
+        q.go_away();
+    });
     loop {
         let stream = quic.accept().await;
         let peer = stream.peer();

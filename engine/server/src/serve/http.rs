@@ -522,7 +522,8 @@ async fn send_response(
             }
         }
     }
-    if shard.config().http_vectored {
+    // HTTP/3 takes the pieces as they are (no system call per piece to save).
+    if shard.config().http_vectored || matches!(stream, Conn::H3(_)) {
         write_counted(shard, stream, bufs).await
     } else {
         let total = bufs.iter().map(Bytes::len).sum();

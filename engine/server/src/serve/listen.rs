@@ -25,7 +25,7 @@ use crate::shard::ShardHandle;
 
 /// A connection counted against --max-connections(-per-ip): released when the connection's
 /// task ends, however it ends.
-struct Permit {
+pub(crate) struct Permit {
     table: Arc<Mutex<Admission>>,
     ip: IpAddr,
 }
@@ -49,7 +49,7 @@ impl Drop for Open {
 }
 
 /// Counts `peer` in, or says which limit refuses it.
-fn admit(shard: &ShardHandle, peer: SocketAddr) -> Result<Option<Permit>, Refusal> {
+pub(crate) fn admit(shard: &ShardHandle, peer: SocketAddr) -> Result<Option<Permit>, Refusal> {
     let Some(table) = &shard.admission() else {
         return Ok(None);
     };

@@ -104,11 +104,6 @@ impl ShardHandle {
         Ok(quic)
     }
 
-    /// This shard's HTTP/3 endpoint, with --http3.
-    pub(crate) fn quic(&self) -> Option<&Rc<QuicEndpoint>> {
-        self.0.quic.get()
-    }
-
     /// Receives mesh messages until shutdown.
     pub(crate) async fn run_dispatcher(self) {
         self.0.run_dispatcher().await;

@@ -24,6 +24,7 @@ use monoio::io::AsyncWriteRent;
 
 use crate::machine::stats::{BytesOut, ShardStats};
 use crate::net::clock::Clock;
+use crate::net::conn::Pieces;
 use crate::shard::pacer::WritePacer;
 
 /// Buffers per `writev`.
@@ -289,7 +290,7 @@ impl Outlet {
     /// Before each write of a joined viewer the shard's `pacer` may hold it for the shard's
     /// write window (adaptive batching, `--write-coalesce-ms`), so the frames that arrive
     /// meanwhile leave in one `writev`. The join sequence, a backlog and closes are never held.
-    pub(crate) async fn run_writer<W: AsyncWriteRent>(
+    pub(crate) async fn run_writer<W: AsyncWriteRent + Pieces>(
         self: Rc<Self>,
         mut sink: W,
         pacer: Rc<WritePacer>,
@@ -481,7 +482,7 @@ unsafe impl IoVecBuf for WriteBatch {
 
 /// Writes `bufs` in order with as few syscalls as the socket allows (one `writev` when it
 /// takes everything), without copying them.
-pub(crate) async fn write_bufs<W: AsyncWriteRent>(
+pub(crate) async fn write_bufs<W: AsyncWriteRent + Pieces>(
     sink: &mut W,
     bufs: Vec<Bytes>,
 ) -> std::io::Result<usize> {
@@ -492,10 +493,14 @@ pub(crate) async fn write_bufs<W: AsyncWriteRent>(
     write_batch(sink, batch).await.0
 }
 
-async fn write_batch<W: AsyncWriteRent>(
+async fn write_batch<W: AsyncWriteRent + Pieces>(
     sink: &mut W,
     mut batch: WriteBatch,
 ) -> (std::io::Result<usize>, WriteBatch) {
+    if let Some(h3) = sink.as_h3() {
+        let bufs = std::mem::take(&mut batch.bufs);
+        return (h3.send(bufs).await, batch);
+    }
     let total = batch.prepare();
     let mut done = 0;
     while done < total {

@@ -104,6 +104,8 @@ pub(crate) struct Session {
     goaway: bool,
     /// Counted as a handshake (success or failure) already.
     pub(crate) counted: bool,
+    /// Held while the connection is open: its place under `--max-connections`.
+    _permit: Option<Box<dyn std::any::Any>>,
 }
 
 fn varint(v: u64) -> VarInt {
@@ -111,7 +113,7 @@ fn varint(v: u64) -> VarInt {
 }
 
 impl Session {
-    pub(crate) fn new(conn: Connection) -> Self {
+    pub(crate) fn new(conn: Connection, permit: Option<Box<dyn std::any::Any>>) -> Self {
         Session {
             conn,
             control: None,
@@ -122,12 +124,15 @@ impl Session {
             dirty: false,
             goaway: false,
             counted: false,
+            _permit: permit,
         }
     }
 
-    /// Requests being answered now.
-    pub(crate) fn open_requests(&self) -> usize {
-        self.requests.len()
+    /// After a GOAWAY, once its last request is answered (and acknowledged): closed.
+    pub(crate) fn close_if_done(&mut self, now: Instant) {
+        if self.goaway && self.requests.is_empty() && !self.conn.is_closed() {
+            self.close(now, code::NO_ERROR, "");
+        }
     }
 
     /// Reads every event the connection has: new streams, their bytes, writability, the end.
