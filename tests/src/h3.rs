@@ -154,14 +154,22 @@ fn server_to_client(shared: Arc<Shared>, back: Arc<UdpSocket>) {
             continue;
         };
         let count = shared.to_client.fetch_add(1, Ordering::Relaxed) + 1;
-        if shared.path.drop_every.is_some_and(|d| count % d == 0) {
+        if shared
+            .path
+            .drop_every
+            .is_some_and(|d| count.is_multiple_of(d))
+        {
             shared.dropped.fetch_add(1, Ordering::Relaxed);
             continue;
         }
         if let Some(client) = *shared.client.lock().unwrap() {
             let _ = shared.front.send_to(&buf[..n], client);
         }
-        if shared.path.rebind_every.is_some_and(|r| count % r == 0) {
+        if shared
+            .path
+            .rebind_every
+            .is_some_and(|r| count.is_multiple_of(r))
+        {
             let fresh = back_socket();
             *shared.back.lock().unwrap() = Arc::clone(&fresh);
             shared.rebinds.fetch_add(1, Ordering::Relaxed);
@@ -203,7 +211,11 @@ impl UdpRelay {
                 };
                 *shared.client.lock().unwrap() = Some(from);
                 let count = shared.to_server.fetch_add(1, Ordering::Relaxed) + 1;
-                if shared.path.drop_every.is_some_and(|d| count % d == 0) {
+                if shared
+                    .path
+                    .drop_every
+                    .is_some_and(|d| count.is_multiple_of(d))
+                {
                     shared.dropped.fetch_add(1, Ordering::Relaxed);
                     continue;
                 }

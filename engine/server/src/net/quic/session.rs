@@ -375,16 +375,13 @@ impl Session {
         // answered.
         drop(events);
         if end != End::Open {
-            match self.uni.remove(&id) {
-                Some(Uni::Control(_) | Uni::Encoder(_)) => {
-                    // RFC 9114 §6.2.1, RFC 9204 §4.2: critical streams never close.
-                    self.close(
-                        now,
-                        code::CLOSED_CRITICAL_STREAM,
-                        "a critical stream closed",
-                    );
-                }
-                Some(_) | None => {}
+            // RFC 9114 §6.2.1, RFC 9204 §4.2: critical streams never close.
+            if let Some(Uni::Control(_) | Uni::Encoder(_)) = self.uni.remove(&id) {
+                self.close(
+                    now,
+                    code::CLOSED_CRITICAL_STREAM,
+                    "a critical stream closed",
+                );
             }
         }
     }
