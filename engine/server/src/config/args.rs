@@ -422,8 +422,9 @@ pub(crate) struct Args {
     #[arg(help_heading = "Listening and shards", long, value_name = "ADDR")]
     pub https: Option<SocketAddr>,
 
-    /// Also serve everything --http serves over HTTP/3 (QUIC, UDP) here; it needs --tls-cert
-    /// and --tls-key. HTTP and HTTPS responses then carry an `Alt-Svc` header naming its port.
+    /// Also serve everything --http serves over HTTP/3 (QUIC, UDP) here, with the TLS
+    /// certificate and key of HTTPS. HTTP and HTTPS responses then carry an `Alt-Svc` header
+    /// naming its port.
     #[arg(help_heading = "Listening and shards", long, value_name = "ADDR")]
     pub http3: Option<SocketAddr>,
 
