@@ -2,10 +2,12 @@
 UPSTREAM (HOST:PORT) and back, every chunk written DELAY_MS/2 after it was read, in order.
 HTTP request lines and the time each response's first byte went back are logged to LOG.
 
-Usage: python3 delay_relay.py PORT UPSTREAM DELAY_MS LOG
+Usage: python3 delay_relay.py [HOST:]PORT UPSTREAM DELAY_MS LOG (HOST: 127.0.0.1 unless given)
 """
 import asyncio, sys, time
-listen, upstream, one_way, log_path = int(sys.argv[1]), sys.argv[2], float(sys.argv[3]) / 2000, sys.argv[4]
+listen, upstream, one_way, log_path = sys.argv[1], sys.argv[2], float(sys.argv[3]) / 2000, sys.argv[4]
+listen_host, _, listen = listen.rpartition(":")
+listen_host, listen = listen_host or "127.0.0.1", int(listen)
 log = open(log_path, "a", buffering=1)
 async def pump(reader, writer, requests, waiting):
     q = asyncio.Queue()
@@ -45,7 +47,7 @@ async def handle(cr, cw):
     # A response's first byte is logged when it is sent to the edge, once per request.
     await asyncio.gather(pump(cr, uw, pending, None), pump(ur, cw, None, pending))
 async def main():
-    server = await asyncio.start_server(handle, "127.0.0.1", listen)
+    server = await asyncio.start_server(handle, listen_host, listen)
     async with server:
         await server.serve_forever()
 asyncio.run(main())

@@ -1,0 +1,181 @@
+#!/usr/bin/env bash
+# HTTPS over TCP against HTTP/3 over QUIC, side by side in one run, through the same
+# user-space delay and the same packet loss: HLS viewers in a network namespace reach the
+# engine through a veth pair, where nftables drops a share of the packets both ways
+# (`numgen random`; this kernel has no netem), and through relays that hold every packet
+# half the round trip each way (delay_relay.py for TCP, udp_delay_relay.py for UDP).
+#
+# For each round trip and loss, new viewers at once (each its own connection) fetch the HLS
+# playlist and its newest segments one after another, then the LL-HLS playlist and its
+# newest parts; h3_bench.py is the client for both protocols (Python's ssl over TCP, aioquic
+# over UDP). Printed per cell: a new viewer's time to its first segment byte (median), and
+# segment and part downloads (median and p99), each over every repetition.
+#
+# Then, with no delay or loss, the engine's CPU per request for the same requests over
+# each protocol at the same rate (64 KB and 700 KB segments).
+#
+# Usage: bench/peers/http3_loss.sh [--rtts "50 150"] [--losses "0 1 3"] [--reps N]
+#        [--viewers N]
+# Needs root (a network namespace). Installs ffmpeg, nftables and openssl when missing, and
+# aioquic in target/tools/venv. Removes its namespace and temporary directory on exit.
+set -euo pipefail
+
+rtts="50 150"
+losses="0 1 3"
+reps=3
+viewers=6
+while (($#)); do
+    case "$1" in
+        --rtts) rtts=$2; shift 2 ;;
+        --losses) losses=$2; shift 2 ;;
+        --reps) reps=$2; shift 2 ;;
+        --viewers) viewers=$2; shift 2 ;;
+        -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
+        *) echo "unknown argument: $1" >&2; exit 2 ;;
+    esac
+done
+
+root=$(cd "$(dirname "$0")/../.." && pwd)
+here="$root/bench/peers"
+# shellcheck source-path=SCRIPTDIR source=common.sh
+. "$here/common.sh"
+install_missing ffmpeg:ffmpeg nft:nftables openssl:openssl
+PATH="$PATH:/usr/sbin"
+venv="$root/target/tools/venv"
+[ -x "$venv/bin/pip" ] || python3 -m venv "$venv"
+"$venv/bin/python" -c 'import aioquic' 2>/dev/null ||
+    "$venv/bin/pip" install --quiet --disable-pip-version-check aioquic==1.7.2
+py="$venv/bin/python"
+
+ns=edge-h3-bench
+setup_work /dev/shm/edge-bench-h3.XXXXXX
+trap 'ip netns del $ns 2>/dev/null || true; cleanup_work' EXIT
+
+(cd "$root" && cargo build --release -q -p edge-engine)
+bin="$root/target/release"
+
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+    -subj /CN=localhost -addext subjectAltName=DNS:localhost,IP:127.0.0.1 \
+    -keyout "$work/key.pem" -out "$work/cert.pem" 2>/dev/null
+make_clip small 200
+make_clip big 2750
+
+start_engine --https 127.0.0.1:0 --http3 127.0.0.1:0 --tls-cert "$work/cert.pem" \
+    --tls-key "$work/key.pem" --hls-segment-ms 2000
+https=$(sed -n 's/.*https=\([^ ]*\).*/\1/p' "$work/engine.out")
+h3=$(sed -n 's/.*http3=\([^ ]*\).*/\1/p' "$work/engine.out")
+for clip in small big; do
+    taskset -c 1 ffmpeg -v error -nostdin -re -stream_loop -1 -i "$work/$clip.flv" -c copy \
+        -f flv "rtmp://$ENGINE_RTMP/live/$clip" &
+    pids+=($!)
+done
+# Three segments of each before anyone watches.
+for _ in $(seq 150); do
+    n=$(curl -s "http://$ENGINE_HTTP/live/big.m3u8" | grep -c '^big-' || true)
+    [ "${n:-0}" -ge 3 ] && break
+    sleep 0.2
+done
+
+# The viewers' namespace, its veth pair, and the relays on the host's end.
+ip netns add $ns
+ip link add eh3-host type veth peer name eh3-view
+ip link set eh3-view netns $ns
+ip addr add 10.203.0.1/24 dev eh3-host
+ip link set eh3-host up
+ip netns exec $ns ip addr add 10.203.0.2/24 dev eh3-view
+ip netns exec $ns ip link set eh3-view up
+ip netns exec $ns ip link set lo up
+
+relay_pids=()
+start_relays() { # rtt_ms
+    local p
+    for p in "${relay_pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    relay_pids=()
+    taskset -c 1 python3 "$here/delay_relay.py" 10.203.0.1:7443 "$https" "$1" /dev/null &
+    relay_pids+=($!)
+    taskset -c 1 "$py" "$here/udp_delay_relay.py" 10.203.0.1:7443 "$h3" "$1" &
+    relay_pids+=($!)
+    pids+=("${relay_pids[@]}")
+    sleep 1
+}
+
+set_loss() { # percent (integer or one decimal)
+    local per_mille
+    per_mille=$(awk -v p="$1" 'BEGIN { printf "%d", p * 10 }')
+    ip netns exec $ns nft delete table inet loss 2>/dev/null || true
+    ((per_mille > 0)) || return 0
+    ip netns exec $ns nft -f - <<NFT
+table inet loss {
+    chain out { type filter hook output priority 0; ip daddr 10.203.0.1 numgen random mod 1000 < $per_mille drop; }
+    chain in { type filter hook input priority 0; ip saddr 10.203.0.1 numgen random mod 1000 < $per_mille drop; }
+}
+NFT
+}
+
+view() { # proto stream segments parts -> JSON
+    ip netns exec $ns taskset -c 1 "$py" "$here/h3_bench.py" "$1" 10.203.0.1 7443 \
+        "$work/cert.pem" "live/$2" "$viewers" "$3" "$4"
+}
+
+echo "edge-engine $(git -C "$root" rev-parse --short HEAD), $(nproc) CPUs; $viewers viewers at once, $reps repetitions per cell"
+echo "segments: live/small (~64 KB, 2 s); parts: its LL-HLS parts"
+printf '%-5s %-5s %-6s %14s %14s %14s %14s %14s %7s\n' rtt loss proto \
+    "first byte p50" "segment p50" "segment p99" "part p50" "part p99" errors
+for rtt in $rtts; do
+    start_relays "$rtt"
+    for loss in $losses; do
+        set_loss "$loss"
+        for proto in https h3; do
+            for _ in $(seq "$reps"); do view $proto small 6 10; echo; done >"$work/cell-$rtt-$loss-$proto.json"
+        done
+        "$py" - "$work" "$rtt" "$loss" <<'PY'
+import json, sys
+work, rtt, loss = sys.argv[1:4]
+def pct(xs, q):
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(q * len(xs)))] if xs else float("nan")
+cells = {}
+for proto in ("https", "h3"):
+    runs = [json.loads(l) for l in open(f"{work}/cell-{rtt}-{loss}-{proto}.json") if l.strip()]
+    agg = {k: sum((r[k] for r in runs), []) for k in ("first_byte_ms", "segment_ms", "part_ms")}
+    agg["errors"] = sum(r["errors"] for r in runs)
+    cells[proto] = agg
+    print(f"{rtt:<5} {loss:<5} {proto:<6} {pct(agg['first_byte_ms'], .5):14.0f} {pct(agg['segment_ms'], .5):14.0f} "
+          f"{pct(agg['segment_ms'], .99):14.0f} {pct(agg['part_ms'], .5):14.0f} {pct(agg['part_ms'], .99):14.0f} {agg['errors']:7}")
+h, q = cells["https"], cells["h3"]
+print(f"{rtt:<5} {loss:<5} {'h3/tls':<6} {pct(q['first_byte_ms'], .5) / pct(h['first_byte_ms'], .5):14.2f} "
+      f"{pct(q['segment_ms'], .5) / pct(h['segment_ms'], .5):14.2f} {pct(q['segment_ms'], .99) / pct(h['segment_ms'], .99):14.2f} "
+      f"{pct(q['part_ms'], .5) / pct(h['part_ms'], .5):14.2f} {pct(q['part_ms'], .99) / pct(h['part_ms'], .99):14.2f}")
+PY
+    done
+done
+set_loss 0
+for p in "${relay_pids[@]}"; do kill "$p" 2>/dev/null || true; done
+
+# CPU per request: the same requests over each protocol, straight to the engine (no relay).
+# The engine also muxes the two streams meanwhile: its CPU over 5 s with no viewers is
+# measured first, and that rate is subtracted from each run's.
+b0=$(cpu_seconds_of "$ENGINE_PID"); t0=$(date +%s.%N)
+sleep 5
+idle=$(awk -v a="$(cpu_seconds_of "$ENGINE_PID")" -v b="$b0" -v t="$t0" -v n="$(date +%s.%N)" 'BEGIN { print (a - b) / (n - t) }')
+echo
+echo "engine CPU per request, no delay or loss ($viewers viewers, 6 segments each, 3 rounds;"
+echo "its idle CPU, $(awk -v i="$idle" 'BEGIN { printf "%.1f", i * 1000 }') ms/s muxing, subtracted)"
+printf '%-6s %-6s %10s %10s %14s\n' clip proto requests "cpu ms" "cpu us/req"
+for clip in small big; do
+    for proto in https h3; do
+        port=${https##*:}
+        [ $proto = h3 ] && port=${h3##*:}
+        before=$(cpu_seconds_of "$ENGINE_PID"); t0=$(date +%s.%N)
+        requests=0
+        for _ in 1 2 3; do
+            n=$(taskset -c 1 "$py" "$here/h3_bench.py" $proto 127.0.0.1 "$port" "$work/cert.pem" \
+                "live/$clip" "$viewers" 6 0 | "$py" -c 'import json,sys; r=json.load(sys.stdin); print(len(r["segment_ms"]) + len(r["part_ms"]))')
+            requests=$((requests + n + viewers))
+        done
+        after=$(cpu_seconds_of "$ENGINE_PID")
+        awk -v c="$clip" -v p="$proto" -v n="$requests" -v b="$before" -v a="$after" -v i="$idle" \
+            -v t="$t0" -v e="$(date +%s.%N)" \
+            'BEGIN { u = a - b - i * (e - t); printf "%-6s %-6s %10d %10.1f %14.0f\n", c, p, n, u * 1000, u * 1e6 / n }'
+    done
+done
