@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# HTTPS over TCP against HTTP/3 over QUIC, side by side in one run, through the same
-# user-space delay and the same packet loss: HLS viewers in a network namespace reach the
-# engine through a veth pair, where nftables drops a share of the packets both ways
-# (`numgen random`; this kernel has no netem), and through relays that hold every packet
-# half the round trip each way (delay_relay.py for TCP, udp_delay_relay.py for UDP).
+# HTTPS over TCP against HTTP/3 over QUIC, side by side in one run, over the same path: HLS
+# viewers in a network namespace reach the engine through a pair of TUN devices, and
+# tun_path.py holds every IP packet half the round trip each way and drops a share of them
+# at random, TCP's and UDP's alike, packet by packet (this kernel has no netem). A relay
+# that ended TCP connections and delayed their bytes would hide TCP's handshake, slow start
+# and loss recovery behind it: the packets themselves must wait and be lost.
 #
 # For each round trip and loss, new viewers at once (each its own connection) fetch the HLS
 # playlist and its newest segments one after another, then the LL-HLS playlist and its
@@ -16,8 +17,8 @@
 #
 # Usage: bench/peers/http3_loss.sh [--rtts "50 150"] [--losses "0 1 3"] [--reps N]
 #        [--viewers N]
-# Needs root (a network namespace). Installs ffmpeg, nftables and openssl when missing, and
-# aioquic in target/tools/venv. Removes its namespace and temporary directory on exit.
+# Needs root (a network namespace, TUN devices). Installs ffmpeg and openssl when missing,
+# and aioquic in target/tools/venv. Removes its namespace and temporary directory on exit.
 set -euo pipefail
 
 rtts="50 150"
@@ -39,7 +40,7 @@ root=$(cd "$(dirname "$0")/../.." && pwd)
 here="$root/bench/peers"
 # shellcheck source-path=SCRIPTDIR source=common.sh
 . "$here/common.sh"
-install_missing ffmpeg:ffmpeg nft:nftables openssl:openssl
+install_missing ffmpeg:ffmpeg openssl:openssl
 PATH="$PATH:/usr/sbin"
 venv="$root/target/tools/venv"
 [ -x "$venv/bin/pip" ] || python3 -m venv "$venv"
@@ -60,7 +61,7 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 
 make_clip small 200
 make_clip big 2750
 
-start_engine --https 127.0.0.1:0 --http3 127.0.0.1:0 --tls-cert "$work/cert.pem" \
+start_engine --https 0.0.0.0:0 --http3 0.0.0.0:0 --tls-cert "$work/cert.pem" \
     --tls-key "$work/key.pem" --hls-segment-ms 2000
 https=$(sed -n 's/.*https=\([^ ]*\).*/\1/p' "$work/engine.out")
 h3=$(sed -n 's/.*http3=\([^ ]*\).*/\1/p' "$work/engine.out")
@@ -76,44 +77,27 @@ for _ in $(seq 150); do
     sleep 0.2
 done
 
-# The viewers' namespace, its veth pair, and the relays on the host's end.
+# The viewers' namespace and the path to it: eh3v there, eh3r here, tun_path.py between.
 ip netns add $ns
-ip link add eh3-host type veth peer name eh3-view
-ip link set eh3-view netns $ns
-ip addr add 10.203.0.1/24 dev eh3-host
-ip link set eh3-host up
-ip netns exec $ns ip addr add 10.203.0.2/24 dev eh3-view
-ip netns exec $ns ip link set eh3-view up
 ip netns exec $ns ip link set lo up
+echo "0 0" >"$work/path.conf"
+taskset -c 1 python3 "$here/tun_path.py" $ns "$work/path.conf" >"$work/path.out" &
+pids+=($!)
+for _ in $(seq 50); do grep -q ready "$work/path.out" 2>/dev/null && break; sleep 0.1; done
+ip addr add 10.203.0.1 peer 10.203.0.2 dev eh3r
+ip link set eh3r up
+ip netns exec $ns ip addr add 10.203.0.2 peer 10.203.0.1 dev eh3v
+ip netns exec $ns ip link set eh3v up
 
-relay_pids=()
-start_relays() { # rtt_ms
-    local p
-    for p in "${relay_pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    relay_pids=()
-    taskset -c 1 python3 "$here/delay_relay.py" 10.203.0.1:7443 "$https" "$1" /dev/null &
-    relay_pids+=($!)
-    taskset -c 1 "$py" "$here/udp_delay_relay.py" 10.203.0.1:7443 "$h3" "$1" &
-    relay_pids+=($!)
-    pids+=("${relay_pids[@]}")
-    sleep 1
-}
-
-set_loss() { # percent (integer or one decimal)
-    local per_mille
-    per_mille=$(awk -v p="$1" 'BEGIN { printf "%d", p * 10 }')
-    ip netns exec $ns nft delete table inet loss 2>/dev/null || true
-    ((per_mille > 0)) || return 0
-    ip netns exec $ns nft -f - <<NFT
-table inet loss {
-    chain out { type filter hook output priority 0; ip daddr 10.203.0.1 numgen random mod 1000 < $per_mille drop; }
-    chain in { type filter hook input priority 0; ip saddr 10.203.0.1 numgen random mod 1000 < $per_mille drop; }
-}
-NFT
+set_path() { # rtt_ms loss_percent
+    echo "$1 $2" >"$work/path.conf"
+    sleep 0.3
 }
 
 view() { # proto stream segments parts -> JSON
-    ip netns exec $ns taskset -c 1 "$py" "$here/h3_bench.py" "$1" 10.203.0.1 7443 \
+    local port=${https##*:}
+    [ "$1" = h3 ] && port=${h3##*:}
+    ip netns exec $ns taskset -c 1 "$py" "$here/h3_bench.py" "$1" 10.203.0.1 "$port" \
         "$work/cert.pem" "live/$2" "$viewers" "$3" "$4"
 }
 
@@ -122,9 +106,8 @@ echo "segments: live/small (~64 KB, 2 s); parts: its LL-HLS parts"
 printf '%-5s %-5s %-6s %14s %14s %14s %14s %14s %7s\n' rtt loss proto \
     "first byte p50" "segment p50" "segment p99" "part p50" "part p99" errors
 for rtt in $rtts; do
-    start_relays "$rtt"
     for loss in $losses; do
-        set_loss "$loss"
+        set_path "$rtt" "$loss"
         for proto in https h3; do
             for _ in $(seq "$reps"); do view $proto small 6 10; echo; done >"$work/cell-$rtt-$loss-$proto.json"
         done
@@ -149,8 +132,7 @@ print(f"{rtt:<5} {loss:<5} {'h3/tls':<6} {pct(q['first_byte_ms'], .5) / pct(h['f
 PY
     done
 done
-set_loss 0
-for p in "${relay_pids[@]}"; do kill "$p" 2>/dev/null || true; done
+set_path 0 0
 
 # CPU per request: the same requests over each protocol, straight to the engine (no relay).
 # The engine also muxes the two streams meanwhile: its CPU over 5 s with no viewers is

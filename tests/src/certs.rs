@@ -95,6 +95,16 @@ impl TestCerts {
         ]);
     }
 
+    /// `--tls-cert CERT --tls-key KEY` for an engine serving this leaf.
+    pub fn flags(&self) -> [&str; 4] {
+        [
+            "--tls-cert",
+            self.cert.to_str().unwrap(),
+            "--tls-key",
+            self.key.to_str().unwrap(),
+        ]
+    }
+
     /// The base64 SHA-256 of the leaf's public key (SubjectPublicKeyInfo), as Chromium's
     /// `--ignore-certificate-errors-spki-list` takes it; computed by openssl.
     pub fn spki_sha256(&self) -> String {

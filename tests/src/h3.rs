@@ -146,6 +146,19 @@ fn back_socket() -> Arc<UdpSocket> {
     Arc::new(s)
 }
 
+impl Shared {
+    /// Counts a datagram on `counter`: its number, or 0 when the path loses it.
+    fn lost(&self, counter: &AtomicU64) -> u64 {
+        let count = counter.fetch_add(1, Ordering::Relaxed) + 1;
+        if self.path.drop_every.is_some_and(|d| count.is_multiple_of(d)) {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            0
+        } else {
+            count
+        }
+    }
+}
+
 /// Relays what the server sends on `back` to the client, until the relay stops.
 fn server_to_client(shared: Arc<Shared>, back: Arc<UdpSocket>) {
     let mut buf = [0u8; 65536];
@@ -153,13 +166,8 @@ fn server_to_client(shared: Arc<Shared>, back: Arc<UdpSocket>) {
         let Ok((n, _)) = back.recv_from(&mut buf) else {
             continue;
         };
-        let count = shared.to_client.fetch_add(1, Ordering::Relaxed) + 1;
-        if shared
-            .path
-            .drop_every
-            .is_some_and(|d| count.is_multiple_of(d))
-        {
-            shared.dropped.fetch_add(1, Ordering::Relaxed);
+        let count = shared.lost(&shared.to_client);
+        if count == 0 {
             continue;
         }
         if let Some(client) = *shared.client.lock().unwrap() {
@@ -210,13 +218,7 @@ impl UdpRelay {
                     continue;
                 };
                 *shared.client.lock().unwrap() = Some(from);
-                let count = shared.to_server.fetch_add(1, Ordering::Relaxed) + 1;
-                if shared
-                    .path
-                    .drop_every
-                    .is_some_and(|d| count.is_multiple_of(d))
-                {
-                    shared.dropped.fetch_add(1, Ordering::Relaxed);
+                if shared.lost(&shared.to_server) == 0 {
                     continue;
                 }
                 let back = Arc::clone(&shared.back.lock().unwrap());

@@ -242,17 +242,8 @@ fn the_player_plays_ll_hls_by_default_with_hls_js_low_latency_mode() {
 #[test]
 fn the_player_plays_ll_hls_and_hls_over_http3() {
     let certs = TestCerts::generate("h3-browser");
-    let (cert, key) = (certs.cert.to_str().unwrap(), certs.key.to_str().unwrap());
-    let e = engine(&[
-        "--hls-segment-ms",
-        "1000",
-        "--http3",
-        "127.0.0.1:0",
-        "--tls-cert",
-        cert,
-        "--tls-key",
-        key,
-    ]);
+    let listeners = ["--hls-segment-ms", "1000", "--http3", "127.0.0.1:0"];
+    let e = engine(&[&listeners[..], &certs.flags()].concat());
     let h3 = e.http3.unwrap();
     let _publisher = publish_loop(&e.rtmp_url("live/q"));
     wait_for_playlist(&e, "/live/q.m3u8");

@@ -10,22 +10,10 @@ use tests::*;
 const FIXTURE: &str = "bframes.flv";
 const KEY: &str = "5eed0fa11c0ffee0123456789abcdef0";
 
+/// `--https` and `--http3` on ephemeral ports with `certs`, plus `extra`.
 fn h3_engine(certs: &TestCerts, extra: &[&str]) -> Engine {
-    let (cert, key) = (certs.cert.to_str().unwrap(), certs.key.to_str().unwrap());
-    let mut args = vec![
-        "--cores",
-        "2",
-        "--https",
-        "127.0.0.1:0",
-        "--http3",
-        "127.0.0.1:0",
-        "--tls-cert",
-        cert,
-        "--tls-key",
-        key,
-    ];
-    args.extend_from_slice(extra);
-    Engine::start(&args)
+    let listeners = ["--cores", "2", "--https", "127.0.0.1:0", "--http3", "127.0.0.1:0"];
+    Engine::start(&[&listeners[..], &certs.flags(), extra].concat())
 }
 
 /// An HTTP/1.1 response's header fields as HTTP/3 carries them: names lowercased, the

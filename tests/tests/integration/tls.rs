@@ -13,21 +13,8 @@ const FIXTURE: &str = "bframes.flv";
 
 /// `--https` and `--rtmps` on ephemeral ports with `certs`, plus `extra`.
 fn tls_engine(certs: &TestCerts, extra: &[&str]) -> Engine {
-    let (cert, key) = (certs.cert.to_str().unwrap(), certs.key.to_str().unwrap());
-    let mut args = vec![
-        "--cores",
-        "2",
-        "--https",
-        "127.0.0.1:0",
-        "--rtmps",
-        "127.0.0.1:0",
-        "--tls-cert",
-        cert,
-        "--tls-key",
-        key,
-    ];
-    args.extend_from_slice(extra);
-    Engine::start(&args)
+    let listeners = ["--cores", "2", "--https", "127.0.0.1:0", "--rtmps", "127.0.0.1:0"];
+    Engine::start(&[&listeners[..], &certs.flags(), extra].concat())
 }
 
 #[test]

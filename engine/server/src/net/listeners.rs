@@ -53,75 +53,72 @@ pub(crate) fn claim_endpoint(
     service: Service,
     addr: SocketAddr,
 ) -> Result<(std::net::TcpListener, Option<PortLock>), ClaimError> {
-    let (name, port) = (service.name(), addr.port());
-    let in_use = || ClaimError::InUse {
-        service: name,
-        addr,
-        port,
-    };
-    let bind_error = |source: std::io::Error| match source.raw_os_error() {
-        Some(libc::EADDRINUSE) => in_use(),
-        _ => ClaimError::Bind {
-            service: name,
-            addr,
-            source,
-        },
-    };
-    let lock = if port == 0 {
-        None
-    } else {
-        use std::os::linux::net::SocketAddrExt as _;
-        let lock_name = format!("edge-engine/tcp/{addr}");
-        let lock_addr = std::os::unix::net::SocketAddr::from_abstract_name(lock_name.as_bytes())
-            .map_err(bind_error)?;
-        let lock = std::os::unix::net::UnixListener::bind_addr(&lock_addr).map_err(bind_error)?;
-        let probe = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))
-            .map_err(bind_error)?;
-        probe.set_reuse_address(true).map_err(bind_error)?;
-        probe.bind(&addr.into()).map_err(bind_error)?;
-        drop(probe);
-        Some(PortLock(lock))
-    };
-    let listener = bind_reuseport(addr).map_err(bind_error)?;
+    let lock = lock_and_probe(service.name(), addr, false)?;
+    let listener = bind_reuseport(addr).map_err(claim_error(service.name(), addr))?;
     Ok((listener, lock))
 }
 
 /// Binds shard 0's HTTP/3 socket at `addr`, making sure no other process has it, as
-/// [`claim_endpoint`] does for TCP (a lock, then a probe bound without SO_REUSEPORT). A
-/// successor (`--upgrade-from`) shares the port with its predecessor instead.
+/// [`claim_endpoint`] does for TCP. A successor (`--upgrade-from`) shares the port with its
+/// predecessor instead.
 pub(crate) fn claim_udp(
     addr: SocketAddr,
     upgrading: bool,
 ) -> Result<(std::net::UdpSocket, Option<PortLock>), ClaimError> {
-    let port = addr.port();
-    let bind_error = |source: std::io::Error| match source.raw_os_error() {
+    let lock = if upgrading {
+        None
+    } else {
+        lock_and_probe("http3", addr, true)?
+    };
+    let socket = crate::net::quic::bind_udp(addr).map_err(claim_error("http3", addr))?;
+    Ok((socket, lock))
+}
+
+fn claim_error(service: &'static str, addr: SocketAddr) -> impl Fn(std::io::Error) -> ClaimError {
+    move |source| match source.raw_os_error() {
         Some(libc::EADDRINUSE) => ClaimError::InUse {
-            service: "http3",
+            service,
             addr,
-            port,
+            port: addr.port(),
         },
         _ => ClaimError::Bind {
-            service: "http3",
+            service,
             addr,
             source,
         },
-    };
-    let lock = if port == 0 || upgrading {
-        None
+    }
+}
+
+/// Steps 1 and 2 of a claim: the address's lock (an abstract Unix socket
+/// `edge-engine/tcp/ADDR` or `…/udp/ADDR`), then a probe bound without SO_REUSEPORT. A TCP
+/// probe sets SO_REUSEADDR (a predecessor's TIME_WAIT connections do not count); a UDP probe
+/// must not, or it would share the port with any socket that set it. `None` for port 0.
+fn lock_and_probe(
+    service: &'static str,
+    addr: SocketAddr,
+    udp: bool,
+) -> Result<Option<PortLock>, ClaimError> {
+    if addr.port() == 0 {
+        return Ok(None);
+    }
+    use std::os::linux::net::SocketAddrExt as _;
+    let bind_error = claim_error(service, addr);
+    let kind = if udp { "udp" } else { "tcp" };
+    let lock_name = format!("edge-engine/{kind}/{addr}");
+    let lock_addr = std::os::unix::net::SocketAddr::from_abstract_name(lock_name.as_bytes())
+        .map_err(&bind_error)?;
+    let lock = std::os::unix::net::UnixListener::bind_addr(&lock_addr).map_err(&bind_error)?;
+    let probe = if udp {
+        Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))
     } else {
-        use std::os::linux::net::SocketAddrExt as _;
-        let lock_name = format!("edge-engine/udp/{addr}");
-        let lock_addr = std::os::unix::net::SocketAddr::from_abstract_name(lock_name.as_bytes())
-            .map_err(bind_error)?;
-        let lock = std::os::unix::net::UnixListener::bind_addr(&lock_addr).map_err(bind_error)?;
-        let probe = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))
-            .map_err(bind_error)?;
-        probe.bind(&addr.into()).map_err(bind_error)?;
-        drop(probe);
-        Some(PortLock(lock))
-    };
-    let socket = crate::net::quic::bind_udp(addr).map_err(bind_error)?;
-    Ok((socket, lock))
+        Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))
+    }
+    .map_err(&bind_error)?;
+    if !udp {
+        probe.set_reuse_address(true).map_err(&bind_error)?;
+    }
+    probe.bind(&addr.into()).map_err(&bind_error)?;
+    Ok(Some(PortLock(lock)))
 }
 
 /// Binds `addr` with SO_REUSEADDR and SO_REUSEPORT and starts listening.
