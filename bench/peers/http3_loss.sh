@@ -16,7 +16,9 @@
 # each protocol at the same rate (64 KB and 700 KB segments).
 #
 # Usage: bench/peers/http3_loss.sh [--rtts "50 150"] [--losses "0 1 3"] [--reps N]
-#        [--viewers N]
+#        [--viewers N] [--rounds N] [--engine-args "ARGS"]
+#   --rounds: rounds of the CPU measurement (default 10); --engine-args: e.g.
+#   "--http3-congestion cubic".
 # Needs root (a network namespace, TUN devices). Installs ffmpeg and openssl when missing,
 # and aioquic in target/tools/venv. Removes its namespace and temporary directory on exit.
 set -euo pipefail
@@ -25,13 +27,17 @@ rtts="50 150"
 losses="0 1 3"
 reps=3
 viewers=6
+rounds=10
+engine_args=""
 while (($#)); do
     case "$1" in
         --rtts) rtts=$2; shift 2 ;;
         --losses) losses=$2; shift 2 ;;
         --reps) reps=$2; shift 2 ;;
         --viewers) viewers=$2; shift 2 ;;
-        -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
+        --rounds) rounds=$2; shift 2 ;;
+        --engine-args) engine_args=$2; shift 2 ;;
+        -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
         *) echo "unknown argument: $1" >&2; exit 2 ;;
     esac
 done
@@ -61,8 +67,9 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 
 make_clip small 200
 make_clip big 2750
 
+read -ra extra <<<"$engine_args"
 start_engine --https 0.0.0.0:0 --http3 0.0.0.0:0 --tls-cert "$work/cert.pem" \
-    --tls-key "$work/key.pem" --hls-segment-ms 2000
+    --tls-key "$work/key.pem" --hls-segment-ms 2000 "${extra[@]}"
 https=$(sed -n 's/.*https=\([^ ]*\).*/\1/p' "$work/engine.out")
 h3=$(sed -n 's/.*http3=\([^ ]*\).*/\1/p' "$work/engine.out")
 for clip in small big; do
@@ -101,7 +108,7 @@ view() { # proto stream segments parts -> JSON
         "$work/cert.pem" "live/$2" "$viewers" "$3" "$4"
 }
 
-echo "edge-engine $(git -C "$root" rev-parse --short HEAD), $(nproc) CPUs; $viewers viewers at once, $reps repetitions per cell"
+echo "edge-engine $(git -C "$root" rev-parse --short HEAD) $engine_args, $(nproc) CPUs; $viewers viewers at once, $reps repetitions per cell"
 echo "segments: live/small (~64 KB, 2 s); parts: its LL-HLS parts"
 printf '%-5s %-5s %-6s %14s %14s %14s %14s %14s %7s\n' rtt loss proto \
     "first byte p50" "segment p50" "segment p99" "part p50" "part p99" errors
@@ -141,7 +148,7 @@ b0=$(cpu_seconds_of "$ENGINE_PID"); t0=$(date +%s.%N)
 sleep 5
 idle=$(awk -v a="$(cpu_seconds_of "$ENGINE_PID")" -v b="$b0" -v t="$t0" -v n="$(date +%s.%N)" 'BEGIN { print (a - b) / (n - t) }')
 echo
-echo "engine CPU per request, no delay or loss ($viewers viewers, 6 segments each, 3 rounds;"
+echo "engine CPU per request, no delay or loss ($viewers viewers, 6 segments each, $rounds rounds;"
 echo "its idle CPU, $(awk -v i="$idle" 'BEGIN { printf "%.1f", i * 1000 }') ms/s muxing, subtracted)"
 printf '%-6s %-6s %10s %10s %14s\n' clip proto requests "cpu ms" "cpu us/req"
 for clip in small big; do
@@ -150,7 +157,7 @@ for clip in small big; do
         [ $proto = h3 ] && port=${h3##*:}
         before=$(cpu_seconds_of "$ENGINE_PID"); t0=$(date +%s.%N)
         requests=0
-        for _ in 1 2 3; do
+        for _ in $(seq "$rounds"); do
             n=$(taskset -c 1 "$py" "$here/h3_bench.py" $proto 127.0.0.1 "$port" "$work/cert.pem" \
                 "live/$clip" "$viewers" 6 0 | "$py" -c 'import json,sys; r=json.load(sys.stdin); print(len(r["segment_ms"]) + len(r["part_ms"]))')
             requests=$((requests + n + viewers))

@@ -14,7 +14,7 @@ pub(crate) mod player;
 pub(crate) mod tables;
 
 pub(crate) use args::{
-    Args, ClusterMode, HookFailure, HttpWrites, OnOff, TokenAlg, TokenFormatArg,
+    Args, ClusterMode, HookFailure, Http3Congestion, HttpWrites, OnOff, TokenAlg, TokenFormatArg,
 };
 pub(crate) use file::{warnings, Loaded};
 pub(crate) use tables::{AppPolicies, OriginPath, StreamPolicy};
@@ -65,6 +65,7 @@ pub(crate) struct Config {
     pub http3: Option<SocketAddr>,
     pub http3_max_connections: usize,
     pub http3_retry_above: usize,
+    pub http3_congestion: Http3Congestion,
     pub rtmps: Option<SocketAddr>,
     /// Loaded when --https or --rtmps is given.
     pub tls: Option<Arc<CertStore>>,
@@ -441,6 +442,7 @@ impl Args {
             http3: self.http3,
             http3_max_connections: self.http3_max_connections,
             http3_retry_above: self.http3_retry_above,
+            http3_congestion: self.http3_congestion,
             rtmps: self.rtmps,
             tls,
             tls_handshake_timeout_ms: self.tls_handshake_timeout_ms,

@@ -448,6 +448,17 @@ pub(crate) struct Args {
     )]
     pub http3_retry_above: usize,
 
+    /// HTTP/3's congestion controller: `bbr` keeps its rate through random loss (a mobile
+    /// path's), `cubic` cuts its window at every loss, as TCP does.
+    #[arg(
+        help_heading = "Listening and shards",
+        long,
+        value_name = "CC",
+        value_enum,
+        default_value_t = Http3Congestion::Bbr
+    )]
+    pub http3_congestion: Http3Congestion,
+
     /// Also take RTMPS publishes and plays here (needs --tls-cert, --tls-key).
     #[arg(help_heading = "Listening and shards", long, value_name = "ADDR")]
     pub rtmps: Option<SocketAddr>,
@@ -569,6 +580,15 @@ pub(crate) enum HttpWrites {
     Vectored,
     /// The head with the first body piece, then a write per piece.
     Separate,
+}
+
+/// HTTP/3's congestion controller (`--http3-congestion`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Http3Congestion {
+    /// Paced by the measured bottleneck rate and round trip; random loss does not shrink it.
+    Bbr,
+    /// Loss-based, as Linux TCP's default: each loss cuts the window by 30 %.
+    Cubic,
 }
 
 /// The token format (`--token-format`).

@@ -44,7 +44,7 @@ use crate::net::timer::Timers;
 use session::{NewRequest, Session};
 pub(crate) use stream::{H3Read, H3Stream, H3Write};
 
-const _: () = assert!(QuicCounters::METRICS.len() == 13);
+const _: () = assert!(QuicCounters::METRICS.len() == 14);
 
 /// The largest datagram we read: QUIC's packets here are at most 1,472 bytes (the endpoint's
 /// `max_udp_payload_size`); a larger one is cut and fails its authentication.
@@ -81,6 +81,7 @@ pub(crate) struct QuicCounters {
     pub(crate) retries: Count,
     pub(crate) streams: Count,
     pub(crate) datagrams_in: Count,
+    pub(crate) recv_calls: Count,
     pub(crate) datagrams_out: Count,
     pub(crate) send_calls: Count,
     pub(crate) routed_out: Count,
@@ -98,6 +99,7 @@ impl QuicCounters {
         ("retries", "counter", "HTTP/3 clients asked to prove their address (Retry) before any state was kept, past --http3-retry-above connections"),
         ("streams", "counter", "HTTP/3 request streams opened by clients (one per request)"),
         ("datagrams_in", "counter", "UDP datagrams received on the HTTP/3 socket"),
+        ("recv_calls", "counter", "recvmmsg calls that returned datagrams on the HTTP/3 socket (datagrams_in / recv_calls: datagrams per call)"),
         ("datagrams_out", "counter", "UDP datagrams sent from the HTTP/3 socket"),
         ("send_calls", "counter", "sendmsg calls on the HTTP/3 socket: datagrams_out / send_calls is what segmentation offload (UDP_SEGMENT) saves"),
         ("routed_out", "counter", "QUIC datagrams passed to the shard their connection ID names (a client whose address or port changed)"),
@@ -106,7 +108,7 @@ impl QuicCounters {
         ("lost_bytes", "counter", "Bytes of the QUIC packets declared lost, counted when their connection ends"),
     ];
 
-    pub(crate) fn values(&self) -> [u64; 13] {
+    pub(crate) fn values(&self) -> [u64; 14] {
         [
             self.connections_open.get(),
             self.connections.get(),
@@ -115,6 +117,7 @@ impl QuicCounters {
             self.retries.get(),
             self.streams.get(),
             self.datagrams_in.get(),
+            self.recv_calls.get(),
             self.datagrams_out.get(),
             self.send_calls.get(),
             self.routed_out.get(),
@@ -139,6 +142,16 @@ pub(crate) struct QuicSettings {
     /// Requests one connection may have open at once.
     pub(crate) max_streams: u32,
     pub(crate) idle_timeout_ms: u64,
+    pub(crate) congestion: Congestion,
+}
+
+/// QUIC's congestion controller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Congestion {
+    /// Paced by the measured bottleneck rate and round trip; random loss does not shrink it.
+    Bbr,
+    /// Loss-based, as Linux TCP's default: each loss cuts the window by 30 %.
+    Cubic,
 }
 
 /// Issues connection IDs that name this shard ([`cid::issue`]).
@@ -241,6 +254,14 @@ impl QuicEndpoint {
                 u32::try_from(settings.idle_timeout_ms).unwrap_or(u32::MAX),
             ))))
             .enable_segmentation_offload(true);
+        match settings.congestion {
+            Congestion::Bbr => transport.congestion_controller_factory(Arc::new(
+                quinn_proto::congestion::BbrConfig::default(),
+            )),
+            Congestion::Cubic => transport.congestion_controller_factory(Arc::new(
+                quinn_proto::congestion::CubicConfig::default(),
+            )),
+        };
         let mut server_config = ServerConfig::with_crypto(Arc::new(crypto));
         server_config
             .transport_config(Arc::new(transport))
@@ -316,18 +337,35 @@ impl QuicEndpoint {
         )
     }
 
+    /// Waits until the socket has datagrams, then takes all it has, up to [`RECV_BATCH`] per
+    /// `recvmmsg`, and hands them to the endpoint before the send pass runs: one wake-up and
+    /// one send pass for a burst, however many datagrams it held.
     async fn receive_loop(self: Rc<Self>) {
+        let mut batch = RecvBatch::default();
         loop {
-            let buf = BytesMut::with_capacity(RECV_BYTES);
-            let (res, buf) = self.socket.recv_from(buf).await;
-            match res {
-                Ok((_, from)) => {
-                    self.counters.datagrams_in.inc();
-                    self.received(from, buf);
-                }
-                Err(e) => {
-                    debug!(shard = %self.me, "udp receive: {e}");
-                    monoio::time::sleep(Duration::from_millis(1)).await;
+            if let Err(e) = self.socket.readable(false).await {
+                debug!(shard = %self.me, "udp readiness: {e}");
+                monoio::time::sleep(Duration::from_millis(1)).await;
+                continue;
+            }
+            loop {
+                match batch.receive(self.fd) {
+                    Ok(datagrams) => {
+                        self.counters.recv_calls.inc();
+                        self.counters.datagrams_in.add(datagrams.len() as u64);
+                        let full = datagrams.len() == RECV_BATCH;
+                        for (from, data) in datagrams.drain(..) {
+                            self.received(from, data);
+                        }
+                        if !full {
+                            break;
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) => {
+                        debug!(shard = %self.me, "udp receive: {e}");
+                        break;
+                    }
                 }
             }
         }
@@ -690,6 +728,77 @@ impl QuicEndpoint {
                 Ok(())
             }
         }
+    }
+}
+
+/// Datagrams per `recvmmsg`.
+const RECV_BATCH: usize = 32;
+
+/// What one `recvmmsg` needs, kept between calls; the datagrams it read.
+#[derive(Default)]
+struct RecvBatch {
+    /// Room for [`RECV_BATCH`] datagrams of [`RECV_BYTES`]; each datagram read is split off
+    /// it (the endpoint keeps it as long as it needs), and it is refilled as it runs short.
+    buf: BytesMut,
+    out: Vec<(SocketAddr, BytesMut)>,
+}
+
+impl RecvBatch {
+    /// Reads what the socket holds, up to [`RECV_BATCH`] datagrams, without waiting
+    /// (`WouldBlock` when it holds none). Truncated datagrams are dropped.
+    fn receive(&mut self, fd: RawFd) -> io::Result<&mut Vec<(SocketAddr, BytesMut)>> {
+        self.out.clear();
+        let room = RECV_BATCH * RECV_BYTES;
+        if self.buf.capacity() < room {
+            self.buf = BytesMut::with_capacity(room * 4);
+        }
+        let base = self.buf.as_mut_ptr();
+        // SAFETY: plain data, zero is a valid value for each.
+        let mut addrs: [libc::sockaddr_storage; RECV_BATCH] = unsafe { std::mem::zeroed() };
+        let mut iovs: [libc::iovec; RECV_BATCH] = unsafe { std::mem::zeroed() };
+        let mut msgs: [libc::mmsghdr; RECV_BATCH] = unsafe { std::mem::zeroed() };
+        for i in 0..RECV_BATCH {
+            iovs[i] = libc::iovec {
+                // SAFETY: within the buffer's capacity (checked above).
+                iov_base: unsafe { base.add(i * RECV_BYTES) }.cast(),
+                iov_len: RECV_BYTES,
+            };
+            msgs[i].msg_hdr.msg_name = (&mut addrs[i] as *mut libc::sockaddr_storage).cast();
+            msgs[i].msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as _;
+            msgs[i].msg_hdr.msg_iov = &mut iovs[i];
+            msgs[i].msg_hdr.msg_iovlen = 1;
+        }
+        // SAFETY: every msghdr points at live buffers of the lengths it states.
+        let n = unsafe {
+            libc::recvmmsg(
+                fd,
+                msgs.as_mut_ptr(),
+                RECV_BATCH as u32,
+                libc::MSG_DONTWAIT,
+                std::ptr::null_mut(),
+            )
+        };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let n = n as usize;
+        // SAFETY: the kernel wrote the first `n` slots; a slot is taken whole (its unused
+        // tail is never read: the datagram is truncated to what was received).
+        unsafe { self.buf.set_len(n * RECV_BYTES) };
+        for i in 0..n {
+            let mut data = self.buf.split_to(RECV_BYTES);
+            let m = &msgs[i];
+            if m.msg_hdr.msg_flags & libc::MSG_TRUNC != 0 {
+                continue;
+            }
+            data.truncate(m.msg_len as usize);
+            // SAFETY: the kernel filled `msg_namelen` bytes of the address.
+            let addr = unsafe { socket2::SockAddr::new(addrs[i], m.msg_hdr.msg_namelen) };
+            if let Some(from) = addr.as_socket() {
+                self.out.push((from, data));
+            }
+        }
+        Ok(&mut self.out)
     }
 }
 

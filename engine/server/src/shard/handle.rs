@@ -33,7 +33,8 @@ use crate::net::arena::Arena;
 use crate::net::clock::Clock;
 use crate::net::listeners::Service;
 use crate::net::mesh::{Mesh, MeshMsg, SegmentEvent};
-use crate::net::quic::{QuicEndpoint, QuicSettings};
+use crate::config::Http3Congestion;
+use crate::net::quic::{Congestion, QuicEndpoint, QuicSettings};
 use crate::net::zerocopy::Sender;
 use crate::shard::outlet::{Outlet, Wire};
 use crate::shard::pulled::{Inflight, Lookup};
@@ -88,6 +89,10 @@ impl ShardHandle {
             retry_above: config.http3_retry_above / shards,
             max_streams: 100,
             idle_timeout_ms: 30_000,
+            congestion: match config.http3_congestion {
+                Http3Congestion::Bbr => Congestion::Bbr,
+                Http3Congestion::Cubic => Congestion::Cubic,
+            },
         };
         let timers = Rc::clone(&self.0.timers);
         let quic = QuicEndpoint::start(
