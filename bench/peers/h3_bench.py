@@ -19,6 +19,7 @@ differs.
 
 import asyncio
 import json
+import socket
 import ssl
 import sys
 import time
@@ -29,6 +30,7 @@ from aioquic.h3.connection import H3_ALPN, H3Connection
 from aioquic.h3.events import DataReceived, HeadersReceived
 from aioquic.quic.configuration import QuicConfiguration
 
+SO_RCVBUFFORCE = 33
 proto, host, port, ca, stream = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5]
 viewers, n_segments, n_parts = int(sys.argv[6]), int(sys.argv[7]), int(sys.argv[8])
 
@@ -123,6 +125,11 @@ async def viewer(result):
             config.load_verify_locations(ca)
             config.server_name = "localhost"
             async with connect(host, port, configuration=config, create_protocol=H3Client) as c:
+                # Python reads datagrams far slower than the engine sends them: a socket
+                # buffer of the default size overflows, and every datagram it drops is sent
+                # again (SO_RCVBUFFORCE: root may pass rmem_max).
+                sock = c._transport.get_extra_info("socket")
+                sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, 16 << 20)
                 await watch(c, start, result)
         else:
             c = HttpsClient()

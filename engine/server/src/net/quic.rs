@@ -221,8 +221,32 @@ pub(crate) fn bind_udp(addr: SocketAddr) -> io::Result<std::net::UdpSocket> {
     // Room for bursts of a few hundred datagrams each way.
     let _ = socket.set_recv_buffer_size(4 << 20);
     let _ = socket.set_send_buffer_size(4 << 20);
+    // Path MTU discovery: datagrams go out with DF set, and QUIC probes for larger ones
+    // than its 1,200-byte floor itself (up to 1,452), instead of the kernel fragmenting.
+    set_dont_fragment(&socket, addr);
     socket.bind(&addr.into())?;
     Ok(socket.into())
+}
+
+/// IP_PMTUDISC_PROBE: the DF bit on every datagram, the kernel's path MTU cache ignored
+/// (QUIC's own probes find the size). Best effort: without it MTU discovery stays off.
+fn set_dont_fragment(socket: &Socket, addr: SocketAddr) {
+    use std::os::fd::AsRawFd as _;
+    let (level, name, value) = if addr.is_ipv4() {
+        (libc::IPPROTO_IP, libc::IP_MTU_DISCOVER, libc::IP_PMTUDISC_PROBE)
+    } else {
+        (libc::IPPROTO_IPV6, libc::IPV6_MTU_DISCOVER, libc::IPV6_PMTUDISC_PROBE)
+    };
+    // SAFETY: setsockopt on a socket we own, with an int-sized value.
+    unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            level,
+            name,
+            (&value as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+    }
 }
 
 impl QuicEndpoint {
@@ -267,10 +291,11 @@ impl QuicEndpoint {
             .transport_config(Arc::new(transport))
             .max_incoming(settings.max_connections.max(1));
         let server_config = Arc::new(server_config);
+        // MTU discovery: the socket sets DF ([`bind_udp`]).
         let endpoint = Endpoint::new(
             Arc::new(endpoint_config),
             Some(Arc::clone(&server_config)),
-            false,
+            true,
             None,
         );
         let fd = socket.as_raw_fd();
@@ -735,12 +760,22 @@ impl QuicEndpoint {
 const RECV_BATCH: usize = 32;
 
 /// What one `recvmmsg` needs, kept between calls; the datagrams it read.
-#[derive(Default)]
 struct RecvBatch {
-    /// Room for [`RECV_BATCH`] datagrams of [`RECV_BYTES`]; each datagram read is split off
-    /// it (the endpoint keeps it as long as it needs), and it is refilled as it runs short.
-    buf: BytesMut,
+    /// [`RECV_BATCH`] slots of [`RECV_BYTES`], the kernel's to fill. Each datagram is then
+    /// copied into a buffer of its own size: a fresh receive buffer per batch would be a
+    /// large allocation, mapped and zeroed by the kernel each time (measured: 10 % of a
+    /// shard's time in `clear_page` while it served 700 KB segments).
+    slots: Box<[u8]>,
     out: Vec<(SocketAddr, BytesMut)>,
+}
+
+impl Default for RecvBatch {
+    fn default() -> Self {
+        RecvBatch {
+            slots: vec![0u8; RECV_BATCH * RECV_BYTES].into_boxed_slice(),
+            out: Vec::with_capacity(RECV_BATCH),
+        }
+    }
 }
 
 impl RecvBatch {
@@ -748,18 +783,14 @@ impl RecvBatch {
     /// (`WouldBlock` when it holds none). Truncated datagrams are dropped.
     fn receive(&mut self, fd: RawFd) -> io::Result<&mut Vec<(SocketAddr, BytesMut)>> {
         self.out.clear();
-        let room = RECV_BATCH * RECV_BYTES;
-        if self.buf.capacity() < room {
-            self.buf = BytesMut::with_capacity(room * 4);
-        }
-        let base = self.buf.as_mut_ptr();
+        let base = self.slots.as_mut_ptr();
         // SAFETY: plain data, zero is a valid value for each.
         let mut addrs: [libc::sockaddr_storage; RECV_BATCH] = unsafe { std::mem::zeroed() };
         let mut iovs: [libc::iovec; RECV_BATCH] = unsafe { std::mem::zeroed() };
         let mut msgs: [libc::mmsghdr; RECV_BATCH] = unsafe { std::mem::zeroed() };
         for i in 0..RECV_BATCH {
             iovs[i] = libc::iovec {
-                // SAFETY: within the buffer's capacity (checked above).
+                // SAFETY: slot i lies within `slots`.
                 iov_base: unsafe { base.add(i * RECV_BYTES) }.cast(),
                 iov_len: RECV_BYTES,
             };
@@ -781,17 +812,12 @@ impl RecvBatch {
         if n < 0 {
             return Err(io::Error::last_os_error());
         }
-        let n = n as usize;
-        // SAFETY: the kernel wrote the first `n` slots; a slot is taken whole (its unused
-        // tail is never read: the datagram is truncated to what was received).
-        unsafe { self.buf.set_len(n * RECV_BYTES) };
-        for i in 0..n {
-            let mut data = self.buf.split_to(RECV_BYTES);
-            let m = &msgs[i];
+        for (i, m) in msgs.iter().take(n as usize).enumerate() {
             if m.msg_hdr.msg_flags & libc::MSG_TRUNC != 0 {
                 continue;
             }
-            data.truncate(m.msg_len as usize);
+            let len = (m.msg_len as usize).min(RECV_BYTES);
+            let data = BytesMut::from(&self.slots[i * RECV_BYTES..i * RECV_BYTES + len]);
             // SAFETY: the kernel filled `msg_namelen` bytes of the address.
             let addr = unsafe { socket2::SockAddr::new(addrs[i], m.msg_hdr.msg_namelen) };
             if let Some(from) = addr.as_socket() {
