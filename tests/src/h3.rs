@@ -150,7 +150,11 @@ impl Shared {
     /// Counts a datagram on `counter`: its number, or 0 when the path loses it.
     fn lost(&self, counter: &AtomicU64) -> u64 {
         let count = counter.fetch_add(1, Ordering::Relaxed) + 1;
-        if self.path.drop_every.is_some_and(|d| count.is_multiple_of(d)) {
+        if self
+            .path
+            .drop_every
+            .is_some_and(|d| count.is_multiple_of(d))
+        {
             self.dropped.fetch_add(1, Ordering::Relaxed);
             0
         } else {

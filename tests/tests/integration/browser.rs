@@ -256,15 +256,23 @@ fn the_player_plays_ll_hls_and_hls_over_http3() {
     ];
     for protocol in ["llhls", "hls"] {
         let streams_before = e.metrics().sum("http3_streams");
-        let r = browser(
+        let run = spawn_browser(
             "play",
-            json!({
+            &json!({
                 "url": format!("https://{h3}/player?stream=live/q&protocol={protocol}"),
                 "seconds": 12,
                 "chromium_args": flags,
             }),
             Duration::from_secs(90),
         );
+        // While it plays, the streams list counts it, though each of its requests is a
+        // stream of its own: the QUIC connection is the viewer.
+        eventually(
+            "the viewer in /api/v1/streams",
+            Duration::from_secs(15),
+            || streams_json(&e)["streams"][0]["viewers"][protocol].as_u64() == Some(1),
+        );
+        let r = browser_report(run);
         let f = &r["final"];
         println!("http3 {protocol}: {} s behind live, {r}", f["latency"]);
         assert!(r["played_s"].as_f64().unwrap() >= 8.0, "{r}");

@@ -12,7 +12,14 @@ const KEY: &str = "5eed0fa11c0ffee0123456789abcdef0";
 
 /// `--https` and `--http3` on ephemeral ports with `certs`, plus `extra`.
 fn h3_engine(certs: &TestCerts, extra: &[&str]) -> Engine {
-    let listeners = ["--cores", "2", "--https", "127.0.0.1:0", "--http3", "127.0.0.1:0"];
+    let listeners = [
+        "--cores",
+        "2",
+        "--https",
+        "127.0.0.1:0",
+        "--http3",
+        "127.0.0.1:0",
+    ];
     Engine::start(&[&listeners[..], &certs.flags(), extra].concat())
 }
 

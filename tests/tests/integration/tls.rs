@@ -13,7 +13,14 @@ const FIXTURE: &str = "bframes.flv";
 
 /// `--https` and `--rtmps` on ephemeral ports with `certs`, plus `extra`.
 fn tls_engine(certs: &TestCerts, extra: &[&str]) -> Engine {
-    let listeners = ["--cores", "2", "--https", "127.0.0.1:0", "--rtmps", "127.0.0.1:0"];
+    let listeners = [
+        "--cores",
+        "2",
+        "--https",
+        "127.0.0.1:0",
+        "--rtmps",
+        "127.0.0.1:0",
+    ];
     Engine::start(&[&listeners[..], &certs.flags(), extra].concat())
 }
 

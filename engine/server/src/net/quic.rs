@@ -233,9 +233,17 @@ pub(crate) fn bind_udp(addr: SocketAddr) -> io::Result<std::net::UdpSocket> {
 fn set_dont_fragment(socket: &Socket, addr: SocketAddr) {
     use std::os::fd::AsRawFd as _;
     let (level, name, value) = if addr.is_ipv4() {
-        (libc::IPPROTO_IP, libc::IP_MTU_DISCOVER, libc::IP_PMTUDISC_PROBE)
+        (
+            libc::IPPROTO_IP,
+            libc::IP_MTU_DISCOVER,
+            libc::IP_PMTUDISC_PROBE,
+        )
     } else {
-        (libc::IPPROTO_IPV6, libc::IPV6_MTU_DISCOVER, libc::IPV6_PMTUDISC_PROBE)
+        (
+            libc::IPPROTO_IPV6,
+            libc::IPV6_MTU_DISCOVER,
+            libc::IPV6_PMTUDISC_PROBE,
+        )
     };
     // SAFETY: setsockopt on a socket we own, with an int-sized value.
     unsafe {
@@ -359,6 +367,7 @@ impl QuicEndpoint {
             head,
             head_only,
             peer,
+            req.kept,
         )
     }
 

@@ -155,14 +155,27 @@ pub(crate) async fn serve(
                         }
                         continue;
                     }
-                    match (&route, &hls_viewer) {
-                        (Route::Playlist(key), None) => {
-                            hls_viewer = Some(HlsViewer::new(&shard, key, Protocol::Hls))
+                    // Over HTTP/3 a stream carries one request: the QUIC connection is the
+                    // viewer, and keeps it until the connection closes.
+                    let kept = match &stream {
+                        Conn::H3(h3) => Some(h3.kept()),
+                        _ => None,
+                    };
+                    let counted =
+                        hls_viewer.is_some() || kept.is_some_and(|k| k.borrow().is_some());
+                    let viewer = match &route {
+                        Route::Playlist(key) if !counted => Some((key, Protocol::Hls)),
+                        Route::Ll(key, LlFile::Playlist) if !counted => {
+                            Some((key, Protocol::LlHls))
                         }
-                        (Route::Ll(key, LlFile::Playlist), None) => {
-                            hls_viewer = Some(HlsViewer::new(&shard, key, Protocol::LlHls))
+                        _ => None,
+                    };
+                    if let Some((key, protocol)) = viewer {
+                        let v = HlsViewer::new(&shard, key, protocol);
+                        match kept {
+                            Some(k) => *k.borrow_mut() = Some(Box::new(v)),
+                            None => hls_viewer = Some(v),
                         }
-                        _ => {}
                     }
                     match route {
                         Route::Flv(key) if req.method == Method::Get && req.version_minor >= 1 => {

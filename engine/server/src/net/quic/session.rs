@@ -9,7 +9,7 @@
 //! Must not: parse bytes itself (edge-core does), keep more of a request stream than its
 //! HEADERS (the rest is refused with STOP_SENDING), or answer a request (the HTTP routes do).
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::task::Waker;
@@ -65,11 +65,16 @@ impl Exchange {
     }
 }
 
+/// What the serving layer keeps for as long as a QUIC connection is open (the HLS viewer it
+/// counts: each of its requests is a stream of its own).
+pub(crate) type Kept = Rc<RefCell<Option<Box<dyn std::any::Any>>>>;
+
 /// A request read off a stream, for the serving layer.
 pub(crate) struct NewRequest {
     pub(crate) stream: StreamId,
     pub(crate) request: Request,
     pub(crate) exchange: Rc<Exchange>,
+    pub(crate) kept: Kept,
 }
 
 /// A client's unidirectional stream.
@@ -106,6 +111,7 @@ pub(crate) struct Session {
     pub(crate) counted: bool,
     /// Held while the connection is open: its place under `--max-connections`.
     _permit: Option<Box<dyn std::any::Any>>,
+    kept: Kept,
 }
 
 fn varint(v: u64) -> VarInt {
@@ -125,6 +131,7 @@ impl Session {
             goaway: false,
             counted: false,
             _permit: permit,
+            kept: Kept::default(),
         }
     }
 
@@ -309,6 +316,7 @@ impl Session {
                     stream: id,
                     request,
                     exchange,
+                    kept: Rc::clone(&self.kept),
                 });
             }
             None if end == End::Finished => {

@@ -23,13 +23,14 @@ use monoio::buf::{IoBuf, IoBufMut, IoVecBuf, IoVecBufMut};
 use monoio::BufResult;
 use quinn_proto::{ConnectionHandle, StreamId};
 
-use super::session::Exchange;
+use super::session::{Exchange, Kept};
 use super::QuicEndpoint;
 
 /// A request stream, whole.
 pub(crate) struct H3Stream {
     pub(crate) read: H3Read,
     pub(crate) write: H3Write,
+    kept: Kept,
 }
 
 /// Its read half: the request head once, then end-of-stream when the client goes.
@@ -59,8 +60,10 @@ impl H3Stream {
         head: Vec<u8>,
         head_only: bool,
         peer: SocketAddr,
+        kept: Kept,
     ) -> Self {
         H3Stream {
+            kept,
             read: H3Read {
                 head: Bytes::from(head),
                 exchange: Rc::clone(&exchange),
@@ -79,6 +82,11 @@ impl H3Stream {
 
     pub(crate) fn peer(&self) -> SocketAddr {
         self.write.peer
+    }
+
+    /// What the serving layer keeps until the QUIC connection closes.
+    pub(crate) fn kept(&self) -> &Kept {
+        &self.kept
     }
 
     pub(crate) async fn read<T: IoBufMut>(&mut self, buf: T) -> BufResult<usize, T> {
