@@ -354,21 +354,7 @@ impl QuicEndpoint {
             }
         })
         .await;
-        let mut head = req.request.to_http1();
-        // One request per stream: the driver ends after this response.
-        head.truncate(head.len() - 2);
-        head.extend_from_slice(b"connection: close\r\n\r\n");
-        let head_only = req.request.method == "HEAD";
-        H3Stream::new(
-            Rc::clone(self),
-            conn,
-            req.stream,
-            req.exchange,
-            head,
-            head_only,
-            peer,
-            req.kept,
-        )
+        H3Stream::new(Rc::clone(self), conn, peer, req)
     }
 
     /// Waits until the socket has datagrams, then takes all it has, up to [`RECV_BATCH`] per

@@ -23,7 +23,7 @@ use monoio::buf::{IoBuf, IoBufMut, IoVecBuf, IoVecBufMut};
 use monoio::BufResult;
 use quinn_proto::{ConnectionHandle, StreamId};
 
-use super::session::{Exchange, Kept};
+use super::session::{Exchange, Kept, NewRequest};
 use super::QuicEndpoint;
 
 /// A request stream, whole.
@@ -52,27 +52,29 @@ pub(crate) struct H3Write {
 }
 
 impl H3Stream {
+    /// Request `req`, read off connection `conn` from `peer`, as the driver will read it.
     pub(super) fn new(
         endpoint: Rc<QuicEndpoint>,
         conn: ConnectionHandle,
-        id: StreamId,
-        exchange: Rc<Exchange>,
-        head: Vec<u8>,
-        head_only: bool,
         peer: SocketAddr,
-        kept: Kept,
+        req: NewRequest,
     ) -> Self {
+        let mut head = req.request.to_http1();
+        // One request per stream: the driver ends after this response.
+        head.truncate(head.len() - 2);
+        head.extend_from_slice(b"connection: close\r\n\r\n");
+        let head_only = req.request.method == "HEAD";
         H3Stream {
-            kept,
+            kept: req.kept,
             read: H3Read {
                 head: Bytes::from(head),
-                exchange: Rc::clone(&exchange),
+                exchange: Rc::clone(&req.exchange),
             },
             write: H3Write {
                 endpoint,
                 conn,
-                id,
-                exchange,
+                id: req.stream,
+                exchange: req.exchange,
                 frames: ResponseFrames::new(head_only),
                 queued: VecDeque::new(),
                 peer,
