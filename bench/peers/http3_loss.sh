@@ -12,11 +12,16 @@
 # over UDP). Printed per cell: a new viewer's time to its first segment byte (median), and
 # segment and part downloads (median and p99), each over every repetition.
 #
+# Then, with --player, Chromium in the namespace plays LL-HLS from the player page for
+# --player-seconds over each protocol (HTTPS with QUIC disabled; HTTP/3 forced), at each
+# --player-paths RTT:loss: its distance behind live, stalls and longest stall.
+#
 # Then, with no delay or loss, the engine's CPU per request for the same requests over
 # each protocol at the same rate (64 KB and 700 KB segments).
 #
 # Usage: bench/peers/http3_loss.sh [--rtts "50 150"] [--losses "0 1 3"] [--reps N]
 #        [--viewers N] [--rounds N] [--engine-args "ARGS"]
+#        [--player] [--player-paths "150:0 150:1"] [--player-seconds S]
 #   --rounds: rounds of the CPU measurement (default 10); --engine-args: e.g.
 #   "--http3-congestion cubic".
 # Needs root (a network namespace, TUN devices). Installs ffmpeg and openssl when missing,
@@ -29,6 +34,9 @@ reps=3
 viewers=6
 rounds=10
 engine_args=""
+player=""
+player_paths="150:0 150:1"
+player_seconds=30
 while (($#)); do
     case "$1" in
         --rtts) rtts=$2; shift 2 ;;
@@ -37,7 +45,10 @@ while (($#)); do
         --viewers) viewers=$2; shift 2 ;;
         --rounds) rounds=$2; shift 2 ;;
         --engine-args) engine_args=$2; shift 2 ;;
-        -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
+        --player) player=1; shift ;;
+        --player-paths) player_paths=$2; shift 2 ;;
+        --player-seconds) player_seconds=$2; shift 2 ;;
+        -h|--help) sed -n '2,28p' "$0"; exit 0 ;;
         *) echo "unknown argument: $1" >&2; exit 2 ;;
     esac
 done
@@ -69,6 +80,7 @@ make_clip big 2750
 
 read -ra extra <<<"$engine_args"
 start_engine --https 0.0.0.0:0 --http3 0.0.0.0:0 --tls-cert "$work/cert.pem" \
+    --player-assets "$root/tests/node_modules" \
     --tls-key "$work/key.pem" --hls-segment-ms 2000 "${extra[@]}"
 https=$(sed -n 's/.*https=\([^ ]*\).*/\1/p' "$work/engine.out")
 h3=$(sed -n 's/.*http3=\([^ ]*\).*/\1/p' "$work/engine.out")
@@ -140,6 +152,42 @@ PY
     done
 done
 set_path 0 0
+
+if [ -n "$player" ]; then
+    echo
+    echo "Chromium plays LL-HLS (live/small) from the player page for $player_seconds s"
+    printf '%-5s %-5s %-6s %10s %12s %8s %18s %10s\n' rtt loss proto protocol "behind live" stalls "longest stall ms" "played s"
+    spki=$(openssl x509 -pubkey -noout -in "$work/cert.pem" | openssl pkey -pubin -outform der |
+        openssl dgst -sha256 -binary | base64)
+    for path in $player_paths; do
+        set_path "${path%%:*}" "${path##*:}"
+        for proto in https h3; do
+            if [ $proto = h3 ]; then
+                origin="10.203.0.1:${h3##*:}"
+                flags="[\"--origin-to-force-quic-on=$origin\",\"--ignore-certificate-errors-spki-list=$spki\"]"
+            else
+                origin="10.203.0.1:${https##*:}"
+                flags="[\"--disable-quic\",\"--ignore-certificate-errors-spki-list=$spki\"]"
+            fi
+            args="{\"url\":\"https://$origin/player?stream=live/small&protocol=llhls\",\"seconds\":$player_seconds,\"chromium_args\":$flags}"
+            ip netns exec $ns node "$root/tests/browser/run.mjs" play "$args" >"$work/player.json" 2>"$work/player.err" || true
+            "$py" - "$work/player.json" "${path%%:*}" "${path##*:}" $proto <<'PY'
+import json, sys
+f, rtt, loss, proto = sys.argv[1:5]
+try:
+    r = json.load(open(f))
+except Exception:
+    print(f"{rtt:<5} {loss:<5} {proto:<6} (no result)")
+    sys.exit()
+fin = r["final"]
+nhp = sorted({p[1] for p in r.get("protocols", [])})
+print(f"{rtt:<5} {loss:<5} {proto:<6} {','.join(nhp):>10} {fin.get('latency')!s:>12} {fin.get('stalls')!s:>8} "
+      f"{r.get('longest_stall_ms')!s:>18} {r.get('played_s', 0):10.1f}")
+PY
+        done
+    done
+    set_path 0 0
+fi
 
 # CPU per request: the same requests over each protocol, straight to the engine (no relay).
 # The engine also muxes the two streams meanwhile: its CPU over 5 s with no viewers is
