@@ -247,14 +247,17 @@ pub(crate) fn prometheus(stats: &Stats) -> String {
             let _ = writeln!(out, "edge_{name}{{shard=\"{shard}\"}} {}", v[i]);
         }
     }
-    let http3: Vec<_> = stats.shards.iter().map(|s| s.http3.values()).collect();
-    for (i, (name, kind, help)) in crate::net::quic::QuicCounters::METRICS.iter().enumerate() {
+    for (name, kind, help, counter) in crate::net::quic::QuicCounters::METRICS {
         let _ = writeln!(
             out,
             "# HELP edge_http3_{name} {help}\n# TYPE edge_http3_{name} {kind}"
         );
-        for (shard, v) in http3.iter().enumerate() {
-            let _ = writeln!(out, "edge_http3_{name}{{shard=\"{shard}\"}} {}", v[i]);
+        for (shard, s) in stats.shards.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "edge_http3_{name}{{shard=\"{shard}\"}} {}",
+                counter(&s.http3).get()
+            );
         }
     }
     render_access(&mut out, &stats.shards);

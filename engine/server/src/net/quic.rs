@@ -44,8 +44,6 @@ use crate::net::timer::Timers;
 use session::{NewRequest, Session};
 pub(crate) use stream::{H3Read, H3Stream, H3Write};
 
-const _: () = assert!(QuicCounters::METRICS.len() == 14);
-
 /// The largest datagram we read: QUIC's packets here are at most 1,472 bytes (the endpoint's
 /// `max_udp_payload_size`); a larger one is cut and fails its authentication.
 const RECV_BYTES: usize = 2048;
@@ -71,7 +69,7 @@ impl Count {
 }
 
 /// One shard's HTTP/3 counters, rendered in `/metrics` as `edge_http3_NAME` by
-/// [`QuicCounters::METRICS`] (same order as [`QuicCounters::values`]).
+/// [`QuicCounters::METRICS`].
 #[derive(Debug, Default)]
 pub(crate) struct QuicCounters {
     pub(crate) connections_open: Count,
@@ -90,42 +88,31 @@ pub(crate) struct QuicCounters {
     pub(crate) lost_bytes: Count,
 }
 
-impl QuicCounters {
-    pub(crate) const METRICS: &'static [(&'static str, &'static str, &'static str)] = &[
-        ("connections_open", "gauge", "HTTP/3 (QUIC) connections open on this shard"),
-        ("connections", "counter", "HTTP/3 connections accepted"),
-        ("handshakes", "counter", "HTTP/3 connections whose handshake completed"),
-        ("refused", "counter", "HTTP/3 connections refused: at --http3-max-connections, --max-connections(-per-ip), or while draining"),
-        ("retries", "counter", "HTTP/3 clients asked to prove their address (Retry) before any state was kept, past --http3-retry-above connections"),
-        ("streams", "counter", "HTTP/3 request streams opened by clients (one per request)"),
-        ("datagrams_in", "counter", "UDP datagrams received on the HTTP/3 socket"),
-        ("recv_calls", "counter", "recvmmsg calls that returned datagrams on the HTTP/3 socket (datagrams_in / recv_calls: datagrams per call)"),
-        ("datagrams_out", "counter", "UDP datagrams sent from the HTTP/3 socket"),
-        ("send_calls", "counter", "sendmsg calls on the HTTP/3 socket: datagrams_out / send_calls is what segmentation offload (UDP_SEGMENT) saves"),
-        ("routed_out", "counter", "QUIC datagrams passed to the shard their connection ID names (a client whose address or port changed)"),
-        ("routed_in", "counter", "QUIC datagrams received from another shard for a connection of this one"),
-        ("lost_packets", "counter", "QUIC packets declared lost, counted when their connection ends"),
-        ("lost_bytes", "counter", "Bytes of the QUIC packets declared lost, counted when their connection ends"),
-    ];
+/// One series of [`QuicCounters::METRICS`]: name, kind, help, and the counter it reads.
+pub(crate) type Series = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&QuicCounters) -> &Count,
+);
 
-    pub(crate) fn values(&self) -> [u64; 14] {
-        [
-            self.connections_open.get(),
-            self.connections.get(),
-            self.handshakes.get(),
-            self.refused.get(),
-            self.retries.get(),
-            self.streams.get(),
-            self.datagrams_in.get(),
-            self.recv_calls.get(),
-            self.datagrams_out.get(),
-            self.send_calls.get(),
-            self.routed_out.get(),
-            self.routed_in.get(),
-            self.lost_packets.get(),
-            self.lost_bytes.get(),
-        ]
-    }
+impl QuicCounters {
+    pub(crate) const METRICS: &'static [Series] = &[
+        ("connections_open", "gauge", "HTTP/3 (QUIC) connections open on this shard", |c| &c.connections_open),
+        ("connections", "counter", "HTTP/3 connections accepted", |c| &c.connections),
+        ("handshakes", "counter", "HTTP/3 connections whose handshake completed", |c| &c.handshakes),
+        ("refused", "counter", "HTTP/3 connections refused: at --http3-max-connections, --max-connections(-per-ip), or while draining", |c| &c.refused),
+        ("retries", "counter", "HTTP/3 clients asked to prove their address (Retry) before any state was kept, past --http3-retry-above connections", |c| &c.retries),
+        ("streams", "counter", "HTTP/3 request streams opened by clients (one per request)", |c| &c.streams),
+        ("datagrams_in", "counter", "UDP datagrams received on the HTTP/3 socket", |c| &c.datagrams_in),
+        ("recv_calls", "counter", "recvmmsg calls that returned datagrams on the HTTP/3 socket (datagrams_in / recv_calls: datagrams per call)", |c| &c.recv_calls),
+        ("datagrams_out", "counter", "UDP datagrams sent from the HTTP/3 socket", |c| &c.datagrams_out),
+        ("send_calls", "counter", "sendmsg calls on the HTTP/3 socket: datagrams_out / send_calls is what segmentation offload (UDP_SEGMENT) saves", |c| &c.send_calls),
+        ("routed_out", "counter", "QUIC datagrams passed to the shard their connection ID names (a client whose address or port changed)", |c| &c.routed_out),
+        ("routed_in", "counter", "QUIC datagrams received from another shard for a connection of this one", |c| &c.routed_in),
+        ("lost_packets", "counter", "QUIC packets declared lost, counted when their connection ends", |c| &c.lost_packets),
+        ("lost_bytes", "counter", "Bytes of the QUIC packets declared lost, counted when their connection ends", |c| &c.lost_bytes),
+    ];
 }
 
 /// Admits a new connection from an address: `Ok` with what to hold while it is open (a
@@ -189,6 +176,14 @@ struct State {
     requests: VecDeque<(ConnectionHandle, SocketAddr, NewRequest)>,
     /// New connections are refused and open ones are sent GOAWAY (a drain).
     closing: bool,
+}
+
+impl State {
+    /// Queues an answer of the endpoint's own, written into `buf`.
+    fn respond(&mut self, t: quinn_proto::Transmit, mut buf: Vec<u8>) {
+        buf.truncate(t.size);
+        self.responses.push_back((t.destination, buf));
+    }
 }
 
 pub(crate) struct QuicEndpoint {
@@ -438,17 +433,13 @@ impl QuicEndpoint {
                 if let Err(()) = permit {
                     self.counters.refused.inc();
                     let t = st.endpoint.refuse(incoming, &mut buf);
-                    buf.truncate(t.size);
-                    st.responses.push_back((t.destination, buf));
+                    st.respond(t, buf);
                 } else if open >= self.settings.retry_above && !incoming.remote_address_validated()
                 {
                     // Under load a client proves its address before we keep any state.
                     self.counters.retries.inc();
                     match st.endpoint.retry(incoming, &mut buf) {
-                        Ok(t) => {
-                            buf.truncate(t.size);
-                            st.responses.push_back((t.destination, buf));
-                        }
+                        Ok(t) => st.respond(t, buf),
                         Err(e) => st.endpoint.ignore(e.into_incoming()),
                     }
                 } else {
@@ -464,17 +455,13 @@ impl QuicEndpoint {
                         Err(e) => {
                             debug!(shard = %self.me, peer = %from, "QUIC connection not accepted: {}", e.cause);
                             if let Some(t) = e.response {
-                                buf.truncate(t.size);
-                                st.responses.push_back((t.destination, buf));
+                                st.respond(t, buf);
                             }
                         }
                     }
                 }
             }
-            Some(DatagramEvent::Response(t)) => {
-                buf.truncate(t.size);
-                st.responses.push_back((t.destination, buf));
-            }
+            Some(DatagramEvent::Response(t)) => st.respond(t, buf),
         }
         drop(st);
         self.wake_sender();

@@ -82,7 +82,7 @@ impl<K: Ord + Hash + Clone> Timers<K> {
 
     /// Sleeps until the earliest deadline, or until an earlier one is armed.
     pub(crate) async fn wait(&self, clock: &Clock) {
-        let next = self.heap.borrow().peek().map(|Reverse((t, _))| *t);
+        let next = self.next();
         self.changed.set(false);
         let rearmed = poll_fn(|cx| {
             if self.changed.take() {

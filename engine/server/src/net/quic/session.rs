@@ -107,8 +107,6 @@ pub(crate) struct Session {
     pub(crate) dirty: bool,
     /// A GOAWAY went out: new requests are refused.
     goaway: bool,
-    /// Counted as a handshake (success or failure) already.
-    pub(crate) counted: bool,
     /// Held while the connection is open: its place under `--max-connections`.
     _permit: Option<Box<dyn std::any::Any>>,
     kept: Kept,
@@ -129,7 +127,6 @@ impl Session {
             requests: HashMap::new(),
             dirty: false,
             goaway: false,
-            counted: false,
             _permit: permit,
             kept: Kept::default(),
         }
@@ -153,7 +150,6 @@ impl Session {
             match event {
                 Event::Connected => {
                     counters.handshakes.inc();
-                    self.counted = true;
                     self.open_control();
                 }
                 Event::ConnectionLost { .. } => self.lost(),

@@ -104,10 +104,10 @@ impl H3Stream {
         self.write.writev(buf).await
     }
     pub(crate) async fn flush(&mut self) -> io::Result<()> {
-        Ok(())
+        self.write.flush().await
     }
     pub(crate) async fn shutdown(&mut self) -> io::Result<()> {
-        Ok(())
+        self.write.shutdown().await
     }
 }
 
