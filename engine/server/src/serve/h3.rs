@@ -7,9 +7,6 @@
 
 use std::rc::Rc;
 
-use edge_core::admission::Refusal;
-
-use crate::machine::stats::Counter;
 use crate::net::conn::Conn;
 use crate::net::quic::QuicEndpoint;
 use crate::serve::listen;
@@ -28,11 +25,7 @@ pub(crate) async fn serve_requests(shard: ShardHandle, quic: Rc<QuicEndpoint>) {
     quic.set_admission(Box::new(move |peer| match listen::admit(&s, peer) {
         Ok(permit) => Ok(permit.map(|p| Box::new(p) as Box<dyn std::any::Any>)),
         Err(refusal) => {
-            let stats = s.stats();
-            match refusal {
-                Refusal::Total => stats.connections_refused_max.inc(),
-                Refusal::PerIp => stats.connections_refused_per_ip.inc(),
-            }
+            listen::count_refusal(&s, refusal);
             Err(())
         }
     }));

@@ -48,6 +48,15 @@ impl Drop for Open {
     }
 }
 
+/// Counts a connection refused at `refusal`'s limit (TCP or QUIC).
+pub(crate) fn count_refusal(shard: &ShardHandle, refusal: Refusal) {
+    let stats = shard.stats();
+    match refusal {
+        Refusal::Total => stats.connections_refused_max.inc(),
+        Refusal::PerIp => stats.connections_refused_per_ip.inc(),
+    }
+}
+
 /// Counts `peer` in, or says which limit refuses it.
 pub(crate) fn admit(shard: &ShardHandle, peer: SocketAddr) -> Result<Option<Permit>, Refusal> {
     let Some(table) = &shard.admission() else {
@@ -132,11 +141,7 @@ pub(crate) async fn accept_loop(
                 let permit = match admit(&shard, peer) {
                     Ok(p) => p,
                     Err(refusal) => {
-                        let stats = shard.stats();
-                        match refusal {
-                            Refusal::Total => stats.connections_refused_max.inc(),
-                            Refusal::PerIp => stats.connections_refused_per_ip.inc(),
-                        }
+                        count_refusal(&shard, refusal);
                         // Dropped unanswered: the cheapest answer to a flood.
                         drop(stream);
                         let now = shard.now_ms();
