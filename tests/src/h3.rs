@@ -9,17 +9,15 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::venv_python;
+
 /// The venv's Python (aioquic is there), or `H3_PYTHON`.
 fn python() -> String {
     if let Ok(p) = std::env::var("H3_PYTHON") {
         return p;
     }
-    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/tools/venv/bin/python");
-    assert!(
-        venv.is_file(),
-        "{} is missing: .ci/run makes it (with aioquic)",
-        venv.display()
-    );
+    let venv =
+        venv_python().expect("target/tools/venv is missing: .ci/run makes it (with aioquic)");
     venv.to_string_lossy().into_owned()
 }
 

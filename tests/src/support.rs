@@ -7,6 +7,13 @@ use std::time::{Duration, Instant};
 
 use crate::*;
 
+/// The Python of the virtualenv `.ci/run` makes under `target/tools` (m3u8, aioquic), if
+/// it is there.
+pub fn venv_python() -> Option<PathBuf> {
+    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/tools/venv/bin/python");
+    venv.is_file().then_some(venv)
+}
+
 /// A fixture file in `tests/fixtures`.
 pub fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

@@ -3,7 +3,6 @@
 //! playlist rules), and by raw requests (blocking reloads, early part requests, refusals,
 //! stalls), with the `edge_ll_hls_*` counters. Nothing waits on a clock but bounded polls.
 
-use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
@@ -15,11 +14,7 @@ fn python() -> String {
     if let Ok(p) = std::env::var("M3U8_PYTHON") {
         return p;
     }
-    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/tools/venv/bin/python");
-    if venv.is_file() {
-        return venv.to_string_lossy().into_owned();
-    }
-    "python3".into()
+    venv_python().map_or_else(|| "python3".into(), |v| v.to_string_lossy().into_owned())
 }
 
 fn get(engine: &Engine, path: &str) -> (u16, Vec<u8>) {
