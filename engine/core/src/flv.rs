@@ -52,6 +52,31 @@ pub const FILE_HEADER_CHUNKED: &[u8] = b"d\r\nFLV\x01\x05\x00\x00\x00\x09\x00\x0
 /// The last chunk of a chunked body.
 pub const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
 
+/// The tag inside one chunk [`serialize_tag_chunked`] made, its body a slice of `chunk`;
+/// `None` for anything else (the file header's chunk, the last chunk, or bytes that do not
+/// frame one whole tag).
+pub fn tag_of_chunk(chunk: &Bytes) -> Option<FlvTag> {
+    let line = chunk.iter().position(|&b| b == b'\r')?;
+    let tag = chunk.get(line + 2..)?;
+    if tag.len() < 11 + 4 + 2 {
+        return None;
+    }
+    let size = (usize::from(tag[1]) << 16) | (usize::from(tag[2]) << 8) | usize::from(tag[3]);
+    if tag.len() != 11 + size + 4 + 2 {
+        return None;
+    }
+    let timestamp = (u32::from(tag[7]) << 24)
+        | (u32::from(tag[4]) << 16)
+        | (u32::from(tag[5]) << 8)
+        | u32::from(tag[6]);
+    let start = line + 2 + 11;
+    Some(FlvTag {
+        type_id: tag[0],
+        timestamp,
+        body: chunk.slice(start..start + size),
+    })
+}
+
 /// A demuxing error: the input is not FLV.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum FlvError {
@@ -134,6 +159,17 @@ impl FlvReader {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_chunked_tag_reads_back_and_other_chunks_do_not() {
+        let body = [0x17u8, 1, 0, 0, 0, 9, 9];
+        let chunk = serialize_tag_chunked(9, 0x0123_4567, &body);
+        let tag = tag_of_chunk(&chunk).unwrap();
+        assert_eq!((tag.type_id, tag.timestamp, &tag.body[..]), (9, 0x0123_4567, &body[..]));
+        assert_eq!(tag_of_chunk(&Bytes::from_static(FILE_HEADER_CHUNKED)), None);
+        assert_eq!(tag_of_chunk(&Bytes::from_static(LAST_CHUNK)), None);
+        assert_eq!(tag_of_chunk(&chunk.slice(..chunk.len() - 1)), None);
+    }
 
     #[test]
     fn tags_round_trip_at_every_split() {

@@ -16,6 +16,8 @@ use crate::media::StreamKey;
 pub const MAX_HEAD_BYTES: usize = 16 * 1024;
 /// Header lines a request may carry (browsers send about 20).
 pub const MAX_HEADERS: usize = 64;
+/// Largest request body accepted (a WHEP offer; see [`crate::webrtc::MAX_OFFER_BYTES`]).
+pub const MAX_BODY_BYTES: usize = crate::webrtc::MAX_OFFER_BYTES;
 
 /// Why a request is refused; each closes the connection after a 4xx.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -29,8 +31,8 @@ pub enum HttpError {
     /// More than [`MAX_HEADERS`] header lines.
     #[error("more than {MAX_HEADERS} header lines")]
     TooManyHeaders,
-    /// The request carries a body (Content-Length > 0 or chunked).
-    #[error("request bodies are not accepted")]
+    /// The request's body is chunked or longer than [`MAX_BODY_BYTES`].
+    #[error("request bodies are accepted only with a Content-Length of at most {MAX_BODY_BYTES} bytes")]
     BodyNotAccepted,
 }
 
@@ -51,8 +53,12 @@ pub enum Method {
     Get,
     Head,
     Options,
-    /// Only `POST /api/v1/drain` takes it (without a body).
+    /// `POST /api/v1/drain` (without a body) and a WHEP offer.
     Post,
+    /// Ends a WHEP session.
+    Delete,
+    /// WHEP's trickle ICE, answered 405.
+    Patch,
     Other,
 }
 
@@ -68,6 +74,8 @@ pub struct Request {
     pub version_minor: u8,
     /// The token of `Authorization: Bearer TOKEN`.
     pub bearer: Option<String>,
+    /// The body (`Content-Length` bytes, at most [`MAX_BODY_BYTES`]); empty for most requests.
+    pub body: Bytes,
 }
 
 /// Parses one request from the front of `buf`. `Ok(None)`: need more bytes.
@@ -91,11 +99,14 @@ pub fn parse_request(buf: &[u8]) -> Result<Option<(Request, usize)>, HttpError> 
         "HEAD" => Method::Head,
         "OPTIONS" => Method::Options,
         "POST" => Method::Post,
+        "DELETE" => Method::Delete,
+        "PATCH" => Method::Patch,
         _ => Method::Other,
     };
     let version = req.version.unwrap_or(1);
     let mut keep_alive = version >= 1;
     let mut bearer = None;
+    let mut body_len = 0;
     for h in req.headers.iter() {
         let value = std::str::from_utf8(h.value).unwrap_or("").trim();
         if h.name.eq_ignore_ascii_case("authorization") {
@@ -109,12 +120,21 @@ pub fn parse_request(buf: &[u8]) -> Result<Option<(Request, usize)>, HttpError> 
             } else if value.eq_ignore_ascii_case("keep-alive") {
                 keep_alive = true;
             }
-        } else if (h.name.eq_ignore_ascii_case("content-length") && value != "0")
-            || h.name.eq_ignore_ascii_case("transfer-encoding")
-        {
+        } else if h.name.eq_ignore_ascii_case("content-length") {
+            body_len = value
+                .parse::<usize>()
+                .ok()
+                .filter(|&n| n <= MAX_BODY_BYTES)
+                .ok_or(HttpError::BodyNotAccepted)?;
+        } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
             return Err(HttpError::BodyNotAccepted);
         }
     }
+    // The request is complete once its body is here too.
+    let Some(body) = buf.get(consumed..consumed + body_len) else {
+        return Ok(None);
+    };
+    let body = Bytes::copy_from_slice(body);
     let target = req.path.unwrap_or("/");
     let (path, query) = match target.split_once('?') {
         Some((p, q)) => (p.to_string(), Some(q.to_string())),
@@ -128,8 +148,9 @@ pub fn parse_request(buf: &[u8]) -> Result<Option<(Request, usize)>, HttpError> 
             keep_alive,
             version_minor: version,
             bearer,
+            body,
         },
-        consumed,
+        consumed + body_len,
     )))
 }
 
@@ -144,6 +165,10 @@ pub enum Route {
     Segment(StreamKey, SegmentSeq),
     /// `/{app}/{stream}/{file}`: LL-HLS (the playlist, init segments, segments, parts).
     Ll(StreamKey, LlFile),
+    /// `/{app}/{stream}/whep`: a WHEP offer (POST) for WebRTC playback.
+    Whep(StreamKey),
+    /// `/{app}/{stream}/whep/{id}`: a WHEP session (DELETE ends it).
+    WhepSession(StreamKey, crate::webrtc::SessionId),
     Health,
     Metrics,
     Streams,
@@ -207,6 +232,15 @@ impl Route {
         };
         let key = |name: &str| StreamKey::new(app, name);
         if let Some((name, ll)) = file.split_once('/') {
+            if ll == "whep" {
+                return key(name).map_or(Route::NotFound, Route::Whep);
+            }
+            if let Some(id) = ll.strip_prefix("whep/") {
+                return match (key(name), crate::webrtc::SessionId::parse(id)) {
+                    (Some(k), Some(id)) => Route::WhepSession(k, id),
+                    _ => Route::NotFound,
+                };
+            }
             return match (key(name), LlFile::parse(ll)) {
                 (Some(k), Some(f)) => Route::Ll(k, f),
                 _ => Route::NotFound,
@@ -231,6 +265,7 @@ impl Route {
 pub fn reason(status: u16) -> &'static str {
     match status {
         200 => "OK",
+        201 => "Created",
         202 => "Accepted",
         204 => "No Content",
         302 => "Found",
@@ -308,6 +343,18 @@ pub fn response_head(
         if keep_alive { "keep-alive" } else { "close" }
     );
     Bytes::from(h)
+}
+
+/// `head` (a [`response_head`]) with one more header line, before its blank line.
+pub fn add_header(head: &Bytes, name: &str, value: &str) -> Bytes {
+    let end = head.len().saturating_sub(2);
+    let mut out = Vec::with_capacity(head.len() + name.len() + value.len() + 4);
+    out.extend_from_slice(&head[..end]);
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value.as_bytes());
+    out.extend_from_slice(b"\r\n\r\n");
+    Bytes::from(out)
 }
 
 /// A response head, as clients (loadgen's viewers, the tests, an HLS-origin pull) read it.
@@ -502,12 +549,36 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(r.bearer, None, "only the Bearer scheme");
-        assert_eq!(
-            parse_request(b"POST /api/v1/drain HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello"),
-            Err(HttpError::BodyNotAccepted)
-        );
         assert_eq!(Route::parse("/readyz"), Route::Ready);
         assert_eq!(Route::parse("/api/v1/summary"), Route::Summary);
+    }
+
+    #[test]
+    fn a_body_completes_its_request_only_once_all_of_it_is_here_and_is_then_consumed() {
+        let wire = b"POST /live/x/whep HTTP/1.1\r\nContent-Length: 5\r\n\r\nv=0\r\nGET /healthz HTTP/1.1\r\n\r\n";
+        let head = wire.len() - 5 - 26;
+        for at in head..head + 5 {
+            assert_eq!(parse_request(&wire[..at]), Ok(None), "split {at}");
+        }
+        let (r, used) = parse_request(wire).unwrap().unwrap();
+        assert_eq!((r.method, &r.body[..]), (Method::Post, &b"v=0\r\n"[..]));
+        assert_eq!(Route::parse(&r.path), Route::Whep(StreamKey::new("live", "x").unwrap()));
+        let (next, _) = parse_request(&wire[used..]).unwrap().unwrap();
+        assert_eq!((next.method, next.path.as_str()), (Method::Get, "/healthz"));
+        assert!(next.body.is_empty());
+        let (del, _) = parse_request(b"DELETE /live/x/whep/0100000000000abc HTTP/1.1\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(del.method, Method::Delete);
+        assert_eq!(
+            Route::parse(&del.path),
+            Route::WhepSession(
+                StreamKey::new("live", "x").unwrap(),
+                crate::webrtc::SessionId(0x0100_0000_0000_0abc)
+            )
+        );
+        assert_eq!(Route::parse("/live/x/whep/zz"), Route::NotFound);
+        assert_eq!(Route::parse("/live/x/whep/"), Route::NotFound);
     }
 
     #[test]
@@ -555,7 +626,16 @@ mod tests {
         big.extend_from_slice(b"\r\n\r\n");
         assert_eq!(parse_request(&big), Err(HttpError::HeadTooLarge));
         assert_eq!(
-            parse_request(b"POST / HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc"),
+            parse_request(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc"),
+            Err(HttpError::BodyNotAccepted)
+        );
+        let too_long = format!("POST / HTTP/1.1\r\nContent-Length: {}\r\n\r\n", MAX_BODY_BYTES + 1);
+        assert_eq!(
+            parse_request(too_long.as_bytes()),
+            Err(HttpError::BodyNotAccepted)
+        );
+        assert_eq!(
+            parse_request(b"POST / HTTP/1.1\r\nContent-Length: x\r\n\r\n"),
             Err(HttpError::BodyNotAccepted)
         );
         assert_eq!(parse_request(b"GET / HTTP/1.1\r\nHost:"), Ok(None));

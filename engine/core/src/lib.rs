@@ -60,6 +60,7 @@ pub mod sei;
 pub mod stream;
 pub mod token;
 pub mod upstream;
+pub mod webrtc;
 
 pub use ids::{LinkId, SegmentSeq, ShardId, ViewerId};
 pub use media::{Frame, FrameFlags, MediaKind, StreamKey, TagInfo};

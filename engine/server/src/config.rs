@@ -66,6 +66,11 @@ pub(crate) struct Config {
     pub http3_max_connections: usize,
     pub http3_retry_above: usize,
     pub http3_congestion: Http3Congestion,
+    /// WebRTC playback (WHEP): shard N's UDP socket is this port plus N.
+    pub webrtc_udp: Option<SocketAddr>,
+    /// Addresses named in WHEP answers (`--webrtc-candidate`), port `None`: the bound one.
+    pub webrtc_candidates: Vec<(std::net::IpAddr, Option<u16>)>,
+    pub webrtc_max_sessions: usize,
     pub rtmps: Option<SocketAddr>,
     /// Loaded when --https or --rtmps is given.
     pub tls: Option<Arc<CertStore>>,
@@ -337,6 +342,17 @@ impl Args {
             (None, None) => None,
             _ => bail!("--tls-cert and --tls-key go together"),
         };
+        let webrtc_candidates = self
+            .webrtc_candidate
+            .iter()
+            .map(|c| parse_candidate(c))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        if !webrtc_candidates.is_empty() && self.webrtc_udp.is_none() {
+            bail!("--webrtc-candidate needs --webrtc-udp");
+        }
+        if self.webrtc_max_sessions == 0 {
+            bail!("--webrtc-max-sessions must be positive");
+        }
         if self.http3_max_connections == 0 {
             bail!("--http3-max-connections must be positive");
         }
@@ -410,6 +426,11 @@ impl Args {
             self.registry.is_some(),
         )?);
         let shards = cpus.len();
+        if let Some(addr) = self.webrtc_udp {
+            if addr.port() != 0 && usize::from(addr.port()) + shards > 65_536 {
+                bail!("--webrtc-udp {addr}: the ports of {shards} shards run past 65535");
+            }
+        }
         Ok(Config {
             cpus,
             rtmp: self.rtmp,
@@ -443,6 +464,9 @@ impl Args {
             http3_max_connections: self.http3_max_connections,
             http3_retry_above: self.http3_retry_above,
             http3_congestion: self.http3_congestion,
+            webrtc_udp: self.webrtc_udp,
+            webrtc_candidates,
+            webrtc_max_sessions: self.webrtc_max_sessions,
             rtmps: self.rtmps,
             tls,
             tls_handshake_timeout_ms: self.tls_handshake_timeout_ms,
@@ -654,5 +678,16 @@ mod tests {
         assert_eq!(c.hls_origins[0].to_string(), "http://x:8080/hls");
         let a = Args::parse_from(["e", "--origin", "http://x/a?b"]);
         assert!(a.validate().is_err());
+    }
+}
+
+/// `IP` or `IP:PORT` (`[IPv6]:PORT`), a `--webrtc-candidate`.
+fn parse_candidate(s: &str) -> anyhow::Result<(std::net::IpAddr, Option<u16>)> {
+    if let Ok(ip) = s.parse::<std::net::IpAddr>() {
+        return Ok((ip, None));
+    }
+    match s.parse::<SocketAddr>() {
+        Ok(a) if a.port() != 0 => Ok((a.ip(), Some(a.port()))),
+        _ => bail!("--webrtc-candidate {s}: expected IP or IP:PORT"),
     }
 }

@@ -2,8 +2,9 @@
 //! their TLS ([`conn`], [`tls`]), outgoing connects ([`dial`]), listening sockets
 //! ([`listeners`]), the segment arena and its zero-copy sends ([`arena`], [`zerocopy`]), the
 //! cross-shard channels ([`mesh`]), a shard's one timer and one clock ([`timer`], [`clock`]),
-//! panic containment ([`contain`]), and HTTP/3's QUIC endpoint, a UDP socket per shard
-//! ([`quic`]).
+//! panic containment ([`contain`]), HTTP/3's QUIC endpoint, a UDP socket per shard
+//! ([`quic`]), WebRTC's sessions on a UDP socket per shard ([`webrtc`]), and the UDP calls
+//! both make ([`udp`]).
 //!
 //! Must not: import any other layer of the crate.
 
@@ -17,4 +18,6 @@ pub mod mesh;
 pub(crate) mod quic;
 pub(crate) mod timer;
 pub(crate) mod tls;
+pub(crate) mod udp;
+pub(crate) mod webrtc;
 pub(crate) mod zerocopy;

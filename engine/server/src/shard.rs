@@ -87,6 +87,8 @@ enum TimerKey {
     Batching,
     /// The earliest deadline of this shard's QUIC connections.
     Quic,
+    /// WebRTC sessions' first deadline.
+    WebRtc,
 }
 
 /// The per-core state: the machine-wide things it reads, and its parts.
@@ -113,6 +115,8 @@ struct Shard {
     timers: Rc<Timers<TimerKey>>,
     /// HTTP/3's endpoint, with --http3.
     quic: std::cell::OnceCell<Rc<crate::net::quic::QuicEndpoint>>,
+    /// WebRTC's endpoint, with --webrtc-udp.
+    webrtc: std::cell::OnceCell<Rc<crate::net::webrtc::RtcEndpoint>>,
 }
 
 impl Shard {
@@ -160,6 +164,7 @@ impl Shard {
             pacer,
             timers,
             quic: std::cell::OnceCell::new(),
+            webrtc: std::cell::OnceCell::new(),
             next_id: Cell::new(1),
             config,
             stats,
@@ -287,6 +292,11 @@ impl Shard {
             MeshMsg::QuicDatagram { from, data } => {
                 if let Some(q) = self.quic.get() {
                     q.routed(from, data);
+                }
+            }
+            MeshMsg::WebRtcEnd(id) => {
+                if let Some(w) = self.webrtc.get() {
+                    w.end(id);
                 }
             }
             MeshMsg::Unpublish {
@@ -606,6 +616,7 @@ impl Shard {
         match v.wire {
             Wire::Rtmp => self.counters().rtmp_players.dec(),
             Wire::Flv => self.counters().flv_players.dec(),
+            Wire::Rtc => self.counters().webrtc_players.dec(),
         }
         self.stats
             .count_viewer(self.id, key, protocol_of(v.wire), false);
@@ -809,6 +820,11 @@ impl Shard {
                             q.handle_timeout();
                         }
                     }
+                    TimerKey::WebRtc => {
+                        if let Some(w) = self.webrtc.get() {
+                            w.handle_timeout();
+                        }
+                    }
                     TimerKey::Demand => {
                         self.hls.demand_timeout(now);
                         self.timers
@@ -850,5 +866,6 @@ fn protocol_of(wire: Wire) -> Protocol {
     match wire {
         Wire::Rtmp => Protocol::Rtmp,
         Wire::Flv => Protocol::Flv,
+        Wire::Rtc => Protocol::WebRtc,
     }
 }

@@ -459,6 +459,28 @@ pub(crate) struct Args {
     )]
     pub http3_congestion: Http3Congestion,
 
+    /// Serve WebRTC playback (WHEP, `POST /{app}/{stream}/whep`) with media over UDP here:
+    /// shard N binds the port plus N (port 0: each shard an ephemeral port of its own), and
+    /// a session's answer names the port of the shard that holds it.
+    #[arg(help_heading = "WebRTC", long, value_name = "ADDR")]
+    pub webrtc_udp: Option<SocketAddr>,
+
+    /// An address WebRTC viewers reach this node at, `IP` or `IP:PORT` (repeatable): behind
+    /// NAT, the public address; PORT is the public port of shard 0, the next shards' follow
+    /// it. Without one, a session's answer names the address its offer was posted to.
+    #[arg(help_heading = "WebRTC", long, value_name = "IP[:PORT]")]
+    pub webrtc_candidate: Vec<String>,
+
+    /// WebRTC sessions open at once on this node at most (spread over the shards); more offers
+    /// get 503.
+    #[arg(
+        help_heading = "WebRTC",
+        long,
+        value_name = "N",
+        default_value_t = 10_000
+    )]
+    pub webrtc_max_sessions: usize,
+
     /// Also take RTMPS publishes and plays here (needs --tls-cert, --tls-key).
     #[arg(help_heading = "Listening and shards", long, value_name = "ADDR")]
     pub rtmps: Option<SocketAddr>,

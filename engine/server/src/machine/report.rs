@@ -51,6 +51,7 @@ struct StreamViewers {
     flv: u64,
     hls: u64,
     llhls: u64,
+    webrtc: u64,
 }
 
 /// An upstream link (a pull, or a forward).
@@ -144,6 +145,7 @@ fn stream_report(view: &StreamView, viewers: [u64; PROTOCOLS]) -> StreamReport {
             flv: viewers[1],
             hls: viewers[2],
             llhls: viewers[3],
+            webrtc: viewers[4],
         },
         upstream: link(
             &st.view.upstream,
@@ -257,6 +259,19 @@ pub(crate) fn prometheus(stats: &Stats) -> String {
                 out,
                 "edge_http3_{name}{{shard=\"{shard}\"}} {}",
                 counter(&s.http3).get()
+            );
+        }
+    }
+    for (name, kind, help, counter) in crate::net::webrtc::RtcCounters::METRICS {
+        let _ = writeln!(
+            out,
+            "# HELP edge_webrtc_{name} {help}\n# TYPE edge_webrtc_{name} {kind}"
+        );
+        for (shard, s) in stats.shards.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "edge_webrtc_{name}{{shard=\"{shard}\"}} {}",
+                counter(&s.webrtc).get()
             );
         }
     }

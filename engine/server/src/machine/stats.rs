@@ -32,6 +32,8 @@ macro_rules! counters {
             pub(crate) access: AccessStats,
             /// HTTP/3: the shard's QUIC endpoint counts here.
             pub(crate) http3: Arc<crate::net::quic::QuicCounters>,
+            /// WebRTC: the shard's WHEP sessions count here.
+            pub(crate) webrtc: Arc<crate::net::webrtc::RtcCounters>,
         }
 
         pub(crate) const METRICS: &[(&str, &str, &str)] = &[$((stringify!($name), $kind, $help),)*];
@@ -49,6 +51,7 @@ counters! {
     http_connections_accepted: "counter", "HTTP connections accepted";
     rtmp_players: "gauge", "RTMP players attached";
     flv_players: "gauge", "HTTP-FLV players attached";
+    webrtc_players: "gauge", "WebRTC (WHEP) players attached";
     hls_viewers: "gauge", "HTTP connections open that have fetched an HLS playlist (an HLS viewer's estimate: a player keeps one or two)";
     publishers: "gauge", "Publishers connected to this shard";
     streams_owned: "gauge", "Streams whose owner (local origin) is this shard";
@@ -236,10 +239,12 @@ pub(crate) enum Protocol {
     Hls = 2,
     /// A connection that fetched the stream's LL-HLS playlist (`llhls.m3u8`).
     LlHls = 3,
+    /// A WHEP session.
+    WebRtc = 4,
 }
 
 /// How many protocols viewers are counted by.
-pub(crate) const PROTOCOLS: usize = 4;
+pub(crate) const PROTOCOLS: usize = 5;
 
 /// One owned stream as the streams API shows it.
 pub(crate) struct StreamView {

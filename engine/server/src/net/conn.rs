@@ -67,6 +67,16 @@ pub(crate) trait Pieces {
     fn as_h3(&mut self) -> Option<&mut H3Write> {
         None
     }
+    /// A sink that takes whole pieces and is no byte stream (a WebRTC session's).
+    fn as_media(&mut self) -> Option<&mut dyn MediaSink> {
+        None
+    }
+}
+
+/// Takes a writer's pieces as they are, each whole (a frame's FLV tag): what it makes of
+/// them is its own. `Err` ends the writer.
+pub(crate) trait MediaSink {
+    fn feed(&mut self, pieces: Vec<bytes::Bytes>) -> std::io::Result<usize>;
 }
 
 impl Pieces for Conn {

@@ -147,6 +147,8 @@ pub enum MeshMsg {
     /// connection ID names it; the client's address changed). Dropped if the queue is full,
     /// as a network would: QUIC sends it again.
     QuicDatagram { from: SocketAddr, data: Bytes },
+    /// WebRTC: end this shard's session (a WHEP `DELETE` that reached another shard).
+    WebRtcEnd(edge_core::webrtc::SessionId),
     /// LL-HLS relay: a file's download, as it happens (owner → every shard).
     LlRelayFile {
         key: StreamKey,

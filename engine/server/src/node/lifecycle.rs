@@ -546,6 +546,30 @@ async fn shard_main(mut ctx: ShardCtx, driver: &'static str) {
             }
         }
     }
+    if let Some(addr) = shard.config().webrtc_udp {
+        // Shard N on the port plus N (port 0: an ephemeral one each). SO_REUSEPORT, as for
+        // the other listeners, so that an upgrade's successor can bind the same ports.
+        let port = if addr.port() == 0 {
+            0
+        } else {
+            addr.port().saturating_add(ctx.id as u16)
+        };
+        let at = SocketAddr::new(addr.ip(), port);
+        let started = crate::net::udp::bind_udp(at)
+            .map_err(anyhow::Error::from)
+            .and_then(|socket| shard.start_webrtc(socket));
+        match started {
+            Ok(endpoint) => {
+                info!(shard = ctx.id, port = endpoint.port(), "WebRTC (WHEP) media on UDP");
+            }
+            Err(e) => {
+                let _ = ctx
+                    .ready
+                    .send(Err(format!("shard {}: WebRTC on {at}: {e:#}", ctx.id)));
+                return;
+            }
+        }
+    }
     let _ = ctx.ready.send(Ok((ctx.id, driver)));
     test_hooks(ctx.id);
     // Returns on shutdown; dropping the runtime then closes every socket of this shard.

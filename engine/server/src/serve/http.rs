@@ -19,6 +19,7 @@ use crate::net::conn::Conn;
 use crate::net::contain;
 use crate::serve::access::{self, Ask};
 use crate::serve::routes::{self, NodeView};
+use crate::serve::whep;
 use crate::shard::outlet::{finish, write_bufs, Close, Outlet, Wire};
 use crate::shard::pulled::{self, Served};
 use crate::shard::{LlWait, ShardHandle};
@@ -178,6 +179,25 @@ pub(crate) async fn serve(
                         }
                     }
                     match route {
+                        // WebRTC playback: an offer answered with a session of this shard.
+                        Route::Whep(_) | Route::WhepSession(..) => {
+                            let keep = req.keep_alive;
+                            let pieces = match (&route, req.method) {
+                                (Route::Whep(key), Method::Post) => {
+                                    let id = shard.next_conn_id();
+                                    whep::offer(&shard, &req, key, peer, fd, id).await
+                                }
+                                (Route::WhepSession(_, id), Method::Delete) => {
+                                    whep::delete(&shard, *id, keep)
+                                }
+                                (Route::WhepSession(..), Method::Patch) => whep::patch(keep),
+                                _ => whep::method_not_allowed(keep),
+                            };
+                            if !answered(&shard, &mut stream, pieces, keep).await {
+                                return;
+                            }
+                            continue;
+                        }
                         Route::Flv(key) if req.method == Method::Get && req.version_minor >= 1 => {
                             let query = req.query.as_deref().map(Into::into);
                             let viewer = FlvViewer {
@@ -319,6 +339,9 @@ pub(crate) async fn serve(
 
 /// The stream a GET or HEAD plays (FLV, a playlist, a segment), and whether it is HLS.
 fn play_target<'a>(req: &Request, route: &'a Route) -> Option<(&'a StreamKey, bool)> {
+    if let (Route::Whep(key), Method::Post) = (route, req.method) {
+        return Some((key, false));
+    }
     if !matches!(req.method, Method::Get | Method::Head) {
         return None;
     }

@@ -35,6 +35,7 @@ use crate::net::clock::Clock;
 use crate::net::listeners::Service;
 use crate::net::mesh::{Mesh, MeshMsg, SegmentEvent};
 use crate::net::quic::{Congestion, QuicEndpoint, QuicSettings};
+use crate::net::webrtc::{RtcEndpoint, RtcSettings};
 use crate::net::zerocopy::Sender;
 use crate::shard::outlet::{Outlet, Wire};
 use crate::shard::pulled::{Inflight, Lookup};
@@ -107,6 +108,46 @@ impl ShardHandle {
         )?;
         let _ = self.0.quic.set(Rc::clone(&quic));
         Ok(quic)
+    }
+
+    /// Starts this shard's WebRTC endpoint on `socket` (bound by the node), its deadlines on
+    /// the shard's timer.
+    pub(crate) fn start_webrtc(
+        &self,
+        socket: std::net::UdpSocket,
+    ) -> anyhow::Result<Rc<RtcEndpoint>> {
+        let config = self.config();
+        let settings = RtcSettings {
+            max_sessions: config.webrtc_max_sessions.div_ceil(config.shards()),
+            candidates: config.webrtc_candidates.clone(),
+        };
+        let timers = Rc::clone(&self.0.timers);
+        let endpoint = RtcEndpoint::start(
+            socket,
+            settings,
+            self.id(),
+            self.clock(),
+            Arc::clone(&self.stats().webrtc),
+            Box::new(move |at| timers.arm(super::TimerKey::WebRtc, at)),
+        )?;
+        let _ = self.0.webrtc.set(Rc::clone(&endpoint));
+        Ok(endpoint)
+    }
+
+    /// Asks the shard session `id` names to end it; `false` if no shard has that index.
+    pub(crate) fn end_webrtc_elsewhere(&self, id: edge_core::webrtc::SessionId) -> bool {
+        if id.shard() >= self.config().shards() {
+            return false;
+        }
+        self.0
+            .port
+            .send_control(ShardId(id.shard()), MeshMsg::WebRtcEnd(id));
+        true
+    }
+
+    /// This shard's WebRTC endpoint, with --webrtc-udp.
+    pub(crate) fn webrtc(&self) -> Option<Rc<RtcEndpoint>> {
+        self.0.webrtc.get().cloned()
     }
 
     /// Receives mesh messages until shutdown.
@@ -193,6 +234,7 @@ impl ShardHandle {
         match v.wire {
             Wire::Rtmp => shard.counters().rtmp_players.inc(),
             Wire::Flv => shard.counters().flv_players.inc(),
+            Wire::Rtc => shard.counters().webrtc_players.inc(),
         }
         shard
             .stats

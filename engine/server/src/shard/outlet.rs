@@ -35,6 +35,9 @@ pub(crate) const MAX_BATCH: usize = 64;
 pub(crate) enum Wire {
     Rtmp,
     Flv,
+    /// A WebRTC session: it takes the frames' FLV tags (HTTP-FLV's bytes, shared) and its
+    /// writer turns them into RTP ([`crate::net::webrtc`]); nothing of HTTP is written.
+    Rtc,
 }
 
 /// How a connection ends.
@@ -64,6 +67,8 @@ pub(crate) struct Outlet {
     holding: Cell<bool>,
     /// Latest timestamp queued per kind (audio, video), to skip what a resync repeats.
     last_ts: Cell<[Option<u64>; 2]>,
+    /// Why the stream finished this viewer (WebRTC: its offer's answer says so).
+    finished: Cell<Option<FinishReason>>,
 }
 
 impl Outlet {
@@ -80,6 +85,7 @@ impl Outlet {
             joined: Cell::new(false),
             holding: Cell::new(false),
             last_ts: Cell::new([None, None]),
+            finished: Cell::new(None),
         })
     }
 
@@ -107,7 +113,7 @@ impl Outlet {
         }
         let bytes = match self.wire {
             Wire::Rtmp => frame.rtmp.clone(),
-            Wire::Flv => frame.flv.clone(),
+            Wire::Flv | Wire::Rtc => frame.flv.clone(),
         };
         let (outcome, queued) = {
             let mut q = self.queue.borrow_mut();
@@ -183,8 +189,14 @@ impl Outlet {
             }
             Wire::Flv if reason.is_failure() => {}
             Wire::Flv => self.push_control(Bytes::from_static(edge_core::flv::LAST_CHUNK)),
+            Wire::Rtc => self.finished.set(Some(reason)),
         }
         self.close(Close::Flush);
+    }
+
+    /// Why the stream finished this viewer, if it did.
+    pub(crate) fn finished(&self) -> Option<FinishReason> {
+        self.finished.get()
     }
 
     /// Whether the writer closed it for being slow (the connection's end counts it).
@@ -249,7 +261,7 @@ impl Outlet {
     }
 
     /// Resolves once something is queued or the outlet is closing.
-    async fn queued(&self) {
+    pub(crate) async fn queued(&self) {
         poll_fn(|cx| {
             if !self.queue.borrow().is_empty() || self.close.get().is_some() {
                 Poll::Ready(())
@@ -500,6 +512,10 @@ async fn write_batch<W: AsyncWriteRent + Pieces>(
     if let Some(h3) = sink.as_h3() {
         let bufs = std::mem::take(&mut batch.bufs);
         return (h3.send(bufs).await, batch);
+    }
+    if let Some(media) = sink.as_media() {
+        let bufs = std::mem::take(&mut batch.bufs);
+        return (media.feed(bufs), batch);
     }
     let total = batch.prepare();
     let mut done = 0;

@@ -1,0 +1,82 @@
+//! WebRTC playback's decisions that need no socket: H.264 as RTP payloads ([`h264`]) and the
+//! names of WHEP sessions ([`SessionId`]), which say the shard that holds them.
+
+pub mod h264;
+
+use std::fmt;
+
+/// Largest SDP offer a WHEP `POST` may carry (browsers send 3–6 KB; a bundle of many
+/// transceivers stays far below this).
+pub const MAX_OFFER_BYTES: usize = 16 * 1024;
+
+/// A WHEP session's id: its shard in the top byte, 56 random bits below, so a session's URL
+/// cannot be guessed and any shard can tell where a `DELETE` for it must go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SessionId(pub u64);
+
+impl SessionId {
+    pub fn new(shard: usize, random: u64) -> Self {
+        SessionId(((shard as u64 & 0xff) << 56) | (random & ((1 << 56) - 1)))
+    }
+
+    /// The shard that holds the session.
+    pub fn shard(self) -> usize {
+        (self.0 >> 56) as usize
+    }
+
+    /// Parses the 16 hex digits [`fmt::Display`] writes.
+    pub fn parse(s: &str) -> Option<Self> {
+        if s.len() != 16 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None;
+        }
+        u64::from_str_radix(s, 16).ok().map(SessionId)
+    }
+}
+
+impl fmt::Display for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:016x}", self.0)
+    }
+}
+
+/// The `a=mid:` of each video media section of an SDP offer, in order (str0m parses the
+/// offer itself; this only finds which of its sections carry video).
+pub fn video_mids(sdp: &str) -> Vec<&str> {
+    let mut video = false;
+    let mut out = Vec::new();
+    for line in sdp.lines() {
+        let line = line.trim_end_matches('\r');
+        if let Some(m) = line.strip_prefix("m=") {
+            video = m.starts_with("video ");
+        } else if let Some(mid) = line.strip_prefix("a=mid:") {
+            if video && !mid.is_empty() {
+                out.push(mid.trim());
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_video_sections_mids_are_found_in_order() {
+        let sdp = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:1\r\nm=application 9 x\r\na=mid:2\r\nm=video 9 y\r\na=mid:v2\r\n";
+        assert_eq!(video_mids(sdp), vec!["1", "v2"]);
+        assert!(video_mids("garbage\na=mid:9").is_empty());
+    }
+
+    #[test]
+    fn a_session_id_names_its_shard_and_round_trips_through_its_text() {
+        let id = SessionId::new(3, u64::MAX);
+        assert_eq!(id.shard(), 3);
+        assert_eq!(SessionId::parse(&id.to_string()), Some(id));
+        assert_eq!(id.to_string().len(), 16);
+        assert_eq!(SessionId::parse("03ffffffffffffff"), Some(id));
+        assert_eq!(SessionId::parse("3ffffffffffffff"), None);
+        assert_eq!(SessionId::parse("03fffffffffffffg"), None);
+        assert_eq!(SessionId::parse("+3ffffffffffffff"), None);
+    }
+}

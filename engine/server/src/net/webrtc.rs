@@ -1,0 +1,660 @@
+//! WebRTC playback on one shard: a UDP socket of the shard's own (`--webrtc-udp` port plus
+//! the shard's index), the sessions WHEP offers made here, each a str0m `Rtc` (sans-IO:
+//! datagrams and `now` in, datagrams and a deadline out), and the H.264 RTP payloads of the
+//! streams they play, made once per stream on this shard and shared by its sessions.
+//!
+//! Owns: answering an offer (ICE-lite, DTLS and SRTP are str0m's), telling which session a
+//! datagram is for (by its source address once ICE has checked it), the sessions' deadlines
+//! on the shard's one timer through `arm`, writing an access unit's payloads to a session
+//! (only SRTP protection is per session: every session's packets hold the same
+//! reference-counted payloads, and so does str0m's retransmission history), sending what the
+//! sessions produce in batches (`sendmmsg`), and the `edge_webrtc_*` counters.
+//!
+//! Must not: block the shard (a full socket waits in the send task), decide who may play
+//! (the HTTP layer authorises an offer before it gets here), know the viewer's queue (the
+//! serving layer feeds a session what its outlet lets through), or hold a `RefCell` borrow
+//! across an await.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{HashMap, VecDeque};
+use std::future::poll_fn;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::os::fd::{AsRawFd, RawFd};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::task::{Poll, Waker};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use edge_core::webrtc::h264::{AccessUnit, Packetizer};
+use edge_core::webrtc::SessionId;
+use str0m::change::SdpOffer;
+use str0m::format::Codec;
+use str0m::media::{Mid, Pt};
+use str0m::net::{Protocol, Receive};
+use str0m::rtp::{RtpWrite, SeqNo, Ssrc};
+use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
+use tracing::debug;
+
+use crate::net::clock::Clock;
+use crate::net::mesh::ShardId;
+use crate::net::timer::Timers;
+use crate::net::udp::{send_batch, Count, RecvBatch, RECV_BATCH};
+
+/// A session that has not completed ICE and DTLS by then is dropped.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+/// Access units of a stream kept packetized for the sessions that have not written them yet
+/// (a joining viewer's GOP burst, a viewer a few frames behind).
+const RECENT_UNITS: usize = 256;
+/// Datagrams per `sendmmsg`.
+const SEND_BATCH: usize = 64;
+
+/// One shard's WebRTC counters, rendered in `/metrics` as `edge_webrtc_NAME`.
+#[derive(Debug, Default)]
+pub(crate) struct RtcCounters {
+    pub(crate) sessions_open: Count,
+    pub(crate) sessions: Count,
+    pub(crate) connected: Count,
+    pub(crate) refused: Count,
+    pub(crate) rtp_packets: Count,
+    pub(crate) units_packetized: Count,
+    pub(crate) datagrams_in: Count,
+    pub(crate) recv_calls: Count,
+    pub(crate) datagrams_out: Count,
+    pub(crate) send_calls: Count,
+}
+
+/// One series of [`RtcCounters::METRICS`]: name, kind, help, and the counter it reads.
+pub(crate) type RtcSeries = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&RtcCounters) -> &Count,
+);
+
+impl RtcCounters {
+    pub(crate) const METRICS: &'static [RtcSeries] = &[
+        ("sessions_open", "gauge", "WebRTC (WHEP) sessions open on this shard", |c| &c.sessions_open),
+        ("sessions", "counter", "WebRTC sessions created by WHEP offers", |c| &c.sessions),
+        ("connected", "counter", "WebRTC sessions whose ICE and DTLS completed", |c| &c.connected),
+        ("refused", "counter", "WHEP offers refused: at --webrtc-max-sessions, or an offer the engine cannot answer", |c| &c.refused),
+        ("rtp_packets", "counter", "RTP packets written to WebRTC sessions (each protected once per session)", |c| &c.rtp_packets),
+        ("units_packetized", "counter", "H.264 access units cut into RTP payloads: once per stream on a shard, however many sessions play it", |c| &c.units_packetized),
+        ("datagrams_in", "counter", "UDP datagrams received on the WebRTC socket", |c| &c.datagrams_in),
+        ("recv_calls", "counter", "recvmmsg calls that returned datagrams on the WebRTC socket", |c| &c.recv_calls),
+        ("datagrams_out", "counter", "UDP datagrams sent from the WebRTC socket", |c| &c.datagrams_out),
+        ("send_calls", "counter", "sendmmsg calls on the WebRTC socket (datagrams_out / send_calls: datagrams per call)", |c| &c.send_calls),
+    ];
+}
+
+/// Why an offer got no session.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum OfferError {
+    #[error("this node is at its WebRTC session limit")]
+    Full,
+    #[error("the offer is not SDP this node can answer: {0}")]
+    BadOffer(String),
+    #[error("the offer has no H.264 video (packetization-mode 1) this node can send")]
+    NoH264,
+}
+
+/// What a shard's endpoint is set up with.
+pub(crate) struct RtcSettings {
+    /// Sessions on this shard at most.
+    pub(crate) max_sessions: usize,
+    /// Addresses to name in answers (`--webrtc-candidate`); empty: the address each offer
+    /// was posted to.
+    pub(crate) candidates: Vec<(IpAddr, Option<u16>)>,
+}
+
+/// A stream's access unit as RTP payloads, shared by every session of the stream here.
+pub(crate) struct RtpUnit {
+    pub(crate) rtp_time: u64,
+    pub(crate) payloads: Vec<Arc<[u8]>>,
+}
+
+impl From<AccessUnit> for RtpUnit {
+    fn from(au: AccessUnit) -> Self {
+        RtpUnit {
+            rtp_time: au.rtp_time,
+            payloads: au.payloads.iter().map(|p| Arc::from(&p[..])).collect(),
+        }
+    }
+}
+
+/// A stream's packetizer on this shard and its recent units, keyed by the frame's FLV bytes
+/// (held here, so their address is not reused while the entry lives).
+#[derive(Default)]
+struct StreamRtp {
+    packetizer: Packetizer,
+    recent: VecDeque<(Bytes, Option<Rc<RtpUnit>>)>,
+}
+
+struct Session {
+    rtc: Rtc,
+    key: String,
+    /// The address we named in the answer: what the client sends to.
+    local: SocketAddr,
+    ssrc: Ssrc,
+    pt: Pt,
+    next_seq: u64,
+    ts_offset: u32,
+    created: Instant,
+    connected: bool,
+    ended: bool,
+    /// The serving task waiting for this session to connect or end.
+    waiter: Option<Waker>,
+}
+
+struct State {
+    sessions: HashMap<SessionId, Session>,
+    by_addr: HashMap<SocketAddr, SessionId>,
+    out: VecDeque<(SocketAddr, Vec<u8>)>,
+    media: HashMap<String, StreamRtp>,
+}
+
+pub(crate) struct RtcEndpoint {
+    socket: monoio::net::udp::UdpSocket,
+    fd: RawFd,
+    port: u16,
+    me: ShardId,
+    clock: Clock,
+    counters: Arc<RtcCounters>,
+    settings: RtcSettings,
+    state: RefCell<State>,
+    deadlines: Timers<u64>,
+    arm: Box<dyn Fn(Option<u64>)>,
+    sender: Cell<Option<Waker>>,
+}
+
+/// 64 random bits from the system's source (the ring provider's; it does not fail on Linux,
+/// and if it did the id would only be guessable, still unique by its counter bits below).
+fn random_u64() -> u64 {
+    let mut b = [0u8; 8];
+    let _ = rustls::crypto::ring::default_provider()
+        .secure_random
+        .fill(&mut b);
+    u64::from_le_bytes(b)
+}
+
+impl RtcEndpoint {
+    pub(crate) fn start(
+        socket: std::net::UdpSocket,
+        settings: RtcSettings,
+        me: ShardId,
+        clock: Clock,
+        counters: Arc<RtcCounters>,
+        arm: Box<dyn Fn(Option<u64>)>,
+    ) -> anyhow::Result<Rc<RtcEndpoint>> {
+        let port = socket.local_addr()?.port();
+        let fd = socket.as_raw_fd();
+        let socket = monoio::net::udp::UdpSocket::from_std(socket)?;
+        let this = Rc::new(RtcEndpoint {
+            socket,
+            fd,
+            port,
+            me,
+            clock,
+            counters,
+            settings,
+            state: RefCell::new(State {
+                sessions: HashMap::new(),
+                by_addr: HashMap::new(),
+                out: VecDeque::new(),
+                media: HashMap::new(),
+            }),
+            deadlines: Timers::default(),
+            arm,
+            sender: Cell::new(None),
+        });
+        monoio::spawn(Rc::clone(&this).receive_loop());
+        monoio::spawn(Rc::clone(&this).send_loop());
+        Ok(this)
+    }
+
+    /// The port this shard's socket is bound to.
+    pub(crate) fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Answers a WHEP offer for stream `key`, posted to `posted_to` (the address named in the
+    /// answer when no `--webrtc-candidate` is set): the new session's id and the SDP answer.
+    pub(crate) fn offer(
+        &self,
+        key: &str,
+        sdp: &str,
+        posted_to: IpAddr,
+    ) -> Result<(SessionId, String), OfferError> {
+        let result = self.open(key, sdp, posted_to);
+        if result.is_err() {
+            self.counters.refused.inc();
+        }
+        result
+    }
+
+    fn open(
+        &self,
+        key: &str,
+        sdp: &str,
+        posted_to: IpAddr,
+    ) -> Result<(SessionId, String), OfferError> {
+        if self.state.borrow().sessions.len() >= self.settings.max_sessions {
+            return Err(OfferError::Full);
+        }
+        let offer =
+            SdpOffer::from_sdp_string(sdp).map_err(|e| OfferError::BadOffer(e.to_string()))?;
+        let now = Instant::now();
+        let mut rtc = Rtc::builder()
+            .set_ice_lite(true)
+            .set_rtp_mode(true)
+            .clear_codecs()
+            .enable_h264(true)
+            .build(now);
+        let candidates: Vec<SocketAddr> = if self.settings.candidates.is_empty() {
+            vec![SocketAddr::new(posted_to, self.port)]
+        } else {
+            self.settings
+                .candidates
+                .iter()
+                .map(|&(ip, port)| {
+                    let port = port.map_or(self.port, |p| p.wrapping_add(self.me.0 as u16));
+                    SocketAddr::new(ip, port)
+                })
+                .collect()
+        };
+        for &c in &candidates {
+            let candidate = Candidate::host(c, "udp")
+                .map_err(|e| OfferError::BadOffer(format!("candidate {c}: {e}")))?;
+            rtc.add_local_candidate(candidate);
+        }
+        let answer = rtc
+            .sdp_api()
+            .accept_offer(offer)
+            .map_err(|e| OfferError::BadOffer(e.to_string()))?;
+        let deadline = loop {
+            match rtc.poll_output() {
+                Ok(Output::Timeout(t)) => break Some(t),
+                Ok(_) => {}
+                Err(e) => return Err(OfferError::BadOffer(e.to_string())),
+            }
+        };
+        // The first video section we send on.
+        let mid = edge_core::webrtc::video_mids(sdp)
+            .into_iter()
+            .map(Mid::from)
+            .find(|&m| rtc.media(m).is_some_and(|m| m.direction().is_sending()))
+            .ok_or(OfferError::NoH264)?;
+        let pt = rtc
+            .codec_config()
+            .params()
+            .iter()
+            .find(|p| {
+                let spec = p.spec();
+                spec.codec == Codec::H264 && spec.format.packetization_mode == Some(1)
+            })
+            .map(|p| p.pt())
+            .ok_or(OfferError::NoH264)?;
+        let ssrc = rtc
+            .direct_api()
+            .stream_tx_by_mid(mid, None)
+            .map(|tx| tx.ssrc())
+            .ok_or(OfferError::NoH264)?;
+        let id = SessionId::new(self.me.0, random_u64());
+        let random = random_u64();
+        let session = Session {
+            rtc,
+            key: key.to_string(),
+            local: candidates[0],
+            ssrc,
+            pt,
+            // RTP sequence numbers start at a random point below 2^15 (ROC 0).
+            next_seq: random & 0x7fff,
+            ts_offset: (random >> 32) as u32,
+            created: now,
+            connected: false,
+            ended: false,
+            waiter: None,
+        };
+        let mut st = self.state.borrow_mut();
+        st.sessions.insert(id, session);
+        st.media.entry(key.to_string()).or_default();
+        drop(st);
+        self.counters.sessions.inc();
+        self.counters.sessions_open.inc();
+        self.arm_session(id, deadline);
+        debug!(shard = %self.me, session = %id, "WHEP session answered");
+        Ok((id, answer.to_sdp_string()))
+    }
+
+    /// Resolves with `true` once session `id` has connected (ICE and DTLS done), `false` if
+    /// it ended first or does not exist.
+    pub(crate) async fn connected(&self, id: SessionId) -> bool {
+        poll_fn(|cx| {
+            let mut st = self.state.borrow_mut();
+            match st.sessions.get_mut(&id) {
+                None => Poll::Ready(false),
+                Some(s) if s.ended => Poll::Ready(false),
+                Some(s) if s.connected => Poll::Ready(true),
+                Some(s) => {
+                    s.waiter = Some(cx.waker().clone());
+                    Poll::Pending
+                }
+            }
+        })
+        .await
+    }
+
+    /// Resolves once session `id` has ended (or does not exist).
+    pub(crate) async fn ended(&self, id: SessionId) {
+        poll_fn(|cx| {
+            let mut st = self.state.borrow_mut();
+            match st.sessions.get_mut(&id) {
+                None => Poll::Ready(()),
+                Some(s) if s.ended => Poll::Ready(()),
+                Some(s) => {
+                    s.waiter = Some(cx.waker().clone());
+                    Poll::Pending
+                }
+            }
+        })
+        .await
+    }
+
+    /// Ends session `id` (a WHEP `DELETE`, or its viewer gone); `false` if there was none.
+    pub(crate) fn end(&self, id: SessionId) -> bool {
+        let mut st = self.state.borrow_mut();
+        let Some(mut s) = st.sessions.remove(&id) else {
+            return false;
+        };
+        s.rtc.disconnect();
+        self.forget(&mut st, id, s);
+        true
+    }
+
+    fn forget(&self, st: &mut State, id: SessionId, mut s: Session) {
+        st.by_addr.retain(|_, v| *v != id);
+        if !st.sessions.values().any(|o| o.key == s.key) {
+            st.media.remove(&s.key);
+        }
+        self.counters.sessions_open.dec();
+        self.deadlines.arm(id.0, None);
+        (self.arm)(self.deadlines.next());
+        if let Some(w) = s.waiter.take() {
+            w.wake();
+        }
+        debug!(shard = %self.me, session = %id, "WHEP session ended");
+    }
+
+    /// The RTP payloads of the frame whose HTTP-FLV chunk is `chunk`, made once for stream
+    /// `key` on this shard; `None` for a frame that is not an H.264 picture.
+    pub(crate) fn unit(&self, key: &str, chunk: &Bytes) -> Option<Rc<RtpUnit>> {
+        let mut st = self.state.borrow_mut();
+        let media = st.media.get_mut(key)?;
+        let same = |b: &Bytes| b.as_ptr() == chunk.as_ptr() && b.len() == chunk.len();
+        if let Some((_, unit)) = media.recent.iter().rev().find(|(b, _)| same(b)) {
+            return unit.clone();
+        }
+        let tag = edge_core::flv::tag_of_chunk(chunk)?;
+        if tag.type_id != edge_core::MediaKind::Video.type_id() {
+            return None;
+        }
+        let unit = match media.packetizer.push(u64::from(tag.timestamp), &tag.body) {
+            Ok(Some(au)) => {
+                self.counters.units_packetized.inc();
+                Some(Rc::new(RtpUnit::from(au)))
+            }
+            Ok(None) => None,
+            Err(e) => {
+                debug!(shard = %self.me, %key, "frame not sent over WebRTC: {e}");
+                None
+            }
+        };
+        if media.recent.len() == RECENT_UNITS {
+            media.recent.pop_front();
+        }
+        media.recent.push_back((chunk.clone(), unit.clone()));
+        unit
+    }
+
+    /// Writes one access unit to session `id`; `false` once the session is gone.
+    pub(crate) fn write(&self, id: SessionId, unit: &RtpUnit) -> bool {
+        let now = Instant::now();
+        let mut st = self.state.borrow_mut();
+        let State { sessions, out, .. } = &mut *st;
+        let Some(s) = sessions.get_mut(&id) else {
+            return false;
+        };
+        let time = (unit.rtp_time as u32).wrapping_add(s.ts_offset);
+        let last = unit.payloads.len().saturating_sub(1);
+        let mut deadline = None;
+        for (i, payload) in unit.payloads.iter().enumerate() {
+            if s.ended {
+                break;
+            }
+            let seq: SeqNo = s.next_seq.into();
+            s.next_seq += 1;
+            let (pt, ssrc) = (s.pt, s.ssrc);
+            let mut api = s.rtc.direct_api();
+            let Some(tx) = api.stream_tx(&ssrc) else {
+                s.ended = true;
+                break;
+            };
+            tx.write_rtp(
+                RtpWrite::new(pt, seq, time, now, Arc::clone(payload))
+                    .marker(i == last)
+                    .nackable(true),
+            );
+            self.counters.rtp_packets.inc();
+            // str0m's contract: drain after every mutation.
+            deadline = drain(s, out);
+        }
+        let alive = !s.ended;
+        drop(st);
+        self.settle(id, deadline);
+        self.wake_sender();
+        alive
+    }
+
+    /// After session `id` was driven: its next deadline armed, or the session removed if it
+    /// ended.
+    fn settle(&self, id: SessionId, deadline: Option<Instant>) {
+        let mut st = self.state.borrow_mut();
+        let ended = st.sessions.get(&id).is_some_and(|s| s.ended);
+        if ended {
+            if let Some(s) = st.sessions.remove(&id) {
+                self.forget(&mut st, id, s);
+            }
+            return;
+        }
+        drop(st);
+        self.arm_session(id, deadline);
+    }
+
+    fn arm_session(&self, id: SessionId, deadline: Option<Instant>) {
+        self.deadlines
+            .arm(id.0, deadline.map(|t| self.clock.ms_after(t)));
+        (self.arm)(self.deadlines.next());
+    }
+
+    /// The shard's timer fired for this endpoint: every session whose deadline passed.
+    pub(crate) fn handle_timeout(&self) {
+        let due = self.deadlines.pop_due(self.clock.now_ms());
+        let now = Instant::now();
+        for id in due {
+            let id = SessionId(id);
+            let deadline = {
+                let mut st = self.state.borrow_mut();
+                let State { sessions, out, .. } = &mut *st;
+                let Some(s) = sessions.get_mut(&id) else {
+                    continue;
+                };
+                if !s.connected && now.duration_since(s.created) > CONNECT_TIMEOUT {
+                    s.ended = true;
+                    None
+                } else {
+                    if let Err(e) = s.rtc.handle_input(Input::Timeout(now)) {
+                        debug!(session = %id, "WebRTC timeout: {e}");
+                    }
+                    drain(s, out)
+                }
+            };
+            self.settle(id, deadline);
+        }
+        (self.arm)(self.deadlines.next());
+        self.wake_sender();
+    }
+
+    async fn receive_loop(self: Rc<Self>) {
+        let mut batch = RecvBatch::default();
+        loop {
+            if let Err(e) = self.socket.readable(false).await {
+                debug!(shard = %self.me, "webrtc udp readiness: {e}");
+                monoio::time::sleep(Duration::from_millis(1)).await;
+                continue;
+            }
+            loop {
+                match batch.receive(self.fd) {
+                    Ok(datagrams) => {
+                        self.counters.recv_calls.inc();
+                        self.counters.datagrams_in.add(datagrams.len() as u64);
+                        let full = datagrams.len() == RECV_BATCH;
+                        for (from, data) in datagrams.drain(..) {
+                            self.received(from, &data);
+                        }
+                        if !full {
+                            break;
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) => {
+                        debug!(shard = %self.me, "webrtc udp receive: {e}");
+                        break;
+                    }
+                }
+            }
+            self.wake_sender();
+        }
+    }
+
+    /// A datagram from `from`: to the session ICE checked it for, or to the session whose
+    /// credentials a STUN request carries. Anything else is dropped, as a network would.
+    fn received(&self, from: SocketAddr, data: &[u8]) {
+        let now = Instant::now();
+        let mut st = self.state.borrow_mut();
+        let State {
+            sessions,
+            by_addr,
+            out,
+            ..
+        } = &mut *st;
+        let known = by_addr.get(&from).copied();
+        let target = known.or_else(|| {
+            sessions.iter().find_map(|(id, s)| {
+                let input = Receive::new(Protocol::Udp, from, s.local, data).ok()?;
+                s.rtc
+                    .accepts(&Input::Receive(now, input))
+                    .then_some(*id)
+            })
+        });
+        let Some(id) = target else {
+            return;
+        };
+        let Some(s) = sessions.get_mut(&id) else {
+            by_addr.remove(&from);
+            return;
+        };
+        if known.is_none() {
+            by_addr.insert(from, id);
+        }
+        let Ok(input) = Receive::new(Protocol::Udp, from, s.local, data) else {
+            return;
+        };
+        if let Err(e) = s.rtc.handle_input(Input::Receive(now, input)) {
+            debug!(session = %id, peer = %from, "WebRTC input: {e}");
+        }
+        let was_connected = s.connected;
+        let deadline = drain(s, out);
+        if !was_connected && s.connected {
+            self.counters.connected.inc();
+        }
+        drop(st);
+        self.settle(id, deadline);
+    }
+
+    async fn send_loop(self: Rc<Self>) {
+        let mut batch: Vec<(SocketAddr, Vec<u8>)> = Vec::with_capacity(SEND_BATCH);
+        loop {
+            poll_fn(|cx| {
+                if batch.is_empty() && self.state.borrow().out.is_empty() {
+                    self.sender.set(Some(cx.waker().clone()));
+                    Poll::Pending
+                } else {
+                    Poll::Ready(())
+                }
+            })
+            .await;
+            loop {
+                if batch.is_empty() {
+                    let mut st = self.state.borrow_mut();
+                    let n = st.out.len().min(SEND_BATCH);
+                    batch.extend(st.out.drain(..n));
+                }
+                if batch.is_empty() {
+                    break;
+                }
+                match send_batch(self.fd, &batch) {
+                    Ok(sent) => {
+                        self.counters.send_calls.inc();
+                        self.counters.datagrams_out.add(sent as u64);
+                        batch.drain(..sent.max(1).min(batch.len()));
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        let _ = self.socket.writable(true).await;
+                    }
+                    Err(e) => {
+                        // Unreachable and the like: the first datagram is lost, as on a
+                        // network; the rest go on.
+                        debug!(shard = %self.me, "webrtc udp send: {e}");
+                        batch.remove(0);
+                    }
+                }
+            }
+        }
+    }
+
+    fn wake_sender(&self) {
+        if let Some(w) = self.sender.take() {
+            w.wake();
+        }
+    }
+}
+
+/// Drains a session's output (str0m's contract after every mutation): datagrams to `out`,
+/// events into the session's state. Its next deadline, `None` once it has ended.
+fn drain(s: &mut Session, out: &mut VecDeque<(SocketAddr, Vec<u8>)>) -> Option<Instant> {
+    loop {
+        match s.rtc.poll_output() {
+            Ok(Output::Timeout(t)) => return (!s.ended).then_some(t),
+            Ok(Output::Transmit(t)) => out.push_back((t.destination, t.contents.into())),
+            Ok(Output::Event(Event::Connected)) => {
+                s.connected = true;
+                if let Some(w) = s.waiter.take() {
+                    w.wake();
+                }
+            }
+            Ok(Output::Event(Event::IceConnectionStateChange(IceConnectionState::Disconnected))) => {
+                s.ended = true;
+            }
+            Ok(Output::Event(_)) => {}
+            Err(e) => {
+                debug!("WebRTC session failed: {e}");
+                s.ended = true;
+                return None;
+            }
+        }
+        if !s.rtc.is_alive() {
+            s.ended = true;
+        }
+    }
+}

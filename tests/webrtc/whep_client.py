@@ -1,0 +1,105 @@
+"""A WHEP client (aiortc) for the engine's tests: posts an offer for H.264 video, plays for
+a while, and prints what it received as JSON on stdout.
+
+Usage: whep_client.py URL SECONDS [--token TOKEN] [--no-delete]
+
+Prints {"status": N, "location": ..., "units": [hex of each access unit, Annex B], ...}.
+An access unit is what aiortc's depacketizer hands its decoder: the NAL units of one RTP
+timestamp, each behind a start code. Nothing is decoded: the test compares bytes.
+"""
+
+import asyncio
+import json
+import sys
+import urllib.request
+import urllib.error
+
+from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc.codecs import h264 as aio_h264
+import aiortc.rtcrtpreceiver as receiver_mod
+
+
+UNITS = []
+
+
+class RecordingDecoder:
+    """Takes the place of aiortc's H.264 decoder: keeps each access unit's bytes."""
+
+    def decode(self, encoded_frame):
+        UNITS.append(bytes(encoded_frame.data))
+        return []
+
+
+def recording_get_decoder(codec):
+    if codec.mimeType.lower() == "video/h264":
+        return RecordingDecoder()
+    return original_get_decoder(codec)
+
+
+original_get_decoder = receiver_mod.get_decoder
+receiver_mod.get_decoder = recording_get_decoder
+
+
+def http(method, url, body=None, headers=None):
+    req = urllib.request.Request(url, data=body, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return r.status, dict(r.headers), r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, dict(e.headers), e.read().decode()
+
+
+async def main():
+    url = sys.argv[1]
+    seconds = float(sys.argv[2])
+    token = None
+    delete = True
+    args = sys.argv[3:]
+    while args:
+        a = args.pop(0)
+        if a == "--token":
+            token = args.pop(0)
+        elif a == "--no-delete":
+            delete = False
+    pc = RTCPeerConnection()
+    pc.addTransceiver("video", direction="recvonly")
+    connected = asyncio.Event()
+
+    @pc.on("connectionstatechange")
+    def on_state():
+        if pc.connectionState == "connected":
+            connected.set()
+
+    await pc.setLocalDescription(await pc.createOffer())
+    headers = {"Content-Type": "application/sdp"}
+    if token:
+        headers["Authorization"] = "Bearer " + token
+    loop = asyncio.get_running_loop()
+    status, resp_headers, body = await loop.run_in_executor(
+        None, lambda: http("POST", url, pc.localDescription.sdp.encode(), headers)
+    )
+    out = {"status": status, "body": body if status != 201 else ""}
+    if status != 201:
+        await pc.close()
+        print(json.dumps(out))
+        return
+    location = resp_headers.get("Location")
+    out["location"] = location
+    await pc.setRemoteDescription(RTCSessionDescription(sdp=body, type="answer"))
+    try:
+        await asyncio.wait_for(connected.wait(), 20)
+        out["connected"] = True
+    except asyncio.TimeoutError:
+        out["connected"] = False
+    await asyncio.sleep(seconds)
+    out["units"] = [u.hex() for u in UNITS]
+    if delete:
+        base = url.split("/", 3)
+        session_url = base[0] + "//" + base[2] + location
+        st, _, _ = await loop.run_in_executor(None, lambda: http("DELETE", session_url))
+        out["delete_status"] = st
+    await pc.close()
+    print(json.dumps(out))
+
+
+asyncio.run(main())
