@@ -165,7 +165,10 @@ mod tests {
         let body = [0x17u8, 1, 0, 0, 0, 9, 9];
         let chunk = serialize_tag_chunked(9, 0x0123_4567, &body);
         let tag = tag_of_chunk(&chunk).unwrap();
-        assert_eq!((tag.type_id, tag.timestamp, &tag.body[..]), (9, 0x0123_4567, &body[..]));
+        assert_eq!(
+            (tag.type_id, tag.timestamp, &tag.body[..]),
+            (9, 0x0123_4567, &body[..])
+        );
         assert_eq!(tag_of_chunk(&Bytes::from_static(FILE_HEADER_CHUNKED)), None);
         assert_eq!(tag_of_chunk(&Bytes::from_static(LAST_CHUNK)), None);
         assert_eq!(tag_of_chunk(&chunk.slice(..chunk.len() - 1)), None);

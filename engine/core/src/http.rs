@@ -32,7 +32,9 @@ pub enum HttpError {
     #[error("more than {MAX_HEADERS} header lines")]
     TooManyHeaders,
     /// The request's body is chunked or longer than [`MAX_BODY_BYTES`].
-    #[error("request bodies are accepted only with a Content-Length of at most {MAX_BODY_BYTES} bytes")]
+    #[error(
+        "request bodies are accepted only with a Content-Length of at most {MAX_BODY_BYTES} bytes"
+    )]
     BodyNotAccepted,
 }
 
@@ -562,7 +564,10 @@ mod tests {
         }
         let (r, used) = parse_request(wire).unwrap().unwrap();
         assert_eq!((r.method, &r.body[..]), (Method::Post, &b"v=0\r\n"[..]));
-        assert_eq!(Route::parse(&r.path), Route::Whep(StreamKey::new("live", "x").unwrap()));
+        assert_eq!(
+            Route::parse(&r.path),
+            Route::Whep(StreamKey::new("live", "x").unwrap())
+        );
         let (next, _) = parse_request(&wire[used..]).unwrap().unwrap();
         assert_eq!((next.method, next.path.as_str()), (Method::Get, "/healthz"));
         assert!(next.body.is_empty());
@@ -629,7 +634,10 @@ mod tests {
             parse_request(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc"),
             Err(HttpError::BodyNotAccepted)
         );
-        let too_long = format!("POST / HTTP/1.1\r\nContent-Length: {}\r\n\r\n", MAX_BODY_BYTES + 1);
+        let too_long = format!(
+            "POST / HTTP/1.1\r\nContent-Length: {}\r\n\r\n",
+            MAX_BODY_BYTES + 1
+        );
         assert_eq!(
             parse_request(too_long.as_bytes()),
             Err(HttpError::BodyNotAccepted)

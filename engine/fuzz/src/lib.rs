@@ -1319,3 +1319,60 @@ fn data_payload(mut frames: &[u8]) -> (Vec<Vec<u8>>, Vec<u8>) {
     }
     (headers, body)
 }
+
+/// WebRTC's inputs from peers, as far as our code reads them: FLV video bodies (a
+/// publisher's) through the H.264 RTP packetizer, and an SDP offer's text through the video
+/// section finder, a session id through its parser and a WHEP path through the router.
+pub fn webrtc_media(data: &[u8]) {
+    use bytes::Bytes;
+    use edge_core::webrtc::h264::{depacketize, split_nal_units, Packetizer, MAX_PAYLOAD};
+    use edge_core::webrtc::{video_mids, SessionId};
+
+    let [which, rest @ ..] = data else {
+        return;
+    };
+    if which % 2 == 1 {
+        let text = String::from_utf8_lossy(rest);
+        for mid in video_mids(&text) {
+            assert!(text.contains(mid));
+        }
+        if let Some(id) = SessionId::parse(&text) {
+            assert_eq!(id.to_string(), text.to_ascii_lowercase());
+        }
+        let _ = edge_core::http::Route::parse(&text);
+        return;
+    }
+    // Video bodies separated by 0xfe bytes; a sequence header among them sets the NAL length.
+    let mut p = Packetizer::default();
+    let mut at = 0u64;
+    for body in rest.split(|&b| b == 0xfe) {
+        at += 40;
+        let body = Bytes::copy_from_slice(body);
+        let Ok(Some(au)) = p.push(at, &body) else {
+            continue;
+        };
+        assert!(au
+            .payloads
+            .iter()
+            .all(|p| !p.is_empty() && p.len() <= MAX_PAYLOAD));
+        // The NAL units come back whole from their payloads, the frame's own among them in
+        // order (after any parameter sets put before an IDR).
+        let nals = depacketize(&au.payloads);
+        let data_at = if body[0] & 0x80 == 0 || body[0] & 0x0f != 1 {
+            5
+        } else {
+            8
+        };
+        let size = (1..=4).filter(|s| *s != 3).find(|&s| {
+            split_nal_units(&body.slice(data_at.min(body.len())..), s).is_ok_and(|own| {
+                let own: Vec<Vec<u8>> = own
+                    .iter()
+                    .filter(|n| !matches!(n[0] & 0x1f, 0 | 9 | 12 | 24..=31))
+                    .map(|n| n.to_vec())
+                    .collect();
+                nals.ends_with(&own)
+            })
+        });
+        assert!(size.is_some(), "the frame's NAL units did not come back");
+    }
+}

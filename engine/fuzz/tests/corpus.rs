@@ -31,6 +31,7 @@ const TARGETS: &[(&str, Body)] = &[
     ("h3_streams", edge_fuzz::h3_streams),
     ("qpack", edge_fuzz::qpack),
     ("h3_response", edge_fuzz::h3_response),
+    ("webrtc_media", edge_fuzz::webrtc_media),
 ];
 
 fn inputs(kind: &str, target: &str) -> Vec<PathBuf> {

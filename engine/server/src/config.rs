@@ -609,6 +609,17 @@ fn hostname() -> Option<String> {
     (!name.is_empty()).then(|| name.to_string())
 }
 
+/// `IP` or `IP:PORT` (`[IPv6]:PORT`), a `--webrtc-candidate`.
+fn parse_candidate(s: &str) -> anyhow::Result<(std::net::IpAddr, Option<u16>)> {
+    if let Ok(ip) = s.parse::<std::net::IpAddr>() {
+        return Ok((ip, None));
+    }
+    match s.parse::<SocketAddr>() {
+        Ok(a) if a.port() != 0 => Ok((a.ip(), Some(a.port()))),
+        _ => bail!("--webrtc-candidate {s}: expected IP or IP:PORT"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -678,16 +689,5 @@ mod tests {
         assert_eq!(c.hls_origins[0].to_string(), "http://x:8080/hls");
         let a = Args::parse_from(["e", "--origin", "http://x/a?b"]);
         assert!(a.validate().is_err());
-    }
-}
-
-/// `IP` or `IP:PORT` (`[IPv6]:PORT`), a `--webrtc-candidate`.
-fn parse_candidate(s: &str) -> anyhow::Result<(std::net::IpAddr, Option<u16>)> {
-    if let Ok(ip) = s.parse::<std::net::IpAddr>() {
-        return Ok((ip, None));
-    }
-    match s.parse::<SocketAddr>() {
-        Ok(a) if a.port() != 0 => Ok((a.ip(), Some(a.port()))),
-        _ => bail!("--webrtc-candidate {s}: expected IP or IP:PORT"),
     }
 }

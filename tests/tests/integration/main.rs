@@ -23,4 +23,5 @@ mod rtmp_reader;
 mod tls;
 mod tuning;
 mod upgrade;
+mod webrtc;
 mod zero_copy;

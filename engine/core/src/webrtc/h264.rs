@@ -100,7 +100,9 @@ impl Packetizer {
             }
         }
         for nal in &nals {
-            if matches!(nal_type(nal), NAL_AUD | NAL_FILLER) {
+            // Delimiters and filler are dropped; so are types 0 and 24–31, which a bitstream
+            // must not carry and which RTP gives meanings of its own (STAP-A, FU-A, ...).
+            if matches!(nal_type(nal), NAL_AUD | NAL_FILLER | 0 | 24..=31) {
                 continue;
             }
             push_nal(nal, &mut payloads);
@@ -108,7 +110,8 @@ impl Packetizer {
         if payloads.is_empty() {
             return Ok(None);
         }
-        let pts_ms = i64::try_from(timestamp_ms).unwrap_or(i64::MAX) + i64::from(tag.composition_ms);
+        let pts_ms =
+            i64::try_from(timestamp_ms).unwrap_or(i64::MAX) + i64::from(tag.composition_ms);
         let rtp_time = u64::try_from(pts_ms.max(0)).unwrap_or(0) * CLOCK_RATE / 1_000;
         Ok(Some(AccessUnit {
             rtp_time,
@@ -152,6 +155,10 @@ pub fn split_nal_units(data: &Bytes, size: usize) -> Result<Vec<Bytes>, Packetiz
 
 /// One NAL unit as a single-NAL payload (a slice of it), or as FU-A fragments.
 fn push_nal(nal: &Bytes, out: &mut Vec<Bytes>) {
+    if nal.is_empty() {
+        // An empty parameter set in a sequence header: nothing to send.
+        return;
+    }
     if nal.len() <= MAX_PAYLOAD {
         out.push(nal.clone());
         return;
@@ -226,7 +233,9 @@ mod tests {
     fn an_idr_gets_the_parameter_sets_and_a_large_nal_is_cut_into_fu_a() {
         let mut p = Packetizer::default();
         assert_eq!(p.push(0, &sequence_header()), Ok(None));
-        let idr: Vec<u8> = std::iter::once(0x65).chain((0..3000u32).map(|i| i as u8)).collect();
+        let idr: Vec<u8> = std::iter::once(0x65)
+            .chain((0..3000u32).map(|i| i as u8))
+            .collect();
         let aud: &[u8] = &[0x09, 0xf0];
         let sei: &[u8] = &[0x06, 0x05, 0x01, 0x80];
         let au = p
@@ -272,6 +281,21 @@ mod tests {
             p.push(0, &Bytes::from_static(&[0x12, 0, 0, 0, 0, 0])),
             Err(PacketizeError::NotAvc)
         );
+    }
+
+    #[test]
+    fn nal_types_that_rtp_gives_other_meanings_are_dropped() {
+        let mut p = Packetizer::default();
+        p.push(0, &sequence_header()).unwrap();
+        let fu_a_lookalike: &[u8] = &[0x1c, 0x85, 1];
+        let au = p
+            .push(
+                0,
+                &picture(false, 0, &[fu_a_lookalike, &[0x00, 1], &[0x41, 7]]),
+            )
+            .unwrap()
+            .unwrap();
+        assert_eq!(depacketize(&au.payloads), vec![vec![0x41, 7]]);
     }
 
     #[test]

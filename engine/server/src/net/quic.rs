@@ -39,8 +39,8 @@ use tracing::debug;
 use crate::net::clock::Clock;
 use crate::net::mesh::{Mesh, MeshMsg, ShardId};
 use crate::net::timer::Timers;
-use crate::net::udp::{send_to, RecvBatch, RECV_BATCH};
 pub(crate) use crate::net::udp::{bind_udp, Count};
+use crate::net::udp::{send_to, RecvBatch, RECV_BATCH};
 use session::{NewRequest, Session};
 pub(crate) use stream::{H3Read, H3Stream, H3Write};
 
@@ -48,7 +48,6 @@ pub(crate) use stream::{H3Read, H3Stream, H3Write};
 const GSO_SEGMENTS: usize = 16;
 /// Send passes a connection gets in a row before the next connection's turn.
 const TRANSMITS_PER_TURN: usize = 8;
-
 
 /// One shard's HTTP/3 counters, rendered in `/metrics` as `edge_http3_NAME` by
 /// [`QuicCounters::METRICS`].
@@ -188,7 +187,6 @@ pub(crate) struct QuicEndpoint {
     /// Segmentation offload works on this socket (until a send says otherwise).
     gso: Cell<bool>,
 }
-
 
 impl QuicEndpoint {
     #[allow(clippy::too_many_arguments)]
@@ -672,4 +670,3 @@ impl QuicEndpoint {
         }
     }
 }
-

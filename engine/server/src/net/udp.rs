@@ -155,7 +155,12 @@ impl RecvBatch {
 
 /// `sendmsg` on a non-blocking UDP socket, with a UDP_SEGMENT control message when
 /// `segment` is given.
-pub(crate) fn send_to(fd: RawFd, to: SocketAddr, data: &[u8], segment: Option<usize>) -> io::Result<()> {
+pub(crate) fn send_to(
+    fd: RawFd,
+    to: SocketAddr,
+    data: &[u8],
+    segment: Option<usize>,
+) -> io::Result<()> {
     let addr = socket2::SockAddr::from(to);
     let mut iov = libc::iovec {
         iov_base: data.as_ptr() as *mut libc::c_void,

@@ -63,6 +63,27 @@ pub(crate) struct RtcCounters {
     pub(crate) recv_calls: Count,
     pub(crate) datagrams_out: Count,
     pub(crate) send_calls: Count,
+    /// The sessions open on the shard, for a `DELETE` another shard answers.
+    pub(crate) open: std::sync::Mutex<std::collections::HashSet<SessionId>>,
+}
+
+impl RtcCounters {
+    /// Whether session `id` is open on this counters' shard.
+    pub(crate) fn is_open(&self, id: SessionId) -> bool {
+        self.open
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&id)
+    }
+
+    fn set_open(&self, id: SessionId, open: bool) {
+        let mut set = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        if open {
+            set.insert(id);
+        } else {
+            set.remove(&id);
+        }
+    }
 }
 
 /// One series of [`RtcCounters::METRICS`]: name, kind, help, and the counter it reads.
@@ -322,6 +343,7 @@ impl RtcEndpoint {
         drop(st);
         self.counters.sessions.inc();
         self.counters.sessions_open.inc();
+        self.counters.set_open(id, true);
         self.arm_session(id, deadline);
         debug!(shard = %self.me, session = %id, "WHEP session answered");
         Ok((id, answer.to_sdp_string()))
@@ -378,6 +400,7 @@ impl RtcEndpoint {
             st.media.remove(&s.key);
         }
         self.counters.sessions_open.dec();
+        self.counters.set_open(id, false);
         self.deadlines.arm(id.0, None);
         (self.arm)(self.deadlines.next());
         if let Some(w) = s.waiter.take() {
@@ -552,9 +575,7 @@ impl RtcEndpoint {
         let target = known.or_else(|| {
             sessions.iter().find_map(|(id, s)| {
                 let input = Receive::new(Protocol::Udp, from, s.local, data).ok()?;
-                s.rtc
-                    .accepts(&Input::Receive(now, input))
-                    .then_some(*id)
+                s.rtc.accepts(&Input::Receive(now, input)).then_some(*id)
             })
         });
         let Some(id) = target else {
@@ -643,7 +664,9 @@ fn drain(s: &mut Session, out: &mut VecDeque<(SocketAddr, Vec<u8>)>) -> Option<I
                     w.wake();
                 }
             }
-            Ok(Output::Event(Event::IceConnectionStateChange(IceConnectionState::Disconnected))) => {
+            Ok(Output::Event(Event::IceConnectionStateChange(
+                IceConnectionState::Disconnected,
+            ))) => {
                 s.ended = true;
             }
             Ok(Output::Event(_)) => {}

@@ -560,7 +560,11 @@ async fn shard_main(mut ctx: ShardCtx, driver: &'static str) {
             .and_then(|socket| shard.start_webrtc(socket));
         match started {
             Ok(endpoint) => {
-                info!(shard = ctx.id, port = endpoint.port(), "WebRTC (WHEP) media on UDP");
+                info!(
+                    shard = ctx.id,
+                    port = endpoint.port(),
+                    "WebRTC (WHEP) media on UDP"
+                );
             }
             Err(e) => {
                 let _ = ctx

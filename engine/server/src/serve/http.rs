@@ -79,6 +79,10 @@ pub(crate) async fn serve(
                     pending.drain(..used);
                     shard.stats().http_requests.inc();
                     let route = Route::parse(&req.path);
+                    // WHEP clients send a play token as a bearer credential.
+                    if let (Route::Whep(_), None, Some(token)) = (&route, &req.query, &req.bearer) {
+                        req.query = Some(format!("token={token}"));
+                    }
                     // Every play request is checked before anything is done for it: no
                     // viewer joins and no edge pull starts for a refused one.
                     if let Some((key, hls)) = play_target(&req, &route) {

@@ -73,7 +73,11 @@ pub(crate) async fn offer(
         return refusal(400, "the offer is not UTF-8 SDP", keep);
     };
     if sdp.trim().is_empty() {
-        return refusal(400, "the offer is empty: POST an SDP offer (application/sdp)", keep);
+        return refusal(
+            400,
+            "the offer is empty: POST an SDP offer (application/sdp)",
+            keep,
+        );
     }
     let Some(posted_to) = local_ip(fd) else {
         return refusal(
@@ -92,7 +96,9 @@ pub(crate) async fn offer(
     shard.add_viewer(key, &outlet, query);
     // The stream's join (or its refusal) comes first: a stream that is not live gets its 404
     // instead of an answer, as an HTTP-FLV viewer does.
-    let joined = monoio::time::timeout(JOIN_WAIT, outlet.queued()).await.is_ok();
+    let joined = monoio::time::timeout(JOIN_WAIT, outlet.queued())
+        .await
+        .is_ok();
     if let Some(reason) = outlet.finished().filter(|_| !outlet.joined()) {
         shard.remove_viewer(key, &outlet);
         endpoint.end(id);
@@ -132,7 +138,13 @@ pub(crate) fn delete(shard: &ShardHandle, id: SessionId, keep_alive: bool) -> Ve
     } else if !shard.webrtc().is_some_and(|e| e.end(id)) {
         return refusal(404, "no such WebRTC session", keep_alive);
     }
-    vec![http::response_head(200, "", Some(0), "no-store", keep_alive)]
+    vec![http::response_head(
+        200,
+        "",
+        Some(0),
+        "no-store",
+        keep_alive,
+    )]
 }
 
 /// `PATCH` (trickle ICE, ICE restart): not supported, said so.
@@ -163,7 +175,13 @@ fn local_ip(fd: std::os::fd::RawFd) -> Option<IpAddr> {
     // we state.
     let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
     let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-    let rc = unsafe { libc::getsockname(fd, (&mut storage as *mut libc::sockaddr_storage).cast(), &mut len) };
+    let rc = unsafe {
+        libc::getsockname(
+            fd,
+            (&mut storage as *mut libc::sockaddr_storage).cast(),
+            &mut len,
+        )
+    };
     if rc != 0 {
         return None;
     }

@@ -134,9 +134,15 @@ impl ShardHandle {
         Ok(endpoint)
     }
 
-    /// Asks the shard session `id` names to end it; `false` if no shard has that index.
+    /// Asks the shard session `id` names to end it; `false` if that shard has no such
+    /// session open.
     pub(crate) fn end_webrtc_elsewhere(&self, id: edge_core::webrtc::SessionId) -> bool {
-        if id.shard() >= self.config().shards() {
+        let open = self
+            .machine()
+            .shards
+            .get(id.shard())
+            .is_some_and(|s| s.webrtc.is_open(id));
+        if !open {
             return false;
         }
         self.0

@@ -1,0 +1,271 @@
+//! WebRTC playback by WHEP (issue 34) end to end, with an independent client (aiortc from
+//! PyPI): the access units it depacketises are the source's NAL units, byte for byte and in
+//! order; DELETE frees the session; offers, tokens and methods the engine refuses get their
+//! statuses and reasons.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use tests::*;
+
+const FIXTURE: &str = "bframes.flv";
+const KEY: &str = "5eed0fa11c0ffee0123456789abcdef0";
+
+fn webrtc_engine(extra: &[&str]) -> Engine {
+    Engine::start(&[&["--cores", "2", "--webrtc-udp", "127.0.0.1:0"], extra].concat())
+}
+
+/// The NAL units of an Annex B stream (start codes of 3 or 4 bytes).
+fn nal_units(annexb: &[u8]) -> Vec<Vec<u8>> {
+    edge_core::hls::ts::annexb_nal_units(annexb)
+        .map(<[u8]>::to_vec)
+        .collect()
+}
+
+fn nal_type(nal: &[u8]) -> u8 {
+    nal.first().map_or(0, |b| b & 0x1f)
+}
+
+/// The fixture's H.264 NAL units as ffmpeg's own bitstream filter writes them out, without
+/// parameter sets, delimiters and filler (the engine sends SPS and PPS before every IDR
+/// itself, and drops delimiters and filler).
+fn source_pictures() -> Vec<Vec<u8>> {
+    let out = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-i"])
+        .arg(fixture(FIXTURE))
+        .args([
+            "-an",
+            "-c:v",
+            "copy",
+            "-bsf:v",
+            "h264_mp4toannexb",
+            "-f",
+            "h264",
+            "-",
+        ])
+        .output()
+        .expect("ffmpeg");
+    assert!(out.status.success());
+    nal_units(&out.stdout)
+        .into_iter()
+        .filter(|n| !matches!(nal_type(n), 7 | 8 | 9 | 12))
+        .collect()
+}
+
+/// What `tests/webrtc/whep_client.py` reports.
+struct WhepRun {
+    status: u16,
+    body: String,
+    connected: bool,
+    /// Access units as aiortc's depacketiser handed them to its decoder (Annex B).
+    units: Vec<Vec<u8>>,
+    delete_status: u16,
+}
+
+/// Plays `url` by WHEP for `seconds` with aiortc, then DELETEs the session.
+fn whep_play(url: &str, seconds: u32, extra: &[&str]) -> WhepRun {
+    let python = venv_python().expect("the CI virtualenv (target/tools/venv) with aiortc");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("webrtc/whep_client.py");
+    let out = Command::new("timeout")
+        .arg("120")
+        .arg(python)
+        .arg(script)
+        .arg(url)
+        .arg(seconds.to_string())
+        .args(extra)
+        .output()
+        .expect("whep_client.py");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let v: serde_json::Value = serde_json::from_str(text.trim()).unwrap_or_else(|e| {
+        panic!(
+            "whep_client.py: {e}: {text} {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    let units = v["units"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|u| hex_decode(u.as_str().unwrap_or("")))
+                .collect()
+        })
+        .unwrap_or_default();
+    WhepRun {
+        status: v["status"].as_u64().unwrap_or(0) as u16,
+        body: v["body"].as_str().unwrap_or("").to_string(),
+        connected: v["connected"].as_bool().unwrap_or(false),
+        units,
+        delete_status: v["delete_status"].as_u64().unwrap_or(0) as u16,
+    }
+}
+
+fn hex_decode(s: &str) -> Vec<u8> {
+    (0..s.len() / 2)
+        .map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16).unwrap())
+        .collect()
+}
+
+/// One request with a body, `Connection: close`: (status, head, body).
+fn request(addr: SocketAddr, method: &str, path: &str, body: &[u8]) -> (u16, String, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: test\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    s.write_all(body).unwrap();
+    let mut all = Vec::new();
+    let _ = s.read_to_end(&mut all);
+    let r = split_response(&all);
+    (
+        r.status(),
+        r.head.clone(),
+        String::from_utf8_lossy(&r.body).into_owned(),
+    )
+}
+
+/// A live stream: the fixture in a loop, until the returned child is killed.
+fn live(engine: &Engine, name: &str) -> std::process::Child {
+    let publisher = ffmpeg_publish(
+        &fixture(FIXTURE),
+        &engine.rtmp_url(&format!("live/{name}")),
+        &["-stream_loop", "-1"],
+    );
+    engine.wait_for("the stream is live", Duration::from_secs(30), |m| {
+        m.sum("streams_owned") >= 1 && m.sum("hls_segments") >= 1
+    });
+    publisher
+}
+
+#[test]
+fn a_whep_viewer_gets_the_sources_h264_access_units_byte_for_byte_and_delete_frees_it() {
+    let engine = webrtc_engine(&[]);
+    let mut publisher = live(&engine, "w");
+    let url = format!("http://{}/live/w/whep", engine.http);
+    let run = whep_play(&url, 3, &[]);
+    assert_eq!(run.status, 201, "{}", run.body);
+    assert!(run.connected, "ICE and DTLS did not complete");
+    // The join's GOP and about 3 s of 25 frames a second (the stream loops a 4 s fixture).
+    assert!(run.units.len() >= 50, "{} access units", run.units.len());
+    // Every access unit that holds an IDR picture has SPS and PPS before it.
+    for (i, unit) in run.units.iter().enumerate() {
+        let types: Vec<u8> = nal_units(unit).iter().map(|n| nal_type(n)).collect();
+        if let Some(idr) = types.iter().position(|&t| t == 5) {
+            assert!(
+                types[..idr].contains(&7) && types[..idr].contains(&8),
+                "unit {i}: {types:?}"
+            );
+        }
+    }
+    // The pictures received are the source's, in order, from a keyframe on: a contiguous run
+    // of the looped source's NAL units.
+    let got: Vec<Vec<u8>> = run
+        .units
+        .iter()
+        .flat_map(|u| nal_units(u))
+        .filter(|n| !matches!(nal_type(n), 7 | 8))
+        .collect();
+    assert_eq!(nal_type(&got[0]), 5, "the first picture is not an IDR");
+    let source = source_pictures();
+    let looped: Vec<&Vec<u8>> = source.iter().cycle().take(source.len() * 4).collect();
+    let start = (0..source.len())
+        .find(|&i| looped[i] == &got[0] && looped[i..].iter().zip(&got).all(|(a, b)| *a == b))
+        .unwrap_or_else(|| {
+            panic!(
+                "the {} NAL units received are not a run of the source's {}",
+                got.len(),
+                source.len()
+            )
+        });
+    assert!(start + got.len() <= looped.len());
+    // DELETE ends the session and frees what it held, on whichever shard answered it.
+    assert_eq!(run.delete_status, 200);
+    engine.wait_for("the session is freed", Duration::from_secs(10), |m| {
+        m.sum("webrtc_sessions_open") == 0 && m.sum("webrtc_players") == 0
+    });
+    let m = engine.metrics();
+    assert_eq!(m.sum("webrtc_sessions"), 1);
+    assert_eq!(m.sum("webrtc_connected"), 1);
+    assert!(m.sum("webrtc_rtp_packets") >= got.len() as u64);
+    assert!(m.sum("webrtc_datagrams_out") >= m.sum("webrtc_rtp_packets"));
+    publisher.kill().ok();
+    publisher.wait().ok();
+}
+
+#[test]
+fn whep_refuses_what_it_cannot_serve_with_a_status_and_a_reason() {
+    let engine = webrtc_engine(&[
+        "--play-auth",
+        "token",
+        "--token-key",
+        KEY,
+        "--play-wait-ms",
+        "500",
+    ]);
+    let signed = {
+        let (ok, out, err) = run_tool(
+            engine_bin().to_str().unwrap(),
+            &["sign", "--key", KEY, "--acl", "/live/*", "--ttl", "60"],
+            Duration::from_secs(10),
+        );
+        assert!(ok, "sign: {err}");
+        out.trim().to_string()
+    };
+    let http = engine.http;
+    // No token: 403, before anything else is looked at.
+    let (status, _, body) = request(http, "POST", "/live/a/whep", b"v=0\r\n");
+    assert_eq!(status, 403, "{body}");
+    // A malformed offer: 400, with the parser's reason.
+    let path = format!("/live/a/whep?token={signed}");
+    let (status, _, body) = request(http, "POST", &path, b"this is not SDP");
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("offer"), "{body}");
+    let (status, _, body) = request(http, "POST", &path, b"");
+    assert_eq!(status, 400, "{body}");
+    // A good offer for a stream nobody publishes: 404 after the play-wait, and no session
+    // is left behind.
+    let url = format!("http://{http}/live/nobody/whep?token={signed}");
+    let run = whep_play(&url, 0, &[]);
+    assert_eq!(run.status, 404, "{}", run.body);
+    assert!(run.body.contains("not found"), "{}", run.body);
+    // The token as a bearer credential plays too, as WHEP clients send it.
+    let mut publisher = live(&engine, "a");
+    let run = whep_play(
+        &format!("http://{http}/live/a/whep"),
+        1,
+        &["--token", &signed],
+    );
+    assert_eq!(run.status, 201, "{}", run.body);
+    assert!(run.connected);
+    assert!(!run.units.is_empty());
+    // Trickle ICE is refused as documented; other methods too; unknown sessions are 404.
+    let session = format!("/live/a/whep/{:016x}?token={signed}", 0u64);
+    let (status, _, _) = request(
+        http,
+        "PATCH",
+        &session,
+        b"a=candidate:1 1 udp 1 127.0.0.1 9 typ host\r\n",
+    );
+    assert_eq!(status, 405);
+    let (status, _, _) = request(http, "GET", &format!("/live/a/whep?token={signed}"), b"");
+    assert_eq!(status, 405);
+    let (status, _, body) = request(http, "DELETE", &session, b"");
+    assert_eq!(status, 404, "{body}");
+    engine.wait_for("every session is freed", Duration::from_secs(10), |m| {
+        m.sum("webrtc_sessions_open") == 0
+    });
+    let m = engine.metrics();
+    assert_eq!(
+        m.sum("webrtc_sessions"),
+        2,
+        "the 404's session and the bearer's"
+    );
+    assert!(m.sum("webrtc_refused") >= 1, "the malformed offer");
+    publisher.kill().ok();
+    publisher.wait().ok();
+}
