@@ -50,7 +50,7 @@ const sample = (page) => page.evaluate(() => {
     edge: p.edge, state: p.state, switches: p.switches, fatal: p.fatal, errors: p.errors,
     lastError: p.lastError, stalls: p.stalls, latency: p.latency, firstFrameMs: p.firstFrameMs,
     engine: p.engine, switchLog: p.switchLog, errorLog: p.errorLog, buffer: p.buffer,
-    protocol: p.protocol,
+    protocol: p.protocol, webrtc: p.webrtc,
   };
 });
 

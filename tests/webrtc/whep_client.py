@@ -3,11 +3,14 @@ a while, and prints what it received as JSON on stdout.
 
 Usage: whep_client.py URL SECONDS [--token TOKEN] [--no-delete]
 
-Prints {"status": N, "location": ..., "units": [hex of each access unit, Annex B], ...}.
-An access unit is what aiortc's depacketizer hands its decoder: the NAL units of one RTP
-timestamp, each behind a start code. Nothing is decoded: the test compares bytes.
+Prints {"status": N, "location": ..., "units": [hex of each access unit, Annex B],
+"audio_frames": N, "audio_loud": N, ...}. An access unit is what aiortc's depacketizer hands
+its decoder: the NAL units of one RTP timestamp, each behind a start code; video is not
+decoded, the test compares bytes. Audio is decoded by aiortc's own Opus decoder (libopus):
+the frames it gave, and how many of them are not silence.
 """
 
+import array
 import asyncio
 import json
 import sys
@@ -63,7 +66,25 @@ async def main():
             delete = False
     pc = RTCPeerConnection()
     pc.addTransceiver("video", direction="recvonly")
+    pc.addTransceiver("audio", direction="recvonly")
     connected = asyncio.Event()
+    audio = {"frames": 0, "loud": 0}
+
+    async def listen(track):
+        while True:
+            try:
+                frame = await track.recv()
+            except Exception:
+                return
+            samples = array.array("h", bytes(frame.planes[0]))
+            audio["frames"] += 1
+            if samples and max(abs(x) for x in samples) > 300:
+                audio["loud"] += 1
+
+    @pc.on("track")
+    def on_track(track):
+        if track.kind == "audio":
+            asyncio.ensure_future(listen(track))
 
     @pc.on("connectionstatechange")
     def on_state():
@@ -93,6 +114,8 @@ async def main():
         out["connected"] = False
     await asyncio.sleep(seconds)
     out["units"] = [u.hex() for u in UNITS]
+    out["audio_frames"] = audio["frames"]
+    out["audio_loud"] = audio["loud"]
     if delete:
         base = url.split("/", 3)
         session_url = base[0] + "//" + base[2] + location

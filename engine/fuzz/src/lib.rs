@@ -1325,15 +1325,20 @@ fn data_payload(mut frames: &[u8]) -> (Vec<Vec<u8>>, Vec<u8>) {
 /// section finder, a session id through its parser and a WHEP path through the router.
 pub fn webrtc_media(data: &[u8]) {
     use bytes::Bytes;
-    use edge_core::webrtc::h264::{depacketize, split_nal_units, Packetizer, MAX_PAYLOAD};
-    use edge_core::webrtc::{video_mids, SessionId};
+    use edge_core::webrtc::h264::{
+        depacketize, slice_type, split_nal_units, Packetizer, MAX_PAYLOAD,
+    };
+    use edge_core::webrtc::{media_mids, SessionId};
 
     let [which, rest @ ..] = data else {
         return;
     };
     if which % 2 == 1 {
         let text = String::from_utf8_lossy(rest);
-        for mid in video_mids(&text) {
+        for mid in media_mids(&text, "video")
+            .into_iter()
+            .chain(media_mids(&text, "audio"))
+        {
             assert!(text.contains(mid));
         }
         if let Some(id) = SessionId::parse(&text) {
@@ -1343,9 +1348,12 @@ pub fn webrtc_media(data: &[u8]) {
         return;
     }
     // Video bodies separated by 0xfe bytes; a sequence header among them sets the NAL length.
-    let mut p = Packetizer::default();
+    let mut p = Packetizer::new(which & 2 != 0);
     let mut at = 0u64;
     for body in rest.split(|&b| b == 0xfe) {
+        if let Some(t) = slice_type(body) {
+            assert!(t < 5);
+        }
         at += 40;
         let body = Bytes::copy_from_slice(body);
         let Ok(Some(au)) = p.push(at, &body) else {

@@ -15,6 +15,7 @@ pub(crate) mod tables;
 
 pub(crate) use args::{
     Args, ClusterMode, HookFailure, Http3Congestion, HttpWrites, OnOff, TokenAlg, TokenFormatArg,
+    WebrtcBframes,
 };
 pub(crate) use file::{warnings, Loaded};
 pub(crate) use tables::{AppPolicies, OriginPath, StreamPolicy};
@@ -71,6 +72,7 @@ pub(crate) struct Config {
     /// Addresses named in WHEP answers (`--webrtc-candidate`), port `None`: the bound one.
     pub webrtc_candidates: Vec<(std::net::IpAddr, Option<u16>)>,
     pub webrtc_max_sessions: usize,
+    pub webrtc_bframes: WebrtcBframes,
     pub rtmps: Option<SocketAddr>,
     /// Loaded when --https or --rtmps is given.
     pub tls: Option<Arc<CertStore>>,
@@ -467,6 +469,7 @@ impl Args {
             webrtc_udp: self.webrtc_udp,
             webrtc_candidates,
             webrtc_max_sessions: self.webrtc_max_sessions,
+            webrtc_bframes: self.webrtc_bframes,
             rtmps: self.rtmps,
             tls,
             tls_handshake_timeout_ms: self.tls_handshake_timeout_ms,

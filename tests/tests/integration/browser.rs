@@ -296,6 +296,85 @@ fn the_player_plays_ll_hls_and_hls_over_http3() {
 
 /// Where a node makes no LL-HLS (`--ll-hls off` here; an edge of an HLS origin alike), it says
 /// so in its 404, and the player's default falls back to HLS-TS and plays.
+/// Plays `stream` by WHEP in the player page for 15 s: the report, with the receiver's
+/// counters printed.
+fn play_webrtc(e: &Engine, stream: &str) -> Value {
+    let url = page(e, &format!("/player?stream={stream}&protocol=webrtc"));
+    let run = spawn_browser(
+        "play",
+        &json!({ "url": url, "seconds": 15 }),
+        Duration::from_secs(60),
+    );
+    eventually(
+        "the WebRTC viewer in /api/v1/streams",
+        Duration::from_secs(10),
+        || {
+            streams_json(e)["streams"].as_array().is_some_and(|a| {
+                a.iter()
+                    .any(|s| s["key"] == stream && s["viewers"]["webrtc"].as_u64() >= Some(1))
+            })
+        },
+    );
+    let r = browser_report(run);
+    let (f, w) = (&r["final"], &r["final"]["webrtc"]);
+    println!(
+        "webrtc {stream}: first frame {} ms, jitter buffer {} ms, {} frames decoded, {} fps, {} audio packets",
+        f["firstFrameMs"], w["jitterBufferMs"], w["framesDecoded"], w["framesPerSecond"], w["audioPackets"]
+    );
+    assert_eq!(f["engine"], "WHEP", "{r}");
+    assert_eq!(f["fatal"], Value::Null, "{r}");
+    assert_eq!(
+        (f["width"].as_u64(), f["height"].as_u64()),
+        (Some(320), Some(240)),
+        "{r}"
+    );
+    assert!(r["played_s"].as_f64().unwrap() >= 10.0, "{r}");
+    assert_eq!(w["freezeCount"].as_u64(), Some(0), "{r}");
+    assert!(
+        r["longest_stall_ms"].as_u64().unwrap_or(u64::MAX) < 1000,
+        "{r}"
+    );
+    // Opus at 50 packets a second.
+    assert!(w["audioPackets"].as_u64().unwrap_or(0) >= 300, "{r}");
+    r
+}
+
+/// WebRTC by WHEP in Chromium, the player page with `protocol=webrtc`, 15 s of each of two
+/// streams of 25 frames a second with AAC: one without B-frames (the fixture re-encoded)
+/// plays every frame; the B-frame fixture plays its I and P frames (a third of them: the
+/// engine drops B-frames for WebRTC, as a browser decodes none). No freeze, Opus received;
+/// the behind-live figure (the receiver's jitter buffer) is printed, not asserted.
+#[test]
+fn the_player_plays_webrtc_by_whep_with_video_and_audio() {
+    let e = engine(&["--webrtc-udp", "127.0.0.1:0"]);
+    let no_b = std::env::temp_dir().join(format!("edge-no-bframes-{}.flv", std::process::id()));
+    let encoded = std::process::Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-y", "-i"])
+        .arg(fixture("bframes.flv"))
+        .args(["-c:v", "libx264", "-bf", "0", "-g", "50", "-c:a", "copy"])
+        .arg(&no_b)
+        .status()
+        .expect("ffmpeg");
+    assert!(encoded.success());
+    let _plain = KillOnDrop(ffmpeg_publish(
+        &no_b,
+        &e.rtmp_url("live/plain"),
+        &["-stream_loop", "-1"],
+    ));
+    let _bframes = publish_loop(&e.rtmp_url("live/bframes"));
+    wait_for_playlist(&e, "/live/plain.m3u8");
+    wait_for_playlist(&e, "/live/bframes.m3u8");
+    let r = play_webrtc(&e, "live/plain");
+    let w = &r["final"]["webrtc"];
+    assert!(w["framesDecoded"].as_u64().unwrap_or(0) >= 250, "{r}");
+    assert!(w["framesPerSecond"].as_f64().unwrap_or(0.0) >= 20.0, "{r}");
+    let r = play_webrtc(&e, "live/bframes");
+    let w = &r["final"]["webrtc"];
+    assert!(w["framesDecoded"].as_u64().unwrap_or(0) >= 70, "{r}");
+    assert!(w["framesPerSecond"].as_f64().unwrap_or(0.0) >= 6.0, "{r}");
+    let _ = std::fs::remove_file(&no_b);
+}
+
 #[test]
 fn the_player_falls_back_to_hls_where_a_node_makes_no_ll_hls() {
     let e = engine(&["--ll-hls", "off"]);

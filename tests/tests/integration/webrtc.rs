@@ -1,6 +1,7 @@
 //! WebRTC playback by WHEP (issue 34) end to end, with an independent client (aiortc from
 //! PyPI): the access units it depacketises are the source's NAL units, byte for byte and in
-//! order; DELETE frees the session; offers, tokens and methods the engine refuses get their
+//! order; the source's AAC arrives as Opus that aiortc's decoder decodes to sound; DELETE
+//! frees the session; offers, tokens and methods the engine refuses get their
 //! statuses and reasons.
 
 use std::io::{Read, Write};
@@ -62,6 +63,9 @@ struct WhepRun {
     connected: bool,
     /// Access units as aiortc's depacketiser handed them to its decoder (Annex B).
     units: Vec<Vec<u8>>,
+    /// Opus frames aiortc's decoder gave, and how many of them are not silence.
+    audio_frames: u64,
+    audio_loud: u64,
     delete_status: u16,
 }
 
@@ -98,6 +102,8 @@ fn whep_play(url: &str, seconds: u32, extra: &[&str]) -> WhepRun {
         body: v["body"].as_str().unwrap_or("").to_string(),
         connected: v["connected"].as_bool().unwrap_or(false),
         units,
+        audio_frames: v["audio_frames"].as_u64().unwrap_or(0),
+        audio_loud: v["audio_loud"].as_u64().unwrap_or(0),
         delete_status: v["delete_status"].as_u64().unwrap_or(0) as u16,
     }
 }
@@ -142,17 +148,11 @@ fn live(engine: &Engine, name: &str) -> std::process::Child {
     publisher
 }
 
-#[test]
-fn a_whep_viewer_gets_the_sources_h264_access_units_byte_for_byte_and_delete_frees_it() {
-    let engine = webrtc_engine(&[]);
-    let mut publisher = live(&engine, "w");
-    let url = format!("http://{}/live/w/whep", engine.http);
-    let run = whep_play(&url, 3, &[]);
+/// Asserts that `run` received a run of `source`'s pictures (NAL units, parameter sets
+/// aside) from an IDR on, each IDR access unit with SPS and PPS before it; how many NAL units.
+fn assert_a_run_of(run: &WhepRun, source: &[Vec<u8>]) -> usize {
     assert_eq!(run.status, 201, "{}", run.body);
     assert!(run.connected, "ICE and DTLS did not complete");
-    // The join's GOP and about 3 s of 25 frames a second (the stream loops a 4 s fixture).
-    assert!(run.units.len() >= 50, "{} access units", run.units.len());
-    // Every access unit that holds an IDR picture has SPS and PPS before it.
     for (i, unit) in run.units.iter().enumerate() {
         let types: Vec<u8> = nal_units(unit).iter().map(|n| nal_type(n)).collect();
         if let Some(idr) = types.iter().position(|&t| t == 5) {
@@ -162,18 +162,16 @@ fn a_whep_viewer_gets_the_sources_h264_access_units_byte_for_byte_and_delete_fre
             );
         }
     }
-    // The pictures received are the source's, in order, from a keyframe on: a contiguous run
-    // of the looped source's NAL units.
     let got: Vec<Vec<u8>> = run
         .units
         .iter()
         .flat_map(|u| nal_units(u))
         .filter(|n| !matches!(nal_type(n), 7 | 8))
         .collect();
-    assert_eq!(nal_type(&got[0]), 5, "the first picture is not an IDR");
-    let source = source_pictures();
+    let first = got.iter().find(|n| nal_type(n) != 6).map(|n| nal_type(n));
+    assert_eq!(first, Some(5), "the first picture is not an IDR");
     let looped: Vec<&Vec<u8>> = source.iter().cycle().take(source.len() * 4).collect();
-    let start = (0..source.len())
+    (0..source.len())
         .find(|&i| looped[i] == &got[0] && looped[i..].iter().zip(&got).all(|(a, b)| *a == b))
         .unwrap_or_else(|| {
             panic!(
@@ -182,7 +180,45 @@ fn a_whep_viewer_gets_the_sources_h264_access_units_byte_for_byte_and_delete_fre
                 source.len()
             )
         });
-    assert!(start + got.len() <= looped.len());
+    assert!(got.len() <= looped.len());
+    got.len()
+}
+
+fn is_b_slice(nal: &[u8]) -> bool {
+    nal_type(nal) == 1 && edge_core::webrtc::h264::slice_type(nal) == Some(1)
+}
+
+#[test]
+fn a_whep_viewer_gets_the_sources_h264_byte_for_byte_and_its_aac_as_opus_and_delete_frees_it() {
+    let engine = webrtc_engine(&[]);
+    let mut publisher = live(&engine, "w");
+    let url = format!("http://{}/live/w/whep", engine.http);
+    let run = whep_play(&url, 3, &[]);
+    // By default B-frames are not sent (browsers' WebRTC decoders take none): the pictures
+    // are the source's I and P pictures, byte for byte and in order.
+    let source = source_pictures();
+    let b_frames = source.iter().filter(|n| is_b_slice(n)).count();
+    assert!(
+        b_frames * 3 >= source.len(),
+        "the fixture has B-frames: {b_frames}"
+    );
+    let without_b: Vec<Vec<u8>> = source.into_iter().filter(|n| !is_b_slice(n)).collect();
+    let got = assert_a_run_of(&run, &without_b);
+    // The join's GOP and about 3 s at the I and P pictures' 8 a second.
+    assert!(run.units.len() >= 20, "{} access units", run.units.len());
+    // The AAC, transcoded once per stream on the shard: 20 ms Opus frames for the 3 s played
+    // (at least 2 s of them), decoded by libopus in aiortc, nearly all of them sound.
+    assert!(
+        run.audio_frames >= 100,
+        "{} Opus frames decoded",
+        run.audio_frames
+    );
+    assert!(
+        run.audio_loud * 10 >= run.audio_frames * 9,
+        "{} of {} decoded frames are sound",
+        run.audio_loud,
+        run.audio_frames
+    );
     // DELETE ends the session and frees what it held, on whichever shard answered it.
     assert_eq!(run.delete_status, 200);
     engine.wait_for("the session is freed", Duration::from_secs(10), |m| {
@@ -191,8 +227,24 @@ fn a_whep_viewer_gets_the_sources_h264_access_units_byte_for_byte_and_delete_fre
     let m = engine.metrics();
     assert_eq!(m.sum("webrtc_sessions"), 1);
     assert_eq!(m.sum("webrtc_connected"), 1);
-    assert!(m.sum("webrtc_rtp_packets") >= got.len() as u64);
+    assert!(m.sum("webrtc_b_frames_dropped") > 0);
+    assert!(m.sum("webrtc_rtp_packets") >= got as u64 + run.audio_frames);
+    assert!(m.sum("webrtc_opus_packets") >= run.audio_frames);
+    assert_eq!(m.sum("webrtc_audio_errors"), 0);
     assert!(m.sum("webrtc_datagrams_out") >= m.sum("webrtc_rtp_packets"));
+    publisher.kill().ok();
+    publisher.wait().ok();
+}
+
+#[test]
+fn with_bframes_kept_every_nal_unit_of_the_source_arrives_in_order() {
+    let engine = webrtc_engine(&["--webrtc-bframes", "keep"]);
+    let mut publisher = live(&engine, "k");
+    let run = whep_play(&format!("http://{}/live/k/whep", engine.http), 3, &[]);
+    assert_a_run_of(&run, &source_pictures());
+    // The join's GOP and about 3 s of 25 frames a second.
+    assert!(run.units.len() >= 50, "{} access units", run.units.len());
+    assert_eq!(engine.metrics().sum("webrtc_b_frames_dropped"), 0);
     publisher.kill().ok();
     publisher.wait().ok();
 }

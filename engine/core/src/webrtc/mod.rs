@@ -1,6 +1,7 @@
 //! WebRTC playback's decisions that need no socket: H.264 as RTP payloads ([`h264`]) and the
 //! names of WHEP sessions ([`SessionId`]), which say the shard that holds them.
 
+pub mod audio;
 pub mod h264;
 
 use std::fmt;
@@ -39,15 +40,15 @@ impl fmt::Display for SessionId {
     }
 }
 
-/// The `a=mid:` of each video media section of an SDP offer, in order (str0m parses the
-/// offer itself; this only finds which of its sections carry video).
-pub fn video_mids(sdp: &str) -> Vec<&str> {
+/// The `a=mid:` of each media section of `kind` (`video`, `audio`) of an SDP offer, in order
+/// (str0m parses the offer itself; this only finds which of its sections carry what).
+pub fn media_mids<'a>(sdp: &'a str, kind: &str) -> Vec<&'a str> {
     let mut video = false;
     let mut out = Vec::new();
     for line in sdp.lines() {
         let line = line.trim_end_matches('\r');
         if let Some(m) = line.strip_prefix("m=") {
-            video = m.starts_with("video ");
+            video = m.strip_prefix(kind).is_some_and(|r| r.starts_with(' '));
         } else if let Some(mid) = line.strip_prefix("a=mid:") {
             if video && !mid.is_empty() {
                 out.push(mid.trim());
@@ -64,8 +65,9 @@ mod tests {
     #[test]
     fn the_video_sections_mids_are_found_in_order() {
         let sdp = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:1\r\nm=application 9 x\r\na=mid:2\r\nm=video 9 y\r\na=mid:v2\r\n";
-        assert_eq!(video_mids(sdp), vec!["1", "v2"]);
-        assert!(video_mids("garbage\na=mid:9").is_empty());
+        assert_eq!(media_mids(sdp, "video"), vec!["1", "v2"]);
+        assert_eq!(media_mids(sdp, "audio"), vec!["0"]);
+        assert!(media_mids("garbage\na=mid:9", "video").is_empty());
     }
 
     #[test]

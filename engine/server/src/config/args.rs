@@ -481,6 +481,18 @@ pub(crate) struct Args {
     )]
     pub webrtc_max_sessions: usize,
 
+    /// What WebRTC viewers get of a stream's B-frames: `drop` (browsers' WebRTC decoders take
+    /// none; the stream plays at its I and P frames' rate) or `keep` (every picture, for
+    /// clients whose decoders reorder).
+    #[arg(
+        help_heading = "WebRTC",
+        long,
+        value_name = "MODE",
+        value_enum,
+        default_value_t = WebrtcBframes::Drop
+    )]
+    pub webrtc_bframes: WebrtcBframes,
+
     /// Also take RTMPS publishes and plays here (needs --tls-cert, --tls-key).
     #[arg(help_heading = "Listening and shards", long, value_name = "ADDR")]
     pub rtmps: Option<SocketAddr>,
@@ -577,6 +589,13 @@ pub(crate) struct Args {
     /// The file's `[[origins]]` tables.
     #[arg(skip)]
     pub origin_tables: Vec<OriginSettings>,
+}
+
+/// What WebRTC viewers get of B-frames (`--webrtc-bframes`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum WebrtcBframes {
+    Drop,
+    Keep,
 }
 
 /// `on` or `off`.

@@ -522,7 +522,7 @@ mod tests {
         assert_eq!(
             streams(&s),
             "{\"streams\":[{\"key\":\"live/\\\"x\",\"owner_shard\":1,\"state\":\"live\",\"source\":\"upstream\",\
-             \"live_since_unix_ms\":1020,\"ingest_bytes\":42,\"viewers\":{\"rtmp\":0,\"flv\":1,\"hls\":2,\"llhls\":0},\"upstream\":{\"origin\":\"rtmp://a:1935/live\",\"state\":\"playing\",\"bytes\":42,\"since_unix_ms\":1005},\"failovers\":0,\"forward\":null,\"hls_pull\":null}]}\n"
+             \"live_since_unix_ms\":1020,\"ingest_bytes\":42,\"viewers\":{\"rtmp\":0,\"flv\":1,\"hls\":2,\"llhls\":0,\"webrtc\":0},\"upstream\":{\"origin\":\"rtmp://a:1935/live\",\"state\":\"playing\",\"bytes\":42,\"since_unix_ms\":1005},\"failovers\":0,\"forward\":null,\"hls_pull\":null}]}\n"
         );
         s.remove_stream(ShardId(1), &key);
         assert_eq!(streams(&s), "{\"streams\":[]}\n");

@@ -26,9 +26,12 @@ use std::sync::Arc;
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
+pub(crate) mod opus;
+
 use bytes::Bytes;
+use edge_core::webrtc::audio::Transcoder;
 use edge_core::webrtc::h264::{AccessUnit, Packetizer};
-use edge_core::webrtc::SessionId;
+use edge_core::webrtc::{media_mids, SessionId};
 use str0m::change::SdpOffer;
 use str0m::format::Codec;
 use str0m::media::{Mid, Pt};
@@ -38,6 +41,7 @@ use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
 use tracing::debug;
 
 use crate::net::clock::Clock;
+use crate::net::contain;
 use crate::net::mesh::ShardId;
 use crate::net::timer::Timers;
 use crate::net::udp::{send_batch, Count, RecvBatch, RECV_BATCH};
@@ -46,7 +50,7 @@ use crate::net::udp::{send_batch, Count, RecvBatch, RECV_BATCH};
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 /// Access units of a stream kept packetized for the sessions that have not written them yet
 /// (a joining viewer's GOP burst, a viewer a few frames behind).
-const RECENT_UNITS: usize = 256;
+const RECENT_UNITS: usize = 512;
 /// Datagrams per `sendmmsg`.
 const SEND_BATCH: usize = 64;
 
@@ -59,6 +63,9 @@ pub(crate) struct RtcCounters {
     pub(crate) refused: Count,
     pub(crate) rtp_packets: Count,
     pub(crate) units_packetized: Count,
+    pub(crate) b_frames_dropped: Count,
+    pub(crate) opus_packets: Count,
+    pub(crate) audio_errors: Count,
     pub(crate) datagrams_in: Count,
     pub(crate) recv_calls: Count,
     pub(crate) datagrams_out: Count,
@@ -102,6 +109,9 @@ impl RtcCounters {
         ("refused", "counter", "WHEP offers refused: at --webrtc-max-sessions, or an offer the engine cannot answer", |c| &c.refused),
         ("rtp_packets", "counter", "RTP packets written to WebRTC sessions (each protected once per session)", |c| &c.rtp_packets),
         ("units_packetized", "counter", "H.264 access units cut into RTP payloads: once per stream on a shard, however many sessions play it", |c| &c.units_packetized),
+        ("b_frames_dropped", "counter", "B-frames not sent to WebRTC sessions (--webrtc-bframes drop; browsers' WebRTC decoders take none): once per stream on a shard", |c| &c.b_frames_dropped),
+        ("opus_packets", "counter", "Opus packets encoded from streams' AAC: once per stream on a shard, however many sessions play it", |c| &c.opus_packets),
+        ("audio_errors", "counter", "AAC frames that did not decode or encode for WebRTC (skipped), and streams whose audio cannot be (HE-AAC, no libopus)", |c| &c.audio_errors),
         ("datagrams_in", "counter", "UDP datagrams received on the WebRTC socket", |c| &c.datagrams_in),
         ("recv_calls", "counter", "recvmmsg calls that returned datagrams on the WebRTC socket", |c| &c.recv_calls),
         ("datagrams_out", "counter", "UDP datagrams sent from the WebRTC socket", |c| &c.datagrams_out),
@@ -127,29 +137,74 @@ pub(crate) struct RtcSettings {
     /// Addresses to name in answers (`--webrtc-candidate`); empty: the address each offer
     /// was posted to.
     pub(crate) candidates: Vec<(IpAddr, Option<u16>)>,
+    /// Pictures of B slices are not sent (`--webrtc-bframes drop`).
+    pub(crate) drop_b_frames: bool,
 }
 
-/// A stream's access unit as RTP payloads, shared by every session of the stream here.
+/// A frame of a stream as RTP payloads, shared by every session of the stream here: a video
+/// access unit's (one timestamp, the marker on the last), or the Opus packets an audio frame
+/// completed (each its own timestamp).
 pub(crate) struct RtpUnit {
+    pub(crate) audio: bool,
+    pub(crate) packets: Vec<RtpPacket>,
+}
+
+pub(crate) struct RtpPacket {
     pub(crate) rtp_time: u64,
-    pub(crate) payloads: Vec<Arc<[u8]>>,
+    pub(crate) payload: Arc<[u8]>,
+    pub(crate) marker: bool,
 }
 
 impl From<AccessUnit> for RtpUnit {
     fn from(au: AccessUnit) -> Self {
+        let last = au.payloads.len().saturating_sub(1);
         RtpUnit {
-            rtp_time: au.rtp_time,
-            payloads: au.payloads.iter().map(|p| Arc::from(&p[..])).collect(),
+            audio: false,
+            packets: au
+                .payloads
+                .iter()
+                .enumerate()
+                .map(|(i, p)| RtpPacket {
+                    rtp_time: au.rtp_time,
+                    payload: Arc::from(&p[..]),
+                    marker: i == last,
+                })
+                .collect(),
         }
     }
 }
 
+/// A stream's audio on this shard: its transcoder, or why it has none.
+type Audio = Result<Transcoder<opus::OpusEncoder>, ()>;
+
 /// A stream's packetizer on this shard and its recent units, keyed by the frame's FLV bytes
 /// (held here, so their address is not reused while the entry lives).
-#[derive(Default)]
 struct StreamRtp {
     packetizer: Packetizer,
+    /// Made at the stream's first audio frame here.
+    audio: Option<Audio>,
     recent: VecDeque<(Bytes, Option<Rc<RtpUnit>>)>,
+}
+
+/// One outgoing RTP stream of a session.
+struct Track {
+    ssrc: Ssrc,
+    pt: Pt,
+    next_seq: u64,
+    ts_offset: u32,
+}
+
+impl Track {
+    fn new(ssrc: Ssrc, pt: Pt) -> Self {
+        let random = random_u64();
+        Track {
+            ssrc,
+            pt,
+            // RTP sequence numbers start at a random point below 2^15 (ROC 0).
+            next_seq: random & 0x7fff,
+            ts_offset: (random >> 32) as u32,
+        }
+    }
 }
 
 struct Session {
@@ -157,10 +212,9 @@ struct Session {
     key: String,
     /// The address we named in the answer: what the client sends to.
     local: SocketAddr,
-    ssrc: Ssrc,
-    pt: Pt,
-    next_seq: u64,
-    ts_offset: u32,
+    video: Track,
+    /// Opus, when the offer has an audio section that takes it.
+    audio: Option<Track>,
     created: Instant,
     connected: bool,
     ended: bool,
@@ -271,6 +325,7 @@ impl RtcEndpoint {
             .set_rtp_mode(true)
             .clear_codecs()
             .enable_h264(true)
+            .enable_opus(true, false)
             .build(now);
         let candidates: Vec<SocketAddr> = if self.settings.candidates.is_empty() {
             vec![SocketAddr::new(posted_to, self.port)]
@@ -300,38 +355,18 @@ impl RtcEndpoint {
                 Err(e) => return Err(OfferError::BadOffer(e.to_string())),
             }
         };
-        // The first video section we send on.
-        let mid = edge_core::webrtc::video_mids(sdp)
-            .into_iter()
-            .map(Mid::from)
-            .find(|&m| rtc.media(m).is_some_and(|m| m.direction().is_sending()))
-            .ok_or(OfferError::NoH264)?;
-        let pt = rtc
-            .codec_config()
-            .params()
-            .iter()
-            .find(|p| {
-                let spec = p.spec();
-                spec.codec == Codec::H264 && spec.format.packetization_mode == Some(1)
-            })
-            .map(|p| p.pt())
-            .ok_or(OfferError::NoH264)?;
-        let ssrc = rtc
-            .direct_api()
-            .stream_tx_by_mid(mid, None)
-            .map(|tx| tx.ssrc())
-            .ok_or(OfferError::NoH264)?;
+        let video = track(&mut rtc, sdp, "video", |codec, mode| {
+            codec == Codec::H264 && mode == Some(1)
+        })
+        .ok_or(OfferError::NoH264)?;
+        let audio = track(&mut rtc, sdp, "audio", |codec, _| codec == Codec::Opus);
         let id = SessionId::new(self.me.0, random_u64());
-        let random = random_u64();
         let session = Session {
             rtc,
             key: key.to_string(),
             local: candidates[0],
-            ssrc,
-            pt,
-            // RTP sequence numbers start at a random point below 2^15 (ROC 0).
-            next_seq: random & 0x7fff,
-            ts_offset: (random >> 32) as u32,
+            video,
+            audio,
             created: now,
             connected: false,
             ended: false,
@@ -339,7 +374,14 @@ impl RtcEndpoint {
         };
         let mut st = self.state.borrow_mut();
         st.sessions.insert(id, session);
-        st.media.entry(key.to_string()).or_default();
+        let drop_b_frames = self.settings.drop_b_frames;
+        st.media
+            .entry(key.to_string())
+            .or_insert_with(|| StreamRtp {
+                packetizer: Packetizer::new(drop_b_frames),
+                audio: None,
+                recent: VecDeque::new(),
+            });
         drop(st);
         self.counters.sessions.inc();
         self.counters.sessions_open.inc();
@@ -410,7 +452,8 @@ impl RtcEndpoint {
     }
 
     /// The RTP payloads of the frame whose HTTP-FLV chunk is `chunk`, made once for stream
-    /// `key` on this shard; `None` for a frame that is not an H.264 picture.
+    /// `key` on this shard; `None` for a frame that gives none (a sequence header, a frame
+    /// of a codec we do not send, audio that has not filled an Opus frame yet).
     pub(crate) fn unit(&self, key: &str, chunk: &Bytes) -> Option<Rc<RtpUnit>> {
         let mut st = self.state.borrow_mut();
         let media = st.media.get_mut(key)?;
@@ -419,19 +462,28 @@ impl RtcEndpoint {
             return unit.clone();
         }
         let tag = edge_core::flv::tag_of_chunk(chunk)?;
-        if tag.type_id != edge_core::MediaKind::Video.type_id() {
-            return None;
-        }
-        let unit = match media.packetizer.push(u64::from(tag.timestamp), &tag.body) {
-            Ok(Some(au)) => {
-                self.counters.units_packetized.inc();
-                Some(Rc::new(RtpUnit::from(au)))
+        let ts = u64::from(tag.timestamp);
+        let unit = if tag.type_id == edge_core::MediaKind::Video.type_id() {
+            let dropped = media.packetizer.b_frames_dropped();
+            let result = media.packetizer.push(ts, &tag.body);
+            if media.packetizer.b_frames_dropped() > dropped {
+                self.counters.b_frames_dropped.inc();
             }
-            Ok(None) => None,
-            Err(e) => {
-                debug!(shard = %self.me, %key, "frame not sent over WebRTC: {e}");
-                None
+            match result {
+                Ok(Some(au)) => {
+                    self.counters.units_packetized.inc();
+                    Some(Rc::new(RtpUnit::from(au)))
+                }
+                Ok(None) => None,
+                Err(e) => {
+                    debug!(shard = %self.me, %key, "frame not sent over WebRTC: {e}");
+                    None
+                }
             }
+        } else if tag.type_id == edge_core::MediaKind::Audio.type_id() {
+            self.opus(key, media, ts, &tag.body)
+        } else {
+            None
         };
         if media.recent.len() == RECENT_UNITS {
             media.recent.pop_front();
@@ -440,7 +492,57 @@ impl RtcEndpoint {
         unit
     }
 
-    /// Writes one access unit to session `id`; `false` once the session is gone.
+    /// An audio frame through the stream's transcoder (made at its first frame here): the
+    /// Opus packets it completed.
+    fn opus(&self, key: &str, media: &mut StreamRtp, ts: u64, body: &[u8]) -> Option<Rc<RtpUnit>> {
+        let audio = media
+            .audio
+            .get_or_insert_with(|| match opus::OpusEncoder::new() {
+                Ok(encoder) => Ok(Transcoder::new(encoder)),
+                Err(why) => {
+                    warn_once(&why);
+                    self.counters.audio_errors.inc();
+                    Err(())
+                }
+            });
+        let Ok(transcoder) = audio else {
+            return None;
+        };
+        let mut packets = Vec::new();
+        // The decoder reads a publisher's bytes: a panic in it ends this stream's audio here,
+        // nothing else.
+        match contain::peer_input(|| transcoder.push(ts, body, &mut packets)) {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                self.counters.audio_errors.inc();
+                debug!(shard = %self.me, %key, "audio not sent over WebRTC: {e}");
+            }
+            Err(panic) => {
+                self.counters.audio_errors.inc();
+                tracing::warn!(shard = %self.me, %key, "WebRTC audio stopped: the AAC decoder panicked: {panic}");
+                media.audio = Some(Err(()));
+                return None;
+            }
+        }
+        if packets.is_empty() {
+            return None;
+        }
+        self.counters.opus_packets.add(packets.len() as u64);
+        Some(Rc::new(RtpUnit {
+            audio: true,
+            packets: packets
+                .into_iter()
+                .map(|p| RtpPacket {
+                    rtp_time: p.rtp_time,
+                    payload: Arc::from(p.payload),
+                    marker: false,
+                })
+                .collect(),
+        }))
+    }
+
+    /// Writes one unit to session `id` (audio only if it takes audio); `false` once the
+    /// session is gone.
     pub(crate) fn write(&self, id: SessionId, unit: &RtpUnit) -> bool {
         let now = Instant::now();
         let mut st = self.state.borrow_mut();
@@ -448,25 +550,32 @@ impl RtcEndpoint {
         let Some(s) = sessions.get_mut(&id) else {
             return false;
         };
-        let time = (unit.rtp_time as u32).wrapping_add(s.ts_offset);
-        let last = unit.payloads.len().saturating_sub(1);
         let mut deadline = None;
-        for (i, payload) in unit.payloads.iter().enumerate() {
+        for p in &unit.packets {
             if s.ended {
                 break;
             }
-            let seq: SeqNo = s.next_seq.into();
-            s.next_seq += 1;
-            let (pt, ssrc) = (s.pt, s.ssrc);
+            let track = if unit.audio {
+                match s.audio.as_mut() {
+                    Some(t) => t,
+                    None => break,
+                }
+            } else {
+                &mut s.video
+            };
+            let seq: SeqNo = track.next_seq.into();
+            track.next_seq += 1;
+            let time = (p.rtp_time as u32).wrapping_add(track.ts_offset);
+            let (pt, ssrc) = (track.pt, track.ssrc);
             let mut api = s.rtc.direct_api();
             let Some(tx) = api.stream_tx(&ssrc) else {
                 s.ended = true;
                 break;
             };
             tx.write_rtp(
-                RtpWrite::new(pt, seq, time, now, Arc::clone(payload))
-                    .marker(i == last)
-                    .nackable(true),
+                RtpWrite::new(pt, seq, time, now, Arc::clone(&p.payload))
+                    .marker(p.marker)
+                    .nackable(!unit.audio),
             );
             self.counters.rtp_packets.inc();
             // str0m's contract: drain after every mutation.
@@ -649,6 +758,37 @@ impl RtcEndpoint {
             w.wake();
         }
     }
+}
+
+/// The outgoing track of the first `kind` section of the offer we send on, with the first
+/// payload type whose codec `fits`.
+fn track(
+    rtc: &mut Rtc,
+    sdp: &str,
+    kind: &str,
+    fits: impl Fn(Codec, Option<u8>) -> bool,
+) -> Option<Track> {
+    let mid = media_mids(sdp, kind)
+        .into_iter()
+        .map(Mid::from)
+        .find(|&m| rtc.media(m).is_some_and(|m| m.direction().is_sending()))?;
+    let pt = rtc
+        .codec_config()
+        .params()
+        .iter()
+        .find(|p| {
+            let spec = p.spec();
+            fits(spec.codec, spec.format.packetization_mode)
+        })?
+        .pt();
+    let ssrc = rtc.direct_api().stream_tx_by_mid(mid, None)?.ssrc();
+    Some(Track::new(ssrc, pt))
+}
+
+/// Says once per process why WebRTC sessions have no audio.
+fn warn_once(why: &str) {
+    static SAID: std::sync::Once = std::sync::Once::new();
+    SAID.call_once(|| tracing::warn!("WebRTC sessions play video only: {why}"));
 }
 
 /// Drains a session's output (str0m's contract after every mutation): datagrams to `out`,

@@ -263,7 +263,7 @@ impl MediaSink for RtcSink {
                 if !self.endpoint.write(self.id, &unit) {
                     return Err(std::io::ErrorKind::BrokenPipe.into());
                 }
-                n += unit.payloads.iter().map(|p| p.len()).sum::<usize>();
+                n += unit.packets.iter().map(|p| p.payload.len()).sum::<usize>();
             }
         }
         Ok(n)

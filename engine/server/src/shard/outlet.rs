@@ -322,7 +322,15 @@ impl Outlet {
                 queued_bytes: self.queue.borrow().queued_bytes(),
                 last_write_ms,
             };
-            if let Some(at) = pacer.hold(writer) {
+            // A WebRTC session is not held: its packets leave as they come (the UDP sends
+            // are batched across sessions anyway), or the viewer's jitter buffer grows by
+            // the hold.
+            let hold = if self.wire == Wire::Rtc {
+                None
+            } else {
+                pacer.hold(writer)
+            };
+            if let Some(at) = hold {
                 self.held(&pacer, at).await;
             }
             let more = poll_fn(|cx| {
