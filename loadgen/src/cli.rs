@@ -137,6 +137,8 @@ pub enum Protocol {
     Hls,
     /// LL-HLS: blocking reloads and parts.
     LlHls,
+    /// WebRTC by WHEP.
+    WebRtc,
 }
 
 impl Protocol {
@@ -146,6 +148,7 @@ impl Protocol {
             Protocol::Flv => "flv",
             Protocol::Hls => "hls",
             Protocol::LlHls => "llhls",
+            Protocol::WebRtc => "webrtc",
         }
     }
 
@@ -212,7 +215,8 @@ pub fn parse_mix(s: &str) -> anyhow::Result<Vec<(Protocol, f64)>> {
             "flv" => Protocol::Flv,
             "hls" => Protocol::Hls,
             "llhls" => Protocol::LlHls,
-            other => bail!("unknown protocol `{other}` (rtmp, flv, hls, llhls)"),
+            "webrtc" => Protocol::WebRtc,
+            other => bail!("unknown protocol `{other}` (rtmp, flv, hls, llhls, webrtc)"),
         };
         if weight.is_nan() || weight <= 0.0 {
             bail!("protocol weight must be positive");

@@ -262,6 +262,9 @@ fn worker(
                         let http = http.expect("checked");
                         viewers::llhls_viewer(ctx, pools, http, app, name).await
                     }
+                    Protocol::WebRtc => {
+                        viewers::webrtc_viewer(ctx, http.expect("checked"), app, name).await
+                    }
                 }
             }));
         }

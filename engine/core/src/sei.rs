@@ -90,7 +90,7 @@ fn next_nalu(data: &[u8], pos: usize, n: usize) -> Option<(usize, usize)> {
 }
 
 /// Parses an SEI NAL unit and returns our probe if it holds one.
-fn probe_in_nal(nal: &[u8]) -> Option<Probe> {
+pub fn probe_in_nal(nal: &[u8]) -> Option<Probe> {
     if nal.first()? & 0x1f != NAL_SEI {
         return None;
     }

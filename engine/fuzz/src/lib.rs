@@ -1341,6 +1341,9 @@ pub fn webrtc_media(data: &[u8]) {
         {
             assert!(text.contains(mid));
         }
+        if let Some(ufrag) = edge_core::webrtc::stun_local_ufrag(rest) {
+            assert!(rest.windows(ufrag.len()).any(|w| w == ufrag.as_bytes()));
+        }
         if let Some(id) = SessionId::parse(&text) {
             assert_eq!(id.to_string(), text.to_ascii_lowercase());
         }

@@ -19,5 +19,5 @@ pub(crate) mod quic;
 pub(crate) mod timer;
 pub(crate) mod tls;
 pub(crate) mod udp;
-pub(crate) mod webrtc;
+pub mod webrtc;
 pub(crate) mod zerocopy;

@@ -2,7 +2,7 @@
 //! looped source, SEI probes in every frame), [`stream`] (RTMP and HTTP-FLV viewers, which
 //! measure every frame's probe), [`hls`] (viewers that reload playlists and fetch
 //! segments through the thread's pool) and [`llhls`] (blocking reloads and parts, through the
-//! same pool). Each records into its thread's
+//! same pool) and [`webrtc`] (WHEP, a str0m client each). Each records into its thread's
 //! [`Stats`](crate::stats::Stats); nothing is shared between threads while running except
 //! the live counters ([`crate::live`]).
 
@@ -20,11 +20,13 @@ pub mod hls;
 pub mod llhls;
 pub mod publisher;
 pub mod stream;
+pub mod webrtc;
 
 pub use hls::hls_viewer;
 pub use llhls::llhls_viewer;
 pub use publisher::{publish, Source};
 pub use stream::{flv_viewer, rtmp_viewer};
+pub use webrtc::webrtc_viewer;
 
 pub(crate) async fn connect(ctx: &Ctx, addr: SocketAddr) -> Option<TcpStream> {
     match monoio::time::timeout(Duration::from_secs(10), crate::net::connect(addr)).await {

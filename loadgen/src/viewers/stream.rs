@@ -20,20 +20,20 @@ use crate::live::{now_us, Ctx};
 /// before the viewer joined (the server's GOP cache, sent at once) are counted but kept out
 /// of the latency histogram: their age says how long ago the keyframe was, not how fast the
 /// server is.
-struct ProbeTrack {
+pub(crate) struct ProbeTrack {
     last_seq: Option<u64>,
     joined_us: u64,
 }
 
 impl ProbeTrack {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self {
             last_seq: None,
             joined_us: now_us(),
         }
     }
 
-    fn handle(&mut self, ctx: &Ctx, probe: Probe) {
+    pub(crate) fn handle(&mut self, ctx: &Ctx, probe: Probe) {
         if probe.send_time_us >= self.joined_us + ctx.warmup_us {
             ctx.latency("frame_latency", now_us().saturating_sub(probe.send_time_us));
         } else if probe.send_time_us < self.joined_us {

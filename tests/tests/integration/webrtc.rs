@@ -321,3 +321,48 @@ fn whep_refuses_what_it_cannot_serve_with_a_status_and_a_reason() {
     publisher.kill().ok();
     publisher.wait().ok();
 }
+
+/// A hundred WHEP sessions at once on two shards, loadgen's (a str0m client each): every one
+/// connects and receives the stream's frames (their SEI probes, measured), the sessions are
+/// spread over both shards, and each viewer's DELETE frees its session.
+#[test]
+fn a_hundred_whep_sessions_on_two_shards_all_play_and_are_freed() {
+    let engine = webrtc_engine(&["--webrtc-bframes", "keep"]);
+    let (rtmp, http) = (engine.rtmp_url(""), engine.http_url(""));
+    let run = LoadgenRun::start(
+        "whep100",
+        &[
+            "--target",
+            rtmp.trim_end_matches('/'),
+            "--target",
+            http.trim_end_matches('/'),
+            "--publish",
+            "--viewers",
+            "100",
+            "--ramp",
+            "50",
+            "--protocol",
+            "webrtc",
+            "--duration",
+            "6s",
+        ],
+    );
+    let (status, report) = run.finish();
+    assert!(status.success(), "{status:?} {report}");
+    let v: serde_json::Value = serde_json::from_str(&report).expect("loadgen's JSON");
+    let counters = &v["counters"];
+    assert_eq!(counters["viewers_with_media"], 100, "{report}");
+    assert!(
+        counters["video_frames"].as_u64().unwrap_or(0) >= 100 * 25,
+        "{report}"
+    );
+    let m = engine.metrics();
+    assert_eq!(m.sum("webrtc_sessions"), 100);
+    assert_eq!(m.sum("webrtc_connected"), 100);
+    assert!(m.get("webrtc_sessions", 0) > 0 && m.get("webrtc_sessions", 1) > 0);
+    // Each access unit was cut once per shard with sessions, not once per session.
+    assert!(m.sum("webrtc_units_packetized") * 20 < m.sum("webrtc_rtp_packets"));
+    engine.wait_for("every session is freed", Duration::from_secs(15), |m| {
+        m.sum("webrtc_sessions_open") == 0 && m.sum("webrtc_players") == 0
+    });
+}

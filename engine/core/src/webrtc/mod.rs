@@ -58,9 +58,56 @@ pub fn media_mids<'a>(sdp: &'a str, kind: &str) -> Vec<&'a str> {
     out
 }
 
+/// The local ICE username fragment a STUN Binding request is for: the part of its USERNAME
+/// attribute before the colon (RFC 8445 §7.2.2: `local:remote` as the receiver names them).
+/// `None` for anything else. Only the header and the attributes' lengths are read; the
+/// message's integrity is str0m's to check.
+pub fn stun_local_ufrag(datagram: &[u8]) -> Option<&str> {
+    const BINDING_REQUEST: u16 = 0x0001;
+    const MAGIC: [u8; 4] = [0x21, 0x12, 0xa4, 0x42];
+    const USERNAME: u16 = 0x0006;
+    let header = datagram.get(..20)?;
+    if u16::from_be_bytes([header[0], header[1]]) != BINDING_REQUEST || header[4..8] != MAGIC {
+        return None;
+    }
+    let len = usize::from(u16::from_be_bytes([header[2], header[3]]));
+    let mut attrs = datagram.get(20..20 + len)?;
+    while attrs.len() >= 4 {
+        let kind = u16::from_be_bytes([attrs[0], attrs[1]]);
+        let n = usize::from(u16::from_be_bytes([attrs[2], attrs[3]]));
+        let value = attrs.get(4..4 + n)?;
+        if kind == USERNAME {
+            let name = std::str::from_utf8(value).ok()?;
+            return name.split_once(':').map(|(local, _)| local);
+        }
+        attrs = attrs.get(4 + n.div_ceil(4) * 4..).unwrap_or(&[]);
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_binding_requests_local_ufrag_is_read_and_other_datagrams_have_none() {
+        let mut m = vec![0x00, 0x01, 0, 0, 0x21, 0x12, 0xa4, 0x42];
+        m.extend_from_slice(&[7; 12]);
+        // PRIORITY (4 bytes), then USERNAME "abcd:xyz" (8 bytes), then a padded attribute.
+        m.extend_from_slice(&[0x00, 0x24, 0, 4, 1, 2, 3, 4]);
+        m.extend_from_slice(&[0x00, 0x06, 0, 8]);
+        m.extend_from_slice(b"abcd:xyz");
+        m.extend_from_slice(&[0x80, 0x29, 0, 3, 1, 2, 3, 0]);
+        let len = (m.len() - 20) as u16;
+        m[2..4].copy_from_slice(&len.to_be_bytes());
+        assert_eq!(stun_local_ufrag(&m), Some("abcd"));
+        let mut response = m.clone();
+        response[1] = 0x01;
+        response[0] = 0x01;
+        assert_eq!(stun_local_ufrag(&response), None);
+        assert_eq!(stun_local_ufrag(&m[..30]), None, "cut short");
+        assert_eq!(stun_local_ufrag(&[0x80; 40]), None, "RTP");
+    }
 
     #[test]
     fn the_video_sections_mids_are_found_in_order() {

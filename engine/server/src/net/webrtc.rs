@@ -26,7 +26,7 @@ use std::sync::Arc;
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
-pub(crate) mod opus;
+pub mod opus;
 
 use bytes::Bytes;
 use edge_core::webrtc::audio::Transcoder;
@@ -212,6 +212,7 @@ struct Session {
     key: String,
     /// The address we named in the answer: what the client sends to.
     local: SocketAddr,
+    ufrag: String,
     video: Track,
     /// Opus, when the offer has an audio section that takes it.
     audio: Option<Track>,
@@ -224,7 +225,10 @@ struct Session {
 
 struct State {
     sessions: HashMap<SessionId, Session>,
+    /// Sessions by the source address ICE checked.
     by_addr: HashMap<SocketAddr, SessionId>,
+    /// Sessions by their local ICE username fragment (a STUN request names it).
+    by_ufrag: HashMap<String, SessionId>,
     out: VecDeque<(SocketAddr, Vec<u8>)>,
     media: HashMap<String, StreamRtp>,
 }
@@ -276,6 +280,7 @@ impl RtcEndpoint {
             state: RefCell::new(State {
                 sessions: HashMap::new(),
                 by_addr: HashMap::new(),
+                by_ufrag: HashMap::new(),
                 out: VecDeque::new(),
                 media: HashMap::new(),
             }),
@@ -361,10 +366,12 @@ impl RtcEndpoint {
         .ok_or(OfferError::NoH264)?;
         let audio = track(&mut rtc, sdp, "audio", |codec, _| codec == Codec::Opus);
         let id = SessionId::new(self.me.0, random_u64());
+        let ufrag = rtc.direct_api().local_ice_credentials().ufrag;
         let session = Session {
             rtc,
             key: key.to_string(),
             local: candidates[0],
+            ufrag: ufrag.clone(),
             video,
             audio,
             created: now,
@@ -374,6 +381,7 @@ impl RtcEndpoint {
         };
         let mut st = self.state.borrow_mut();
         st.sessions.insert(id, session);
+        st.by_ufrag.insert(ufrag, id);
         let drop_b_frames = self.settings.drop_b_frames;
         st.media
             .entry(key.to_string())
@@ -438,6 +446,7 @@ impl RtcEndpoint {
 
     fn forget(&self, st: &mut State, id: SessionId, mut s: Session) {
         st.by_addr.retain(|_, v| *v != id);
+        st.by_ufrag.remove(&s.ufrag);
         if !st.sessions.values().any(|o| o.key == s.key) {
             st.media.remove(&s.key);
         }
@@ -603,7 +612,19 @@ impl RtcEndpoint {
         self.arm_session(id, deadline);
     }
 
+    /// Arms session `id`'s deadline: str0m's, or sooner the end of its time to connect.
     fn arm_session(&self, id: SessionId, deadline: Option<Instant>) {
+        let connect_by = self
+            .state
+            .borrow()
+            .sessions
+            .get(&id)
+            .filter(|s| !s.connected)
+            .map(|s| s.created + CONNECT_TIMEOUT + Duration::from_millis(1));
+        let deadline = match (deadline, connect_by) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         self.deadlines
             .arm(id.0, deadline.map(|t| self.clock.ms_after(t)));
         (self.arm)(self.deadlines.next());
@@ -670,22 +691,25 @@ impl RtcEndpoint {
     }
 
     /// A datagram from `from`: to the session ICE checked it for, or to the session whose
-    /// credentials a STUN request carries. Anything else is dropped, as a network would.
+    /// username fragment a STUN request names (str0m then checks its integrity). Anything
+    /// else is dropped, as a network would: one map lookup per datagram, however many
+    /// sessions there are.
     fn received(&self, from: SocketAddr, data: &[u8]) {
         let now = Instant::now();
         let mut st = self.state.borrow_mut();
         let State {
             sessions,
             by_addr,
+            by_ufrag,
             out,
             ..
         } = &mut *st;
         let known = by_addr.get(&from).copied();
         let target = known.or_else(|| {
-            sessions.iter().find_map(|(id, s)| {
-                let input = Receive::new(Protocol::Udp, from, s.local, data).ok()?;
-                s.rtc.accepts(&Input::Receive(now, input)).then_some(*id)
-            })
+            let id = *by_ufrag.get(edge_core::webrtc::stun_local_ufrag(data)?)?;
+            let s = sessions.get(&id)?;
+            let input = Receive::new(Protocol::Udp, from, s.local, data).ok()?;
+            s.rtc.accepts(&Input::Receive(now, input)).then_some(id)
         });
         let Some(id) = target else {
             return;

@@ -75,14 +75,14 @@ fn load() -> Result<Lib, String> {
 }
 
 /// One libopus encoder: 48 kHz stereo, 20 ms frames.
-pub(crate) struct OpusEncoder {
+pub struct OpusEncoder {
     lib: &'static Lib,
     state: *mut c_void,
 }
 
 impl OpusEncoder {
     /// A new encoder, or why there is none (the library is missing, or refused).
-    pub(crate) fn new() -> Result<Self, String> {
+    pub fn new() -> Result<Self, String> {
         let lib = lib()?;
         let mut err: c_int = 0;
         // SAFETY: the arguments are valid for opus_encoder_create; it returns NULL on error.

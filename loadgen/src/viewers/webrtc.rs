@@ -1,0 +1,209 @@
+//! WHEP viewers: a str0m client per viewer (sans-IO: its datagrams and deadline driven by this
+//! worker's runtime), a UDP socket of its own, video and audio received as RTP. Every video
+//! frame's probe (an SEI NAL unit, small enough to travel as an RTP packet of its own) is
+//! measured as the other viewers' are.
+
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use edge_core::http;
+use edge_core::sei;
+use monoio::io::AsyncWriteRentExt;
+use str0m::change::SdpAnswer;
+use str0m::format::Codec;
+use str0m::media::{Direction, MediaKind};
+use str0m::net::{Protocol, Receive};
+use str0m::{Candidate, Event, Input, Output, Rtc};
+
+use super::stream::ProbeTrack;
+use super::{connect, read_append};
+use crate::live::Ctx;
+
+/// The local address that reaches `to` (a connected UDP socket's, nothing sent).
+fn local_ip_towards(to: SocketAddr) -> Option<IpAddr> {
+    let any: SocketAddr = if to.is_ipv4() {
+        "0.0.0.0:0".parse().ok()?
+    } else {
+        "[::]:0".parse().ok()?
+    };
+    let s = UdpSocket::bind(any).ok()?;
+    s.connect(to).ok()?;
+    Some(s.local_addr().ok()?.ip())
+}
+
+/// POSTs `offer` to `path` over a connection of its own: the answer and its session's URL.
+async fn post_offer(
+    ctx: &Ctx,
+    addr: SocketAddr,
+    path: &str,
+    offer: &str,
+) -> Result<(String, String), &'static str> {
+    let mut s = connect(ctx, addr).await.ok_or("connect")?;
+    let req = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{offer}",
+        offer.len()
+    );
+    ctx.live.requests.fetch_add(1, Ordering::Relaxed);
+    if s.write_all(req.into_bytes()).await.0.is_err() {
+        return Err("closed");
+    }
+    let mut all = Vec::with_capacity(16 * 1024);
+    loop {
+        if all.len() == all.capacity() {
+            all.reserve(16 * 1024);
+        }
+        match read_append(&mut s, &mut all, ctx.until()).await {
+            Ok(()) => {}
+            Err("closed") => break,
+            Err(e) => return Err(e),
+        }
+    }
+    let head = match http::parse_response_head(&all) {
+        Ok(Some(h)) => h,
+        _ => return Err("parse"),
+    };
+    if head.status != 201 {
+        return Err("status");
+    }
+    let text = String::from_utf8_lossy(&all[head.len..]).into_owned();
+    let head_text = String::from_utf8_lossy(&all[..head.len]).into_owned();
+    let location = head_text
+        .lines()
+        .find_map(|l| {
+            let (n, v) = l.split_once(':')?;
+            n.eq_ignore_ascii_case("location")
+                .then(|| v.trim().to_string())
+        })
+        .unwrap_or_default();
+    Ok((text, location))
+}
+
+/// A WHEP viewer: plays until the deadline, measuring every video frame's probe.
+pub async fn webrtc_viewer(ctx: Ctx, addr: SocketAddr, app: String, stream: String) {
+    let Some(ip) = local_ip_towards(addr) else {
+        return ctx.error("connect");
+    };
+    let Ok(std_sock) = UdpSocket::bind(SocketAddr::new(ip, 0)) else {
+        return ctx.error("connect");
+    };
+    let _ = std_sock.set_nonblocking(true);
+    let Ok(local) = std_sock.local_addr() else {
+        return ctx.error("connect");
+    };
+    let Ok(sock) = monoio::net::udp::UdpSocket::from_std(std_sock) else {
+        return ctx.error("connect");
+    };
+    let mut rtc = Rtc::builder()
+        .set_rtp_mode(true)
+        .clear_codecs()
+        .enable_h264(true)
+        .enable_opus(true, false)
+        .build(Instant::now());
+    let Ok(candidate) = Candidate::host(local, "udp") else {
+        return ctx.error("connect");
+    };
+    rtc.add_local_candidate(candidate);
+    let mut change = rtc.sdp_api();
+    change.add_media(MediaKind::Video, Direction::RecvOnly, None, None, None);
+    change.add_media(MediaKind::Audio, Direction::RecvOnly, None, None, None);
+    let Some((offer, pending)) = change.apply() else {
+        return ctx.error("parse");
+    };
+    let path = format!("/{app}/{stream}/whep");
+    let (answer, location) = match post_offer(&ctx, addr, &path, &offer.to_sdp_string()).await {
+        Ok(a) => a,
+        Err(e) => return ctx.error(e),
+    };
+    let accepted = SdpAnswer::from_sdp_string(&answer)
+        .ok()
+        .and_then(|a| rtc.sdp_api().accept_answer(pending, a).ok());
+    if accepted.is_none() {
+        return ctx.error("parse");
+    }
+    let video_pts: Vec<_> = rtc
+        .codec_config()
+        .params()
+        .iter()
+        .filter(|p| p.spec().codec == Codec::H264)
+        .map(|p| p.pt())
+        .collect();
+    ctx.live.viewers.fetch_add(1, Ordering::Relaxed);
+    let mut track = ProbeTrack::new();
+    let mut got_media = false;
+    let mut buf = vec![0u8; 2048];
+    'run: loop {
+        let deadline = loop {
+            match rtc.poll_output() {
+                Ok(Output::Timeout(t)) => break t,
+                Ok(Output::Transmit(t)) => {
+                    let data: Vec<u8> = t.contents.into();
+                    let _ = sock.send_to(data, t.destination).await;
+                }
+                Ok(Output::Event(Event::RtpPacket(p))) => {
+                    got_media = true;
+                    ctx.live
+                        .bytes
+                        .fetch_add(p.payload.len() as u64, Ordering::Relaxed);
+                    if video_pts.contains(&p.header.payload_type) {
+                        if let Some(probe) = sei::probe_in_nal(&p.payload) {
+                            track.handle(&ctx, probe);
+                        }
+                    }
+                }
+                Ok(Output::Event(_)) => {}
+                Err(_) => {
+                    ctx.error_while_running("webrtc");
+                    break 'run;
+                }
+            }
+        };
+        if !ctx.running() || !rtc.is_alive() {
+            break;
+        }
+        let wait = deadline.min(ctx.until());
+        let input = monoio::select! {
+            r = sock.recv_from(std::mem::take(&mut buf)) => {
+                let (res, b) = r;
+                buf = b;
+                match res {
+                    Ok((n, from)) => Some((n, from)),
+                    Err(_) => None,
+                }
+            }
+            _ = monoio::time::sleep_until(wait.into()) => None,
+        };
+        if buf.is_empty() {
+            buf = vec![0u8; 2048];
+        }
+        let now = Instant::now();
+        let fed = match input {
+            Some((n, from)) => match Receive::new(Protocol::Udp, from, local, &buf[..n]) {
+                Ok(r) => rtc.handle_input(Input::Receive(now, r)),
+                Err(_) => Ok(()),
+            },
+            None => rtc.handle_input(Input::Timeout(now)),
+        };
+        if fed.is_err() {
+            ctx.error_while_running("webrtc");
+            break;
+        }
+    }
+    // End the session at once rather than by the engine's ICE timeout.
+    if !location.is_empty() {
+        if let Some(mut s) = connect(&ctx, addr).await {
+            let req =
+                format!("DELETE {location} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+            let _ = s.write_all(req.into_bytes()).await;
+            let mut tail = Vec::with_capacity(1024);
+            let _ = read_append(
+                &mut s,
+                &mut tail,
+                Instant::now() + std::time::Duration::from_secs(2),
+            )
+            .await;
+        }
+    }
+    ctx.viewer_done(got_media);
+    ctx.live.viewers.fetch_sub(1, Ordering::Relaxed);
+}
