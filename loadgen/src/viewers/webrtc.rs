@@ -91,6 +91,12 @@ pub async fn webrtc_viewer(ctx: Ctx, addr: SocketAddr, app: String, stream: Stri
     let Ok(local) = std_sock.local_addr() else {
         return ctx.error("connect");
     };
+    // Datagrams are read and sent with non-blocking calls on `raw`; the runtime only says
+    // when it is readable. (A receive operation cancelled by the deadline's timer could lose
+    // the datagram it had just taken: a lost DTLS flight then waits for a retransmission.)
+    let Ok(raw) = std_sock.try_clone() else {
+        return ctx.error("connect");
+    };
     let Ok(sock) = monoio::net::udp::UdpSocket::from_std(std_sock) else {
         return ctx.error("connect");
     };
@@ -137,8 +143,8 @@ pub async fn webrtc_viewer(ctx: Ctx, addr: SocketAddr, app: String, stream: Stri
             match rtc.poll_output() {
                 Ok(Output::Timeout(t)) => break t,
                 Ok(Output::Transmit(t)) => {
-                    let data: Vec<u8> = t.contents.into();
-                    let _ = sock.send_to(data, t.destination).await;
+                    // A full socket drops it, as a network would.
+                    let _ = raw.send_to(&t.contents, t.destination);
                 }
                 Ok(Output::Event(Event::RtpPacket(p))) => {
                     got_media = true;
@@ -162,27 +168,22 @@ pub async fn webrtc_viewer(ctx: Ctx, addr: SocketAddr, app: String, stream: Stri
             break;
         }
         let wait = deadline.min(ctx.until());
-        let input = monoio::select! {
-            r = sock.recv_from(std::mem::take(&mut buf)) => {
-                let (res, b) = r;
-                buf = b;
-                match res {
-                    Ok((n, from)) => Some((n, from)),
-                    Err(_) => None,
-                }
-            }
-            _ = monoio::time::sleep_until(wait.into()) => None,
-        };
-        if buf.is_empty() {
-            buf = vec![0u8; 2048];
+        monoio::select! {
+            _ = sock.readable(false) => {}
+            _ = monoio::time::sleep_until(wait.into()) => {}
         }
+        // Every datagram the socket holds, then the deadline: each input is one mutation,
+        // drained by the next pass of the loop above before the next is fed.
         let now = Instant::now();
-        let fed = match input {
-            Some((n, from)) => match Receive::new(Protocol::Udp, from, local, &buf[..n]) {
+        let fed = match raw.recv_from(&mut buf) {
+            Ok((n, from)) => match Receive::new(Protocol::Udp, from, local, &buf[..n]) {
                 Ok(r) => rtc.handle_input(Input::Receive(now, r)),
                 Err(_) => Ok(()),
             },
-            None => rtc.handle_input(Input::Timeout(now)),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                rtc.handle_input(Input::Timeout(now))
+            }
+            Err(_) => Ok(()),
         };
         if fed.is_err() {
             ctx.error_while_running("webrtc");

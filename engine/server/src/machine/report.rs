@@ -249,32 +249,10 @@ pub(crate) fn prometheus(stats: &Stats) -> String {
             let _ = writeln!(out, "edge_{name}{{shard=\"{shard}\"}} {}", v[i]);
         }
     }
-    for (name, kind, help, counter) in crate::net::quic::QuicCounters::METRICS {
-        let _ = writeln!(
-            out,
-            "# HELP edge_http3_{name} {help}\n# TYPE edge_http3_{name} {kind}"
-        );
-        for (shard, s) in stats.shards.iter().enumerate() {
-            let _ = writeln!(
-                out,
-                "edge_http3_{name}{{shard=\"{shard}\"}} {}",
-                counter(&s.http3).get()
-            );
-        }
-    }
-    for (name, kind, help, counter) in crate::net::webrtc::RtcCounters::METRICS {
-        let _ = writeln!(
-            out,
-            "# HELP edge_webrtc_{name} {help}\n# TYPE edge_webrtc_{name} {kind}"
-        );
-        for (shard, s) in stats.shards.iter().enumerate() {
-            let _ = writeln!(
-                out,
-                "edge_webrtc_{name}{{shard=\"{shard}\"}} {}",
-                counter(&s.webrtc).get()
-            );
-        }
-    }
+    let quic = crate::net::quic::QuicCounters::METRICS;
+    render_endpoint(&mut out, "http3", quic, &stats.shards, |s| &s.http3);
+    let webrtc = crate::net::webrtc::RtcCounters::METRICS;
+    render_endpoint(&mut out, "webrtc", webrtc, &stats.shards, |s| &s.webrtc);
     render_access(&mut out, &stats.shards);
     if let Some(r) = stats.registry.get() {
         r.render_prometheus(&mut out);
@@ -353,6 +331,30 @@ pub(crate) fn driver_name(d: u8) -> &'static str {
         1 => "io_uring",
         2 => "legacy",
         _ => "starting",
+    }
+}
+
+/// A UDP endpoint's series (`edge_{prefix}_NAME`), one line per shard.
+fn render_endpoint<C>(
+    out: &mut String,
+    prefix: &str,
+    series: &[crate::net::udp::Series<C>],
+    shards: &[ShardStats],
+    counters: impl Fn(&ShardStats) -> &C,
+) {
+    use std::fmt::Write as _;
+    for (name, kind, help, counter) in series {
+        let _ = writeln!(
+            out,
+            "# HELP edge_{prefix}_{name} {help}\n# TYPE edge_{prefix}_{name} {kind}"
+        );
+        for (shard, s) in shards.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "edge_{prefix}_{name}{{shard=\"{shard}\"}} {}",
+                counter(counters(s)).get()
+            );
+        }
     }
 }
 

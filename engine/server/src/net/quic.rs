@@ -39,8 +39,8 @@ use tracing::debug;
 use crate::net::clock::Clock;
 use crate::net::mesh::{Mesh, MeshMsg, ShardId};
 use crate::net::timer::Timers;
+use crate::net::udp::{self, send_to};
 pub(crate) use crate::net::udp::{bind_udp, Count};
-use crate::net::udp::{send_to, RecvBatch, RECV_BATCH};
 use session::{NewRequest, Session};
 pub(crate) use stream::{H3Read, H3Stream, H3Write};
 
@@ -69,16 +69,8 @@ pub(crate) struct QuicCounters {
     pub(crate) lost_bytes: Count,
 }
 
-/// One series of [`QuicCounters::METRICS`]: name, kind, help, and the counter it reads.
-pub(crate) type Series = (
-    &'static str,
-    &'static str,
-    &'static str,
-    fn(&QuicCounters) -> &Count,
-);
-
 impl QuicCounters {
-    pub(crate) const METRICS: &'static [Series] = &[
+    pub(crate) const METRICS: &'static [udp::Series<QuicCounters>] = &[
         ("connections_open", "gauge", "HTTP/3 (QUIC) connections open on this shard", |c| &c.connections_open),
         ("connections", "counter", "HTTP/3 connections accepted", |c| &c.connections),
         ("handshakes", "counter", "HTTP/3 connections whose handshake completed", |c| &c.handshakes),
@@ -292,34 +284,15 @@ impl QuicEndpoint {
     /// `recvmmsg`, and hands them to the endpoint before the send pass runs: one wake-up and
     /// one send pass for a burst, however many datagrams it held.
     async fn receive_loop(self: Rc<Self>) {
-        let mut batch = RecvBatch::default();
-        loop {
-            if let Err(e) = self.socket.readable(false).await {
-                debug!(shard = %self.me, "udp readiness: {e}");
-                monoio::time::sleep(Duration::from_millis(1)).await;
-                continue;
-            }
-            loop {
-                match batch.receive(self.fd) {
-                    Ok(datagrams) => {
-                        self.counters.recv_calls.inc();
-                        self.counters.datagrams_in.add(datagrams.len() as u64);
-                        let full = datagrams.len() == RECV_BATCH;
-                        for (from, data) in datagrams.drain(..) {
-                            self.received(from, data);
-                        }
-                        if !full {
-                            break;
-                        }
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(e) => {
-                        debug!(shard = %self.me, "udp receive: {e}");
-                        break;
-                    }
-                }
-            }
-        }
+        let counters = (&self.counters.recv_calls, &self.counters.datagrams_in);
+        udp::receive_loop(
+            &self.socket,
+            self.fd,
+            counters,
+            |from, data| self.received(from, data),
+            || {},
+        )
+        .await;
     }
 
     /// A datagram from `from`: to its shard if its connection ID names another, else into

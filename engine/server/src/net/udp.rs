@@ -17,6 +17,9 @@ use socket2::{Domain, Protocol, Socket, Type};
 /// `max_udp_payload_size`), WebRTC's 1,200; a larger one is dropped.
 const RECV_BYTES: usize = 2048;
 
+/// One series of an endpoint's `/metrics`: name, kind, help, and the counter of `C` it reads.
+pub(crate) type Series<C> = (&'static str, &'static str, &'static str, fn(&C) -> &Count);
+
 /// A counter read by `/metrics`.
 #[derive(Debug, Default)]
 pub(crate) struct Count(AtomicU64);
@@ -82,10 +85,10 @@ fn set_dont_fragment(socket: &Socket, addr: SocketAddr) {
 }
 
 /// Datagrams per `recvmmsg`.
-pub(crate) const RECV_BATCH: usize = 32;
+const RECV_BATCH: usize = 32;
 
 /// What one `recvmmsg` needs, kept between calls; the datagrams it read.
-pub(crate) struct RecvBatch {
+struct RecvBatch {
     /// [`RECV_BATCH`] slots of [`RECV_BYTES`], the kernel's to fill. Each datagram is then
     /// copied into a buffer of its own size: a fresh receive buffer per batch would be a
     /// large allocation, mapped and zeroed by the kernel each time (measured: 10 % of a
@@ -106,7 +109,7 @@ impl Default for RecvBatch {
 impl RecvBatch {
     /// Reads what the socket holds, up to [`RECV_BATCH`] datagrams, without waiting
     /// (`WouldBlock` when it holds none). Truncated datagrams are dropped.
-    pub(crate) fn receive(&mut self, fd: RawFd) -> io::Result<&mut Vec<(SocketAddr, BytesMut)>> {
+    fn receive(&mut self, fd: RawFd) -> io::Result<&mut Vec<(SocketAddr, BytesMut)>> {
         self.out.clear();
         let base = self.slots.as_mut_ptr();
         // SAFETY: plain data, zero is a valid value for each.
@@ -195,6 +198,49 @@ pub(crate) fn send_to(
         return Err(io::Error::last_os_error());
     }
     Ok(())
+}
+
+/// Receives on `socket` (its descriptor `fd`) for as long as the shard runs: waits until it
+/// has datagrams, then takes all it has, [`RECV_BATCH`] per `recvmmsg`, handing each to `each`,
+/// and calls `burst` once they are handed: one wake-up for a burst, however many datagrams
+/// it held. `counters` are the endpoint's (`recvmmsg` calls, datagrams).
+pub(crate) async fn receive_loop(
+    socket: &monoio::net::udp::UdpSocket,
+    fd: RawFd,
+    counters: (&Count, &Count),
+    mut each: impl FnMut(SocketAddr, BytesMut),
+    mut burst: impl FnMut(),
+) {
+    let (recv_calls, datagrams_in) = counters;
+    let mut batch = RecvBatch::default();
+    loop {
+        if let Err(e) = socket.readable(false).await {
+            tracing::debug!("udp readiness: {e}");
+            monoio::time::sleep(std::time::Duration::from_millis(1)).await;
+            continue;
+        }
+        loop {
+            match batch.receive(fd) {
+                Ok(datagrams) => {
+                    recv_calls.inc();
+                    datagrams_in.add(datagrams.len() as u64);
+                    let full = datagrams.len() == RECV_BATCH;
+                    for (from, data) in datagrams.drain(..) {
+                        each(from, data);
+                    }
+                    if !full {
+                        break;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => {
+                    tracing::debug!("udp receive: {e}");
+                    break;
+                }
+            }
+        }
+        burst();
+    }
 }
 
 /// `sendmmsg` of up to 64 datagrams, each to its own address, on a non-blocking socket: how

@@ -44,7 +44,7 @@ use crate::net::clock::Clock;
 use crate::net::contain;
 use crate::net::mesh::ShardId;
 use crate::net::timer::Timers;
-use crate::net::udp::{send_batch, Count, RecvBatch, RECV_BATCH};
+use crate::net::udp::{self, send_batch, Count};
 
 /// A session that has not completed ICE and DTLS by then is dropped.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
@@ -93,16 +93,8 @@ impl RtcCounters {
     }
 }
 
-/// One series of [`RtcCounters::METRICS`]: name, kind, help, and the counter it reads.
-pub(crate) type RtcSeries = (
-    &'static str,
-    &'static str,
-    &'static str,
-    fn(&RtcCounters) -> &Count,
-);
-
 impl RtcCounters {
-    pub(crate) const METRICS: &'static [RtcSeries] = &[
+    pub(crate) const METRICS: &'static [udp::Series<RtcCounters>] = &[
         ("sessions_open", "gauge", "WebRTC (WHEP) sessions open on this shard", |c| &c.sessions_open),
         ("sessions", "counter", "WebRTC sessions created by WHEP offers", |c| &c.sessions),
         ("connected", "counter", "WebRTC sessions whose ICE and DTLS completed", |c| &c.connected),
@@ -659,35 +651,9 @@ impl RtcEndpoint {
     }
 
     async fn receive_loop(self: Rc<Self>) {
-        let mut batch = RecvBatch::default();
-        loop {
-            if let Err(e) = self.socket.readable(false).await {
-                debug!(shard = %self.me, "webrtc udp readiness: {e}");
-                monoio::time::sleep(Duration::from_millis(1)).await;
-                continue;
-            }
-            loop {
-                match batch.receive(self.fd) {
-                    Ok(datagrams) => {
-                        self.counters.recv_calls.inc();
-                        self.counters.datagrams_in.add(datagrams.len() as u64);
-                        let full = datagrams.len() == RECV_BATCH;
-                        for (from, data) in datagrams.drain(..) {
-                            self.received(from, &data);
-                        }
-                        if !full {
-                            break;
-                        }
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(e) => {
-                        debug!(shard = %self.me, "webrtc udp receive: {e}");
-                        break;
-                    }
-                }
-            }
-            self.wake_sender();
-        }
+        let counters = (&self.counters.recv_calls, &self.counters.datagrams_in);
+        let each = |from, data: bytes::BytesMut| self.received(from, &data);
+        udp::receive_loop(&self.socket, self.fd, counters, each, || self.wake_sender()).await;
     }
 
     /// A datagram from `from`: to the session ICE checked it for, or to the session whose

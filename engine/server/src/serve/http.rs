@@ -192,10 +192,10 @@ pub(crate) async fn serve(
                                     whep::offer(&shard, &req, key, peer, fd, id).await
                                 }
                                 (Route::WhepSession(_, id), Method::Delete) => {
-                                    whep::delete(&shard, *id, keep)
+                                    whep::delete(&shard, *id, &req)
                                 }
-                                (Route::WhepSession(..), Method::Patch) => whep::patch(keep),
-                                _ => whep::method_not_allowed(keep),
+                                (Route::WhepSession(..), Method::Patch) => whep::patch(&req),
+                                _ => whep::method_not_allowed(&req),
                             };
                             if !answered(&shard, &mut stream, pieces, keep).await {
                                 return;

@@ -29,6 +29,7 @@ use tracing::debug;
 use crate::net::conn::{MediaSink, Pieces};
 use crate::net::webrtc::{OfferError, RtcEndpoint};
 use crate::serve::access::{self, Ask};
+use crate::serve::routes;
 use crate::shard::outlet::{Close, Outlet, Wire};
 use crate::shard::ShardHandle;
 
@@ -36,17 +37,9 @@ use crate::shard::ShardHandle;
 /// replica applies, which answers first).
 const JOIN_WAIT: Duration = Duration::from_secs(30);
 
-/// A response with a plain-text reason.
-fn refusal(status: u16, reason: &str, keep_alive: bool) -> Vec<Bytes> {
-    let body = format!("{reason}\n");
-    let head = http::response_head(
-        status,
-        "text/plain",
-        Some(body.len()),
-        "no-store",
-        keep_alive,
-    );
-    vec![head, Bytes::from(body)]
+/// A refusal with its reason, as every route's.
+fn refusal(status: u16, reason: &str, req: &Request) -> Vec<Bytes> {
+    routes::denial(status, reason, req)
 }
 
 /// A WHEP offer for `key` (authorised already), on a connection whose socket is `fd`.
@@ -58,38 +51,37 @@ pub(crate) async fn offer(
     fd: std::os::fd::RawFd,
     client_id: u64,
 ) -> Vec<Bytes> {
-    let keep = req.keep_alive;
     let Some(endpoint) = shard.webrtc() else {
         return refusal(
             404,
             "WebRTC playback is not enabled on this node (--webrtc-udp)",
-            keep,
+            req,
         );
     };
     if shard.machine().control.is_draining() {
-        return refusal(503, "this node is draining", keep);
+        return refusal(503, "this node is draining", req);
     }
     let Ok(sdp) = std::str::from_utf8(&req.body) else {
-        return refusal(400, "the offer is not UTF-8 SDP", keep);
+        return refusal(400, "the offer is not UTF-8 SDP", req);
     };
     if sdp.trim().is_empty() {
         return refusal(
             400,
             "the offer is empty: POST an SDP offer (application/sdp)",
-            keep,
+            req,
         );
     }
     let Some(posted_to) = local_ip(fd) else {
         return refusal(
             503,
             "this connection's local address is unknown: set --webrtc-candidate",
-            keep,
+            req,
         );
     };
     let (id, answer) = match endpoint.offer(key.as_str(), sdp, posted_to) {
         Ok(a) => a,
-        Err(e @ OfferError::Full) => return refusal(503, &e.to_string(), keep),
-        Err(e) => return refusal(400, &e.to_string(), keep),
+        Err(e @ OfferError::Full) => return refusal(503, &e.to_string(), req),
+        Err(e) => return refusal(400, &e.to_string(), req),
     };
     let outlet = Outlet::new(client_id, Wire::Rtc, shard.config().queue, shard.clock());
     let query = req.query.as_deref().map(Into::into);
@@ -102,12 +94,12 @@ pub(crate) async fn offer(
     if let Some(reason) = outlet.finished().filter(|_| !outlet.joined()) {
         shard.remove_viewer(key, &outlet);
         endpoint.end(id);
-        return refusal(reason.http_status(), reason.description(), keep);
+        return refusal(reason.http_status(), reason.description(), req);
     }
     if !joined || outlet.close_mode().is_some() {
         shard.remove_viewer(key, &outlet);
         endpoint.end(id);
-        return refusal(504, "the stream did not start in time", keep);
+        return refusal(504, "the stream did not start in time", req);
     }
     let location = format!("/{}/whep/{id}", key.as_str());
     let viewer = Viewer {
@@ -122,47 +114,53 @@ pub(crate) async fn offer(
         client_id,
     };
     monoio::spawn(viewer.play());
-    let head = http::response_head(201, "application/sdp", Some(answer.len()), "no-store", keep);
+    let head = http::response_head(
+        201,
+        "application/sdp",
+        Some(answer.len()),
+        "no-store",
+        req.keep_alive,
+    );
     let head = http::add_header(&head, "Location", &location);
     let head = http::add_header(&head, "Access-Control-Expose-Headers", "Location");
     vec![head, Bytes::from(answer)]
 }
 
 /// `DELETE` on a session's URL: ends it on the shard that holds it.
-pub(crate) fn delete(shard: &ShardHandle, id: SessionId, keep_alive: bool) -> Vec<Bytes> {
+pub(crate) fn delete(shard: &ShardHandle, id: SessionId, req: &Request) -> Vec<Bytes> {
     if id.shard() != shard.id().0 {
         // Its shard ends it; the answer cannot wait for that shard's word.
         if !shard.end_webrtc_elsewhere(id) {
-            return refusal(404, "no such WebRTC session", keep_alive);
+            return refusal(404, "no such WebRTC session", req);
         }
     } else if !shard.webrtc().is_some_and(|e| e.end(id)) {
-        return refusal(404, "no such WebRTC session", keep_alive);
+        return refusal(404, "no such WebRTC session", req);
     }
     vec![http::response_head(
         200,
         "",
         Some(0),
         "no-store",
-        keep_alive,
+        req.keep_alive,
     )]
 }
 
 /// `PATCH` (trickle ICE, ICE restart): not supported, said so.
-pub(crate) fn patch(keep_alive: bool) -> Vec<Bytes> {
+pub(crate) fn patch(req: &Request) -> Vec<Bytes> {
     refusal(
         405,
         "trickle ICE is not supported: this node is ICE-lite and its answer names every candidate; \
          send the offer with its candidates gathered",
-        keep_alive,
+        req,
     )
 }
 
 /// Any other method on a WHEP URL.
-pub(crate) fn method_not_allowed(keep_alive: bool) -> Vec<Bytes> {
+pub(crate) fn method_not_allowed(req: &Request) -> Vec<Bytes> {
     refusal(
         405,
         "WHEP: POST an offer to /{app}/{stream}/whep; DELETE the session's URL to end it",
-        keep_alive,
+        req,
     )
 }
 

@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# WebRTC (WHEP) measured with loadgen's WHEP viewers (a str0m client each):
+#  1. latency from publication by protocol at the origin, in one table: WebRTC and HTTP-FLV
+#     `frame_latency` (each frame's SEI probe), LL-HLS `part_latency`, HLS `segment_latency`,
+#     one run per protocol of N viewers (default 40) for SECONDS after a 5 s warm-up;
+#  2. WebRTC viewers on one engine core: the engine (--cores 1, CPU 0) against loadgen (CPU 1)
+#     for each count in COUNTS (default "250 500 1000 2000"): the engine's CPU over the run
+#     (joins and DTLS handshakes included), frame latency, frames missing, viewers with media.
+# One 600 kbit/s stream (loadgen's 600k rendition, 2 s GOP, B-frames) published by loadgen;
+# the engine keeps B-frames for WebRTC (--webrtc-bframes keep) so that every frame's probe
+# arrives.
+#
+# Usage: bench/peers/webrtc.sh [--viewers N] [--seconds N] [--counts "250 500 1000 2000"]
+# Changes nothing outside a temporary directory.
+set -euo pipefail
+
+viewers=40 seconds=15 counts="250 500 1000 2000"
+while (($#)); do
+    case "$1" in
+        --viewers) viewers=$2; shift 2 ;;
+        --seconds) seconds=$2; shift 2 ;;
+        --counts) counts=$2; shift 2 ;;
+        -h | --help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        *) echo "unknown argument: $1" >&2; exit 2 ;;
+    esac
+done
+
+root=$(cd "$(dirname "$0")/../.." && pwd)
+work=$(mktemp -d "${TMPDIR:-/tmp}/edge-webrtc.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+(cd "$root" && cargo build --release -q -p edge-engine -p loadgen)
+bin="$root/target/release"
+engine_args="--cores 1 --cpu-list 0 --webrtc-udp 127.0.0.1:0 --webrtc-bframes keep"
+
+run() { # label protocol viewers -> the run's JSON file
+    local json="$work/$1.json"
+    "$bin/loadgen" --spawn --engine-args "$engine_args" --cores 1 --cpu-list 1 --publish \
+        --bitrate 600k --viewers "$3" --protocol "$2" --duration "${seconds}s" --warmup 5s \
+        --ramp 200 --json "$json" >"$work/$1.log" 2>&1 || true
+    echo "$json"
+}
+
+report() { # json label kind
+    python3 - "$1" "$2" "$3" "$seconds" <<'PY'
+import json, sys
+j = json.load(open(sys.argv[1]))
+label, kind, seconds = sys.argv[2], sys.argv[3], float(sys.argv[4])
+h, c = j["histograms"], j["counters"]
+errors = sum(j["errors"].values())
+def pair(k):
+    if not h.get(k, {}).get("count"):
+        return "-"
+    return "%.1f / %.1f" % (h[k]["p50_us"] / 1000, h[k]["p99_us"] / 1000)
+if kind == "latency":
+    key = {"webrtc": "frame_latency", "flv": "frame_latency", "llhls": "part_latency",
+           "hls": "segment_latency"}[label]
+    print("| %s | %s | %d | %d |" % (label, pair(key), c.get("stalls", 0) + c.get("gaps", 0), errors))
+else:
+    e = j.get("engine") or {}
+    cpu = e.get("cpu_seconds", 0.0)
+    print("| %s | %.1f %% | %s | %d | %d | %d |" % (label, 100 * cpu / (seconds + 5), pair("frame_latency"),
+          c.get("missing_frames", 0), c.get("viewers_with_media", 0), errors))
+PY
+}
+
+echo "WebRTC — $(date -u +%F), commit $(git -C "$root" rev-parse --short HEAD)"
+echo
+echo "Latency from publication, $viewers viewers per protocol, ${seconds} s (p50 / p99 ms):"
+echo "| protocol | latency | stalls + gaps | errors |"
+echo "| --- | --- | ---: | ---: |"
+for p in webrtc flv llhls hls; do
+    report "$(run "lat-$p" "$p" "$viewers")" "$p" latency
+done
+echo
+echo "WebRTC viewers on one engine core, ${seconds} s (+5 s warm-up):"
+echo "| viewers | engine CPU (of one core, whole run) | frame p50 / p99 ms | frames missing | viewers with media | errors |"
+echo "| ---: | ---: | --- | ---: | ---: | ---: |"
+for n in $counts; do
+    report "$(run "core-$n" webrtc "$n")" "$n" core
+done
