@@ -32,6 +32,29 @@ fn local_ip_towards(to: SocketAddr) -> Option<IpAddr> {
     Some(s.local_addr().ok()?.ip())
 }
 
+/// A receive buffer of 1 MiB, beyond `net.core.rmem_max` where the process may (root): a
+/// joining viewer gets its GOP at once, and a busy loadgen thread must not lose it to a
+/// full default buffer (UdpRcvbufErrors counted them at 250 viewers).
+fn grow_receive_buffer(s: &UdpSocket) {
+    use std::os::fd::AsRawFd;
+    let size: libc::c_int = 1 << 20;
+    for opt in [libc::SO_RCVBUFFORCE, libc::SO_RCVBUF] {
+        // SAFETY: setsockopt on a socket we own, with an int-sized value.
+        let rc = unsafe {
+            libc::setsockopt(
+                s.as_raw_fd(),
+                libc::SOL_SOCKET,
+                opt,
+                (&size as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if rc == 0 {
+            return;
+        }
+    }
+}
+
 /// POSTs `offer` to `path` over a connection of its own: the answer and its session's URL.
 async fn post_offer(
     ctx: &Ctx,
@@ -88,6 +111,7 @@ pub async fn webrtc_viewer(ctx: Ctx, addr: SocketAddr, app: String, stream: Stri
         return ctx.error("connect");
     };
     let _ = std_sock.set_nonblocking(true);
+    grow_receive_buffer(&std_sock);
     let Ok(local) = std_sock.local_addr() else {
         return ctx.error("connect");
     };

@@ -323,6 +323,10 @@ impl RtcEndpoint {
             .clear_codecs()
             .enable_h264(true)
             .enable_opus(true, false)
+            // No RTP header extensions: transport-wide congestion control's feedback drove
+            // no decision here (the stream's one bitrate goes to everyone) and its
+            // bookkeeping was 8 % of a shard's time at 250 sessions (perf).
+            .clear_extension_map()
             .build(now);
         let candidates: Vec<SocketAddr> = if self.settings.candidates.is_empty() {
             vec![SocketAddr::new(posted_to, self.port)]
