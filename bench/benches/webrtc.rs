@@ -3,7 +3,9 @@
 //! resampled to 48 kHz and encoded as Opus by libopus (`aac_to_opus`: divide by the
 //! fixture's 4.08 s for the share of a core one stream's audio takes).
 //!
-//! Run: `cargo bench -p bench --bench webrtc`. Results in docs/BENCHMARKS.md.
+//! Run: `cargo bench -p bench --bench webrtc`. Last results (ci-vm, 2026-12-07, commit
+//! cf1516b, docs/BENCHMARKS.md): 17.2 µs to packetize the fixture's 102 pictures, 38.9 ms to
+//! transcode its 4.08 s of AAC (0.95 % of a core per stream).
 
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion};

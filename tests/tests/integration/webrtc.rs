@@ -370,3 +370,51 @@ fn a_hundred_whep_sessions_on_two_shards_all_play_and_are_freed() {
         m.sum("webrtc_sessions_open") == 0 && m.sum("webrtc_players") == 0
     });
 }
+
+/// At an edge, WHEP viewers of a pulled stream share the one pull per machine: ten loadgen
+/// WHEP viewers and an aiortc one at a two-shard edge in front of an engine origin, one
+/// upstream pull, and the aiortc viewer's pictures are the source's.
+#[test]
+fn whep_viewers_at_an_edge_share_its_one_pull() {
+    let origin = Engine::start(&["--cores", "1"]);
+    let edge = webrtc_engine(&[
+        "--origin",
+        &origin_of(&origin),
+        "--upstream-timeout-ms",
+        "20000",
+    ]);
+    let mut publisher = live(&origin, "e");
+    let http = edge.http_url("");
+    let run = LoadgenRun::start(
+        "whep-edge",
+        &[
+            "--target",
+            http.trim_end_matches('/'),
+            "--viewers",
+            "10",
+            "--protocol",
+            "webrtc",
+            "--stream",
+            "live/e",
+            "--duration",
+            "6s",
+        ],
+    );
+    let aiortc = whep_play(&format!("http://{}/live/e/whep", edge.http), 3, &[]);
+    let source = source_pictures();
+    let without_b: Vec<Vec<u8>> = source.into_iter().filter(|n| !is_b_slice(n)).collect();
+    assert_a_run_of(&aiortc, &without_b);
+    let (status, report) = run.finish();
+    assert!(status.success(), "{status:?} {report}");
+    let v: serde_json::Value = serde_json::from_str(&report).expect("loadgen's JSON");
+    assert_eq!(v["counters"]["viewers_with_media"], 10, "{report}");
+    let m = edge.metrics();
+    assert_eq!(
+        m.sum("upstream_pulls_started"),
+        1,
+        "one pull for every viewer"
+    );
+    assert_eq!(m.sum("webrtc_sessions"), 11);
+    publisher.kill().ok();
+    publisher.wait().ok();
+}
