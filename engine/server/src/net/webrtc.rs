@@ -642,10 +642,18 @@ impl RtcEndpoint {
                     s.ended = true;
                     None
                 } else {
-                    if let Err(e) = s.rtc.handle_input(Input::Timeout(now)) {
-                        debug!(session = %id, "WebRTC timeout: {e}");
+                    match contain::peer_input(|| s.rtc.handle_input(Input::Timeout(now))) {
+                        Ok(Ok(())) => drain(s, out),
+                        Ok(Err(e)) => {
+                            debug!(session = %id, "WebRTC timeout: {e}");
+                            drain(s, out)
+                        }
+                        Err(panic) => {
+                            tracing::warn!(session = %id, "WebRTC session ended: its timeout panicked: {panic}");
+                            s.ended = true;
+                            None
+                        }
                     }
-                    drain(s, out)
                 }
             };
             self.settle(id, deadline);
@@ -694,11 +702,17 @@ impl RtcEndpoint {
         let Ok(input) = Receive::new(Protocol::Udp, from, s.local, data) else {
             return;
         };
-        if let Err(e) = s.rtc.handle_input(Input::Receive(now, input)) {
-            debug!(session = %id, peer = %from, "WebRTC input: {e}");
+        // str0m parses the peer's STUN, DTLS and RTP: a panic in it ends this session only.
+        match contain::peer_input(|| s.rtc.handle_input(Input::Receive(now, input))) {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => debug!(session = %id, peer = %from, "WebRTC input: {e}"),
+            Err(panic) => {
+                tracing::warn!(session = %id, peer = %from, "WebRTC session ended: its input panicked: {panic}");
+                s.ended = true;
+            }
         }
         let was_connected = s.connected;
-        let deadline = drain(s, out);
+        let deadline = if s.ended { None } else { drain(s, out) };
         if !was_connected && s.connected {
             self.counters.connected.inc();
         }
@@ -786,10 +800,16 @@ fn warn_once(why: &str) {
 }
 
 /// Drains a session's output (str0m's contract after every mutation): datagrams to `out`,
-/// events into the session's state. Its next deadline, `None` once it has ended.
+/// events into the session's state. Its next deadline, `None` once it has ended (a panic in
+/// the library ends the session, not the shard).
 fn drain(s: &mut Session, out: &mut VecDeque<(SocketAddr, Vec<u8>)>) -> Option<Instant> {
     loop {
-        match s.rtc.poll_output() {
+        let Ok(output) = contain::peer_input(|| s.rtc.poll_output()) else {
+            tracing::warn!("WebRTC session ended: its output panicked");
+            s.ended = true;
+            return None;
+        };
+        match output {
             Ok(Output::Timeout(t)) => return (!s.ended).then_some(t),
             Ok(Output::Transmit(t)) => out.push_back((t.destination, t.contents.into())),
             Ok(Output::Event(Event::Connected)) => {

@@ -27,6 +27,7 @@ use monoio::BufResult;
 use tracing::debug;
 
 use crate::net::conn::{MediaSink, Pieces};
+use crate::net::contain;
 use crate::net::webrtc::{OfferError, RtcEndpoint};
 use crate::serve::access::{self, Ask};
 use crate::serve::routes;
@@ -78,10 +79,16 @@ pub(crate) async fn offer(
             req,
         );
     };
-    let (id, answer) = match endpoint.offer(key.as_str(), sdp, posted_to) {
-        Ok(a) => a,
-        Err(e @ OfferError::Full) => return refusal(503, &e.to_string(), req),
-        Err(e) => return refusal(400, &e.to_string(), req),
+    // str0m parses the offer: a panic in it refuses this offer only.
+    let offered = contain::peer_input(|| endpoint.offer(key.as_str(), sdp, posted_to));
+    let (id, answer) = match offered {
+        Ok(Ok(a)) => a,
+        Ok(Err(e @ OfferError::Full)) => return refusal(503, &e.to_string(), req),
+        Ok(Err(e)) => return refusal(400, &e.to_string(), req),
+        Err(panic) => {
+            tracing::warn!(shard = %shard.id(), %key, "WHEP offer refused: it made the WebRTC library panic: {panic}");
+            return refusal(400, "the offer could not be handled", req);
+        }
     };
     let outlet = Outlet::new(client_id, Wire::Rtc, shard.config().queue, shard.clock());
     let query = req.query.as_deref().map(Into::into);
