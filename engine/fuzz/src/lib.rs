@@ -1342,6 +1342,7 @@ pub fn webrtc_media(data: &[u8]) {
             assert!(text.contains(mid));
         }
         if let Some(ufrag) = edge_core::webrtc::stun_local_ufrag(rest) {
+            assert!(!ufrag.is_empty());
             assert!(rest.windows(ufrag.len()).any(|w| w == ufrag.as_bytes()));
         }
         if let Some(id) = SessionId::parse(&text) {

@@ -78,7 +78,11 @@ pub fn stun_local_ufrag(datagram: &[u8]) -> Option<&str> {
         let value = attrs.get(4..4 + n)?;
         if kind == USERNAME {
             let name = std::str::from_utf8(value).ok()?;
-            return name.split_once(':').map(|(local, _)| local);
+            // An empty fragment names no session (str0m's are never empty).
+            return name
+                .split_once(':')
+                .map(|(local, _)| local)
+                .filter(|local| !local.is_empty());
         }
         attrs = attrs.get(4 + n.div_ceil(4) * 4..).unwrap_or(&[]);
     }
@@ -101,6 +105,9 @@ mod tests {
         let len = (m.len() - 20) as u16;
         m[2..4].copy_from_slice(&len.to_be_bytes());
         assert_eq!(stun_local_ufrag(&m), Some("abcd"));
+        let mut empty = m.clone();
+        empty[32..36].copy_from_slice(b":::x");
+        assert_eq!(stun_local_ufrag(&empty), None);
         let mut response = m.clone();
         response[1] = 0x01;
         response[0] = 0x01;

@@ -53,6 +53,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 const RECENT_UNITS: usize = 512;
 /// Datagrams per `sendmmsg`.
 const SEND_BATCH: usize = 64;
+/// Source addresses a session is known by at most (ICE checks from further addresses still
+/// reach it by their username fragment; media from them is dropped).
+const MAX_ADDRS: usize = 8;
 
 /// One shard's WebRTC counters, rendered in `/metrics` as `edge_webrtc_NAME`.
 #[derive(Debug, Default)]
@@ -66,6 +69,7 @@ pub(crate) struct RtcCounters {
     pub(crate) b_frames_dropped: Count,
     pub(crate) opus_packets: Count,
     pub(crate) audio_errors: Count,
+    pub(crate) keyframe_requests: Count,
     pub(crate) datagrams_in: Count,
     pub(crate) recv_calls: Count,
     pub(crate) datagrams_out: Count,
@@ -104,6 +108,7 @@ impl RtcCounters {
         ("b_frames_dropped", "counter", "B-frames not sent to WebRTC sessions (--webrtc-bframes drop; browsers' WebRTC decoders take none): once per stream on a shard", |c| &c.b_frames_dropped),
         ("opus_packets", "counter", "Opus packets encoded from streams' AAC: once per stream on a shard, however many sessions play it", |c| &c.opus_packets),
         ("audio_errors", "counter", "AAC frames that did not decode or encode for WebRTC (skipped), and streams whose audio cannot be (HE-AAC, no libopus)", |c| &c.audio_errors),
+        ("keyframe_requests", "counter", "PLI and FIR from WebRTC viewers: answered by the stream's next keyframe, never forwarded to a publisher", |c| &c.keyframe_requests),
         ("datagrams_in", "counter", "UDP datagrams received on the WebRTC socket", |c| &c.datagrams_in),
         ("recv_calls", "counter", "recvmmsg calls that returned datagrams on the WebRTC socket", |c| &c.recv_calls),
         ("datagrams_out", "counter", "UDP datagrams sent from the WebRTC socket", |c| &c.datagrams_out),
@@ -169,13 +174,25 @@ impl From<AccessUnit> for RtpUnit {
 /// A stream's audio on this shard: its transcoder, or why it has none.
 type Audio = Result<Transcoder<opus::OpusEncoder>, ()>;
 
-/// A stream's packetizer on this shard and its recent units, keyed by the frame's FLV bytes
-/// (held here, so their address is not reused while the entry lives).
+/// A frame's HTTP-FLV chunk by its address and length: the entry holding it keeps the bytes
+/// alive, so no other chunk has the same key while the entry lives.
+type ChunkKey = (usize, usize);
+
+fn chunk_key(chunk: &Bytes) -> ChunkKey {
+    (chunk.as_ptr() as usize, chunk.len())
+}
+
+/// A stream's packetizer on this shard and its recent units by the frame they were made from.
 struct StreamRtp {
     packetizer: Packetizer,
     /// Made at the stream's first audio frame here.
     audio: Option<Audio>,
-    recent: VecDeque<(Bytes, Option<Rc<RtpUnit>>)>,
+    /// The recent frames' keys, oldest first ([`RECENT_UNITS`] at most).
+    order: VecDeque<ChunkKey>,
+    /// Each recent frame's chunk (held, see [`ChunkKey`]) and what it made.
+    units: HashMap<ChunkKey, (Bytes, Option<Rc<RtpUnit>>)>,
+    /// Sessions of this stream on the shard: the entry goes with the last one.
+    sessions: usize,
 }
 
 /// One outgoing RTP stream of a session.
@@ -205,6 +222,8 @@ struct Session {
     /// The address we named in the answer: what the client sends to.
     local: SocketAddr,
     ufrag: String,
+    /// The source addresses ICE checked for this session ([`MAX_ADDRS`] at most).
+    addrs: Vec<SocketAddr>,
     video: Track,
     /// Opus, when the offer has an audio section that takes it.
     audio: Option<Track>,
@@ -368,6 +387,7 @@ impl RtcEndpoint {
             key: key.to_string(),
             local: candidates[0],
             ufrag: ufrag.clone(),
+            addrs: Vec::new(),
             video,
             audio,
             created: now,
@@ -384,8 +404,11 @@ impl RtcEndpoint {
             .or_insert_with(|| StreamRtp {
                 packetizer: Packetizer::new(drop_b_frames),
                 audio: None,
-                recent: VecDeque::new(),
-            });
+                order: VecDeque::new(),
+                units: HashMap::new(),
+                sessions: 0,
+            })
+            .sessions += 1;
         drop(st);
         self.counters.sessions.inc();
         self.counters.sessions_open.inc();
@@ -437,19 +460,27 @@ impl RtcEndpoint {
         };
         s.rtc.disconnect();
         self.forget(&mut st, id, s);
+        drop(st);
+        self.rearm();
         true
     }
 
+    /// Removes what finds ended session `id` (its addresses, fragment, deadline, its
+    /// stream's share); the caller rearms the shard's timer.
     fn forget(&self, st: &mut State, id: SessionId, mut s: Session) {
-        st.by_addr.retain(|_, v| *v != id);
+        for addr in &s.addrs {
+            st.by_addr.remove(addr);
+        }
         st.by_ufrag.remove(&s.ufrag);
-        if !st.sessions.values().any(|o| o.key == s.key) {
-            st.media.remove(&s.key);
+        if let Some(media) = st.media.get_mut(&s.key) {
+            media.sessions -= 1;
+            if media.sessions == 0 {
+                st.media.remove(&s.key);
+            }
         }
         self.counters.sessions_open.dec();
         self.counters.set_open(id, false);
         self.deadlines.arm(id.0, None);
-        (self.arm)(self.deadlines.next());
         if let Some(w) = s.waiter.take() {
             w.wake();
         }
@@ -462,8 +493,7 @@ impl RtcEndpoint {
     pub(crate) fn unit(&self, key: &str, chunk: &Bytes) -> Option<Rc<RtpUnit>> {
         let mut st = self.state.borrow_mut();
         let media = st.media.get_mut(key)?;
-        let same = |b: &Bytes| b.as_ptr() == chunk.as_ptr() && b.len() == chunk.len();
-        if let Some((_, unit)) = media.recent.iter().rev().find(|(b, _)| same(b)) {
+        if let Some((_, unit)) = media.units.get(&chunk_key(chunk)) {
             return unit.clone();
         }
         let tag = edge_core::flv::tag_of_chunk(chunk)?;
@@ -490,10 +520,15 @@ impl RtcEndpoint {
         } else {
             None
         };
-        if media.recent.len() == RECENT_UNITS {
-            media.recent.pop_front();
+        if media.order.len() == RECENT_UNITS {
+            if let Some(oldest) = media.order.pop_front() {
+                media.units.remove(&oldest);
+            }
         }
-        media.recent.push_back((chunk.clone(), unit.clone()));
+        media.order.push_back(chunk_key(chunk));
+        media
+            .units
+            .insert(chunk_key(chunk), (chunk.clone(), unit.clone()));
         unit
     }
 
@@ -584,7 +619,7 @@ impl RtcEndpoint {
             );
             self.counters.rtp_packets.inc();
             // str0m's contract: drain after every mutation.
-            deadline = drain(s, out);
+            deadline = drain(s, out, &self.counters);
         }
         let alive = !s.ended;
         drop(st);
@@ -593,9 +628,15 @@ impl RtcEndpoint {
         alive
     }
 
-    /// After session `id` was driven: its next deadline armed, or the session removed if it
-    /// ended.
+    /// After session `id` was driven: its next deadline set, or the session removed if it
+    /// ended; then the shard's timer rearmed.
     fn settle(&self, id: SessionId, deadline: Option<Instant>) {
+        self.settle_quietly(id, deadline);
+        self.rearm();
+    }
+
+    /// [`settle`](Self::settle) without the rearm, for a batch of sessions that rearms once.
+    fn settle_quietly(&self, id: SessionId, deadline: Option<Instant>) {
         let mut st = self.state.borrow_mut();
         let ended = st.sessions.get(&id).is_some_and(|s| s.ended);
         if ended {
@@ -605,11 +646,22 @@ impl RtcEndpoint {
             return;
         }
         drop(st);
-        self.arm_session(id, deadline);
+        self.set_deadline(id, deadline);
+    }
+
+    /// The shard's timer armed for this endpoint's earliest deadline.
+    fn rearm(&self) {
+        (self.arm)(self.deadlines.next());
     }
 
     /// Arms session `id`'s deadline: str0m's, or sooner the end of its time to connect.
     fn arm_session(&self, id: SessionId, deadline: Option<Instant>) {
+        self.set_deadline(id, deadline);
+        self.rearm();
+    }
+
+    /// Session `id`'s deadline: str0m's, or sooner the end of its time to connect.
+    fn set_deadline(&self, id: SessionId, deadline: Option<Instant>) {
         let connect_by = self
             .state
             .borrow()
@@ -623,7 +675,6 @@ impl RtcEndpoint {
         };
         self.deadlines
             .arm(id.0, deadline.map(|t| self.clock.ms_after(t)));
-        (self.arm)(self.deadlines.next());
     }
 
     /// The shard's timer fired for this endpoint: every session whose deadline passed.
@@ -643,10 +694,10 @@ impl RtcEndpoint {
                     None
                 } else {
                     match contain::peer_input(|| s.rtc.handle_input(Input::Timeout(now))) {
-                        Ok(Ok(())) => drain(s, out),
+                        Ok(Ok(())) => drain(s, out, &self.counters),
                         Ok(Err(e)) => {
                             debug!(session = %id, "WebRTC timeout: {e}");
-                            drain(s, out)
+                            drain(s, out, &self.counters)
                         }
                         Err(panic) => {
                             tracing::warn!(session = %id, "WebRTC session ended: its timeout panicked: {panic}");
@@ -656,9 +707,9 @@ impl RtcEndpoint {
                     }
                 }
             };
-            self.settle(id, deadline);
+            self.settle_quietly(id, deadline);
         }
-        (self.arm)(self.deadlines.next());
+        self.rearm();
         self.wake_sender();
     }
 
@@ -696,8 +747,9 @@ impl RtcEndpoint {
             by_addr.remove(&from);
             return;
         };
-        if known.is_none() {
+        if known.is_none() && s.addrs.len() < MAX_ADDRS {
             by_addr.insert(from, id);
+            s.addrs.push(from);
         }
         let Ok(input) = Receive::new(Protocol::Udp, from, s.local, data) else {
             return;
@@ -712,7 +764,7 @@ impl RtcEndpoint {
             }
         }
         let was_connected = s.connected;
-        let deadline = if s.ended { None } else { drain(s, out) };
+        let deadline = if s.ended { None } else { drain(s, out, &self.counters) };
         if !was_connected && s.connected {
             self.counters.connected.inc();
         }
@@ -802,7 +854,11 @@ fn warn_once(why: &str) {
 /// Drains a session's output (str0m's contract after every mutation): datagrams to `out`,
 /// events into the session's state. Its next deadline, `None` once it has ended (a panic in
 /// the library ends the session, not the shard).
-fn drain(s: &mut Session, out: &mut VecDeque<(SocketAddr, Vec<u8>)>) -> Option<Instant> {
+fn drain(
+    s: &mut Session,
+    out: &mut VecDeque<(SocketAddr, Vec<u8>)>,
+    counters: &RtcCounters,
+) -> Option<Instant> {
     loop {
         let Ok(output) = contain::peer_input(|| s.rtc.poll_output()) else {
             tracing::warn!("WebRTC session ended: its output panicked");
@@ -823,6 +879,9 @@ fn drain(s: &mut Session, out: &mut VecDeque<(SocketAddr, Vec<u8>)>) -> Option<I
             ))) => {
                 s.ended = true;
             }
+            // Never forwarded (an RTMP publisher cannot honour one): the stream's next
+            // keyframe answers it, within a GOP.
+            Ok(Output::Event(Event::KeyframeRequest(_))) => counters.keyframe_requests.inc(),
             Ok(Output::Event(_)) => {}
             Err(e) => {
                 debug!("WebRTC session failed: {e}");
