@@ -42,6 +42,7 @@ pub struct Load {
     pub rtmp_viewers: u64,
     pub flv_viewers: u64,
     pub hls_viewers: u64,
+    pub webrtc_viewers: u64,
     pub egress_bps: u64,
     pub draining: bool,
 }
@@ -49,7 +50,7 @@ pub struct Load {
 impl Load {
     /// Viewers of every protocol.
     pub fn viewers(&self) -> u64 {
-        self.rtmp_viewers + self.flv_viewers + self.hls_viewers
+        self.rtmp_viewers + self.flv_viewers + self.hls_viewers + self.webrtc_viewers
     }
 }
 
@@ -105,7 +106,7 @@ impl NodeRecord {
     pub fn encode(&self) -> String {
         format!(
             "v1 id={} role={} rtmp={} http={} streams={} rtmp_viewers={} flv_viewers={} \
-             hls_viewers={} egress_bps={} draining={}",
+             hls_viewers={} webrtc_viewers={} egress_bps={} draining={}",
             self.id,
             self.role.as_str(),
             self.rtmp,
@@ -114,6 +115,7 @@ impl NodeRecord {
             self.load.rtmp_viewers,
             self.load.flv_viewers,
             self.load.hls_viewers,
+            self.load.webrtc_viewers,
             self.load.egress_bps,
             u8::from(self.load.draining)
         )
@@ -149,6 +151,7 @@ impl NodeRecord {
                 "rtmp_viewers" => r.load.rtmp_viewers = n()?,
                 "flv_viewers" => r.load.flv_viewers = n()?,
                 "hls_viewers" => r.load.hls_viewers = n()?,
+                "webrtc_viewers" => r.load.webrtc_viewers = n()?,
                 "egress_bps" => r.load.egress_bps = n()?,
                 "draining" => r.load.draining = value == "1",
                 // Fields a later version adds are skipped.

@@ -38,6 +38,7 @@ pub struct Activity {
     pub rtmp_viewers: u64,
     pub flv_viewers: u64,
     pub hls_viewers: u64,
+    pub webrtc_viewers: u64,
     /// Playlist requests served here in a drain because the peer was not ready for them
     /// (ever, summed over shards; it only grows). Not something the node holds.
     pub hls_held_total: u64,
@@ -45,7 +46,7 @@ pub struct Activity {
 
 impl Activity {
     pub fn viewers(&self) -> u64 {
-        self.rtmp_viewers + self.flv_viewers + self.hls_viewers
+        self.rtmp_viewers + self.flv_viewers + self.hls_viewers + self.webrtc_viewers
     }
 
     /// No stream, no publisher, no viewer (a viewer waiting for a stream holds its owner,

@@ -351,6 +351,37 @@ fn a_hundred_whep_sessions_on_two_shards_all_play_and_are_freed() {
             "12s",
         ],
     );
+    // While they play, the node's viewer figures an autoscaler reads count them: the
+    // machine gauge with the shards' players in one rendering, and the summary's JSON.
+    let viewers = |text: &str, name: &str| -> u64 {
+        text.lines()
+            .filter(|l| l.starts_with(name))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let text = String::from_utf8_lossy(&http_get(engine.http, "/metrics").body).into_owned();
+        let players = viewers(&text, "edge_webrtc_players{");
+        if players >= 90 {
+            assert_eq!(
+                viewers(&text, "edge_viewers{protocol=\"webrtc\"}"),
+                players,
+                "{text}"
+            );
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{text}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let summary: serde_json::Value =
+        serde_json::from_slice(&http_get(engine.http, "/api/v1/summary").body).unwrap();
+    let in_summary = summary["viewers"]["webrtc"].as_u64().unwrap_or(0);
+    assert!(in_summary > 0, "{summary}");
+    assert!(
+        summary["viewers"]["total"].as_u64() >= Some(in_summary),
+        "{summary}"
+    );
     let (status, report) = run.finish();
     assert!(status.success(), "{status:?} {report}");
     let v: serde_json::Value = serde_json::from_str(&report).expect("loadgen's JSON");

@@ -42,6 +42,7 @@ pub(crate) struct ViewerCounts {
     pub rtmp: u64,
     pub flv: u64,
     pub hls: u64,
+    pub webrtc: u64,
 }
 
 /// A stream's viewers by protocol (LL-HLS apart from HLS).
@@ -366,6 +367,7 @@ pub(crate) fn activity(stats: &Stats) -> Activity {
         rtmp_viewers: stats.sum(|s| &s.rtmp_players),
         flv_viewers: stats.sum(|s| &s.flv_players),
         hls_viewers: stats.sum(|s| &s.hls_viewers),
+        webrtc_viewers: stats.sum(|s| &s.webrtc_players),
         hls_held_total: stats.sum(|s| &s.drain_held),
     }
 }
@@ -390,8 +392,9 @@ fn gauges(control: &Control, stats: &Stats, out: &mut String) {
         out,
         "# HELP edge_viewers Viewers on this node by protocol (HLS: connections that fetched a playlist)\n\
          # TYPE edge_viewers gauge\n\
-         edge_viewers{{protocol=\"rtmp\"}} {}\nedge_viewers{{protocol=\"flv\"}} {}\nedge_viewers{{protocol=\"hls\"}} {}",
-        a.rtmp_viewers, a.flv_viewers, a.hls_viewers
+         edge_viewers{{protocol=\"rtmp\"}} {}\nedge_viewers{{protocol=\"flv\"}} {}\nedge_viewers{{protocol=\"hls\"}} {}\n\
+         edge_viewers{{protocol=\"webrtc\"}} {}",
+        a.rtmp_viewers, a.flv_viewers, a.hls_viewers, a.webrtc_viewers
     );
     let load = |v: &AtomicU64| v.load(Ordering::Relaxed);
     gauge(
@@ -439,6 +442,7 @@ pub(crate) fn summary(stats: &Stats) -> String {
         rtmp: u64,
         flv: u64,
         hls: u64,
+        webrtc: u64,
         total: u64,
     }
     let a = activity(stats);
@@ -450,6 +454,7 @@ pub(crate) fn summary(stats: &Stats) -> String {
             rtmp: a.rtmp_viewers,
             flv: a.flv_viewers,
             hls: a.hls_viewers,
+            webrtc: a.webrtc_viewers,
             total: a.viewers(),
         },
         connections_open: stats.sum(|s| &s.connections_open),

@@ -764,7 +764,11 @@ impl RtcEndpoint {
             }
         }
         let was_connected = s.connected;
-        let deadline = if s.ended { None } else { drain(s, out, &self.counters) };
+        let deadline = if s.ended {
+            None
+        } else {
+            drain(s, out, &self.counters)
+        };
         if !was_connected && s.connected {
             self.counters.connected.inc();
         }

@@ -261,6 +261,7 @@ impl Driver {
             rtmp_viewers: a.rtmp_viewers,
             flv_viewers: a.flv_viewers,
             hls_viewers: a.hls_viewers,
+            webrtc_viewers: a.webrtc_viewers,
             egress_bps: control.egress_bps.load(Ordering::Relaxed),
             draining: control.is_draining(),
         });
@@ -290,6 +291,7 @@ impl Driver {
                     rtmp: n.load.rtmp_viewers,
                     flv: n.load.flv_viewers,
                     hls: n.load.hls_viewers,
+                    webrtc: n.load.webrtc_viewers,
                 },
                 egress_bps: n.load.egress_bps,
                 draining: n.load.draining,
