@@ -11,16 +11,21 @@
 # arrives.
 #
 # Usage: bench/peers/webrtc.sh [--viewers N] [--seconds N] [--counts "250 500 1000 2000"]
+#                              [--no-latency] [--bin DIR]
+# --no-latency skips table 1; --bin DIR runs the edge-engine and loadgen in DIR instead of
+# building this checkout's (two builds side by side: run it once with each, alternating).
 # Changes nothing outside a temporary directory.
 set -euo pipefail
 
-viewers=40 seconds=15 counts="250 500 1000 2000"
+viewers=40 seconds=15 counts="250 500 1000 2000" latency=1 bin=""
 while (($#)); do
     case "$1" in
         --viewers) viewers=$2; shift 2 ;;
         --seconds) seconds=$2; shift 2 ;;
         --counts) counts=$2; shift 2 ;;
-        -h | --help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        --no-latency) latency=0; shift ;;
+        --bin) bin=$2; shift 2 ;;
+        -h | --help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "unknown argument: $1" >&2; exit 2 ;;
     esac
 done
@@ -28,8 +33,10 @@ done
 root=$(cd "$(dirname "$0")/../.." && pwd)
 work=$(mktemp -d "${TMPDIR:-/tmp}/edge-webrtc.XXXXXX")
 trap 'rm -rf "$work"' EXIT
-(cd "$root" && cargo build --release -q -p edge-engine -p loadgen)
-bin="$root/target/release"
+if [ -z "$bin" ]; then
+    (cd "$root" && cargo build --release -q -p edge-engine -p loadgen)
+    bin="$root/target/release"
+fi
 engine_args="--cores 1 --cpu-list 0 --webrtc-udp 127.0.0.1:0 --webrtc-bframes keep"
 
 run() { # label protocol viewers -> the run's JSON file
@@ -63,15 +70,17 @@ else:
 PY
 }
 
-echo "WebRTC — $(date -u +%F), commit $(git -C "$root" rev-parse --short HEAD)"
+echo "WebRTC — $(date -u +%F), commit $(git -C "$root" rev-parse --short HEAD), binaries in $bin"
 echo
-echo "Latency from publication, $viewers viewers per protocol, ${seconds} s (p50 / p99 ms):"
-echo "| protocol | latency | stalls + gaps | errors |"
-echo "| --- | --- | ---: | ---: |"
-for p in webrtc flv llhls hls; do
-    report "$(run "lat-$p" "$p" "$viewers")" "$p" latency
-done
-echo
+if ((latency)); then
+    echo "Latency from publication, $viewers viewers per protocol, ${seconds} s (p50 / p99 ms):"
+    echo "| protocol | latency | stalls + gaps | errors |"
+    echo "| --- | --- | ---: | ---: |"
+    for p in webrtc flv llhls hls; do
+        report "$(run "lat-$p" "$p" "$viewers")" "$p" latency
+    done
+    echo
+fi
 echo "WebRTC viewers on one engine core, ${seconds} s (+5 s warm-up):"
 echo "| viewers | engine CPU (of one core, whole run) | frame p50 / p99 ms | frames missing | viewers with media | errors |"
 echo "| ---: | ---: | --- | ---: | ---: | ---: |"

@@ -243,32 +243,154 @@ pub(crate) async fn receive_loop(
     }
 }
 
-/// `sendmmsg` of up to 64 datagrams, each to its own address, on a non-blocking socket: how
-/// many the kernel took (`WouldBlock` when it took none).
-pub(crate) fn send_batch(fd: RawFd, datagrams: &[(SocketAddr, Vec<u8>)]) -> io::Result<usize> {
+/// Datagrams in one segmentation-offload send at most (the kernel's `UDP_MAX_SEGMENTS`).
+const GSO_SEGMENTS: usize = 64;
+/// Bytes in one segmentation-offload send at most (an IPv4 datagram's payload, less room
+/// for the headers).
+const GSO_BYTES: usize = 65_000;
+
+/// How many of `datagrams`, from the first, go in one segmentation-offload send: those to
+/// the same address, all of the first one's size but the last (which may be shorter).
+fn gso_run(datagrams: &[(SocketAddr, Vec<u8>)]) -> usize {
+    let Some((to, first)) = datagrams.first() else {
+        return 0;
+    };
+    let size = first.len();
+    let mut total = size;
+    let mut n = 1;
+    for (addr, data) in &datagrams[1..] {
+        if addr != to
+            || data.len() > size
+            || data.is_empty()
+            || n == GSO_SEGMENTS
+            || total + data.len() > GSO_BYTES
+        {
+            break;
+        }
+        n += 1;
+        total += data.len();
+        if data.len() < size {
+            break;
+        }
+    }
+    n
+}
+
+/// `sendmmsg` of up to 64 messages on a non-blocking socket, each to its own address: how
+/// many datagrams the kernel took (`WouldBlock` when it took none). With `gso`, consecutive
+/// datagrams to one address of one size (the last may be shorter) go as one message with a
+/// `UDP_SEGMENT` control message: the kernel's send path runs once for them, not once each
+/// (a WebRTC session's packets of a frame are such a run).
+pub(crate) fn send_batch(
+    fd: RawFd,
+    datagrams: &[(SocketAddr, Vec<u8>)],
+    gso: bool,
+) -> io::Result<usize> {
     const MAX: usize = 64;
-    let n = datagrams.len().min(MAX);
-    let addrs: Vec<socket2::SockAddr> = datagrams[..n]
+    // Each message: its first datagram's index and how many datagrams it carries.
+    let mut runs: Vec<(usize, usize)> = Vec::with_capacity(MAX);
+    let mut at = 0;
+    while at < datagrams.len() && runs.len() < MAX {
+        let n = if gso { gso_run(&datagrams[at..]) } else { 1 };
+        runs.push((at, n));
+        at += n;
+    }
+    let iov_count = at;
+    let addrs: Vec<socket2::SockAddr> = runs
         .iter()
-        .map(|(to, _)| socket2::SockAddr::from(*to))
+        .map(|&(i, _)| socket2::SockAddr::from(datagrams[i].0))
         .collect();
-    // SAFETY: plain data, zero is a valid value for each.
-    let mut iovs: [libc::iovec; MAX] = unsafe { std::mem::zeroed() };
-    let mut msgs: [libc::mmsghdr; MAX] = unsafe { std::mem::zeroed() };
-    for (i, (_, data)) in datagrams[..n].iter().enumerate() {
-        iovs[i] = libc::iovec {
+    let iovs: Vec<libc::iovec> = datagrams[..iov_count]
+        .iter()
+        .map(|(_, data)| libc::iovec {
             iov_base: data.as_ptr() as *mut libc::c_void,
             iov_len: data.len(),
-        };
-        msgs[i].msg_hdr.msg_name = addrs[i].as_ptr() as *mut libc::c_void;
-        msgs[i].msg_hdr.msg_namelen = addrs[i].len();
-        msgs[i].msg_hdr.msg_iov = &mut iovs[i];
-        msgs[i].msg_hdr.msg_iovlen = 1;
+        })
+        .collect();
+    // Room for one cmsg carrying a u16, per message.
+    let mut controls = vec![[0u64; 4]; runs.len()];
+    // SAFETY: plain data, zero is a valid value for each.
+    let mut msgs: Vec<libc::mmsghdr> = vec![unsafe { std::mem::zeroed() }; runs.len()];
+    for (m, (&(i, n), (addr, control))) in msgs
+        .iter_mut()
+        .zip(runs.iter().zip(addrs.iter().zip(controls.iter_mut())))
+    {
+        let h = &mut m.msg_hdr;
+        h.msg_name = addr.as_ptr() as *mut libc::c_void;
+        h.msg_namelen = addr.len();
+        h.msg_iov = iovs[i..].as_ptr() as *mut libc::iovec;
+        h.msg_iovlen = n as _;
+        if n > 1 {
+            let size =
+                u16::try_from(datagrams[i].1.len()).map_err(|_| io::ErrorKind::InvalidInput)?;
+            h.msg_control = control.as_mut_ptr().cast();
+            // SAFETY: CMSG_SPACE is a pure computation.
+            h.msg_controllen = unsafe { libc::CMSG_SPACE(std::mem::size_of::<u16>() as u32) } as _;
+            // SAFETY: msg_control points at 32 bytes, which fit one cmsg with a u16;
+            // CMSG_FIRSTHDR and CMSG_DATA stay within them.
+            unsafe {
+                let cmsg = libc::CMSG_FIRSTHDR(h);
+                (*cmsg).cmsg_level = libc::SOL_UDP;
+                (*cmsg).cmsg_type = libc::UDP_SEGMENT;
+                (*cmsg).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<u16>() as u32) as _;
+                std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<u16>(), size);
+            }
+        }
     }
-    // SAFETY: every msghdr points at live buffers and addresses of the lengths it states.
-    let sent = unsafe { libc::sendmmsg(fd, msgs.as_mut_ptr(), n as u32, 0) };
+    // SAFETY: every msghdr points at live iovecs, addresses and control buffers of the
+    // lengths it states; none of them moves before the call returns.
+    let sent = unsafe { libc::sendmmsg(fd, msgs.as_mut_ptr(), msgs.len() as u32, 0) };
     if sent < 0 {
         return Err(io::Error::last_os_error());
     }
-    Ok(sent as usize)
+    Ok(runs[..sent as usize].iter().map(|&(_, n)| n).sum())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsRawFd;
+
+    fn addr(port: u16) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], port))
+    }
+
+    #[test]
+    fn a_run_is_one_address_and_one_size_with_a_shorter_last() {
+        let d = |port, len| (addr(port), vec![7u8; len]);
+        let batch = vec![d(1, 100), d(1, 100), d(1, 40), d(1, 100), d(2, 100)];
+        assert_eq!(gso_run(&batch), 3, "a shorter datagram ends the run");
+        assert_eq!(gso_run(&batch[3..]), 1, "another address ends it");
+        assert_eq!(gso_run(&[d(1, 40), d(1, 100)]), 1, "a longer one ends it");
+        assert_eq!(gso_run(&vec![d(1, 100); 70]), GSO_SEGMENTS);
+        assert_eq!(gso_run(&vec![d(1, 1200); 70]), GSO_BYTES / 1200);
+        assert_eq!(gso_run(&[]), 0);
+    }
+
+    /// Every datagram arrives whole and in order, however the batch was cut into messages.
+    #[test]
+    fn a_batch_with_segmentation_offload_arrives_as_its_datagrams() {
+        let rx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        rx.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        let other = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let (to, elsewhere) = (rx.local_addr().unwrap(), other.local_addr().unwrap());
+        let mut batch = Vec::new();
+        for i in 0..100u8 {
+            let len = if i % 7 == 6 { 300 } else { 1100 };
+            let to = if i % 30 == 29 { elsewhere } else { to };
+            batch.push((to, vec![i; len]));
+        }
+        let mut sent = 0;
+        while sent < batch.len() {
+            sent += send_batch(tx.as_raw_fd(), &batch[sent..], true).unwrap();
+        }
+        let mut buf = [0u8; 2048];
+        for (dest, data) in &batch {
+            let socket = if *dest == to { &rx } else { &other };
+            let (n, _) = socket.recv_from(&mut buf).unwrap();
+            assert_eq!(&buf[..n], &data[..]);
+        }
+    }
 }

@@ -51,8 +51,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 /// Access units of a stream kept packetized for the sessions that have not written them yet
 /// (a joining viewer's GOP burst, a viewer a few frames behind).
 const RECENT_UNITS: usize = 512;
-/// Datagrams per `sendmmsg`.
-const SEND_BATCH: usize = 64;
+/// Datagrams taken from the queue per `sendmmsg` (a session's run of them goes as one
+/// message with segmentation offload).
+const SEND_BATCH: usize = 256;
 /// Source addresses a session is known by at most (ICE checks from further addresses still
 /// reach it by their username fragment; media from them is dropped).
 const MAX_ADDRS: usize = 8;
@@ -778,6 +779,7 @@ impl RtcEndpoint {
 
     async fn send_loop(self: Rc<Self>) {
         let mut batch: Vec<(SocketAddr, Vec<u8>)> = Vec::with_capacity(SEND_BATCH);
+        let mut gso = true;
         loop {
             poll_fn(|cx| {
                 if batch.is_empty() && self.state.borrow().out.is_empty() {
@@ -797,7 +799,7 @@ impl RtcEndpoint {
                 if batch.is_empty() {
                     break;
                 }
-                match send_batch(self.fd, &batch) {
+                match send_batch(self.fd, &batch, gso) {
                     Ok(sent) => {
                         self.counters.send_calls.inc();
                         self.counters.datagrams_out.add(sent as u64);
@@ -805,6 +807,12 @@ impl RtcEndpoint {
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                         let _ = self.socket.writable(true).await;
+                    }
+                    Err(e) if gso && matches!(e.raw_os_error(), Some(libc::EIO | libc::EINVAL)) => {
+                        // A device or kernel without UDP segmentation offload: one datagram
+                        // per message from here on, nothing lost.
+                        tracing::info!(shard = %self.me, "WebRTC sends without segmentation offload: {e}");
+                        gso = false;
                     }
                     Err(e) => {
                         // Unreachable and the like: the first datagram is lost, as on a
