@@ -1,10 +1,12 @@
 """A WHEP client (aiortc) for the engine's tests: posts an offer for H.264 video, plays for
 a while, and prints what it received as JSON on stdout.
 
-Usage: whep_client.py URL SECONDS [--token TOKEN] [--no-delete]
+Usage: whep_client.py URL SECONDS [--token TOKEN] [--no-delete] [--pli-after N]
 
 Prints {"status": N, "location": ..., "units": [hex of each access unit, Annex B],
-"audio_frames": N, "audio_loud": N, ...}. An access unit is what aiortc's depacketizer hands
+"timestamps": [each unit's RTP timestamp, from 0], "audio_frames": N, "audio_loud": N, ...}.
+With --pli-after N, the client sends one PLI (RTCP picture loss) once it has N units and the
+last IDR picture is at least 3 units back, and says after how many units as "pli_at". An access unit is what aiortc's depacketizer hands
 its decoder: the NAL units of one RTP timestamp, each behind a start code; video is not
 decoded, the test compares bytes. Audio is decoded by aiortc's own Opus decoder (libopus):
 the frames it gave, and how many of them are not silence.
@@ -23,13 +25,48 @@ import aiortc.rtcrtpreceiver as receiver_mod
 
 
 UNITS = []
+TIMESTAMPS = []
+# Set by main with --pli-after: (units before the PLI, the loop, the video receiver).
+PLI = {"after": None, "at": None, "loop": None, "receiver": None, "last_idr": None}
+
+
+def has_idr(annexb):
+    return any((b & 0x1F) == 5 for b in nal_headers(annexb))
+
+
+def nal_headers(annexb):
+    i = annexb.find(b"\x00\x00\x01")
+    while i >= 0 and i + 3 < len(annexb):
+        yield annexb[i + 3]
+        i = annexb.find(b"\x00\x00\x01", i + 3)
+
+
+async def send_pli():
+    receiver = PLI["receiver"]
+    for source in receiver.getSynchronizationSources():
+        await receiver._send_rtcp_pli(source.source)
 
 
 class RecordingDecoder:
-    """Takes the place of aiortc's H.264 decoder: keeps each access unit's bytes."""
+    """Takes the place of aiortc's H.264 decoder: keeps each access unit's bytes (and sends
+    the one PLI asked for; this runs on aiortc's decoder thread)."""
 
     def decode(self, encoded_frame):
-        UNITS.append(bytes(encoded_frame.data))
+        data = bytes(encoded_frame.data)
+        UNITS.append(data)
+        TIMESTAMPS.append(encoded_frame.timestamp)
+        if has_idr(data):
+            PLI["last_idr"] = len(UNITS) - 1
+        after = PLI["after"]
+        if (
+            after is not None
+            and PLI["at"] is None
+            and len(UNITS) >= after
+            and PLI["last_idr"] is not None
+            and len(UNITS) - 1 - PLI["last_idr"] >= 3
+        ):
+            PLI["at"] = len(UNITS)
+            PLI["loop"].call_soon_threadsafe(lambda: asyncio.ensure_future(send_pli()))
         return []
 
 
@@ -64,8 +101,12 @@ async def main():
             token = args.pop(0)
         elif a == "--no-delete":
             delete = False
+        elif a == "--pli-after":
+            PLI["after"] = int(args.pop(0))
     pc = RTCPeerConnection()
-    pc.addTransceiver("video", direction="recvonly")
+    video = pc.addTransceiver("video", direction="recvonly")
+    PLI["loop"] = asyncio.get_running_loop()
+    PLI["receiver"] = video.receiver
     pc.addTransceiver("audio", direction="recvonly")
     connected = asyncio.Event()
     audio = {"frames": 0, "loud": 0}
@@ -114,6 +155,8 @@ async def main():
         out["connected"] = False
     await asyncio.sleep(seconds)
     out["units"] = [u.hex() for u in UNITS]
+    out["timestamps"] = list(TIMESTAMPS)
+    out["pli_at"] = PLI["at"]
     out["audio_frames"] = audio["frames"]
     out["audio_loud"] = audio["loud"]
     if delete:

@@ -63,6 +63,10 @@ struct WhepRun {
     connected: bool,
     /// Access units as aiortc's depacketiser handed them to its decoder (Annex B).
     units: Vec<Vec<u8>>,
+    /// Each unit's RTP timestamp as aiortc's decoder got it (from 0, unwrapped).
+    timestamps: Vec<u64>,
+    /// With `--pli-after`: how many units the client had when it sent its PLI.
+    pli_at: Option<usize>,
     /// Opus frames aiortc's decoder gave, and how many of them are not silence.
     audio_frames: u64,
     audio_loud: u64,
@@ -102,6 +106,11 @@ fn whep_play(url: &str, seconds: u32, extra: &[&str]) -> WhepRun {
         body: v["body"].as_str().unwrap_or("").to_string(),
         connected: v["connected"].as_bool().unwrap_or(false),
         units,
+        timestamps: v["timestamps"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|t| t.as_u64()).collect())
+            .unwrap_or_default(),
+        pli_at: v["pli_at"].as_u64().map(|n| n as usize),
         audio_frames: v["audio_frames"].as_u64().unwrap_or(0),
         audio_loud: v["audio_loud"].as_u64().unwrap_or(0),
         delete_status: v["delete_status"].as_u64().unwrap_or(0) as u16,
@@ -232,6 +241,61 @@ fn a_whep_viewer_gets_the_sources_h264_byte_for_byte_and_its_aac_as_opus_and_del
     assert!(m.sum("webrtc_opus_packets") >= run.audio_frames);
     assert_eq!(m.sum("webrtc_audio_errors"), 0);
     assert!(m.sum("webrtc_datagrams_out") >= m.sum("webrtc_rtp_packets"));
+    publisher.kill().ok();
+    publisher.wait().ok();
+}
+
+/// A viewer's PLI is answered from the cache, never by the publisher (RTMP has no way to
+/// ask): the session is sent its stream's GOP again from the keyframe it had, with its
+/// timestamps moved on so that the replay plays after what it had.
+#[test]
+fn a_pli_is_answered_by_the_gop_from_the_cache_with_timestamps_that_go_on() {
+    let engine = webrtc_engine(&[]);
+    let mut publisher = live(&engine, "pli");
+    let source = source_pictures();
+    let idrs: std::collections::HashSet<&Vec<u8>> =
+        source.iter().filter(|n| nal_type(n) == 5).collect();
+    assert!(
+        idrs.len() >= 2,
+        "the fixture has one keyframe: a replay would look natural"
+    );
+    let url = format!("http://{}/live/pli/whep", engine.http);
+    let run = whep_play(&url, 4, &["--pli-after", "12"]);
+    assert_eq!(run.status, 201, "{}", run.body);
+    let p = run.pli_at.expect("the client sent its PLI");
+    let m = engine.metrics();
+    assert!(m.sum("webrtc_keyframe_requests") >= 1);
+    assert!(m.sum("webrtc_keyframe_answers") >= 1);
+    let is_idr = |u: &Vec<u8>| nal_units(u).iter().any(|n| nal_type(n) == 5);
+    // The keyframe the viewer had when it asked (at least 3 units back), and the first one
+    // after it asked: the same picture, byte for byte (the fixture's next keyframe is
+    // another picture), and what followed it then follows it again.
+    let had = (0..p).rev().find(|&i| is_idr(&run.units[i])).unwrap();
+    assert!(p - had > 3);
+    let again = (p..run.units.len())
+        .find(|&i| is_idr(&run.units[i]))
+        .expect("a keyframe after the PLI");
+    assert_eq!(
+        run.units[again], run.units[had],
+        "the replay starts at its keyframe"
+    );
+    let replayed = p - had;
+    assert!(
+        run.units.len() >= again + replayed,
+        "{} units",
+        run.units.len()
+    );
+    assert_eq!(
+        run.units[again..again + replayed],
+        run.units[had..p],
+        "the GOP up to the viewer's place, again"
+    );
+    // Every picture plays after the one before: the replay's timestamps went on.
+    assert!(
+        run.timestamps.windows(2).all(|w| w[0] < w[1]),
+        "{:?}",
+        run.timestamps
+    );
     publisher.kill().ok();
     publisher.wait().ok();
 }

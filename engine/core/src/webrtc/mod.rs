@@ -1,8 +1,10 @@
-//! WebRTC playback's decisions that need no socket: H.264 as RTP payloads ([`h264`]) and the
-//! names of WHEP sessions ([`SessionId`]), which say the shard that holds them.
+//! WebRTC playback's decisions that need no socket: H.264 as RTP payloads ([`h264`]), AAC as
+//! Opus ([`audio`]), keyframe requests answered from the cache ([`rewind`]) and the names of
+//! WHEP sessions ([`SessionId`]), which say the shard that holds them.
 
 pub mod audio;
 pub mod h264;
+pub mod rewind;
 
 use std::fmt;
 

@@ -31,6 +31,7 @@ pub mod opus;
 use bytes::Bytes;
 use edge_core::webrtc::audio::Transcoder;
 use edge_core::webrtc::h264::{AccessUnit, Packetizer};
+use edge_core::webrtc::rewind::Rewind;
 use edge_core::webrtc::{media_mids, SessionId};
 use str0m::change::SdpOffer;
 use str0m::format::Codec;
@@ -71,6 +72,7 @@ pub(crate) struct RtcCounters {
     pub(crate) opus_packets: Count,
     pub(crate) audio_errors: Count,
     pub(crate) keyframe_requests: Count,
+    pub(crate) keyframe_answers: Count,
     pub(crate) datagrams_in: Count,
     pub(crate) recv_calls: Count,
     pub(crate) datagrams_out: Count,
@@ -109,7 +111,8 @@ impl RtcCounters {
         ("b_frames_dropped", "counter", "B-frames not sent to WebRTC sessions (--webrtc-bframes drop; browsers' WebRTC decoders take none): once per stream on a shard", |c| &c.b_frames_dropped),
         ("opus_packets", "counter", "Opus packets encoded from streams' AAC: once per stream on a shard, however many sessions play it", |c| &c.opus_packets),
         ("audio_errors", "counter", "AAC frames that did not decode or encode for WebRTC (skipped), and streams whose audio cannot be (HE-AAC, no libopus)", |c| &c.audio_errors),
-        ("keyframe_requests", "counter", "PLI and FIR from WebRTC viewers: answered by the stream's next keyframe, never forwarded to a publisher", |c| &c.keyframe_requests),
+        ("keyframe_requests", "counter", "PLI and FIR from WebRTC viewers (never forwarded to a publisher)", |c| &c.keyframe_requests),
+        ("keyframe_answers", "counter", "Keyframe requests answered by sending the session its stream's GOP again from the cache (once per keyframe; the others wait for the stream's next keyframe)", |c| &c.keyframe_answers),
         ("datagrams_in", "counter", "UDP datagrams received on the WebRTC socket", |c| &c.datagrams_in),
         ("recv_calls", "counter", "recvmmsg calls that returned datagrams on the WebRTC socket", |c| &c.recv_calls),
         ("datagrams_out", "counter", "UDP datagrams sent from the WebRTC socket", |c| &c.datagrams_out),
@@ -144,6 +147,8 @@ pub(crate) struct RtcSettings {
 /// completed (each its own timestamp).
 pub(crate) struct RtpUnit {
     pub(crate) audio: bool,
+    /// A video unit holding an IDR picture (with SPS and PPS before it).
+    pub(crate) keyframe: bool,
     pub(crate) packets: Vec<RtpPacket>,
 }
 
@@ -158,6 +163,7 @@ impl From<AccessUnit> for RtpUnit {
         let last = au.payloads.len().saturating_sub(1);
         RtpUnit {
             audio: false,
+            keyframe: au.keyframe,
             packets: au
                 .payloads
                 .iter()
@@ -194,6 +200,9 @@ struct StreamRtp {
     units: HashMap<ChunkKey, (Bytes, Option<Rc<RtpUnit>>)>,
     /// Sessions of this stream on the shard: the entry goes with the last one.
     sessions: usize,
+    /// The units since the stream's last keyframe, that first (empty before one, and once a
+    /// GOP outgrows [`RECENT_UNITS`]): what a keyframe request is answered with.
+    gop: Vec<Rc<RtpUnit>>,
 }
 
 /// One outgoing RTP stream of a session.
@@ -228,6 +237,10 @@ struct Session {
     video: Track,
     /// Opus, when the offer has an audio section that takes it.
     audio: Option<Track>,
+    /// The source time of the last picture written to the session.
+    last_video: Option<u64>,
+    /// Its keyframe requests, and how far they moved its timestamps.
+    rewind: Rewind,
     created: Instant,
     connected: bool,
     ended: bool,
@@ -391,6 +404,8 @@ impl RtcEndpoint {
             addrs: Vec::new(),
             video,
             audio,
+            last_video: None,
+            rewind: Rewind::default(),
             created: now,
             connected: false,
             ended: false,
@@ -408,6 +423,7 @@ impl RtcEndpoint {
                 order: VecDeque::new(),
                 units: HashMap::new(),
                 sessions: 0,
+                gop: Vec::new(),
             })
             .sessions += 1;
         drop(st);
@@ -526,6 +542,16 @@ impl RtcEndpoint {
                 media.units.remove(&oldest);
             }
         }
+        if let Some(u) = &unit {
+            if u.keyframe {
+                media.gop.clear();
+                media.gop.push(Rc::clone(u));
+            } else if media.gop.len() == RECENT_UNITS {
+                media.gop.clear();
+            } else if !media.gop.is_empty() {
+                media.gop.push(Rc::clone(u));
+            }
+        }
         media.order.push_back(chunk_key(chunk));
         media
             .units
@@ -571,6 +597,7 @@ impl RtcEndpoint {
         self.counters.opus_packets.add(packets.len() as u64);
         Some(Rc::new(RtpUnit {
             audio: true,
+            keyframe: false,
             packets: packets
                 .into_iter()
                 .map(|p| RtpPacket {
@@ -582,31 +609,73 @@ impl RtcEndpoint {
         }))
     }
 
-    /// Writes one unit to session `id` (audio only if it takes audio); `false` once the
-    /// session is gone.
-    pub(crate) fn write(&self, id: SessionId, unit: &RtpUnit) -> bool {
+    /// Writes one unit to session `id` (audio only if it takes audio), after its stream's GOP
+    /// up to this unit when the session asked for a keyframe and gets one from the cache
+    /// ([`Rewind`]); `false` once the session is gone.
+    pub(crate) fn write(&self, id: SessionId, unit: &Rc<RtpUnit>) -> bool {
         let now = Instant::now();
         let mut st = self.state.borrow_mut();
-        let State { sessions, out, .. } = &mut *st;
+        let State {
+            sessions,
+            out,
+            media,
+            ..
+        } = &mut *st;
         let Some(s) = sessions.get_mut(&id) else {
             return false;
         };
+        let replay = if s.rewind.wanted() {
+            let gop = media.get(&s.key).map_or(&[][..], |m| &m.gop[..]);
+            replay(s, gop, unit)
+        } else {
+            Vec::new()
+        };
+        if !replay.is_empty() {
+            self.counters.keyframe_answers.inc();
+        }
+        let mut deadline = None;
+        let mut wrote = false;
+        for u in replay.iter().chain(std::iter::once(unit)) {
+            if let Some(d) = self.send_unit(s, u, now, out) {
+                deadline = d;
+                wrote = true;
+            }
+        }
+        let alive = !s.ended;
+        drop(st);
+        if wrote || !alive {
+            self.settle(id, deadline);
+            self.wake_sender();
+        }
+        alive
+    }
+
+    /// Writes `unit`'s packets to session `s` with its timestamps: `None` if it took none (an
+    /// audio unit and no audio track, or the session ended), else its next deadline.
+    fn send_unit(
+        &self,
+        s: &mut Session,
+        unit: &RtpUnit,
+        now: Instant,
+        out: &mut VecDeque<(SocketAddr, Vec<u8>)>,
+    ) -> Option<Option<Instant>> {
         let mut deadline = None;
         for p in &unit.packets {
             if s.ended {
                 break;
             }
-            let track = if unit.audio {
+            let (track, source) = if unit.audio {
                 match s.audio.as_mut() {
-                    Some(t) => t,
+                    Some(t) => (t, s.rewind.audio_time(p.rtp_time)),
                     None => break,
                 }
             } else {
-                &mut s.video
+                s.last_video = Some(p.rtp_time);
+                (&mut s.video, s.rewind.video_time(p.rtp_time))
             };
             let seq: SeqNo = track.next_seq.into();
             track.next_seq += 1;
-            let time = (p.rtp_time as u32).wrapping_add(track.ts_offset);
+            let time = (source as u32).wrapping_add(track.ts_offset);
             let (pt, ssrc) = (track.pt, track.ssrc);
             let mut api = s.rtc.direct_api();
             let Some(tx) = api.stream_tx(&ssrc) else {
@@ -620,13 +689,9 @@ impl RtcEndpoint {
             );
             self.counters.rtp_packets.inc();
             // str0m's contract: drain after every mutation.
-            deadline = drain(s, out, &self.counters);
+            deadline = Some(drain(s, out, &self.counters));
         }
-        let alive = !s.ended;
-        drop(st);
-        self.settle(id, deadline);
-        self.wake_sender();
-        alive
+        deadline
     }
 
     /// After session `id` was driven: its next deadline set, or the session removed if it
@@ -857,6 +922,32 @@ fn track(
     Some(Track::new(ssrc, pt))
 }
 
+/// What session `s`, which asked for a keyframe, is sent again before `unit`: its stream's
+/// GOP up to `unit` when it has had the GOP's keyframe (edge-core's [`Rewind`] decides, and
+/// moves the session's timestamps on); nothing when `unit` is itself a keyframe, or is not
+/// in the GOP at hand (the session is behind it, or the GOP outgrew the cache): the stream's
+/// next keyframe answers then.
+fn replay(s: &mut Session, gop: &[Rc<RtpUnit>], unit: &Rc<RtpUnit>) -> Vec<Rc<RtpUnit>> {
+    if unit.keyframe {
+        s.rewind.settle();
+        return Vec::new();
+    }
+    let position = gop.iter().position(|u| Rc::ptr_eq(u, unit));
+    let keyframe = gop
+        .first()
+        .and_then(|k| k.packets.first())
+        .map(|p| p.rtp_time);
+    match (position, keyframe, s.last_video) {
+        (Some(at), Some(keyframe), Some(last)) if at > 0 && s.rewind.answer(keyframe, last) => {
+            gop[..at].to_vec()
+        }
+        _ => {
+            s.rewind.settle();
+            Vec::new()
+        }
+    }
+}
+
 /// Says once per process why WebRTC sessions have no audio.
 fn warn_once(why: &str) {
     static SAID: std::sync::Once = std::sync::Once::new();
@@ -893,7 +984,10 @@ fn drain(
             }
             // Never forwarded (an RTMP publisher cannot honour one): the stream's next
             // keyframe answers it, within a GOP.
-            Ok(Output::Event(Event::KeyframeRequest(_))) => counters.keyframe_requests.inc(),
+            Ok(Output::Event(Event::KeyframeRequest(_))) => {
+                counters.keyframe_requests.inc();
+                s.rewind.request();
+            }
             Ok(Output::Event(_)) => {}
             Err(e) => {
                 debug!("WebRTC session failed: {e}");
