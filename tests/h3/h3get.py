@@ -2,8 +2,9 @@
 
 Usage: h3get.py HOST PORT CA_PEM < requests.json > responses.json
 
-requests.json is a list of [method, path] or [method, path, {header: value}]; every request
-goes over one QUIC connection, one after another. The answer is a list of
+requests.json is a list of [method, path], [method, path, {header: value}] or [method, path,
+{header: value}, body text]; every request goes over one QUIC connection, one after another
+(a body goes in one DATA frame after the HEADERS, and ends the stream). The answer is a list of
 {"status": int, "headers": [[name, value], ...], "body": hex} or {"error": "..."} per
 request, then {"alpn": ..., "migrations": ...} as the last element.
 """
@@ -41,7 +42,7 @@ class Client(QuicConnectionProtocol):
         self.h3 = Http3(self._quic)
         self.waiting = {}
 
-    async def request(self, method, authority, path, headers):
+    async def request(self, method, authority, path, headers, body=None):
         stream_id = self._quic.get_next_available_stream_id()
         fields = [
             (b":method", method.encode()),
@@ -52,7 +53,9 @@ class Client(QuicConnectionProtocol):
         ] + [(k.lower().encode(), v.encode()) for k, v in headers.items()]
         if method == "HEAD":
             self.h3.head_streams.add(stream_id)
-        self.h3.send_headers(stream_id, fields, end_stream=True)
+        self.h3.send_headers(stream_id, fields, end_stream=body is None)
+        if body is not None:
+            self.h3.send_data(stream_id, body, end_stream=True)
         done = self._loop.create_future()
         self.waiting[stream_id] = {"done": done, "status": None, "headers": [], "body": bytearray()}
         self.transmit()
@@ -97,12 +100,27 @@ async def main():
         for r in requests:
             method, path = r[0], r[1]
             headers = r[2] if len(r) > 2 else {}
+            body = r[3].encode() if len(r) > 3 else None
             try:
-                out.append(await client.request(method, f"{host}:{port}", path, headers))
+                out.append(await client.request(method, f"{host}:{port}", path, headers, body))
             except Exception as e:  # a refused stream or a timeout: reported, not raised
                 out.append({"error": repr(e)})
         out.append({"alpn": client._quic.tls.alpn_negotiated})
     json.dump(out, sys.stdout)
 
 
-asyncio.run(main())
+async def one_request(host, port, ca, method, path, headers, body=None):
+    """One request on a connection of its own (for other test clients): the response as
+    main() reports it."""
+    config = QuicConfiguration(is_client=True, alpn_protocols=H3_ALPN)
+    config.load_verify_locations(ca)
+    config.verify_mode = ssl.CERT_REQUIRED
+    config.server_name = "localhost"
+    async with connect(host, port, configuration=config, create_protocol=Client) as client:
+        if isinstance(body, str):
+            body = body.encode()
+        return await client.request(method, f"{host}:{port}", path, headers, body)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

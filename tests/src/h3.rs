@@ -52,9 +52,26 @@ pub fn h3_requests(
     ca: &Path,
     requests: &[(&str, &str)],
 ) -> Vec<Result<H3Response, String>> {
+    let list: Vec<(&str, &str, &str)> = requests.iter().map(|&(m, p)| (m, p, "")).collect();
+    h3_requests_with_bodies(addr, ca, &list)
+}
+
+/// As [`h3_requests`], each request with a body (method, path, body; an empty body is
+/// none: the HEADERS end the stream).
+pub fn h3_requests_with_bodies(
+    addr: SocketAddr,
+    ca: &Path,
+    requests: &[(&str, &str, &str)],
+) -> Vec<Result<H3Response, String>> {
     let list: Vec<serde_json::Value> = requests
         .iter()
-        .map(|(m, p)| serde_json::json!([m, p]))
+        .map(|(m, p, b)| {
+            if b.is_empty() {
+                serde_json::json!([m, p])
+            } else {
+                serde_json::json!([m, p, {}, b])
+            }
+        })
         .collect();
     let mut child = Command::new(python())
         .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("h3/h3get.py"))

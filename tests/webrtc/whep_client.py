@@ -2,11 +2,14 @@
 a while, and prints what it received as JSON on stdout.
 
 Usage: whep_client.py URL SECONDS [--token TOKEN] [--no-delete] [--pli-after N]
+                      [--h3 PORT CA_PEM]
 
 Prints {"status": N, "location": ..., "units": [hex of each access unit, Annex B],
 "timestamps": [each unit's RTP timestamp, from 0], "audio_frames": N, "audio_loud": N, ...}.
 With --pli-after N, the client sends one PLI (RTCP picture loss) once it has N units and the
-last IDR picture is at least 3 units back, and says after how many units as "pli_at". An access unit is what aiortc's depacketizer hands
+last IDR picture is at least 3 units back, and says after how many units as "pli_at". With
+--h3, the offer is posted and the session deleted over HTTP/3 (aioquic) to UDP port PORT of
+URL's host, trusting CA_PEM; media flows as ever. An access unit is what aiortc's depacketizer hands
 its decoder: the NAL units of one RTP timestamp, each behind a start code; video is not
 decoded, the test compares bytes. Audio is decoded by aiortc's own Opus decoder (libopus):
 the frames it gave, and how many of them are not silence.
@@ -15,6 +18,7 @@ the frames it gave, and how many of them are not silence.
 import array
 import asyncio
 import json
+import os
 import sys
 import urllib.request
 import urllib.error
@@ -89,11 +93,29 @@ def http(method, url, body=None, headers=None):
         return e.code, dict(e.headers), e.read().decode()
 
 
+async def http3(h3, method, url, body=None, headers=None):
+    """The request over HTTP/3 to UDP port h3[0] of url's host: (status, headers, body)."""
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "h3"))
+    import h3get
+
+    rest = url.split("://", 1)[1]
+    host = rest.split("/", 1)[0].rsplit(":", 1)[0]
+    path = "/" + rest.split("/", 1)[1]
+    r = await h3get.one_request(
+        host, int(h3[0]), h3[1], method, path, headers or {},
+        body.decode() if body is not None else None,
+    )
+    if "error" in r:
+        return 0, {}, r["error"]
+    return r["status"], {k.lower(): v for k, v in r["headers"]}, bytes.fromhex(r["body"]).decode()
+
+
 async def main():
     url = sys.argv[1]
     seconds = float(sys.argv[2])
     token = None
     delete = True
+    h3 = None
     args = sys.argv[3:]
     while args:
         a = args.pop(0)
@@ -103,6 +125,8 @@ async def main():
             delete = False
         elif a == "--pli-after":
             PLI["after"] = int(args.pop(0))
+        elif a == "--h3":
+            h3 = (args.pop(0), args.pop(0))
     pc = RTCPeerConnection()
     video = pc.addTransceiver("video", direction="recvonly")
     PLI["loop"] = asyncio.get_running_loop()
@@ -137,15 +161,19 @@ async def main():
     if token:
         headers["Authorization"] = "Bearer " + token
     loop = asyncio.get_running_loop()
-    status, resp_headers, body = await loop.run_in_executor(
-        None, lambda: http("POST", url, pc.localDescription.sdp.encode(), headers)
-    )
+    offer = pc.localDescription.sdp.encode()
+    if h3:
+        status, resp_headers, body = await http3(h3, "POST", url, offer, headers)
+    else:
+        status, resp_headers, body = await loop.run_in_executor(
+            None, lambda: http("POST", url, offer, headers)
+        )
     out = {"status": status, "body": body if status != 201 else ""}
     if status != 201:
         await pc.close()
         print(json.dumps(out))
         return
-    location = resp_headers.get("Location")
+    location = resp_headers.get("Location") or resp_headers.get("location")
     out["location"] = location
     await pc.setRemoteDescription(RTCSessionDescription(sdp=body, type="answer"))
     try:
@@ -162,7 +190,10 @@ async def main():
     if delete:
         base = url.split("/", 3)
         session_url = base[0] + "//" + base[2] + location
-        st, _, _ = await loop.run_in_executor(None, lambda: http("DELETE", session_url))
+        if h3:
+            st, _, _ = await http3(h3, "DELETE", session_url)
+        else:
+            st, _, _ = await loop.run_in_executor(None, lambda: http("DELETE", session_url))
         out["delete_status"] = st
     await pc.close()
     print(json.dumps(out))

@@ -1190,7 +1190,11 @@ pub fn h3_streams(data: &[u8]) {
                     }
                 }
             }
-            let _ = s.finish();
+            if let Ok(Some(req)) = s.finish() {
+                assert!(req.body.len() <= edge_core::http::MAX_BODY_BYTES);
+                assert!(req.body.is_empty() || req.body.len() as u64 == req.body_len);
+                check_http1(&req);
+            }
         }
         1 => {
             let mut c = ControlStream::new();
@@ -1247,7 +1251,9 @@ pub fn qpack(data: &[u8]) {
 }
 
 fn check_http1(req: &edge_core::h3::message::Request) {
-    let head = req.to_http1();
+    let mut head = req.to_http1();
+    // A body within the limit follows its head, as the driver reads it.
+    head.extend_from_slice(&req.body);
     match edge_core::http::parse_request(&head) {
         Ok(Some((parsed, used))) => {
             assert_eq!(used, head.len(), "the whole head is one request");
@@ -1349,6 +1355,8 @@ pub fn webrtc_media(data: &[u8]) {
             assert_eq!(id.to_string(), text.to_ascii_lowercase());
         }
         let _ = edge_core::http::Route::parse(&text);
+        let reason = edge_core::webrtc::offer_error_reason(&text);
+        assert!(!reason.contains('\n'));
         return;
     }
     // Video bodies separated by 0xfe bytes; a sequence header among them sets the NAL length.

@@ -32,6 +32,8 @@ pub enum Frame {
     Data {
         len: u64,
     },
+    /// DATA with its payload, from a reader told to keep them ([`FrameReader::keep_data`]).
+    DataPayload(Bytes),
     /// HEADERS: the encoded field section (QPACK).
     Headers(Bytes),
     Settings(Vec<(u64, u64)>),
@@ -43,7 +45,7 @@ pub enum Frame {
 impl Frame {
     pub fn kind(&self) -> u64 {
         match self {
-            Frame::Data { .. } => kind::DATA,
+            Frame::Data { .. } | Frame::DataPayload(_) => kind::DATA,
             Frame::Headers(_) => kind::HEADERS,
             Frame::Settings(_) => kind::SETTINGS,
             Frame::Goaway(_) => kind::GOAWAY,
@@ -83,11 +85,21 @@ pub struct FrameReader {
     buf: BytesMut,
     /// Payload bytes still to skip (a DATA frame's, an unknown frame's).
     skip: u64,
+    /// DATA payloads up to this long are kept and returned ([`Frame::DataPayload`]); longer
+    /// ones are skipped like any. 0: all are skipped.
+    keep_data: u64,
 }
 
 impl FrameReader {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// From now on, DATA payloads of at most `max` bytes are returned whole
+    /// ([`Frame::DataPayload`]) instead of skipped (a request body's, which the caller
+    /// bounds); longer ones still come as [`Frame::Data`], skipped.
+    pub fn keep_data(&mut self, max: u64) {
+        self.keep_data = max;
     }
 
     /// Bytes the stream delivered.
@@ -124,6 +136,16 @@ impl FrameReader {
             };
             let head = ty_len + len_len;
             let max = match ty {
+                kind::DATA if len > 0 && len <= self.keep_data => {
+                    let total = head + len as usize;
+                    if self.buf.len() < total {
+                        return Ok(None);
+                    }
+                    self.buf.advance(head);
+                    return Ok(Some(Frame::DataPayload(
+                        self.buf.split_to(len as usize).freeze(),
+                    )));
+                }
                 kind::DATA => {
                     self.buf.advance(head);
                     self.skip_payload(len);

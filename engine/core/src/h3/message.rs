@@ -40,6 +40,11 @@ pub struct Request {
     pub path: String,
     /// Regular header fields, names lowercase, in order (cookies joined into one).
     pub headers: Vec<(String, String)>,
+    /// The body's length as sent (DATA frames' payloads, summed), for a request that has one.
+    pub body_len: u64,
+    /// The body, when it is at most [`crate::http::MAX_BODY_BYTES`] long (else empty: the
+    /// routes refuse a longer one by its length, as over HTTP/1.1).
+    pub body: bytes::BytesMut,
 }
 
 impl Request {
@@ -114,7 +119,15 @@ impl Request {
             authority,
             path,
             headers,
+            body_len: 0,
+            body: bytes::BytesMut::new(),
         })
+    }
+
+    /// Whether a body may follow the HEADERS (every method but GET and HEAD): the request is
+    /// complete only when its stream ends.
+    pub fn takes_body(&self) -> bool {
+        self.method != "GET" && self.method != "HEAD"
     }
 
     /// The HTTP/1.1 request head the routes would get for the same request: `Host` from
@@ -131,8 +144,14 @@ impl Request {
             out.extend_from_slice(a.as_bytes());
             out.extend_from_slice(b"\r\n");
         }
+        if self.takes_body() {
+            // The length is the body's as it came in DATA frames.
+            out.extend_from_slice(format!("content-length: {}\r\n", self.body_len).as_bytes());
+        }
         for (name, value) in &self.headers {
-            if name == "host" && self.authority.is_some() {
+            // A client's content-length is not passed on: the body's is above, and a GET's
+            // or HEAD's body is not read (a claimed length would leave the driver waiting).
+            if (name == "host" && self.authority.is_some()) || name == "content-length" {
                 continue;
             }
             out.extend_from_slice(name.as_bytes());

@@ -7,6 +7,7 @@ use super::frame::{Frame, FrameError, FrameReader};
 use super::message::{MessageError, Request};
 use super::qpack::{self, QpackError};
 use super::{code, setting, stream_type, varint, MAX_FIELD_SECTION_SIZE};
+use crate::http::MAX_BODY_BYTES;
 
 /// A protocol error on a stream: close with [`StreamError::code`]. `connection` says whether
 /// it ends the connection (a frame or QPACK error) or only the request (a malformed request).
@@ -41,13 +42,17 @@ impl StreamError {
     }
 }
 
-/// A client's request stream: one HEADERS with the request, then (for GET and HEAD) nothing
-/// that matters: DATA is skipped, trailers are ignored.
+/// A client's request stream: one HEADERS with the request; for GET and HEAD nothing after it
+/// matters (DATA is skipped, trailers are ignored) and the request is complete at once; any
+/// other method's DATA is its body (kept up to [`MAX_BODY_BYTES`], counted beyond), and the
+/// request is complete when the stream ends ([`RequestStream::finish`]).
 #[derive(Debug, Default)]
 pub struct RequestStream {
     frames: FrameReader,
     /// The request has been read.
     headed: bool,
+    /// A request whose body is still coming.
+    pending: Option<Request>,
 }
 
 impl RequestStream {
@@ -64,21 +69,49 @@ impl RequestStream {
                 Frame::Headers(block) if !self.headed => {
                     self.headed = true;
                     let fields = qpack::decode_field_section(&block, MAX_FIELD_SECTION_SIZE)?;
-                    request = Some(Request::from_fields(fields)?);
+                    let r = Request::from_fields(fields)?;
+                    if r.takes_body() {
+                        self.frames.keep_data(MAX_BODY_BYTES as u64);
+                        self.pending = Some(r);
+                    } else {
+                        request = Some(r);
+                    }
                 }
-                // Trailers, and a body's DATA: nothing a GET or HEAD needs.
-                Frame::Headers(_) | Frame::Data { .. } if self.headed => {}
+                Frame::DataPayload(data) if self.pending.is_some() => {
+                    if let Some(r) = self.pending.as_mut() {
+                        r.body_len += data.len() as u64;
+                        if r.body_len <= MAX_BODY_BYTES as u64 {
+                            r.body.extend_from_slice(&data);
+                        } else {
+                            // Too long: only its length is kept, which the routes refuse.
+                            r.body = bytes::BytesMut::new();
+                            self.frames.keep_data(0);
+                        }
+                    }
+                }
+                // An empty DATA frame adds nothing (the reader does not keep those).
+                Frame::Data { len: 0 } => {}
+                Frame::Data { len } if self.pending.is_some() => {
+                    if let Some(r) = self.pending.as_mut() {
+                        r.body_len = r.body_len.saturating_add(len);
+                        r.body = bytes::BytesMut::new();
+                        self.frames.keep_data(0);
+                    }
+                }
+                // Trailers, and a GET's or HEAD's DATA: nothing it needs.
+                Frame::Headers(_) | Frame::Data { .. } | Frame::DataPayload(_) if self.headed => {}
                 other => return Err(FrameError::Unexpected(other.kind()).into()),
             }
         }
         Ok(request)
     }
 
-    /// The client finished its side: an error if it ended without a request or inside a frame
-    /// (`H3_REQUEST_INCOMPLETE`).
-    pub fn finish(&self) -> Result<(), u64> {
+    /// The client finished its side: the request whose body it ended (none for a GET or
+    /// HEAD, which [`push`](Self::push) gave already); an error if it ended without a
+    /// request or inside a frame (`H3_REQUEST_INCOMPLETE`).
+    pub fn finish(&mut self) -> Result<Option<Request>, u64> {
         if self.headed && self.frames.at_frame_boundary() {
-            Ok(())
+            Ok(self.pending.take())
         } else {
             Err(code::REQUEST_INCOMPLETE)
         }
@@ -210,7 +243,66 @@ mod tests {
         }
         assert_eq!(got.len(), 1);
         assert_eq!(got[0].path, "/live/x.m3u8");
-        assert_eq!(s.finish(), Ok(()));
+        assert!(
+            s.finish().unwrap().is_none(),
+            "given at its HEADERS already"
+        );
+    }
+
+    fn post(path: &str, bodies: &[&[u8]]) -> Vec<u8> {
+        let fields: Vec<(&[u8], &[u8])> = vec![
+            (b":method", b"POST"),
+            (b":scheme", b"https"),
+            (b":authority", b"localhost"),
+            (b":path", path.as_bytes()),
+            (b"content-length", b"1"),
+        ];
+        let mut block = Vec::new();
+        qpack::encode_field_section(&fields, &mut block);
+        let mut out = Vec::new();
+        write_headers(&block, &mut out);
+        for body in bodies {
+            write_head(crate::h3::frame::kind::DATA, body.len() as u64, &mut out);
+            out.extend_from_slice(body);
+        }
+        out
+    }
+
+    #[test]
+    fn a_posts_body_is_its_data_and_the_request_is_complete_when_the_stream_ends() {
+        let bytes = post(
+            "/live/x/whep",
+            &[b"v=0\r\n", b"", b"o=- 1 1 IN IP4 0.0.0.0\r\n"],
+        );
+        let mut s = RequestStream::new();
+        for b in &bytes {
+            assert!(s.push(std::slice::from_ref(b)).unwrap().is_none());
+        }
+        let r = s
+            .finish()
+            .unwrap()
+            .expect("the request, at the stream's end");
+        assert_eq!(&r.body[..], b"v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\n");
+        assert_eq!(r.body_len, 29);
+        let head = String::from_utf8(r.to_http1()).unwrap();
+        // The body's own length, not the client's claim.
+        assert!(head.contains("content-length: 29\r\n"), "{head}");
+        assert!(!head.contains("content-length: 1\r\n"), "{head}");
+        // Past the limit only the length is kept: the routes refuse it by that.
+        let big = vec![b'x'; MAX_BODY_BYTES - 10];
+        let bytes = post("/live/x/whep", &[&big, &[b'y'; 20], &vec![b'z'; 100_000]]);
+        let mut s = RequestStream::new();
+        for piece in bytes.chunks(1000) {
+            assert!(s.push(piece).unwrap().is_none());
+        }
+        let r = s.finish().unwrap().unwrap();
+        assert!(r.body.is_empty());
+        assert_eq!(r.body_len, (MAX_BODY_BYTES + 10 + 100_000) as u64);
+        // Ending inside a DATA frame is an incomplete request.
+        let bytes = post("/x", &[b"abc"]);
+        let mut s = RequestStream::new();
+        assert!(s.push(&bytes[..bytes.len() - 1]).unwrap().is_none());
+        assert_eq!(s.finish().unwrap_err(), code::REQUEST_INCOMPLETE);
     }
 
     #[test]
@@ -234,7 +326,7 @@ mod tests {
         let mut s = RequestStream::new();
         let bytes = get("/x");
         s.push(&bytes[..bytes.len() - 1]).unwrap();
-        assert_eq!(s.finish(), Err(code::REQUEST_INCOMPLETE));
+        assert_eq!(s.finish().unwrap_err(), code::REQUEST_INCOMPLETE);
         let mut s = RequestStream::new();
         let e = s.push(&get("no-slash")).unwrap_err();
         assert!(!e.is_connection_error());

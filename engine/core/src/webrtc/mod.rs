@@ -91,9 +91,41 @@ pub fn stun_local_ufrag(datagram: &[u8]) -> Option<&str> {
     None
 }
 
+/// A reason for a client from an SDP parser's error text: one line, without the memory
+/// address str0m's parser puts in it ("Parse error at PointerOffset(0x7f…)"), which would
+/// tell a peer where the engine's heap is.
+pub fn offer_error_reason(raw: &str) -> String {
+    let mut out = String::with_capacity(raw.len());
+    let mut rest = raw;
+    while let Some(at) = rest.find("PointerOffset(") {
+        out.push_str(&rest[..at]);
+        rest = &rest[at..];
+        rest = rest.find(')').map_or("", |end| &rest[end + 1..]);
+    }
+    out.push_str(rest);
+    let lines: Vec<&str> = out
+        .lines()
+        .map(|l| l.trim().trim_end_matches(" at"))
+        .filter(|l| !l.is_empty())
+        .collect();
+    lines.join("; ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_offer_errors_reason_is_one_line_without_an_address() {
+        let raw =
+            "SDP parse: Parse error at PointerOffset(0x7f29e4052a43)\nUnexpected ` `\n\nsdp line\n";
+        assert_eq!(
+            offer_error_reason(raw),
+            "SDP parse: Parse error; Unexpected ` `; sdp line"
+        );
+        assert_eq!(offer_error_reason("PointerOffset(0x1"), "");
+        assert_eq!(offer_error_reason("no offer"), "no offer");
+    }
 
     #[test]
     fn a_binding_requests_local_ufrag_is_read_and_other_datagrams_have_none() {

@@ -181,6 +181,15 @@ pub(crate) struct QuicEndpoint {
 }
 
 impl QuicEndpoint {
+    /// The IP the socket is bound to, unless it is a wildcard.
+    pub(crate) fn local_ip(&self) -> Option<std::net::IpAddr> {
+        self.socket
+            .local_addr()
+            .ok()
+            .map(|a| a.ip())
+            .filter(|ip| !ip.is_unspecified())
+    }
+
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn start(
         socket: std::net::UdpSocket,

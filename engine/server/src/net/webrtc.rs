@@ -347,8 +347,9 @@ impl RtcEndpoint {
         if self.state.borrow().sessions.len() >= self.settings.max_sessions {
             return Err(OfferError::Full);
         }
-        let offer =
-            SdpOffer::from_sdp_string(sdp).map_err(|e| OfferError::BadOffer(e.to_string()))?;
+        let offer = SdpOffer::from_sdp_string(sdp).map_err(|e| {
+            OfferError::BadOffer(edge_core::webrtc::offer_error_reason(&e.to_string()))
+        })?;
         let now = Instant::now();
         let mut rtc = Rtc::builder()
             .set_ice_lite(true)
@@ -378,15 +379,17 @@ impl RtcEndpoint {
                 .map_err(|e| OfferError::BadOffer(format!("candidate {c}: {e}")))?;
             rtc.add_local_candidate(candidate);
         }
-        let answer = rtc
-            .sdp_api()
-            .accept_offer(offer)
-            .map_err(|e| OfferError::BadOffer(e.to_string()))?;
+        let answer = rtc.sdp_api().accept_offer(offer).map_err(|e| {
+            OfferError::BadOffer(edge_core::webrtc::offer_error_reason(&e.to_string()))
+        })?;
         let deadline = loop {
             match rtc.poll_output() {
                 Ok(Output::Timeout(t)) => break Some(t),
                 Ok(_) => {}
-                Err(e) => return Err(OfferError::BadOffer(e.to_string())),
+                Err(e) => {
+                    let reason = edge_core::webrtc::offer_error_reason(&e.to_string());
+                    return Err(OfferError::BadOffer(reason));
+                }
             }
         };
         let video = track(&mut rtc, sdp, "video", |codec, mode| {

@@ -189,7 +189,11 @@ pub(crate) async fn serve(
                             let pieces = match (&route, req.method) {
                                 (Route::Whep(key), Method::Post) => {
                                     let id = shard.next_conn_id();
-                                    whep::offer(&shard, &req, key, peer, fd, id).await
+                                    let posted_to = match &stream {
+                                        Conn::H3(h3) => h3.local_ip(),
+                                        _ => whep::local_ip(fd),
+                                    };
+                                    whep::offer(&shard, &req, key, peer, posted_to, id).await
                                 }
                                 (Route::WhepSession(_, id), Method::Delete) => {
                                     whep::delete(&shard, *id, &req)

@@ -43,13 +43,14 @@ fn refusal(status: u16, reason: &str, req: &Request) -> Vec<Bytes> {
     routes::denial(status, reason, req)
 }
 
-/// A WHEP offer for `key` (authorised already), on a connection whose socket is `fd`.
+/// A WHEP offer for `key` (authorised already), posted to local address `posted_to` (what
+/// the answer names without `--webrtc-candidate`; `None` when unknown).
 pub(crate) async fn offer(
     shard: &ShardHandle,
     req: &Request,
     key: &StreamKey,
     peer: Option<SocketAddr>,
-    fd: std::os::fd::RawFd,
+    posted_to: Option<IpAddr>,
     client_id: u64,
 ) -> Vec<Bytes> {
     let Some(endpoint) = shard.webrtc() else {
@@ -72,7 +73,7 @@ pub(crate) async fn offer(
             req,
         );
     }
-    let Some(posted_to) = local_ip(fd) else {
+    let Some(posted_to) = posted_to else {
         return refusal(
             503,
             "this connection's local address is unknown: set --webrtc-candidate",
@@ -172,7 +173,7 @@ pub(crate) fn method_not_allowed(req: &Request) -> Vec<Bytes> {
 }
 
 /// The local address of the connection on `fd`.
-fn local_ip(fd: std::os::fd::RawFd) -> Option<IpAddr> {
+pub(crate) fn local_ip(fd: std::os::fd::RawFd) -> Option<IpAddr> {
     if fd < 0 {
         return None;
     }

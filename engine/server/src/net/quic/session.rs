@@ -89,7 +89,7 @@ enum Uni {
 
 /// A request stream before and after its HEADERS.
 enum Req {
-    Reading(RequestStream),
+    Reading(Box<RequestStream>),
     Answering(Rc<Exchange>),
 }
 
@@ -166,7 +166,7 @@ impl Session {
                                 counters.streams.inc();
                                 // Client bidirectional stream IDs are 4n.
                                 self.next_request = self.next_request.max(id.index() * 4 + 4);
-                                self.requests.insert(id, Req::Reading(RequestStream::new()));
+                                self.requests.insert(id, Req::Reading(Box::default()));
                                 self.read_request(id, now, out);
                             }
                             Dir::Uni => {
@@ -301,9 +301,18 @@ impl Session {
                 }
             }
         }
+        if request.is_none() && end == End::Finished {
+            // A request with a body is complete when its stream ends.
+            match reader.finish() {
+                Ok(Some(r)) => request = Some(r),
+                Ok(None) => return self.refuse(id, code::REQUEST_INCOMPLETE),
+                Err(code) => return self.refuse(id, code),
+            }
+        }
         match request {
             Some(request) => {
-                // Nothing after the HEADERS matters to a GET or HEAD (RFC 9114 §4.1).
+                // Nothing after the HEADERS matters to a GET or HEAD (RFC 9114 §4.1); a
+                // request with a body has ended its side already.
                 let _ = self.conn.recv_stream(id).stop(varint(code::NO_ERROR));
                 let exchange = Rc::new(Exchange::default());
                 self.requests
@@ -314,10 +323,6 @@ impl Session {
                     exchange,
                     kept: Rc::clone(&self.kept),
                 });
-            }
-            None if end == End::Finished => {
-                let code = reader.finish().err().unwrap_or(code::REQUEST_INCOMPLETE);
-                self.refuse(id, code);
             }
             None if end == End::Reset => {
                 self.requests.remove(&id);

@@ -63,6 +63,8 @@ impl H3Stream {
         // One request per stream: the driver ends after this response.
         head.truncate(head.len() - 2);
         head.extend_from_slice(b"connection: close\r\n\r\n");
+        // The body (a WHEP offer's) after the head, as the driver reads it over HTTP/1.1.
+        head.extend_from_slice(&req.request.body);
         let head_only = req.request.method == "HEAD";
         H3Stream {
             kept: req.kept,
@@ -84,6 +86,12 @@ impl H3Stream {
 
     pub(crate) fn peer(&self) -> SocketAddr {
         self.write.peer
+    }
+
+    /// The address the client sent to, when the endpoint's socket is bound to one (a
+    /// wildcard bind does not say which of the host's addresses a datagram came in on).
+    pub(crate) fn local_ip(&self) -> Option<std::net::IpAddr> {
+        self.write.endpoint.local_ip()
     }
 
     /// What the serving layer keeps until the QUIC connection closes.
