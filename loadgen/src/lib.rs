@@ -263,7 +263,10 @@ fn worker(
                         viewers::llhls_viewer(ctx, pools, http, app, name).await
                     }
                     Protocol::WebRtc => {
-                        viewers::webrtc_viewer(ctx, http.expect("checked"), app, name).await
+                        // `--verify light`: every tenth viewer decrypts and measures.
+                        let decrypt = !ctx.light || i % 10 == 0;
+                        let http = http.expect("checked");
+                        viewers::webrtc_viewer(ctx, http, app, name, decrypt).await
                     }
                 }
             }));

@@ -12,7 +12,7 @@ use edge_core::sei;
 use monoio::io::AsyncWriteRentExt;
 use str0m::change::SdpAnswer;
 use str0m::format::Codec;
-use str0m::media::{Direction, MediaKind};
+use str0m::media::{Direction, MediaKind, Pt};
 use str0m::net::{Protocol, Receive};
 use str0m::{Candidate, Event, Input, Output, Rtc};
 
@@ -102,8 +102,57 @@ async fn post_offer(
     Ok((text, location))
 }
 
-/// A WHEP viewer: plays until the deadline, measuring every video frame's probe.
-pub async fn webrtc_viewer(ctx: Ctx, addr: SocketAddr, app: String, stream: String) {
+/// An SRTP datagram's RTP header, read without decrypting (RFC 3711 leaves it in the
+/// clear): payload type, marker, sequence number, SSRC. `None` for anything else (STUN,
+/// DTLS, RTCP).
+fn rtp_header(d: &[u8]) -> Option<(u8, bool, u16, u32)> {
+    if d.len() < 12 || d[0] >> 6 != 2 {
+        return None;
+    }
+    let pt = d[1] & 0x7f;
+    // RTCP's packet types 192–223 read as payload types 64–95 with the marker.
+    if (64..96).contains(&pt) {
+        return None;
+    }
+    Some((
+        pt,
+        d[1] & 0x80 != 0,
+        u16::from_be_bytes([d[2], d[3]]),
+        u32::from_be_bytes([d[8], d[9], d[10], d[11]]),
+    ))
+}
+
+/// A header-only viewer's count of one SSRC's packets: the next sequence number expected.
+#[derive(Default)]
+struct Sequence {
+    next: Option<u16>,
+}
+
+impl Sequence {
+    /// Packets missing before `seq` (a reordered or repeated one counts none).
+    fn lost_before(&mut self, seq: u16) -> u64 {
+        let lost = match self.next {
+            Some(next) => {
+                let gap = seq.wrapping_sub(next);
+                if gap < 0x8000 {
+                    u64::from(gap)
+                } else {
+                    0
+                }
+            }
+            None => 0,
+        };
+        if self.next.is_none_or(|n| seq.wrapping_sub(n) < 0x8000) {
+            self.next = Some(seq.wrapping_add(1));
+        }
+        lost
+    }
+}
+
+/// A WHEP viewer: plays until the deadline, measuring every video frame's probe; with
+/// `decrypt` false, once connected it reads only the RTP headers of the media (see
+/// `--verify light`), so that one client core can hold more viewers than it could decrypt.
+pub async fn webrtc_viewer(ctx: Ctx, addr: SocketAddr, app: String, stream: String, decrypt: bool) {
     let Some(ip) = local_ip_towards(addr) else {
         return ctx.error("connect");
     };
@@ -161,6 +210,9 @@ pub async fn webrtc_viewer(ctx: Ctx, addr: SocketAddr, app: String, stream: Stri
     ctx.live.viewers.fetch_add(1, Ordering::Relaxed);
     let mut track = ProbeTrack::new();
     let mut got_media = false;
+    let mut connected = false;
+    let mut readable = false;
+    let mut sequences: std::collections::HashMap<u32, Sequence> = Default::default();
     let mut buf = vec![0u8; 2048];
     'run: loop {
         let deadline = loop {
@@ -170,6 +222,7 @@ pub async fn webrtc_viewer(ctx: Ctx, addr: SocketAddr, app: String, stream: Stri
                     // A full socket drops it, as a network would.
                     let _ = raw.send_to(&t.contents, t.destination);
                 }
+                Ok(Output::Event(Event::Connected)) => connected = true,
                 Ok(Output::Event(Event::RtpPacket(p))) => {
                     got_media = true;
                     ctx.live
@@ -191,23 +244,48 @@ pub async fn webrtc_viewer(ctx: Ctx, addr: SocketAddr, app: String, stream: Stri
         if !ctx.running() || !rtc.is_alive() {
             break;
         }
-        let wait = deadline.min(ctx.until());
-        monoio::select! {
-            _ = sock.readable(false) => {}
-            _ = monoio::time::sleep_until(wait.into()) => {}
-        }
-        // Every datagram the socket holds, then the deadline: each input is one mutation,
-        // drained by the next pass of the loop above before the next is fed.
-        let now = Instant::now();
-        let fed = match raw.recv_from(&mut buf) {
-            Ok((n, from)) => match Receive::new(Protocol::Udp, from, local, &buf[..n]) {
-                Ok(r) => rtc.handle_input(Input::Receive(now, r)),
-                Err(_) => Ok(()),
-            },
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                rtc.handle_input(Input::Timeout(now))
+        // A viewer whose last read found a datagram reads again before it waits: a burst
+        // costs one readiness wait, not one per datagram.
+        if !readable {
+            let wait = deadline.min(ctx.until());
+            monoio::select! {
+                _ = sock.readable(false) => {}
+                _ = monoio::time::sleep_until(wait.into()) => {}
             }
-            Err(_) => Ok(()),
+        }
+        // The datagrams the socket holds up to the next one for str0m, or the deadline once
+        // it holds none: each input is one mutation, drained by the next pass of the loop
+        // above before the next is fed. A header-only viewer's media is counted here and
+        // never fed.
+        let now = Instant::now();
+        readable = false;
+        let fed = loop {
+            match raw.recv_from(&mut buf) {
+                Ok((n, from)) => {
+                    readable = true;
+                    let media = rtp_header(&buf[..n]).filter(|_| connected && !decrypt);
+                    let Some((pt, marker, seq, ssrc)) = media else {
+                        break match Receive::new(Protocol::Udp, from, local, &buf[..n]) {
+                            Ok(r) => rtc.handle_input(Input::Receive(now, r)),
+                            Err(_) => Ok(()),
+                        };
+                    };
+                    got_media = true;
+                    ctx.live.bytes.fetch_add(n as u64, Ordering::Relaxed);
+                    let lost = sequences.entry(ssrc).or_default().lost_before(seq);
+                    let mut st = ctx.stats.borrow_mut();
+                    if lost > 0 {
+                        st.count("rtp_packets_lost", lost);
+                    }
+                    if marker && video_pts.contains(&Pt::from(pt)) {
+                        st.count("video_frames_headers_only", 1);
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    break rtc.handle_input(Input::Timeout(now));
+                }
+                Err(_) => break Ok(()),
+            }
         };
         if fed.is_err() {
             ctx.error_while_running("webrtc");
@@ -231,4 +309,52 @@ pub async fn webrtc_viewer(ctx: Ctx, addr: SocketAddr, app: String, stream: Stri
     }
     ctx.viewer_done(got_media);
     ctx.live.viewers.fetch_sub(1, Ordering::Relaxed);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_rtp_header_is_read_in_the_clear_and_rtcp_stun_and_dtls_are_not_media() {
+        let mut p = vec![
+            0x80,
+            0x80 | 102,
+            0x12,
+            0x34,
+            0,
+            0,
+            0,
+            1,
+            0xde,
+            0xad,
+            0xbe,
+            0xef,
+        ];
+        p.extend_from_slice(&[9; 20]);
+        assert_eq!(rtp_header(&p), Some((102, true, 0x1234, 0xdead_beef)));
+        p[1] = 200; // an RTCP sender report
+        assert_eq!(rtp_header(&p), None);
+        assert_eq!(
+            rtp_header(&[0x00, 0x01, 0, 0, 0x21, 0x12, 0xa4, 0x42, 0, 0, 0, 0]),
+            None
+        );
+        assert_eq!(
+            rtp_header(&[22, 0xfe, 0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0]),
+            None
+        );
+        assert_eq!(rtp_header(&p[..11]), None);
+    }
+
+    #[test]
+    fn packets_lost_are_the_gaps_in_sequence_numbers_across_the_wrap() {
+        let mut s = Sequence::default();
+        assert_eq!(s.lost_before(65_533), 0);
+        assert_eq!(s.lost_before(65_534), 0);
+        assert_eq!(s.lost_before(1), 2, "65535 and 0 missing");
+        assert_eq!(s.lost_before(0), 0, "late, not lost again");
+        assert_eq!(s.lost_before(2), 0);
+        assert_eq!(s.lost_before(2), 0, "a repeat");
+        assert_eq!(s.lost_before(5), 2);
+    }
 }

@@ -512,6 +512,58 @@ fn a_hundred_whep_sessions_on_two_shards_all_play_and_are_freed() {
     });
 }
 
+/// loadgen's light WHEP viewers (`--verify light`, for runs where the client would be the
+/// limit): nine in ten count the frames by their RTP headers without decrypting, every
+/// tenth decrypts and measures; all of them get media.
+#[test]
+fn loadgen_light_whep_viewers_count_frames_by_their_headers() {
+    let engine = webrtc_engine(&["--webrtc-bframes", "keep"]);
+    let (rtmp, http) = (engine.rtmp_url(""), engine.http_url(""));
+    let run = LoadgenRun::start(
+        "whep-light",
+        &[
+            "--target",
+            rtmp.trim_end_matches('/'),
+            "--target",
+            http.trim_end_matches('/'),
+            "--publish",
+            "--viewers",
+            "20",
+            "--ramp",
+            "10",
+            "--protocol",
+            "webrtc",
+            "--verify",
+            "light",
+            "--duration",
+            "8s",
+        ],
+    );
+    let (status, report) = run.finish();
+    assert!(status.success(), "{status:?} {report}");
+    let v: serde_json::Value = serde_json::from_str(&report).expect("loadgen's JSON");
+    let c = &v["counters"];
+    assert_eq!(c["viewers_with_media"], 20, "{report}");
+    // Two viewers decrypt (every tenth) and eighteen count headers: at least a second of
+    // frames each, at 25 a second.
+    assert!(
+        c["video_frames"].as_u64().unwrap_or(0) >= 2 * 25,
+        "{report}"
+    );
+    assert!(
+        c["video_frames_headers_only"].as_u64().unwrap_or(0) >= 18 * 25,
+        "{report}"
+    );
+    assert!(
+        c["video_frames_headers_only"].as_u64() > c["video_frames"].as_u64(),
+        "{report}"
+    );
+    eprintln!(
+        "RTP packets lost (header-only viewers): {}",
+        c["rtp_packets_lost"]
+    );
+}
+
 /// At an edge, WHEP viewers of a pulled stream share the one pull per machine: ten loadgen
 /// WHEP viewers and an aiortc one at a two-shard edge in front of an engine origin, one
 /// upstream pull, and the aiortc viewer's pictures are the source's.
