@@ -58,6 +58,9 @@ const SEND_BATCH: usize = 256;
 /// Source addresses a session is known by at most (ICE checks from further addresses still
 /// reach it by their username fragment; media from them is dropped).
 const MAX_ADDRS: usize = 8;
+/// Due deadlines handled in one drain at most (a frame's packets are a few; a keyframe's,
+/// tens; a replayed GOP's, hundreds).
+const MAX_CATCH_UP: usize = 1024;
 
 /// One shard's WebRTC counters, rendered in `/metrics` as `edge_webrtc_NAME`.
 #[derive(Debug, Default)]
@@ -692,7 +695,7 @@ impl RtcEndpoint {
             );
             self.counters.rtp_packets.inc();
             // str0m's contract: drain after every mutation.
-            deadline = Some(drain(s, out, &self.counters));
+            deadline = Some(drain(s, out, &self.counters, now));
         }
         deadline
     }
@@ -763,10 +766,10 @@ impl RtcEndpoint {
                     None
                 } else {
                     match contain::peer_input(|| s.rtc.handle_input(Input::Timeout(now))) {
-                        Ok(Ok(())) => drain(s, out, &self.counters),
+                        Ok(Ok(())) => drain(s, out, &self.counters, now),
                         Ok(Err(e)) => {
                             debug!(session = %id, "WebRTC timeout: {e}");
-                            drain(s, out, &self.counters)
+                            drain(s, out, &self.counters, now)
                         }
                         Err(panic) => {
                             tracing::warn!(session = %id, "WebRTC session ended: its timeout panicked: {panic}");
@@ -836,7 +839,7 @@ impl RtcEndpoint {
         let deadline = if s.ended {
             None
         } else {
-            drain(s, out, &self.counters)
+            drain(s, out, &self.counters, now)
         };
         if !was_connected && s.connected {
             self.counters.connected.inc();
@@ -960,11 +963,17 @@ fn warn_once(why: &str) {
 /// Drains a session's output (str0m's contract after every mutation): datagrams to `out`,
 /// events into the session's state. Its next deadline, `None` once it has ended (a panic in
 /// the library ends the session, not the shard).
+///
+/// A deadline that is already due is handled here and the draining goes on: str0m's pacer
+/// hands out one packet per timeout it is given, so a frame's packets would otherwise each
+/// wait for a round trip through the shard's timer (at most [`MAX_CATCH_UP`] in a row).
 fn drain(
     s: &mut Session,
     out: &mut VecDeque<(SocketAddr, Vec<u8>)>,
     counters: &RtcCounters,
+    now: Instant,
 ) -> Option<Instant> {
+    let mut caught_up = 0;
     loop {
         let Ok(output) = contain::peer_input(|| s.rtc.poll_output()) else {
             tracing::warn!("WebRTC session ended: its output panicked");
@@ -972,7 +981,23 @@ fn drain(
             return None;
         };
         match output {
-            Ok(Output::Timeout(t)) => return (!s.ended).then_some(t),
+            Ok(Output::Timeout(_)) if s.ended => return None,
+            Ok(Output::Timeout(t)) if t <= now && caught_up < MAX_CATCH_UP => {
+                caught_up += 1;
+                match contain::peer_input(|| s.rtc.handle_input(Input::Timeout(now))) {
+                    Ok(Ok(())) => continue,
+                    Ok(Err(e)) => {
+                        debug!("WebRTC timeout: {e}");
+                        return Some(t);
+                    }
+                    Err(panic) => {
+                        tracing::warn!("WebRTC session ended: its timeout panicked: {panic}");
+                        s.ended = true;
+                        return None;
+                    }
+                }
+            }
+            Ok(Output::Timeout(t)) => return Some(t),
             Ok(Output::Transmit(t)) => out.push_back((t.destination, t.contents.into())),
             Ok(Output::Event(Event::Connected)) => {
                 s.connected = true;
