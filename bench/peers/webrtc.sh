@@ -11,15 +11,17 @@
 # arrives.
 #
 # Usage: bench/peers/webrtc.sh [--viewers N] [--seconds N] [--counts "250 500 1000 2000"]
-#                              [--no-latency] [--bin DIR] [--light]
+#                              [--no-latency] [--bin DIR] [--light] [--steady]
 # --no-latency skips table 1; --bin DIR runs the edge-engine and loadgen in DIR instead of
 # building this checkout's (two builds side by side: run it once with each, alternating);
 # --light runs table 2's viewers with loadgen's `--verify light` (nine in ten read only the
-# RTP headers, so the client is less of a limit; RTP packets lost counted from them).
+# RTP headers, so the client is less of a limit; RTP packets lost counted from them);
+# --steady adds the engine's CPU from 12 s to 22 s of each table-2 run (every viewer has
+# joined by then at 200 arrivals a second up to 2,000; needs --seconds 17 or more).
 # Changes nothing outside a temporary directory.
 set -euo pipefail
 
-viewers=40 seconds=15 counts="250 500 1000 2000" latency=1 bin="" verify=full
+viewers=40 seconds=15 counts="250 500 1000 2000" latency=1 bin="" verify=full steady=0
 while (($#)); do
     case "$1" in
         --viewers) viewers=$2; shift 2 ;;
@@ -28,7 +30,8 @@ while (($#)); do
         --no-latency) latency=0; shift ;;
         --bin) bin=$2; shift 2 ;;
         --light) verify=light; shift ;;
-        -h | --help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        --steady) steady=1; shift ;;
+        -h | --help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "unknown argument: $1" >&2; exit 2 ;;
     esac
 done
@@ -47,7 +50,21 @@ run() { # label protocol viewers [verify] -> the run's JSON file
     "$bin/loadgen" --spawn --engine-args "$engine_args" --cores 1 --cpu-list 1 --publish \
         --bitrate 600k --viewers "$3" --protocol "$2" --duration "${seconds}s" --warmup 5s \
         --verify "${4:-full}" \
-        --ramp 200 --json "$json" >"$work/$1.log" 2>&1 || true
+        --ramp 200 --json "$json" >"$work/$1.log" 2>&1 &
+    local loadgen=$! steady_cpu=""
+    if ((steady)); then
+        # The engine's user and system ticks (/proc/PID/stat fields 14 and 15) over 10 s.
+        sleep 12
+        local engine ticks0 ticks1 hz
+        engine=$(pgrep -P "$loadgen" -f edge-engine | head -1)
+        hz=$(getconf CLK_TCK)
+        ticks0=$(awk '{print $14 + $15}' "/proc/$engine/stat" 2>/dev/null || echo 0)
+        sleep 10
+        ticks1=$(awk '{print $14 + $15}' "/proc/$engine/stat" 2>/dev/null || echo 0)
+        steady_cpu=$(python3 -c "print('%.1f %%' % (100.0 * ($ticks1 - $ticks0) / $hz / 10))")
+    fi
+    wait "$loadgen" || true
+    echo "$steady_cpu" >"$json.steady"
     echo "$json"
 }
 
@@ -69,7 +86,8 @@ if kind == "latency":
 else:
     e = j.get("engine") or {}
     cpu = e.get("cpu_seconds", 0.0)
-    print("| %s | %.1f %% | %s | %d | %d | %d | %d |" % (label, 100 * cpu / (seconds + 5), pair("frame_latency"),
+    steady = open(sys.argv[1] + ".steady").read().strip() or "-"
+    print("| %s | %.1f %% | %s | %s | %d | %d | %d | %d |" % (label, 100 * cpu / (seconds + 5), steady, pair("frame_latency"),
           c.get("missing_frames", 0), c.get("rtp_packets_lost", 0), c.get("viewers_with_media", 0), errors))
 PY
 }
@@ -86,8 +104,8 @@ if ((latency)); then
     echo
 fi
 echo "WebRTC viewers on one engine core, ${seconds} s (+5 s warm-up), loadgen --verify $verify:"
-echo "| viewers | engine CPU (of one core, whole run) | frame p50 / p99 ms | frames missing | RTP packets lost (header-only viewers) | viewers with media | errors |"
-echo "| ---: | ---: | --- | ---: | ---: | ---: | ---: |"
+echo "| viewers | engine CPU (of one core, whole run) | steady (12–22 s, --steady) | frame p50 / p99 ms | frames missing | RTP packets lost (header-only viewers) | viewers with media | errors |"
+echo "| ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: |"
 for n in $counts; do
     report "$(run "core-$n" webrtc "$n" "$verify")" "$n" core
 done
