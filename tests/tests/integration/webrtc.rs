@@ -432,21 +432,40 @@ fn whep_refuses_what_it_cannot_serve_with_a_status_and_a_reason() {
     publisher.wait().ok();
 }
 
+/// loadgen publishing to `engine` and running WHEP viewers with `args` (`--viewers` and the
+/// rest) against it.
+fn whep_loadgen(engine: &Engine, name: &str, args: &[&str]) -> LoadgenRun {
+    let (rtmp, http) = (engine.rtmp_url(""), engine.http_url(""));
+    let targets = [
+        "--target",
+        rtmp.trim_end_matches('/'),
+        "--target",
+        http.trim_end_matches('/'),
+        "--publish",
+        "--protocol",
+        "webrtc",
+    ];
+    LoadgenRun::start(name, &[&targets[..], args].concat())
+}
+
+/// Waits for loadgen to end, which must be a success: its counters, and the whole report.
+fn loadgen_counters(run: LoadgenRun) -> (serde_json::Value, String) {
+    let (status, report) = run.finish();
+    assert!(status.success(), "{status:?} {report}");
+    let v: serde_json::Value = serde_json::from_str(&report).expect("loadgen's JSON");
+    (v["counters"].clone(), report)
+}
+
 /// A hundred WHEP sessions at once on two shards, loadgen's (a str0m client each): every one
 /// connects and receives the stream's frames (their SEI probes, measured), the sessions are
 /// spread over both shards, and each viewer's DELETE frees its session.
 #[test]
 fn a_hundred_whep_sessions_on_two_shards_all_play_and_are_freed() {
     let engine = webrtc_engine(&["--webrtc-bframes", "keep"]);
-    let (rtmp, http) = (engine.rtmp_url(""), engine.http_url(""));
-    let run = LoadgenRun::start(
+    let run = whep_loadgen(
+        &engine,
         "whep100",
         &[
-            "--target",
-            rtmp.trim_end_matches('/'),
-            "--target",
-            http.trim_end_matches('/'),
-            "--publish",
             "--viewers",
             "100",
             // Arrivals over 4 s, on two loadgen threads: a hundred DTLS handshakes at once
@@ -455,8 +474,6 @@ fn a_hundred_whep_sessions_on_two_shards_all_play_and_are_freed() {
             "25",
             "--cores",
             "2",
-            "--protocol",
-            "webrtc",
             "--duration",
             "12s",
         ],
@@ -492,10 +509,7 @@ fn a_hundred_whep_sessions_on_two_shards_all_play_and_are_freed() {
         summary["viewers"]["total"].as_u64() >= Some(in_summary),
         "{summary}"
     );
-    let (status, report) = run.finish();
-    assert!(status.success(), "{status:?} {report}");
-    let v: serde_json::Value = serde_json::from_str(&report).expect("loadgen's JSON");
-    let counters = &v["counters"];
+    let (counters, report) = loadgen_counters(run);
     assert_eq!(counters["viewers_with_media"], 100, "{report}");
     assert!(
         counters["video_frames"].as_u64().unwrap_or(0) >= 100 * 25,
@@ -518,31 +532,21 @@ fn a_hundred_whep_sessions_on_two_shards_all_play_and_are_freed() {
 #[test]
 fn loadgen_light_whep_viewers_count_frames_by_their_headers() {
     let engine = webrtc_engine(&["--webrtc-bframes", "keep"]);
-    let (rtmp, http) = (engine.rtmp_url(""), engine.http_url(""));
-    let run = LoadgenRun::start(
+    let run = whep_loadgen(
+        &engine,
         "whep-light",
         &[
-            "--target",
-            rtmp.trim_end_matches('/'),
-            "--target",
-            http.trim_end_matches('/'),
-            "--publish",
             "--viewers",
             "20",
             "--ramp",
             "10",
-            "--protocol",
-            "webrtc",
             "--verify",
             "light",
             "--duration",
             "8s",
         ],
     );
-    let (status, report) = run.finish();
-    assert!(status.success(), "{status:?} {report}");
-    let v: serde_json::Value = serde_json::from_str(&report).expect("loadgen's JSON");
-    let c = &v["counters"];
+    let (c, report) = loadgen_counters(run);
     assert_eq!(c["viewers_with_media"], 20, "{report}");
     // Two viewers decrypt (every tenth) and eighteen count headers: at least a second of
     // frames each, at 25 a second.
@@ -597,10 +601,8 @@ fn whep_viewers_at_an_edge_share_its_one_pull() {
     let source = source_pictures();
     let without_b: Vec<Vec<u8>> = source.into_iter().filter(|n| !is_b_slice(n)).collect();
     assert_a_run_of(&aiortc, &without_b);
-    let (status, report) = run.finish();
-    assert!(status.success(), "{status:?} {report}");
-    let v: serde_json::Value = serde_json::from_str(&report).expect("loadgen's JSON");
-    assert_eq!(v["counters"]["viewers_with_media"], 10, "{report}");
+    let (counters, report) = loadgen_counters(run);
+    assert_eq!(counters["viewers_with_media"], 10, "{report}");
     let m = edge.metrics();
     assert_eq!(
         m.sum("upstream_pulls_started"),
