@@ -27,6 +27,10 @@ from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.codecs import h264 as aio_h264
 import aiortc.rtcrtpreceiver as receiver_mod
 
+# The HTTP/3 tests' client (aioquic), for --h3.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "h3"))
+import h3get  # noqa: E402
+
 
 UNITS = []
 TIMESTAMPS = []
@@ -95,9 +99,6 @@ def http(method, url, body=None, headers=None):
 
 async def http3(h3, method, url, body=None, headers=None):
     """The request over HTTP/3 to UDP port h3[0] of url's host: (status, headers, body)."""
-    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "h3"))
-    import h3get
-
     rest = url.split("://", 1)[1]
     host = rest.split("/", 1)[0].rsplit(":", 1)[0]
     path = "/" + rest.split("/", 1)[1]

@@ -85,8 +85,8 @@ pub struct FrameReader {
     buf: BytesMut,
     /// Payload bytes still to skip (a DATA frame's, an unknown frame's).
     skip: u64,
-    /// DATA payloads up to this long are kept and returned ([`Frame::DataPayload`]); longer
-    /// ones are skipped like any. 0: all are skipped.
+    /// DATA payloads up to this long (empty ones too) are kept and returned
+    /// ([`Frame::DataPayload`]); longer ones are skipped like any. 0: all are skipped.
     keep_data: u64,
 }
 
@@ -136,7 +136,7 @@ impl FrameReader {
             };
             let head = ty_len + len_len;
             let max = match ty {
-                kind::DATA if len > 0 && len <= self.keep_data => {
+                kind::DATA if self.keep_data > 0 && len <= self.keep_data => {
                     let total = head + len as usize;
                     if self.buf.len() < total {
                         return Ok(None);

@@ -89,8 +89,6 @@ impl RequestStream {
                         }
                     }
                 }
-                // An empty DATA frame adds nothing (the reader does not keep those).
-                Frame::Data { len: 0 } => {}
                 Frame::Data { len } if self.pending.is_some() => {
                     if let Some(r) = self.pending.as_mut() {
                         r.body_len = r.body_len.saturating_add(len);
@@ -315,6 +313,14 @@ mod tests {
             s.push(&data).unwrap_err().code(),
             code::FRAME_UNEXPECTED,
             "DATA before HEADERS"
+        );
+        let mut s = RequestStream::new();
+        let mut empty = Vec::new();
+        write_head(crate::h3::frame::kind::DATA, 0, &mut empty);
+        assert_eq!(
+            s.push(&empty).unwrap_err().code(),
+            code::FRAME_UNEXPECTED,
+            "an empty DATA before HEADERS"
         );
         let mut s = RequestStream::new();
         let mut settings = Vec::new();

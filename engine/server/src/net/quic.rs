@@ -631,10 +631,7 @@ impl QuicEndpoint {
                 Ok(())
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => Err(()),
-            Err(e)
-                if segment.is_some()
-                    && matches!(e.raw_os_error(), Some(libc::EIO | libc::EINVAL)) =>
-            {
+            Err(e) if segment.is_some() && udp::offload_refused(&e) => {
                 // No segmentation offload on this path: send them one by one from now on.
                 debug!(shard = %self.me, "UDP_SEGMENT refused ({e}); sending datagrams singly");
                 self.gso.set(false);

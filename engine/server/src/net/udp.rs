@@ -156,6 +156,38 @@ impl RecvBatch {
     }
 }
 
+/// Room for one control message carrying a u16 (a `UDP_SEGMENT` size).
+type SegmentControl = [u64; 4];
+
+/// Gives `msg` a `UDP_SEGMENT` control message of `size` bytes per datagram, in `control`
+/// (which must outlive the send).
+fn set_segment_size(
+    msg: &mut libc::msghdr,
+    control: &mut SegmentControl,
+    size: usize,
+) -> io::Result<()> {
+    let size = u16::try_from(size).map_err(|_| io::ErrorKind::InvalidInput)?;
+    msg.msg_control = control.as_mut_ptr().cast();
+    // SAFETY: CMSG_SPACE is a pure computation.
+    msg.msg_controllen = unsafe { libc::CMSG_SPACE(std::mem::size_of::<u16>() as u32) } as _;
+    // SAFETY: msg_control points at 32 bytes, more than msg_controllen, which fits one cmsg
+    // with a u16; CMSG_FIRSTHDR and CMSG_DATA stay within them.
+    unsafe {
+        let cmsg = libc::CMSG_FIRSTHDR(msg);
+        (*cmsg).cmsg_level = libc::SOL_UDP;
+        (*cmsg).cmsg_type = libc::UDP_SEGMENT;
+        (*cmsg).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<u16>() as u32) as _;
+        std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<u16>(), size);
+    }
+    Ok(())
+}
+
+/// Whether a send's error says the kernel or device takes no segmentation offload (the
+/// caller then sends one datagram per message).
+pub(crate) fn offload_refused(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EIO | libc::EINVAL))
+}
+
 /// `sendmsg` on a non-blocking UDP socket, with a UDP_SEGMENT control message when
 /// `segment` is given.
 pub(crate) fn send_to(
@@ -169,8 +201,7 @@ pub(crate) fn send_to(
         iov_base: data.as_ptr() as *mut libc::c_void,
         iov_len: data.len(),
     };
-    // Room for one cmsg carrying a u16.
-    let mut control = [0u64; 4];
+    let mut control = SegmentControl::default();
     // SAFETY: msghdr is plain data; every pointer set below outlives the call.
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
     msg.msg_name = addr.as_ptr() as *mut libc::c_void;
@@ -178,19 +209,7 @@ pub(crate) fn send_to(
     msg.msg_iov = &mut iov;
     msg.msg_iovlen = 1;
     if let Some(size) = segment.filter(|&s| s < data.len()) {
-        let size = u16::try_from(size).map_err(|_| io::ErrorKind::InvalidInput)?;
-        msg.msg_control = control.as_mut_ptr().cast();
-        // SAFETY: CMSG_SPACE is a pure computation.
-        msg.msg_controllen = unsafe { libc::CMSG_SPACE(std::mem::size_of::<u16>() as u32) } as _;
-        // SAFETY: msg_control points at a buffer of msg_controllen bytes, which fits one
-        // cmsg with a u16; CMSG_FIRSTHDR and CMSG_DATA stay within it.
-        unsafe {
-            let cmsg = libc::CMSG_FIRSTHDR(&msg);
-            (*cmsg).cmsg_level = libc::SOL_UDP;
-            (*cmsg).cmsg_type = libc::UDP_SEGMENT;
-            (*cmsg).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<u16>() as u32) as _;
-            std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<u16>(), size);
-        }
+        set_segment_size(&mut msg, &mut control, size)?;
     }
     // SAFETY: `msg` is fully initialised and points at live buffers.
     let n = unsafe { libc::sendmsg(fd, &msg, 0) };
@@ -307,8 +326,7 @@ pub(crate) fn send_batch(
             iov_len: data.len(),
         })
         .collect();
-    // Room for one cmsg carrying a u16, per message.
-    let mut controls = vec![[0u64; 4]; runs.len()];
+    let mut controls = vec![SegmentControl::default(); runs.len()];
     // SAFETY: plain data, zero is a valid value for each.
     let mut msgs: Vec<libc::mmsghdr> = vec![unsafe { std::mem::zeroed() }; runs.len()];
     for (m, (&(i, n), (addr, control))) in msgs
@@ -321,20 +339,7 @@ pub(crate) fn send_batch(
         h.msg_iov = iovs[i..].as_ptr() as *mut libc::iovec;
         h.msg_iovlen = n as _;
         if n > 1 {
-            let size =
-                u16::try_from(datagrams[i].1.len()).map_err(|_| io::ErrorKind::InvalidInput)?;
-            h.msg_control = control.as_mut_ptr().cast();
-            // SAFETY: CMSG_SPACE is a pure computation.
-            h.msg_controllen = unsafe { libc::CMSG_SPACE(std::mem::size_of::<u16>() as u32) } as _;
-            // SAFETY: msg_control points at 32 bytes, which fit one cmsg with a u16;
-            // CMSG_FIRSTHDR and CMSG_DATA stay within them.
-            unsafe {
-                let cmsg = libc::CMSG_FIRSTHDR(h);
-                (*cmsg).cmsg_level = libc::SOL_UDP;
-                (*cmsg).cmsg_type = libc::UDP_SEGMENT;
-                (*cmsg).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<u16>() as u32) as _;
-                std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<u16>(), size);
-            }
+            set_segment_size(h, control, datagrams[i].1.len())?;
         }
     }
     // SAFETY: every msghdr points at live iovecs, addresses and control buffers of the

@@ -134,6 +134,11 @@ pub(crate) enum OfferError {
     NoH264,
 }
 
+/// An offer str0m could not take, with its reason as a client may read it.
+fn bad_offer(e: impl std::fmt::Display) -> OfferError {
+    OfferError::BadOffer(edge_core::webrtc::offer_error_reason(&e.to_string()))
+}
+
 /// What a shard's endpoint is set up with.
 pub(crate) struct RtcSettings {
     /// Sessions on this shard at most.
@@ -350,9 +355,7 @@ impl RtcEndpoint {
         if self.state.borrow().sessions.len() >= self.settings.max_sessions {
             return Err(OfferError::Full);
         }
-        let offer = SdpOffer::from_sdp_string(sdp).map_err(|e| {
-            OfferError::BadOffer(edge_core::webrtc::offer_error_reason(&e.to_string()))
-        })?;
+        let offer = SdpOffer::from_sdp_string(sdp).map_err(bad_offer)?;
         let now = Instant::now();
         let mut rtc = Rtc::builder()
             .set_ice_lite(true)
@@ -382,17 +385,12 @@ impl RtcEndpoint {
                 .map_err(|e| OfferError::BadOffer(format!("candidate {c}: {e}")))?;
             rtc.add_local_candidate(candidate);
         }
-        let answer = rtc.sdp_api().accept_offer(offer).map_err(|e| {
-            OfferError::BadOffer(edge_core::webrtc::offer_error_reason(&e.to_string()))
-        })?;
+        let answer = rtc.sdp_api().accept_offer(offer).map_err(bad_offer)?;
         let deadline = loop {
             match rtc.poll_output() {
                 Ok(Output::Timeout(t)) => break Some(t),
                 Ok(_) => {}
-                Err(e) => {
-                    let reason = edge_core::webrtc::offer_error_reason(&e.to_string());
-                    return Err(OfferError::BadOffer(reason));
-                }
+                Err(e) => return Err(bad_offer(e)),
             }
         };
         let video = track(&mut rtc, sdp, "video", |codec, mode| {
@@ -765,17 +763,11 @@ impl RtcEndpoint {
                     s.ended = true;
                     None
                 } else {
-                    match contain::peer_input(|| s.rtc.handle_input(Input::Timeout(now))) {
-                        Ok(Ok(())) => drain(s, out, &self.counters, now),
-                        Ok(Err(e)) => {
-                            debug!(session = %id, "WebRTC timeout: {e}");
-                            drain(s, out, &self.counters, now)
-                        }
-                        Err(panic) => {
-                            tracing::warn!(session = %id, "WebRTC session ended: its timeout panicked: {panic}");
-                            s.ended = true;
-                            None
-                        }
+                    feed_timeout(s, now);
+                    if s.ended {
+                        None
+                    } else {
+                        drain(s, out, &self.counters, now)
                     }
                 }
             };
@@ -879,7 +871,7 @@ impl RtcEndpoint {
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                         let _ = self.socket.writable(true).await;
                     }
-                    Err(e) if gso && matches!(e.raw_os_error(), Some(libc::EIO | libc::EINVAL)) => {
+                    Err(e) if gso && udp::offload_refused(&e) => {
                         // A device or kernel without UDP segmentation offload: one datagram
                         // per message from here on, nothing lost.
                         tracing::info!(shard = %self.me, "WebRTC sends without segmentation offload: {e}");
@@ -960,6 +952,23 @@ fn warn_once(why: &str) {
     SAID.call_once(|| tracing::warn!("WebRTC sessions play video only: {why}"));
 }
 
+/// Gives session `s` its timeout at `now`: `false` if str0m refused it (logged) or
+/// panicked (which ends the session, not the shard).
+fn feed_timeout(s: &mut Session, now: Instant) -> bool {
+    match contain::peer_input(|| s.rtc.handle_input(Input::Timeout(now))) {
+        Ok(Ok(())) => true,
+        Ok(Err(e)) => {
+            debug!("WebRTC timeout: {e}");
+            false
+        }
+        Err(panic) => {
+            tracing::warn!("WebRTC session ended: its timeout panicked: {panic}");
+            s.ended = true;
+            false
+        }
+    }
+}
+
 /// Drains a session's output (str0m's contract after every mutation): datagrams to `out`,
 /// events into the session's state. Its next deadline, `None` once it has ended (a panic in
 /// the library ends the session, not the shard).
@@ -984,18 +993,10 @@ fn drain(
             Ok(Output::Timeout(_)) if s.ended => return None,
             Ok(Output::Timeout(t)) if t <= now && caught_up < MAX_CATCH_UP => {
                 caught_up += 1;
-                match contain::peer_input(|| s.rtc.handle_input(Input::Timeout(now))) {
-                    Ok(Ok(())) => continue,
-                    Ok(Err(e)) => {
-                        debug!("WebRTC timeout: {e}");
-                        return Some(t);
-                    }
-                    Err(panic) => {
-                        tracing::warn!("WebRTC session ended: its timeout panicked: {panic}");
-                        s.ended = true;
-                        return None;
-                    }
+                if feed_timeout(s, now) {
+                    continue;
                 }
+                return (!s.ended).then_some(t);
             }
             Ok(Output::Timeout(t)) => return Some(t),
             Ok(Output::Transmit(t)) => out.push_back((t.destination, t.contents.into())),
