@@ -6,8 +6,8 @@ use std::net::{SocketAddr, UdpSocket};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use crate::venv_python;
 
@@ -63,6 +63,17 @@ pub fn h3_requests_with_bodies(
     ca: &Path,
     requests: &[(&str, &str, &str)],
 ) -> Vec<Result<H3Response, String>> {
+    h3_requests_in(None, addr, ca, requests)
+}
+
+/// As [`h3_requests_with_bodies`], the client run inside network namespace `netns` when
+/// there is one.
+pub fn h3_requests_in(
+    netns: Option<&str>,
+    addr: SocketAddr,
+    ca: &Path,
+    requests: &[(&str, &str, &str)],
+) -> Vec<Result<H3Response, String>> {
     let list: Vec<serde_json::Value> = requests
         .iter()
         .map(|(m, p, b)| {
@@ -73,7 +84,15 @@ pub fn h3_requests_with_bodies(
             }
         })
         .collect();
-    let mut child = Command::new(python())
+    let mut command = match netns {
+        Some(ns) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", ns]).arg(python());
+            c
+        }
+        None => Command::new(python()),
+    };
+    let mut child = command
         .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("h3/h3get.py"))
         .args([&addr.ip().to_string(), &addr.port().to_string()])
         .arg(ca)
@@ -131,9 +150,14 @@ pub struct UdpPath {
     pub drop_every: Option<u64>,
     /// Move to a new source port towards the server after every N datagrams it sends back.
     pub rebind_every: Option<u64>,
+    /// Hold every datagram this long in each direction (half the round trip it adds), in
+    /// order.
+    pub delay: Duration,
+    /// Where the relay listens: 127.0.0.1 when `None`.
+    pub listen: Option<std::net::IpAddr>,
 }
 
-/// A UDP relay on 127.0.0.1 in front of `upstream`: one client.
+/// A UDP relay in front of `upstream` (on 127.0.0.1 unless the path says where): one client.
 pub struct UdpRelay {
     pub addr: SocketAddr,
     pub dropped: Arc<AtomicU64>,
@@ -142,7 +166,8 @@ pub struct UdpRelay {
 }
 
 struct Shared {
-    front: UdpSocket,
+    front: Arc<UdpSocket>,
+    to_client_tx: mpsc::Sender<Held>,
     client: Mutex<Option<SocketAddr>>,
     back: Mutex<Arc<UdpSocket>>,
     upstream: SocketAddr,
@@ -178,6 +203,30 @@ impl Shared {
     }
 }
 
+/// A datagram held until its time, then sent from `via` to `to`.
+struct Held {
+    due: Instant,
+    via: Arc<UdpSocket>,
+    to: SocketAddr,
+    bytes: Vec<u8>,
+}
+
+/// Sends what `relay` hands it, each at its time: the path's one-way delay, in order (every
+/// datagram is held equally long, so a FIFO is the schedule). Sends at once when there is no
+/// delay.
+fn delayed_sender(delay: Duration) -> mpsc::Sender<Held> {
+    let (tx, rx) = mpsc::channel::<Held>();
+    std::thread::spawn(move || {
+        while let Ok(held) = rx.recv() {
+            if !delay.is_zero() {
+                std::thread::sleep(held.due.saturating_duration_since(Instant::now()));
+            }
+            let _ = held.via.send_to(&held.bytes, held.to);
+        }
+    });
+    tx
+}
+
 /// Relays what the server sends on `back` to the client, until the relay stops.
 fn server_to_client(shared: Arc<Shared>, back: Arc<UdpSocket>) {
     let mut buf = [0u8; 65536];
@@ -190,7 +239,12 @@ fn server_to_client(shared: Arc<Shared>, back: Arc<UdpSocket>) {
             continue;
         }
         if let Some(client) = *shared.client.lock().unwrap() {
-            let _ = shared.front.send_to(&buf[..n], client);
+            let _ = shared.to_client_tx.send(Held {
+                due: Instant::now() + shared.path.delay,
+                via: Arc::clone(&shared.front),
+                to: client,
+                bytes: buf[..n].to_vec(),
+            });
         }
         if shared
             .path
@@ -208,7 +262,8 @@ fn server_to_client(shared: Arc<Shared>, back: Arc<UdpSocket>) {
 
 impl UdpRelay {
     pub fn start(upstream: SocketAddr, path: UdpPath) -> UdpRelay {
-        let front = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let ip = path.listen.unwrap_or(std::net::Ipv4Addr::LOCALHOST.into());
+        let front = Arc::new(UdpSocket::bind((ip, 0)).unwrap());
         front
             .set_read_timeout(Some(Duration::from_millis(200)))
             .unwrap();
@@ -218,6 +273,7 @@ impl UdpRelay {
         let back = back_socket();
         let shared = Arc::new(Shared {
             front,
+            to_client_tx: delayed_sender(path.delay),
             client: Mutex::new(None),
             back: Mutex::new(Arc::clone(&back)),
             upstream,
@@ -230,6 +286,7 @@ impl UdpRelay {
         });
         let s = Arc::clone(&shared);
         std::thread::spawn(move || server_to_client(s, back));
+        let to_server = delayed_sender(path.delay);
         std::thread::spawn(move || {
             let mut buf = [0u8; 65536];
             while !shared.stop.load(Ordering::Relaxed) {
@@ -240,8 +297,12 @@ impl UdpRelay {
                 if shared.lost(&shared.to_server) == 0 {
                     continue;
                 }
-                let back = Arc::clone(&shared.back.lock().unwrap());
-                let _ = back.send_to(&buf[..n], shared.upstream);
+                let _ = to_server.send(Held {
+                    due: Instant::now() + shared.path.delay,
+                    via: Arc::clone(&shared.back.lock().unwrap()),
+                    to: shared.upstream,
+                    bytes: buf[..n].to_vec(),
+                });
             }
         });
         UdpRelay {
