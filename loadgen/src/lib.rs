@@ -7,6 +7,7 @@
 //! publish-to-receive, measured the same way for RTMP, HTTP-FLV and HLS.
 
 pub mod cli;
+pub mod h3get;
 pub mod httpc;
 pub mod live;
 pub mod net;

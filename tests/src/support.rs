@@ -61,6 +61,13 @@ pub fn loadgen_bin() -> PathBuf {
     p
 }
 
+/// Path of h3load (loadgen's HTTP/3 request load), built beside loadgen.
+pub fn h3load_bin() -> PathBuf {
+    let p = engine_bin().with_file_name("h3load");
+    assert!(p.is_file(), "no h3load binary at {}", p.display());
+    p
+}
+
 /// A loadgen run in the background, writing its JSON report to a file of its own.
 pub struct LoadgenRun {
     child: KillOnDrop,

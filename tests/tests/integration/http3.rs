@@ -311,3 +311,59 @@ fn a_client_on_another_host_behind_random_loss_and_delay_downloads_every_byte() 
     assert_eq!(engine.metrics().sum("http3_connections"), 1);
     assert!(engine.stop().success());
 }
+
+#[test]
+fn h3load_gets_every_byte_of_a_segment_again_and_again() {
+    let certs = TestCerts::generate("h3-load");
+    let engine = h3_engine(
+        &certs,
+        &[
+            "--hls-segment-ms",
+            "1000",
+            "--hls-window",
+            "100",
+            "--republish-grace-ms",
+            "300",
+        ],
+    );
+    let (hls, _) = ended_stream(&engine, "l");
+    let (segments, _) = parse_playlist(&hls);
+    let path = format!("/live/{}", segments[1].0);
+    let want = http_get(engine.http, &path).body.len() as u64;
+    assert!(want > 10_000, "{path}: {want} bytes");
+    let report = std::env::temp_dir().join(format!("h3load-{}.json", std::process::id()));
+    let url = format!("https://{}{path}", engine.http3.unwrap());
+    let (ok, out, err) = run_tool(
+        h3load_bin().to_str().unwrap(),
+        &[
+            "--url",
+            &url,
+            "--ca",
+            certs.ca.to_str().unwrap(),
+            "--server-name",
+            "localhost",
+            "--connections",
+            "4",
+            "--duration",
+            "2s",
+            "--json",
+            report.to_str().unwrap(),
+        ],
+        Duration::from_secs(60),
+    );
+    assert!(ok, "h3load: {out}{err}");
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    let _ = std::fs::remove_file(&report);
+    let requests = r["requests"].as_u64().unwrap();
+    assert!(requests >= 8, "{r}");
+    assert_eq!(r["errors"], 0, "{r}");
+    assert_eq!(r["not_ok"], 0, "{r}");
+    assert_eq!(r["handshakes"], 4, "{r}");
+    // Every response had the segment's whole body: no more, no less.
+    assert_eq!(r["body_bytes"].as_u64().unwrap(), requests * want, "{r}");
+    let m = engine.metrics();
+    assert_eq!(m.sum("http3_connections"), 4, "{m:?}");
+    assert!(m.sum("http3_streams") >= requests, "{m:?}");
+    assert!(engine.stop().success());
+}
