@@ -118,29 +118,101 @@ pub fn h3_requests_in(
     let items = v.as_array().expect("a list");
     let (last, answers) = items.split_last().expect("the connection summary");
     assert_eq!(last["alpn"], "h3", "ALPN: {last}");
-    answers
-        .iter()
-        .map(|r| {
-            if let Some(e) = r.get("error") {
-                return Err(e.as_str().unwrap_or_default().to_string());
-            }
-            Ok(H3Response {
-                status: r["status"].as_u64().unwrap() as u16,
-                headers: r["headers"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|h| {
-                        (
-                            h[0].as_str().unwrap().to_string(),
-                            h[1].as_str().unwrap().to_string(),
-                        )
-                    })
-                    .collect(),
-                body: unhex(r["body"].as_str().unwrap()),
+    answers.iter().map(answer).collect()
+}
+
+/// One resumed connection of [`h3_resumed`]: whether TLS resumed the session and the server
+/// took its 0-RTT data, and the answers to the requests it sent before its handshake was
+/// complete.
+#[derive(Debug)]
+pub struct Resumed {
+    pub resumed: bool,
+    pub early_data_accepted: bool,
+    pub answers: Vec<Result<H3Response, String>>,
+}
+
+fn answer(r: &serde_json::Value) -> Result<H3Response, String> {
+    if let Some(e) = r.get("error") {
+        return Err(e.as_str().unwrap_or_default().to_string());
+    }
+    Ok(H3Response {
+        status: r["status"].as_u64().unwrap() as u16,
+        headers: r["headers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| {
+                (
+                    h[0].as_str().unwrap().to_string(),
+                    h[1].as_str().unwrap().to_string(),
+                )
             })
+            .collect(),
+        body: unhex(r["body"].as_str().unwrap()),
+    })
+}
+
+/// 0-RTT with aioquic (`h3/h3early.py`): one connection to `addr` for a session ticket (it
+/// sends the first request), then `resumes` connections that each resume with a ticket of
+/// their own and send every request (method, path, body) before their handshake completes.
+pub fn h3_resumed(
+    addr: SocketAddr,
+    ca: &Path,
+    requests: &[(&str, &str, &str)],
+    resumes: usize,
+) -> (H3Response, Vec<Resumed>) {
+    let list: Vec<serde_json::Value> = requests
+        .iter()
+        .map(|(m, p, b)| {
+            if b.is_empty() {
+                serde_json::json!([m, p])
+            } else {
+                serde_json::json!([m, p, {}, b])
+            }
         })
-        .collect()
+        .collect();
+    let mut child = Command::new(python())
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("h3/h3early.py"))
+        .args([&addr.ip().to_string(), &addr.port().to_string()])
+        .arg(ca)
+        .arg(resumes.to_string())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("running h3early.py");
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin
+            .write_all(serde_json::Value::Array(list).to_string().as_bytes())
+            .unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "h3early.py failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("h3early.py's JSON");
+    assert!(v.get("error").is_none(), "h3early.py: {v}");
+    let first = answer(&v["first"]).expect("the first connection's answer");
+    let resumed = v["resumed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| Resumed {
+            resumed: c["resumed"].as_bool().unwrap(),
+            early_data_accepted: c["early_data_accepted"].as_bool().unwrap(),
+            answers: c["answers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(answer)
+                .collect(),
+        })
+        .collect();
+    (first, resumed)
 }
 
 /// What the relay does to the datagrams that pass.

@@ -76,6 +76,9 @@ pub struct Request {
     pub version_minor: u8,
     /// The token of `Authorization: Bearer TOKEN`.
     pub bearer: Option<String>,
+    /// `Early-Data: 1` (RFC 8470 §5.1): it came in TLS early data (0-RTT), which an attacker
+    /// may replay, so only a safe method is answered (the others get 425 Too Early).
+    pub early_data: bool,
     /// The body (`Content-Length` bytes, at most [`MAX_BODY_BYTES`]); empty for most requests.
     pub body: Bytes,
 }
@@ -108,6 +111,7 @@ pub fn parse_request(buf: &[u8]) -> Result<Option<(Request, usize)>, HttpError> 
     let version = req.version.unwrap_or(1);
     let mut keep_alive = version >= 1;
     let mut bearer = None;
+    let mut early_data = false;
     let mut body_len = 0;
     for h in req.headers.iter() {
         let value = std::str::from_utf8(h.value).unwrap_or("").trim();
@@ -130,6 +134,8 @@ pub fn parse_request(buf: &[u8]) -> Result<Option<(Request, usize)>, HttpError> 
                 .ok_or(HttpError::BodyNotAccepted)?;
         } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
             return Err(HttpError::BodyNotAccepted);
+        } else if h.name.eq_ignore_ascii_case("early-data") {
+            early_data = value == "1";
         }
     }
     // The request is complete once its body is here too.
@@ -150,6 +156,7 @@ pub fn parse_request(buf: &[u8]) -> Result<Option<(Request, usize)>, HttpError> 
             keep_alive,
             version_minor: version,
             bearer,
+            early_data,
             body,
         },
         consumed + body_len,
@@ -278,6 +285,7 @@ pub fn reason(status: u16) -> &'static str {
         405 => "Method Not Allowed",
         410 => "Gone",
         413 => "Payload Too Large",
+        425 => "Too Early",
         431 => "Request Header Fields Too Large",
         502 => "Bad Gateway",
         503 => "Service Unavailable",
@@ -553,6 +561,15 @@ mod tests {
         assert_eq!(r.bearer, None, "only the Bearer scheme");
         assert_eq!(Route::parse("/readyz"), Route::Ready);
         assert_eq!(Route::parse("/api/v1/summary"), Route::Summary);
+    }
+
+    #[test]
+    fn early_data_is_read_from_its_header_only_when_it_says_1() {
+        let early = |head: &[u8]| parse_request(head).unwrap().unwrap().0.early_data;
+        assert!(early(b"GET /x.m3u8 HTTP/1.1\r\nEarly-Data: 1\r\n\r\n"));
+        assert!(!early(b"GET /x.m3u8 HTTP/1.1\r\nearly-data: 0\r\n\r\n"));
+        assert!(!early(b"GET /x.m3u8 HTTP/1.1\r\n\r\n"));
+        assert_eq!(reason(425), "Too Early");
     }
 
     #[test]

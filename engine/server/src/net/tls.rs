@@ -31,6 +31,9 @@ use rustls::{ClientConfig, Connection, RootCertStore, ServerConfig};
 
 /// Plaintext taken per write: one ciphertext buffer of about this size, one socket write.
 pub(crate) const WRITE_CHUNK: usize = 64 * 1024;
+/// TLS sessions kept for resumption, machine-wide (a few hundred bytes each); the oldest go
+/// first.
+const SESSION_CACHE: usize = 32_768;
 /// Ciphertext read per socket read.
 const READ_CHUNK: usize = 16 * 1024 + 512;
 
@@ -39,11 +42,25 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 }
 
 /// The server certificate and key, from PEM files, replaceable while serving.
-#[derive(Debug)]
 pub(crate) struct CertStore {
     cert: PathBuf,
     key: PathBuf,
     current: RwLock<Arc<CertifiedKey>>,
+    /// One session cache for every shard and protocol (kept across certificate reloads): a
+    /// client resumes on whichever shard its new connection lands, and over QUIC sends its
+    /// first requests in 0-RTT. Stateful, because rustls takes early data only from a
+    /// session it can use once (a replayed ClientHello finds it gone); the cache's lock is
+    /// taken once per handshake, never on the data path.
+    sessions: Arc<dyn rustls::server::StoresServerSessions>,
+}
+
+impl std::fmt::Debug for CertStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CertStore")
+            .field("cert", &self.cert)
+            .field("key", &self.key)
+            .finish_non_exhaustive()
+    }
 }
 
 impl CertStore {
@@ -54,6 +71,7 @@ impl CertStore {
             cert: cert.to_path_buf(),
             key: key.to_path_buf(),
             current,
+            sessions: rustls::server::ServerSessionMemoryCache::new(SESSION_CACHE),
         }))
     }
 
@@ -64,15 +82,25 @@ impl CertStore {
         Ok(())
     }
 
-    /// A server configuration using this store; one per shard (each keeps its own session
-    /// cache), with `alpn` protocols offered.
-    pub(crate) fn server_config(self: &Arc<Self>, alpn: &[&[u8]]) -> Arc<ServerConfig> {
+    /// A server configuration using this store, with `alpn` protocols offered; one per shard
+    /// and protocol, all resuming sessions from the store's one cache. `early_data`:
+    /// TLS 1.3 0-RTT is accepted (QUIC's, which must say so with the largest size, RFC 9001
+    /// §4.6.1); TLS over TCP takes none.
+    pub(crate) fn server_config(
+        self: &Arc<Self>,
+        alpn: &[&[u8]],
+        early_data: bool,
+    ) -> Arc<ServerConfig> {
         let mut config = ServerConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()
             .expect("the ring provider supports the default versions")
             .with_no_client_auth()
             .with_cert_resolver(Arc::clone(self) as Arc<dyn ResolvesServerCert>);
         config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        config.session_storage = Arc::clone(&self.sessions);
+        if early_data {
+            config.max_early_data_size = u32::MAX;
+        }
         Arc::new(config)
     }
 }

@@ -79,6 +79,22 @@ pub(crate) async fn serve(
                     pending.drain(..used);
                     shard.stats().http_requests.inc();
                     let route = Route::parse(&req.path);
+                    // RFC 8470: a request sent in TLS early data (0-RTT) may be a replay, so
+                    // only a safe method is answered from it; the client sends the others
+                    // again once its handshake is complete.
+                    if req.early_data
+                        && !matches!(req.method, Method::Get | Method::Head | Method::Options)
+                    {
+                        let refusal = routes::denial(
+                            425,
+                            "too early: send it again once the TLS handshake is complete",
+                            &req,
+                        );
+                        if !answered(&shard, &mut stream, refusal, req.keep_alive).await {
+                            return;
+                        }
+                        continue;
+                    }
                     // WHEP clients send a play token as a bearer credential.
                     if let (Route::Whep(_), None, Some(token)) = (&route, &req.query, &req.bearer) {
                         req.query = Some(format!("token={token}"));

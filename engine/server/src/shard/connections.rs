@@ -41,8 +41,11 @@ impl Connections {
         admission: Option<Arc<Mutex<Admission>>>,
     ) -> Self {
         Connections {
-            tls_http: config.tls.as_ref().map(|t| t.server_config(&[b"http/1.1"])),
-            tls_rtmp: config.tls.as_ref().map(|t| t.server_config(&[])),
+            tls_http: config
+                .tls
+                .as_ref()
+                .map(|t| t.server_config(&[b"http/1.1"], false)),
+            tls_rtmp: config.tls.as_ref().map(|t| t.server_config(&[], false)),
             admission,
             zero_copy: zero_copy_sender(id, config, stats, arena),
             grants: RefCell::new(Grants::new(config.access.hook_grant_ms, MAX_GRANTS)),

@@ -85,7 +85,7 @@ impl ShardHandle {
         };
         let shards = config.shards();
         let settings = QuicSettings {
-            tls: certs.server_config(&[b"h3"]),
+            tls: certs.server_config(&[b"h3"], true),
             max_connections: config.http3_max_connections.div_ceil(shards),
             retry_above: config.http3_retry_above / shards,
             max_streams: 100,

@@ -150,6 +150,9 @@ impl Session {
             match event {
                 Event::Connected => {
                     counters.handshakes.inc();
+                    if self.conn.has_0rtt() {
+                        counters.resumed_0rtt.inc();
+                    }
                     self.open_control();
                 }
                 Event::ConnectionLost { .. } => self.lost(),
@@ -167,7 +170,7 @@ impl Session {
                                 // Client bidirectional stream IDs are 4n.
                                 self.next_request = self.next_request.max(id.index() * 4 + 4);
                                 self.requests.insert(id, Req::Reading(Box::default()));
-                                self.read_request(id, now, out);
+                                self.read_request(id, now, counters, out);
                             }
                             Dir::Uni => {
                                 self.uni.insert(id, Uni::Unclassified(Vec::new()));
@@ -178,7 +181,7 @@ impl Session {
                 }
                 Event::Stream(StreamEvent::Readable { id }) => {
                     if self.requests.contains_key(&id) {
-                        self.read_request(id, now, out);
+                        self.read_request(id, now, counters, out);
                     } else if self.uni.contains_key(&id) {
                         self.read_uni(id, now);
                     }
@@ -273,7 +276,13 @@ impl Session {
         (data, end)
     }
 
-    fn read_request(&mut self, id: StreamId, now: Instant, out: &mut Vec<NewRequest>) {
+    fn read_request(
+        &mut self,
+        id: StreamId,
+        now: Instant,
+        counters: &QuicCounters,
+        out: &mut Vec<NewRequest>,
+    ) {
         let (data, end) = self.read_stream(id);
         let Some(Req::Reading(reader)) = self.requests.get_mut(&id) else {
             if end == End::Reset {
@@ -310,7 +319,16 @@ impl Session {
             }
         }
         match request {
-            Some(request) => {
+            Some(mut request) => {
+                // Complete before the handshake: it came in 0-RTT, which an attacker could
+                // replay; the routes see it as a CDN in front would say so (RFC 8470
+                // `Early-Data: 1`) and answer only safe methods. A client's own claim is
+                // dropped, so a request after the handshake is never refused as early.
+                request.headers.retain(|(name, _)| name != "early-data");
+                if self.conn.is_handshaking() {
+                    counters.early_requests.inc();
+                    request.headers.push(("early-data".into(), "1".into()));
+                }
                 // Nothing after the HEADERS matters to a GET or HEAD (RFC 9114 §4.1); a
                 // request with a body has ended its side already.
                 let _ = self.conn.recv_stream(id).stop(varint(code::NO_ERROR));
