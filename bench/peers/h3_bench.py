@@ -1,7 +1,9 @@
 """HLS viewers over HTTPS (TCP) or HTTP/3 (aioquic), for bench/peers/http3_loss.sh.
 
 Usage: h3_bench.py PROTO HOST PORT CA STREAM VIEWERS SEGMENTS PARTS
-  PROTO     https or h3
+  PROTO     https, h3, or h3-0rtt (a returning viewer: a first connection gets a session
+            ticket, untimed; the timed one resumes with it and sends its first request in
+            0-RTT)
   STREAM    app/name: /STREAM.m3u8 (HLS-TS) and /STREAM/llhls.m3u8 (LL-HLS) are read
 
 Each viewer opens its own connection (a new viewer: TCP + TLS, or QUIC), fetches the HLS
@@ -117,14 +119,28 @@ def uris(playlist, marker):
     return out
 
 
+def quic_config(ticket):
+    config = QuicConfiguration(is_client=True, alpn_protocols=H3_ALPN)
+    config.load_verify_locations(ca)
+    config.server_name = "localhost"
+    config.session_ticket = ticket
+    return config
+
+
 async def viewer(result):
-    start = time.monotonic()
     try:
-        if proto == "h3":
-            config = QuicConfiguration(is_client=True, alpn_protocols=H3_ALPN)
-            config.load_verify_locations(ca)
-            config.server_name = "localhost"
-            async with connect(host, port, configuration=config, create_protocol=H3Client) as c:
+        ticket = None
+        if proto == "h3-0rtt":
+            tickets = []
+            async with connect(host, port, configuration=quic_config(None), create_protocol=H3Client,
+                               session_ticket_handler=tickets.append) as c:
+                await c.get("/healthz")
+                await c.ping()
+            ticket = tickets[-1]
+        start = time.monotonic()
+        if proto in ("h3", "h3-0rtt"):
+            async with connect(host, port, configuration=quic_config(ticket), create_protocol=H3Client,
+                               wait_connected=ticket is None) as c:
                 # Python reads datagrams far slower than the engine sends them: a socket
                 # buffer of the default size overflows, and every datagram it drops is sent
                 # again (SO_RCVBUFFORCE: root may pass rmem_max).

@@ -10,7 +10,11 @@
 # playlist and its newest segments one after another, then the LL-HLS playlist and its
 # newest parts; h3_bench.py is the client for both protocols (Python's ssl over TCP, aioquic
 # over UDP). Printed per cell: a new viewer's time to its first segment byte (median), and
-# segment and part downloads (median and p99), each over every repetition.
+# segment and part downloads (median and p99), each over every repetition. A third row,
+# h3-0rtt, is a returning viewer over HTTP/3: it resumes a session from a connection made
+# before (untimed) and sends its first request in 0-RTT. (A returning HTTPS viewer waits as
+# long as a new one: TLS 1.3 resumption saves no round trip without early data, which TLS
+# over TCP does not take here.)
 #
 # Then, with --player, Chromium in the namespace plays LL-HLS from the player page for
 # --player-seconds over each protocol (HTTPS with QUIC disabled; HTTP/3 forced), at each
@@ -115,19 +119,19 @@ set_path() { # rtt_ms loss_percent
 
 view() { # proto stream segments parts -> JSON
     local port=${https##*:}
-    [ "$1" = h3 ] && port=${h3##*:}
+    [ "$1" != https ] && port=${h3##*:}
     ip netns exec $ns taskset -c 1 "$py" "$here/h3_bench.py" "$1" 10.203.0.1 "$port" \
         "$work/cert.pem" "live/$2" "$viewers" "$3" "$4"
 }
 
 echo "edge-engine $(git -C "$root" rev-parse --short HEAD) $engine_args, $(nproc) CPUs; $viewers viewers at once, $reps repetitions per cell"
 echo "segments: live/small (~64 KB, 2 s); parts: its LL-HLS parts"
-printf '%-5s %-5s %-6s %14s %14s %14s %14s %14s %7s\n' rtt loss proto \
+printf '%-5s %-5s %-7s %14s %14s %14s %14s %14s %7s\n' rtt loss proto \
     "first byte p50" "segment p50" "segment p99" "part p50" "part p99" errors
 for rtt in $rtts; do
     for loss in $losses; do
         set_path "$rtt" "$loss"
-        for proto in https h3; do
+        for proto in https h3 h3-0rtt; do
             for _ in $(seq "$reps"); do view $proto small 6 10; echo; done >"$work/cell-$rtt-$loss-$proto.json"
         done
         "$py" - "$work" "$rtt" "$loss" <<'PY'
@@ -137,15 +141,17 @@ def pct(xs, q):
     xs = sorted(xs)
     return xs[min(len(xs) - 1, int(q * len(xs)))] if xs else float("nan")
 cells = {}
-for proto in ("https", "h3"):
+for proto in ("https", "h3", "h3-0rtt"):
     runs = [json.loads(l) for l in open(f"{work}/cell-{rtt}-{loss}-{proto}.json") if l.strip()]
     agg = {k: sum((r[k] for r in runs), []) for k in ("first_byte_ms", "segment_ms", "part_ms")}
     agg["errors"] = sum(r["errors"] for r in runs)
     cells[proto] = agg
-    print(f"{rtt:<5} {loss:<5} {proto:<6} {pct(agg['first_byte_ms'], .5):14.0f} {pct(agg['segment_ms'], .5):14.0f} "
+    print(f"{rtt:<5} {loss:<5} {proto:<7} {pct(agg['first_byte_ms'], .5):14.0f} {pct(agg['segment_ms'], .5):14.0f} "
           f"{pct(agg['segment_ms'], .99):14.0f} {pct(agg['part_ms'], .5):14.0f} {pct(agg['part_ms'], .99):14.0f} {agg['errors']:7}")
 h, q = cells["https"], cells["h3"]
-print(f"{rtt:<5} {loss:<5} {'h3/tls':<6} {pct(q['first_byte_ms'], .5) / pct(h['first_byte_ms'], .5):14.2f} "
+z = cells["h3-0rtt"]
+print(f"{rtt:<5} {loss:<5} {'0rtt/tls':<7} {pct(z['first_byte_ms'], .5) / pct(h['first_byte_ms'], .5):14.2f}")
+print(f"{rtt:<5} {loss:<5} {'h3/tls':<7} {pct(q['first_byte_ms'], .5) / pct(h['first_byte_ms'], .5):14.2f} "
       f"{pct(q['segment_ms'], .5) / pct(h['segment_ms'], .5):14.2f} {pct(q['segment_ms'], .99) / pct(h['segment_ms'], .99):14.2f} "
       f"{pct(q['part_ms'], .5) / pct(h['part_ms'], .5):14.2f} {pct(q['part_ms'], .99) / pct(h['part_ms'], .99):14.2f}")
 PY
