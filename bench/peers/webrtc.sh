@@ -12,16 +12,18 @@
 #
 # Usage: bench/peers/webrtc.sh [--viewers N] [--seconds N] [--counts "250 500 1000 2000"]
 #                              [--no-latency] [--bin DIR] [--light] [--steady]
+#                              [--engine-args "ARGS"]
 # --no-latency skips table 1; --bin DIR runs the edge-engine and loadgen in DIR instead of
 # building this checkout's (two builds side by side: run it once with each, alternating);
 # --light runs table 2's viewers with loadgen's `--verify light` (nine in ten read only the
 # RTP headers, so the client is less of a limit; RTP packets lost counted from them);
 # --steady adds the engine's CPU from 12 s to 22 s of each table-2 run (every viewer has
-# joined by then at 200 arrivals a second up to 2,000; needs --seconds 17 or more).
+# joined by then at 200 arrivals a second up to 2,000; needs --seconds 17 or more);
+# --engine-args adds ARGS to the engine's (e.g. "--webrtc-audio-frame-ms 60").
 # Changes nothing outside a temporary directory.
 set -euo pipefail
 
-viewers=40 seconds=15 counts="250 500 1000 2000" latency=1 bin="" verify=full steady=0
+viewers=40 seconds=15 counts="250 500 1000 2000" latency=1 bin="" verify=full steady=0 extra_args=""
 while (($#)); do
     case "$1" in
         --viewers) viewers=$2; shift 2 ;;
@@ -31,7 +33,8 @@ while (($#)); do
         --bin) bin=$2; shift 2 ;;
         --light) verify=light; shift ;;
         --steady) steady=1; shift ;;
-        -h | --help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        --engine-args) extra_args=$2; shift 2 ;;
+        -h | --help) sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "unknown argument: $1" >&2; exit 2 ;;
     esac
 done
@@ -43,7 +46,7 @@ if [ -z "$bin" ]; then
     (cd "$root" && cargo build --release -q -p edge-engine -p loadgen)
     bin="$root/target/release"
 fi
-engine_args="--cores 1 --cpu-list 0 --webrtc-udp 127.0.0.1:0 --webrtc-bframes keep"
+engine_args="--cores 1 --cpu-list 0 --webrtc-udp 127.0.0.1:0 --webrtc-bframes keep${extra_args:+ $extra_args}"
 
 run() { # label protocol viewers [verify] -> the run's JSON file
     local json="$work/$1.json"

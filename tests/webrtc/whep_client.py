@@ -134,7 +134,7 @@ async def main():
     PLI["receiver"] = video.receiver
     pc.addTransceiver("audio", direction="recvonly")
     connected = asyncio.Event()
-    audio = {"frames": 0, "loud": 0}
+    audio = {"frames": 0, "loud": 0, "samples": 0}
 
     async def listen(track):
         while True:
@@ -144,6 +144,7 @@ async def main():
                 return
             samples = array.array("h", bytes(frame.planes[0]))
             audio["frames"] += 1
+            audio["samples"] += frame.samples
             if samples and max(abs(x) for x in samples) > 300:
                 audio["loud"] += 1
 
@@ -188,6 +189,7 @@ async def main():
     out["pli_at"] = PLI["at"]
     out["audio_frames"] = audio["frames"]
     out["audio_loud"] = audio["loud"]
+    out["audio_samples"] = audio["samples"]
     if delete:
         base = url.split("/", 3)
         session_url = base[0] + "//" + base[2] + location

@@ -73,6 +73,8 @@ pub(crate) struct Config {
     pub webrtc_candidates: Vec<(std::net::IpAddr, Option<u16>)>,
     pub webrtc_max_sessions: usize,
     pub webrtc_bframes: WebrtcBframes,
+    /// `--webrtc-audio-frame-ms`.
+    pub webrtc_audio_frame: edge_core::webrtc::audio::FrameMs,
     pub rtmps: Option<SocketAddr>,
     /// Loaded when --https or --rtmps is given.
     pub tls: Option<Arc<CertStore>>,
@@ -470,6 +472,10 @@ impl Args {
             webrtc_candidates,
             webrtc_max_sessions: self.webrtc_max_sessions,
             webrtc_bframes: self.webrtc_bframes,
+            webrtc_audio_frame: edge_core::webrtc::audio::FrameMs::from_ms(
+                self.webrtc_audio_frame_ms,
+            )
+            .ok_or_else(|| anyhow::anyhow!("--webrtc-audio-frame-ms takes 20, 40 or 60"))?,
             rtmps: self.rtmps,
             tls,
             tls_handshake_timeout_ms: self.tls_handshake_timeout_ms,

@@ -67,9 +67,11 @@ struct WhepRun {
     timestamps: Vec<u64>,
     /// With `--pli-after`: how many units the client had when it sent its PLI.
     pli_at: Option<usize>,
-    /// Opus frames aiortc's decoder gave, and how many of them are not silence.
+    /// Opus frames aiortc's decoder gave (one per packet), how many of them are not silence,
+    /// and their samples per channel in all.
     audio_frames: u64,
     audio_loud: u64,
+    audio_samples: u64,
     delete_status: u16,
 }
 
@@ -113,6 +115,7 @@ fn whep_play(url: &str, seconds: u32, extra: &[&str]) -> WhepRun {
         pli_at: v["pli_at"].as_u64().map(|n| n as usize),
         audio_frames: v["audio_frames"].as_u64().unwrap_or(0),
         audio_loud: v["audio_loud"].as_u64().unwrap_or(0),
+        audio_samples: v["audio_samples"].as_u64().unwrap_or(0),
         delete_status: v["delete_status"].as_u64().unwrap_or(0) as u16,
     }
 }
@@ -229,6 +232,8 @@ fn a_whep_viewer_gets_the_sources_h264_byte_for_byte_and_its_aac_as_opus_and_del
         run.audio_loud,
         run.audio_frames
     );
+    // Each packet is 20 ms at 48 kHz (the default --webrtc-audio-frame-ms).
+    assert_eq!(run.audio_samples, run.audio_frames * 960);
     // DELETE ends the session and frees what it held, on whichever shard answered it.
     assert_eq!(run.delete_status, 200);
     engine.wait_for("the session is freed", Duration::from_secs(10), |m| {
@@ -242,6 +247,29 @@ fn a_whep_viewer_gets_the_sources_h264_byte_for_byte_and_its_aac_as_opus_and_del
     assert!(m.sum("webrtc_opus_packets") >= run.audio_frames);
     assert_eq!(m.sum("webrtc_audio_errors"), 0);
     assert!(m.sum("webrtc_datagrams_out") >= m.sum("webrtc_rtp_packets"));
+    publisher.kill().ok();
+    publisher.wait().ok();
+}
+
+#[test]
+fn with_60_ms_audio_frames_a_whep_viewer_decodes_a_third_as_many_opus_packets_of_sound() {
+    let engine = webrtc_engine(&["--webrtc-audio-frame-ms", "60"]);
+    let mut publisher = live(&engine, "a60");
+    let url = format!("http://{}/live/a60/whep", engine.http);
+    let run = whep_play(&url, 3, &[]);
+    assert!(run.connected, "{}", run.body);
+    // 3 s played, at least 2 s of them as audio: 60 ms packets, each decoded whole by
+    // libopus in aiortc, nearly all of them sound.
+    assert!(run.audio_frames >= 33, "{} Opus frames", run.audio_frames);
+    assert_eq!(run.audio_samples, run.audio_frames * 2880);
+    assert!(
+        run.audio_loud * 10 >= run.audio_frames * 9,
+        "{} of {} decoded frames are sound",
+        run.audio_loud,
+        run.audio_frames
+    );
+    let m = engine.metrics();
+    assert_eq!(m.sum("webrtc_audio_errors"), 0);
     publisher.kill().ok();
     publisher.wait().ok();
 }

@@ -1,6 +1,7 @@
 //! A stream's AAC audio as Opus for WebRTC viewers: decoded (symphonia's AAC-LC decoder, pure
-//! Rust), resampled to 48 kHz (rubato), cut into 20 ms frames and encoded by the caller's
-//! Opus encoder ([`OpusEncode`]: the engine's is libopus).
+//! Rust), resampled to 48 kHz (rubato), cut into frames of 20, 40 or 60 ms
+//! ([`FrameMs`]) and encoded by the caller's Opus encoder ([`OpusEncode`]: the engine's is
+//! libopus).
 //!
 //! Owns: the stream's decoder (from its AudioSpecificConfig), the resampler, the samples
 //! waiting for a whole frame (at most [`MAX_PENDING_MS`]), and the RTP timestamps of the
@@ -19,8 +20,44 @@ use symphonia_core::formats::Packet;
 
 /// Opus's clock and the only rate we encode at.
 pub const OPUS_RATE: u64 = 48_000;
-/// Samples per channel in one 20 ms Opus frame.
-pub const FRAME: usize = 960;
+/// How long one Opus packet plays: the frame sizes Opus has that WebRTC clients decode.
+/// Longer frames mean fewer packets per viewer (audio at 20 ms is 50 packets a second, as
+/// many as a 600 kbit/s video's), and as much more delay before a frame can be sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FrameMs {
+    Ms20,
+    Ms40,
+    Ms60,
+}
+
+impl FrameMs {
+    pub fn from_ms(ms: u32) -> Option<FrameMs> {
+        match ms {
+            20 => Some(FrameMs::Ms20),
+            40 => Some(FrameMs::Ms40),
+            60 => Some(FrameMs::Ms60),
+            _ => None,
+        }
+    }
+
+    pub fn ms(self) -> u32 {
+        match self {
+            FrameMs::Ms20 => 20,
+            FrameMs::Ms40 => 40,
+            FrameMs::Ms60 => 60,
+        }
+    }
+
+    /// Samples per channel in one frame at 48 kHz.
+    pub fn samples(self) -> usize {
+        self.ms() as usize * 48
+    }
+
+    /// Whether `samples` per channel is one of these frames.
+    pub fn is_frame(samples: usize) -> bool {
+        matches!(samples, 960 | 1920 | 2880)
+    }
+}
 /// Channels we encode (WebRTC's Opus is `opus/48000/2`; a mono source is sent on both).
 pub const CHANNELS: usize = 2;
 /// Samples waiting for a whole frame are dropped past this (a source that sends faster than
@@ -31,8 +68,8 @@ const AAC_FRAME: usize = 1024;
 /// A timestamp more than this away from where the samples so far lead restarts the timeline.
 const JUMP_MS: u64 = 200;
 
-/// Encodes one 20 ms frame of interleaved stereo `f32` at 48 kHz into `out`; the bytes it
-/// wrote.
+/// Encodes one frame (20, 40 or 60 ms: [`FrameMs`]) of interleaved stereo `f32` at 48 kHz
+/// into `out`; the bytes it wrote.
 pub trait OpusEncode {
     fn encode(&mut self, pcm: &[f32], out: &mut [u8]) -> Result<usize, String>;
 }
@@ -62,6 +99,8 @@ pub struct OpusPacket {
 /// A stream's AAC→Opus transcoder.
 pub struct Transcoder<E> {
     encoder: E,
+    /// Samples per channel in each packet.
+    frame: usize,
     /// The decoder and the source's channel count.
     decoder: Option<(AacDecoder, usize)>,
     resampler: Option<FftFixedIn<f32>>,
@@ -73,9 +112,10 @@ pub struct Transcoder<E> {
 }
 
 impl<E: OpusEncode> Transcoder<E> {
-    pub fn new(encoder: E) -> Self {
+    pub fn new(encoder: E, frame: FrameMs) -> Self {
         Transcoder {
             encoder,
+            frame: frame.samples(),
             decoder: None,
             resampler: None,
             pending: Vec::new(),
@@ -139,19 +179,21 @@ impl<E: OpusEncode> Transcoder<E> {
             self.pending.drain(..cut);
             self.next_rtp = self.next_rtp.map(|n| n + (cut / CHANNELS) as u64);
         }
-        let mut buf = [0u8; 1500];
-        while self.pending.len() >= FRAME * CHANNELS {
+        // Opus's largest packet (three 20 ms frames of 1,275 bytes and their header).
+        let mut buf = [0u8; 3_832];
+        let frame = self.frame;
+        while self.pending.len() >= frame * CHANNELS {
             let n = self
                 .encoder
-                .encode(&self.pending[..FRAME * CHANNELS], &mut buf)
+                .encode(&self.pending[..frame * CHANNELS], &mut buf)
                 .map_err(AudioError::Encode)?;
             let rtp_time = self.next_rtp.unwrap_or(0);
             out.push(OpusPacket {
                 rtp_time,
                 payload: buf[..n].to_vec(),
             });
-            self.pending.drain(..FRAME * CHANNELS);
-            self.next_rtp = Some(rtp_time + FRAME as u64);
+            self.pending.drain(..frame * CHANNELS);
+            self.next_rtp = Some(rtp_time + frame as u64);
         }
         Ok(())
     }
@@ -230,7 +272,7 @@ mod tests {
 
     impl OpusEncode for &mut Meter {
         fn encode(&mut self, pcm: &[f32], out: &mut [u8]) -> Result<usize, String> {
-            assert_eq!(pcm.len(), FRAME * CHANNELS);
+            assert!(FrameMs::is_frame(pcm.len() / CHANNELS), "{}", pcm.len());
             self.0.push(pcm.iter().map(|s| s * s).sum::<f32>());
             out[0] = self.0.len() as u8;
             Ok(1)
@@ -254,25 +296,31 @@ mod tests {
     }
 
     #[test]
-    fn the_fixtures_aac_becomes_20_ms_frames_on_a_continuous_48_khz_clock() {
+    fn the_fixtures_aac_becomes_20_and_60_ms_frames_on_a_continuous_48_khz_clock() {
+        for frame in [FrameMs::Ms20, FrameMs::Ms60] {
+            frames_on_a_continuous_clock(frame);
+        }
+    }
+
+    fn frames_on_a_continuous_clock(frame: FrameMs) {
         let tags = fixture_audio();
         let mut meter = Meter::default();
-        let mut t = Transcoder::new(&mut meter);
+        let mut t = Transcoder::new(&mut meter, frame);
         let mut packets = Vec::new();
         for (ts, body) in &tags {
             t.push(*ts, body, &mut packets).unwrap();
         }
         let last_ts = tags.last().unwrap().0;
         // 44.1 kHz in, 48 kHz out: every sample fed, less the resampler's delay and the last
-        // partial frame, comes out in 960-sample frames.
-        let expected = (last_ts * 48) as usize / FRAME;
+        // partial frame, comes out in frames of the size asked for.
+        let expected = (last_ts * 48) as usize / frame.samples();
         assert!(
             packets.len() + 4 >= expected && packets.len() <= expected + 2,
             "{} packets for {last_ts} ms",
             packets.len()
         );
         for w in packets.windows(2) {
-            assert_eq!(w[1].rtp_time - w[0].rtp_time, FRAME as u64);
+            assert_eq!(w[1].rtp_time - w[0].rtp_time, frame.samples() as u64);
         }
         drop(t);
         // The fixture's audio is not silence.
@@ -288,7 +336,7 @@ mod tests {
     fn repeats_jumps_and_garbage_are_handled() {
         let tags = fixture_audio();
         let mut meter = Meter::default();
-        let mut t = Transcoder::new(&mut meter);
+        let mut t = Transcoder::new(&mut meter, FrameMs::Ms20);
         let mut packets = Vec::new();
         assert_eq!(
             t.push(0, &tags[1].1, &mut packets),

@@ -493,6 +493,21 @@ pub(crate) struct Args {
     )]
     pub webrtc_bframes: WebrtcBframes,
 
+    /// How much audio each Opus packet to WebRTC viewers carries, in ms: 20, 40 or 60.
+    /// Longer packets are fewer (20 ms audio is 50 packets a second per viewer, as many as a
+    /// 600 kbit/s video's) and add their length to the audio's delay.
+    #[arg(
+        help_heading = "WebRTC",
+        long,
+        value_name = "MS",
+        default_value_t = 20,
+        value_parser = clap::builder::TypedValueParser::map(
+            clap::builder::PossibleValuesParser::new(["20", "40", "60"]),
+            |s| s.parse::<u32>().unwrap_or(20)
+        )
+    )]
+    pub webrtc_audio_frame_ms: u32,
+
     /// Also take RTMPS publishes and plays here (needs --tls-cert, --tls-key).
     #[arg(help_heading = "Listening and shards", long, value_name = "ADDR")]
     pub rtmps: Option<SocketAddr>,

@@ -148,6 +148,8 @@ pub(crate) struct RtcSettings {
     pub(crate) candidates: Vec<(IpAddr, Option<u16>)>,
     /// Pictures of B slices are not sent (`--webrtc-bframes drop`).
     pub(crate) drop_b_frames: bool,
+    /// Audio per Opus packet (`--webrtc-audio-frame-ms`).
+    pub(crate) audio_frame: edge_core::webrtc::audio::FrameMs,
 }
 
 /// A frame of a stream as RTP payloads, shared by every session of the stream here: a video
@@ -569,7 +571,7 @@ impl RtcEndpoint {
         let audio = media
             .audio
             .get_or_insert_with(|| match opus::OpusEncoder::new() {
-                Ok(encoder) => Ok(Transcoder::new(encoder)),
+                Ok(encoder) => Ok(Transcoder::new(encoder, self.settings.audio_frame)),
                 Err(why) => {
                     warn_once(&why);
                     self.counters.audio_errors.inc();

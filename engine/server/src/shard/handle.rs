@@ -121,6 +121,7 @@ impl ShardHandle {
             max_sessions: config.webrtc_max_sessions.div_ceil(config.shards()),
             candidates: config.webrtc_candidates.clone(),
             drop_b_frames: config.webrtc_bframes == crate::config::WebrtcBframes::Drop,
+            audio_frame: config.webrtc_audio_frame,
         };
         let timers = Rc::clone(&self.0.timers);
         let endpoint = RtcEndpoint::start(

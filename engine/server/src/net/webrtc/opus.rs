@@ -7,13 +7,13 @@
 //! which ffmpeg and browsers pull in), WebRTC audio works where the library is, and where it
 //! is not, sessions play video alone and the node says why once.
 //!
-//! Must not: be called with a frame of another size than 20 ms of 48 kHz stereo, or outlive
-//! the library (the handle is never closed).
+//! Must not: be called with a frame of another size than 20, 40 or 60 ms of 48 kHz stereo,
+//! or outlive the library (the handle is never closed).
 
 use std::ffi::{c_char, c_int, c_void, CStr};
 use std::sync::OnceLock;
 
-use edge_core::webrtc::audio::{OpusEncode, CHANNELS, FRAME, OPUS_RATE};
+use edge_core::webrtc::audio::{FrameMs, OpusEncode, CHANNELS, OPUS_RATE};
 
 /// `OPUS_APPLICATION_AUDIO`: music and speech at full quality.
 const APPLICATION_AUDIO: c_int = 2049;
@@ -74,7 +74,7 @@ fn load() -> Result<Lib, String> {
     }
 }
 
-/// One libopus encoder: 48 kHz stereo, 20 ms frames.
+/// One libopus encoder: 48 kHz stereo, frames of 20, 40 or 60 ms.
 pub struct OpusEncoder {
     lib: &'static Lib,
     state: *mut c_void,
@@ -105,16 +105,17 @@ impl OpusEncoder {
 
 impl OpusEncode for OpusEncoder {
     fn encode(&mut self, pcm: &[f32], out: &mut [u8]) -> Result<usize, String> {
-        if pcm.len() != FRAME * CHANNELS {
+        let frame = pcm.len() / CHANNELS;
+        if pcm.len() % CHANNELS != 0 || !FrameMs::is_frame(frame) {
             return Err(format!("a frame of {} samples", pcm.len()));
         }
         let max = i32::try_from(out.len()).unwrap_or(i32::MAX);
-        // SAFETY: `pcm` holds FRAME samples per channel, interleaved, and `out` `max` bytes.
+        // SAFETY: `pcm` holds `frame` samples per channel, interleaved, and `out` `max` bytes.
         let n = unsafe {
             (self.lib.encode)(
                 self.state,
                 pcm.as_ptr(),
-                FRAME as c_int,
+                frame as c_int,
                 out.as_mut_ptr(),
                 max,
             )
