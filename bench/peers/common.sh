@@ -98,6 +98,31 @@ make_clip() { # name video_kbps
         -c:a aac -b:a 48k -f flv "$work/$1.flv"
 }
 
+# A self-signed certificate for localhost and 127.0.0.1 in $work/cert.pem and key.pem. Not a CA
+# certificate: webpki (rustls, h3load) refuses a CA certificate as a server's own.
+make_cert() {
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+        -subj /CN=localhost -addext subjectAltName=DNS:localhost,IP:127.0.0.1 \
+        -addext basicConstraints=critical,CA:FALSE \
+        -keyout "$work/key.pem" -out "$work/cert.pem" 2>/dev/null
+}
+
+# Publishes $work/CLIP.flv for each CLIP in a loop to the engine (ffmpeg on CPU 1), and waits
+# until the last one has three segments.
+publish_clips() { # clip...
+    local clip n _
+    for clip in "$@"; do
+        taskset -c 1 ffmpeg -v error -nostdin -re -stream_loop -1 -i "$work/$clip.flv" -c copy \
+            -f flv "rtmp://$ENGINE_RTMP/live/$clip" &
+        pids+=($!)
+    done
+    for _ in $(seq 150); do
+        n=$(curl -s "http://$ENGINE_HTTP/live/$clip.m3u8" | grep -c "^$clip-" || true)
+        [ "${n:-0}" -ge 3 ] && break
+        sleep 0.2
+    done
+}
+
 # wrk with one thread on CPU 1 for $duration seconds; prints "req/s bytes/s". Extra
 # arguments go to wrk (e.g. -H "Connection: close").
 # CPU seconds (user + system) used so far by the processes PIDS, summed.

@@ -38,11 +38,7 @@ setup_work /dev/shm/edge-bench-h3cpu.XXXXXX
 (cd "$root" && cargo build --release -q -p edge-engine -p loadgen)
 bin="$root/target/release"
 
-# A self-signed leaf (not a CA: webpki refuses a CA certificate as the server's own).
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
-    -subj /CN=localhost -addext subjectAltName=DNS:localhost,IP:127.0.0.1 \
-    -addext basicConstraints=critical,CA:FALSE \
-    -keyout "$work/key.pem" -out "$work/cert.pem" 2>/dev/null
+make_cert
 make_clip small 200
 make_clip big 2750
 
@@ -51,16 +47,7 @@ start_engine --https 127.0.0.1:0 --http3 127.0.0.1:0 --tls-cert "$work/cert.pem"
     --tls-key "$work/key.pem" --hls-segment-ms 2000 --hls-window 100 "${extra[@]}"
 https=$(sed -n 's/.*https=\([^ ]*\).*/\1/p' "$work/engine.out")
 h3=$(sed -n 's/.*http3=\([^ ]*\).*/\1/p' "$work/engine.out")
-for clip in small big; do
-    taskset -c 1 ffmpeg -v error -nostdin -re -stream_loop -1 -i "$work/$clip.flv" -c copy \
-        -f flv "rtmp://$ENGINE_RTMP/live/$clip" &
-    pids+=($!)
-done
-for _ in $(seq 150); do
-    n=$(curl -s "http://$ENGINE_HTTP/live/big.m3u8" | grep -c '^big-' || true)
-    [ "${n:-0}" -ge 3 ] && break
-    sleep 0.2
-done
+publish_clips small big
 
 b0=$(cpu_seconds_of "$ENGINE_PID"); t0=$(date +%s.%N)
 sleep 5

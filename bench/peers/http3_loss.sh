@@ -76,9 +76,7 @@ trap 'ip netns del $ns 2>/dev/null || true; cleanup_work' EXIT
 (cd "$root" && cargo build --release -q -p edge-engine)
 bin="$root/target/release"
 
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
-    -subj /CN=localhost -addext subjectAltName=DNS:localhost,IP:127.0.0.1 \
-    -keyout "$work/key.pem" -out "$work/cert.pem" 2>/dev/null
+make_cert
 make_clip small 200
 make_clip big 2750
 
@@ -88,17 +86,7 @@ start_engine --https 0.0.0.0:0 --http3 0.0.0.0:0 --tls-cert "$work/cert.pem" \
     --tls-key "$work/key.pem" --hls-segment-ms 2000 "${extra[@]}"
 https=$(sed -n 's/.*https=\([^ ]*\).*/\1/p' "$work/engine.out")
 h3=$(sed -n 's/.*http3=\([^ ]*\).*/\1/p' "$work/engine.out")
-for clip in small big; do
-    taskset -c 1 ffmpeg -v error -nostdin -re -stream_loop -1 -i "$work/$clip.flv" -c copy \
-        -f flv "rtmp://$ENGINE_RTMP/live/$clip" &
-    pids+=($!)
-done
-# Three segments of each before anyone watches.
-for _ in $(seq 150); do
-    n=$(curl -s "http://$ENGINE_HTTP/live/big.m3u8" | grep -c '^big-' || true)
-    [ "${n:-0}" -ge 3 ] && break
-    sleep 0.2
-done
+publish_clips small big
 
 # The viewers' namespace and the path to it: eh3v there, eh3r here, tun_path.py between.
 ip netns add $ns

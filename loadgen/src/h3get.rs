@@ -125,8 +125,8 @@ fn control_stream() -> Vec<u8> {
     out
 }
 
-/// A UDP socket for the run: non-blocking, with receive and send buffers large enough for a
-/// burst of segments.
+/// A UDP socket for the run: non-blocking, with a receive buffer large enough for a burst of
+/// segments (it sends only acknowledgements and requests).
 fn socket(target: SocketAddr) -> anyhow::Result<UdpSocket> {
     let bind: SocketAddr = if target.is_ipv4() {
         "0.0.0.0:0".parse()?
@@ -135,19 +135,7 @@ fn socket(target: SocketAddr) -> anyhow::Result<UdpSocket> {
     };
     let s = UdpSocket::bind(bind)?;
     s.set_nonblocking(true)?;
-    let size: libc::c_int = 16 << 20;
-    for opt in [libc::SO_RCVBUFFORCE, libc::SO_RCVBUF, libc::SO_SNDBUF] {
-        // SAFETY: a valid socket and an int option of the right size.
-        unsafe {
-            libc::setsockopt(
-                s.as_raw_fd(),
-                libc::SOL_SOCKET,
-                opt,
-                (&size as *const libc::c_int).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            );
-        }
-    }
+    crate::net::grow_receive_buffer(s.as_raw_fd(), 16 << 20);
     Ok(s)
 }
 

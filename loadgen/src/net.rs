@@ -103,6 +103,27 @@ fn start_connect(src: Ipv4Addr, dst: std::net::SocketAddrV4) -> io::Result<std::
     }
 }
 
+/// Sets the receive buffer of `fd` to `bytes`, past `net.core.rmem_max` where the process may
+/// (root: SO_RCVBUFFORCE), else as far as the limit allows. Best effort.
+pub fn grow_receive_buffer(fd: std::os::fd::RawFd, bytes: usize) {
+    let size = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+    for opt in [libc::SO_RCVBUFFORCE, libc::SO_RCVBUF] {
+        // SAFETY: setsockopt on a socket the caller owns, with an int-sized value.
+        let rc = unsafe {
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                opt,
+                (&size as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if rc == 0 {
+            return;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

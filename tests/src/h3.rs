@@ -74,6 +74,24 @@ pub fn h3_requests_in(
     ca: &Path,
     requests: &[(&str, &str, &str)],
 ) -> Vec<Result<H3Response, String>> {
+    let v = run_client(netns, "h3get.py", addr, ca, &[], requests);
+    let items = v.as_array().expect("a list");
+    let (last, answers) = items.split_last().expect("the connection summary");
+    assert_eq!(last["alpn"], "h3", "ALPN: {last}");
+    answers.iter().map(answer).collect()
+}
+
+/// Runs the aioquic client `script` (in `tests/h3`, inside network namespace `netns` when
+/// there is one) against `addr`, trusting `ca`, with `extra` arguments after the CA and the
+/// requests (method, path, body; an empty body is none) on its standard input; its JSON.
+fn run_client(
+    netns: Option<&str>,
+    script: &str,
+    addr: SocketAddr,
+    ca: &Path,
+    extra: &[&str],
+    requests: &[(&str, &str, &str)],
+) -> serde_json::Value {
     let list: Vec<serde_json::Value> = requests
         .iter()
         .map(|(m, p, b)| {
@@ -93,14 +111,19 @@ pub fn h3_requests_in(
         None => Command::new(python()),
     };
     let mut child = command
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("h3/h3get.py"))
+        .arg(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("h3")
+                .join(script),
+        )
         .args([&addr.ip().to_string(), &addr.port().to_string()])
         .arg(ca)
+        .args(extra)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("running h3get.py");
+        .unwrap_or_else(|e| panic!("running {script}: {e}"));
     {
         use std::io::Write;
         let mut stdin = child.stdin.take().unwrap();
@@ -111,14 +134,10 @@ pub fn h3_requests_in(
     let out = child.wait_with_output().unwrap();
     assert!(
         out.status.success(),
-        "h3get.py failed: {}",
+        "{script} failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("h3get.py's JSON");
-    let items = v.as_array().expect("a list");
-    let (last, answers) = items.split_last().expect("the connection summary");
-    assert_eq!(last["alpn"], "h3", "ALPN: {last}");
-    answers.iter().map(answer).collect()
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{script}'s JSON: {e}"))
 }
 
 /// One resumed connection of [`h3_resumed`]: whether TLS resumed the session and the server
@@ -161,40 +180,14 @@ pub fn h3_resumed(
     requests: &[(&str, &str, &str)],
     resumes: usize,
 ) -> (H3Response, Vec<Resumed>) {
-    let list: Vec<serde_json::Value> = requests
-        .iter()
-        .map(|(m, p, b)| {
-            if b.is_empty() {
-                serde_json::json!([m, p])
-            } else {
-                serde_json::json!([m, p, {}, b])
-            }
-        })
-        .collect();
-    let mut child = Command::new(python())
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("h3/h3early.py"))
-        .args([&addr.ip().to_string(), &addr.port().to_string()])
-        .arg(ca)
-        .arg(resumes.to_string())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("running h3early.py");
-    {
-        use std::io::Write;
-        let mut stdin = child.stdin.take().unwrap();
-        stdin
-            .write_all(serde_json::Value::Array(list).to_string().as_bytes())
-            .unwrap();
-    }
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "h3early.py failed: {}",
-        String::from_utf8_lossy(&out.stderr)
+    let v = run_client(
+        None,
+        "h3early.py",
+        addr,
+        ca,
+        &[&resumes.to_string()],
+        requests,
     );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("h3early.py's JSON");
     assert!(v.get("error").is_none(), "h3early.py: {v}");
     let first = answer(&v["first"]).expect("the first connection's answer");
     let resumed = v["resumed"]

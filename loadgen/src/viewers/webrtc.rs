@@ -37,22 +37,7 @@ fn local_ip_towards(to: SocketAddr) -> Option<IpAddr> {
 /// full default buffer (UdpRcvbufErrors counted them at 250 viewers).
 fn grow_receive_buffer(s: &UdpSocket) {
     use std::os::fd::AsRawFd;
-    let size: libc::c_int = 1 << 20;
-    for opt in [libc::SO_RCVBUFFORCE, libc::SO_RCVBUF] {
-        // SAFETY: setsockopt on a socket we own, with an int-sized value.
-        let rc = unsafe {
-            libc::setsockopt(
-                s.as_raw_fd(),
-                libc::SOL_SOCKET,
-                opt,
-                (&size as *const libc::c_int).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
-        if rc == 0 {
-            return;
-        }
-    }
+    crate::net::grow_receive_buffer(s.as_raw_fd(), 1 << 20);
 }
 
 /// POSTs `offer` to `path` over a connection of its own: the answer and its session's URL.

@@ -11,6 +11,16 @@ use tests::*;
 const FIXTURE: &str = "bframes.flv";
 const KEY: &str = "5eed0fa11c0ffee0123456789abcdef0";
 
+/// 1 s segments that all stay listed, and a stream that ends soon after its publisher.
+const ENDED_1S: [&str; 6] = [
+    "--hls-segment-ms",
+    "1000",
+    "--hls-window",
+    "100",
+    "--republish-grace-ms",
+    "300",
+];
+
 /// `--https` and `--http3` on ephemeral ports with `certs`, plus `extra`.
 fn h3_engine(certs: &TestCerts, extra: &[&str]) -> Engine {
     let listeners = [
@@ -67,17 +77,7 @@ fn ended_stream(engine: &Engine, name: &str) -> (String, String) {
 #[test]
 fn hls_and_ll_hls_over_http3_are_byte_identical_to_https() {
     let certs = TestCerts::generate("h3");
-    let engine = h3_engine(
-        &certs,
-        &[
-            "--hls-segment-ms",
-            "1000",
-            "--hls-window",
-            "100",
-            "--republish-grace-ms",
-            "300",
-        ],
-    );
+    let engine = h3_engine(&certs, &ENDED_1S);
     let (https, h3) = (engine.https.unwrap(), engine.http3.unwrap());
     let (hls, ll) = ended_stream(&engine, "h3");
     let (segments, _) = parse_playlist(&hls);
@@ -251,17 +251,7 @@ fn a_client_that_changes_port_and_loses_datagrams_finishes_on_the_same_connectio
 #[test]
 fn a_client_on_another_host_behind_random_loss_and_delay_downloads_every_byte() {
     let certs = TestCerts::generate("h3-netns");
-    let engine = h3_engine(
-        &certs,
-        &[
-            "--hls-segment-ms",
-            "1000",
-            "--hls-window",
-            "100",
-            "--republish-grace-ms",
-            "300",
-        ],
-    );
+    let engine = h3_engine(&certs, &ENDED_1S);
     let (hls, ll) = ended_stream(&engine, "n");
     let (segments, _) = parse_playlist(&hls);
     let mut paths = vec!["/live/n.m3u8".to_string(), "/live/n/llhls.m3u8".to_string()];
@@ -315,17 +305,7 @@ fn a_client_on_another_host_behind_random_loss_and_delay_downloads_every_byte() 
 #[test]
 fn h3load_gets_every_byte_of_a_segment_again_and_again() {
     let certs = TestCerts::generate("h3-load");
-    let engine = h3_engine(
-        &certs,
-        &[
-            "--hls-segment-ms",
-            "1000",
-            "--hls-window",
-            "100",
-            "--republish-grace-ms",
-            "300",
-        ],
-    );
+    let engine = h3_engine(&certs, &ENDED_1S);
     let (hls, _) = ended_stream(&engine, "l");
     let (segments, _) = parse_playlist(&hls);
     let path = format!("/live/{}", segments[1].0);
@@ -371,17 +351,7 @@ fn h3load_gets_every_byte_of_a_segment_again_and_again() {
 #[test]
 fn a_returning_client_gets_its_first_answers_in_0rtt_and_only_safe_methods_are_served_early() {
     let certs = TestCerts::generate("h3-0rtt");
-    let engine = h3_engine(
-        &certs,
-        &[
-            "--hls-segment-ms",
-            "1000",
-            "--hls-window",
-            "100",
-            "--republish-grace-ms",
-            "300",
-        ],
-    );
+    let engine = h3_engine(&certs, &ENDED_1S);
     let (hls, _) = ended_stream(&engine, "z");
     let (segments, _) = parse_playlist(&hls);
     let segment = format!("/live/{}", segments[0].0);
