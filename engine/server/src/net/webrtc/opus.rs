@@ -106,7 +106,7 @@ impl OpusEncoder {
 impl OpusEncode for OpusEncoder {
     fn encode(&mut self, pcm: &[f32], out: &mut [u8]) -> Result<usize, String> {
         let frame = pcm.len() / CHANNELS;
-        if pcm.len() % CHANNELS != 0 || !FrameMs::is_frame(frame) {
+        if !pcm.len().is_multiple_of(CHANNELS) || !FrameMs::is_frame(frame) {
             return Err(format!("a frame of {} samples", pcm.len()));
         }
         let max = i32::try_from(out.len()).unwrap_or(i32::MAX);
