@@ -10,7 +10,7 @@
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion};
 use edge_core::flv::FlvReader;
-use edge_core::webrtc::audio::Transcoder;
+use edge_core::webrtc::audio::{FrameMs, Transcoder};
 use edge_core::webrtc::h264::Packetizer;
 use edge_engine::net::webrtc::opus::OpusEncoder;
 
@@ -45,7 +45,7 @@ fn webrtc(c: &mut Criterion) {
     g.bench_function("aac_to_opus/fixture_4s", |b| {
         b.iter(|| {
             let encoder = OpusEncoder::new().expect("libopus.so.0 (Debian's libopus0)");
-            let mut t = Transcoder::new(encoder);
+            let mut t = Transcoder::new(encoder, FrameMs::Ms20);
             let mut out = Vec::new();
             for (ts, body) in &audio {
                 let _ = t.push(*ts, body, &mut out);
