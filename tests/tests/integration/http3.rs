@@ -21,6 +21,15 @@ const ENDED_1S: [&str; 6] = [
     "300",
 ];
 
+/// An engine as [`h3_engine`] with [`ENDED_1S`] and certificates named after `tag`, and
+/// `live/{name}` published and ended there: its HLS and LL-HLS playlists.
+fn ended_h3_stream(tag: &str, name: &str) -> (TestCerts, Engine, String, String) {
+    let certs = TestCerts::generate(tag);
+    let engine = h3_engine(&certs, &ENDED_1S);
+    let (hls, ll) = ended_stream(&engine, name);
+    (certs, engine, hls, ll)
+}
+
 /// `--https` and `--http3` on ephemeral ports with `certs`, plus `extra`.
 fn h3_engine(certs: &TestCerts, extra: &[&str]) -> Engine {
     let listeners = [
@@ -76,10 +85,8 @@ fn ended_stream(engine: &Engine, name: &str) -> (String, String) {
 
 #[test]
 fn hls_and_ll_hls_over_http3_are_byte_identical_to_https() {
-    let certs = TestCerts::generate("h3");
-    let engine = h3_engine(&certs, &ENDED_1S);
+    let (certs, engine, hls, ll) = ended_h3_stream("h3", "h3");
     let (https, h3) = (engine.https.unwrap(), engine.http3.unwrap());
-    let (hls, ll) = ended_stream(&engine, "h3");
     let (segments, _) = parse_playlist(&hls);
     assert!(segments.len() >= 3, "{hls}");
     // The LL-HLS init segment and the first parts, by the URIs the playlist names.
@@ -250,9 +257,7 @@ fn a_client_that_changes_port_and_loses_datagrams_finishes_on_the_same_connectio
 
 #[test]
 fn a_client_on_another_host_behind_random_loss_and_delay_downloads_every_byte() {
-    let certs = TestCerts::generate("h3-netns");
-    let engine = h3_engine(&certs, &ENDED_1S);
-    let (hls, ll) = ended_stream(&engine, "n");
+    let (certs, engine, hls, ll) = ended_h3_stream("h3-netns", "n");
     let (segments, _) = parse_playlist(&hls);
     let mut paths = vec!["/live/n.m3u8".to_string(), "/live/n/llhls.m3u8".to_string()];
     paths.extend(segments.iter().map(|(u, _)| format!("/live/{u}")));
@@ -304,9 +309,7 @@ fn a_client_on_another_host_behind_random_loss_and_delay_downloads_every_byte() 
 
 #[test]
 fn h3load_gets_every_byte_of_a_segment_again_and_again() {
-    let certs = TestCerts::generate("h3-load");
-    let engine = h3_engine(&certs, &ENDED_1S);
-    let (hls, _) = ended_stream(&engine, "l");
+    let (certs, engine, hls, _) = ended_h3_stream("h3-load", "l");
     let (segments, _) = parse_playlist(&hls);
     let path = format!("/live/{}", segments[1].0);
     let want = http_get(engine.http, &path).body.len() as u64;
@@ -350,9 +353,7 @@ fn h3load_gets_every_byte_of_a_segment_again_and_again() {
 
 #[test]
 fn a_returning_client_gets_its_first_answers_in_0rtt_and_only_safe_methods_are_served_early() {
-    let certs = TestCerts::generate("h3-0rtt");
-    let engine = h3_engine(&certs, &ENDED_1S);
-    let (hls, _) = ended_stream(&engine, "z");
+    let (certs, engine, hls, _) = ended_h3_stream("h3-0rtt", "z");
     let (segments, _) = parse_playlist(&hls);
     let segment = format!("/live/{}", segments[0].0);
     let requests = [
