@@ -37,6 +37,9 @@ pub struct Load {
     pub path: String,
     pub connections: usize,
     pub duration: Duration,
+    /// Take coalesced runs of datagrams from the kernel (UDP GRO), as a NIC's receive
+    /// offload would hand them over.
+    pub gro: bool,
 }
 
 /// What came back.
@@ -53,6 +56,9 @@ pub struct Outcome {
     /// Request to last byte, in microseconds.
     pub latency_us: Histogram<u64>,
     pub datagrams_in: u64,
+    /// Receive calls that returned datagrams (fewer than `datagrams_in` when the kernel
+    /// coalesced runs of them: UDP GRO).
+    pub receives: u64,
     pub datagrams_out: u64,
     /// Why the first connection that ended early ended.
     pub first_error: Option<String>,
@@ -127,7 +133,7 @@ fn control_stream() -> Vec<u8> {
 
 /// A UDP socket for the run: non-blocking, with a receive buffer large enough for a burst of
 /// segments (it sends only acknowledgements and requests).
-fn socket(target: SocketAddr) -> anyhow::Result<UdpSocket> {
+fn socket(target: SocketAddr, gro: bool) -> anyhow::Result<UdpSocket> {
     let bind: SocketAddr = if target.is_ipv4() {
         "0.0.0.0:0".parse()?
     } else {
@@ -136,14 +142,100 @@ fn socket(target: SocketAddr) -> anyhow::Result<UdpSocket> {
     let s = UdpSocket::bind(bind)?;
     s.set_nonblocking(true)?;
     crate::net::grow_receive_buffer(s.as_raw_fd(), 16 << 20);
+    if gro {
+        let on: libc::c_int = 1;
+        // SAFETY: a valid socket and an int option of the right size. Best effort: a kernel
+        // without UDP GRO hands datagrams over one by one.
+        unsafe {
+            libc::setsockopt(
+                s.as_raw_fd(),
+                libc::SOL_UDP,
+                UDP_GRO,
+                (&on as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            );
+        }
+    }
     Ok(s)
+}
+
+/// `UDP_GRO` (linux/udp.h): the kernel may hand over a run of datagrams of one size from one
+/// sender as one buffer, with the size in a control message.
+const UDP_GRO: libc::c_int = 104;
+
+/// One receive: the bytes, the sender, and the segment size when the kernel coalesced a run
+/// of datagrams (UDP GRO).
+fn receive(
+    socket: &UdpSocket,
+    buf: &mut [u8],
+) -> std::io::Result<(usize, SocketAddr, Option<usize>)> {
+    // SAFETY: all-zero sockaddr_storage and msghdr are valid values.
+    let mut name: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let mut control = [0u64; 8];
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    // SAFETY: as above.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_name = (&mut name as *mut libc::sockaddr_storage).cast();
+    msg.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = std::mem::size_of_val(&control) as _;
+    // SAFETY: every pointer in `msg` is valid for its length for the call.
+    let n = unsafe { libc::recvmsg(socket.as_raw_fd(), &mut msg, 0) };
+    if n < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let mut segment = None;
+    // SAFETY: the kernel filled `control` up to msg_controllen; CMSG_* walk within it.
+    unsafe {
+        let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
+        while !cmsg.is_null() {
+            if (*cmsg).cmsg_level == libc::SOL_UDP && (*cmsg).cmsg_type == UDP_GRO {
+                let size = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::c_int>());
+                segment = usize::try_from(size).ok().filter(|&s| s > 0);
+            }
+            cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
+        }
+    }
+    let from = sockaddr_to(&name)
+        .ok_or_else(|| std::io::Error::other("a sender without an IP address"))?;
+    Ok((n as usize, from, segment))
+}
+
+/// The IPv4 or IPv6 address in `name`.
+fn sockaddr_to(name: &libc::sockaddr_storage) -> Option<SocketAddr> {
+    match libc::c_int::from(name.ss_family) {
+        libc::AF_INET => {
+            // SAFETY: the family says it is a sockaddr_in, which fits in the storage.
+            let a =
+                unsafe { &*(name as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
+            Some(SocketAddr::from((
+                std::net::Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr)),
+                u16::from_be(a.sin_port),
+            )))
+        }
+        libc::AF_INET6 => {
+            // SAFETY: the family says it is a sockaddr_in6, which fits in the storage.
+            let a =
+                unsafe { &*(name as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
+            Some(SocketAddr::from((
+                std::net::Ipv6Addr::from(a.sin6_addr.s6_addr),
+                u16::from_be(a.sin6_port),
+            )))
+        }
+        _ => None,
+    }
 }
 
 /// Runs `load` and returns what came back. An error is a setup failure (the CA, the
 /// socket); failures of connections and requests are counted.
 pub fn run(load: &Load, ca: &Path) -> anyhow::Result<Outcome> {
     let config = client_config(ca)?;
-    let socket = socket(load.target)?;
+    let socket = socket(load.target, load.gro)?;
     let mut endpoint =
         quinn_proto::Endpoint::new(Arc::new(EndpointConfig::default()), None, true, None);
     let request = request_frame(&load.host, &load.path);
@@ -157,6 +249,7 @@ pub fn run(load: &Load, ca: &Path) -> anyhow::Result<Outcome> {
         elapsed: Duration::ZERO,
         latency_us: Histogram::new(3)?,
         datagrams_in: 0,
+        receives: 0,
         datagrams_out: 0,
         first_error: None,
     };
@@ -186,26 +279,30 @@ pub fn run(load: &Load, ca: &Path) -> anyhow::Result<Outcome> {
         if !running && clients.values().all(|c| c.request.is_none()) {
             break;
         }
-        // Every datagram the socket holds.
+        // Every datagram the socket holds; a coalesced run (UDP GRO) is split at its
+        // segment size.
         for _ in 0..1024 {
-            let (n, from) = match socket.recv_from(&mut recv) {
+            let (n, from, segment) = match receive(&socket, &mut recv) {
                 Ok(r) => r,
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
                 Err(e) => bail!("receive: {e}"),
             };
-            out.datagrams_in += 1;
-            send.clear();
-            match endpoint.handle(now, from, None, None, BytesMut::from(&recv[..n]), &mut send) {
-                Some(DatagramEvent::ConnectionEvent(ch, event)) => {
-                    if let Some(c) = clients.get_mut(&ch) {
-                        c.conn.handle_event(event);
+            out.receives += 1;
+            for datagram in recv[..n].chunks(segment.unwrap_or(n).max(1)) {
+                out.datagrams_in += 1;
+                send.clear();
+                match endpoint.handle(now, from, None, None, BytesMut::from(datagram), &mut send) {
+                    Some(DatagramEvent::ConnectionEvent(ch, event)) => {
+                        if let Some(c) = clients.get_mut(&ch) {
+                            c.conn.handle_event(event);
+                        }
                     }
+                    Some(DatagramEvent::Response(t)) => {
+                        let _ = socket.send_to(&send[..t.size], t.destination);
+                        out.datagrams_out += 1;
+                    }
+                    Some(DatagramEvent::NewConnection(_)) | None => {}
                 }
-                Some(DatagramEvent::Response(t)) => {
-                    let _ = socket.send_to(&send[..t.size], t.destination);
-                    out.datagrams_out += 1;
-                }
-                Some(DatagramEvent::NewConnection(_)) | None => {}
             }
         }
         // Each connection: its deadline, its events, its request, its datagrams.

@@ -30,6 +30,11 @@ struct Args {
     /// How long, e.g. 10s.
     #[arg(long, value_name = "TIME", default_value = "10s", value_parser = loadgen::cli::parse_duration)]
     duration: Duration,
+    /// Take runs of datagrams coalesced by the kernel (UDP GRO), as a NIC's receive offload
+    /// hands them over. On loopback the sender's kernel then delivers each run whole instead
+    /// of datagram by datagram (as TCP delivers 64 KB at a time).
+    #[arg(long)]
+    gro: bool,
     /// Pin the thread to this CPU.
     #[arg(long, value_name = "CPU")]
     cpu: Option<usize>,
@@ -65,13 +70,14 @@ fn main() -> anyhow::Result<()> {
         path: path.to_string(),
         connections: args.connections.max(1),
         duration: args.duration,
+        gro: args.gro,
     };
     let o = h3get::run(&load, &args.ca)?;
     let secs = o.elapsed.as_secs_f64().max(1e-9);
     let ms = |q: f64| o.latency_us.value_at_quantile(q) as f64 / 1000.0;
     println!(
         "requests {} ({:.0}/s), {:.1} MB/s of bodies, latency p50 {:.2} ms p99 {:.2} ms max {:.2} ms, \
-         not 200: {}, errors: {}, handshakes: {}, datagrams in {} out {}",
+         not 200: {}, errors: {}, handshakes: {}, datagrams in {} ({} receives) out {}",
         o.requests,
         o.requests as f64 / secs,
         o.body_bytes as f64 / secs / 1e6,
@@ -82,6 +88,7 @@ fn main() -> anyhow::Result<()> {
         o.errors,
         o.handshakes,
         o.datagrams_in,
+        o.receives,
         o.datagrams_out
     );
     if let Some(file) = &args.json {
@@ -95,6 +102,7 @@ fn main() -> anyhow::Result<()> {
             "errors": o.errors,
             "handshakes": o.handshakes,
             "datagrams_in": o.datagrams_in,
+            "receives": o.receives,
             "datagrams_out": o.datagrams_out,
         });
         std::fs::write(file, v.to_string())?;
