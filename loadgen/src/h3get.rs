@@ -201,34 +201,11 @@ fn receive(
             cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
         }
     }
-    let from = sockaddr_to(&name)
+    // SAFETY: the kernel wrote a sockaddr of msg_namelen bytes into `name`.
+    let from = unsafe { socket2::SockAddr::new(name, msg.msg_namelen) }
+        .as_socket()
         .ok_or_else(|| std::io::Error::other("a sender without an IP address"))?;
     Ok((n as usize, from, segment))
-}
-
-/// The IPv4 or IPv6 address in `name`.
-fn sockaddr_to(name: &libc::sockaddr_storage) -> Option<SocketAddr> {
-    match libc::c_int::from(name.ss_family) {
-        libc::AF_INET => {
-            // SAFETY: the family says it is a sockaddr_in, which fits in the storage.
-            let a =
-                unsafe { &*(name as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
-            Some(SocketAddr::from((
-                std::net::Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr)),
-                u16::from_be(a.sin_port),
-            )))
-        }
-        libc::AF_INET6 => {
-            // SAFETY: the family says it is a sockaddr_in6, which fits in the storage.
-            let a =
-                unsafe { &*(name as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
-            Some(SocketAddr::from((
-                std::net::Ipv6Addr::from(a.sin6_addr.s6_addr),
-                u16::from_be(a.sin6_port),
-            )))
-        }
-        _ => None,
-    }
 }
 
 /// Runs `load` and returns what came back. An error is a setup failure (the CA, the

@@ -55,7 +55,9 @@ impl FrameMs {
 
     /// Whether `samples` per channel is one of these frames.
     pub fn is_frame(samples: usize) -> bool {
-        matches!(samples, 960 | 1920 | 2880)
+        [FrameMs::Ms20, FrameMs::Ms40, FrameMs::Ms60]
+            .iter()
+            .any(|f| f.samples() == samples)
     }
 }
 /// Channels we encode (WebRTC's Opus is `opus/48000/2`; a mono source is sent on both).

@@ -213,7 +213,8 @@ fn playlist(req: &Request, key: &StreamKey, hls: &HlsSnapshot, node: &impl NodeV
     }
 }
 
-/// A refused play: `status` (403, 410 or 503) with the reason in the body, never the token.
+/// A refused request: `status` (a play's 403, 410 or 503, or early data's 425) with the
+/// reason in the body, never the token.
 pub(crate) fn denial(status: u16, reason: &str, req: &Request) -> Vec<Bytes> {
     super::pieces::text_response(status, format!("{reason}\n"), "no-store", req)
 }
