@@ -472,10 +472,7 @@ impl Args {
             webrtc_candidates,
             webrtc_max_sessions: self.webrtc_max_sessions,
             webrtc_bframes: self.webrtc_bframes,
-            webrtc_audio_frame: edge_core::webrtc::audio::FrameMs::from_ms(
-                self.webrtc_audio_frame_ms,
-            )
-            .ok_or_else(|| anyhow::anyhow!("--webrtc-audio-frame-ms takes 20, 40 or 60"))?,
+            webrtc_audio_frame: self.webrtc_audio_frame_ms,
             rtmps: self.rtmps,
             tls,
             tls_handshake_timeout_ms: self.tls_handshake_timeout_ms,
@@ -641,6 +638,21 @@ mod tests {
         let a = Args::parse_from(["e", "--cpu-list", "1,0"]);
         let c = a.validate().unwrap();
         assert_eq!(c.cpus, vec![Some(1), Some(0)]);
+    }
+
+    #[test]
+    fn the_audio_frame_is_one_opus_takes() {
+        use edge_core::webrtc::audio::FrameMs;
+        let frame = |args: &[&str]| {
+            let a = Args::try_parse_from([&["e"], args].concat()).map_err(|e| e.to_string())?;
+            Ok::<_, String>(a.validate().unwrap().webrtc_audio_frame)
+        };
+        assert_eq!(frame(&[]), Ok(FrameMs::Ms20));
+        assert_eq!(frame(&["--webrtc-audio-frame-ms", "60"]), Ok(FrameMs::Ms60));
+        for refused in ["30", "0", "sixty"] {
+            let e = frame(&["--webrtc-audio-frame-ms", refused]).unwrap_err();
+            assert!(e.contains("takes 20, 40 or 60"), "{refused}: {e}");
+        }
     }
 
     #[test]

@@ -20,14 +20,24 @@ fn socket_path(name: &str) -> String {
 
 /// One `GET /healthz` on a fresh connection: the status, or why there was none.
 fn health(addr: SocketAddr) -> Result<u16, String> {
-    let mut s = TcpStream::connect(addr).map_err(|e| format!("connect: {e}"))?;
+    get(addr, "/healthz")
+}
+
+/// One GET of `path` on a fresh connection: the status, or why there was none (with how
+/// long it took, so a timeout tells itself from a close).
+fn get(addr: SocketAddr, path: &str) -> Result<u16, String> {
+    let start = Instant::now();
+    let failed = |what: &str, e: &dyn std::fmt::Display| {
+        format!("{what} after {} ms: {e}", start.elapsed().as_millis())
+    };
+    let mut s = TcpStream::connect(addr).map_err(|e| failed("connect", &e))?;
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    s.write_all(b"GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n")
-        .map_err(|e| format!("write: {e}"))?;
+    write!(s, "GET {path} HTTP/1.1\r\nConnection: close\r\n\r\n")
+        .map_err(|e| failed("write", &e))?;
     let mut all = Vec::new();
-    s.read_to_end(&mut all).map_err(|e| format!("read: {e}"))?;
+    s.read_to_end(&mut all).map_err(|e| failed("read", &e))?;
     if all.is_empty() {
-        return Err("closed unanswered".into());
+        return Err(failed("read", &"closed unanswered"));
     }
     Ok(split_response(&all).status())
 }
@@ -285,15 +295,18 @@ fn a_published_stream_stays_watchable_across_two_handovers() {
     let poller = {
         let (stop, asked, http) = (Arc::clone(&stop), Arc::clone(&asked), a.http);
         std::thread::spawn(move || {
-            let mut answers = Vec::new();
+            let (mut answers, mut slowest) = (Vec::new(), Duration::ZERO);
             while !stop.load(Ordering::Relaxed) {
-                answers.push(match try_http_get(http, "/live/up.m3u8") {
-                    Ok(r) => r.status().to_string(),
-                    Err(e) => e.to_string(),
+                let t = Instant::now();
+                answers.push(match get(http, "/live/up.m3u8") {
+                    Ok(status) => status.to_string(),
+                    Err(e) => e,
                 });
+                slowest = slowest.max(t.elapsed());
                 asked.fetch_add(1, Ordering::Relaxed);
                 std::thread::sleep(Duration::from_millis(50));
             }
+            println!("the slowest playlist answer took {slowest:?}");
             answers
         })
     };

@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::Parser;
+use edge_core::webrtc::audio::FrameMs;
 
 use super::tables::{AppSettings, OriginSettings};
 
@@ -500,13 +501,10 @@ pub(crate) struct Args {
         help_heading = "WebRTC",
         long,
         value_name = "MS",
-        default_value_t = 20,
-        value_parser = clap::builder::TypedValueParser::map(
-            clap::builder::PossibleValuesParser::new(["20", "40", "60"]),
-            |s| s.parse::<u32>().unwrap_or(20)
-        )
+        default_value = "20",
+        value_parser = audio_frame_ms
     )]
-    pub webrtc_audio_frame_ms: u32,
+    pub webrtc_audio_frame_ms: FrameMs,
 
     /// Also take RTMPS publishes and plays here (needs --tls-cert, --tls-key).
     #[arg(help_heading = "Listening and shards", long, value_name = "ADDR")]
@@ -611,6 +609,14 @@ pub(crate) struct Args {
 pub(crate) enum WebrtcBframes {
     Drop,
     Keep,
+}
+
+/// `--webrtc-audio-frame-ms`: one of the Opus frame lengths (edge-core says which).
+fn audio_frame_ms(s: &str) -> Result<FrameMs, String> {
+    s.parse()
+        .ok()
+        .and_then(FrameMs::from_ms)
+        .ok_or_else(|| "takes 20, 40 or 60".into())
 }
 
 /// `on` or `off`.
