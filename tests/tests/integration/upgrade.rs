@@ -264,8 +264,8 @@ fn loadgen_runs_through_an_upgrade_without_a_connect_error() {
 /// playlist client (a new connection per request) 200 before the first handover and 404 for
 /// every request after it: the publisher stays on the draining predecessor, and the
 /// successor had no source. Now each successor pulls the stream from its predecessor's relay
-/// (C from B, which pulls from A): every request gets 200, and an RTMP player attached to A
-/// before the first handover keeps receiving.
+/// (C from B, which pulls from A), and has its playlist before it accepts: every request gets
+/// 200, and an RTMP player attached to A before the first handover keeps receiving.
 #[test]
 fn a_published_stream_stays_watchable_across_two_handovers() {
     let path = socket_path("relay");
@@ -318,14 +318,25 @@ fn a_published_stream_stays_watchable_across_two_handovers() {
     };
     after(20);
     let upgrade = || {
-        Engine::start(&[
+        let args = [
             "--cores",
             "2",
             "--upgrade-from",
             &path,
             "--upgrade-socket",
             &path,
-        ])
+        ];
+        let e = Engine::start_logged(&args, "info");
+        // Each shard had the stream's playlist before it accepted: no viewer that lands on
+        // the successor waits for its first segment.
+        let log = e.log();
+        let warm = log
+            .lines()
+            .filter(|l| l.contains("inherited streams with a playlist here"))
+            .collect::<Vec<_>>();
+        assert_eq!(warm.len(), 2, "one line per shard: {log}");
+        assert!(warm.iter().all(|l| l.contains("ready=1 of=1")), "{warm:?}");
+        e
     };
     let b = upgrade();
     after(60);
@@ -346,11 +357,15 @@ fn a_published_stream_stays_watchable_across_two_handovers() {
         "every answer 200: {not_200:?} of {}",
         answers.len()
     );
-    // Each successor pulled the stream once, from its predecessor.
+    // Each successor pulled the stream once, from its predecessor (B's log: its /metrics
+    // is C's now, the port being C's).
     for (name, e) in [("B", &b), ("C", &c)] {
-        let m = e.metrics();
-        assert_eq!(m.sum("upstream_pulls_started"), 1, "{name}: {m:?}");
+        let log = e.log();
+        let pulls = log.matches("pulling from upstream").count();
+        assert_eq!(pulls, 1, "{name}: {log}");
     }
+    let m = c.metrics();
+    assert_eq!(m.sum("upstream_pulls_started"), 1, "C: {m:?}");
     drop((b, c));
     drop(a);
     let log = player.join().unwrap();

@@ -486,6 +486,12 @@ async fn shard_main(mut ctx: ShardCtx, driver: &'static str) {
         .store(arena.backing.code(), Ordering::Relaxed);
     let _ = ctx.stats.arenas[ctx.id].set(Arc::clone(&arena));
     let quic_mesh = Arc::clone(&ctx.mesh);
+    // A successor's streams that its predecessor still holds: pulled before it accepts.
+    let inherited: Vec<edge_core::StreamKey> = ctx
+        .predecessor
+        .as_ref()
+        .map(|p| p.streams().cloned().collect())
+        .unwrap_or_default();
     let shard = ShardHandle::start(
         mesh::ShardId(ctx.id),
         ctx.config,
@@ -512,10 +518,6 @@ async fn shard_main(mut ctx: ShardCtx, driver: &'static str) {
         .upgrade_socket
         .is_some()
         .then(monoio::io::Canceller::new);
-    for (service, l) in listeners {
-        let cancel = canceller.as_ref().map(|c| c.handle());
-        monoio::spawn(listen::accept_loop(shard.clone(), l, service, cancel));
-    }
     if let Some(relay) = relay {
         monoio::spawn(listen::accept_loop(
             shard.clone(),
@@ -524,6 +526,10 @@ async fn shard_main(mut ctx: ShardCtx, driver: &'static str) {
             None,
         ));
     }
+    let cancels: Vec<_> = listeners
+        .iter()
+        .map(|_| canceller.as_ref().map(|c| c.handle()))
+        .collect();
     if let Some(canceller) = canceller {
         monoio::spawn(upgrade::watch(shard.clone(), canceller));
     }
@@ -574,8 +580,28 @@ async fn shard_main(mut ctx: ShardCtx, driver: &'static str) {
             }
         }
     }
-    let _ = ctx.ready.send(Ok((ctx.id, driver)));
-    test_hooks(ctx.id);
+    // Accepting (and, last, telling the main thread this shard is ready) waits for the
+    // inherited streams; the mesh and the pulls run meanwhile.
+    let (id, ready) = (ctx.id, ctx.ready);
+    monoio::spawn({
+        let shard = shard.clone();
+        async move {
+            if !inherited.is_empty() {
+                let warm = upgrade::warm(&shard, &inherited).await;
+                info!(
+                    shard = id,
+                    ready = warm,
+                    of = inherited.len(),
+                    "upgrade: inherited streams with a playlist here; accepting"
+                );
+            }
+            for ((service, l), cancel) in listeners.into_iter().zip(cancels) {
+                monoio::spawn(listen::accept_loop(shard.clone(), l, service, cancel));
+            }
+            let _ = ready.send(Ok((id, driver)));
+        }
+    });
+    test_hooks(id);
     // Returns on shutdown; dropping the runtime then closes every socket of this shard.
     shard.run_dispatcher().await;
 }

@@ -16,8 +16,11 @@
 //! accept queues, and every SYN that arrives meanwhile, is accepted by one process or the
 //! other: none is refused or reset.
 //!
-//! Must not: run on a shard, or touch a listener beyond sending a duplicate of its
-//! descriptor (the accept loops own them, and [`Control`] decides when they stop).
+//! On a shard run only [`warm`] (a successor's start) and [`watch`] (a predecessor's
+//! cancel).
+//!
+//! Must not: run anything else on a shard, or touch a listener beyond sending a duplicate of
+//! its descriptor (the accept loops own them, and [`Control`] decides when they stop).
 
 use std::io;
 use std::mem::{size_of, MaybeUninit};
@@ -393,6 +396,29 @@ impl Inherited {
             (other, _) => bail!("expected DRAINING, got {other:?}"),
         }
     }
+}
+
+/// How long a successor's shard waits for the inherited streams' first playlists before it
+/// accepts anyway (a stream that stalls must not hold the upgrade up).
+const WARM_MAX: Duration = Duration::from_secs(5);
+
+/// On a successor's shard, before it accepts: starts pulling each stream the predecessor
+/// holds and waits (at most [`WARM_MAX`]) until this shard has its playlist, so that a viewer
+/// whose request lands here is answered at once instead of waiting for a first segment. The
+/// predecessor accepts everyone meanwhile. Returns how many were ready.
+pub(crate) async fn warm(shard: &crate::shard::ShardHandle, inherited: &[StreamKey]) -> usize {
+    for key in inherited {
+        shard.hls_demand(key, None);
+    }
+    let all = async {
+        for key in inherited {
+            if shard.hls(key).is_none() {
+                shard.wait_for_hls(key).await;
+            }
+        }
+    };
+    let _ = monoio::time::timeout(WARM_MAX, all).await;
+    inherited.iter().filter(|k| shard.hls(k).is_some()).count()
 }
 
 /// How often a shard looks for a finished handover.

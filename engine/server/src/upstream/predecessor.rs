@@ -45,6 +45,11 @@ impl Predecessor {
         }
     }
 
+    /// The streams it held at the handover.
+    pub(crate) fn streams(&self) -> impl Iterator<Item = &StreamKey> {
+        self.streams.iter()
+    }
+
     /// Whether `key` is pulled from the predecessor: it held the stream at the handover and
     /// still runs.
     pub(crate) fn serves(&self, key: &StreamKey) -> bool {
