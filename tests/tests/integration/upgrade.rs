@@ -326,7 +326,9 @@ fn a_published_stream_stays_watchable_across_two_handovers() {
             "--upgrade-socket",
             &path,
         ];
+        let t = Instant::now();
         let e = Engine::start_logged(&args, "info");
+        println!("successor ready after {:?}", t.elapsed());
         // Each shard had the stream's playlist before it accepted: no viewer that lands on
         // the successor waits for its first segment.
         let log = e.log();
