@@ -518,15 +518,16 @@ fn a_hundred_whep_sessions_on_two_shards_all_play_and_are_freed() {
     loop {
         let text = String::from_utf8_lossy(&http_get(engine.http, "/metrics").body).into_owned();
         let players = viewers(&text, "edge_webrtc_players{");
-        if players >= 90 {
-            assert_eq!(
-                viewers(&text, "edge_viewers{protocol=\"webrtc\"}"),
-                players,
-                "{text}"
-            );
+        let machine = viewers(&text, "edge_viewers{protocol=\"webrtc\"}");
+        // One rendering reads the two a moment apart while viewers still arrive: they must
+        // agree in one taken between two arrivals (a miscount never would).
+        if players >= 90 && machine == players {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "{text}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{players} players, machine gauge {machine}: {text}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     let summary: serde_json::Value =
