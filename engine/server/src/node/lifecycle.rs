@@ -526,10 +526,8 @@ async fn shard_main(mut ctx: ShardCtx, driver: &'static str) {
             None,
         ));
     }
-    let cancels: Vec<_> = listeners
-        .iter()
-        .map(|_| canceller.as_ref().map(|c| c.handle()))
-        .collect();
+    // Every accept loop's handle to the one canceller the watcher fires.
+    let cancel = canceller.as_ref().map(|c| c.handle());
     if let Some(canceller) = canceller {
         monoio::spawn(upgrade::watch(shard.clone(), canceller));
     }
@@ -595,8 +593,13 @@ async fn shard_main(mut ctx: ShardCtx, driver: &'static str) {
                     "upgrade: inherited streams with a playlist here; accepting"
                 );
             }
-            for ((service, l), cancel) in listeners.into_iter().zip(cancels) {
-                monoio::spawn(listen::accept_loop(shard.clone(), l, service, cancel));
+            for (service, l) in listeners {
+                monoio::spawn(listen::accept_loop(
+                    shard.clone(),
+                    l,
+                    service,
+                    cancel.clone(),
+                ));
             }
             let _ = ready.send(Ok((id, driver)));
         }
