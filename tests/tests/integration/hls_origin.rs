@@ -210,10 +210,20 @@ fn without_prefetch_the_first_viewers_wait_on_one_collapsed_request_per_segment(
     check_pull(&edge, &relay, origin.http, "live", "lazy0", 200);
     let m = edge.metrics();
     assert_eq!(m.sum("hls_prefetches"), 0);
+    // check_pull asserted one origin request per segment. Without prefetch each of those
+    // was a viewer's miss, and a collapsed request is any other miss that waited on it (or
+    // asked the owner for it), so collapsing shows as more waiters than downloads. How many
+    // more depends on when the viewers happen to ask, so only the inequality is asserted.
+    let segments = relay
+        .gets_by_path()
+        .keys()
+        .filter(|p| p.ends_with(".ts"))
+        .count();
+    let waiters = m.sum("hls_collapsed_waiters") as usize;
+    println!("{waiters} segment requests waited on {segments} downloads");
     assert!(
-        m.sum("hls_collapsed_waiters") > 200,
-        "viewers waited on downloads: {}",
-        m.sum("hls_collapsed_waiters")
+        waiters > segments,
+        "{waiters} segment requests waited on {segments} downloads: none collapsed"
     );
 }
 
