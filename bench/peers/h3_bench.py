@@ -12,6 +12,7 @@ parts, as a player catching up would. Viewers run at once. Prints one JSON objec
   first_byte_ms  per viewer: from before its connect to the first body byte of its first
                  segment (playlist included: what a new viewer waits)
   segment_ms     every segment download: request sent to last byte
+  segment_index  for each of those, its place in its viewer's run (0: the connection's first)
   part_ms        every part download
   bytes          body bytes read
   errors         failed requests
@@ -174,6 +175,7 @@ async def watch(c, start, result):
         if i == 0:
             result["first_byte_ms"].append((time.monotonic() - start - (total - first)) * 1000)
         result["segment_ms"].append(total * 1000)
+        result["segment_index"].append(i)
         result["bytes"] += len(body)
     if not n_parts:
         return
@@ -191,7 +193,7 @@ async def watch(c, start, result):
 
 
 async def main():
-    result = {"first_byte_ms": [], "segment_ms": [], "part_ms": [], "bytes": 0, "errors": 0}
+    result = {"first_byte_ms": [], "segment_ms": [], "segment_index": [], "part_ms": [], "bytes": 0, "errors": 0}
     await asyncio.gather(*(viewer(result) for _ in range(viewers)))
     json.dump(result, sys.stdout)
 

@@ -25,9 +25,11 @@
 #
 # Usage: bench/peers/http3_loss.sh [--rtts "50 150"] [--losses "0 1 3"] [--reps N]
 #        [--viewers N] [--rounds N] [--engine-args "ARGS"]
-#        [--player] [--player-paths "150:0 150:1"] [--player-seconds S]
+#        [--player] [--player-paths "150:0 150:1"] [--player-seconds S] [--keep DIR]
 #   --rounds: rounds of the CPU measurement (default 10); --engine-args: e.g.
-#   "--http3-congestion cubic".
+#   "--http3-congestion cubic"; --keep: keep the engine's log (engine.err: with
+#   RUST_LOG=edge_engine::net::quic=debug, a line per QUIC connection, its round trip,
+#   window, packets sent and lost) and each cell's samples (cell-RTT-LOSS-PROTO.json) there.
 # Needs root (a network namespace, TUN devices). Installs ffmpeg and openssl when missing,
 # and aioquic in target/tools/venv. Removes its namespace and temporary directory on exit.
 set -euo pipefail
@@ -41,6 +43,7 @@ engine_args=""
 player=""
 player_paths="150:0 150:1"
 player_seconds=30
+keep=""
 while (($#)); do
     case "$1" in
         --rtts) rtts=$2; shift 2 ;;
@@ -52,7 +55,8 @@ while (($#)); do
         --player) player=1; shift ;;
         --player-paths) player_paths=$2; shift 2 ;;
         --player-seconds) player_seconds=$2; shift 2 ;;
-        -h|--help) sed -n '2,28p' "$0"; exit 0 ;;
+        --keep) keep=$2; shift 2 ;;
+        -h|--help) sed -n '2,31p' "$0"; exit 0 ;;
         *) echo "unknown argument: $1" >&2; exit 2 ;;
     esac
 done
@@ -71,7 +75,8 @@ py="$venv/bin/python"
 
 ns=edge-h3-bench
 setup_work /dev/shm/edge-bench-h3.XXXXXX
-trap 'ip netns del $ns 2>/dev/null || true; cleanup_work' EXIT
+keep_files() { [ -z "$keep" ] || { mkdir -p "$keep" && cp "$work"/engine.err "$work"/cell-*.json "$keep"/; } 2>/dev/null || true; }
+trap 'keep_files; ip netns del $ns 2>/dev/null || true; cleanup_work' EXIT
 
 (cd "$root" && cargo build --release -q -p edge-engine)
 bin="$root/target/release"

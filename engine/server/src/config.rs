@@ -67,6 +67,8 @@ pub(crate) struct Config {
     pub http3_max_connections: usize,
     pub http3_retry_above: usize,
     pub http3_congestion: Http3Congestion,
+    /// A new HTTP/3 connection's first window, bytes.
+    pub http3_initial_window: u64,
     /// WebRTC playback (WHEP): shard N's UDP socket is this port plus N.
     pub webrtc_udp: Option<SocketAddr>,
     /// Addresses named in WHEP answers (`--webrtc-candidate`), port `None`: the bound one.
@@ -468,6 +470,7 @@ impl Args {
             http3_max_connections: self.http3_max_connections,
             http3_retry_above: self.http3_retry_above,
             http3_congestion: self.http3_congestion,
+            http3_initial_window: self.http3_initial_window,
             webrtc_udp: self.webrtc_udp,
             webrtc_candidates,
             webrtc_max_sessions: self.webrtc_max_sessions,

@@ -14,6 +14,7 @@
 //! static table and literals are enough for requests, and for our responses.
 
 pub mod cid;
+pub mod congestion;
 pub mod frame;
 pub mod message;
 pub mod qpack;

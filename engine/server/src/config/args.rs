@@ -450,7 +450,8 @@ pub(crate) struct Args {
     pub http3_retry_above: usize,
 
     /// HTTP/3's congestion controller: `bbr` keeps its rate through random loss (a mobile
-    /// path's), `cubic` cuts its window at every loss, as TCP does.
+    /// path's), `cubic` cuts its window at every loss, as TCP does; `quinn-bbr` is
+    /// quinn-proto's BBR, kept for comparison (it stalls new connections in ProbeRTT).
     #[arg(
         help_heading = "Listening and shards",
         long,
@@ -459,6 +460,18 @@ pub(crate) struct Args {
         default_value_t = Http3Congestion::Bbr
     )]
     pub http3_congestion: Http3Congestion,
+
+    /// The window a new HTTP/3 connection starts with, bytes (with `bbr` and `cubic`),
+    /// paced over the round trip: a first segment of up to 128 KB in one round trip. RFC
+    /// 9002's conservative 10 packets is 14720; quinn-proto's BBR starts at 240000.
+    #[arg(
+        help_heading = "Listening and shards",
+        long,
+        value_name = "BYTES",
+        default_value_t = 131_072,
+        value_parser = clap::value_parser!(u64).range(4_800..=16 << 20)
+    )]
+    pub http3_initial_window: u64,
 
     /// Serve WebRTC playback (WHEP, `POST /{app}/{stream}/whep`) with media over UDP here:
     /// shard N binds the port plus N (port 0: each shard an ephemeral port of its own), and
@@ -651,6 +664,8 @@ pub(crate) enum Http3Congestion {
     Bbr,
     /// Loss-based, as Linux TCP's default: each loss cuts the window by 30 %.
     Cubic,
+    /// quinn-proto's BBR (for comparison).
+    QuinnBbr,
 }
 
 /// The token format (`--token-format`).

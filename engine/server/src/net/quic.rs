@@ -13,6 +13,7 @@
 //! task), parse HTTP/3 (edge-core's `h3` does), answer requests (the HTTP routes do, as for a
 //! TCP connection), or hold a `RefCell` borrow across an await.
 
+pub(crate) mod congestion;
 pub(crate) mod session;
 pub(crate) mod stream;
 
@@ -107,15 +108,20 @@ pub(crate) struct QuicSettings {
     pub(crate) max_streams: u32,
     pub(crate) idle_timeout_ms: u64,
     pub(crate) congestion: Congestion,
+    /// A new connection's first window, bytes (edge-core's controller and Cubic's).
+    pub(crate) initial_window: u64,
 }
 
 /// QUIC's congestion controller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Congestion {
-    /// Paced by the measured bottleneck rate and round trip; random loss does not shrink it.
+    /// edge-core's model of the path ([`congestion`]): the window follows the measured
+    /// bottleneck rate and round trip; random loss does not shrink it.
     Bbr,
     /// Loss-based, as Linux TCP's default: each loss cuts the window by 30 %.
     Cubic,
+    /// quinn-proto's BBR, for comparison: it stalls a connection in ProbeRTT early on.
+    QuinnBbr,
 }
 
 /// Issues connection IDs that name this shard ([`cid::issue`]).
@@ -223,11 +229,18 @@ impl QuicEndpoint {
             ))))
             .enable_segmentation_offload(true);
         match settings.congestion {
-            Congestion::Bbr => transport.congestion_controller_factory(Arc::new(
+            Congestion::Bbr => {
+                transport.congestion_controller_factory(Arc::new(congestion::PacedConfig {
+                    initial_window: settings.initial_window,
+                }))
+            }
+            Congestion::Cubic => {
+                let mut cubic = quinn_proto::congestion::CubicConfig::default();
+                cubic.initial_window(settings.initial_window);
+                transport.congestion_controller_factory(Arc::new(cubic))
+            }
+            Congestion::QuinnBbr => transport.congestion_controller_factory(Arc::new(
                 quinn_proto::congestion::BbrConfig::default(),
-            )),
-            Congestion::Cubic => transport.congestion_controller_factory(Arc::new(
-                quinn_proto::congestion::CubicConfig::default(),
             )),
         };
         let mut server_config = ServerConfig::with_crypto(Arc::new(crypto));
@@ -617,6 +630,17 @@ impl QuicEndpoint {
             self.counters.lost_packets.add(stats.path.lost_packets);
             self.counters.lost_bytes.add(stats.path.lost_bytes);
             self.counters.connections_open.dec();
+            debug!(
+                shard = %self.me,
+                rtt_ms = stats.path.rtt.as_secs_f64() * 1e3,
+                min_rtt_ms = stats.path.min_rtt.as_secs_f64() * 1e3,
+                cwnd = stats.path.cwnd,
+                sent_packets = stats.path.sent_packets,
+                lost_packets = stats.path.lost_packets,
+                congestion_events = stats.path.congestion_events,
+                mtu = stats.path.current_mtu,
+                "QUIC connection ended"
+            );
             // The endpoint learns of the drain from the connection's last endpoint event.
             while let Some(event) = s.conn.poll_endpoint_events() {
                 let _ = st.endpoint.handle_event(ch, event);

@@ -93,7 +93,9 @@ impl ShardHandle {
             congestion: match config.http3_congestion {
                 Http3Congestion::Bbr => Congestion::Bbr,
                 Http3Congestion::Cubic => Congestion::Cubic,
+                Http3Congestion::QuinnBbr => Congestion::QuinnBbr,
             },
+            initial_window: config.http3_initial_window,
         };
         let timers = Rc::clone(&self.0.timers);
         let quic = QuicEndpoint::start(
