@@ -21,7 +21,8 @@
 //! 3. **Startup:** the window grows by each acknowledged byte (doubling per round) up to
 //!    2.89 × the estimated bandwidth-delay product, until three rounds that were not
 //!    app-limited brought less than 25 % more bandwidth, or a round was congested (4.).
-//! 4. **Steady:** the window is 2 × the bandwidth-delay product. Sparse random loss does
+//! 4. **Steady:** the window is 2 × the bandwidth-delay product, and at least the initial
+//!    window unless congestion says otherwise (see `target`). Sparse random loss does
 //!    not move it. A round with at least 3 lost packets that were more than 2 % of its
 //!    bytes is congestion: the window is capped at 85 % of what it was, and each round
 //!    that is not app-limited and not congested raises the cap by 1/8 until it no longer
@@ -262,7 +263,11 @@ impl Congestion {
         self.round_min_rtt = None;
     }
 
-    /// `gain` bandwidth-delay products; no bound while either is unknown (the first round).
+    /// `gain` bandwidth-delay products, and at least the initial window (only congestion
+    /// goes below it: quinn paces a window over the smoothed round trip, so where that is
+    /// far above the minimum, as on loopback or behind a delayed ACK, a window sized by the
+    /// minimum alone paces below the bandwidth, and the next estimates shrink it further);
+    /// no bound while either is unknown (the first round).
     fn target(&self, gain: f64) -> u64 {
         let (bw, Some(rtt)) = (self.bandwidth(), self.min_rtt) else {
             return u64::MAX;
@@ -271,7 +276,7 @@ impl Congestion {
             return u64::MAX;
         }
         let bdp = bw as f64 * rtt.as_secs_f64();
-        ((gain * bdp) as u64).max(self.min_window())
+        ((gain * bdp) as u64).max(self.initial_window)
     }
 
     fn min_window(&self) -> u64 {
