@@ -353,14 +353,20 @@ mod tests {
         }
     }
 
-    #[test]
-    fn startup_finds_the_bottleneck_and_settles_at_twice_its_bdp() {
-        // 10 Mbit/s, 100 ms: a BDP of 125 KB.
+    /// A controller that found a 10 Mbit/s, 100 ms path (a BDP of 125 KB) from a first
+    /// window of 12 packets.
+    fn settled() -> (Path, Congestion) {
         let mut path = Path::new(1_250_000, 100);
         let mut cc = Congestion::new(path.now, MTU, 14_400);
         for _ in 0..30 {
             path.round(&mut cc, None);
         }
+        (path, cc)
+    }
+
+    #[test]
+    fn startup_finds_the_bottleneck_and_settles_at_twice_its_bdp() {
+        let (_, cc) = settled();
         assert_eq!(cc.phase(), Phase::Steady);
         let bdp = 125_000.0;
         let w = cc.window() as f64;
@@ -372,11 +378,7 @@ mod tests {
 
     #[test]
     fn random_loss_does_not_shrink_the_window() {
-        let mut path = Path::new(1_250_000, 100);
-        let mut cc = Congestion::new(path.now, MTU, 14_400);
-        for _ in 0..30 {
-            path.round(&mut cc, None);
-        }
+        let (mut path, mut cc) = settled();
         let before = cc.window();
         // About 1 %: one packet in a hundred, under three per round.
         path.loss_every = Some(100);
@@ -392,11 +394,7 @@ mod tests {
 
     #[test]
     fn heavy_loss_caps_the_window_and_it_recovers_when_the_loss_stops() {
-        let mut path = Path::new(1_250_000, 100);
-        let mut cc = Congestion::new(path.now, MTU, 14_400);
-        for _ in 0..30 {
-            path.round(&mut cc, None);
-        }
+        let (mut path, mut cc) = settled();
         let before = cc.window();
         // 5 %: several packets every round, congestion by any reading.
         path.loss_every = Some(20);
@@ -421,11 +419,7 @@ mod tests {
 
     #[test]
     fn a_slower_bottleneck_brings_the_window_down() {
-        let mut path = Path::new(1_250_000, 100);
-        let mut cc = Congestion::new(path.now, MTU, 14_400);
-        for _ in 0..30 {
-            path.round(&mut cc, None);
-        }
+        let (mut path, mut cc) = settled();
         let before = cc.window();
         // The bottleneck falls to a quarter: the queue overflows every round.
         path.rate /= 4;
@@ -458,11 +452,7 @@ mod tests {
 
     #[test]
     fn persistent_congestion_starts_over_from_the_minimum_window() {
-        let mut path = Path::new(1_250_000, 100);
-        let mut cc = Congestion::new(path.now, MTU, 14_400);
-        for _ in 0..30 {
-            path.round(&mut cc, None);
-        }
+        let (mut path, mut cc) = settled();
         cc.handle_loss(10 * u64::from(MTU), true);
         assert_eq!(cc.window(), 4 * u64::from(MTU));
         assert_eq!(cc.phase(), Phase::Startup);
