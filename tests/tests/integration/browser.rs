@@ -318,9 +318,15 @@ fn play_webrtc(e: &Engine, stream: &str) -> Value {
     let r = browser_report(run);
     let (f, w) = (&r["final"], &r["final"]["webrtc"]);
     println!(
-        "webrtc {stream}: first frame {} ms, jitter buffer {} ms, {} frames decoded, {} fps, {} freezes, {} audio packets",
-        f["firstFrameMs"], w["jitterBufferMs"], w["framesDecoded"], w["framesPerSecond"], w["freezeCount"], w["audioPackets"]
+        "webrtc {stream}: first frame {} ms, jitter buffer {} ms, {} frames decoded, {} fps, {} freezes, {} audio packets, sender reports {}",
+        f["firstFrameMs"], w["jitterBufferMs"], w["framesDecoded"], w["framesPerSecond"], w["freezeCount"], w["audioPackets"], w["senderReports"]
     );
+    // The engine sends each track's sender report once a second: the browser took them
+    // (SRTCP it could authenticate, reports it could parse) for both tracks.
+    for kind in ["audio", "video"] {
+        let reports = w["senderReports"][kind].as_u64().unwrap_or(0);
+        assert!(reports >= 3, "{reports} {kind} sender reports: {r}");
+    }
     assert_eq!(f["engine"], "WHEP", "{r}");
     assert_eq!(f["fatal"], Value::Null, "{r}");
     assert_eq!(

@@ -27,6 +27,7 @@ use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
 pub mod opus;
+pub mod srtp;
 
 use bytes::Bytes;
 use edge_core::webrtc::audio::Transcoder;
@@ -37,7 +38,8 @@ use str0m::change::SdpOffer;
 use str0m::format::Codec;
 use str0m::media::{Mid, Pt};
 use str0m::net::{Protocol, Receive};
-use str0m::rtp::{RtpWrite, SeqNo, Ssrc};
+use str0m::rtp::rtcp::{NackEntry, ReportList, Rtcp};
+use str0m::rtp::{RawPacket, Ssrc};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
 use tracing::debug;
 
@@ -58,6 +60,16 @@ const SEND_BATCH: usize = 256;
 /// Source addresses a session is known by at most (ICE checks from further addresses still
 /// reach it by their username fragment; media from them is dropped).
 const MAX_ADDRS: usize = 8;
+/// Video packets a session keeps to answer NACKs with (a power of two that divides 2^16,
+/// so a packet's place is its 16-bit sequence number): about 4 s of a 1 Mbit/s stream. Each
+/// entry holds the stream's shared payload, not a copy.
+const HISTORY: usize = 512;
+/// Retransmissions a session may send in a burst (it earns one per video packet it sends).
+const RESEND_BURST: u32 = 128;
+/// How often a session's tracks send a sender report (the receiver's audio-video sync).
+const REPORT_EVERY: Duration = Duration::from_secs(1);
+/// str0m's own report interval: never (its streams send nothing; the reports are ours).
+const NO_REPORTS: Duration = Duration::from_secs(86_400);
 /// Due deadlines handled in one drain at most (a frame's packets are a few; a keyframe's,
 /// tens; a replayed GOP's, hundreds).
 const MAX_CATCH_UP: usize = 1024;
@@ -76,6 +88,8 @@ pub(crate) struct RtcCounters {
     pub(crate) audio_errors: Count,
     pub(crate) keyframe_requests: Count,
     pub(crate) keyframe_answers: Count,
+    pub(crate) nacks: Count,
+    pub(crate) retransmits: Count,
     pub(crate) datagrams_in: Count,
     pub(crate) recv_calls: Count,
     pub(crate) datagrams_out: Count,
@@ -116,6 +130,8 @@ impl RtcCounters {
         ("audio_errors", "counter", "AAC frames that did not decode or encode for WebRTC (skipped), and streams whose audio cannot be (HE-AAC, no libopus)", |c| &c.audio_errors),
         ("keyframe_requests", "counter", "PLI and FIR from WebRTC viewers (never forwarded to a publisher)", |c| &c.keyframe_requests),
         ("keyframe_answers", "counter", "Keyframe requests answered by sending the session its stream's GOP again from the cache (once per keyframe; the others wait for the stream's next keyframe)", |c| &c.keyframe_answers),
+        ("nacks", "counter", "NACKs from WebRTC viewers (each names one or more lost video packets)", |c| &c.nacks),
+        ("retransmits", "counter", "Video packets sent again for a NACK, from the session's history of the stream's shared payloads", |c| &c.retransmits),
         ("datagrams_in", "counter", "UDP datagrams received on the WebRTC socket", |c| &c.datagrams_in),
         ("recv_calls", "counter", "recvmmsg calls that returned datagrams on the WebRTC socket", |c| &c.recv_calls),
         ("datagrams_out", "counter", "UDP datagrams sent from the WebRTC socket", |c| &c.datagrams_out),
@@ -219,12 +235,20 @@ struct StreamRtp {
 struct Track {
     ssrc: Ssrc,
     pt: Pt,
+    /// The extended sequence number of the next packet (its roll-over count above 16 bits).
     next_seq: u64,
     ts_offset: u32,
+    /// RTP clock rate: 90 kHz video, 48 kHz Opus.
+    clock_rate: u32,
+    /// Packets and payload bytes sent, for the sender report.
+    packets: u32,
+    octets: u32,
+    /// The RTP time of the last packet sent and when, for the sender report.
+    last: Option<(u32, Instant)>,
 }
 
 impl Track {
-    fn new(ssrc: Ssrc, pt: Pt) -> Self {
+    fn new(ssrc: Ssrc, pt: Pt, clock_rate: u32) -> Self {
         let random = random_u64();
         Track {
             ssrc,
@@ -232,12 +256,50 @@ impl Track {
             // RTP sequence numbers start at a random point below 2^15 (ROC 0).
             next_seq: random & 0x7fff,
             ts_offset: (random >> 32) as u32,
+            clock_rate,
+            packets: 0,
+            octets: 0,
+            last: None,
         }
     }
+
+    /// The sender report for this track at `now` (`None` before its first packet): its RTP
+    /// clock carried on from the last packet to `now`.
+    fn report(&self, now: Instant, wall: std::time::SystemTime) -> Option<[u8; 28]> {
+        let (time, at) = self.last?;
+        let since = now.saturating_duration_since(at);
+        let ticks = (since.as_micros() * u128::from(self.clock_rate) / 1_000_000) as u32;
+        Some(srtp::sender_report(
+            *self.ssrc,
+            srtp::ntp_time(wall),
+            time.wrapping_add(ticks),
+            self.packets,
+            self.octets,
+        ))
+    }
+}
+
+/// A video packet a session sent, kept to send again when its viewer NACKs it.
+struct Sent {
+    seq: u64,
+    time: u32,
+    marker: bool,
+    payload: Arc<[u8]>,
 }
 
 struct Session {
     rtc: Rtc,
+    /// Where its DTLS leaves the SRTP keys; taken into `protector` at the first packet.
+    keys: srtp::KeySlot,
+    protector: Option<srtp::Protector>,
+    /// The address str0m last sent to (the pair ICE selected): where media goes.
+    remote: Option<SocketAddr>,
+    /// Its last [`HISTORY`] video packets, by sequence number modulo its length.
+    history: Vec<Option<Sent>>,
+    /// When its tracks send their next sender reports.
+    next_report: Instant,
+    /// Retransmissions it may send now (see [`RESEND_BURST`]).
+    resend_budget: u32,
     key: String,
     /// The address we named in the answer: what the client sends to.
     local: SocketAddr,
@@ -369,7 +431,16 @@ impl RtcEndpoint {
             // no decision here (the stream's one bitrate goes to everyone) and its
             // bookkeeping was 8 % of a shard's time at 250 sessions (perf).
             .clear_extension_map()
+            // Our DTLS provider records the SRTP keys: the media goes out from `srtp`, not
+            // through str0m's streams, so str0m sends no reports of them (ours do), and
+            // hands over the RTCP a viewer sends (its NACKs) as raw packets.
+            .set_crypto_provider(srtp::provider())
+            .set_rtcp_report_interval_audio(NO_REPORTS)
+            .set_rtcp_report_interval_video(NO_REPORTS)
+            .enable_raw_packets(true)
             .build(now);
+        let keys = srtp::take_slot()
+            .ok_or_else(|| OfferError::BadOffer("no DTLS instance was made".to_string()))?;
         let candidates: Vec<SocketAddr> = if self.settings.candidates.is_empty() {
             vec![SocketAddr::new(posted_to, self.port)]
         } else {
@@ -395,15 +466,21 @@ impl RtcEndpoint {
                 Err(e) => return Err(bad_offer(e)),
             }
         };
-        let video = track(&mut rtc, sdp, "video", |codec, mode| {
+        let video = track(&mut rtc, sdp, "video", 90_000, |codec, mode| {
             codec == Codec::H264 && mode == Some(1)
         })
         .ok_or(OfferError::NoH264)?;
-        let audio = track(&mut rtc, sdp, "audio", |codec, _| codec == Codec::Opus);
+        let audio = track(&mut rtc, sdp, "audio", 48_000, |codec, _| codec == Codec::Opus);
         let id = SessionId::new(self.me.0, random_u64());
         let ufrag = rtc.direct_api().local_ice_credentials().ufrag;
         let session = Session {
             rtc,
+            keys,
+            protector: None,
+            remote: None,
+            history: Vec::new(),
+            next_report: now,
+            resend_budget: 0,
             key: key.to_string(),
             local: candidates[0],
             ufrag: ufrag.clone(),
@@ -639,65 +716,23 @@ impl RtcEndpoint {
         if !replay.is_empty() {
             self.counters.keyframe_answers.inc();
         }
-        let mut deadline = None;
         let mut wrote = false;
         for u in replay.iter().chain(std::iter::once(unit)) {
-            if let Some(d) = self.send_unit(s, u, now, out) {
-                deadline = d;
-                wrote = true;
-            }
+            wrote |= send_unit(s, u, now, out, &self.counters);
+        }
+        if wrote && now >= s.next_report {
+            s.next_report = now + REPORT_EVERY;
+            send_reports(s, now, out);
         }
         let alive = !s.ended;
         drop(st);
-        if wrote || !alive {
-            self.settle(id, deadline);
+        if !alive {
+            self.settle(id, None);
+        }
+        if wrote {
             self.wake_sender();
         }
         alive
-    }
-
-    /// Writes `unit`'s packets to session `s` with its timestamps: `None` if it took none (an
-    /// audio unit and no audio track, or the session ended), else its next deadline.
-    fn send_unit(
-        &self,
-        s: &mut Session,
-        unit: &RtpUnit,
-        now: Instant,
-        out: &mut VecDeque<(SocketAddr, Vec<u8>)>,
-    ) -> Option<Option<Instant>> {
-        let mut deadline = None;
-        for p in &unit.packets {
-            if s.ended {
-                break;
-            }
-            let (track, source) = if unit.audio {
-                match s.audio.as_mut() {
-                    Some(t) => (t, s.rewind.audio_time(p.rtp_time)),
-                    None => break,
-                }
-            } else {
-                s.last_video = Some(p.rtp_time);
-                (&mut s.video, s.rewind.video_time(p.rtp_time))
-            };
-            let seq: SeqNo = track.next_seq.into();
-            track.next_seq += 1;
-            let time = (source as u32).wrapping_add(track.ts_offset);
-            let (pt, ssrc) = (track.pt, track.ssrc);
-            let mut api = s.rtc.direct_api();
-            let Some(tx) = api.stream_tx(&ssrc) else {
-                s.ended = true;
-                break;
-            };
-            tx.write_rtp(
-                RtpWrite::new(pt, seq, time, now, Arc::clone(&p.payload))
-                    .marker(p.marker)
-                    .nackable(!unit.audio),
-            );
-            self.counters.rtp_packets.inc();
-            // str0m's contract: drain after every mutation.
-            deadline = Some(drain(s, out, &self.counters, now));
-        }
-        deadline
     }
 
     /// After session `id` was driven: its next deadline set, or the session removed if it
@@ -903,6 +938,7 @@ fn track(
     rtc: &mut Rtc,
     sdp: &str,
     kind: &str,
+    clock_rate: u32,
     fits: impl Fn(Codec, Option<u8>) -> bool,
 ) -> Option<Track> {
     let mid = media_mids(sdp, kind)
@@ -919,7 +955,7 @@ fn track(
         })?
         .pt();
     let ssrc = rtc.direct_api().stream_tx_by_mid(mid, None)?.ssrc();
-    Some(Track::new(ssrc, pt))
+    Some(Track::new(ssrc, pt, clock_rate))
 }
 
 /// What session `s`, which asked for a keyframe, is sent again before `unit`: its stream's
@@ -952,6 +988,138 @@ fn replay(s: &mut Session, gop: &[Rc<RtpUnit>], unit: &Rc<RtpUnit>) -> Vec<Rc<Rt
 fn warn_once(why: &str) {
     static SAID: std::sync::Once = std::sync::Once::new();
     SAID.call_once(|| tracing::warn!("WebRTC sessions play video only: {why}"));
+}
+
+/// Session `s`'s SRTP protector, made from its keys at its first packet: `None` before its
+/// DTLS exported them, or (the session then ends) for keys it cannot use.
+fn protector(s: &mut Session) -> Option<&mut srtp::Protector> {
+    if s.protector.is_none() {
+        let keys = s.keys.lock().unwrap_or_else(|e| e.into_inner()).clone()?;
+        match srtp::Protector::new(&keys) {
+            Some(p) => s.protector = Some(p),
+            None => {
+                tracing::warn!("WebRTC session ended: its DTLS agreed on keys we cannot use: {keys:?}");
+                s.ended = true;
+            }
+        }
+    }
+    s.protector.as_mut()
+}
+
+/// Writes `unit`'s packets to session `s` with its timestamps, each one header and one
+/// encryption of the stream's shared payload; its video packets kept for NACKs. `false` if it
+/// took none (not connected yet, an audio unit and no audio track, or the session ended).
+fn send_unit(
+    s: &mut Session,
+    unit: &RtpUnit,
+    now: Instant,
+    out: &mut VecDeque<(SocketAddr, Vec<u8>)>,
+    counters: &RtcCounters,
+) -> bool {
+    if s.ended || !s.connected || (unit.audio && s.audio.is_none()) {
+        return false;
+    }
+    let Some(remote) = s.remote else {
+        return false;
+    };
+    if protector(s).is_none() {
+        return false;
+    }
+    let Session {
+        protector: Some(protector),
+        video,
+        audio,
+        rewind,
+        last_video,
+        history,
+        resend_budget,
+        ..
+    } = s
+    else {
+        return false;
+    };
+    for p in &unit.packets {
+        let (track, source) = match audio.as_mut() {
+            Some(t) if unit.audio => (t, rewind.audio_time(p.rtp_time)),
+            _ => {
+                *last_video = Some(p.rtp_time);
+                (&mut *video, rewind.video_time(p.rtp_time))
+            }
+        };
+        let seq = track.next_seq;
+        track.next_seq += 1;
+        let time = (source as u32).wrapping_add(track.ts_offset);
+        let header = srtp::rtp_header(p.marker, *track.pt, seq as u16, time, *track.ssrc);
+        out.push_back((remote, protector.rtp(&header, &p.payload, (seq >> 16) as u32)));
+        track.packets = track.packets.wrapping_add(1);
+        track.octets = track.octets.wrapping_add(p.payload.len() as u32);
+        track.last = Some((time, now));
+        counters.rtp_packets.inc();
+        if !unit.audio {
+            if history.is_empty() {
+                history.resize_with(HISTORY, || None);
+            }
+            history[seq as usize % HISTORY] = Some(Sent {
+                seq,
+                time,
+                marker: p.marker,
+                payload: Arc::clone(&p.payload),
+            });
+            *resend_budget = (*resend_budget + 1).min(RESEND_BURST);
+        }
+    }
+    true
+}
+
+/// Each of session `s`'s tracks that has sent a packet sends its sender report.
+fn send_reports(s: &mut Session, now: Instant, out: &mut VecDeque<(SocketAddr, Vec<u8>)>) {
+    let (Some(remote), Some(protector)) = (s.remote, s.protector.as_mut()) else {
+        return;
+    };
+    let wall = std::time::SystemTime::now();
+    for track in std::iter::once(&s.video).chain(s.audio.as_ref()) {
+        if let Some(report) = track.report(now, wall) {
+            out.push_back((remote, protector.rtcp(&report)));
+        }
+    }
+}
+
+/// The video packets a NACK names that session `s` still has, sent again as they were (the
+/// same sequence number, so the same SRTP bytes): at most one per video packet it has sent,
+/// in bursts of at most [`RESEND_BURST`], so a viewer's NACKs cannot make it send more than
+/// twice the stream.
+fn resend(
+    s: &mut Session,
+    entries: &ReportList<NackEntry>,
+    out: &mut VecDeque<(SocketAddr, Vec<u8>)>,
+    counters: &RtcCounters,
+) {
+    let (Some(remote), Some(protector)) = (s.remote, s.protector.as_mut()) else {
+        return;
+    };
+    let named = entries.iter().flat_map(|e| {
+        let (pid, blp) = (e.pid, e.blp);
+        std::iter::once(pid).chain(
+            (0..16u16)
+                .filter(move |i| blp >> i & 1 == 1)
+                .map(move |i| pid.wrapping_add(i + 1)),
+        )
+    });
+    for seq in named {
+        if s.resend_budget == 0 {
+            break;
+        }
+        let Some(Some(sent)) = s.history.get(usize::from(seq) % HISTORY) else {
+            continue;
+        };
+        if sent.seq as u16 != seq {
+            continue;
+        }
+        let header = srtp::rtp_header(sent.marker, *s.video.pt, seq, sent.time, *s.video.ssrc);
+        out.push_back((remote, protector.rtp(&header, &sent.payload, (sent.seq >> 16) as u32)));
+        s.resend_budget -= 1;
+        counters.retransmits.inc();
+    }
 }
 
 /// Gives session `s` its timeout at `now`: `false` if str0m refused it (logged) or
@@ -1001,7 +1169,10 @@ fn drain(
                 return (!s.ended).then_some(t);
             }
             Ok(Output::Timeout(t)) => return Some(t),
-            Ok(Output::Transmit(t)) => out.push_back((t.destination, t.contents.into())),
+            Ok(Output::Transmit(t)) => {
+                s.remote = Some(t.destination);
+                out.push_back((t.destination, t.contents.into()));
+            }
             Ok(Output::Event(Event::Connected)) => {
                 s.connected = true;
                 if let Some(w) = s.waiter.take() {
@@ -1018,6 +1189,14 @@ fn drain(
             Ok(Output::Event(Event::KeyframeRequest(_))) => {
                 counters.keyframe_requests.inc();
                 s.rewind.request();
+            }
+            Ok(Output::Event(Event::RawPacket(raw))) => {
+                if let RawPacket::RtcpRx(Rtcp::Nack(nack)) = *raw {
+                    counters.nacks.inc();
+                    if nack.ssrc == s.video.ssrc {
+                        resend(s, &nack.reports, out, counters);
+                    }
+                }
             }
             Ok(Output::Event(_)) => {}
             Err(e) => {
