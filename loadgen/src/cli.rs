@@ -31,6 +31,13 @@ pub struct Args {
     #[arg(long, value_name = "MODE", default_value = "full", value_parser = ["full", "light"])]
     pub verify: String,
 
+    /// WebRTC viewers that decrypt drop every Nth RTP datagram they receive, before their
+    /// client sees it (0: none), and count those dropped (`rtp_dropped`) and those that came
+    /// again later (`rtp_recovered`, the engine's answer to the client's NACK): loss without
+    /// a lossy network, for the retransmission test.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub webrtc_drop_every: u64,
+
     /// Number of streams; viewers spread over them.
     #[arg(long, value_name = "S", default_value_t = 1)]
     pub streams: usize,

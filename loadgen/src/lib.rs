@@ -206,6 +206,7 @@ fn worker(
         clock,
         warmup_us: plan.args.warmup.as_micros() as u64,
         light: plan.args.verify == "light",
+        webrtc_drop_every: plan.args.webrtc_drop_every,
         errors_here: Default::default(),
     };
     let threads = plan.cpus.len();

@@ -139,6 +139,8 @@ pub struct Ctx {
     pub warmup_us: u64,
     /// `--verify light`: HLS segment bodies past the checked prefix are discarded unread.
     pub light: bool,
+    /// `--webrtc-drop-every`.
+    pub webrtc_drop_every: u64,
     /// Errors counted through this context: each viewer task has its own copy, so this is
     /// that viewer's (see [`Ctx::viewer_done`]).
     pub errors_here: std::cell::Cell<u64>,

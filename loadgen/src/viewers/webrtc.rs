@@ -198,6 +198,9 @@ pub async fn webrtc_viewer(ctx: Ctx, addr: SocketAddr, app: String, stream: Stri
     let mut connected = false;
     let mut readable = false;
     let mut sequences: std::collections::HashMap<u32, Sequence> = Default::default();
+    // `--webrtc-drop-every`: the RTP datagrams seen, and those dropped not yet seen again.
+    let mut rtp_seen = 0u64;
+    let mut dropped: std::collections::HashSet<(u32, u16)> = Default::default();
     let mut buf = vec![0u8; 2048];
     'run: loop {
         let deadline = loop {
@@ -248,6 +251,23 @@ pub async fn webrtc_viewer(ctx: Ctx, addr: SocketAddr, app: String, stream: Stri
             match raw.recv_from(&mut buf) {
                 Ok((n, from)) => {
                     readable = true;
+                    if let (true, Some((_, _, seq, ssrc))) = (
+                        connected && decrypt && ctx.webrtc_drop_every > 0,
+                        rtp_header(&buf[..n]),
+                    ) {
+                        if dropped.remove(&(ssrc, seq)) {
+                            ctx.stats.borrow_mut().count("rtp_recovered", 1);
+                        } else {
+                            rtp_seen += 1;
+                            if rtp_seen.is_multiple_of(ctx.webrtc_drop_every)
+                                && dropped.len() < 1024
+                            {
+                                dropped.insert((ssrc, seq));
+                                ctx.stats.borrow_mut().count("rtp_dropped", 1);
+                                continue;
+                            }
+                        }
+                    }
                     let media = rtp_header(&buf[..n]).filter(|_| connected && !decrypt);
                     let Some((pt, marker, seq, ssrc)) = media else {
                         break match Receive::new(Protocol::Udp, from, local, &buf[..n]) {

@@ -597,6 +597,52 @@ fn loadgen_light_whep_viewers_count_frames_by_their_headers() {
     );
 }
 
+/// A viewer that loses video packets NACKs them, and the engine sends them again from the
+/// session's history: loadgen's viewers drop every 40th RTP datagram before their client
+/// sees it, and most of those dropped come again (the last few of the run may not have been
+/// asked for yet); the engine counted the NACKs and its retransmissions.
+#[test]
+fn a_nacked_video_packet_is_sent_again_from_the_history() {
+    let engine = webrtc_engine(&["--webrtc-bframes", "keep"]);
+    let run = whep_loadgen(
+        &engine,
+        "whep-nack",
+        &[
+            "--viewers",
+            "4",
+            "--ramp",
+            "4",
+            "--webrtc-drop-every",
+            "40",
+            "--duration",
+            "8s",
+        ],
+    );
+    let (c, report) = loadgen_counters(run);
+    assert_eq!(c["viewers_with_media"], 4, "{report}");
+    let dropped = c["rtp_dropped"].as_u64().unwrap_or(0);
+    let recovered = c["rtp_recovered"].as_u64().unwrap_or(0);
+    // 4 viewers, about 100 datagrams a second each, for several seconds.
+    assert!(dropped >= 20, "{dropped} dropped: {report}");
+    // Audio is not retransmitted (no NACK for it): about a third of the drops are audio.
+    assert!(
+        recovered * 3 >= dropped,
+        "{recovered} of {dropped} recovered: {report}"
+    );
+    let m = engine.metrics();
+    eprintln!(
+        "dropped {dropped}, recovered {recovered}; the engine: {} NACKs, {} retransmits",
+        m.sum("webrtc_nacks"),
+        m.sum("webrtc_retransmits")
+    );
+    assert!(m.sum("webrtc_nacks") > 0, "no NACKs counted");
+    assert!(
+        m.sum("webrtc_retransmits") >= recovered,
+        "{} retransmits, {recovered} recovered",
+        m.sum("webrtc_retransmits")
+    );
+}
+
 /// At an edge, WHEP viewers of a pulled stream share the one pull per machine: ten loadgen
 /// WHEP viewers and an aiortc one at a two-shard edge in front of an engine origin, one
 /// upstream pull, and the aiortc viewer's pictures are the source's.

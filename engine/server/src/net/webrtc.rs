@@ -3,12 +3,13 @@
 //! datagrams and `now` in, datagrams and a deadline out), and the H.264 RTP payloads of the
 //! streams they play, made once per stream on this shard and shared by its sessions.
 //!
-//! Owns: answering an offer (ICE-lite, DTLS and SRTP are str0m's), telling which session a
-//! datagram is for (by its source address once ICE has checked it), the sessions' deadlines
-//! on the shard's one timer through `arm`, writing an access unit's payloads to a session
-//! (only SRTP protection is per session: every session's packets hold the same
-//! reference-counted payloads, and so does str0m's retransmission history), sending what the
-//! sessions produce in batches (`sendmmsg`), and the `edge_webrtc_*` counters.
+//! Owns: answering an offer (ICE-lite, DTLS and the RTCP viewers send are str0m's), telling
+//! which session a datagram is for (by its source address once ICE has checked it), the
+//! sessions' deadlines on the shard's one timer through `arm`, writing an access unit's
+//! payloads to a session (its RTP header and SRTP are ours, in `srtp`, per session; the
+//! payloads are the stream's, shared, and so is what each session keeps to answer NACKs),
+//! its sender reports, sending what the sessions produce in batches (`sendmmsg`), and the
+//! `edge_webrtc_*` counters.
 //!
 //! Must not: block the shard (a full socket waits in the send task), decide who may play
 //! (the HTTP layer authorises an offer before it gets here), know the viewer's queue (the
@@ -470,7 +471,9 @@ impl RtcEndpoint {
             codec == Codec::H264 && mode == Some(1)
         })
         .ok_or(OfferError::NoH264)?;
-        let audio = track(&mut rtc, sdp, "audio", 48_000, |codec, _| codec == Codec::Opus);
+        let audio = track(&mut rtc, sdp, "audio", 48_000, |codec, _| {
+            codec == Codec::Opus
+        });
         let id = SessionId::new(self.me.0, random_u64());
         let ufrag = rtc.direct_api().local_ice_credentials().ufrag;
         let session = Session {
@@ -998,7 +1001,9 @@ fn protector(s: &mut Session) -> Option<&mut srtp::Protector> {
         match srtp::Protector::new(&keys) {
             Some(p) => s.protector = Some(p),
             None => {
-                tracing::warn!("WebRTC session ended: its DTLS agreed on keys we cannot use: {keys:?}");
+                tracing::warn!(
+                    "WebRTC session ended: its DTLS agreed on keys we cannot use: {keys:?}"
+                );
                 s.ended = true;
             }
         }
@@ -1050,7 +1055,10 @@ fn send_unit(
         track.next_seq += 1;
         let time = (source as u32).wrapping_add(track.ts_offset);
         let header = srtp::rtp_header(p.marker, *track.pt, seq as u16, time, *track.ssrc);
-        out.push_back((remote, protector.rtp(&header, &p.payload, (seq >> 16) as u32)));
+        out.push_back((
+            remote,
+            protector.rtp(&header, &p.payload, (seq >> 16) as u32),
+        ));
         track.packets = track.packets.wrapping_add(1);
         track.octets = track.octets.wrapping_add(p.payload.len() as u32);
         track.last = Some((time, now));
@@ -1116,7 +1124,10 @@ fn resend(
             continue;
         }
         let header = srtp::rtp_header(sent.marker, *s.video.pt, seq, sent.time, *s.video.ssrc);
-        out.push_back((remote, protector.rtp(&header, &sent.payload, (sent.seq >> 16) as u32)));
+        out.push_back((
+            remote,
+            protector.rtp(&header, &sent.payload, (sent.seq >> 16) as u32),
+        ));
         s.resend_budget -= 1;
         counters.retransmits.inc();
     }
