@@ -12,7 +12,7 @@
 #
 # Usage: bench/peers/webrtc.sh [--viewers N] [--seconds N] [--counts "250 500 1000 2000"]
 #                              [--no-latency] [--bin DIR] [--light] [--steady]
-#                              [--engine-args "ARGS"] [--veth]
+#                              [--engine-args "ARGS"] [--veth] [--source FLV]
 # --no-latency skips table 1; --bin DIR runs the edge-engine and loadgen in DIR instead of
 # building this checkout's (two builds side by side: run it once with each, alternating);
 # --light runs table 2's viewers with loadgen's `--verify light` (nine in ten read only the
@@ -20,6 +20,7 @@
 # --steady adds the engine's CPU from 12 s to 22 s of each table-2 run (every viewer has
 # joined by then at 200 arrivals a second up to 2,000; needs --seconds 17 or more);
 # --engine-args adds ARGS to the engine's (e.g. "--webrtc-audio-frame-ms 60");
+# --source FLV publishes FLV (looped) instead of the 600k rendition (e.g. a 1 Mbit/s one);
 # --veth (root) runs table 2 with loadgen in a network namespace behind a veth pair whose
 # receive side is steered (RPS) to loadgen's CPU: the viewers' receive path (delivery into
 # their sockets, their wake-ups) then runs on CPU 1, as it would on other machines behind a
@@ -31,7 +32,7 @@
 # pair it removes at exit).
 set -euo pipefail
 
-viewers=40 seconds=15 counts="250 500 1000 2000" latency=1 bin="" verify=full steady=0 extra_args="" veth=0
+viewers=40 seconds=15 counts="250 500 1000 2000" latency=1 bin="" verify=full steady=0 extra_args="" veth=0 source=""
 while (($#)); do
     case "$1" in
         --viewers) viewers=$2; shift 2 ;;
@@ -43,12 +44,18 @@ while (($#)); do
         --steady) steady=1; shift ;;
         --engine-args) extra_args=$2; shift 2 ;;
         --veth) veth=1; shift ;;
+        --source) source=$2; shift 2 ;;
         -h | --help) sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "unknown argument: $1" >&2; exit 2 ;;
     esac
 done
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
+if [ -n "$source" ]; then
+    media=(--source "$(realpath "$source")")
+else
+    media=(--bitrate 600k)
+fi
 work=$(mktemp -d "${TMPDIR:-/tmp}/edge-webrtc.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 if [ -z "$bin" ]; then
@@ -60,7 +67,7 @@ engine_args="--cores 1 --cpu-list 0 --webrtc-udp 127.0.0.1:0 --webrtc-bframes ke
 run() { # label protocol viewers [verify] -> the run's JSON file
     local json="$work/$1.json"
     "$bin/loadgen" --spawn --engine-args "$engine_args" --cores 1 --cpu-list 1 --publish \
-        --bitrate 600k --viewers "$3" --protocol "$2" --duration "${seconds}s" --warmup 5s \
+        "${media[@]}" --viewers "$3" --protocol "$2" --duration "${seconds}s" --warmup 5s \
         --verify "${4:-full}" \
         --ramp 200 --json "$json" >"$work/$1.log" 2>&1 &
     local loadgen=$! steady_cpu=""
@@ -114,7 +121,7 @@ run_veth() { # label viewers verify -> the run's JSON file
     done
     ip netns exec "$ns" "$bin/loadgen" --target rtmp://10.251.0.1:19351 \
         --target http://10.251.0.1:18081 --cores 1 --cpu-list 1 --publish \
-        --bitrate 600k --viewers "$2" --protocol webrtc --duration "${seconds}s" --warmup 5s \
+        "${media[@]}" --viewers "$2" --protocol webrtc --duration "${seconds}s" --warmup 5s \
         --verify "$3" --ramp 200 --json "$json" >"$work/$1.log" 2>&1 &
     local loadgen=$!
     hz=$(getconf CLK_TCK)
