@@ -293,7 +293,8 @@ struct Session {
     /// Where its DTLS leaves the SRTP keys; taken into `protector` at the first packet.
     keys: srtp::KeySlot,
     protector: Option<srtp::Protector>,
-    /// The address str0m last sent to (the pair ICE selected): where media goes.
+    /// Where media goes: the address str0m last sent DTLS to (the pair ICE nominated), then
+    /// the address the viewer's RTCP last came from.
     remote: Option<SocketAddr>,
     /// Its last [`HISTORY`] video packets, by sequence number modulo its length.
     history: Vec<Option<Sent>>,
@@ -867,6 +868,12 @@ impl RtcEndpoint {
                 s.ended = true;
             }
         }
+        // The viewer's RTCP (its receiver reports, NACKs: first byte 128–191) comes over the
+        // pair it selected; media follows it there (a path that changed, a NAT rebinding).
+        // Only an address ICE checked for this session gets here with anything but STUN.
+        if s.connected && !s.ended && data.first().is_some_and(|b| (128..192).contains(b)) {
+            s.remote = Some(from);
+        }
         let was_connected = s.connected;
         let deadline = if s.ended {
             None
@@ -1181,7 +1188,11 @@ fn drain(
             }
             Ok(Output::Timeout(t)) => return Some(t),
             Ok(Output::Transmit(t)) => {
-                s.remote = Some(t.destination);
+                // str0m sends DTLS (and RTCP) to the pair ICE nominated, STUN answers to
+                // wherever a check came from: only the first say where media goes.
+                if t.contents.first().is_some_and(|&b| b >= 20) {
+                    s.remote = Some(t.destination);
+                }
                 out.push_back((t.destination, t.contents.into()));
             }
             Ok(Output::Event(Event::Connected)) => {
