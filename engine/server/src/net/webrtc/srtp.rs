@@ -198,9 +198,9 @@ enum Cipher {
         auth: [u8; 20],
         salt: [u8; 14],
     },
-    /// AEAD_AES_128_GCM or AEAD_AES_256_GCM (RFC 7714), by ring: its AES-GCM is about
-    /// twice as fast as RustCrypto's here (AES-NI and carry-less multiply in assembly),
-    /// and a packet is sealed in place.
+    /// AEAD_AES_128_GCM or AEAD_AES_256_GCM (RFC 7714), by ring (AES-NI and carry-less
+    /// multiply in assembly), a packet sealed in place: in perf at 800-1,000 viewers,
+    /// AES-GCM was 12 % of the engine's samples with RustCrypto's and 7 % with ring's.
     Gcm {
         /// Its key schedule (about 550 bytes), boxed: a session holds two.
         key: Box<LessSafeKey>,
