@@ -64,6 +64,14 @@ if [ -z "$bin" ]; then
 fi
 engine_args="--cores 1 --cpu-list 0 --webrtc-udp 127.0.0.1:0 --webrtc-bframes keep${extra_args:+ $extra_args}"
 
+ticks() { # PID -> its user and system ticks so far (/proc/PID/stat fields 14 and 15)
+    awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0
+}
+
+busy() { # TICKS0 TICKS1 -> the share of a core they make over 10 s
+    python3 -c "print('%.1f %%' % (100.0 * ($2 - $1) / $(getconf CLK_TCK) / 10))"
+}
+
 run() { # label protocol viewers [verify] -> the run's JSON file
     local json="$work/$1.json"
     "$bin/loadgen" --spawn --engine-args "$engine_args" --cores 1 --cpu-list 1 --publish \
@@ -72,15 +80,14 @@ run() { # label protocol viewers [verify] -> the run's JSON file
         --ramp 200 --json "$json" >"$work/$1.log" 2>&1 &
     local loadgen=$! steady_cpu=""
     if ((steady)); then
-        # The engine's user and system ticks (/proc/PID/stat fields 14 and 15) over 10 s.
+        # The engine's CPU over 10 s.
         sleep 12
-        local engine ticks0 ticks1 hz
+        local engine ticks0 ticks1
         engine=$(pgrep -P "$loadgen" -f edge-engine | head -1)
-        hz=$(getconf CLK_TCK)
-        ticks0=$(awk '{print $14 + $15}' "/proc/$engine/stat" 2>/dev/null || echo 0)
+        ticks0=$(ticks "$engine")
         sleep 10
-        ticks1=$(awk '{print $14 + $15}' "/proc/$engine/stat" 2>/dev/null || echo 0)
-        steady_cpu=$(python3 -c "print('%.1f %%' % (100.0 * ($ticks1 - $ticks0) / $hz / 10))")
+        ticks1=$(ticks "$engine")
+        steady_cpu=$(busy "$ticks0" "$ticks1")
     fi
     wait "$loadgen" || true
     echo "$steady_cpu" >"$json.steady"
@@ -110,7 +117,7 @@ datagrams_out() { # the engine's WebRTC datagrams sent so far
 }
 
 run_veth() { # label viewers verify -> the run's JSON file
-    local json="$work/$1.json" engine steady_cpu ticks0 ticks1 hz eargs
+    local json="$work/$1.json" engine steady_cpu ticks0 ticks1 eargs
     read -r -a eargs <<<"$engine_args"
     "$bin/edge-engine" "${eargs[@]}" --rtmp 10.251.0.1:19351 --http 10.251.0.1:18081 \
         --webrtc-udp 10.251.0.1:0 >"$work/$1.engine.log" 2>&1 &
@@ -124,16 +131,15 @@ run_veth() { # label viewers verify -> the run's JSON file
         "${media[@]}" --viewers "$2" --protocol webrtc --duration "${seconds}s" --warmup 5s \
         --verify "$3" --ramp 200 --json "$json" >"$work/$1.log" 2>&1 &
     local loadgen=$!
-    hz=$(getconf CLK_TCK)
     local out0 out1
     sleep 12
-    ticks0=$(awk '{print $14 + $15}' "/proc/$engine/stat")
+    ticks0=$(ticks "$engine")
     out0=$(datagrams_out)
     sleep 10
-    ticks1=$(awk '{print $14 + $15}' "/proc/$engine/stat")
+    ticks1=$(ticks "$engine")
     out1=$(datagrams_out)
-    steady_cpu=$(python3 -c "print('%.1f %%' % (100.0 * ($ticks1 - $ticks0) / $hz / 10))")
-    python3 -c "print('%d datagrams/s' % (($out1 - $out0) / 10), '%.2f' % (1e6 * ($ticks1 - $ticks0) / $hz / max(1, $out1 - $out0)))" \
+    steady_cpu=$(busy "$ticks0" "$ticks1")
+    python3 -c "print('%d datagrams/s' % (($out1 - $out0) / 10), '%.2f' % (1e6 * ($ticks1 - $ticks0) / $(getconf CLK_TCK) / max(1, $out1 - $out0)))" \
         >"$json.sent"
     wait "$loadgen" || true
     kill -9 "$engine" 2>/dev/null; wait "$engine" 2>/dev/null || true

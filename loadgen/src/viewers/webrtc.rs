@@ -251,10 +251,10 @@ pub async fn webrtc_viewer(ctx: Ctx, addr: SocketAddr, app: String, stream: Stri
             match raw.recv_from(&mut buf) {
                 Ok((n, from)) => {
                     readable = true;
-                    if let (true, Some((_, _, seq, ssrc))) = (
-                        connected && decrypt && ctx.webrtc_drop_every > 0,
-                        rtp_header(&buf[..n]),
-                    ) {
+                    let header = rtp_header(&buf[..n]).filter(|_| connected);
+                    if let (true, Some((_, _, seq, ssrc))) =
+                        (decrypt && ctx.webrtc_drop_every > 0, header)
+                    {
                         if dropped.remove(&(ssrc, seq)) {
                             ctx.stats.borrow_mut().count("rtp_recovered", 1);
                         } else {
@@ -268,7 +268,7 @@ pub async fn webrtc_viewer(ctx: Ctx, addr: SocketAddr, app: String, stream: Stri
                             }
                         }
                     }
-                    let media = rtp_header(&buf[..n]).filter(|_| connected && !decrypt);
+                    let media = header.filter(|_| !decrypt);
                     let Some((pt, marker, seq, ssrc)) = media else {
                         break match Receive::new(Protocol::Udp, from, local, &buf[..n]) {
                             Ok(r) => rtc.handle_input(Input::Receive(now, r)),

@@ -71,8 +71,7 @@ const RESEND_BURST: u32 = 128;
 const REPORT_EVERY: Duration = Duration::from_secs(1);
 /// str0m's own report interval: never (its streams send nothing; the reports are ours).
 const NO_REPORTS: Duration = Duration::from_secs(86_400);
-/// Due deadlines handled in one drain at most (a frame's packets are a few; a keyframe's,
-/// tens; a replayed GOP's, hundreds).
+/// Due deadlines handled in one drain at most (a bound on a session that keeps coming due).
 const MAX_CATCH_UP: usize = 1024;
 
 /// One shard's WebRTC counters, rendered in `/metrics` as `edge_webrtc_NAME`.
@@ -1004,7 +1003,7 @@ fn warn_once(why: &str) {
 /// DTLS exported them, or (the session then ends) for keys it cannot use.
 fn protector(s: &mut Session) -> Option<&mut srtp::Protector> {
     if s.protector.is_none() {
-        let keys = s.keys.lock().unwrap_or_else(|e| e.into_inner()).clone()?;
+        let keys = s.keys.lock().unwrap_or_else(|e| e.into_inner()).take()?;
         match srtp::Protector::new(&keys) {
             Some(p) => s.protector = Some(p),
             None => {
@@ -1061,11 +1060,8 @@ fn send_unit(
         let seq = track.next_seq;
         track.next_seq += 1;
         let time = (source as u32).wrapping_add(track.ts_offset);
-        let header = srtp::rtp_header(p.marker, *track.pt, seq as u16, time, *track.ssrc);
-        out.push_back((
-            remote,
-            protector.rtp(&header, &p.payload, (seq >> 16) as u32),
-        ));
+        let packet = protector.rtp_packet(p.marker, *track.pt, seq, time, *track.ssrc, &p.payload);
+        out.push_back((remote, packet));
         track.packets = track.packets.wrapping_add(1);
         track.octets = track.octets.wrapping_add(p.payload.len() as u32);
         track.last = Some((time, now));
@@ -1130,11 +1126,10 @@ fn resend(
         if sent.seq as u16 != seq {
             continue;
         }
-        let header = srtp::rtp_header(sent.marker, *s.video.pt, seq, sent.time, *s.video.ssrc);
-        out.push_back((
-            remote,
-            protector.rtp(&header, &sent.payload, (sent.seq >> 16) as u32),
-        ));
+        let (pt, ssrc) = (*s.video.pt, *s.video.ssrc);
+        let packet =
+            protector.rtp_packet(sent.marker, pt, sent.seq, sent.time, ssrc, &sent.payload);
+        out.push_back((remote, packet));
         s.resend_budget -= 1;
         counters.retransmits.inc();
     }
@@ -1161,9 +1156,10 @@ fn feed_timeout(s: &mut Session, now: Instant) -> bool {
 /// events into the session's state. Its next deadline, `None` once it has ended (a panic in
 /// the library ends the session, not the shard).
 ///
-/// A deadline that is already due is handled here and the draining goes on: str0m's pacer
-/// hands out one packet per timeout it is given, so a frame's packets would otherwise each
-/// wait for a round trip through the shard's timer (at most [`MAX_CATCH_UP`] in a row).
+/// A deadline that is already due is handled here and the draining goes on, rather than after
+/// a round trip through the shard's timer (at most [`MAX_CATCH_UP`] in a row). It mattered
+/// when str0m sent the media (its pacer handed out one packet per timeout); its own timers
+/// (DTLS flights, ICE) still come due this way.
 fn drain(
     s: &mut Session,
     out: &mut VecDeque<(SocketAddr, Vec<u8>)>,

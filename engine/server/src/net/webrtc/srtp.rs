@@ -72,13 +72,12 @@ pub(crate) fn provider() -> Arc<CryptoProvider> {
     static PROVIDER: OnceLock<Arc<CryptoProvider>> = OnceLock::new();
     static TAP: OnceLock<Tap> = OnceLock::new();
     Arc::clone(PROVIDER.get_or_init(|| {
-        let base = str0m::crypto::from_feature_flags();
         let tap: &'static Tap = TAP.get_or_init(|| Tap {
-            inner: base.dtls_provider,
+            inner: base().dtls_provider,
         });
         Arc::new(CryptoProvider {
             dtls_provider: tap,
-            ..base
+            ..base().clone()
         })
     }))
 }
@@ -312,9 +311,25 @@ impl Protector {
         })
     }
 
+    /// The SRTP packet of RTP packet `seq` (its extended sequence number: the low 16 bits
+    /// in the header, the roll-over count above them in the packet index): a retransmission
+    /// made from the same values is the same bytes.
+    pub(crate) fn rtp_packet(
+        &mut self,
+        marker: bool,
+        pt: u8,
+        seq: u64,
+        time: u32,
+        ssrc: u32,
+        payload: &[u8],
+    ) -> Vec<u8> {
+        let header = rtp_header(marker, pt, seq as u16, time, ssrc);
+        self.rtp(&header, payload, (seq >> 16) as u32)
+    }
+
     /// An SRTP packet: `header` (12 bytes, no CSRC or extension) and `payload` encrypted
     /// with packet index `roc << 16 | seq` (the sequence number is the header's).
-    pub(crate) fn rtp(&mut self, header: &[u8; 12], payload: &[u8], roc: u32) -> Vec<u8> {
+    fn rtp(&mut self, header: &[u8; 12], payload: &[u8], roc: u32) -> Vec<u8> {
         let ssrc = u32::from_be_bytes([header[8], header[9], header[10], header[11]]);
         let seq = u16::from_be_bytes([header[2], header[3]]);
         match &mut self.rtp {
@@ -379,7 +394,7 @@ impl Protector {
 }
 
 /// An RTP header of version 2 without padding, extension or CSRC.
-pub(crate) fn rtp_header(marker: bool, pt: u8, seq: u16, time: u32, ssrc: u32) -> [u8; 12] {
+fn rtp_header(marker: bool, pt: u8, seq: u16, time: u32, ssrc: u32) -> [u8; 12] {
     let mut h = [0u8; 12];
     h[0] = 0x80;
     h[1] = (u8::from(marker) << 7) | (pt & 0x7f);
